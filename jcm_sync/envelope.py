@@ -1,0 +1,341 @@
+"""DSSE envelopes and Ed25519 keys: how a record becomes evidence.
+
+Why this module exists: a record crossing between two governments must be checkable
+by anyone holding the partnership's trust root, and must stay byte-for-byte what its
+author signed. DSSE (github.com/secure-systems-lab/dsse, protocol.md) gives that
+with the fewest moving parts: the signature covers ``PAE(payloadType, payload)``, so
+the payload type is authenticated and the payload is never canonicalised.
+
+Rules:
+
+1. Verify before parsing: ``open_envelope`` checks only the envelope's own JSON
+   shape; ``verify_envelope`` checks every signature over the PAE of the exact
+   payload bytes before anyone decodes the payload.
+2. Every signature must verify under a known key; an unknown, invalid or duplicate
+   signature refuses the whole envelope ("extra signatures" are not ignored: an
+   envelope is evidence, and evidence with a forged part is not accepted).
+3. A ``keyid`` is a lookup hint, never an authorisation: the signature must verify
+   under the key the trust root holds for that id. Authority (who may sign what) is
+   decided by ``trust.py``, not here.
+4. The record id is SHA-256 of the exact envelope bytes as received or produced;
+   envelopes are stored and forwarded as those bytes, never re-encoded.
+5. One payload type per record kind (``records.payload_type``); a payload whose
+   ``kind`` disagrees with its payload type is refused.
+6. Keys are Ed25519. A key id is the hex SHA-256 of the public key's SPKI DER.
+   Private keys are PKCS#8 PEM (optionally encrypted), public keys SPKI PEM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Final, NewType
+
+import msgspec
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from jcm_sync.errors import (
+    EnvelopeFormatError,
+    KeyFormatError,
+    SignatureError,
+    UnknownKeyError,
+)
+from jcm_sync.records import Record, decode_record, encode_record, kind_of_payload_type
+
+KeyId = NewType("KeyId", str)
+
+MAX_ENVELOPE_BYTES: Final = 1 << 20
+"""Largest envelope accepted; a JCM record is a few kilobytes."""
+
+MAX_SIGNATURES: Final = 16
+
+
+# --- PAE --------------------------------------------------------------------------
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 Pre-Authentication Encoding.
+
+    ``"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body``, lengths as ASCII decimal
+    of the byte length, no leading zeros (DSSE protocol.md).
+    """
+    ptype = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(ptype), ptype, len(payload), payload)
+
+
+# --- keys -------------------------------------------------------------------------
+
+
+def key_id_of(public: ed25519.Ed25519PublicKey) -> KeyId:
+    """Hex SHA-256 of the key's SubjectPublicKeyInfo DER."""
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyId(hashlib.sha256(der).hexdigest())
+
+
+@dataclass(frozen=True, eq=False)
+class PublicKey:
+    """An Ed25519 public key with its key id."""
+
+    key: ed25519.Ed25519PublicKey
+
+    @cached_property
+    def key_id(self) -> KeyId:
+        return key_id_of(self.key)
+
+    @cached_property
+    def raw(self) -> bytes:
+        return self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def pem(self) -> bytes:
+        return self.key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        try:
+            self.key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> PublicKey:
+        if len(raw) != 32:
+            raise KeyFormatError(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+        return cls(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, where: str | None = None) -> PublicKey:
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise KeyFormatError(f"not a PEM public key ({exc})", where=where) from None
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise KeyFormatError(
+                f"expected an Ed25519 key, got {type(key).__name__}", where=where
+            )
+        return cls(key)
+
+
+@dataclass(frozen=True, eq=False)
+class PrivateKey:
+    """An Ed25519 private key; signs bytes."""
+
+    key: ed25519.Ed25519PrivateKey
+
+    @cached_property
+    def public(self) -> PublicKey:
+        return PublicKey(self.key.public_key())
+
+    @property
+    def key_id(self) -> KeyId:
+        return self.public.key_id
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message)
+
+    @classmethod
+    def generate(cls) -> PrivateKey:
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> PrivateKey:
+        if len(seed) != 32:
+            raise KeyFormatError(f"an Ed25519 seed is 32 bytes, not {len(seed)}")
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+    def pem(self, passphrase: bytes | None = None) -> bytes:
+        algo: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algo
+        )
+
+    @classmethod
+    def from_pem(
+        cls, data: bytes, passphrase: bytes | None = None, *, where: str | None = None
+    ) -> PrivateKey:
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase)
+        except TypeError as exc:
+            # cryptography says TypeError for a missing or unexpected passphrase
+            raise KeyFormatError(f"passphrase problem: {exc}", where=where) from None
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise KeyFormatError(
+                f"not a PKCS#8 PEM private key, or wrong passphrase ({exc})", where=where
+            ) from None
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise KeyFormatError(
+                f"expected an Ed25519 key, got {type(key).__name__}", where=where
+            )
+        return cls(key)
+
+
+# --- envelopes --------------------------------------------------------------------
+
+
+class Signature(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    keyid: str
+    sig: bytes
+
+
+class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """The DSSE JSON envelope; bytes fields travel as standard base64."""
+
+    payload: bytes
+    payloadType: str  # noqa: N815 - the DSSE wire name
+    signatures: tuple[Signature, ...]
+
+
+_env_encoder = msgspec.json.Encoder()
+_env_decoder = msgspec.json.Decoder(Envelope)
+
+
+def record_id(envelope_bytes: bytes) -> str:
+    """The record id: hex SHA-256 of the exact envelope bytes."""
+    return hashlib.sha256(envelope_bytes).hexdigest()
+
+
+def sign_payload(payload_type: str, payload: bytes, keys: Sequence[PrivateKey]) -> bytes:
+    """Sign ``payload`` with every key and return the envelope bytes."""
+    if not keys:
+        raise SignatureError("an envelope needs at least one signature")
+    message = pae(payload_type, payload)
+    sigs = tuple(Signature(keyid=k.key_id, sig=k.sign(message)) for k in keys)
+    return _env_encoder.encode(Envelope(payload=payload, payloadType=payload_type, signatures=sigs))
+
+
+def sign_record(record: Record, keys: Sequence[PrivateKey]) -> bytes:
+    """Encode one of our own records and sign it into an envelope."""
+    from jcm_sync.records import payload_type
+
+    return sign_payload(payload_type(record.kind), encode_record(record), keys)
+
+
+def add_signature(envelope_bytes: bytes, key: PrivateKey) -> bytes:
+    """Countersign an envelope: a new envelope (and record id) with one more signature.
+
+    The payload bytes are kept exactly; only the signature list grows.
+    """
+    env = open_envelope(envelope_bytes)
+    if any(s.keyid == key.key_id for s in env.signatures):
+        raise SignatureError(f"key {key.key_id[:16]} has already signed this envelope")
+    sig = Signature(keyid=key.key_id, sig=key.sign(pae(env.payloadType, env.payload)))
+    return _env_encoder.encode(
+        Envelope(payload=env.payload, payloadType=env.payloadType, signatures=(*env.signatures, sig))
+    )
+
+
+def open_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
+    """Check the envelope's JSON shape only; its payload is not parsed here."""
+    if len(data) > max_bytes:
+        raise EnvelopeFormatError(f"envelope is {len(data)} bytes, over the {max_bytes} limit")
+    try:
+        env = _env_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise EnvelopeFormatError(f"not a DSSE envelope: {exc}", where="envelope") from None
+    except msgspec.DecodeError as exc:
+        raise EnvelopeFormatError(f"envelope is not valid JSON: {exc}", where="envelope") from None
+    if not env.signatures:
+        raise EnvelopeFormatError("envelope is unsigned: no signatures", where="signatures")
+    if len(env.signatures) > MAX_SIGNATURES:
+        raise EnvelopeFormatError(
+            f"{len(env.signatures)} signatures, over the {MAX_SIGNATURES} limit",
+            where="signatures",
+        )
+    return env
+
+
+@dataclass(frozen=True)
+class VerifiedEnvelope:
+    """An envelope whose every signature verified; the payload is not yet trusted
+    for authority (see ``trust.py``)."""
+
+    raw: bytes
+    envelope: Envelope
+    signers: tuple[PublicKey, ...]
+
+    @cached_property
+    def record_id(self) -> str:
+        return record_id(self.raw)
+
+    @property
+    def payload_type(self) -> str:
+        return self.envelope.payloadType
+
+    @property
+    def payload(self) -> bytes:
+        return self.envelope.payload
+
+    @property
+    def signer_ids(self) -> tuple[KeyId, ...]:
+        return tuple(k.key_id for k in self.signers)
+
+    @cached_property
+    def kind(self) -> str:
+        kind = kind_of_payload_type(self.envelope.payloadType)
+        if kind is None:
+            raise EnvelopeFormatError(
+                f"payload type {self.envelope.payloadType!r} is not a jcm-sync record type",
+                where="payloadType",
+            )
+        return kind
+
+    def record(self) -> Record:
+        """Decode the payload as the kind its payload type names."""
+        return decode_record(self.envelope.payload, self.kind)
+
+
+def verify_envelope(
+    data: bytes,
+    keys: Mapping[str, PublicKey] | Iterable[PublicKey],
+    *,
+    max_bytes: int = MAX_ENVELOPE_BYTES,
+) -> VerifiedEnvelope:
+    """Verify every signature of an envelope against known keys (rules 1-3).
+
+    ``keys`` maps key id to key (or is an iterable of keys). Raises
+    ``EnvelopeFormatError`` for a malformed envelope, ``UnknownKeyError`` when a
+    signature matches no known key, ``SignatureError`` when it does not verify or
+    when one key signed twice.
+    """
+    env = open_envelope(data, max_bytes=max_bytes)
+    by_id = dict(keys) if isinstance(keys, Mapping) else {k.key_id: k for k in keys}
+    message = pae(env.payloadType, env.payload)
+    signers: list[PublicKey] = []
+    for n, s in enumerate(env.signatures):
+        where = f"signatures[{n}]"
+        key = by_id.get(s.keyid)
+        if key is None:
+            # the key id is only a hint: an empty or foreign hint may still name a
+            # known key, so try them all before calling the signer unknown
+            key = next((k for k in by_id.values() if k.verify(s.sig, message)), None)
+            if key is None:
+                raise UnknownKeyError(
+                    f"signature by key {s.keyid[:16] or '(no key id)'} matches no trusted key",
+                    where=where,
+                )
+        elif not key.verify(s.sig, message):
+            raise SignatureError(
+                f"signature by key {s.keyid[:16]} does not verify over this payload",
+                where=where,
+            )
+        if key in signers:
+            raise SignatureError(f"key {key.key_id[:16]} signed twice", where=where)
+        signers.append(key)
+    return VerifiedEnvelope(raw=data, envelope=env, signers=tuple(signers))

@@ -1,0 +1,507 @@
+"""The JCM records two sovereign registries exchange, as frozen msgspec Structs.
+
+Why this module exists: every record that crosses between Japan's registry and a
+partner secretariat is evidence, so its shape is fixed here once, validated on every
+decode, and encoded the same way on every node.
+
+Rules (DESIGN §2):
+
+1. Every record names its ``partnership`` (``JP-MN``), its ``author`` node (``JP`` or
+   the partner's ISO 3166-1 alpha-2 code), the time it was ``created`` (with a time
+   zone; trust uses it to refuse signatures made after a key's revocation) and, for a
+   new version, the record id it ``supersedes``. A record never changes.
+2. The kinds form a tagged union on ``kind``; each kind travels with its own DSSE
+   payload type (``application/vnd.jcm-sync.<kind>+json``).
+3. Identifiers match the patterns of DESIGN §2; amounts are whole, non-negative
+   integers within ±(2^53-1); dates are ISO 8601; a monitoring period starts on or
+   before its end; a serial block's quantity equals its span.
+4. Decoding from the wire tolerates unknown fields (schema evolution); every other
+   invalid field is refused with a ``RecordError`` whose ``where`` names the field.
+5. Our own payloads are encoded with sorted keys and no floats, so two nodes encoding
+   the same record produce the same bytes. A peer's bytes are never re-encoded: the
+   envelope keeps what was received.
+
+Serial numbers are the issuing registry's own strings, stored verbatim. Their format
+is not public (docs/adr/0002-serial-blocks.md), so a block's span is defined on the
+one thing every registry format we know shares: a common prefix followed by a
+decimal unit number. ``JP-ID001-2016-000001`` to ``JP-ID001-2016-000027`` spans 27.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Final, Literal, NewType
+
+import msgspec
+
+from jcm_sync.errors import RecordError
+
+# --- identifier types -------------------------------------------------------------
+
+MAX_SAFE_INT: Final = 2**53 - 1
+
+NodeId = NewType("NodeId", str)
+PartnershipId = NewType("PartnershipId", str)
+ProjectId = NewType("ProjectId", str)
+MethodologyId = NewType("MethodologyId", str)
+RecordId = NewType("RecordId", str)
+
+NODE_RE: Final = r"^[A-Z]{2}$"
+PARTNERSHIP_RE: Final = r"^JP-[A-Z]{2}$"
+PROJECT_RE: Final = r"^[A-Z]{2}(\d{3}|_PIN\d{3})$"
+METHODOLOGY_RE: Final = r"^[A-Z]{2}_(AM|PM)\d{3}$"
+PROPOSED_METHODOLOGY_RE: Final = r"^[A-Z]{2}_PM\d{3}$"
+VERSION_RE: Final = r"^ver\d{2}\.\d$"
+RECORD_ID_RE: Final = r"^[0-9a-f]{64}$"
+LOCAL_ID_RE: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
+SERIAL_RE: Final = r"^[\x21-\x7e]{1,128}$"
+
+Node = Annotated[str, msgspec.Meta(pattern=NODE_RE, description="ISO 3166-1 alpha-2 or JP")]
+Partnership = Annotated[str, msgspec.Meta(pattern=PARTNERSHIP_RE)]
+Project = Annotated[str, msgspec.Meta(pattern=PROJECT_RE)]
+Methodology_ = Annotated[str, msgspec.Meta(pattern=METHODOLOGY_RE)]
+ProposedMethodology = Annotated[str, msgspec.Meta(pattern=PROPOSED_METHODOLOGY_RE)]
+Version = Annotated[str, msgspec.Meta(pattern=VERSION_RE)]
+RecordRef = Annotated[str, msgspec.Meta(pattern=RECORD_ID_RE)]
+LocalId = Annotated[str, msgspec.Meta(pattern=LOCAL_ID_RE)]
+Serial = Annotated[str, msgspec.Meta(pattern=SERIAL_RE)]
+Amount = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+Year = Annotated[int, msgspec.Meta(ge=1990, le=2200)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Text = Annotated[str, msgspec.Meta(max_length=4000)]
+Created = Annotated[datetime, msgspec.Meta(tz=True)]
+
+AccountType = Literal["government_holding", "participant_holding", "cancellation", "retirement"]
+Purpose = Literal["ndc", "oimp", "other"]
+
+JC_KINDS: Final = frozenset({"methodology", "project", "issuance_decision"})
+"""Joint Committee records: effective only with both secretariats' signatures."""
+
+
+# --- shared parts -----------------------------------------------------------------
+
+
+class Period(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """A monitoring period, inclusive at both ends; it may straddle calendar years."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise ValueError(f"monitoring period starts {self.start} after it ends {self.end}")
+
+    def years(self) -> list[int]:
+        """Return the calendar years (Article 6.2 vintages) the period touches."""
+        return list(range(self.start.year, self.end.year + 1))
+
+
+_SERIAL_TAIL = re.compile(r"^(.*?)(\d+)$")
+
+
+def serial_parts(serial: str) -> tuple[str, int]:
+    """Split a registry serial into (prefix, unit number); ValueError if it has none."""
+    m = _SERIAL_TAIL.match(serial)
+    if m is None:
+        raise ValueError(f"serial {serial!r} does not end in a decimal unit number")
+    return m.group(1), int(m.group(2))
+
+
+class SerialBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """A contiguous block of credits in one registry: start and end inclusive."""
+
+    start: Serial
+    end: Serial
+    quantity: Amount
+    vintage: Year | None = None
+
+    def __post_init__(self) -> None:
+        lo_prefix, lo = serial_parts(self.start)
+        hi_prefix, hi = serial_parts(self.end)
+        if lo_prefix != hi_prefix:
+            raise ValueError(f"start {self.start!r} and end {self.end!r} differ in prefix")
+        if hi < lo:
+            raise ValueError(f"end {self.end!r} is before start {self.start!r}")
+        span = hi - lo + 1
+        if span != self.quantity:
+            raise ValueError(f"quantity {self.quantity} is not the block's span {span}")
+
+    @property
+    def prefix(self) -> str:
+        return serial_parts(self.start)[0]
+
+    @property
+    def first(self) -> int:
+        return serial_parts(self.start)[1]
+
+    @property
+    def last(self) -> int:
+        return serial_parts(self.end)[1]
+
+
+class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """An account inside one registry."""
+
+    id: LocalId
+    type: AccountType
+
+
+class Participant(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    side: Node
+
+
+class Allocation(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """A holder's share of a project's credits, in whole percent."""
+
+    holder: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    side: Node
+    percent: Percent
+
+
+class HolderAmount(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """Credits a decision allocates to one holder account on one side."""
+
+    holder: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    account_type: AccountType
+    amount: Amount
+
+
+class SideShare(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """The amount a decision notifies to one side, and how it splits among holders."""
+
+    side: Node
+    notified: Amount
+    allocations: tuple[HolderAmount, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.allocations:
+            total = sum(a.amount for a in self.allocations)
+            if total != self.notified:
+                raise ValueError(
+                    f"allocations of side {self.side} sum to {total}, not {self.notified}"
+                )
+
+
+class DecisionRef(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """Natural key of an issuance decision: project and monitoring period."""
+
+    project_id: Project
+    monitoring_period: Period
+
+
+# --- record kinds -----------------------------------------------------------------
+
+
+class RecordBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Fields every record carries; see rule 1 of the module docstring."""
+
+    partnership: Partnership
+    author: Node
+    created: Created
+    supersedes: RecordRef | None = None
+
+    def __post_init__(self) -> None:
+        partner = self.partnership[3:]
+        if self.author not in ("JP", partner):
+            raise ValueError(
+                f"author {self.author} is neither JP nor the partner {partner} "
+                f"of partnership {self.partnership}"
+            )
+
+    @property
+    def kind(self) -> str:
+        tag = type(self).__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+    @property
+    def partner(self) -> str:
+        return self.partnership[3:]
+
+    def key(self) -> tuple[str, ...]:
+        """Natural key of the record; versions of one record share it."""
+        raise NotImplementedError
+
+
+class MethodologyRecord(RecordBase, frozen=True, tag="methodology"):
+    """A JC methodology, proposed by one secretariat and endorsed by the other."""
+
+    methodology_id: Methodology_
+    version: Version
+    title: Text
+    sectoral_scope: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    status: Literal["proposed", "valid", "inactive"] = "valid"
+    proposed_id: ProposedMethodology | None = None
+    approved_on: date | None = None
+
+    def key(self) -> tuple[str, ...]:
+        return (self.methodology_id, self.version)
+
+
+class ProjectRecord(RecordBase, frozen=True, tag="project"):
+    """JC registration of a project, its status and its credit allocation."""
+
+    project_id: Project
+    title: Text
+    status: Literal["planned", "registered", "withdrawn", "suspended"]
+    methodologies: tuple[Methodology_, ...] = ()
+    participants: tuple[Participant, ...] = ()
+    allocation: tuple[Allocation, ...] = ()
+    registered_on: date | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.allocation and sum(a.percent for a in self.allocation) != 100:
+            raise ValueError("allocation percentages do not sum to 100")
+
+    def key(self) -> tuple[str, ...]:
+        return (self.project_id,)
+
+
+class IssuanceDecisionRecord(RecordBase, frozen=True, tag="issuance_decision"):
+    """The JC's decision for one monitoring period: total notified and each side's share."""
+
+    project_id: Project
+    monitoring_period: Period
+    decided_on: date
+    total_notified: Amount
+    shares: tuple[SideShare, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        sides = [s.side for s in self.shares]
+        if len(set(sides)) != len(sides):
+            raise ValueError("a side appears twice in shares")
+        for side in sides:
+            if side not in ("JP", self.partner):
+                raise ValueError(f"share for {side}, which is not a side of {self.partnership}")
+        total = sum(s.notified for s in self.shares)
+        if total != self.total_notified:
+            raise ValueError(f"shares sum to {total}, not total_notified {self.total_notified}")
+
+    def key(self) -> tuple[str, ...]:
+        mp = self.monitoring_period
+        return (self.project_id, mp.start.isoformat(), mp.end.isoformat())
+
+    def share(self, side: str) -> SideShare | None:
+        return next((s for s in self.shares if s.side == side), None)
+
+
+class IssuanceRecord(RecordBase, frozen=True, tag="issuance"):
+    """Credits one registry issued into its own accounts, under a JC decision."""
+
+    registry: Node
+    issuance_id: LocalId
+    decision: DecisionRef
+    issued_on: date
+    amount: Amount
+    account: Account
+    blocks: tuple[SerialBlock, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_blocks_total(self.blocks, self.amount)
+
+    def key(self) -> tuple[str, ...]:
+        return (self.registry, self.issuance_id)
+
+
+class TransactionRecord(RecordBase, frozen=True, tag="transaction"):
+    """A movement inside one registry: transfer, cancellation or retirement."""
+
+    registry: Node
+    txn_id: LocalId
+    type: Literal["transfer", "cancellation", "retirement"]
+    executed_on: date
+    source: Account
+    destination: Account
+    amount: Amount
+    blocks: tuple[SerialBlock, ...] = ()
+    purpose: Purpose | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_blocks_total(self.blocks, self.amount)
+        wanted = {"cancellation": "cancellation", "retirement": "retirement"}.get(self.type)
+        if wanted is not None and self.destination.type != wanted:
+            raise ValueError(f"a {self.type} must go to a {wanted} account")
+
+    def key(self) -> tuple[str, ...]:
+        return (self.registry, self.txn_id)
+
+
+class AuthorizationRecord(RecordBase, frozen=True, tag="authorization"):
+    """An Article 6.2 authorization by one Party: scope, purposes and cap."""
+
+    party: Node
+    authorization_id: LocalId
+    cooperative_approach: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    authorized_on: date
+    cap: Amount
+    purposes: tuple[Purpose, ...]
+    projects: tuple[Project, ...] = ()
+    vintages: tuple[Year, ...] = ()
+
+    def key(self) -> tuple[str, ...]:
+        return (self.party, self.authorization_id)
+
+
+class ItmoActionRecord(RecordBase, frozen=True, tag="itmo_action"):
+    """An Article 6.2 action recorded by the Party whose registry holds it (AEF)."""
+
+    party: Node
+    action_id: LocalId
+    action: Literal["first_transfer", "transfer", "acquisition", "use", "voluntary_cancellation"]
+    occurred_on: date
+    authorization_id: LocalId
+    project_id: Project
+    vintage: Year
+    quantity: Amount
+    purpose: Purpose | None = None
+    transferring_party: Node | None = None
+    acquiring_party: Node | None = None
+    blocks: tuple[SerialBlock, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_blocks_total(self.blocks, self.quantity)
+
+    def key(self) -> tuple[str, ...]:
+        return (self.party, self.action_id)
+
+
+class EndorsementRecord(RecordBase, frozen=True, tag="endorsement"):
+    """The other secretariat's countersignature of a JC record, by its record id."""
+
+    endorses: RecordRef
+    endorsed_kind: Literal["methodology", "project", "issuance_decision"]
+    note: Text = ""
+
+    def key(self) -> tuple[str, ...]:
+        return (self.endorses,)
+
+
+class ResolutionRecord(RecordBase, frozen=True, tag="resolution"):
+    """How one side explains or corrects a reconciliation discrepancy."""
+
+    discrepancy_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16,64}$")]
+    action: Literal["explain", "correct"]
+    explanation: Text = ""
+    corrections: tuple[RecordRef, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.action == "explain" and not self.explanation:
+            raise ValueError("an explain resolution needs an explanation")
+        if self.action == "correct" and not self.corrections:
+            raise ValueError("a correct resolution names the correcting records")
+
+    def key(self) -> tuple[str, ...]:
+        return (self.discrepancy_id, self.author)
+
+
+def _check_blocks_total(blocks: tuple[SerialBlock, ...], amount: int) -> None:
+    if blocks:
+        total = sum(b.quantity for b in blocks)
+        if total != amount:
+            raise ValueError(f"serial blocks hold {total} credits, not the amount {amount}")
+
+
+Record = (
+    MethodologyRecord
+    | ProjectRecord
+    | IssuanceDecisionRecord
+    | IssuanceRecord
+    | TransactionRecord
+    | AuthorizationRecord
+    | ItmoActionRecord
+    | EndorsementRecord
+    | ResolutionRecord
+)
+
+RECORD_TYPES: Final[dict[str, type[RecordBase]]] = {
+    t.__struct_config__.tag: t  # type: ignore[misc]
+    for t in (
+        MethodologyRecord,
+        ProjectRecord,
+        IssuanceDecisionRecord,
+        IssuanceRecord,
+        TransactionRecord,
+        AuthorizationRecord,
+        ItmoActionRecord,
+        EndorsementRecord,
+        ResolutionRecord,
+    )
+}
+KINDS: Final = tuple(RECORD_TYPES)
+
+PAYLOAD_TYPE_PREFIX: Final = "application/vnd.jcm-sync."
+
+
+def payload_type(kind: str) -> str:
+    """Return the DSSE payload type of a record kind."""
+    if kind not in RECORD_TYPES:
+        raise RecordError(f"unknown record kind {kind!r}", where="kind")
+    return f"{PAYLOAD_TYPE_PREFIX}{kind}+json"
+
+
+def kind_of_payload_type(ptype: str) -> str | None:
+    """Return the kind a payload type names, or None if it names none of ours."""
+    if ptype.startswith(PAYLOAD_TYPE_PREFIX) and ptype.endswith("+json"):
+        kind = ptype[len(PAYLOAD_TYPE_PREFIX) : -len("+json")]
+        if kind in RECORD_TYPES:
+            return kind
+    return None
+
+
+# --- encoding ---------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type]
+_typed_decoders = {k: msgspec.json.Decoder(t) for k, t in RECORD_TYPES.items()}
+
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _record_error(exc: msgspec.MsgspecError) -> RecordError:
+    """Translate a msgspec error into a RecordError naming the field."""
+    text = str(exc)
+    m = _PATH.search(text)
+    where = None
+    if m is not None:
+        where = m.group("path").lstrip(".") or "record"
+        text = text[: m.start()]
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return RecordError(f"not valid JSON: {text}", where=where or "payload")
+    return RecordError(text, where=where or "record")
+
+
+def encode_record(record: RecordBase) -> bytes:
+    """Encode one of our own records: sorted keys, the kind tag included."""
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes | str, kind: str | None = None) -> Record:
+    """Decode and validate a record; raise RecordError naming the bad field.
+
+    With ``kind`` given (from the envelope's payload type), a payload whose ``kind``
+    tag disagrees is refused, so a payload cannot claim one type and be another.
+    """
+    try:
+        if kind is None:
+            return _decoder.decode(data)
+        decoder = _typed_decoders.get(kind)
+        if decoder is None:
+            raise RecordError(f"unknown record kind {kind!r}", where="kind")
+        return decoder.decode(data)  # type: ignore[return-value]
+    except msgspec.MsgspecError as exc:
+        raise _record_error(exc) from None
+
+
+def to_builtins(record: RecordBase) -> dict[str, Any]:
+    """Return the record as JSON-ready builtins (for ``--json`` output)."""
+    out = msgspec.to_builtins(record, order="sorted")
+    assert isinstance(out, dict)
+    return out
