@@ -459,7 +459,7 @@ def kind_of_payload_type(ptype: str) -> str | None:
 # --- encoding ---------------------------------------------------------------------
 
 _encoder = msgspec.json.Encoder(order="sorted")
-_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)  # type: ignore[arg-type]
+_decoder: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)
 _typed_decoders = {k: msgspec.json.Decoder(t) for k, t in RECORD_TYPES.items()}
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")

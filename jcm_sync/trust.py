@@ -1,0 +1,450 @@
+"""Trust roots, roles, authority and rotation: who may sign what, decided purely.
+
+Why this module exists: jcm-sync links two sovereign parties, so nothing is accepted
+because of where it came from; a record is accepted because the partnership's trust
+root says its signers may author it. This module holds that decision. It does no
+I/O and reads no clock: bytes and values in, values out, ``now`` passed in (the
+shape of python-tuf's ``TrustedMetadataSet``).
+
+Theory of operation
+-------------------
+
+A partnership (``JP-MN``) has one trust root at a time, itself a DSSE envelope of
+payload type ``application/vnd.jcm-sync.trust-root+json``. It lists the two nodes
+(``JP`` and the partner), their Ed25519 keys, each key's roles and validity window,
+and the root threshold. Roles are record kinds (``issuance`` …), ``transport``
+(signs HTTP requests), ``checkpoint`` (signs log checkpoints) and ``root`` (signs
+trust roots).
+
+Rules:
+
+1. A root is trusted only when a threshold of its own ``root`` keys signed it and
+   it has not expired (``verify_root`` with no previous root: the bootstrap, taken
+   from a file the operator received out of band).
+2. Version N+1 replaces N only if a threshold of N's root keys **and** a threshold
+   of N+1's root keys signed it, its version is exactly N+1 and it names the same
+   partnership. Lower or equal versions are rollbacks, higher ones skip; both are
+   refused (TUF specification §5.3.4).
+3. A key is usable at time t when ``not_before <= t < not_after`` and it is not
+   revoked at t. Revoking a key is a new root in which the key stays listed with a
+   ``revoked_at`` time, so records it signed before remain verifiable and records
+   it signed afterwards are refused. The time a record was signed is its
+   ``created`` field, which may not lie in the future of ``now`` beyond the allowed
+   skew (docs/adr/0003-revocation-time.md explains the limits of this).
+4. Every signature must come from a key the root lists (``envelope.py`` rule 2);
+   each signer must hold the role named by the record's kind and belong to a node
+   of the partnership.
+5. Authority (DESIGN §2): an issuance or transaction is signed by the node of its
+   ``registry`` only; an authorization or itmo_action by its ``party`` only; an
+   endorsement and a resolution by their ``author`` only. In every kind the author
+   is among the signers. So Indonesia's key can never sign a Japan-side issuance.
+6. A Joint Committee record (methodology, project, issuance_decision) is evidence
+   as soon as its author signed it, but it takes **effect** only when both
+   secretariats have signed it or the missing one has endorsed it
+   (``with_endorsements``). The result says which nodes are still missing.
+
+Verification never returns a half-answer: either a ``Verification`` that names the
+signers and what is missing, or an ``UntrustedError`` that says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from jcm_sync.envelope import (
+    PrivateKey,
+    PublicKey,
+    VerifiedEnvelope,
+    add_signature,
+    open_envelope,
+    sign_payload,
+    verify_envelope,
+)
+from jcm_sync.errors import (
+    AuthorityError,
+    BadDataError,
+    EnvelopeFormatError,
+    ExpiredError,
+    RotationError,
+    ThresholdError,
+    UntrustedError,
+)
+from jcm_sync.records import (
+    JC_KINDS,
+    KINDS,
+    Created,
+    EndorsementRecord,
+    Node,
+    Partnership,
+    Record,
+)
+
+ROOT_PAYLOAD_TYPE: Final = "application/vnd.jcm-sync.trust-root+json"
+
+SERVICE_ROLES: Final = ("transport", "checkpoint", "root")
+ROLES: Final = frozenset(KINDS) | frozenset(SERVICE_ROLES)
+
+DEFAULT_SKEW: Final = timedelta(minutes=5)
+
+Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+
+
+# --- the root document ------------------------------------------------------------
+
+
+class NodeEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    id: Node
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class KeyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """One key: whose it is, what it may sign, and when."""
+
+    keyid: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    public_key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    node: Node
+    roles: tuple[Role, ...]
+    not_before: Created
+    not_after: Created
+    revoked_at: Created | None = None
+
+    def usable_at(self, t: datetime) -> bool:
+        """Rule 3: inside the validity window and not (yet) revoked."""
+        if not self.not_before <= t < self.not_after:
+            return False
+        return self.revoked_at is None or t < self.revoked_at
+
+    def why_unusable(self, t: datetime) -> str:
+        if t < self.not_before:
+            return f"key {self.keyid[:16]} is not valid before {self.not_before.isoformat()}"
+        if t >= self.not_after:
+            return f"key {self.keyid[:16]} expired at {self.not_after.isoformat()}"
+        assert self.revoked_at is not None
+        return f"key {self.keyid[:16]} was revoked at {self.revoked_at.isoformat()}"
+
+
+class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """The signed statement of who may sign what for one partnership."""
+
+    type: Literal["jcm-sync/trust-root"]
+    partnership: Partnership
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31)]
+    expires: Created
+    root_threshold: Annotated[int, msgspec.Meta(ge=1, le=16)]
+    nodes: tuple[NodeEntry, ...]
+    keys: tuple[KeyEntry, ...]
+
+    def __post_init__(self) -> None:
+        node_ids = [n.id for n in self.nodes]
+        partner = self.partnership[3:]
+        if sorted(node_ids) != sorted(["JP", partner]):
+            raise ValueError(f"nodes must be exactly JP and {partner}, not {node_ids}")
+        ids = [k.keyid for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a key id is listed twice")
+        for n, k in enumerate(self.keys):
+            if k.node not in node_ids:
+                raise ValueError(f"keys[{n}] belongs to {k.node}, not a node of the root")
+            unknown = set(k.roles) - ROLES
+            if unknown:
+                raise ValueError(f"keys[{n}] has unknown roles {sorted(unknown)}")
+            if PublicKey.from_raw(k.public_key).key_id != k.keyid:
+                raise ValueError(f"keys[{n}] keyid is not the SHA-256 of its key's SPKI DER")
+        if self.root_threshold > sum(1 for k in self.keys if "root" in k.roles):
+            raise ValueError("root_threshold is larger than the number of root keys")
+
+    @property
+    def partner(self) -> str:
+        return self.partnership[3:]
+
+    def key(self, keyid: str) -> KeyEntry | None:
+        return next((k for k in self.keys if k.keyid == keyid), None)
+
+    def public_keys(self) -> dict[str, PublicKey]:
+        return {k.keyid: PublicKey.from_raw(k.public_key) for k in self.keys}
+
+    def keys_for(self, node: str, role: str, at: datetime) -> list[KeyEntry]:
+        """Keys of ``node`` holding ``role`` and usable at ``at``."""
+        return [k for k in self.keys if k.node == node and role in k.roles and k.usable_at(at)]
+
+
+_root_encoder = msgspec.json.Encoder(order="sorted")
+_root_decoder = msgspec.json.Decoder(TrustRoot)
+
+
+def encode_root(root: TrustRoot) -> bytes:
+    return _root_encoder.encode(root)
+
+
+def decode_root(payload: bytes) -> TrustRoot:
+    try:
+        return _root_decoder.decode(payload)
+    except msgspec.MsgspecError as exc:
+        raise BadDataError(f"not a valid trust root: {exc}", where="trust root") from None
+
+
+def key_entry(
+    key: PublicKey,
+    node: str,
+    *,
+    not_before: datetime,
+    not_after: datetime,
+    roles: Iterable[str] | None = None,
+) -> KeyEntry:
+    """A key entry holding, by default, every role (authority still binds it to its node)."""
+    return KeyEntry(
+        keyid=key.key_id,
+        public_key=key.raw,
+        node=Node(node),
+        roles=tuple(sorted(ROLES if roles is None else roles)),
+        not_before=not_before,
+        not_after=not_after,
+    )
+
+
+def sign_root(root: TrustRoot, keys: Sequence[PrivateKey]) -> bytes:
+    """Sign a root document into its envelope."""
+    return sign_payload(ROOT_PAYLOAD_TYPE, encode_root(root), keys)
+
+
+def countersign_root(envelope: bytes, key: PrivateKey) -> bytes:
+    return add_signature(envelope, key)
+
+
+# --- verifying roots --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustedRoot:
+    """A root that passed rule 1 or 2, with its envelope bytes and signers."""
+
+    root: TrustRoot
+    raw: bytes
+    signers: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        return self.root.version
+
+
+def _root_signers(root: TrustRoot, signers: Iterable[str], at: datetime) -> set[str]:
+    return {
+        k.keyid
+        for k in root.keys
+        if k.keyid in set(signers) and "root" in k.roles and k.usable_at(at)
+    }
+
+
+def peek_root(data: bytes) -> TrustRoot:
+    """Decode a root envelope's payload WITHOUT trusting it (for display and diagnostics)."""
+    env = open_envelope(data)
+    if env.payloadType != ROOT_PAYLOAD_TYPE:
+        raise EnvelopeFormatError(
+            f"payload type {env.payloadType!r} is not a trust root", where="payloadType"
+        )
+    return decode_root(env.payload)
+
+
+def verify_root(data: bytes, now: datetime, previous: TrustedRoot | None = None) -> TrustedRoot:
+    """Rules 1 and 2: trust a root on its own (bootstrap) or as the successor of ``previous``."""
+    new = peek_root(data)
+    known = new.public_keys()
+    if previous is not None:
+        known = {**previous.root.public_keys(), **known}
+    verified = verify_envelope(data, known)
+    signer_ids = verified.signer_ids
+
+    if previous is not None:
+        old = previous.root
+        if new.partnership != old.partnership:
+            raise RotationError(
+                f"root for {new.partnership} cannot follow the root of {old.partnership}"
+            )
+        if new.version <= old.version:
+            raise RotationError(
+                f"rollback: version {new.version} is not newer than trusted version {old.version}"
+            )
+        if new.version != old.version + 1:
+            raise RotationError(
+                f"skipped version: expected {old.version + 1}, got {new.version}"
+            )
+        old_ok = _root_signers(old, signer_ids, now)
+        if len(old_ok) < old.root_threshold:
+            raise ThresholdError(
+                f"version {new.version} is signed by {len(old_ok)} of the root keys of "
+                f"version {old.version}; {old.root_threshold} needed"
+            )
+    new_ok = _root_signers(new, signer_ids, now)
+    if len(new_ok) < new.root_threshold:
+        raise ThresholdError(
+            f"version {new.version} is signed by {len(new_ok)} of its own root keys; "
+            f"{new.root_threshold} needed"
+        )
+    if new.expires <= now:
+        raise ExpiredError(f"trust root version {new.version} expired at {new.expires.isoformat()}")
+    return TrustedRoot(root=new, raw=data, signers=tuple(signer_ids))
+
+
+def verify_chain(envelopes: Sequence[bytes], now: datetime) -> TrustedRoot:
+    """Bootstrap from the first root and rotate through the rest, in order."""
+    if not envelopes:
+        raise BadDataError("no trust root given")
+    trusted = verify_root(envelopes[0], now)
+    for data in envelopes[1:]:
+        trusted = verify_root(data, now, trusted)
+    return trusted
+
+
+# --- verifying records ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signer:
+    keyid: str
+    node: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a record's signatures establish under a trust root.
+
+    ``missing`` names, for a JC record, the nodes whose signature or endorsement is
+    still needed; ``effective`` is true when nothing is missing.
+    """
+
+    record_id: str
+    kind: str
+    record: Record
+    signers: tuple[Signer, ...]
+    required_nodes: frozenset[str]
+    endorsed_by: tuple[str, ...] = ()
+    raw: bytes = b""
+
+    @property
+    def nodes(self) -> frozenset[str]:
+        return frozenset(s.node for s in self.signers) | frozenset(self.endorsed_by)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(sorted(self.required_nodes - self.nodes))
+
+    @property
+    def effective(self) -> bool:
+        return not self.missing
+
+    def describe_missing(self) -> list[str]:
+        return [f"signature or endorsement of {n}" for n in self.missing]
+
+
+def authorised_nodes(record: Record) -> frozenset[str]:
+    """Rule 5: the nodes whose keys may sign this record at all."""
+    if record.kind in JC_KINDS:
+        return frozenset({"JP", record.partner})
+    side = getattr(record, "registry", None) or getattr(record, "party", None)
+    if side is not None:
+        return frozenset({side})
+    return frozenset({record.author})
+
+
+def verify_record(
+    root: TrustRoot,
+    data: bytes,
+    now: datetime,
+    *,
+    skew: timedelta = DEFAULT_SKEW,
+    verified: VerifiedEnvelope | None = None,
+) -> Verification:
+    """Verify an envelope's signatures, schema and authority under ``root`` (rules 3-6).
+
+    Raises ``UntrustedError`` subclasses with the reason; returns a Verification
+    that may still be not ``effective`` (a JC record awaiting the other side).
+    """
+    if root.expires <= now:
+        raise ExpiredError(f"trust root version {root.version} expired at {root.expires.isoformat()}")
+    env = verified if verified is not None else verify_envelope(data, root.public_keys())
+    record = env.record()
+    kind = record.kind
+    if record.partnership != root.partnership:
+        raise AuthorityError(
+            f"record belongs to partnership {record.partnership}, not {root.partnership}",
+            where="partnership",
+        )
+    if record.created > now + skew:
+        raise UntrustedError(
+            f"record is dated {record.created.isoformat()}, in the future", where="created"
+        )
+    signed_at = record.created
+    allowed = authorised_nodes(record)
+    if record.author not in allowed:
+        raise AuthorityError(
+            f"{record.author} may not author a {kind} record for {'/'.join(sorted(allowed))}",
+            where="author",
+        )
+    signers: list[Signer] = []
+    for pub in env.signers:
+        entry = root.key(pub.key_id)
+        if entry is None:  # verify_envelope only accepts keys of this root
+            raise AuthorityError(f"key {pub.key_id[:16]} is not in trust root")
+        if not entry.usable_at(signed_at):
+            raise UntrustedError(
+                f"{entry.why_unusable(signed_at)}; the record was signed at "
+                f"{signed_at.isoformat()}",
+                where="signatures",
+            )
+        if kind not in entry.roles:
+            raise AuthorityError(
+                f"key {entry.keyid[:16]} of {entry.node} does not hold the role {kind!r}",
+                where="signatures",
+            )
+        if entry.node not in allowed:
+            raise AuthorityError(
+                f"{entry.node}'s key cannot sign a {kind} record of "
+                f"{'/'.join(sorted(allowed))}",
+                where="signatures",
+            )
+        signers.append(Signer(keyid=entry.keyid, node=entry.node))
+    if record.author not in {s.node for s in signers}:
+        raise AuthorityError(
+            f"the author {record.author} did not sign this {kind} record", where="signatures"
+        )
+    required = allowed if kind in JC_KINDS else frozenset({record.author})
+    return Verification(
+        record_id=env.record_id,
+        kind=kind,
+        record=record,
+        signers=tuple(signers),
+        required_nodes=required,
+        raw=data,
+    )
+
+
+def with_endorsements(target: Verification, endorsements: Iterable[Verification]) -> Verification:
+    """Rule 6: count verified endorsements of ``target`` by the nodes it still misses."""
+    added: list[str] = list(target.endorsed_by)
+    for e in endorsements:
+        rec = e.record
+        if not isinstance(rec, EndorsementRecord) or rec.endorses != target.record_id:
+            continue
+        if rec.endorsed_kind != target.kind:
+            raise AuthorityError(
+                f"endorsement {e.record_id[:16]} names kind {rec.endorsed_kind}, "
+                f"but the record is a {target.kind}"
+            )
+        if rec.author in target.required_nodes and rec.author not in added:
+            added.append(rec.author)
+    return replace(target, endorsed_by=tuple(added))
+
+
+def require_effective(v: Verification) -> Verification:
+    """Refuse a record that has not taken effect, saying what is missing."""
+    if not v.effective:
+        raise ThresholdError(
+            f"{v.kind} {v.record_id[:16]} is not effective: missing "
+            + ", ".join(v.describe_missing())
+        )
+    return v
