@@ -382,7 +382,7 @@ def verify_record(
     allowed = authorised_nodes(record)
     if record.author not in allowed:
         raise AuthorityError(
-            f"{record.author} may not author a {kind} record for {'/'.join(sorted(allowed))}",
+            f"{record.author} may not author {kind} records of {'/'.join(sorted(allowed))}",
             where="author",
         )
     signers: list[Signer] = []
@@ -403,7 +403,7 @@ def verify_record(
             )
         if entry.node not in allowed:
             raise AuthorityError(
-                f"{entry.node}'s key cannot sign a {kind} record of "
+                f"{entry.node}'s key cannot sign {kind} records of "
                 f"{'/'.join(sorted(allowed))}",
                 where="signatures",
             )

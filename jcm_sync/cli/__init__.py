@@ -1,0 +1,66 @@
+"""The ``jcm-sync`` command line: argparse + rich, ``main(argv) -> int``.
+
+Exit codes: 0 ok; 1 refused or failed, with the reason on stderr; 2 usage. This is
+the one place errors become messages and exit codes: library code raises typed
+errors from ``jcm_sync.errors`` and never prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from jcm_sync import __version__
+from jcm_sync.cli import keys, record, trust
+from rich.markup import escape
+
+from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
+from jcm_sync.errors import JcmSyncError
+
+GROUPS = [keys, trust, record]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jcm-sync",
+        description="Signed registry-to-registry synchronisation for the Joint Crediting Mechanism.",
+    )
+    parser.add_argument("--version", action="version", version=f"jcm-sync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    from jcm_sync.cli import demo
+
+    demo.register(sub)
+    try:
+        from jcm_sync.cli import log
+    except ImportError:  # pragma: no cover - during bring-up
+        pass
+    else:
+        log.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for usage
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    err = stderr()
+    try:
+        code = args.func(args)
+    except JcmSyncError as exc:
+        err.print(f"[red]refused:[/] {escape(exc.diagnostics())}")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAIL
+    return int(code or EXIT_OK)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Shared parts of the CLI: output on stdout (human or ``--json``), messages on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from rich.console import Console
+
+from jcm_sync.errors import BadDataError
+from jcm_sync.keyfiles import read_small_file
+
+EXIT_OK: Final = 0
+EXIT_FAIL: Final = 1
+EXIT_USAGE: Final = 2
+
+MAX_INPUT: Final = 4 * 1024 * 1024
+
+_json = msgspec.json.Encoder(order="sorted")
+
+
+def stdout() -> Console:
+    # made per call so tests that capture sys.stdout see the output
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def add_at(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        type=parse_time,
+        default=None,
+        help="judge validity at this ISO 8601 time instead of now",
+    )
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"time needs a zone, e.g. {text}Z")
+    return t
+
+
+def now_of(args: argparse.Namespace) -> datetime:
+    at = getattr(args, "at", None)
+    return at if isinstance(at, datetime) else datetime.now(UTC)
+
+
+def read_input(name: str, what: str = "input") -> bytes:
+    """Read a file argument (``-`` is stdin) with a size limit."""
+    if name == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        if len(data) > MAX_INPUT:
+            raise BadDataError(f"{what} is larger than {MAX_INPUT} bytes", where="stdin")
+        return data
+    return read_small_file(Path(name), limit=MAX_INPUT, what=what)
+
+
+def write_output(name: str | None, data: bytes) -> None:
+    """Write bytes to a file, or to stdout when no file is named."""
+    if name is None or name == "-":
+        sys.stdout.buffer.write(data if data.endswith(b"\n") else data + b"\n")
+        sys.stdout.flush()
+        return
+    Path(name).write_bytes(data)
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[Console], None]) -> None:
+    """Print ``data`` as JSON with ``--json``, otherwise let ``human`` render it."""
+    if getattr(args, "json", False):
+        sys.stdout.buffer.write(_json.encode(data) + b"\n")
+        sys.stdout.flush()
+    else:
+        human(stdout())
+
+
+def note(message: str) -> None:
+    """A progress or status message: stderr, so stdout stays data."""
+    stderr().print(message)

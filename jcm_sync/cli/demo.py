@@ -1,0 +1,220 @@
+"""``jcm-sync demo`` (what ``make run`` runs): the signed-record core, end to end.
+
+It replays the first JCM issuance ever (May 2016, Indonesia) through the real
+commands: keys for Japan's registry and the Indonesian and Mongolian secretariats, a
+JP–ID trust root signed by both sides, the issuance decision signed by both
+secretariats and verified, and then the inputs a registry must refuse: a tampered
+copy, a copy signed by one side only, a record signed by a key outside the
+partnership, and Indonesia's key signing a Japan-side issuance. It exits 0 only if
+every good input was accepted and every bad one refused for the expected reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from jcm_sync.cli.common import stdout
+from jcm_sync.records import (
+    Account,
+    DecisionRef,
+    HolderAmount,
+    IssuanceDecisionRecord,
+    IssuanceRecord,
+    Period,
+    SerialBlock,
+    SideShare,
+    encode_record,
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="run the end-to-end demonstration (what `make run` runs)")
+    p.add_argument("--dir", default="demo-data", help="working directory (recreated)")
+    p.set_defaults(func=cmd_demo)
+
+
+def first_issuance_decision(created: datetime) -> IssuanceDecisionRecord:
+    """The JC decision behind the first JCM credits (carbon-pulse.com/19918, May 2016)."""
+    return IssuanceDecisionRecord(
+        partnership="JP-ID",
+        author="ID",
+        created=created,
+        project_id="ID002",
+        monitoring_period=Period(start=datetime(2015, 4, 1).date(), end=datetime(2015, 12, 31).date()),
+        decided_on=datetime(2016, 5, 20).date(),
+        total_notified=40,
+        shares=(
+            SideShare(
+                side="JP",
+                notified=31,
+                allocations=(
+                    HolderAmount("Government of Japan", "government_holding", 27),
+                    HolderAmount("Mayekawa Manufacturing Co., Ltd.", "participant_holding", 4),
+                ),
+            ),
+            SideShare(
+                side="ID",
+                notified=9,
+                allocations=(
+                    HolderAmount("Government of Indonesia", "government_holding", 5),
+                    HolderAmount("PT Adib Global Food Supplies", "participant_holding", 4),
+                ),
+            ),
+        ),
+    )
+
+
+def japan_issuance(created: datetime, author: str) -> IssuanceRecord:
+    return IssuanceRecord(
+        partnership="JP-ID",
+        author=author,
+        created=created,
+        registry="JP",
+        issuance_id="JP-ISS-2016-0001",
+        decision=DecisionRef(
+            project_id="ID002",
+            monitoring_period=Period(datetime(2015, 4, 1).date(), datetime(2015, 12, 31).date()),
+        ),
+        issued_on=datetime(2016, 5, 27).date(),
+        amount=27,
+        account=Account(id="JP-GOV-0001", type="government_holding"),
+        blocks=(SerialBlock("JP-ID002-2015-000001", "JP-ID002-2015-000027", 27, 2015),),
+    )
+
+
+class _StepFailed(Exception):
+    """A step that must succeed did not; the demo stops there."""
+
+
+class _Runner:
+    """Runs CLI commands in-process, printing each like a terminal session."""
+
+    def __init__(self, console: Console, root: Path) -> None:
+        self.console = console
+        self.root = root
+        self.failures: list[str] = []
+
+    def run(self, *argv: str, expect: int = 0, show_out: bool = True) -> tuple[int, str, str]:
+        from jcm_sync.cli import main
+
+        shown = " ".join(argv)
+        self.console.print(f"[dim]$[/] jcm-sync {escape(shown)}")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        text_out, text_err = out.getvalue(), err.getvalue()
+        if show_out and text_out.strip():
+            self.console.print(escape(text_out.rstrip()))
+        if text_err.strip():
+            style = "red" if code else "dim"
+            self.console.print(f"[{style}]{escape(text_err.rstrip())}[/]")
+        if code != expect:
+            self.failures.append(f"jcm-sync {shown}: exit {code}, expected {expect}")
+            if expect == 0:
+                raise _StepFailed(shown)
+        return code, text_out, text_err
+
+
+def _tamper(envelope: bytes) -> bytes:
+    """Change Japan's notified share from 31 to 32 and keep the old signatures."""
+    env = json.loads(envelope)
+    payload = base64.b64decode(env["payload"])
+    assert b'"notified":31' in payload
+    env["payload"] = base64.b64encode(payload.replace(b'"notified":31', b'"notified":32')).decode()
+    return json.dumps(env, separators=(",", ":")).encode()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    c = stdout()
+    work = Path(args.dir)
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "records").mkdir(parents=True)
+    r = _Runner(c, work)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    c.print(Panel("jcm-sync: signed JCM records and trust roots", style="bold"))
+    try:
+        _steps(c, r, work, now)
+    except _StepFailed:
+        pass
+    if r.failures:
+        c.print("[bold red]demo failed:[/]")
+        for f in r.failures:
+            c.print(f"  {escape(f)}")
+        return 1
+    c.print("\n[bold green]ok[/]: the signed decision verifies; every bad copy was refused.")
+    c.print(f"Files are in {args.dir}/.")
+    return 0
+
+
+def _steps(c: Console, r: _Runner, work: Path, now: datetime) -> None:
+    keys, recs = work / "keys", work / "records"
+    c.print("\n[bold]1. Keys[/] for Japan's registry and the Indonesian and Mongolian secretariats")
+    for name in ("jp-registry", "id-secretariat", "mn-secretariat"):
+        r.run("key", "generate", "--name", name, "--out", str(keys))
+
+    c.print("\n[bold]2. The JP–ID trust root[/], signed by both sides")
+    root = str(work / "jp-id.root.json")
+    r.run(
+        "trust", "init", "--partnership", "JP-ID",
+        "--node", f"JP={keys / 'jp-registry.pub'}",
+        "--node", f"ID={keys / 'id-secretariat.pub'}",
+        "--sign", str(keys / "jp-registry.key"), "--out", root,
+    )  # fmt: skip
+    r.run("trust", "sign", root, "--key", str(keys / "id-secretariat.key"))
+    r.run("trust", "verify", root)
+
+    c.print("\n[bold]3. The first JCM issuance decision[/] (May 2016): 40 credits notified,")
+    c.print("   31 to Japan's registry (27 government + 4 participant),")
+    c.print("   9 to Indonesia's (5 government + 4 participant)")
+    decision = recs / "decision.json"
+    decision.write_bytes(encode_record(first_issuance_decision(now)))
+    proposed, both = recs / "decision.id-signed.json", recs / "decision.signed.json"
+    r.run("record", "sign", "--key", str(keys / "id-secretariat.key"), "--trust", root,
+          str(decision), "--out", str(proposed))  # fmt: skip
+    r.run("record", "sign", "--key", str(keys / "jp-registry.key"), "--trust", root,
+          str(proposed), "--out", str(both))  # fmt: skip
+
+    c.print("\n[bold]4. Verify[/] the decision signed by both secretariats")
+    r.run("record", "verify", "--trust", root, str(both))
+
+    c.print("\n[bold]5. What the partnership refuses[/]")
+    tampered = recs / "decision.tampered.json"
+    tampered.write_bytes(_tamper(both.read_bytes()))
+    mn_signed = recs / "decision.mn-signed.json"
+    jp_issuance = recs / "jp-issuance.json"
+    jp_issuance.write_bytes(encode_record(japan_issuance(now, author="JP")))
+    cases = [
+        ("tampered copy (31 → 32 for Japan)", ["record", "verify", "--trust", root, str(tampered)]),
+        ("signed by Indonesia only", ["record", "verify", "--trust", root, str(proposed)]),
+        (
+            "signed by Mongolia's key, outside JP–ID",
+            ["record", "sign", "--key", str(keys / "mn-secretariat.key"), "--trust", root,
+             str(decision), "--out", str(mn_signed)],
+        ),  # fmt: skip
+        (
+            "Indonesia's key signing Japan's issuance",
+            ["record", "sign", "--key", str(keys / "id-secretariat.key"), "--trust", root,
+             str(jp_issuance)],
+        ),  # fmt: skip
+    ]
+    table = Table("input", "result", "reason")
+    for label, argv in cases:
+        c.print(f"\n[italic]{label}[/]")
+        code, _, err = r.run(*argv, expect=1, show_out=False)
+        reason = err.strip().removeprefix("refused:").strip().splitlines()[0] if err else ""
+        table.add_row(label, "[red]refused[/]" if code == 1 else "[bold red]ACCEPTED[/]", reason)
+    c.print()
+    c.print(table)

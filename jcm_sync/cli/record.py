@@ -1,0 +1,122 @@
+"""``jcm-sync record``: sign a record into an envelope, verify one against a trust root."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input, write_output
+from jcm_sync.cli.trust import load_trusted
+from jcm_sync.envelope import add_signature, open_envelope, sign_record
+from jcm_sync.errors import BadDataError
+from jcm_sync.keyfiles import load_passphrase, load_private_key
+from jcm_sync.records import decode_record, to_builtins
+from jcm_sync.trust import Verification, require_effective, verify_record, with_endorsements
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("record", help="sign and verify records")
+    rs = p.add_subparsers(dest="record_cmd", required=True, metavar="COMMAND")
+
+    s = rs.add_parser(
+        "sign",
+        help="sign a record (JSON) into an envelope, or countersign an envelope",
+    )
+    s.add_argument("file", help="record JSON or an envelope to countersign; - for stdin")
+    s.add_argument("--key", required=True, type=Path)
+    s.add_argument("--passphrase-file", type=Path)
+    s.add_argument("--trust", required=True, action="append", metavar="ROOT")
+    s.add_argument("--out", help="default: stdout")
+    add_at(s)
+    s.set_defaults(func=cmd_sign)
+
+    v = rs.add_parser("verify", help="verify an envelope: kind, key, signers; exit 1 if untrusted")
+    v.add_argument("file")
+    v.add_argument("--trust", required=True, action="append", metavar="ROOT")
+    v.add_argument(
+        "--endorsement",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an endorsement envelope by the other secretariat",
+    )
+    v.add_argument(
+        "--allow-pending",
+        action="store_true",
+        help="accept a JC record that still lacks the other side (exit 0, reported pending)",
+    )
+    add_at(v)
+    add_json(v)
+    v.set_defaults(func=cmd_verify)
+
+
+def _is_envelope(data: bytes) -> bool:
+    return data.lstrip().startswith(b"{") and b'"payloadType"' in data
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    now = now_of(args)
+    root = load_trusted(args.trust, now).root
+    key = load_private_key(args.key, load_passphrase(args.passphrase_file))
+    data = read_input(args.file, "record")
+    if _is_envelope(data):
+        open_envelope(data)
+        envelope = add_signature(data, key)
+    else:
+        record = decode_record(data)
+        envelope = sign_record(record, [key])
+    # refuse to hand out an envelope the partnership would refuse
+    v = verify_record(root, envelope, now)
+    write_output(args.out, envelope)
+    if args.out:
+        note(f"wrote {args.out}: {v.kind} {v.record_id}")
+    return 0
+
+
+def _verification_data(v: Verification) -> dict[str, Any]:
+    return {
+        "record_id": v.record_id,
+        "kind": v.kind,
+        "key": list(v.record.key()),
+        "author": v.record.author,
+        "partnership": v.record.partnership,
+        "signers": [{"keyid": s.keyid, "node": s.node} for s in v.signers],
+        "endorsed_by": list(v.endorsed_by),
+        "effective": v.effective,
+        "missing": v.describe_missing(),
+        "record": to_builtins(v.record),
+    }
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    now = now_of(args)
+    root = load_trusted(args.trust, now).root
+    v = verify_record(root, read_input(args.file, "envelope"), now)
+    endorsements = [verify_record(root, read_input(f, "endorsement"), now) for f in args.endorsement]
+    for e in endorsements:
+        if e.kind != "endorsement":
+            raise BadDataError(f"{e.kind} record given as an endorsement", where="--endorsement")
+    v = with_endorsements(v, endorsements)
+    d = _verification_data(v)
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]{v.kind}[/] {'/'.join(v.record.key())}  (record {v.record_id[:16]})")
+        t = Table("signed by node", "key id")
+        for s in v.signers:
+            t.add_row(s.node, s.keyid)
+        for n in v.endorsed_by:
+            t.add_row(n, "(endorsement)")
+        c.print(t)
+        if v.effective:
+            c.print("[green]trusted[/]: signed by every party it needs")
+        else:
+            c.print("[yellow]pending[/]: missing " + ", ".join(v.describe_missing()))
+
+    emit(args, d, human)
+    if not args.allow_pending:
+        require_effective(v)
+    return 0

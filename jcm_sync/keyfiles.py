@@ -1,0 +1,95 @@
+"""Key files on disk: ``NAME.key`` (PKCS#8 PEM, mode 0600) and ``NAME.pub`` (SPKI PEM).
+
+Why this module exists: private keys are read from files and only from files (never
+from TOML or the environment), and a key file is written so that no other user can
+read it for even a moment: the file is created with mode 0600 and ``O_EXCL``, not
+chmod-ed afterwards. Overwriting an existing key needs ``force``, because a lost
+private key of a registry cannot be recovered.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.errors import ConflictError, KeyFormatError, NotFoundError
+
+MAX_KEY_FILE: Final = 64 * 1024
+
+
+def read_small_file(path: Path, *, limit: int = MAX_KEY_FILE, what: str = "file") -> bytes:
+    """Read a file that must exist and be small; errors say which file and why."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} not found", where=str(path)) from None
+    except IsADirectoryError:
+        raise KeyFormatError(f"{what} is a directory", where=str(path)) from None
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {what}: {exc.strerror}", where=str(path)) from None
+    if len(data) > limit:
+        raise KeyFormatError(f"{what} is larger than {limit} bytes", where=str(path))
+    return data
+
+
+def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if not force:
+        flags |= os.O_EXCL
+    elif path.exists():
+        path.unlink()  # a fresh inode, so the 0600 mode applies from the first byte
+        flags |= os.O_EXCL
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise ConflictError(
+            "refusing to overwrite an existing key file (use --force)", where=str(path)
+        ) from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_key_pair(
+    directory: Path, name: str, key: PrivateKey, *, passphrase: bytes | None = None, force: bool
+) -> tuple[Path, Path]:
+    """Write ``NAME.key`` (0600) and ``NAME.pub`` (0644) into ``directory``."""
+    if not name or "/" in name or name.startswith("."):
+        raise KeyFormatError(f"invalid key name {name!r}", where="--name")
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
+    if not force:
+        for p in (key_path, pub_path):
+            if p.exists():
+                raise ConflictError(
+                    "refusing to overwrite an existing key file (use --force)", where=str(p)
+                )
+    _write_new(key_path, key.pem(passphrase), 0o600, force)
+    _write_new(pub_path, key.public.pem(), 0o644, force)
+    return key_path, pub_path
+
+
+def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
+    data = read_small_file(path, what="private key file")
+    return PrivateKey.from_pem(data, passphrase, where=str(path))
+
+
+def load_public_key(path: Path) -> PublicKey:
+    """Load a public key from a ``.pub`` file, or derive it from a ``.key`` file."""
+    data = read_small_file(path, what="public key file")
+    if b"PRIVATE KEY" in data:
+        raise KeyFormatError(
+            "this is a private key file; give the .pub file instead", where=str(path)
+        )
+    return PublicKey.from_pem(data, where=str(path))
+
+
+def load_passphrase(path: Path | None) -> bytes | None:
+    """A passphrase is read from a file too; its trailing newline is not part of it."""
+    if path is None:
+        return None
+    return read_small_file(path, what="passphrase file").rstrip(b"\r\n")
