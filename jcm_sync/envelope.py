@@ -123,9 +123,7 @@ class PublicKey:
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyFormatError(f"not a PEM public key ({exc})", where=where) from None
         if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise KeyFormatError(
-                f"expected an Ed25519 key, got {type(key).__name__}", where=where
-            )
+            raise KeyFormatError(f"expected an Ed25519 key, got {type(key).__name__}", where=where)
         return cls(key)
 
 
@@ -180,17 +178,17 @@ class PrivateKey:
                 f"not a PKCS#8 PEM private key, or wrong passphrase ({exc})", where=where
             ) from None
         if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise KeyFormatError(
-                f"expected an Ed25519 key, got {type(key).__name__}", where=where
-            )
+            raise KeyFormatError(f"expected an Ed25519 key, got {type(key).__name__}", where=where)
         return cls(key)
 
 
 # --- envelopes --------------------------------------------------------------------
 
 
-class Signature(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    keyid: str
+class Signature(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    # DSSE's keyid is an optional, unauthenticated hint ("empty fields may be
+    # omitted", envelope.md); without one, every known key is tried (rule 3)
+    keyid: str = ""
     sig: bytes
 
 
@@ -198,7 +196,7 @@ class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """The DSSE JSON envelope; bytes fields travel as standard base64."""
 
     payload: bytes
-    payloadType: str  # noqa: N815 - the DSSE wire name
+    payloadType: str  # the DSSE wire name
     signatures: tuple[Signature, ...]
 
 
@@ -237,7 +235,9 @@ def add_signature(envelope_bytes: bytes, key: PrivateKey) -> bytes:
         raise SignatureError(f"key {key.key_id[:16]} has already signed this envelope")
     sig = Signature(keyid=key.key_id, sig=key.sign(pae(env.payloadType, env.payload)))
     return _env_encoder.encode(
-        Envelope(payload=env.payload, payloadType=env.payloadType, signatures=(*env.signatures, sig))
+        Envelope(
+            payload=env.payload, payloadType=env.payloadType, signatures=(*env.signatures, sig)
+        )
     )
 
 
@@ -251,6 +251,9 @@ def open_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelo
         raise EnvelopeFormatError(f"not a DSSE envelope: {exc}", where="envelope") from None
     except msgspec.DecodeError as exc:
         raise EnvelopeFormatError(f"envelope is not valid JSON: {exc}", where="envelope") from None
+    except UnicodeDecodeError as exc:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string
+        raise EnvelopeFormatError(f"envelope is not valid UTF-8: {exc}", where="envelope") from None
     if not env.signatures:
         raise EnvelopeFormatError("envelope is unsigned: no signatures", where="signatures")
     if len(env.signatures) > MAX_SIGNATURES:

@@ -47,15 +47,20 @@ ProjectId = NewType("ProjectId", str)
 MethodologyId = NewType("MethodologyId", str)
 RecordId = NewType("RecordId", str)
 
-NODE_RE: Final = r"^[A-Z]{2}$"
-PARTNERSHIP_RE: Final = r"^JP-[A-Z]{2}$"
-PROJECT_RE: Final = r"^[A-Z]{2}(\d{3}|_PIN\d{3})$"
-METHODOLOGY_RE: Final = r"^[A-Z]{2}_(AM|PM)\d{3}$"
-PROPOSED_METHODOLOGY_RE: Final = r"^[A-Z]{2}_PM\d{3}$"
-VERSION_RE: Final = r"^ver\d{2}\.\d$"
-RECORD_ID_RE: Final = r"^[0-9a-f]{64}$"
-LOCAL_ID_RE: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
-SERIAL_RE: Final = r"^[\x21-\x7e]{1,128}$"
+# msgspec checks these with ``re.search``. Python's ``$`` also matches before a final
+# newline, so each pattern ends in ``(?!\n)$`` (end of string in both Python and the
+# ECMA-262 dialect of JSON Schema), and digits are ``[0-9]``: ``\d`` takes any Unicode
+# digit. Otherwise "ID001\n" or "ID٠٠١" would pass as a second spelling of "ID001".
+NODE_RE: Final = r"^[A-Z]{2}(?!\n)$"
+PARTNERSHIP_RE: Final = r"^JP-[A-Z]{2}(?!\n)$"
+PROJECT_RE: Final = r"^[A-Z]{2}([0-9]{3}|_PIN[0-9]{3})(?!\n)$"
+METHODOLOGY_RE: Final = r"^[A-Z]{2}_(AM|PM)[0-9]{3}(?!\n)$"
+PROPOSED_METHODOLOGY_RE: Final = r"^[A-Z]{2}_PM[0-9]{3}(?!\n)$"
+VERSION_RE: Final = r"^ver[0-9]{2}\.[0-9](?!\n)$"
+RECORD_ID_RE: Final = r"^[0-9a-f]{64}(?!\n)$"
+LOCAL_ID_RE: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}(?!\n)$"
+SERIAL_RE: Final = r"^[\x21-\x7e]{1,128}(?!\n)$"
+DISCREPANCY_ID_RE: Final = r"^[0-9a-f]{16,64}(?!\n)$"
 
 Node = Annotated[str, msgspec.Meta(pattern=NODE_RE, description="ISO 3166-1 alpha-2 or JP")]
 Partnership = Annotated[str, msgspec.Meta(pattern=PARTNERSHIP_RE)]
@@ -386,7 +391,7 @@ class EndorsementRecord(RecordBase, frozen=True, tag="endorsement"):
 class ResolutionRecord(RecordBase, frozen=True, tag="resolution"):
     """How one side explains or corrects a reconciliation discrepancy."""
 
-    discrepancy_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{16,64}$")]
+    discrepancy_id: Annotated[str, msgspec.Meta(pattern=DISCREPANCY_ID_RE)]
     action: Literal["explain", "correct"]
     explanation: Text = ""
     corrections: tuple[RecordRef, ...] = ()
@@ -498,6 +503,9 @@ def decode_record(data: bytes | str, kind: str | None = None) -> Record:
         return decoder.decode(data)  # type: ignore[return-value]
     except msgspec.MsgspecError as exc:
         raise _record_error(exc) from None
+    except UnicodeDecodeError as exc:
+        # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string
+        raise RecordError(f"not valid UTF-8: {exc}", where="payload") from None
 
 
 def to_builtins(record: RecordBase) -> dict[str, Any]:

@@ -270,9 +270,7 @@ def verify_root(data: bytes, now: datetime, previous: TrustedRoot | None = None)
                 f"rollback: version {new.version} is not newer than trusted version {old.version}"
             )
         if new.version != old.version + 1:
-            raise RotationError(
-                f"skipped version: expected {old.version + 1}, got {new.version}"
-            )
+            raise RotationError(f"skipped version: expected {old.version + 1}, got {new.version}")
         old_ok = _root_signers(old, signer_ids, now)
         if len(old_ok) < old.root_threshold:
             raise ThresholdError(
@@ -365,7 +363,9 @@ def verify_record(
     that may still be not ``effective`` (a JC record awaiting the other side).
     """
     if root.expires <= now:
-        raise ExpiredError(f"trust root version {root.version} expired at {root.expires.isoformat()}")
+        raise ExpiredError(
+            f"trust root version {root.version} expired at {root.expires.isoformat()}"
+        )
     env = verified if verified is not None else verify_envelope(data, root.public_keys())
     record = env.record()
     kind = record.kind
@@ -403,8 +403,7 @@ def verify_record(
             )
         if entry.node not in allowed:
             raise AuthorityError(
-                f"{entry.node}'s key cannot sign {kind} records of "
-                f"{'/'.join(sorted(allowed))}",
+                f"{entry.node}'s key cannot sign {kind} records of {'/'.join(sorted(allowed))}",
                 where="signatures",
             )
         signers.append(Signer(keyid=entry.keyid, node=entry.node))

@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jcm_sync import __version__
-from jcm_sync.cli import keys, record, trust
 from rich.markup import escape
 
+from jcm_sync import __version__
+from jcm_sync.cli import keys, record, trust
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
 from jcm_sync.errors import JcmSyncError
 
@@ -24,7 +24,7 @@ GROUPS = [keys, trust, record]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jcm-sync",
-        description="Signed registry-to-registry synchronisation for the Joint Crediting Mechanism.",
+        description="Signed registry-to-registry synchronisation for the JCM.",
     )
     parser.add_argument("--version", action="version", version=f"jcm-sync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,12 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     from jcm_sync.cli import demo
 
     demo.register(sub)
-    try:
-        from jcm_sync.cli import log
-    except ImportError:  # pragma: no cover - during bring-up
-        pass
-    else:
-        log.register(sub)
     return parser
 
 

@@ -53,7 +53,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     raw = read_input(args.file, "key file")
     if b"PRIVATE KEY" in raw:
-        pub = PrivateKey.from_pem(raw, load_passphrase(args.passphrase_file), where=args.file).public
+        pub = PrivateKey.from_pem(
+            raw, load_passphrase(args.passphrase_file), where=args.file
+        ).public
         kind = "private"
     else:
         pub = PublicKey.from_pem(raw, where=args.file)

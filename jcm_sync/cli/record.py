@@ -96,7 +96,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     now = now_of(args)
     root = load_trusted(args.trust, now).root
     v = verify_record(root, read_input(args.file, "envelope"), now)
-    endorsements = [verify_record(root, read_input(f, "endorsement"), now) for f in args.endorsement]
+    endorsements = [
+        verify_record(root, read_input(f, "endorsement"), now) for f in args.endorsement
+    ]
     for e in endorsements:
         if e.kind != "endorsement":
             raise BadDataError(f"{e.kind} record given as an endorsement", where="--endorsement")

@@ -107,7 +107,9 @@ def _node_key(spec: str, what: str) -> tuple[str, PublicKey]:
 
 def _signers(args: argparse.Namespace) -> list[Any]:
     if not args.sign:
-        raise BadDataError("a root must be signed: give at least one --sign KEYFILE", where="--sign")
+        raise BadDataError(
+            "a root must be signed: give at least one --sign KEYFILE", where="--sign"
+        )
     pp = load_passphrase(args.passphrase_file)
     return [load_private_key(p, pp) for p in args.sign]
 
