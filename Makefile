@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: all run test lint bench venv clean check-readme
+.PHONY: all run test lint bench venv clean readme check-readme
 
 all: test
 
@@ -33,6 +33,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check jcm_sync tests bench
 	$(BIN)/mypy --strict jcm_sync
 	$(BIN)/lint-imports
+	$(BIN)/python -m jcm_sync.cli.reference --check README.md
+
+readme: $(STAMP)
+	$(BIN)/python -m jcm_sync.cli.reference --write README.md
+
+check-readme: $(STAMP)
+	$(BIN)/python -m jcm_sync.cli.reference --check README.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/sign_verify.py
