@@ -1,0 +1,166 @@
+"""Node configuration: TOML files read into msgspec Structs, with environment overrides.
+
+Why this module exists: an agent or hub must refuse to start on a misspelt key
+rather than run with a default the operator did not mean, so every Struct here
+forbids unknown fields. Values may be overridden by environment variables named
+``JCM_SYNC_<SECTION>_<KEY>`` (``JCM_SYNC_SERVER_PORT=8801``,
+``JCM_SYNC_HUB_URL=…``), which systemd units and containers set. Private keys are
+never values here: the ``[keys]`` section names files, and the key material is read
+from those files only (``keyfiles.py``).
+
+Relative paths in a file are relative to the directory holding that file, so a
+configuration means the same whatever the working directory of the process.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from jcm_sync.errors import ConfigError
+from jcm_sync.keyfiles import read_small_file
+from jcm_sync.records import Node, Partnership
+
+ENV_PREFIX = "JCM_SYNC_"
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
+
+
+class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: Node
+    role: Literal["registry", "agent"]
+    data_dir: str = "."
+    store: str = ""
+    origin_prefix: str = "jcm-sync.example"
+    name: str = ""
+
+
+class KeysSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    signing: str
+    transport: str = ""
+    checkpoint: str = ""
+    passphrase_file: str = ""
+
+
+class PartnershipSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: Partnership
+    trust_root: list[str]
+    hub_url: str = ""
+
+
+class HubSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str
+    timeout_seconds: Seconds = 30.0
+
+
+class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8700
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    max_concurrency_per_node: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 4
+    clock_skew_seconds: Seconds = 300.0
+
+
+class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    push_seconds: Seconds = 30.0
+    pull_seconds: Seconds = 30.0
+    anti_entropy_seconds: Seconds = 300.0
+    reconcile_seconds: Seconds = 3600.0
+    jitter_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 5.0
+    backoff_initial_seconds: Seconds = 1.0
+    backoff_max_seconds: Seconds = 600.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    node: NodeSection
+    keys: KeysSection
+    partnerships: list[PartnershipSection]
+    hub: HubSection | None = None
+    server: ServerSection = msgspec.field(default_factory=ServerSection)
+    schedule: ScheduleSection = msgspec.field(default_factory=ScheduleSection)
+    #: directory of the file the config came from; relative paths resolve against it
+    base_dir: str = "."
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.node.data_dir)
+
+    @property
+    def store_url(self) -> str:
+        url = self.node.store or f"sqlite:///{self.data_dir / 'jcm-sync.db'}"
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rel = url[len(prefix) :]
+            if not Path(rel).is_absolute():
+                url = prefix + str(self.path(rel))
+        return url
+
+    def partnership(self, pid: str) -> PartnershipSection:
+        for p in self.partnerships:
+            if p.id == pid:
+                return p
+        raise ConfigError(f"no partnership {pid} in this configuration", where="partnerships")
+
+
+def _coerce(text: str, current: Any) -> Any:
+    """Turn an environment string into the type the file would hold."""
+    if isinstance(current, bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    return text
+
+
+def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Override ``raw[section][key]`` from ``JCM_SYNC_SECTION_KEY`` variables."""
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST_"):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in ("node", "keys", "hub", "server", "schedule") or not key:
+            continue
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name} overrides {section}, which is not a table")
+        try:
+            table[key] = _coerce(value, table.get(key, ""))
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a valid value", where=name) from None
+    return raw
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Read a TOML file, apply environment overrides, validate strictly."""
+    path = Path(path)
+    text = read_small_file(path, limit=1 << 20, what="configuration file")
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", where=str(path)) from None
+    raw = apply_env(raw, os.environ if env is None else env)
+    raw["base_dir"] = str(path.parent)
+    try:
+        cfg = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(str(exc), where=str(path)) from None
+    if cfg.node.role == "agent" and cfg.hub is None:
+        raise ConfigError("an agent needs a [hub] section with its url", where=str(path))
+    if cfg.node.role == "agent" and len(cfg.partnerships) != 1:
+        raise ConfigError("an agent serves exactly one partnership", where=str(path))
+    for p in cfg.partnerships:
+        if cfg.node.id not in ("JP", p.id[3:]):
+            raise ConfigError(f"node {cfg.node.id} is not a side of {p.id}", where=str(path))
+    return cfg
