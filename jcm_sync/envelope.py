@@ -16,7 +16,11 @@ Rules:
    envelope is evidence, and evidence with a forged part is not accepted).
 3. A ``keyid`` is a lookup hint, never an authorisation: the signature must verify
    under the key the trust root holds for that id. Authority (who may sign what) is
-   decided by ``trust.py``, not here.
+   decided by ``trust.py``, not here. Because the hint is not signed, it must name
+   the signing key exactly.
+4a. An envelope must be in the canonical form our encoder produces (compact JSON,
+   canonical base64); the parts a signature does not cover could otherwise vary and
+   give one signed record many record ids (docs/adr/0001).
 4. The record id is SHA-256 of the exact envelope bytes as received or produced;
    envelopes are stored and forwarded as those bytes, never re-encoded.
 5. One payload type per record kind (``records.payload_type``); a payload whose
@@ -254,6 +258,14 @@ def open_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelo
     except UnicodeDecodeError as exc:
         # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string
         raise EnvelopeFormatError(f"envelope is not valid UTF-8: {exc}", where="envelope") from None
+    if _env_encoder.encode(env) != data:
+        # One signed content must have one record id: bytes outside the signature
+        # (whitespace, key order, non-canonical base64 bits) must not vary.
+        raise EnvelopeFormatError(
+            "envelope is not in canonical form (compact JSON, payload/payloadType/"
+            "signatures in that order, canonical base64)",
+            where="envelope",
+        )
     if not env.signatures:
         raise EnvelopeFormatError("envelope is unsigned: no signatures", where="signatures")
     if len(env.signatures) > MAX_SIGNATURES:
@@ -325,15 +337,21 @@ def verify_envelope(
         where = f"signatures[{n}]"
         key = by_id.get(s.keyid)
         if key is None:
-            # the key id is only a hint: an empty or foreign hint may still name a
-            # known key, so try them all before calling the signer unknown
-            key = next((k for k in by_id.values() if k.verify(s.sig, message)), None)
-            if key is None:
-                raise UnknownKeyError(
-                    f"signature by key {s.keyid[:16] or '(no key id)'} matches no trusted key",
+            # the key id is a lookup hint, never an authorisation; still, it is not
+            # signed, so it must name the signing key exactly, or one signed record
+            # would travel under many record ids
+            match = next((k for k in by_id.values() if k.verify(s.sig, message)), None)
+            if match is not None:
+                raise EnvelopeFormatError(
+                    f"signature made by key {match.key_id[:16]} carries key id "
+                    f"{s.keyid[:16] or '(none)'}",
                     where=where,
                 )
-        elif not key.verify(s.sig, message):
+            raise UnknownKeyError(
+                f"signature by key {s.keyid[:16] or '(no key id)'} matches no trusted key",
+                where=where,
+            )
+        if not key.verify(s.sig, message):
             raise SignatureError(
                 f"signature by key {s.keyid[:16]} does not verify over this payload",
                 where=where,

@@ -20,7 +20,8 @@ Rules:
 
 1. A root is trusted only when a threshold of its own ``root`` keys signed it and
    it has not expired (``verify_root`` with no previous root: the bootstrap, taken
-   from a file the operator received out of band).
+   from a file the operator received out of band). In a chain (``verify_chain``)
+   only the last root must be unexpired, as in TUF.
 2. Version N+1 replaces N only if a threshold of N's root keys **and** a threshold
    of N+1's root keys signed it, its version is exactly N+1 and it names the same
    partnership. Lower or equal versions are rollbacks, higher ones skip; both are
@@ -252,14 +253,19 @@ def peek_root(data: bytes) -> TrustRoot:
 
 def verify_root(data: bytes, now: datetime, previous: TrustedRoot | None = None) -> TrustedRoot:
     """Rules 1 and 2: trust a root on its own (bootstrap) or as the successor of ``previous``."""
-    new = peek_root(data)
-    known = new.public_keys()
-    if previous is not None:
-        known = {**previous.root.public_keys(), **known}
-    verified = verify_envelope(data, known)
-    signer_ids = verified.signer_ids
+    trusted = _follow_root(data, now, previous)
+    _check_unexpired(trusted.root, now)
+    return trusted
 
+
+def _follow_root(data: bytes, now: datetime, previous: TrustedRoot | None) -> TrustedRoot:
+    """Rules 1 and 2 without the expiry check, which only the newest root must pass."""
+    new = peek_root(data)
     if previous is not None:
+        # Checked on the still unverified document, before the signatures: these
+        # checks can only refuse, and a replayed older root carries signatures of
+        # keys the current root no longer lists, which would otherwise hide the
+        # rollback behind an "unknown key" error.
         old = previous.root
         if new.partnership != old.partnership:
             raise RotationError(
@@ -271,6 +277,14 @@ def verify_root(data: bytes, now: datetime, previous: TrustedRoot | None = None)
             )
         if new.version != old.version + 1:
             raise RotationError(f"skipped version: expected {old.version + 1}, got {new.version}")
+    known = new.public_keys()
+    if previous is not None:
+        known = {**previous.root.public_keys(), **known}
+    verified = verify_envelope(data, known)
+    signer_ids = verified.signer_ids
+
+    if previous is not None:
+        old = previous.root
         old_ok = _root_signers(old, signer_ids, now)
         if len(old_ok) < old.root_threshold:
             raise ThresholdError(
@@ -283,18 +297,29 @@ def verify_root(data: bytes, now: datetime, previous: TrustedRoot | None = None)
             f"version {new.version} is signed by {len(new_ok)} of its own root keys; "
             f"{new.root_threshold} needed"
         )
-    if new.expires <= now:
-        raise ExpiredError(f"trust root version {new.version} expired at {new.expires.isoformat()}")
     return TrustedRoot(root=new, raw=data, signers=tuple(signer_ids))
 
 
+def _check_unexpired(root: TrustRoot, now: datetime) -> None:
+    if root.expires <= now:
+        raise ExpiredError(
+            f"trust root version {root.version} expired at {root.expires.isoformat()}"
+        )
+
+
 def verify_chain(envelopes: Sequence[bytes], now: datetime) -> TrustedRoot:
-    """Bootstrap from the first root and rotate through the rest, in order."""
+    """Bootstrap from the first root and rotate through the rest, in order.
+
+    As in TUF (specification §5.3.10), only the last root must be unexpired: the
+    ones before it are steps of the chain, and an operator who bootstraps from an
+    old root file must still be able to follow the rotations made since.
+    """
     if not envelopes:
         raise BadDataError("no trust root given")
-    trusted = verify_root(envelopes[0], now)
+    trusted = _follow_root(envelopes[0], now, None)
     for data in envelopes[1:]:
-        trusted = verify_root(data, now, trusted)
+        trusted = _follow_root(data, now, trusted)
+    _check_unexpired(trusted.root, now)
     return trusted
 
 
@@ -391,7 +416,10 @@ def verify_record(
         if entry is None:  # verify_envelope only accepts keys of this root
             raise AuthorityError(f"key {pub.key_id[:16]} is not in trust root")
         if not entry.usable_at(signed_at):
-            raise UntrustedError(
+            # outside its window the key has expired (or is not yet valid); a revoked
+            # key is not expired but withdrawn, so it stays a plain UntrustedError
+            in_window = entry.not_before <= signed_at < entry.not_after
+            raise (UntrustedError if in_window else ExpiredError)(
                 f"{entry.why_unusable(signed_at)}; the record was signed at "
                 f"{signed_at.isoformat()}",
                 where="signatures",

@@ -232,7 +232,7 @@ def test_tampered_envelope_is_refused(
     env = json.loads(signed.read_bytes())
     payload = base64.b64decode(env["payload"]).replace(b'"notified":9', b'"notified":8')
     env["payload"] = base64.b64encode(payload).decode()
-    signed.write_text(json.dumps(env))
+    signed.write_text(json.dumps(env, separators=(",", ":")))
     code, _, err = run(capsys, "record", "verify", "--trust", root, signed)
     assert code == 1
     assert "does not verify" in err
