@@ -1,0 +1,1 @@
+"""Reconciliation: stages and rules, pure (a snapshot in, discrepancies out)."""

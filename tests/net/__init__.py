@@ -1,0 +1,1 @@
+"""Tests of the network adapters (``jcm_sync.net``)."""
