@@ -48,7 +48,13 @@ from jcm_sync.errors import (
     SignatureError,
     UnknownKeyError,
 )
-from jcm_sync.records import Record, decode_record, encode_record, kind_of_payload_type
+from jcm_sync.records import (
+    Record,
+    decode_record,
+    encode_record,
+    kind_of_payload_type,
+    payload_type,
+)
 
 KeyId = NewType("KeyId", str)
 
@@ -224,8 +230,6 @@ def sign_payload(payload_type: str, payload: bytes, keys: Sequence[PrivateKey]) 
 
 def sign_record(record: Record, keys: Sequence[PrivateKey]) -> bytes:
     """Encode one of our own records and sign it into an envelope."""
-    from jcm_sync.records import payload_type
-
     return sign_payload(payload_type(record.kind), encode_record(record), keys)
 
 
