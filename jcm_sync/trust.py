@@ -92,7 +92,7 @@ ROLES: Final = frozenset(KINDS) | frozenset(SERVICE_ROLES)
 
 DEFAULT_SKEW: Final = timedelta(minutes=5)
 
-Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}(?!\n)$")]
 
 
 # --- the root document ------------------------------------------------------------
@@ -106,7 +106,7 @@ class NodeEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 class KeyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """One key: whose it is, what it may sign, and when."""
 
-    keyid: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    keyid: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}(?!\n)$")]
     public_key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
     node: Node
     roles: tuple[Role, ...]

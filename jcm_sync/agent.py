@@ -1,0 +1,485 @@
+"""The partner agent: keeps its own log replicated at Japan's hub and a verified
+replica of Japan's log, on a schedule.
+
+Why this module exists: this is the product's main job (DESIGN §4, §6). The sync
+logic (``Syncer``) is separate from the scheduling (``AgentDaemon``) so that the
+``jcm-sync sync`` command, the daemon and the tests run exactly the same code.
+
+Rules:
+
+1. **Push** sends the own log from the hub's replica size onward, in batches; the
+   last batch carries the agent's signed checkpoint, so the hub can check the
+   batch's root before storing anything. Before pushing, the hub's replica root at
+   its size must equal the agent's own root at that size, or the hub holds another
+   history of this log: a fork.
+2. **Pull** accepts a new checkpoint of Japan's log only when it verifies under
+   Japan's checkpoint keys and is consistent (RFC 9162 consistency proof, fetched
+   from the hub) with the last checkpoint held; entries are fetched in pages, each
+   page's root is proved consistent with the new checkpoint before the page is
+   appended, and every entry is verified against the trust root by the store.
+3. **Anti-entropy** is one request (``/state``) that returns both logs' heads; when
+   both agree with the agent's, nothing else is sent, whatever the log sizes.
+4. **A fork** stops replication of that log, keeps both signed checkpoints as
+   evidence in an alarm file, logs it, counts it in a metric and shows it in
+   ``jcm-sync status``. Nothing held is ever overwritten.
+5. After a restart the agent resumes from what its store and the hub hold: no
+   in-memory state is needed to continue.
+6. Jobs run with jitter, ``max_instances=1`` and coalescing; a failing job backs off
+   exponentially (capped) and one job's failure never stops another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from jcm_sync import checkpoint, merkle
+from jcm_sync.alarms import new_alarm
+from jcm_sync.errors import ForkError, JcmSyncError, TransportError
+from jcm_sync.log import checkpoint_verifiers
+from jcm_sync.net.client import HubClient, PeerRefusedError
+from jcm_sync.net.wire import LogState, PartnershipState, PushRequest
+from jcm_sync.node import Node, PartnershipLogs
+from jcm_sync.store import LogRef
+from jcm_sync.trust import verify_record
+
+log = logging.getLogger("jcm_sync.agent")
+
+Progress = Callable[[str, int, int], None]
+"""``progress(task, done, total)`` for long catch-ups."""
+
+
+# --- persisted status -----------------------------------------------------------------
+
+
+class JobStatus(msgspec.Struct):
+    last_run: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failures: int = 0
+
+
+class LogStatus(msgspec.Struct):
+    origin: str
+    local_size: int = 0
+    remote_size: int | None = None
+    checked_at: datetime | None = None
+
+
+class AgentStatus(msgspec.Struct):
+    partnership: str
+    jobs: dict[str, JobStatus] = msgspec.field(default_factory=dict)
+    logs: dict[str, LogStatus] = msgspec.field(default_factory=dict)
+    hub_receipt: bytes | None = None
+
+
+def status_path(data_dir: Path, partnership: str) -> Path:
+    return data_dir / f"status-{partnership}.json"
+
+
+def read_status(data_dir: Path, partnership: str) -> AgentStatus:
+    path = status_path(data_dir, partnership)
+    if not path.exists():
+        return AgentStatus(partnership=partnership)
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=AgentStatus)
+    except msgspec.MsgspecError:
+        return AgentStatus(partnership=partnership)
+
+
+def write_status(data_dir: Path, status: AgentStatus) -> None:
+    path = status_path(data_dir, status.partnership)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.encode(status))
+    os.replace(tmp, path)
+
+
+# --- sync -----------------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    pushed: int = 0
+    pulled: int = 0
+    in_sync: bool = False
+    round_trips: int = 0
+
+
+@dataclass
+class Syncer:
+    """One partnership's push, pull and anti-entropy over a ``HubClient``."""
+
+    node: Node
+    client: HubClient
+    partnership: str
+    batch_size: int = 500
+    progress: Progress | None = None
+    status: AgentStatus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status = read_status(self.node.cfg.data_dir, self.partnership)
+
+    @property
+    def logs(self) -> PartnershipLogs:
+        return self.node.logs(self.partnership)
+
+    def _now(self) -> datetime:
+        return self.node.clock()
+
+    def _save(self) -> None:
+        write_status(self.node.cfg.data_dir, self.status)
+
+    def _note_log(self, ref: LogRef, local: int, remote: int | None) -> None:
+        self.status.logs[ref.node] = LogStatus(
+            origin=ref.origin, local_size=local, remote_size=remote, checked_at=self._now()
+        )
+        lag = 0 if remote is None else abs(remote - local)
+        self.node.metrics.replica_lag.labels(self.partnership, ref.node).set(lag)
+        self.node.metrics.log_size.labels(self.partnership, ref.node).set(local)
+
+    def stopped(self, ref: LogRef) -> bool:
+        return self.node.alarms.get(ref.origin) is not None
+
+    async def _fork(
+        self, ref: LogRef, reason: str, *, offered: bytes | None = None, **detail: Any
+    ) -> ForkError:
+        held = await self.node.store.latest_checkpoint(ref)
+        alarm = new_alarm(
+            ref.origin,
+            ref.partnership,
+            ref.node,
+            reason,
+            held=held.note if held else None,
+            offered=offered,
+            **detail,
+        )
+        if self.node.alarms.raise_alarm(alarm):
+            self.node.metrics.forks.labels(ref.partnership, ref.node).inc()
+        self.node.metrics.alarm.labels(ref.partnership, ref.node).set(1)
+        log.error("FORK in %s: %s; replication of this log is stopped", ref.origin, reason)
+        return ForkError(reason, where=ref.origin)
+
+    def _remote(self, state: PartnershipState, node: str) -> LogState:
+        for s in state.logs:
+            if s.node == node:
+                return s
+        raise TransportError(f"the hub's state lists no log of {node}")
+
+    async def fetch_state(self) -> PartnershipState:
+        return await self.client.state(self.partnership)
+
+    # --- push ------------------------------------------------------------------------
+
+    async def push(self, state: PartnershipState | None = None) -> int:
+        """Rule 1. Returns the number of entries the hub appended."""
+        own = self.logs.own
+        if self.stopped(own):
+            raise ForkError("replication of this log is stopped by a fork alarm", where=own.origin)
+        state = state or await self.fetch_state()
+        remote = self._remote(state, own.node)
+        store = self.node.store
+        head = await store.tree_head(own)
+        if remote.size > head.size:
+            raise await self._fork(
+                own,
+                f"the hub holds {remote.size} entries of this log, but it has only {head.size}",
+                hub_size=remote.size,
+            )
+        if remote.size and await store.root_at(own, remote.size) != remote.root:
+            raise await self._fork(
+                own,
+                f"the hub's replica of this log differs from it at size {remote.size}",
+                offered=remote.checkpoint,
+            )
+        if remote.size == head.size:
+            self._note_log(own, head.size, remote.size)
+            return 0
+        cp = await self.logs.service.sign_checkpoint()
+        if cp.size != head.size:  # appended meanwhile: push up to what is signed
+            head = await store.tree_head(own)
+        total, start, pushed = cp.size - remote.size, remote.size, 0
+        while start < cp.size:
+            end = min(cp.size, start + self.batch_size)
+            batch = await store.entries(own, start, end)
+            req = PushRequest(
+                start=start,
+                entries=[e.envelope for e in batch],
+                checkpoint=cp.note if end == cp.size else None,
+                source_size=cp.size,
+            )
+            try:
+                resp = await self.client.push(self.partnership, own.node, req)
+            except PeerRefusedError as exc:
+                if exc.code == "gap" and exc.problem.size is not None:
+                    start = exc.problem.size  # the hub lost a suffix (restore): resend it
+                    continue
+                raise
+            pushed += resp.appended
+            start = resp.size
+            if self.progress:
+                self.progress("push", min(total, start - remote.size), total)
+            if resp.checkpoint.note is not None and resp.size == cp.size:
+                self._check_receipt(resp.checkpoint.note)
+        self._note_log(own, cp.size, start)
+        self.node.metrics.pushes.labels(self.partnership, "accepted").inc()
+        return pushed
+
+    def _check_receipt(self, note: bytes) -> None:
+        """The hub's countersignature of our checkpoint: its receipt of what it holds."""
+        jp_origin = self.logs.replica.origin
+        verifiers = [
+            checkpoint.Verifier(jp_origin, v.public_key)
+            for v in checkpoint_verifiers(self.logs.root, self.logs.replica, self._now())
+        ]
+        checkpoint.open_checkpoint(note, verifiers, origin=self.logs.own.origin)
+        self.status.hub_receipt = note
+
+    # --- pull ------------------------------------------------------------------------
+
+    async def pull(self, state: PartnershipState | None = None) -> int:
+        """Rule 2. Returns the number of entries appended to the replica."""
+        rep = self.logs.replica
+        if self.stopped(rep):
+            raise ForkError("replication of this log is stopped by a fork alarm", where=rep.origin)
+        state = state or await self.fetch_state()
+        remote = self._remote(state, rep.node)
+        if remote.checkpoint is None:
+            return 0
+        store, now = self.node.store, self._now()
+        verifiers = checkpoint_verifiers(self.logs.root, rep, now)
+        cp = checkpoint.open_checkpoint(remote.checkpoint, verifiers, origin=rep.origin).checkpoint
+        head = await store.tree_head(rep)
+        held = await store.latest_checkpoint(rep)
+        if cp.size < head.size:
+            raise await self._fork(
+                rep,
+                f"Japan's checkpoint of size {cp.size} is older than the {head.size} entries held",
+                offered=remote.checkpoint,
+            )
+        if cp.size == head.size:
+            if cp.root_hash != head.root:
+                raise await self._fork(
+                    rep, f"Japan's checkpoint of size {cp.size} has another root",
+                    offered=remote.checkpoint,
+                )  # fmt: skip
+            if held is None or held.size != cp.size:
+                await store.put_checkpoint(rep, remote.checkpoint)
+            self._note_log(rep, head.size, cp.size)
+            return 0
+        if held is not None and held.size > 0 and held.size <= head.size:
+            proof = await self.client.consistency(self.partnership, rep.node, held.size, cp.size)
+            if not merkle.verify_consistency(held.size, cp.size, held.root, cp.root_hash,
+                                             proof.proof):  # fmt: skip
+                raise await self._fork(
+                    rep,
+                    f"Japan's checkpoint of size {cp.size} is not consistent with the one "
+                    f"of size {held.size} held",
+                    offered=remote.checkpoint,
+                )
+        pulled = await self._fetch_pages(rep, head.size, cp, remote.checkpoint)
+        await store.put_checkpoint(rep, remote.checkpoint)
+        self._note_log(rep, cp.size, cp.size)
+        return pulled
+
+    async def _fetch_pages(
+        self, rep: LogRef, size: int, cp: checkpoint.Checkpoint, note: bytes
+    ) -> int:
+        store = self.node.store
+        coords = merkle.Frontier.coordinates(size)
+        nodes = await store.tree_nodes(rep, coords)
+        frontier = merkle.Frontier.from_hashes(size, [nodes[c] for c in coords])
+        start, total, pulled = size, cp.size - size, 0
+        root = self.logs.root
+        while start < cp.size:
+            page = await self.client.entries(
+                self.partnership, rep.node, start, min(self.batch_size, cp.size - start)
+            )
+            entries = page.entries[: cp.size - start]
+            if page.start != start or not entries:
+                raise TransportError(f"the hub sent no entries from {start} of {rep.origin}")
+            for raw in entries:
+                frontier, _ = frontier.append(merkle.leaf_hash(raw))
+            end = start + len(entries)
+            if end < cp.size:
+                proof = await self.client.consistency(self.partnership, rep.node, end, cp.size)
+                ok = merkle.verify_consistency(end, cp.size, frontier.root(), cp.root_hash,
+                                               proof.proof)  # fmt: skip
+            else:
+                ok = frontier.root() == cp.root_hash
+            if not ok:
+                raise await self._fork(
+                    rep,
+                    f"entries {start}..{end - 1} served by the hub are not those of Japan's "
+                    f"signed checkpoint of size {cp.size}",
+                    offered=note,
+                )
+            now = self._now()
+            result = await store.append_entries(
+                rep, start, entries, lambda raw: verify_record(root, raw, now)
+            )
+            pulled += result.appended
+            start = end
+            if self.progress:
+                self.progress("pull", start - size, total)
+        return pulled
+
+    # --- anti-entropy ----------------------------------------------------------------
+
+    async def anti_entropy(self) -> SyncResult:
+        """Rule 3: one request when in sync; otherwise push and pull what differs."""
+        before = self.client.requests
+        state = await self.fetch_state()
+        own, rep = self.logs.own, self.logs.replica
+        store = self.node.store
+        own_head, rep_head = await store.tree_head(own), await store.tree_head(rep)
+        remote_own, remote_rep = self._remote(state, own.node), self._remote(state, rep.node)
+        result = SyncResult()
+        own_ok = (remote_own.size, remote_own.root) == (own_head.size, own_head.root)
+        rep_ok = (remote_rep.size, remote_rep.root) == (rep_head.size, rep_head.root)
+        if not own_ok and not self.stopped(own):
+            result.pushed = await self.push(state)
+        if not rep_ok and not self.stopped(rep):
+            result.pulled = await self.pull(state)
+        self._note_log(own, own_head.size, remote_own.size if own_ok else None)
+        self._note_log(rep, rep_head.size, remote_rep.size)
+        result.in_sync = own_ok and rep_ok
+        result.round_trips = self.client.requests - before
+        return result
+
+    async def sync_once(self) -> SyncResult:
+        """One push, one pull and one anti-entropy pass (``jcm-sync sync``)."""
+        result = SyncResult()
+        errors: list[JcmSyncError] = []
+        for name, job in (("push", self.push), ("pull", self.pull)):
+            try:
+                n = await job()
+                if name == "push":
+                    result.pushed = n
+                else:
+                    result.pulled = n
+                self.record(name, None)
+            except JcmSyncError as exc:
+                self.record(name, exc)
+                errors.append(exc)
+        try:
+            ae = await self.anti_entropy()
+            result.in_sync = ae.in_sync
+            self.record("anti_entropy", None)
+        except JcmSyncError as exc:
+            self.record("anti_entropy", exc)
+            errors.append(exc)
+        self._save()
+        if errors:
+            raise errors[0]
+        return result
+
+    def record(self, job: str, error: BaseException | None) -> None:
+        st = self.status.jobs.setdefault(job, JobStatus())
+        now = self._now()
+        st.last_run = now
+        if error is None:
+            st.last_success, st.failures = now, 0
+            self.node.metrics.last_sync.labels(self.partnership, job).set(now.timestamp())
+            self.node.metrics.job_runs.labels(self.partnership, job, "ok").inc()
+        else:
+            st.last_error, st.last_error_at = str(error), now
+            st.failures += 1
+            self.node.metrics.job_runs.labels(self.partnership, job, "error").inc()
+
+
+# --- the daemon -----------------------------------------------------------------------
+
+
+@dataclass
+class Backoff:
+    """Capped exponential back-off with full jitter, by consecutive failures."""
+
+    initial: float
+    maximum: float
+    failures: int = 0
+    until: float = 0.0
+
+    def blocked(self, now: float) -> bool:
+        return now < self.until
+
+    def failed(self, now: float) -> float:
+        self.failures += 1
+        delay = min(self.maximum, self.initial * 2 ** (self.failures - 1))
+        delay = random.uniform(delay / 2, delay)
+        self.until = now + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures, self.until = 0, 0.0
+
+
+class AgentDaemon:
+    """APScheduler jobs for push, pull, anti-entropy (and reconcile) of one partnership."""
+
+    def __init__(self, syncer: Syncer) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self.syncer = syncer
+        sch = syncer.node.cfg.schedule
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.backoff = {
+            name: Backoff(sch.backoff_initial_seconds, sch.backoff_max_seconds)
+            for name in ("push", "pull", "anti_entropy")
+        }
+        jobs: dict[str, tuple[float, Callable[[], Any]]] = {
+            "push": (sch.push_seconds, syncer.push),
+            "pull": (sch.pull_seconds, syncer.pull),
+            "anti_entropy": (sch.anti_entropy_seconds, syncer.anti_entropy),
+        }
+        for name, (seconds, fn) in jobs.items():
+            self.scheduler.add_job(
+                self._run,
+                "interval",
+                seconds=seconds,
+                jitter=sch.jitter_seconds,
+                args=[name, fn],
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(seconds)),
+                next_run_time=datetime.now(UTC),
+            )
+
+    async def _run(self, name: str, fn: Callable[[], Any]) -> None:
+        b = self.backoff[name]
+        now = time.monotonic()
+        if b.blocked(now):
+            return
+        try:
+            await fn()
+        except TransportError as exc:
+            delay = b.failed(now)
+            self.syncer.record(name, exc)
+            log.warning("%s failed (%s); backing off %.1f s", name, exc, delay)
+        except JcmSyncError as exc:
+            delay = b.failed(now)
+            self.syncer.record(name, exc)
+            log.error("%s refused: %s; backing off %.1f s", name, exc.diagnostics(), delay)
+        else:
+            b.succeeded()
+            self.syncer.record(name, None)
+        self.syncer._save()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            self.scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)

@@ -1,0 +1,350 @@
+"""Commands that run or inspect a configured node: ``registry serve``, ``agent run``,
+``sync``, ``status``, ``import`` and ``alarm``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from jcm_sync.cli.common import add_json, emit, note, read_input
+from jcm_sync.config import Config, load_config
+from jcm_sync.errors import BadDataError, ConfigError, NotFoundError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = sub.add_parser("registry", help="Japan's registry hub")
+    rs = r.add_subparsers(dest="registry_cmd", required=True, metavar="COMMAND")
+    serve = rs.add_parser("serve", help="serve the hub's HTTP API until SIGTERM")
+    _config(serve)
+    serve.add_argument("--log-format", choices=["json", "console"], default="json")
+    serve.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("agent", help="a partner secretariat's agent")
+    ags = a.add_subparsers(dest="agent_cmd", required=True, metavar="COMMAND")
+    run = ags.add_parser("run", help="run the push, pull and anti-entropy jobs until SIGTERM")
+    _config(run)
+    run.add_argument("--log-format", choices=["json", "console"], default="json")
+    run.set_defaults(func=cmd_agent_run)
+
+    s = sub.add_parser("sync", help="one push, one pull and one anti-entropy pass now")
+    _config(s)
+    add_json(s)
+    s.set_defaults(func=cmd_sync)
+
+    st = sub.add_parser("status", help="each log's local and remote size, last sync, lag, errors")
+    _config(st)
+    add_json(st)
+    st.set_defaults(func=cmd_status)
+
+    im = sub.add_parser(
+        "import", help="sign records (JSON, one per line or an array) into this node's own log"
+    )
+    _config(im)
+    im.add_argument("files", nargs="+", metavar="FILE")
+    im.add_argument("--partnership", help="needed when the node serves several")
+    add_json(im)
+    im.set_defaults(func=cmd_import)
+
+    al = sub.add_parser("alarm", help="fork alarms")
+    als = al.add_subparsers(dest="alarm_cmd", required=True, metavar="COMMAND")
+    ls = als.add_parser("list", help="list active fork alarms with their evidence")
+    _config(ls)
+    add_json(ls)
+    ls.set_defaults(func=cmd_alarm_list)
+    cl = als.add_parser("clear", help="clear an alarm after investigation (resumes replication)")
+    _config(cl)
+    cl.add_argument("origin")
+    cl.set_defaults(func=cmd_alarm_clear)
+
+
+def _config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, type=Path, help="the node's TOML configuration")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+# --- daemons ----------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from jcm_sync import logs
+    from jcm_sync.net.server import HubServer, settings_from
+    from jcm_sync.node import open_node
+    from jcm_sync.registry import Hub
+
+    cfg = _load(args)
+    if cfg.node.role != "registry":
+        raise ConfigError(f"{args.config} configures an {cfg.node.role}, not the registry hub")
+    logs.configure(json=args.log_format == "json")
+
+    async def make_app() -> web.Application:
+        node = await open_node(cfg)
+        return HubServer(Hub(node), settings_from(cfg)).app()
+
+    web.run_app(
+        make_app(),
+        host=cfg.server.host,
+        port=cfg.server.port,
+        shutdown_timeout=30,
+        print=lambda msg: note(f"hub listening on http://{cfg.server.host}:{cfg.server.port}"),
+        access_log=None,
+    )
+    return 0
+
+
+async def _agent_main(cfg: Config) -> None:
+    from jcm_sync.agent import AgentDaemon, Syncer
+    from jcm_sync.net.client import HubClient
+    from jcm_sync.node import open_node
+
+    node = await open_node(cfg)
+    assert cfg.hub is not None
+    client = HubClient(cfg.hub.url, node.keys.transport, timeout=cfg.hub.timeout_seconds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        pid = cfg.partnerships[0].id
+        daemon = AgentDaemon(Syncer(node, client, pid, batch_size=cfg.schedule.batch_size))
+        await daemon.run(stop)
+    finally:
+        await client.close()
+        await node.close()
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    from jcm_sync import logs
+
+    cfg = _load(args)
+    if cfg.node.role != "agent":
+        raise ConfigError(f"{args.config} configures the {cfg.node.role}, not an agent")
+    logs.configure(json=args.log_format == "json")
+    note(f"agent {cfg.node.id} syncing with {cfg.hub.url if cfg.hub else '?'}")
+    asyncio.run(_agent_main(cfg))
+    return 0
+
+
+# --- one pass ---------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if cfg.node.role != "agent":
+        raise ConfigError("sync runs on an agent; the hub is synced by its agents")
+    return asyncio.run(_sync(cfg, args))
+
+
+async def _sync(cfg: Config, args: argparse.Namespace) -> int:
+    from jcm_sync.agent import Syncer
+    from jcm_sync.net.client import HubClient
+    from jcm_sync.node import open_node
+
+    node = await open_node(cfg)
+    assert cfg.hub is not None
+    client = HubClient(cfg.hub.url, node.keys.transport, timeout=cfg.hub.timeout_seconds)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        console=Console(stderr=True), transient=True, disable=not Console(stderr=True).is_terminal,
+    )  # fmt: skip
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(task: str, done: int, total: int) -> None:
+        if total < 1000:  # a bar only for large catch-ups
+            return
+        if task not in tasks:
+            tasks[task] = progress.add_task(task, total=total)
+        progress.update(tasks[task], completed=done)
+
+    try:
+        with progress:
+            syncer = Syncer(node, client, cfg.partnerships[0].id,
+                            batch_size=cfg.schedule.batch_size, progress=on_progress)  # fmt: skip
+            result = await syncer.sync_once()
+    finally:
+        await client.close()
+        await node.close()
+    data = {"pushed": result.pushed, "pulled": result.pulled, "in_sync": result.in_sync}
+    emit(args, data, lambda c: c.print(
+        f"pushed {result.pushed}, pulled {result.pulled}; "
+        + ("in sync" if result.in_sync else "not yet in sync")))  # fmt: skip
+    return 0
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    data = asyncio.run(_status(cfg))
+
+    def human(c: Console) -> None:
+        for p in data["partnerships"]:
+            t = Table(title=f"{p['partnership']} ({cfg.node.id})")
+            for col in ("log", "local size", "remote size", "lag", "last sync", "last error"):
+                t.add_column(col)
+            for lg in p["logs"]:
+                t.add_row(
+                    f"{lg['node']} ({'own' if lg['own'] else 'replica'})",
+                    str(lg["local_size"]),
+                    "-" if lg["remote_size"] is None else str(lg["remote_size"]),
+                    "-" if lg["lag"] is None else str(lg["lag"]),
+                    (lg["last_sync"] or "never")[:19],
+                    (lg["alarm"] and f"[bold red]FORK: {lg['alarm']}[/]")
+                    or (lg["last_error"] or ""),
+                )
+            c.print(t)
+
+    emit(args, data, human)
+    return 1 if any(lg["alarm"] for p in data["partnerships"] for lg in p["logs"]) else 0
+
+
+async def _status(cfg: Config) -> dict[str, Any]:
+    from jcm_sync.agent import read_status
+    from jcm_sync.alarms import AlarmBook
+    from jcm_sync.node import log_ref
+    from jcm_sync.store import open_store
+
+    store = await open_store(cfg.store_url)
+    alarms = AlarmBook(cfg.data_dir / "alarms")
+    out = []
+    try:
+        for p in cfg.partnerships:
+            other = p.id[3:] if cfg.node.id == "JP" else "JP"
+            st = read_status(cfg.data_dir, p.id)
+            rows = []
+            for node_id, own in ((cfg.node.id, True), (other, False)):
+                ref = log_ref(cfg, p.id, node_id)
+                await store.ensure_log(ref)
+                head = await store.tree_head(ref)
+                ls = st.logs.get(node_id)
+                remote = ls.remote_size if ls else None
+                if cfg.node.role == "registry":
+                    remote = None  # the hub is the remote side; its agents report lag
+                job = st.jobs.get("push" if own else "pull")
+                alarm = alarms.get(ref.origin)
+                rows.append(
+                    {
+                        "node": node_id,
+                        "own": own,
+                        "origin": ref.origin,
+                        "local_size": head.size,
+                        "root": head.root.hex(),
+                        "remote_size": remote,
+                        "lag": None if remote is None else abs(remote - head.size),
+                        "last_sync": job.last_success.isoformat()
+                        if job and job.last_success
+                        else None,
+                        "last_error": job.last_error if job and job.failures else None,
+                        "alarm": alarm.reason if alarm else None,
+                    }
+                )
+            out.append({"partnership": p.id, "logs": rows})
+    finally:
+        await store.close()
+    return {"node": cfg.node.id, "partnerships": out}
+
+
+# --- import -----------------------------------------------------------------------------
+
+
+def _split_records(data: bytes, where: str) -> list[bytes]:
+    """One JSON document per line, or a JSON array, or a single document."""
+    import msgspec
+
+    text = data.strip()
+    if not text:
+        raise BadDataError("no records in file", where=where)
+    if text.startswith(b"["):
+        try:
+            items = msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            raise BadDataError(f"not valid JSON: {exc}", where=where) from None
+        return [msgspec.json.encode(i) for i in items]
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    return asyncio.run(_import(cfg, args))
+
+
+async def _import(cfg: Config, args: argparse.Namespace) -> int:
+    from jcm_sync.envelope import open_envelope, sign_record
+    from jcm_sync.node import open_node
+    from jcm_sync.records import decode_record
+
+    pid = args.partnership or (cfg.partnerships[0].id if len(cfg.partnerships) == 1 else None)
+    if pid is None:
+        raise BadDataError("this node serves several partnerships: give --partnership")
+    node = await open_node(cfg)
+    try:
+        envelopes = []
+        for name in args.files:
+            for n, doc in enumerate(_split_records(read_input(name, "records"), name), 1):
+                where = f"{name}:{n}"
+                if b'"payloadType"' in doc:
+                    open_envelope(doc)
+                    envelopes.append(doc)
+                    continue
+                try:
+                    record = decode_record(doc)
+                except BadDataError as exc:
+                    raise BadDataError(str(exc), where=where) from None
+                envelopes.append(sign_record(record, [node.keys.signing]))
+        if not envelopes:
+            raise NotFoundError("no records to import")
+        result = await node.logs(pid).service.append(envelopes)
+    finally:
+        await node.close()
+    data = {"partnership": pid, "appended": result.appended, "present": result.present,
+            "size": result.size}  # fmt: skip
+    emit(args, data, lambda c: c.print(
+        f"{pid}: appended {result.appended} records ({result.present} already held); "
+        f"log size {result.size}"))  # fmt: skip
+    return 0
+
+
+# --- alarms -----------------------------------------------------------------------------
+
+
+def cmd_alarm_list(args: argparse.Namespace) -> int:
+    from jcm_sync.alarms import AlarmBook
+
+    cfg = _load(args)
+    alarms = [a.summary() for a in AlarmBook(cfg.data_dir / "alarms").active()]
+
+    def human(c: Console) -> None:
+        if not alarms:
+            c.print("no fork alarms")
+        for a in alarms:
+            c.print(f"[bold red]FORK[/] {a['origin']} at {a['raised_at']}: {a['reason']}")
+            for label in ("held_checkpoint", "offered_checkpoint"):
+                if a[label]:
+                    c.print(
+                        f"  {label.replace('_', ' ')}:\n    " + a[label].replace("\n", "\n    ")
+                    )
+
+    emit(args, alarms, human)
+    return 1 if alarms else 0
+
+
+def cmd_alarm_clear(args: argparse.Namespace) -> int:
+    from jcm_sync.alarms import AlarmBook
+
+    cfg = _load(args)
+    if not AlarmBook(cfg.data_dir / "alarms").clear(args.origin):
+        raise NotFoundError(f"no alarm for {args.origin}")
+    note(f"cleared the alarm of {args.origin}; replication of it resumes")
+    return 0

@@ -1,0 +1,321 @@
+"""A node's logs over a store: append, sign checkpoints, serve proofs, audit.
+
+Why this module exists: the store keeps rows consistent; someone must decide what goes
+into a node's own log (records verified under the partnership's trust root), when a
+checkpoint is signed and with which key, and how a whole log is re-checked from its
+entries. The agent, the hub and the CLI (``jcm-sync log ...``) all do it through here.
+
+Rules:
+
+1. Only records that verify under the trust root at the service's clock, authored by the
+   log's node in the log's partnership, enter the log (the store enforces the last part).
+2. A checkpoint is signed only by a key the trust root gives the ``checkpoint`` role for
+   the log's node, and never when it is inconsistent with the last checkpoint stored: the
+   guard proves consistency from the store's tree and checks it with
+   ``checkpoint.check_append_only`` before signing (C2SP tlog-checkpoint, "Signatures").
+3. A proof is checked against the root before it is handed out, so a store whose nodes
+   were altered (right length, wrong bytes) is reported, not believed.
+4. ``verify_log`` trusts no stored summary: it recomputes every leaf, node and root from
+   the entries, compares them with what is stored and checks every stored checkpoint
+   (and, given verifiers, its signature). It reports all it finds rather than the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from jcm_sync import checkpoint, merkle
+from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.errors import (
+    AuthorityError,
+    CorruptStoreError,
+    ForkError,
+    JcmSyncError,
+)
+from jcm_sync.store import AppendResult, LogRef, Store, StoredCheckpoint, Verify
+from jcm_sync.trust import TrustRoot, Verification, verify_record
+
+__all__ = [
+    "ConsistencyProof",
+    "InclusionProof",
+    "LogAudit",
+    "LogService",
+    "accept_checkpoint",
+    "checkpoint_verifiers",
+    "verify_log",
+]
+
+AUDIT_CHUNK = 2000
+"""Entries read per query while auditing."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[checkpoint.Verifier]:
+    """The signed-note verifiers of ``log``: its node's checkpoint keys, named by the origin."""
+    return [
+        checkpoint.Verifier(log.origin, PublicKey.from_raw(k.public_key).key)
+        for k in root.keys_for(log.node, "checkpoint", at)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Entry ``index`` with ``leaf_hash`` is in the tree of ``size`` with ``root``."""
+
+    index: int
+    size: int
+    leaf_hash: bytes
+    root: bytes
+    path: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    """The tree of ``new_size`` (``new_root``) extends that of ``old_size`` (``old_root``)."""
+
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    path: list[bytes]
+
+
+async def prove_inclusion(
+    store: Store, log: LogRef, index: int, size: int | None = None
+) -> InclusionProof:
+    """An inclusion proof from stored nodes, checked before it is returned (rule 3)."""
+    if size is None:
+        size = (await store.tree_head(log)).size
+    path = await store.inclusion_proof(log, index, size)
+    root = await store.root_at(log, size)
+    leaf = (await store.tree_nodes(log, [(0, index)]))[(0, index)]
+    if not merkle.verify_inclusion(leaf, index, size, path, root):
+        raise CorruptStoreError(
+            f"the stored tree nodes give no valid inclusion proof of entry {index} "
+            f"in the tree of size {size}",
+            where=log.origin,
+        )
+    return InclusionProof(index, size, leaf, root, path)
+
+
+async def prove_consistency(
+    store: Store, log: LogRef, old_size: int, new_size: int | None = None
+) -> ConsistencyProof:
+    """A consistency proof from stored nodes, checked before it is returned (rule 3)."""
+    if new_size is None:
+        new_size = (await store.tree_head(log)).size
+    path = await store.consistency_proof(log, old_size, new_size)
+    old_root = await store.root_at(log, old_size)
+    new_root = await store.root_at(log, new_size)
+    if not merkle.verify_consistency(old_size, new_size, old_root, new_root, path):
+        raise CorruptStoreError(
+            f"the stored tree nodes give no valid consistency proof from size {old_size} "
+            f"to {new_size}",
+            where=log.origin,
+        )
+    return ConsistencyProof(old_size, new_size, old_root, new_root, path)
+
+
+async def accept_checkpoint(
+    store: Store, log: LogRef, note: bytes, verifiers: Sequence[checkpoint.Verifier]
+) -> StoredCheckpoint:
+    """Store a counterpart's checkpoint of ``log`` once its signature verifies.
+
+    The store then refuses it unless it matches the replica's own tree at that size,
+    which also makes it consistent with every checkpoint accepted before.
+    """
+    checkpoint.open_checkpoint(note, verifiers, origin=log.origin)
+    return await store.put_checkpoint(log, note)
+
+
+class LogService:
+    """A node's own log in one partnership: append, checkpoint, prove (see module rules)."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: LogRef,
+        *,
+        root: TrustRoot,
+        checkpoint_key: PrivateKey,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.store = store
+        self.log = log
+        self.root = root
+        self._key = checkpoint_key
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    def verifier(self) -> Verify:
+        """The verify function of rule 1, at the service's clock."""
+        root, now = self.root, self._clock()
+
+        def verify(raw: bytes) -> Verification:
+            return verify_record(root, raw, now)
+
+        return verify
+
+    def _check_key(self) -> None:
+        """Rule 2: the checkpoint key must be one the trust root lists for this log."""
+        ours = self._key.public.raw
+        usable = self.root.keys_for(self.log.node, "checkpoint", self._clock())
+        if not any(k.public_key == ours for k in usable):
+            raise AuthorityError(
+                f"key {self._key.key_id[:16]} is not a usable checkpoint key of "
+                f"{self.log.node} in the trust root of {self.root.partnership}",
+                where=self.log.origin,
+            )
+
+    def vkey(self) -> str:
+        """The signed-note verifier key of this log's checkpoints."""
+        return checkpoint.vkey(self.log.origin, self._key.public.key)
+
+    async def append(self, envelopes: Sequence[bytes], *, sign: bool = True) -> AppendResult:
+        """Verify and append records at the end of the log, then sign a checkpoint."""
+        async with self._lock:
+            result = await self.store.append_entries(self.log, None, envelopes, self.verifier())
+            if sign:
+                await self._sign_locked()
+        return result
+
+    async def sign_checkpoint(self) -> StoredCheckpoint:
+        """Sign and store a checkpoint of the current tree (or return the one held)."""
+        async with self._lock:
+            return await self._sign_locked()
+
+    async def _sign_locked(self) -> StoredCheckpoint:
+        self._check_key()
+        await self.store.ensure_log(self.log)
+        head = await self.store.tree_head(self.log)
+        new = checkpoint.Checkpoint(self.log.origin, head.size, head.root)
+        latest = await self.store.latest_checkpoint(self.log)
+        if latest is not None:
+            previous = checkpoint.Checkpoint(self.log.origin, latest.size, latest.root)
+            if latest.size > head.size:
+                raise ForkError(
+                    f"a checkpoint of size {latest.size} is stored, but the tree has only "
+                    f"{head.size} entries",
+                    where=self.log.origin,
+                )
+            proof = await self.store.consistency_proof(self.log, latest.size, head.size)
+            checkpoint.check_append_only(previous, new, proof)
+            if latest.size == head.size:
+                return latest
+        note = checkpoint.sign_checkpoint(new, self._key.key)
+        return await self.store.put_checkpoint(self.log, note)
+
+    async def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
+        return await prove_inclusion(self.store, self.log, index, size)
+
+    async def prove_record(self, record_id: str, size: int | None = None) -> InclusionProof:
+        """Inclusion proof of a record by its id."""
+        rec = await self.store.record(record_id)
+        if rec.log != self.log:
+            raise AuthorityError(f"record {record_id[:16]} is in {rec.log.origin}, not this log")
+        return await self.prove_inclusion(rec.index, size)
+
+    async def prove_consistency(
+        self, old_size: int, new_size: int | None = None
+    ) -> ConsistencyProof:
+        return await prove_consistency(self.store, self.log, old_size, new_size)
+
+
+# --- auditing -----------------------------------------------------------------------
+
+
+@dataclass
+class LogAudit:
+    """What ``verify_log`` found: the recomputed size and root, and every problem."""
+
+    log: LogRef
+    size: int = 0
+    root: bytes = merkle.EMPTY_ROOT
+    entries_checked: int = 0
+    checkpoints_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def verify_log(
+    store: Store,
+    log: LogRef,
+    *,
+    verify: Verify | None = None,
+    verifiers: Sequence[checkpoint.Verifier] | None = None,
+    chunk: int = AUDIT_CHUNK,
+) -> LogAudit:
+    """Recompute ``log`` from its entries and compare with everything stored (rule 4).
+
+    ``verify`` re-verifies every envelope (e.g. under the current trust root);
+    ``verifiers`` checks every stored checkpoint's signature.
+    """
+    audit = LogAudit(log)
+    head = await store.tree_head(log)
+    stored_cps = await store.checkpoints(log)
+    by_size = {cp.size: cp for cp in stored_cps}
+    frontier = merkle.Frontier.empty()
+
+    def check_checkpoint(size: int, root: bytes) -> None:
+        cp = by_size.get(size)
+        if cp is None:
+            return
+        audit.checkpoints_checked += 1
+        where = f"checkpoint {size}"
+        try:
+            body = checkpoint.parse_body(checkpoint.parse_note(cp.note).text)
+            if verifiers is not None:
+                checkpoint.open_checkpoint(cp.note, verifiers, origin=log.origin)
+        except JcmSyncError as exc:
+            audit.problems.append(f"{where}: {exc}")
+            return
+        if body.origin != log.origin:
+            audit.problems.append(f"{where}: note is for origin {body.origin!r}")
+        if body.size != size or body.root_hash != cp.root:
+            audit.problems.append(f"{where}: note says size {body.size}, not the stored row")
+        if cp.root != root:
+            audit.problems.append(f"{where}: root is not the root recomputed from the entries")
+
+    check_checkpoint(0, merkle.EMPTY_ROOT)
+    for cp in stored_cps:
+        if cp.size > head.size:
+            audit.problems.append(f"checkpoint {cp.size}: beyond the log's size {head.size}")
+    try:
+        for start in range(0, head.size, chunk):
+            entries = await store.entries(log, start, min(start + chunk, head.size))
+            created: dict[tuple[int, int], bytes] = {}
+            for e in entries:
+                if verify is not None:
+                    try:
+                        verify(e.envelope)
+                    except JcmSyncError as exc:
+                        audit.problems.append(f"entry {e.index}: does not verify: {exc}")
+                frontier, nodes = frontier.append(e.leaf_hash)
+                created.update({(n.level, n.index): n.hash for n in nodes})
+                check_checkpoint(frontier.size, frontier.root())
+            stored = await store.tree_nodes(log, list(created))
+            for coord, h in created.items():
+                if stored[coord] != h:
+                    audit.problems.append(
+                        f"node (level {coord[0]}, index {coord[1]}): stored hash is not the "
+                        "hash recomputed from the entries"
+                    )
+            audit.entries_checked += len(entries)
+    except JcmSyncError as exc:
+        audit.problems.append(f"stopped after {audit.entries_checked} entries: {exc}")
+        return audit
+    audit.size, audit.root = frontier.size, frontier.root()
+    if audit.root != head.root:
+        audit.problems.append(
+            f"head: the stored root of size {head.size} is not the root recomputed from the entries"
+        )
+    return audit

@@ -1,0 +1,149 @@
+"""The agent's side of the hub's HTTP API: signed requests, typed answers.
+
+Every request is signed (``SigningMiddleware``, RFC 9421); every answer is decoded
+into the ``wire`` Structs or, for a refusal, turned into a ``PeerRefusedError``
+carrying the problem's code, so the agent can tell a gap (resume from ``size``)
+from a fork from an outage. Connection failures are ``TransportError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from jcm_sync.envelope import PrivateKey
+from jcm_sync.errors import TransportError
+from jcm_sync.net.auth import RequestSigner, SigningMiddleware
+from jcm_sync.net.wire import (
+    CheckpointView,
+    ConsistencyProofView,
+    EntriesPage,
+    PartnershipState,
+    Problem,
+    PushRequest,
+    PushResponse,
+    encoder,
+)
+
+T = TypeVar("T")
+
+MAX_RESPONSE = 64 * 1024 * 1024
+
+
+class PeerRefusedError(TransportError):
+    """The hub answered with a problem+json refusal."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(
+            f"hub refused ({problem.status} {problem.code}): {problem.detail or problem.title}",
+            where=problem.where or None,
+        )
+        self.problem = problem
+        self.code = problem.code or "refused"
+
+    @property
+    def status(self) -> int:
+        return self.problem.status
+
+
+class HubClient:
+    """One node's signed connection to the hub."""
+
+    def __init__(self, base_url: str, transport_key: PrivateKey, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._signer = RequestSigner(transport_key)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        #: bytes sent and received, and requests made (for the anti-entropy benchmark)
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.requests = 0
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _sess(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, middlewares=(SigningMiddleware(self._signer),)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[T],
+        *,
+        body: bytes = b"",
+        params: dict[str, Any] | None = None,
+    ) -> T:
+        url = self.base_url + path
+        headers = {"Content-Type": "application/json"} if body else {}
+        self.requests += 1
+        self.bytes_sent += len(body)
+        try:
+            async with self._sess().request(
+                method, url, data=body or None, params=params, headers=headers,
+                allow_redirects=False,
+            ) as resp:  # fmt: skip
+                data = await resp.content.read(MAX_RESPONSE + 1)
+                self.bytes_received += len(data)
+                if len(data) > MAX_RESPONSE:
+                    raise TransportError(f"answer from {url} is larger than {MAX_RESPONSE} bytes")
+                if resp.status >= 400:
+                    raise self._refusal(resp.status, resp.reason or "", data)
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"hub unreachable at {self.base_url}: {exc}") from None
+        except TimeoutError:
+            raise TransportError(f"hub at {self.base_url} did not answer in time") from None
+        try:
+            return msgspec.json.decode(data, type=answer)
+        except msgspec.MsgspecError as exc:
+            raise TransportError(f"malformed answer from {url}: {exc}") from None
+
+    @staticmethod
+    def _refusal(status: int, reason: str, data: bytes) -> PeerRefusedError:
+        try:
+            problem = msgspec.json.decode(data, type=Problem)
+        except msgspec.MsgspecError:
+            problem = Problem(type="about:blank", title=reason, status=status,
+                              detail=data[:200].decode("utf-8", "replace"))  # fmt: skip
+        return PeerRefusedError(problem)
+
+    @staticmethod
+    def _logs(pid: str, node: str) -> str:
+        return f"/v1/partnerships/{pid}/logs/{node}"
+
+    async def state(self, pid: str) -> PartnershipState:
+        return await self._call("GET", f"/v1/partnerships/{pid}/state", PartnershipState)
+
+    async def push(self, pid: str, node: str, req: PushRequest) -> PushResponse:
+        body = encoder.encode(req)
+        return await self._call("POST", self._logs(pid, node) + "/entries", PushResponse, body=body)
+
+    async def entries(self, pid: str, node: str, start: int, limit: int) -> EntriesPage:
+        params = {"start": str(start), "limit": str(limit)}
+        return await self._call("GET", self._logs(pid, node) + "/entries", EntriesPage,
+                                params=params)  # fmt: skip
+
+    async def checkpoint(self, pid: str, node: str) -> CheckpointView:
+        return await self._call("GET", self._logs(pid, node) + "/checkpoint", CheckpointView)
+
+    async def consistency(self, pid: str, node: str, old: int, new: int) -> ConsistencyProofView:
+        return await self._call(
+            "GET",
+            self._logs(pid, node) + "/proofs/consistency",
+            ConsistencyProofView,
+            params={"old": str(old), "new": str(new)},
+        )

@@ -1,0 +1,346 @@
+"""The hub's HTTP surface: routes, request authentication, limits, problem+json.
+
+Why this module exists: it is the one place where HTTP meets the hub. Everything
+that arrives is authenticated here (RFC 9421, ``net/auth.py``) before a handler
+runs, bounded (body size 413, batch size 413, concurrent requests per node 429),
+and every refusal leaves as ``application/problem+json`` (RFC 9457) with one type
+per cause (``urn:jcm-sync:problem:<code>``). Handlers call ``registry.Hub`` and
+never decide trust themselves.
+
+Unauthenticated routes: ``/livez``, ``/readyz``, ``/metrics`` and ``/status`` (an
+HTML page of each partnership's logs, for operators on the hub's own network).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from jcm_sync.errors import (
+    BadDataError,
+    ConflictError,
+    ForkError,
+    JcmSyncError,
+    NotFoundError,
+    RecordError,
+    StoreError,
+    UntrustedError,
+)
+from jcm_sync.net.auth import (
+    Caller,
+    NonceCacheFullError,
+    RequestSignatureError,
+    RequestVerifier,
+    verify_aiohttp_request,
+)
+from jcm_sync.net.wire import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_PREFIX,
+    Problem,
+    PushRequest,
+    encoder,
+)
+from jcm_sync.registry import ForbiddenError, GapError, Hub
+
+log = logging.getLogger("jcm_sync.server")
+
+CALLER_KEY = web.RequestKey("caller", Caller)
+BODY_KEY = web.RequestKey("body", bytes)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class TooManyRequestsError(JcmSyncError):
+    code = "too-many-requests"
+
+
+class BodyTooLargeError(BadDataError):
+    code = "body-too-large"
+
+
+def status_of(exc: JcmSyncError) -> int:
+    """The HTTP status of an error, by cause."""
+    if isinstance(exc, NonceCacheFullError):
+        return 503
+    if isinstance(exc, TooManyRequestsError):
+        return 429
+    if isinstance(exc, BodyTooLargeError) or exc.code == "batch-too-large":
+        return 413
+    if isinstance(exc, RequestSignatureError):
+        return 401
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, ForkError | ConflictError):
+        return 409
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, RecordError | UntrustedError):
+        return 422
+    if isinstance(exc, BadDataError):
+        return 400
+    if isinstance(exc, StoreError):
+        return 503
+    return 500
+
+
+def problem(
+    status: int, code: str, title: str, detail: str = "", *, where: str = "", **extra: Any
+) -> web.Response:
+    body = Problem(
+        type=PROBLEM_TYPE_PREFIX + code,
+        title=title,
+        status=status,
+        detail=detail,
+        where=where,
+        code=code,
+        size=extra.get("size"),
+    )
+    headers = {}
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(int(extra["retry_after"]) + 1)
+    return web.Response(
+        body=encoder.encode(body),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def problem_of(exc: JcmSyncError) -> web.Response:
+    status = status_of(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, GapError):
+        extra["size"] = exc.size
+    if isinstance(exc, NonceCacheFullError):
+        extra["retry_after"] = exc.retry_after
+    title = type(exc).__name__.removesuffix("Error") or "Error"
+    return problem(status, exc.code, title, exc.message, where=exc.where or "", **extra)
+
+
+@dataclass
+class ServerSettings:
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_concurrency_per_node: int = 4
+    clock_skew_seconds: float = 300.0
+    public_origin: str | None = None
+
+
+class HubServer:
+    """Builds the aiohttp application around a ``Hub``."""
+
+    def __init__(self, hub: Hub, settings: ServerSettings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.verifier = RequestVerifier(hub.node.roots(), window=settings.clock_skew_seconds)
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self.shutting_down = False
+
+    # --- middlewares -------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except JcmSyncError as exc:
+            response = problem_of(exc)
+            status = response.status
+            if status >= 500:
+                log.error("request failed: %s", exc.diagnostics())
+            return response
+        except web.HTTPRequestEntityTooLarge as exc:
+            status = 413
+            return problem(413, "body-too-large", "BodyTooLarge", exc.text or "body too large")
+        except web.HTTPException as exc:
+            status = exc.status
+            if status < 400:
+                raise
+            code = {404: "not-found", 405: "method-not-allowed"}.get(status, "http-error")
+            return problem(status, code, exc.reason, exc.text or exc.reason)
+        finally:
+            self.hub.node.metrics.request_seconds.labels(name, request.method, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        body = await request.read()  # bounded by client_max_size: 413 beyond it
+        caller = await verify_aiohttp_request(
+            self.verifier, request, body, origin=self.settings.public_origin
+        )
+        key = (caller.partnership, caller.node)
+        if self._in_flight.get(key, 0) >= self.settings.max_concurrency_per_node:
+            raise TooManyRequestsError(
+                f"{caller.node} of {caller.partnership} already has "
+                f"{self.settings.max_concurrency_per_node} requests in flight"
+            )
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        request[CALLER_KEY] = caller
+        request[BODY_KEY] = body
+        try:
+            return await handler(request)
+        finally:
+            self._in_flight[key] -= 1
+
+    # --- handlers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _caller(request: web.Request) -> Caller:
+        return request[CALLER_KEY]
+
+    @staticmethod
+    def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+        raw = request.query.get(name)
+        if raw is None:
+            return default
+        if not raw.isdigit() or len(raw) > 19:
+            raise BadDataError(f"query parameter {name} must be a non-negative integer", where=name)
+        return int(raw)
+
+    @staticmethod
+    def _json(data: Any) -> web.Response:
+        return web.Response(body=encoder.encode(data), content_type="application/json")
+
+    async def push(self, request: web.Request) -> web.Response:
+        try:
+            req = msgspec.json.decode(request[BODY_KEY], type=PushRequest)
+        except msgspec.MsgspecError as exc:
+            raise BadDataError(f"not a push body: {exc}", where="body") from None
+        m = request.match_info
+        return self._json(await self.hub.push(self._caller(request), m["pid"], m["node"], req))
+
+    async def state(self, request: web.Request) -> web.Response:
+        return self._json(await self.hub.state(self._caller(request), request.match_info["pid"]))
+
+    async def checkpoint(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        return self._json(await self.hub.checkpoint(self._caller(request), m["pid"], m["node"]))
+
+    async def entries(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        start = self._int(request, "start", 0) or 0
+        limit = self._int(request, "limit", 500) or 500
+        page = await self.hub.entries(self._caller(request), m["pid"], m["node"], start, limit)
+        return self._json(page)
+
+    async def consistency(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        old = self._int(request, "old")
+        if old is None:
+            raise BadDataError("query parameter old is required", where="old")
+        new = self._int(request, "new")
+        view = await self.hub.consistency(self._caller(request), m["pid"], m["node"], old, new)
+        return self._json(view)
+
+    async def inclusion(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        index = self._int(request, "index")
+        if index is None:
+            raise BadDataError("query parameter index is required", where="index")
+        size = self._int(request, "size")
+        view = await self.hub.inclusion(self._caller(request), m["pid"], m["node"], index, size)
+        return self._json(view)
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return self._json({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.shutting_down:
+            return problem(503, "shutting-down", "ShuttingDown", "the hub is shutting down")
+        try:
+            for p in self.hub.node.partnerships.values():
+                await self.hub.node.store.tree_head(p.own)
+        except JcmSyncError as exc:
+            return problem(503, "store-unavailable", "StoreUnavailable", exc.message)
+        return self._json({"status": "ready", "partnerships": sorted(self.hub.node.partnerships)})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        data = generate_latest(self.hub.node.metrics.registry)
+        resp = web.Response(body=data)
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+    async def status_page(self, request: web.Request) -> web.Response:
+        rows = []
+        node = self.hub.node
+        for pid, p in sorted(node.partnerships.items()):
+            own = await node.store.tree_head(p.own)
+            rep = await node.store.tree_head(p.replica)
+            held = await node.store.latest_checkpoint(p.replica)
+            alarm = node.alarms.get(p.replica.origin)
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{html.escape(str(v))}</td>"
+                    for v in (
+                        pid,
+                        own.size,
+                        own.root.hex()[:16],
+                        rep.size,
+                        held.size if held else "-",
+                        "FORK: " + alarm.reason if alarm else "ok",
+                    )
+                )
+                + "</tr>"
+            )
+        page = (
+            "<!doctype html><meta charset=utf-8><title>jcm-sync hub</title>"
+            "<h1>jcm-sync: Japan's registry hub</h1><table border=1 cellpadding=4>"
+            "<tr><th>partnership</th><th>Japan's log size</th><th>root</th>"
+            "<th>partner replica size</th><th>partner checkpoint</th><th>state</th></tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    # --- the application ---------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(
+            middlewares=[self._errors, self._authenticate],
+            client_max_size=self.settings.max_body_bytes,
+        )
+        logs = "/v1/partnerships/{pid}/logs/{node}"
+        app.router.add_get("/livez", self.livez)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/status", self.status_page)
+        app.router.add_get("/v1/partnerships/{pid}/state", self.state)
+        app.router.add_post(f"{logs}/entries", self.push)
+        app.router.add_get(f"{logs}/entries", self.entries)
+        app.router.add_get(f"{logs}/checkpoint", self.checkpoint)
+        app.router.add_get(f"{logs}/proofs/consistency", self.consistency)
+        app.router.add_get(f"{logs}/proofs/inclusion", self.inclusion)
+
+        async def on_shutdown(app: web.Application) -> None:
+            self.shutting_down = True
+
+        async def on_cleanup(app: web.Application) -> None:
+            await self.hub.node.close()
+
+        app.on_shutdown.append(on_shutdown)
+        app.on_cleanup.append(on_cleanup)
+        return app
+
+
+def settings_from(cfg: Any) -> ServerSettings:
+    s = cfg.server
+    return ServerSettings(
+        max_body_bytes=s.max_body_bytes,
+        max_concurrency_per_node=s.max_concurrency_per_node,
+        clock_skew_seconds=s.clock_skew_seconds,
+    )

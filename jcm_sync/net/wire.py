@@ -1,0 +1,97 @@
+"""The JSON bodies of the hub's HTTP API, shared by the server and the client.
+
+Envelopes and checkpoint notes travel as base64 of their exact bytes, so nothing in
+transit re-encodes a signed record (DESIGN §3). Bodies are decoded with these
+Structs and nothing else; unknown fields are tolerated (a newer peer may add some).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Index = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Hash = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+
+
+class PushRequest(msgspec.Struct, frozen=True):
+    """Entries of the sender's own log from ``start``, in order.
+
+    ``checkpoint`` is the sender's signed checkpoint of size ``start + len(entries)``
+    (required on the last batch of a push, optional before); ``source_size`` is the
+    sender's whole log size, so the hub can report its lag.
+    """
+
+    start: Index
+    entries: list[bytes]
+    checkpoint: bytes | None = None
+    source_size: Index | None = None
+
+
+class CheckpointView(msgspec.Struct, frozen=True, omit_defaults=True):
+    origin: str
+    size: Index
+    root: Hash
+    note: bytes | None = None
+
+
+class PushResponse(msgspec.Struct, frozen=True):
+    size: Index
+    appended: Index
+    checkpoint: CheckpointView
+
+
+class EntriesPage(msgspec.Struct, frozen=True):
+    start: Index
+    entries: list[bytes]
+    size: Index
+
+
+class LogState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One log as the hub holds it: its head and its latest signed checkpoint."""
+
+    node: str
+    origin: str
+    size: Index
+    root: Hash
+    checkpoint: bytes | None = None
+
+
+class PartnershipState(msgspec.Struct, frozen=True):
+    """Everything anti-entropy needs in one response: both logs' heads."""
+
+    partnership: str
+    logs: list[LogState]
+
+
+class ConsistencyProofView(msgspec.Struct, frozen=True):
+    old_size: Index
+    new_size: Index
+    proof: list[Hash]
+
+
+class InclusionProofView(msgspec.Struct, frozen=True):
+    index: Index
+    size: Index
+    leaf_hash: Hash
+    proof: list[Hash]
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = ""
+    instance: str = ""
+    where: str = ""
+    code: str = ""
+    size: int | None = None
+
+
+PROBLEM_TYPE_PREFIX = "urn:jcm-sync:problem:"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+encoder = msgspec.json.Encoder()

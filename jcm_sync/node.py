@@ -1,0 +1,145 @@
+"""What every running node (hub or agent) loads from its configuration.
+
+Why this module exists: the hub, the agent and the admin commands all need the same
+things from a configuration file: the node's keys (from files), each partnership's
+trust root (verified as a chain), the names of its two logs, the store, the alarm
+book and the metrics. They are loaded here once, the same way for all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from jcm_sync.alarms import AlarmBook
+from jcm_sync.checkpoint import origin_for
+from jcm_sync.config import Config
+from jcm_sync.envelope import PrivateKey
+from jcm_sync.errors import AuthorityError
+from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
+from jcm_sync.log import LogService
+from jcm_sync.metrics import Metrics
+from jcm_sync.store import LogRef, Store, open_store
+from jcm_sync.trust import TrustedRoot, TrustRoot, verify_chain
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    signing: PrivateKey
+    transport: PrivateKey
+    checkpoint: PrivateKey
+
+
+def load_keys(cfg: Config) -> NodeKeys:
+    pp = load_passphrase(cfg.path(cfg.keys.passphrase_file)) if cfg.keys.passphrase_file else None
+    signing = load_private_key(cfg.path(cfg.keys.signing), pp)
+    transport = (
+        load_private_key(cfg.path(cfg.keys.transport), pp) if cfg.keys.transport else signing
+    )
+    ckpt = load_private_key(cfg.path(cfg.keys.checkpoint), pp) if cfg.keys.checkpoint else signing
+    return NodeKeys(signing=signing, transport=transport, checkpoint=ckpt)
+
+
+def load_root(cfg: Config, partnership: str, now: datetime) -> TrustedRoot:
+    p = cfg.partnership(partnership)
+    chain = [read_small_file(cfg.path(f), limit=1 << 20, what="trust root") for f in p.trust_root]
+    trusted = verify_chain(chain, now)
+    if trusted.root.partnership != partnership:
+        raise AuthorityError(
+            f"trust root {p.trust_root[-1]} is for {trusted.root.partnership}, not {partnership}"
+        )
+    return trusted
+
+
+@dataclass
+class PartnershipLogs:
+    """A node's two logs in one partnership: its own and its replica of the other side's."""
+
+    partnership: str
+    root: TrustRoot
+    own: LogRef
+    replica: LogRef
+    service: LogService
+
+    @property
+    def counterpart(self) -> str:
+        return self.replica.node
+
+
+@dataclass
+class Node:
+    cfg: Config
+    store: Store
+    keys: NodeKeys
+    partnerships: dict[str, PartnershipLogs]
+    alarms: AlarmBook
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = utc_now
+
+    @property
+    def id(self) -> str:
+        return self.cfg.node.id
+
+    def roots(self) -> dict[str, TrustRoot]:
+        return {pid: p.root for pid, p in self.partnerships.items()}
+
+    def logs(self, partnership: str) -> PartnershipLogs:
+        p = self.partnerships.get(partnership)
+        if p is None:
+            from jcm_sync.errors import NotFoundError
+
+            raise NotFoundError(f"this node serves no partnership {partnership}")
+        return p
+
+    def log_ref(self, partnership: str, node: str) -> LogRef:
+        p = self.logs(partnership)
+        if node == p.own.node:
+            return p.own
+        if node == p.replica.node:
+            return p.replica
+        from jcm_sync.errors import NotFoundError
+
+        raise NotFoundError(f"partnership {partnership} has no log of node {node}")
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def log_ref(cfg: Config, partnership: str, node: str) -> LogRef:
+    return LogRef(partnership, node, origin_for(cfg.node.origin_prefix, partnership, node))
+
+
+async def open_node(
+    cfg: Config, *, clock: Callable[[], datetime] = utc_now, store: Store | None = None
+) -> Node:
+    """Load keys and roots, open the store and make sure every log exists."""
+    now = clock()
+    keys = load_keys(cfg)
+    roots = {p.id: load_root(cfg, p.id, now).root for p in cfg.partnerships}
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    store = store or await open_store(cfg.store_url)
+    try:
+        partnerships = {}
+        for pid, root in roots.items():
+            other = root.partner if cfg.node.id == "JP" else "JP"
+            own, replica = log_ref(cfg, pid, cfg.node.id), log_ref(cfg, pid, other)
+            await store.ensure_log(own)
+            await store.ensure_log(replica)
+            service = LogService(store, own, root=root, checkpoint_key=keys.checkpoint, clock=clock)
+            partnerships[pid] = PartnershipLogs(pid, root, own, replica, service)
+    except BaseException:
+        await store.close()
+        raise
+    return Node(
+        cfg=cfg,
+        store=store,
+        keys=keys,
+        partnerships=partnerships,
+        alarms=AlarmBook(cfg.data_dir / "alarms"),
+        clock=clock,
+    )

@@ -1,0 +1,315 @@
+"""Japan's registry hub: receives every partner's log, publishes Japan's own.
+
+Why this module exists: for each partnership the hub keeps Japan's own log and a
+verified replica of the partner's log (DESIGN §4). This module is the hub's
+orchestration: what a push must satisfy before anything is stored, what the hub
+signs, and what it serves. HTTP is ``net/server.py``'s business; this module takes
+values and a verified caller, and raises typed errors.
+
+Rules of a push (``Hub.push``):
+
+1. The caller is the partner node of the partnership, pushing its own log (the
+   server checked the request signature; authorization is checked here).
+2. A batch has at most ``max_batch`` entries and starts at or before the replica's
+   size: entries already held must be identical (no-op), a different one at a held
+   index is a **fork**; a start past the size is a gap (409, with the size to resume
+   from).
+3. If the batch carries the partner's signed checkpoint, its signature is verified
+   with the partner's checkpoint keys and the root the batch would produce is
+   computed *before* anything is written; a mismatch is a fork. So a refused batch
+   stores nothing.
+4. Every entry is verified against the trust root (signature, schema, authority,
+   author = the partner) inside the store's append; one bad entry refuses the batch.
+5. The answer carries the replica's new size and the partner's checkpoint
+   countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
+
+Pushes to one replica are serialised by a lock; different partnerships never wait
+for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from jcm_sync import checkpoint, merkle
+from jcm_sync.alarms import new_alarm
+from jcm_sync.errors import (
+    AuthorityError,
+    BadDataError,
+    ConflictError,
+    ForkError,
+    JcmSyncError,
+    NotFoundError,
+)
+from jcm_sync.log import checkpoint_verifiers, prove_consistency, prove_inclusion
+from jcm_sync.net.auth import Caller
+from jcm_sync.net.wire import (
+    CheckpointView,
+    ConsistencyProofView,
+    EntriesPage,
+    InclusionProofView,
+    LogState,
+    PartnershipState,
+    PushRequest,
+    PushResponse,
+)
+from jcm_sync.node import Node
+from jcm_sync.store import LogRef, StoredCheckpoint
+from jcm_sync.trust import verify_record
+
+log = logging.getLogger("jcm_sync.registry")
+
+MAX_PAGE = 1000
+
+
+class ForbiddenError(AuthorityError):
+    """The caller may not do this (403)."""
+
+    code = "forbidden"
+
+
+class GapError(ConflictError):
+    """A push that starts past the replica's size; ``size`` says where to resume."""
+
+    code = "gap"
+
+    def __init__(self, message: str, *, size: int, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.size = size
+
+
+class BatchTooLargeError(BadDataError):
+    code = "batch-too-large"
+
+
+@dataclass
+class Limits:
+    max_batch: int = 1000
+
+
+class Hub:
+    """The hub's per-partnership logic over a ``Node`` whose id is JP."""
+
+    def __init__(self, node: Node, limits: Limits | None = None) -> None:
+        if node.id != "JP":
+            raise AuthorityError(f"the registry hub runs as node JP, not {node.id}")
+        self.node = node
+        self.limits = limits or Limits(max_batch=node.cfg.server.max_batch)
+        self._locks: dict[str, asyncio.Lock] = {pid: asyncio.Lock() for pid in node.partnerships}
+
+    # --- authorization ---------------------------------------------------------------
+
+    def _check_member(self, caller: Caller, partnership: str) -> None:
+        self.node.logs(partnership)
+        if caller.partnership != partnership:
+            raise ForbiddenError(
+                f"{caller.node} of {caller.partnership} may not read partnership {partnership}"
+            )
+
+    # --- push ------------------------------------------------------------------------
+
+    async def push(
+        self, caller: Caller, partnership: str, log_node: str, req: PushRequest
+    ) -> PushResponse:
+        """Rules 1-5 of the module docstring."""
+        self._check_member(caller, partnership)
+        logs = self.node.logs(partnership)
+        replica = logs.replica
+        if log_node != replica.node or caller.node != replica.node:
+            raise ForbiddenError(
+                f"{caller.node} may push only its own log, not the log of {log_node}"
+            )
+        if len(req.entries) > self.limits.max_batch:
+            raise BatchTooLargeError(
+                f"{len(req.entries)} entries in one push; the limit is {self.limits.max_batch}"
+            )
+        m = self.node.metrics
+        if self.node.alarms.get(replica.origin) is not None:
+            raise ForkError(
+                f"replication of {replica.origin} is stopped by a fork alarm; "
+                "an operator must investigate",
+                where=replica.origin,
+            )
+        async with self._locks[partnership]:
+            head = await self.node.store.tree_head(replica)
+            if req.start > head.size:
+                raise GapError(
+                    f"push starts at {req.start} but the replica holds {head.size} entries",
+                    size=head.size,
+                )
+            offered = None
+            if req.checkpoint is not None:
+                offered = await self._check_offered(logs.root, replica, req, head.size)
+            root, now = logs.root, self.node.clock()
+            try:
+                result = await self.node.store.append_entries(
+                    replica, req.start, req.entries, lambda raw: verify_record(root, raw, now)
+                )
+            except ForkError as exc:
+                await self._fork(replica, str(exc), offered=req.checkpoint)
+                raise
+            except JcmSyncError as exc:
+                m.entries.labels(partnership, "refused", exc.code).inc(len(req.entries))
+                m.pushes.labels(partnership, "refused").inc()
+                raise
+            if offered is not None and req.checkpoint is not None:
+                # the store keeps it only if it agrees with the replica's tree
+                await self.node.store.put_checkpoint(replica, req.checkpoint)
+        m.entries.labels(partnership, "accepted", "").inc(result.appended)
+        m.pushes.labels(partnership, "accepted").inc()
+        m.log_size.labels(partnership, replica.node).set(result.size)
+        if req.source_size is not None:
+            m.replica_lag.labels(partnership, replica.node).set(
+                max(0, req.source_size - result.size)
+            )
+        log.info(
+            "push accepted",
+            extra={
+                "partnership": partnership,
+                "start": req.start,
+                "appended": result.appended,
+                "size": result.size,
+            },
+        )
+        return PushResponse(
+            size=result.size,
+            appended=result.appended,
+            checkpoint=await self._replica_view(replica),
+        )
+
+    async def _check_offered(
+        self, root: object, replica: LogRef, req: PushRequest, size: int
+    ) -> checkpoint.Checkpoint:
+        """Rule 3: verify the partner's checkpoint and the root the batch would produce."""
+        from jcm_sync.trust import TrustRoot
+
+        assert isinstance(root, TrustRoot)
+        note = req.checkpoint or b""
+        verifiers = checkpoint_verifiers(root, replica, self.node.clock())
+        opened = checkpoint.open_checkpoint(note, verifiers, origin=replica.origin)
+        cp = opened.checkpoint
+        end = req.start + len(req.entries)
+        if cp.size != end:
+            raise BadDataError(
+                f"the checkpoint is of size {cp.size}, but the batch ends at {end}",
+                where="checkpoint",
+            )
+        # the root after this batch: the frontier of what is held, plus the new leaves
+        coords = merkle.Frontier.coordinates(size)
+        nodes = await self.node.store.tree_nodes(replica, coords)
+        frontier = merkle.Frontier.from_hashes(size, [nodes[c] for c in coords])
+        for raw in req.entries[size - req.start :]:
+            frontier, _ = frontier.append(merkle.leaf_hash(raw))
+        if end <= size:
+            expected = await self.node.store.root_at(replica, end)
+        else:
+            expected = frontier.root()
+        if expected != cp.root_hash:
+            held = await self.node.store.latest_checkpoint(replica)
+            reason = (
+                f"the partner's signed checkpoint of size {cp.size} does not match the "
+                "entries it sent"
+            )
+            await self._fork(replica, reason, offered=note, held=held)
+            raise ForkError(reason, where=replica.origin)
+        return cp
+
+    async def _fork(
+        self,
+        replica: LogRef,
+        reason: str,
+        *,
+        offered: bytes | None,
+        held: StoredCheckpoint | None = None,
+    ) -> None:
+        if held is None:
+            held = await self.node.store.latest_checkpoint(replica)
+        alarm = new_alarm(
+            replica.origin,
+            replica.partnership,
+            replica.node,
+            reason,
+            held=held.note if held else None,
+            offered=offered,
+        )
+        if self.node.alarms.raise_alarm(alarm):
+            self.node.metrics.forks.labels(replica.partnership, replica.node).inc()
+        self.node.metrics.alarm.labels(replica.partnership, replica.node).set(1)
+        log.error("FORK: %s", reason, extra={"origin": replica.origin})
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def _replica_view(self, replica: LogRef) -> CheckpointView:
+        """The partner's latest checkpoint held, countersigned by Japan (rule 5)."""
+        head = await self.node.store.tree_head(replica)
+        held = await self.node.store.latest_checkpoint(replica)
+        note = None
+        if held is not None:
+            jp_origin = self.node.logs(replica.partnership).own.origin
+            note = checkpoint.add_signature(held.note, jp_origin, self.node.keys.checkpoint.key)
+            return CheckpointView(origin=replica.origin, size=held.size, root=held.root, note=note)
+        return CheckpointView(origin=replica.origin, size=head.size, root=head.root, note=None)
+
+    async def _own_view(self, partnership: str) -> CheckpointView:
+        service = self.node.logs(partnership).service
+        cp = await service.sign_checkpoint()
+        return CheckpointView(origin=service.log.origin, size=cp.size, root=cp.root, note=cp.note)
+
+    async def checkpoint(self, caller: Caller, partnership: str, node: str) -> CheckpointView:
+        self._check_member(caller, partnership)
+        ref = self.node.log_ref(partnership, node)
+        if ref.node == "JP":
+            return await self._own_view(partnership)
+        return await self._replica_view(ref)
+
+    async def state(self, caller: Caller, partnership: str) -> PartnershipState:
+        """Both logs' heads and checkpoints in one answer (anti-entropy)."""
+        self._check_member(caller, partnership)
+        own = await self._own_view(partnership)
+        rep = await self._replica_view(self.node.logs(partnership).replica)
+        rep_head = await self.node.store.tree_head(self.node.logs(partnership).replica)
+        return PartnershipState(
+            partnership=partnership,
+            logs=[
+                LogState(
+                    node="JP", origin=own.origin, size=own.size, root=own.root, checkpoint=own.note
+                ),  # fmt: skip
+                LogState(
+                    node=self.node.logs(partnership).replica.node,
+                    origin=rep.origin,
+                    size=rep_head.size,
+                    root=rep_head.root,
+                    checkpoint=rep.note,
+                ),
+            ],
+        )
+
+    async def entries(
+        self, caller: Caller, partnership: str, node: str, start: int, limit: int
+    ) -> EntriesPage:
+        self._check_member(caller, partnership)
+        ref = self.node.log_ref(partnership, node)
+        head = await self.node.store.tree_head(ref)
+        if start > head.size:
+            raise NotFoundError(f"start {start} is past the log's size {head.size}")
+        end = min(head.size, start + max(1, min(limit, MAX_PAGE)))
+        rows = await self.node.store.entries(ref, start, end)
+        return EntriesPage(start=start, entries=[e.envelope for e in rows], size=head.size)
+
+    async def consistency(
+        self, caller: Caller, partnership: str, node: str, old: int, new: int | None
+    ) -> ConsistencyProofView:
+        self._check_member(caller, partnership)
+        ref = self.node.log_ref(partnership, node)
+        p = await prove_consistency(self.node.store, ref, old, new)
+        return ConsistencyProofView(old_size=p.old_size, new_size=p.new_size, proof=p.path)
+
+    async def inclusion(
+        self, caller: Caller, partnership: str, node: str, index: int, size: int | None
+    ) -> InclusionProofView:
+        self._check_member(caller, partnership)
+        ref = self.node.log_ref(partnership, node)
+        p = await prove_inclusion(self.node.store, ref, index, size)
+        return InclusionProofView(index=p.index, size=p.size, leaf_hash=p.leaf_hash, proof=p.path)

@@ -1,0 +1,1164 @@
+"""The ``Store`` protocol and the logic every store shares.
+
+Why this module exists: a node keeps its logs (DESIGN §4, §6) in SQLite, in PostgreSQL or,
+for tests, in memory. What an append means, when it is a fork, how a proof is served from
+stored nodes and which stored row is corrupt must be decided once, here, so the three
+adapters only move rows and cannot disagree.
+
+Data model
+----------
+A *log* is named by ``LogRef``: its partnership, the node whose records it holds and its
+checkpoint origin (``jcm-sync.example/JP-MN/MN``). A store holds, per log:
+
+* ``entries``: index, record id, the exact envelope bytes as received, when appended;
+* ``nodes``: the hash of every complete aligned perfect subtree, ``(level, index)`` as in
+  ``merkle`` (level 0 holds the leaf hashes), so any root and any proof takes O(log N)
+  node reads;
+* ``checkpoints``: signed notes, one per tree size;
+* ``records``: the index of records by kind and key, author and the record superseded;
+* the head: current size and root, written in the same transaction as the entries.
+
+Invariants every adapter keeps
+------------------------------
+1. An append batch (entries, their nodes, their index rows and the new head) commits in
+   one transaction or not at all; nothing is written unless every envelope verified.
+2. Entry ``i`` exists for every ``i < size`` and none for ``i >= size``; the record id of
+   an entry is SHA-256 of its envelope bytes; a record appears at most once in a log.
+3. Appending is idempotent: the same envelope at a filled index is a no-op, another
+   envelope there is a ``ForkError``; an index past the size is a gap and is refused.
+4. Every perfect subtree of ``[0, size)`` has its node; the head root equals the root
+   folded from the frontier nodes (checked on every append).
+5. A checkpoint is stored only if its origin is the log's and its (size, root) is the
+   stored tree's: a store never holds two checkpoints that disagree.
+6. Every row read is checked (hash lengths, record id against the bytes, contiguity);
+   a row that does not check out raises ``CorruptStoreError`` saying which and where.
+   Foreign exceptions (sqlite3, asyncpg) are translated in the adapter into ``StoreError``.
+
+The pure parts (``prepare_batch``, ``plan_append``, the row decoders) take values and return
+values; ``StoreBase`` implements the ``Store`` API on a few primitive queries per adapter.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple, Protocol, Self
+
+from jcm_sync import checkpoint, merkle
+from jcm_sync.errors import (
+    AuthorityError,
+    BadDataError,
+    ConflictError,
+    CorruptStoreError,
+    ForkError,
+    NotFoundError,
+    StoreError,
+)
+from jcm_sync.trust import Verification
+
+__all__ = [
+    "MAX_INDEX",
+    "SCHEMA_VERSION",
+    "AppendPlan",
+    "AppendResult",
+    "AppendState",
+    "Coord",
+    "Entry",
+    "IndexedRecord",
+    "LogRef",
+    "PreparedEntry",
+    "RecordQuery",
+    "Store",
+    "StoreBase",
+    "StoredCheckpoint",
+    "TreeHead",
+    "Verify",
+    "check_index",
+    "plan_append",
+    "prepare_batch",
+]
+
+#: Largest index or size a store accepts: both SQL backends keep them in signed 64-bit ints.
+MAX_INDEX: Final = 2**63 - 1
+
+#: Version of the table layout; an adapter refuses a database written by a newer one.
+SCHEMA_VERSION: Final = 1
+
+#: Rows asked for in one ``IN (...)`` or one batched read.
+QUERY_CHUNK: Final = 500
+
+Coord = tuple[int, int]
+"""A perfect-subtree coordinate ``(level, index)``, see ``merkle``."""
+
+Verify = Callable[[bytes], Verification]
+"""Verifies one envelope (signatures, schema, authority); typically
+``lambda b: trust.verify_record(root, b, now)``."""
+
+
+# --- values -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogRef:
+    """Names one log: the records ``node`` authored in ``partnership``, under ``origin``."""
+
+    partnership: str
+    node: str
+    origin: str
+
+    def __str__(self) -> str:
+        return self.origin
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """Size and root of a log's tree."""
+
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One log entry: the exact envelope bytes at ``index``."""
+
+    index: int
+    record_id: str
+    envelope: bytes
+    appended_at: datetime
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return merkle.leaf_hash(self.envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append did: ``appended`` new entries, ``present`` already held."""
+
+    log: LogRef
+    start: int
+    appended: int
+    present: int
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint note as stored, with the size and root it commits to."""
+
+    size: int
+    root: bytes
+    note: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedRecord:
+    """A row of the record index: where a record sits and what it is."""
+
+    record_id: str
+    kind: str
+    key: str
+    author: str
+    supersedes: str | None
+    partnership: str
+    log: LogRef
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """A lookup in the record index; the set fields are ANDed together."""
+
+    record_id: str | None = None
+    kind: str | None = None
+    key: str | None = None
+    partnership: str | None = None
+    supersedes: str | None = None
+
+
+# --- input checks -----------------------------------------------------------------
+
+
+def check_index(value: object, what: str, *, where: str | None = None) -> int:
+    """Return ``value`` if it is an int in [0, MAX_INDEX]; else raise ``BadDataError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadDataError(f"{what} must be an integer, not {type(value).__name__}", where=where)
+    if not 0 <= value <= MAX_INDEX:
+        raise BadDataError(f"{what} {value} is outside [0, 2**63 - 1]", where=where)
+    return value
+
+
+def check_log(log: object) -> LogRef:
+    if not isinstance(log, LogRef):
+        raise BadDataError(f"expected a LogRef, not {type(log).__name__}")
+    for name in ("partnership", "node", "origin"):
+        value = getattr(log, name)
+        if not isinstance(value, str) or not value or len(value) > 255:
+            raise BadDataError(f"log {name} must be a non-empty string of at most 255 characters")
+    return log
+
+
+def check_record_id(value: object, what: str = "record id") -> str:
+    if not (isinstance(value, str) and len(value) == 64 and value == value.lower()):
+        raise BadDataError(f"{what} must be 64 lowercase hex digits, got {value!r:.80}")
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise BadDataError(f"{what} must be 64 lowercase hex digits, got {value!r:.80}") from None
+    return value
+
+
+# --- appending: pure planning -------------------------------------------------------
+
+
+class PreparedEntry(NamedTuple):
+    """A verified envelope ready to append: its bytes, hashes and index fields.
+
+    A NamedTuple rather than a dataclass: a hub batch builds thousands of them.
+    """
+
+    envelope: bytes
+    record_id: str
+    leaf_hash: bytes
+    kind: str
+    key: str
+    author: str
+    supersedes: str | None
+    partnership: str
+
+
+def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> list[PreparedEntry]:
+    """Verify every envelope and check it belongs in ``log``; nothing is written here.
+
+    Raises whatever ``verify`` raises (``UntrustedError``, ``BadDataError``), and
+    ``AuthorityError`` for a record of another partnership or author than the log's.
+    """
+    if isinstance(envelopes, bytes | bytearray | str):
+        raise BadDataError("envelopes must be a sequence of envelope byte strings")
+    out: list[PreparedEntry] = []
+    for n, raw in enumerate(envelopes):
+        where = f"{log.origin} batch item {n}"
+        if not isinstance(raw, bytes):
+            raise BadDataError(f"an envelope must be bytes, not {type(raw).__name__}", where=where)
+        if not raw:
+            raise BadDataError("an envelope cannot be empty", where=where)
+        v = verify(raw)
+        rid = hashlib.sha256(raw).hexdigest()
+        if v.record_id != rid:
+            raise BadDataError(
+                f"the verifier returned record {v.record_id[:16]} for envelope {rid[:16]}",
+                where=where,
+            )
+        rec = v.record
+        if rec.partnership != log.partnership or rec.author != log.node:
+            raise AuthorityError(
+                f"record {rid[:16]} by {rec.author} of {rec.partnership} does not belong in the "
+                f"log of {log.node} of {log.partnership}",
+                where=where,
+            )
+        out.append(
+            PreparedEntry(
+                envelope=raw,
+                record_id=rid,
+                leaf_hash=merkle.leaf_hash(raw),
+                kind=v.kind,
+                key="/".join(rec.key()),
+                author=rec.author,
+                supersedes=rec.supersedes,
+                partnership=rec.partnership,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AppendState:
+    """What an adapter read, inside its write transaction, before planning an append."""
+
+    size: int
+    root: bytes
+    frontier: Mapping[Coord, object]
+    """the stored frontier nodes of ``size`` (checked by ``plan_append``)"""
+    existing: Mapping[int, object]
+    """record ids held at the indexes the batch overlaps"""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendPlan:
+    """Rows to write for an append; empty when every entry is already present."""
+
+    start: int
+    """where the batch starts"""
+    present: int
+    """how many of its first entries the log already held"""
+    first: int
+    """index of the first new entry (the size before the append)"""
+    new: Sequence[PreparedEntry]
+    """the entries to write, at ``first``, ``first + 1``, ..."""
+    nodes: list[merkle.Node]
+    """every perfect-subtree node the new entries complete"""
+    size: int
+    root: bytes
+
+
+def state_reads(size: int, start: int | None, count: int) -> tuple[list[Coord], tuple[int, int]]:
+    """Return what an adapter must read for ``plan_append``: the frontier coordinates of
+    ``size`` and the overlap ``[lo, hi)`` of the batch with the entries already held."""
+    lo = size if start is None else min(start, size)
+    return merkle.Frontier.coordinates(size), (lo, min(size, lo + count))
+
+
+def plan_append(
+    log: LogRef, start: int | None, batch: Sequence[PreparedEntry], state: AppendState
+) -> AppendPlan:
+    """Decide an append (invariants 3 and 4); raise without side effects if it is refused.
+
+    ``start`` None appends at the end. Entries at filled indexes must be the same bytes
+    (a no-op) or the append is a ``ForkError``; a start past the size is a gap.
+    """
+    size = state.size
+    if start is None:
+        start = size
+    if start > size:
+        raise ConflictError(
+            f"append at index {start} would leave a gap: the log holds {size} entries, "
+            f"so the next index is {size}",
+            where=log.origin,
+        )
+    if start + len(batch) > MAX_INDEX:
+        raise BadDataError(f"the batch would grow the log past index {MAX_INDEX}")
+    seen: dict[str, int] = {}
+    for n, item in enumerate(batch):
+        first = seen.setdefault(item.record_id, start + n)
+        if first != start + n:
+            raise ConflictError(
+                f"record {item.record_id[:16]} appears twice in the batch, "
+                f"at indexes {first} and {start + n}",
+                where=log.origin,
+            )
+    present = 0
+    for n, item in enumerate(batch):
+        i = start + n
+        if i >= size:
+            break
+        held = state.existing.get(i)
+        if held is None:
+            raise CorruptStoreError(
+                f"entry {i} is missing though the log size is {size}",
+                where=f"{log.origin} entry {i}",
+            )
+        if held != item.record_id:
+            raise ForkError(
+                f"index {i} already holds record {str(held)[:16]}, not {item.record_id[:16]}: "
+                "a different history",
+                where=f"{log.origin} index {i}",
+            )
+        present += 1
+    frontier = frontier_from(log, size, state.frontier)
+    if frontier.root() != state.root:
+        raise CorruptStoreError(
+            f"the stored root of size {size} is not the root of the stored tree nodes",
+            where=f"{log.origin} head",
+        )
+    new = batch[present:]
+    grown, nodes = grow_frontier(frontier, [item.leaf_hash for item in new])
+    return AppendPlan(
+        start=start,
+        present=present,
+        first=size,
+        new=new,
+        nodes=nodes,
+        size=grown.size,
+        root=grown.root(),
+    )
+
+
+def grow_frontier(
+    frontier: merkle.Frontier, leaf_hashes: Sequence[bytes]
+) -> tuple[merkle.Frontier, list[merkle.Node]]:
+    """``merkle.Frontier.append`` over many leaves: the new frontier and every node created.
+
+    The same binary-counter merge as ``Frontier.append``, without building and validating
+    a Frontier per leaf (a hub batch has thousands); the result is validated once, and
+    tests check it equals repeated ``Frontier.append``.
+    """
+    stack = list(frontier.hashes)
+    size = frontier.size
+    nodes: list[merkle.Node] = []
+    node_hash, node = merkle.node_hash, merkle.Node
+    for leaf in leaf_hashes:
+        acc, level, index, carry = leaf, 0, size, size
+        nodes.append(node(0, size, leaf))
+        while carry & 1:
+            acc = node_hash(stack.pop(), acc)
+            level, index, carry = level + 1, index >> 1, carry >> 1
+            nodes.append(node(level, index, acc))
+        stack.append(acc)
+        size += 1
+    return merkle.Frontier(size, tuple(stack)), nodes
+
+
+def duplicate_error(log: LogRef, found: Mapping[str, int]) -> ConflictError:
+    """The error for an append whose record the log already holds at another index."""
+    rid, idx = next(iter(sorted(found.items(), key=lambda kv: kv[1])))
+    return ConflictError(
+        f"record {rid[:16]} is already in the log at index {idx}; a record appears once",
+        where=log.origin,
+    )
+
+
+def rows_past_head_error(log: LogRef, plan: AppendPlan, detail: str) -> CorruptStoreError:
+    """The error for an append that finds rows where the head says the log ends."""
+    return CorruptStoreError(
+        f"rows past the stored size {plan.first} already exist ({detail})",
+        where=f"{log.origin} head",
+    )
+
+
+# --- reading: row checks ----------------------------------------------------------
+
+
+def check_hash(value: object, where: str, what: str = "hash") -> bytes:
+    """A stored hash must be 32 bytes; anything else is a corrupt row."""
+    if isinstance(value, memoryview | bytearray):
+        value = bytes(value)
+    if not isinstance(value, bytes) or len(value) != merkle.HASH_SIZE:
+        got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
+        raise CorruptStoreError(
+            f"stored {what} is {got}, not {merkle.HASH_SIZE} bytes", where=where
+        )
+    return value
+
+
+def check_head(log: LogRef, size: object, root: object) -> TreeHead:
+    where = f"{log.origin} head"
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_INDEX:
+        raise CorruptStoreError(f"stored size {size!r} is not a tree size", where=where)
+    return TreeHead(size, check_hash(root, where, "root"))
+
+
+def check_nodes(
+    log: LogRef, wanted: Iterable[Coord], rows: Mapping[Coord, object]
+) -> dict[Coord, bytes]:
+    """Return the wanted node hashes; a missing or malformed one is a corrupt store."""
+    out: dict[Coord, bytes] = {}
+    for coord in wanted:
+        where = f"{log.origin} node (level {coord[0]}, index {coord[1]})"
+        if coord not in rows:
+            raise CorruptStoreError("tree node is missing", where=where)
+        out[coord] = check_hash(rows[coord], where, "node hash")
+    return out
+
+
+def frontier_from(log: LogRef, size: int, rows: Mapping[Coord, object]) -> merkle.Frontier:
+    coords = merkle.Frontier.coordinates(size)
+    nodes = check_nodes(log, coords, rows)
+    return merkle.Frontier.from_hashes(size, [nodes[c] for c in coords])
+
+
+def check_entry(
+    origin: str, index: int, record_id: object, envelope: object, appended_at: object
+) -> Entry:
+    """Build an ``Entry`` from a row, checking its bytes hash to its record id."""
+    where = f"{origin} entry {index}"
+    if isinstance(envelope, memoryview | bytearray):
+        envelope = bytes(envelope)
+    if not isinstance(envelope, bytes) or not envelope:
+        raise CorruptStoreError("stored envelope is empty or not bytes", where=where)
+    if not isinstance(record_id, str):
+        raise CorruptStoreError("stored record id is not text", where=where)
+    actual = hashlib.sha256(envelope).hexdigest()
+    if actual != record_id:
+        raise CorruptStoreError(
+            f"stored envelope ({len(envelope)} bytes) hashes to {actual[:16]}, not to its "
+            f"record id {record_id[:16]}: the row is truncated or altered",
+            where=where,
+        )
+    if not isinstance(appended_at, datetime):
+        raise CorruptStoreError("stored append time is not a timestamp", where=where)
+    return Entry(index, record_id, envelope, appended_at)
+
+
+def check_entries(
+    log: LogRef, start: int, end: int, rows: Sequence[tuple[int, object, object, object]]
+) -> list[Entry]:
+    """Check a range read returned exactly entries ``start .. end-1``, each intact."""
+    out: list[Entry] = []
+    for expected, row in enumerate(rows, start):
+        idx = row[0]
+        if idx != expected:
+            missing = expected if isinstance(idx, int) and idx > expected else idx
+            raise CorruptStoreError(
+                "entry is missing inside the log", where=f"{log.origin} entry {missing}"
+            )
+        out.append(check_entry(log.origin, expected, *row[1:]))
+    if len(out) != end - start:
+        raise CorruptStoreError(
+            "entry is missing inside the log", where=f"{log.origin} entry {start + len(out)}"
+        )
+    return out
+
+
+def check_checkpoint_row(log: LogRef, size: object, root: object, note: object) -> StoredCheckpoint:
+    where = f"{log.origin} checkpoint {size}"
+    if isinstance(note, memoryview | bytearray):
+        note = bytes(note)
+    if not isinstance(note, bytes) or not isinstance(size, int):
+        raise CorruptStoreError("stored checkpoint row is malformed", where=where)
+    return StoredCheckpoint(size, check_hash(root, where, "checkpoint root"), note)
+
+
+def timestamp_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- checkpoint bodies --------------------------------------------------------------
+
+
+def parse_checkpoint_note(note: bytes, *, where: str) -> checkpoint.Checkpoint:
+    """Return the checkpoint a signed note states, with its syntax checked, unverified.
+
+    The store holds no keys: it checks a note against its tree, and the log service
+    checks the signatures before calling it.
+    """
+    if not isinstance(note, bytes):
+        raise BadDataError(
+            f"a checkpoint note must be bytes, not {type(note).__name__}", where=where
+        )
+    try:
+        return checkpoint.parse_body(checkpoint.parse_note(note).text)
+    except BadDataError as exc:
+        raise BadDataError(f"not a signed checkpoint: {exc}", where=where) from exc
+
+
+# --- the protocol -----------------------------------------------------------------
+
+
+class Store(Protocol):
+    """Where a node keeps its logs, their tree nodes, checkpoints and record index.
+
+    Every method is a coroutine; every failure is a ``JcmSyncError``. See the module
+    docstring for the invariants each implementation keeps.
+    """
+
+    @property
+    def url(self) -> str: ...
+
+    async def close(self) -> None:
+        """Release connections and threads; the store is unusable afterwards."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def ensure_log(self, log: LogRef) -> None:
+        """Create the log if absent; ``ConflictError`` if its origin differs from the held one."""
+
+    async def logs(self) -> list[LogRef]:
+        """Every log the store holds."""
+        ...
+
+    async def append(
+        self, log: LogRef, index: int | None, envelope: bytes, verify: Verify
+    ) -> AppendResult:
+        """Append one envelope at ``index`` (None: at the end); see ``append_entries``."""
+        ...
+
+    async def append_entries(
+        self, log: LogRef, start_index: int | None, envelopes: Sequence[bytes], verify: Verify
+    ) -> AppendResult:
+        """Verify, then append envelopes at ``start_index`` onward in one transaction.
+
+        Idempotent for entries already held; ``ForkError`` for a different one at a filled
+        index, ``ConflictError`` for a gap or a record already in the log; nothing is
+        written unless everything passes.
+        """
+        ...
+
+    async def tree_head(self, log: LogRef) -> TreeHead:
+        """Current size and root."""
+        ...
+
+    async def root_at(self, log: LogRef, size: int) -> bytes:
+        """Root of the tree of the first ``size`` entries, from O(log N) stored nodes."""
+        ...
+
+    async def entries(self, log: LogRef, start: int = 0, end: int | None = None) -> list[Entry]:
+        """Entries ``start .. end-1`` (``end`` None: to the current size)."""
+        ...
+
+    async def entry(self, log: LogRef, index: int) -> Entry:
+        """The entry at ``index``."""
+        ...
+
+    async def tree_nodes(self, log: LogRef, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        """The stored perfect-subtree hashes at these coordinates (all must exist)."""
+        ...
+
+    async def inclusion_proof(
+        self, log: LogRef, index: int, size: int | None = None
+    ) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``."""
+        ...
+
+    async def consistency_proof(
+        self, log: LogRef, old_size: int, new_size: int | None = None
+    ) -> list[bytes]:
+        """RFC 9162 consistency proof from ``old_size`` to ``new_size``."""
+        ...
+
+    async def put_checkpoint(self, log: LogRef, note: bytes) -> StoredCheckpoint:
+        """Store a checkpoint note that agrees with the stored tree (signatures are not
+        checked here); the one already held at that size is kept and returned."""
+        ...
+
+    async def checkpoint_at(self, log: LogRef, size: int) -> StoredCheckpoint:
+        """The checkpoint stored for ``size``; ``NotFoundError`` if none."""
+        ...
+
+    async def latest_checkpoint(self, log: LogRef) -> StoredCheckpoint | None:
+        """The checkpoint of the largest size, or None."""
+        ...
+
+    async def checkpoints(self, log: LogRef) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, by size."""
+        ...
+
+    async def record(self, record_id: str) -> IndexedRecord:
+        """Where a record sits; ``NotFoundError`` if no log holds it."""
+        ...
+
+    async def envelope(self, record_id: str) -> bytes:
+        """The stored envelope bytes of a record."""
+        ...
+
+    async def records(
+        self, kind: str, key: str | Sequence[str], *, partnership: str | None = None
+    ) -> list[IndexedRecord]:
+        """Every version of the record of ``kind`` and natural ``key``, in log order."""
+        ...
+
+    async def latest_version(self, record_id: str) -> IndexedRecord:
+        """Follow ``supersedes`` forward to the version no other record supersedes."""
+        ...
+
+    async def endorsements(self, record_id: str) -> list[IndexedRecord]:
+        """Endorsement records that name ``record_id``."""
+        ...
+
+
+# --- the shared implementation ----------------------------------------------------
+
+
+EntryRow = tuple[int, object, object, object]
+"""(index, record id, envelope, appended at) as an adapter read it."""
+
+RecordRow = tuple[Any, ...]
+"""(record id, kind, key, author, supersedes, partnership,
+log partnership, log node, log origin, index)"""
+
+
+@dataclass
+class _LogCache:
+    ids: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+
+
+class StoreBase(abc.ABC):
+    """Implements the ``Store`` API once, over a handful of primitive queries.
+
+    An adapter implements the ``_`` methods; each runs one query (or one transaction) and
+    returns raw rows, which this class checks before anything above it sees them.
+    """
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = timestamp_now) -> None:
+        self._url = url
+        self._clock = clock
+        self._cache = _LogCache()
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._url}>"
+
+    # -- primitives an adapter implements ------------------------------------------
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _lookup_log(self, log: LogRef, create: bool) -> tuple[int, str] | None:
+        """Return (log id, held origin) for (partnership, node); create it if asked."""
+
+    @abc.abstractmethod
+    async def _list_logs(self) -> list[tuple[str, str, str]]: ...
+
+    @abc.abstractmethod
+    async def _head(self, log_id: int) -> tuple[object, object]:
+        """(size, root) of the log's head row."""
+
+    @abc.abstractmethod
+    async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        """The node rows present among ``coords``."""
+
+    @abc.abstractmethod
+    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]: ...
+
+    @abc.abstractmethod
+    async def _append(
+        self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
+    ) -> AppendPlan:
+        """In one write transaction: read ``AppendState``, call ``plan_append``, write it."""
+
+    @abc.abstractmethod
+    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
+        """Insert unless a checkpoint of that size exists (then keep the old one)."""
+
+    @abc.abstractmethod
+    async def _checkpoint_rows(
+        self, log_id: int, size: int | None, latest: bool
+    ) -> list[tuple[object, object, object]]:
+        """(size, root, note) rows: at ``size``, the latest one, or all by size."""
+
+    @abc.abstractmethod
+    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]: ...
+
+    @abc.abstractmethod
+    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
+        """(log origin, index, record id, envelope, appended at) of the first entry holding
+        it; raises NotFoundError if none."""
+
+    # -- logs ------------------------------------------------------------------------
+
+    async def _log_id(self, log: LogRef, *, create: bool = False) -> int:
+        check_log(log)
+        cached = self._cache.ids.get((log.partnership, log.node))
+        if cached is None:
+            found = await self._lookup_log(log, create)
+            if found is None:
+                raise NotFoundError(
+                    f"no log of {log.node} for {log.partnership} in this store", where=log.origin
+                )
+            cached = found
+            self._cache.ids[(log.partnership, log.node)] = cached
+        log_id, origin = cached
+        if origin != log.origin:
+            raise ConflictError(
+                f"the log of {log.node} for {log.partnership} has origin {origin!r}, "
+                f"not {log.origin!r}",
+                where=log.origin,
+            )
+        return log_id
+
+    async def ensure_log(self, log: LogRef) -> None:
+        await self._log_id(log, create=True)
+
+    async def logs(self) -> list[LogRef]:
+        return [LogRef(p, n, o) for p, n, o in await self._list_logs()]
+
+    # -- appending -----------------------------------------------------------------
+
+    async def append(
+        self, log: LogRef, index: int | None, envelope: bytes, verify: Verify
+    ) -> AppendResult:
+        return await self.append_entries(log, index, [envelope], verify)
+
+    async def append_entries(
+        self, log: LogRef, start_index: int | None, envelopes: Sequence[bytes], verify: Verify
+    ) -> AppendResult:
+        check_log(log)
+        if start_index is not None:
+            check_index(start_index, "start index", where=log.origin)
+        batch = prepare_batch(log, envelopes, verify)
+        log_id = await self._log_id(log, create=True)
+        plan = await self._append(log, log_id, start_index, batch)
+        return AppendResult(
+            log=log,
+            start=plan.start,
+            appended=len(plan.new),
+            present=plan.present,
+            size=plan.size,
+            root=plan.root,
+        )
+
+    # -- the tree ------------------------------------------------------------------
+
+    async def tree_head(self, log: LogRef) -> TreeHead:
+        log_id = await self._log_id(log)
+        return check_head(log, *await self._head(log_id))
+
+    async def _size_within(self, log: LogRef, log_id: int, size: int | None, what: str) -> int:
+        head = check_head(log, *await self._head(log_id))
+        if size is None:
+            return head.size
+        check_index(size, what, where=log.origin)
+        if size > head.size:
+            raise NotFoundError(
+                f"{what} {size} is beyond the log's size {head.size}", where=log.origin
+            )
+        return size
+
+    async def tree_nodes(self, log: LogRef, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        log_id = await self._log_id(log)
+        wanted = sorted(set(coords))
+        rows: dict[Coord, object] = {}
+        for i in range(0, len(wanted), QUERY_CHUNK):
+            rows.update(await self._nodes(log_id, wanted[i : i + QUERY_CHUNK]))
+        return check_nodes(log, wanted, rows)
+
+    async def root_at(self, log: LogRef, size: int) -> bytes:
+        log_id = await self._log_id(log)
+        head = check_head(log, *await self._head(log_id))
+        check_index(size, "tree size", where=log.origin)
+        if size > head.size:
+            raise NotFoundError(
+                f"tree size {size} is beyond the log's size {head.size}", where=log.origin
+            )
+        if size == head.size:
+            return head.root
+        coords = merkle.Frontier.coordinates(size)
+        nodes = check_nodes(log, coords, await self._nodes(log_id, coords))
+        return merkle.Frontier.from_hashes(size, [nodes[c] for c in coords]).root()
+
+    async def _hashes(
+        self, log: LogRef, log_id: int, ranges: Sequence[tuple[int, int]]
+    ) -> list[bytes]:
+        coords = merkle.nodes_for_ranges(ranges)
+        nodes = check_nodes(log, coords, await self._nodes(log_id, coords))
+        return merkle.hashes_for_ranges(ranges, nodes)
+
+    async def inclusion_proof(
+        self, log: LogRef, index: int, size: int | None = None
+    ) -> list[bytes]:
+        log_id = await self._log_id(log)
+        check_index(index, "entry index", where=log.origin)
+        tree_size = await self._size_within(log, log_id, size, "tree size")
+        if index >= tree_size:
+            raise NotFoundError(
+                f"entry {index} is not in the tree of size {tree_size}", where=log.origin
+            )
+        return await self._hashes(log, log_id, merkle.inclusion_path_nodes(index, tree_size))
+
+    async def consistency_proof(
+        self, log: LogRef, old_size: int, new_size: int | None = None
+    ) -> list[bytes]:
+        log_id = await self._log_id(log)
+        check_index(old_size, "old size", where=log.origin)
+        size = await self._size_within(log, log_id, new_size, "new size")
+        if old_size > size:
+            raise BadDataError(
+                f"old size {old_size} is larger than new size {size}", where=log.origin
+            )
+        return await self._hashes(log, log_id, merkle.consistency_path_nodes(old_size, size))
+
+    # -- entries -------------------------------------------------------------------
+
+    async def entries(self, log: LogRef, start: int = 0, end: int | None = None) -> list[Entry]:
+        log_id = await self._log_id(log)
+        check_index(start, "start index", where=log.origin)
+        stop = await self._size_within(log, log_id, end, "end index")
+        if start > stop:
+            raise NotFoundError(f"start index {start} is beyond the end {stop}", where=log.origin)
+        return check_entries(log, start, stop, await self._entry_rows(log_id, start, stop))
+
+    async def entry(self, log: LogRef, index: int) -> Entry:
+        log_id = await self._log_id(log)
+        check_index(index, "entry index", where=log.origin)
+        size = await self._size_within(log, log_id, None, "entry index")
+        if index >= size:
+            raise NotFoundError(f"no entry {index}: the log holds {size} entries", where=log.origin)
+        return check_entries(
+            log, index, index + 1, await self._entry_rows(log_id, index, index + 1)
+        )[0]
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    async def put_checkpoint(self, log: LogRef, note: bytes) -> StoredCheckpoint:
+        where = f"{log.origin} checkpoint"
+        cp = parse_checkpoint_note(note, where=where)
+        origin, size, root = cp.origin, cp.size, cp.root_hash
+        if origin != log.origin:
+            raise BadDataError(
+                f"checkpoint is for origin {origin!r}, not this log's {log.origin!r}", where=where
+            )
+        log_id = await self._log_id(log)
+        head = check_head(log, *await self._head(log_id))
+        if size > MAX_INDEX:
+            raise BadDataError(f"checkpoint size {size} is out of range", where=where)
+        if size > head.size:
+            raise ConflictError(
+                f"checkpoint of size {size} is ahead of the stored tree of size {head.size}",
+                where=where,
+            )
+        # Nodes never change once written, so the root at ``size`` read now is final.
+        held_root = await self.root_at(log, size)
+        if held_root != root:
+            raise ForkError(
+                f"checkpoint root for size {size} is not the stored tree's root at that size",
+                where=where,
+            )
+        await self._insert_checkpoint(log_id, StoredCheckpoint(size, root, note))
+        return await self.checkpoint_at(log, size)
+
+    async def _checkpoints(
+        self, log: LogRef, size: int | None, latest: bool
+    ) -> list[StoredCheckpoint]:
+        log_id = await self._log_id(log)
+        rows = await self._checkpoint_rows(log_id, size, latest)
+        return [check_checkpoint_row(log, *r) for r in rows]
+
+    async def checkpoint_at(self, log: LogRef, size: int) -> StoredCheckpoint:
+        check_index(size, "checkpoint size", where=log.origin)
+        found = await self._checkpoints(log, size, False)
+        if not found:
+            raise NotFoundError(f"no checkpoint of size {size}", where=log.origin)
+        return found[0]
+
+    async def latest_checkpoint(self, log: LogRef) -> StoredCheckpoint | None:
+        found = await self._checkpoints(log, None, True)
+        return found[0] if found else None
+
+    async def checkpoints(self, log: LogRef) -> list[StoredCheckpoint]:
+        return await self._checkpoints(log, None, False)
+
+    # -- the record index --------------------------------------------------------
+
+    @staticmethod
+    def _indexed(row: RecordRow) -> IndexedRecord:
+        rid, kind, key, author, supersedes, partnership, lp, ln, lo, idx = row
+        return IndexedRecord(
+            record_id=rid,
+            kind=kind,
+            key=key,
+            author=author,
+            supersedes=supersedes,
+            partnership=partnership,
+            log=LogRef(lp, ln, lo),
+            index=idx,
+        )
+
+    async def _find(self, query: RecordQuery) -> list[IndexedRecord]:
+        return [self._indexed(r) for r in await self._record_rows(query)]
+
+    async def record(self, record_id: str) -> IndexedRecord:
+        check_record_id(record_id)
+        found = await self._find(RecordQuery(record_id=record_id))
+        if not found:
+            raise NotFoundError(f"no log holds record {record_id[:16]}")
+        return found[0]
+
+    async def envelope(self, record_id: str) -> bytes:
+        check_record_id(record_id)
+        origin, idx, rid, env, at = await self._envelope_row(record_id)
+        return check_entry(origin, idx, rid, env, at).envelope
+
+    async def records(
+        self, kind: str, key: str | Sequence[str], *, partnership: str | None = None
+    ) -> list[IndexedRecord]:
+        joined = key if isinstance(key, str) else "/".join(key)
+        return await self._find(RecordQuery(kind=kind, key=joined, partnership=partnership))
+
+    async def latest_version(self, record_id: str) -> IndexedRecord:
+        current = await self.record(record_id)
+        seen = {current.record_id}
+        while True:
+            newer = [
+                r
+                for r in await self._find(RecordQuery(supersedes=current.record_id))
+                if r.kind == current.kind and r.partnership == current.partnership
+            ]
+            distinct = sorted({r.record_id for r in newer})
+            if not distinct:
+                return current
+            if len(distinct) > 1:
+                raise ConflictError(
+                    f"record {current.record_id[:16]} is superseded by more than one version: "
+                    + ", ".join(d[:16] for d in distinct)
+                )
+            current = newer[0]
+            if current.record_id in seen:
+                raise CorruptStoreError(
+                    f"the supersedes chain of {record_id[:16]} loops at {current.record_id[:16]}"
+                )
+            seen.add(current.record_id)
+
+    async def endorsements(self, record_id: str) -> list[IndexedRecord]:
+        check_record_id(record_id)
+        return await self._find(RecordQuery(kind="endorsement", key=record_id))
+
+
+# --- SQL shared by the SQLite and PostgreSQL adapters ---------------------------------
+#
+# Written with ``?`` placeholders; the PostgreSQL adapter numbers them (``$1``...). The DDL
+# names its few dialect differences as format fields.
+
+SCHEMA_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS logs (
+        id {serial} PRIMARY KEY,
+        partnership TEXT NOT NULL,
+        node TEXT NOT NULL,
+        origin TEXT NOT NULL UNIQUE,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        UNIQUE (partnership, node))""",
+    """CREATE TABLE IF NOT EXISTS log_entries (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        envelope {blob} NOT NULL,
+        appended_at {time} NOT NULL,
+        PRIMARY KEY (log_id, idx))""",
+    """CREATE TABLE IF NOT EXISTS log_nodes (
+        log_id BIGINT NOT NULL,
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hash {blob} NOT NULL,
+        PRIMARY KEY (log_id, level, idx)){without_rowid}""",
+    """CREATE TABLE IF NOT EXISTS log_checkpoints (
+        log_id BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        note {blob} NOT NULL,
+        PRIMARY KEY (log_id, size))""",
+    """CREATE TABLE IF NOT EXISTS record_index (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        partnership TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        author TEXT NOT NULL,
+        supersedes TEXT,
+        PRIMARY KEY (log_id, idx)){without_rowid}""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS record_index_id ON record_index (record_id, log_id)",
+    "CREATE INDEX IF NOT EXISTS record_index_kind_key ON record_index (kind, key)",
+    (
+        "CREATE INDEX IF NOT EXISTS record_index_supersedes ON record_index (supersedes) "
+        "WHERE supersedes IS NOT NULL"
+    ),
+)
+
+SQL_SCHEMA_VERSION: Final = "SELECT value FROM store_meta WHERE key = 'schema_version'"
+SQL_SET_SCHEMA_VERSION: Final = (
+    "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING"
+)
+SQL_LOOKUP_LOG: Final = "SELECT id, origin FROM logs WHERE partnership = ? AND node = ?"
+SQL_INSERT_LOG: Final = (
+    "INSERT INTO logs (partnership, node, origin, size, root) VALUES (?, ?, ?, 0, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+SQL_LIST_LOGS: Final = "SELECT partnership, node, origin FROM logs ORDER BY partnership, node"
+SQL_HEAD: Final = "SELECT size, root FROM logs WHERE id = ?"
+SQL_UPDATE_HEAD: Final = "UPDATE logs SET size = ?, root = ? WHERE id = ?"
+SQL_NODE: Final = "SELECT hash FROM log_nodes WHERE log_id = ? AND level = ? AND idx = ?"
+SQL_RECORD_IDS: Final = (
+    "SELECT idx, record_id FROM log_entries WHERE log_id = ? AND idx >= ? AND idx < ?"
+)
+SQL_ENTRIES: Final = (
+    "SELECT idx, record_id, envelope, appended_at FROM log_entries "
+    "WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx"
+)
+SQL_INSERT_ENTRY: Final = (
+    "INSERT INTO log_entries (log_id, idx, record_id, envelope, appended_at) VALUES (?, ?, ?, ?, ?)"
+)
+SQL_INSERT_NODE: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+SQL_INSERT_RECORD: Final = (
+    "INSERT INTO record_index "
+    "(log_id, idx, record_id, partnership, kind, key, author, supersedes) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_FIND_RECORD: Final = "SELECT idx FROM record_index WHERE record_id = ? AND log_id = ?"
+SQL_INSERT_CHECKPOINT: Final = (
+    "INSERT INTO log_checkpoints (log_id, size, root, note) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+SQL_CHECKPOINT_AT: Final = (
+    "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? AND size = ?"
+)
+SQL_CHECKPOINT_LATEST: Final = (
+    "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? ORDER BY size DESC LIMIT 1"
+)
+SQL_CHECKPOINTS: Final = (
+    "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? ORDER BY size"
+)
+SQL_ENVELOPE: Final = (
+    "SELECT l.origin, e.idx, e.record_id, e.envelope, e.appended_at "
+    "FROM record_index r JOIN log_entries e ON e.log_id = r.log_id AND e.idx = r.idx "
+    "JOIN logs l ON l.id = r.log_id WHERE r.record_id = ? ORDER BY r.log_id LIMIT 1"
+)
+
+
+def schema_ddl(**dialect: str) -> list[str]:
+    """The DDL statements with the dialect's types filled in."""
+    return [stmt.format(**dialect) for stmt in SCHEMA_DDL]
+
+
+def checkpoint_sql(log_id: int, size: int | None, latest: bool) -> tuple[str, list[object]]:
+    if size is not None:
+        return SQL_CHECKPOINT_AT, [log_id, size]
+    return (SQL_CHECKPOINT_LATEST if latest else SQL_CHECKPOINTS), [log_id]
+
+
+def record_sql(query: RecordQuery) -> tuple[str, list[object]]:
+    """The SELECT for a record-index lookup, returning ``RecordRow``s."""
+    conds: list[str] = []
+    args: list[object] = []
+    for column, value in (
+        ("r.record_id", query.record_id),
+        ("r.kind", query.kind),
+        ("r.key", query.key),
+        ("r.partnership", query.partnership),
+        ("r.supersedes", query.supersedes),
+    ):
+        if value is not None:
+            conds.append(f"{column} = ?")
+            args.append(value)
+    where = " WHERE " + " AND ".join(conds) if conds else ""
+    sql = (
+        "SELECT r.record_id, r.kind, r.key, r.author, r.supersedes, r.partnership, "
+        "l.partnership, l.node, l.origin, r.idx "
+        f"FROM record_index r JOIN logs l ON l.id = r.log_id{where} ORDER BY r.log_id, r.idx"
+    )
+    return sql, args
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Rows, Rows, Rows]:
+    """The parameter rows of an append plan: entries, nodes, record index."""
+    entries: Rows = [
+        (log_id, i, e.record_id, e.envelope, appended_at)
+        for i, e in enumerate(plan.new, plan.first)
+    ]
+    nodes: Rows = [(log_id, n.level, n.index, n.hash) for n in plan.nodes]
+    records: Rows = [
+        (log_id, i, e.record_id, e.partnership, e.kind, e.key, e.author, e.supersedes)
+        for i, e in enumerate(plan.new, plan.first)
+    ]
+    return entries, nodes, records
+
+
+def check_schema_version(found: object, where: str) -> None:
+    """Refuse a database whose layout this code does not know."""
+    if found is None:
+        return
+    if str(found) != str(SCHEMA_VERSION):
+        raise StoreError(
+            f"the database has schema version {found}; this jcm-sync knows version "
+            f"{SCHEMA_VERSION}",
+            where=where,
+        )

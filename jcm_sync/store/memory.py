@@ -1,0 +1,169 @@
+"""An in-memory store (``memory://``) for fast protocol tests.
+
+Why this module exists: the agent/hub protocol tests run two nodes in one process, many
+times over; they need a store with exactly the semantics of SQLite and PostgreSQL and none
+of their cost. It keeps the same rows in dictionaries and goes through the same checks in
+``base``; it is lost when the process ends, so it is never a node's real store.
+
+An append plans first and writes afterwards with no ``await`` in between, so it is atomic
+for every other coroutine, like a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jcm_sync import merkle
+from jcm_sync.errors import NotFoundError, StoreError
+from jcm_sync.store.base import (
+    AppendPlan,
+    AppendState,
+    Coord,
+    EntryRow,
+    LogRef,
+    PreparedEntry,
+    RecordQuery,
+    RecordRow,
+    StoreBase,
+    StoredCheckpoint,
+    check_head,
+    duplicate_error,
+    plan_append,
+    rows_past_head_error,
+    state_reads,
+)
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass
+class MemoryLog:
+    """The rows of one log, as the SQL tables hold them (tests may reach in to corrupt them)."""
+
+    id: int
+    ref: LogRef
+    size: object = 0
+    root: object = merkle.EMPTY_ROOT
+    entries: dict[int, tuple[object, object, datetime]] = field(default_factory=dict)
+    nodes: dict[Coord, object] = field(default_factory=dict)
+    checkpoints: dict[int, tuple[object, object]] = field(default_factory=dict)
+    records: dict[int, PreparedEntry] = field(default_factory=dict)
+    record_index: dict[str, int] = field(default_factory=dict)
+
+
+class MemoryStore(StoreBase):
+    """The ``Store`` in dictionaries; see the module docstring."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        super().__init__(url)
+        self.tables: dict[int, MemoryLog] = {}
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _log(self, log_id: int) -> MemoryLog:
+        if self._closed:
+            raise StoreError("the store is closed", where=self.url)
+        return self.tables[log_id]
+
+    async def _lookup_log(self, log: LogRef, create: bool) -> tuple[int, str] | None:
+        if self._closed:
+            raise StoreError("the store is closed", where=self.url)
+        for t in self.tables.values():
+            if (t.ref.partnership, t.ref.node) == (log.partnership, log.node):
+                return t.id, t.ref.origin
+        if not create:
+            return None
+        if any(t.ref.origin == log.origin for t in self.tables.values()):
+            raise StoreError(f"origin {log.origin!r} is already used by another log")
+        log_id = len(self.tables) + 1
+        self.tables[log_id] = MemoryLog(log_id, log)
+        return log_id, log.origin
+
+    async def _list_logs(self) -> list[tuple[str, str, str]]:
+        return sorted((t.ref.partnership, t.ref.node, t.ref.origin) for t in self.tables.values())
+
+    async def _head(self, log_id: int) -> tuple[object, object]:
+        t = self._log(log_id)
+        return t.size, t.root
+
+    async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        nodes = self._log(log_id).nodes
+        return {c: nodes[c] for c in coords if c in nodes}
+
+    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
+        entries = self._log(log_id).entries
+        return [(i, *entries[i]) for i in range(start, end) if i in entries]
+
+    async def _append(
+        self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
+    ) -> AppendPlan:
+        t = self._log(log_id)
+        head = check_head(log, t.size, t.root)
+        coords, (lo, hi) = state_reads(head.size, start, len(batch))
+        state = AppendState(
+            size=head.size,
+            root=head.root,
+            frontier={c: t.nodes[c] for c in coords if c in t.nodes},
+            existing={i: t.entries[i][0] for i in range(lo, hi) if i in t.entries},
+        )
+        plan = plan_append(log, start, batch, state)
+        index = t.record_index
+        dups = {it.record_id: index[it.record_id] for it in plan.new if it.record_id in index}
+        if dups:
+            raise duplicate_error(log, dups)
+        new = list(enumerate(plan.new, plan.first))
+        if any(i in t.entries or i in t.records for i, _ in new):
+            raise rows_past_head_error(log, plan, "entry rows")
+        now = self._clock()
+        for i, item in new:
+            t.entries[i] = (item.record_id, item.envelope, now)
+            t.records[i] = item
+            index[item.record_id] = i
+        for node in plan.nodes:
+            t.nodes[(node.level, node.index)] = node.hash
+        t.size, t.root = plan.size, plan.root
+        return plan
+
+    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
+        self._log(log_id).checkpoints.setdefault(cp.size, (cp.root, cp.note))
+
+    async def _checkpoint_rows(
+        self, log_id: int, size: int | None, latest: bool
+    ) -> list[tuple[object, object, object]]:
+        cps = self._log(log_id).checkpoints
+        sizes = sorted(cps)
+        if size is not None:
+            sizes = [size] if size in cps else []
+        elif latest:
+            sizes = sizes[-1:]
+        return [(s, *cps[s]) for s in sizes]
+
+    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
+        if self._closed:
+            raise StoreError("the store is closed", where=self.url)
+        out: list[RecordRow] = []
+        for t in sorted(self.tables.values(), key=lambda t: t.id):
+            for i in sorted(t.records):
+                r = t.records[i]
+                wanted = (
+                    (query.record_id, r.record_id),
+                    (query.kind, r.kind),
+                    (query.key, r.key),
+                    (query.partnership, r.partnership),
+                    (query.supersedes, r.supersedes),
+                )
+                if all(q is None or q == v for q, v in wanted):
+                    fields = (r.record_id, r.kind, r.key, r.author, r.supersedes, r.partnership)
+                    out.append((*fields, t.ref.partnership, t.ref.node, t.ref.origin, i))
+        return out
+
+    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
+        for t in sorted(self.tables.values(), key=lambda t: t.id):
+            i = t.record_index.get(record_id)
+            if i is not None and i in t.entries:
+                return (t.ref.origin, i, *t.entries[i])
+        raise NotFoundError(f"no log holds record {record_id[:16]}")

@@ -1,0 +1,266 @@
+"""The PostgreSQL store (``postgresql://user@host:5432/db``), through an asyncpg pool.
+
+Why this module exists: Japan's hub keeps the logs of every partnership, receives pushes
+from all partner agents at once and is run by people who back up and monitor PostgreSQL;
+SQLite's single writer would serialise every partner behind the slowest.
+
+Invariants and choices:
+
+1. An append is one transaction that first locks the log's head row (``SELECT ... FOR
+   UPDATE``): concurrent appends to one log serialise, appends to different logs do not.
+   A normal commit is durable (PostgreSQL's WAL); nothing is acknowledged before it.
+2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
+   ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
+   how tests isolate themselves and how a hub can share a database.
+3. The table layout is created under a transaction-scoped advisory lock, so several
+   processes opening one empty database do not race.
+4. asyncpg and connection errors are translated here, once, into ``StoreError`` naming the
+   server (never its password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+
+from jcm_sync import merkle
+from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
+from jcm_sync.store import redact_url
+from jcm_sync.store.base import (
+    SCHEMA_VERSION,
+    SQL_ENTRIES,
+    SQL_ENVELOPE,
+    SQL_FIND_RECORD,
+    SQL_HEAD,
+    SQL_INSERT_CHECKPOINT,
+    SQL_INSERT_ENTRY,
+    SQL_INSERT_LOG,
+    SQL_INSERT_NODE,
+    SQL_INSERT_RECORD,
+    SQL_LIST_LOGS,
+    SQL_LOOKUP_LOG,
+    SQL_RECORD_IDS,
+    SQL_SCHEMA_VERSION,
+    SQL_SET_SCHEMA_VERSION,
+    SQL_UPDATE_HEAD,
+    AppendPlan,
+    AppendState,
+    Coord,
+    EntryRow,
+    LogRef,
+    PreparedEntry,
+    RecordQuery,
+    RecordRow,
+    StoreBase,
+    StoredCheckpoint,
+    append_rows,
+    check_head,
+    check_schema_version,
+    checkpoint_sql,
+    duplicate_error,
+    plan_append,
+    record_sql,
+    rows_past_head_error,
+    schema_ddl,
+    state_reads,
+)
+
+__all__ = ["PostgresStore"]
+
+POOL_MAX = 10
+CONNECT_TIMEOUT_S = 10.0
+SCHEMA_LOCK = 0x4A434D53  # "JCMS": the advisory lock taken while creating tables
+
+SQL_NODES = (
+    "SELECT level, idx, hash FROM log_nodes WHERE log_id = $1 AND (level, idx) IN "
+    "(SELECT * FROM unnest($2::int[], $3::bigint[]))"
+)
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@cache
+def pg(sql: str) -> str:
+    """Number the ``?`` placeholders of the shared SQL as ``$1, $2, ...``."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+def _schema_of(url: str) -> str | None:
+    """The first schema of ``search_path`` in the URL, if it is a plain identifier."""
+    values = parse_qs(urlsplit(url).query).get("search_path")
+    if not values:
+        return None
+    first = values[0].split(",")[0].strip().strip('"')
+    return first if _IDENT.match(first) else None
+
+
+class PostgresStore(StoreBase):
+    """The ``Store`` in PostgreSQL; open it with ``await PostgresStore.open(url)``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._where = redact_url(url)
+        self._pool: Any = None
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStore:
+        store = cls(url)
+        async with store._translate("connecting"):
+            store._pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S
+            )
+        try:
+            await store._create_schema()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @asynccontextmanager
+    async def _translate(self, doing: str) -> AsyncIterator[None]:
+        """Translate asyncpg and network errors into ``StoreError`` (rule 4)."""
+        try:
+            yield
+        except JcmSyncError:
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(
+                f"PostgreSQL failed {doing}: {type(exc).__name__}: {exc}", where=self._where
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise StoreError(
+                f"cannot reach PostgreSQL while {doing}: {exc or type(exc).__name__}",
+                where=self._where,
+            ) from exc
+
+    @asynccontextmanager
+    async def _conn(self, doing: str) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise StoreError("the store is closed", where=self._where)
+        async with self._translate(doing), self._pool.acquire() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pool.terminate()
+
+    async def _create_schema(self) -> None:
+        schema = _schema_of(self.url)
+        async with self._conn("creating the tables") as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+            if schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            for stmt in schema_ddl(
+                serial="BIGSERIAL", blob="BYTEA", time="TIMESTAMPTZ", without_rowid=""
+            ):
+                await conn.execute(stmt)
+            check_schema_version(await conn.fetchval(SQL_SCHEMA_VERSION), self._where)
+            await conn.execute(pg(SQL_SET_SCHEMA_VERSION), str(SCHEMA_VERSION))
+
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        async with self._conn("reading") as conn:
+            return list(await conn.fetch(pg(sql), *args))
+
+    # -- primitives ----------------------------------------------------------------
+
+    async def _lookup_log(self, log: LogRef, create: bool) -> tuple[int, str] | None:
+        async with self._conn("looking up a log") as conn:
+            row = await conn.fetchrow(pg(SQL_LOOKUP_LOG), log.partnership, log.node)
+            if row is None and create:
+                await conn.execute(
+                    pg(SQL_INSERT_LOG), log.partnership, log.node, log.origin, merkle.EMPTY_ROOT
+                )
+                row = await conn.fetchrow(pg(SQL_LOOKUP_LOG), log.partnership, log.node)
+                if row is None:
+                    raise StoreError(f"origin {log.origin!r} is already used by another log")
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def _list_logs(self) -> list[tuple[str, str, str]]:
+        return [(r[0], r[1], r[2]) for r in await self._fetch(SQL_LIST_LOGS)]
+
+    async def _head(self, log_id: int) -> tuple[object, object]:
+        rows = await self._fetch(SQL_HEAD, log_id)
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+    @staticmethod
+    async def _nodes_on(conn: Any, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        if not coords:
+            return {}
+        rows = await conn.fetch(SQL_NODES, log_id, [c[0] for c in coords], [c[1] for c in coords])
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        async with self._conn("reading tree nodes") as conn:
+            return await self._nodes_on(conn, log_id, coords)
+
+    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
+        return [
+            (r[0], r[1], r[2], r[3]) for r in await self._fetch(SQL_ENTRIES, log_id, start, end)
+        ]
+
+    async def _append(
+        self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
+    ) -> AppendPlan:
+        async with self._conn("appending") as conn, conn.transaction():
+            row = await conn.fetchrow(pg(SQL_HEAD) + " FOR UPDATE", log_id)
+            head = check_head(log, *(row or (None, None)))
+            coords, (lo, hi) = state_reads(head.size, start, len(batch))
+            existing = {r[0]: r[1] for r in await conn.fetch(pg(SQL_RECORD_IDS), log_id, lo, hi)}
+            frontier = await self._nodes_on(conn, log_id, coords)
+            plan = plan_append(
+                log, start, batch, AppendState(head.size, head.root, frontier, existing)
+            )
+            if plan.new:
+                await self._write(conn, log, log_id, plan)
+        return plan
+
+    async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
+        entries, nodes, records = append_rows(log_id, plan, self._clock())
+        try:
+            async with conn.transaction():  # a savepoint, so a violation can be explained
+                await conn.executemany(pg(SQL_INSERT_RECORD), records)
+                await conn.executemany(pg(SQL_INSERT_ENTRY), entries)
+                await conn.executemany(pg(SQL_INSERT_NODE), nodes)
+        except asyncpg.UniqueViolationError as exc:
+            dups = {}
+            for item in plan.new:
+                idx = await conn.fetchval(pg(SQL_FIND_RECORD), item.record_id, log_id)
+                if idx is not None:
+                    dups[item.record_id] = int(idx)
+            if dups:
+                raise duplicate_error(log, dups) from None
+            raise rows_past_head_error(log, plan, str(exc)) from exc
+        await conn.execute(pg(SQL_UPDATE_HEAD), plan.size, plan.root, log_id)
+
+    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
+        await self._fetch(SQL_INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
+
+    async def _checkpoint_rows(
+        self, log_id: int, size: int | None, latest: bool
+    ) -> list[tuple[object, object, object]]:
+        sql, args = checkpoint_sql(log_id, size, latest)
+        return [(r[0], r[1], r[2]) for r in await self._fetch(sql, *args)]
+
+    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
+        sql, args = record_sql(query)
+        return [tuple(r) for r in await self._fetch(sql, *args)]
+
+    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
+        rows = await self._fetch(SQL_ENVELOPE, record_id)
+        if not rows:
+            raise NotFoundError(f"no log holds record {record_id[:16]}")
+        origin, idx, rid, env, at = rows[0]
+        return origin, idx, rid, env, at

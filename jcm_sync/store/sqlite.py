@@ -1,0 +1,297 @@
+"""The SQLite store (``sqlite:///relative.db``, ``sqlite:////absolute/path.db``): the default.
+
+Why this module exists: a partner secretariat runs one agent beside its registry and should
+not need a database server; SQLite in WAL mode is an embedded store that survives a crash.
+
+Invariants and choices:
+
+1. Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a commit is on disk (the
+   WAL fsynced) before an append is acknowledged; a ``kill -9`` at any point loses nothing
+   acknowledged and leaves no half-written append (tests/store/test_durability.py).
+2. Every call to sqlite3 runs on one dedicated thread that owns the connection, through an
+   executor, so the event loop never blocks on disk; a whole append (reads, plan, writes,
+   commit) is one job on that thread, so no other job can see it half done.
+3. Write transactions start with ``BEGIN IMMEDIATE``: the write lock is taken before the
+   head is read, so two processes appending to one file serialise instead of forking.
+4. ``sqlite3.Error`` is translated here, once, into ``StoreError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jcm_sync import merkle
+from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
+from jcm_sync.store.base import (
+    SCHEMA_VERSION,
+    SQL_ENTRIES,
+    SQL_ENVELOPE,
+    SQL_FIND_RECORD,
+    SQL_HEAD,
+    SQL_INSERT_CHECKPOINT,
+    SQL_INSERT_ENTRY,
+    SQL_INSERT_LOG,
+    SQL_INSERT_NODE,
+    SQL_INSERT_RECORD,
+    SQL_LIST_LOGS,
+    SQL_LOOKUP_LOG,
+    SQL_NODE,
+    SQL_RECORD_IDS,
+    SQL_SCHEMA_VERSION,
+    SQL_SET_SCHEMA_VERSION,
+    SQL_UPDATE_HEAD,
+    AppendPlan,
+    AppendState,
+    Coord,
+    EntryRow,
+    LogRef,
+    PreparedEntry,
+    RecordQuery,
+    RecordRow,
+    StoreBase,
+    StoredCheckpoint,
+    append_rows,
+    check_head,
+    check_schema_version,
+    checkpoint_sql,
+    duplicate_error,
+    plan_append,
+    record_sql,
+    rows_past_head_error,
+    schema_ddl,
+    state_reads,
+)
+
+__all__ = ["SqliteStore", "path_of_url"]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 30.0
+"""How long to wait for another process's write lock before failing."""
+
+
+def path_of_url(url: str) -> str:
+    """The file of a ``sqlite:///`` URL, in SQLAlchemy's convention.
+
+    ``sqlite:///data/jp.db`` is relative to the working directory and
+    ``sqlite:////var/lib/jcm-sync/jp.db`` absolute; an in-memory database is refused,
+    since a store must survive the process.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise StoreError(
+            "a SQLite store URL is sqlite:///relative/file.db or sqlite:////absolute/file.db",
+            where=url,
+        )
+    path = url[len(prefix) :]
+    if path == ":memory:" or "?" in path or "#" in path:
+        raise StoreError("a SQLite store must be a plain file path", where=url)
+    return path
+
+
+def _timestamp(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value  # reported as corrupt by check_entry
+    return value
+
+
+class SqliteStore(StoreBase):
+    """The ``Store`` in a SQLite file; open it with ``await SqliteStore.open(url)``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.path = path_of_url(url)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jcm-sync-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> SqliteStore:
+        store = cls(url)
+        try:
+            await store._call(store._connect)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # -- the thread --------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the store's thread; translate sqlite3 errors (rule 4)."""
+        if self._closed:
+            raise StoreError("the store is closed", where=self.path)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(*args))
+        except JcmSyncError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite failed: {exc}", where=self.path) from exc
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the store is closed", where=self.path)
+        return self._conn
+
+    def _connect(self) -> None:
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            raise NotFoundError(f"directory {parent} does not exist", where=self.path)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(
+                    f"cannot switch the database to WAL (mode {mode})", where=self.path
+                )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in schema_ddl(
+                    serial="INTEGER", blob="BLOB", time="TEXT", without_rowid=" WITHOUT ROWID"
+                ):
+                    conn.execute(stmt)
+                row = conn.execute(SQL_SCHEMA_VERSION).fetchone()
+                check_schema_version(None if row is None else row[0], self.path)
+                conn.execute(SQL_SET_SCHEMA_VERSION, (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        conn, self._conn = self._conn, None
+        loop = asyncio.get_running_loop()
+        if conn is not None:
+            try:
+                await loop.run_in_executor(self._executor, conn.close)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite failed to close: {exc}", where=self.path) from exc
+            finally:
+                self._executor.shutdown(wait=False)
+        else:
+            self._executor.shutdown(wait=False)
+
+    def _rows(self, sql: str, args: Sequence[object]) -> list[Any]:
+        return self._db().execute(sql, tuple(args)).fetchall()
+
+    async def _query(self, sql: str, *args: object) -> list[Any]:
+        return await self._call(self._rows, sql, args)
+
+    # -- primitives ----------------------------------------------------------------
+
+    def _lookup_sync(self, log: LogRef, create: bool) -> tuple[int, str] | None:
+        db = self._db()
+        row = db.execute(SQL_LOOKUP_LOG, (log.partnership, log.node)).fetchone()
+        if row is None and create:
+            db.execute(SQL_INSERT_LOG, (log.partnership, log.node, log.origin, merkle.EMPTY_ROOT))
+            row = db.execute(SQL_LOOKUP_LOG, (log.partnership, log.node)).fetchone()
+            if row is None:
+                raise StoreError(f"origin {log.origin!r} is already used by another log")
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def _lookup_log(self, log: LogRef, create: bool) -> tuple[int, str] | None:
+        return await self._call(self._lookup_sync, log, create)
+
+    async def _list_logs(self) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in await self._query(SQL_LIST_LOGS)]
+
+    async def _head(self, log_id: int) -> tuple[object, object]:
+        rows = await self._query(SQL_HEAD, log_id)
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+    def _nodes_sync(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        db = self._db()
+        out: dict[Coord, object] = {}
+        for level, idx in coords:
+            row = db.execute(SQL_NODE, (log_id, level, idx)).fetchone()
+            if row is not None:
+                out[(level, idx)] = row[0]
+        return out
+
+    async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        return await self._call(self._nodes_sync, log_id, coords)
+
+    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
+        rows = await self._query(SQL_ENTRIES, log_id, start, end)
+        return [(r[0], r[1], r[2], _timestamp(r[3])) for r in rows]
+
+    def _append_sync(
+        self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
+    ) -> AppendPlan:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            head = check_head(log, *(db.execute(SQL_HEAD, (log_id,)).fetchone() or (None, None)))
+            coords, (lo, hi) = state_reads(head.size, start, len(batch))
+            existing = dict(db.execute(SQL_RECORD_IDS, (log_id, lo, hi)).fetchall())
+            state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
+            plan = plan_append(log, start, batch, state)
+            if plan.new:
+                self._write_sync(log, log_id, plan)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return plan
+
+    def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
+        db = self._db()
+        entries, nodes, records = append_rows(log_id, plan, self._clock().isoformat())
+        try:
+            db.executemany(SQL_INSERT_RECORD, records)
+            db.executemany(SQL_INSERT_ENTRY, entries)
+            db.executemany(SQL_INSERT_NODE, nodes)
+        except sqlite3.IntegrityError as exc:
+            dups = {}
+            for item in plan.new:
+                row = db.execute(SQL_FIND_RECORD, (item.record_id, log_id)).fetchone()
+                if row is not None:
+                    dups[item.record_id] = int(row[0])
+            if dups:
+                raise duplicate_error(log, dups) from None
+            raise rows_past_head_error(log, plan, str(exc)) from exc
+        db.execute(SQL_UPDATE_HEAD, (plan.size, plan.root, log_id))
+
+    async def _append(
+        self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
+    ) -> AppendPlan:
+        return await self._call(self._append_sync, log, log_id, start, batch)
+
+    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
+        await self._query(SQL_INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
+
+    async def _checkpoint_rows(
+        self, log_id: int, size: int | None, latest: bool
+    ) -> list[tuple[object, object, object]]:
+        sql, args = checkpoint_sql(log_id, size, latest)
+        return [tuple(r) for r in await self._query(sql, *args)]
+
+    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
+        sql, args = record_sql(query)
+        return [tuple(r) for r in await self._query(sql, *args)]
+
+    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
+        rows = await self._query(SQL_ENVELOPE, record_id)
+        if not rows:
+            raise NotFoundError(f"no log holds record {record_id[:16]}")
+        origin, idx, rid, env, at = rows[0]
+        return origin, idx, rid, env, _timestamp(at)
