@@ -51,7 +51,7 @@ from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.wire import LogState, PartnershipState, PushRequest
 from jcm_sync.node import Node, PartnershipLogs
 from jcm_sync.store import LogRef
-from jcm_sync.trust import verify_record
+from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 log = logging.getLogger("jcm_sync.agent")
 
@@ -324,15 +324,16 @@ class Syncer:
                     f"signed checkpoint of size {cp.size}",
                     offered=note,
                 )
-            now = self._now()
-            result = await store.append_entries(
-                rep, start, entries, lambda raw: verify_record(root, raw, now)
-            )
+            result = await store.append_entries(rep, start, entries, self._verifier(root))
             pulled += result.appended
             start = end
             if self.progress:
                 self.progress("pull", start - size, total)
         return pulled
+
+    def _verifier(self, root: TrustRoot) -> Callable[[bytes], Verification]:
+        now = self._now()
+        return lambda raw: verify_record(root, raw, now)
 
     # --- anti-entropy ----------------------------------------------------------------
 

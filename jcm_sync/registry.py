@@ -275,7 +275,7 @@ class Hub:
             logs=[
                 LogState(
                     node="JP", origin=own.origin, size=own.size, root=own.root, checkpoint=own.note
-                ),  # fmt: skip
+                ),
                 LogState(
                     node=self.node.logs(partnership).replica.node,
                     origin=rep.origin,
