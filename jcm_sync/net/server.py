@@ -65,6 +65,15 @@ class BodyTooLargeError(BadDataError):
     code = "body-too-large"
 
 
+class RequestAuthError(RequestSignatureError):
+    """A request whose signer is unknown, expired or not a transport key (401); keeps
+    the cause's code as its problem type."""
+
+    def __init__(self, cause: JcmSyncError) -> None:
+        super().__init__(cause.message, where=cause.where)
+        self.code = cause.code
+
+
 def status_of(exc: JcmSyncError) -> int:
     """The HTTP status of an error, by cause."""
     if isinstance(exc, NonceCacheFullError):
@@ -179,9 +188,14 @@ class HubServer:
         if not request.path.startswith("/v1/"):
             return await handler(request)
         body = await request.read()  # bounded by client_max_size: 413 beyond it
-        caller = await verify_aiohttp_request(
-            self.verifier, request, body, origin=self.settings.public_origin
-        )
+        try:
+            caller = await verify_aiohttp_request(
+                self.verifier, request, body, origin=self.settings.public_origin
+            )
+        except RequestSignatureError:
+            raise
+        except UntrustedError as exc:  # unknown, expired or role-less key: not authenticated
+            raise RequestAuthError(exc) from None
         key = (caller.partnership, caller.node)
         if self._in_flight.get(key, 0) >= self.settings.max_concurrency_per_node:
             raise TooManyRequestsError(

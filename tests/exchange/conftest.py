@@ -32,6 +32,7 @@ class Running:
     hub: Node | None = None
     runner: web.AppRunner | None = None
     port: int = 0
+    server: HubServer | None = None
     agents: dict[str, Node] = field(default_factory=dict)
     clients: list[HubClient] = field(default_factory=list)
 
@@ -41,7 +42,8 @@ class Running:
 
     async def start_hub(self) -> None:
         self.hub = await open_node(load_config(self.net.configs["JP"], env={}))
-        app = HubServer(Hub(self.hub), self.settings).app()
+        self.server = HubServer(Hub(self.hub), self.settings)
+        app = self.server.app()
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
@@ -99,7 +101,7 @@ async def network(
         schema = await make_schema()
         hub_store = with_param(PG_URL, "search_path", schema)
     net = provision(tmp_path / "net", ["MN", "ID"], hub_port=0, hub_store=hub_store)
-    running = Running(net, ServerSettings(max_body_bytes=1 << 20, max_concurrency_per_node=4),
+    running = Running(net, ServerSettings(max_body_bytes=256 * 1024, max_concurrency_per_node=4),
                       hub_store)  # fmt: skip
     await running.start_hub()
     try:
