@@ -32,16 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from jcm_sync import checkpoint, merkle
 from jcm_sync.alarms import new_alarm
@@ -50,6 +46,7 @@ from jcm_sync.log import checkpoint_verifiers
 from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.wire import LogState, PartnershipState, PushRequest
 from jcm_sync.node import Node, PartnershipLogs
+from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import LogRef
 from jcm_sync.trust import TrustRoot, Verification, verify_record
 
@@ -57,52 +54,6 @@ log = logging.getLogger("jcm_sync.agent")
 
 Progress = Callable[[str, int, int], None]
 """``progress(task, done, total)`` for long catch-ups."""
-
-
-# --- persisted status -----------------------------------------------------------------
-
-
-class JobStatus(msgspec.Struct):
-    last_run: datetime | None = None
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    failures: int = 0
-
-
-class LogStatus(msgspec.Struct):
-    origin: str
-    local_size: int = 0
-    remote_size: int | None = None
-    checked_at: datetime | None = None
-
-
-class AgentStatus(msgspec.Struct):
-    partnership: str
-    jobs: dict[str, JobStatus] = msgspec.field(default_factory=dict)
-    logs: dict[str, LogStatus] = msgspec.field(default_factory=dict)
-    hub_receipt: bytes | None = None
-
-
-def status_path(data_dir: Path, partnership: str) -> Path:
-    return data_dir / f"status-{partnership}.json"
-
-
-def read_status(data_dir: Path, partnership: str) -> AgentStatus:
-    path = status_path(data_dir, partnership)
-    if not path.exists():
-        return AgentStatus(partnership=partnership)
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=AgentStatus)
-    except msgspec.MsgspecError:
-        return AgentStatus(partnership=partnership)
-
-
-def write_status(data_dir: Path, status: AgentStatus) -> None:
-    path = status_path(data_dir, status.partnership)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.json.encode(status))
-    os.replace(tmp, path)
 
 
 # --- sync -----------------------------------------------------------------------------
@@ -177,7 +128,9 @@ class Syncer:
         raise TransportError(f"the hub's state lists no log of {node}")
 
     async def fetch_state(self) -> PartnershipState:
-        return await self.client.state(self.partnership)
+        # tell the hub how much of Japan's log this agent holds, for the hub's status
+        held = await self.node.store.tree_head(self.logs.replica)
+        return await self.client.state(self.partnership, have=held.size)
 
     # --- push ------------------------------------------------------------------------
 
@@ -290,6 +243,7 @@ class Syncer:
         pulled = await self._fetch_pages(rep, head.size, cp, remote.checkpoint)
         await store.put_checkpoint(rep, remote.checkpoint)
         self._note_log(rep, cp.size, cp.size)
+        await self.fetch_state()  # tells the hub what we now hold (its status and lag)
         return pulled
 
     async def _fetch_pages(
@@ -352,8 +306,10 @@ class Syncer:
             result.pushed = await self.push(state)
         if not rep_ok and not self.stopped(rep):
             result.pulled = await self.pull(state)
-        self._note_log(own, own_head.size, remote_own.size if own_ok else None)
-        self._note_log(rep, rep_head.size, remote_rep.size)
+        if own_ok:
+            self._note_log(own, own_head.size, remote_own.size)
+        if rep_ok:
+            self._note_log(rep, rep_head.size, remote_rep.size)
         result.in_sync = own_ok and rep_ok
         result.round_trips = self.client.requests - before
         return result

@@ -97,8 +97,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def store_url(self) -> str:
-        url = self.node.store or f"sqlite:///{self.data_dir / 'jcm-sync.db'}"
         prefix = "sqlite:///"
+        if not self.node.store:
+            return prefix + str(self.data_dir / "jcm-sync.db")
+        url = self.node.store
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
             rel = url[len(prefix) :]
             if not Path(rel).is_absolute():

@@ -56,6 +56,7 @@ from jcm_sync.net.wire import (
     PushResponse,
 )
 from jcm_sync.node import Node
+from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import LogRef, StoredCheckpoint
 from jcm_sync.trust import verify_record
 
@@ -98,6 +99,7 @@ class Hub:
         self.node = node
         self.limits = limits or Limits(max_batch=node.cfg.server.max_batch)
         self._locks: dict[str, asyncio.Lock] = {pid: asyncio.Lock() for pid in node.partnerships}
+        self._status = {pid: read_status(node.cfg.data_dir, pid) for pid in node.partnerships}
 
     # --- authorization ---------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class Hub:
             if offered is not None and req.checkpoint is not None:
                 # the store keeps it only if it agrees with the replica's tree
                 await self.node.store.put_checkpoint(replica, req.checkpoint)
+        self._observe(partnership, replica.node, result.size, req.source_size, "push_received")
         m.entries.labels(partnership, "accepted", "").inc(result.appended)
         m.pushes.labels(partnership, "accepted").inc()
         m.log_size.labels(partnership, replica.node).set(result.size)
@@ -239,6 +242,22 @@ class Hub:
         self.node.metrics.alarm.labels(replica.partnership, replica.node).set(1)
         log.error("FORK: %s", reason, extra={"origin": replica.origin})
 
+    def _observe(
+        self, partnership: str, node: str, local: int, remote: int | None, job: str
+    ) -> None:
+        """Record for ``jcm-sync status`` what the hub last saw of a log."""
+        ref = self.node.log_ref(partnership, node)
+        st = self._status.setdefault(partnership, AgentStatus(partnership=partnership))
+        now = self.node.clock()
+        st.logs[node] = LogStatus(
+            origin=ref.origin, local_size=local, remote_size=remote, checked_at=now
+        )
+        job_status = st.jobs.setdefault(job, JobStatus())
+        job_status.last_run = job_status.last_success = now
+        if remote is not None:
+            self.node.metrics.replica_lag.labels(partnership, node).set(abs(remote - local))
+        write_status(self.node.cfg.data_dir, st)
+
     # --- reads -----------------------------------------------------------------------
 
     async def _replica_view(self, replica: LogRef) -> CheckpointView:
@@ -264,12 +283,18 @@ class Hub:
             return await self._own_view(partnership)
         return await self._replica_view(ref)
 
-    async def state(self, caller: Caller, partnership: str) -> PartnershipState:
-        """Both logs' heads and checkpoints in one answer (anti-entropy)."""
+    async def state(
+        self, caller: Caller, partnership: str, *, have: int | None = None
+    ) -> PartnershipState:
+        """Both logs' heads and checkpoints in one answer (anti-entropy).
+
+        ``have`` is how much of Japan's log the partner says it holds (for status)."""
         self._check_member(caller, partnership)
         own = await self._own_view(partnership)
         rep = await self._replica_view(self.node.logs(partnership).replica)
         rep_head = await self.node.store.tree_head(self.node.logs(partnership).replica)
+        if have is not None:
+            self._observe(partnership, "JP", own.size, have, "served")
         return PartnershipState(
             partnership=partnership,
             logs=[

@@ -42,6 +42,18 @@ from jcm_sync.records import (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demonstration (what `make run` runs)")
     p.add_argument("--dir", default="demo-data", help="working directory (recreated)")
+    p.add_argument(
+        "--part",
+        choices=["records", "network", "all"],
+        default="all",
+        help="records: signed records and trust roots; network: hub and agents (default: all)",
+    )
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the hub and agents running and print their URLs (stop with Ctrl-C)",
+    )
+    p.add_argument("--port", type=int, default=0, help="hub port (default: a free one)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -139,8 +151,19 @@ def _tamper(envelope: bytes) -> bytes:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    code = 0
+    if args.part in ("records", "all"):
+        code = cmd_records_demo(args)
+    if code == 0 and args.part in ("network", "all"):
+        from jcm_sync.cli.demo_network import run_network_demo
+
+        code = run_network_demo(args)
+    return code
+
+
+def cmd_records_demo(args: argparse.Namespace) -> int:
     c = stdout()
-    work = Path(args.dir)
+    work = Path(args.dir) / "records-demo"
     shutil.rmtree(work, ignore_errors=True)
     (work / "records").mkdir(parents=True)
     r = _Runner(c, work)
@@ -155,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             c.print(f"  {escape(f)}")
         return 1
     c.print("\n[bold green]ok[/]: the signed decision verifies; every bad copy was refused.")
-    c.print(f"Files are in {args.dir}/.")
+    c.print(f"Files are in {work}/.")
     return 0
 
 

@@ -211,9 +211,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _status(cfg: Config) -> dict[str, Any]:
-    from jcm_sync.agent import read_status
     from jcm_sync.alarms import AlarmBook
     from jcm_sync.node import log_ref
+    from jcm_sync.status import read_status
     from jcm_sync.store import open_store
 
     store = await open_store(cfg.store_url)
@@ -231,8 +231,9 @@ async def _status(cfg: Config) -> dict[str, Any]:
                 ls = st.logs.get(node_id)
                 remote = ls.remote_size if ls else None
                 if cfg.node.role == "registry":
-                    remote = None  # the hub is the remote side; its agents report lag
-                job = st.jobs.get("push" if own else "pull")
+                    job = st.jobs.get("served" if own else "push_received")
+                else:
+                    job = st.jobs.get("push" if own else "pull")
                 alarm = alarms.get(ref.origin)
                 rows.append(
                     {

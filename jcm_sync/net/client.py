@@ -125,8 +125,11 @@ class HubClient:
     def _logs(pid: str, node: str) -> str:
         return f"/v1/partnerships/{pid}/logs/{node}"
 
-    async def state(self, pid: str) -> PartnershipState:
-        return await self._call("GET", f"/v1/partnerships/{pid}/state", PartnershipState)
+    async def state(self, pid: str, *, have: int | None = None) -> PartnershipState:
+        """Both logs' heads; ``have`` tells the hub how much of Japan's log we hold."""
+        params = None if have is None else {"have": str(have)}
+        return await self._call("GET", f"/v1/partnerships/{pid}/state", PartnershipState,
+                                params=params)  # fmt: skip
 
     async def push(self, pid: str, node: str, req: PushRequest) -> PushResponse:
         body = encoder.encode(req)

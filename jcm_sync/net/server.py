@@ -238,7 +238,9 @@ class HubServer:
         return self._json(await self.hub.push(self._caller(request), m["pid"], m["node"], req))
 
     async def state(self, request: web.Request) -> web.Response:
-        return self._json(await self.hub.state(self._caller(request), request.match_info["pid"]))
+        have = self._int(request, "have")
+        pid = request.match_info["pid"]
+        return self._json(await self.hub.state(self._caller(request), pid, have=have))
 
     async def checkpoint(self, request: web.Request) -> web.Response:
         m = request.match_info

@@ -76,9 +76,8 @@ async def test_replayed_request_is_refused_and_stores_nothing(network: Running) 
 
     async with aiohttp.ClientSession(
         middlewares=(SigningMiddleware(RequestSigner(key)), capture)
-    ) as s:
-        async with s.post(url, data=body) as r:
-            assert r.status == 200
+    ) as s, s.post(url, data=body) as r:
+        assert r.status == 200
     size_after_first = await replica_size(network, "MN")
     headers = {k: v for k, v in captured["headers"].items() if k.lower() != "host"}  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as s, s.post(url, data=body, headers=headers) as r:
@@ -147,11 +146,10 @@ async def test_body_changed_after_signing_is_refused(network: Running) -> None:
     url = network.url + "/v1/partnerships/JP-MN/logs/MN/entries"
     async with aiohttp.ClientSession(
         middlewares=(SigningMiddleware(RequestSigner(key)), tamper)
-    ) as s:
-        async with s.post(url, data=push_body(entries[:1])) as r:
-            problem = await r.json(content_type=None)
-            assert r.status == 401
-            assert problem["code"] == "content-digest-mismatch"
+    ) as s, s.post(url, data=push_body(entries[:1])) as r:
+        problem = await r.json(content_type=None)
+        assert r.status == 401
+        assert problem["code"] == "content-digest-mismatch"
     assert await replica_size(network, "MN") == 0
 
 
@@ -250,8 +248,8 @@ async def test_metrics_and_health(network: Running) -> None:
 
 def test_problem_types_are_distinct() -> None:
     """Each refusal cause has its own problem type."""
-    from jcm_sync.net.server import status_of
     from jcm_sync import errors
+    from jcm_sync.net.server import status_of
 
     assert status_of(errors.ForkError("x")) == 409
     assert status_of(errors.NotFoundError("x")) == 404
