@@ -113,7 +113,7 @@ async def test_unknown_partnership_is_not_found(network: Running) -> None:
 
 
 async def test_entry_tampered_in_transit_is_refused(network: Running) -> None:
-    """A pushed envelope whose payload was altered fails its record signature: 422, nothing stored."""
+    """An envelope altered in transit fails its record signature: 422, nothing stored."""
     await network.seed("MN")
     entries = await own_entries(network, "MN")
     env = json.loads(entries[0])  # the project registration
@@ -218,8 +218,9 @@ async def test_concurrency_per_node_is_429(network: Running) -> None:
 
 async def test_malformed_push_body_is_400(network: Running) -> None:
     """A push body that is not a PushRequest is 400 problem+json, naming what is wrong."""
-    status, problem, ctype = await call(network, network.net.keys["MN"], "POST",
-                                        "/v1/partnerships/JP-MN/logs/MN/entries", b'{"start": -1}')  # fmt: skip
+    path = "/v1/partnerships/JP-MN/logs/MN/entries"
+    status, problem, ctype = await call(network, network.net.keys["MN"], "POST", path,
+                                        b'{"start": -1}')  # fmt: skip
     assert (status, ctype) == (400, PROBLEM)
     assert "start" in problem["detail"]
 
