@@ -114,19 +114,13 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         raise ConfigError(f"no partnership {pid} in this configuration", where="partnerships")
 
 
-def _coerce(text: str, current: Any) -> Any:
-    """Turn an environment string into the type the file would hold."""
-    if isinstance(current, bool):
-        return text.lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int):
-        return int(text)
-    if isinstance(current, float):
-        return float(text)
-    return text
+def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Override ``raw[section][key]`` from ``JCM_SYNC_SECTION_KEY`` variables.
 
-
-def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Override ``raw[section][key]`` from ``JCM_SYNC_SECTION_KEY`` variables."""
+    Values stay strings here; the lax conversion in ``load_config`` turns them into
+    the field's type. Returns which field each variable set, for error messages.
+    """
+    applied: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST_"):
             continue
@@ -137,11 +131,9 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{name} overrides {section}, which is not a table")
-        try:
-            table[key] = _coerce(value, table.get(key, ""))
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a valid value", where=name) from None
-    return raw
+        table[key] = value
+        applied[f"$.{section}.{key}"] = name
+    return applied
 
 
 def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
@@ -152,12 +144,16 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
         raw = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(path)) from None
-    raw = apply_env(raw, os.environ if env is None else env)
+    applied = apply_env(raw, os.environ if env is None else env)
     raw["base_dir"] = str(path.parent)
     try:
-        cfg = msgspec.convert(raw, Config)
+        cfg = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(str(exc), where=str(path)) from None
+        message = str(exc)
+        for field_path, name in applied.items():
+            if message.endswith(f"`{field_path}`"):
+                raise ConfigError(f"{message} (set by {name})", where=name) from None
+        raise ConfigError(message, where=str(path)) from None
     if cfg.node.role == "agent" and cfg.hub is None:
         raise ConfigError("an agent needs a [hub] section with its url", where=str(path))
     if cfg.node.role == "agent" and len(cfg.partnerships) != 1:

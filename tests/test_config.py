@@ -1,0 +1,102 @@
+"""Node configuration: strict TOML, environment overrides, relative paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.config import load_config
+from jcm_sync.errors import ConfigError
+
+CONFIGS = Path(__file__).parent.parent / "config"
+
+AGENT = """
+[node]
+id = "MN"
+role = "agent"
+data_dir = "data"
+
+[keys]
+signing = "keys/mn.key"
+
+[hub]
+url = "http://127.0.0.1:8700"
+
+[[partnerships]]
+id = "JP-MN"
+trust_root = ["roots/jp-mn.root.json"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
+def test_committed_examples_load(name: str) -> None:
+    """Every example file in config/ is a valid configuration."""
+    cfg = load_config(CONFIGS / name, env={})
+    assert cfg.partnerships
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    """Relative paths mean the same whatever the working directory."""
+    cfg = load_config(write(tmp_path, AGENT), env={})
+    assert cfg.data_dir == tmp_path / "data"
+    assert cfg.store_url == f"sqlite:///{tmp_path / 'data' / 'jcm-sync.db'}"
+    assert cfg.path(cfg.keys.signing) == tmp_path / "keys" / "mn.key"
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    """A misspelt key fails loudly instead of being ignored."""
+    with pytest.raises(ConfigError, match="sigining"):
+        load_config(write(tmp_path, AGENT.replace("signing =", "sigining =")), env={})
+
+
+@pytest.mark.parametrize(
+    ("env", "check"),
+    [
+        (
+            {"JCM_SYNC_HUB_URL": "http://127.0.0.1:9999"},
+            lambda c: c.hub.url == "http://127.0.0.1:9999",
+        ),
+        ({"JCM_SYNC_SERVER_PORT": "8801"}, lambda c: c.server.port == 8801),
+        ({"JCM_SYNC_SCHEDULE_PUSH_SECONDS": "7.5"}, lambda c: c.schedule.push_seconds == 7.5),
+    ],
+    ids=["hub-url", "server-port", "push-interval"],
+)
+def test_environment_overrides_file_values(tmp_path: Path, env: dict[str, str], check) -> None:  # type: ignore[no-untyped-def]
+    """JCM_SYNC_<SECTION>_<KEY> overrides the file."""
+    assert check(load_config(write(tmp_path, AGENT), env=env))
+
+
+def test_bad_override_is_refused(tmp_path: Path) -> None:
+    """An override of the wrong type names the variable."""
+    with pytest.raises(ConfigError, match="JCM_SYNC_SERVER_PORT"):
+        load_config(write(tmp_path, AGENT), env={"JCM_SYNC_SERVER_PORT": "eighty"})
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t.replace('id = "MN"', 'id = "ID"'), "not a side"),
+        (lambda t: t.replace('[hub]\nurl = "http://127.0.0.1:8700"', ""), "hub"),
+        (lambda t: t.replace('role = "agent"', 'role = "witness"'), "role"),
+        (lambda t: t + "\n[[partnerships]\nbroken", "TOML"),
+        (lambda t: t.replace('id = "JP-MN"', 'id = "JPMN"'), r"partnerships\[0\]\.id"),
+    ],
+    ids=["node-not-in-partnership", "agent-without-hub", "unknown-role", "bad-toml", "bad-id"],
+)
+def test_invalid_configurations_are_refused(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    """Invalid files are refused with a message saying what is wrong."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, mutate(AGENT)), env={})
+
+
+def test_private_keys_are_not_config_values(tmp_path: Path) -> None:
+    """A PEM pasted into the file is a path that does not exist, not a key."""
+    cfg = load_config(write(tmp_path, AGENT), env={})
+    assert not cfg.path(cfg.keys.signing).exists()
