@@ -45,6 +45,9 @@ __all__ = [
     "LogService",
     "accept_checkpoint",
     "checkpoint_verifiers",
+    "prove_consistency",
+    "prove_inclusion",
+    "record_verifier",
     "verify_log",
 ]
 
@@ -54,6 +57,15 @@ AUDIT_CHUNK = 2000
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def record_verifier(root: TrustRoot, now: datetime) -> Verify:
+    """Rule 1's verify function: a record's signatures, schema and authority at ``now``."""
+
+    def verify(raw: bytes) -> Verification:
+        return verify_record(root, raw, now)
+
+    return verify
 
 
 def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[checkpoint.Verifier]:
@@ -155,12 +167,7 @@ class LogService:
 
     def verifier(self) -> Verify:
         """The verify function of rule 1, at the service's clock."""
-        root, now = self.root, self._clock()
-
-        def verify(raw: bytes) -> Verification:
-            return verify_record(root, raw, now)
-
-        return verify
+        return record_verifier(self.root, self._clock())
 
     def _check_key(self) -> None:
         """Rule 2: the checkpoint key must be one the trust root lists for this log."""

@@ -218,7 +218,8 @@ class PostgresStore(StoreBase):
             row = await conn.fetchrow(pg(SQL_HEAD) + " FOR UPDATE", log_id)
             head = check_head(log, *(row or (None, None)))
             coords, (lo, hi) = state_reads(head.size, start, len(batch))
-            existing = {r[0]: r[1] for r in await conn.fetch(pg(SQL_RECORD_IDS), log_id, lo, hi)}
+            rows = await conn.fetch(pg(SQL_RECORD_IDS), log_id, lo, hi) if lo < hi else []
+            existing = {r[0]: r[1] for r in rows}
             frontier = await self._nodes_on(conn, log_id, coords)
             plan = plan_append(
                 log, start, batch, AppendState(head.size, head.root, frontier, existing)

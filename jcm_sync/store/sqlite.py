@@ -241,7 +241,8 @@ class SqliteStore(StoreBase):
         try:
             head = check_head(log, *(db.execute(SQL_HEAD, (log_id,)).fetchone() or (None, None)))
             coords, (lo, hi) = state_reads(head.size, start, len(batch))
-            existing = dict(db.execute(SQL_RECORD_IDS, (log_id, lo, hi)).fetchall())
+            rows = db.execute(SQL_RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
+            existing = dict(rows)
             state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
             plan = plan_append(log, start, batch, state)
             if plan.new:

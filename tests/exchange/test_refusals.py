@@ -74,9 +74,10 @@ async def test_replayed_request_is_refused_and_stores_nothing(network: Running) 
     url = network.url + "/v1/partnerships/JP-MN/logs/MN/entries"
     from jcm_sync.net.auth import SigningMiddleware
 
-    async with aiohttp.ClientSession(
-        middlewares=(SigningMiddleware(RequestSigner(key)), capture)
-    ) as s, s.post(url, data=body) as r:
+    async with (
+        aiohttp.ClientSession(middlewares=(SigningMiddleware(RequestSigner(key)), capture)) as s,
+        s.post(url, data=body) as r,
+    ):
         assert r.status == 200
     size_after_first = await replica_size(network, "MN")
     headers = {k: v for k, v in captured["headers"].items() if k.lower() != "host"}  # type: ignore[union-attr]
@@ -144,9 +145,10 @@ async def test_body_changed_after_signing_is_refused(network: Running) -> None:
 
     key = network.net.keys["MN"]
     url = network.url + "/v1/partnerships/JP-MN/logs/MN/entries"
-    async with aiohttp.ClientSession(
-        middlewares=(SigningMiddleware(RequestSigner(key)), tamper)
-    ) as s, s.post(url, data=push_body(entries[:1])) as r:
+    async with (
+        aiohttp.ClientSession(middlewares=(SigningMiddleware(RequestSigner(key)), tamper)) as s,
+        s.post(url, data=push_body(entries[:1])) as r,
+    ):
         problem = await r.json(content_type=None)
         assert r.status == 401
         assert problem["code"] == "content-digest-mismatch"

@@ -1,0 +1,233 @@
+"""``jcm-sync log ...`` through ``main(argv)``: append, show, checkpoint, vkey, proofs, verify."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jcm_sync.cli
+from jcm_sync import checkpoint, merkle
+from jcm_sync.cli import log as log_cli
+from jcm_sync.cli import main
+from jcm_sync.envelope import PrivateKey
+from tests import builders
+from tests.store import World
+
+AT = ("--at", builders.NOW.isoformat())
+LOG = ("--partnership", "JP-ID", "--node", "JP")
+
+
+def test_log_group_is_registered() -> None:
+    """`jcm-sync log` is part of the command line."""
+    assert log_cli in jcm_sync.cli.GROUPS
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World()
+
+
+class Files:
+    """Key, root, envelope files and a SQLite store URL in a temporary directory."""
+
+    def __init__(self, root: Path, world: World) -> None:
+        self.dir = root
+        self.key = root / "jp.key"
+        self.key.write_bytes(world.key_of("JP").pem())
+        self.pub = root / "jp.pub"
+        self.pub.write_bytes(world.key_of("JP").public.pem())
+        self.root = root / "root.json"
+        self.root.write_bytes(world.root_envelope)
+        self.db = root / "store.db"
+        self.store = f"sqlite:///{self.db}"
+        self.envelopes = world.envelopes("JP", 6)
+        self.paths = []
+        for i, env in enumerate(self.envelopes):
+            p = root / f"e{i}.json"
+            p.write_bytes(env)
+            self.paths.append(p)
+
+
+@pytest.fixture
+def files(tmp_path: Path, world: World) -> Files:
+    return Files(tmp_path, world)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: object) -> Any:
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def appended(capsys: pytest.CaptureFixture[str], f: Files, n: int = 6) -> Any:
+    return run_json(
+        capsys, "log", "append", "--store", f.store, *LOG, *f.paths[:n],
+        "--trust", f.root, "--key", f.key, *AT,
+    )  # fmt: skip
+
+
+def b64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def test_append_verifies_appends_and_signs(
+    capsys: pytest.CaptureFixture[str], files: Files
+) -> None:
+    """``log append`` adds verified envelopes and signs a checkpoint of the new size."""
+    data = appended(capsys, files, 4)
+    assert (data["start"], data["appended"], data["size"], data["checkpoint"]) == (0, 4, 4, 4)
+    root = merkle.root([merkle.leaf_hash(e) for e in files.envelopes[:4]])
+    assert b64(data["root"]) == root
+
+
+def test_append_refuses_an_untrusted_envelope(
+    capsys: pytest.CaptureFixture[str], files: Files, world: World
+) -> None:
+    """A forged envelope is refused with exit 1 and the reason on stderr."""
+    forged = files.dir / "forged.json"
+    forged.write_bytes(builders.signed(world.issuance("JP", 99), PrivateKey.generate()))
+    code, _, err = run(
+        capsys, "log", "append", "--store", files.store, *LOG, forged, "--trust", files.root, *AT
+    )
+    assert code == 1
+    assert "refused" in err
+    assert "matches no trusted key" in err
+
+
+def test_append_without_checkpoint(capsys: pytest.CaptureFixture[str], files: Files) -> None:
+    """``--no-checkpoint`` appends without signing anything."""
+    data = run_json(
+        capsys, "log", "append", "--store", files.store, *LOG, files.paths[0],
+        "--trust", files.root, "--no-checkpoint", *AT,
+    )  # fmt: skip
+    assert (data["size"], data["checkpoint"]) == (1, None)
+
+
+def test_show_lists_head_and_entries(capsys: pytest.CaptureFixture[str], files: Files) -> None:
+    """``log show`` gives size, root, latest checkpoint and the entries with their kinds."""
+    appended(capsys, files)
+    data = run_json(capsys, "log", "show", "--store", files.store, *LOG, "--from", "2")
+    assert (data["size"], data["latest_checkpoint"]) == (6, 6)
+    assert [e["index"] for e in data["entries"]] == [2, 3, 4, 5]
+    assert data["entries"][0]["kind"] == "issuance"
+    code, out, _ = run(capsys, "log", "show", "--store", files.store, *LOG)
+    assert code == 0
+    assert "jcm-sync.example/JP-ID/JP" in out
+
+
+def test_checkpoint_prints_a_note_the_vkey_opens(
+    capsys: pytest.CaptureFixture[str], files: Files
+) -> None:
+    """The latest checkpoint note verifies under the key printed by ``log vkey``."""
+    appended(capsys, files, 3)
+    code, note, _ = run(capsys, "log", "checkpoint", "--store", files.store, *LOG)
+    assert code == 0
+    assert note.startswith("jcm-sync.example/JP-ID/JP\n3\n")
+    for key in (files.pub, files.key):
+        vkey = run_json(capsys, "log", "vkey", *LOG, "--key", key)["vkey"]
+        verifier = checkpoint.Verifier.from_vkey(vkey)
+        opened = checkpoint.open_checkpoint(note.encode(), [verifier], origin=verifier.name)
+        assert opened.checkpoint.size == 3
+
+
+def test_checkpoint_signs_the_current_tree(
+    capsys: pytest.CaptureFixture[str], files: Files
+) -> None:
+    """``log checkpoint --key`` signs the tree after entries appended without one."""
+    run_json(
+        capsys, "log", "append", "--store", files.store, *LOG, *files.paths[:2],
+        "--trust", files.root, "--no-checkpoint", *AT,
+    )  # fmt: skip
+    code, _, err = run(capsys, "log", "checkpoint", "--store", files.store, *LOG)
+    assert code == 1
+    assert "no checkpoint" in err
+    data = run_json(
+        capsys, "log", "checkpoint", "--store", files.store, *LOG,
+        "--key", files.key, "--trust", files.root, *AT,
+    )  # fmt: skip
+    assert data["size"] == 2
+
+
+def test_inclusion_proof_verifies(capsys: pytest.CaptureFixture[str], files: Files) -> None:
+    """``log prove-inclusion`` by index or record id prints a proof that verifies."""
+    appended(capsys, files)
+    rid = hashlib.sha256(files.envelopes[3]).hexdigest()
+    for how in (("--index", "3"), ("--record", rid)):
+        data = run_json(capsys, "log", "prove-inclusion", "--store", files.store, *LOG, *how)
+        path = [b64(h) for h in data["path"]]
+        leaf = merkle.leaf_hash(files.envelopes[3])
+        assert merkle.verify_inclusion(leaf, 3, data["size"], path, b64(data["root"]))
+
+
+def test_consistency_proof_verifies(capsys: pytest.CaptureFixture[str], files: Files) -> None:
+    """``log prove-consistency`` prints a proof between two sizes that verifies."""
+    appended(capsys, files)
+    data = run_json(capsys, "log", "prove-consistency", "--store", files.store, *LOG, "--old", "2")
+    path = [b64(h) for h in data["path"]]
+    assert merkle.verify_consistency(2, 6, b64(data["old_root"]), b64(data["new_root"]), path)
+
+
+def test_verify_passes_then_finds_damage(capsys: pytest.CaptureFixture[str], files: Files) -> None:
+    """``log verify`` exits 0 on a sound log and 1, naming the problem, on a damaged one."""
+    appended(capsys, files)
+    data = run_json(
+        capsys, "log", "verify", "--store", files.store, *LOG, "--trust", files.root, *AT
+    )
+    assert data["ok"] is True
+    assert (data["entries_checked"], data["checkpoints_checked"]) == (6, 1)
+    conn = sqlite3.connect(files.db)
+    conn.execute("UPDATE log_nodes SET hash = ? WHERE level = 1 AND idx = 2", (b"\x01" * 32,))
+    conn.commit()
+    conn.close()
+    code, out, _ = run(capsys, "log", "verify", "--store", files.store, *LOG, "--json")
+    assert code == 1
+    assert any("node (level 1, index 2)" in p for p in json.loads(out)["problems"])
+
+
+def test_config_supplies_store_log_and_keys(
+    capsys: pytest.CaptureFixture[str], files: Files
+) -> None:
+    """With ``--config`` the store, log, trust root and checkpoint key come from the file."""
+    cfg = files.dir / "jp.toml"
+    cfg.write_text(
+        '[node]\nid = "JP"\nrole = "registry"\nstore = "sqlite:///store.db"\n'
+        '[keys]\nsigning = "jp.key"\n'
+        '[[partnerships]]\nid = "JP-ID"\ntrust_root = ["root.json"]\n'
+    )
+    data = run_json(capsys, "log", "append", "--config", cfg, *files.paths[:2], *AT)
+    assert (data["size"], data["checkpoint"]) == (2, 2)
+    assert data["origin"] == "jcm-sync.example/JP-ID/JP"
+    assert run_json(capsys, "log", "show", "--config", cfg)["size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (("log", "show", *LOG), 1, "--store URL or --config"),
+        (("log", "show", "--store", "memory://"), 1, "--partnership and --node"),
+        (("log", "show", "--store", "memory://", *LOG), 1, "no log of JP"),
+        (("log", "show", "--store", "nosuch://x", *LOG), 1, "unknown store scheme"),
+        (("log", "prove-inclusion", "--store", "memory://", *LOG), 2, ""),
+        (("log", "bogus"), 2, ""),
+    ],
+    ids=["no-store", "no-log", "unknown-log", "bad-url", "missing-index", "unknown-command"],
+)
+def test_usage_and_refusals(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], code: int, message: str
+) -> None:
+    """Refusals exit 1 with the reason; usage errors exit 2."""
+    got, _, err = run(capsys, *argv)
+    assert got == code
+    assert message in err
