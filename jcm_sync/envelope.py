@@ -32,6 +32,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -49,6 +50,7 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.records import (
+    RECORD_TYPES,
     Record,
     decode_record,
     encode_record,
@@ -151,6 +153,10 @@ class PrivateKey:
     def key_id(self) -> KeyId:
         return self.public.key_id
 
+    @cached_property
+    def key_id_bytes(self) -> bytes:
+        return self.public.key_id.encode("ascii")
+
     def sign(self, message: bytes) -> bytes:
         return self.key.sign(message)
 
@@ -220,17 +226,47 @@ def record_id(envelope_bytes: bytes) -> str:
 
 
 def sign_payload(payload_type: str, payload: bytes, keys: Sequence[PrivateKey]) -> bytes:
-    """Sign ``payload`` with every key and return the envelope bytes."""
+    """Sign ``payload`` with every key and return the envelope bytes.
+
+    The bytes are laid out directly rather than through a Struct and the encoder: this
+    runs once per record on the signing hot path, and ``open_envelope``'s canonical
+    check (and a test) hold it to exactly what the encoder would produce.
+    """
     if not keys:
         raise SignatureError("an envelope needs at least one signature")
-    message = pae(payload_type, payload)
-    sigs = tuple(Signature(keyid=k.key_id, sig=k.sign(message)) for k in keys)
-    return _env_encoder.encode(Envelope(payload=payload, payloadType=payload_type, signatures=sigs))
+    ptype = _PTYPES.get(payload_type)
+    if ptype is None:
+        ptype = _ptype(payload_type)
+    raw_type, json_type = ptype
+    message = b"DSSEv1 %d %b %d %b" % (len(raw_type), raw_type, len(payload), payload)
+    parts = [b'{"payload":"', b2a_base64(payload, newline=False), b'","payloadType":', json_type]
+    sep = b',"signatures":[{"keyid":"'
+    for k in keys:
+        sig = b2a_base64(k.key.sign(message), newline=False)
+        parts += (sep, k.key_id_bytes, b'","sig":"', sig, b'"}')
+        sep = b',{"keyid":"'
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+_PTYPES: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _ptype(payload_type: str) -> tuple[bytes, bytes]:
+    """The payload type as PAE bytes and as a JSON string, cached for our own types."""
+    value = (payload_type.encode("utf-8"), _env_encoder.encode(payload_type))
+    if len(_PTYPES) < 64:
+        _PTYPES[payload_type] = value
+    return value
 
 
 def sign_record(record: Record, keys: Sequence[PrivateKey]) -> bytes:
     """Encode one of our own records and sign it into an envelope."""
-    return sign_payload(payload_type(record.kind), encode_record(record), keys)
+    ptype = _RECORD_PTYPES.get(type(record)) or payload_type(record.kind)
+    return sign_payload(ptype, encode_record(record), keys)
+
+
+_RECORD_PTYPES: dict[type, str] = {t: payload_type(k) for k, t in RECORD_TYPES.items()}
 
 
 def add_signature(envelope_bytes: bytes, key: PrivateKey) -> bytes:

@@ -450,11 +450,15 @@ KINDS: Final = tuple(RECORD_TYPES)
 PAYLOAD_TYPE_PREFIX: Final = "application/vnd.jcm-sync."
 
 
+_PAYLOAD_TYPES: Final = {kind: f"{PAYLOAD_TYPE_PREFIX}{kind}+json" for kind in RECORD_TYPES}
+
+
 def payload_type(kind: str) -> str:
     """Return the DSSE payload type of a record kind."""
-    if kind not in RECORD_TYPES:
+    ptype = _PAYLOAD_TYPES.get(kind)
+    if ptype is None:
         raise RecordError(f"unknown record kind {kind!r}", where="kind")
-    return f"{PAYLOAD_TYPE_PREFIX}{kind}+json"
+    return ptype
 
 
 def kind_of_payload_type(ptype: str) -> str | None:
