@@ -167,12 +167,24 @@ class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
         return next((k for k in self.keys if k.keyid == keyid), None)
 
     def public_keys(self) -> dict[str, PublicKey]:
-        return {k.keyid: PublicKey.from_raw(k.public_key) for k in self.keys}
+        """The root's keys by key id (built once per root object: every record verified
+        under a root asks for them)."""
+        cached = _PUBLIC_KEYS.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        keys = {k.keyid: PublicKey.from_raw(k.public_key) for k in self.keys}
+        if len(_PUBLIC_KEYS) >= 256:
+            _PUBLIC_KEYS.clear()
+        _PUBLIC_KEYS[id(self)] = (self, keys)
+        return keys
 
     def keys_for(self, node: str, role: str, at: datetime) -> list[KeyEntry]:
         """Keys of ``node`` holding ``role`` and usable at ``at``."""
         return [k for k in self.keys if k.node == node and role in k.roles and k.usable_at(at)]
 
+
+_PUBLIC_KEYS: dict[int, tuple[TrustRoot, dict[str, PublicKey]]] = {}
+"""Keys per root object; holding the root keeps its id from being reused."""
 
 _root_encoder = msgspec.json.Encoder(order="sorted")
 _root_decoder = msgspec.json.Decoder(TrustRoot)
