@@ -42,7 +42,7 @@ check-readme: $(STAMP)
 	$(BIN)/python -m jcm_sync.cli.reference --check README.md
 
 bench: $(STAMP)
-	$(BIN)/python bench/sign_verify.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info demo-data

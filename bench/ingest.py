@@ -11,8 +11,11 @@ schema and authority, the batch's checkpoint) and appended to its replica.
 The baseline is the machine's Ed25519 verification ceiling, measured in the same run:
 one process per core verifying a fixed set of signatures with bare ``cryptography``
 for ``--ceiling-seconds``, all at once; the ceiling is the sum of their rates. Target:
-ingest / ceiling >= 0.85. The figures are informational: the script always exits 0.
-``--profile`` runs the hub under cProfile and prints where its main thread spends time.
+ingest / ceiling >= 0.85. Also printed, to tell missing parallelism from overhead: the
+CPU the hub and the agent used during the push, and the rate against one core of bare
+verification and of the hub's own record check (``trust.verify_record``, measured here
+on the same envelopes). ``--profile`` runs the hub under cProfile and prints where its
+main thread spends time. The figures are informational: the script always exits 0.
 
     python bench/ingest.py [--n N] [--batch B] [--timeout S] [--profile]
 """
@@ -33,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.synchronize import Barrier
@@ -49,7 +51,7 @@ from jcm_sync.net.client import HubClient
 from jcm_sync.node import Node, open_node
 from jcm_sync.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
 from jcm_sync.sample import provision
-from jcm_sync.trust import Signer, Verification
+from jcm_sync.trust import Signer, TrustRoot, Verification, verify_record
 
 TARGET = 0.85
 PARTNER = "ID"
@@ -127,16 +129,16 @@ class HubProcess:
 
 
 def issuances(
-    cc: str, key: PrivateKey, n: int, created: datetime, *, first: int = 0
+    pid: str, cc: str, key: PrivateKey, n: int, created: datetime
 ) -> tuple[list[bytes], dict[bytes, Verification]]:
-    """``n`` signed issuance envelopes of ``cc``'s registry and their verifications."""
-    pid = f"JP-{cc}"
-    decision = DecisionRef(f"{cc}002", Period(date(2015, 1, 1), date(2015, 12, 31)))
+    """``n`` signed issuance envelopes of ``cc``'s registry in partnership ``pid``, and
+    their verifications."""
+    decision = DecisionRef(f"{pid[3:]}002", Period(date(2015, 1, 1), date(2015, 12, 31)))
     account = Account(f"{cc}-GOV-0001", "government_holding")
     signers = (Signer(key.key_id, cc),)
     out: list[bytes] = []
     checked: dict[bytes, Verification] = {}
-    for i in range(first, first + n):
+    for i in range(n):
         record = IssuanceRecord(
             partnership=pid, author=cc, created=created, registry=cc,
             issuance_id=f"{cc}-ISS-{i:07d}", decision=decision, issued_on=date(2016, 5, 20),
@@ -203,6 +205,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def our_verify_rate(root: TrustRoot, envelopes: list[bytes], seconds: float = 1.5) -> float:
+    """Records per second through the hub's own check (``trust.verify_record``), one core."""
+    sample = envelopes[:1000]
+    now = datetime.now(UTC)
+    for raw in sample[:100]:  # warm up
+        verify_record(root, raw, now)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for raw in sample:
+            verify_record(root, raw, now)
+        count += len(sample)
+    return count / elapsed
+
+
 # --- profile summary ------------------------------------------------------------------
 
 
@@ -229,7 +245,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     pid = f"JP-{PARTNER}"
     created = datetime.now(UTC) - timedelta(hours=1)
     t = time.perf_counter()
-    envs, checked = issuances(PARTNER, net.keys[PARTNER], args.n, created)
+    envs, checked = issuances(pid, PARTNER, net.keys[PARTNER], args.n, created)
     agent = await open_node(load_config(net.configs[PARTNER], env={}))
     try:
         await fill_own_log(agent, pid, envs, checked)
@@ -238,6 +254,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         print(f"set-up: {args.n:,} signed issuance records ({size / args.n:,.0f} B each) in "
               f"the agent's log in {setup:.1f} s", file=sys.stderr)  # fmt: skip
         del checked
+        ours = our_verify_rate(agent.logs(pid).root, envs)
         hub = HubProcess(
             net.configs["JP"], net.hub_url, tmp / "hub.log",
             profile=tmp / "hub.prof" if args.profile else None,
@@ -254,11 +271,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
                 own_cpu = time.process_time() - own_cpu
                 hub_after = hub.cpu_seconds()
                 hub_cpu = -1.0 if hub_cpu is None or hub_after is None else hub_after - hub_cpu
+                requests, sent = client.requests, client.bytes_sent
                 state = await client.state(pid)
                 held = next(s.size for s in state.logs if s.node == PARTNER)
                 if pushed != args.n or held != args.n:
                     raise RuntimeError(f"pushed {pushed}, hub holds {held}, expected {args.n}")
-                requests, sent = client.requests, client.bytes_sent
         finally:
             hub.stop()
         if args.profile and hub.profile is not None and hub.profile.exists():
@@ -266,8 +283,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     finally:
         await agent.close()
     return {
-        "seconds": elapsed, "requests": requests - 1, "sent": sent,
-        "hub_cpu": hub_cpu, "agent_cpu": own_cpu,
+        "seconds": elapsed, "requests": requests - 1, "sent": sent,  # less the first /state
+        "hub_cpu": hub_cpu, "agent_cpu": own_cpu, "ours": ours,
     }  # fmt: skip
 
 
@@ -282,11 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1 or args.batch < 1:
         parser.error("--n and --batch must be positive")
 
+    # the ceiling is measured before and after the push and the higher counts, so that
+    # a moment of contention on the machine does not flatter the ratio
     n_cores = cores()
-    rates = verify_ceiling(n_cores, args.ceiling_seconds)
-    ceiling = sum(rates)
+    before = verify_ceiling(n_cores, args.ceiling_seconds)
     with tempfile.TemporaryDirectory(prefix="jcm-bench-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
+    after = verify_ceiling(n_cores, args.ceiling_seconds)
+    rates = max(before, after, key=sum)
+    ceiling = sum(rates)
     ingest = args.n / result["seconds"]
     one_core = max(rates)
 
@@ -300,15 +321,18 @@ def main(argv: list[str] | None = None) -> int:
               f"({result['agent_cpu'] / wall:.0%} of one core)")  # fmt: skip
     per_core = " + ".join(f"{r:,.0f}" for r in rates)
     print(f"baseline: bare Ed25519 verify on {n_cores} core(s) at once: {per_core} = "
-          f"{ceiling:,.0f} /s")  # fmt: skip
-    row: Callable[[str, float, float, str], str] = lambda name, ours, base, target: (  # noqa: E731
-        f"{name:34} {ours:11,.0f} {base:11,.0f} {ours / base:7.2f}  {target}"
-    )
-    print(f"{'':34} {'records/s':>11} {'baseline/s':>11} {'ratio':>7}  target")
+          f"{ceiling:,.0f} /s (best of: before the push {sum(before):,.0f}, "
+          f"after {sum(after):,.0f})")  # fmt: skip
+
+    def row(name: str, ours: float, base: float, target: str) -> str:
+        return f"{name:36} {ours:11,.0f} {base:11,.0f} {ours / base:7.2f}  {target}"
+
+    print(f"{'':36} {'records/s':>11} {'baseline/s':>11} {'ratio':>7}  target")
     verdict = "ok" if ingest / ceiling >= TARGET else "MISS"
     print(row(f"end to end vs {n_cores}-core verify ceiling", ingest, ceiling,
               f">= {TARGET} {verdict}"))  # fmt: skip
-    print(row("end to end vs 1-core verify", ingest, one_core, "(information)"))
+    print(row("end to end vs 1-core bare verify", ingest, one_core, "(information)"))
+    print(row("end to end vs 1-core verify_record", ingest, result["ours"], "(information)"))
     return 0
 
 

@@ -4,8 +4,9 @@ Measures records signed per second (``envelope.sign_record``: encode the record,
 sign, lay out the envelope) and verified per second (``envelope.verify_envelope``:
 parse the envelope, check it is canonical, PAE, verify every signature), against bare
 ``cryptography`` Ed25519 sign and verify of the same PAE bytes. A third, informational
-row adds ``.record()`` (decode and validate the record, records.py's share). Rounds interleave the four measurements so that machine noise hits them
-alike, and the best round of each counts. The target is ours / bare >= 0.9; the figure
+row adds ``.record()`` (decode and validate the record, records.py's share). Rounds
+interleave the measurements so that machine noise hits them alike, and the best round
+of each counts. The target is ours / bare >= 0.9; the figure
 is informational, so the script always exits 0.
 
     python bench/sign_verify.py [--n N] [--rounds R]
