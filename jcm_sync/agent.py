@@ -7,8 +7,8 @@ logic (``Syncer``) is separate from the scheduling (``AgentDaemon``) so that the
 
 Rules:
 
-1. **Push** sends the own log from the hub's replica size onward, in batches; the
-   last batch carries the agent's signed checkpoint, so the hub can check the
+1. **Push** sends the own log from the hub's replica size onward, in batches, two in
+   flight at a time; the last batch carries the agent's signed checkpoint, so the hub can check the
    batch's root before storing anything. Before pushing, the hub's replica root at
    its size must equal the agent's own root at that size, or the hub holds another
    history of this log: a fork.
@@ -31,9 +31,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,13 +46,16 @@ from jcm_sync.alarms import new_alarm
 from jcm_sync.errors import ForkError, JcmSyncError, TransportError
 from jcm_sync.log import checkpoint_verifiers
 from jcm_sync.net.client import HubClient, PeerRefusedError
-from jcm_sync.net.wire import LogState, PartnershipState, PushRequest
+from jcm_sync.net.wire import LogState, PartnershipState, PushRequest, PushResponse
 from jcm_sync.node import Node, PartnershipLogs
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import LogRef
 from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 log = logging.getLogger("jcm_sync.agent")
+
+PUSH_WINDOW = 2
+"""Push batches in flight at once (rule 1)."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(task, done, total)`` for long catch-ups."""
@@ -162,28 +167,41 @@ class Syncer:
         if cp.size != head.size:  # appended meanwhile: push up to what is signed
             head = await store.tree_head(own)
         total, start, pushed = cp.size - remote.size, remote.size, 0
-        while start < cp.size:
-            end = min(cp.size, start + self.batch_size)
-            batch = await store.entries(own, start, end)
-            req = PushRequest(
-                start=start,
-                entries=[e.envelope for e in batch],
-                checkpoint=cp.note if end == cp.size else None,
-                source_size=cp.size,
-            )
-            try:
-                resp = await self.client.push(self.partnership, own.node, req)
-            except PeerRefusedError as exc:
-                if exc.code == "gap" and exc.problem.size is not None:
-                    start = exc.problem.size  # the hub lost a suffix (restore): resend it
-                    continue
-                raise
-            pushed += resp.appended
-            start = resp.size
-            if self.progress:
-                self.progress("push", min(total, start - remote.size), total)
-            if resp.checkpoint.note is not None and resp.size == cp.size:
-                self._check_receipt(resp.checkpoint.note)
+        in_flight: deque[asyncio.Task[PushResponse]] = deque()
+        sent = start  # next index to send; ``start`` is what the hub acknowledged
+        try:
+            while start < cp.size:
+                # keep PUSH_WINDOW batches in flight: the hub verifies the next batch
+                # while it writes this one (it waits for an early batch's predecessor)
+                while len(in_flight) < PUSH_WINDOW and sent < cp.size:
+                    end = min(cp.size, sent + self.batch_size)
+                    batch = await store.entries(own, sent, end)
+                    req = PushRequest(
+                        start=sent,
+                        entries=[e.envelope for e in batch],
+                        checkpoint=cp.note if end == cp.size else None,
+                        source_size=cp.size,
+                    )
+                    in_flight.append(
+                        asyncio.create_task(self.client.push(self.partnership, own.node, req))
+                    )
+                    sent = end
+                try:
+                    resp = await in_flight.popleft()
+                except PeerRefusedError as exc:
+                    if exc.code == "gap" and exc.problem.size is not None:
+                        await _cancel(in_flight)
+                        start = sent = exc.problem.size  # the hub lost a suffix: resend it
+                        continue
+                    raise
+                pushed += resp.appended
+                start = max(start, resp.size)
+                if self.progress:
+                    self.progress("push", min(total, start - remote.size), total)
+                if resp.checkpoint.note is not None and resp.size == cp.size:
+                    self._check_receipt(resp.checkpoint.note)
+        finally:
+            await _cancel(in_flight)
         self._note_log(own, cp.size, start)
         self.node.metrics.pushes.labels(self.partnership, "accepted").inc()
         return pushed
@@ -353,6 +371,16 @@ class Syncer:
             st.last_error, st.last_error_at = str(error), now
             st.failures += 1
             self.node.metrics.job_runs.labels(self.partnership, job, "error").inc()
+
+
+async def _cancel(tasks: deque[asyncio.Task[PushResponse]]) -> None:
+    """Cancel in-flight pushes and wait for them, whatever they end with."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t
+    tasks.clear()
 
 
 # --- the daemon -----------------------------------------------------------------------

@@ -24,12 +24,15 @@ Rules of a push (``Hub.push``):
    countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
 
 Pushes to one replica are serialised by a lock; different partnerships never wait
-for each other.
+for each other. Signatures are checked before the lock is taken, in worker processes
+for large batches (``verify_pool.py``), so an agent's next batch is verified while
+the previous one is being written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -57,8 +60,8 @@ from jcm_sync.net.wire import (
 )
 from jcm_sync.node import Node
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
-from jcm_sync.store import LogRef, StoredCheckpoint
-from jcm_sync.trust import verify_record
+from jcm_sync.store import LogRef, StoredCheckpoint, TreeHead
+from jcm_sync.verify_pool import VerifyPool
 
 log = logging.getLogger("jcm_sync.registry")
 
@@ -88,18 +91,29 @@ class BatchTooLargeError(BadDataError):
 @dataclass
 class Limits:
     max_batch: int = 1000
+    #: how long a batch that arrived ahead of its predecessor waits for it (seconds)
+    gap_wait: float = 5.0
 
 
 class Hub:
     """The hub's per-partnership logic over a ``Node`` whose id is JP."""
 
-    def __init__(self, node: Node, limits: Limits | None = None) -> None:
+    def __init__(
+        self, node: Node, limits: Limits | None = None, pool: VerifyPool | None = None
+    ) -> None:
         if node.id != "JP":
             raise AuthorityError(f"the registry hub runs as node JP, not {node.id}")
         self.node = node
         self.limits = limits or Limits(max_batch=node.cfg.server.max_batch)
-        self._locks: dict[str, asyncio.Lock] = {pid: asyncio.Lock() for pid in node.partnerships}
+        # one condition per replica: its lock serialises appends, and a batch that
+        # arrives ahead of its predecessor waits on it instead of being refused
+        self._appended = {pid: asyncio.Condition() for pid in node.partnerships}
         self._status = {pid: read_status(node.cfg.data_dir, pid) for pid in node.partnerships}
+        self.pool = pool or VerifyPool()
+
+    def close(self) -> None:
+        """Stop the verification workers."""
+        self.pool.close()
 
     # --- authorization ---------------------------------------------------------------
 
@@ -134,20 +148,17 @@ class Hub:
                 "an operator must investigate",
                 where=replica.origin,
             )
-        async with self._locks[partnership]:
-            head = await self.node.store.tree_head(replica)
-            if req.start > head.size:
-                raise GapError(
-                    f"push starts at {req.start} but the replica holds {head.size} entries",
-                    size=head.size,
-                )
+        # signatures are checked before taking the lock, on every core for large batches
+        verify = await self.pool.verifier(logs.root, req.entries, self.node.clock())
+        appended = self._appended[partnership]
+        async with appended:
+            head = await self._wait_for_start(appended, replica, req.start)
             offered = None
             if req.checkpoint is not None:
                 offered = await self._check_offered(logs.root, replica, req, head.size)
-            root, now = logs.root, self.node.clock()
             try:
                 result = await self.node.store.append_entries(
-                    replica, req.start, req.entries, lambda raw: verify_record(root, raw, now)
+                    replica, req.start, req.entries, verify
                 )
             except ForkError as exc:
                 await self._fork(replica, str(exc), offered=req.checkpoint)
@@ -159,6 +170,7 @@ class Hub:
             if offered is not None and req.checkpoint is not None:
                 # the store keeps it only if it agrees with the replica's tree
                 await self.node.store.put_checkpoint(replica, req.checkpoint)
+            appended.notify_all()
         self._observe(partnership, replica.node, result.size, req.source_size, "push_received")
         m.entries.labels(partnership, "accepted", "").inc(result.appended)
         m.pushes.labels(partnership, "accepted").inc()
@@ -181,6 +193,27 @@ class Hub:
             appended=result.appended,
             checkpoint=await self._replica_view(replica),
         )
+
+    async def _wait_for_start(
+        self, appended: asyncio.Condition, replica: LogRef, start: int
+    ) -> TreeHead:
+        """Rule 2's gap, with patience: an agent keeps two batches in flight, so batch
+        N+1 may arrive while batch N is still being verified. It waits (holding
+        nothing) up to ``gap_wait`` seconds for the replica to reach its start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.gap_wait
+        while True:
+            head = await self.node.store.tree_head(replica)
+            if start <= head.size:
+                return head
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise GapError(
+                    f"push starts at {start} but the replica holds {head.size} entries",
+                    size=head.size,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(appended.wait(), remaining)
 
     async def _check_offered(
         self, root: object, replica: LogRef, req: PushRequest, size: int

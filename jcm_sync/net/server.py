@@ -346,6 +346,7 @@ class HubServer:
             self.shutting_down = True
 
         async def on_cleanup(app: web.Application) -> None:
+            self.hub.close()
             await self.hub.node.close()
 
         app.on_shutdown.append(on_shutdown)

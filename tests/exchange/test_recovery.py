@@ -45,14 +45,16 @@ async def test_hub_restarted_in_the_middle_of_a_push(network: Running) -> None:
     syncer.client.push = push_then_stop  # type: ignore[method-assign]
     with pytest.raises(TransportError):
         await syncer.push()
-    assert calls == [5]
+    assert calls[0] == 5  # acknowledged before the hub went down (a second may have been)
     syncer.client.push = original_push  # type: ignore[method-assign]
     await network.start_hub()
     hub = network.hub
     assert hub is not None
-    assert (await hub.store.tree_head(hub.logs("JP-MN").replica)).size == 5
+    held = (await hub.store.tree_head(hub.logs("JP-MN").replica)).size
+    assert held >= max(calls)  # nothing acknowledged was lost
+    assert held < n_mn
     pushed = await syncer.push()
-    assert pushed == n_mn - 5
+    assert pushed == n_mn - held
     await syncer.pull()
     assert await heads_equal(network, "MN")
 

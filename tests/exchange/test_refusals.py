@@ -263,3 +263,28 @@ def test_problem_types_are_distinct() -> None:
 
 
 _ = msgspec, pytest
+
+
+async def test_large_batches_are_checked_in_worker_processes_with_the_same_refusals(
+    network: Running,
+) -> None:
+    """A batch big enough for the verification pool is refused for the same reason, and a
+    clean one is accepted whole."""
+    from jcm_sync.verify_pool import MIN_POOLED_BATCH
+
+    await network.seed("MN", projects=12)
+    entries = await own_entries(network, "MN")
+    assert len(entries) >= MIN_POOLED_BATCH
+    env = json.loads(entries[-1])
+    env["signatures"][0]["sig"] = env["signatures"][1 if len(env["signatures"]) > 1 else 0]["sig"]
+    sig = base64.b64decode(env["signatures"][0]["sig"])
+    env["signatures"][0]["sig"] = base64.b64encode(bytes([sig[0] ^ 1]) + sig[1:]).decode()
+    bad = json.dumps(env, separators=(",", ":")).encode()
+    key, path = network.net.keys["MN"], "/v1/partnerships/JP-MN/logs/MN/entries"
+    status, problem, _ = await call(network, key, "POST", path, push_body([*entries[:-1], bad]))
+    assert (status, problem["code"]) == (422, "bad-signature")
+    assert "does not verify" in problem["detail"]
+    assert await replica_size(network, "MN") == 0
+    status, _, _ = await call(network, key, "POST", path, push_body(entries))
+    assert status == 200
+    assert await replica_size(network, "MN") == len(entries)

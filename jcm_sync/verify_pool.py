@@ -1,0 +1,123 @@
+"""Signature checks of large batches on every core.
+
+Why this module exists: ingest at the hub is bound by Ed25519 verification (about
+100 µs per signature, over half of the hub's CPU per record). Python runs it on one
+core, and on the event loop's thread, which a 500-entry push would block for tens
+of milliseconds. This pool runs the signature part of ``verify_envelope`` in worker
+processes, chunk by chunk, while the loop serves other partners; the hub then
+completes the cheap part (schema, authority, partnership) in-process with
+``trust.verify_record(..., verified=...)`` as for any other record.
+
+Rules:
+
+1. A worker returns, per envelope, the key ids that signed it or the error that
+   refused it (class name, message, location); nothing else crosses the process
+   boundary, so no exception or key object has to be pickled.
+2. The parent rebuilds the same typed error from ``jcm_sync.errors`` (or the module
+   that defines it), so a refused push answers exactly as it would without the pool.
+3. Small batches are not worth the inter-process cost and are verified in-process.
+4. Workers are started with ``spawn``: the hub runs threads (the SQLite store's), which
+   ``fork`` would copy in an undefined state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+
+from jcm_sync import checkpoint, errors
+from jcm_sync.envelope import PublicKey, VerifiedEnvelope, open_envelope, verify_envelope
+from jcm_sync.errors import JcmSyncError, UntrustedError
+from jcm_sync.trust import TrustRoot, Verification, verify_record
+
+MIN_POOLED_BATCH = 64
+
+Outcome = tuple[str, ...]
+"""("ok", keyid, ...) or ("error", class name, message, where)."""
+
+_worker_keys: dict[tuple[tuple[str, bytes], ...], dict[str, PublicKey]] = {}
+
+
+def check_signatures(keys: tuple[tuple[str, bytes], ...], envelopes: list[bytes]) -> list[Outcome]:
+    """Worker side (rule 1): verify every envelope's signatures under ``keys``."""
+    pubs = _worker_keys.get(keys)
+    if pubs is None:
+        pubs = {kid: PublicKey.from_raw(raw) for kid, raw in keys}
+        _worker_keys.clear()
+        _worker_keys[keys] = pubs
+    out: list[Outcome] = []
+    for raw in envelopes:
+        try:
+            v = verify_envelope(raw, pubs)
+        except JcmSyncError as exc:
+            out.append(("error", type(exc).__name__, exc.message, exc.where or ""))
+        else:
+            out.append(("ok", *v.signer_ids))
+    return out
+
+
+def _error(name: str, message: str, where: str) -> JcmSyncError:
+    """Rule 2: the typed error a worker reported."""
+    for module in (errors, checkpoint):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and issubclass(cls, JcmSyncError):
+            try:
+                return cls(message, where=where or None)
+            except TypeError:
+                break
+    return UntrustedError(message, where=where or None)
+
+
+class VerifyPool:
+    """A process pool that checks signatures of large batches."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or max(1, os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    async def verifier(
+        self, root: TrustRoot, envelopes: Sequence[bytes], now: datetime
+    ) -> Callable[[bytes], Verification]:
+        """A verify function for ``store.append_entries`` with the signatures checked."""
+        if len(envelopes) < MIN_POOLED_BATCH or self.workers < 2:
+            return lambda raw: verify_record(root, raw, now)
+        keys = tuple((k.keyid, k.public_key) for k in root.keys)
+        step = -(-len(envelopes) // self.workers)
+        chunks = [list(envelopes[i : i + step]) for i in range(0, len(envelopes), step)]
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._executor(), check_signatures, keys, c) for c in chunks)
+        )
+        outcomes: dict[bytes, Outcome] = {}
+        for chunk, result in zip(chunks, results, strict=True):
+            outcomes.update(zip(chunk, result, strict=True))
+        pubs = root.public_keys()
+
+        def verify(raw: bytes) -> Verification:
+            outcome = outcomes.get(raw)
+            if outcome is None:  # not in the batch we checked: check it here
+                return verify_record(root, raw, now)
+            if outcome[0] == "error":
+                raise _error(outcome[1], outcome[2], outcome[3])
+            ve = VerifiedEnvelope(
+                raw=raw, envelope=open_envelope(raw), signers=tuple(pubs[k] for k in outcome[1:])
+            )
+            return verify_record(root, raw, now, verified=ve)
+
+        return verify
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
