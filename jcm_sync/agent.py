@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jcm_sync import checkpoint, merkle
-from jcm_sync.alarms import new_alarm
 from jcm_sync.errors import ForkError, JcmSyncError, TransportError
 from jcm_sync.log import checkpoint_verifiers
 from jcm_sync.net.client import HubClient, PeerRefusedError
@@ -110,21 +109,7 @@ class Syncer:
     async def _fork(
         self, ref: LogRef, reason: str, *, offered: bytes | None = None, **detail: Any
     ) -> ForkError:
-        held = await self.node.store.latest_checkpoint(ref)
-        alarm = new_alarm(
-            ref.origin,
-            ref.partnership,
-            ref.node,
-            reason,
-            held=held.note if held else None,
-            offered=offered,
-            **detail,
-        )
-        if self.node.alarms.raise_alarm(alarm):
-            self.node.metrics.forks.labels(ref.partnership, ref.node).inc()
-        self.node.metrics.alarm.labels(ref.partnership, ref.node).set(1)
-        log.error("FORK in %s: %s; replication of this log is stopped", ref.origin, reason)
-        return ForkError(reason, where=ref.origin)
+        return await self.node.raise_fork(ref, reason, offered=offered, **detail)
 
     def _remote(self, state: PartnershipState, node: str) -> LogState:
         for s in state.logs:

@@ -8,20 +8,24 @@ book and the metrics. They are loaded here once, the same way for all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from jcm_sync.alarms import AlarmBook
+from jcm_sync.alarms import AlarmBook, new_alarm
 from jcm_sync.checkpoint import origin_for
 from jcm_sync.config import Config
 from jcm_sync.envelope import PrivateKey
-from jcm_sync.errors import AuthorityError
+from jcm_sync.errors import AuthorityError, ForkError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics
-from jcm_sync.store import LogRef, Store, open_store
+from jcm_sync.store import LogRef, Store, StoredCheckpoint, open_store
 from jcm_sync.trust import TrustedRoot, TrustRoot, verify_chain
+
+log = logging.getLogger("jcm_sync.node")
 
 
 def utc_now() -> datetime:
@@ -105,6 +109,34 @@ class Node:
         from jcm_sync.errors import NotFoundError
 
         raise NotFoundError(f"partnership {partnership} has no log of node {node}")
+
+    async def raise_fork(
+        self,
+        ref: LogRef,
+        reason: str,
+        *,
+        offered: bytes | None = None,
+        held: StoredCheckpoint | None = None,
+        **detail: Any,
+    ) -> ForkError:
+        """Record a fork alarm for ``ref`` with both checkpoints, count it, log it, and
+        return the error to raise; the first evidence for a log is the one kept."""
+        if held is None:
+            held = await self.store.latest_checkpoint(ref)
+        alarm = new_alarm(
+            ref.origin,
+            ref.partnership,
+            ref.node,
+            reason,
+            held=held.note if held else None,
+            offered=offered,
+            **detail,
+        )
+        if self.alarms.raise_alarm(alarm):
+            self.metrics.forks.labels(ref.partnership, ref.node).inc()
+        self.metrics.alarm.labels(ref.partnership, ref.node).set(1)
+        log.error("FORK in %s: %s; replication of this log is stopped", ref.origin, reason)
+        return ForkError(reason, where=ref.origin)
 
     async def close(self) -> None:
         await self.store.close()

@@ -37,7 +37,6 @@ import logging
 from dataclasses import dataclass
 
 from jcm_sync import checkpoint, merkle
-from jcm_sync.alarms import new_alarm
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -260,20 +259,7 @@ class Hub:
         offered: bytes | None,
         held: StoredCheckpoint | None = None,
     ) -> None:
-        if held is None:
-            held = await self.node.store.latest_checkpoint(replica)
-        alarm = new_alarm(
-            replica.origin,
-            replica.partnership,
-            replica.node,
-            reason,
-            held=held.note if held else None,
-            offered=offered,
-        )
-        if self.node.alarms.raise_alarm(alarm):
-            self.node.metrics.forks.labels(replica.partnership, replica.node).inc()
-        self.node.metrics.alarm.labels(replica.partnership, replica.node).set(1)
-        log.error("FORK: %s", reason, extra={"origin": replica.origin})
+        await self.node.raise_fork(replica, reason, offered=offered, held=held)
 
     def _observe(
         self, partnership: str, node: str, local: int, remote: int | None, job: str
