@@ -29,14 +29,13 @@ from jcm_sync.cli.common import stdout
 from jcm_sync.records import (
     Account,
     DecisionRef,
-    HolderAmount,
     IssuanceDecisionRecord,
     IssuanceRecord,
     Period,
     SerialBlock,
-    SideShare,
     encode_record,
 )
+from jcm_sync.sample import first_issuance_parts
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,34 +58,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def first_issuance_decision(created: datetime) -> IssuanceDecisionRecord:
     """The JC decision behind the first JCM credits (carbon-pulse.com/19918, May 2016)."""
+    project_id, period, decided_on, shares = first_issuance_parts()
     return IssuanceDecisionRecord(
         partnership="JP-ID",
         author="ID",
         created=created,
-        project_id="ID002",
-        monitoring_period=Period(
-            start=datetime(2015, 4, 1).date(), end=datetime(2015, 12, 31).date()
-        ),
-        decided_on=datetime(2016, 5, 20).date(),
+        project_id=project_id,
+        monitoring_period=period,
+        decided_on=decided_on,
         total_notified=40,
-        shares=(
-            SideShare(
-                side="JP",
-                notified=31,
-                allocations=(
-                    HolderAmount("Government of Japan", "government_holding", 27),
-                    HolderAmount("Mayekawa Manufacturing Co., Ltd.", "participant_holding", 4),
-                ),
-            ),
-            SideShare(
-                side="ID",
-                notified=9,
-                allocations=(
-                    HolderAmount("Government of Indonesia", "government_holding", 5),
-                    HolderAmount("PT Adib Global Food Supplies", "participant_holding", 4),
-                ),
-            ),
-        ),
+        shares=tuple(shares),
     )
 
 
