@@ -25,7 +25,8 @@ Rules:
 5. After a restart the agent resumes from what its store and the hub hold: no
    in-memory state is needed to continue.
 6. Jobs run with jitter, ``max_instances=1`` and coalescing; a failing job backs off
-   exponentially (capped) and one job's failure never stops another.
+   exponentially (capped) and one job's failure never stops another. Reconciliation
+   runs on its own interval and also right after a pull that brought new records.
 """
 
 from __future__ import annotations
@@ -405,12 +406,13 @@ class AgentDaemon:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.backoff = {
             name: Backoff(sch.backoff_initial_seconds, sch.backoff_max_seconds)
-            for name in ("push", "pull", "anti_entropy")
+            for name in ("push", "pull", "anti_entropy", "reconcile")
         }
         jobs: dict[str, tuple[float, Callable[[], Any]]] = {
             "push": (sch.push_seconds, syncer.push),
-            "pull": (sch.pull_seconds, syncer.pull),
+            "pull": (sch.pull_seconds, self._pull_then_reconcile),
             "anti_entropy": (sch.anti_entropy_seconds, syncer.anti_entropy),
+            "reconcile": (sch.reconcile_seconds, self._reconcile),
         }
         for name, (seconds, fn) in jobs.items():
             self.scheduler.add_job(
@@ -425,6 +427,16 @@ class AgentDaemon:
                 misfire_grace_time=max(1, int(seconds)),
                 next_run_time=datetime.now(UTC),
             )
+
+    async def _reconcile(self) -> None:
+        from jcm_sync.reconcile_service import run_scheduled
+
+        await run_scheduled(self.syncer.node, self.syncer.partnership)
+
+    async def _pull_then_reconcile(self) -> None:
+        """Pull; after a catch-up (anything new arrived), reconcile at once."""
+        if await self.syncer.pull():
+            await self._run("reconcile", self._reconcile)
 
     async def _run(self, name: str, fn: Callable[[], Any]) -> None:
         b = self.backoff[name]

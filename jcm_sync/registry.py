@@ -35,6 +35,8 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from jcm_sync import checkpoint, merkle
 from jcm_sync.errors import (
@@ -109,10 +111,53 @@ class Hub:
         self._appended = {pid: asyncio.Condition() for pid in node.partnerships}
         self._status = {pid: read_status(node.cfg.data_dir, pid) for pid in node.partnerships}
         self.pool = pool or VerifyPool()
+        self._scheduler: Any = None
+        self._reconciling: dict[str, asyncio.Task[None]] = {}
 
     def close(self) -> None:
-        """Stop the verification workers."""
+        """Stop the scheduled jobs and the verification workers."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for task in self._reconciling.values():
+            task.cancel()
         self.pool.close()
+
+    # --- reconciliation --------------------------------------------------------------
+
+    def start_jobs(self) -> None:
+        """Reconcile every partnership on the configured interval (APScheduler)."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        sch = self.node.cfg.schedule
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        for pid in self.node.partnerships:
+            self._scheduler.add_job(
+                self._reconcile,
+                "interval",
+                seconds=sch.reconcile_seconds,
+                jitter=sch.jitter_seconds,
+                args=[pid],
+                id=f"reconcile-{pid}",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
+        self._scheduler.start()
+
+    async def _reconcile(self, partnership: str) -> None:
+        from jcm_sync.reconcile_service import run_scheduled
+
+        try:
+            await run_scheduled(self.node, partnership)
+        except JcmSyncError as exc:  # logged; the next interval tries again
+            log.error("reconciliation of %s failed: %s", partnership, exc.diagnostics())
+
+    def _reconcile_soon(self, partnership: str) -> None:
+        """After a catch-up, reconcile once more (never two runs of one partnership)."""
+        running = self._reconciling.get(partnership)
+        if self._scheduler is None or (running is not None and not running.done()):
+            return
+        self._reconciling[partnership] = asyncio.create_task(self._reconcile(partnership))
 
     # --- authorization ---------------------------------------------------------------
 
@@ -171,6 +216,8 @@ class Hub:
                 await self.node.store.put_checkpoint(replica, req.checkpoint)
             appended.notify_all()
         self._observe(partnership, replica.node, result.size, req.source_size, "push_received")
+        if result.appended and req.checkpoint is not None:
+            self._reconcile_soon(partnership)
         m.entries.labels(partnership, "accepted", "").inc(result.appended)
         m.pushes.labels(partnership, "accepted").inc()
         m.log_size.labels(partnership, replica.node).set(result.size)

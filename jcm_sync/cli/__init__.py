@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from jcm_sync import __version__
-from jcm_sync.cli import keys, log, node, record, trust
+from jcm_sync.cli import keys, log, node, reconcile, record, trust
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
 from jcm_sync.errors import JcmSyncError
 
-GROUPS = [keys, trust, record, log, node]
+GROUPS = [keys, trust, record, log, node, reconcile]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -306,6 +306,9 @@ async def _import(cfg: Config, args: argparse.Namespace) -> int:
                 envelopes.append(sign_record(record, [node.keys.signing]))
         if not envelopes:
             raise NotFoundError("no records to import")
+        from jcm_sync.reconcile_service import check_envelopes
+
+        check_envelopes(node, pid, envelopes)  # refuse moves of quarantined serial ranges
         result = await node.logs(pid).service.append(envelopes)
     finally:
         await node.close()

@@ -139,6 +139,8 @@ class ServerSettings:
     max_concurrency_per_node: int = 4
     clock_skew_seconds: float = 300.0
     public_origin: str | None = None
+    #: run the hub's scheduled jobs (reconciliation); tests turn them off
+    run_jobs: bool = True
 
 
 class HubServer:
@@ -342,6 +344,10 @@ class HubServer:
         app.router.add_get(f"{logs}/proofs/consistency", self.consistency)
         app.router.add_get(f"{logs}/proofs/inclusion", self.inclusion)
 
+        async def on_startup(app: web.Application) -> None:
+            if self.settings.run_jobs:
+                self.hub.start_jobs()
+
         async def on_shutdown(app: web.Application) -> None:
             self.shutting_down = True
 
@@ -349,6 +355,7 @@ class HubServer:
             self.hub.close()
             await self.hub.node.close()
 
+        app.on_startup.append(on_startup)
         app.on_shutdown.append(on_shutdown)
         app.on_cleanup.append(on_cleanup)
         return app

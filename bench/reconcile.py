@@ -1,0 +1,216 @@
+"""How long a full 3-stage reconciliation of a large partnership takes, in how much memory,
+and how much faster an incremental run is.
+
+The partnership is ``jcm_sync.sample.partnership_records`` at scale: 999 projects with 20
+monitoring periods each, every decision co-signed by both secretariats, each side issuing
+its government and participant shares and Indonesia retiring part of its own: about
+100,000 issuance and transaction records (plus the decisions and projects). After the full
+run, 100 new records arrive (transfers in both registries) and are reconciled
+incrementally (``Reconciler.apply`` on the new suffix, then ``report``).
+
+The measurement runs in a fresh subprocess, so its peak RSS is the reconciliation's own
+(``VmHWM`` on Linux, else ``resource.getrusage``): it reads the logs' envelopes from files
+in chunks, as the service reads them from the store, and decodes them without
+re-verifying signatures (the store holds only verified entries:
+``jcm_sync.reconcile.inputs``); verifying signatures would add about 100 µs a record.
+Targets: full <= 5 s, peak RSS <= 300 MB, incremental >= 50x faster than full. The
+figures are informational: the script always exits 0.
+
+    python bench/reconcile.py [--projects N] [--periods K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+CHUNK = 2000
+TARGET_FULL_S = 5.0
+TARGET_RSS_MB = 300.0
+TARGET_SPEEDUP = 50.0
+CREATED = datetime(2026, 1, 15, tzinfo=UTC)
+
+
+def write_log(path: Path, envelopes: list[bytes]) -> None:
+    """Length-prefixed envelopes, so the child can stream them."""
+    with open(path, "wb") as f:
+        for e in envelopes:
+            f.write(struct.pack(">I", len(e)))
+            f.write(e)
+
+
+def read_log(path: Path, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+    with open(path, "rb") as f:
+        out: list[bytes] = []
+        while header := f.read(4):
+            (n,) = struct.unpack(">I", header)
+            out.append(f.read(n))
+            if len(out) == chunk:
+                yield out
+                out = []
+        if out:
+            yield out
+
+
+# --- the parent: generate, then measure in a child ------------------------------------------
+
+
+def generate(directory: Path, projects: int, periods: int) -> dict[str, int]:
+    from jcm_sync import merkle
+    from jcm_sync.envelope import PrivateKey, open_envelope, sign_record
+    from jcm_sync.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
+    from jcm_sync.sample import partnership_records
+    from jcm_sync.trust import encode_root
+    from tests.builders import build_root
+
+    keys = {"JP": PrivateKey.from_seed(b"J" * 32), "ID": PrivateKey.from_seed(b"I" * 32)}
+    root = build_root("JP-ID", keys, expires=datetime(2029, 1, 1, tzinfo=UTC))
+    (directory / "root.json").write_bytes(encode_root(root))
+    recs = partnership_records("ID", keys, projects=projects, periods=periods, created=CREATED)
+    counts: dict[str, int] = {"records": 0, "issuance_and_transaction": 0}
+    suffix: dict[str, list[bytes]] = {"JP": [], "ID": []}
+    from jcm_sync.records import decode_record
+
+    for node, envs in recs.by_node.items():
+        write_log(directory / f"{node}.log", envs)
+        leaves = [merkle.leaf_hash(e) for e in envs]
+        counts[f"{node}_size"] = len(envs)
+        counts["records"] += len(envs)
+        # 50 new transfers per registry: the last serial of a government issuance moves to
+        # the participant's account
+        n = 0
+        for env in envs:
+            payload = open_envelope(env)
+            kind = payload.payloadType.rsplit(".", 1)[-1].split("+")[0]
+            if kind in ("issuance", "transaction"):
+                counts["issuance_and_transaction"] += 1
+            if kind != "issuance" or n >= 50:
+                continue
+            rec = decode_record(payload.payload, "issuance")
+            assert isinstance(rec, IssuanceRecord)
+            if rec.account.type != "government_holding" or not rec.blocks:
+                continue
+            last = rec.blocks[-1].end
+            n += 1
+            txn = TransactionRecord(
+                partnership="JP-ID", author=node, created=CREATED + timedelta(days=1),
+                registry=node, txn_id=f"{node}-BENCH-{n:04d}", type="transfer",
+                executed_on=date(2026, 1, 16), source=rec.account,
+                destination=Account(f"{node}-PP-BENCH", "participant_holding"), amount=1,
+                blocks=(SerialBlock(last, last, 1, rec.blocks[-1].vintage),),
+            )  # fmt: skip
+            suffix[node].append(sign_record(txn, [keys[node]]))
+        write_log(directory / f"{node}.suffix", suffix[node])
+        (directory / f"{node}.root").write_bytes(merkle.root(leaves))
+    counts["suffix"] = sum(len(s) for s in suffix.values())
+    return counts
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size, in MB.
+
+    ``VmHWM`` from ``/proc/self/status`` where there is one (Linux): ``ru_maxrss`` keeps
+    the high-water mark of the parent across fork and exec, so in a child started from a
+    parent that just generated the data it would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def child(directory: Path) -> dict[str, float | int | str]:
+    """Measured in a fresh process: full run, then the incremental run."""
+    from jcm_sync.reconcile import Reconciler, check_position, iter_stored, signer_nodes
+    from jcm_sync.trust import decode_root
+
+    baseline = peak_rss_mb()
+    root = decode_root((directory / "root.json").read_bytes())
+    nodes = signer_nodes(root)
+    t0 = time.perf_counter()
+    rec = Reconciler(root)
+    for node in ("JP", "ID"):
+        size = 0
+        for envs in read_log(directory / f"{node}.log"):
+            size = rec.apply(node, iter_stored(root, envs, nodes=nodes), start=size)
+        check_position(rec, node, size, (directory / f"{node}.root").read_bytes())
+    report = rec.report()
+    full = time.perf_counter() - t0
+    peak = peak_rss_mb()
+    t1 = time.perf_counter()
+    for node in ("JP", "ID"):
+        for envs in read_log(directory / f"{node}.suffix"):
+            rec.apply(node, iter_stored(root, envs, nodes=nodes))
+    after = rec.report()
+    incremental = time.perf_counter() - t1
+    return {
+        "full_seconds": full,
+        "incremental_seconds": incremental,
+        "peak_rss_mb": peak,
+        "baseline_rss_mb": baseline,
+        "status": report.status,
+        "discrepancies": len(report.discrepancies),
+        "status_after": after.status,
+        "discrepancies_after": len(after.discrepancies),
+        "decisions": report.totals.decisions,
+        "issued_blocks": report.blocks.issued_blocks,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=999, help="projects (at most 999)")
+    parser.add_argument("--periods", type=int, default=20, help="monitoring periods each")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args.child)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="jcm-bench-") as tmp:
+        directory = Path(tmp)
+        t = time.perf_counter()
+        counts = generate(directory, args.projects, args.periods)
+        print(
+            f"generated and signed {counts['records']:,} records "
+            f"({counts['issuance_and_transaction']:,} issuance and transaction) in "
+            f"{time.perf_counter() - t:.1f} s; JP log {counts['JP_size']:,}, "
+            f"ID log {counts['ID_size']:,}; {counts['suffix']} new records for the "
+            "incremental run",
+            flush=True,
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(directory)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        m = json.loads(out.stdout)
+    full, inc, rss = m["full_seconds"], m["incremental_seconds"], m["peak_rss_mb"]
+    speedup = full / inc if inc else float("inf")
+    print(f"report: {m['status']}, {m['discrepancies']} discrepancies, {m['decisions']:,} "
+          f"decisions, {m['issued_blocks']:,} issued blocks; after the new records: "
+          f"{m['status_after']}, {m['discrepancies_after']} discrepancies")  # fmt: skip
+    print(f"{'measure':<34}{'value':>12}  {'target':>14}  {'ratio':>8}")
+    print(f"{'full 3-stage reconcile':<34}{full:>10.2f} s  {'<= 5 s':>14}  "
+          f"{full / TARGET_FULL_S:>8.2f}")  # fmt: skip
+    print(f"{'peak RSS (interpreter ' + format(m['baseline_rss_mb'], '.0f') + ' MB)':<34}"
+          f"{rss:>9.0f} MB  {'<= 300 MB':>14}  {rss / TARGET_RSS_MB:>8.2f}")  # fmt: skip
+    print(f"{'incremental run, 100 new records':<34}{inc * 1000:>9.1f} ms  "
+          f"{'>= 50x faster':>14}  {speedup:>7.0f}x")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())

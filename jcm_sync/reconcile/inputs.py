@@ -1,0 +1,165 @@
+"""What reconciliation reads: log entries as verified records, and the trust boundary.
+
+Why this module exists: verifying a record's signatures costs about 100 µs, most of a
+full reconciliation of a large partnership, and every entry of a node's logs was already
+verified when it entered the store (``store.base`` invariant 1: nothing is written unless
+every envelope verified under the partnership's trust root). So reconciliation takes
+entries in two ways and this module is where the choice is made, explicitly:
+
+1. ``verify_envelopes`` (untrusted bytes, e.g. a snapshot someone handed over): every
+   envelope goes through ``trust.verify_record`` at the given time, as on ingest.
+2. ``decode_stored`` (bytes read back from this node's own store): the envelope's shape is
+   checked (``envelope.open_envelope``: canonical form, signature count), the payload is
+   decoded and validated as the kind its payload type names, and the signers' nodes are
+   read from the key ids through the trust root. Signatures are NOT checked again. This is
+   sound only for bytes that come out of a ``Store``: the store verified them, and checks
+   each row's bytes against its record id when it reads it (``store.base`` invariant 6).
+   A key id the root does not list (a key since removed by rotation) names no node, so
+   such a signature counts for nothing: a JC record relying on it is not effective.
+3. Either way an entry carries its record id (SHA-256 of the envelope), its Merkle leaf
+   hash (so the reconciler can check the entries against the snapshot's checkpoint root),
+   its kind and its payload bytes. The reconciler keeps the payload, not the decoded
+   record, and decodes again on the rare occasions it needs a record it folded long ago
+   (a payload is one compact, untracked object where a decoded record is some twenty);
+   equal payloads are also how it recognises two envelopes of one record, such as a
+   proposal and its co-signed copy (one record, the union of their signers; ADR 0001).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+
+from jcm_sync import merkle
+from jcm_sync.envelope import Envelope, open_envelope
+from jcm_sync.errors import BadDataError, EnvelopeFormatError, JcmSyncError
+from jcm_sync.records import RECORD_TYPES, Record, decode_record, kind_of_payload_type
+from jcm_sync.trust import TrustRoot, Verification, verify_record
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntry:
+    """A log entry whose signatures are known good: its record and its signers' nodes."""
+
+    record_id: str
+    record: Record
+    signers: frozenset[str]
+    leaf_hash: bytes
+    kind: str
+    payload: bytes
+
+
+# One decoder per kind: the payload type already names the kind, and decoding into that
+# Struct checks its tag, so one pass does what ``records.decode_record(payload, kind)``
+# does in two. On any error the slow path runs, for its ``RecordError`` naming the field.
+_DECODERS: dict[str, msgspec.json.Decoder[Record]] = {
+    kind: msgspec.json.Decoder(t) for kind, t in RECORD_TYPES.items()
+}
+
+
+_envelope = msgspec.json.Decoder(Envelope)
+
+
+def decode_payload(payload: bytes, kind: str) -> Record:
+    """Decode and validate a payload of ``kind`` (as ``records.decode_record`` does)."""
+    try:
+        return _DECODERS[kind].decode(payload)
+    except (msgspec.MsgspecError, UnicodeDecodeError, KeyError):
+        return decode_record(payload, kind)  # raises the RecordError, or agrees
+
+
+def from_verification(v: Verification) -> VerifiedEntry:
+    """An entry from ``trust.verify_record``'s result (which keeps the envelope bytes)."""
+    if not v.raw:
+        raise BadDataError("a Verification without its envelope bytes cannot be reconciled")
+    payload = open_envelope(v.raw).payload
+    return VerifiedEntry(
+        record_id=v.record_id,
+        record=v.record,
+        signers=frozenset(s.node for s in v.signers),
+        leaf_hash=merkle.leaf_hash(v.raw),
+        kind=v.kind,
+        payload=payload,
+    )
+
+
+def verify_envelopes(
+    root: TrustRoot, envelopes: Iterable[bytes], now: datetime
+) -> list[VerifiedEntry]:
+    """Rule 1: verify every envelope under ``root`` at ``now``, as on ingest."""
+    out = []
+    for n, raw in enumerate(envelopes):
+        try:
+            out.append(from_verification(verify_record(root, raw, now)))
+        except JcmSyncError as exc:
+            exc.where = f"entry {n}" + (f": {exc.where}" if exc.where else "")
+            raise
+    return out
+
+
+def signer_nodes(root: TrustRoot) -> dict[str, str]:
+    """Key id to node, for ``decode_stored``."""
+    return {k.keyid: k.node for k in root.keys}
+
+
+def decode_stored(
+    root: TrustRoot, envelopes: Iterable[bytes], *, nodes: dict[str, str] | None = None
+) -> list[VerifiedEntry]:
+    """Rule 2: decode envelopes a store already verified, without checking signatures again.
+
+    ``nodes`` (from ``signer_nodes``) saves rebuilding the key map on every chunk.
+    """
+    return list(iter_stored(root, envelopes, nodes=nodes))
+
+
+def iter_stored(
+    root: TrustRoot, envelopes: Iterable[bytes], *, nodes: dict[str, str] | None = None
+) -> Iterator[VerifiedEntry]:
+    """``decode_stored`` one entry at a time: given to ``Reconciler.apply``, each decoded
+    record is dropped as soon as it is folded, so a large log never has many decoded at
+    once (and the garbage collector never sees them grow old)."""
+    by_key = nodes if nodes is not None else signer_nodes(root)
+    sha256, leaf = hashlib.sha256, merkle.leaf_hash
+    # entries share their signer sets: a set per entry would cost 216 bytes each
+    shared: dict[tuple[str, ...], frozenset[str]] = {}  # by the signatures' key ids
+    kinds: dict[str, str] = {}
+    for n, raw in enumerate(envelopes):
+        # the store checked the envelope's canonical form when it verified it; here only
+        # its shape is read again (rule 2)
+        try:
+            env = _envelope.decode(raw)
+        except msgspec.MsgspecError:
+            env = open_envelope(raw)  # raises the EnvelopeFormatError
+        kind = kinds.get(env.payloadType)
+        if kind is None:
+            found = kind_of_payload_type(env.payloadType)
+            if found is None:
+                raise EnvelopeFormatError(
+                    f"payload type {env.payloadType!r} is not a jcm-sync record type",
+                    where=f"entry {n}",
+                )
+            # one string per kind, not one per entry
+            kind = kinds[env.payloadType] = sys.intern(found)
+        record = decode_payload(env.payload, kind)
+        if record.partnership != root.partnership:
+            raise BadDataError(
+                f"record of {record.partnership} in a log of {root.partnership}",
+                where=f"entry {n}",
+            )
+        keyids = tuple(s.keyid for s in env.signatures)
+        signers = shared.get(keyids)
+        if signers is None:
+            signers = shared[keyids] = frozenset(by_key[k] for k in keyids if k in by_key)
+        yield VerifiedEntry(
+            record_id=sha256(raw).hexdigest(),
+            record=record,
+            signers=signers,
+            leaf_hash=leaf(raw),
+            kind=kind,
+            payload=env.payload,
+        )

@@ -1,0 +1,494 @@
+"""Reconciliation as a node runs it: snapshot from the store, history on disk, metrics.
+
+Why this module exists: ``jcm_sync.reconcile`` is pure (a snapshot in, a report out); a
+node must also take the snapshot from its store, remember what it found before (when
+each discrepancy was first seen, which ones have since been resolved), publish metrics,
+sign resolutions and refuse to move quarantined credits. This is that orchestration,
+shared by the scheduler (``run_scheduled``), the CLI (``jcm-sync reconcile``) and tests.
+
+Rules:
+
+1. **Snapshot.** A run reconciles both logs of the partnership at their latest stored
+   checkpoints: the node's own checkpoint of its log and the counterpart's checkpoint it
+   verified for the replica, so both sides reconcile the same pair. A log that has never
+   been checkpointed is taken at its head. Entries are read from the store in chunks and
+   decoded without re-verifying signatures (``reconcile.inputs`` rule 2: the store only
+   holds verified entries); the entries must hash to the checkpoint roots.
+2. **Incremental runs.** The folded state of a partnership is kept in memory with the
+   (size, root) of each log it covers. The next run folds only the new suffix of each log
+   if the new checkpoint extends the old one (the stored tree's root at the old size is
+   the old root) and the trust root is unchanged; otherwise it rebuilds from scratch. A
+   failed run drops the state, so a half-folded state is never reused.
+3. **History.** ``<data_dir>/reconcile/<partnership>.json`` keeps every discrepancy ever
+   found with ``first_seen`` (set once, when first found), ``last_seen`` and its status:
+   ``open`` or ``explained`` as the last report says, ``resolved`` (with ``resolved_at``)
+   once a later snapshot no longer finds it; a resolved discrepancy found again is open
+   again with its original ``first_seen``. The last report is kept beside it
+   (``<partnership>.report.json``). Both files are written atomically (temporary file,
+   fsync, rename); losing them loses history, never a record.
+4. **Run status.** A run is recorded as ``initiated`` before the snapshot is read, then
+   updated to its final status (``reconcile.model.run_status``); a run that fails stays
+   ``initiated`` with its error, and is counted as such.
+5. **Resolutions** are ``resolution`` records signed with the node's signing key and
+   appended to its own log; a new one for the same discrepancy supersedes the node's
+   previous one. A discrepancy is ``explained`` only once both sides' logs hold an
+   ``explain`` resolution for it, which the next run sees.
+6. **Quarantine.** Appending through ``ReconcileService.append`` (and ``check_envelopes``,
+   for other import paths) refuses a transaction touching a range held by an open
+   discrepancy of the last run (``reconcile.quarantine``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from jcm_sync import merkle
+from jcm_sync.envelope import open_envelope, record_id, sign_record
+from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
+from jcm_sync.node import Node
+from jcm_sync.reconcile import (
+    RULES,
+    Discrepancy,
+    Reconciler,
+    Report,
+    check_position,
+    check_quarantine,
+    iter_stored,
+    signer_nodes,
+)
+from jcm_sync.reconcile.model import LogPosition, RunStatus
+from jcm_sync.records import ResolutionRecord, decode_record, encode_record
+from jcm_sync.store import AppendResult, LogRef
+from jcm_sync.trust import encode_root
+
+log = logging.getLogger("jcm_sync.reconcile")
+
+CHUNK: Final = 2000
+"""Entries read from the store and folded at a time: bounds memory on a full rebuild."""
+
+MAX_RUNS: Final = 50
+"""Runs kept in a partnership's history file."""
+
+
+# --- the history file (rule 3) ----------------------------------------------------------
+
+
+class RunRecord(msgspec.Struct):
+    """One run: when, at which checkpoints, how it ended, what it found."""
+
+    started_at: datetime
+    status: RunStatus = "initiated"
+    finished_at: datetime | None = None
+    logs: tuple[LogPosition, ...] = ()
+    incremental: bool = False
+    open: int = 0
+    explained: int = 0
+    new: int = 0
+    resolved: int = 0
+    pending: int = 0
+    error: str | None = None
+
+
+class History(msgspec.Struct):
+    """What a node remembers of a partnership's reconciliation (rule 3)."""
+
+    partnership: str
+    runs: list[RunRecord] = msgspec.field(default_factory=list)
+    discrepancies: dict[str, Discrepancy] = msgspec.field(default_factory=dict)
+
+    def open(self) -> list[Discrepancy]:
+        return [d for d in self.discrepancies.values() if d.status == "open"]
+
+    @property
+    def last_run(self) -> RunRecord | None:
+        return self.runs[-1] if self.runs else None
+
+
+def history_dir(data_dir: Path) -> Path:
+    return data_dir / "reconcile"
+
+
+def history_path(data_dir: Path, partnership: str) -> Path:
+    return history_dir(data_dir) / f"{partnership}.json"
+
+
+def report_path(data_dir: Path, partnership: str) -> Path:
+    return history_dir(data_dir) / f"{partnership}.report.json"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path.name}: {exc}", where=str(path.parent)) from None
+
+
+def read_history(data_dir: Path, partnership: str) -> History:
+    path = history_path(data_dir, partnership)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return History(partnership=partnership)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
+    try:
+        return msgspec.json.decode(data, type=History)
+    except msgspec.MsgspecError as exc:
+        raise StoreError(f"{path.name} is not a reconciliation history: {exc}") from None
+
+
+def write_history(data_dir: Path, history: History) -> None:
+    history.runs = history.runs[-MAX_RUNS:]
+    _write_atomic(history_path(data_dir, history.partnership), msgspec.json.encode(history))
+
+
+def read_report(data_dir: Path, partnership: str) -> Report | None:
+    path = report_path(data_dir, partnership)
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Report)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.MsgspecError) as exc:
+        raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
+
+
+def merge_history(history: History, report: Report, now: datetime) -> tuple[int, int]:
+    """Rule 3: fold a report into the history; return (new, resolved) counts."""
+    new = resolved = 0
+    seen = {d.id for d in report.discrepancies}
+    for d in report.discrepancies:
+        prev = history.discrepancies.get(d.id)
+        first = prev.first_seen if prev is not None and prev.first_seen else None
+        if first is None:
+            new += 1
+        history.discrepancies[d.id] = msgspec.structs.replace(
+            d, first_seen=first or now, last_seen=now, resolved_at=None
+        )
+    for did, prev in list(history.discrepancies.items()):
+        if did not in seen and prev.status != "resolved":
+            resolved += 1
+            history.discrepancies[did] = msgspec.structs.replace(
+                prev, status="resolved", resolved_at=now
+            )
+    return new, resolved
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+class ReconcileMetrics:
+    """The reconciliation metrics, registered once in a node's metrics registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open = Gauge(
+            "jcm_sync_discrepancies_open",
+            "Open reconciliation discrepancies, by rule",
+            ["partnership", "rule"],
+            registry=registry,
+        )
+        self.last_run = Gauge(
+            "jcm_sync_reconcile_last_run_timestamp_seconds",
+            "When reconciliation of a partnership last finished",
+            ["partnership"],
+            registry=registry,
+        )
+        self.runs = Counter(
+            "jcm_sync_reconcile_runs_total",
+            "Reconciliation runs, by the status they ended in",
+            ["partnership", "status"],
+            registry=registry,
+        )
+
+
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, ReconcileMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def metrics_for(registry: CollectorRegistry) -> ReconcileMetrics:
+    """The registry's reconciliation metrics, created on first use (a registry refuses
+    the same metric name twice)."""
+    m = _METRICS.get(registry)
+    if m is None:
+        m = _METRICS[registry] = ReconcileMetrics(registry)
+    return m
+
+
+# --- per-node state (rule 2) ------------------------------------------------------------
+
+
+@dataclass
+class _Folded:
+    """A partnership's folded state and what it covers."""
+
+    reconciler: Reconciler
+    trust: bytes
+    positions: dict[str, tuple[int, bytes]]
+
+
+@dataclass
+class _NodeState:
+    folded: dict[str, _Folded] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, partnership: str) -> asyncio.Lock:
+        lock = self.locks.get(partnership)
+        if lock is None:
+            lock = self.locks[partnership] = asyncio.Lock()
+        return lock
+
+
+# Keyed by id(node) and dropped when the node is collected: the state holds no reference
+# to the node, so keeping it here never keeps a node alive.
+_STATES: dict[int, _NodeState] = {}
+
+
+def _state_of(node: Node) -> _NodeState:
+    key = id(node)
+    state = _STATES.get(key)
+    if state is None:
+        state = _STATES[key] = _NodeState()
+        weakref.finalize(node, _STATES.pop, key, None)
+    return state
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: the report, the run record and the whole history after it."""
+
+    report: Report
+    run: RunRecord
+    history: History
+
+
+# --- the service ------------------------------------------------------------------------
+
+
+class ReconcileService:
+    """Reconciliation on a node (see the module rules). Cheap to create: its state lives
+    per node in this module, so the scheduler, the CLI and tests share it."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._state = _state_of(node)
+        self.metrics = metrics_for(node.metrics.registry)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.node.cfg.data_dir
+
+    def _by_node(self, partnership: str) -> dict[str, LogRef]:
+        logs = self.node.logs(partnership)
+        return {logs.own.node: logs.own, logs.replica.node: logs.replica}
+
+    async def positions(self, partnership: str) -> dict[str, tuple[int, bytes]]:
+        """Rule 1: (size, root) of each log at its latest checkpoint, or at its head."""
+        out = {}
+        for node, ref in self._by_node(partnership).items():
+            cp = await self.node.store.latest_checkpoint(ref)
+            if cp is not None:
+                out[node] = (cp.size, cp.root)
+            else:
+                head = await self.node.store.tree_head(ref)
+                out[node] = (head.size, head.root)
+        return out
+
+    async def _extends(self, ref: LogRef, old: tuple[int, bytes], new: tuple[int, bytes]) -> bool:
+        """Rule 2: the new checkpoint of ``ref`` extends the one folded."""
+        size, root = old
+        if new[0] < size:
+            return False
+        if size == 0:
+            return root == merkle.EMPTY_ROOT
+        return await self.node.store.root_at(ref, size) == root
+
+    async def _fold(self, partnership: str, target: dict[str, tuple[int, bytes]]) -> bool:
+        """Bring the partnership's folded state to ``target``; True if it was incremental."""
+        logs = self.node.logs(partnership)
+        trust = encode_root(logs.root)
+        refs = self._by_node(partnership)
+        folded = self._state.folded.get(partnership)
+        incremental = folded is not None and folded.trust == trust
+        if folded is not None and incremental:
+            for node, ref in refs.items():
+                if not await self._extends(ref, folded.positions[node], target[node]):
+                    incremental = False
+        if folded is None or not incremental:
+            folded = _Folded(
+                Reconciler(logs.root), trust, dict.fromkeys(refs, (0, merkle.EMPTY_ROOT))
+            )
+        self._state.folded.pop(partnership, None)  # rule 2: reused only once complete
+        keys = signer_nodes(logs.root)
+        for node, ref in refs.items():
+            start, (size, root) = folded.positions[node][0], target[node]
+            for lo in range(start, size, CHUNK):
+                entries = await self.node.store.entries(ref, lo, min(size, lo + CHUNK))
+                decoded = iter_stored(logs.root, [e.envelope for e in entries], nodes=keys)
+                folded.reconciler.apply(node, decoded, start=lo)
+            check_position(folded.reconciler, node, size, root)
+            folded.positions[node] = (size, root)
+        self._state.folded[partnership] = folded
+        return incremental
+
+    async def reconcile(self, partnership: str) -> RunResult:
+        """One run over the latest checkpoints (rules 1-4)."""
+        async with self._state.lock(partnership):
+            return await self._run(partnership)
+
+    async def _run(self, partnership: str) -> RunResult:
+        self.node.logs(partnership)  # NotFoundError before anything is written
+        history = read_history(self.data_dir, partnership)
+        run = RunRecord(started_at=self.node.clock())
+        history.runs.append(run)
+        write_history(self.data_dir, history)
+        try:
+            target = await self.positions(partnership)
+            run.incremental = await self._fold(partnership, target)
+            report = self._state.folded[partnership].reconciler.report()
+        except (JcmSyncError, OSError) as exc:
+            self._state.folded.pop(partnership, None)
+            run.error = str(exc)
+            write_history(self.data_dir, history)
+            self.metrics.runs.labels(partnership, "initiated").inc()
+            raise
+        now = self.node.clock()
+        run.new, run.resolved = merge_history(history, report, now)
+        run.status, run.finished_at, run.logs = report.status, now, report.logs
+        run.open = sum(1 for d in report.discrepancies if d.status == "open")
+        run.explained = sum(1 for d in report.discrepancies if d.status == "explained")
+        run.pending = len(report.pending)
+        _write_atomic(report_path(self.data_dir, partnership), msgspec.json.encode(report))
+        write_history(self.data_dir, history)
+        self._publish(partnership, report, now)
+        return RunResult(report=report, run=run, history=history)
+
+    def _publish(self, partnership: str, report: Report, now: datetime) -> None:
+        by_rule = dict.fromkeys(RULES, 0)
+        for d in report.discrepancies:
+            if d.status == "open":
+                by_rule[d.rule] += 1
+        for rule, n in by_rule.items():
+            self.metrics.open.labels(partnership, rule).set(n)
+        self.metrics.last_run.labels(partnership).set(now.timestamp())
+        self.metrics.runs.labels(partnership, report.status).inc()
+
+    # -- reading the history -------------------------------------------------------
+
+    def history(self, partnership: str) -> History:
+        self.node.logs(partnership)
+        return read_history(self.data_dir, partnership)
+
+    def open_discrepancies(self, partnership: str) -> list[Discrepancy]:
+        """The discrepancies open after the last run: what quarantine holds (rule 6)."""
+        return self.history(partnership).open()
+
+    def find(self, discrepancy: str, partnership: str | None = None) -> tuple[str, Discrepancy]:
+        """The partnership and history entry of a discrepancy id (``NotFoundError`` if none)."""
+        pids = [partnership] if partnership else sorted(self.node.partnerships)
+        for pid in pids:
+            d = self.history(pid).discrepancies.get(discrepancy)
+            if d is not None:
+                return pid, d
+        raise NotFoundError(
+            f"no discrepancy {discrepancy} in the reconciliation history of "
+            f"{', '.join(pids)}; run `jcm-sync reconcile run` first"
+        )
+
+    # -- writing -------------------------------------------------------------------
+
+    def check(self, partnership: str, envelopes: Sequence[bytes]) -> None:
+        """Rule 6: refuse envelopes whose transactions touch quarantined ranges."""
+        held = self.open_discrepancies(partnership)
+        if not held:
+            return
+        for raw in envelopes:
+            env = open_envelope(raw)
+            check_quarantine(decode_record(env.payload), held)
+
+    async def append(self, partnership: str, envelopes: Sequence[bytes]) -> AppendResult:
+        """Append to the node's own log, refusing quarantined moves first (rule 6)."""
+        self.check(partnership, envelopes)
+        return await self.node.logs(partnership).service.append(envelopes)
+
+    async def resolve(
+        self,
+        discrepancy: str,
+        *,
+        partnership: str | None = None,
+        explanation: str | None = None,
+        corrections: Sequence[str] = (),
+    ) -> tuple[str, str, bytes]:
+        """Rule 5: sign and append a resolution; return (partnership, record id, envelope)."""
+        if (explanation is None) == (not corrections):
+            raise BadDataError("a resolution either explains (text) or names corrections")
+        pid, _ = self.find(discrepancy, partnership)
+        logs = self.node.logs(pid)
+        store = self.node.store
+        for rid in corrections:
+            await store.record(rid)  # NotFoundError: a correction must be a record we hold
+        previous = [
+            r
+            for r in await store.records("resolution", (discrepancy, self.node.id), partnership=pid)
+            if r.log == logs.own
+        ]
+        supersedes = None
+        if previous:
+            supersedes = (await store.latest_version(previous[-1].record_id)).record_id
+        record = ResolutionRecord(
+            partnership=pid,
+            author=self.node.id,
+            created=self.node.clock(),
+            supersedes=supersedes,
+            discrepancy_id=discrepancy,
+            action="explain" if explanation is not None else "correct",
+            explanation=explanation or "",
+            corrections=tuple(corrections),
+        )
+        # the constructor does not check field constraints; a decode of the encoding does
+        decode_record(encode_record(record))
+        envelope = sign_record(record, [self.node.keys.signing])
+        await logs.service.append([envelope])
+        return pid, record_id(envelope), envelope
+
+
+# --- entry points for the lead's wiring -----------------------------------------------
+
+
+async def reconcile_partnership(node: Node, partnership: str) -> Report:
+    """Reconcile one partnership of ``node`` now and return the report."""
+    return (await ReconcileService(node).reconcile(partnership)).report
+
+
+async def run_scheduled(node: Node, partnership: str) -> None:
+    """The scheduler's job: one run. Discrepancies are results, not failures; a
+    ``JcmSyncError`` (store, corrupt snapshot) propagates so the daemon backs off."""
+    result = await ReconcileService(node).reconcile(partnership)
+    run = result.run
+    level = logging.WARNING if run.open else logging.INFO
+    log.log(
+        level,
+        "reconciled %s: %s, %d open, %d explained, %d new, %d resolved, %d pending",
+        partnership, run.status, run.open, run.explained, run.new, run.resolved, run.pending,
+    )  # fmt: skip
+
+
+def check_envelopes(node: Node, partnership: str, envelopes: Sequence[bytes]) -> None:
+    """Rule 6 for other import paths: raise ``QuarantineError`` for a quarantined move."""
+    ReconcileService(node).check(partnership, envelopes)

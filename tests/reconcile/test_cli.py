@@ -1,0 +1,143 @@
+"""``jcm-sync reconcile`` through ``main(argv)``, on provisioned nodes with real stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from jcm_sync import cli
+from jcm_sync.cli import main
+from jcm_sync.cli import reconcile as reconcile_cli
+from jcm_sync.config import load_config
+from jcm_sync.log import accept_checkpoint, checkpoint_verifiers, record_verifier
+from jcm_sync.node import open_node
+from jcm_sync.sample import Network, provision
+from tests.reconcile import builders
+from tests.reconcile.builders import PARTNERSHIP as PID
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the group until the lead adds it to ``cli.GROUPS`` (then this is a no-op)."""
+    if reconcile_cli not in cli.GROUPS:
+        monkeypatch.setattr(cli, "GROUPS", [*cli.GROUPS, reconcile_cli])
+
+
+def seed(tmp_path: Path, fault: bool) -> Network:
+    """Provision JP and ID, fill both own logs and replicate them to each other."""
+    now = datetime.now(UTC)
+    net = provision(tmp_path / "net", ["ID"], hub_port=0, now=now)
+    ds = builders.build(created=now)
+    if fault:
+        from tests.reconcile.test_scenarios import partner_over_issues
+
+        partner_over_issues(ds)
+        ds.replace(ds.logs["ID"][-1], created=now)
+    logs = builders.envelopes(ds, net.keys)
+
+    async def fill() -> None:
+        nodes = {n: await open_node(load_config(net.configs[n], env={})) for n in ("JP", "ID")}
+        try:
+            for n, node in nodes.items():
+                await node.logs(PID).service.append(logs[n])
+            for src, dst in (("JP", "ID"), ("ID", "JP")):
+                s, d = nodes[src], nodes[dst]
+                cp = await s.store.latest_checkpoint(s.logs(PID).own)
+                assert cp is not None
+                rep, root = d.logs(PID).replica, d.logs(PID).root
+                await d.store.append_entries(rep, 0, logs[src], record_verifier(root, now))
+                await accept_checkpoint(d.store, rep, cp.note, checkpoint_verifiers(root, rep, now))
+        finally:
+            for node in nodes.values():
+                await node.close()
+
+    asyncio.run(fill())
+    return net
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_on_clean_data_exits_0_even_with_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clean partnership: status completed, --exit-code 0, JSON with every stage."""
+    net = seed(tmp_path, fault=False)
+    code, out, _ = run(capsys, "reconcile", "run", "--config", net.configs["ID"], "--json",
+                       "--exit-code")  # fmt: skip
+    assert code == 0
+    (data,) = json.loads(out)
+    assert data["report"]["status"] == "completed"
+    assert set(data["report"]) >= {"totals", "blocks", "trails", "article6", "discrepancies"}
+    assert data["run"]["open"] == 0
+
+
+def test_run_reports_stages_and_exit_code_1_on_open_discrepancies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Human output has a table per stage; --exit-code makes open findings exit 1."""
+    net = seed(tmp_path, fault=True)
+    code, out, _ = run(capsys, "reconcile", "run", "--config", net.configs["JP"], "--exit-code")
+    assert code == 1
+    headings = ("Stage 1, totals", "Stage 2, serial blocks", "Stage 3, trail", "Article 6.2",
+                "TOTALS INCONSISTENT", "issued-vs-notified", "ID-ID002-2015-000001")  # fmt: skip
+    for heading in headings:
+        assert heading in out, heading
+    assert run(capsys, "reconcile", "run", "--config", net.configs["JP"])[0] == 0
+
+
+def test_status_show_and_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """status lists the finding, show gives its records and trail, resolve signs one."""
+    net = seed(tmp_path, fault=True)
+    cfg = net.configs["ID"]
+    code, out, _ = run(capsys, "reconcile", "status", "--config", cfg, "--json")
+    assert code == 0
+    assert json.loads(out)[0]["last_run"] is None
+    code, out, _ = run(capsys, "reconcile", "run", "--config", cfg, "--json")
+    did = json.loads(out)[0]["report"]["discrepancies"][0]["id"]
+    code, out, _ = run(capsys, "reconcile", "status", "--config", cfg, "--json")
+    (status,) = json.loads(out)
+    assert status["counts"] == {"open": 1, "explained": 0, "resolved": 0}
+    assert status["last_run"]["status"] == "totals_inconsistent"
+    code, out, _ = run(capsys, "reconcile", "show", did, "--config", cfg, "--json")
+    shown = json.loads(out)
+    assert shown["discrepancy"]["rule"] == "issued-vs-notified"
+    steps = [s["action"] for s in shown["trails"][0]["steps"]]
+    assert steps == ["issuance", "issuance", "retirement", "issuance"]  # in log order
+    code, out, _ = run(capsys, "reconcile", "show", did, "--config", cfg)
+    assert "Serial ranges" in out
+    assert "ID-ISS-ID002-2015-3" in out
+    code, out, err = run(capsys, "reconcile", "resolve", did, "--config", cfg, "--explain",
+                         "a 2016 correction credit", "--json")  # fmt: skip
+    assert code == 0, err
+    assert len(json.loads(out)["record_id"]) == 64
+    code, out, _ = run(capsys, "reconcile", "run", "--config", cfg, "--json")
+    (d,) = json.loads(out)[0]["report"]["discrepancies"]
+    assert (d["status"], d["explanations"][0]["author"]) == ("open", "ID")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["resolve", "0123456789abcdef", "--explain", "why"], 1, "no discrepancy"),
+        (["show", "0123456789abcdef"], 1, "no discrepancy"),
+        (["resolve", "0123456789abcdef", "--explain", "x", "--correct", "ab" * 32], 2, ""),
+        (["run", "--partnership", "JP-MN"], 1, "no partnership JP-MN"),
+    ],
+    ids=["resolve-unknown", "show-unknown", "explain-and-correct", "unknown-partnership"],
+)
+def test_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+) -> None:
+    """Unknown ids and partnerships fail with a reason; contradictory options are usage errors."""
+    net = seed(tmp_path, fault=False)
+    got, _, err = run(capsys, "reconcile", *argv, "--config", net.configs["ID"])
+    assert got == code
+    assert message in err
