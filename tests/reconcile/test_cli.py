@@ -20,11 +20,9 @@ from tests.reconcile import builders
 from tests.reconcile.builders import PARTNERSHIP as PID
 
 
-@pytest.fixture(autouse=True)
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the group until the lead adds it to ``cli.GROUPS`` (then this is a no-op)."""
-    if reconcile_cli not in cli.GROUPS:
-        monkeypatch.setattr(cli, "GROUPS", [*cli.GROUPS, reconcile_cli])
+def test_reconcile_group_is_registered() -> None:
+    """`jcm-sync reconcile` is part of the command line."""
+    assert reconcile_cli in cli.GROUPS
 
 
 def seed(tmp_path: Path, fault: bool) -> Network:
@@ -141,3 +139,40 @@ def test_refusals(
     got, _, err = run(capsys, "reconcile", *argv, "--config", net.configs["ID"])
     assert got == code
     assert message in err
+
+
+def test_import_refuses_a_move_of_quarantined_serials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a run finds over-issued serials, `jcm-sync import` refuses a transfer of
+    them, with the reason, and appends nothing."""
+    from datetime import date
+
+    from jcm_sync.records import Account, SerialBlock, TransactionRecord, encode_record
+
+    net = seed(tmp_path, fault=True)
+    assert run(capsys, "reconcile", "run", "--config", net.configs["ID"])[0] == 0
+    code, out, _ = run(capsys, "reconcile", "status", "--config", net.configs["ID"], "--json")
+    opened = [d for p in json.loads(out) for d in p.get("discrepancies", [])]
+    assert code in (0, 1)
+    prefix = "ID-ID002-2015-"
+    move = TransactionRecord(
+        partnership=PID, author="ID", created=datetime.now(UTC), registry="ID",
+        txn_id="ID-TXN-9999", type="transfer", executed_on=date(2026, 3, 1),
+        source=Account("ID-GOV-001", "government_holding"),
+        destination=Account("ID-PP-ID002", "participant_holding"), amount=2,
+        blocks=(SerialBlock(f"{prefix}000003", f"{prefix}000004", 2, 2015),),
+    )  # fmt: skip
+    f = tmp_path / "move.jsonl"
+    f.write_bytes(encode_record(move) + b"\n")
+
+    def own_size() -> int:
+        _, out, _ = run(capsys, "status", "--config", net.configs["ID"], "--json")
+        logs = json.loads(out)["partnerships"][0]["logs"]
+        return int(next(lg["local_size"] for lg in logs if lg["own"]))
+
+    before = own_size()
+    code, _, err = run(capsys, "import", "--config", net.configs["ID"], f)
+    assert code == 1, opened
+    assert "quarantine" in err
+    assert own_size() == before
