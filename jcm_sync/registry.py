@@ -147,10 +147,28 @@ class Hub:
     async def _reconcile(self, partnership: str) -> None:
         from jcm_sync.reconcile_service import run_scheduled
 
+        if not await self._caught_up(partnership):
+            return
         try:
             await run_scheduled(self.node, partnership)
         except JcmSyncError as exc:  # logged; the next interval tries again
             log.error("reconciliation of %s failed: %s", partnership, exc.diagnostics())
+
+    async def _caught_up(self, partnership: str) -> bool:
+        """Reconcile only a replica the partner has finished pushing: its last push
+        carried a checkpoint of the whole replica and said nothing more was coming.
+        A snapshot taken mid-catch-up would open discrepancies (issuances whose
+        decisions have not arrived yet) that the next run resolves again."""
+        replica = self.node.logs(partnership).replica
+        held = await self.node.store.latest_checkpoint(replica)
+        head = await self.node.store.tree_head(replica)
+        if held is None or held.size != head.size:
+            return False
+        seen = self._status.get(partnership)
+        reported = seen.logs.get(replica.node) if seen is not None else None
+        return (
+            reported is None or reported.remote_size is None or (reported.remote_size <= head.size)
+        )
 
     def _reconcile_soon(self, partnership: str) -> None:
         """After a catch-up, reconcile once more (never two runs of one partnership)."""

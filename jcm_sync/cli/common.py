@@ -75,7 +75,8 @@ def read_input(name: str, what: str = "input") -> bytes:
 def write_output(name: str | None, data: bytes) -> None:
     """Write bytes to a file, or to stdout when no file is named."""
     if name is None or name == "-":
-        sys.stdout.buffer.write(data if data.endswith(b"\n") else data + b"\n")
+        text = data.decode("utf-8", "replace")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
         return
     Path(name).write_bytes(data)
@@ -84,7 +85,7 @@ def write_output(name: str | None, data: bytes) -> None:
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Console], None]) -> None:
     """Print ``data`` as JSON with ``--json``, otherwise let ``human`` render it."""
     if getattr(args, "json", False):
-        sys.stdout.buffer.write(_json.encode(data) + b"\n")
+        sys.stdout.write(_json.encode(data).decode("utf-8") + "\n")
         sys.stdout.flush()
     else:
         human(stdout())

@@ -88,6 +88,94 @@ def _converged(configs: dict[str, Path]) -> tuple[bool, dict[str, Any]]:
     return ok, {"hub": hub, "agents": agents}
 
 
+def _wait_for(predicate: Any, timeout: float = CONVERGE_SECONDS) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
+    """Steps 5 and 6: a clean reconciliation, then one over-issued credit caught by
+    both sides with the same discrepancy id, and its serials quarantined."""
+    import json
+    from datetime import UTC, date, datetime
+
+    from jcm_sync.records import (
+        Account,
+        DecisionRef,
+        IssuanceRecord,
+        SerialBlock,
+        TransactionRecord,
+        encode_record,
+    )
+    from jcm_sync.sample import first_issuance_parts
+
+    id_cfg, jp_cfg = str(net.configs["ID"]), str(net.configs["JP"])
+    c.print("\n[bold]5. Reconcile[/] JP–ID from Indonesia's side (DES stages on the replicas)")
+    code, out = _run_cli(c, "reconcile", "run", "--config", id_cfg, "--exit-code")
+    c.print(out.rstrip())
+    if code != 0:
+        c.print("[bold red]clean sample data should reconcile without discrepancies[/]")
+        return False
+
+    c.print("\n[bold]6. A fault[/]: Indonesia's registry issues 1 credit more for the May 2016 "
+            "decision (10 where the JC notified 9)")  # fmt: skip
+    project_id, period, _, _ = first_issuance_parts()
+    now = datetime.now(UTC)
+    serial = "ID-ID002-2015-000900001"
+    extra = IssuanceRecord(
+        partnership="JP-ID", author="ID", created=now, registry="ID",
+        issuance_id="ID-ISS-ID002-EXTRA", decision=DecisionRef(project_id, period),
+        issued_on=date(2016, 6, 1), amount=1, account=Account("ID-GOV-0002", "government_holding"),
+        blocks=(SerialBlock(serial, serial, 1, 2015),),
+    )  # fmt: skip
+    fault = work / "seed" / "fault.id.jsonl"
+    fault.write_bytes(encode_record(extra) + b"\n")
+    code, out = _run_cli(c, "import", "--config", id_cfg, str(fault))
+    c.print("  " + escape(out.strip()))
+    if code:
+        return False
+    if not _wait_for(lambda: _converged(net.configs)[0]):
+        c.print("[bold red]the extra issuance did not reach the hub[/]")
+        return False
+    c.print("   the agent pushed it to Japan's hub; both sides reconcile:")
+    ids: dict[str, set[str]] = {}
+    for label, argv in (
+        ("Indonesia's agent", ["--config", id_cfg]),
+        ("Japan's hub", ["--config", jp_cfg, "--partnership", "JP-ID"]),
+    ):
+        code, out = _run_cli(c, "reconcile", "run", *argv, "--exit-code", "--json")
+        found = [d for d in json.loads(out)[0]["discrepancies"] if d["status"] == "open"]
+        ids[label] = {d["id"] for d in found}
+        c.print(f"   {label}: exit {code}, " + "; ".join(
+            f"[yellow]{d['id'][:16]}[/] {escape(d['rule'])}" for d in found))  # fmt: skip
+    if not ids["Japan's hub"] or ids["Japan's hub"] != ids["Indonesia's agent"]:
+        c.print("[bold red]the two sides should find the same discrepancies[/]")
+        return False
+    c.print("   [green]both sides found the same discrepancy ids[/]")
+    code, out = _run_cli(c, "reconcile", "run", "--config", id_cfg)
+    c.print(out.rstrip())
+
+    c.print("\n   Moving the over-issued credit is refused while the discrepancy is open:")
+    move = TransactionRecord(
+        partnership="JP-ID", author="ID", created=now, registry="ID", txn_id="ID-TXN-DEMO",
+        type="transfer", executed_on=date(2016, 7, 1),
+        source=Account("ID-GOV-0002", "government_holding"),
+        destination=Account("ID-PP-0002", "participant_holding"), amount=1,
+        blocks=(SerialBlock(serial, serial, 1, 2015),),
+    )  # fmt: skip
+    move_file = work / "seed" / "move.id.jsonl"
+    move_file.write_bytes(encode_record(move) + b"\n")
+    code, _ = _run_cli(c, "import", "--config", id_cfg, str(move_file))
+    if code != 1:
+        c.print("[bold red]a move of quarantined serials was accepted[/]")
+        return False
+    return True
+
+
 def run_network_demo(args: argparse.Namespace) -> int:
     c = stdout()
     work = Path(args.dir) / "network"
@@ -165,6 +253,9 @@ def run_network_demo(args: argparse.Namespace) -> int:
             a = sizes["agents"][cc]
             table.add_row(f"JP-{cc}", PARTNERS[cc], str(a[cc]), str(a["JP"]), "[green]in sync[/]")
         c.print(table)
+
+        if not _reconcile_steps(c, net, work):
+            return 1
 
         if args.keep_running:
             c.print("\n[bold]Running.[/] Hub API and pages:")
