@@ -153,6 +153,10 @@ class Hub:
             await run_scheduled(self.node, partnership)
         except JcmSyncError as exc:  # logged; the next interval tries again
             log.error("reconciliation of %s failed: %s", partnership, exc.diagnostics())
+        except asyncio.CancelledError:
+            # shutdown: the run is abandoned and stays recorded as "initiated"; the
+            # next run after a restart starts from the stores again
+            log.info("reconciliation of %s stopped by shutdown", partnership)
 
     async def _caught_up(self, partnership: str) -> bool:
         """Reconcile only a replica the partner has finished pushing: its last push
