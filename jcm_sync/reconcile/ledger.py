@@ -61,13 +61,11 @@ from typing import Protocol
 import msgspec
 
 from jcm_sync.reconcile.model import (
-    RULES,
     BalanceRow,
     Discrepancy,
     RecordRef,
     SerialRange,
-    discrepancy_id,
-    merge_ranges,
+    finding,
 )
 from jcm_sync.records import IssuanceRecord, SerialBlock, TransactionRecord, serial_parts
 
@@ -268,29 +266,6 @@ def _quantity(ranges: Iterable[SerialRange]) -> int:
     return sum(r.quantity for r in ranges)
 
 
-def _finding(
-    rule: str,
-    keys: list[str],
-    subject: str,
-    summary: str,
-    records: Iterable[RecordRef],
-    ranges: Iterable[SerialRange],
-    expected: int | None = None,
-    found: int | None = None,
-) -> Discrepancy:
-    return Discrepancy(
-        id=discrepancy_id(rule, keys),
-        rule=rule,
-        stage=RULES[rule].stage,
-        subject=subject,
-        summary=summary,
-        records=tuple(records),
-        ranges=merge_ranges(ranges),
-        expected=expected,
-        found=found,
-    )
-
-
 @dataclass
 class RegistryLedger:
     """One registry's fold (module docstring): serial map, balances, findings, touches."""
@@ -372,7 +347,7 @@ class RegistryLedger:
                     if b.vintage is not None and not y0 <= b.vintage <= y1
                 }
             )
-            self._add(_finding(
+            self._add(finding(
                 "vintage-outside-period", [self.registry, key], f"issuance {key}",
                 f"{self.registry} issuance {rec.issuance_id} has blocks of vintage "
                 f"{', '.join(map(str, vintages))}, outside the monitoring period {span} "
@@ -391,7 +366,7 @@ class RegistryLedger:
                 f"issued by issuance {other.split('/')[-1]}"
             )
             records = [o_src.ref()] if o_src.key == key else [o_src.ref(), src.ref()]
-            self._add(_finding(rule, [self.registry, other, key], f"issuance {key}", summary,
+            self._add(finding(rule, [self.registry, other, key], f"issuance {key}", summary,
                                records, ranges, found=n))  # fmt: skip
 
     # -- transactions --------------------------------------------------------------
@@ -403,7 +378,7 @@ class RegistryLedger:
         key = src_.key
         held = self.balances.get(src.id, 0)
         if not rec.blocks and rec.amount > held:
-            self._add(_finding(
+            self._add(finding(
                 "balance-overdrawn", [self.registry, key], f"transaction {key}",
                 f"{self.registry} {rec.type} {rec.txn_id} moves {rec.amount} credits out of "
                 f"{src.id}, which holds {held}",
@@ -450,13 +425,13 @@ class RegistryLedger:
         what = f"{self.registry} {rec.type} {rec.txn_id}"
         subject = f"transaction {key}"
         if not_issued:
-            self._add(_finding(
+            self._add(finding(
                 "transaction-block-not-issued", [self.registry, key], subject,
                 f"{what} moves {_quantity(not_issued)} serials {self.registry} never issued",
                 [src_.ref()], not_issued, found=_quantity(not_issued),
             ))  # fmt: skip
         if not_held:
-            self._add(_finding(
+            self._add(finding(
                 "transaction-not-held", [self.registry, key], subject,
                 f"{what} moves {_quantity(not_held)} serials out of {src.id}, which does not "
                 f"hold them (held by {', '.join(sorted(holders))})",
@@ -464,7 +439,7 @@ class RegistryLedger:
             ))  # fmt: skip
         if mismatch:
             stated = sorted({b.vintage for b in rec.blocks if b.vintage is not None})
-            self._add(_finding(
+            self._add(finding(
                 "transaction-vintage-mismatch", [self.registry, key], subject,
                 f"{what} states vintage {', '.join(map(str, stated))} for "
                 f"{_quantity(mismatch)} serials issued as vintage "

@@ -387,3 +387,27 @@ def run_status(discrepancies: Iterable[Discrepancy]) -> RunStatus:
     if any(d.status == "explained" for d in found):
         return "completed_with_manual_intervention"
     return "completed"
+
+
+def finding(
+    rule: str,
+    keys: Iterable[str],
+    subject: str,
+    summary: str,
+    records: Iterable[RecordRef],
+    ranges: Iterable[SerialRange] = (),
+    expected: int | None = None,
+    found: int | None = None,
+) -> Discrepancy:
+    """A discrepancy of ``rule`` about the finding named by ``keys`` (its stable id)."""
+    return Discrepancy(
+        id=discrepancy_id(rule, keys),
+        rule=rule,
+        stage=RULES[rule].stage,
+        subject=subject,
+        summary=summary,
+        records=tuple(records),
+        ranges=merge_ranges(ranges),
+        expected=expected,
+        found=found,
+    )

@@ -113,7 +113,6 @@ from jcm_sync.errors import BadDataError
 from jcm_sync.reconcile.inputs import VerifiedEntry, decode_payload
 from jcm_sync.reconcile.ledger import Pos, RegistryLedger, position
 from jcm_sync.reconcile.model import (
-    RULES,
     STAGE_ORDER,
     Article6Stage,
     AuthorizationRow,
@@ -128,8 +127,7 @@ from jcm_sync.reconcile.model import (
     TotalsStage,
     Trail,
     TrailStep,
-    discrepancy_id,
-    merge_ranges,
+    finding,
     run_status,
 )
 from jcm_sync.records import (
@@ -227,29 +225,6 @@ def _vintages(rec: IssuanceRecord) -> dict[int, int]:
 
 def _mirror_sig(kind: str, blocks: Sequence[SerialBlock]) -> MirrorSig:
     return (kind, *sorted((serial_parts(b.start), b.quantity) for b in blocks))
-
-
-def _finding(
-    rule: str,
-    keys: Sequence[str],
-    subject: str,
-    summary: str,
-    records: Iterable[RecordRef],
-    ranges: Iterable[SerialRange] = (),
-    expected: int | None = None,
-    found: int | None = None,
-) -> Discrepancy:
-    return Discrepancy(
-        id=discrepancy_id(rule, keys),
-        rule=rule,
-        stage=RULES[rule].stage,
-        subject=subject,
-        summary=summary,
-        records=tuple(records),
-        ranges=merge_ranges(ranges),
-        expected=expected,
-        found=found,
-    )
 
 
 # --- versions and slots -----------------------------------------------------------------
@@ -553,7 +528,7 @@ class Reconciler:
         for v in slot.versions:
             target = self._by_id.get(v.supersedes) if v.supersedes else None
             if target is not None and not self._may_replace(v, target):
-                findings.append(_finding(
+                findings.append(finding(
                     "invalid-supersession", [slot.kind, slot.key, target.rid], label,
                     f"{label} by {v.author} claims to supersede {target.kind} {target.key}, "
                     "which it may not replace; the claim is ignored",
@@ -579,7 +554,7 @@ class Reconciler:
         effective = [g for g in groups if not g[1]]
         chosen = effective[-1] if effective else (groups[-1] if groups else None)
         if len(effective) > 1:
-            findings.append(_finding(
+            findings.append(finding(
                 "conflicting-versions", [slot.kind, slot.key], label,
                 f"{len(effective)} different versions of {label}, none superseding the others; "
                 "the latest counts",
@@ -833,14 +808,14 @@ class Reconciler:
             amount = sum(a for a, _ in issued.values())
             subject = f"{period} side {registry}"
             if slot is None or current is None:
-                findings.append(_finding(
+                findings.append(finding(
                     "untraceable-issuance", [dk, registry], subject,
                     f"{registry} issued {amount} credits under a decision for {period} that is "
                     "in neither log",
                     refs, ranges, found=amount,
                 ))  # fmt: skip
             else:
-                findings.append(_finding(
+                findings.append(finding(
                     "issuance-before-decision-effective", [dk, registry], subject,
                     f"{registry} issued {amount} credits under the decision for {period}, "
                     "which still awaits the signature or endorsement of "
@@ -889,14 +864,14 @@ class Reconciler:
                 if total != notified:
                     stats[2] += 1
                     more = "more" if total > notified else "fewer"
-                    findings.append(_finding(
+                    findings.append(finding(
                         "issued-vs-notified", [dk, side], subject,
                         f"{side} issued {total} credits where the decision for {period} "
                         f"notified {notified} ({abs(total - notified)} {more})",
                         refs, ranges, expected=notified, found=total,
                     ))  # fmt: skip
                 else:
-                    findings.append(_finding(
+                    findings.append(finding(
                         "allocation-vs-issued", [dk, side], subject,
                         f"{side} issued its {notified} credits for {period} as {diffs}",
                         refs, ranges,
@@ -944,7 +919,7 @@ class Reconciler:
                         if others
                         else f"authorization {aid} is in neither log"
                     )
-                    findings.append(_finding(
+                    findings.append(finding(
                         "a6-authorization-unknown", [slot.key], label,
                         f"{a.party} first transfer {a.action_id}: {why}", [slot.ref()],
                         self._action_ranges(a.party, [slot]),
@@ -960,7 +935,7 @@ class Reconciler:
                 if a.purpose is not None and a.purpose not in own.purposes:
                     reasons.append(f"purpose {a.purpose} is not among {', '.join(own.purposes)}")
                 if reasons:
-                    findings.append(_finding(
+                    findings.append(finding(
                         "a6-out-of-scope", [slot.key], label,
                         f"{a.party} first transfer {a.action_id} under {aid}: "
                         + "; ".join(reasons),
@@ -968,7 +943,7 @@ class Reconciler:
                         self._action_ranges(a.party, [slot]),
                     ))  # fmt: skip
             elif not auths:
-                findings.append(_finding(
+                findings.append(finding(
                     "a6-authorization-unknown", [slot.key], label,
                     f"{a.party} {a.action.replace('_', ' ')} {a.action_id} names authorization "
                     f"{aid}, which is in neither log",
@@ -985,7 +960,7 @@ class Reconciler:
             rows.append(AuthorizationRow(party, aid, auth.cap, total))
             if crossed is not None:
                 over = [s for s, _ in transfers[crossed:]]
-                findings.append(_finding(
+                findings.append(finding(
                     "a6-cap-exceeded", [party, aid], f"authorization {party}/{aid}",
                     f"{party}'s first transfers under {aid} total {total}, over its cap of "
                     f"{auth.cap} by {total - auth.cap}",
@@ -1035,7 +1010,7 @@ class Reconciler:
                     r for r in self._issuance_ranges("JP", jp)
                     if self._vintage_of(r, jp) in (vintage, None)
                 ]  # fmt: skip
-                findings.append(_finding(
+                findings.append(finding(
                     "a6-first-transfer-mirror", [self.partner, project, str(vintage)], subject,
                     f"{self.partner} recorded first transfers of {transferred} ITMOs of "
                     f"{subject}; Japan issued {issued}",
@@ -1092,7 +1067,7 @@ class Reconciler:
                     retired += rec.amount
                 elif isinstance(rec, ItmoActionRecord):
                     reported += rec.quantity
-            findings.append(_finding(
+            findings.append(finding(
                 "a6-use-mirror", [party, *(f"{r.kind}:{r.key}" for r in refs)],
                 f"{party} use of " + ", ".join(r.key for r in refs),
                 f"{party}'s registry retired or cancelled {retired} credits for Article 6.2 "
