@@ -255,20 +255,21 @@ class HubServer:
         page = await self.hub.entries(self._caller(request), m["pid"], m["node"], start, limit)
         return self._json(page)
 
+    @classmethod
+    def _required_int(cls, request: web.Request, name: str) -> int:
+        value = cls._int(request, name)
+        if value is None:
+            raise BadDataError(f"query parameter {name} is required", where=name)
+        return value
+
     async def consistency(self, request: web.Request) -> web.Response:
-        m = request.match_info
-        old = self._int(request, "old")
-        if old is None:
-            raise BadDataError("query parameter old is required", where="old")
+        m, old = request.match_info, self._required_int(request, "old")
         new = self._int(request, "new")
         view = await self.hub.consistency(self._caller(request), m["pid"], m["node"], old, new)
         return self._json(view)
 
     async def inclusion(self, request: web.Request) -> web.Response:
-        m = request.match_info
-        index = self._int(request, "index")
-        if index is None:
-            raise BadDataError("query parameter index is required", where="index")
+        m, index = request.match_info, self._required_int(request, "index")
         size = self._int(request, "size")
         view = await self.hub.inclusion(self._caller(request), m["pid"], m["node"], index, size)
         return self._json(view)
