@@ -288,3 +288,38 @@ async def test_large_batches_are_checked_in_worker_processes_with_the_same_refus
     status, _, _ = await call(network, key, "POST", path, push_body(entries))
     assert status == 200
     assert await replica_size(network, "MN") == len(entries)
+
+
+async def test_proofs_served_by_the_hub_verify(network: Running) -> None:
+    """Inclusion and consistency proofs of Japan's log verify against the hub's checkpoint;
+    bad parameters are 400 or 404 problem+json."""
+    from jcm_sync import merkle
+
+    await network.seed("MN")
+    key = network.net.keys["MN"]
+    base = "/v1/partnerships/JP-MN/logs/JP"
+    status, cp, _ = await call(network, key, "GET", f"{base}/checkpoint")
+    assert status == 200
+    size, root = int(cp["size"]), base64.b64decode(cp["root"])
+    assert size >= 4
+    status, inc, _ = await call(network, key, "GET", f"{base}/proofs/inclusion?index=2&size={size}")
+    assert status == 200
+    proof = [base64.b64decode(h) for h in inc["proof"]]
+    leaf = base64.b64decode(inc["leaf_hash"])
+    assert merkle.verify_inclusion(leaf, 2, size, proof, root)
+    assert not merkle.verify_inclusion(leaf, 3, size, proof, root)
+    status, con, _ = await call(network, key, "GET", f"{base}/proofs/consistency?old=3&new={size}")
+    assert status == 200
+    assert network.hub is not None
+    old_root = await network.hub.store.root_at(network.hub.logs("JP-MN").own, 3)
+    path = [base64.b64decode(h) for h in con["proof"]]
+    assert merkle.verify_consistency(3, size, old_root, root, path)
+    for query, expected in (
+        ("proofs/inclusion", 400),
+        ("proofs/inclusion?index=x", 400),
+        (f"proofs/inclusion?index={size}&size={size}", 400),
+        (f"proofs/consistency?old={size + 1}", 400),
+    ):
+        status, problem, ctype = await call(network, key, "GET", f"{base}/{query}")
+        assert ctype == PROBLEM, query
+        assert status in (expected, 404), (query, status, problem)
