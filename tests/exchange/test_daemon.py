@@ -139,3 +139,63 @@ async def test_daemons_stop_cleanly_on_sigterm(tmp_path: Path, daemon: str) -> N
             p.wait()
             if p.stderr:
                 p.stderr.close()
+
+
+async def test_hub_sigterm_during_a_push_keeps_every_acknowledged_entry(tmp_path: Path) -> None:
+    """SIGTERM while an agent is pushing: the hub exits 0, and every batch it acknowledged
+    is in its store, whole, with a tree that verifies."""
+    from jcm_sync.agent import Syncer
+    from jcm_sync.errors import TransportError
+    from jcm_sync.log import verify_log
+    from jcm_sync.net.client import HubClient
+    from jcm_sync.node import open_node
+
+    port = _free_port()
+    net = provision(tmp_path / "net", ["MN"], hub_port=port)
+    agent = await open_node(load_config(net.configs["MN"], env={}))
+    recs = partnership_records("MN", net.keys, projects=60)
+    await agent.logs("JP-MN").service.append(recs.by_node["MN"])
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "jcm_sync", "registry", "serve", "--config", str(net.configs["JP"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    client = HubClient(net.hub_url, agent.keys.transport)
+    acked: list[int] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not _ready(net.hub_url):
+            assert time.monotonic() < deadline, "hub did not start"
+            await asyncio.sleep(0.2)
+        syncer = Syncer(agent, client, "JP-MN", batch_size=20)
+        push = client.push
+
+        async def push_and_stop(*a, **kw):  # type: ignore[no-untyped-def]
+            resp = await push(*a, **kw)
+            acked.append(resp.size)
+            if len(acked) == 3:
+                hub.send_signal(signal.SIGTERM)
+            return resp
+
+        client.push = push_and_stop  # type: ignore[method-assign]
+        with pytest.raises(TransportError):
+            await syncer.push()
+        assert await asyncio.to_thread(hub.wait, 30) == 0
+    finally:
+        await client.close()
+        await agent.close()
+        if hub.poll() is None:
+            hub.kill()
+        hub.wait()
+        if hub.stderr:
+            hub.stderr.close()
+    assert len(acked) >= 3
+    store = await open_store(load_config(net.configs["JP"], env={}).store_url)
+    try:
+        replica = next(r for r in await store.logs() if r.node == "MN")
+        head = await store.tree_head(replica)
+        assert head.size >= max(acked)
+        assert head.size < len(recs.by_node["MN"])
+        audit = await verify_log(store, replica)
+        assert audit.ok, audit.problems
+    finally:
+        await store.close()
