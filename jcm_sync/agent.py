@@ -254,9 +254,7 @@ class Syncer:
         self, rep: LogRef, size: int, cp: checkpoint.Checkpoint, note: bytes
     ) -> int:
         store = self.node.store
-        coords = merkle.Frontier.coordinates(size)
-        nodes = await store.tree_nodes(rep, coords)
-        frontier = merkle.Frontier.from_hashes(size, [nodes[c] for c in coords])
+        frontier = await store.frontier(rep, size)
         start, total, pulled = size, cp.size - size, 0
         root = self.logs.root
         while start < cp.size:

@@ -62,6 +62,7 @@ from jcm_sync.net.wire import (
 from jcm_sync.node import Node
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import LogRef, StoredCheckpoint, TreeHead
+from jcm_sync.trust import TrustRoot
 from jcm_sync.verify_pool import VerifyPool
 
 log = logging.getLogger("jcm_sync.registry")
@@ -284,12 +285,9 @@ class Hub:
                 await asyncio.wait_for(appended.wait(), remaining)
 
     async def _check_offered(
-        self, root: object, replica: LogRef, req: PushRequest, size: int
+        self, root: TrustRoot, replica: LogRef, req: PushRequest, size: int
     ) -> checkpoint.Checkpoint:
         """Rule 3: verify the partner's checkpoint and the root the batch would produce."""
-        from jcm_sync.trust import TrustRoot
-
-        assert isinstance(root, TrustRoot)
         note = req.checkpoint or b""
         verifiers = checkpoint_verifiers(root, replica, self.node.clock())
         opened = checkpoint.open_checkpoint(note, verifiers, origin=replica.origin)
@@ -300,15 +298,12 @@ class Hub:
                 f"the checkpoint is of size {cp.size}, but the batch ends at {end}",
                 where="checkpoint",
             )
-        # the root after this batch: the frontier of what is held, plus the new leaves
-        coords = merkle.Frontier.coordinates(size)
-        nodes = await self.node.store.tree_nodes(replica, coords)
-        frontier = merkle.Frontier.from_hashes(size, [nodes[c] for c in coords])
-        for raw in req.entries[size - req.start :]:
-            frontier, _ = frontier.append(merkle.leaf_hash(raw))
         if end <= size:
             expected = await self.node.store.root_at(replica, end)
-        else:
+        else:  # the root after this batch: what is held, plus the new leaves
+            frontier = await self.node.store.frontier(replica, size)
+            for raw in req.entries[size - req.start :]:
+                frontier, _ = frontier.append(merkle.leaf_hash(raw))
             expected = frontier.root()
         if expected != cp.root_hash:
             held = await self.node.store.latest_checkpoint(replica)

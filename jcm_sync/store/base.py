@@ -600,6 +600,11 @@ class Store(Protocol):
         """The stored perfect-subtree hashes at these coordinates (all must exist)."""
         ...
 
+    async def frontier(self, log: LogRef, size: int) -> merkle.Frontier:
+        """The frontier of the tree of the first ``size`` entries, from stored nodes; a
+        caller appends leaves to it to learn a future root before writing anything."""
+        ...
+
     async def inclusion_proof(
         self, log: LogRef, index: int, size: int | None = None
     ) -> list[bytes]:
@@ -828,9 +833,16 @@ class StoreBase(abc.ABC):
             )
         if size == head.size:
             return head.root
+        return (await self._frontier(log, log_id, size)).root()
+
+    async def frontier(self, log: LogRef, size: int) -> merkle.Frontier:
+        log_id = await self._log_id(log)
+        await self._size_within(log, log_id, size, "tree size")
+        return await self._frontier(log, log_id, size)
+
+    async def _frontier(self, log: LogRef, log_id: int, size: int) -> merkle.Frontier:
         coords = merkle.Frontier.coordinates(size)
-        nodes = check_nodes(log, coords, await self._nodes(log_id, coords))
-        return merkle.Frontier.from_hashes(size, [nodes[c] for c in coords]).root()
+        return frontier_from(log, size, await self._nodes(log_id, coords))
 
     async def _hashes(
         self, log: LogRef, log_id: int, ranges: Sequence[tuple[int, int]]
