@@ -18,7 +18,7 @@ from jcm_sync.alarms import AlarmBook, new_alarm
 from jcm_sync.checkpoint import origin_for
 from jcm_sync.config import Config
 from jcm_sync.envelope import PrivateKey
-from jcm_sync.errors import AuthorityError, ForkError
+from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics
@@ -95,8 +95,6 @@ class Node:
     def logs(self, partnership: str) -> PartnershipLogs:
         p = self.partnerships.get(partnership)
         if p is None:
-            from jcm_sync.errors import NotFoundError
-
             raise NotFoundError(f"this node serves no partnership {partnership}")
         return p
 
