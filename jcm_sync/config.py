@@ -55,6 +55,8 @@ class PartnershipSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 class HubSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str
     timeout_seconds: Seconds = 30.0
+    #: the largest answer the agent reads from the hub; a page of 1,000 entries is a few MB
+    max_response_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024)] = 64 * 1024 * 1024
 
 
 class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

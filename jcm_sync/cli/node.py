@@ -110,7 +110,12 @@ async def _agent_main(cfg: Config) -> None:
 
     node = await open_node(cfg)
     assert cfg.hub is not None
-    client = HubClient(cfg.hub.url, node.keys.transport, timeout=cfg.hub.timeout_seconds)
+    client = HubClient(
+        cfg.hub.url,
+        node.keys.transport,
+        timeout=cfg.hub.timeout_seconds,
+        max_response=cfg.hub.max_response_bytes,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,7 +158,12 @@ async def _sync(cfg: Config, args: argparse.Namespace) -> int:
 
     node = await open_node(cfg)
     assert cfg.hub is not None
-    client = HubClient(cfg.hub.url, node.keys.transport, timeout=cfg.hub.timeout_seconds)
+    client = HubClient(
+        cfg.hub.url,
+        node.keys.transport,
+        timeout=cfg.hub.timeout_seconds,
+        max_response=cfg.hub.max_response_bytes,
+    )
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         console=Console(stderr=True), transient=True, disable=not Console(stderr=True).is_terminal,

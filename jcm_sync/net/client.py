@@ -30,6 +30,7 @@ from jcm_sync.net.wire import (
 T = TypeVar("T")
 
 MAX_RESPONSE = 64 * 1024 * 1024
+"""Default limit on one answer's body (bytes). A page of 1,000 entries is a few MB."""
 
 
 class PeerRefusedError(TransportError):
@@ -51,8 +52,16 @@ class PeerRefusedError(TransportError):
 class HubClient:
     """One node's signed connection to the hub."""
 
-    def __init__(self, base_url: str, transport_key: PrivateKey, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        transport_key: PrivateKey,
+        *,
+        timeout: float = 30.0,
+        max_response: int = MAX_RESPONSE,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_response = max_response
         self._signer = RequestSigner(transport_key)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -97,10 +106,7 @@ class HubClient:
                 method, url, data=body or None, params=params, headers=headers,
                 allow_redirects=False,
             ) as resp:  # fmt: skip
-                data = await resp.content.read(MAX_RESPONSE + 1)
-                self.bytes_received += len(data)
-                if len(data) > MAX_RESPONSE:
-                    raise TransportError(f"answer from {url} is larger than {MAX_RESPONSE} bytes")
+                data = await self._read_whole(resp, url)
                 if resp.status >= 400:
                     raise self._refusal(resp.status, resp.reason or "", data)
         except aiohttp.ClientError as exc:
@@ -111,6 +117,29 @@ class HubClient:
             return msgspec.json.decode(data, type=answer)
         except msgspec.MsgspecError as exc:
             raise TransportError(f"malformed answer from {url}: {exc}") from None
+
+    async def _read_whole(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
+        """The whole body, however many reads it takes, up to ``max_response`` bytes.
+
+        ``StreamReader.read(n)`` returns what has arrived so far, not ``n`` bytes: one
+        read of a large answer takes a prefix of it (the size cliff of issue 8)."""
+        limit = self.max_response
+        if resp.content_length is not None and resp.content_length > limit:
+            raise TransportError(
+                f"answer from {url} announces {resp.content_length} bytes; "
+                f"the limit is {limit} (hub.max_response_bytes)"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            self.bytes_received += len(chunk)
+            if size > limit:
+                raise TransportError(
+                    f"answer from {url} is larger than {limit} bytes (hub.max_response_bytes)"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @staticmethod
     def _refusal(status: int, reason: str, data: bytes) -> PeerRefusedError:
