@@ -131,17 +131,74 @@ def _first(s: Segment) -> int:
     return s.first
 
 
+TOUCH_TUPLE_MAX = 32
+"""Touches of one prefix kept as a tuple; more are kept in a list (``SerialMap``)."""
+
+
+class TouchIndex:
+    """The touches of one prefix, indexed for overlap queries (stage 3's trails).
+
+    A static interval tree over the touches sorted by first unit: the node of
+    ``[lo, hi)`` is its middle element, and ``reach[mid]`` is the largest last unit in
+    that subtree. A query visits only subtrees that can overlap it: O(log n + k) for k
+    touches found, so the trails of many discrepancies in one prefix are not quadratic.
+    """
+
+    def __init__(self, touches: Iterable[Touch]) -> None:
+        self.items = sorted(touches, key=lambda t: (t.first, t.pos))
+        self.reach = [0] * len(self.items)
+        # fill ``reach`` bottom-up: children's subtrees before their parent's
+        order: list[tuple[int, int]] = []
+        stack = [(0, len(self.items))]
+        while stack:
+            lo, hi = stack.pop()
+            if lo < hi:
+                order.append((lo, hi))
+                mid = (lo + hi) // 2
+                stack += [(lo, mid), (mid + 1, hi)]
+        for lo, hi in reversed(order):
+            mid = (lo + hi) // 2
+            best = self.items[mid].last
+            if lo < mid:
+                best = max(best, self.reach[(lo + mid) // 2])
+            if mid + 1 < hi:
+                best = max(best, self.reach[(mid + 1 + hi) // 2])
+            self.reach[mid] = best
+
+    def overlapping(self, first: int, last: int) -> list[Touch]:
+        """The touches that share a unit with ``first``..``last``, in log order."""
+        out = []
+        stack = [(0, len(self.items))]
+        while stack:
+            lo, hi = stack.pop()
+            if lo >= hi:
+                continue
+            mid = (lo + hi) // 2
+            if self.reach[mid] < first:
+                continue  # every touch of this subtree ends before the range
+            t = self.items[mid]
+            stack.append((lo, mid))
+            if t.first <= last:
+                if t.last >= first:
+                    out.append(t)
+                stack.append((mid + 1, hi))
+        out.sort(key=lambda t: t.pos)
+        return out
+
+
 class SerialMap(msgspec.Struct, gc=False):
     """Sorted, disjoint segments of one prefix (see the module's theory of operation),
     and the claims records made on the prefix (``touches``, for stage 3's trails).
 
-    Touches are a tuple, grown by copying: a prefix holds a registry's issuance of one
-    project and year, a handful of blocks, and a tuple of untracked items is itself not
-    tracked by the garbage collector where a list always is.
+    Touches are a tuple, grown by copying, while they are few: a prefix usually holds a
+    registry's issuance of one project and year, a handful of blocks, and a tuple of
+    untracked items is itself not tracked by the garbage collector where a list always
+    is. Past ``TOUCH_TUPLE_MAX`` they become a list, so a prefix that thousands of
+    records claim is not copied once per record (quadratic).
     """
 
     segs: list[Segment] = msgspec.field(default_factory=list)
-    touches: tuple[Touch, ...] = ()
+    touches: tuple[Touch, ...] | list[Touch] = ()
 
     def _span(self, first: int, last: int) -> tuple[int, int]:
         """Indices ``[i0, i1)`` of the segments overlapping ``first..last``.
@@ -276,6 +333,8 @@ class RegistryLedger:
     types: dict[str, TypeTotals] = field(default_factory=dict)
     findings: dict[str, Discrepancy] = field(default_factory=dict)
     last_pos: Pos = -1
+    #: per prefix: (touches indexed, their index), built on a trail's first query
+    indexes: dict[str, tuple[int, TouchIndex]] = field(default_factory=dict, repr=False)
     issued_blocks: int = 0
     issued_serials: int = 0
     moved_blocks: int = 0
@@ -295,7 +354,12 @@ class RegistryLedger:
 
     def _touch(self, prefix: str, touch: Touch) -> None:
         m = self._map(prefix)
-        m.touches = (*m.touches, touch)
+        if isinstance(m.touches, list):
+            m.touches.append(touch)
+        elif len(m.touches) < TOUCH_TUPLE_MAX:
+            m.touches = (*m.touches, touch)
+        else:
+            m.touches = [*m.touches, touch]
 
     def _add(self, d: Discrepancy) -> None:
         self.findings[d.id] = d
@@ -472,7 +536,15 @@ class RegistryLedger:
         """Stage 3: every record that claimed part of ``rng`` (and which part), in log order."""
         out = []
         held = self.maps.get(rng.prefix)
-        for t in sorted(held.touches if held is not None else (), key=lambda t: t.pos):
+        touches: Iterable[Touch] = ()
+        if held is not None and len(held.touches) > TOUCH_TUPLE_MAX:
+            cached = self.indexes.get(rng.prefix)
+            if cached is None or cached[0] != len(held.touches):
+                cached = self.indexes[rng.prefix] = (len(held.touches), TouchIndex(held.touches))
+            touches = cached[1].overlapping(rng.first, rng.last)
+        elif held is not None:
+            touches = sorted(held.touches, key=lambda t: t.pos)
+        for t in touches:
             lo, hi = max(t.first, rng.first), min(t.last, rng.last)
             if lo <= hi:
                 out.append((SerialRange(self.registry, rng.prefix, lo, hi, t.width), t.src.ref()))

@@ -37,7 +37,9 @@ its cost follows what changed, not the size of the logs.
 ``ledger.RegistryLedger``. New records extend the fold; a record replaced after it was
 folded (superseded, or a conflicting version) makes the registry's fold be replayed
 from the start over current versions, in position order. Replays are rare: a registry
-corrects a record by superseding it.
+corrects a record by superseding it. A replay waits for the next ``report``, so a batch
+of corrections costs one replay, not one per correction (540 corrections in a log of
+8,000 once cost 100 s of replays).
 
 **Memory.** A decoded record is some twenty Python objects; a large partnership has
 hundreds of thousands. So ``apply`` settles each entry as it comes and then drops its
@@ -149,6 +151,8 @@ from jcm_sync.trust import TrustRoot
 LEDGER_KINDS: Final = frozenset({"issuance", "transaction"})
 KEEP_DECODED: Final = frozenset({"authorization", "resolution"})
 """Kinds read on every evaluation of their units, and few: they stay decoded."""
+REPLAY_DECODED: Final = 4096
+"""Records a ledger replay decodes before it drops them again (bounds its memory)."""
 
 MIRRORED: Final = {"retirement": "use", "cancellation": "voluntary_cancellation"}
 """Rule 6, use mirror: registry transaction type -> the ITMO action that reports it."""
@@ -411,8 +415,9 @@ class Reconciler:
             acc.append(entry.leaf_hash)
             self._add(entry, pos)
             # settled entry by entry, so its decoded record can be dropped right away
-            # (module theory: "Memory")
-            self._settle_slots()
+            # (module theory: "Memory"); a registry fold to replay waits for the report,
+            # so a run of corrections replays it once, not once per correction
+            self._settle_slots(replay=False)
         return acc.size
 
     def _add(self, entry: VerifiedEntry, pos: Pos) -> None:
@@ -755,9 +760,15 @@ class Reconciler:
             slot.folded = slot.current is not None
             if slot.current is not None:
                 self._fold(ledger, slot)
+                if len(self._decoded) >= REPLAY_DECODED:
+                    self._release()
 
-    def _settle_slots(self) -> None:
-        """Bring every dirty slot and registry fold up to date, then drop decoded records."""
+    def _settle_slots(self, *, replay: bool = True) -> None:
+        """Bring every dirty slot and registry fold up to date, then drop decoded records.
+
+        With ``replay=False`` a registry fold that must be replayed stays marked (its
+        ledger is read only by the report, and records folded meanwhile join the replay).
+        """
         while self._dirty:
             batch = (
                 sorted(self._dirty, key=lambda s: s.pos) if len(self._dirty) > 1 else self._dirty
@@ -765,7 +776,7 @@ class Reconciler:
             self._dirty = set()
             for slot in batch:
                 self._recompute(slot)
-        if self._replay:
+        if self._replay and replay:
             for registry in sorted(self._replay):
                 self._replay_ledger(registry)
             self._replay.clear()
