@@ -34,8 +34,10 @@ Rules:
    previous one. A discrepancy is ``explained`` only once both sides' logs hold an
    ``explain`` resolution for it, which the next run sees.
 6. **Quarantine.** Appending through ``ReconcileService.append`` (and ``check_envelopes``,
-   for other import paths) refuses a transaction touching a range held by an open
-   discrepancy of the last run (``reconcile.quarantine``).
+   for other import paths such as ``jcm-sync import``) refuses a transaction touching a
+   range held by a discrepancy that the last run found open and that is still open once
+   the batch itself is folded in (``reconcile.quarantine`` rule 4, ADR 0011): a batch
+   carrying the rest of an issuance or a missing decision may move what it settles.
 """
 
 from __future__ import annotations
@@ -60,12 +62,14 @@ from jcm_sync.node import Node
 from jcm_sync.reconcile import (
     RULES,
     Discrepancy,
+    Quarantine,
     Reconciler,
     Report,
+    check_batch,
     check_position,
-    check_quarantine,
     iter_stored,
     signer_nodes,
+    touching,
 )
 from jcm_sync.reconcile.model import LogPosition, RunStatus
 from jcm_sync.records import ResolutionRecord, decode_record, encode_record
@@ -413,18 +417,49 @@ class ReconcileService:
 
     # -- writing -------------------------------------------------------------------
 
-    def check(self, partnership: str, envelopes: Sequence[bytes]) -> None:
-        """Rule 6: refuse envelopes whose transactions touch quarantined ranges."""
+    async def check(
+        self, partnership: str, envelopes: Sequence[bytes], *, now: datetime | None = None
+    ) -> None:
+        """Rule 6: refuse a batch for the node's own log whose transactions move ranges
+        held by a discrepancy that the last run found open and that is still open with the
+        batch folded in (``reconcile.quarantine`` rule 4, ADR 0011).
+
+        Cheap unless it matters: with no open discrepancy, or no transaction of the batch
+        touching a held range, nothing else is read. Otherwise both logs are folded from
+        the store at their heads into a scratch ``Reconciler``, the batch after the own
+        log's head, and judged at ``now`` (the node's clock by default) with the configured
+        grace period. The batch's envelopes are decoded without checking their signatures:
+        this only decides a refusal, and the append that follows verifies every envelope
+        and stores none unless all verify (``store.base`` invariant 1).
+        """
         held = self.open_discrepancies(partnership)
         if not held:
             return
-        for raw in envelopes:
-            env = open_envelope(raw)
-            check_quarantine(decode_record(env.payload), held)
+        quarantine = Quarantine(held)
+        moving = touching((decode_record(open_envelope(raw).payload) for raw in envelopes),
+                          quarantine)  # fmt: skip
+        if not moving:
+            return
+        logs = self.node.logs(partnership)
+        root, store = logs.root, self.node.store
+        keys = signer_nodes(root)
+        scratch = Reconciler(root)
+        for ref in (logs.own, logs.replica):
+            size = (await store.tree_head(ref)).size
+            for lo in range(0, size, CHUNK):
+                entries = await store.entries(ref, lo, min(size, lo + CHUNK))
+                scratch.apply(ref.node, iter_stored(root, [e.envelope for e in entries],
+                                                    nodes=keys), start=lo)  # fmt: skip
+        scratch.apply(logs.own.node, iter_stored(root, envelopes, nodes=keys))
+        after = scratch.report(
+            now if now is not None else self.node.clock(),
+            issuance_grace_days=self.node.cfg.reconcile.issuance_grace_days,
+        )
+        check_batch(moving, held, after.discrepancies)
 
     async def append(self, partnership: str, envelopes: Sequence[bytes]) -> AppendResult:
         """Append to the node's own log, refusing quarantined moves first (rule 6)."""
-        self.check(partnership, envelopes)
+        await self.check(partnership, envelopes)
         return await self.node.logs(partnership).service.append(envelopes)
 
     async def resolve(
@@ -489,6 +524,7 @@ async def run_scheduled(node: Node, partnership: str) -> None:
     )  # fmt: skip
 
 
-def check_envelopes(node: Node, partnership: str, envelopes: Sequence[bytes]) -> None:
-    """Rule 6 for other import paths: raise ``QuarantineError`` for a quarantined move."""
-    ReconcileService(node).check(partnership, envelopes)
+async def check_envelopes(node: Node, partnership: str, envelopes: Sequence[bytes]) -> None:
+    """Rule 6 for other import paths: raise ``QuarantineError`` for a quarantined move of
+    a batch for the node's own log, judged with the batch folded in."""
+    await ReconcileService(node).check(partnership, envelopes)

@@ -23,7 +23,8 @@ Modules:
 * ``ledger``: one registry's serial-level fold;
 * ``reconciler``: the incremental fold of both logs and the report;
 * ``snapshot``: a snapshot and ``reconcile(snapshot)``, the one-call form;
-* ``quarantine``: ``check_quarantine``, which refuses moving credits an open finding holds.
+* ``quarantine``: ``check_quarantine``, which refuses moving credits an open finding holds,
+  and ``check_batch``, which judges an import with its own records (ADR 0011).
 
 The orchestration (reading the store, keeping first-seen times and statuses, metrics) is
 ``jcm_sync.reconcile_service``.
@@ -38,6 +39,7 @@ from jcm_sync.reconcile.inputs import (
     verify_envelopes,
 )
 from jcm_sync.reconcile.model import (
+    DEFAULT_ISSUANCE_GRACE_DAYS,
     RULES,
     RUN_STATUSES,
     Discrepancy,
@@ -51,16 +53,25 @@ from jcm_sync.reconcile.model import (
     discrepancy_id,
     run_status,
 )
-from jcm_sync.reconcile.quarantine import QuarantineError, check_quarantine, quarantined_ranges
+from jcm_sync.reconcile.quarantine import (
+    Quarantine,
+    QuarantineError,
+    check_batch,
+    check_quarantine,
+    quarantined_ranges,
+    touching,
+)
 from jcm_sync.reconcile.reconciler import Reconciler
 from jcm_sync.reconcile.snapshot import LogSnapshot, Snapshot, check_position, reconcile
 
 __all__ = [
+    "DEFAULT_ISSUANCE_GRACE_DAYS",
     "RULES",
     "RUN_STATUSES",
     "Discrepancy",
     "LogSnapshot",
     "Pending",
+    "Quarantine",
     "QuarantineError",
     "Reconciler",
     "RecordRef",
@@ -71,6 +82,7 @@ __all__ = [
     "Snapshot",
     "Trail",
     "VerifiedEntry",
+    "check_batch",
     "check_position",
     "check_quarantine",
     "decode_stored",
@@ -81,5 +93,6 @@ __all__ = [
     "reconcile",
     "run_status",
     "signer_nodes",
+    "touching",
     "verify_envelopes",
 ]

@@ -6,8 +6,11 @@ same way everywhere (``--json``, the service's state file, tests comparing two r
 
 Rules:
 
-1. A report is a function of the snapshot only: no field holds the time of the run, the
-   host or anything else that differs between two runs on the same checkpoints. Times
+1. A report is a function of the snapshot and of the day it is judged on only: no field
+   holds the time of the run, the host or anything else that differs between two runs on
+   the same checkpoints on the same UTC day. The day (``as_of``, from the ``now`` passed to
+   ``Reconciler.report``) and the grace period decide only whether a partly issued
+   decision is still ``Pending`` and for how long it has been (ADR 0011). Times
    (``first_seen``, ``resolved_at``) exist on ``Discrepancy`` but only the service fills
    them, from its own history.
 2. A discrepancy's id is the hash of its rule and the natural keys of what it is about
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final, Literal
 
 import msgspec
@@ -52,6 +55,11 @@ RUN_STATUSES: Final[tuple[RunStatus, ...]] = (
 """Run statuses, as in the Kyoto DES reconciliation (see ``run_status``)."""
 
 STAGE_ORDER: Final[dict[str, int]] = {"totals": 1, "blocks": 2, "article6": 3, "records": 4}
+
+DEFAULT_ISSUANCE_GRACE_DAYS: Final = 90
+"""Days after a decision's ``decided_on`` during which a side that issued part of its
+notified amount is pending rather than ``issued-vs-notified`` (ADR 0011; configured as
+``[reconcile] issuance_grace_days``)."""
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -246,7 +254,13 @@ class Pending(msgspec.Struct, frozen=True):
 
     Pending items are not discrepancies: a decision that lacks a secretariat's signature is
     simply not effective yet (DESIGN §2). They turn into findings only when something acts
-    on them too early (``issuance-before-decision-effective``).
+    on them too early (``issuance-before-decision-effective``), or, for an issuance made in
+    part, when the grace period passes (``issued-vs-notified``, ADR 0011).
+
+    For an awaited issuance, ``since`` is the decision's signed ``decided_on``, ``age_days``
+    the whole days from it to the day the report was judged on (none when the report was
+    made without a ``now``), and ``due`` the day a partly made issuance becomes a
+    discrepancy (none when nothing was issued: that stays pending, ADR 0008).
     """
 
     what: Literal["signature", "issuance", "first_transfer"]
@@ -254,6 +268,9 @@ class Pending(msgspec.Struct, frozen=True):
     summary: str
     records: tuple[RecordRef, ...] = ()
     missing: tuple[str, ...] = ()
+    since: date | None = None
+    age_days: int | None = None
+    due: date | None = None
 
 
 # --- the report -------------------------------------------------------------------------

@@ -67,7 +67,15 @@ Rules (the numbered rules of this module; the findings are listed in ``model.RUL
    (``issued-vs-notified``), and, when it does, its split by account type equals the
    decision's allocations (``allocation-vs-issued``): a side off in total is reported once.
    A side that has issued nothing yet is pending, not a discrepancy: the JC notified it
-   and each registry issues on its own schedule.
+   and each registry issues on its own schedule. A side that has issued part of its
+   notified amount is pending too, for a grace period (ADR 0011): ``report(now,
+   issuance_grace_days=g)`` judges on the UTC day ``as_of`` of ``now``, and the side is
+   ``issued-vs-notified`` from the day ``decided_on + g`` on (the decision's signed date,
+   so both sides judge alike on the same day). Pending items carry their age in days.
+   Issuing more than notified is a discrepancy at once. Without ``now`` there is no day
+   to measure a grace period against, and a partly issued side is judged strictly, as a
+   discrepancy (the pure core reads no clock). The decisions whose judgement depends on
+   the day are re-evaluated when the day or the grace period changes, and only then.
 4. Stage 2, per decision and registry: issuance records naming a decision that is not
    effective are ``issuance-before-decision-effective``; naming one that is in neither
    log, ``untraceable-issuance``. The serial rules are ``ledger``'s.
@@ -106,6 +114,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar
 
 import msgspec
@@ -115,6 +124,7 @@ from jcm_sync.errors import BadDataError
 from jcm_sync.reconcile.inputs import VerifiedEntry, decode_payload
 from jcm_sync.reconcile.ledger import Pos, RegistryLedger, position
 from jcm_sync.reconcile.model import (
+    DEFAULT_ISSUANCE_GRACE_DAYS,
     STAGE_ORDER,
     Article6Stage,
     AuthorizationRow,
@@ -225,6 +235,10 @@ def _vintages(rec: IssuanceRecord) -> dict[int, int]:
         if v is not None:
             out[v] = out.get(v, 0) + b.quantity
     return out
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
 
 
 def _mirror_sig(kind: str, blocks: Sequence[SerialBlock]) -> MirrorSig:
@@ -388,6 +402,11 @@ class Reconciler:
         self._findings: dict[Unit, list[Discrepancy]] = {}
         self._pending: dict[Unit, list[Pending]] = {}
         self._decision_stats: dict[str, tuple[int, int, int]] = {}
+        # rule 3, grace period: the day and grace the decision units were judged with, and
+        # the decisions whose judgement depends on them
+        self._as_of: date | None = None
+        self._grace = DEFAULT_ISSUANCE_GRACE_DAYS
+        self._timed: set[str] = set()
         self._n_effective = self._n_compared = self._n_differing = 0
         self._auth_rows: dict[str, list[AuthorizationRow]] = {}
 
@@ -642,7 +661,7 @@ class Reconciler:
                     by_type[a.account_type] = by_type.get(a.account_type, 0) + a.amount
                 allocated = tuple(sorted(by_type.items())) if share.allocations else None
                 shares.append((share.side, share.notified, allocated))
-            slot.contrib = ("decision", slot.key, tuple(shares))
+            slot.contrib = ("decision", slot.key, tuple(shares), record.decided_on)
             self._dirty_units.add(("decision", slot.key))
         elif isinstance(record, AuthorizationRecord):
             aid, party = record.authorization_id, record.party
@@ -833,6 +852,7 @@ class Reconciler:
                     + " and ".join(slot.missing),
                     [current.ref(), *refs], ranges, found=amount,
                 ))  # fmt: skip
+        timed = False  # whether the judgement depends on the day (rule 3, grace period)
         if effective:
             assert slot is not None
             assert current is not None
@@ -841,6 +861,11 @@ class Reconciler:
                 side: (notified, dict(allocated) if allocated is not None else None)
                 for side, notified, allocated in slot.contrib[2]  # type: ignore[attr-defined]
             }
+            decided_on = slot.contrib[3]
+            assert isinstance(decided_on, date)
+            as_of, grace = self._as_of, self._grace
+            age = None if as_of is None else max(0, (as_of - decided_on).days)
+            due = decided_on + timedelta(days=grace)
             stats[0] = 1
             for side in self.sides:
                 notified, allocated = shares.get(side, (0, None))
@@ -848,11 +873,14 @@ class Reconciler:
                 subject = f"{period} side {side}"
                 if not issued:
                     if notified:
+                        timed = timed or age is not None
                         pending.append(Pending(
                             what="issuance", subject=subject,
                             summary=f"the decision for {period} notified {notified} credits "
-                            f"to {side}, which has issued none yet",
-                            records=(current.ref(),), missing=(side,),
+                            f"to {side}, which has issued none yet"
+                            + ("" if age is None else f" ({_days(age)} since {decided_on})"),
+                            records=(current.ref(),), missing=(side,), since=decided_on,
+                            age_days=age,
                         ))  # fmt: skip
                     continue
                 stats[1] += 1
@@ -872,13 +900,29 @@ class Reconciler:
                     continue
                 refs = [current.ref(), *self._issuance_refs(issued)]
                 ranges = self._issuance_ranges(side, issued)
-                if total != notified:
+                if total < notified:
+                    timed = True  # within or past the grace period: either way, by the day
+                if total < notified and as_of is not None and as_of < due:
+                    assert age is not None
+                    pending.append(Pending(
+                        what="issuance", subject=subject,
+                        summary=f"{side} has issued {total} of the {notified} credits the "
+                        f"decision for {period} notified ({notified - total} to go), pending "
+                        f"for {_days(age)} since {decided_on}; an issued-vs-notified "
+                        f"discrepancy from {due} ({_days(grace)} grace)",
+                        records=tuple(refs), missing=(side,), since=decided_on,
+                        age_days=age, due=due,
+                    ))  # fmt: skip
+                elif total != notified:
                     stats[2] += 1
                     more = "more" if total > notified else "fewer"
+                    late = ""
+                    if total < notified and as_of is not None:
+                        late = f"; the {_days(grace)} grace from {decided_on} ended on {due}"
                     findings.append(finding(
                         "issued-vs-notified", [dk, side], subject,
                         f"{side} issued {total} credits where the decision for {period} "
-                        f"notified {notified} ({abs(total - notified)} {more})",
+                        f"notified {notified} ({abs(total - notified)} {more}){late}",
                         refs, ranges, expected=notified, found=total,
                     ))  # fmt: skip
                 else:
@@ -896,6 +940,10 @@ class Reconciler:
             self._decision_stats[dk] = (stats[0], stats[1], stats[2])
         self._set(self._findings, unit, findings)
         self._set(self._pending, unit, pending)
+        if timed:
+            self._timed.add(dk)
+        else:
+            self._timed.discard(dk)
 
     def _action_ranges(self, party: str, slots: Iterable[_Slot]) -> list[SerialRange]:
         out = []
@@ -1134,8 +1182,22 @@ class Reconciler:
             d, status=status, explanations=tuple(explanations), corrections=tuple(corrections)
         )
 
-    def report(self) -> Report:
-        """The report of everything applied so far (rules 5, 7 and 8)."""
+    def report(
+        self,
+        now: datetime | None = None,
+        *,
+        issuance_grace_days: int = DEFAULT_ISSUANCE_GRACE_DAYS,
+    ) -> Report:
+        """The report of everything applied so far (rules 5, 7 and 8), judged on the UTC
+        day of ``now`` with a grace period of ``issuance_grace_days`` (rule 3)."""
+        if now is not None and now.utcoffset() is None:
+            raise BadDataError("a reconciliation is judged at an aware time, not a naive one")
+        if issuance_grace_days < 0:
+            raise BadDataError(f"a grace period of {issuance_grace_days} days is negative")
+        as_of = now.astimezone(UTC).date() if now is not None else None
+        if (as_of, issuance_grace_days) != (self._as_of, self._grace):
+            self._as_of, self._grace = as_of, issuance_grace_days
+            self._dirty_units.update(("decision", dk) for dk in self._timed)
         self._settle_slots()
         units, self._dirty_units = self._dirty_units, set()
         for unit in units:

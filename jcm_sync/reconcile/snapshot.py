@@ -14,6 +14,9 @@ Rules:
    would be evidence of nothing.
 3. With ``now`` given, every envelope is verified as on ingest; without it, the envelopes
    are taken as a store's verified entries (``inputs`` rule 2: the trust boundary).
+4. With ``now`` given, the report is also judged on its UTC day, with the issuance grace
+   period given (``reconciler`` rule 3); without it, a partly made issuance is judged
+   strictly, as a discrepancy.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from datetime import datetime
 
 from jcm_sync.errors import BadDataError
 from jcm_sync.reconcile.inputs import iter_stored, signer_nodes, verify_envelopes
-from jcm_sync.reconcile.model import Report
+from jcm_sync.reconcile.model import DEFAULT_ISSUANCE_GRACE_DAYS, Report
 from jcm_sync.reconcile.reconciler import Reconciler
 from jcm_sync.trust import TrustRoot
 
@@ -58,8 +61,13 @@ def check_position(reconciler: Reconciler, node: str, size: int, root: bytes) ->
         )
 
 
-def reconcile(snapshot: Snapshot, *, now: datetime | None = None) -> Report:
-    """Reconcile a snapshot (module rules 1-3)."""
+def reconcile(
+    snapshot: Snapshot,
+    *,
+    now: datetime | None = None,
+    issuance_grace_days: int = DEFAULT_ISSUANCE_GRACE_DAYS,
+) -> Report:
+    """Reconcile a snapshot (module rules 1-4)."""
     root = snapshot.root
     nodes = sorted(log.node for log in snapshot.logs)
     if nodes != sorted(["JP", root.partner]):
@@ -82,4 +90,4 @@ def reconcile(snapshot: Snapshot, *, now: datetime | None = None) -> Report:
         )
         reconciler.apply(log.node, entries, start=0)
         check_position(reconciler, log.node, log.size, log.root)
-    return reconciler.report()
+    return reconciler.report(now, issuance_grace_days=issuance_grace_days)
