@@ -7,11 +7,13 @@ logic (``Syncer``) is separate from the scheduling (``AgentDaemon``) so that the
 
 Rules:
 
-1. **Push** sends the own log from the hub's replica size onward, in batches, two in
-   flight at a time; the last batch carries the agent's signed checkpoint, so the hub can check the
-   batch's root before storing anything. Before pushing, the hub's replica root at
-   its size must equal the agent's own root at that size, or the hub holds another
-   history of this log: a fork.
+1. **Push** sends the own log from the hub's replica size onward, in batches of at
+   most ``schedule.batch_size`` entries and ``schedule.batch_bytes`` of body (at least
+   one entry), ``PUSH_WINDOW`` (two) in flight at a time; the last batch carries the
+   agent's signed checkpoint, so the hub can check the batch's root before storing
+   anything. Before pushing, the hub's replica root at its size must equal the
+   agent's own root at that size, or the hub holds another history of this log: a
+   fork.
 2. **Pull** accepts a new checkpoint of Japan's log only when it verifies under
    Japan's checkpoint keys and is consistent (RFC 9162 consistency proof, fetched
    from the hub) with the last checkpoint held; entries are fetched in pages, each
@@ -27,6 +29,15 @@ Rules:
 6. Jobs run with jitter, ``max_instances=1`` and coalescing; a failing job backs off
    exponentially (capped) and one job's failure never stops another. Reconciliation
    runs on its own interval and also right after a pull that brought new records.
+7. **One exchange at a time** (ADR 0009): push, pull and anti-entropy take turns on
+   one lock, so the agent has at most ``PUSH_WINDOW`` requests in flight at the hub,
+   within its per-node limit however the schedules line up.
+8. **Retry-After is honoured**: a refusal carrying it (429, 503) backs that job off
+   at least that long (up to ``backoff_max_seconds``), and no exchange job sends
+   anything before it has passed.
+9. **A cancellation is a failure unless it is the shutdown**: a job cancelled while
+   the daemon runs (aiohttp's timeout can surface as a bare cancellation) is recorded
+   and backed off like a timeout; once ``run`` is stopping, jobs end quietly.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +60,7 @@ from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.wire import LogState, PartnershipState, PushRequest, PushResponse
 from jcm_sync.node import Node, PartnershipLogs
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
-from jcm_sync.store import LogRef
+from jcm_sync.store import Entry, LogRef
 from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 log = logging.getLogger("jcm_sync.agent")
@@ -153,6 +164,8 @@ class Syncer:
         if cp.size != head.size:  # appended meanwhile: push up to what is signed
             head = await store.tree_head(own)
         total, start, pushed = cp.size - remote.size, remote.size, 0
+        # body bytes left for entries once the checkpoint and the JSON around them are in
+        budget = self.node.cfg.schedule.batch_bytes - b64_size(len(cp.note)) - 256
         in_flight: deque[asyncio.Task[PushResponse]] = deque()
         sent = start  # next index to send; ``start`` is what the hub acknowledged
         try:
@@ -161,7 +174,8 @@ class Syncer:
                 # while it writes this one (it waits for an early batch's predecessor)
                 while len(in_flight) < PUSH_WINDOW and sent < cp.size:
                     end = min(cp.size, sent + self.batch_size)
-                    batch = await store.entries(own, sent, end)
+                    batch = cut_batch(await store.entries(own, sent, end), budget)
+                    end = sent + len(batch)
                     req = PushRequest(
                         start=sent,
                         entries=[e.envelope for e in batch],
@@ -357,14 +371,34 @@ class Syncer:
             self.node.metrics.job_runs.labels(self.partnership, job, "error").inc()
 
 
+def b64_size(n: int) -> int:
+    """Bytes of ``n`` bytes in base64 as a JSON string, with its separator."""
+    return 4 * ((n + 2) // 3) + 3
+
+
+def cut_batch(batch: Sequence[Entry], budget: int) -> Sequence[Entry]:
+    """The longest prefix of ``batch`` whose envelopes fit in ``budget`` bytes of push
+    body (``schedule.batch_bytes``), and at least one entry: rule 1."""
+    used = 0
+    for i, entry in enumerate(batch):
+        used += b64_size(len(entry.envelope))
+        if used > budget and i > 0:
+            return batch[:i]
+    return batch
+
+
 async def _cancel(tasks: deque[asyncio.Task[PushResponse]]) -> None:
-    """Cancel in-flight pushes and wait for them, whatever they end with."""
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(BaseException):
-            await t
+    """Cancel in-flight pushes and wait for them, whatever they end with; a
+    cancellation of the caller itself still propagates."""
+    pending = list(tasks)
     tasks.clear()
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for t in pending:
+        if not t.cancelled():
+            t.exception()  # retrieved: the caller reports the first failure, not these
 
 
 # --- the daemon -----------------------------------------------------------------------
@@ -382,15 +416,21 @@ class Backoff:
     def blocked(self, now: float) -> bool:
         return now < self.until
 
-    def failed(self, now: float) -> float:
+    def failed(self, now: float, at_least: float = 0.0) -> float:
+        """Back off after a failure; never less than ``at_least`` (the hub's Retry-After,
+        honoured up to ``maximum``)."""
         self.failures += 1
         delay = min(self.maximum, self.initial * 2 ** (self.failures - 1))
-        delay = random.uniform(delay / 2, delay)
+        delay = max(random.uniform(delay / 2, delay), min(at_least, self.maximum))
         self.until = now + delay
         return delay
 
     def succeeded(self) -> None:
         self.failures, self.until = 0, 0.0
+
+
+EXCHANGE_JOBS = frozenset({"push", "pull", "anti_entropy"})
+"""The jobs that talk to the hub; they run one at a time (rule 7)."""
 
 
 class AgentDaemon:
@@ -406,19 +446,28 @@ class AgentDaemon:
             name: Backoff(sch.backoff_initial_seconds, sch.backoff_max_seconds)
             for name in ("push", "pull", "anti_entropy", "reconcile")
         }
-        jobs: dict[str, tuple[float, Callable[[], Any]]] = {
-            "push": (sch.push_seconds, syncer.push),
+        #: rule 7: the exchange jobs take turns, so the agent has at most PUSH_WINDOW
+        #: requests in flight at the hub
+        self.exchange = asyncio.Lock()
+        #: rule 8: no exchange job sends anything before this (monotonic) time
+        self.hub_quiet_until = 0.0
+        self.stopping = False
+        self._running: set[asyncio.Task[Any]] = set()
+        jobs: dict[str, tuple[float, Callable[[], Awaitable[Any]]]] = {
+            "push": (sch.push_seconds, self._job("push", syncer.push)),
             "pull": (sch.pull_seconds, self._pull_then_reconcile),
-            "anti_entropy": (sch.anti_entropy_seconds, syncer.anti_entropy),
-            "reconcile": (sch.reconcile_seconds, self._reconcile),
+            "anti_entropy": (
+                sch.anti_entropy_seconds,
+                self._job("anti_entropy", syncer.anti_entropy),
+            ),
+            "reconcile": (sch.reconcile_seconds, self._job("reconcile", self._reconcile)),
         }
         for name, (seconds, fn) in jobs.items():
             self.scheduler.add_job(
-                self._run,
+                fn,
                 "interval",
                 seconds=seconds,
                 jitter=sch.jitter_seconds,
-                args=[name, fn],
                 id=name,
                 max_instances=1,
                 coalesce=True,
@@ -426,40 +475,95 @@ class AgentDaemon:
                 next_run_time=datetime.now(UTC),
             )
 
+    def _job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        async def job() -> Any:
+            return await self._run(name, fn)
+
+        return job
+
     async def _reconcile(self) -> None:
         from jcm_sync.reconcile_service import run_scheduled
 
         await run_scheduled(self.syncer.node, self.syncer.partnership)
 
     async def _pull_then_reconcile(self) -> None:
-        """Pull; after a catch-up (anything new arrived), reconcile at once."""
-        if await self.syncer.pull():
+        """Pull; after a catch-up (anything new arrived), reconcile at once (outside the
+        exchange turn: reconciliation reads only the local store)."""
+        if await self._run("pull", self.syncer.pull):
             await self._run("reconcile", self._reconcile)
 
-    async def _run(self, name: str, fn: Callable[[], Any]) -> None:
+    async def _run(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one job unless it is backing off; record how it ended (rule 6). Returns
+        what ``fn`` returned, or None when it did not run or failed."""
         b = self.backoff[name]
-        now = time.monotonic()
-        if b.blocked(now):
-            return
+        if b.blocked(time.monotonic()):
+            return None
+        exchange = name in EXCHANGE_JOBS
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
-            await fn()
-        except TransportError as exc:
-            delay = b.failed(now)
-            self.syncer.record(name, exc)
-            log.warning("%s failed (%s); backing off %.1f s", name, exc, delay)
+            async with self.exchange if exchange else contextlib.nullcontext():
+                now = time.monotonic()
+                if b.blocked(now) or (exchange and now < self.hub_quiet_until):
+                    return None
+                return await self._attempt(name, fn, b)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            log.info("%s stopped by shutdown", name)  # rule 9: not a failure
+            return None
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def _attempt(self, name: str, fn: Callable[[], Awaitable[Any]], b: Backoff) -> Any:
+        now = time.monotonic()
+        result: Any = None
+        try:
+            result = await fn()
+        except PeerRefusedError as exc:
+            wait = exc.retry_after or 0.0
+            delay = b.failed(now, at_least=wait)
+            if exc.retry_after is not None:  # rule 8: the hub asked every job to wait
+                self.hub_quiet_until = max(self.hub_quiet_until, now + min(wait, b.maximum))
+            self._failed(name, exc, delay)
         except JcmSyncError as exc:
-            delay = b.failed(now)
-            self.syncer.record(name, exc)
-            log.error("%s refused: %s; backing off %.1f s", name, exc.diagnostics(), delay)
+            self._failed(name, exc, b.failed(now))
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise
+            # rule 9: a cancellation that is not the daemon's shutdown (aiohttp's timeout
+            # losing its race with the answer) is a failed attempt, not the job's end
+            task = asyncio.current_task()
+            if task is not None:
+                while task.cancelling():
+                    task.uncancel()
+            timeout = TransportError(f"{name} was cancelled before the hub answered (a timeout)")
+            self._failed(name, timeout, b.failed(now))
         else:
             b.succeeded()
             self.syncer.record(name, None)
         self.syncer._save()
+        return result
+
+    def _failed(self, name: str, exc: JcmSyncError, delay: float) -> None:
+        self.syncer.record(name, exc)
+        if isinstance(exc, TransportError):
+            log.warning("%s failed (%s); backing off %.1f s", name, exc, delay)
+        else:
+            log.error("%s refused: %s; backing off %.1f s", name, exc.diagnostics(), delay)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stopping = False
         self.scheduler.start()
         try:
             await stop.wait()
         finally:
-            self.scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)
+            self.stopping = True  # rule 9: from now on a cancellation is the shutdown
+            self.scheduler.shutdown(wait=False)  # cancels the running jobs
+            running = list(self._running)
+            for task in running:
+                task.cancel()
+            if running:  # let them unwind (cancel their requests) before the caller closes
+                await asyncio.wait(running, timeout=10)

@@ -64,8 +64,14 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8700
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
-    max_concurrency_per_node: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 4
+    #: an agent's budget (ADR 0009): 2 of its own, 2 left by a killed one, 2 of a
+    #: manual `jcm-sync sync`, 2 spare
+    max_concurrency_per_node: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
     clock_skew_seconds: Seconds = 300.0
+    #: the Retry-After of a 429 and of a 503 without a better figure
+    retry_after_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 1
+    #: envelope bytes in one page of entries (at least one entry is always served)
+    max_page_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
 
 
 class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -77,6 +83,9 @@ class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backoff_initial_seconds: Seconds = 1.0
     backoff_max_seconds: Seconds = 600.0
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
+    #: a push batch is also cut at this many bytes of body (at least one entry), so
+    #: large records never exceed the hub's server.max_body_bytes (8 MiB by default)
+    batch_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024)] = 4 * 1024 * 1024
 
 
 class ReconcileSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -61,7 +61,7 @@ from jcm_sync.net.wire import (
 )
 from jcm_sync.node import Node
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
-from jcm_sync.store import LogRef, StoredCheckpoint, TreeHead
+from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Verify
 from jcm_sync.trust import TrustRoot
 from jcm_sync.verify_pool import VerifyPool
 
@@ -223,21 +223,17 @@ class Hub:
             offered = None
             if req.checkpoint is not None:
                 offered = await self._check_offered(logs.root, replica, req, head.size)
+            # the write runs to its end, under the lock, even if the client goes away and
+            # the handler is cancelled (ADR 0009): the batch, its checkpoint and the
+            # wake-up of the next batch are never left half done
+            write = asyncio.ensure_future(self._write(replica, req, verify, offered is not None))
             try:
-                result = await self.node.store.append_entries(
-                    replica, req.start, req.entries, verify
-                )
-            except ForkError as exc:
-                await self._fork(replica, str(exc), offered=req.checkpoint)
+                result = await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.wait([write])
+                if not write.cancelled():
+                    write.exception()  # seen here; the caller sees the cancellation
                 raise
-            except JcmSyncError as exc:
-                m.entries.labels(partnership, "refused", exc.code).inc(len(req.entries))
-                m.pushes.labels(partnership, "refused").inc()
-                raise
-            if offered is not None and req.checkpoint is not None:
-                # the store keeps it only if it agrees with the replica's tree
-                await self.node.store.put_checkpoint(replica, req.checkpoint)
-            appended.notify_all()
         self._observe(partnership, replica.node, result.size, req.source_size, "push_received")
         if result.appended and req.checkpoint is not None:
             self._reconcile_soon(partnership)
@@ -262,6 +258,27 @@ class Hub:
             appended=result.appended,
             checkpoint=await self._replica_view(replica),
         )
+
+    async def _write(
+        self, replica: LogRef, req: PushRequest, verify: Verify, keep_checkpoint: bool
+    ) -> AppendResult:
+        """Append a verified batch, keep its checkpoint, wake the batches waiting on it."""
+        m, partnership = self.node.metrics, replica.partnership
+        appended = self._appended[partnership]
+        try:
+            result = await self.node.store.append_entries(replica, req.start, req.entries, verify)
+        except ForkError as exc:
+            await self._fork(replica, str(exc), offered=req.checkpoint)
+            raise
+        except JcmSyncError as exc:
+            m.entries.labels(partnership, "refused", exc.code).inc(len(req.entries))
+            m.pushes.labels(partnership, "refused").inc()
+            raise
+        if keep_checkpoint and req.checkpoint is not None:
+            # the store keeps it only if it agrees with the replica's tree
+            await self.node.store.put_checkpoint(replica, req.checkpoint)
+        appended.notify_all()
+        return result
 
     async def _wait_for_start(
         self, appended: asyncio.Condition, replica: LogRef, start: int

@@ -3,11 +3,19 @@
 Every request is signed (``SigningMiddleware``, RFC 9421); every answer is decoded
 into the ``wire`` Structs or, for a refusal, turned into a ``PeerRefusedError``
 carrying the problem's code, so the agent can tell a gap (resume from ``size``)
-from a fork from an outage. Connection failures are ``TransportError``.
+from a fork from an outage, and the ``Retry-After`` the hub asked for (429, 503).
+
+Rules: an answer is read whole, up to ``max_response`` bytes (``hub.max_response_bytes``),
+however many reads that takes; a larger one, one cut short (connection closed
+mid-body) and a connection failure are each a ``TransportError`` that says which,
+never a decode error of a partial body.
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -34,19 +42,41 @@ MAX_RESPONSE = 64 * 1024 * 1024
 
 
 class PeerRefusedError(TransportError):
-    """The hub answered with a problem+json refusal."""
+    """The hub answered with a problem+json refusal; ``retry_after`` is its
+    ``Retry-After`` in seconds (None without one)."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, retry_after: float | None = None) -> None:
+        wait = "" if retry_after is None else f"; retry after {retry_after:.0f} s"
         super().__init__(
-            f"hub refused ({problem.status} {problem.code}): {problem.detail or problem.title}",
+            f"hub refused ({problem.status} {problem.code}): "
+            f"{problem.detail or problem.title}{wait}",
             where=problem.where or None,
         )
         self.problem = problem
         self.code = problem.code or "refused"
+        self.retry_after = retry_after
 
     @property
     def status(self) -> int:
         return self.problem.status
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3): delay-seconds
+    or an HTTP-date; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value[:9]))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return float(max(0, math.ceil(seconds)))
 
 
 class HubClient:
@@ -108,7 +138,10 @@ class HubClient:
             ) as resp:  # fmt: skip
                 data = await self._read_whole(resp, url)
                 if resp.status >= 400:
-                    raise self._refusal(resp.status, resp.reason or "", data)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    raise self._refusal(resp.status, resp.reason or "", data, retry_after)
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError(f"the answer from {url} was cut short: {exc}") from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"hub unreachable at {self.base_url}: {exc}") from None
         except TimeoutError:
@@ -142,13 +175,15 @@ class HubClient:
         return b"".join(chunks)
 
     @staticmethod
-    def _refusal(status: int, reason: str, data: bytes) -> PeerRefusedError:
+    def _refusal(
+        status: int, reason: str, data: bytes, retry_after: float | None = None
+    ) -> PeerRefusedError:
         try:
             problem = msgspec.json.decode(data, type=Problem)
         except msgspec.MsgspecError:
             problem = Problem(type="about:blank", title=reason, status=status,
                               detail=data[:200].decode("utf-8", "replace"))  # fmt: skip
-        return PeerRefusedError(problem)
+        return PeerRefusedError(problem, retry_after)
 
     @staticmethod
     def _logs(pid: str, node: str) -> str:

@@ -7,14 +7,34 @@ and every refusal leaves as ``application/problem+json`` (RFC 9457) with one typ
 per cause (``urn:jcm-sync:problem:<code>``). Handlers call ``registry.Hub`` and
 never decide trust themselves.
 
+Rules (ADR 0009):
+
+1. Every 429 and 503 carries ``Retry-After`` (whole seconds): the replay cache's own
+   figure when it is full, ``retry_after_seconds`` otherwise.
+2. The app carries ``handler_cancellation=True`` in its own ``handler_args``, so it
+   holds however it is run (``web.run_app`` in ``jcm-sync registry serve``, an
+   ``AppRunner``, a test server): a request whose client went away is cancelled and
+   its per-node slot is freed at once, not when its handler would have ended. A push
+   cancelled that way leaves no half-written batch: the store's append is one
+   transaction, and the hub's write of a batch (append, checkpoint, wake-up of the
+   next batch) is shielded from the cancellation (``registry.Hub.push``).
+3. The per-node limit (default 8) is sized for one agent's budget: at most
+   ``PUSH_WINDOW`` (2) requests from its serialised jobs, as many left by a killed
+   predecessor until the hub sees the disconnect, and a manual ``jcm-sync sync``.
+4. A page of entries is cut at ``max_page_bytes`` of envelopes (at least one entry),
+   so an answer stays far below the agent's ``hub.max_response_bytes`` whatever the
+   record sizes; the agent asks again from where the page ended.
+
 Unauthenticated routes: ``/livez``, ``/readyz``, ``/metrics`` and ``/status`` (an
 HTML page of each partnership's logs, for operators on the hub's own network).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +64,7 @@ from jcm_sync.net.auth import (
 from jcm_sync.net.wire import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_PREFIX,
+    EntriesPage,
     Problem,
     PushRequest,
     encoder,
@@ -112,8 +133,8 @@ def problem(
         size=extra.get("size"),
     )
     headers = {}
-    if "retry_after" in extra:
-        headers["Retry-After"] = str(int(extra["retry_after"]) + 1)
+    if extra.get("retry_after") is not None:
+        headers["Retry-After"] = str(math.ceil(extra["retry_after"]))
     return web.Response(
         body=encoder.encode(body),
         status=status,
@@ -128,7 +149,7 @@ def problem_of(exc: JcmSyncError) -> web.Response:
     if isinstance(exc, GapError):
         extra["size"] = exc.size
     if isinstance(exc, NonceCacheFullError):
-        extra["retry_after"] = exc.retry_after
+        extra["retry_after"] = max(1.0, exc.retry_after + 1)
     title = type(exc).__name__.removesuffix("Error") or "Error"
     return problem(status, exc.code, title, exc.message, where=exc.where or "", **extra)
 
@@ -136,8 +157,13 @@ def problem_of(exc: JcmSyncError) -> web.Response:
 @dataclass
 class ServerSettings:
     max_body_bytes: int = 8 * 1024 * 1024
-    max_concurrency_per_node: int = 4
+    #: rule 3: an agent's budget (2 + 2 left by a killed one + 2 of a manual sync) + 2
+    max_concurrency_per_node: int = 8
     clock_skew_seconds: float = 300.0
+    #: the ``Retry-After`` of a 429 and of a 503 that has no better figure (rule 1)
+    retry_after_seconds: int = 1
+    #: rule 4: a page of entries holds at most this many envelope bytes (at least one)
+    max_page_bytes: int = 8 * 1024 * 1024
     public_origin: str | None = None
     #: run the hub's scheduled jobs (reconciliation); tests turn them off
     run_jobs: bool = True
@@ -162,28 +188,39 @@ class HubServer:
         name = route.canonical if route is not None else "unmatched"
         status = 500
         try:
-            response = await handler(request)
+            response = await self._answer(request, handler)
             status = response.status
+            if status in (429, 503) and "Retry-After" not in response.headers:
+                response.headers["Retry-After"] = str(self.settings.retry_after_seconds)
             return response
-        except JcmSyncError as exc:
-            response = problem_of(exc)
-            status = response.status
-            if status >= 500:
-                log.error("request failed: %s", exc.diagnostics())
-            return response
-        except web.HTTPRequestEntityTooLarge as exc:
-            status = 413
-            return problem(413, "body-too-large", "BodyTooLarge", exc.text or "body too large")
-        except web.HTTPException as exc:
+        except web.HTTPException as exc:  # a redirect or another non-error status
             status = exc.status
-            if status < 400:
-                raise
-            code = {404: "not-found", 405: "method-not-allowed"}.get(status, "http-error")
-            return problem(status, code, exc.reason, exc.text or exc.reason)
+            raise
+        except asyncio.CancelledError:  # the client went away (rule 2), or shutdown
+            status = 499
+            raise
         finally:
             self.hub.node.metrics.request_seconds.labels(name, request.method, str(status)).observe(
                 time.perf_counter() - started
             )
+
+    @staticmethod
+    async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The handler's response, or the problem+json of what it raised."""
+        try:
+            return await handler(request)
+        except JcmSyncError as exc:
+            response = problem_of(exc)
+            if response.status >= 500:
+                log.error("request failed: %s", exc.diagnostics())
+            return response
+        except web.HTTPRequestEntityTooLarge as exc:
+            return problem(413, "body-too-large", "BodyTooLarge", exc.text or "body too large")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status, "http-error")
+            return problem(exc.status, code, exc.reason, exc.text or exc.reason)
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -253,7 +290,7 @@ class HubServer:
         start = self._int(request, "start", 0) or 0
         limit = self._int(request, "limit", 500) or 500
         page = await self.hub.entries(self._caller(request), m["pid"], m["node"], start, limit)
-        return self._json(page)
+        return self._json(cut_page(page, self.settings.max_page_bytes))
 
     @classmethod
     def _required_int(cls, request: web.Request, name: str) -> int:
@@ -332,6 +369,7 @@ class HubServer:
         app = web.Application(
             middlewares=[self._errors, self._authenticate],
             client_max_size=self.settings.max_body_bytes,
+            handler_args={"handler_cancellation": True},  # rule 2
         )
         logs = "/v1/partnerships/{pid}/logs/{node}"
         app.router.add_get("/livez", self.livez)
@@ -362,10 +400,22 @@ class HubServer:
         return app
 
 
+def cut_page(page: EntriesPage, max_bytes: int) -> EntriesPage:
+    """Rule 4: the longest prefix of the page within ``max_bytes`` (at least one entry)."""
+    total = 0
+    for i, raw in enumerate(page.entries):
+        total += len(raw)
+        if total > max_bytes and i > 0:
+            return EntriesPage(start=page.start, entries=page.entries[:i], size=page.size)
+    return page
+
+
 def settings_from(cfg: Any) -> ServerSettings:
     s = cfg.server
     return ServerSettings(
         max_body_bytes=s.max_body_bytes,
         max_concurrency_per_node=s.max_concurrency_per_node,
         clock_skew_seconds=s.clock_skew_seconds,
+        retry_after_seconds=s.retry_after_seconds,
+        max_page_bytes=s.max_page_bytes,
     )
