@@ -298,6 +298,10 @@ def open_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelo
     except UnicodeDecodeError as exc:
         # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string
         raise EnvelopeFormatError(f"envelope is not valid UTF-8: {exc}", where="envelope") from None
+    except RecursionError:  # msgspec's nesting limit: bad input, not a bug
+        raise EnvelopeFormatError(
+            "JSON is nested too deeply to be an envelope", where="envelope"
+        ) from None
     if _env_encoder.encode(env) != data:
         # One signed content must have one record id: bytes outside the signature
         # (whitespace, key order, non-canonical base64 bits) must not vary.

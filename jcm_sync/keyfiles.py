@@ -48,6 +48,10 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
         raise ConflictError(
             "refusing to overwrite an existing key file (use --force)", where=str(path)
         ) from None
+    except OSError as exc:
+        raise KeyFormatError(
+            f"cannot write the key file: {exc.strerror}", where=str(path)
+        ) from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -60,7 +64,12 @@ def write_key_pair(
     """Write ``NAME.key`` (0600) and ``NAME.pub`` (0644) into ``directory``."""
     if not name or "/" in name or name.startswith("."):
         raise KeyFormatError(f"invalid key name {name!r}", where="--name")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyFormatError(
+            f"cannot create the key folder: {exc.strerror}", where=str(directory)
+        ) from None
     key_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
     if not force:
         for p in (key_path, pub_path):

@@ -20,6 +20,7 @@ from jcm_sync.config import Config
 from jcm_sync.envelope import PrivateKey
 from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
+from jcm_sync.lock import check_writable
 from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, open_store
@@ -151,7 +152,7 @@ async def open_node(
     now = clock()
     keys = load_keys(cfg)
     roots = {p.id: load_root(cfg, p.id, now).root for p in cfg.partnerships}
-    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(cfg.data_dir)  # one clear refusal, not SQLite's "unable to open"
     store = store or await open_store(cfg.store_url)
     try:
         partnerships = {}

@@ -528,6 +528,10 @@ def decode_record(data: bytes | str, kind: str | None = None) -> Record:
     except UnicodeDecodeError as exc:
         # msgspec raises this, not a DecodeError, for invalid UTF-8 inside a string
         raise RecordError(f"not valid UTF-8: {exc}", where="payload") from None
+    except RecursionError:
+        # msgspec raises this, not a DecodeError, past its nesting limit; no record is
+        # nested more than a few levels, so this is always bad input, never a bug
+        raise RecordError("JSON is nested too deeply to be a record", where="payload") from None
 
 
 def to_builtins(record: RecordBase) -> dict[str, Any]:

@@ -3,11 +3,18 @@
 Exit codes: 0 ok; 1 refused or failed, with the reason on stderr; 2 usage. This is
 the one place errors become messages and exit codes: library code raises typed
 errors from ``jcm_sync.errors`` and never prints.
+
+Last resort (docs/adr/0012-clean-refusals-and-daemon-lock.md): an ``OSError`` that no
+layer translated (a full disk, a vanished directory, a port taken) is still the
+environment's fault, not a bug, so it becomes one line naming the file and the cause,
+and exit 1. Every other exception is a bug and keeps its traceback. ``--debug`` (or
+``JCM_SYNC_DEBUG=1``) shows the traceback of the ``OSError`` too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Signed registry-to-registry synchronisation for the JCM.",
     )
     parser.add_argument("--version", action="version", version=f"jcm-sync {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("JCM_SYNC_DEBUG", "") not in ("", "0"),
+        help="show the traceback of an unexpected operating-system error (also JCM_SYNC_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
@@ -53,7 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_FAIL
+    except OSError as exc:
+        if args.debug:
+            raise
+        err.print(f"[red]failed:[/] {escape(describe_os_error(exc))}")
+        return EXIT_FAIL
     return int(code or EXIT_OK)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the file(s) it names and the cause."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
 if __name__ == "__main__":  # pragma: no cover

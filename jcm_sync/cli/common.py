@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 from rich.console import Console
 
-from jcm_sync.errors import BadDataError
+from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.keyfiles import read_small_file
 
 EXIT_OK: Final = 0
@@ -72,14 +72,28 @@ def read_input(name: str, what: str = "input") -> bytes:
     return read_small_file(Path(name), limit=MAX_INPUT, what=what)
 
 
-def write_output(name: str | None, data: bytes) -> None:
-    """Write bytes to a file, or to stdout when no file is named."""
+def write_output(name: str | Path | None, data: bytes, what: str = "output") -> None:
+    """Write bytes to a file, or to stdout when no file is named.
+
+    A file that cannot be written is a one-line refusal naming it and the cause (a
+    folder that does not exist, no permission, a full disk), never a traceback.
+    """
     if name is None or name == "-":
         text = data.decode("utf-8", "replace")
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
         return
-    Path(name).write_bytes(data)
+    path = Path(name)
+    try:
+        path.write_bytes(data)
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"cannot write the {what}: folder {path.parent} does not exist", where=str(path)
+        ) from None
+    except IsADirectoryError:
+        raise BadDataError(f"cannot write the {what}: it is a folder", where=str(path)) from None
+    except OSError as exc:
+        raise BadDataError(f"cannot write the {what}: {exc.strerror}", where=str(path)) from None
 
 
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Console], None]) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from rich.table import Table
 
 from jcm_sync.cli.common import add_json, emit, note, read_input
 from jcm_sync.config import Config, load_config
-from jcm_sync.errors import BadDataError, ConfigError, NotFoundError
+from jcm_sync.errors import BadDataError, ConfigError, NotFoundError, TransportError
+from jcm_sync.lock import DaemonLock
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,15 +95,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         node = await open_node(cfg)
         return HubServer(Hub(node), settings_from(cfg)).app()
 
-    web.run_app(
-        make_app(),
-        host=cfg.server.host,
-        port=cfg.server.port,
-        shutdown_timeout=30,
-        print=lambda msg: note(f"hub listening on http://{cfg.server.host}:{cfg.server.port}"),
-        access_log=None,
-    )
+    address = f"http://{cfg.server.host}:{cfg.server.port}"
+    with DaemonLock(cfg.data_dir, "jcm-sync registry serve"):
+        # Bind before the app starts: inside run_app a taken port surfaces only after the
+        # node is open and the jobs are scheduled, as a bare OSError from the loop.
+        try:
+            sock = socket.create_server((cfg.server.host, cfg.server.port))
+        except OSError as exc:
+            if exc.errno not in _LISTEN_ERRNOS and not isinstance(exc, socket.gaierror):
+                raise
+            raise TransportError(
+                f"cannot listen on {address}: {_bind_cause(exc)}", where="[server]"
+            ) from None
+        port = sock.getsockname()[1]
+        with sock:
+            web.run_app(
+                make_app(),
+                sock=sock,
+                shutdown_timeout=30,
+                print=lambda msg: note(f"hub listening on http://{cfg.server.host}:{port}"),
+                access_log=None,
+            )
     return 0
+
+
+_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def _bind_cause(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use (another hub, or another program)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return "the address is not one of this machine's"
 
 
 async def _agent_main(cfg: Config) -> None:
@@ -136,8 +165,9 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     if cfg.node.role != "agent":
         raise ConfigError(f"{args.config} configures the {cfg.node.role}, not an agent")
     logs.configure(json=args.log_format == "json")
-    note(f"agent {cfg.node.id} syncing with {cfg.hub.url if cfg.hub else '?'}")
-    asyncio.run(_agent_main(cfg))
+    with DaemonLock(cfg.data_dir, "jcm-sync agent run"):
+        note(f"agent {cfg.node.id} syncing with {cfg.hub.url if cfg.hub else '?'}")
+        asyncio.run(_agent_main(cfg))
     return 0
 
 
@@ -282,6 +312,8 @@ def _split_records(data: bytes, where: str) -> list[bytes]:
             items = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             raise BadDataError(f"not valid JSON: {exc}", where=where) from None
+        except RecursionError:  # msgspec's nesting limit
+            raise BadDataError("JSON is nested too deeply to hold records", where=where) from None
         return [msgspec.json.encode(i) for i in items]
     return [line for line in text.splitlines() if line.strip()]
 

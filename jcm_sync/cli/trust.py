@@ -10,7 +10,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, parse_time, read_input
+from jcm_sync.cli.common import (
+    add_at,
+    add_json,
+    emit,
+    note,
+    now_of,
+    parse_time,
+    read_input,
+    write_output,
+)
 from jcm_sync.envelope import PublicKey, open_envelope
 from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, load_public_key
@@ -119,7 +128,7 @@ def _finish(root: TrustRoot, args: argparse.Namespace) -> bytes:
         envelope = sign_root(root, _signers(args))
     except ValueError as exc:  # a TrustRoot that fails its own checks on re-decode
         raise BadDataError(str(exc), where="trust root") from None
-    Path(args.out).write_bytes(envelope)
+    write_output(args.out, envelope, "trust root")
     note(f"wrote {args.out}: {root.partnership} trust root version {root.version}")
     return envelope
 
@@ -185,7 +194,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     for path in args.key:
         data = countersign_root(data, load_private_key(path, pp))
     out = args.out or args.root
-    Path(out).write_bytes(data)
+    write_output(out, data, "trust root")
     note(f"wrote {out} with {len(open_envelope(data).signatures)} signatures")
     return 0
 

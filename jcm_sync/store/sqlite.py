@@ -19,6 +19,7 @@ Invariants and choices:
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -147,9 +148,15 @@ class SqliteStore(StoreBase):
         parent = Path(self.path).parent
         if not parent.is_dir():
             raise NotFoundError(f"directory {parent} does not exist", where=self.path)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise self._open_error(parent, exc) from None
+        try:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                raise self._open_error(parent, exc) from None
             if str(mode).lower() != "wal":
                 raise StoreError(
                     f"cannot switch the database to WAL (mode {mode})", where=self.path
@@ -172,6 +179,23 @@ class SqliteStore(StoreBase):
             conn.close()
             raise
         self._conn = conn
+
+    def _open_error(self, parent: Path, exc: sqlite3.Error) -> StoreError:
+        """Rule 4 for the first touch of the file: say which directory or file is the cause."""
+        text = str(exc)
+        if "unable to open" in text or "readonly" in text:
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return StoreError(
+                    f"cannot open the database: directory {parent} is not writable "
+                    "(SQLite creates the database and its -wal and -shm files there)",
+                    where=self.path,
+                )
+            return StoreError(
+                f"cannot open the database: the file or directory {parent} is not "
+                f"writable or not a database ({text})",
+                where=self.path,
+            )
+        return StoreError(f"SQLite failed: {text}", where=self.path)
 
     async def close(self) -> None:
         if self._closed:

@@ -1,0 +1,139 @@
+"""The data-directory lock: one daemon (hub or agent) per data directory.
+
+Why this module exists: two agents (or two hubs) started on the same configuration
+would both sign checkpoints of the same log, both push it and both rewrite the status
+and alarm files; the SQLite write lock serialises their appends but not their
+decisions. So a daemon takes an exclusive lock on ``<data_dir>/daemon.lock`` before it
+opens anything, and a second one is refused with the holder's pid, command and host.
+
+Rules:
+
+1. The lock is ``fcntl.flock(LOCK_EX | LOCK_NB)`` on an open file, held for the life
+   of the process: the operating system releases it when the process exits in any way,
+   ``kill -9`` included, so a stale lock file never blocks a restart. The file is never
+   deleted (deleting it would let a second process lock a new inode while the first
+   still holds the old one).
+2. The holder writes ``{"pid", "command", "host", "since"}`` into the file after taking
+   the lock; a refused process reads it only to name the holder. An empty or unreadable
+   file still refuses, naming what is known.
+3. Only ``registry serve`` and ``agent run`` take it. One-shot admin commands
+   (``import``, ``sync``, ``status``, ``reconcile``, ``log``) do not: they must work
+   beside a running daemon, and the store's own locking keeps their writes whole.
+4. A data directory that cannot be written is refused here, by name, before the store
+   is opened (see ``check_writable``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from jcm_sync.errors import ConfigError, ConflictError, StoreError
+
+LOCK_NAME: Final = "daemon.lock"
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse a data directory this process cannot create files in (rule 4).
+
+    ``os.access`` says yes to root on a read-only mode, and no file system answers
+    for a read-only mount through modes, so the probe creates and removes a file.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            "the data directory is a file, not a directory", where=str(directory)
+        ) from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the data directory: {exc.strerror}", where=str(directory)
+        ) from None
+    probe = directory / f".write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            f"the data directory is not writable ({exc.strerror}); jcm-sync keeps its "
+            "database, status and alarms there",
+            where=str(directory),
+        ) from None
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    parts = [f"pid {holder.get('pid', '?')}"]
+    if holder.get("command"):
+        parts.append(f"({holder['command']})")
+    if holder.get("host"):
+        parts.append(f"on {holder['host']}")
+    if holder.get("since"):
+        parts.append(f"since {holder['since']}")
+    return " ".join(parts)
+
+
+def read_holder(path: Path) -> dict[str, Any]:
+    """What the lock file says about its holder; empty if it says nothing readable."""
+    try:
+        data = json.loads(path.read_bytes()[:4096] or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class DaemonLock:
+    """The exclusive lock of one data directory, held until ``release`` or exit (rule 1)."""
+
+    def __init__(self, directory: Path, command: str | None = None) -> None:
+        self.path = directory / LOCK_NAME
+        self.command = command or " ".join(["jcm-sync", *sys.argv[1:3]])
+        self._fd: int | None = None
+
+    def acquire(self) -> DaemonLock:
+        check_writable(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the lock file: {exc.strerror}", where=str(self.path)
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = read_holder(self.path)
+            raise ConflictError(
+                f"another jcm-sync daemon uses this data directory: {_describe(holder)}; "
+                "stop it first, or give this one its own data_dir",
+                where=str(self.path.parent),
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "command": self.command,
+            "host": socket.gethostname(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> DaemonLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
