@@ -27,6 +27,19 @@ Pushes to one replica are serialised by a lock; different partnerships never wai
 for each other. Signatures are checked before the lock is taken, in worker processes
 for large batches (``verify_pool.py``), so an agent's next batch is verified while
 the previous one is being written.
+
+Reconciliation (ADR 0010):
+
+6. Every partnership is reconciled on schedule at the newest snapshot its stored
+   checkpoints cover (``reconcile_service`` rule 1), whatever the partner pushed after
+   its last checkpoint: a partner cannot stall it by never closing a push.
+7. A push that closes a catch-up (it carries the partner's checkpoint and appended
+   entries) asks for a run soon; one that arrives during a run asks for one more after
+   it. Runs of a partnership never overlap.
+8. A scheduled run's failure (store down, corrupt snapshot, anything else) is logged and
+   counted in ``jcm_sync_job_runs_total{job="reconcile",outcome="error"}``; nothing is
+   raised into the scheduler, and the next interval tries again. Its CPU work runs off
+   the event loop (``reconcile_service`` rule 7), so the hub keeps serving meanwhile.
 """
 
 from __future__ import annotations
@@ -114,13 +127,19 @@ class Hub:
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
         self._reconciling: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # rule 7: a closing push arrived during a run
+        self._closed = False
 
     def close(self) -> None:
-        """Stop the scheduled jobs and the verification workers."""
+        """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
+        from jcm_sync.reconcile_service import close_node
+
+        self._closed = True
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         for task in self._reconciling.values():
             task.cancel()
+        close_node(self.node)
         self.pool.close()
 
     # --- reconciliation --------------------------------------------------------------
@@ -146,41 +165,44 @@ class Hub:
         self._scheduler.start()
 
     async def _reconcile(self, partnership: str) -> None:
+        """Rules 6 and 8: one run at the latest checkpoints; never raises but cancellation
+        at shutdown, which it logs."""
         from jcm_sync.reconcile_service import run_scheduled
 
-        if not await self._caught_up(partnership):
-            return
+        m = self.node.metrics
         try:
             await run_scheduled(self.node, partnership)
-        except JcmSyncError as exc:  # logged; the next interval tries again
-            log.error("reconciliation of %s failed: %s", partnership, exc.diagnostics())
         except asyncio.CancelledError:
             # shutdown: the run is abandoned and stays recorded as "initiated"; the
             # next run after a restart starts from the stores again
             log.info("reconciliation of %s stopped by shutdown", partnership)
-
-    async def _caught_up(self, partnership: str) -> bool:
-        """Reconcile only a replica the partner has finished pushing: its last push
-        carried a checkpoint of the whole replica and said nothing more was coming.
-        A snapshot taken mid-catch-up would open discrepancies (issuances whose
-        decisions have not arrived yet) that the next run resolves again."""
-        replica = self.node.logs(partnership).replica
-        held = await self.node.store.latest_checkpoint(replica)
-        head = await self.node.store.tree_head(replica)
-        if held is None or held.size != head.size:
-            return False
-        seen = self._status.get(partnership)
-        reported = seen.logs.get(replica.node) if seen is not None else None
-        return (
-            reported is None or reported.remote_size is None or (reported.remote_size <= head.size)
-        )
+        except JcmSyncError as exc:  # logged and counted; the next interval tries again
+            m.job_runs.labels(partnership, "reconcile", "error").inc()
+            log.error("reconciliation of %s failed: %s", partnership, exc.diagnostics())
+        except Exception:  # run_scheduled raises only JcmSyncError; never the scheduler
+            m.job_runs.labels(partnership, "reconcile", "error").inc()
+            log.exception("reconciliation of %s failed", partnership)
+        else:
+            m.job_runs.labels(partnership, "reconcile", "ok").inc()
+            m.last_sync.labels(partnership, "reconcile").set(self.node.clock().timestamp())
 
     def _reconcile_soon(self, partnership: str) -> None:
-        """After a catch-up, reconcile once more (never two runs of one partnership)."""
+        """Rule 7: after a catch-up, reconcile once more; during a run, once after it."""
         running = self._reconciling.get(partnership)
-        if self._scheduler is None or (running is not None and not running.done()):
+        if self._scheduler is None or self._closed:
             return
-        self._reconciling[partnership] = asyncio.create_task(self._reconcile(partnership))
+        if running is not None and not running.done():
+            self._again.add(partnership)
+            return
+        self._reconciling[partnership] = asyncio.create_task(self._reconcile_again(partnership))
+
+    async def _reconcile_again(self, partnership: str) -> None:
+        """Runs until no closing push arrived during the last one."""
+        while True:
+            self._again.discard(partnership)
+            await self._reconcile(partnership)
+            if partnership not in self._again or self._closed:
+                return
 
     # --- authorization ---------------------------------------------------------------
 
