@@ -38,19 +38,32 @@ Rules:
    range held by a discrepancy that the last run found open and that is still open once
    the batch itself is folded in (``reconcile.quarantine`` rule 4, ADR 0011): a batch
    carrying the rest of an issuance or a missing decision may move what it settles.
+7. **Off the event loop** (ADR 0010). A run's CPU work (decoding and folding each chunk,
+   the report, merging the history, encoding and writing the history and report files)
+   runs on one worker thread per node, a chunk at a time; store reads stay on the event
+   loop between chunks. So a node keeps serving requests while it reconciles, and two
+   runs of a node never fold at once (one thread; runs of one partnership also hold a
+   lock). A run cancelled while a chunk is being folded drops the folded state (rule 2);
+   the chunk finishes on the worker and is discarded.
+8. **Scheduled runs** (``run_scheduled``) raise nothing but ``JcmSyncError`` (and
+   cancellation): any other failure is logged with its traceback and raised as one, so
+   the agent's daemon logs, counts and backs off, and the hub logs and counts it; neither
+   lets it reach the scheduler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -74,7 +87,7 @@ from jcm_sync.reconcile import (
 from jcm_sync.reconcile.model import LogPosition, RunStatus
 from jcm_sync.records import ResolutionRecord, decode_record, encode_record
 from jcm_sync.store import AppendResult, LogRef
-from jcm_sync.trust import encode_root
+from jcm_sync.trust import TrustRoot, encode_root
 
 log = logging.getLogger("jcm_sync.reconcile")
 
@@ -83,6 +96,8 @@ CHUNK: Final = 2000
 
 MAX_RUNS: Final = 50
 """Runs kept in a partnership's history file."""
+
+_R = TypeVar("_R")
 
 
 # --- the history file (rule 3) ----------------------------------------------------------
@@ -251,12 +266,25 @@ class _Folded:
 class _NodeState:
     folded: dict[str, _Folded] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    #: rule 7: the node's reconciliation thread, started on first use
+    executor: ThreadPoolExecutor | None = None
 
     def lock(self, partnership: str) -> asyncio.Lock:
         lock = self.locks.get(partnership)
         if lock is None:
             lock = self.locks[partnership] = asyncio.Lock()
         return lock
+
+    def worker(self) -> ThreadPoolExecutor:
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jcm-reconcile")
+        return self.executor
+
+    def close(self) -> None:
+        """Stop the worker thread once its current chunk is done; drop queued work."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
 
 
 # Keyed by id(node) and dropped when the node is collected: the state holds no reference
@@ -269,8 +297,57 @@ def _state_of(node: Node) -> _NodeState:
     state = _STATES.get(key)
     if state is None:
         state = _STATES[key] = _NodeState()
-        weakref.finalize(node, _STATES.pop, key, None)
+        weakref.finalize(node, _drop_state, key)
     return state
+
+
+def _drop_state(key: int) -> None:
+    state = _STATES.pop(key, None)
+    if state is not None:
+        state.close()
+
+
+def close_node(node: Node) -> None:
+    """Stop the node's reconciliation thread (rule 7); a later run starts a new one."""
+    state = _STATES.get(id(node))
+    if state is not None:
+        state.close()
+
+
+# --- the work done on the worker thread (rule 7) ------------------------------------------
+
+
+def _fold_chunk(
+    reconciler: Reconciler,
+    root: TrustRoot,
+    node: str,
+    envelopes: list[bytes],
+    keys: dict[str, str],
+    start: int,
+) -> None:
+    reconciler.apply(node, iter_stored(root, envelopes, nodes=keys), start=start)
+
+
+def _begin(data_dir: Path, partnership: str, started: datetime) -> tuple[History, RunRecord]:
+    """Rule 4: the history with this run recorded as ``initiated``."""
+    history = read_history(data_dir, partnership)
+    run = RunRecord(started_at=started)
+    history.runs.append(run)
+    write_history(data_dir, history)
+    return history, run
+
+
+def _finish(
+    data_dir: Path, history: History, run: RunRecord, report: Report, now: datetime
+) -> None:
+    """Rules 3 and 4: fold the report into the history; write the report and history."""
+    run.new, run.resolved = merge_history(history, report, now)
+    run.status, run.finished_at, run.logs = report.status, now, report.logs
+    run.open = sum(1 for d in report.discrepancies if d.status == "open")
+    run.explained = sum(1 for d in report.discrepancies if d.status == "explained")
+    run.pending = len(report.pending)
+    _write_atomic(report_path(data_dir, history.partnership), msgspec.json.encode(report))
+    write_history(data_dir, history)
 
 
 @dataclass(frozen=True)
@@ -297,6 +374,11 @@ class ReconcileService:
     @property
     def data_dir(self) -> Path:
         return self.node.cfg.data_dir
+
+    async def _cpu(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """Rule 7: ``fn(*args)`` on the node's reconciliation thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._state.worker(), functools.partial(fn, *args))
 
     def _by_node(self, partnership: str) -> dict[str, LogRef]:
         logs = self.node.logs(partnership)
@@ -344,8 +426,10 @@ class ReconcileService:
             start, (size, root) = folded.positions[node][0], target[node]
             for lo in range(start, size, CHUNK):
                 entries = await self.node.store.entries(ref, lo, min(size, lo + CHUNK))
-                decoded = iter_stored(logs.root, [e.envelope for e in entries], nodes=keys)
-                folded.reconciler.apply(node, decoded, start=lo)
+                envelopes = [e.envelope for e in entries]
+                await self._cpu(
+                    _fold_chunk, folded.reconciler, logs.root, node, envelopes, keys, lo
+                )
             check_position(folded.reconciler, node, size, root)
             folded.positions[node] = (size, root)
         self._state.folded[partnership] = folded
@@ -358,28 +442,22 @@ class ReconcileService:
 
     async def _run(self, partnership: str) -> RunResult:
         self.node.logs(partnership)  # NotFoundError before anything is written
-        history = read_history(self.data_dir, partnership)
-        run = RunRecord(started_at=self.node.clock())
-        history.runs.append(run)
-        write_history(self.data_dir, history)
+        history, run = await self._cpu(_begin, self.data_dir, partnership, self.node.clock())
         try:
             target = await self.positions(partnership)
             run.incremental = await self._fold(partnership, target)
-            report = self._state.folded[partnership].reconciler.report()
+            report = await self._cpu(self._state.folded[partnership].reconciler.report)
         except (JcmSyncError, OSError) as exc:
             self._state.folded.pop(partnership, None)
             run.error = str(exc)
-            write_history(self.data_dir, history)
             self.metrics.runs.labels(partnership, "initiated").inc()
+            try:
+                await self._cpu(write_history, self.data_dir, history)
+            except StoreError as again:  # the run's own error is the one to report
+                log.error("cannot record the failed run of %s: %s", partnership, again)
             raise
         now = self.node.clock()
-        run.new, run.resolved = merge_history(history, report, now)
-        run.status, run.finished_at, run.logs = report.status, now, report.logs
-        run.open = sum(1 for d in report.discrepancies if d.status == "open")
-        run.explained = sum(1 for d in report.discrepancies if d.status == "explained")
-        run.pending = len(report.pending)
-        _write_atomic(report_path(self.data_dir, partnership), msgspec.json.encode(report))
-        write_history(self.data_dir, history)
+        await self._cpu(_finish, self.data_dir, history, run, report, now)
         self._publish(partnership, report, now)
         return RunResult(report=report, run=run, history=history)
 
@@ -513,8 +591,17 @@ async def reconcile_partnership(node: Node, partnership: str) -> Report:
 
 async def run_scheduled(node: Node, partnership: str) -> None:
     """The scheduler's job: one run. Discrepancies are results, not failures; a
-    ``JcmSyncError`` (store, corrupt snapshot) propagates so the daemon backs off."""
-    result = await ReconcileService(node).reconcile(partnership)
+    ``JcmSyncError`` (store, corrupt snapshot) propagates so the daemon backs off, and any
+    other failure is logged with its traceback and raised as one (rule 8)."""
+    try:
+        result = await ReconcileService(node).reconcile(partnership)
+    except JcmSyncError:
+        raise
+    except Exception as exc:
+        log.exception("reconciliation of %s failed unexpectedly", partnership)
+        raise JcmSyncError(
+            f"reconciliation of {partnership} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     run = result.run
     level = logging.WARNING if run.open else logging.INFO
     log.log(
