@@ -15,7 +15,16 @@ Invariants and choices:
 3. The table layout is created under a transaction-scoped advisory lock, so several
    processes opening one empty database do not race.
 4. asyncpg and connection errors are translated here, once, into ``StoreError`` naming the
-   server (never its password).
+   server (never its password); the hub answers them 503 with ``Retry-After``.
+5. The store outlives a restart of PostgreSQL (ADR 0014): a connection an operation failed
+   on for any reason other than an SQL error on a live session (connection lost, server
+   shutting down, statement cancelled because the client went away) is terminated, never
+   returned to the pool in an unknown state; the pool opens a fresh one on the next
+   request. The pool keeps no minimum (``min_size=0``): connections are opened on demand,
+   so during an outage nothing retries in the background and each request fails fast
+   (refused connection) with a ``StoreError``. An append whose commit was lost with its
+   connection is either committed or not; the agent's retry finds out from the replica's
+   size, and re-sent entries already held are a no-op.
 """
 
 from __future__ import annotations
@@ -29,6 +38,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+from asyncpg.exceptions import (
+    InternalClientError,
+    OperatorInterventionError,
+    PostgresConnectionError,
+)
 
 from jcm_sync import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
@@ -93,6 +107,20 @@ def pg(sql: str) -> str:
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
+def _leaves_connection_usable(exc: BaseException) -> bool:
+    """True for an error after which the connection is known to be in a clean state: one
+    of ours (raised between statements) or an SQL error the server reported on a live
+    session. A lost connection, a server shutting down, a cancelled or timed-out
+    statement or a client-side protocol error may leave it mid-operation (rule 5)."""
+    if isinstance(exc, JcmSyncError):
+        return not isinstance(exc.__cause__, BaseException) or _leaves_connection_usable(
+            exc.__cause__
+        )
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, PostgresConnectionError | OperatorInterventionError
+    )
+
+
 def _schema_of(url: str) -> str | None:
     """The first schema of ``search_path`` in the URL, if it is a plain identifier."""
     values = parse_qs(urlsplit(url).query).get("search_path")
@@ -115,7 +143,7 @@ class PostgresStore(StoreBase):
         store = cls(url)
         async with store._translate("connecting"):
             store._pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S
+                url, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S
             )
         try:
             await store._create_schema()
@@ -131,7 +159,7 @@ class PostgresStore(StoreBase):
             yield
         except JcmSyncError:
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, InternalClientError) as exc:
             raise StoreError(
                 f"PostgreSQL failed {doing}: {type(exc).__name__}: {exc}", where=self._where
             ) from exc
@@ -143,10 +171,19 @@ class PostgresStore(StoreBase):
 
     @asynccontextmanager
     async def _conn(self, doing: str) -> AsyncIterator[Any]:
+        """A pooled connection; one an operation failed on is discarded (rule 5)."""
         if self._pool is None:
             raise StoreError("the store is closed", where=self._where)
-        async with self._translate(doing), self._pool.acquire() as conn:
-            yield conn
+        async with self._translate(doing):
+            conn = await self._pool.acquire()
+            try:
+                yield conn
+            except BaseException as exc:
+                if not _leaves_connection_usable(exc):
+                    conn.terminate()  # the pool replaces a closed connection on release
+                raise
+            finally:
+                await self._pool.release(conn)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -1,0 +1,324 @@
+"""PostgreSQL restarted twice while an agent pushes 20,000 records into a running hub.
+
+The hub (aiohttp on 127.0.0.1, port 0) keeps its logs in a throwaway cluster of its own
+(``pgcluster.py``; never the shared server). While the agent pushes, the cluster is
+stopped and started once (the test watches ``/readyz`` answer 503 problem+json, and a
+signed request answer 503 with ``Retry-After``, while it is down) and restarted once with
+``pg_ctl restart -m fast`` at whatever moment the push is in. The hub is never restarted:
+its asyncpg pool must drop the connections the restarts broke and reconnect. The agent
+retries as its daemon would. At the end the hub's replica must equal the agent's log
+entry for entry (nothing lost, nothing duplicated), verify from its entries, and no
+request may have been answered 500 nor logged a traceback.
+
+``JCM_SYNC_SLOW=1`` pushes 100,000 records and restarts four times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from jcm_sync import merkle
+from jcm_sync.agent import Syncer
+from jcm_sync.config import load_config
+from jcm_sync.envelope import PrivateKey, sign_record
+from jcm_sync.errors import StoreError, TransportError
+from jcm_sync.log import verify_log
+from jcm_sync.net.auth import RequestSigner, signed_request
+from jcm_sync.net.client import HubClient, PeerRefusedError
+from jcm_sync.net.server import HubServer, ServerSettings
+from jcm_sync.node import Node, open_node
+from jcm_sync.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
+from jcm_sync.registry import Hub
+from jcm_sync.sample import provision
+from jcm_sync.trust import Signer, Verification
+from tests.faults.pgcluster import REQUIRE_PG, PgCluster, start_cluster, unavailable
+
+SLOW = os.environ.get("JCM_SYNC_SLOW") == "1"
+RECORDS = 100_000 if SLOW else 20_000
+RESTARTS = 4 if SLOW else 2
+PUSH_DEADLINE_S = 900 if SLOW else 240
+PROBLEM = "application/problem+json"
+PID, CC = "JP-MN", "MN"
+
+
+@pytest.fixture
+def cluster() -> Iterator[PgCluster]:
+    reason = unavailable()
+    if reason is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"JCM_SYNC_REQUIRE_PG=1 but {reason}")
+        pytest.skip(reason)
+    c = start_cluster()
+    try:
+        yield c
+    finally:
+        c.destroy()
+
+
+class Captured(logging.Handler):
+    """Every record of the ``jcm_sync``, ``aiohttp`` and ``asyncpg`` loggers."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def tracebacks(self) -> list[str]:
+        return [self.format(r) for r in self.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    handler = Captured()
+    loggers = [logging.getLogger(n) for n in ("jcm_sync", "aiohttp", "asyncpg")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+def issuances(key: PrivateKey, n: int) -> tuple[list[bytes], dict[bytes, Verification]]:
+    """``n`` signed issuances of MN's registry, and their verifications (for a fast fill)."""
+    created = datetime.now(UTC)
+    decision = DecisionRef("MN002", Period(date(2015, 1, 1), date(2015, 12, 31)))
+    account = Account("MN-GOV-0001", "government_holding")
+    signers = (Signer(key.key_id, CC),)
+    out: list[bytes] = []
+    checked: dict[bytes, Verification] = {}
+    for i in range(n):
+        record = IssuanceRecord(
+            partnership=PID, author=CC, created=created, registry=CC,
+            issuance_id=f"MN-ISS-{i:07d}", decision=decision, issued_on=date(2016, 5, 20),
+            amount=10, account=account,
+            blocks=(SerialBlock(f"MN-{i:07d}-001", f"MN-{i:07d}-010", 10, 2015),),
+        )  # fmt: skip
+        raw = sign_record(record, [key])
+        out.append(raw)
+        checked[raw] = Verification(
+            record_id=hashlib.sha256(raw).hexdigest(), kind="issuance", record=record,
+            signers=signers, required_nodes=frozenset({CC}),
+        )  # fmt: skip
+    return out, checked
+
+
+@dataclass
+class HubUnderTest:
+    node: Node
+    runner: web.AppRunner
+    url: str
+
+    @classmethod
+    async def start(cls, config: Path) -> HubUnderTest:
+        node = await open_node(load_config(config, env={}))
+        server = HubServer(Hub(node), ServerSettings(run_jobs=False))
+        runner = web.AppRunner(server.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return cls(node, runner, f"http://127.0.0.1:{port}")
+
+    async def replica_size(self) -> int | None:
+        try:
+            return (await self.node.store.tree_head(self.node.logs(PID).replica)).size
+        except StoreError:
+            return None
+
+    def statuses(self) -> Counter[str]:
+        """Responses by status code, from the hub's own request metric."""
+        seen: Counter[str] = Counter()
+        for metric in self.node.metrics.request_seconds.collect():
+            for s in metric.samples:
+                if s.name.endswith("_count"):
+                    seen[s.labels["status"]] += int(s.value)
+        return seen
+
+
+@dataclass
+class Watch:
+    """What the test saw of the outage."""
+
+    readyz: Counter[int] = field(default_factory=Counter)
+    readyz_not_problem: list[str] = field(default_factory=list)
+    refusals: Counter[tuple[int, str]] = field(default_factory=Counter)
+    down_answers: list[tuple[int, str, str | None]] = field(default_factory=list)
+    sizes_at_restart: list[int] = field(default_factory=list)
+    outage_seen: int = 0
+
+
+async def readyz(session: aiohttp.ClientSession, url: str, watch: Watch) -> int:
+    async with session.get(url + "/readyz") as resp:
+        await resp.read()
+        watch.readyz[resp.status] += 1
+        if resp.status != 200 and resp.content_type != PROBLEM:
+            body = (await resp.read())[:300]
+            watch.readyz_not_problem.append(f"{resp.status} {resp.content_type} {body!r}")
+        return resp.status
+
+
+async def until_ready(session: aiohttp.ClientSession, url: str, watch: Watch) -> float:
+    """Seconds until ``/readyz`` answers 200 again (the hub reconnected by itself)."""
+    t0 = time.monotonic()
+    while await readyz(session, url, watch) != 200:
+        assert time.monotonic() - t0 < 60, "the hub did not become ready after PostgreSQL returned"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - t0
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+        yield s
+
+
+async def test_postgres_restarted_twice_mid_ingest(
+    cluster: PgCluster, tmp_path: Path, captured: Captured, session: aiohttp.ClientSession
+) -> None:
+    net = provision(tmp_path / "net", [CC], hub_port=0, hub_store=cluster.url)
+    hub = await HubUnderTest.start(net.configs["JP"])
+    agent = await open_node(load_config(net.configs[CC], env={}))
+    client = HubClient(hub.url, agent.keys.transport)
+    watch = Watch()
+    try:
+        envelopes, checked = issuances(net.keys[CC], RECORDS)
+        own = agent.logs(PID).own
+        for i in range(0, RECORDS, 10_000):
+            await agent.store.append_entries(own, None, envelopes[i : i + 10_000],
+                                             checked.__getitem__)  # fmt: skip
+        syncer = Syncer(agent, client, PID, batch_size=500)
+        pushing_done = asyncio.Event()
+
+        async def push_until_done() -> int:
+            """The agent's retry loop: push again after every refusal or outage."""
+            deadline = time.monotonic() + PUSH_DEADLINE_S
+            attempts = 0
+            try:
+                while True:
+                    attempts += 1
+                    try:
+                        await syncer.push()
+                        if await hub.replica_size() == RECORDS:
+                            return attempts
+                    except PeerRefusedError as exc:
+                        watch.refusals[(exc.status, exc.code)] += 1
+                    except TransportError as exc:
+                        watch.refusals[(0, type(exc).__name__)] += 1
+                    assert time.monotonic() < deadline, f"push not done in {PUSH_DEADLINE_S} s"
+                    await asyncio.sleep(0.2)
+            finally:
+                pushing_done.set()
+
+        async def wait_for_size(at_least: int) -> int:
+            while True:
+                size = await hub.replica_size()
+                if size is not None and size >= at_least:
+                    return size
+                assert not pushing_done.is_set(), "the push ended before the restart point"
+                await asyncio.sleep(0.02)
+
+        async def outage_probe() -> None:
+            """While PostgreSQL is stopped: /readyz and a signed request both say 503."""
+            status = await readyz(session, hub.url, watch)
+            assert status == 503, f"/readyz answered {status} while PostgreSQL was down"
+            watch.outage_seen += 1
+            signer = RequestSigner(agent.keys.transport)
+            async with await signed_request(
+                session, signer, "GET", f"{hub.url}/v1/partnerships/{PID}/state"
+            ) as resp:
+                await resp.read()
+                watch.down_answers.append(
+                    (resp.status, resp.content_type, resp.headers.get("Retry-After"))
+                )
+
+        async def restarts() -> None:
+            for k in range(RESTARTS):
+                size = await wait_for_size(RECORDS * (k + 1) // (RESTARTS + 2))
+                watch.sizes_at_restart.append(size)
+                if k % 2 == 0:  # stop, look at the outage from outside, start
+                    await asyncio.to_thread(cluster.stop, "fast")
+                    await outage_probe()
+                    await asyncio.sleep(0.5)  # the agent meets the outage too
+                    await asyncio.to_thread(cluster.start)
+                    cluster.restarts += 1
+                else:  # a restart at whatever moment, /readyz polled throughout
+                    before = watch.readyz[503]
+                    poller = asyncio.create_task(poll_readyz())
+                    await asyncio.to_thread(cluster.restart, "fast")
+                    poller.cancel()
+                    await asyncio.gather(poller, return_exceptions=True)
+                    if watch.readyz[503] > before:
+                        watch.outage_seen += 1
+                await until_ready(session, hub.url, watch)
+
+        async def poll_readyz() -> None:
+            while True:
+                await readyz(session, hub.url, watch)
+                await asyncio.sleep(0.01)
+
+        started = time.monotonic()
+        pusher = asyncio.create_task(push_until_done())
+        await restarts()
+        attempts = await pusher
+        elapsed = time.monotonic() - started
+
+        # the hub recovered without being restarted, and says so
+        assert await readyz(session, hub.url, watch) == 200
+        assert cluster.restarts == RESTARTS
+        assert all(s < RECORDS for s in watch.sizes_at_restart), watch.sizes_at_restart
+        assert watch.outage_seen >= (RESTARTS + 1) // 2
+        assert not captured.tracebacks(), "\n".join(captured.tracebacks()[:3])
+        assert not watch.readyz_not_problem, watch.readyz_not_problem
+        for status, ctype, retry_after in watch.down_answers:
+            assert (status, ctype) == (503, PROBLEM)
+            assert retry_after is not None
+            assert int(retry_after) > 0
+        statuses = hub.statuses()
+        assert not [s for s in statuses if s.startswith("5") and s != "503"], statuses
+        assert not captured.tracebacks(), captured.tracebacks()[:3]
+
+        # nothing lost, nothing duplicated: the replica is the agent's log, entry for entry
+        replica = hub.node.logs(PID).replica
+        mine = await agent.store.entries(own, 0, RECORDS)
+        theirs = await hub.node.store.entries(replica, 0, RECORDS)
+        assert (await hub.node.store.tree_head(replica)).size == RECORDS
+        assert [(e.index, e.envelope) for e in theirs] == [(e.index, e.envelope) for e in mine]
+        assert len({e.record_id for e in theirs}) == RECORDS
+        assert await hub.node.store.tree_head(replica) == await agent.store.tree_head(own)
+        audit = await verify_log(hub.node.store, replica)
+        assert audit.ok, audit.problems[:5]
+        assert audit.root == merkle.root([merkle.leaf_hash(e) for e in envelopes])
+        held = await hub.node.store.latest_checkpoint(replica)
+        assert held is not None
+        assert held.size == RECORDS
+        print(
+            f"\nPostgreSQL restarts: {cluster.restarts} at replica sizes {watch.sizes_at_restart};"
+            f" records pushed: {RECORDS} in {elapsed:.1f} s ({attempts} push attempts);"
+            f" lost 0, duplicated 0; outage seen on /readyz: {watch.outage_seen}"
+            f" (readyz {dict(watch.readyz)}); agent saw {dict(watch.refusals)};"
+            f" hub answers {dict(statuses)}"
+        )
+    finally:
+        await client.close()
+        await agent.close()
+        await hub.runner.cleanup()
