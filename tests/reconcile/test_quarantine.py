@@ -1,4 +1,5 @@
-"""Quarantine: an open discrepancy holds exactly its serial ranges, nothing else."""
+"""Quarantine: an open discrepancy holds exactly its serial ranges, nothing else; a batch
+is held only by what stays open with the batch folded in."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ from datetime import date
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jcm_sync.errors import ConflictError
-from jcm_sync.reconcile import Discrepancy, QuarantineError, SerialRange, check_quarantine
+from jcm_sync.reconcile import (
+    Discrepancy,
+    Quarantine,
+    QuarantineError,
+    SerialRange,
+    check_batch,
+    check_quarantine,
+)
 from jcm_sync.records import Account, SerialBlock, TransactionRecord
 from tests.reconcile.builders import CREATED, PARTNERSHIP
 
@@ -58,3 +68,72 @@ def test_only_open_ranges_of_the_same_registry_are_held(
 ) -> None:
     """Other serials, the other registry, cancellations and settled findings pass."""
     check_quarantine(record, discrepancies)
+
+
+# --- a batch judged with its own records (rule 4, ADR 0011) -------------------------------
+
+OTHER = msgspec.structs.replace(
+    HELD, id="fedcba9876543210", rule="transaction-not-held",
+    ranges=(SerialRange("ID", "ID-ID002-2015-", 20, 29, 6),),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("after", "refused"),
+    [
+        ([HELD, OTHER], "0123456789abcdef"),
+        ([msgspec.structs.replace(HELD, ranges=())], "0123456789abcdef"),
+        ([OTHER], None),
+        ([msgspec.structs.replace(HELD, status="explained"), OTHER], None),
+        ([], None),
+    ],
+    ids=["still-open", "still-open-other-ranges", "settled", "explained-since", "all-settled"],
+)
+def test_a_batch_is_held_only_by_what_stays_open_after_it(
+    after: list[Discrepancy], refused: str | None
+) -> None:
+    """The last run's open findings hold their ranges only if still open with the batch
+    folded in; a batch that settles the one holding its serials passes."""
+    batch = [move(1, 2, type_="cancellation"), move(3, 4), move(40, 41)]
+    if refused is None:
+        check_batch(batch, [HELD, OTHER], after)
+        return
+    with pytest.raises(QuarantineError, match=refused) as exc:
+        check_batch(batch, [HELD, OTHER], after)
+    assert "ID-ID002-2015-000003..ID-ID002-2015-000004 (2)" in str(exc.value)
+    assert "which this import does not settle" in str(exc.value)
+
+
+def test_a_finding_the_batch_itself_opens_holds_nothing_until_a_run_finds_it() -> None:
+    """Only the last run's findings hold (what operators were shown); a batch's own new
+    finding is for the next run, as for records that arrive by replication."""
+    check_batch([move(3, 4)], [], [HELD])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    held=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 30), st.sampled_from("AB")),
+                  max_size=30),
+    query=st.tuples(st.integers(0, 220), st.integers(0, 30), st.sampled_from("AB")),
+)  # fmt: skip
+def test_the_index_finds_an_overlap_exactly_when_one_exists(
+    held: list[tuple[int, int, str]], query: tuple[int, int, str]
+) -> None:
+    """``Quarantine.holds`` against a scan of every held range, overlapping ones included."""
+    findings = [
+        msgspec.structs.replace(HELD, id=f"{n:016x}",
+                                ranges=(SerialRange("ID", f"ID-{p}-", a, a + w, 6),))
+        for n, (a, w, p) in enumerate(held)
+    ]  # fmt: skip
+    q = SerialRange("ID", f"ID-{query[2]}-", query[0], query[0] + query[1], 6)
+    expected = {d.id for d in findings if d.ranges[0].overlaps(q)}
+    hit = Quarantine(findings).holds(q)
+    assert (hit is not None) == bool(expected)
+    if hit is not None:
+        part, did = hit
+        assert did in expected
+        (rng,) = next(d.ranges for d in findings if d.id == did)
+        assert rng.first <= part.first <= part.last <= rng.last
+        assert q.first <= part.first
+        assert part.last <= q.last
+    assert Quarantine(findings).holds(SerialRange("JP", q.prefix, q.first, q.last, 6)) is None
