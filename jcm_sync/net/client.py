@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import warnings
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -79,6 +80,18 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return float(max(0, math.ceil(seconds)))
 
 
+class Body(aiohttp.BytesPayload):
+    """A request body held in memory. aiohttp warns (ResourceWarning) about bytes over
+    1 MiB because one write of them might hold the loop; a push body is at most
+    ``schedule.batch_bytes`` (4 MiB), already built, and signed as a whole, so it is
+    sent as one payload on purpose."""
+
+    def __init__(self, value: bytes) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            super().__init__(value, content_type="application/json")
+
+
 class HubClient:
     """One node's signed connection to the hub."""
 
@@ -133,7 +146,7 @@ class HubClient:
         self.bytes_sent += len(body)
         try:
             async with self._sess().request(
-                method, url, data=body or None, params=params, headers=headers,
+                method, url, data=Body(body) if body else None, params=params, headers=headers,
                 allow_redirects=False,
             ) as resp:  # fmt: skip
                 data = await self._read_whole(resp, url)
