@@ -18,6 +18,13 @@ Rules:
 4. ``verify_log`` trusts no stored summary: it recomputes every leaf, node and root from
    the entries, compares them with what is stored and checks every stored checkpoint
    (and, given verifiers, its signature). It reports all it finds rather than the first.
+5. Rotation keeps history verifiable (docs/adr/0012-clean-refusals-and-daemon-lock.md).
+   A checkpoint carries no signed time, but it cannot predate its newest entry, whose
+   record is signed with its ``created`` time. So an old checkpoint is accepted when a
+   checkpoint key of the log's node in any version of the trust-root chain signed it
+   and that key was not expired or revoked at that time (``CheckpointKeys``); a key no
+   version held is refused by name. A held checkpoint whose signing key has since been
+   withdrawn is served cosigned with the current key (``LogService``).
 """
 
 from __future__ import annotations
@@ -25,25 +32,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from jcm_sync import checkpoint, merkle
-from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.envelope import PrivateKey, PublicKey, open_envelope
 from jcm_sync.errors import (
     AuthorityError,
     CorruptStoreError,
     ForkError,
     JcmSyncError,
+    UnknownKeyError,
 )
 from jcm_sync.store import AppendResult, LogRef, Store, StoredCheckpoint, Verify
-from jcm_sync.trust import TrustRoot, Verification, verify_record
+from jcm_sync.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 
 __all__ = [
+    "CheckpointKeys",
     "ConsistencyProof",
     "InclusionProof",
     "LogAudit",
     "LogService",
     "accept_checkpoint",
+    "checkpoint_key_history",
     "checkpoint_verifiers",
     "prove_consistency",
     "prove_inclusion",
@@ -70,10 +82,99 @@ def record_verifier(root: TrustRoot, now: datetime) -> Verify:
 
 def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[checkpoint.Verifier]:
     """The signed-note verifiers of ``log``: its node's checkpoint keys, named by the origin."""
-    return [
-        checkpoint.Verifier(log.origin, PublicKey.from_raw(k.public_key).key)
-        for k in root.keys_for(log.node, "checkpoint", at)
-    ]
+    return [_verifier(log, k) for k in root.keys_for(log.node, "checkpoint", at)]
+
+
+def _verifier(log: LogRef, key: KeyEntry) -> checkpoint.Verifier:
+    return checkpoint.Verifier(log.origin, PublicKey.from_raw(key.public_key).key)
+
+
+def _withdrawn_at(key: KeyEntry) -> datetime:
+    """When a key stops being usable: its expiry, or its revocation if earlier."""
+    if key.revoked_at is not None and key.revoked_at < key.not_after:
+        return key.revoked_at
+    return key.not_after
+
+
+@dataclass(frozen=True)
+class CheckpointKeys:
+    """Every checkpoint key a trust-root chain ever gave a log's node (rule 5).
+
+    Each key is taken from the newest version that lists it, so a later revocation
+    counts. ``versions`` is the (first, last) version of the chain, for messages.
+    """
+
+    log: LogRef
+    keys: tuple[KeyEntry, ...]
+    versions: tuple[int, int]
+
+    def usable_after(self, t: datetime | None) -> list[KeyEntry]:
+        """Keys not yet withdrawn at ``t`` (all of them when ``t`` is None)."""
+        return [k for k in self.keys if t is None or _withdrawn_at(k) > t]
+
+    def open(self, note: bytes, signed_after: datetime | None) -> checkpoint.VerifiedCheckpoint:
+        """Open a checkpoint that cannot have been signed before ``signed_after``.
+
+        Accepted when a key of the chain that was not yet expired or revoked at that
+        time signed it; otherwise an ``UnknownKeyError`` says which case it is: a key
+        of the chain withdrawn before then, or a key no version of the chain held.
+        """
+        usable = [_verifier(self.log, k) for k in self.usable_after(signed_after)]
+        try:
+            return checkpoint.open_checkpoint(note, usable, origin=self.log.origin)
+        except UnknownKeyError:
+            pass
+        every = {_verifier(self.log, k).key_id: k for k in self.keys}
+        try:
+            opened = checkpoint.open_note(note, [_verifier(self.log, k) for k in self.keys])
+        except UnknownKeyError:
+            first, last = self.versions
+            span = f"version {first}" if first == last else f"versions {first} to {last}"
+            signers = ", ".join(s.key for s in checkpoint.parse_note(note).signatures)
+            raise UnknownKeyError(
+                f"signed by no checkpoint key of {self.log.node} in trust root {span} "
+                f"(signed by {signers or 'nobody'})"
+            ) from None
+        ids = {sig.key_id for sig in opened.verified}
+        withdrawn = [every[i] for i in ids if i in every]
+        assert signed_after is not None  # with no time, every key of the chain is usable
+        reasons = "; ".join(
+            f"key {k.keyid[:16]} of {k.node} "
+            + (f"was revoked at {k.revoked_at.isoformat()}" if k.revoked_at and
+               k.revoked_at <= k.not_after else f"expired at {k.not_after.isoformat()}")
+            for k in withdrawn
+        )  # fmt: skip
+        raise UnknownKeyError(
+            f"signed only by withdrawn keys: {reasons}, before the checkpoint's newest "
+            f"entry was signed ({signed_after.isoformat()})"
+        )
+
+
+def checkpoint_key_history(roots: Sequence[TrustRoot], log: LogRef) -> CheckpointKeys:
+    """The checkpoint keys of ``log``'s node in every version of a chain (oldest first)."""
+    if not roots:
+        raise ValueError("no trust root given")
+    newest: dict[str, KeyEntry] = {}
+    for root in roots:
+        for k in root.keys:
+            if k.node == log.node and "checkpoint" in k.roles:
+                newest[k.keyid] = k
+    return CheckpointKeys(log, tuple(newest.values()), (roots[0].version, roots[-1].version))
+
+
+class _Created(msgspec.Struct):
+    created: datetime
+
+
+_created_decoder = msgspec.json.Decoder(_Created)
+
+
+def _signed_at(raw: bytes) -> datetime | None:
+    """The ``created`` time of an envelope's record (None if it cannot be read)."""
+    try:
+        return _created_decoder.decode(open_envelope(raw).payload).created
+    except (JcmSyncError, msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +315,21 @@ class LogService:
             proof = await self.store.consistency_proof(self.log, latest.size, head.size)
             checkpoint.check_append_only(previous, new, proof)
             if latest.size == head.size:
-                return latest
+                return self._current(latest)
         note = checkpoint.sign_checkpoint(new, self._key.key)
         return await self.store.put_checkpoint(self.log, note)
+
+    def _current(self, held: StoredCheckpoint) -> StoredCheckpoint:
+        """The held checkpoint, cosigned with the current key if a rotation withdrew the key
+        that signed it (rule 5): peers verify with today's keys, and the store keeps the
+        first note of a size, so re-signing alone would change nothing they see."""
+        verifiers = checkpoint_verifiers(self.root, self.log, self._clock())
+        try:
+            checkpoint.open_checkpoint(held.note, verifiers, origin=self.log.origin)
+            return held
+        except UnknownKeyError:
+            note = checkpoint.add_signature(held.note, self.log.origin, self._key.key)
+            return StoredCheckpoint(held.size, held.root, note)
 
     async def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
         return await prove_inclusion(self.store, self.log, index, size)
@@ -259,12 +372,18 @@ async def verify_log(
     *,
     verify: Verify | None = None,
     verifiers: Sequence[checkpoint.Verifier] | None = None,
+    keys: CheckpointKeys | None = None,
+    skew: timedelta = DEFAULT_SKEW,
     chunk: int = AUDIT_CHUNK,
 ) -> LogAudit:
     """Recompute ``log`` from its entries and compare with everything stored (rule 4).
 
     ``verify`` re-verifies every envelope (e.g. under the current trust root);
-    ``verifiers`` checks every stored checkpoint's signature.
+    ``verifiers`` checks every stored checkpoint's signature against fixed keys;
+    ``keys`` (from ``checkpoint_key_history``) instead judges each checkpoint by the
+    keys of the whole chain that were not yet withdrawn when the checkpoint's newest
+    entry was signed (its record's ``created``, less ``skew``), so the checkpoints
+    signed before a rotation stay verifiable and a key never in the chain is named.
     """
     audit = LogAudit(log)
     head = await store.tree_head(log)
@@ -272,7 +391,7 @@ async def verify_log(
     by_size = {cp.size: cp for cp in stored_cps}
     frontier = merkle.Frontier.empty()
 
-    def check_checkpoint(size: int, root: bytes) -> None:
+    def check_checkpoint(size: int, root: bytes, newest: bytes | None = None) -> None:
         cp = by_size.get(size)
         if cp is None:
             return
@@ -282,6 +401,9 @@ async def verify_log(
             body = checkpoint.parse_body(checkpoint.parse_note(cp.note).text)
             if verifiers is not None:
                 checkpoint.open_checkpoint(cp.note, verifiers, origin=log.origin)
+            if keys is not None:
+                signed = None if newest is None else _signed_at(newest)
+                keys.open(cp.note, None if signed is None else signed - skew)
         except JcmSyncError as exc:
             audit.problems.append(f"{where}: {exc}")
             return
@@ -308,7 +430,7 @@ async def verify_log(
                         audit.problems.append(f"entry {e.index}: does not verify: {exc}")
                 frontier, nodes = frontier.append(e.leaf_hash)
                 created.update({(n.level, n.index): n.hash for n in nodes})
-                check_checkpoint(frontier.size, frontier.root())
+                check_checkpoint(frontier.size, frontier.root(), e.envelope)
             stored = await store.tree_nodes(log, list(created))
             for coord, h in created.items():
                 if stored[coord] != h:

@@ -326,13 +326,23 @@ def verify_chain(envelopes: Sequence[bytes], now: datetime) -> TrustedRoot:
     ones before it are steps of the chain, and an operator who bootstraps from an
     old root file must still be able to follow the rotations made since.
     """
+    return verify_chain_history(envelopes, now)[-1]
+
+
+def verify_chain_history(envelopes: Sequence[bytes], now: datetime) -> tuple[TrustedRoot, ...]:
+    """``verify_chain``, keeping every version it passed through, oldest first.
+
+    Evidence signed before a rotation (a log's old checkpoints) is judged by the keys
+    the chain held then, and a key dropped from a later version is known only from the
+    versions that listed it.
+    """
     if not envelopes:
         raise BadDataError("no trust root given")
-    trusted = _follow_root(envelopes[0], now, None)
+    chain = [_follow_root(envelopes[0], now, None)]
     for data in envelopes[1:]:
-        trusted = _follow_root(data, now, trusted)
-    _check_unexpired(trusted.root, now)
-    return trusted
+        chain.append(_follow_root(data, now, chain[-1]))
+    _check_unexpired(chain[-1].root, now)
+    return tuple(chain)
 
 
 # --- verifying records ------------------------------------------------------------

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import jcm_sync.cli
@@ -231,3 +232,110 @@ def test_usage_and_refusals(
     got, _, err = run(capsys, *argv)
     assert got == code
     assert message in err
+
+
+# --- rotation keeps history verifiable (log.py rule 5, ADR 0012) --------------------
+
+
+def _put_checkpoint(f: Files, world: World, size: int, key: PrivateKey) -> None:
+    """Store a checkpoint of the tree at ``size`` signed by ``key``, bypassing the service."""
+    import asyncio
+
+    from jcm_sync.store import open_store
+
+    async def put() -> None:
+        async with await open_store(f.store) as store:
+            root = await store.root_at(world.jp_log, size)
+            cp = checkpoint.Checkpoint(world.jp_log.origin, size, root)
+            await store.put_checkpoint(world.jp_log, checkpoint.sign_checkpoint(cp, key.key))
+
+    asyncio.run(put())
+
+
+def test_verify_accepts_checkpoints_signed_before_two_rotations(
+    capsys: pytest.CaptureFixture[str], files: Files, world: World
+) -> None:
+    """v1 -> v2 -> v3, each replacing JP's key, checkpoints signed under each: `log verify`
+    with the whole chain passes; one signed by a key in no version, or by a key revoked
+    before its newest entry, fails naming why."""
+    from datetime import timedelta
+
+    from jcm_sync.log import checkpoint_verifiers
+    from jcm_sync.trust import decode_root, open_envelope
+
+    t1 = builders.NOW
+    jp = [world.keys["jp1"], PrivateKey.generate(), PrivateKey.generate()]
+    idk = files.dir / "id.key"
+    idk.write_bytes(world.key_of("ID").pem())
+    for n, key in enumerate(jp, 1):
+        (files.dir / f"jp{n}.key").write_bytes(key.pem())
+        (files.dir / f"jp{n}.pub").write_bytes(key.public.pem())
+    roots = [files.root, files.dir / "v2.json", files.dir / "v3.json"]
+    trust_args: list[object] = []
+    n_env = 0
+
+    def append(key_no: int, created: Any, at: Any, *, sign: bool = True) -> None:
+        nonlocal n_env
+        rec = msgspec.structs.replace(world.issuance("JP", 100 + n_env), created=created)
+        path = files.dir / f"r{n_env}.json"
+        path.write_bytes(builders.signed(rec, jp[key_no - 1]))
+        n_env += 1
+        extra = ("--key", files.dir / f"jp{key_no}.key") if sign else ("--no-checkpoint",)
+        run_json(capsys, "log", "append", "--store", files.store, *LOG, path, *trust_args,
+                 *extra, "--at", at.isoformat())  # fmt: skip
+
+    trust_args = ["--trust", roots[0]]
+    append(1, t1 - timedelta(hours=1), t1)
+    append(1, t1 - timedelta(minutes=50), t1)  # checkpoints 1 and 2 by jp1
+    for version, at in ((2, t1 + timedelta(hours=1)), (3, t1 + timedelta(hours=2))):
+        old = jp[version - 2]
+        code, _, err = run(
+            capsys, "trust", "rotate", roots[version - 2],
+            "--replace", f"{old.key_id}={files.dir / f'jp{version}.pub'}",
+            "--revoke-at", at.isoformat(), "--at", at.isoformat(),
+            "--sign", files.dir / f"jp{version - 1}.key", "--sign", idk,
+            "--sign", files.dir / f"jp{version}.key", "--out", roots[version - 1],
+        )  # fmt: skip
+        assert code == 0, err
+        trust_args = [a for r in roots[:version] for a in ("--trust", r)]
+        if version == 2:
+            # nothing new to sign: the held checkpoint is served cosigned by the new key
+            cp = run_json(capsys, "log", "checkpoint", "--store", files.store, *LOG,
+                          *trust_args, "--key", files.dir / "jp2.key",
+                          "--at", (at + timedelta(minutes=1)).isoformat())  # fmt: skip
+            v2 = decode_root(open_envelope(roots[1].read_bytes()).payload)
+            verifiers = checkpoint_verifiers(v2, world.jp_log, at + timedelta(minutes=1))
+            opened = checkpoint.open_checkpoint(
+                cp["note"].encode(), verifiers, origin=world.jp_log.origin
+            )
+            assert opened.checkpoint.size == 2
+        append(version, at + timedelta(minutes=10), at + timedelta(minutes=20))
+
+    end = t1 + timedelta(hours=3)
+    verify = ("log", "verify", "--store", files.store, *LOG, *trust_args, "--at", end.isoformat())
+    data = run_json(capsys, *verify)
+    assert data["ok"] is True, data["problems"]
+    assert (data["entries_checked"], data["checkpoints_checked"]) == (4, 4)
+    # the latest root alone lists the replaced keys as revoked: enough as well
+    data = run_json(capsys, "log", "verify", "--store", files.store, *LOG,
+                    "--trust", roots[2], "--at", end.isoformat())  # fmt: skip
+    assert data["ok"] is True, data["problems"]
+
+    # a checkpoint signed by a key that no version of the chain ever held
+    append(3, end - timedelta(minutes=30), end - timedelta(minutes=29), sign=False)
+    _put_checkpoint(files, world, 5, PrivateKey.generate())
+    # a checkpoint signed by jp1 over an entry signed after jp1 was revoked
+    append(3, end - timedelta(minutes=20), end - timedelta(minutes=19), sign=False)
+    _put_checkpoint(files, world, 6, jp[0])
+    code, out, _ = run(capsys, *verify, "--json")
+    assert code == 1
+    problems = json.loads(out)["problems"]
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(
+        "checkpoint 5: signed by no checkpoint key of JP in trust root versions 1 to 3"
+    ), problems
+    assert problems[1].startswith("checkpoint 6: signed only by withdrawn keys: key "), problems
+    assert (
+        f"{jp[0].key_id[:16]} of JP was revoked at {(t1 + timedelta(hours=1)).isoformat()}"
+        in (problems[1])
+    )

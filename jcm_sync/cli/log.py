@@ -23,14 +23,14 @@ from rich.table import Table
 
 from jcm_sync import checkpoint
 from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input
-from jcm_sync.cli.trust import load_trusted
+from jcm_sync.cli.trust import load_chain, load_trusted
 from jcm_sync.config import Config, load_config
 from jcm_sync.envelope import PrivateKey, PublicKey
 from jcm_sync.errors import BadDataError, ConfigError
 from jcm_sync.keyfiles import load_passphrase, load_private_key
 from jcm_sync.log import (
     LogService,
-    checkpoint_verifiers,
+    checkpoint_key_history,
     prove_consistency,
     prove_inclusion,
     record_verifier,
@@ -144,14 +144,23 @@ class Target:
     config: Config | None
     args: argparse.Namespace
 
-    def trust_root(self, now: datetime) -> TrustRoot | None:
-        paths = getattr(self.args, "trust", None)
+    def _trust_paths(self) -> list[str]:
+        paths: list[str] = getattr(self.args, "trust", None) or []
         if not paths and self.config is not None:
             paths = [
                 str(self.config.path(p))
                 for p in self.config.partnership(self.log.partnership).trust_root
             ]
+        return paths
+
+    def trust_root(self, now: datetime) -> TrustRoot | None:
+        paths = self._trust_paths()
         return load_trusted(paths, now).root if paths else None
+
+    def trust_chain(self, now: datetime) -> tuple[TrustRoot, ...]:
+        """Every version of the given chain, oldest first (empty if none is given)."""
+        paths = self._trust_paths()
+        return tuple(t.root for t in load_chain(paths, now)) if paths else ()
 
     def private_key(self) -> PrivateKey | None:
         path: Path | None = getattr(self.args, "key", None)
@@ -348,12 +357,15 @@ def _print_proof(c: Console, data: dict[str, Any]) -> None:
 
 async def audit(t: Target, store: Store) -> int:
     now = now_of(t.args)
-    root = t.trust_root(now)
+    chain = t.trust_chain(now)
+    root = chain[-1] if chain else None
+    # checkpoints are judged by every key the chain held (log.py rule 5), so the ones
+    # signed before a rotation stay verifiable
     result = await verify_log(
         store,
         t.log,
         verify=None if root is None else record_verifier(root, now),
-        verifiers=None if root is None else checkpoint_verifiers(root, t.log, now),
+        keys=checkpoint_key_history(chain, t.log) if chain else None,
     )
     data = {
         "origin": t.log.origin, "ok": result.ok, "size": result.size, "root": b64(result.root),

@@ -35,6 +35,7 @@ from jcm_sync.trust import (
     peek_root,
     sign_root,
     verify_chain,
+    verify_chain_history,
 )
 
 
@@ -258,6 +259,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 def load_trusted(paths: list[str], now: datetime) -> TrustedRoot:
     """Verify a root (or chain of roots) named on the command line."""
     return verify_chain([read_input(p, "trust root") for p in paths], now)
+
+
+def load_chain(paths: list[str], now: datetime) -> tuple[TrustedRoot, ...]:
+    """Verify a chain of roots named on the command line, keeping every version."""
+    return verify_chain_history([read_input(p, "trust root") for p in paths], now)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
