@@ -1,0 +1,222 @@
+"""Importing a partnership in pieces while reconciliation runs (ADR 0011), on a real node:
+Indonesia's agent with its SQLite store, through ``jcm-sync import`` and
+``jcm-sync reconcile run`` (``main(argv)``), and through ``ReconcileService.append``.
+
+The testers' scenario: file 1 holds ID002's decision and part of Indonesia's issuance; a
+reconciliation runs and opens ``issued-vs-notified`` (the decision dates from 2016, long
+past any grace period), which quarantines the serials issued so far. File 2 holds the
+rest of the issuance and a transfer of those serials: it settles the finding, so it is
+accepted. A batch that does not settle it is refused, whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.cli import main
+from jcm_sync.config import load_config
+from jcm_sync.envelope import open_envelope, sign_record
+from jcm_sync.node import open_node
+from jcm_sync.reconcile import QuarantineError, discrepancy_id
+from jcm_sync.reconcile_service import ReconcileService, check_envelopes, read_history
+from jcm_sync.records import (
+    Account,
+    DecisionRef,
+    IssuanceRecord,
+    Period,
+    SerialBlock,
+    TransactionRecord,
+)
+from jcm_sync.sample import Network, partnership_records, provision
+from tests.reconcile import builders
+from tests.reconcile.builders import PARTNERSHIP as PID
+
+DK = "ID002/2015-04-01/2015-12-31"
+FEWER = discrepancy_id("issued-vs-notified", [DK, "ID"])
+UNTRACEABLE = discrepancy_id("untraceable-issuance", [DK, "ID"])
+
+
+class Piece:
+    """Indonesia's ID002 records, signed: project, decision (co-signed by Japan), the
+    government issuance (serials 1..5) and the participant's (6..9)."""
+
+    def __init__(self, net: Network, now: datetime) -> None:
+        self.now, self.key = now, net.keys["ID"]
+        ds = builders.build(builders.CLEAN_SPECS[:1], created=now, article6=False)
+        ds.remove(lambda i: i.record is not None and i.record.kind == "transaction")
+        signed = builders.envelopes(ds, net.keys)["ID"]
+        kinds = [i.record.kind if i.record else "" for i in ds.logs["ID"]]
+        assert kinds == ["project", "issuance_decision", "issuance", "issuance"]
+        self.project, self.decision, self.gov, self.pp = signed
+
+    def transfer(self, first: int, last: int, n: int = 1) -> bytes:
+        """Indonesia's government moves serials ``first..last`` to the participant."""
+        q = last - first + 1
+        return sign_record(TransactionRecord(
+            partnership=PID, author="ID", created=self.now, registry="ID",
+            txn_id=f"ID-TXN-{n:04d}", type="transfer", executed_on=date(2016, 6, 30),
+            source=Account("ID-GOV-001", "government_holding"),
+            destination=Account("ID-PP-ID002", "participant_holding"), amount=q,
+            blocks=(SerialBlock(f"ID-ID002-2015-{first:06d}", f"ID-ID002-2015-{last:06d}", q,
+                                2015),),
+        ), [self.key])  # fmt: skip
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Network:
+    return provision(tmp_path / "net", ["ID"], hub_port=0, now=datetime.now(UTC))
+
+
+@pytest.fixture
+def piece(net: Network) -> Piece:
+    return Piece(net, datetime.now(UTC))
+
+
+class Cli:
+    """``jcm-sync`` on Indonesia's node, in this process."""
+
+    def __init__(self, net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+        self.config, self.tmp, self.capsys = net.configs["ID"], tmp_path, capsys
+        self.files = 0
+
+    def __call__(self, *argv: object) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def import_(self, *envelopes: bytes) -> tuple[int, str]:
+        self.files += 1
+        f = self.tmp / f"piece-{self.files}.jsonl"
+        f.write_bytes(b"\n".join(envelopes) + b"\n")
+        code, _, err = self("import", "--config", self.config, f)
+        return code, err
+
+    def reconcile(self) -> dict[str, str]:
+        """Run reconciliation; return the open discrepancies' rules by id."""
+        code, _, err = self("reconcile", "run", "--config", self.config)
+        assert code == 0, err
+        history = read_history(load_config(self.config, env={}).data_dir, PID)
+        return {d.id: d.rule for d in history.open()}
+
+    def own_size(self) -> int:
+        code, out, err = self("status", "--config", self.config, "--json")
+        assert code == 0, err
+        logs = json.loads(out)["partnerships"][0]["logs"]
+        return int(next(lg["local_size"] for lg in logs if lg["own"]))
+
+
+@pytest.fixture
+def cli(net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(net, tmp_path, capsys)
+
+
+def test_the_rest_of_an_issuance_and_a_transfer_of_its_serials_are_accepted(
+    cli: Cli, piece: Piece
+) -> None:
+    """File 1: decision + 5 of 9 credits; the run quarantines 1..5. File 2: the other 4
+    and a transfer of 3..4: accepted, and the next run finds nothing on Indonesia's side."""
+    assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
+    assert cli.reconcile() == {FEWER: "issued-vs-notified"}
+    history = read_history(load_config(cli.config, env={}).data_dir, PID)
+    held = history.discrepancies[FEWER].ranges
+    assert [(r.first, r.last) for r in held] == [(1, 5)]  # serials 3..4 are held
+    before = cli.own_size()
+    code, err = cli.import_(piece.pp, piece.transfer(3, 4))
+    assert (code, err) == (0, "")
+    assert cli.own_size() == before + 2
+    assert cli.reconcile() == {}
+
+
+def test_a_missing_decision_and_a_transfer_of_its_serials_are_accepted(
+    cli: Cli, piece: Piece
+) -> None:
+    """File 1: the issuances without their decision (``untraceable-issuance`` holds 1..9);
+    file 2: the co-signed decision and a transfer of 3..4: accepted."""
+    assert cli.import_(piece.project, piece.gov, piece.pp) == (0, "")
+    assert cli.reconcile() == {UNTRACEABLE: "untraceable-issuance"}
+    assert cli.import_(piece.decision, piece.transfer(3, 4)) == (0, "")
+    assert cli.reconcile() == {}
+
+
+def test_a_batch_that_does_not_settle_the_finding_is_refused_whole(cli: Cli, piece: Piece) -> None:
+    """A transfer of held serials beside records that do not settle the finding (2 more
+    credits: still 7 of 9) is refused with the finding's id; nothing of it is stored."""
+    assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
+    assert cli.reconcile() == {FEWER: "issued-vs-notified"}
+    before = cli.own_size()
+    short = sign_record(IssuanceRecord(  # the participant's issuance, 2 of its 4
+        partnership=PID, author="ID", created=piece.now, registry="ID",
+        issuance_id="ID-ISS-ID002-2015-2", decision=DecisionRef(
+            "ID002", Period(date(2015, 4, 1), date(2015, 12, 31))),
+        issued_on=date(2016, 5, 27), amount=2,
+        account=Account("ID-PP-ID002", "participant_holding"),
+        blocks=(SerialBlock("ID-ID002-2015-000006", "ID-ID002-2015-000007", 2, 2015),),
+    ), [piece.key])  # fmt: skip
+    code, err = cli.import_(short, piece.transfer(3, 4), piece.transfer(8, 8, n=2))
+    assert code == 1
+    assert err.count("\n") == 1, err  # one line
+    assert "ID-TXN-0001 moves ID:ID-ID002-2015-000003..ID-ID002-2015-000004 (2)" in err
+    assert f"quarantined by open discrepancy {FEWER}, which this import does not settle" in err
+    assert cli.own_size() == before
+    # the same transfer, once the rest of the issuance came, passes
+    assert cli.import_(piece.pp, piece.transfer(3, 4)) == (0, "")
+
+
+async def test_the_service_append_judges_with_the_batch_and_the_grace(
+    net: Network, piece: Piece
+) -> None:
+    """``ReconcileService.append`` uses the same check; judged within the grace period of
+    the decision, a partly made issuance holds nothing, after it, it does."""
+    node = await open_node(load_config(net.configs["ID"], env={}))
+    try:
+        service = ReconcileService(node)
+        await service.append(PID, [piece.project, piece.decision, piece.gov])
+        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
+        move = [piece.transfer(3, 4)]
+        within = datetime(2016, 6, 20, tzinfo=UTC)  # 31 days after the decision
+        await service.check(PID, move, now=within)
+        with pytest.raises(QuarantineError, match=FEWER):
+            await service.check(PID, move, now=within + timedelta(days=90))
+        size = (await node.store.tree_head(node.logs(PID).own)).size
+        with pytest.raises(QuarantineError, match="does not settle"):
+            await service.append(PID, move)
+        assert (await node.store.tree_head(node.logs(PID).own)).size == size
+        result = await service.append(PID, [piece.pp, *move])
+        assert (result.appended, result.size) == (2, size + 2)
+    finally:
+        await node.close()
+
+
+async def test_the_check_of_a_large_import_is_linear(net: Network, piece: Piece) -> None:
+    """A partnership's worth of records (about 10,000) with a held transfer among them: the
+    check (decode, fold the store and the batch, judge) costs less than the append that
+    verifies and stores the same batch, measured in the same run."""
+    node = await open_node(load_config(net.configs["ID"], env={}))
+    try:
+        service = ReconcileService(node)
+        await service.append(PID, [piece.project, piece.decision, piece.gov])
+        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
+        bulk = await asyncio.to_thread(
+            partnership_records, "ID", net.keys, projects=800, periods=3, created=piece.now
+        )
+        # the sample's own ID002 would be another version of the piece's records
+        others = [e for e in bulk.by_node["ID"] if b"ID002" not in open_envelope(e).payload]
+        batch = [*others, piece.pp, piece.transfer(3, 4)]
+        assert len(batch) >= 10_000
+        t0 = time.perf_counter()
+        await check_envelopes(node, PID, batch)
+        check_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = await node.logs(PID).service.append(batch)
+        append_s = time.perf_counter() - t0
+        assert result.appended == len(batch)
+        print(f"check of {len(batch)} records: {check_s:.2f} s; append: {append_s:.2f} s")
+        assert check_s < append_s, (check_s, append_s)
+    finally:
+        await node.close()
