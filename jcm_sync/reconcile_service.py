@@ -85,7 +85,7 @@ from jcm_sync.reconcile import (
     touching,
 )
 from jcm_sync.reconcile.model import LogPosition, RunStatus
-from jcm_sync.records import ResolutionRecord, decode_record, encode_record
+from jcm_sync.records import Record, ResolutionRecord, decode_record, encode_record
 from jcm_sync.store import AppendResult, LogRef
 from jcm_sync.trust import TrustRoot, encode_root
 
@@ -508,31 +508,43 @@ class ReconcileService:
         log's head, and judged at ``now`` (the node's clock by default) with the configured
         grace period. The batch's envelopes are decoded without checking their signatures:
         this only decides a refusal, and the append that follows verifies every envelope
-        and stores none unless all verify (``store.base`` invariant 1).
+        and stores none unless all verify (``store.base`` invariant 1). Decoding, folding
+        and judging run on the node's reconciliation thread (rule 7), in chunks.
         """
         held = self.open_discrepancies(partnership)
         if not held:
             return
         quarantine = Quarantine(held)
-        moving = touching((decode_record(open_envelope(raw).payload) for raw in envelopes),
-                          quarantine)  # fmt: skip
+
+        def moves(raw: Sequence[bytes]) -> list[Record]:
+            return touching((decode_record(open_envelope(e).payload) for e in raw), quarantine)
+
+        moving = []
+        for lo in range(0, len(envelopes), CHUNK):
+            moving += await self._cpu(moves, envelopes[lo : lo + CHUNK])
         if not moving:
             return
         logs = self.node.logs(partnership)
         root, store = logs.root, self.node.store
         keys = signer_nodes(root)
         scratch = Reconciler(root)
-        for ref in (logs.own, logs.replica):
-            size = (await store.tree_head(ref)).size
+        sizes = {}
+        for ref in (logs.replica, logs.own):
+            size = sizes[ref.node] = (await store.tree_head(ref)).size
             for lo in range(0, size, CHUNK):
                 entries = await store.entries(ref, lo, min(size, lo + CHUNK))
-                scratch.apply(ref.node, iter_stored(root, [e.envelope for e in entries],
-                                                    nodes=keys), start=lo)  # fmt: skip
-        scratch.apply(logs.own.node, iter_stored(root, envelopes, nodes=keys))
-        after = scratch.report(
+                chunk = [e.envelope for e in entries]
+                await self._cpu(_fold_chunk, scratch, root, ref.node, chunk, keys, lo)
+        own = logs.own.node
+        for lo in range(0, len(envelopes), CHUNK):
+            chunk = list(envelopes[lo : lo + CHUNK])
+            await self._cpu(_fold_chunk, scratch, root, own, chunk, keys, sizes[own] + lo)
+        judge = functools.partial(
+            scratch.report,
             now if now is not None else self.node.clock(),
             issuance_grace_days=self.node.cfg.reconcile.issuance_grace_days,
         )
+        after = await self._cpu(judge)
         check_batch(moving, held, after.discrepancies)
 
     async def append(self, partnership: str, envelopes: Sequence[bytes]) -> AppendResult:
