@@ -1,0 +1,202 @@
+"""Scheduled reconciliation cannot be stalled by a partner or broken by the store (ADR 0010).
+
+A real hub (aiohttp on 127.0.0.1, port 0, SQLite files) runs its APScheduler jobs every
+second; the tests wait for what those jobs record (history, metrics, logs) rather than
+calling the job themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.agent import AgentDaemon
+from jcm_sync.errors import StoreError
+from jcm_sync.net.server import ServerSettings
+from jcm_sync.net.wire import PushRequest
+from jcm_sync.node import Node
+from jcm_sync.reconcile_service import read_history
+from jcm_sync.sample import partnership_records, provision
+from tests.exchange.conftest import Running
+
+PID = "JP-MN"
+INTERVAL = 1.0
+WAIT = 30.0  # seconds a test waits for a scheduled job: generous on a loaded machine
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Running]:
+    """A hub reconciling every second (no jitter), and an agent for MN."""
+    network = provision(tmp_path / "net", ["MN"], hub_port=0)
+    cfg = network.configs["JP"]
+    text, n = re.subn(
+        r"(?m)^reconcile_seconds = .*$",
+        f"reconcile_seconds = {INTERVAL}\njitter_seconds = 0",
+        cfg.read_text(),
+    )
+    assert n == 1
+    cfg.write_text(text)
+    running = Running(network, ServerSettings(run_jobs=True), None)
+    await running.start_hub()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+def hub_of(net: Running) -> Node:
+    assert net.hub is not None
+    return net.hub
+
+
+def job_runs(node: Node, outcome: str) -> float:
+    labels = {"partnership": PID, "job": "reconcile", "outcome": outcome}
+    return node.metrics.registry.get_sample_value("jcm_sync_job_runs_total", labels) or 0.0
+
+
+async def wait_for(what: str, check: Callable[[], bool | Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        ok = check()
+        if not isinstance(ok, bool):
+            ok = await ok
+        if ok:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {WAIT:.0f} s for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def seed_and_push(net: Running) -> tuple[Node, int]:
+    """MN's records pushed with a closing checkpoint; returns the agent and that size."""
+    await net.seed("MN", projects=2, periods=1)
+    agent = await net.agent("MN")
+    await net.syncer(agent).push()
+    hub = hub_of(net)
+    held = await hub.store.latest_checkpoint(hub.logs(PID).replica)
+    assert held is not None
+    return agent, held.size
+
+
+async def test_a_push_without_closing_checkpoint_does_not_stall_reconciliation(
+    net: Running,
+) -> None:
+    """The partner pushes entries past its last checkpoint, without a checkpoint and
+    saying more are coming: the scheduled job still reconciles, at that checkpoint."""
+    agent, closed = await seed_and_push(net)
+    hub = hub_of(net)
+    replica = hub.logs(PID).replica
+    # more of MN's records, pushed raw: no checkpoint, and a source size promising more
+    extra = partnership_records("MN", net.net.keys, projects=1, periods=1, seed=7)
+    await agent.logs(PID).service.append(extra.by_node["MN"])
+    own = agent.logs(PID).own
+    more = [e.envelope for e in await agent.store.entries(own, closed)]
+    assert more
+    client = net.clients[0]
+    answer = await client.push(
+        PID, "MN", PushRequest(start=closed, entries=more, source_size=closed + len(more) + 5)
+    )
+    assert answer.size == closed + len(more)
+    assert (await hub.store.tree_head(replica)).size == closed + len(more)
+    pushed_at = hub.clock()
+
+    def reconciled_after_push() -> bool:
+        runs = read_history(hub.cfg.data_dir, PID).runs
+        return any(r.started_at > pushed_at and r.status != "initiated" for r in runs)
+
+    await wait_for("a scheduled run after the open-ended push", reconciled_after_push)
+    run = next(r for r in read_history(hub.cfg.data_dir, PID).runs if r.started_at > pushed_at)
+    assert run.finished_at is not None
+    assert run.error is None
+    sizes = {p.node: p.size for p in run.logs}
+    # the partner's log at its last signed checkpoint, not at the replica's head
+    assert sizes["MN"] == closed
+    assert sizes["JP"] == (await hub.store.tree_head(hub.logs(PID).own)).size
+    assert job_runs(hub, "ok") >= 1
+    assert job_runs(hub, "error") == 0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [StoreError("connection to PostgreSQL refused"), ConnectionRefusedError(111, "refused")],
+    ids=["store-error", "raw-os-error"],
+)
+async def test_a_store_failure_is_logged_and_counted_not_raised_into_the_scheduler(
+    net: Running,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+) -> None:
+    """While the store fails, every scheduled run fails: logged at ERROR by the hub,
+    counted, never raised into APScheduler; once it is back, the next run succeeds."""
+    caplog.set_level(logging.INFO)
+    await seed_and_push(net)
+    hub = hub_of(net)
+    await wait_for("a first successful run", lambda: job_runs(hub, "ok") >= 1)
+    ok_before = job_runs(hub, "ok")
+
+    async def down(*args: object, **kw: object) -> object:
+        raise failure
+
+    for method in ("latest_checkpoint", "tree_head", "entries", "root_at"):
+        monkeypatch.setattr(hub.store, method, down)
+    failed_from = time.monotonic()
+    await wait_for("two failed runs", lambda: job_runs(hub, "error") >= 2)
+    assert time.monotonic() - failed_from < WAIT
+    assert job_runs(hub, "ok") == ok_before
+    monkeypatch.undo()
+    await wait_for("a run after the store is back", lambda: job_runs(hub, "ok") > ok_before)
+    last = read_history(hub.cfg.data_dir, PID).runs[-1]
+    assert last.status == "completed"
+    assert last.error is None
+    failed = [r for r in read_history(hub.cfg.data_dir, PID).runs if r.error is not None]
+    assert failed
+    assert all(r.status == "initiated" for r in failed)
+
+    escaped = [
+        r for r in caplog.records if r.name.startswith("apscheduler") and r.levelno >= logging.ERROR
+    ]
+    assert escaped == [], [r.getMessage() for r in escaped]
+    logged = [
+        r
+        for r in caplog.records
+        if r.name == "jcm_sync.registry"
+        and r.levelno == logging.ERROR
+        and f"reconciliation of {PID} failed" in r.getMessage()
+    ]
+    assert len(logged) >= 2
+
+
+async def test_the_agents_reconcile_job_survives_a_raw_store_failure(
+    net: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent's job: an error that is not a JcmSyncError (a driver's OSError) is
+    logged with its traceback, counted, backed off, and not raised."""
+    caplog.set_level(logging.INFO)
+    agent, _ = await seed_and_push(net)
+    daemon = AgentDaemon(net.syncer(agent))
+    job = daemon._job("reconcile", daemon._reconcile)
+
+    async def down(*args: object, **kw: object) -> object:
+        raise ConnectionResetError(104, "connection reset by peer")
+
+    monkeypatch.setattr(agent.store, "latest_checkpoint", down)
+    assert await job() is None  # nothing raised
+    assert job_runs(agent, "error") == 1
+    assert daemon.backoff["reconcile"].failures == 1
+    assert any(
+        r.levelno == logging.ERROR and r.exc_info is not None and "failed unexpectedly" in r.msg
+        for r in caplog.records
+        if r.name == "jcm_sync.reconcile"
+    )
+    monkeypatch.undo()
+    daemon.backoff["reconcile"].succeeded()  # skip the back-off delay
+    await job()
+    assert job_runs(agent, "ok") == 1
+    assert read_history(agent.cfg.data_dir, PID).runs[-1].status == "completed"
