@@ -233,9 +233,14 @@ class Syncer:
         head = await store.tree_head(rep)
         held = await store.latest_checkpoint(rep)
         if cp.size < head.size:
+            # a stale answer (delayed in transit, or fetched before another job pulled) is
+            # a prefix of what is held; only another history at that size is a fork
+            if await store.root_at(rep, cp.size) == cp.root_hash:
+                return 0
             raise await self._fork(
                 rep,
-                f"Japan's checkpoint of size {cp.size} is older than the {head.size} entries held",
+                f"Japan's checkpoint of size {cp.size} is not a prefix of the {head.size} "
+                "entries held",
                 offered=remote.checkpoint,
             )
         if cp.size == head.size:
