@@ -9,6 +9,7 @@ default grace of 90 days the side is due on 2016-08-18.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -244,3 +245,22 @@ def test_a_naive_time_or_a_negative_grace_is_refused(
         rec.report(datetime(2016, 6, 1, 12, 0))
     with pytest.raises(BadDataError, match="negative"):
         rec.report(at(DECIDED), issuance_grace_days=-1)
+
+
+def test_the_grace_is_configured_per_node_and_checked(tmp_path: Path) -> None:
+    """``[reconcile] issuance_grace_days`` in the file, its environment override, and a
+    refusal naming the field for a negative value."""
+    from jcm_sync.config import load_config
+    from jcm_sync.errors import ConfigError
+    from jcm_sync.sample import provision
+
+    net = provision(tmp_path, ["ID"], hub_port=0)
+    path = net.configs["ID"]
+    assert load_config(path, env={}).reconcile.issuance_grace_days == 90
+    path.write_text(path.read_text() + "\n[reconcile]\nissuance_grace_days = 30\n")
+    assert load_config(path, env={}).reconcile.issuance_grace_days == 30
+    env = {"JCM_SYNC_RECONCILE_ISSUANCE_GRACE_DAYS": "0"}
+    assert load_config(path, env=env).reconcile.issuance_grace_days == 0
+    with pytest.raises(ConfigError, match="issuance_grace_days") as exc:
+        load_config(path, env={"JCM_SYNC_RECONCILE_ISSUANCE_GRACE_DAYS": "-1"})
+    assert "JCM_SYNC_RECONCILE_ISSUANCE_GRACE_DAYS" in str(exc.value)
