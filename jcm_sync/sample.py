@@ -200,9 +200,24 @@ def partnership_records(
     periods: int = 2,
     seed: int = 2016,
     created: datetime | None = None,
+    jp_participants: int = 1,
 ) -> SampleRecords:
     """A partnership's history: JC projects and decisions (co-signed), each side's
-    issuances into government and participant accounts, and some transactions."""
+    issuances into government and participant accounts, and some transactions.
+
+    Per project the partner's log gets the project record and, per monitoring period,
+    the decision, an issuance per holder of its share and a retirement; Japan's log an
+    issuance per holder of its share: the government and ``jp_participants`` Japanese
+    participants (a consortium; 1 by default). So the partner's log holds about
+    ``projects * (1 + 4 * periods)`` records and Japan's ``projects * periods *
+    (1 + jp_participants)`` (fewer when a share is too small to split). ``projects``
+    is at most 999 (project ids have three digits); serial numbers run per registry
+    and never overlap; every decision is issued in full, so the data reconciles clean.
+    """
+    if not 1 <= projects <= 999:
+        raise ValueError("projects must be 1..999: JCM project ids have three digits")
+    if jp_participants < 1:
+        raise ValueError("jp_participants must be at least 1")
     rng = random.Random(f"{seed}-{cc}")
     created = created or datetime.now(UTC)
     pid = f"JP-{cc}"
@@ -220,12 +235,16 @@ def partnership_records(
         project_id = f"{cc}{p:03d}"
         participant = f"{PARTNERS.get(cc, cc)} Participant {p}"
         jp_participant = f"Japanese Participant {p} Co., Ltd."
+        jp_holders = [jp_participant] + [
+            f"Japanese Participant {p}-{j} Co., Ltd." for j in range(2, jp_participants + 1)
+        ]
         jp_share = rng.choice([50, 60, 75])
         out.add(cc, both(ProjectRecord(
             partnership=pid, author=cc, created=created, project_id=project_id,
             title=f"{rng.choice(TECHNOLOGIES)} in {PARTNERS.get(cc, cc)}", status="registered",
             methodologies=(f"{cc}_AM{rng.randint(1, 20):03d}",),
-            participants=(Participant(jp_participant, "JP"), Participant(participant, cc)),
+            participants=(*(Participant(h, "JP") for h in jp_holders),
+                          Participant(participant, cc)),
             allocation=(Allocation("Government of Japan", "JP", jp_share),
                         Allocation(participant, cc, 100 - jp_share)),
             registered_on=date(2015 + p % 8, 1 + p % 12, 10),
@@ -242,9 +261,9 @@ def partnership_records(
             else:
                 jp_n = total * jp_share // 100
                 share_list = []
-                for side, n, holder in (
-                    ("JP", jp_n, jp_participant),
-                    (cc, total - jp_n, participant),
+                for side, n, holders in (
+                    ("JP", jp_n, jp_holders),
+                    (cc, total - jp_n, [participant]),
                 ):
                     gov = n * rng.randint(50, 90) // 100
                     gov_name = (
@@ -252,9 +271,12 @@ def partnership_records(
                         if side == "JP"
                         else f"Government of {PARTNERS.get(cc, cc)}"
                     )
+                    rest, count = n - gov, len(holders)  # the participants share the rest
                     share_list.append(SideShare(side, n, (
                         HolderAmount(gov_name, "government_holding", gov),
-                        HolderAmount(holder, "participant_holding", n - gov),
+                        *(HolderAmount(holder, "participant_holding",
+                                       rest // count + (1 if j < rest % count else 0))
+                          for j, holder in enumerate(holders)),
                     )))  # fmt: skip
             decision = IssuanceDecisionRecord(
                 partnership=pid, author=cc, created=created, project_id=project_id,
@@ -270,7 +292,9 @@ def partnership_records(
                     prefix = f"{side}-{project_id}-{period.start.year}"
                     first = serial_next[side]
                     serial_next[side] += alloc.amount
-                    account = Account(f"{side}-{'GOV' if h == 0 else 'PP'}-{p:04d}",
+                    kind = "GOV" if h == 0 else "PP"
+                    suffix = f"-{h}" if h > 1 else ""  # a consortium's further participants
+                    account = Account(f"{side}-{kind}-{p:04d}{suffix}",
                                       alloc.account_type)  # fmt: skip
                     blocks = tuple(_blocks(prefix, first, [alloc.amount], period.start.year))
                     out.add(side, one(IssuanceRecord(

@@ -4,7 +4,9 @@
 Each node is a real process started with the real commands (``jcm-sync registry
 serve``, ``jcm-sync agent run``) on its own configuration and SQLite file under the
 demo folder; the sample data comes from ``jcm_sync.sample`` (committed), written as
-JSON-lines files and loaded with ``jcm-sync import``. The demo waits until every
+JSON-lines files and loaded with ``jcm-sync import``. JP–ID is seeded at a size where
+batching and paging show (over 1,000 records on each side, ``DEMO_SCALE``); MN and VN
+stay small so their status reads at a glance. The demo waits until every
 agent's logs and the hub's agree, prints each partnership's status and stops the
 processes with SIGTERM, unless ``--keep-running`` is given.
 """
@@ -35,6 +37,9 @@ from jcm_sync.config import load_config
 from jcm_sync.sample import PARTNERS, partnership_records, provision
 
 DEMO_PARTNERS = ["MN", "ID", "VN"]
+#: sample size per partnership as (projects, monitoring periods, Japanese participants):
+#: JP–ID is the large one, some 1,200 records on each side
+DEMO_SCALE: dict[str, tuple[int, int, int]] = {"MN": (4, 2, 1), "ID": (60, 5, 3), "VN": (4, 2, 1)}
 CONVERGE_SECONDS = 60.0
 
 
@@ -191,12 +196,15 @@ def run_network_demo(args: argparse.Namespace) -> int:
 
     c.print("\n[bold]2. Seed[/] sample records (jcm_sync/sample.py): projects, JC decisions "
             "co-signed by both secretariats, each side's issuances and retirements;")  # fmt: skip
-    c.print("   JP–ID includes the first JCM issuance (May 2016: 40 notified, 31 JP + 9 ID)")
+    c.print("   JP–ID includes the first JCM issuance (May 2016: 40 notified, 31 JP + 9 ID), "
+            "and is the large one: 60 projects, over 1,000 records on each side")  # fmt: skip
     seed_dir = work / "seed"
     seed_dir.mkdir()
     expected: dict[str, tuple[int, int]] = {}
     for cc in DEMO_PARTNERS:
-        recs = partnership_records(cc, net.keys, projects=4)
+        projects, periods, jp_participants = DEMO_SCALE[cc]
+        recs = partnership_records(cc, net.keys, projects=projects, periods=periods,
+                                   jp_participants=jp_participants)  # fmt: skip
         for node in (cc, "JP"):
             f = seed_dir / f"jp-{cc.lower()}.{node.lower()}.jsonl"
             f.write_bytes(b"\n".join(recs.by_node[node]) + b"\n")

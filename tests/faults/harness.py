@@ -231,10 +231,11 @@ class Exchange:
     def config(self, node: str) -> Config:
         return load_config(self.net.configs[node], env={})
 
-    def records(self, *, projects: int, periods: int, seed: int) -> SampleRecords:
-        return partnership_records(
-            self.cc, self.net.keys, projects=projects, periods=periods, seed=seed
-        )
+    def records(
+        self, *, projects: int, periods: int, seed: int, jp_participants: int = 1
+    ) -> SampleRecords:
+        return partnership_records(self.cc, self.net.keys, projects=projects, periods=periods,
+                                   seed=seed, jp_participants=jp_participants)  # fmt: skip
 
     async def start_hub(self) -> float:
         """Start the hub and wait for /readyz; returns the seconds it took."""
@@ -265,13 +266,19 @@ class Exchange:
 
     # --- imports -----------------------------------------------------------------------
 
-    async def import_records(self, node: str, envelopes: Sequence[bytes], name: str) -> bool:
-        """``jcm-sync import`` as a process; on exit 0 the records are acknowledged."""
-        path = self.directory / "imports" / f"{name}.jsonl"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(b"\n".join(envelopes) + b"\n")
+    async def import_records(
+        self, node: str, envelopes: Sequence[bytes], name: str, *, per_file: int = 2000
+    ) -> bool:
+        """One ``jcm-sync import`` process; on exit 0 the records are acknowledged. Files
+        hold at most ``per_file`` records (the CLI reads at most 4 MiB per file)."""
+        folder = self.directory / "imports"
+        folder.mkdir(exist_ok=True)
+        paths = []
+        for n in range(0, len(envelopes), per_file):
+            paths.append(folder / f"{name}.{n // per_file:03d}.jsonl")
+            paths[-1].write_bytes(b"\n".join(envelopes[n : n + per_file]) + b"\n")
         cmd = [*PYTHON, "import", "--config", str(self.net.configs[node]),
-               "--partnership", self.partnership, str(path)]  # fmt: skip
+               "--partnership", self.partnership, *map(str, paths)]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
