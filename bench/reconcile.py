@@ -13,10 +13,18 @@ The measurement runs in a fresh subprocess, so its peak RSS is the reconciliatio
 in chunks, as the service reads them from the store, and decodes them without
 re-verifying signatures (the store holds only verified entries:
 ``jcm_sync.reconcile.inputs``); verifying signatures would add about 100 µs a record.
-Targets: full <= 5 s, peak RSS <= 300 MB, incremental >= 50x faster than full. The
-figures are informational: the script always exits 0.
+Targets: full <= 5 s, peak RSS <= 300 MB, incremental >= 50x faster than full.
 
-    python bench/reconcile.py [--projects N] [--periods K]
+Then the same partnership with faults in Indonesia's log (``--faults N``): N issuances
+superseded by a version issuing one credit more (corrections: each makes the registry's
+fold be replayed) and N transfers of serials never issued, all in one serial prefix
+(findings whose stage 3 trails share a prefix). Its full run (fold, report, history
+merge and JSON encoding, each timed) is compared with the clean full run of the same
+process, the same-run baseline: a fold that replays once per correction, or trails
+that scan a prefix once per finding, show up as a ratio far above 1 (ADR 0010).
+The figures are informational: the script always exits 0.
+
+    python bench/reconcile.py [--projects N] [--periods K] [--faults N]
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 CHUNK = 2000
 TARGET_FULL_S = 5.0
@@ -64,7 +73,7 @@ def read_log(path: Path, chunk: int = CHUNK) -> Iterator[list[bytes]]:
 # --- the parent: generate, then measure in a child ------------------------------------------
 
 
-def generate(directory: Path, projects: int, periods: int) -> dict[str, int]:
+def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[str, int]:
     from jcm_sync import merkle
     from jcm_sync.envelope import PrivateKey, open_envelope, sign_record
     from jcm_sync.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
@@ -112,7 +121,53 @@ def generate(directory: Path, projects: int, periods: int) -> dict[str, int]:
         write_log(directory / f"{node}.suffix", suffix[node])
         (directory / f"{node}.root").write_bytes(merkle.root(leaves))
     counts["suffix"] = sum(len(s) for s in suffix.values())
+    write_log(directory / "ID.faults", fault_records(recs.by_node["ID"], keys["ID"], faults))
+    counts["faults"] = faults
     return counts
+
+
+def fault_records(envelopes: list[bytes], key: Any, n: int) -> list[bytes]:
+    """``n`` corrections of Indonesia's government issuances, then ``n`` stray transfers."""
+    import msgspec
+
+    from jcm_sync.envelope import open_envelope, record_id, sign_record
+    from jcm_sync.records import (
+        Account,
+        IssuanceRecord,
+        SerialBlock,
+        TransactionRecord,
+        decode_record,
+    )
+
+    created = CREATED + timedelta(days=2)
+    out: list[bytes] = []
+    for env in envelopes:
+        if len(out) == n:
+            break
+        opened = open_envelope(env)
+        if ".issuance" not in opened.payloadType:
+            continue
+        rec = decode_record(opened.payload)
+        if not isinstance(rec, IssuanceRecord) or rec.account.type != "government_holding":
+            continue
+        last = rec.blocks[-1]
+        prefix, end = last.end.rsplit("-", 1)
+        block = SerialBlock(last.start, f"{prefix}-{int(end) + 1:09d}", last.quantity + 1,
+                            last.vintage)  # fmt: skip
+        out.append(sign_record(msgspec.structs.replace(
+            rec, supersedes=record_id(env), created=created, amount=rec.amount + 1,
+            blocks=(*rec.blocks[:-1], block),
+        ), [key]))  # fmt: skip
+    for k in range(n):
+        block = SerialBlock(f"ID-STRAY-2020-{10 * k + 1:09d}", f"ID-STRAY-2020-{10 * k + 5:09d}",
+                            5, 2020)  # fmt: skip
+        out.append(sign_record(TransactionRecord(
+            partnership="JP-ID", author="ID", created=created, registry="ID",
+            txn_id=f"ID-STRAY-{k:05d}", type="transfer", executed_on=date(2026, 1, 17),
+            source=Account("ID-GOV-0001", "government_holding"),
+            destination=Account("ID-PP-STRAY", "participant_holding"), amount=5, blocks=(block,),
+        ), [key]))  # fmt: skip
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -156,6 +211,8 @@ def child(directory: Path) -> dict[str, float | int | str]:
             rec.apply(node, iter_stored(root, envs, nodes=nodes))
     after = rec.report()
     incremental = time.perf_counter() - t1
+    del rec  # the faulty run folds from scratch
+    faulty = faulty_run(directory, root, nodes)
     return {
         "full_seconds": full,
         "incremental_seconds": incremental,
@@ -167,6 +224,37 @@ def child(directory: Path) -> dict[str, float | int | str]:
         "discrepancies_after": len(after.discrepancies),
         "decisions": report.totals.decisions,
         "issued_blocks": report.blocks.issued_blocks,
+        **faulty,
+    }
+
+
+def faulty_run(directory: Path, root: Any, nodes: dict[str, str]) -> dict[str, float | int]:
+    """The full run over the logs with Indonesia's faults appended, phase by phase."""
+    import msgspec
+
+    from jcm_sync.reconcile import Reconciler, iter_stored
+    from jcm_sync.reconcile_service import History, merge_history
+
+    t0 = time.perf_counter()
+    rec = Reconciler(root)
+    for node, files in (("JP", ["JP.log"]), ("ID", ["ID.log", "ID.faults"])):
+        size = 0
+        for name in files:
+            for envs in read_log(directory / name):
+                size = rec.apply(node, iter_stored(root, envs, nodes=nodes), start=size)
+    t1 = time.perf_counter()
+    report = rec.report()
+    t2 = time.perf_counter()
+    history = History(partnership="JP-ID")
+    merge_history(history, report, datetime.now(UTC))
+    encoded = len(msgspec.json.encode(report)) + len(msgspec.json.encode(history))
+    t3 = time.perf_counter()
+    return {
+        "faulty_fold_seconds": t1 - t0,
+        "faulty_report_seconds": t2 - t1,
+        "faulty_history_seconds": t3 - t2,
+        "faulty_open": sum(1 for d in report.discrepancies if d.status == "open"),
+        "faulty_json_bytes": encoded,
     }
 
 
@@ -174,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=999, help="projects (at most 999)")
     parser.add_argument("--periods", type=int, default=20, help="monitoring periods each")
+    parser.add_argument("--faults", type=int, default=500,
+                        help="corrections and stray transfers each, in the faulty run")  # fmt: skip
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -182,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jcm-bench-") as tmp:
         directory = Path(tmp)
         t = time.perf_counter()
-        counts = generate(directory, args.projects, args.periods)
+        counts = generate(directory, args.projects, args.periods, args.faults)
         print(
             f"generated and signed {counts['records']:,} records "
             f"({counts['issuance_and_transaction']:,} issuance and transaction) in "
@@ -208,6 +298,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{rss:>9.0f} MB  {'<= 300 MB':>14}  {rss / TARGET_RSS_MB:>8.2f}")  # fmt: skip
     print(f"{'incremental run, 100 new records':<34}{inc * 1000:>9.1f} ms  "
           f"{'>= 50x faster':>14}  {speedup:>7.0f}x")  # fmt: skip
+    fold, rep = m["faulty_fold_seconds"], m["faulty_report_seconds"]
+    hist = m["faulty_history_seconds"]
+    faulty = fold + rep + hist
+    print(f"with {counts['faults']} corrections and {counts['faults']} stray transfers: "
+          f"{m['faulty_open']:,} open discrepancies, report and history "
+          f"{m['faulty_json_bytes'] / 1e6:.1f} MB of JSON")  # fmt: skip
+    print(f"{'  fold':<34}{fold:>10.2f} s")
+    print(f"{'  report (stages, trails)':<34}{rep:>10.2f} s")
+    print(f"{'  history merge, JSON encoding':<34}{hist:>10.2f} s")
+    print(f"{'full run with faults':<34}{faulty:>10.2f} s  {'vs clean full':>14}  "
+          f"{faulty / full:>7.2f}x")  # fmt: skip
     return 0
 
 
