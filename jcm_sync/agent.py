@@ -514,38 +514,35 @@ class AgentDaemon:
                     return None
                 return await self._attempt(name, fn, b)
         except asyncio.CancelledError:
-            if not self.stopping:
-                raise
-            log.info("%s stopped by shutdown", name)  # rule 9: not a failure
+            if self.stopping:
+                log.info("%s stopped by shutdown", name)  # rule 9: not a failure
+                return None
+            # rule 9: a cancellation that is not the daemon's shutdown (aiohttp's timeout
+            # losing its race with the answer) is a failed attempt, not the job's end
+            if task is not None:
+                while task.cancelling():
+                    task.uncancel()
+            timeout = TransportError(f"{name} was cancelled before the hub answered (a timeout)")
+            self._failed(name, timeout, b.failed(time.monotonic()))
+            self.syncer._save()
             return None
         finally:
             if task is not None:
                 self._running.discard(task)
 
     async def _attempt(self, name: str, fn: Callable[[], Awaitable[Any]], b: Backoff) -> Any:
-        now = time.monotonic()
         result: Any = None
         try:
             result = await fn()
         except PeerRefusedError as exc:
+            now = time.monotonic()  # Retry-After counts from the answer, not the attempt
             wait = exc.retry_after or 0.0
             delay = b.failed(now, at_least=wait)
             if exc.retry_after is not None:  # rule 8: the hub asked every job to wait
                 self.hub_quiet_until = max(self.hub_quiet_until, now + min(wait, b.maximum))
             self._failed(name, exc, delay)
         except JcmSyncError as exc:
-            self._failed(name, exc, b.failed(now))
-        except asyncio.CancelledError:
-            if self.stopping:
-                raise
-            # rule 9: a cancellation that is not the daemon's shutdown (aiohttp's timeout
-            # losing its race with the answer) is a failed attempt, not the job's end
-            task = asyncio.current_task()
-            if task is not None:
-                while task.cancelling():
-                    task.uncancel()
-            timeout = TransportError(f"{name} was cancelled before the hub answered (a timeout)")
-            self._failed(name, timeout, b.failed(now))
+            self._failed(name, exc, b.failed(time.monotonic()))
         else:
             b.succeeded()
             self.syncer.record(name, None)

@@ -193,6 +193,8 @@ class HubServer:
             if status in (429, 503) and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = str(self.settings.retry_after_seconds)
             return response
+        #: the most requests each (partnership, node) had in flight at once
+        self.peak_in_flight: dict[tuple[str, str], int] = {}
         except web.HTTPException as exc:  # a redirect or another non-error status
             status = exc.status
             raise
@@ -258,6 +260,7 @@ class HubServer:
     @staticmethod
     def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
         raw = request.query.get(name)
+        self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), self._in_flight[key])
         if raw is None:
             return default
         if not raw.isdigit() or len(raw) > 19:
