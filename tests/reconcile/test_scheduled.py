@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from jcm_sync.errors import StoreError
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.net.wire import PushRequest
 from jcm_sync.node import Node
-from jcm_sync.reconcile_service import read_history
+from jcm_sync.reconcile_service import ReconcileService, read_history
 from jcm_sync.sample import partnership_records, provision
 from tests.exchange.conftest import Running
 
@@ -31,13 +32,15 @@ WAIT = 30.0  # seconds a test waits for a scheduled job: generous on a loaded ma
 
 
 @pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Running]:
-    """A hub reconciling every second (no jitter), and an agent for MN."""
+async def net(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Running]:
+    """A hub reconciling every second (or every ``request.param`` seconds; no jitter;
+    the first run at start-up), and an agent for MN."""
+    interval = getattr(request, "param", INTERVAL)
     network = provision(tmp_path / "net", ["MN"], hub_port=0)
     cfg = network.configs["JP"]
     text, n = re.subn(
         r"(?m)^reconcile_seconds = .*$",
-        f"reconcile_seconds = {INTERVAL}\njitter_seconds = 0",
+        f"reconcile_seconds = {interval}\njitter_seconds = 0",
         cfg.read_text(),
     )
     assert n == 1
@@ -200,3 +203,37 @@ async def test_the_agents_reconcile_job_survives_a_raw_store_failure(
     await job()
     assert job_runs(agent, "ok") == 1
     assert read_history(agent.cfg.data_dir, PID).runs[-1].status == "completed"
+
+
+@pytest.mark.parametrize("net", [3600.0], indirect=True)
+async def test_a_closing_push_is_reconciled_soon_and_one_during_a_run_after_it(
+    net: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an hour between scheduled runs: a push that closes a catch-up is reconciled
+    at once, and one that closes while that run is folding gets a run of its own."""
+    hub = hub_of(net)
+    await wait_for("the start-up run", lambda: job_runs(hub, "ok") >= 1)
+    slow = asyncio.Event()
+    original = ReconcileService._fold
+
+    async def slow_fold(self: ReconcileService, partnership: str, target: Any) -> bool:
+        if not slow.is_set():  # the first run after the push folds for a while
+            slow.set()
+            await asyncio.sleep(1.5)
+        return await original(self, partnership, target)
+
+    monkeypatch.setattr(ReconcileService, "_fold", slow_fold)
+    agent, first = await seed_and_push(net)
+    await wait_for("the run after the first push to start", slow.is_set)
+    extra = partnership_records("MN", net.net.keys, projects=1, periods=1, seed=7)
+    await agent.logs(PID).service.append(extra.by_node["MN"])
+    await net.syncer(agent).push()  # closing: carries MN's checkpoint
+    second = (await hub.store.tree_head(hub.logs(PID).replica)).size
+    assert second > first
+
+    def sizes() -> list[int]:
+        runs = read_history(hub.cfg.data_dir, PID).runs
+        return [p.size for r in runs if r.status != "initiated" for p in r.logs if p.node == "MN"]
+
+    await wait_for("runs at both pushes", lambda: {first, second} <= set(sizes()))
+    assert job_runs(hub, "error") == 0
