@@ -199,6 +199,29 @@ def test_error_statuses_are_those_the_server_uses(spec: dict[str, Any]) -> None:
     assert documented == ERROR_STATUSES
 
 
+def test_429_and_503_document_retry_after(spec: dict[str, Any]) -> None:
+    """Every documented 429 and 503 declares the ``Retry-After`` header the hub sends
+    with each of them (ADR 0009)."""
+    found = 0
+    for method, path, op in operations(spec):
+        for status, response in error_responses(spec, op):
+            if status in (429, 503):
+                found += 1
+                header = response.get("headers", {}).get("Retry-After")
+                assert header is not None, (method, path, status)
+                assert resolve(spec, header)["schema"] == {"type": "integer", "minimum": 1}
+    assert found
+
+
+async def test_a_503_carries_retry_after(server: HubServer) -> None:
+    """/readyz while shutting down answers 503 with ``Retry-After``, as documented."""
+    async with TestClient(TestServer(server.app())) as client:
+        server.shutting_down = True
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert int(resp.headers["Retry-After"]) >= 1
+
+
 CODES: list[tuple[JcmSyncError | str, int]] = [
     (BadDataError("x"), 400),
     (EnvelopeFormatError("x"), 400),
