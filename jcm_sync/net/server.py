@@ -35,6 +35,7 @@ import asyncio
 import html
 import logging
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jcm_sync.errors import (
@@ -70,6 +72,7 @@ from jcm_sync.net.wire import (
     encoder,
 )
 from jcm_sync.registry import ForbiddenError, GapError, Hub
+from jcm_sync.store.base import MAX_INDEX
 
 log = logging.getLogger("jcm_sync.server")
 
@@ -93,6 +96,20 @@ class RequestAuthError(RequestSignatureError):
     def __init__(self, cause: JcmSyncError) -> None:
         super().__init__(cause.message, where=cause.where)
         self.code = cause.code
+
+
+class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's per-connection log: a request aiohttp cannot parse as HTTP (a bad request
+    line or header; aiohttp answers it 400 before any route runs) is one WARNING line,
+    not an ERROR with a traceback; any other error keeps its traceback (ADR 0014)."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            text = " ".join(str(exc).split())[:200]
+            self.warning("refused a malformed HTTP request: %s", text)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kw)
 
 
 def status_of(exc: JcmSyncError) -> int:
@@ -177,6 +194,8 @@ class HubServer:
         self.settings = settings
         self.verifier = RequestVerifier(hub.node.roots(), window=settings.clock_skew_seconds)
         self._in_flight: dict[tuple[str, str], int] = {}
+        #: the most requests each (partnership, node) had in flight at once
+        self.peak_in_flight: dict[tuple[str, str], int] = {}
         self.shutting_down = False
 
     # --- middlewares -------------------------------------------------------------------
@@ -193,8 +212,6 @@ class HubServer:
             if status in (429, 503) and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = str(self.settings.retry_after_seconds)
             return response
-        #: the most requests each (partnership, node) had in flight at once
-        self.peak_in_flight: dict[tuple[str, str], int] = {}
         except web.HTTPException as exc:  # a redirect or another non-error status
             status = exc.status
             raise
@@ -244,6 +261,7 @@ class HubServer:
                 f"{self.settings.max_concurrency_per_node} requests in flight"
             )
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), self._in_flight[key])
         request[CALLER_KEY] = caller
         request[BODY_KEY] = body
         try:
@@ -260,10 +278,11 @@ class HubServer:
     @staticmethod
     def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
         raw = request.query.get(name)
-        self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), self._in_flight[key])
         if raw is None:
             return default
-        if not raw.isdigit() or len(raw) > 19:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses (a 500
+        # found by tests/faults/test_fuzz.py); at most MAX_INDEX, as the stores hold
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_INDEX:
             raise BadDataError(f"query parameter {name} must be a non-negative integer", where=name)
         return int(raw)
 
@@ -275,6 +294,10 @@ class HubServer:
         try:
             req = msgspec.json.decode(request[BODY_KEY], type=PushRequest)
         except msgspec.MsgspecError as exc:
+            raise BadDataError(f"not a push body: {exc}", where="body") from None
+        except RecursionError:  # msgspec's nesting limit (found by tests/faults/test_fuzz.py)
+            raise BadDataError("not a push body: JSON nested too deeply", where="body") from None
+        except UnicodeDecodeError as exc:  # msgspec's answer to invalid UTF-8 in a string
             raise BadDataError(f"not a push body: {exc}", where="body") from None
         m = request.match_info
         return self._json(await self.hub.push(self._caller(request), m["pid"], m["node"], req))
@@ -372,7 +395,7 @@ class HubServer:
         app = web.Application(
             middlewares=[self._errors, self._authenticate],
             client_max_size=self.settings.max_body_bytes,
-            handler_args={"handler_cancellation": True},  # rule 2
+            handler_args={"handler_cancellation": True, "logger": ProtocolLog(log)},  # rule 2
         )
         logs = "/v1/partnerships/{pid}/logs/{node}"
         app.router.add_get("/livez", self.livez)
