@@ -375,10 +375,11 @@ class ReconcileService:
     def data_dir(self) -> Path:
         return self.node.cfg.data_dir
 
-    async def _cpu(self, fn: Callable[..., _R], *args: Any) -> _R:
-        """Rule 7: ``fn(*args)`` on the node's reconciliation thread."""
+    async def _cpu(self, fn: Callable[..., _R], *args: Any, **kw: Any) -> _R:
+        """Rule 7: ``fn(*args, **kw)`` on the node's reconciliation thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._state.worker(), functools.partial(fn, *args))
+        call = functools.partial(fn, *args, **kw)
+        return await loop.run_in_executor(self._state.worker(), call)
 
     def _by_node(self, partnership: str) -> dict[str, LogRef]:
         logs = self.node.logs(partnership)
@@ -446,7 +447,11 @@ class ReconcileService:
         try:
             target = await self.positions(partnership)
             run.incremental = await self._fold(partnership, target)
-            report = await self._cpu(self._state.folded[partnership].reconciler.report)
+            report = await self._cpu(
+                self._state.folded[partnership].reconciler.report,
+                self.node.clock(),  # judged on today's date with the grace (ADR 0011)
+                issuance_grace_days=self.node.cfg.reconcile.issuance_grace_days,
+            )
         except (JcmSyncError, OSError) as exc:
             self._state.folded.pop(partnership, None)
             run.error = str(exc)
