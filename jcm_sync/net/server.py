@@ -76,6 +76,9 @@ from jcm_sync.store.base import MAX_INDEX
 
 log = logging.getLogger("jcm_sync.server")
 
+READYZ_TIMEOUT_S = 5.0
+"""``/readyz`` answers 503 when the store takes longer than this."""
+
 CALLER_KEY = web.RequestKey("caller", Caller)
 BODY_KEY = web.RequestKey("body", bytes)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -343,11 +346,17 @@ class HubServer:
     async def readyz(self, request: web.Request) -> web.Response:
         if self.shutting_down:
             return problem(503, "shutting-down", "ShuttingDown", "the hub is shutting down")
+        # ready = the store answers, within READYZ_TIMEOUT_S (a hung server is not ready);
+        # a restarted PostgreSQL turns this back to 200 by itself (ADR 0014)
         try:
-            for p in self.hub.node.partnerships.values():
-                await self.hub.node.store.tree_head(p.own)
+            async with asyncio.timeout(READYZ_TIMEOUT_S):
+                for p in self.hub.node.partnerships.values():
+                    await self.hub.node.store.tree_head(p.own)
         except JcmSyncError as exc:
             return problem(503, "store-unavailable", "StoreUnavailable", exc.message)
+        except TimeoutError:
+            detail = f"the store did not answer within {READYZ_TIMEOUT_S:g} s"
+            return problem(503, "store-unavailable", "StoreUnavailable", detail)
         return self._json({"status": "ready", "partnerships": sorted(self.hub.node.partnerships)})
 
     async def metrics(self, request: web.Request) -> web.Response:

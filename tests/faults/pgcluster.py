@@ -18,6 +18,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -131,6 +132,28 @@ class PgCluster:
     def running(self) -> bool:
         cmd = self._as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"])
         return subprocess.run(cmd, capture_output=True, check=False, cwd=self.root).returncode == 0
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, ...), from ``/proc``."""
+        head = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [head]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == head:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the cluster: a server that hangs, not one that is down."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

@@ -179,10 +179,10 @@ async def next_request(f: Fuzz, rng: random.Random, m: Mutator) -> Request:
     if base.method == "POST" and what < 0.7:
         f.by_kind["signed-body"] += 1
         req.body = m.json_body(doc)
-    elif what < 0.8:
+    elif what < 0.45 or (base.method == "POST" and what < 0.85):
         f.by_kind["signed-path"] += 1
         req.path = m.path(base.path)
-    elif what < 0.92:
+    elif what < 0.9:
         f.by_kind["signed-query"] += 1
         req.query = m.query(params(base.query))
     else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import time
 from collections import Counter
@@ -38,12 +37,13 @@ from jcm_sync.errors import StoreError, TransportError
 from jcm_sync.log import verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError
-from jcm_sync.net.server import HubServer, ServerSettings
+from jcm_sync.net.server import READYZ_TIMEOUT_S, HubServer, ServerSettings
 from jcm_sync.node import Node, open_node
 from jcm_sync.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
 from jcm_sync.registry import Hub
 from jcm_sync.sample import provision
 from jcm_sync.trust import Signer, Verification
+from tests.faults.fuzzing import Captured
 from tests.faults.pgcluster import REQUIRE_PG, PgCluster, start_cluster, unavailable
 
 SLOW = os.environ.get("JCM_SYNC_SLOW") == "1"
@@ -68,34 +68,13 @@ def cluster() -> Iterator[PgCluster]:
         c.destroy()
 
 
-class Captured(logging.Handler):
-    """Every record of the ``jcm_sync``, ``aiohttp`` and ``asyncpg`` loggers."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def tracebacks(self) -> list[str]:
-        return [self.format(r) for r in self.records if r.exc_info or "Traceback" in r.getMessage()]
-
-
 @pytest.fixture
 def captured() -> Iterator[Captured]:
-    handler = Captured()
-    loggers = [logging.getLogger(n) for n in ("jcm_sync", "aiohttp", "asyncpg")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.INFO)
+    handler = Captured().install()
     try:
         yield handler
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
+        handler.remove()
 
 
 def issuances(key: PrivateKey, n: int) -> tuple[list[bytes], dict[bytes, Verification]]:
@@ -321,4 +300,29 @@ async def test_postgres_restarted_twice_mid_ingest(
     finally:
         await client.close()
         await agent.close()
+        await hub.runner.cleanup()
+
+
+async def test_readyz_says_503_while_postgres_hangs(
+    cluster: PgCluster, tmp_path: Path, captured: Captured, session: aiohttp.ClientSession
+) -> None:
+    """A server that stops answering (SIGSTOP) is not ready; it is again once it answers."""
+    net = provision(tmp_path / "net", [CC], hub_port=0, hub_store=cluster.url)
+    hub = await HubUnderTest.start(net.configs["JP"])
+    watch = Watch()
+    try:
+        assert await readyz(session, hub.url, watch) == 200
+        cluster.freeze()
+        try:
+            t0 = time.monotonic()
+            status = await readyz(session, hub.url, watch)
+            waited = time.monotonic() - t0
+        finally:
+            cluster.thaw()
+        assert status == 503
+        assert READYZ_TIMEOUT_S <= waited < READYZ_TIMEOUT_S + 10
+        assert not watch.readyz_not_problem, watch.readyz_not_problem
+        assert await until_ready(session, hub.url, watch) < 30
+        assert not captured.tracebacks(), "\n".join(captured.tracebacks()[:3])
+    finally:
         await hub.runner.cleanup()
