@@ -1,8 +1,12 @@
 """``jcm-sync reconcile``: run reconciliation, show its history, sign resolutions.
 
-``run`` prints one table per stage (what was compared, what differs and by how much,
-which serial ranges); ``--json`` gives the same content as data. ``--exit-code`` makes
-``run`` exit 1 while open discrepancies remain, like ``git diff --exit-code``.
+Output stays readable at any volume (ADR 0012): ``run`` prints a summary, a line per
+stage (what was compared), the findings counted per rule, the first ``--limit``
+findings (two lines each: id, rule and difference; summary and first serial range)
+and the path of the full JSON report it wrote; ``--json`` prints everything as data.
+``show`` lists the first ``--limit`` records, ranges and trail steps of one finding and
+says how many more there are. ``--exit-code`` makes ``run`` exit 1 while open
+discrepancies remain, like ``git diff --exit-code``.
 """
 
 from __future__ import annotations
@@ -34,15 +38,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--exit-code", action="store_true", help="exit 1 when open discrepancies remain"
     )
+    _limit(run, "findings listed")
     run.set_defaults(func=cmd_run)
 
     st = rs.add_parser("status", help="last run and every discrepancy found, by status")
     _common(st)
+    _limit(st, "discrepancies listed")
     st.set_defaults(func=cmd_status)
 
     show = rs.add_parser("show", help="one discrepancy: records, serial ranges, trail")
     show.add_argument("id", metavar="ID", help="discrepancy id")
     _common(show)
+    _limit(show, "records, ranges, trails and trail steps listed")
     show.set_defaults(func=cmd_show)
 
     res = rs.add_parser("resolve", help="sign a resolution of a discrepancy into this node's log")
@@ -62,6 +69,36 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+DEFAULT_LIMIT = 20
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
+
+
+def _limit(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--limit",
+        type=_positive,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"{what}, at most (default {DEFAULT_LIMIT}; --json gives all)",
+    )
+
+
+def _more(total: int, shown: int, what: str, hint: str = "") -> str | None:
+    """The "… and K more" line, or None when everything was shown."""
+    if total <= shown:
+        return None
+    return f"… and {total - shown} more {what}" + (f" ({hint})" if hint else "")
+
+
 def _partnerships(cfg: Config, args: argparse.Namespace) -> list[str]:
     if args.partnership:
         cfg.partnership(args.partnership)  # ConfigError if the node does not serve it
@@ -78,14 +115,21 @@ def _with_node(cfg: Config, work: Callable[[Any], Any]) -> Any:
     from jcm_sync.node import open_node
     from jcm_sync.reconcile_service import ReconcileService
 
-    async def main() -> Any:
+    box: list[Any] = []
+
+    async def main() -> None:
         node = await open_node(cfg)
         try:
-            return await work(ReconcileService(node))
+            box.append(await work(ReconcileService(node)))
         finally:
             await node.close()
 
-    return asyncio.run(main())
+    # The result is handed out through ``box``, not returned: on exit asyncio.run
+    # restores its SIGINT handler, a partial naming the main task, and Python 3.11's
+    # signal module builds (and drops) the repr of that handler, result included,
+    # which took seconds for a report of a thousand findings.
+    asyncio.run(main())
+    return box[0]
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -99,19 +143,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return [await service.reconcile(pid) for pid in pids]
 
     results = _with_node(cfg, work)
-    data = [
-        {
-            "partnership": r.report.partnership,
-            "run": _builtins(r.run),
-            "report": _builtins(r.report),
-            "discrepancies": _builtins(sorted(r.history.discrepancies.values(), key=_order)),
-        }
-        for r in results
-    ]
+    data = (  # built only for --json: the whole report is large at volume
+        [
+            {
+                "partnership": r.report.partnership,
+                "run": _builtins(r.run),
+                "report": _builtins(r.report),
+                "discrepancies": _builtins(sorted(r.history.discrepancies.values(), key=_order)),
+            }
+            for r in results
+        ]
+        if args.json
+        else None
+    )
 
     def human(c: Console) -> None:
+        from jcm_sync.reconcile_service import report_path
+
         for r in results:
-            _print_run(c, r.report, r.run, r.history.discrepancies)
+            path = report_path(cfg.data_dir, r.report.partnership)
+            _print_run(c, r.report, r.run, r.history.discrepancies, args.limit, path)
 
     emit(args, data, human)
     open_ = sum(r.run.open for r in results)
@@ -146,26 +197,41 @@ def _when(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
-def _findings_table(found: Sequence[Discrepancy], title: str) -> Table:
-    """One row per finding: id and rule, what differs (and by how much), which serials."""
-    table = Table(title=title, title_justify="left", show_lines=True)
-    table.add_column("id / rule", no_wrap=True)
-    table.add_column("what differs", ratio=3)
-    table.add_column("by", no_wrap=True, justify="right")
-    table.add_column("serial ranges", ratio=2, overflow="fold")
+def _finding_lines(d: Discrepancy, width: int = 160) -> str:
+    """A finding in two lines: id, rule, status and difference; summary and first range."""
+    diff = d.difference
+    status = "" if d.status == "open" else f" [green]{d.status}[/]"
+    by = "" if diff is None else f"  by {diff:+d}"
+    summary = d.summary if len(d.summary) <= width else d.summary[: width - 1] + "…"
+    where = ""
+    if d.ranges:
+        where = f"  [{escape(d.ranges[0].describe())}"
+        where += f", +{len(d.ranges) - 1} more]" if len(d.ranges) > 1 else "]"
+    return f"  [bold]{d.id}[/] {d.rule}{status}{by}\n    {escape(summary)}{where}"
+
+
+def _rule_counts(found: Sequence[Discrepancy]) -> Table:
+    table = Table(title="Findings per rule", title_justify="left")
+    for col in ("rule", "stage", "open", "explained", "resolved"):
+        table.add_column(col, justify="left" if col in ("rule", "stage") else "right")
+    counts: dict[tuple[str, str], dict[str, int]] = {}
     for d in found:
-        diff = d.difference
-        status = "" if d.status == "open" else f"\n[green]{d.status}[/]"
-        table.add_row(
-            f"[bold]{d.id}[/]\n{d.rule}{status}",
-            escape(d.summary),
-            "-" if diff is None else f"{diff:+d}",
-            escape(_ranges(d)),
-        )
+        row = counts.setdefault((d.rule, d.stage), {"open": 0, "explained": 0, "resolved": 0})
+        row[d.status] += 1
+    for (rule, stage), row in sorted(counts.items()):
+        table.add_row(rule, stage, *(str(row[s]) for s in ("open", "explained", "resolved")))
     return table
 
 
-def _print_run(c: Console, report: Report, run: Any, history: dict[str, Discrepancy]) -> None:
+def _print_run(
+    c: Console,
+    report: Report,
+    run: Any,
+    history: dict[str, Discrepancy],
+    limit: int = DEFAULT_LIMIT,
+    report_file: Path | None = None,
+) -> None:
+    """A bounded summary: about 40 lines plus two per listed finding, at any volume."""
     at = " / ".join(f"{lg.node} {lg.size}" for lg in report.logs)
     style = _STATUS_STYLE.get(report.status, "")
     c.print(
@@ -178,15 +244,12 @@ def _print_run(c: Console, report: Report, run: Any, history: dict[str, Discrepa
         f"\n[bold]Stage 1, totals[/]: {t.decisions} effective decisions, "
         f"{t.sides_compared} sides compared (notified vs issued), {t.sides_differing} differ"
     )
-    stage1 = [d for d in report.discrepancies if d.stage == "totals"]
-    if stage1:
-        c.print(_findings_table(stage1, "notified vs issued, balances"))
     if t.balances:
         bal = Table(title="issued - cancelled - retired - moved out = held", title_justify="left")
         for col in ("registry", "account type", "issued", "in", "out", "cancelled", "retired",
                     "held", "by serials"):  # fmt: skip
             bal.add_column(col, justify="left" if col in ("registry", "account type") else "right")
-        for row in t.balances:
+        for row in t.balances[:limit]:
             mark = "" if row.held == row.held_serials else " [yellow]≠[/]"
             bal.add_row(
                 row.registry, _TYPES.get(row.account_type, row.account_type), str(row.issued),
@@ -194,66 +257,101 @@ def _print_run(c: Console, report: Report, run: Any, history: dict[str, Discrepa
                 str(row.held), f"{row.held_serials}{mark}",
             )  # fmt: skip
         c.print(bal)
+        if more := _more(len(t.balances), limit, "balance rows", "--json"):
+            c.print(more)
     b = report.blocks
     c.print(
-        f"\n[bold]Stage 2, serial blocks[/]: {b.issued_blocks} blocks issued "
+        f"[bold]Stage 2, serial blocks[/]: {b.issued_blocks} blocks issued "
         f"({b.issued_serials} serials), {b.moved_blocks} moved ({b.moved_serials} serials) "
         f"in {', '.join(b.registries) or 'no registry'}"
     )
-    stage2 = [d for d in report.discrepancies if d.stage in ("blocks", "records")]
-    if stage2:
-        c.print(_findings_table(stage2, "serial blocks and records"))
-    c.print(f"\n[bold]Stage 3, trail[/]: {len(report.trails)} ranges traced")
-    for trail in report.trails:
-        _print_trail(c, trail)
+    c.print(
+        f"[bold]Stage 3, trail[/]: {len(report.trails)} ranges traced"
+        + (" (each in `jcm-sync reconcile show ID`)" if report.trails else "")
+    )
     a = report.article6
-    c.print(f"\n[bold]Article 6.2[/]: {a.actions} ITMO actions")
+    c.print(
+        f"[bold]Article 6.2[/]: {a.actions} ITMO actions, {len(a.authorizations)} authorizations"
+    )
     if a.authorizations:
         auth = Table("party", "authorization", "cap", "first transferred", "remaining")
-        for arow in a.authorizations:
+        for arow in a.authorizations[:limit]:
             rem = arow.remaining
             auth.add_row(
                 arow.party, arow.authorization_id, str(arow.cap), str(arow.first_transferred),
                 f"[red]{rem}[/]" if rem < 0 else str(rem),
             )  # fmt: skip
         c.print(auth)
-    article6 = [d for d in report.discrepancies if d.stage == "article6"]
-    if article6:
-        c.print(_findings_table(article6, "Article 6.2"))
+        if more := _more(len(a.authorizations), limit, "authorizations", "--json"):
+            c.print(more)
     if report.pending:
-        c.print(f"\n[bold]Pending[/] (awaited, not discrepancies): {len(report.pending)}")
-        pend = Table("what", "detail")
-        for p in report.pending:
-            pend.add_row(p.what, escape(p.summary))
-        c.print(pend)
-    _print_history(c, history)
+        c.print(f"[bold]Pending[/] (awaited, not discrepancies): {len(report.pending)}")
+        for p in report.pending[:limit]:
+            c.print(f"  {p.what}: {escape(p.summary)}")
+        if more := _more(len(report.pending), limit, "pending", "--json"):
+            c.print(more)
+    found = sorted(report.discrepancies, key=_order)
+    n_open = sum(d.status == "open" for d in found)
+    c.print(
+        f"\n[bold]Findings[/]: {len(found)} ({n_open} open, "
+        f"{sum(d.status == 'explained' for d in found)} explained, "
+        f"{sum(d.status == 'resolved' for d in found)} resolved)"
+    )
+    if found:
+        c.print(_rule_counts(found))
+        c.print(f"first {min(limit, len(found))} of {len(found)}, open first:")
+        for d in found[:limit]:
+            c.print(_finding_lines(d))
+        hint = "jcm-sync reconcile show ID, or --json"
+        if more := _more(len(found), limit, "findings", hint):
+            c.print(more)
+    _print_history_counts(c, history)
+    if report_file is not None:
+        c.print(f"full report: {escape(str(report_file))}")
 
 
-def _print_trail(c: Console, trail: Trail) -> None:
+def _print_history_counts(c: Console, history: dict[str, Discrepancy]) -> None:
+    if not history:
+        c.print("no discrepancies found, now or before")
+        return
+    counts = {s: sum(1 for d in history.values() if d.status == s)
+              for s in ("open", "explained", "resolved")}  # fmt: skip
+    c.print(
+        f"history: {len(history)} discrepancies ever found: {counts['open']} open, "
+        f"{counts['explained']} explained, {counts['resolved']} resolved "
+        "(jcm-sync reconcile status)"
+    )
+
+
+def _print_trail(c: Console, trail: Trail, limit: int = DEFAULT_LIMIT) -> None:
     rng = trail.range
     table = Table(title=f"{trail.discrepancy_id}: {rng.describe()}", title_justify="left")
     table.add_column("record", overflow="fold")
     for col in ("action", "serials", "from", "to", "on"):
         table.add_column(col, no_wrap=col in ("serials", "on"))
-    for s in trail.steps:
+    for s in trail.steps[:limit]:
         r = s.range
         serials = f"{r.first}..{r.last} ({r.quantity})" if r.first != r.last else f"{r.first} (1)"
         table.add_row(escape(s.record.key), s.action, serials, s.source or "-",
                       s.destination or "-", s.on)  # fmt: skip
     c.print(table)
+    if more := _more(len(trail.steps), limit, "steps of this trail", "--json"):
+        c.print(more)
 
 
-def _print_history(c: Console, history: dict[str, Discrepancy]) -> None:
+def _print_history(c: Console, history: dict[str, Discrepancy], limit: int = DEFAULT_LIMIT) -> None:
     if not history:
         c.print("\nno discrepancies found, now or before")
         return
-    table = Table(title="Discrepancies (history)", title_justify="left")
+    table = Table(title="Discrepancies (history), open first", title_justify="left")
     table.add_column("id", no_wrap=True)
     for col in ("status", "rule", "first seen", "resolved"):
         table.add_column(col, overflow="fold")
-    for d in sorted(history.values(), key=_order):
+    for d in sorted(history.values(), key=_order)[:limit]:
         table.add_row(d.id, d.status, d.rule, _when(d.first_seen), _when(d.resolved_at))
     c.print(table)
+    if more := _more(len(history), limit, "discrepancies", "--limit N, or --json"):
+        c.print(more)
 
 
 # --- status and show ---------------------------------------------------------------------
@@ -293,7 +391,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
             h = read_history(cfg.data_dir, p["partnership"])
             if h.discrepancies:
-                _print_history(c, h.discrepancies)
+                _print_history(c, h.discrepancies, args.limit)
 
     emit(args, data, human)
     return EXIT_OK
@@ -319,18 +417,25 @@ def cmd_show(args: argparse.Namespace) -> int:
                 c.print(f"expected {d.expected}, found {d.found} ({d.found - d.expected:+d})")
             c.print(f"first seen {_when(d.first_seen)}, last seen {_when(d.last_seen)}"
                     + (f", resolved {_when(d.resolved_at)}" if d.resolved_at else ""))  # fmt: skip
-            c.print("Records:")
-            for ref in d.records:
+            n, hint = args.limit, "--limit N, or --json"
+            c.print(f"Records ({len(d.records)}):")
+            for ref in d.records[:n]:
                 c.print(f"  {ref.kind} {escape(ref.key)} (by {ref.author})\n    {ref.record_id}")
+            if more := _more(len(d.records), n, "records", hint):
+                c.print(f"  {more}")
             if d.ranges:
-                c.print("Serial ranges (quarantined while open):")
-                for rng in d.ranges:
+                c.print(f"Serial ranges (quarantined while open; {len(d.ranges)}):")
+                for rng in d.ranges[:n]:
                     c.print(f"  {escape(rng.describe())}")
+                if more := _more(len(d.ranges), n, "ranges", hint):
+                    c.print(f"  {more}")
             for e in d.explanations:
                 what = escape(e.explanation) if e.action == "explain" else ", ".join(e.corrections)
                 c.print(f"{e.author} {e.action}: {what}")
-            for t in trails:
-                _print_trail(c, t)
+            for t in trails[:n]:
+                _print_trail(c, t, n)
+            if more := _more(len(trails), n, "trails", hint):
+                c.print(more)
 
         emit(args, data, human)
         return EXIT_OK

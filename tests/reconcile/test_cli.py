@@ -176,3 +176,94 @@ def test_import_refuses_a_move_of_quarantined_serials(
     assert code == 1, opened
     assert "quarantine" in err
     assert own_size() == before
+
+
+# --- reports at volume (ADR 0012) --------------------------------------------------------
+
+
+def seed_many(tmp_path: Path, n: int) -> Network:
+    """A partnership where Indonesia issued ``n`` extra credits, each on a serial already
+    issued: ``n`` overlapping-blocks findings and one issued-vs-notified."""
+    from datetime import date
+
+    from jcm_sync.records import Account, DecisionRef, IssuanceRecord, SerialBlock
+    from tests.reconcile.test_scenarios import MP_ID002
+
+    now = datetime.now(UTC)
+    net = provision(tmp_path / "net", ["ID"], hub_port=0, now=now)
+    ds = builders.build(created=now)
+    serial = "ID-ID002-2015-000001"
+    for i in range(n):
+        ds.add("ID", IssuanceRecord(
+            partnership=PID, created=now, author="ID", registry="ID",
+            issuance_id=f"ID-ISS-X-{i}", decision=DecisionRef("ID002", MP_ID002),
+            issued_on=date(2016, 6, 3), amount=1,
+            account=Account("ID-GOV-001", "government_holding"),
+            blocks=(SerialBlock(serial, serial, 1, 2015),),
+        ))  # fmt: skip
+    logs = builders.envelopes(ds, net.keys)
+
+    async def fill() -> None:
+        nodes = {n: await open_node(load_config(net.configs[n], env={})) for n in ("JP", "ID")}
+        try:
+            for n, node in nodes.items():
+                await node.logs(PID).service.append(logs[n])
+            s, d = nodes["JP"], nodes["ID"]
+            cp = await s.store.latest_checkpoint(s.logs(PID).own)
+            assert cp is not None
+            rep, root = d.logs(PID).replica, d.logs(PID).root
+            await d.store.append_entries(rep, 0, logs["JP"], record_verifier(root, now))
+            await accept_checkpoint(d.store, rep, cp.note, checkpoint_verifiers(root, rep, now))
+        finally:
+            for node in nodes.values():
+                await node.close()
+
+    asyncio.run(fill())
+    return net
+
+
+def test_run_summary_stays_bounded_at_a_thousand_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1,001 findings: `run` prints counts per rule, the first --limit findings and the
+    report's path, in a bounded number of lines whose numbers match the JSON report;
+    `show` of a finding with over a thousand records lists the first ones and the rest's
+    count; `status` is bounded too."""
+    net = seed_many(tmp_path, 1000)
+    cfg = net.configs["ID"]
+    code, out, err = run(capsys, "reconcile", "run", "--config", cfg)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) < 120, len(lines)
+    path = Path(next(line for line in lines if line.startswith("full report: "))[13:])
+    report = json.loads(path.read_bytes())
+    found = report["discrepancies"]
+    assert len(found) == 1001
+    per_rule = {r: sum(d["rule"] == r for d in found) for r in {d["rule"] for d in found}}
+    assert per_rule == {"overlapping-blocks": 1000, "issued-vs-notified": 1}
+    assert f"Findings: {len(found)} ({len(found)} open, 0 explained, 0 resolved)" in out
+    for rule, count in per_rule.items():
+        assert any(rule in line and f"│ {count:>4} │" in line for line in lines), (rule, out)
+    listed = [
+        line.split()[0] for line in lines if line.startswith("  ") and len(line.split()[0]) == 16
+    ]
+    assert len(listed) == 20
+    assert set(listed) <= {d["id"] for d in found}
+    assert f"… and {len(found) - 20} more findings" in out
+
+    over = next(d for d in found if d["rule"] == "issued-vs-notified")
+    code, out, _ = run(capsys, "reconcile", "show", over["id"], "--config", cfg, "--json")
+    full = json.loads(out)["discrepancy"]
+    assert len(full["records"]) > 1000
+    code, out, _ = run(capsys, "reconcile", "show", over["id"], "--config", cfg)
+    assert code == 0
+    assert len(out.splitlines()) < 120
+    assert f"Records ({len(full['records'])}):" in out
+    assert f"… and {len(full['records']) - 20} more records" in out
+
+    code, out, _ = run(capsys, "reconcile", "status", "--config", cfg)
+    assert code == 0
+    assert len(out.splitlines()) < 60
+    assert "… and 981 more discrepancies" in out
+    code, out, _ = run(capsys, "reconcile", "status", "--config", cfg, "--limit", "5")
+    assert "… and 996 more discrepancies" in out
