@@ -24,7 +24,12 @@ from jcm_sync.config import load_config
 from jcm_sync.envelope import open_envelope, sign_record
 from jcm_sync.node import open_node
 from jcm_sync.reconcile import QuarantineError, discrepancy_id
-from jcm_sync.reconcile_service import ReconcileService, check_envelopes, read_history
+from jcm_sync.reconcile_service import (
+    ReconcileService,
+    check_envelopes,
+    read_history,
+    read_report,
+)
 from jcm_sync.records import (
     Account,
     DecisionRef,
@@ -46,10 +51,12 @@ class Piece:
     """Indonesia's ID002 records, signed: project, decision (co-signed by Japan), the
     government issuance (serials 1..5) and the participant's (6..9)."""
 
-    def __init__(self, net: Network, now: datetime) -> None:
+    def __init__(self, net: Network, now: datetime, decided: date | None = None) -> None:
         self.now, self.key = now, net.keys["ID"]
         ds = builders.build(builders.CLEAN_SPECS[:1], created=now, article6=False)
         ds.remove(lambda i: i.record is not None and i.record.kind == "transaction")
+        if decided is not None:
+            ds.replace(ds.find("issuance_decision", project_id="ID002"), decided_on=decided)
         signed = builders.envelopes(ds, net.keys)["ID"]
         kinds = [i.record.kind if i.record else "" for i in ds.logs["ID"]]
         assert kinds == ["project", "issuance_decision", "issuance", "issuance"]
@@ -130,6 +137,32 @@ def test_the_rest_of_an_issuance_and_a_transfer_of_its_serials_are_accepted(
     code, err = cli.import_(piece.pp, piece.transfer(3, 4))
     assert (code, err) == (0, "")
     assert cli.own_size() == before + 2
+    assert cli.reconcile() == {}
+
+
+def test_a_recent_partial_issuance_is_pending_with_its_age_on_a_real_node(
+    cli: Cli, net: Network
+) -> None:
+    """Decided 10 days ago, 5 of 9 issued: ``jcm-sync reconcile run`` opens nothing and
+    reports the side pending for 10 days, due 90 days after the decision."""
+    today = datetime.now(UTC).date()
+    piece = Piece(net, datetime.now(UTC), decided=today - timedelta(days=10))
+    assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
+    assert cli.reconcile() == {}
+    report = read_report(load_config(cli.config, env={}).data_dir, PID)
+    assert report is not None
+    (p,) = [p for p in report.pending if p.subject.endswith("side ID")]
+    decided = today - timedelta(days=10)
+    assert (p.what, p.since, p.age_days, p.due) == (
+        "issuance", decided, 10, decided + timedelta(days=90))  # fmt: skip
+    code, out, _ = cli("reconcile", "run", "--config", cli.config, "--json", "--exit-code")
+    assert code == 0
+    pending = json.loads(out)[0]["report"]["pending"]
+    (shown,) = [p for p in pending if p["subject"].endswith("side ID")]
+    assert shown["age_days"] == 10
+    assert "5 of the 9 credits" in shown["summary"]
+    assert "pending for 10 days" in shown["summary"]
+    assert cli.import_(piece.pp, piece.transfer(3, 4)) == (0, "")
     assert cli.reconcile() == {}
 
 
