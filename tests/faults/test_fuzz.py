@@ -1,7 +1,7 @@
 """Fuzz the hub's HTTP API and ``jcm-sync import`` with seeded mutations (ADR 0014).
 
 HTTP: a real hub (aiohttp on 127.0.0.1, port 0, SQLite) serving JP-MN and JP-ID receives
-1,000 requests (100,000 with ``JCM_SYNC_SLOW=1``): unsigned garbage; requests signed
+1,000 requests (a run of 100,000 with ``JCM_SYNC_SLOW=1``): unsigned garbage; requests signed
 with a partner's real transport key (as ``HubClient`` signs them) whose bodies, paths or
 query strings were mutated before signing, so they reach the handlers; and signed
 requests tampered with after signing. Every answer must be below 500, every refusal
@@ -12,7 +12,8 @@ holds exactly what it held before (heads and checkpoints each time, every envelo
 every 100 requests and at the end).
 
 Import: mutated record files (JSON lines and arrays, of records and of envelopes) fed
-to ``jcm-sync import`` through ``jcm_sync.cli.main`` on a real node (SQLite). A
+to ``jcm-sync import`` through ``jcm_sync.cli.main`` on a real node (SQLite): 300 files
+(20,000 with ``JCM_SYNC_SLOW=1``). A
 refusal exits 1 with one line on stderr and no traceback, and leaves the log as it was.
 
 ``JCM_SYNC_FUZZ_SEED`` replays a run; the seed is printed.
@@ -49,10 +50,9 @@ from jcm_sync.registry import Hub
 from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.faults.fuzzing import Captured, Mutator, check_refusal, run_seed, snapshot
+from tests.faults.harness import summary
 
 SLOW = os.environ.get("JCM_SYNC_SLOW") == "1"
-HTTP_REQUESTS = 100_000 if SLOW else 1_000
-IMPORTS = 20_000 if SLOW else 300
 FULL_EVERY = 100
 PARTNERS = ["MN", "ID"]
 SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
@@ -243,7 +243,16 @@ async def send(
 
 
 async def test_fuzz_the_hub_over_http(fuzz: Fuzz) -> None:
-    f = fuzz
+    await fuzz_http(fuzz, 1_000)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SLOW, reason="long fuzz run: set JCM_SYNC_SLOW=1")
+async def test_fuzz_the_hub_with_100000_requests(fuzz: Fuzz) -> None:
+    await fuzz_http(fuzz, 100_000)
+
+
+async def fuzz_http(f: Fuzz, requests: int) -> None:
     seed = run_seed()
     rng = random.Random(seed)
     m = Mutator(rng)
@@ -253,7 +262,7 @@ async def test_fuzz_the_hub_over_http(fuzz: Fuzz) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             before = await snapshot(f.hub.store, entries=True)
             sent = 0
-            while sent < HTTP_REQUESTS:
+            while sent < requests:
                 req = await next_request(f, rng, m)
                 answer = await send(f, session, req, m, rng)
                 if answer is None:
@@ -274,7 +283,7 @@ async def test_fuzz_the_hub_over_http(fuzz: Fuzz) -> None:
                         for a in f.hub.alarms.active():  # cleared as an operator would
                             f.hub.alarms.clear(a.origin)
                             f.forks += 1
-                full = sent % FULL_EVERY == 0 or sent == HTTP_REQUESTS
+                full = sent % FULL_EVERY == 0 or sent == requests
                 after = await snapshot(f.hub.store, entries=full)
                 if status >= 400:
                     if not full:
@@ -289,8 +298,8 @@ async def test_fuzz_the_hub_over_http(fuzz: Fuzz) -> None:
         log.remove()
     elapsed = time.monotonic() - started
     fives = {s: n for s, n in f.by_status.items() if s >= 500}
-    print(
-        f"\nfuzz seed {seed}: {sent} requests in {elapsed:.1f} s by kind {dict(f.by_kind)};"
+    summary(
+        f"HTTP fuzz (seed {seed}): {sent} requests in {elapsed:.1f} s by kind {dict(f.by_kind)};"
         f" by status {dict(sorted(f.by_status.items()))}; 5xx {sum(fives.values())};"
         f" past authentication {f.past_auth}; fork alarms {f.forks};"
         f" tracebacks {len(log.tracebacks())}; not sent {dict(f.not_sent)};"
@@ -304,7 +313,7 @@ async def test_fuzz_the_hub_over_http(fuzz: Fuzz) -> None:
     assert not f.bad_refusals, f"seed {seed}: {f.bad_refusals[:5]}"
     assert not f.store_changed, f.store_changed[:5]
     # the fuzzer reached the handlers, not only the signature check
-    assert f.past_auth >= HTTP_REQUESTS // 4, f.past_auth
+    assert f.past_auth >= requests // 4, f.past_auth
     assert sum(n for s, n in f.by_status.items() if s < 300) > 0
     assert sum(n for s, n in f.by_status.items() if 400 <= s < 500 and s != 401) > 0
 
@@ -322,6 +331,18 @@ def import_base(f_net: Network, rng: random.Random) -> list[bytes]:
 
 
 def test_fuzz_jcm_sync_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fuzz_import(tmp_path, capsys, 300)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SLOW, reason="long fuzz run: set JCM_SYNC_SLOW=1")
+def test_fuzz_jcm_sync_import_20000_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fuzz_import(tmp_path, capsys, 20_000)
+
+
+def fuzz_import(tmp_path: Path, capsys: pytest.CaptureFixture[str], imports: int) -> None:
     seed = run_seed()
     rng = random.Random(seed)
     m = Mutator(rng)
@@ -344,7 +365,7 @@ def test_fuzz_jcm_sync_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  _write(path, import_base(net, rng), as_array=False)]) == 0  # fmt: skip
     capsys.readouterr()
     before = asyncio.run(held())
-    for i in range(IMPORTS):
+    for i in range(imports):
         lines = import_base(net, rng)
         as_array = rng.random() < 0.3
         if rng.random() < 0.5:  # one record mutated structurally, the file kept whole
@@ -368,9 +389,11 @@ def test_fuzz_jcm_sync_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         if after != before:
             problems.append(f"#{i}: the log changed after a refused import")
     elapsed = time.monotonic() - started
-    print(f"\nimport fuzz seed {seed}: {IMPORTS} files in {elapsed:.1f} s, exits {dict(exits)}")
+    with capsys.disabled():
+        summary(f"import fuzz (seed {seed}): {imports} files in {elapsed:.1f} s, "
+                f"exits {dict(exits)}, problems {len(problems)}")  # fmt: skip
     assert not problems, f"seed {seed}: {problems[:5]}"
-    assert exits[1] > IMPORTS // 2  # mostly refused: the mutations bite
+    assert exits[1] > imports // 2  # mostly refused: the mutations bite
 
 
 def _join(lines: list[bytes], as_array: bool) -> bytes:
