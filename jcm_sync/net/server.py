@@ -24,6 +24,12 @@ Rules (ADR 0009):
 4. A page of entries is cut at ``max_page_bytes`` of envelopes (at least one entry),
    so an answer stays far below the agent's ``hub.max_response_bytes`` whatever the
    record sizes; the agent asks again from where the page ended.
+5. Malformed input is a 4xx, never a 500 (ADR 0014, ``tests/faults/test_fuzz.py``):
+   a body nested too deeply or with invalid UTF-8 is a 400, a query integer is ASCII
+   digits up to 2^63 - 1. A request aiohttp cannot parse as HTTP is answered by
+   aiohttp (400 text/plain) and logged as one WARNING line (``ProtocolLog``).
+6. ``/readyz`` is 503 while the store fails or takes over ``READYZ_TIMEOUT_S`` to
+   answer, and 200 again by itself once it answers (ADR 0014).
 
 Unauthenticated routes: ``/livez``, ``/readyz``, ``/metrics`` and ``/status`` (an
 HTML page of each partnership's logs, for operators on the hub's own network).
