@@ -13,7 +13,8 @@ Rules:
    agent's signed checkpoint, so the hub can check the batch's root before storing
    anything. Before pushing, the hub's replica root at its size must equal the
    agent's own root at that size, or the hub holds another history of this log: a
-   fork.
+   fork. When the hub holds every entry but no checkpoint of them (it stopped between
+   the two writes), the checkpoint is sent again alone.
 2. **Pull** accepts a new checkpoint of Japan's log only when it verifies under
    Japan's checkpoint keys and is consistent (RFC 9162 consistency proof, fetched
    from the hub) with the last checkpoint held; entries are fetched in pages, each
@@ -158,6 +159,8 @@ class Syncer:
                 offered=remote.checkpoint,
             )
         if remote.size == head.size:
+            if head.size and self._held_size(remote) != head.size:
+                await self._resend_checkpoint(head.size)
             self._note_log(own, head.size, remote.size)
             return 0
         cp = await self.logs.service.sign_checkpoint()
@@ -205,6 +208,30 @@ class Syncer:
         self._note_log(own, cp.size, start)
         self.node.metrics.pushes.labels(self.partnership, "accepted").inc()
         return pushed
+
+    def _held_size(self, remote: LogState) -> int | None:
+        """The size of the hub's latest checkpoint of our log, if it verifies."""
+        if remote.checkpoint is None:
+            return None
+        own = self.logs.own
+        verifiers = checkpoint_verifiers(self.logs.root, own, self._now())
+        try:
+            opened = checkpoint.open_checkpoint(remote.checkpoint, verifiers, origin=own.origin)
+        except JcmSyncError:
+            return None
+        return opened.checkpoint.size
+
+    async def _resend_checkpoint(self, size: int) -> None:
+        """Rule 1's checkpoint again, with no entries: the hub holds every entry but not
+        the checkpoint of them (it stopped between the two writes), so it could neither
+        countersign a receipt nor know the replica complete."""
+        cp = await self.logs.service.sign_checkpoint()
+        if cp.size != size:  # appended meanwhile: the next push carries a newer one
+            return
+        req = PushRequest(start=size, entries=[], checkpoint=cp.note, source_size=size)
+        resp = await self.client.push(self.partnership, self.logs.own.node, req)
+        if resp.checkpoint.note is not None and resp.size == size:
+            self._check_receipt(resp.checkpoint.note)
 
     def _check_receipt(self, note: bytes) -> None:
         """The hub's countersignature of our checkpoint: its receipt of what it holds."""

@@ -472,3 +472,32 @@ async def test_a_push_whose_client_leaves_mid_write_is_written_whole(tmp_path: P
         assert await syncer.push() == 0
     finally:
         await running.close()
+
+
+async def test_a_checkpoint_the_hub_lost_is_sent_again(network: Running) -> None:
+    """The hub stored a push's entries but not its checkpoint (it stopped between the two
+    writes): the agent's next push sends the checkpoint again with no entries, the hub
+    keeps it, and the agent holds Japan's receipt for the whole log."""
+    hub = network.hub
+    assert hub is not None
+    await network.seed("MN")
+    agent = await network.agent("MN")
+    own = await agent.store.tree_head(agent.logs("JP-MN").own)
+    put_checkpoint = hub.store.put_checkpoint
+
+    async def lost(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    hub.store.put_checkpoint = lost  # type: ignore[method-assign]
+    syncer = network.syncer(agent, batch_size=1000)
+    assert await syncer.push() == own.size
+    replica = hub.logs("JP-MN").replica
+    assert await hub.store.latest_checkpoint(replica) is None
+    hub.store.put_checkpoint = put_checkpoint  # type: ignore[method-assign]
+    syncer.status.hub_receipt = None
+    assert await syncer.push() == 0
+    held = await hub.store.latest_checkpoint(replica)
+    assert held is not None
+    assert held.size == own.size
+    assert syncer.status.hub_receipt is not None
+    assert await syncer.push() == 0  # in sync now: nothing more is sent
