@@ -14,7 +14,8 @@ Rules (ADR 0009):
 2. The app carries ``handler_cancellation=True`` in its own ``handler_args``, so it
    holds however it is run (``web.run_app`` in ``jcm-sync registry serve``, an
    ``AppRunner``, a test server): a request whose client went away is cancelled and
-   its per-node slot is freed at once, not when its handler would have ended. A push
+   its per-node slot is freed at once, not when its handler would have ended (the
+   request metric counts it with status 499, client closed request). A push
    cancelled that way leaves no half-written batch: the store's append is one
    transaction, and the hub's write of a batch (append, checkpoint, wake-up of the
    next batch) is shielded from the cancellation (``registry.Hub.push``).
