@@ -22,6 +22,8 @@ refusal exits 1 with one line on stderr and no traceback, and leaves the log as 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import random
 import time
@@ -40,7 +42,7 @@ from yarl import URL
 
 from jcm_sync.cli import main
 from jcm_sync.config import load_config
-from jcm_sync.envelope import PrivateKey, open_envelope
+from jcm_sync.envelope import PrivateKey, open_envelope, sign_payload
 from jcm_sync.errors import BadDataError
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import HubServer, ServerSettings
@@ -125,7 +127,8 @@ async def template(f: Fuzz, rng: random.Random, cc: str) -> tuple[Request, Any]:
     total = len(f.envelopes[cc])
     kind = rng.randrange(7)
     if kind <= 2:  # a push: the next batch, or a replay of held entries
-        start = size if rng.random() < 0.7 else rng.randint(0, total)
+        # once the replica is complete, replays of held entries keep the batches full
+        start = size if size < total and rng.random() < 0.7 else rng.randint(0, total - 1)
         end = total if rng.random() < 0.6 else rng.randint(start, total)
         req = PushRequest(
             start=start,
@@ -176,7 +179,10 @@ async def next_request(f: Fuzz, rng: random.Random, m: Mutator) -> Request:
     signer = cc if rng.random() < 0.9 else rng.choice(PARTNERS)
     req = Request(base.method, base.path, base.query, base.body, signer=signer)
     what = rng.random()
-    if base.method == "POST" and what < 0.7:
+    if base.method == "POST" and what < 0.35 and doc["entries"]:
+        f.by_kind["signed-entries"] += 1
+        req.body = m.encode(mutate_entries(doc, m, rng, f.net.keys[cc]))
+    elif base.method == "POST" and what < 0.7:
         f.by_kind["signed-body"] += 1
         req.body = m.json_body(doc)
     elif what < 0.45 or (base.method == "POST" and what < 0.85):
@@ -189,6 +195,31 @@ async def next_request(f: Fuzz, rng: random.Random, m: Mutator) -> Request:
         f.by_kind["signed-tampered"] += 1
         req.tamper = True
     return req
+
+
+def mutate_entries(doc: Any, m: Mutator, rng: random.Random, key: PrivateKey) -> Any:
+    """A push whose JSON stays well formed but one entry is a mutated envelope: its
+    bytes, its JSON, or its record re-signed with the partner's own key (so it reaches
+    the schema and authority checks). Without the checkpoint half the time, which a
+    mutated batch no longer matches (a fork, rule 3 of ``registry``)."""
+    doc = dict(doc)
+    entries = list(doc["entries"])
+    i = rng.randrange(len(entries))
+    env = base64.b64decode(entries[i])
+    op = rng.randrange(3)
+    if op == 0:
+        env = m.raw(env)
+    elif op == 1:
+        env = m.encode(m.value(json.loads(env)))
+    else:
+        opened = open_envelope(env)
+        payload = m.encode(m.value(json.loads(opened.payload)))
+        env = sign_payload(opened.payloadType, payload, [key])
+    entries[i] = base64.b64encode(env).decode()
+    doc["entries"] = entries
+    if rng.random() < 0.5:
+        doc["checkpoint"] = None
+    return doc
 
 
 def sign(
