@@ -19,7 +19,8 @@ Rules:
    records in import order (nothing lost, nothing duplicated, nothing unacknowledged
    stored), that the other side's replica is entry for entry the same, that all four
    logs verify (``verify_log``, with every envelope and checkpoint signature checked
-   against the trust root), and that neither side raised a fork alarm.
+   against the trust root), that neither side raised a fork alarm, and that neither
+   daemon logged a traceback or an error (faults are warnings: logged, backed off).
 4. The proxy (``FaultProxy``) understands just enough HTTP/1.1 (Content-Length and
    chunked bodies, keep-alive) to act per request; a fault is decided once per request
    from the seeded RNG, and every request and fault is counted.
@@ -170,6 +171,15 @@ class Daemon:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def problems(self) -> list[str]:
+        """Lines of its log with a traceback or an error: a fault must be handled as a
+        warning (logged, backed off, retried), never crash a job or the process."""
+        return [
+            line
+            for line in self.log_text().splitlines()
+            if "Traceback" in line or '"level": "error"' in line or '"level": "critical"' in line
+        ]
 
 
 def http_ready(url: str) -> bool:
@@ -388,6 +398,8 @@ class Exchange:
                 problems += [f"{node}'s copy of {ref.origin}: {p}" for p in audit.problems]
         out.alarms = self.alarms()
         problems += [f"fork alarm: {a}" for a in out.alarms]
+        for daemon in (self.hub, self.agent):
+            problems += [f"{daemon.name} logged: {line[:300]}" for line in daemon.problems()]
         if out.lost:
             problems.append(f"{out.lost} acknowledged records lost")
         if out.duplicated:

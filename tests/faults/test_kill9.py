@@ -29,13 +29,13 @@ from tests.faults.harness import SLOW, Exchange, project_chunks, run_seed, sched
 CONVERGE_TIMEOUT_S = 90.0
 
 
-async def run_kills(tmp_path: Path, kills: int, projects: int) -> None:
+async def run_kills(tmp_path: Path, kills: int, projects: int, per_chunk: int) -> None:
     seed = run_seed(f"kill -9 x{kills}")
     rng = random.Random(seed)
     env = schedule_env(push=0.2, pull=0.2, anti_entropy=1.0, reconcile=3.0,
                        backoff_initial=0.2, backoff_max=1.0, batch_size=10)  # fmt: skip
     ex = Exchange.create(tmp_path / "net", "MN", env=env)
-    chunks = project_chunks(ex.records(projects=projects, periods=2, seed=seed), "MN", 3)
+    chunks = project_chunks(ex.records(projects=projects, periods=2, seed=seed), "MN", per_chunk)
     moments: Counter[str] = Counter()
     killed = asyncio.Event()
     started = time.monotonic()
@@ -53,11 +53,16 @@ async def run_kills(tmp_path: Path, kills: int, projects: int) -> None:
             for k in range(kills):
                 # the hub and the agent in turn, with a random swap now and then
                 target = ex.hub if (k % 2 == 0) != (rng.random() < 0.25) else ex.agent
-                deadline = time.monotonic() + 10  # wait for a transfer to be under way
-                while time.monotonic() < deadline and not any(await ex.pending()):
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(rng.uniform(0, 0.4))
-                push, pull = await ex.pending()
+                # wait for a transfer to be under way, let it run a random moment, and
+                # kill if it still is (or after 10 s without one)
+                deadline = time.monotonic() + 10
+                while True:
+                    while time.monotonic() < deadline and not any(await ex.pending()):
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(rng.uniform(0, 0.25))
+                    push, pull = await ex.pending()
+                    if push or pull or time.monotonic() >= deadline:
+                        break
                 moments[" and ".join(n for n, p in (("push", push), ("pull", pull)) if p)
                         or "idle"] += 1  # fmt: skip
                 target.kill9()
@@ -103,11 +108,11 @@ async def run_kills(tmp_path: Path, kills: int, projects: int) -> None:
 
 async def test_kill9_hub_and_agent_10_times(tmp_path: Path) -> None:
     """10 SIGKILLs of the hub or the agent during push and pull lose nothing acknowledged."""
-    await run_kills(tmp_path, 10, projects=120)
+    await run_kills(tmp_path, 10, projects=200, per_chunk=5)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SLOW, reason="long fault run: set JCM_SYNC_SLOW=1")
 async def test_kill9_hub_and_agent_200_times(tmp_path: Path) -> None:
     """200 SIGKILLs of the hub or the agent during push and pull lose nothing acknowledged."""
-    await run_kills(tmp_path, 200, projects=999)
+    await run_kills(tmp_path, 200, projects=999, per_chunk=3)
