@@ -199,6 +199,10 @@ def decode_root(payload: bytes) -> TrustRoot:
         return _root_decoder.decode(payload)
     except msgspec.MsgspecError as exc:
         raise BadDataError(f"not a valid trust root: {exc}", where="trust root") from None
+    except RecursionError:  # msgspec's nesting limit: bad input, not a bug
+        raise BadDataError(
+            "JSON is nested too deeply to be a trust root", where="trust root"
+        ) from None
 
 
 def key_entry(

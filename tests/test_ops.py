@@ -281,3 +281,22 @@ def test_hub_takes_the_lock_too(net: Network) -> None:
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert_one_line_refusal(proc.returncode, proc.stderr, f"pid {os.getpid()}", "registry serve")
+
+
+def test_deeply_nested_trust_root_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`trust show` of a root whose payload nests past msgspec's limit: one line."""
+    import base64
+
+    deep = 100_000
+    payload = b'{"type":"jcm-sync/trust-root","x":' + b"[" * deep + b"]" * deep + b"}"
+    envelope = {
+        "payload": base64.b64encode(payload).decode(),
+        "payloadType": "application/vnd.jcm-sync.trust-root+json",
+        "signatures": [{"keyid": "a" * 64, "sig": base64.b64encode(b"x" * 64).decode()}],
+    }
+    path = tmp_path / "root.json"
+    path.write_text(json.dumps(envelope, separators=(",", ":")))
+    code, _, err = run(capsys, "trust", "show", path)
+    assert_one_line_refusal(code, err, "nested too deeply to be a trust root")
