@@ -197,21 +197,26 @@ def test_read_only_data_directory_is_named(net: Network) -> None:
 
 def test_sqlite_names_a_read_only_directory(tmp_path: Path) -> None:
     """The store itself says which directory it cannot write (not SQLite's wording)."""
-    import asyncio
-
-    from jcm_sync.errors import StoreError
-    from jcm_sync.store.sqlite import SqliteStore
-
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only directories")
     d = tmp_path / "ro"
     d.mkdir()
     d.chmod(0o555)
+    code = (
+        "import asyncio, sys\n"
+        "from jcm_sync.store.sqlite import SqliteStore\n"
+        "from jcm_sync.errors import StoreError\n"
+        "try:\n"
+        f"    asyncio.run(SqliteStore.open('sqlite:///{d}/x.db'))\n"
+        "except StoreError as exc:\n"
+        "    print(exc); sys.exit(1)\n"
+    )
     try:
-        with pytest.raises(StoreError, match=f"directory {d} is not writable"):
-            asyncio.run(SqliteStore.open(f"sqlite:///{d}/x.db"))
+        proc = subprocess.run(
+            as_plain_user([sys.executable, "-c", code]), capture_output=True, text=True, timeout=60
+        )
     finally:
         d.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    assert f"directory {d} is not writable" in proc.stdout, proc.stdout
 
 
 # --- 2. one daemon per data directory ------------------------------------------------------
