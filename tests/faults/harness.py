@@ -39,7 +39,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -564,23 +564,3 @@ async def read_message(reader: asyncio.StreamReader, *, request: bool) -> tuple[
     if request or status in ("204", "304") or status.startswith("1"):
         return head, b""
     return head, await reader.read()  # delimited by the end of the connection
-
-
-# --- running things side by side ------------------------------------------------------------
-
-
-async def until_done(
-    main: Awaitable[None], *others: Callable[[asyncio.Event], Awaitable[None]]
-) -> None:
-    """Run ``main`` with ``others(stop)`` beside it; set ``stop`` when ``main`` ends, and
-    re-raise the first failure of any of them."""
-    stop = asyncio.Event()
-    tasks = [asyncio.ensure_future(o(stop)) for o in others]
-    try:
-        await main
-    finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
