@@ -295,7 +295,13 @@ async def fuzz_http(f: Fuzz, requests: int) -> None:
             sent = 0
             while sent < requests:
                 req = await next_request(f, rng, m)
-                answer = await send(f, session, req, m, rng)
+                try:
+                    answer = await send(f, session, req, m, rng)
+                except TimeoutError:
+                    raise AssertionError(
+                        f"seed {seed}: no answer in 60 s to request #{sent + 1}: {req.method} "
+                        f"{req.path}?{req.query} ({f.by_kind}) body {req.body[:300]!r}"
+                    ) from None
                 if answer is None:
                     continue
                 sent += 1
