@@ -33,7 +33,9 @@ from tests.faults.harness import (
 ANTI_ENTROPY_S = 4.0
 
 
-async def run_proxy(tmp_path: Path, *, chunks_per_side: int, min_requests: int) -> None:
+async def run_proxy(
+    tmp_path: Path, *, chunks_per_side: int, min_requests: int, max_seconds: float
+) -> None:
     seed = run_seed("fault proxy")
     rng = random.Random(seed)
     # back-off stays under one anti-entropy period, so a job that failed at the last
@@ -59,7 +61,7 @@ async def run_proxy(tmp_path: Path, *, chunks_per_side: int, min_requests: int) 
     try:
         await ex.start()
         await asyncio.gather(importer("VN"), importer("JP"))
-        while proxy.requests < min_requests and time.monotonic() - started < 120:
+        while proxy.requests < min_requests and time.monotonic() - started < max_seconds:
             await asyncio.sleep(0.2)
         # a last, larger import on each side, so that the faults stop mid-transfer
         for node in ("VN", "JP"):
@@ -105,14 +107,14 @@ async def run_proxy(tmp_path: Path, *, chunks_per_side: int, min_requests: int) 
 
 async def test_faulty_network_converges_after_faults_stop(tmp_path: Path) -> None:
     """20 % of requests dropped, answered late, lost or truncated: nothing lost, no fork."""
-    await run_proxy(tmp_path, chunks_per_side=8, min_requests=150)
+    await run_proxy(tmp_path, chunks_per_side=8, min_requests=150, max_seconds=120)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SLOW, reason="long fault run: set JCM_SYNC_SLOW=1")
 async def test_faulty_network_long_run(tmp_path: Path) -> None:
     """The same over a longer import phase (some 2,000 requests)."""
-    await run_proxy(tmp_path, chunks_per_side=120, min_requests=2000)
+    await run_proxy(tmp_path, chunks_per_side=120, min_requests=2000, max_seconds=900)
 
 
 async def test_a_stale_answer_is_not_a_fork(tmp_path: Path) -> None:
