@@ -20,6 +20,7 @@ in the adapter that calls the foreign library, so nothing above it sees them.
     │   ├── ThresholdError          not enough of the required signatures
     │   ├── ExpiredError            trust root or key outside its validity
     │   └── RotationError           a new trust root does not chain from the old
+    │       └── RollbackError       an older or different root than the store trusted
     ├── ConflictError               contradicts what we already hold
     │   └── ForkError               a log history that differs from one we hold
     ├── NotFoundError               asked for something that does not exist
@@ -124,6 +125,12 @@ class RotationError(UntrustedError):
     """A new trust root does not chain from the one we hold."""
 
     code = "bad-rotation"
+
+
+class RollbackError(RotationError):
+    """A trust root older than, or different from, the one this store already trusted."""
+
+    code = "trust-root-rollback"
 
 
 class ConflictError(JcmSyncError):

@@ -4,6 +4,13 @@ Why this module exists: the hub, the agent and the admin commands all need the s
 things from a configuration file: the node's keys (from files), each partnership's
 trust root (verified as a chain), the names of its two logs, the store, the alarm
 book and the metrics. They are loaded here once, the same way for all.
+
+No trust-root rollback (docs/adr/0017-no-trust-root-rollback.md): the store keeps, per
+partnership, the highest root version it was ever opened with and that root's digest.
+``open_node`` (every daemon and admin command that opens a node) offers the configured
+chains to the store before anything else is written; an older chain, or another root
+at the held version, raises ``RollbackError`` and the node does not open. A chain whose
+newest version is higher raises the mark, so there is no going back to it either.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.lock import check_writable
 from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics
-from jcm_sync.store import LogRef, Store, StoredCheckpoint, open_store
-from jcm_sync.trust import TrustedRoot, TrustRoot, verify_chain
+from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
+from jcm_sync.trust import TrustedRoot, TrustRoot, verify_chain_history
 
 log = logging.getLogger("jcm_sync.node")
 
@@ -50,15 +57,34 @@ def load_keys(cfg: Config) -> NodeKeys:
     return NodeKeys(signing=signing, transport=transport, checkpoint=ckpt)
 
 
-def load_root(cfg: Config, partnership: str, now: datetime) -> TrustedRoot:
+def load_chain(cfg: Config, partnership: str, now: datetime) -> tuple[TrustedRoot, ...]:
+    """The configured chain of a partnership, verified, every version oldest first."""
     p = cfg.partnership(partnership)
     chain = [read_small_file(cfg.path(f), limit=1 << 20, what="trust root") for f in p.trust_root]
-    trusted = verify_chain(chain, now)
-    if trusted.root.partnership != partnership:
+    history = verify_chain_history(chain, now)
+    if history[-1].root.partnership != partnership:
         raise AuthorityError(
-            f"trust root {p.trust_root[-1]} is for {trusted.root.partnership}, not {partnership}"
+            f"trust root {p.trust_root[-1]} is for {history[-1].root.partnership}, "
+            f"not {partnership}"
         )
-    return trusted
+    return history
+
+
+def load_root(cfg: Config, partnership: str, now: datetime) -> TrustedRoot:
+    """The newest root of a partnership's configured chain (checked against no store)."""
+    return load_chain(cfg, partnership, now)[-1]
+
+
+def trust_marks(chain: tuple[TrustedRoot, ...]) -> list[TrustMark]:
+    """The (version, digest) of every root of a verified chain, as a store keeps them."""
+    return [TrustMark(t.root.partnership, t.version, t.digest) for t in chain]
+
+
+async def guard_roots(
+    store: Store, chains: dict[str, tuple[TrustedRoot, ...]]
+) -> dict[str, TrustMark]:
+    """Offer the chains to the store's trust marks: raise them, or ``RollbackError``."""
+    return await store.advance_trust_marks({pid: trust_marks(c) for pid, c in chains.items()})
 
 
 @dataclass
@@ -148,13 +174,17 @@ def log_ref(cfg: Config, partnership: str, node: str) -> LogRef:
 async def open_node(
     cfg: Config, *, clock: Callable[[], datetime] = utc_now, store: Store | None = None
 ) -> Node:
-    """Load keys and roots, open the store and make sure every log exists."""
+    """Load keys and roots, open the store, check the roots against the store's trust
+    marks (``RollbackError`` on an older or different root) and make sure every log
+    exists."""
     now = clock()
     keys = load_keys(cfg)
-    roots = {p.id: load_root(cfg, p.id, now).root for p in cfg.partnerships}
+    chains = {p.id: load_chain(cfg, p.id, now) for p in cfg.partnerships}
+    roots = {pid: chain[-1].root for pid, chain in chains.items()}
     check_writable(cfg.data_dir)  # one clear refusal, not SQLite's "unable to open"
     store = store or await open_store(cfg.store_url)
     try:
+        await guard_roots(store, chains)  # before anything else is written
         partnerships = {}
         for pid, root in roots.items():
             other = root.partner if cfg.node.id == "JP" else "JP"

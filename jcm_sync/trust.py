@@ -50,6 +50,7 @@ signers and what is missing, or an ``UntrustedError`` that says why.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -247,6 +248,20 @@ class TrustedRoot:
     @property
     def version(self) -> int:
         return self.root.version
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the root document as signed (the envelope's payload bytes).
+
+        Extra signatures on the same document (a countersignature) keep the digest;
+        any change to the document changes it. Stores keep it as the high-water mark.
+        """
+        return root_digest(self.raw)
+
+
+def root_digest(envelope: bytes) -> str:
+    """SHA-256 (hex) of a root envelope's payload: the document its signatures cover."""
+    return hashlib.sha256(open_envelope(envelope).payload).hexdigest()
 
 
 def _root_signers(root: TrustRoot, signers: Iterable[str], at: datetime) -> set[str]:

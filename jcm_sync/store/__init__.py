@@ -21,6 +21,7 @@ from jcm_sync.store.base import (
     Store,
     StoredCheckpoint,
     TreeHead,
+    TrustMark,
     Verify,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "Store",
     "StoredCheckpoint",
     "TreeHead",
+    "TrustMark",
     "Verify",
     "open_store",
     "redact_url",

@@ -18,6 +18,9 @@ checkpoint origin (``jcm-sync.example/JP-MN/MN``). A store holds, per log:
 * ``records``: the index of records by kind and key, author and the record superseded;
 * the head: current size and root, written in the same transaction as the entries.
 
+And, per partnership, one *trust mark* (ADR 0017): the highest trust-root version the
+store has been opened with and the SHA-256 of that root document (``TrustMark``).
+
 Invariants every adapter keeps
 ------------------------------
 1. An append batch (entries, their nodes, their index rows and the new head) commits in
@@ -33,6 +36,13 @@ Invariants every adapter keeps
 6. Every row read is checked (hash lengths, record id against the bytes, contiguity);
    a row that does not check out raises ``CorruptStoreError`` saying which and where.
    Foreign exceptions (sqlite3, asyncpg) are translated in the adapter into ``StoreError``.
+7. A trust mark only rises (``advance_trust_marks``): all the offered chains are judged
+   against the held marks inside one write transaction (``plan_trust_marks``); an older
+   version, or another document at the held version, is a ``RollbackError`` and nothing
+   is written; the marks that rise are written together.
+8. ``SCHEMA_VERSION`` counts layouts: opening a database of an older layout adds what is
+   missing (every DDL statement is ``IF NOT EXISTS``) and records the new version; a
+   newer one is refused, so an older jcm-sync cannot run on a store it would not guard.
 
 The pure parts (``prepare_batch``, ``plan_append``, the row decoders) take values and return
 values; ``StoreBase`` implements the ``Store`` API on a few primitive queries per adapter.
@@ -55,6 +65,7 @@ from jcm_sync.errors import (
     CorruptStoreError,
     ForkError,
     NotFoundError,
+    RollbackError,
     StoreError,
 )
 from jcm_sync.trust import Verification
@@ -75,17 +86,20 @@ __all__ = [
     "StoreBase",
     "StoredCheckpoint",
     "TreeHead",
+    "TrustMark",
     "Verify",
     "check_index",
     "plan_append",
+    "plan_trust_marks",
     "prepare_batch",
 ]
 
 #: Largest index or size a store accepts: both SQL backends keep them in signed 64-bit ints.
 MAX_INDEX: Final = 2**63 - 1
 
-#: Version of the table layout; an adapter refuses a database written by a newer one.
-SCHEMA_VERSION: Final = 1
+#: Version of the table layout; an adapter migrates an older database and refuses a newer
+#: one (rule 8). 2 added ``trust_marks``.
+SCHEMA_VERSION: Final = 2
 
 #: Rows asked for in one ``IN (...)`` or one batched read.
 QUERY_CHUNK: Final = 500
@@ -154,6 +168,18 @@ class StoredCheckpoint:
     size: int
     root: bytes
     note: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TrustMark:
+    """A partnership's trust-root version and the SHA-256 (hex) of that root document."""
+
+    partnership: str
+    version: int
+    digest: str
+
+    def describe(self) -> str:
+        return f"version {self.version} (sha256 {self.digest[:12]})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +446,59 @@ def rows_past_head_error(log: LogRef, plan: AppendPlan, detail: str) -> CorruptS
     )
 
 
+# --- trust marks: pure judging ------------------------------------------------------
+
+
+def check_trust_chain(partnership: str, chain: Sequence[TrustMark]) -> list[TrustMark]:
+    """An offered chain: non-empty, of ``partnership``, versions rising, digests hex."""
+    if isinstance(chain, TrustMark) or not chain:
+        raise BadDataError(f"no trust root offered for {partnership}")
+    out = list(chain)
+    for n, m in enumerate(out):
+        if not isinstance(m, TrustMark) or m.partnership != partnership:
+            raise BadDataError(f"trust chain item {n} is not a mark of {partnership}")
+        check_index(m.version, "trust root version", where=partnership)
+        if not (len(m.digest) == 64 and all(c in "0123456789abcdef" for c in m.digest)):
+            raise BadDataError("a trust root digest is 64 lowercase hex digits", where=partnership)
+        if n and m.version <= out[n - 1].version:
+            raise BadDataError("trust chain versions must rise", where=partnership)
+    return out
+
+
+def plan_trust_marks(
+    held: Mapping[str, TrustMark], offered: Mapping[str, Sequence[TrustMark]]
+) -> list[TrustMark]:
+    """Judge offered chains (oldest first) against the held marks (rule 7).
+
+    Returns the marks to write (each chain's newest, where it is higher than the held
+    one); raises ``RollbackError`` naming both versions and digests when a chain ends
+    below the held version, or holds another document at the held version.
+    """
+    rising: list[TrustMark] = []
+    for pid in sorted(offered):
+        chain = check_trust_chain(pid, offered[pid])
+        newest, mark = chain[-1], held.get(pid)
+        if mark is None:
+            rising.append(newest)
+            continue
+        if newest.version < mark.version:
+            raise RollbackError(
+                f"trust-root rollback refused for {pid}: this store has trusted "
+                f"{mark.describe()}, the configuration offers only {newest.describe()}; "
+                "a node never goes back to an older trust root"
+            )
+        same = next((m for m in chain if m.version == mark.version), None)
+        if same is not None and same.digest != mark.digest:
+            via = "" if same is newest else f" in a chain up to {newest.describe()}"
+            raise RollbackError(
+                f"trust-root rollback refused for {pid}: the offered {same.describe()}{via} "
+                f"is not the {mark.describe()} this store has trusted"
+            )
+        if newest.version > mark.version:
+            rising.append(newest)
+    return rising
+
+
 # --- reading: row checks ----------------------------------------------------------
 
 
@@ -656,6 +735,18 @@ class Store(Protocol):
         """Endorsement records that name ``record_id``."""
         ...
 
+    async def trust_marks(self) -> dict[str, TrustMark]:
+        """The held trust mark of every partnership (rule 7)."""
+        ...
+
+    async def advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> dict[str, TrustMark]:
+        """Judge each partnership's offered trust chain (oldest first) against its held
+        mark and raise the marks, all in one transaction; ``RollbackError`` and nothing
+        written if any chain is older or different (rule 7). Returns the marks now held."""
+        ...
+
 
 # --- the shared implementation ----------------------------------------------------
 
@@ -744,6 +835,17 @@ class StoreBase(abc.ABC):
     async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
         """(log origin, index, record id, envelope, appended at) of the first entry holding
         it; raises NotFoundError if none."""
+
+    @abc.abstractmethod
+    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
+        """(partnership, version, digest) of every held trust mark."""
+
+    @abc.abstractmethod
+    async def _advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> list[TrustMark]:
+        """In one write transaction: read the marks, ``plan_trust_marks``, write the rising
+        ones (never lowering a row even if the plan were wrong); return the rows written."""
 
     # -- logs ------------------------------------------------------------------------
 
@@ -1010,6 +1112,32 @@ class StoreBase(abc.ABC):
         check_record_id(record_id)
         return await self._find(RecordQuery(kind="endorsement", key=record_id))
 
+    # -- trust marks ---------------------------------------------------------------
+
+    async def trust_marks(self) -> dict[str, TrustMark]:
+        return trust_marks_from(await self._trust_mark_rows())
+
+    async def advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> dict[str, TrustMark]:
+        for pid, chain in offered.items():
+            check_trust_chain(pid, chain)
+        await self._advance_trust_marks(offered)
+        return await self.trust_marks()
+
+
+def trust_marks_from(rows: Iterable[tuple[object, object, object]]) -> dict[str, TrustMark]:
+    """Check trust-mark rows; a malformed one is a corrupt store."""
+    out: dict[str, TrustMark] = {}
+    for pid, version, digest in rows:
+        where = f"trust mark of {pid}"
+        if not isinstance(pid, str) or not isinstance(digest, str) or len(digest) != 64:
+            raise CorruptStoreError("stored trust mark row is malformed", where=where)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CorruptStoreError(f"stored version {version!r} is not a version", where=where)
+        out[pid] = TrustMark(pid, version, digest)
+    return out
+
 
 # --- SQL shared by the SQLite and PostgreSQL adapters ---------------------------------
 #
@@ -1061,11 +1189,25 @@ SCHEMA_DDL: Final = (
         "CREATE INDEX IF NOT EXISTS record_index_supersedes ON record_index (supersedes) "
         "WHERE supersedes IS NOT NULL"
     ),
+    # schema version 2
+    """CREATE TABLE IF NOT EXISTS trust_marks (
+        partnership TEXT PRIMARY KEY,
+        version BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        recorded_at {time} NOT NULL)""",
 )
 
 SQL_SCHEMA_VERSION: Final = "SELECT value FROM store_meta WHERE key = 'schema_version'"
 SQL_SET_SCHEMA_VERSION: Final = (
-    "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+SQL_TRUST_MARKS: Final = "SELECT partnership, version, digest FROM trust_marks"
+SQL_RAISE_TRUST_MARK: Final = (
+    "INSERT INTO trust_marks (partnership, version, digest, recorded_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (partnership) DO UPDATE SET version = excluded.version, "
+    "digest = excluded.digest, recorded_at = excluded.recorded_at "
+    "WHERE trust_marks.version < excluded.version"
 )
 SQL_LOOKUP_LOG: Final = "SELECT id, origin FROM logs WHERE partnership = ? AND node = ?"
 SQL_INSERT_LOG: Final = (
@@ -1165,10 +1307,15 @@ def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Row
 
 
 def check_schema_version(found: object, where: str) -> None:
-    """Refuse a database whose layout this code does not know."""
+    """Refuse a database whose layout this code does not know (rule 8): a newer one.
+
+    An older one (or a new one, ``found`` None) is fine: the DDL just run added what it
+    lacked, and the adapter then records ``SCHEMA_VERSION``.
+    """
     if found is None:
         return
-    if str(found) != str(SCHEMA_VERSION):
+    text = str(found)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= SCHEMA_VERSION:
         raise StoreError(
             f"the database has schema version {found}; this jcm-sync knows version "
             f"{SCHEMA_VERSION}",

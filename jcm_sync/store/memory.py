@@ -6,12 +6,12 @@ of their cost. It keeps the same rows in dictionaries and goes through the same 
 ``base``; it is lost when the process ends, so it is never a node's real store.
 
 An append plans first and writes afterwards with no ``await`` in between, so it is atomic
-for every other coroutine, like a transaction.
+for every other coroutine, like a transaction; so is advancing the trust marks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,9 +28,11 @@ from jcm_sync.store.base import (
     RecordRow,
     StoreBase,
     StoredCheckpoint,
+    TrustMark,
     check_head,
     duplicate_error,
     plan_append,
+    plan_trust_marks,
     rows_past_head_error,
     state_reads,
 )
@@ -59,6 +61,7 @@ class MemoryStore(StoreBase):
     def __init__(self, url: str = "memory://") -> None:
         super().__init__(url)
         self.tables: dict[int, MemoryLog] = {}
+        self.marks: dict[str, TrustMark] = {}
         self._closed = False
 
     async def close(self) -> None:
@@ -167,3 +170,20 @@ class MemoryStore(StoreBase):
             if i is not None and i in t.entries:
                 return (t.ref.origin, i, *t.entries[i])
         raise NotFoundError(f"no log holds record {record_id[:16]}")
+
+    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
+        if self._closed:
+            raise StoreError("the store is closed", where=self.url)
+        return [(m.partnership, m.version, m.digest) for m in self.marks.values()]
+
+    async def _advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> list[TrustMark]:
+        if self._closed:
+            raise StoreError("the store is closed", where=self.url)
+        rising = plan_trust_marks(self.marks, offered)
+        for m in rising:
+            held = self.marks.get(m.partnership)
+            if held is None or held.version < m.version:
+                self.marks[m.partnership] = m
+        return rising

@@ -25,13 +25,16 @@ Invariants and choices:
    (refused connection) with a ``StoreError``. An append whose commit was lost with its
    connection is either committed or not; the agent's retry finds out from the replica's
    size, and re-sent entries already held are a no-op.
+6. Trust marks (base rule 7) are judged and raised in one transaction holding
+   ``trust_marks`` in EXCLUSIVE mode (readers go on), so two hubs opening one database
+   with different chains serialise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
@@ -60,9 +63,11 @@ from jcm_sync.store.base import (
     SQL_INSERT_RECORD,
     SQL_LIST_LOGS,
     SQL_LOOKUP_LOG,
+    SQL_RAISE_TRUST_MARK,
     SQL_RECORD_IDS,
     SQL_SCHEMA_VERSION,
     SQL_SET_SCHEMA_VERSION,
+    SQL_TRUST_MARKS,
     SQL_UPDATE_HEAD,
     AppendPlan,
     AppendState,
@@ -74,16 +79,19 @@ from jcm_sync.store.base import (
     RecordRow,
     StoreBase,
     StoredCheckpoint,
+    TrustMark,
     append_rows,
     check_head,
     check_schema_version,
     checkpoint_sql,
     duplicate_error,
     plan_append,
+    plan_trust_marks,
     record_sql,
     rows_past_head_error,
     schema_ddl,
     state_reads,
+    trust_marks_from,
 )
 
 __all__ = ["PostgresStore"]
@@ -302,3 +310,18 @@ class PostgresStore(StoreBase):
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]
         return origin, idx, rid, env, at
+
+    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
+        return [(r[0], r[1], r[2]) for r in await self._fetch(SQL_TRUST_MARKS)]
+
+    async def _advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> list[TrustMark]:
+        async with self._conn("recording the trust roots") as conn, conn.transaction():
+            await conn.execute("LOCK TABLE trust_marks IN EXCLUSIVE MODE")
+            rows = await conn.fetch(SQL_TRUST_MARKS)
+            rising = plan_trust_marks(trust_marks_from((r[0], r[1], r[2]) for r in rows), offered)
+            at = self._clock()
+            for m in rising:
+                await conn.execute(pg(SQL_RAISE_TRUST_MARK), m.partnership, m.version, m.digest, at)
+        return rising

@@ -14,6 +14,8 @@ Invariants and choices:
 3. Write transactions start with ``BEGIN IMMEDIATE``: the write lock is taken before the
    head is read, so two processes appending to one file serialise instead of forking.
 4. ``sqlite3.Error`` is translated here, once, into ``StoreError`` naming the file.
+5. Trust marks (base rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
+   so two processes opening one file with different chains cannot both pass.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -43,9 +45,11 @@ from jcm_sync.store.base import (
     SQL_LIST_LOGS,
     SQL_LOOKUP_LOG,
     SQL_NODE,
+    SQL_RAISE_TRUST_MARK,
     SQL_RECORD_IDS,
     SQL_SCHEMA_VERSION,
     SQL_SET_SCHEMA_VERSION,
+    SQL_TRUST_MARKS,
     SQL_UPDATE_HEAD,
     AppendPlan,
     AppendState,
@@ -57,16 +61,19 @@ from jcm_sync.store.base import (
     RecordRow,
     StoreBase,
     StoredCheckpoint,
+    TrustMark,
     append_rows,
     check_head,
     check_schema_version,
     checkpoint_sql,
     duplicate_error,
     plan_append,
+    plan_trust_marks,
     record_sql,
     rows_past_head_error,
     schema_ddl,
     state_reads,
+    trust_marks_from,
 )
 
 __all__ = ["SqliteStore", "path_of_url"]
@@ -320,3 +327,27 @@ class SqliteStore(StoreBase):
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]
         return origin, idx, rid, env, _timestamp(at)
+
+    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
+        return [tuple(r) for r in await self._query(SQL_TRUST_MARKS)]
+
+    def _advance_sync(self, offered: Mapping[str, Sequence[TrustMark]]) -> list[TrustMark]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            held = trust_marks_from(db.execute(SQL_TRUST_MARKS).fetchall())
+            rising = plan_trust_marks(held, offered)
+            at = self._clock().isoformat()
+            for m in rising:
+                db.execute(SQL_RAISE_TRUST_MARK, (m.partnership, m.version, m.digest, at))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return rising
+
+    async def _advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> list[TrustMark]:
+        return await self._call(self._advance_sync, offered)

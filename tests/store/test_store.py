@@ -21,11 +21,12 @@ from jcm_sync.errors import (
     CorruptStoreError,
     ForkError,
     NotFoundError,
+    RollbackError,
     StoreError,
     UnknownKeyError,
 )
-from jcm_sync.store import LogRef, Store, open_store
-from jcm_sync.store.base import grow_frontier
+from jcm_sync.store import LogRef, Store, TrustMark, open_store
+from jcm_sync.store.base import SCHEMA_VERSION, grow_frontier
 from tests import builders
 from tests.store import World
 from tests.store.conftest import Corruptor
@@ -656,3 +657,123 @@ async def test_unreachable_postgres_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="PostgreSQL") as info:
         await open_store("postgresql://u:secret@127.0.0.1:1/none")
     assert "secret" not in str(info.value)
+
+
+# --- trust marks (ADR 0017) -----------------------------------------------------------
+
+
+def mark(version: int, doc: str = "a", partnership: str = "JP-ID") -> TrustMark:
+    return TrustMark(partnership, version, hashlib.sha256(f"{doc}{version}".encode()).hexdigest())
+
+
+async def test_trust_mark_rises_and_never_falls(store_url: str) -> None:
+    """Across a reopen: v1..v2 held; [v1] refused naming both; a forged v2 refused; v3 taken."""
+    persistent = store_url != "memory://"
+    async with await open_store(store_url) as s:
+        assert await s.trust_marks() == {}
+        held = await s.advance_trust_marks({"JP-ID": [mark(1), mark(2)]})
+        assert held == {"JP-ID": mark(2)}
+        if not persistent:
+            await _refusals(s)
+    if persistent:
+        async with await open_store(store_url) as s:
+            await _refusals(s)
+            assert await s.advance_trust_marks({"JP-ID": [mark(1), mark(2), mark(3)]}) == {
+                "JP-ID": mark(3)
+            }
+        async with await open_store(store_url) as s:
+            assert await s.trust_marks() == {"JP-ID": mark(3)}
+
+
+async def _refusals(s: Store) -> None:
+    with pytest.raises(RollbackError) as older:
+        await s.advance_trust_marks({"JP-ID": [mark(1)]})
+    text = str(older.value)
+    assert "\n" not in text
+    assert "version 2" in text
+    assert "version 1" in text
+    assert mark(2).digest[:12] in text
+    assert mark(1).digest[:12] in text
+    assert older.value.code == "trust-root-rollback"
+    with pytest.raises(RollbackError, match="not the version 2"):
+        await s.advance_trust_marks({"JP-ID": [mark(1), mark(2, "forged")]})
+    # a chain that reaches v3 through another v2 is refused too, and v3 is not recorded
+    with pytest.raises(RollbackError, match="in a chain up to version 3"):
+        await s.advance_trust_marks({"JP-ID": [mark(2, "forged"), mark(3)]})
+    assert await s.trust_marks() == {"JP-ID": mark(2)}
+    # the same root again (alone or in its chain) is fine and writes nothing
+    assert await s.advance_trust_marks({"JP-ID": [mark(2)]}) == {"JP-ID": mark(2)}
+
+
+async def test_one_refused_partnership_writes_no_mark(store: Store) -> None:
+    await store.advance_trust_marks({"JP-ID": [mark(2)]})
+    with pytest.raises(RollbackError):
+        await store.advance_trust_marks(
+            {"JP-MN": [mark(1, partnership="JP-MN")], "JP-ID": [mark(1)]}
+        )
+    assert await store.trust_marks() == {"JP-ID": mark(2)}
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [[], [mark(2), mark(1)], [mark(1, partnership="JP-MN")], [TrustMark("JP-ID", 1, "xyz")]],
+    ids=["empty", "falling", "other-partnership", "bad-digest"],
+)
+async def test_malformed_trust_chain_is_bad_data(store: Store, chain: list[TrustMark]) -> None:
+    with pytest.raises(BadDataError):
+        await store.advance_trust_marks({"JP-ID": chain})
+    assert await store.trust_marks() == {}
+
+
+async def test_database_of_schema_1_is_migrated(store_url: str) -> None:
+    """A database written before trust marks existed gains the table and works."""
+    if store_url == "memory://":
+        pytest.skip("memory:// has no schema")
+    async with await open_store(store_url) as s:
+        await s.ensure_log(log_ref_jp())
+    await _as_schema_1(store_url)
+    async with await open_store(store_url) as s:
+        assert await s.trust_marks() == {}
+        assert await s.advance_trust_marks({"JP-ID": [mark(1)]}) == {"JP-ID": mark(1)}
+        assert log_ref_jp() in await s.logs()
+    assert await _schema_version(store_url) == str(SCHEMA_VERSION)
+
+
+async def test_database_of_a_newer_schema_is_refused(store_url: str) -> None:
+    if store_url == "memory://":
+        pytest.skip("memory:// has no schema")
+    async with await open_store(store_url):
+        pass
+    await _sql(store_url, "UPDATE store_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 99"):
+        await open_store(store_url)
+
+
+def log_ref_jp() -> LogRef:
+    return LogRef("JP-ID", "JP", "jcm-sync.example/JP-ID/JP")
+
+
+async def _sql(url: str, sql: str) -> object:
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        try:
+            row = conn.execute(sql).fetchone()
+            return None if row is None else row[0]
+        finally:
+            conn.close()
+    import asyncpg
+
+    pg = await asyncpg.connect(url)
+    try:
+        return await pg.fetchval(sql)
+    finally:
+        await pg.close()
+
+
+async def _as_schema_1(url: str) -> None:
+    await _sql(url, "DROP TABLE trust_marks")
+    await _sql(url, "UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
+
+
+async def _schema_version(url: str) -> object:
+    return await _sql(url, "SELECT value FROM store_meta WHERE key = 'schema_version'")
