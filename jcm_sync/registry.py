@@ -40,6 +40,17 @@ Reconciliation (ADR 0010):
    counted in ``jcm_sync_job_runs_total{job="reconcile",outcome="error"}``; nothing is
    raised into the scheduler, and the next interval tries again. Its CPU work runs off
    the event loop (``reconcile_service`` rule 7), so the hub keeps serving meanwhile.
+
+Reads (ADR 0019):
+
+9. A caller asking for a partnership that is not its own is refused 403 before
+   anything else is looked up, whether or not the hub serves it and whatever log node
+   the path names: a partner learns nothing about which partnerships exist.
+10. A position past the log's size (``start``, ``index``, ``old``, ``new``, ``size``)
+    is refused 400 ``past-log-size`` with the log's size; ``old`` above ``new`` and
+    ``index`` not below ``size`` are 400 ``bad-parameter``. Nothing is read beyond them.
+11. ``have`` (how much of Japan's log a partner holds) is clamped to the log's size,
+    with a warning, so the lag metric is always between 0 and the log's size.
 """
 
 from __future__ import annotations
@@ -58,7 +69,6 @@ from jcm_sync.errors import (
     ConflictError,
     ForkError,
     JcmSyncError,
-    NotFoundError,
 )
 from jcm_sync.log import checkpoint_verifiers, prove_consistency, prove_inclusion
 from jcm_sync.net.auth import Caller
@@ -101,6 +111,24 @@ class GapError(ConflictError):
 
 class BatchTooLargeError(BadDataError):
     code = "batch-too-large"
+
+
+class BadParameterError(BadDataError):
+    """A query parameter that is not ASCII digits, too large, or inconsistent with
+    another (400)."""
+
+    code = "bad-parameter"
+
+
+class PastLogSizeError(BadParameterError):
+    """A position (``start``, ``index``, ``old``, ``new``, ``size``) past the log's size
+    (400); ``size`` is the log's size when it was refused."""
+
+    code = "past-log-size"
+
+    def __init__(self, message: str, *, size: int, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.size = size
 
 
 @dataclass
@@ -207,10 +235,21 @@ class Hub:
     # --- authorization ---------------------------------------------------------------
 
     def _check_member(self, caller: Caller, partnership: str) -> None:
-        self.node.logs(partnership)
+        """Rule 9: another partnership is 403 whether or not the hub serves it; only
+        then is an unserved one (the caller's own, dropped from the hub) a 404."""
         if caller.partnership != partnership:
             raise ForbiddenError(
-                f"{caller.node} of {caller.partnership} may not read partnership {partnership}"
+                f"{caller.node} of {caller.partnership} may read only partnership "
+                f"{caller.partnership}"
+            )
+        self.node.logs(partnership)
+
+    @staticmethod
+    def _within(log_size: int, name: str, value: int) -> None:
+        """Rule 10: a position past the log's size is refused, naming the size."""
+        if value > log_size:
+            raise PastLogSizeError(
+                f"{name} {value} is past the log's size {log_size}", size=log_size, where=name
             )
 
     # --- push ------------------------------------------------------------------------
@@ -376,8 +415,8 @@ class Hub:
         )
         job_status = st.jobs.setdefault(job, JobStatus())
         job_status.last_run = job_status.last_success = now
-        if remote is not None:
-            self.node.metrics.replica_lag.labels(partnership, node).set(abs(remote - local))
+        if remote is not None:  # bounded by the caller (rule 11): 0 <= remote <= local
+            self.node.metrics.replica_lag.labels(partnership, node).set(local - remote)
         write_status(self.node.cfg.data_dir, st)
 
     # --- reads -----------------------------------------------------------------------
@@ -416,7 +455,12 @@ class Hub:
         rep = await self._replica_view(self.node.logs(partnership).replica)
         rep_head = await self.node.store.tree_head(self.node.logs(partnership).replica)
         if have is not None:
-            self._observe(partnership, "JP", own.size, have, "served")
+            if have > own.size:  # rule 11: clamped, so the lag stays a real figure
+                log.warning(
+                    "%s of %s says it holds %d entries of Japan's log, which has %d",
+                    caller.node, partnership, have, own.size,
+                )  # fmt: skip
+            self._observe(partnership, "JP", own.size, min(have, own.size), "served")
         return PartnershipState(
             partnership=partnership,
             logs=[
@@ -439,8 +483,7 @@ class Hub:
         self._check_member(caller, partnership)
         ref = self.node.log_ref(partnership, node)
         head = await self.node.store.tree_head(ref)
-        if start > head.size:
-            raise NotFoundError(f"start {start} is past the log's size {head.size}")
+        self._within(head.size, "start", start)
         end = min(head.size, start + max(1, min(limit, MAX_PAGE)))
         rows = await self.node.store.entries(ref, start, end)
         return EntriesPage(start=start, entries=[e.envelope for e in rows], size=head.size)
@@ -450,7 +493,13 @@ class Hub:
     ) -> ConsistencyProofView:
         self._check_member(caller, partnership)
         ref = self.node.log_ref(partnership, node)
-        p = await prove_consistency(self.node.store, ref, old, new)
+        size = (await self.node.store.tree_head(ref)).size
+        self._within(size, "old", old)
+        if new is not None:
+            self._within(size, "new", new)
+            if old > new:
+                raise BadParameterError(f"old {old} is larger than new {new}", where="old")
+        p = await prove_consistency(self.node.store, ref, old, size if new is None else new)
         return ConsistencyProofView(old_size=p.old_size, new_size=p.new_size, proof=p.path)
 
     async def inclusion(
@@ -458,5 +507,17 @@ class Hub:
     ) -> InclusionProofView:
         self._check_member(caller, partnership)
         ref = self.node.log_ref(partnership, node)
-        p = await prove_inclusion(self.node.store, ref, index, size)
+        log_size = (await self.node.store.tree_head(ref)).size
+        if size is not None:
+            self._within(log_size, "size", size)
+        tree = log_size if size is None else size
+        if index >= tree:
+            if size is None:
+                raise PastLogSizeError(
+                    f"index {index} is not below the log's size {log_size}",
+                    size=log_size,
+                    where="index",
+                )
+            raise BadParameterError(f"index {index} is not below size {size}", where="index")
+        p = await prove_inclusion(self.node.store, ref, index, tree)
         return InclusionProofView(index=p.index, size=p.size, leaf_hash=p.leaf_hash, proof=p.path)

@@ -61,7 +61,14 @@ from jcm_sync.net.server import (
     status_of,
 )
 from jcm_sync.node import open_node
-from jcm_sync.registry import BatchTooLargeError, ForbiddenError, GapError, Hub
+from jcm_sync.registry import (
+    BadParameterError,
+    BatchTooLargeError,
+    ForbiddenError,
+    GapError,
+    Hub,
+    PastLogSizeError,
+)
 from jcm_sync.sample import provision
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
@@ -224,6 +231,8 @@ async def test_a_503_carries_retry_after(server: HubServer) -> None:
 
 CODES: list[tuple[JcmSyncError | str, int]] = [
     (BadDataError("x"), 400),
+    (BadParameterError("x"), 400),
+    (PastLogSizeError("x", size=1), 400),
     (EnvelopeFormatError("x"), 400),
     (NoteFormatError("x"), 400),
     (CheckpointFormatError("x"), 400),

@@ -27,10 +27,16 @@ Rules (ADR 0009):
    record sizes; the agent asks again from where the page ended.
 5. Malformed input is a 4xx, never a 500 (ADR 0014, ``tests/faults/test_fuzz.py``):
    a body nested too deeply or with invalid UTF-8 is a 400, a query integer is ASCII
-   digits up to 2^63 - 1. A request aiohttp cannot parse as HTTP is answered by
+   digits up to 2^63 - 1 (``bad-parameter``; a position past the log is
+   ``past-log-size``, ``registry`` rule 10). A request aiohttp cannot parse as HTTP is answered by
    aiohttp (400 text/plain) and logged as one WARNING line (``ProtocolLog``).
 6. ``/readyz`` is 503 while the store fails or takes over ``READYZ_TIMEOUT_S`` to
    answer, and 200 again by itself once it answers (ADR 0014).
+7. Nothing internal crosses the wire (ADR 0019). Every request gets an id, sent as
+   ``X-Request-Id`` and in its problem details, and every log line about the request
+   names it. A store error or any other 5xx answers a generic detail (and
+   ``Retry-After``): the store's URL, SQL and driver messages, and a bug's traceback,
+   are logged under the request id only. Refusals are logged once at INFO.
 
 Unauthenticated routes: ``/livez``, ``/readyz``, ``/metrics`` and ``/status`` (an
 HTML page of each partnership's logs, for operators on the hub's own network).
@@ -39,9 +45,11 @@ HTML page of each partnership's logs, for operators on the hub's own network).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import html
 import logging
 import math
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -78,13 +86,26 @@ from jcm_sync.net.wire import (
     PushRequest,
     encoder,
 )
-from jcm_sync.registry import ForbiddenError, GapError, Hub
+from jcm_sync.registry import (
+    BadParameterError,
+    ForbiddenError,
+    GapError,
+    Hub,
+    PastLogSizeError,
+)
 from jcm_sync.store.base import MAX_INDEX
 
 log = logging.getLogger("jcm_sync.server")
 
 READYZ_TIMEOUT_S = 5.0
 """``/readyz`` answers 503 when the store takes longer than this."""
+
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+"""The id of the request being answered (rule 7): in its problem details, its
+``X-Request-Id`` header and every log line about it."""
+STORE_UNAVAILABLE = "the hub's store is unavailable; retry later"
+INTERNAL_ERROR = "the hub could not answer; its log has the details under this request id"
 
 CALLER_KEY = web.RequestKey("caller", Caller)
 BODY_KEY = web.RequestKey("body", bytes)
@@ -147,9 +168,15 @@ def status_of(exc: JcmSyncError) -> int:
     return 500
 
 
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
 def problem(
     status: int, code: str, title: str, detail: str = "", *, where: str = "", **extra: Any
 ) -> web.Response:
+    """A problem+json answer, carrying the current request's id (rule 7)."""
+    rid = REQUEST_ID.get()
     body = Problem(
         type=PROBLEM_TYPE_PREFIX + code,
         title=title,
@@ -158,8 +185,9 @@ def problem(
         where=where,
         code=code,
         size=extra.get("size"),
+        request_id=rid,
     )
-    headers = {}
+    headers = {REQUEST_ID_HEADER: rid} if rid else {}
     if extra.get("retry_after") is not None:
         headers["Retry-After"] = str(math.ceil(extra["retry_after"]))
     return web.Response(
@@ -171,13 +199,19 @@ def problem(
 
 
 def problem_of(exc: JcmSyncError) -> web.Response:
+    """The problem+json of an error. A store error or any other 5xx says only that the hub
+    cannot answer now (rule 7): the store's URL, SQL and driver text stay in the log."""
     status = status_of(exc)
     extra: dict[str, Any] = {}
-    if isinstance(exc, GapError):
+    if isinstance(exc, GapError | PastLogSizeError):
         extra["size"] = exc.size
     if isinstance(exc, NonceCacheFullError):
         extra["retry_after"] = max(1.0, exc.retry_after + 1)
     title = type(exc).__name__.removesuffix("Error") or "Error"
+    if isinstance(exc, StoreError):
+        return problem(status, exc.code, title, STORE_UNAVAILABLE, **extra)
+    if status >= 500 and not isinstance(exc, NonceCacheFullError):
+        return problem(status, exc.code, title, INTERNAL_ERROR, **extra)
     return problem(status, exc.code, title, exc.message, where=exc.where or "", **extra)
 
 
@@ -216,32 +250,41 @@ class HubServer:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         status = 500
+        rid = new_request_id()
+        token = REQUEST_ID.set(rid)
         try:
             response = await self._answer(request, handler)
             status = response.status
             if status in (429, 503) and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = str(self.settings.retry_after_seconds)
+            response.headers[REQUEST_ID_HEADER] = rid
             return response
         except web.HTTPException as exc:  # a redirect or another non-error status
             status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = rid
             raise
         except asyncio.CancelledError:  # the client went away (rule 2), or shutdown
             status = 499
             raise
         finally:
+            REQUEST_ID.reset(token)
             self.hub.node.metrics.request_seconds.labels(name, request.method, str(status)).observe(
                 time.perf_counter() - started
             )
 
     @staticmethod
     async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """The handler's response, or the problem+json of what it raised."""
+        """The handler's response, or the problem+json of what it raised, logged under
+        the request's id (rule 7)."""
         try:
             return await handler(request)
         except JcmSyncError as exc:
             response = problem_of(exc)
+            what = f"request {REQUEST_ID.get()} ({request.method} {request.path})"
             if response.status >= 500:
-                log.error("request failed: %s", exc.diagnostics())
+                log.error("%s failed with %d: %s", what, response.status, exc.diagnostics())
+            else:
+                log.info("%s refused with %d: %s", what, response.status, exc.diagnostics())
             return response
         except web.HTTPRequestEntityTooLarge as exc:
             return problem(413, "body-too-large", "BodyTooLarge", exc.text or "body too large")
@@ -250,6 +293,10 @@ class HubServer:
                 raise
             code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status, "http-error")
             return problem(exc.status, code, exc.reason, exc.text or exc.reason)
+        except Exception:  # a bug: the traceback goes to the log, not to the client
+            rid = REQUEST_ID.get()
+            log.exception("request %s (%s %s) failed", rid, request.method, request.path)
+            return problem(500, "internal", "Internal", INTERNAL_ERROR)
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -293,7 +340,9 @@ class HubServer:
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses (a 500
         # found by tests/faults/test_fuzz.py); at most MAX_INDEX, as the stores hold
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_INDEX:
-            raise BadDataError(f"query parameter {name} must be a non-negative integer", where=name)
+            raise BadParameterError(
+                f"query parameter {name} must be ASCII digits, at most {MAX_INDEX}", where=name
+            )
         return int(raw)
 
     @staticmethod
@@ -332,7 +381,7 @@ class HubServer:
     def _required_int(cls, request: web.Request, name: str) -> int:
         value = cls._int(request, name)
         if value is None:
-            raise BadDataError(f"query parameter {name} is required", where=name)
+            raise BadParameterError(f"query parameter {name} is required", where=name)
         return value
 
     async def consistency(self, request: web.Request) -> web.Response:
@@ -359,9 +408,12 @@ class HubServer:
             async with asyncio.timeout(READYZ_TIMEOUT_S):
                 for p in self.hub.node.partnerships.values():
                     await self.hub.node.store.tree_head(p.own)
-        except JcmSyncError as exc:
-            return problem(503, "store-unavailable", "StoreUnavailable", exc.message)
+        except JcmSyncError as exc:  # rule 7: the store's own message stays in the log
+            log.warning("request %s: not ready: %s", REQUEST_ID.get(), exc.diagnostics())
+            return problem(503, "store-unavailable", "StoreUnavailable", STORE_UNAVAILABLE)
         except TimeoutError:
+            log.warning("request %s: not ready: the store did not answer within %g s",
+                        REQUEST_ID.get(), READYZ_TIMEOUT_S)  # fmt: skip
             detail = f"the store did not answer within {READYZ_TIMEOUT_S:g} s"
             return problem(503, "store-unavailable", "StoreUnavailable", detail)
         return self._json({"status": "ready", "partnerships": sorted(self.hub.node.partnerships)})

@@ -79,7 +79,9 @@ class InclusionProofView(msgspec.Struct, frozen=True):
 
 
 class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details. ``request_id`` is the hub's id of the request (also its
+    ``X-Request-Id`` header), under which the hub's log holds what the detail leaves out
+    (ADR 0019)."""
 
     type: str
     title: str
@@ -89,6 +91,7 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     where: str = ""
     code: str = ""
     size: int | None = None
+    request_id: str = ""
 
 
 PROBLEM_TYPE_PREFIX = "urn:jcm-sync:problem:"
