@@ -19,6 +19,7 @@ in the adapter that calls the foreign library, so nothing above it sees them.
     │   ├── AuthorityError          signer may not author this kind or side
     │   ├── ThresholdError          not enough of the required signatures
     │   ├── ExpiredError            trust root or key outside its validity
+    │   ├── RevokedKeyError         signed by a key revoked before we received it
     │   └── RotationError           a new trust root does not chain from the old
     │       └── RollbackError       an older or different root than the store trusted
     ├── ConflictError               contradicts what we already hold
@@ -119,6 +120,13 @@ class ExpiredError(UntrustedError):
     """A trust root or key is used outside its validity window."""
 
     code = "expired"
+
+
+class RevokedKeyError(UntrustedError):
+    """A record signed by a key that was revoked when this node received it
+    (docs/adr/0018-revocation-by-receipt.md): not expiry, but withdrawal after compromise."""
+
+    code = "key-revoked"
 
 
 class RotationError(UntrustedError):

@@ -9,6 +9,8 @@ Rules:
 
 1. Only records that verify under the trust root at the service's clock, authored by the
    log's node in the log's partnership, enter the log (the store enforces the last part).
+   A record is judged as received at that clock; an entry already stored is judged as
+   received when it was appended (``RecordVerifier``; trust rule 3, ADR 0018).
 2. A checkpoint is signed only by a key the trust root gives the ``checkpoint`` role for
    the log's node, and never when it is inconsistent with the last checkpoint stored: the
    guard proves consistency from the store's tree and checks it with
@@ -30,7 +32,8 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,7 +48,7 @@ from jcm_sync.errors import (
     JcmSyncError,
     UnknownKeyError,
 )
-from jcm_sync.store import AppendResult, LogRef, Store, StoredCheckpoint, Verify
+from jcm_sync.store import AppendResult, Entry, LogRef, Store, StoredCheckpoint, Verify
 from jcm_sync.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "InclusionProof",
     "LogAudit",
     "LogService",
+    "RecordVerifier",
     "accept_checkpoint",
     "checkpoint_key_history",
     "checkpoint_verifiers",
@@ -71,13 +75,37 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def record_verifier(root: TrustRoot, now: datetime) -> Verify:
-    """Rule 1's verify function: a record's signatures, schema and authority at ``now``."""
+class RecordVerifier:
+    """Rule 1's verify function: a record's signatures, schema and authority at ``now``.
 
-    def verify(raw: bytes) -> Verification:
-        return verify_record(root, raw, now)
+    Called on bytes (as ``store.Verify``), it judges a record as received ``now``
+    unless ``received`` gives the time this node first received it (by record id);
+    ``stored`` judges an entry a store holds as received when it was appended, so a
+    key revoked since never makes it unverifiable (trust rule 3, ADR 0018).
+    """
 
-    return verify
+    __slots__ = ("now", "received", "root")
+
+    def __init__(
+        self, root: TrustRoot, now: datetime, received: Mapping[str, datetime] | None = None
+    ) -> None:
+        self.root = root
+        self.now = now
+        self.received = received or {}
+
+    def __call__(self, raw: bytes) -> Verification:
+        at = self.received.get(hashlib.sha256(raw).hexdigest()) if self.received else None
+        return verify_record(self.root, raw, self.now, received=at)
+
+    def stored(self, entry: Entry) -> Verification:
+        return verify_record(self.root, entry.envelope, self.now, received=entry.appended_at)
+
+
+def record_verifier(
+    root: TrustRoot, now: datetime, received: Mapping[str, datetime] | None = None
+) -> RecordVerifier:
+    """Rule 1's verify function (``RecordVerifier``)."""
+    return RecordVerifier(root, now, received)
 
 
 def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[checkpoint.Verifier]:
@@ -378,7 +406,9 @@ async def verify_log(
 ) -> LogAudit:
     """Recompute ``log`` from its entries and compare with everything stored (rule 4).
 
-    ``verify`` re-verifies every envelope (e.g. under the current trust root);
+    ``verify`` re-verifies every envelope (e.g. under the current trust root); a
+    ``RecordVerifier`` judges each entry as received when it was appended, so a key
+    revoked after that does not refuse it (ADR 0018);
     ``verifiers`` checks every stored checkpoint's signature against fixed keys;
     ``keys`` (from ``checkpoint_key_history``) instead judges each checkpoint by the
     keys of the whole chain that were not yet withdrawn when the checkpoint's newest
@@ -425,7 +455,10 @@ async def verify_log(
             for e in entries:
                 if verify is not None:
                     try:
-                        verify(e.envelope)
+                        if isinstance(verify, RecordVerifier):
+                            verify.stored(e)  # as received when appended (ADR 0018)
+                        else:
+                            verify(e.envelope)
                     except JcmSyncError as exc:
                         audit.problems.append(f"entry {e.index}: does not verify: {exc}")
                 frontier, nodes = frontier.append(e.leaf_hash)

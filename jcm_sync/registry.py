@@ -20,6 +20,9 @@ Rules of a push (``Hub.push``):
    stores nothing.
 4. Every entry is verified against the trust root (signature, schema, authority,
    author = the partner) inside the store's append; one bad entry refuses the batch.
+   A signing key must not have been revoked when the hub received the entry: at the
+   hub's clock, or, for an entry the replica already holds, when it was appended
+   (``key-revoked``; ADR 0018).
 5. The answer carries the replica's new size and the partner's checkpoint
    countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
 
@@ -276,8 +279,10 @@ class Hub:
                 "an operator must investigate",
                 where=replica.origin,
             )
-        # signatures are checked before taking the lock, on every core for large batches
-        verify = await self.pool.verifier(logs.root, req.entries, self.node.clock())
+        # signatures are checked before taking the lock, on every core for large batches;
+        # revocation is judged at the hub's clock, entries already held as when received
+        received = await self._held_since(logs.root, replica, req)
+        verify = await self.pool.verifier(logs.root, req.entries, self.node.clock(), received)
         appended = self._appended[partnership]
         async with appended:
             head = await self._wait_for_start(appended, replica, req.start)
@@ -319,6 +324,22 @@ class Hub:
             appended=result.appended,
             checkpoint=await self._replica_view(replica),
         )
+
+    async def _held_since(
+        self, root: TrustRoot, replica: LogRef, req: PushRequest
+    ) -> dict[str, datetime]:
+        """Rule 4: when the replica appended the entries of a re-sent batch it already
+        holds, so that a key revoked since does not refuse them (ADR 0018). Read only
+        when the root revokes a key; an entry appended meanwhile is judged as received
+        now, which can only refuse, never accept, more."""
+        if all(k.revoked_at is None for k in root.keys):
+            return {}
+        size = (await self.node.store.tree_head(replica)).size
+        end = min(size, req.start + len(req.entries))
+        if req.start >= end:
+            return {}
+        held = await self.node.store.entries(replica, req.start, end)
+        return {e.record_id: e.appended_at for e in held}
 
     async def _write(
         self, replica: LogRef, req: PushRequest, verify: Verify, keep_checkpoint: bool

@@ -28,10 +28,19 @@ Rules:
    refused (TUF specification §5.3.4).
 3. A key is usable at time t when ``not_before <= t < not_after`` and it is not
    revoked at t. Revoking a key is a new root in which the key stays listed with a
-   ``revoked_at`` time, so records it signed before remain verifiable and records
-   it signed afterwards are refused. The time a record was signed is its
-   ``created`` field, which may not lie in the future of ``now`` beyond the allowed
-   skew (docs/adr/0003-revocation-time.md explains the limits of this).
+   ``revoked_at`` time, so the records it signed before remain verifiable. A record
+   is judged twice (docs/adr/0018-revocation-by-receipt.md):
+
+   * **expiry by its claim**: its ``created`` time (which may not lie in the future
+     of ``now`` beyond the allowed skew) must be inside every signing key's window,
+     so routine rotation never invalidates what a key signed in its time;
+   * **revocation by receipt**: every signing key must still be unrevoked when this
+     node *first received* the record (``received``, by default ``now``), and the
+     record may not claim to be signed at or after the revocation. Whoever stole a
+     key chooses ``created``, never when we received it. Entries a store already
+     holds are judged at the time they were appended (``Entry.appended_at``), so a
+     revocation never makes evidence received before it unverifiable. The refusal
+     is ``RevokedKeyError`` (``key-revoked``), naming the key and the revocation.
 4. Every signature must come from a key the root lists (``envelope.py`` rule 2);
    each signer must hold the role named by the record's kind and belong to a node
    of the partnership.
@@ -72,6 +81,7 @@ from jcm_sync.errors import (
     BadDataError,
     EnvelopeFormatError,
     ExpiredError,
+    RevokedKeyError,
     RotationError,
     ThresholdError,
     UntrustedError,
@@ -415,6 +425,32 @@ def authorised_nodes(record: Record) -> frozenset[str]:
     return frozenset({record.author})
 
 
+def check_key_for_record(entry: KeyEntry, signed_at: datetime, received: datetime) -> None:
+    """Rule 3 for one signing key: its window at the record's claimed ``signed_at``
+    (expiry by claim), its revocation at ``received`` (revocation by receipt)."""
+    if not entry.not_before <= signed_at < entry.not_after:
+        raise ExpiredError(
+            f"{entry.why_unusable(signed_at)}; the record was signed at {signed_at.isoformat()}",
+            where="signatures",
+        )
+    revoked = entry.revoked_at
+    if revoked is None:
+        return
+    if received >= revoked:
+        raise RevokedKeyError(
+            f"key {entry.keyid[:16]} of {entry.node} was revoked at {revoked.isoformat()}; "
+            f"this record reached us at {received.isoformat()}, after the revocation "
+            f"(it claims to be signed at {signed_at.isoformat()}, which the signer chooses)",
+            where="signatures",
+        )
+    if signed_at >= revoked:
+        raise RevokedKeyError(
+            f"key {entry.keyid[:16]} of {entry.node} was revoked at {revoked.isoformat()}; "
+            f"the record was signed at {signed_at.isoformat()}, after the revocation",
+            where="signatures",
+        )
+
+
 def verify_record(
     root: TrustRoot,
     data: bytes,
@@ -422,9 +458,12 @@ def verify_record(
     *,
     skew: timedelta = DEFAULT_SKEW,
     verified: VerifiedEnvelope | None = None,
+    received: datetime | None = None,
 ) -> Verification:
     """Verify an envelope's signatures, schema and authority under ``root`` (rules 3-6).
 
+    ``now`` is the verifying node's clock; ``received`` is when the node first received
+    the envelope (None: now, as on ingest), the time revocation is judged at (rule 3).
     Raises ``UntrustedError`` subclasses with the reason; returns a Verification
     that may still be not ``effective`` (a JC record awaiting the other side).
     """
@@ -456,15 +495,7 @@ def verify_record(
         entry = root.key(pub.key_id)
         if entry is None:  # verify_envelope only accepts keys of this root
             raise AuthorityError(f"key {pub.key_id[:16]} is not in trust root")
-        if not entry.usable_at(signed_at):
-            # outside its window the key has expired (or is not yet valid); a revoked
-            # key is not expired but withdrawn, so it stays a plain UntrustedError
-            in_window = entry.not_before <= signed_at < entry.not_after
-            raise (UntrustedError if in_window else ExpiredError)(
-                f"{entry.why_unusable(signed_at)}; the record was signed at "
-                f"{signed_at.isoformat()}",
-                where="signatures",
-            )
+        check_key_for_record(entry, signed_at, now if received is None else received)
         if kind not in entry.roles:
             raise AuthorityError(
                 f"key {entry.keyid[:16]} of {entry.node} does not hold the role {kind!r}",

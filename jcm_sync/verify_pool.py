@@ -24,20 +24,25 @@ Rules:
    push would otherwise hold the loop for tens of milliseconds. The function returned
    then only looks results up, raising a record's error when the store asks for it, in
    the store's order, so a refused batch answers as before.
+6. Revocation is judged at receipt (trust rule 3): at ``now``, the hub's clock when the
+   push arrived, except for entries the replica already holds, which the caller maps to
+   the time they were appended (a re-sent batch stays idempotent after a revocation).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 
 from jcm_sync import checkpoint, errors
 from jcm_sync.envelope import PublicKey, VerifiedEnvelope, open_envelope, verify_envelope
 from jcm_sync.errors import JcmSyncError, UntrustedError
+from jcm_sync.log import record_verifier
 from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 MIN_POOLED_BATCH = 64
@@ -93,11 +98,20 @@ class VerifyPool:
         return self._pool
 
     async def verifier(
-        self, root: TrustRoot, envelopes: Sequence[bytes], now: datetime
+        self,
+        root: TrustRoot,
+        envelopes: Sequence[bytes],
+        now: datetime,
+        received: Mapping[str, datetime] | None = None,
     ) -> Callable[[bytes], Verification]:
-        """A verify function for ``store.append_entries`` with the signatures checked."""
+        """A verify function for ``store.append_entries`` with the signatures checked.
+
+        Records are judged as received at ``now`` (rule 6), except those ``received``
+        maps (by record id) to the time this node first received them.
+        """
+        single = record_verifier(root, now, received)
         if len(envelopes) < MIN_POOLED_BATCH or self.workers < 2:
-            return lambda raw: verify_record(root, raw, now)
+            return single
         keys = tuple((k.keyid, k.public_key) for k in root.keys)
         step = -(-len(envelopes) // self.workers)
         chunks = [list(envelopes[i : i + step]) for i in range(0, len(envelopes), step)]
@@ -116,7 +130,8 @@ class VerifyPool:
             ve = VerifiedEnvelope(
                 raw=raw, envelope=open_envelope(raw), signers=tuple(pubs[k] for k in outcome[1:])
             )
-            return verify_record(root, raw, now, verified=ve)
+            at = received.get(hashlib.sha256(raw).hexdigest()) if received else None
+            return verify_record(root, raw, now, verified=ve, received=at)
 
         def complete_all() -> dict[bytes, Verification | JcmSyncError]:
             done: dict[bytes, Verification | JcmSyncError] = {}
@@ -132,7 +147,7 @@ class VerifyPool:
         def verify(raw: bytes) -> Verification:
             result = done.get(raw)
             if result is None:  # not in the batch we checked: check it here
-                return verify_record(root, raw, now)
+                return single(raw)
             if isinstance(result, JcmSyncError):
                 raise result
             return result

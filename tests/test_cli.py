@@ -351,7 +351,13 @@ def test_rotation_revokes_old_key_for_later_records(
     assert "rollback" in err
 
     v = ["record", "verify", "--allow-pending", "--trust", root, "--trust", v2]
-    assert run(capsys, *v, signed_before)[0] == 0
+    # revocation by receipt (ADR 0018): the same bytes verify if we received them before
+    # the revocation, and are refused as key-revoked if they reach us only now
+    received = (now - timedelta(milliseconds=1500)).isoformat()
+    assert run(capsys, *v, "--received", received, signed_before)[0] == 0
+    code, _, err = run(capsys, *v, signed_before)
+    assert code == 1
+    assert "key-revoked" in err or "was revoked at" in err
     after = write_decision(tmp_path, created=now, author="JP")
     signed_after = tmp_path / "after.env"
     from jcm_sync.envelope import sign_payload

@@ -21,6 +21,7 @@ from jcm_sync.errors import (
     EnvelopeFormatError,
     ExpiredError,
     JcmSyncError,
+    RevokedKeyError,
     RotationError,
     ThresholdError,
     UnknownKeyError,
@@ -88,12 +89,14 @@ class RootVersion:
 
 @dataclass(frozen=True)
 class SignedAt:
-    """An issuance by the node of ``key``, signed at NOW + ``at``, checked under the last root."""
+    """An issuance by the node of ``key``, signed at NOW + ``at``, checked under the last root
+    as received at NOW + ``received`` (None: received NOW)."""
 
     key: str
     at: timedelta
     error: type[Exception] | None = None
     says: str = ""
+    received: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -177,12 +180,19 @@ ROTATIONS: dict[str, Rotation] = {
         (RootVersion(keys=("jp1", "id1"), sigs=("jp1", "id1"), expires=-DAY),),
         ExpiredError, "expired",
     ),
-    # the key stays listed with revoked_at: what it signed before still verifies
+    # the key stays listed with revoked_at: what we received before the revocation still
+    # verifies; what reaches us after it is refused, whatever ``created`` it claims (ADR 0018)
     "revoked-key": Rotation(
         (V1, V2_REVOKES_ID1),
         records=(
-            SignedAt("id1", -60 * DAY),
-            SignedAt("id1", -1 * DAY, UntrustedError, "was revoked at 2016-05-02"),
+            SignedAt("id1", -60 * DAY, received=-60 * DAY),
+            SignedAt("id1", -60 * DAY, received=-31 * DAY),
+            SignedAt("id1", -60 * DAY, RevokedKeyError, "was revoked at 2016-05-02",
+                     received=-30 * DAY),
+            SignedAt("id1", -60 * DAY, RevokedKeyError, "was revoked at 2016-05-02"),
+            SignedAt("id1", -1 * DAY, RevokedKeyError, "was revoked at 2016-05-02"),
+            SignedAt("id1", -1 * DAY, RevokedKeyError, "signed at 2016-05-31",
+                     received=-40 * DAY),
             SignedAt("id2", -1 * DAY),
             SignedAt("jp1", -1 * DAY),
         ),
@@ -230,10 +240,48 @@ def test_root_rotation(case: Rotation, keyring: KeyRing) -> None:
     for check in case.records:
         node = KeyRing.node_of(check.key)
         data = signed(builders.issuance(node, created=NOW + check.at), keyring[check.key])
+        at = None if check.received is None else NOW + check.received
+        verify = partial(verify_record, trusted.root, data, NOW, received=at)
         if check.error is None:
-            assert verify_record(trusted.root, data, NOW).signers[0].node == node
+            assert verify().signers[0].node == node
         else:
-            _raises(check.error, check.says, partial(verify_record, trusted.root, data, NOW))
+            _raises(check.error, check.says, verify)
+
+
+def test_expiry_by_rotation_is_judged_at_created_not_at_receipt(keyring: KeyRing) -> None:
+    """A key that expired by routine rotation (no revocation) still vouches for what it
+    signed inside its window, however late the record arrives: expiry is not compromise
+    (ADR 0018). A record claiming a time past the window is expired, not revoked."""
+    id1 = keyring["id1"]
+    window = (NOW - 400 * DAY, NOW - 100 * DAY)
+    doc = builders.build_root(
+        "JP-ID", keyring.by_node(("jp1", "id1")), windows={id1.key_id: window}
+    )
+    inside = signed(builders.issuance("ID", created=NOW - 200 * DAY), id1)
+    assert verify_record(doc, inside, NOW).signers[0].keyid == id1.key_id
+    assert verify_record(doc, inside, NOW, received=NOW).signers[0].node == "ID"
+    after = signed(builders.issuance("ID", created=NOW - 50 * DAY), id1)
+    _raises(ExpiredError, "expired at 2016-02-22", partial(verify_record, doc, after, NOW))
+
+
+def test_revocation_refusal_names_the_key_and_the_time(keyring: KeyRing) -> None:
+    """A backdated record of a revoked key, received after the revocation, is refused
+    with ``key-revoked`` (not the generic ``untrusted``), naming the key id prefix and the
+    revocation time; the same bytes received before the revocation verify."""
+    id1 = keyring["id1"]
+    revoked = NOW - 10 * DAY
+    doc = builders.build_root(
+        "JP-ID", keyring.by_node(("jp1", "id1")), revoked={id1.key_id: revoked}
+    )
+    data = signed(builders.issuance("ID", created=NOW - 20 * DAY), id1)
+    err = _raises(RevokedKeyError, id1.key_id[:16], partial(verify_record, doc, data, NOW))
+    assert isinstance(err, JcmSyncError)
+    assert err.code == "key-revoked"
+    assert revoked.isoformat() in str(err)
+    before = verify_record(doc, data, NOW, received=revoked - timedelta(seconds=1))
+    assert before.signers[0].keyid == id1.key_id
+    _raises(RevokedKeyError, "after the revocation",
+            partial(verify_record, doc, data, NOW, received=revoked))  # fmt: skip
 
 
 def test_verify_chain_follows_every_root(keyring: KeyRing) -> None:

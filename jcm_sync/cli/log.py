@@ -203,6 +203,8 @@ def _run(
 
         async def main() -> int:
             async with await open_store(target.url) as store:
+                # entries are stamped as received at --at, as they are verified (ADR 0018)
+                store.set_clock(lambda: now_of(target.args))
                 return await body(target, store)
 
         return asyncio.run(main())

@@ -9,7 +9,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input, write_output
+from jcm_sync.cli.common import (
+    add_at,
+    add_json,
+    emit,
+    note,
+    now_of,
+    parse_time,
+    read_input,
+    write_output,
+)
 from jcm_sync.cli.trust import load_trusted
 from jcm_sync.envelope import add_signature, open_envelope, sign_record
 from jcm_sync.errors import BadDataError
@@ -48,6 +57,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--allow-pending",
         action="store_true",
         help="accept a JC record that still lacks the other side (exit 0, reported pending)",
+    )
+    v.add_argument(
+        "--received",
+        metavar="TIME",
+        type=parse_time,
+        default=None,
+        help="when this node first received the envelope (default: --at, or now); a "
+        "revoked key is judged at this time, its window at the record's created time",
     )
     add_at(v)
     add_json(v)
@@ -95,9 +112,11 @@ def _verification_data(v: Verification) -> dict[str, Any]:
 def cmd_verify(args: argparse.Namespace) -> int:
     now = now_of(args)
     root = load_trusted(args.trust, now).root
-    v = verify_record(root, read_input(args.file, "envelope"), now)
+    at = args.received  # revocation by receipt (docs/adr/0018-revocation-by-receipt.md)
+    v = verify_record(root, read_input(args.file, "envelope"), now, received=at)
     endorsements = [
-        verify_record(root, read_input(f, "endorsement"), now) for f in args.endorsement
+        verify_record(root, read_input(f, "endorsement"), now, received=at)
+        for f in args.endorsement
     ]
     for e in endorsements:
         if e.kind != "endorsement":

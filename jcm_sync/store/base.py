@@ -631,6 +631,11 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and threads; the store is unusable afterwards."""
 
+    def set_clock(self, clock: Callable[[], datetime]) -> None:
+        """Stamp appended entries with ``clock`` (the node's, or the CLI's ``--at``): an
+        entry's ``appended_at`` is when this node received it, the time a revoked key is
+        judged at on re-verification (docs/adr/0018-revocation-by-receipt.md)."""
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
@@ -779,6 +784,9 @@ class StoreBase(abc.ABC):
     @property
     def url(self) -> str:
         return self._url
+
+    def set_clock(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
 
     async def __aenter__(self) -> Self:
         return self
