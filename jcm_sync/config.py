@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -54,6 +55,9 @@ class PartnershipSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
 class HubSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str
+    #: PEM file of the CA certificates the hub's TLS certificate is checked against, for a
+    #: hub behind a proxy with a private CA; empty is the system's trust store
+    ca_file: str = ""
     timeout_seconds: Seconds = 30.0
     #: the largest answer the agent reads from the hub; a page of 1,000 entries is a few MB
     max_response_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024)] = 64 * 1024 * 1024
@@ -72,6 +76,14 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_after_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 1
     #: envelope bytes in one page of entries (at least one entry is always served)
     max_page_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
+    #: the origin partners reach the hub under, ``https://hub.example.org`` when a proxy
+    #: terminates TLS: every request signature's target URI is checked against it, never
+    #: the Host header; empty is the listening address, http://host:port (ADR 0015)
+    public_origin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.public_origin:
+            check_origin(self.public_origin)
 
 
 class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -132,6 +144,27 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if p.id == pid:
                 return p
         raise ConfigError(f"no partnership {pid} in this configuration", where="partnerships")
+
+
+def check_origin(origin: str) -> None:
+    """``ValueError`` unless ``origin`` is ``http(s)://host[:port]`` and nothing more."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"public_origin {origin!r} is not a URL: {exc}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or port == 0
+    ):
+        raise ValueError(
+            f"public_origin is scheme://host[:port] (http or https, no path), not {origin!r}"
+        )
 
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:

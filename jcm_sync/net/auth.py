@@ -26,14 +26,20 @@ Rules:
    pass rule 3, ``min(created + W, expires)``, then forgotten. The cache is bounded: when
    it is full, new requests are refused (``NonceCacheFullError``, a 503) rather than
    unexpired nonces being forgotten.
-6. The checks run in the order headers → signature under the resolved key (4) →
-   parameters and coverage (1) → time (3) → digest (2) → nonce (5). A nonce is recorded
-   only when everything else passed, so a forged or tampered copy of a request never
-   uses up the nonce of the genuine one.
+6. A server authenticates before it reads a body (ADR 0015): ``authenticate`` checks
+   headers → signature under the resolved key (4) → parameters and coverage (1) → time
+   (3) → the ``Content-Digest`` header's form (2) → nonce (5), and records the nonce;
+   only then is the body read and ``check_body`` compares it with the digest. A forged
+   copy (its signature fails) never uses up a nonce; a copy of genuine headers with
+   another body does, and is refused: the agent signs every retry with a fresh nonce,
+   so that costs one refused request. ``verify``, given the body at once, checks the
+   digest before it records the nonce.
 7. The client signs the URL aiohttp actually sends (``ClientRequest.url``, after yarl's
-   encoding); the server rebuilds it from the connection's scheme and Host header, or
-   its configured public origin when a proxy terminates TLS, followed by the request
-   target exactly as received (``request.raw_path``), never a re-encoded copy.
+   encoding); the server checks it against its own origin (``own_origin``: the public
+   origin a proxy serves it under, or else its listening address), never the Host
+   header, followed by the request target exactly as received (``request.raw_path``),
+   never a re-encoded copy. A signature that verifies only for the origin the client
+   named (Host, or an absolute-form target) is refused as ``wrong-target``, saying both.
 
 Authorisation (a partner node may push only its own log and read only its own
 partnership) is the server's decision; this module tells it who is calling (``Caller``).
@@ -43,6 +49,8 @@ Errors raised here::
     UntrustedError
     ├── RequestSignatureError        bad-request-signature: a header, parameter or covered
     │   │                            component is missing, or the signature does not verify
+    │   ├── SignatureMismatchError   bad-request-signature: the signature does not verify
+    │   │   └── WrongTargetError     wrong-target: signed for another origin than this hub's
     │   ├── ContentDigestError       content-digest-mismatch: the body is not what was signed
     │   ├── ClockSkewError           clock-skew: created outside the window
     │   │   └── RequestExpiredError  request-expired: expires has passed
@@ -120,6 +128,16 @@ class RequestSignatureError(UntrustedError):
     """A request's signature is missing, malformed, incomplete or does not verify."""
 
     code = "bad-request-signature"
+
+
+class SignatureMismatchError(RequestSignatureError):
+    """The signature is well formed but does not verify under the key it names."""
+
+
+class WrongTargetError(SignatureMismatchError):
+    """The request was signed for another origin than the one this hub serves."""
+
+    code = "wrong-target"
 
 
 class ContentDigestError(RequestSignatureError):
@@ -335,7 +353,7 @@ def verify_signature(
         if resolver.error is not None:
             raise resolver.error from None
         if isinstance(exc.__cause__, InvalidCryptoSignature) and resolver.key is not None:
-            raise RequestSignatureError(
+            raise SignatureMismatchError(
                 f"request signature does not verify under key {resolver.key.key_id[:16]}"
             ) from None
         raise RequestSignatureError(f"request signature refused: {exc}") from exc
@@ -475,6 +493,19 @@ class NonceCache:
 # --- verifying --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Authenticated:
+    """A request whose headers passed (rule 6), its body not yet read or checked.
+
+    ``covered`` holds the signed ``Content-Digest`` value ``check_body`` compares with.
+    """
+
+    caller: Caller
+    covered: Mapping[str, str] = field(repr=False)
+    nonce: str = field(repr=False)
+    until: float = field(repr=False)
+
+
 class RequestVerifier:
     """Checks signed requests (rules 1-6) and says who sent them.
 
@@ -495,6 +526,35 @@ class RequestVerifier:
         self.window = float(window)
         self.nonces = NonceCache() if nonces is None else nonces
 
+    def authenticate(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        now: float | None = None,
+        *,
+        received_url: str | None = None,
+    ) -> Authenticated:
+        """Rule 6: everything but the body, nonce recorded; then ``check_body``.
+
+        ``url`` is this node's own target URI for the request (``target_uri`` with its
+        origin). ``received_url`` is the target URI the client named (its Host header);
+        when the signature fails for ``url`` but verifies for ``received_url``, the
+        refusal is ``WrongTargetError`` naming both origins.
+        """
+        t = time.time() if now is None else now
+        pending = self._check_headers(method, url, headers, t, received_url=received_url)
+        self._remember(pending, t)
+        return pending
+
+    def check_body(self, pending: Authenticated, body: bytes) -> Caller:
+        """Rule 2: the body bytes as received match the signed ``Content-Digest``."""
+        try:
+            ContentDigest.verify_components(pending.covered, bytes(body))
+        except HTTPMessageSignaturesException:
+            raise ContentDigestError("content-digest does not match the body") from None
+        return pending.caller
+
     def verify(
         self,
         method: str,
@@ -502,13 +562,31 @@ class RequestVerifier:
         headers: Mapping[str, str],
         body: bytes,
         now: float | None = None,
+        *,
+        received_url: str | None = None,
     ) -> Caller:
         """Accept the request and return its caller, or raise why it is refused.
 
         ``url`` is the absolute target URI the request was sent to; ``body`` the bytes
-        received, before content decoding.
+        received, before content decoding. The digest is checked before the nonce is
+        recorded, so a tampered copy never uses up the genuine request's nonce.
+        ``received_url`` is as for ``authenticate``.
         """
         t = time.time() if now is None else now
+        pending = self._check_headers(method, url, headers, t, received_url=received_url)
+        self.check_body(pending, body)
+        self._remember(pending, t)
+        return pending.caller
+
+    def _check_headers(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        t: float,
+        *,
+        received_url: str | None = None,
+    ) -> Authenticated:
         at = datetime.fromtimestamp(t, UTC)
         _require_headers(headers, ("Signature-Input", "Signature", "Content-Digest"))
         callers: list[Caller] = []
@@ -520,15 +598,44 @@ class RequestVerifier:
             callers.append(caller)
             return caller.public_key
 
-        sig = verify_signature(method, url, headers, resolve, require=COVERED_COMPONENTS)
+        try:
+            sig = verify_signature(method, url, headers, resolve, require=COVERED_COMPONENTS)
+        except SignatureMismatchError:
+            if received_url is None or received_url == url:
+                raise
+            self._refuse_other_target(method, url, received_url, headers, callers[-1])
+            raise
         caller = callers[-1]
         created, expires, nonce = self._parameters(sig)
         self._check_time(created, expires, t)
-        self._check_digest(sig, body)
-        self.nonces.remember(
-            f"{caller.keyid} {nonce}", until=min(created + self.window, expires), now=t
+        self._check_digest_header(sig)
+        return Authenticated(
+            caller=caller,
+            covered=sig.covered,
+            nonce=f"{caller.keyid} {nonce}",
+            until=min(created + self.window, expires),
         )
-        return caller
+
+    @staticmethod
+    def _refuse_other_target(
+        method: str, url: str, received_url: str, headers: Mapping[str, str], caller: Caller
+    ) -> None:
+        """Raise ``WrongTargetError`` if the signature verifies for the client's own URL."""
+        try:
+            verify_signature(
+                method, received_url, headers, lambda _: caller.public_key,
+                require=COVERED_COMPONENTS,
+            )  # fmt: skip
+        except JcmSyncError:
+            return
+        raise WrongTargetError(
+            f"request signed for {URL(received_url).origin()}, but this hub's origin is "
+            f"{URL(url).origin()} (behind a proxy, set [server] public_origin; a client "
+            "signs the URL it sends to)"
+        )
+
+    def _remember(self, pending: Authenticated, t: float) -> None:
+        self.nonces.remember(pending.nonce, until=pending.until, now=t)
 
     @staticmethod
     def _parameters(sig: VerifiedSignature) -> tuple[int, int, str]:
@@ -570,7 +677,7 @@ class RequestVerifier:
             raise RequestExpiredError(f"request signature expired {now - expires:.0f} s ago")
 
     @staticmethod
-    def _check_digest(sig: VerifiedSignature, body: bytes) -> None:
+    def _check_digest_header(sig: VerifiedSignature) -> None:
         value = sig.covered['"content-digest"']  # covered, by verify_signature(require=...)
         try:
             digests = http_sf.parse(value.encode("ascii"), tltype="dictionary")
@@ -578,10 +685,6 @@ class RequestVerifier:
             raise ContentDigestError("malformed Content-Digest header") from None
         if not isinstance(digests, dict) or "sha-256" not in digests:
             raise ContentDigestError("Content-Digest has no sha-256 digest")
-        try:
-            ContentDigest.verify_components(sig.covered, bytes(body))
-        except HTTPMessageSignaturesException:
-            raise ContentDigestError("content-digest does not match the body") from None
 
 
 # --- aiohttp ----------------------------------------------------------------------
@@ -633,27 +736,32 @@ async def signed_request(
 
     Redirects are not followed: a signature covers one target URI. This request's
     middlewares replace the session's; to combine them, install ``SigningMiddleware``
-    on the session instead.
+    on the session instead. A body is sent as ``application/json`` unless ``headers``
+    name another Content-Type.
     """
     clock: Callable[[], float] = time.time if now is None else (lambda: now)
+    sent = dict(headers or {})
+    if body and not any(name.lower() == "content-type" for name in sent):
+        sent["Content-Type"] = "application/json"
     return await session.request(
         method,
         url,
         data=body or None,
-        headers=dict(headers or {}),
+        headers=sent,
         allow_redirects=False,
         middlewares=(SigningMiddleware(signer, clock=clock),),
     )
 
 
 def target_uri(request: web.Request, *, origin: str | None = None) -> str:
-    """The ``@target-uri`` of a received request (rule 7).
+    """A received request's ``@target-uri`` under ``origin`` (rule 7).
 
     The path and query are the request target exactly as received (``raw_path``), which
-    is what an aiohttp client sends (``ClientRequest.url.raw_path_qs``) and signs; the
-    origin is the connection's scheme and the Host header, normalised by yarl as the
-    client's URL is. Behind a proxy that terminates TLS, pass the public ``origin``
-    (``https://hub.example.org``) that clients sign for instead.
+    is what an aiohttp client sends (``ClientRequest.url.raw_path_qs``) and signs. The
+    origin is ``origin`` (``own_origin``: what a server checks against); without one, it
+    is the origin the client named, the connection's scheme and its Host header (or an
+    absolute-form target's), normalised by yarl as the client's URL is: only ever a
+    hint for a refusal's message, since the client chooses it.
     """
     raw = request.raw_path
     if raw.startswith("/"):
@@ -665,10 +773,75 @@ def target_uri(request: web.Request, *, origin: str | None = None) -> str:
         path_qs, received = absolute.raw_path_qs, absolute.origin()
     if origin is None:
         return str(received) + path_qs
+    return normalise_origin(origin) + path_qs
+
+
+def normalise_origin(origin: str) -> str:
+    """``scheme://host[:port]`` as yarl writes it (default port dropped, host lowercased);
+    ``ValueError`` for anything else (a path, query, fragment or user)."""
     base = URL(origin)
-    if not base.absolute or base.raw_path not in ("", "/") or base.raw_query_string:
-        raise ValueError(f"an origin is scheme://host[:port], not {origin!r}")
-    return str(base.origin()) + path_qs
+    if (
+        not base.absolute
+        or base.scheme not in ("http", "https")
+        or base.raw_path not in ("", "/")
+        or base.raw_query_string
+        or base.raw_fragment
+        or base.raw_user is not None
+    ):
+        raise ValueError(f"an origin is http(s)://host[:port], not {origin!r}")
+    return str(base.origin())
+
+
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
+
+
+def own_origin(
+    request: web.Request, *, public_origin: str | None = None, host: str | None = None
+) -> str:
+    """The origin clients reach this server under (rule 7), never the Host header.
+
+    ``public_origin`` when configured (a proxy terminates TLS: ``https://hub.example.org``);
+    otherwise the listening address: ``http`` (``https`` on a TLS connection), ``host``
+    as configured (the connection's local address when it is unset or a wildcard), and
+    the port the socket is actually bound to (so port 0 works).
+    """
+    if public_origin is not None:
+        return normalise_origin(public_origin)
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        raise RequestSignatureError(
+            "this hub cannot tell its own address (not a TCP socket); set [server] public_origin"
+        )
+    assert transport is not None
+    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+    name = str(sockname[0]) if host is None or host in _WILDCARD_HOSTS else host
+    return str(URL.build(scheme=scheme, host=name, port=int(sockname[1])).origin())
+
+
+def _received_uri(request: web.Request) -> str | None:
+    try:
+        return target_uri(request)
+    except (RequestSignatureError, ValueError):
+        return None
+
+
+def authenticate_aiohttp_request(
+    verifier: RequestVerifier,
+    request: web.Request,
+    *,
+    origin: str,
+    now: float | None = None,
+) -> Authenticated:
+    """Rule 6 for a request received by an aiohttp server, before its body is read;
+    ``origin`` is ``own_origin(request, ...)``. Then ``verifier.check_body``."""
+    return verifier.authenticate(
+        request.method,
+        target_uri(request, origin=origin),
+        request.headers,
+        now=now,
+        received_url=_received_uri(request),
+    )
 
 
 async def verify_aiohttp_request(
@@ -676,10 +849,16 @@ async def verify_aiohttp_request(
     request: web.Request,
     body: bytes,
     *,
-    origin: str | None = None,
+    origin: str,
     now: float | None = None,
 ) -> Caller:
-    """Verify a request received by an aiohttp server; ``body`` is ``await request.read()``."""
+    """Verify a request received by an aiohttp server whose body was already read, as
+    bytes received (no content decoding); ``origin`` is ``own_origin(request, ...)``."""
     return verifier.verify(
-        request.method, target_uri(request, origin=origin), request.headers, body, now=now
+        request.method,
+        target_uri(request, origin=origin),
+        request.headers,
+        body,
+        now=now,
+        received_url=_received_uri(request),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import ssl
 import warnings
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ import aiohttp
 import msgspec
 
 from jcm_sync.envelope import PrivateKey
-from jcm_sync.errors import TransportError
+from jcm_sync.errors import ConfigError, TransportError
 from jcm_sync.net.auth import RequestSigner, SigningMiddleware
 from jcm_sync.net.wire import (
     CheckpointView,
@@ -92,8 +93,22 @@ class Body(aiohttp.BytesPayload):
             super().__init__(value, content_type="application/json")
 
 
+def ca_context(ca_file: str) -> ssl.SSLContext:
+    """A TLS client context that trusts the CA certificates in the PEM file ``ca_file``
+    (``[hub] ca_file``: a hub behind a proxy whose certificate a private CA issued)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot read CA certificates from {ca_file}: {exc}",
+                          where="[hub] ca_file") from None  # fmt: skip
+
+
 class HubClient:
-    """One node's signed connection to the hub."""
+    """One node's signed connection to the hub.
+
+    ``ca_file`` names PEM CA certificates to check an ``https`` hub's certificate against
+    instead of the system's trust store.
+    """
 
     def __init__(
         self,
@@ -102,9 +117,11 @@ class HubClient:
         *,
         timeout: float = 30.0,
         max_response: int = MAX_RESPONSE,
+        ca_file: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_response = max_response
+        self._ssl: ssl.SSLContext | None = None if ca_file is None else ca_context(ca_file)
         self._signer = RequestSigner(transport_key)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -121,8 +138,11 @@ class HubClient:
 
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            connector = None if self._ssl is None else aiohttp.TCPConnector(ssl=self._ssl)
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, middlewares=(SigningMiddleware(self._signer),)
+                timeout=self._timeout,
+                middlewares=(SigningMiddleware(self._signer),),
+                connector=connector,
             )
         return self._session
 

@@ -38,6 +38,16 @@ Rules (ADR 0009):
    ``Retry-After``): the store's URL, SQL and driver messages, and a bug's traceback,
    are logged under the request id only. Refusals are logged once at INFO.
 
+Authentication (ADR 0015), on every ``/v1/`` request, in this order: the signature's
+headers (``net/auth.py`` rule 6: key, role, time window, covered components, nonce)
+against this hub's own origin, ``[server] public_origin`` or else its listening address,
+never the Host header (a signature for another origin is 401 ``wrong-target``); then a
+body's framing: any Content-Encoding is 415 ``unsupported-encoding``, a type other than
+``application/json`` 415 ``unsupported-media-type``; then the per-node limit (429); then
+the body, read as sent, 413 as soon as its Content-Length announces more than
+``max_body_bytes`` or more has arrived; then its ``Content-Digest``. So an
+unauthenticated client never gets a body read, and the digest covers the bytes as sent.
+
 Unauthenticated routes: ``/livez``, ``/readyz``, ``/metrics`` and ``/status`` (an
 HTML page of each partnership's logs, for operators on the hub's own network).
 """
@@ -72,11 +82,13 @@ from jcm_sync.errors import (
     UntrustedError,
 )
 from jcm_sync.net.auth import (
+    Authenticated,
     Caller,
     NonceCacheFullError,
     RequestSignatureError,
     RequestVerifier,
-    verify_aiohttp_request,
+    authenticate_aiohttp_request,
+    own_origin,
 )
 from jcm_sync.net.wire import (
     PROBLEM_CONTENT_TYPE,
@@ -120,6 +132,19 @@ class BodyTooLargeError(BadDataError):
     code = "body-too-large"
 
 
+class UnsupportedContentError(BadDataError):
+    """A body the hub does not read as sent (415, ADR 0015)."""
+
+    code = "unsupported-media-type"
+
+
+class UnsupportedEncodingError(UnsupportedContentError):
+    """A body sent with a Content-Encoding: the digest must cover the bytes as sent, so
+    the hub reads no encoded body (ADR 0015)."""
+
+    code = "unsupported-encoding"
+
+
 class RequestAuthError(RequestSignatureError):
     """A request whose signer is unknown, expired or not a transport key (401); keeps
     the cause's code as its problem type."""
@@ -151,6 +176,8 @@ def status_of(exc: JcmSyncError) -> int:
         return 429
     if isinstance(exc, BodyTooLargeError) or exc.code == "batch-too-large":
         return 413
+    if isinstance(exc, UnsupportedContentError):
+        return 415
     if isinstance(exc, RequestSignatureError):
         return 401
     if isinstance(exc, ForbiddenError):
@@ -225,7 +252,12 @@ class ServerSettings:
     retry_after_seconds: int = 1
     #: rule 4: a page of entries holds at most this many envelope bytes (at least one)
     max_page_bytes: int = 8 * 1024 * 1024
+    #: the origin signatures' ``@target-uri`` is checked against (ADR 0015):
+    #: ``https://hub.example.org`` behind a TLS-terminating proxy; None is the listening
+    #: address (``host`` and the bound port), never the Host header
     public_origin: str | None = None
+    #: the configured listening host (None or a wildcard: the connection's local address)
+    host: str | None = None
     #: run the hub's scheduled jobs (reconciliation); tests turn them off
     run_jobs: bool = True
 
@@ -300,17 +332,12 @@ class HubServer:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """ADR 0015: the signature's headers, then the body's framing, then the body."""
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        body = await request.read()  # bounded by client_max_size: 413 beyond it
-        try:
-            caller = await verify_aiohttp_request(
-                self.verifier, request, body, origin=self.settings.public_origin
-            )
-        except RequestSignatureError:
-            raise
-        except UntrustedError as exc:  # unknown, expired or role-less key: not authenticated
-            raise RequestAuthError(exc) from None
+        pending = self._authenticate_headers(request)
+        check_content(request)
+        caller = pending.caller
         key = (caller.partnership, caller.node)
         if self._in_flight.get(key, 0) >= self.settings.max_concurrency_per_node:
             raise TooManyRequestsError(
@@ -319,12 +346,27 @@ class HubServer:
             )
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), self._in_flight[key])
-        request[CALLER_KEY] = caller
-        request[BODY_KEY] = body
         try:
+            body = await read_body(request, self.settings.max_body_bytes)
+            self.verifier.check_body(pending, body)
+            request[CALLER_KEY] = caller
+            request[BODY_KEY] = body
             return await handler(request)
         finally:
             self._in_flight[key] -= 1
+
+    def _authenticate_headers(self, request: web.Request) -> Authenticated:
+        """The signature of a request whose body is still unread (``net/auth.py`` rule 6),
+        checked against this hub's own origin, never the Host header."""
+        origin = own_origin(
+            request, public_origin=self.settings.public_origin, host=self.settings.host
+        )
+        try:
+            return authenticate_aiohttp_request(self.verifier, request, origin=origin)
+        except RequestSignatureError:
+            raise
+        except UntrustedError as exc:  # unknown, expired or role-less key: not authenticated
+            raise RequestAuthError(exc) from None
 
     # --- handlers ----------------------------------------------------------------------
 
@@ -504,9 +546,54 @@ def cut_page(page: EntriesPage, max_bytes: int) -> EntriesPage:
     return page
 
 
+def check_content(request: web.Request) -> None:
+    """ADR 0015: a body is ``application/json`` (UTF-8) with no Content-Encoding, else 415.
+
+    Checked before the body is read: aiohttp would decode an encoded body while it is
+    read, and the digest covers the bytes as sent (RFC 9530), so none is read at all.
+    """
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None:
+        raise UnsupportedEncodingError(
+            f"Content-Encoding {encoding[:40]!r} is refused: the hub reads bodies as sent, "
+            "which the Content-Digest covers; send the body without a Content-Encoding",
+            where="Content-Encoding",
+        )
+    if request.method in ("POST", "PUT", "PATCH") or request.body_exists:
+        charset = (request.charset or "utf-8").lower()
+        if request.content_type != "application/json" or charset != "utf-8":
+            sent = request.headers.get("Content-Type", "none")
+            raise UnsupportedContentError(
+                f"a request body is application/json (UTF-8), not {sent[:80]!r}",
+                where="Content-Type",
+            )
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """ADR 0015: the body bytes as received, refused (413) as soon as its Content-Length
+    announces more than ``limit`` bytes, or once more than that has arrived."""
+    announced = request.content_length
+    if announced is not None and announced > limit:
+        raise BodyTooLargeError(
+            f"the body announces {announced} bytes; the limit is {limit} (server.max_body_bytes)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(
+                f"the body is larger than {limit} bytes (server.max_body_bytes)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def settings_from(cfg: Any) -> ServerSettings:
     s = cfg.server
     return ServerSettings(
+        public_origin=s.public_origin or None,
+        host=s.host,
         max_body_bytes=s.max_body_bytes,
         max_concurrency_per_node=s.max_concurrency_per_node,
         clock_skew_seconds=s.clock_skew_seconds,

@@ -16,6 +16,7 @@ from jcm_sync.net.wire import PushRequest, encoder
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"
+JSON = {"Content-Type": "application/json"}
 
 
 async def call(
@@ -76,7 +77,7 @@ async def test_replayed_request_is_refused_and_stores_nothing(network: Running) 
 
     async with (
         aiohttp.ClientSession(middlewares=(SigningMiddleware(RequestSigner(key)), capture)) as s,
-        s.post(url, data=body) as r,
+        s.post(url, data=body, headers=JSON) as r,
     ):
         assert r.status == 200
     size_after_first = await replica_size(network, "MN")
@@ -147,7 +148,7 @@ async def test_body_changed_after_signing_is_refused(network: Running) -> None:
     url = network.url + "/v1/partnerships/JP-MN/logs/MN/entries"
     async with (
         aiohttp.ClientSession(middlewares=(SigningMiddleware(RequestSigner(key)), tamper)) as s,
-        s.post(url, data=push_body(entries[:1])) as r,
+        s.post(url, data=push_body(entries[:1]), headers=JSON) as r,
     ):
         problem = await r.json(content_type=None)
         assert r.status == 401
@@ -228,7 +229,8 @@ async def test_malformed_push_body_is_400(network: Running) -> None:
 
 
 async def test_metrics_and_health(network: Running) -> None:
-    """/livez, /readyz and /metrics answer without authentication."""
+    """/livez and /readyz answer without authentication; /metrics and /status on the
+    operations listener only (ADR 0019), 404 problem+json on the partners' port."""
     await network.seed("MN")
     agent = await network.agent("MN")
     await network.syncer(agent).sync_once()
@@ -238,14 +240,17 @@ async def test_metrics_and_health(network: Running) -> None:
         async with s.get(network.url + "/readyz") as r:
             assert r.status == 200
             assert "JP-MN" in (await r.json())["partnerships"]
-        async with s.get(network.url + "/metrics") as r:
+        for path in ("/metrics", "/status"):
+            async with s.get(network.url + path) as r:
+                assert (r.status, r.content_type) == (404, PROBLEM), path
+        async with s.get(network.ops_url + "/metrics") as r:
             text = await r.text()
             assert 'jcm_sync_pushes_total{outcome="accepted",partnership="JP-MN"}' in text
             assert "jcm_sync_request_seconds_bucket" in text
             assert (
                 'jcm_sync_entries_total{outcome="accepted",partnership="JP-MN",reason=""}' in text
             )
-        async with s.get(network.url + "/status") as r:
+        async with s.get(network.ops_url + "/status") as r:
             assert "JP-MN" in await r.text()
 
 

@@ -44,6 +44,8 @@ async def run_proxy(
                        backoff_initial=0.2, backoff_max=1.5, batch_size=10)  # fmt: skip
     proxy = FaultProxy(0, random.Random(rng.random()))
     await proxy.start()
+    # the agent signs for the proxy's address, which is the hub's public origin (ADR 0015)
+    env["JCM_SYNC_SERVER_PUBLIC_ORIGIN"] = proxy.url
     ex = Exchange.create(tmp_path / "net", "VN", env=env, agent_hub_url=proxy.url)
     proxy.upstream_port = ex.hub_port
     recs = ex.records(projects=3 * chunks_per_side + 12, periods=2, seed=seed)

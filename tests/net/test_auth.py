@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -37,8 +38,12 @@ from jcm_sync.net.auth import (
     RequestSignatureError,
     RequestSigner,
     RequestVerifier,
+    SignatureMismatchError,
     SigningMiddleware,
+    WrongTargetError,
     new_nonce,
+    normalise_origin,
+    own_origin,
     signed_request,
     target_uri,
     trust_root_lookup,
@@ -311,43 +316,43 @@ REFUSED = [
     ),
     pytest.param(
         body_and_digest_replaced(signed()),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="body-and-digest-replaced",
     ),
     pytest.param(
         replace(signed(), method="PUT"),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="method-changed",
     ),
     pytest.param(
         replace(signed(), url=URL.replace("logs/ID", "logs/JP")),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="url-path-changed",
     ),
     pytest.param(
         replace(signed(), url=URL.replace("from=12", "from=0")),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="url-query-changed",
     ),
     pytest.param(
         replace(signed(), url=URL + "&extra=1"),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="url-query-added",
     ),
     pytest.param(
         replace(signed(), url=URL.replace("127.0.0.1:8443", "127.0.0.1:9443")),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="url-port-changed",
     ),
     pytest.param(
         replace(signed(), url=URL.replace("http:", "https:")),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify",
         id="url-scheme-changed",
     ),
@@ -359,7 +364,7 @@ REFUSED = [
     pytest.param(signed(key=EXPIRED_KEY), ExpiredError, "expired at", id="expired-key"),
     pytest.param(
         signed(key=STRANGER_KEY, key_id=ID_KEY.key_id),
-        RequestSignatureError,
+        SignatureMismatchError,
         "does not verify under key " + ID_KEY.key_id[:16],
         id="signed-by-another-key-than-keyid",
     ),
@@ -659,7 +664,8 @@ def test_rfc9421_b26_vector_changed_is_refused(method: str, headers: dict[str, s
 
 
 def test_target_uri_from_the_request_url() -> None:
-    """Without an origin, the target URI is scheme, Host, then path and query as received."""
+    """Without an origin, the target URI is the one the client named: scheme, Host, then
+    path and query as received (only ever a hint in a refusal's message)."""
     request = make_mocked_request("GET", "/v1/a%20b?x=1&y=%2F", headers={"Host": "Hub:8080"})
     assert target_uri(request) == "http://hub:8080/v1/a%20b?x=1&y=%2F"
 
@@ -683,6 +689,104 @@ def test_target_uri_from_a_public_origin() -> None:
         target_uri(request, origin="https://hub.example.org/api")
 
 
+@pytest.mark.parametrize(
+    "origin",
+    ["https://hub.example.org/api", "https://hub.example.org?x=1", "https://u@hub.example.org",
+     "ftp://hub.example.org", "hub.example.org", "https://hub.example.org#f"],
+)  # fmt: skip
+def test_an_origin_is_scheme_host_and_port_only(origin: str) -> None:
+    """A public origin with a path, query, user or fragment, or not http(s), is refused."""
+    with pytest.raises(ValueError, match="an origin is"):
+        normalise_origin(origin)
+
+
+def test_own_origin_is_the_socket_or_the_public_origin_never_host() -> None:
+    """The own origin is the connection's local address and port (the configured host
+    instead, unless a wildcard) or the public origin; the Host header is never used."""
+    request = make_mocked_request("GET", "/v1/x", headers={"Host": "hub:8080"})
+    assert request.transport is not None
+    sockname = request.transport.get_extra_info("sockname")
+    assert own_origin(request) == f"http://{sockname[0]}:{sockname[1]}".replace(":80", "")
+    assert own_origin(request, host="0.0.0.0") == own_origin(request)
+    assert own_origin(request, host="Hub.Internal").startswith("http://hub.internal")
+    assert own_origin(request, public_origin="HTTPS://Hub.Example.org:443") == (
+        "https://hub.example.org"
+    )
+
+
+def test_own_origin_without_a_tcp_socket_asks_for_a_public_origin() -> None:
+    """A connection with no TCP address (a Unix socket) needs a configured public origin."""
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        "/run/hub.sock" if name == "sockname" else default
+    )
+    request = make_mocked_request("GET", "/v1/x", transport=transport)
+    with pytest.raises(RequestSignatureError, match="public_origin"):
+        own_origin(request)
+    assert own_origin(request, public_origin="https://hub.example.org") == (
+        "https://hub.example.org"
+    )
+
+
+# --- authenticate before the body; the target checked against the own origin -------
+
+
+def test_authenticate_records_the_nonce_before_the_body_is_read(verifier: RequestVerifier) -> None:
+    """``authenticate`` checks everything but the body and uses up the nonce; a body that
+    then fails the digest is refused, and the same headers cannot be sent again."""
+    req = signed()
+    pending = verifier.authenticate(req.method, req.url, req.headers, now=T)
+    assert pending.caller == ID_CALLER
+    assert len(verifier.nonces) == 1
+    with pytest.raises(ContentDigestError, match="does not match the body"):
+        verifier.check_body(pending, req.body + b" ")
+    with pytest.raises(ReplayError):
+        verifier.authenticate(req.method, req.url, req.headers, now=T + 1)
+    fresh = signed(at=T + 1)  # the agent signs its retry with a fresh nonce
+    pending = verifier.authenticate(fresh.method, fresh.url, fresh.headers, now=T + 1)
+    assert verifier.check_body(pending, fresh.body) == ID_CALLER
+
+
+def test_authenticate_refuses_a_malformed_digest_before_the_body() -> None:
+    """A Content-Digest without sha-256 is refused from the headers alone, nonce unused."""
+    verifier = RequestVerifier(ROOTS, window=WINDOW)
+    req = library_signed(signed(), digest="sha-512=:" + base64.b64encode(b"x" * 64).decode() + ":")
+    with pytest.raises(ContentDigestError, match="no sha-256"):
+        verifier.authenticate(req.method, req.url, req.headers, now=T)
+    assert len(verifier.nonces) == 0
+
+
+STAGING = "http://staging.example:8443/v1/partnerships/JP-ID/state"
+OWN = "https://hub.example.org/v1/partnerships/JP-ID/state"
+
+
+def test_a_request_signed_for_another_origin_is_wrong_target(verifier: RequestVerifier) -> None:
+    """Signed for the staging origin it names, checked against the hub's own: refused as
+    ``wrong-target``, naming both origins, and the nonce is not used."""
+    req = signed(method="GET", url=STAGING, body=b"")
+    with pytest.raises(WrongTargetError) as info:
+        verifier.authenticate(req.method, OWN, req.headers, now=T, received_url=STAGING)
+    assert info.value.code == "wrong-target"
+    assert "http://staging.example:8443" in info.value.message
+    assert "https://hub.example.org" in info.value.message
+    assert len(verifier.nonces) == 0
+    with pytest.raises(WrongTargetError):
+        verifier.verify(req.method, OWN, req.headers, b"", now=T, received_url=STAGING)
+
+
+def test_a_signature_valid_for_no_origin_is_not_called_wrong_target(
+    verifier: RequestVerifier,
+) -> None:
+    """A signature that verifies neither for the own nor for the named origin is a plain
+    mismatch: ``wrong-target`` is said only when it is the cause."""
+    req = signed(method="GET", url=STAGING, body=b"")
+    other = "http://other.example/v1/partnerships/JP-ID/state"
+    with pytest.raises(SignatureMismatchError) as info:
+        verifier.authenticate(req.method, OWN, req.headers, now=T, received_url=other)
+    assert type(info.value) is SignatureMismatchError
+    assert info.value.code == "bad-request-signature"
+
+
 # --- aiohttp: a real server on 127.0.0.1 ------------------------------------------
 
 
@@ -699,8 +803,9 @@ async def hub() -> AsyncIterator[Hub]:
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
+        origin = own_origin(request)
         try:
-            caller = await verify_aiohttp_request(verifier, request, body, now=T)
+            caller = await verify_aiohttp_request(verifier, request, body, origin=origin, now=T)
         except UntrustedError as exc:
             return web.json_response({"code": exc.code, "detail": str(exc)}, status=401)
         return web.json_response(
@@ -708,7 +813,7 @@ async def hub() -> AsyncIterator[Hub]:
                 "partnership": caller.partnership,
                 "node": caller.node,
                 "bytes": len(body),
-                "target": target_uri(request),
+                "target": target_uri(request, origin=origin),
             }
         )
 
