@@ -31,6 +31,7 @@ from jcm_sync.lock import check_writable
 from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
+from jcm_sync.store.base import plan_trust_marks
 from jcm_sync.trust import TrustedRoot, TrustRoot, verify_chain_history
 
 log = logging.getLogger("jcm_sync.node")
@@ -85,6 +86,12 @@ async def guard_roots(
 ) -> dict[str, TrustMark]:
     """Offer the chains to the store's trust marks: raise them, or ``RollbackError``."""
     return await store.advance_trust_marks({pid: trust_marks(c) for pid, c in chains.items()})
+
+
+async def check_roots(store: Store, chains: dict[str, tuple[TrustedRoot, ...]]) -> None:
+    """``guard_roots`` without writing: ``RollbackError`` if a chain is older or
+    different than the store's marks (for commands that only read, such as an audit)."""
+    plan_trust_marks(await store.trust_marks(), {pid: trust_marks(c) for pid, c in chains.items()})
 
 
 @dataclass
@@ -183,7 +190,6 @@ async def open_node(
     roots = {pid: chain[-1].root for pid, chain in chains.items()}
     check_writable(cfg.data_dir)  # one clear refusal, not SQLite's "unable to open"
     store = store or await open_store(cfg.store_url)
-    store.set_clock(clock)  # appended_at is the receipt time (ADR 0018)
     try:
         await guard_roots(store, chains)  # before anything else is written
         partnerships = {}

@@ -201,10 +201,44 @@ async def test_tester_scenario_revoked_key_never_authenticates(tmp_path: Path) -
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
+    # the refusal is one line, the last; other notes (the ops listener) may precede it
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "rollback" in lines[0]
-    assert "version 2" in lines[0]
-    assert "version 1" in lines[0]
+    refusals = [line for line in lines if "rollback" in line]
+    assert refusals == lines[-1:], proc.stderr
+    assert "version 2" in lines[-1]
+    assert "version 1" in lines[-1]
     assert "hub listening" not in proc.stdout + proc.stderr
     assert await snapshot(url) == before
+
+
+def test_log_commands_respect_the_mark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``log append`` and ``log verify`` with an older chain than the store's are refused
+    (one line, exit 1, nothing appended); with the held chain they work."""
+    from jcm_sync.cli import main
+
+    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    ch = make_chain(net)
+    cfg = net.configs["MN"]
+
+    async def setup() -> str:
+        agent = await open_with(net, "MN", [ch.v1, ch.v2])
+        await agent.close()
+        return agent.cfg.store_url
+
+    url = asyncio.run(setup())
+    before = asyncio.run(snapshot(url))
+    record = tmp_path / "after-revocation.json"
+    record.write_bytes(partnership_records("MN", net.keys, projects=1).by_node["MN"][0])
+    for argv in (
+        ["log", "append", "--config", cfg, "--trust", ch.v1, "--no-checkpoint", record],
+        ["log", "append", "--config", cfg, "--trust", ch.v1, record],
+        ["log", "verify", "--config", cfg, "--trust", ch.v1],
+    ):
+        code = main([str(a) for a in argv])
+        _, err = capsys.readouterr()
+        assert code == 1, argv
+        assert len(err.strip().splitlines()) == 1, err
+        assert "rollback" in err
+        assert "version 1" in err
+    assert asyncio.run(snapshot(url)) == before
+    assert main(["log", "verify", "--config", str(cfg)]) == 0, capsys.readouterr().err

@@ -249,6 +249,19 @@ async def show(t: Target, store: Store) -> int:
     return 0
 
 
+async def _guard_trust(t: Target, store: Store, *, advance: bool) -> None:
+    """No trust-root rollback (ADR 0017): a chain older than, or different from, the
+    store's mark is refused; a command that writes raises the mark to a newer one."""
+    from jcm_sync.node import check_roots, guard_roots
+
+    paths = t._trust_paths()
+    if not paths:
+        return
+    chain = load_chain(paths, now_of(t.args))
+    chains = {chain[-1].root.partnership: chain}
+    await (guard_roots(store, chains) if advance else check_roots(store, chains))
+
+
 def _service(t: Target, store: Store, *, need_key: bool) -> LogService | None:
     now = now_of(t.args)
     key = t.private_key()
@@ -265,6 +278,7 @@ def _service(t: Target, store: Store, *, need_key: bool) -> LogService | None:
 async def append(t: Target, store: Store) -> int:
     envelopes = [read_input(f, "envelope") for f in t.args.files]
     now = now_of(t.args)
+    await _guard_trust(t, store, advance=True)
     service = None if t.args.no_checkpoint else _service(t, store, need_key=False)
     if service is not None:
         result = await service.append(envelopes)
@@ -294,6 +308,7 @@ async def append(t: Target, store: Store) -> int:
 async def sign_checkpoint(t: Target, store: Store) -> int:
     service = _service(t, store, need_key=False)
     if service is not None:
+        await _guard_trust(t, store, advance=True)
         stored = await service.sign_checkpoint()
     else:
         latest = await store.latest_checkpoint(t.log)
@@ -361,6 +376,8 @@ async def audit(t: Target, store: Store) -> int:
     now = now_of(t.args)
     chain = t.trust_chain(now)
     root = chain[-1] if chain else None
+    if chain:
+        await _guard_trust(t, store, advance=False)
     # checkpoints are judged by every key the chain held (log.py rule 5), so the ones
     # signed before a rotation stay verifiable
     result = await verify_log(
