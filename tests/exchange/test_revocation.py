@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import msgspec
+import pytest
 
 from jcm_sync.envelope import PrivateKey
 from jcm_sync.errors import RevokedKeyError
@@ -137,3 +138,44 @@ async def test_backdated_record_of_a_revoked_key_is_refused_and_history_stays_va
     # nothing was stored: tree head and entries identical
     assert await store.tree_head(replica) == head
     assert [e.envelope for e in await store.entries(replica)] == held
+
+
+async def test_the_verify_pool_judges_revocation_at_receipt() -> None:
+    """A batch large enough for the worker processes is judged as a small one: entries
+    mapped to a receipt before the revocation pass, the rest are refused key-revoked."""
+    import hashlib
+
+    from jcm_sync.sample import PARTNERS
+    from jcm_sync.trust import NodeEntry
+    from jcm_sync.verify_pool import MIN_POOLED_BATCH, VerifyPool
+
+    jp, mn = PrivateKey.generate(), PrivateKey.generate()
+    made = datetime.now(UTC) - timedelta(hours=2)
+    revoked_at = made + timedelta(hours=1)
+    envs = partnership_records("MN", {"JP": jp, "MN": mn}, projects=12, created=made).by_node["MN"]
+    assert len(envs) >= MIN_POOLED_BATCH
+    window = {"not_before": made - timedelta(days=1), "not_after": made + timedelta(days=30)}
+    root = TrustRoot(
+        type="jcm-sync/trust-root",
+        partnership="JP-MN",
+        version=1,
+        expires=made + timedelta(days=30),
+        root_threshold=2,
+        nodes=(NodeEntry("JP"), NodeEntry("MN", PARTNERS["MN"])),
+        keys=(
+            key_entry(jp.public, "JP", **window),
+            msgspec.structs.replace(key_entry(mn.public, "MN", **window), revoked_at=revoked_at),
+        ),
+    )
+    early = {hashlib.sha256(e).hexdigest(): made for e in envs[::2]}
+    pool = VerifyPool(workers=2)
+    try:
+        verify = await pool.verifier(root, envs, datetime.now(UTC), early)
+        for n, raw in enumerate(envs):
+            if n % 2 == 0:
+                assert verify(raw).record_id == hashlib.sha256(raw).hexdigest()
+            else:
+                with pytest.raises(RevokedKeyError, match=mn.key_id[:16]):
+                    verify(raw)
+    finally:
+        pool.close()
