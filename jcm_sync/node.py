@@ -190,6 +190,7 @@ async def open_node(
     roots = {pid: chain[-1].root for pid, chain in chains.items()}
     check_writable(cfg.data_dir)  # one clear refusal, not SQLite's "unable to open"
     store = store or await open_store(cfg.store_url)
+    store.set_clock(clock)  # appended_at is the receipt time (ADR 0018)
     try:
         await guard_roots(store, chains)  # before anything else is written
         partnerships = {}
