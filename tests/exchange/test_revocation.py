@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 import msgspec
@@ -179,3 +180,24 @@ async def test_the_verify_pool_judges_revocation_at_receipt() -> None:
                     verify(raw)
     finally:
         pool.close()
+
+
+async def test_a_node_stamps_entries_with_its_own_clock(tmp_path: Path) -> None:
+    """``appended_at``, the receipt time stored entries are judged at, is the node's
+    clock (the one it verified them at), not the store's own."""
+    from jcm_sync.config import load_config
+    from jcm_sync.node import open_node
+    from jcm_sync.sample import provision
+
+    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    at = datetime.now(UTC) - timedelta(hours=3)
+    node = await open_node(load_config(net.configs["MN"], env={}), clock=lambda: at)
+    try:
+        recs = partnership_records("MN", net.keys, projects=1, created=at - timedelta(minutes=1))
+        logs = node.logs("JP-MN")
+        await logs.service.append(recs.by_node["MN"])
+        entries = await node.store.entries(logs.own)
+        assert entries
+        assert {e.appended_at for e in entries} == {at}
+    finally:
+        await node.close()
