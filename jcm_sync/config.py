@@ -86,6 +86,16 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             check_origin(self.public_origin)
 
 
+class OpsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The hub's operations listener: ``/status`` and ``/metrics`` (ADR 0019)."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (printed by ``jcm-sync registry serve``)
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8701
+    #: a file holding the bearer token the listener requires; empty: no token
+    token_file: str = ""
+
+
 class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     push_seconds: Seconds = 30.0
     pull_seconds: Seconds = 30.0
@@ -114,6 +124,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     partnerships: list[PartnershipSection]
     hub: HubSection | None = None
     server: ServerSection = msgspec.field(default_factory=ServerSection)
+    ops: OpsSection = msgspec.field(default_factory=OpsSection)
     schedule: ScheduleSection = msgspec.field(default_factory=ScheduleSection)
     reconcile: ReconcileSection = msgspec.field(default_factory=ReconcileSection)
     #: directory of the file the config came from; relative paths resolve against it
@@ -179,7 +190,8 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
-        if section not in ("node", "keys", "hub", "server", "schedule", "reconcile") or not key:
+        sections = ("node", "keys", "hub", "server", "ops", "schedule", "reconcile")
+        if section not in sections or not key:
             continue
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):

@@ -86,8 +86,12 @@ def provision(
     hub_store: str | None = None,
     now: datetime | None = None,
     schedule_seconds: float = 2.0,
+    ops_port: int = 0,
 ) -> Network:
-    """Write keys, signed JP–partner roots and TOML configs for a hub and its agents."""
+    """Write keys, signed JP–partner roots and TOML configs for a hub and its agents.
+
+    The hub's operations listener gets ``ops_port``: 0 (a free port) unless the caller
+    needs to know it, so that hubs provisioned side by side never collide."""
     now = now or datetime.now(UTC)
     directory.mkdir(parents=True, exist_ok=True)
     net = Network(directory, partners, f"http://127.0.0.1:{hub_port}")
@@ -129,6 +133,7 @@ def provision(
         f'data_dir = "."\n{store_line}'
         f'\n[keys]\nsigning = "../keys/jp-registry.key"\n'
         f'\n[server]\nhost = "127.0.0.1"\nport = {hub_port}\n'
+        f'\n[ops]\nhost = "127.0.0.1"\nport = {ops_port}\n'
         f"\n[schedule]\nreconcile_seconds = {schedule_seconds * 30}\n" + parts
     )
     net.configs["JP"] = hub_cfg

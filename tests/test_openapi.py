@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from jcm_sync.checkpoint import (
@@ -52,6 +53,7 @@ from jcm_sync.net.auth import (
     RequestExpiredError,
     RequestSignatureError,
 )
+from jcm_sync.net.ops import OpsServer
 from jcm_sync.net.server import (
     BodyTooLargeError,
     HubServer,
@@ -110,8 +112,14 @@ def resolve(spec: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def operations(
+    spec: dict[str, Any], listener: str | None = None
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every operation; with ``listener`` ("api" or "ops") only those of that listener,
+    the operations listener's paths being those with a ``servers`` of their own."""
     for path, item in spec["paths"].items():
+        if listener is not None and ("servers" in item) != (listener == "ops"):
+            continue
         for method in METHODS:
             if method in item:
                 yield method.upper(), path, item[method]
@@ -143,16 +151,22 @@ def test_openapi_version(spec: dict[str, Any]) -> None:
     assert re.fullmatch(r"3\.1\.\d+", spec["openapi"])
 
 
-async def test_routes_match_the_app(spec: dict[str, Any], server: HubServer) -> None:
-    """The spec documents exactly the (method, path) pairs the app registers."""
-    app = server.app()
-    served = {
+def routes(app: web.Application) -> set[tuple[str, str]]:
+    return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
         if route.method != "HEAD" and route.resource is not None
     }
-    documented = {(method, path) for method, path, _ in operations(spec)}
-    assert documented == served
+
+
+async def test_routes_match_the_app(spec: dict[str, Any], server: HubServer) -> None:
+    """The spec documents exactly the (method, path) pairs each listener's app registers:
+    the partners' port and the operations listener (ADR 0019)."""
+    documented = {(method, path) for method, path, _ in operations(spec, "api")}
+    assert documented == routes(server.app())
+    documented = {(method, path) for method, path, _ in operations(spec, "ops")}
+    assert documented == routes(OpsServer(server.hub).app())
+    assert documented == {("GET", "/status"), ("GET", "/metrics")}
 
 
 @pytest.mark.parametrize("struct", WIRE_STRUCTS, ids=lambda s: s.__name__)
@@ -172,9 +186,13 @@ def test_schema_matches_wire_struct(spec: dict[str, Any], struct: type[msgspec.S
 
 
 def test_v1_operations_are_signed(spec: dict[str, Any]) -> None:
-    """Every /v1 operation requires the RFC 9421 scheme and its three headers."""
+    """Every /v1 operation requires the RFC 9421 scheme and its three headers; the
+    operations listener's take its optional bearer token, the rest nothing."""
     schemes = spec["components"]["securitySchemes"]
-    for method, path, op in operations(spec):
+    assert schemes["opsToken"]["scheme"] == "bearer"
+    for _, _, op in operations(spec, "ops"):
+        assert op["security"] == [{"opsToken": []}, {}]
+    for method, path, op in operations(spec, "api"):
         if not path.startswith("/v1/"):
             assert op.get("security") == [], (method, path)
             continue
@@ -287,7 +305,7 @@ def test_status_lists_problem_code(
         code = error
     descriptions = [
         response["description"]
-        for _, _, op in operations(spec)
+        for _, _, op in operations(spec, "api")
         for s, response in error_responses(spec, op)
         if s == status
     ]

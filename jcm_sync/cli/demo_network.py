@@ -190,7 +190,8 @@ def run_network_demo(args: argparse.Namespace) -> int:
                   style="bold"))  # fmt: skip
 
     c.print("\n[bold]1. Provision[/] keys, JP–MN / JP–ID / JP–VN trust roots and configurations")
-    net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0)
+    ops_port = _free_port()  # the hub's operations listener: /status, /metrics
+    net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0, ops_port=ops_port)
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")
 
@@ -266,9 +267,11 @@ def run_network_demo(args: argparse.Namespace) -> int:
             return 1
 
         if args.keep_running:
-            c.print("\n[bold]Running.[/] Hub API and pages:")
-            for path in ("/status", "/metrics", "/livez", "/readyz"):
+            c.print("\n[bold]Running.[/] Hub API (partners) and operations pages:")
+            for path in ("/livez", "/readyz"):
                 c.print(f"   {net.hub_url}{path}")
+            for path in ("/status", "/metrics"):  # the operations listener only (ADR 0019)
+                c.print(f"   http://127.0.0.1:{ops_port}{path}")
             c.print(f"   agents' logs: {work}/<cc>/node.log; stop with Ctrl-C")
             with contextlib.suppress(KeyboardInterrupt):
                 while all(p.poll() is None for p in procs.values()):

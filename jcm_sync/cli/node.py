@@ -82,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from jcm_sync import logs
+    from jcm_sync.net import ops
     from jcm_sync.net.server import HubServer, settings_from
     from jcm_sync.node import open_node
     from jcm_sync.registry import Hub
@@ -90,10 +91,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if cfg.node.role != "registry":
         raise ConfigError(f"{args.config} configures an {cfg.node.role}, not the registry hub")
     logs.configure(json=args.log_format == "json")
+    ops_token = ops.load_token(cfg)
 
     async def make_app() -> web.Application:
         node = await open_node(cfg)
-        return HubServer(Hub(node), settings_from(cfg)).app()
+        server = HubServer(Hub(node), settings_from(cfg))
+        app = server.app()
+        ops.attach(app, ops.OpsServer(server.hub, ops_token), ops_sock)  # ADR 0019
+        return app
 
     address = f"http://{cfg.server.host}:{cfg.server.port}"
     with DaemonLock(cfg.data_dir, "jcm-sync registry serve"):
@@ -108,7 +113,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"cannot listen on {address}: {_bind_cause(exc)}", where="[server]"
             ) from None
         port = sock.getsockname()[1]
-        with sock:
+        # The operations listener (/status, /metrics; ADR 0019), bound early for the same
+        # reason; its port is printed, as [ops] port = 0 picks a free one.
+        try:
+            ops_sock = ops.bind(cfg.ops.host, cfg.ops.port)
+        except OSError as exc:
+            sock.close()
+            if exc.errno not in _LISTEN_ERRNOS and not isinstance(exc, socket.gaierror):
+                raise
+            ops_address = f"http://{cfg.ops.host}:{cfg.ops.port}"
+            raise TransportError(
+                f"cannot listen on {ops_address}: {_bind_cause(exc)}", where="[ops]"
+            ) from None
+        ops_port = ops_sock.getsockname()[1]
+        note(f"operations listener (/status, /metrics) on http://{cfg.ops.host}:{ops_port}")
+        with sock, ops_sock:
             web.run_app(
                 make_app(),
                 sock=sock,

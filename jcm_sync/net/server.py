@@ -48,15 +48,14 @@ the body, read as sent, 413 as soon as its Content-Length announces more than
 ``max_body_bytes`` or more has arrived; then its ``Content-Digest``. So an
 unauthenticated client never gets a body read, and the digest covers the bytes as sent.
 
-Unauthenticated routes: ``/livez``, ``/readyz``, ``/metrics`` and ``/status`` (an
-HTML page of each partnership's logs, for operators on the hub's own network).
+Unauthenticated routes: ``/livez`` and ``/readyz``. ``/status`` and ``/metrics`` are
+served on the operations listener only (``net/ops.py``, ADR 0019); here they are 404.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import html
 import logging
 import math
 import secrets
@@ -69,7 +68,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jcm_sync.errors import (
     BadDataError,
@@ -460,45 +458,6 @@ class HubServer:
             return problem(503, "store-unavailable", "StoreUnavailable", detail)
         return self._json({"status": "ready", "partnerships": sorted(self.hub.node.partnerships)})
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        data = generate_latest(self.hub.node.metrics.registry)
-        resp = web.Response(body=data)
-        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        return resp
-
-    async def status_page(self, request: web.Request) -> web.Response:
-        rows = []
-        node = self.hub.node
-        for pid, p in sorted(node.partnerships.items()):
-            own = await node.store.tree_head(p.own)
-            rep = await node.store.tree_head(p.replica)
-            held = await node.store.latest_checkpoint(p.replica)
-            alarm = node.alarms.get(p.replica.origin)
-            rows.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{html.escape(str(v))}</td>"
-                    for v in (
-                        pid,
-                        own.size,
-                        own.root.hex()[:16],
-                        rep.size,
-                        held.size if held else "-",
-                        "FORK: " + alarm.reason if alarm else "ok",
-                    )
-                )
-                + "</tr>"
-            )
-        page = (
-            "<!doctype html><meta charset=utf-8><title>jcm-sync hub</title>"
-            "<h1>jcm-sync: Japan's registry hub</h1><table border=1 cellpadding=4>"
-            "<tr><th>partnership</th><th>Japan's log size</th><th>root</th>"
-            "<th>partner replica size</th><th>partner checkpoint</th><th>state</th></tr>"
-            + "".join(rows)
-            + "</table>"
-        )
-        return web.Response(text=page, content_type="text/html")
-
     # --- the application ---------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -510,8 +469,6 @@ class HubServer:
         logs = "/v1/partnerships/{pid}/logs/{node}"
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/status", self.status_page)
         app.router.add_get("/v1/partnerships/{pid}/state", self.state)
         app.router.add_post(f"{logs}/entries", self.push)
         app.router.add_get(f"{logs}/entries", self.entries)

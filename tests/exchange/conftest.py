@@ -13,6 +13,7 @@ from aiohttp import web
 from jcm_sync.agent import Syncer
 from jcm_sync.config import load_config
 from jcm_sync.net.client import HubClient
+from jcm_sync.net.ops import OpsServer, bind
 from jcm_sync.net.server import HubServer, ServerSettings
 from jcm_sync.node import Node, open_node
 from jcm_sync.registry import Hub
@@ -35,6 +36,9 @@ class Running:
     server: HubServer | None = None
     agents: dict[str, Node] = field(default_factory=dict)
     clients: list[HubClient] = field(default_factory=list)
+    #: the hub's operations listener (/status, /metrics), on a port of its own
+    ops_runner: web.AppRunner | None = None
+    ops_port: int = 0
 
     @property
     def url(self) -> str:
@@ -51,8 +55,18 @@ class Running:
         if not self.port:
             sockets = site._server.sockets  # type: ignore[union-attr]
             self.port = sockets[0].getsockname()[1]
+        ops_sock = bind("127.0.0.1", self.ops_port)
+        self.ops_port = ops_sock.getsockname()[1]
+        self.ops_runner = await OpsServer(self.server.hub).start(ops_sock)
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
 
     async def stop_hub(self) -> None:
+        if self.ops_runner is not None:
+            await self.ops_runner.cleanup()
+            self.ops_runner = None
         if self.runner is not None:
             await self.runner.cleanup()  # closes the hub's store too
             self.runner, self.hub = None, None
