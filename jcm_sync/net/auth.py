@@ -533,17 +533,18 @@ class RequestVerifier:
         headers: Mapping[str, str],
         now: float | None = None,
         *,
-        received_url: str | None = None,
+        received_urls: Sequence[str] = (),
     ) -> Authenticated:
         """Rule 6: everything but the body, nonce recorded; then ``check_body``.
 
         ``url`` is this node's own target URI for the request (``target_uri`` with its
-        origin). ``received_url`` is the target URI the client named (its Host header);
-        when the signature fails for ``url`` but verifies for ``received_url``, the
-        refusal is ``WrongTargetError`` naming both origins.
+        origin). ``received_urls`` are target URIs the client may have signed (from its
+        Host header); when the signature fails for ``url`` but verifies for one of them,
+        the refusal is ``WrongTargetError`` naming both origins. They only name the
+        cause of a refusal: nothing is ever accepted for them.
         """
         t = time.time() if now is None else now
-        pending = self._check_headers(method, url, headers, t, received_url=received_url)
+        pending = self._check_headers(method, url, headers, t, received_urls=received_urls)
         self._remember(pending, t)
         return pending
 
@@ -563,17 +564,17 @@ class RequestVerifier:
         body: bytes,
         now: float | None = None,
         *,
-        received_url: str | None = None,
+        received_urls: Sequence[str] = (),
     ) -> Caller:
         """Accept the request and return its caller, or raise why it is refused.
 
         ``url`` is the absolute target URI the request was sent to; ``body`` the bytes
         received, before content decoding. The digest is checked before the nonce is
         recorded, so a tampered copy never uses up the genuine request's nonce.
-        ``received_url`` is as for ``authenticate``.
+        ``received_urls`` are as for ``authenticate``.
         """
         t = time.time() if now is None else now
-        pending = self._check_headers(method, url, headers, t, received_url=received_url)
+        pending = self._check_headers(method, url, headers, t, received_urls=received_urls)
         self.check_body(pending, body)
         self._remember(pending, t)
         return pending.caller
@@ -585,7 +586,7 @@ class RequestVerifier:
         headers: Mapping[str, str],
         t: float,
         *,
-        received_url: str | None = None,
+        received_urls: Sequence[str] = (),
     ) -> Authenticated:
         at = datetime.fromtimestamp(t, UTC)
         _require_headers(headers, ("Signature-Input", "Signature", "Content-Digest"))
@@ -601,9 +602,9 @@ class RequestVerifier:
         try:
             sig = verify_signature(method, url, headers, resolve, require=COVERED_COMPONENTS)
         except SignatureMismatchError:
-            if received_url is None or received_url == url:
-                raise
-            self._refuse_other_target(method, url, received_url, headers, callers[-1])
+            for received in received_urls:
+                if received != url:
+                    self._refuse_other_target(method, url, received, headers, callers[-1])
             raise
         caller = callers[-1]
         created, expires, nonce = self._parameters(sig)
@@ -819,11 +820,15 @@ def own_origin(
     return str(URL.build(scheme=scheme, host=name, port=int(sockname[1])).origin())
 
 
-def _received_uri(request: web.Request) -> str | None:
+def _received_uris(request: web.Request) -> tuple[str, ...]:
+    """What the client may have signed: the origin it named (Host, or an absolute-form
+    target), under either scheme, since a proxy in front may have ended TLS."""
     try:
-        return target_uri(request)
+        named = URL(target_uri(request), encoded=True)
     except (RequestSignatureError, ValueError):
-        return None
+        return ()
+    other = named.with_scheme("https" if named.scheme == "http" else "http")
+    return (str(named), str(other))
 
 
 def authenticate_aiohttp_request(
@@ -840,7 +845,7 @@ def authenticate_aiohttp_request(
         target_uri(request, origin=origin),
         request.headers,
         now=now,
-        received_url=_received_uri(request),
+        received_urls=_received_uris(request),
     )
 
 
@@ -860,5 +865,5 @@ async def verify_aiohttp_request(
         request.headers,
         body,
         now=now,
-        received_url=_received_uri(request),
+        received_urls=_received_uris(request),
     )

@@ -765,13 +765,13 @@ def test_a_request_signed_for_another_origin_is_wrong_target(verifier: RequestVe
     ``wrong-target``, naming both origins, and the nonce is not used."""
     req = signed(method="GET", url=STAGING, body=b"")
     with pytest.raises(WrongTargetError) as info:
-        verifier.authenticate(req.method, OWN, req.headers, now=T, received_url=STAGING)
+        verifier.authenticate(req.method, OWN, req.headers, now=T, received_urls=(STAGING,))
     assert info.value.code == "wrong-target"
     assert "http://staging.example:8443" in info.value.message
     assert "https://hub.example.org" in info.value.message
     assert len(verifier.nonces) == 0
     with pytest.raises(WrongTargetError):
-        verifier.verify(req.method, OWN, req.headers, b"", now=T, received_url=STAGING)
+        verifier.verify(req.method, OWN, req.headers, b"", now=T, received_urls=(STAGING,))
 
 
 def test_a_signature_valid_for_no_origin_is_not_called_wrong_target(
@@ -782,7 +782,7 @@ def test_a_signature_valid_for_no_origin_is_not_called_wrong_target(
     req = signed(method="GET", url=STAGING, body=b"")
     other = "http://other.example/v1/partnerships/JP-ID/state"
     with pytest.raises(SignatureMismatchError) as info:
-        verifier.authenticate(req.method, OWN, req.headers, now=T, received_url=other)
+        verifier.authenticate(req.method, OWN, req.headers, now=T, received_urls=(other,))
     assert type(info.value) is SignatureMismatchError
     assert info.value.code == "bad-request-signature"
 
