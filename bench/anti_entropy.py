@@ -118,7 +118,7 @@ async def measure(n: int, repeat: int) -> Row:
         t = time.perf_counter()
         hub, agent, listing = await in_sync_pair(Path(tmp), n)
         setup = time.perf_counter() - t
-        runner = web.AppRunner(HubServer(Hub(hub), ServerSettings()).app())
+        runner = HubServer(Hub(hub), ServerSettings()).runner()
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -80,6 +80,15 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: terminates TLS: every request signature's target URI is checked against it, never
     #: the Host header; empty is the listening address, http://host:port (ADR 0015)
     public_origin: str = ""
+    #: connection-level defences (ADR 0016): a request's head must arrive within
+    #: header_timeout_seconds, its body within body_timeout_seconds after it; an idle
+    #: keep-alive connection is closed after keepalive_timeout_seconds
+    header_timeout_seconds: Seconds = 10.0
+    body_timeout_seconds: Seconds = 30.0
+    keepalive_timeout_seconds: Seconds = 60.0
+    #: connections per client address not yet authenticated (0: no limit; behind a
+    #: reverse proxy all connections come from the proxy's address)
+    max_unauthenticated_per_address: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 16
 
     def __post_init__(self) -> None:
         if self.public_origin:

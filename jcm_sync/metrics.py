@@ -32,6 +32,12 @@ class Metrics:
         self.log_size = Gauge(
             "jcm_sync_log_size_entries", "Entries held per log", ["partnership", "log"], registry=r
         )
+        self.http_refused = Counter(
+            "jcm_sync_http_refused_total",
+            "Connections and requests refused before any route (net/guard.py), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.request_seconds = Histogram(
             "jcm_sync_request_seconds",
             "HTTP request latency, by route and status",

@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from jcm_sync import logs
-    from jcm_sync.net import ops
+    from jcm_sync.net import guard, ops
     from jcm_sync.net.server import HubServer, settings_from
     from jcm_sync.node import open_node
     from jcm_sync.registry import Hub
@@ -128,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ops_port = ops_sock.getsockname()[1]
         note(f"operations listener (/status, /metrics) on http://{cfg.ops.host}:{ops_port}")
         with sock, ops_sock:
-            web.run_app(
+            guard.run_app(  # net/guard.py: timeouts, per-address limit (ADR 0016)
                 make_app(),
                 sock=sock,
                 shutdown_timeout=30,

@@ -28,8 +28,8 @@ Rules (ADR 0009):
 5. Malformed input is a 4xx, never a 500 (ADR 0014, ``tests/faults/test_fuzz.py``):
    a body nested too deeply or with invalid UTF-8 is a 400, a query integer is ASCII
    digits up to 2^63 - 1 (``bad-parameter``; a position past the log is
-   ``past-log-size``, ``registry`` rule 10). A request aiohttp cannot parse as HTTP is answered by
-   aiohttp (400 text/plain) and logged as one WARNING line (``ProtocolLog``).
+   ``past-log-size``, ``registry`` rule 10). A request aiohttp cannot parse as HTTP is answered
+   400 problem+json and logged as one INFO line (``net/guard.py``, ADR 0016).
 6. ``/readyz`` is 503 while the store fails or takes over ``READYZ_TIMEOUT_S`` to
    answer, and 200 again by itself once it answers (ADR 0014).
 7. Nothing internal crosses the wire (ADR 0019). Every request gets an id, sent as
@@ -87,6 +87,13 @@ from jcm_sync.net.auth import (
     RequestVerifier,
     authenticate_aiohttp_request,
     own_origin,
+)
+from jcm_sync.net.guard import (
+    GUARD_KEY,
+    ConnectionGuard,
+    GuardedAppRunner,
+    GuardSettings,
+    authenticated,
 )
 from jcm_sync.net.wire import (
     PROBLEM_CONTENT_TYPE,
@@ -153,15 +160,16 @@ class RequestAuthError(RequestSignatureError):
 
 
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """aiohttp's per-connection log: a request aiohttp cannot parse as HTTP (a bad request
-    line or header; aiohttp answers it 400 before any route runs) is one WARNING line,
-    not an ERROR with a traceback; any other error keeps its traceback (ADR 0014)."""
+    """aiohttp's per-connection log: an HTTP parsing error it logs itself (a bad chunk in
+    a body nobody reads, or any parser refusal when the app runs without
+    ``HubServer.runner()``) is one INFO line, not an ERROR with a traceback; any other
+    error keeps its traceback (ADR 0014, 0016)."""
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
             text = " ".join(str(exc).split())[:200]
-            self.warning("refused a malformed HTTP request: %s", text)
+            self.info("refused a malformed HTTP request: %s", text)
         else:
             super().exception(msg, *args, exc_info=exc_info, **kw)
 
@@ -256,6 +264,13 @@ class ServerSettings:
     public_origin: str | None = None
     #: the configured listening host (None or a wildcard: the connection's local address)
     host: str | None = None
+    #: connection-level defences (``net/guard.py``, ADR 0016): a request's head within
+    #: this many seconds, its body within that many more, idle keep-alive, and the
+    #: connections per client address not yet authenticated (0: no limit)
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keepalive_timeout_seconds: float = 60.0
+    max_unauthenticated_per_address: int = 16
     #: run the hub's scheduled jobs (reconciliation); tests turn them off
     run_jobs: bool = True
 
@@ -271,6 +286,16 @@ class HubServer:
         #: the most requests each (partnership, node) had in flight at once
         self.peak_in_flight: dict[tuple[str, str], int] = {}
         self.shutting_down = False
+        self.guard = ConnectionGuard(
+            GuardSettings(
+                header_timeout=settings.header_timeout_seconds,
+                body_timeout=settings.body_timeout_seconds,
+                keepalive_timeout=settings.keepalive_timeout_seconds,
+                max_unauthenticated=settings.max_unauthenticated_per_address,
+                retry_after_seconds=settings.retry_after_seconds,
+            ),
+            hub.node.metrics.http_refused,
+        )
 
     # --- middlewares -------------------------------------------------------------------
 
@@ -298,6 +323,8 @@ class HubServer:
             raise
         finally:
             REQUEST_ID.reset(token)
+            if CALLER_KEY in request:  # its connection is no longer unauthenticated
+                authenticated(request)
             self.hub.node.metrics.request_seconds.labels(name, request.method, str(status)).observe(
                 time.perf_counter() - started
             )
@@ -464,8 +491,13 @@ class HubServer:
         app = web.Application(
             middlewares=[self._errors, self._authenticate],
             client_max_size=self.settings.max_body_bytes,
-            handler_args={"handler_cancellation": True, "logger": ProtocolLog(log)},  # rule 2
+            handler_args={
+                "handler_cancellation": True,  # rule 2
+                "logger": ProtocolLog(log),
+                "keepalive_timeout": self.settings.keepalive_timeout_seconds,
+            },
         )
+        app[GUARD_KEY] = self.guard
         logs = "/v1/partnerships/{pid}/logs/{node}"
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
@@ -491,6 +523,13 @@ class HubServer:
         app.on_shutdown.append(on_shutdown)
         app.on_cleanup.append(on_cleanup)
         return app
+
+    def runner(self, **kwargs: Any) -> web.AppRunner:
+        """An ``AppRunner`` of ``app()`` whose connections have the head and body timeouts,
+        the per-address limit and the problem+json parser refusals of ``net/guard.py``:
+        run the hub with this or ``guard.run_app``, never a bare ``AppRunner`` or
+        ``web.run_app``."""
+        return GuardedAppRunner(self.app(), self.guard, **kwargs)
 
 
 def cut_page(page: EntriesPage, max_bytes: int) -> EntriesPage:
@@ -556,4 +595,8 @@ def settings_from(cfg: Any) -> ServerSettings:
         clock_skew_seconds=s.clock_skew_seconds,
         retry_after_seconds=s.retry_after_seconds,
         max_page_bytes=s.max_page_bytes,
+        header_timeout_seconds=s.header_timeout_seconds,
+        body_timeout_seconds=s.body_timeout_seconds,
+        keepalive_timeout_seconds=s.keepalive_timeout_seconds,
+        max_unauthenticated_per_address=s.max_unauthenticated_per_address,
     )

@@ -47,8 +47,7 @@ class Running:
     async def start_hub(self) -> None:
         self.hub = await open_node(load_config(self.net.configs["JP"], env={}))
         self.server = HubServer(Hub(self.hub), self.settings)
-        app = self.server.app()
-        self.runner = web.AppRunner(app)
+        self.runner = self.server.runner()
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
         await site.start()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import random
 import time
@@ -84,7 +85,7 @@ class Fuzz:
 async def fuzz(tmp_path: Path) -> AsyncIterator[Fuzz]:
     net = provision(tmp_path / "net", PARTNERS, hub_port=0)
     hub = await open_node(load_config(net.configs["JP"], env={}))
-    runner = web.AppRunner(HubServer(Hub(hub), ServerSettings(run_jobs=False)).app())
+    runner = HubServer(Hub(hub), ServerSettings(run_jobs=False)).runner()
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -267,8 +268,8 @@ async def send(
         f.not_sent[type(exc).__name__] += 1
         return None
     except (aiohttp.ClientResponseError, aiohttp.ServerDisconnectedError) as exc:
-        # not HTTP/1.1 (a raw non-ASCII target, a bad header): aiohttp's parser answers
-        # 400 text/plain and closes before any of the hub's code runs (ADR 0014)
+        # the client could not read the answer (the hub answers every request it cannot
+        # parse 400 problem+json, net/guard.py, ADR 0016, and closes the connection)
         f.http_parser[type(exc).__name__] += 1
         return None
 
@@ -309,10 +310,10 @@ async def fuzz_http(f: Fuzz, requests: int) -> None:
                 f.by_status[status] += 1
                 if req.signer is not None and status != 401:
                     f.past_auth += 1
-                if status == 400 and ctype == "text/plain" and req.raw_target:
-                    # not HTTP/1.1: refused by aiohttp's parser before the hub (ADR 0014)
-                    f.http_parser["400 text/plain"] += 1
-                elif status >= 400:
+                if status == 400 and req.raw_target:
+                    # not HTTP/1.1: refused before any route, problem+json too (ADR 0016)
+                    f.http_parser["400 parser"] += 1
+                if status >= 400:
                     problem = check_refusal(status, ctype, body, req.method)
                     if problem is not None:
                         f.bad_refusals.append(f"{req.method} {req.path}?{req.query}: {problem}")
@@ -490,21 +491,24 @@ async def test_refused_not_crashed(fuzz: Fuzz, method: str, target: str, body: b
     assert await snapshot(fuzz.hub.store, entries=True) == before
 
 
-async def test_a_request_that_is_not_http_is_one_warning_line(fuzz: Fuzz) -> None:
-    """aiohttp's parser refuses it (400) before any route; the hub logs one line."""
+async def test_a_request_that_is_not_http_is_one_info_line(fuzz: Fuzz) -> None:
+    """aiohttp's parser refuses it before any route: 400 problem+json, one INFO line."""
     log = Captured().install()
     try:
         url = URL(fuzz.url)
         reader, writer = await asyncio.open_connection(url.host, url.port)
         writer.write(b"GET /v1/ ?x HTTP/1.1\r\nHost: h\r\n\r\n")
         await writer.drain()
-        head = await asyncio.wait_for(reader.read(200), 10)
+        head = await asyncio.wait_for(reader.read(), 10)
         writer.close()
         await writer.wait_closed()
     finally:
         log.remove()
     assert head.startswith(b"HTTP/1."), head
     assert head[8:13] == b" 400 ", head
+    assert b"\r\nContent-Type: application/problem+json" in head, head
+    assert b'"type":"urn:jcm-sync:problem:bad-request"' in head, head
     assert not log.tracebacks()
     assert not log.errors()
-    assert any("malformed HTTP request" in r.getMessage() for r in log.records)
+    assert not [r for r in log.records if r.levelno >= logging.WARNING]
+    assert [r.levelno for r in log.records if "bad-request" in r.getMessage()] == [logging.INFO]

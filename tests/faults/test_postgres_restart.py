@@ -123,7 +123,7 @@ class HubUnderTest:
     async def start(cls, config: Path) -> HubUnderTest:
         node = await open_node(load_config(config, env={}))
         server = HubServer(Hub(node), ServerSettings(run_jobs=False))
-        runner = web.AppRunner(server.app())
+        runner = server.runner()
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
