@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,9 @@ from jcm_sync.net.wire import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, Problem
 
 log = logging.getLogger("jcm_sync.server")
 
+REQUEST_ID_HEADER = "X-Request-Id"
+"""As on every answer of the hub (``server`` rule 7, ADR 0019)."""
+
 
 @dataclass(frozen=True)
 class GuardSettings:
@@ -75,7 +79,7 @@ class GuardSettings:
     retry_after_seconds: int = 1
 
 
-def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
+def problem_body(status: int, code: str, title: str, detail: str, request_id: str) -> bytes:
     return encoder.encode(
         Problem(
             type=PROBLEM_TYPE_PREFIX + code,
@@ -83,17 +87,21 @@ def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
             status=status,
             detail=detail,
             code=code,
+            request_id=request_id,
         )
     )
 
 
-def raw_problem(status: int, code: str, title: str, detail: str, retry_after: int = 0) -> bytes:
+def raw_problem(
+    status: int, code: str, title: str, detail: str, request_id: str, retry_after: int = 0
+) -> bytes:
     """A whole HTTP/1.1 problem+json response, for a connection no handler answers."""
-    body = problem_body(status, code, title, detail)
+    body = problem_body(status, code, title, detail, request_id)
     head = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         f"Content-Type: {PROBLEM_CONTENT_TYPE}",
         f"Content-Length: {len(body)}",
+        f"{REQUEST_ID_HEADER}: {request_id}",
         "Connection: close",
     ]
     if retry_after:
@@ -141,11 +149,14 @@ class ConnectionGuard:
         else:
             self.unauthenticated.pop(address, None)
 
-    def refused(self, reason: str, address: str, detail: str) -> None:
-        """Rule 7: one INFO line and one count per refusal."""
-        log.info("refused %s from %s: %s", reason, address, detail)
+    def refused(self, reason: str, address: str, detail: str) -> str:
+        """Rule 7: one INFO line and one count per refusal; returns the refusal's request
+        id, for its problem details and ``X-Request-Id`` (``server`` rule 7)."""
+        request_id = secrets.token_hex(8)
+        log.info("request %s: refused %s from %s: %s", request_id, reason, address, detail)
         if self.refused_total is not None:
             self.refused_total.labels(reason).inc()
+        return request_id
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -173,9 +184,11 @@ class GuardedRequestHandler(RequestHandler):
         if not self._guard.admit(self._address):
             limit = self._guard.settings.max_unauthenticated
             detail = f"{limit} connections from {self._address} are not authenticated yet"
-            self._guard.refused("too-many-connections", self._address, detail)
+            rid = self._guard.refused("too-many-connections", self._address, detail)
             retry = self._guard.settings.retry_after_seconds
-            reply = raw_problem(503, "too-many-connections", "TooManyConnections", detail, retry)
+            reply = raw_problem(
+                503, "too-many-connections", "TooManyConnections", detail, rid, retry
+            )
             self._close_with(reply)
             return
         self._counted = self._address
@@ -233,13 +246,13 @@ class GuardedRequestHandler(RequestHandler):
         what = "request head" if phase == "head" else "request body"
         detail = f"the {what} was not complete within {seconds:g} s"
         code = f"{'header' if phase == 'head' else 'body'}-timeout"
-        self._guard.refused(code, self._address, detail)
+        rid = self._guard.refused(code, self._address, detail)
         reply = b""
         if phase == "head" and not self._request_in_progress and not self._messages:
-            reply = raw_problem(408, code, "RequestTimeout", detail)
+            reply = raw_problem(408, code, "RequestTimeout", detail, rid)
         current = self._current_request
         if phase == "body" and current is not None and current.writer.output_size == 0:
-            reply = raw_problem(408, code, "RequestTimeout", detail)
+            reply = raw_problem(408, code, "RequestTimeout", detail, rid)
         self._close_with(reply)
 
     def _close_with(self, reply: bytes) -> None:
@@ -262,19 +275,26 @@ class GuardedRequestHandler(RequestHandler):
             code, title = parser_refusal(exc)
             status = exc.code if 400 <= exc.code < 500 else 400
             detail = f"not a valid HTTP/1.1 request: {_one_line(exc.message or str(exc))}"
-            self._guard.refused(code, self._address, detail)
+            rid = self._guard.refused(code, self._address, detail)
         elif status == 504:
             code, title, detail = "timeout", "Timeout", "the request took too long"
-            log.warning("request from %s timed out in its handler", self._address)
+            rid = secrets.token_hex(8)
+            log.warning("request %s from %s timed out in its handler", rid, self._address)
         else:
-            code, title, detail = "internal", "InternalError", "the hub failed on this request"
+            code, title = "internal", "Internal"
+            detail = "the hub could not answer; its log has the details under this request id"
+            rid = secrets.token_hex(8)
             log.error(
-                "request from %s failed outside the hub's handlers", self._address, exc_info=exc
+                "request %s from %s failed outside the hub's handlers",
+                rid,
+                self._address,
+                exc_info=exc,
             )
         response = web.Response(
             status=status,
-            body=problem_body(status, code, title, detail),
+            body=problem_body(status, code, title, detail, rid),
             content_type=PROBLEM_CONTENT_TYPE,
+            headers={REQUEST_ID_HEADER: rid},
         )
         response.force_close()
         return response

@@ -116,6 +116,10 @@ async def test_parser_refusal_is_problem_json(
     assert not [r for r in mine if r.exc_info], [r.getMessage() for r in mine]
     said = [r for r in mine if r.levelno == logging.INFO and code in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in mine]
+    # the refusal's request id: in the problem, its X-Request-Id and the hub's log line
+    assert len(problem["request_id"]) == 16, problem
+    assert headers["x-request-id"] == problem["request_id"]
+    assert problem["request_id"] in said[0].getMessage()
 
 
 async def test_the_hub_still_answers_after_refusals(hub: Running) -> None:

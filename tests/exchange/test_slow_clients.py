@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -231,3 +236,59 @@ async def test_too_many_unauthenticated_connections_from_one_address(tmp_path: P
         writer.close()
     finally:
         await hub.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_registry_serve_applies_the_configured_defences(tmp_path: Path) -> None:
+    """``jcm-sync registry serve`` runs the hub with the guard and ``[server]``'s keys
+    (here set by environment variables): a silent connection is answered 408 after the
+    head timeout, and a third unauthenticated connection from one address 503."""
+    port = _free_port()
+    net = provision(tmp_path / "net", ["MN"], hub_port=port)
+    env = {
+        **os.environ,
+        "JCM_SYNC_SERVER_HEADER_TIMEOUT_SECONDS": str(HEAD_S),
+        "JCM_SYNC_SERVER_MAX_UNAUTHENTICATED_PER_ADDRESS": "2",
+    }
+    cmd = [sys.executable, "-m", "jcm_sync", "registry", "serve", "--config"]
+    hub = subprocess.Popen([*cmd, str(net.configs["JP"])], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                assert hub.poll() is None, hub.stderr.read().decode() if hub.stderr else ""
+                assert time.monotonic() < deadline, "the hub did not start"
+                await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        second = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.2)
+        third = await asyncio.open_connection("127.0.0.1", port)
+        refused_answer = await read_until_closed(third[0], 5)
+        third[1].close()
+        status, ctype, problem = problem_of(refused_answer)
+        assert (status, ctype) == (503, PROBLEM), refused_answer[:300]
+        assert problem["type"] == "urn:jcm-sync:problem:too-many-connections"
+        answer = await read_until_closed(reader, HEAD_S + MARGIN_S + 1)
+        elapsed = time.monotonic() - t0
+        writer.close()
+        second[1].close()
+        status, ctype, problem = problem_of(answer)
+        assert (status, ctype) == (408, PROBLEM), answer[:300]
+        assert problem["type"] == "urn:jcm-sync:problem:header-timeout"
+        assert elapsed <= HEAD_S + MARGIN_S, elapsed
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(hub.wait, 30)
+        assert hub.stderr is not None
+        stderr = hub.stderr.read().decode()
+        hub.stderr.close()
+        assert code == 0, stderr
