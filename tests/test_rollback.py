@@ -242,3 +242,21 @@ def test_log_commands_respect_the_mark(tmp_path: Path, capsys: pytest.CaptureFix
         assert "version 1" in err
     assert asyncio.run(snapshot(url)) == before
     assert main(["log", "verify", "--config", str(cfg)]) == 0, capsys.readouterr().err
+
+
+async def test_same_document_signed_differently_is_the_same_root(tmp_path: Path) -> None:
+    """The mark is the digest of the root document, not of its envelope: the same v2
+    with its signatures in another order (or countersigned later) is not a rollback."""
+    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    ch = make_chain(net)
+    hub = await open_with(net, "JP", [ch.v1, ch.v2])
+    await hub.close()
+    resigned = ch.v2.with_name("jp-mn.v2-resigned.root.json")
+    envelope = msgspec.json.decode(ch.v2.read_bytes())
+    envelope["signatures"].reverse()
+    resigned.write_bytes(msgspec.json.encode(envelope))
+    assert resigned.read_bytes() != ch.v2.read_bytes()
+    assert ch.digest(resigned) == ch.digest(ch.v2)
+    hub = await open_with(net, "JP", [ch.v1, resigned])
+    assert (await hub.store.trust_marks())[PID].digest == ch.digest(ch.v2)
+    await hub.close()
