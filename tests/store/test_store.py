@@ -777,3 +777,27 @@ async def _as_schema_1(url: str) -> None:
 
 async def _schema_version(url: str) -> object:
     return await _sql(url, "SELECT value FROM store_meta WHERE key = 'schema_version'")
+
+
+async def test_racing_chains_one_wins(store_url: str) -> None:
+    """Two openers of one store offering different v2 documents at once: exactly one is
+    recorded, the other is refused (the judging and the write are one transaction)."""
+    a, b = mark(2, "a"), mark(2, "b")
+    if store_url == "memory://":
+        stores = [await open_store(store_url)] * 2
+    else:
+        stores = [await open_store(store_url), await open_store(store_url)]
+    try:
+        results = await asyncio.gather(
+            stores[0].advance_trust_marks({"JP-ID": [a]}),
+            stores[1].advance_trust_marks({"JP-ID": [b]}),
+            return_exceptions=True,
+        )
+    finally:
+        for s in set(stores):
+            await s.close()
+    refused = [r for r in results if isinstance(r, RollbackError)]
+    won = [r for r in results if isinstance(r, dict)]
+    assert len(refused) == 1, results
+    assert len(won) == 1, results
+    assert won[0]["JP-ID"] in (a, b)
