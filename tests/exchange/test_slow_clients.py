@@ -179,7 +179,8 @@ async def test_slow_clients_are_closed_while_signed_requests_are_served(hub: Run
     )
     for who, limit in ((trickler, HEAD_S), (silent, HEAD_S), (withholder, BODY_S),
                        (signed, BODY_S), (idler, IDLE_S)):  # fmt: skip
-        assert limit - 0.1 <= who.elapsed <= limit + MARGIN_S, (who.answer[:200], who.elapsed)
+        # not before the timeout (less the two ends' clocks and loop turns), nor long after
+        assert limit - 0.5 <= who.elapsed <= limit + MARGIN_S, (who.answer[:200], who.elapsed)
     for who, code in ((trickler, "header-timeout"), (silent, "header-timeout"),
                       (signed, "body-timeout")):  # fmt: skip
         status, ctype, problem = problem_of(who.answer)
