@@ -27,9 +27,9 @@ Rules (ADR 0009):
    record sizes; the agent asks again from where the page ended.
 5. Malformed input is a 4xx, never a 500 (ADR 0014, ``tests/faults/test_fuzz.py``):
    a body nested too deeply or with invalid UTF-8 is a 400, a query integer is ASCII
-   digits up to 2^63 - 1 (``bad-parameter``; a position past the log is
-   ``past-log-size``, ``registry`` rule 10). A request aiohttp cannot parse as HTTP is answered
-   400 problem+json and logged as one INFO line (``net/guard.py``, ADR 0016).
+   digits up to 2^63 - 1 (``bad-parameter``), and a position past the log is
+   ``past-log-size`` (``registry`` rule 10). A request aiohttp cannot parse as HTTP is answered 400
+   problem+json and logged as one INFO line (``net/guard.py``, ADR 0016).
 6. ``/readyz`` is 503 while the store fails or takes over ``READYZ_TIMEOUT_S`` to
    answer, and 200 again by itself once it answers (ADR 0014).
 7. Nothing internal crosses the wire (ADR 0019). Every request gets an id, sent as
