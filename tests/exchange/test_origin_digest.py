@@ -273,3 +273,21 @@ async def test_a_replayed_signature_is_refused_before_its_body(network: Running)
     assert status == 401, answer
     assert took < 5.0
     assert await snapshot(network) == after_first
+
+
+async def test_a_signed_push_with_malformed_chunks_is_400_bad_body(
+    network: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A signed push whose chunked framing is broken (a chunk size that is not hex) is a
+    400 ``bad-body`` problem, logged without a traceback, and nothing is stored: the
+    framing error surfaces while the hub reads the body, after the signature passed."""
+    before = await snapshot(network)
+    headers = sign(network.net.keys["MN"], "POST", network.url + PUSH, b"{}")
+    headers.update({"Host": f"127.0.0.1:{network.port}", "Transfer-Encoding": "chunked"})
+    status, _, answer = await raw_request(
+        network, head_of("POST", PUSH, headers), b"2\r\n{}\r\nzz\r\nxx\r\n0\r\n\r\n"
+    )
+    assert status == 400, answer
+    assert b"application/problem+json" in answer.lower()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert await snapshot(network) == before
