@@ -2,11 +2,13 @@
 
 The routes are read from a real ``HubServer`` over a provisioned hub node, the body
 schemas are compared with what msgspec derives from the ``net/wire.py`` Structs, and
-the problem codes listed per status are checked against ``server.status_of``.
+the problem codes listed per status are checked against ``server.status_of``, the
+body checks (``server.check_content``) and the connection guard (``net/guard.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -16,8 +18,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import http_exceptions as hx
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from jcm_sync.checkpoint import (
     AmbiguousKeyError,
@@ -38,6 +41,7 @@ from jcm_sync.errors import (
     JcmSyncError,
     NotFoundError,
     RecordError,
+    RevokedKeyError,
     SignatureError,
     StoreError,
     ThresholdError,
@@ -52,14 +56,20 @@ from jcm_sync.net.auth import (
     ReplayError,
     RequestExpiredError,
     RequestSignatureError,
+    WrongTargetError,
 )
+from jcm_sync.net.guard import parser_refusal
 from jcm_sync.net.ops import OpsServer
 from jcm_sync.net.server import (
+    REQUEST_ID_HEADER,
     BodyTooLargeError,
     HubServer,
     RequestAuthError,
     ServerSettings,
     TooManyRequestsError,
+    UnsupportedContentError,
+    UnsupportedEncodingError,
+    check_content,
     status_of,
 )
 from jcm_sync.node import open_node
@@ -77,7 +87,7 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 PROBLEM = "application/problem+json"
 SIGNATURE_HEADERS = {"Signature-Input", "Signature", "Content-Digest"}
-ERROR_STATUSES = {400, 401, 403, 404, 409, 413, 422, 429, 503}
+ERROR_STATUSES = {400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503}
 
 WIRE_STRUCTS = [
     obj
@@ -255,7 +265,12 @@ CODES: list[tuple[JcmSyncError | str, int]] = [
     (NoteFormatError("x"), 400),
     (CheckpointFormatError("x"), 400),
     ("http-error", 400),
+    ("bad-method", 400),
+    ("line-too-long", 400),
+    ("bad-body", 400),
+    ("bad-request", 400),
     (RequestSignatureError("x"), 401),
+    (WrongTargetError("x"), 401),
     (ContentDigestError("x"), 401),
     (ClockSkewError("x"), 401),
     (RequestExpiredError("x"), 401),
@@ -265,12 +280,16 @@ CODES: list[tuple[JcmSyncError | str, int]] = [
     (RequestAuthError(ExpiredError("x")), 401),
     (ForbiddenError("x"), 403),
     (NotFoundError("x"), 404),
+    ("header-timeout", 408),
+    ("body-timeout", 408),
     (GapError("x", size=1), 409),
     (ForkError("x"), 409),
     (ConflictError("x"), 409),
     (RollbackError("x"), 409),
     (BodyTooLargeError("x"), 413),
     (BatchTooLargeError("x"), 413),
+    (UnsupportedEncodingError("x"), 415),
+    (UnsupportedContentError("x"), 415),
     (RecordError("x"), 422),
     (SignatureError("x"), 422),
     (UnknownKeyError("x"), 422),
@@ -278,6 +297,7 @@ CODES: list[tuple[JcmSyncError | str, int]] = [
     (ThresholdError("x"), 422),
     (ExpiredError("x"), 422),
     (UntrustedError("x"), 422),
+    (RevokedKeyError("x"), 422),
     (WrongOriginError("x"), 422),
     (AmbiguousKeyError("x"), 422),
     (TooManyRequestsError("x"), 429),
@@ -286,6 +306,7 @@ CODES: list[tuple[JcmSyncError | str, int]] = [
     (CorruptStoreError("x"), 503),
     ("shutting-down", 503),
     ("store-unavailable", 503),
+    ("too-many-connections", 503),
 ]
 
 
@@ -303,14 +324,123 @@ def test_status_lists_problem_code(
         code = error.code
     else:
         code = error
+    assert_documented(spec, status, code)
+
+
+def assert_documented(spec: dict[str, Any], status: int, code: str) -> None:
+    """Every operation of the partners' port that documents ``status`` lists ``code``."""
     descriptions = [
         response["description"]
         for _, _, op in operations(spec, "api")
         for s, response in error_responses(spec, op)
         if s == status
     ]
-    assert descriptions
+    assert descriptions, status
     assert all(f"`{code}`" in d for d in descriptions), (status, code)
+
+
+@pytest.mark.parametrize(
+    ("headers", "method", "error"),
+    [
+        ({"Content-Encoding": "gzip"}, "GET", UnsupportedEncodingError),
+        ({"Content-Encoding": "identity", "Content-Type": "application/json"}, "POST",
+         UnsupportedEncodingError),
+        ({"Content-Type": "text/plain"}, "POST", UnsupportedContentError),
+        ({"Content-Type": "application/json; charset=latin-1"}, "POST", UnsupportedContentError),
+        ({}, "POST", UnsupportedContentError),
+    ],
+)  # fmt: skip
+def test_body_framing_is_a_documented_415(
+    spec: dict[str, Any], headers: dict[str, str], method: str, error: type[Exception]
+) -> None:
+    """``check_content`` refuses these before the body is read, as a 415 whose code every
+    /v1 operation lists, and accepts a UTF-8 ``application/json`` body."""
+    request = make_mocked_request(method, "/v1/partnerships/JP-MN/state", headers=headers)
+    with pytest.raises(error) as caught:
+        check_content(request)
+    assert type(caught.value) is error
+    assert status_of(caught.value) == 415
+    assert_documented(spec, 415, caught.value.code)
+    for _, path, op in operations(spec, "api"):
+        assert ("415" in op["responses"]) == path.startswith("/v1/"), path
+    ok = {"Content-Type": "application/json; charset=utf-8"}
+    check_content(make_mocked_request("POST", "/v1/partnerships/JP-MN/state", headers=ok))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        hx.BadHttpMethod("G\x01T"),
+        hx.LineTooLong("x" * 9000, "8190"),
+        hx.PayloadEncodingError("bad chunk"),
+        hx.BadStatusLine("nonsense"),
+        hx.InvalidHeader("X Bad"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_parser_refusals_are_documented_400(spec: dict[str, Any], exc: Exception) -> None:
+    """A request aiohttp's parser refuses is a 400 whose code the spec lists (ADR 0016)."""
+    code, _ = parser_refusal(exc)
+    assert_documented(spec, 400, code)
+
+
+def test_every_response_documents_x_request_id(spec: dict[str, Any]) -> None:
+    """Every response of every operation, of both listeners and 2xx included, declares the
+    ``X-Request-Id`` header the hub sends with each answer (ADR 0019)."""
+    for method, path, op in operations(spec):
+        for status, response in op["responses"].items():
+            header = resolve(spec, response).get("headers", {}).get("X-Request-Id")
+            assert header is not None, (method, path, status)
+            assert resolve(spec, header)["schema"] == {"type": "string"}
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], Any]:
+    """The status, headers and JSON body of a raw answer, read until the hub closes."""
+    raw = await asyncio.wait_for(reader.read(), 10)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+async def test_connection_refusals_are_documented(spec: dict[str, Any], tmp_path: Path) -> None:
+    """The guarded runner answers a connection over the per-address limit 503, a head
+    that never completes 408 and an unparsable request 400: each problem+json, with a
+    code the spec lists at that status and ``X-Request-Id`` equal to its ``request_id``."""
+    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    node = await open_node(load_config(net.configs["JP"], env={}))
+    settings = ServerSettings(
+        header_timeout_seconds=0.5, max_unauthenticated_per_address=1, run_jobs=False
+    )
+    runner = HubServer(Hub(node), settings).runner()
+    await runner.setup()  # its cleanup closes the node
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        answers = []
+        held_reader, held_writer = await asyncio.open_connection("127.0.0.1", port)
+        held_writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # never finished
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answers.append(await read_answer(reader))
+        writer.close()
+        answers.append(await read_answer(held_reader))
+        held_writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n")
+        answers.append(await read_answer(reader))
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert [status for status, _, _ in answers] == [503, 408, 400]
+    for status, headers, body in answers:
+        assert headers["Content-Type"] == PROBLEM
+        assert body["status"] == status
+        assert body["type"] == "urn:jcm-sync:problem:" + body["code"]
+        assert_documented(spec, status, body["code"])
+        assert headers[REQUEST_ID_HEADER] == body["request_id"] != ""
+    assert int(answers[0][1]["Retry-After"]) >= 1
 
 
 def test_path_parameters_are_declared(spec: dict[str, Any]) -> None:
@@ -345,16 +475,25 @@ def test_refs_resolve(spec: dict[str, Any]) -> None:
 
 
 async def test_live_answers_match_the_schemas(spec: dict[str, Any], server: HubServer) -> None:
-    """/livez, /readyz and an unsigned /v1 request answer with the documented bodies."""
+    """/livez, /readyz and an unsigned /v1 request answer with the documented bodies, and
+    every answer of both listeners carries ``X-Request-Id``."""
     schemas = spec["components"]["schemas"]
     async with TestClient(TestServer(server.app())) as client:
         for path, name in (("/livez", "Liveness"), ("/readyz", "Readiness")):
             resp = await client.get(path)
             assert resp.status == 200
             assert set(await resp.json()) == set(schemas[name]["properties"])
+            assert resp.headers[REQUEST_ID_HEADER]
         resp = await client.get("/v1/partnerships/JP-MN/state")
         assert resp.status == 401
         assert resp.content_type == PROBLEM
         body = await resp.json()
         assert set(schemas["Problem"]["required"]) <= set(body)
         assert set(body) <= set(schemas["Problem"]["properties"])
+        assert resp.headers[REQUEST_ID_HEADER] == body["request_id"] != ""
+        # the operations listener, while the hub's app (whose cleanup closes the store) runs
+        async with TestClient(TestServer(OpsServer(server.hub).app())) as ops:
+            for path in ("/status", "/metrics"):
+                resp = await ops.get(path)
+                assert resp.status == 200
+                assert resp.headers[REQUEST_ID_HEADER]
