@@ -49,9 +49,11 @@ class PeerRefusedError(TransportError):
 
     def __init__(self, problem: Problem, retry_after: float | None = None) -> None:
         wait = "" if retry_after is None else f"; retry after {retry_after:.0f} s"
+        # the hub logs the cause under this id: an operator quotes it to Japan's
+        rid = f" [hub request {problem.request_id}]" if problem.request_id else ""
         super().__init__(
             f"hub refused ({problem.status} {problem.code}): "
-            f"{problem.detail or problem.title}{wait}",
+            f"{problem.detail or problem.title}{wait}{rid}",
             where=problem.where or None,
         )
         self.problem = problem

@@ -254,3 +254,22 @@ async def test_real_postgres_outage_leaks_nothing(
     assert any(str(closed) in m and "PostgreSQL" in m for m in logged), logged
     assert all("hunter2" not in m for m in logged)
     assert (await sizes(network))["JP-MN/MN"] == 0
+
+
+async def test_an_agent_refusal_names_the_hubs_request_id(
+    network: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal seen by an agent carries the hub's request id in its message, and the
+    hub's log line of that refusal carries the same id: what an operator quotes to Japan."""
+    from jcm_sync.net.client import PeerRefusedError
+
+    agent = await network.agent("MN")
+    client = network.syncer(agent).client
+    caplog.set_level(logging.INFO, logger="jcm_sync")
+    with pytest.raises(PeerRefusedError) as refused:
+        await client.state("JP-ID")
+    rid = refused.value.problem.request_id
+    assert refused.value.status == 403
+    assert rid
+    assert f"[hub request {rid}]" in str(refused.value)
+    assert any(rid in r.getMessage() for r in caplog.records if r.name.startswith("jcm_sync"))
