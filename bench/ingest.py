@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import io
 import multiprocessing as mp
 import os
@@ -37,7 +36,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -46,12 +45,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from jcm_sync.agent import Syncer
 from jcm_sync.config import load_config
-from jcm_sync.envelope import PrivateKey, sign_record
 from jcm_sync.net.client import HubClient
-from jcm_sync.node import Node, open_node
-from jcm_sync.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
-from jcm_sync.sample import provision
-from jcm_sync.trust import Signer, TrustRoot, Verification, verify_record
+from jcm_sync.node import open_node
+from jcm_sync.sample import fill_own_log, provision, signed_issuances
+from jcm_sync.trust import TrustRoot, verify_record
 
 TARGET = 0.85
 PARTNER = "ID"
@@ -126,44 +123,6 @@ class HubProcess:
 
 
 # --- records --------------------------------------------------------------------------
-
-
-def issuances(
-    pid: str, cc: str, key: PrivateKey, n: int, created: datetime
-) -> tuple[list[bytes], dict[bytes, Verification]]:
-    """``n`` signed issuance envelopes of ``cc``'s registry in partnership ``pid``, and
-    their verifications."""
-    decision = DecisionRef(f"{pid[3:]}002", Period(date(2015, 1, 1), date(2015, 12, 31)))
-    account = Account(f"{cc}-GOV-0001", "government_holding")
-    signers = (Signer(key.key_id, cc),)
-    out: list[bytes] = []
-    checked: dict[bytes, Verification] = {}
-    for i in range(n):
-        record = IssuanceRecord(
-            partnership=pid, author=cc, created=created, registry=cc,
-            issuance_id=f"{cc}-ISS-{i:07d}", decision=decision, issued_on=date(2016, 5, 20),
-            amount=10, account=account,
-            blocks=(SerialBlock(f"{cc}-{i:07d}-001", f"{cc}-{i:07d}-010", 10, 2015),),
-        )  # fmt: skip
-        raw = sign_record(record, [key])
-        out.append(raw)
-        checked[raw] = Verification(
-            record_id=hashlib.sha256(raw).hexdigest(), kind="issuance", record=record,
-            signers=signers, required_nodes=frozenset({cc}),
-        )  # fmt: skip
-    return out, checked
-
-
-async def fill_own_log(
-    node: Node, pid: str, envelopes: list[bytes], checked: dict[bytes, Verification]
-) -> None:
-    """Append already-verified envelopes to the node's own log (the untimed set-up)."""
-    own = node.logs(pid).own
-    for i in range(0, len(envelopes), 10_000):
-        await node.store.append_entries(own, None, envelopes[i : i + 10_000], checked.__getitem__)
-
-
-# --- the baseline: bare Ed25519 verification on every core -----------------------------
 
 
 def _verify_worker(seconds: float, barrier: Barrier, results: mp.Queue[float]) -> None:
@@ -245,7 +204,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     pid = f"JP-{PARTNER}"
     created = datetime.now(UTC) - timedelta(hours=1)
     t = time.perf_counter()
-    envs, checked = issuances(pid, PARTNER, net.keys[PARTNER], args.n, created)
+    envs, checked = signed_issuances(pid, PARTNER, net.keys[PARTNER], args.n, created)
     agent = await open_node(load_config(net.configs[PARTNER], env={}))
     try:
         await fill_own_log(agent, pid, envs, checked)

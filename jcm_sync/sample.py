@@ -11,11 +11,13 @@ Project titles and participants other than that one are invented.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jcm_sync.envelope import PrivateKey, add_signature, sign_record
 from jcm_sync.keyfiles import write_key_pair
@@ -34,7 +36,10 @@ from jcm_sync.records import (
     SideShare,
     TransactionRecord,
 )
-from jcm_sync.trust import NodeEntry, TrustRoot, key_entry, sign_root
+from jcm_sync.trust import NodeEntry, Signer, TrustRoot, Verification, key_entry, sign_root
+
+if TYPE_CHECKING:
+    from jcm_sync.node import Node
 
 #: The 31 partner countries of the JCM (late 2025), ISO 3166-1 alpha-2, in MoC order.
 PARTNERS: dict[str, str] = {
@@ -323,3 +328,42 @@ def partnership_records(
                                                 period.start.year),),
                         )))  # fmt: skip
     return out
+
+
+# --- bulk records for load tests and benchmarks ------------------------------------------
+
+
+def signed_issuances(
+    pid: str, cc: str, key: PrivateKey, n: int, created: datetime
+) -> tuple[list[bytes], dict[bytes, Verification]]:
+    """``n`` signed issuance envelopes of ``cc``'s registry in partnership ``pid``, and
+    their verifications, so a test or benchmark can fill a log fast (``fill_own_log``)."""
+    decision = DecisionRef(f"{pid[3:]}002", Period(date(2015, 1, 1), date(2015, 12, 31)))
+    account = Account(f"{cc}-GOV-0001", "government_holding")
+    signers = (Signer(key.key_id, cc),)
+    out: list[bytes] = []
+    checked: dict[bytes, Verification] = {}
+    for i in range(n):
+        record = IssuanceRecord(
+            partnership=pid, author=cc, created=created, registry=cc,
+            issuance_id=f"{cc}-ISS-{i:07d}", decision=decision, issued_on=date(2016, 5, 20),
+            amount=10, account=account,
+            blocks=(SerialBlock(f"{cc}-{i:07d}-001", f"{cc}-{i:07d}-010", 10, 2015),),
+        )  # fmt: skip
+        raw = sign_record(record, [key])
+        out.append(raw)
+        checked[raw] = Verification(
+            record_id=hashlib.sha256(raw).hexdigest(), kind="issuance", record=record,
+            signers=signers, required_nodes=frozenset({cc}),
+        )  # fmt: skip
+    return out, checked
+
+
+async def fill_own_log(
+    node: Node, pid: str, envelopes: list[bytes], checked: dict[bytes, Verification]
+) -> None:
+    """Append envelopes made by ``signed_issuances`` to the node's own log without
+    verifying them again (set-up, never the thing measured)."""
+    own = node.logs(pid).own
+    for i in range(0, len(envelopes), 10_000):
+        await node.store.append_entries(own, None, envelopes[i : i + 10_000], checked.__getitem__)

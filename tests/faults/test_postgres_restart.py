@@ -16,13 +16,12 @@ request may have been answered 500 nor logged a traceback.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -32,17 +31,14 @@ from aiohttp import web
 from jcm_sync import merkle
 from jcm_sync.agent import Syncer
 from jcm_sync.config import load_config
-from jcm_sync.envelope import PrivateKey, sign_record
 from jcm_sync.errors import StoreError, TransportError
 from jcm_sync.log import verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.server import READYZ_TIMEOUT_S, HubServer, ServerSettings
 from jcm_sync.node import Node, open_node
-from jcm_sync.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
 from jcm_sync.registry import Hub
-from jcm_sync.sample import provision
-from jcm_sync.trust import Signer, Verification
+from jcm_sync.sample import fill_own_log, provision, signed_issuances
 from tests.faults.fuzzing import Captured
 from tests.faults.harness import summary
 from tests.faults.pgcluster import REQUIRE_PG, PgCluster, start_cluster, unavailable
@@ -75,42 +71,6 @@ def captured() -> Iterator[Captured]:
         yield handler
     finally:
         handler.remove()
-
-
-def issuances(
-    key: PrivateKey, n: int, cc: str = CC
-) -> tuple[list[bytes], dict[bytes, Verification]]:
-    """``n`` signed issuances of ``cc``'s registry, and their verifications (a fast fill)."""
-    created = datetime.now(UTC)
-    decision = DecisionRef(f"{cc}002", Period(date(2015, 1, 1), date(2015, 12, 31)))
-    account = Account(f"{cc}-GOV-0001", "government_holding")
-    signers = (Signer(key.key_id, cc),)
-    out: list[bytes] = []
-    checked: dict[bytes, Verification] = {}
-    for i in range(n):
-        record = IssuanceRecord(
-            partnership=f"JP-{cc}", author=cc, created=created, registry=cc,
-            issuance_id=f"{cc}-ISS-{i:07d}", decision=decision, issued_on=date(2016, 5, 20),
-            amount=10, account=account,
-            blocks=(SerialBlock(f"{cc}-{i:07d}-001", f"{cc}-{i:07d}-010", 10, 2015),),
-        )  # fmt: skip
-        raw = sign_record(record, [key])
-        out.append(raw)
-        checked[raw] = Verification(
-            record_id=hashlib.sha256(raw).hexdigest(), kind="issuance", record=record,
-            signers=signers, required_nodes=frozenset({cc}),
-        )  # fmt: skip
-    return out, checked
-
-
-async def fill(
-    node: Node, pid: str, envelopes: list[bytes], checked: dict[bytes, Verification]
-) -> None:
-    """Append already-verified envelopes to the node's own log (set-up, not timed)."""
-    own = node.logs(pid).own
-    for i in range(0, len(envelopes), 10_000):
-        await node.store.append_entries(own, None, envelopes[i : i + 10_000],
-                                        checked.__getitem__)  # fmt: skip
 
 
 @dataclass
@@ -216,15 +176,17 @@ async def run_restarts(
     watch = Watch()
     try:
         # the same-run baseline: as many records, the same hub, PostgreSQL left alone
-        base_envs, base_checked = issuances(net.keys[BASELINE], records, BASELINE)
-        await fill(other, f"JP-{BASELINE}", base_envs, base_checked)
+        base_envs, base_checked = signed_issuances(
+            f"JP-{BASELINE}", BASELINE, net.keys[BASELINE], records, datetime.now(UTC)
+        )
+        await fill_own_log(other, f"JP-{BASELINE}", base_envs, base_checked)
         t0 = time.monotonic()
         assert await Syncer(other, other_client, f"JP-{BASELINE}", batch_size=500).push() == records
         baseline_s = time.monotonic() - t0
 
-        envelopes, checked = issuances(net.keys[CC], records)
+        envelopes, checked = signed_issuances(PID, CC, net.keys[CC], records, datetime.now(UTC))
         own = agent.logs(PID).own
-        await fill(agent, PID, envelopes, checked)
+        await fill_own_log(agent, PID, envelopes, checked)
         syncer = Syncer(agent, client, PID, batch_size=500)
         pushing_done = asyncio.Event()
 
