@@ -9,7 +9,7 @@ import errno
 import signal
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -19,6 +19,10 @@ from jcm_sync.cli.common import add_json, emit, note, read_input
 from jcm_sync.config import Config, load_config
 from jcm_sync.errors import BadDataError, ConfigError, NotFoundError, TransportError
 from jcm_sync.lock import DaemonLock
+
+if TYPE_CHECKING:
+    from jcm_sync.net.client import HubClient
+    from jcm_sync.node import Node
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -151,20 +155,26 @@ def _bind_cause(exc: OSError) -> str:
     return "the address is not one of this machine's"
 
 
-async def _agent_main(cfg: Config) -> None:
-    from jcm_sync.agent import AgentDaemon, Syncer
+def hub_client(cfg: Config, node: Node) -> HubClient:
+    """The agent's signed client of the hub, as its ``[hub]`` section configures it."""
     from jcm_sync.net.client import HubClient
-    from jcm_sync.node import open_node
 
-    node = await open_node(cfg)
-    assert cfg.hub is not None
-    client = HubClient(
+    assert cfg.hub is not None  # load_config refuses an agent without [hub]
+    return HubClient(
         cfg.hub.url,
         node.keys.transport,
         timeout=cfg.hub.timeout_seconds,
         max_response=cfg.hub.max_response_bytes,
         ca_file=str(cfg.path(cfg.hub.ca_file)) if cfg.hub.ca_file else None,
     )
+
+
+async def _agent_main(cfg: Config) -> None:
+    from jcm_sync.agent import AgentDaemon, Syncer
+    from jcm_sync.node import open_node
+
+    node = await open_node(cfg)
+    client = hub_client(cfg, node)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -203,18 +213,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 async def _sync(cfg: Config, args: argparse.Namespace) -> int:
     from jcm_sync.agent import Syncer
-    from jcm_sync.net.client import HubClient
     from jcm_sync.node import open_node
 
     node = await open_node(cfg)
-    assert cfg.hub is not None
-    client = HubClient(
-        cfg.hub.url,
-        node.keys.transport,
-        timeout=cfg.hub.timeout_seconds,
-        max_response=cfg.hub.max_response_bytes,
-        ca_file=str(cfg.path(cfg.hub.ca_file)) if cfg.hub.ca_file else None,
-    )
+    client = hub_client(cfg, node)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         console=Console(stderr=True), transient=True, disable=not Console(stderr=True).is_terminal,
