@@ -128,46 +128,12 @@ def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[
 
 def fault_records(envelopes: list[bytes], key: Any, n: int) -> list[bytes]:
     """``n`` corrections of Indonesia's government issuances, then ``n`` stray transfers."""
-    import msgspec
-
-    from jcm_sync.envelope import open_envelope, record_id, sign_record
-    from jcm_sync.records import (
-        Account,
-        IssuanceRecord,
-        SerialBlock,
-        TransactionRecord,
-        decode_record,
-    )
+    from jcm_sync.sample import over_issuance_corrections, stray_transfers
 
     created = CREATED + timedelta(days=2)
-    out: list[bytes] = []
-    for env in envelopes:
-        if len(out) == n:
-            break
-        opened = open_envelope(env)
-        if ".issuance" not in opened.payloadType:
-            continue
-        rec = decode_record(opened.payload)
-        if not isinstance(rec, IssuanceRecord) or rec.account.type != "government_holding":
-            continue
-        last = rec.blocks[-1]
-        prefix, end = last.end.rsplit("-", 1)
-        block = SerialBlock(last.start, f"{prefix}-{int(end) + 1:09d}", last.quantity + 1,
-                            last.vintage)  # fmt: skip
-        out.append(sign_record(msgspec.structs.replace(
-            rec, supersedes=record_id(env), created=created, amount=rec.amount + 1,
-            blocks=(*rec.blocks[:-1], block),
-        ), [key]))  # fmt: skip
-    for k in range(n):
-        block = SerialBlock(f"ID-STRAY-2020-{10 * k + 1:09d}", f"ID-STRAY-2020-{10 * k + 5:09d}",
-                            5, 2020)  # fmt: skip
-        out.append(sign_record(TransactionRecord(
-            partnership="JP-ID", author="ID", created=created, registry="ID",
-            txn_id=f"ID-STRAY-{k:05d}", type="transfer", executed_on=date(2026, 1, 17),
-            source=Account("ID-GOV-0001", "government_holding"),
-            destination=Account("ID-PP-STRAY", "participant_holding"), amount=5, blocks=(block,),
-        ), [key]))  # fmt: skip
-    return out
+    return over_issuance_corrections(envelopes, key, n, created) + stray_transfers(
+        "JP-ID", key, n, created, date(2026, 1, 17)
+    )
 
 
 def peak_rss_mb() -> float:

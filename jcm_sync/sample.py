@@ -19,7 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jcm_sync.envelope import PrivateKey, add_signature, sign_record
+import msgspec
+
+from jcm_sync.envelope import PrivateKey, add_signature, open_envelope, record_id, sign_record
 from jcm_sync.keyfiles import write_key_pair
 from jcm_sync.records import (
     Account,
@@ -35,6 +37,7 @@ from jcm_sync.records import (
     SerialBlock,
     SideShare,
     TransactionRecord,
+    decode_record,
 )
 from jcm_sync.trust import NodeEntry, Signer, TrustRoot, Verification, key_entry, sign_root
 
@@ -367,3 +370,49 @@ async def fill_own_log(
     own = node.logs(pid).own
     for i in range(0, len(envelopes), 10_000):
         await node.store.append_entries(own, None, envelopes[i : i + 10_000], checked.__getitem__)
+
+
+def over_issuance_corrections(
+    envelopes: list[bytes], key: PrivateKey, n: int, created: datetime
+) -> list[bytes]:
+    """Up to ``n`` corrections of the government-account issuances among ``envelopes``,
+    each issuing one serial more than its decision notified: ``n`` findings for a
+    reconciliation load test."""
+    out: list[bytes] = []
+    for env in envelopes:
+        if len(out) == n:
+            break
+        opened = open_envelope(env)
+        if ".issuance" not in opened.payloadType:
+            continue
+        rec = decode_record(opened.payload)
+        if not isinstance(rec, IssuanceRecord) or rec.account.type != "government_holding":
+            continue
+        last = rec.blocks[-1]
+        prefix, end = last.end.rsplit("-", 1)
+        block = SerialBlock(last.start, f"{prefix}-{int(end) + 1:09d}", last.quantity + 1,
+                            last.vintage)  # fmt: skip
+        out.append(sign_record(msgspec.structs.replace(
+            rec, supersedes=record_id(env), created=created, amount=rec.amount + 1,
+            blocks=(*rec.blocks[:-1], block),
+        ), [key]))  # fmt: skip
+    return out
+
+
+def stray_transfers(
+    pid: str, key: PrivateKey, n: int, created: datetime, executed_on: date
+) -> list[bytes]:
+    """``n`` transfers by the partner of ``pid`` of serials it never issued: ``n``
+    findings for a reconciliation load test."""
+    cc = pid[3:]
+    out: list[bytes] = []
+    for k in range(n):
+        prefix = f"{cc}-STRAY-2020"
+        block = SerialBlock(f"{prefix}-{10 * k + 1:09d}", f"{prefix}-{10 * k + 5:09d}", 5, 2020)
+        out.append(sign_record(TransactionRecord(
+            partnership=pid, author=cc, created=created, registry=cc,
+            txn_id=f"{cc}-STRAY-{k:05d}", type="transfer", executed_on=executed_on,
+            source=Account(f"{cc}-GOV-0001", "government_holding"),
+            destination=Account(f"{cc}-PP-STRAY", "participant_holding"), amount=5, blocks=(block,),
+        ), [key]))  # fmt: skip
+    return out

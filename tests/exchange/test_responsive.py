@@ -25,16 +25,19 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import aiohttp
-import msgspec
 import pytest
 
 from jcm_sync import checkpoint
-from jcm_sync.envelope import PrivateKey, open_envelope, record_id, sign_record
+from jcm_sync.envelope import PrivateKey
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.reconcile_service import read_history
-from jcm_sync.records import Account, IssuanceRecord, SerialBlock, TransactionRecord, decode_record
 from jcm_sync.registry import Hub
-from jcm_sync.sample import partnership_records, provision
+from jcm_sync.sample import (
+    over_issuance_corrections,
+    partnership_records,
+    provision,
+    stray_transfers,
+)
 from jcm_sync.store import LogRef
 from tests.exchange.conftest import Running
 
@@ -64,36 +67,9 @@ def faults(keys: dict[str, PrivateKey], envelopes: list[bytes], scale: Scale) ->
     """Indonesia's faulty records, appended after its clean log (module docstring)."""
     key = keys["ID"]
     created = datetime.now(UTC)
-    out = []
-    for env in envelopes:
-        if len(out) == scale.corrections:
-            break
-        opened = open_envelope(env)
-        if ".issuance" not in opened.payloadType:
-            continue
-        rec = decode_record(opened.payload)
-        if not isinstance(rec, IssuanceRecord) or rec.account.type != "government_holding":
-            continue
-        last = rec.blocks[-1]
-        prefix, n = last.end.rsplit("-", 1)
-        block = SerialBlock(last.start, f"{prefix}-{int(n) + 1:09d}", last.quantity + 1,
-                            last.vintage)  # fmt: skip
-        fixed = msgspec.structs.replace(
-            rec, supersedes=record_id(env), created=created, amount=rec.amount + 1,
-            blocks=(*rec.blocks[:-1], block),
-        )  # fmt: skip
-        out.append(sign_record(fixed, [key]))
+    out = over_issuance_corrections(envelopes, key, scale.corrections, created)
     assert len(out) == scale.corrections
-    for k in range(scale.strays):
-        block = SerialBlock(f"ID-STRAY-2020-{10 * k + 1:09d}", f"ID-STRAY-2020-{10 * k + 5:09d}",
-                            5, 2020)  # fmt: skip
-        out.append(sign_record(TransactionRecord(
-            partnership=PID, author="ID", created=created, registry="ID",
-            txn_id=f"ID-STRAY-{k:05d}", type="transfer", executed_on=date(2026, 1, 30),
-            source=Account("ID-GOV-0001", "government_holding"),
-            destination=Account("ID-PP-STRAY", "participant_holding"), amount=5, blocks=(block,),
-        ), [key]))  # fmt: skip
-    return out
+    return out + stray_transfers(PID, key, scale.strays, created, date(2026, 1, 30))
 
 
 async def store_log(hub: Hub, ref: LogRef, envelopes: list[bytes]) -> None:
