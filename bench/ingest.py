@@ -30,7 +30,6 @@ import multiprocessing as mp
 import os
 import pstats
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from jcm_sync.agent import Syncer
 from jcm_sync.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.node import open_node
-from jcm_sync.sample import fill_own_log, provision, signed_issuances
+from jcm_sync.sample import fill_own_log, free_port, provision, signed_issuances
 from jcm_sync.trust import TrustRoot, verify_record
 
 TARGET = 0.85
@@ -55,14 +54,6 @@ PARTNER = "ID"
 
 
 # --- a hub in its own process (shared with bench/fanout.py) ----------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -80,6 +81,14 @@ class Network:
     keys: dict[str, PrivateKey] = field(default_factory=dict)
     roots: dict[str, Path] = field(default_factory=dict)
     configs: dict[str, Path] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for processes that must be
+    told their port before they start; a server we start ourselves binds port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _key_name(node: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 from jcm_sync.cli import main
 from jcm_sync.cli.common import MAX_INPUT
 from jcm_sync.lock import LOCK_NAME
-from jcm_sync.sample import Network, provision
+from jcm_sync.sample import Network, free_port, provision
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
@@ -40,12 +40,6 @@ def assert_one_line_refusal(code: int, err: str, *needles: str) -> None:
 
 def cli(*argv: object) -> list[str]:
     return [sys.executable, "-m", "jcm_sync", *map(str, argv)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

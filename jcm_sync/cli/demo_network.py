@@ -19,7 +19,6 @@ import contextlib
 import io
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,20 +33,13 @@ from rich.table import Table
 
 from jcm_sync.cli.common import stdout
 from jcm_sync.config import load_config
-from jcm_sync.sample import PARTNERS, partnership_records, provision
+from jcm_sync.sample import PARTNERS, free_port, partnership_records, provision
 
 DEMO_PARTNERS = ["MN", "ID", "VN"]
 #: sample size per partnership as (projects, monitoring periods, Japanese participants):
 #: JP–ID is the large one, some 1,200 records on each side
 DEMO_SCALE: dict[str, tuple[int, int, int]] = {"MN": (4, 2, 1), "ID": (60, 5, 3), "VN": (4, 2, 1)}
 CONVERGE_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _run_cli(console: Console, *argv: str) -> tuple[int, str]:
@@ -185,12 +177,12 @@ def run_network_demo(args: argparse.Namespace) -> int:
     c = stdout()
     work = Path(args.dir) / "network"
     shutil.rmtree(work, ignore_errors=True)
-    port = args.port or _free_port()
+    port = args.port or free_port()
     c.print(Panel("jcm-sync: Japan's registry hub and three partner agents on 127.0.0.1",
                   style="bold"))  # fmt: skip
 
     c.print("\n[bold]1. Provision[/] keys, JP–MN / JP–ID / JP–VN trust roots and configurations")
-    ops_port = _free_port()  # the hub's operations listener: /status, /metrics
+    ops_port = free_port()  # the hub's operations listener: /status, /metrics
     net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0, ops_port=ops_port)
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")

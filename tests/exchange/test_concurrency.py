@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError, parse_retry_after
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.node import Node
-from jcm_sync.sample import partnership_records, provision
+from jcm_sync.sample import free_port, partnership_records, provision
 from jcm_sync.status import read_status
 from tests.exchange.conftest import Running
 
@@ -117,18 +116,12 @@ async def test_a_default_agent_never_trips_a_default_hub(tmp_path: Path) -> None
         await running.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_an_agent_killed_mid_push_and_restarted_gets_no_429(tmp_path: Path) -> None:
     """``kill -9`` of an agent process while two of its push batches are being handled,
     then an immediate restart: the hub cancels the dead agent's handlers (its slots are
     freed), the new agent never gets a 429, and the replica ends equal to the agent's log
     and verifies."""
-    port = _free_port()
+    port = free_port()
     net = provision(tmp_path / "net", ["MN"], hub_port=port)
     running = Running(net, ServerSettings(run_jobs=False), None)
     running.port = port

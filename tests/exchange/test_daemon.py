@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from jcm_sync.agent import AgentDaemon
 from jcm_sync.config import ScheduleSection, load_config
-from jcm_sync.sample import partnership_records, provision
+from jcm_sync.sample import free_port, partnership_records, provision
 from jcm_sync.status import read_status
 from jcm_sync.store import open_store
 from tests.exchange.conftest import Running
@@ -78,12 +77,6 @@ async def _true(value: bool) -> bool:
     return value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
@@ -95,7 +88,7 @@ def _ready(url: str) -> bool:
 @pytest.mark.parametrize("daemon", ["registry", "agent"])
 async def test_daemons_stop_cleanly_on_sigterm(tmp_path: Path, daemon: str) -> None:
     """SIGTERM stops the hub or agent process with exit code 0 and a consistent store."""
-    port = _free_port()
+    port = free_port()
     net = provision(tmp_path / "net", ["MN"], hub_port=port)
     recs = partnership_records("MN", net.keys, projects=2)
     node = "JP" if daemon == "registry" else "MN"
@@ -150,7 +143,7 @@ async def test_hub_sigterm_during_a_push_keeps_every_acknowledged_entry(tmp_path
     from jcm_sync.net.client import HubClient
     from jcm_sync.node import open_node
 
-    port = _free_port()
+    port = free_port()
     net = provision(tmp_path / "net", ["MN"], hub_port=port)
     agent = await open_node(load_config(net.configs["MN"], env={}))
     recs = partnership_records("MN", net.keys, projects=60)

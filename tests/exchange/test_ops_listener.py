@@ -19,7 +19,7 @@ from jcm_sync.config import load_config
 from jcm_sync.errors import ConfigError, NotFoundError
 from jcm_sync.net.ops import MIN_TOKEN_BYTES, OpsServer, bind, load_token
 from jcm_sync.net.server import REQUEST_ID_HEADER
-from jcm_sync.sample import provision
+from jcm_sync.sample import free_port, provision
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"
@@ -125,12 +125,6 @@ def test_ops_defaults_and_environment(tmp_path: Path) -> None:
     assert cfg.ops.port == 9123
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(url: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     import urllib.request
 
@@ -162,7 +156,7 @@ def _fetch(url: str, token: bytes | None = None) -> tuple[int, str, str]:
 def test_registry_serve_starts_both_listeners(tmp_path: Path) -> None:
     """`jcm-sync registry serve` serves the API on [server] and /status, /metrics on
     [ops], behind the token of [ops] token_file."""
-    port, ops_port = _free_port(), _free_port()
+    port, ops_port = free_port(), free_port()
     net = provision(tmp_path / "net", ["MN"], hub_port=port, ops_port=ops_port)
     (net.configs["JP"].parent / "ops.token").write_bytes(TOKEN + b"\n")
     env = {**os.environ, "JCM_SYNC_OPS_TOKEN_FILE": "ops.token"}
@@ -191,7 +185,7 @@ def test_registry_serve_on_a_taken_ops_port_is_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         ops_port = taken.getsockname()[1]
-        net = provision(tmp_path / "net", ["MN"], hub_port=_free_port(), ops_port=ops_port)
+        net = provision(tmp_path / "net", ["MN"], hub_port=free_port(), ops_port=ops_port)
         proc = subprocess.run(
             [sys.executable, "-m", "jcm_sync", "registry", "serve", "--config",
              str(net.configs["JP"])],

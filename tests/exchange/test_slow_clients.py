@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import provision
+from jcm_sync.sample import free_port, provision
 from tests.exchange.conftest import Running
 
 HEAD_S, BODY_S, IDLE_S = 1.5, 2.0, 2.5
@@ -239,17 +238,11 @@ async def test_too_many_unauthenticated_connections_from_one_address(tmp_path: P
         await hub.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_registry_serve_applies_the_configured_defences(tmp_path: Path) -> None:
     """``jcm-sync registry serve`` runs the hub with the guard and ``[server]``'s keys
     (here set by environment variables): a silent connection is answered 408 after the
     head timeout, and a third unauthenticated connection from one address 503."""
-    port = _free_port()
+    port = free_port()
     net = provision(tmp_path / "net", ["MN"], hub_port=port)
     env = {
         **os.environ,

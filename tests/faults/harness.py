@@ -33,7 +33,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,7 +47,7 @@ from jcm_sync.alarms import AlarmBook
 from jcm_sync.config import Config, load_config
 from jcm_sync.log import checkpoint_verifiers, record_verifier, verify_log
 from jcm_sync.node import log_ref
-from jcm_sync.sample import Network, SampleRecords, partnership_records, provision
+from jcm_sync.sample import Network, SampleRecords, free_port, partnership_records, provision
 from jcm_sync.store import LogRef, Store, open_store
 from jcm_sync.trust import TrustRoot, verify_root
 
@@ -74,12 +73,6 @@ def run_seed(name: str) -> int:
     seed = int(value) if value else random.SystemRandom().randrange(2**32)
     print(f"{name}: seed {seed} (replay with {SEED_ENV}={seed})")
     return seed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def schedule_env(

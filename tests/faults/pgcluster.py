@@ -19,12 +19,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from jcm_sync.sample import free_port
 
 REQUIRE_PG = os.environ.get("JCM_SYNC_REQUIRE_PG") == "1"
 START_TIMEOUT_S = 60
@@ -58,13 +59,6 @@ def unavailable() -> str | None:
         if not (shutil.which("runuser") or shutil.which("setpriv")):
             return "running as root without runuser or setpriv to drop to postgres"
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
