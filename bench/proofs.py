@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from jcm_sync import merkle
-from jcm_sync.records import Account, DecisionRef, IssuanceRecord, Period
+from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, Period
 from jcm_sync.store import LogRef, open_store
 from jcm_sync.trust import Signer, Verification
 

@@ -75,8 +75,8 @@ def read_log(path: Path, chunk: int = CHUNK) -> Iterator[list[bytes]]:
 
 def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[str, int]:
     from jcm_sync import merkle
+    from jcm_sync.core.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
     from jcm_sync.envelope import PrivateKey, open_envelope, sign_record
-    from jcm_sync.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
     from jcm_sync.sample import partnership_records
     from jcm_sync.trust import encode_root
     from tests.builders import build_root
@@ -87,7 +87,7 @@ def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[
     recs = partnership_records("ID", keys, projects=projects, periods=periods, created=CREATED)
     counts: dict[str, int] = {"records": 0, "issuance_and_transaction": 0}
     suffix: dict[str, list[bytes]] = {"JP": [], "ID": []}
-    from jcm_sync.records import decode_record
+    from jcm_sync.core.records import decode_record
 
     for node, envs in recs.by_node.items():
         write_log(directory / f"{node}.log", envs)

@@ -43,19 +43,19 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from jcm_sync.errors import (
-    EnvelopeFormatError,
-    KeyFormatError,
-    SignatureError,
-    UnknownKeyError,
-)
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     RECORD_TYPES,
     Record,
     decode_record,
     encode_record,
     kind_of_payload_type,
     payload_type,
+)
+from jcm_sync.errors import (
+    EnvelopeFormatError,
+    KeyFormatError,
+    SignatureError,
+    UnknownKeyError,
 )
 
 KeyId = NewType("KeyId", str)

@@ -69,6 +69,7 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jcm_sync import merkle
+from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
 from jcm_sync.envelope import open_envelope, record_id, sign_record
 from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
 from jcm_sync.node import Node
@@ -85,7 +86,6 @@ from jcm_sync.reconcile import (
     touching,
 )
 from jcm_sync.reconcile.model import LogPosition, RunStatus
-from jcm_sync.records import Record, ResolutionRecord, decode_record, encode_record
 from jcm_sync.store import AppendResult, LogRef
 from jcm_sync.trust import TrustRoot, encode_root
 

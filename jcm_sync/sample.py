@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from jcm_sync.envelope import PrivateKey, add_signature, open_envelope, record_id, sign_record
-from jcm_sync.keyfiles import write_key_pair
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     Account,
     Allocation,
     DecisionRef,
@@ -40,6 +38,8 @@ from jcm_sync.records import (
     TransactionRecord,
     decode_record,
 )
+from jcm_sync.envelope import PrivateKey, add_signature, open_envelope, record_id, sign_record
+from jcm_sync.keyfiles import write_key_pair
 from jcm_sync.trust import NodeEntry, Signer, TrustRoot, Verification, key_entry, sign_root
 
 if TYPE_CHECKING:

@@ -67,6 +67,15 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from jcm_sync.core.records import (
+    JC_KINDS,
+    KINDS,
+    Created,
+    EndorsementRecord,
+    Node,
+    Partnership,
+    Record,
+)
 from jcm_sync.envelope import (
     PrivateKey,
     PublicKey,
@@ -85,15 +94,6 @@ from jcm_sync.errors import (
     RotationError,
     ThresholdError,
     UntrustedError,
-)
-from jcm_sync.records import (
-    JC_KINDS,
-    KINDS,
-    Created,
-    EndorsementRecord,
-    Node,
-    Partnership,
-    Record,
 )
 
 ROOT_PAYLOAD_TYPE: Final = "application/vnd.jcm-sync.trust-root+json"

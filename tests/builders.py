@@ -19,8 +19,7 @@ from typing import Any
 
 import msgspec
 
-from jcm_sync.envelope import PrivateKey, sign_payload, sign_record
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     Account,
     Allocation,
     AuthorizationRecord,
@@ -40,6 +39,7 @@ from jcm_sync.records import (
     SideShare,
     TransactionRecord,
 )
+from jcm_sync.envelope import PrivateKey, sign_payload, sign_record
 from jcm_sync.trust import (
     ROOT_PAYLOAD_TYPE,
     KeyEntry,

@@ -19,7 +19,7 @@ from typing import Any, get_args
 
 from hypothesis import strategies as st
 
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     KINDS,
     MAX_SAFE_INT,
     Account,

@@ -13,7 +13,7 @@ import pytest
 
 from jcm_sync.cli import main
 from jcm_sync.cli.demo import first_issuance_decision, japan_issuance
-from jcm_sync.records import EndorsementRecord, encode_record
+from jcm_sync.core.records import EndorsementRecord, encode_record
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

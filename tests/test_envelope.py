@@ -20,6 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jcm_sync.core.records import (
+    HolderAmount,
+    IssuanceDecisionRecord,
+    Period,
+    ProjectRecord,
+    SideShare,
+    encode_record,
+    payload_type,
+)
 from jcm_sync.envelope import (
     MAX_ENVELOPE_BYTES,
     MAX_SIGNATURES,
@@ -43,15 +52,6 @@ from jcm_sync.errors import (
     RecordError,
     SignatureError,
     UnknownKeyError,
-)
-from jcm_sync.records import (
-    HolderAmount,
-    IssuanceDecisionRecord,
-    Period,
-    ProjectRecord,
-    SideShare,
-    encode_record,
-    payload_type,
 )
 from tests import strategies as gen
 

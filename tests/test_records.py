@@ -1,4 +1,4 @@
-"""Records: the wire schema two registries exchange (``jcm_sync.records``).
+"""Records: the wire schema two registries exchange (``jcm_sync.core.records``).
 
 The invalid-input properties use their own oracle for each identifier (``re.fullmatch``
 of the intended pattern, ASCII only) rather than the module's patterns, so a pattern
@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from jcm_sync.errors import RecordError
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     KINDS,
     MAX_SAFE_INT,
     RECORD_TYPES,
@@ -37,6 +36,7 @@ from jcm_sync.records import (
     kind_of_payload_type,
     payload_type,
 )
+from jcm_sync.errors import RecordError
 from tests import strategies as gen
 
 # Budgets keep the whole file near 10 s: a property runs FAST examples, and each row of

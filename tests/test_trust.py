@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jcm_sync.core.records import JC_KINDS, KINDS, Record
 from jcm_sync.envelope import PrivateKey, add_signature, open_envelope, sign_payload
 from jcm_sync.errors import (
     AuthorityError,
@@ -27,7 +28,6 @@ from jcm_sync.errors import (
     UnknownKeyError,
     UntrustedError,
 )
-from jcm_sync.records import JC_KINDS, KINDS, Record
 from jcm_sync.trust import (
     ROLES,
     ROOT_PAYLOAD_TYPE,

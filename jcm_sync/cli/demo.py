@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from jcm_sync.cli.common import stdout
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     Account,
     DecisionRef,
     IssuanceDecisionRecord,

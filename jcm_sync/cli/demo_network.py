@@ -100,7 +100,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
     import json
     from datetime import UTC, date, datetime
 
-    from jcm_sync.records import (
+    from jcm_sync.core.records import (
         Account,
         DecisionRef,
         IssuanceRecord,

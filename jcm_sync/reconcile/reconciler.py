@@ -120,6 +120,20 @@ from typing import Final, TypeVar
 import msgspec
 
 from jcm_sync import merkle
+from jcm_sync.core.records import (
+    JC_KINDS,
+    AuthorizationRecord,
+    EndorsementRecord,
+    IssuanceDecisionRecord,
+    IssuanceRecord,
+    ItmoActionRecord,
+    Period,
+    Record,
+    ResolutionRecord,
+    SerialBlock,
+    TransactionRecord,
+    serial_parts,
+)
 from jcm_sync.errors import BadDataError
 from jcm_sync.reconcile.inputs import VerifiedEntry, decode_payload
 from jcm_sync.reconcile.ledger import Pos, RegistryLedger, position
@@ -141,20 +155,6 @@ from jcm_sync.reconcile.model import (
     TrailStep,
     finding,
     run_status,
-)
-from jcm_sync.records import (
-    JC_KINDS,
-    AuthorizationRecord,
-    EndorsementRecord,
-    IssuanceDecisionRecord,
-    IssuanceRecord,
-    ItmoActionRecord,
-    Period,
-    Record,
-    ResolutionRecord,
-    SerialBlock,
-    TransactionRecord,
-    serial_parts,
 )
 from jcm_sync.trust import TrustRoot
 

@@ -26,9 +26,7 @@ from typing import Any
 import msgspec
 
 from jcm_sync import merkle
-from jcm_sync.envelope import PrivateKey, add_signature, record_id, sign_record
-from jcm_sync.reconcile import LogSnapshot, Reconciler, Report, Snapshot, decode_stored, reconcile
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     Account,
     AuthorizationRecord,
     DecisionRef,
@@ -45,6 +43,8 @@ from jcm_sync.records import (
     SideShare,
     TransactionRecord,
 )
+from jcm_sync.envelope import PrivateKey, add_signature, record_id, sign_record
+from jcm_sync.reconcile import LogSnapshot, Reconciler, Report, Snapshot, decode_stored, reconcile
 from jcm_sync.trust import TrustRoot
 
 PARTNERSHIP = "JP-ID"

@@ -148,7 +148,7 @@ def test_import_refuses_a_move_of_quarantined_serials(
     them, with the reason, and appends nothing."""
     from datetime import date
 
-    from jcm_sync.records import Account, SerialBlock, TransactionRecord, encode_record
+    from jcm_sync.core.records import Account, SerialBlock, TransactionRecord, encode_record
 
     net = seed(tmp_path, fault=True)
     assert run(capsys, "reconcile", "run", "--config", net.configs["ID"])[0] == 0
@@ -186,7 +186,7 @@ def seed_many(tmp_path: Path, n: int) -> Network:
     issued: ``n`` overlapping-blocks findings and one issued-vs-notified."""
     from datetime import date
 
-    from jcm_sync.records import Account, DecisionRef, IssuanceRecord, SerialBlock
+    from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, SerialBlock
     from tests.reconcile.test_scenarios import MP_ID002
 
     now = datetime.now(UTC)

@@ -21,6 +21,14 @@ import pytest
 
 from jcm_sync.cli import main
 from jcm_sync.config import load_config
+from jcm_sync.core.records import (
+    Account,
+    DecisionRef,
+    IssuanceRecord,
+    Period,
+    SerialBlock,
+    TransactionRecord,
+)
 from jcm_sync.envelope import open_envelope, sign_record
 from jcm_sync.node import open_node
 from jcm_sync.reconcile import QuarantineError, discrepancy_id
@@ -29,14 +37,6 @@ from jcm_sync.reconcile_service import (
     check_envelopes,
     read_history,
     read_report,
-)
-from jcm_sync.records import (
-    Account,
-    DecisionRef,
-    IssuanceRecord,
-    Period,
-    SerialBlock,
-    TransactionRecord,
 )
 from jcm_sync.sample import Network, partnership_records, provision
 from tests.reconcile import builders

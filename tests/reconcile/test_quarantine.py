@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.errors import ConflictError
 from jcm_sync.reconcile import (
     Discrepancy,
@@ -19,7 +20,6 @@ from jcm_sync.reconcile import (
     check_batch,
     check_quarantine,
 )
-from jcm_sync.records import Account, SerialBlock, TransactionRecord
 from tests.reconcile.builders import CREATED, PARTNERSHIP
 
 HELD = Discrepancy(

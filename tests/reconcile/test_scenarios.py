@@ -10,9 +10,7 @@ from datetime import date
 import msgspec
 import pytest
 
-from jcm_sync.envelope import PrivateKey, record_id
-from jcm_sync.reconcile import Report, discrepancy_id
-from jcm_sync.records import (
+from jcm_sync.core.records import (
     Account,
     DecisionRef,
     IssuanceRecord,
@@ -21,6 +19,8 @@ from jcm_sync.records import (
     SerialBlock,
     TransactionRecord,
 )
+from jcm_sync.envelope import PrivateKey, record_id
+from jcm_sync.reconcile import Report, discrepancy_id
 from jcm_sync.trust import TrustRoot
 from tests.reconcile.builders import (
     AUTHORIZATION,

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from jcm_sync.config import load_config
+from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.envelope import record_id, sign_record
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.log import accept_checkpoint, checkpoint_verifiers, record_verifier
@@ -24,7 +25,6 @@ from jcm_sync.reconcile_service import (
     read_history,
     run_scheduled,
 )
-from jcm_sync.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.reconcile import builders
