@@ -25,8 +25,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from jcm_sync.core.envelope import PrivateKey, sign_record
 from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
-from jcm_sync.envelope import PrivateKey, sign_record
 from jcm_sync.store import LogRef, open_store
 from jcm_sync.trust import Signer, Verification
 

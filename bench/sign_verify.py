@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 
+from jcm_sync.core.envelope import PrivateKey, PublicKey, pae, sign_record, verify_envelope
 from jcm_sync.core.records import (
     Account,
     DecisionRef,
@@ -30,7 +31,6 @@ from jcm_sync.core.records import (
     encode_record,
     payload_type,
 )
-from jcm_sync.envelope import PrivateKey, PublicKey, pae, sign_record, verify_envelope
 
 TARGET = 0.9
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.errors import ConflictError, KeyFormatError, NotFoundError
 
 MAX_KEY_FILE: Final = 64 * 1024

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from jcm_sync import checkpoint, merkle
-from jcm_sync.envelope import PrivateKey, PublicKey, open_envelope
+from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
 from jcm_sync.errors import (
     AuthorityError,
     CorruptStoreError,

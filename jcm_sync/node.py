@@ -24,7 +24,7 @@ from typing import Any
 from jcm_sync.alarms import AlarmBook, new_alarm
 from jcm_sync.checkpoint import origin_for
 from jcm_sync.config import Config
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.lock import check_writable

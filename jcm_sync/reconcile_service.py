@@ -69,8 +69,8 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jcm_sync import merkle
+from jcm_sync.core.envelope import open_envelope, record_id, sign_record
 from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
-from jcm_sync.envelope import open_envelope, record_id, sign_record
 from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
 from jcm_sync.node import Node
 from jcm_sync.reconcile import (

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, record_id, sign_record
 from jcm_sync.core.records import (
     Account,
     Allocation,
@@ -38,7 +39,6 @@ from jcm_sync.core.records import (
     TransactionRecord,
     decode_record,
 )
-from jcm_sync.envelope import PrivateKey, add_signature, open_envelope, record_id, sign_record
 from jcm_sync.keyfiles import write_key_pair
 from jcm_sync.trust import NodeEntry, Signer, TrustRoot, Verification, key_entry, sign_root
 

@@ -67,6 +67,15 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from jcm_sync.core.envelope import (
+    PrivateKey,
+    PublicKey,
+    VerifiedEnvelope,
+    add_signature,
+    open_envelope,
+    sign_payload,
+    verify_envelope,
+)
 from jcm_sync.core.records import (
     JC_KINDS,
     KINDS,
@@ -75,15 +84,6 @@ from jcm_sync.core.records import (
     Node,
     Partnership,
     Record,
-)
-from jcm_sync.envelope import (
-    PrivateKey,
-    PublicKey,
-    VerifiedEnvelope,
-    add_signature,
-    open_envelope,
-    sign_payload,
-    verify_envelope,
 )
 from jcm_sync.errors import (
     AuthorityError,

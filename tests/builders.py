@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from jcm_sync.core.envelope import PrivateKey, sign_payload, sign_record
 from jcm_sync.core.records import (
     Account,
     Allocation,
@@ -39,7 +40,6 @@ from jcm_sync.core.records import (
     SideShare,
     TransactionRecord,
 )
-from jcm_sync.envelope import PrivateKey, sign_payload, sign_record
 from jcm_sync.trust import (
     ROOT_PAYLOAD_TYPE,
     KeyEntry,

@@ -16,7 +16,7 @@ import jcm_sync.cli
 from jcm_sync import checkpoint, merkle
 from jcm_sync.cli import log as log_cli
 from jcm_sync.cli import main
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from tests import builders
 from tests.store import World
 

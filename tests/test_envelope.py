@@ -1,4 +1,4 @@
-"""DSSE envelopes and Ed25519 keys (``jcm_sync.envelope``): vectors, properties, refusals.
+"""DSSE envelopes and Ed25519 keys (``jcm_sync.core.envelope``): vectors, properties, refusals.
 
 The vectors come from the two specifications the module implements: the PAE example of
 the DSSE protocol and the Ed25519 test vectors of RFC 8032 §7.1, loaded through our own
@@ -20,16 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jcm_sync.core.records import (
-    HolderAmount,
-    IssuanceDecisionRecord,
-    Period,
-    ProjectRecord,
-    SideShare,
-    encode_record,
-    payload_type,
-)
-from jcm_sync.envelope import (
+from jcm_sync.core.envelope import (
     MAX_ENVELOPE_BYTES,
     MAX_SIGNATURES,
     Envelope,
@@ -44,6 +35,15 @@ from jcm_sync.envelope import (
     sign_payload,
     sign_record,
     verify_envelope,
+)
+from jcm_sync.core.records import (
+    HolderAmount,
+    IssuanceDecisionRecord,
+    Period,
+    ProjectRecord,
+    SideShare,
+    encode_record,
+    payload_type,
 )
 from jcm_sync.errors import (
     EnvelopeFormatError,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jcm_sync import checkpoint, merkle
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
     AuthorityError,
     CorruptStoreError,

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from jcm_sync.config import load_config
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import JcmSyncError, RollbackError
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.node import Node, open_node

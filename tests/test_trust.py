@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, sign_payload
 from jcm_sync.core.records import JC_KINDS, KINDS, Record
-from jcm_sync.envelope import PrivateKey, add_signature, open_envelope, sign_payload
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from jcm_sync.cli.common import add_json, emit, note, read_input
-from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.keyfiles import load_passphrase, write_key_pair
 
 

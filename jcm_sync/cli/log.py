@@ -25,7 +25,7 @@ from jcm_sync import checkpoint
 from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input
 from jcm_sync.cli.trust import load_chain, load_trusted
 from jcm_sync.config import Config, load_config
-from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.errors import BadDataError, ConfigError
 from jcm_sync.keyfiles import load_passphrase, load_private_key
 from jcm_sync.log import (

@@ -347,8 +347,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 async def _import(cfg: Config, args: argparse.Namespace) -> int:
+    from jcm_sync.core.envelope import open_envelope, sign_record
     from jcm_sync.core.records import decode_record
-    from jcm_sync.envelope import open_envelope, sign_record
     from jcm_sync.node import open_node
 
     pid = args.partnership or (cfg.partnerships[0].id if len(cfg.partnerships) == 1 else None)

@@ -20,8 +20,8 @@ from jcm_sync.cli.common import (
     read_input,
     write_output,
 )
+from jcm_sync.core.envelope import PublicKey, open_envelope
 from jcm_sync.core.records import KINDS
-from jcm_sync.envelope import PublicKey, open_envelope
 from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, load_public_key
 from jcm_sync.trust import (

@@ -93,7 +93,7 @@ from http_message_signatures import (
 )
 from yarl import URL
 
-from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import ConfigError, TransportError
 from jcm_sync.net.auth import RequestSigner, SigningMiddleware
 from jcm_sync.net.wire import (

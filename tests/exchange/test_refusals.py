@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.wire import PushRequest, encoder
 from tests.exchange.conftest import Running

@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 
 from jcm_sync import checkpoint
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.reconcile_service import read_history
 from jcm_sync.registry import Hub

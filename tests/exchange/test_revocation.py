@@ -18,7 +18,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import RevokedKeyError
 from jcm_sync.log import record_verifier, verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request

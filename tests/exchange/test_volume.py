@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from jcm_sync.core.envelope import PrivateKey, add_signature, sign_record
 from jcm_sync.core.records import Allocation, Participant, ProjectRecord
-from jcm_sync.envelope import PrivateKey, add_signature, sign_record
 from jcm_sync.errors import TransportError
 from jcm_sync.log import verify_log
 from jcm_sync.net.client import HubClient

@@ -419,8 +419,8 @@ def project_chunks(recs: SampleRecords, cc: str, per_chunk: int) -> list[tuple[s
     each side's records in their own order: ``[(node, envelopes), ...]`` alternating
     partner and Japan. A project's records stay together, as a registry would export
     them, so no import holds half of an issuance."""
+    from jcm_sync.core.envelope import open_envelope
     from jcm_sync.core.records import decode_record
-    from jcm_sync.envelope import open_envelope
 
     def project_of(env: bytes) -> str:
         rec = decode_record(open_envelope(env).payload)

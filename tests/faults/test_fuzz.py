@@ -43,7 +43,7 @@ from yarl import URL
 
 from jcm_sync.cli import main
 from jcm_sync.config import load_config
-from jcm_sync.envelope import PrivateKey, open_envelope, sign_payload
+from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_payload
 from jcm_sync.errors import BadDataError
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import HubServer, ServerSettings

@@ -24,7 +24,7 @@ from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algor
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jcm_sync.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.errors import AuthorityError, ExpiredError, UnknownKeyError, UntrustedError
 from jcm_sync.net.auth import (
     COVERED_COMPONENTS,

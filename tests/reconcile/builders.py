@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from jcm_sync import merkle
+from jcm_sync.core.envelope import PrivateKey, add_signature, record_id, sign_record
 from jcm_sync.core.records import (
     Account,
     AuthorizationRecord,
@@ -43,7 +44,6 @@ from jcm_sync.core.records import (
     SideShare,
     TransactionRecord,
 )
-from jcm_sync.envelope import PrivateKey, add_signature, record_id, sign_record
 from jcm_sync.reconcile import LogSnapshot, Reconciler, Report, Snapshot, decode_stored, reconcile
 from jcm_sync.trust import TrustRoot
 

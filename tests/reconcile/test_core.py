@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jcm_sync.envelope import PrivateKey, sign_payload
+from jcm_sync.core.envelope import PrivateKey, sign_payload
 from jcm_sync.errors import BadDataError, EnvelopeFormatError
 from jcm_sync.reconcile import (
     LogSnapshot,

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import BadDataError
 from jcm_sync.reconcile import (
     DEFAULT_ISSUANCE_GRACE_DAYS,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.reconcile import Reconciler, iter_stored, signer_nodes
 from jcm_sync.reconcile.ledger import Touch, TouchIndex
 from jcm_sync.sample import partnership_records

@@ -10,6 +10,7 @@ from datetime import date
 import msgspec
 import pytest
 
+from jcm_sync.core.envelope import PrivateKey, record_id
 from jcm_sync.core.records import (
     Account,
     DecisionRef,
@@ -19,7 +20,6 @@ from jcm_sync.core.records import (
     SerialBlock,
     TransactionRecord,
 )
-from jcm_sync.envelope import PrivateKey, record_id
 from jcm_sync.reconcile import Report, discrepancy_id
 from jcm_sync.trust import TrustRoot
 from tests.reconcile.builders import (

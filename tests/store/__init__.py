@@ -13,8 +13,8 @@ from functools import cached_property
 import msgspec
 
 from jcm_sync import checkpoint, trust
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.records import Record
-from jcm_sync.envelope import PrivateKey
 from jcm_sync.store import LogRef
 from tests import builders
 

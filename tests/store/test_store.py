@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jcm_sync import checkpoint, merkle
-from jcm_sync.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
