@@ -27,8 +27,8 @@ from pathlib import Path
 
 from jcm_sync.core.envelope import PrivateKey, sign_record
 from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, Period, SerialBlock
+from jcm_sync.core.trust import Signer, Verification
 from jcm_sync.store import LogRef, open_store
-from jcm_sync.trust import Signer, Verification
 
 TARGET = 0.5
 TARGET_BATCH = 500

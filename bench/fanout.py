@@ -36,11 +36,11 @@ from ingest import HubProcess, fill_own_log, free_port, issuances
 from jcm_sync.agent import Syncer
 from jcm_sync.config import load_config
 from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.trust import Verification
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.wire import PushRequest, PushResponse
 from jcm_sync.node import Node, open_node
 from jcm_sync.sample import PARTNERS, provision
-from jcm_sync.trust import Verification
 
 STARVED_BELOW = 0.5
 """An agent whose throughput is under half the mean counts as starved."""

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from jcm_sync import merkle
 from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, Period
+from jcm_sync.core.trust import Signer, Verification
 from jcm_sync.store import LogRef, open_store
-from jcm_sync.trust import Signer, Verification
 
 P50_TARGET_MS = 2.0
 RATIO_TARGET = 100.0

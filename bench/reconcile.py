@@ -77,8 +77,8 @@ def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[
     from jcm_sync import merkle
     from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_record
     from jcm_sync.core.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
+    from jcm_sync.core.trust import encode_root
     from jcm_sync.sample import partnership_records
-    from jcm_sync.trust import encode_root
     from tests.builders import build_root
 
     keys = {"JP": PrivateKey.from_seed(b"J" * 32), "ID": PrivateKey.from_seed(b"I" * 32)}
@@ -155,8 +155,8 @@ def peak_rss_mb() -> float:
 
 def child(directory: Path) -> dict[str, float | int | str]:
     """Measured in a fresh process: full run, then the incremental run."""
+    from jcm_sync.core.trust import decode_root
     from jcm_sync.reconcile import Reconciler, check_position, iter_stored, signer_nodes
-    from jcm_sync.trust import decode_root
 
     baseline = peak_rss_mb()
     root = decode_root((directory / "root.json").read_bytes())

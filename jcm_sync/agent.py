@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jcm_sync import checkpoint, merkle
+from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import ForkError, JcmSyncError, TransportError
 from jcm_sync.log import checkpoint_verifiers
 from jcm_sync.net.client import HubClient, PeerRefusedError
@@ -62,7 +63,6 @@ from jcm_sync.net.wire import LogState, PartnershipState, PushRequest, PushRespo
 from jcm_sync.node import Node, PartnershipLogs
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import Entry, LogRef
-from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 log = logging.getLogger("jcm_sync.agent")
 

@@ -41,6 +41,7 @@ import msgspec
 
 from jcm_sync import checkpoint, merkle
 from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
+from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (
     AuthorityError,
     CorruptStoreError,
@@ -49,7 +50,6 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.store import AppendResult, Entry, LogRef, Store, StoredCheckpoint, Verify
-from jcm_sync.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 
 __all__ = [
     "CheckpointKeys",

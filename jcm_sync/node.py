@@ -25,6 +25,7 @@ from jcm_sync.alarms import AlarmBook, new_alarm
 from jcm_sync.checkpoint import origin_for
 from jcm_sync.config import Config
 from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.trust import TrustedRoot, TrustRoot, verify_chain_history
 from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
 from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.lock import check_writable
@@ -32,7 +33,6 @@ from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
 from jcm_sync.store.base import plan_trust_marks
-from jcm_sync.trust import TrustedRoot, TrustRoot, verify_chain_history
 
 log = logging.getLogger("jcm_sync.node")
 

@@ -71,6 +71,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from jcm_sync import merkle
 from jcm_sync.core.envelope import open_envelope, record_id, sign_record
 from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
+from jcm_sync.core.trust import TrustRoot, encode_root
 from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
 from jcm_sync.node import Node
 from jcm_sync.reconcile import (
@@ -87,7 +88,6 @@ from jcm_sync.reconcile import (
 )
 from jcm_sync.reconcile.model import LogPosition, RunStatus
 from jcm_sync.store import AppendResult, LogRef
-from jcm_sync.trust import TrustRoot, encode_root
 
 log = logging.getLogger("jcm_sync.reconcile")
 

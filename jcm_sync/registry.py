@@ -66,6 +66,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jcm_sync import checkpoint, merkle
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -88,7 +89,6 @@ from jcm_sync.net.wire import (
 from jcm_sync.node import Node
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Verify
-from jcm_sync.trust import TrustRoot
 from jcm_sync.verify_pool import VerifyPool
 
 log = logging.getLogger("jcm_sync.registry")

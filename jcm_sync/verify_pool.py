@@ -41,9 +41,9 @@ from datetime import datetime
 
 from jcm_sync import checkpoint, errors
 from jcm_sync.core.envelope import PublicKey, VerifiedEnvelope, open_envelope, verify_envelope
+from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import JcmSyncError, UntrustedError
 from jcm_sync.log import record_verifier
-from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 MIN_POOLED_BATCH = 64
 

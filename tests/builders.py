@@ -40,7 +40,7 @@ from jcm_sync.core.records import (
     SideShare,
     TransactionRecord,
 )
-from jcm_sync.trust import (
+from jcm_sync.core.trust import (
     ROOT_PAYLOAD_TYPE,
     KeyEntry,
     NodeEntry,

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.trust import TrustedRoot, TrustRoot, verify_root
+from jcm_sync.core.trust import TrustedRoot, TrustRoot, verify_root
 from tests import builders
 
 # --- trust ------------------------------------------------------------------------

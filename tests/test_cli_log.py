@@ -260,8 +260,8 @@ def test_verify_accepts_checkpoints_signed_before_two_rotations(
     before its newest entry, fails naming why."""
     from datetime import timedelta
 
+    from jcm_sync.core.trust import decode_root, open_envelope
     from jcm_sync.log import checkpoint_verifiers
-    from jcm_sync.trust import decode_root, open_envelope
 
     t1 = builders.NOW
     jp = [world.keys["jp1"], PrivateKey.generate(), PrivateKey.generate()]

@@ -24,12 +24,12 @@ import pytest
 
 from jcm_sync.config import load_config
 from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.trust import key_entry, peek_root, root_digest, sign_root
 from jcm_sync.errors import JcmSyncError, RollbackError
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.node import Node, open_node
 from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
-from jcm_sync.trust import key_entry, peek_root, root_digest, sign_root
 from tests.exchange.conftest import Running
 from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
 

@@ -1,4 +1,4 @@
-"""Tests for jcm_sync.trust: root rotation, authority per kind, the JC two-signature rule."""
+"""Tests for jcm_sync.core.trust: root rotation, authority per kind, the JC two-signature rule."""
 
 from __future__ import annotations
 
@@ -16,19 +16,7 @@ from hypothesis import strategies as st
 
 from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, sign_payload
 from jcm_sync.core.records import JC_KINDS, KINDS, Record
-from jcm_sync.errors import (
-    AuthorityError,
-    BadDataError,
-    EnvelopeFormatError,
-    ExpiredError,
-    JcmSyncError,
-    RevokedKeyError,
-    RotationError,
-    ThresholdError,
-    UnknownKeyError,
-    UntrustedError,
-)
-from jcm_sync.trust import (
+from jcm_sync.core.trust import (
     ROLES,
     ROOT_PAYLOAD_TYPE,
     Signer,
@@ -41,6 +29,18 @@ from jcm_sync.trust import (
     verify_record,
     verify_root,
     with_endorsements,
+)
+from jcm_sync.errors import (
+    AuthorityError,
+    BadDataError,
+    EnvelopeFormatError,
+    ExpiredError,
+    JcmSyncError,
+    RevokedKeyError,
+    RotationError,
+    ThresholdError,
+    UnknownKeyError,
+    UntrustedError,
 )
 from tests import builders
 from tests.builders import NOW, ROOT_LIFETIME, SIDE_FIELD, KeyRing, record_for, signed

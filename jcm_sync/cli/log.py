@@ -26,6 +26,7 @@ from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input
 from jcm_sync.cli.trust import load_chain, load_trusted
 from jcm_sync.config import Config, load_config
 from jcm_sync.core.envelope import PrivateKey, PublicKey
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, ConfigError
 from jcm_sync.keyfiles import load_passphrase, load_private_key
 from jcm_sync.log import (
@@ -37,7 +38,6 @@ from jcm_sync.log import (
     verify_log,
 )
 from jcm_sync.store import LogRef, Store, open_store
-from jcm_sync.trust import TrustRoot
 
 DEFAULT_ORIGIN_PREFIX = "jcm-sync.example"
 SHOW_LAST = 20

@@ -22,9 +22,7 @@ from jcm_sync.cli.common import (
 )
 from jcm_sync.core.envelope import PublicKey, open_envelope
 from jcm_sync.core.records import KINDS
-from jcm_sync.errors import BadDataError, NotFoundError
-from jcm_sync.keyfiles import load_passphrase, load_private_key, load_public_key
-from jcm_sync.trust import (
+from jcm_sync.core.trust import (
     DEFAULT_SKEW,
     KeyEntry,
     NodeEntry,
@@ -37,6 +35,8 @@ from jcm_sync.trust import (
     verify_chain,
     verify_chain_history,
 )
+from jcm_sync.errors import BadDataError, NotFoundError
+from jcm_sync.keyfiles import load_passphrase, load_private_key, load_public_key
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -159,7 +159,7 @@ def _build(
 def _check_by_decode(root: TrustRoot) -> TrustRoot:
     # Struct constructors do not run pattern checks; a decode does, and runs
     # __post_init__, so a root we write is one we would accept.
-    from jcm_sync.trust import decode_root, encode_root
+    from jcm_sync.core.trust import decode_root, encode_root
 
     return decode_root(encode_root(root))
 

@@ -94,6 +94,7 @@ from http_message_signatures import (
 from yarl import URL
 
 from jcm_sync.core.envelope import PrivateKey, PublicKey
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -102,7 +103,6 @@ from jcm_sync.errors import (
     UnknownKeyError,
     UntrustedError,
 )
-from jcm_sync.trust import TrustRoot
 
 DEFAULT_WINDOW: Final = 300
 """Seconds of allowed clock skew, and the longest lifetime of a request signature."""

@@ -38,8 +38,8 @@ import msgspec
 from jcm_sync import merkle
 from jcm_sync.core.envelope import Envelope, open_envelope
 from jcm_sync.core.records import RECORD_TYPES, Record, decode_record, kind_of_payload_type
+from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import BadDataError, EnvelopeFormatError, JcmSyncError
-from jcm_sync.trust import TrustRoot, Verification, verify_record
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,7 @@ from jcm_sync.core.records import (
     TransactionRecord,
     serial_parts,
 )
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
 from jcm_sync.reconcile.inputs import VerifiedEntry, decode_payload
 from jcm_sync.reconcile.ledger import Pos, RegistryLedger, position
@@ -156,7 +157,6 @@ from jcm_sync.reconcile.model import (
     finding,
     run_status,
 )
-from jcm_sync.trust import TrustRoot
 
 LEDGER_KINDS: Final = frozenset({"issuance", "transaction"})
 KEEP_DECODED: Final = frozenset({"authorization", "resolution"})

@@ -58,6 +58,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, Protocol, Self
 
 from jcm_sync import checkpoint, merkle
+from jcm_sync.core.trust import Verification
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -68,7 +69,6 @@ from jcm_sync.errors import (
     RollbackError,
     StoreError,
 )
-from jcm_sync.trust import Verification
 
 __all__ = [
     "MAX_INDEX",

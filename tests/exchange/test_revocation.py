@@ -19,13 +19,13 @@ import msgspec
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.trust import TrustRoot, key_entry, peek_root, sign_root, verify_record
 from jcm_sync.errors import RevokedKeyError
 from jcm_sync.log import record_verifier, verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.wire import PushRequest, encoder
 from jcm_sync.reconcile_service import reconcile_partnership
 from jcm_sync.sample import partnership_records
-from jcm_sync.trust import TrustRoot, key_entry, peek_root, sign_root, verify_record
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"
@@ -146,8 +146,8 @@ async def test_the_verify_pool_judges_revocation_at_receipt() -> None:
     mapped to a receipt before the revocation pass, the rest are refused key-revoked."""
     import hashlib
 
+    from jcm_sync.core.trust import NodeEntry
     from jcm_sync.sample import PARTNERS
-    from jcm_sync.trust import NodeEntry
     from jcm_sync.verify_pool import MIN_POOLED_BATCH, VerifyPool
 
     jp, mn = PrivateKey.generate(), PrivateKey.generate()

@@ -45,11 +45,11 @@ from pathlib import Path
 
 from jcm_sync.alarms import AlarmBook
 from jcm_sync.config import Config, load_config
+from jcm_sync.core.trust import TrustRoot, verify_root
 from jcm_sync.log import checkpoint_verifiers, record_verifier, verify_log
 from jcm_sync.node import log_ref
 from jcm_sync.sample import Network, SampleRecords, free_port, partnership_records, provision
 from jcm_sync.store import LogRef, Store, open_store
-from jcm_sync.trust import TrustRoot, verify_root
 
 SLOW = os.environ.get("JCM_SYNC_SLOW") == "1"
 SEED_ENV = "JCM_SYNC_FAULT_SEED"

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from jcm_sync import merkle
+from jcm_sync.core.trust import verify_root
 from jcm_sync.reconcile import LogSnapshot, Snapshot, reconcile
 from jcm_sync.sample import partnership_records, provision
-from jcm_sync.trust import verify_root
 from tests.faults.harness import PYTHON, SLOW, Exchange, schedule_env, summary
 
 MAX_BATCH = 1000

@@ -25,6 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jcm_sync.core.envelope import PrivateKey, PublicKey
+from jcm_sync.core.trust import ROLES, TrustRoot
 from jcm_sync.errors import AuthorityError, ExpiredError, UnknownKeyError, UntrustedError
 from jcm_sync.net.auth import (
     COVERED_COMPONENTS,
@@ -50,7 +51,6 @@ from jcm_sync.net.auth import (
     verify_aiohttp_request,
     verify_signature,
 )
-from jcm_sync.trust import ROLES, TrustRoot
 from tests import builders
 
 NOW = builders.NOW

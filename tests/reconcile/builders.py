@@ -44,8 +44,8 @@ from jcm_sync.core.records import (
     SideShare,
     TransactionRecord,
 )
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.reconcile import LogSnapshot, Reconciler, Report, Snapshot, decode_stored, reconcile
-from jcm_sync.trust import TrustRoot
 
 PARTNERSHIP = "JP-ID"
 PARTNER = "ID"

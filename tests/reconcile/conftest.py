@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.trust import TrustRoot
+from jcm_sync.core.trust import TrustRoot
 from tests import builders as trust_builders
 from tests.reconcile.builders import PARTNER, PARTNERSHIP
 

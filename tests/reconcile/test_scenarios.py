@@ -20,8 +20,8 @@ from jcm_sync.core.records import (
     SerialBlock,
     TransactionRecord,
 )
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.reconcile import Report, discrepancy_id
-from jcm_sync.trust import TrustRoot
 from tests.reconcile.builders import (
     AUTHORIZATION,
     CREATED,

@@ -18,7 +18,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from jcm_sync import trust
+from jcm_sync.core import trust
 from jcm_sync.store import LogRef, open_store
 
 
