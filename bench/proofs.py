@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, Period
 from jcm_sync.core.trust import Signer, Verification
 from jcm_sync.store import LogRef, open_store

@@ -74,7 +74,7 @@ def read_log(path: Path, chunk: int = CHUNK) -> Iterator[list[bytes]]:
 
 
 def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[str, int]:
-    from jcm_sync import merkle
+    from jcm_sync.core import merkle
     from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_record
     from jcm_sync.core.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
     from jcm_sync.core.trust import encode_root

@@ -74,7 +74,7 @@ from typing import TypeGuard
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.errors import (
     BadDataError,
     ConflictError,

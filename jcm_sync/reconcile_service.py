@@ -68,7 +68,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.core.envelope import open_envelope, record_id, sign_record
 from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
 from jcm_sync.core.trust import TrustRoot, encode_root

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jcm_sync import checkpoint as cpm
-from jcm_sync import merkle
 from jcm_sync.checkpoint import (
     AmbiguousKeyError,
     Checkpoint,
@@ -21,6 +20,7 @@ from jcm_sync.checkpoint import (
     Verifier,
     WrongOriginError,
 )
+from jcm_sync.core import merkle
 from jcm_sync.errors import (
     ConflictError,
     ForkError,

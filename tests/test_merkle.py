@@ -1,4 +1,4 @@
-"""Tests for jcm_sync.merkle: RFC 9162 hashing, proofs, proof coordinates and the frontier."""
+"""Tests for jcm_sync.core.merkle: RFC 9162 hashing, proofs, proof coordinates and the frontier."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.errors import BadDataError
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from datetime import datetime
 
 import msgspec
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.core.envelope import Envelope, open_envelope
 from jcm_sync.core.records import RECORD_TYPES, Record, decode_record, kind_of_payload_type
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record

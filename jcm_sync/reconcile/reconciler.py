@@ -119,7 +119,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.core.records import (
     JC_KINDS,
     AuthorizationRecord,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.store.base import (
     AppendPlan,

@@ -47,7 +47,7 @@ from asyncpg.exceptions import (
     PostgresConnectionError,
 )
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store import redact_url
 from jcm_sync.store.base import (

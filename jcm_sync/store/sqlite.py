@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store.base import (
     SCHEMA_VERSION,

@@ -298,7 +298,7 @@ async def test_large_batches_are_checked_in_worker_processes_with_the_same_refus
 async def test_proofs_served_by_the_hub_verify(network: Running) -> None:
     """Inclusion and consistency proofs of Japan's log verify against the hub's checkpoint;
     bad parameters are 400 or 404 problem+json."""
-    from jcm_sync import merkle
+    from jcm_sync.core import merkle
 
     await network.seed("MN")
     key = network.net.keys["MN"]

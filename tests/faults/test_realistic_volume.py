@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.core.trust import verify_root
 from jcm_sync.reconcile import LogSnapshot, Snapshot, reconcile
 from jcm_sync.sample import partnership_records, provision

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.core.envelope import PrivateKey, add_signature, record_id, sign_record
 from jcm_sync.core.records import (
     Account,

@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from jcm_sync import merkle
+from jcm_sync.core import merkle
 from jcm_sync.store import LogRef, open_store
 from tests.store import World
 
