@@ -54,8 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jcm_sync import checkpoint
-from jcm_sync.core import merkle
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import ForkError, JcmSyncError, TransportError
 from jcm_sync.log import checkpoint_verifiers

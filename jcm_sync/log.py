@@ -39,8 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from jcm_sync import checkpoint
-from jcm_sync.core import merkle
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
 from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jcm_sync.alarms import AlarmBook, new_alarm
-from jcm_sync.checkpoint import origin_for
 from jcm_sync.config import Config
+from jcm_sync.core.checkpoint import origin_for
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustedRoot, TrustRoot, verify_chain_history
 from jcm_sync.errors import AuthorityError, ForkError, NotFoundError

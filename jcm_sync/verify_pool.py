@@ -39,7 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 
-from jcm_sync import checkpoint, errors
+from jcm_sync import errors
+from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PublicKey, VerifiedEnvelope, open_envelope, verify_envelope
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import JcmSyncError, UntrustedError

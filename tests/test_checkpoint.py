@@ -1,4 +1,4 @@
-"""Tests for jcm_sync.checkpoint: C2SP signed notes, tlog-checkpoints and the append-only guard."""
+"""Tests for jcm_sync.core.checkpoint: C2SP signed notes, tlog-checkpoints, append-only guard."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jcm_sync import checkpoint as cpm
-from jcm_sync.checkpoint import (
+from jcm_sync.core import checkpoint as cpm
+from jcm_sync.core import merkle
+from jcm_sync.core.checkpoint import (
     AmbiguousKeyError,
     Checkpoint,
     CheckpointFormatError,
@@ -20,7 +21,6 @@ from jcm_sync.checkpoint import (
     Verifier,
     WrongOriginError,
 )
-from jcm_sync.core import merkle
 from jcm_sync.errors import (
     ConflictError,
     ForkError,

@@ -13,10 +13,9 @@ import msgspec
 import pytest
 
 import jcm_sync.cli
-from jcm_sync import checkpoint
 from jcm_sync.cli import log as log_cli
 from jcm_sync.cli import main
-from jcm_sync.core import merkle
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.envelope import PrivateKey
 from tests import builders
 from tests.store import World

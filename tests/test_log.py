@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jcm_sync import checkpoint
-from jcm_sync.core import merkle
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
     AuthorityError,

@@ -22,14 +22,14 @@ from aiohttp import http_exceptions as hx
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from jcm_sync.checkpoint import (
+from jcm_sync.config import load_config
+from jcm_sync.core.checkpoint import (
     AmbiguousKeyError,
     CheckpointFormatError,
     NoteFormatError,
     RollbackError,
     WrongOriginError,
 )
-from jcm_sync.config import load_config
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,

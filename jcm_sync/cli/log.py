@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from jcm_sync import checkpoint
 from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input
 from jcm_sync.cli.trust import load_chain, load_trusted
 from jcm_sync.config import Config, load_config
+from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, ConfigError

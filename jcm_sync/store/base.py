@@ -57,8 +57,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, Protocol, Self
 
-from jcm_sync import checkpoint
-from jcm_sync.core import merkle
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.trust import Verification
 from jcm_sync.errors import (
     AuthorityError,

@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from jcm_sync import checkpoint
+from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.reconcile_service import read_history

@@ -12,8 +12,7 @@ from functools import cached_property
 
 import msgspec
 
-from jcm_sync import checkpoint
-from jcm_sync.core import trust
+from jcm_sync.core import checkpoint, trust
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.records import Record
 from jcm_sync.store import LogRef

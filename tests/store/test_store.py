@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jcm_sync import checkpoint
-from jcm_sync.core import merkle
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
     AuthorityError,
