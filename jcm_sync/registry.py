@@ -67,16 +67,7 @@ from typing import Any
 
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.trust import TrustRoot
-from jcm_sync.errors import (
-    AuthorityError,
-    BadDataError,
-    ConflictError,
-    ForkError,
-    JcmSyncError,
-)
-from jcm_sync.log import checkpoint_verifiers, prove_consistency, prove_inclusion
-from jcm_sync.net.auth import Caller
-from jcm_sync.net.wire import (
+from jcm_sync.core.wire import (
     CheckpointView,
     ConsistencyProofView,
     EntriesPage,
@@ -86,6 +77,15 @@ from jcm_sync.net.wire import (
     PushRequest,
     PushResponse,
 )
+from jcm_sync.errors import (
+    AuthorityError,
+    BadDataError,
+    ConflictError,
+    ForkError,
+    JcmSyncError,
+)
+from jcm_sync.log import checkpoint_verifiers, prove_consistency, prove_inclusion
+from jcm_sync.net.auth import Caller
 from jcm_sync.node import Node
 from jcm_sync.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Verify

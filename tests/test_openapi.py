@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from jcm_sync.config import load_config
+from jcm_sync.core import wire
 from jcm_sync.core.checkpoint import (
     AmbiguousKeyError,
     CheckpointFormatError,
@@ -48,7 +49,6 @@ from jcm_sync.errors import (
     UnknownKeyError,
     UntrustedError,
 )
-from jcm_sync.net import wire
 from jcm_sync.net.auth import (
     ClockSkewError,
     ContentDigestError,

@@ -24,9 +24,7 @@ import aiohttp
 import msgspec
 
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.errors import ConfigError, TransportError
-from jcm_sync.net.auth import RequestSigner, SigningMiddleware
-from jcm_sync.net.wire import (
+from jcm_sync.core.wire import (
     CheckpointView,
     ConsistencyProofView,
     EntriesPage,
@@ -36,6 +34,8 @@ from jcm_sync.net.wire import (
     PushResponse,
     encoder,
 )
+from jcm_sync.errors import ConfigError, TransportError
+from jcm_sync.net.auth import RequestSigner, SigningMiddleware
 
 T = TypeVar("T")
 

@@ -60,7 +60,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from prometheus_client import Counter
 
-from jcm_sync.net.wire import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, Problem, encoder
+from jcm_sync.core.wire import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, Problem, encoder
 
 log = logging.getLogger("jcm_sync.server")
 

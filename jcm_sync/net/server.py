@@ -69,6 +69,14 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from jcm_sync.core.wire import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_PREFIX,
+    EntriesPage,
+    Problem,
+    PushRequest,
+    encoder,
+)
 from jcm_sync.errors import (
     BadDataError,
     ConflictError,
@@ -94,14 +102,6 @@ from jcm_sync.net.guard import (
     GuardedAppRunner,
     GuardSettings,
     authenticated,
-)
-from jcm_sync.net.wire import (
-    PROBLEM_CONTENT_TYPE,
-    PROBLEM_TYPE_PREFIX,
-    EntriesPage,
-    Problem,
-    PushRequest,
-    encoder,
 )
 from jcm_sync.registry import (
     BadParameterError,

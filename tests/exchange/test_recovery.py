@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.cli import main
+from jcm_sync.core.wire import PushRequest
 from jcm_sync.errors import ForkError, TransportError
 from jcm_sync.net.client import PeerRefusedError
-from jcm_sync.net.wire import PushRequest
 from jcm_sync.sample import partnership_records
 from tests.exchange.conftest import Running
 

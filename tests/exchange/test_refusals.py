@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.net.auth import RequestSigner, signed_request
-from jcm_sync.net.wire import PushRequest, encoder
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"

@@ -13,11 +13,11 @@ import pytest
 
 from jcm_sync.core.envelope import PrivateKey, add_signature, sign_record
 from jcm_sync.core.records import Allocation, Participant, ProjectRecord
+from jcm_sync.core.wire import EntriesPage, PushRequest, PushResponse, encoder
 from jcm_sync.errors import TransportError
 from jcm_sync.log import verify_log
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.net.wire import EntriesPage, PushRequest, PushResponse, encoder
 from jcm_sync.node import Node
 from jcm_sync.sample import provision
 from tests.exchange.conftest import Running

@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from jcm_sync.net.wire import Problem
+from jcm_sync.core.wire import Problem
 from jcm_sync.store import Store
 
 SEED_ENV = "JCM_SYNC_FUZZ_SEED"

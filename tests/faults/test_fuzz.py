@@ -44,10 +44,10 @@ from yarl import URL
 from jcm_sync.cli import main
 from jcm_sync.config import load_config
 from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_payload
+from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.errors import BadDataError
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import HubServer, ServerSettings
-from jcm_sync.net.wire import PushRequest, encoder
 from jcm_sync.node import Node, open_node
 from jcm_sync.registry import Hub
 from jcm_sync.sample import Network, partnership_records, provision
