@@ -12,7 +12,7 @@ The measurement runs in a fresh subprocess, so its peak RSS is the reconciliatio
 (``VmHWM`` on Linux, else ``resource.getrusage``): it reads the logs' envelopes from files
 in chunks, as the service reads them from the store, and decodes them without
 re-verifying signatures (the store holds only verified entries:
-``jcm_sync.reconcile.inputs``); verifying signatures would add about 100 µs a record.
+``jcm_sync.core.reconcile.inputs``); verifying signatures would add about 100 µs a record.
 Targets: full <= 5 s, peak RSS <= 300 MB, incremental >= 50x faster than full.
 
 Then the same partnership with faults in Indonesia's log (``--faults N``): N issuances
@@ -155,8 +155,8 @@ def peak_rss_mb() -> float:
 
 def child(directory: Path) -> dict[str, float | int | str]:
     """Measured in a fresh process: full run, then the incremental run."""
+    from jcm_sync.core.reconcile import Reconciler, check_position, iter_stored, signer_nodes
     from jcm_sync.core.trust import decode_root
-    from jcm_sync.reconcile import Reconciler, check_position, iter_stored, signer_nodes
 
     baseline = peak_rss_mb()
     root = decode_root((directory / "root.json").read_bytes())
@@ -198,7 +198,7 @@ def faulty_run(directory: Path, root: Any, nodes: dict[str, str]) -> dict[str, f
     """The full run over the logs with Indonesia's faults appended, phase by phase."""
     import msgspec
 
-    from jcm_sync.reconcile import Reconciler, iter_stored
+    from jcm_sync.core.reconcile import Reconciler, iter_stored
     from jcm_sync.reconcile_service import History, merge_history
 
     t0 = time.perf_counter()

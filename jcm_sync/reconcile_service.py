@@ -1,6 +1,6 @@
 """Reconciliation as a node runs it: snapshot from the store, history on disk, metrics.
 
-Why this module exists: ``jcm_sync.reconcile`` is pure (a snapshot in, a report out); a
+Why this module exists: ``jcm_sync.core.reconcile`` is pure (a snapshot in, a report out); a
 node must also take the snapshot from its store, remember what it found before (when
 each discrepancy was first seen, which ones have since been resolved), publish metrics,
 sign resolutions and refuse to move quarantined credits. This is that orchestration,
@@ -70,11 +70,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jcm_sync.core import merkle
 from jcm_sync.core.envelope import open_envelope, record_id, sign_record
-from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
-from jcm_sync.core.trust import TrustRoot, encode_root
-from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
-from jcm_sync.node import Node
-from jcm_sync.reconcile import (
+from jcm_sync.core.reconcile import (
     RULES,
     Discrepancy,
     Quarantine,
@@ -86,10 +82,14 @@ from jcm_sync.reconcile import (
     signer_nodes,
     touching,
 )
-from jcm_sync.reconcile.model import LogPosition, RunStatus
+from jcm_sync.core.reconcile.model import LogPosition, RunStatus
+from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
+from jcm_sync.core.trust import TrustRoot, encode_root
+from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
+from jcm_sync.node import Node
 from jcm_sync.store import AppendResult, LogRef
 
-log = logging.getLogger("jcm_sync.reconcile")
+log = logging.getLogger("jcm_sync.core.reconcile")
 
 CHUNK: Final = 2000
 """Entries read from the store and folded at a time: bounds memory on a full rebuild."""

@@ -25,8 +25,8 @@ from rich.table import Table
 
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, add_json, emit, note
 from jcm_sync.config import Config, load_config
+from jcm_sync.core.reconcile.model import Discrepancy, Report, Trail
 from jcm_sync.errors import BadDataError
-from jcm_sync.reconcile.model import Discrepancy, Report, Trail
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.core import merkle
+from jcm_sync.core.reconcile import LogSnapshot, Snapshot, reconcile
 from jcm_sync.core.trust import verify_root
-from jcm_sync.reconcile import LogSnapshot, Snapshot, reconcile
 from jcm_sync.sample import partnership_records, provision
 from tests.faults.harness import PYTHON, SLOW, Exchange, schedule_env, summary
 

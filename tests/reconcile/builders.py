@@ -27,6 +27,14 @@ import msgspec
 
 from jcm_sync.core import merkle
 from jcm_sync.core.envelope import PrivateKey, add_signature, record_id, sign_record
+from jcm_sync.core.reconcile import (
+    LogSnapshot,
+    Reconciler,
+    Report,
+    Snapshot,
+    decode_stored,
+    reconcile,
+)
 from jcm_sync.core.records import (
     Account,
     AuthorizationRecord,
@@ -45,7 +53,6 @@ from jcm_sync.core.records import (
     TransactionRecord,
 )
 from jcm_sync.core.trust import TrustRoot
-from jcm_sync.reconcile import LogSnapshot, Reconciler, Report, Snapshot, decode_stored, reconcile
 
 PARTNERSHIP = "JP-ID"
 PARTNER = "ID"

@@ -9,9 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey, sign_payload
-from jcm_sync.core.trust import TrustRoot
-from jcm_sync.errors import BadDataError, EnvelopeFormatError
-from jcm_sync.reconcile import (
+from jcm_sync.core.reconcile import (
     LogSnapshot,
     Reconciler,
     Snapshot,
@@ -19,6 +17,8 @@ from jcm_sync.reconcile import (
     reconcile,
     verify_envelopes,
 )
+from jcm_sync.core.trust import TrustRoot
+from jcm_sync.errors import BadDataError, EnvelopeFormatError
 from tests import builders as trust_builders
 from tests.reconcile.builders import CREATED, build, envelopes, snapshot
 

@@ -15,9 +15,7 @@ import msgspec
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.core.trust import TrustRoot
-from jcm_sync.errors import BadDataError
-from jcm_sync.reconcile import (
+from jcm_sync.core.reconcile import (
     DEFAULT_ISSUANCE_GRACE_DAYS,
     Reconciler,
     Report,
@@ -25,6 +23,8 @@ from jcm_sync.reconcile import (
     discrepancy_id,
     reconcile,
 )
+from jcm_sync.core.trust import TrustRoot
+from jcm_sync.errors import BadDataError
 from tests.reconcile.builders import CREATED, Dataset, build, envelopes, snapshot
 from tests.reconcile.test_scenarios import partner_over_issues
 

@@ -22,6 +22,7 @@ import pytest
 from jcm_sync.cli import main
 from jcm_sync.config import load_config
 from jcm_sync.core.envelope import open_envelope, sign_record
+from jcm_sync.core.reconcile import QuarantineError, discrepancy_id
 from jcm_sync.core.records import (
     Account,
     DecisionRef,
@@ -31,7 +32,6 @@ from jcm_sync.core.records import (
     TransactionRecord,
 )
 from jcm_sync.node import open_node
-from jcm_sync.reconcile import QuarantineError, discrepancy_id
 from jcm_sync.reconcile_service import (
     ReconcileService,
     check_envelopes,

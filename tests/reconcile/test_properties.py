@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jcm_sync.core.envelope import record_id
+from jcm_sync.core.reconcile import Reconciler, decode_stored, reconcile
 from jcm_sync.core.records import (
     IssuanceDecisionRecord,
     IssuanceRecord,
@@ -31,7 +32,6 @@ from jcm_sync.core.records import (
     SerialBlock,
     TransactionRecord,
 )
-from jcm_sync.reconcile import Reconciler, decode_stored, reconcile
 from tests.reconcile.builders import DecisionSpec, build, envelopes, run_chunked, snapshot
 from tests.reconcile.conftest import KEYS, ROOT
 

@@ -10,9 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
-from jcm_sync.errors import ConflictError
-from jcm_sync.reconcile import (
+from jcm_sync.core.reconcile import (
     Discrepancy,
     Quarantine,
     QuarantineError,
@@ -20,6 +18,8 @@ from jcm_sync.reconcile import (
     check_batch,
     check_quarantine,
 )
+from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
+from jcm_sync.errors import ConflictError
 from tests.reconcile.builders import CREATED, PARTNERSHIP
 
 HELD = Discrepancy(

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey, record_id
+from jcm_sync.core.reconcile import Report, discrepancy_id
 from jcm_sync.core.records import (
     Account,
     DecisionRef,
@@ -21,7 +22,6 @@ from jcm_sync.core.records import (
     TransactionRecord,
 )
 from jcm_sync.core.trust import TrustRoot
-from jcm_sync.reconcile import Report, discrepancy_id
 from tests.reconcile.builders import (
     AUTHORIZATION,
     CREATED,
@@ -415,7 +415,7 @@ def test_verified_snapshot_gives_the_same_report(
     keys: dict[str, PrivateKey], root: TrustRoot
 ) -> None:
     """Verifying every signature (untrusted input) and trusting the store agree."""
-    from jcm_sync.reconcile import reconcile
+    from jcm_sync.core.reconcile import reconcile
 
     ds = build()
     partner_over_issues(ds)

@@ -197,7 +197,7 @@ async def test_the_agents_reconcile_job_survives_a_raw_store_failure(
     assert any(
         r.levelno == logging.ERROR and r.exc_info is not None and "failed unexpectedly" in r.msg
         for r in caplog.records
-        if r.name == "jcm_sync.reconcile"
+        if r.name == "jcm_sync.core.reconcile"
     )
     monkeypatch.undo()
     daemon.backoff["reconcile"].succeeded()  # skip the back-off delay

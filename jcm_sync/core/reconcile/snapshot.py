@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from jcm_sync.core.reconcile.inputs import iter_stored, signer_nodes, verify_envelopes
+from jcm_sync.core.reconcile.model import DEFAULT_ISSUANCE_GRACE_DAYS, Report
+from jcm_sync.core.reconcile.reconciler import Reconciler
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
-from jcm_sync.reconcile.inputs import iter_stored, signer_nodes, verify_envelopes
-from jcm_sync.reconcile.model import DEFAULT_ISSUANCE_GRACE_DAYS, Report
-from jcm_sync.reconcile.reconciler import Reconciler
 
 
 @dataclass(frozen=True)

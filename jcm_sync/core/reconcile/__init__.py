@@ -30,7 +30,7 @@ The orchestration (reading the store, keeping first-seen times and statuses, met
 ``jcm_sync.reconcile_service``.
 """
 
-from jcm_sync.reconcile.inputs import (
+from jcm_sync.core.reconcile.inputs import (
     VerifiedEntry,
     decode_stored,
     from_verification,
@@ -38,7 +38,7 @@ from jcm_sync.reconcile.inputs import (
     signer_nodes,
     verify_envelopes,
 )
-from jcm_sync.reconcile.model import (
+from jcm_sync.core.reconcile.model import (
     DEFAULT_ISSUANCE_GRACE_DAYS,
     RULES,
     RUN_STATUSES,
@@ -53,7 +53,7 @@ from jcm_sync.reconcile.model import (
     discrepancy_id,
     run_status,
 )
-from jcm_sync.reconcile.quarantine import (
+from jcm_sync.core.reconcile.quarantine import (
     Quarantine,
     QuarantineError,
     check_batch,
@@ -61,8 +61,8 @@ from jcm_sync.reconcile.quarantine import (
     quarantined_ranges,
     touching,
 )
-from jcm_sync.reconcile.reconciler import Reconciler
-from jcm_sync.reconcile.snapshot import LogSnapshot, Snapshot, check_position, reconcile
+from jcm_sync.core.reconcile.reconciler import Reconciler
+from jcm_sync.core.reconcile.snapshot import LogSnapshot, Snapshot, check_position, reconcile
 
 __all__ = [
     "DEFAULT_ISSUANCE_GRACE_DAYS",

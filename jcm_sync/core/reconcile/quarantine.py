@@ -32,9 +32,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 
+from jcm_sync.core.reconcile.model import Discrepancy, SerialRange
 from jcm_sync.core.records import Record, TransactionRecord, serial_parts
 from jcm_sync.errors import ConflictError
-from jcm_sync.reconcile.model import Discrepancy, SerialRange
 
 
 class QuarantineError(ConflictError):

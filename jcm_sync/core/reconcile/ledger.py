@@ -60,14 +60,14 @@ from typing import Protocol
 
 import msgspec
 
-from jcm_sync.core.records import IssuanceRecord, SerialBlock, TransactionRecord, serial_parts
-from jcm_sync.reconcile.model import (
+from jcm_sync.core.reconcile.model import (
     BalanceRow,
     Discrepancy,
     RecordRef,
     SerialRange,
     finding,
 )
+from jcm_sync.core.records import IssuanceRecord, SerialBlock, TransactionRecord, serial_parts
 
 Pos = int
 """Where an entry sits: ``order << 48 | index``, ``order`` 0 for Japan's log and 1 for the

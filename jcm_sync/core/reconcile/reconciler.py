@@ -120,25 +120,9 @@ from typing import Final, TypeVar
 import msgspec
 
 from jcm_sync.core import merkle
-from jcm_sync.core.records import (
-    JC_KINDS,
-    AuthorizationRecord,
-    EndorsementRecord,
-    IssuanceDecisionRecord,
-    IssuanceRecord,
-    ItmoActionRecord,
-    Period,
-    Record,
-    ResolutionRecord,
-    SerialBlock,
-    TransactionRecord,
-    serial_parts,
-)
-from jcm_sync.core.trust import TrustRoot
-from jcm_sync.errors import BadDataError
-from jcm_sync.reconcile.inputs import VerifiedEntry, decode_payload
-from jcm_sync.reconcile.ledger import Pos, RegistryLedger, position
-from jcm_sync.reconcile.model import (
+from jcm_sync.core.reconcile.inputs import VerifiedEntry, decode_payload
+from jcm_sync.core.reconcile.ledger import Pos, RegistryLedger, position
+from jcm_sync.core.reconcile.model import (
     DEFAULT_ISSUANCE_GRACE_DAYS,
     STAGE_ORDER,
     Article6Stage,
@@ -157,6 +141,22 @@ from jcm_sync.reconcile.model import (
     finding,
     run_status,
 )
+from jcm_sync.core.records import (
+    JC_KINDS,
+    AuthorizationRecord,
+    EndorsementRecord,
+    IssuanceDecisionRecord,
+    IssuanceRecord,
+    ItmoActionRecord,
+    Period,
+    Record,
+    ResolutionRecord,
+    SerialBlock,
+    TransactionRecord,
+    serial_parts,
+)
+from jcm_sync.core.trust import TrustRoot
+from jcm_sync.errors import BadDataError
 
 LEDGER_KINDS: Final = frozenset({"issuance", "transaction"})
 KEEP_DECODED: Final = frozenset({"authorization", "resolution"})
