@@ -31,7 +31,7 @@ from aiohttp import web
 from ingest import fill_own_log, issuances
 
 from jcm_sync.agent import Syncer
-from jcm_sync.config import load_config
+from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import HubServer, ServerSettings
 from jcm_sync.node import Node, open_node

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jcm_sync.config import load_config
 from jcm_sync.errors import ConfigError
+from jcm_sync.local.config import load_config
 
 CONFIGS = Path(__file__).parent.parent / "config"
 

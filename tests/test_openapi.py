@@ -22,7 +22,6 @@ from aiohttp import http_exceptions as hx
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from jcm_sync.config import load_config
 from jcm_sync.core import wire
 from jcm_sync.core.checkpoint import (
     AmbiguousKeyError,
@@ -49,6 +48,7 @@ from jcm_sync.errors import (
     UnknownKeyError,
     UntrustedError,
 )
+from jcm_sync.local.config import load_config
 from jcm_sync.net.auth import (
     ClockSkewError,
     ContentDigestError,

@@ -22,10 +22,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from jcm_sync.config import load_config
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import key_entry, peek_root, root_digest, sign_root
 from jcm_sync.errors import JcmSyncError, RollbackError
+from jcm_sync.local.config import load_config
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.node import Node, open_node
 from jcm_sync.sample import Network, partnership_records, provision

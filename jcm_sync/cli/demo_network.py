@@ -32,7 +32,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from jcm_sync.cli.common import stdout
-from jcm_sync.config import load_config
+from jcm_sync.local.config import load_config
 from jcm_sync.sample import PARTNERS, free_port, partnership_records, provision
 
 DEMO_PARTNERS = ["MN", "ID", "VN"]

@@ -23,12 +23,12 @@ from rich.table import Table
 
 from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input
 from jcm_sync.cli.trust import load_chain, load_trusted
-from jcm_sync.config import Config, load_config
 from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, ConfigError
 from jcm_sync.keyfiles import load_passphrase, load_private_key
+from jcm_sync.local.config import Config, load_config
 from jcm_sync.log import (
     LogService,
     checkpoint_key_history,

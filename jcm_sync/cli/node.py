@@ -16,8 +16,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from jcm_sync.cli.common import add_json, emit, note, read_input
-from jcm_sync.config import Config, load_config
 from jcm_sync.errors import BadDataError, ConfigError, NotFoundError, TransportError
+from jcm_sync.local.config import Config, load_config
 from jcm_sync.lock import DaemonLock
 
 if TYPE_CHECKING:

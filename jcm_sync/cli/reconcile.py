@@ -24,9 +24,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, add_json, emit, note
-from jcm_sync.config import Config, load_config
 from jcm_sync.core.reconcile.model import Discrepancy, Report, Trail
 from jcm_sync.errors import BadDataError
+from jcm_sync.local.config import Config, load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

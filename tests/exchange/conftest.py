@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from jcm_sync.agent import Syncer
-from jcm_sync.config import load_config
+from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.ops import OpsServer, bind
 from jcm_sync.net.server import HubServer, ServerSettings

@@ -24,8 +24,8 @@ import msgspec
 import pytest
 
 from jcm_sync.agent import PUSH_WINDOW, AgentDaemon, Syncer
-from jcm_sync.config import ScheduleSection
 from jcm_sync.errors import TransportError
+from jcm_sync.local.config import ScheduleSection
 from jcm_sync.log import verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError, parse_retry_after

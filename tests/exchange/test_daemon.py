@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from jcm_sync.agent import AgentDaemon
-from jcm_sync.config import ScheduleSection, load_config
+from jcm_sync.local.config import ScheduleSection, load_config
 from jcm_sync.sample import free_port, partnership_records, provision
 from jcm_sync.status import read_status
 from jcm_sync.store import open_store

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from jcm_sync.config import load_config
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.wire import PushRequest, encoder
+from jcm_sync.local.config import load_config
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import settings_from
 from tests.exchange.conftest import Running

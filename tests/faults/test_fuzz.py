@@ -42,10 +42,10 @@ from aiohttp import web
 from yarl import URL
 
 from jcm_sync.cli import main
-from jcm_sync.config import load_config
 from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_payload
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.errors import BadDataError
+from jcm_sync.local.config import load_config
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import HubServer, ServerSettings
 from jcm_sync.node import Node, open_node

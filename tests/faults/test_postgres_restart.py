@@ -29,9 +29,9 @@ import pytest
 from aiohttp import web
 
 from jcm_sync.agent import Syncer
-from jcm_sync.config import load_config
 from jcm_sync.core import merkle
 from jcm_sync.errors import StoreError, TransportError
+from jcm_sync.local.config import load_config
 from jcm_sync.log import verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError

@@ -12,7 +12,7 @@ import pytest
 from jcm_sync import cli
 from jcm_sync.cli import main
 from jcm_sync.cli import reconcile as reconcile_cli
-from jcm_sync.config import load_config
+from jcm_sync.local.config import load_config
 from jcm_sync.log import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.node import open_node
 from jcm_sync.sample import Network, provision

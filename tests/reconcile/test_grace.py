@@ -70,7 +70,7 @@ def issuance_pending(report: Report) -> list[tuple[str, date | None, int | None,
 
 def test_default_grace_matches_the_config_default() -> None:
     """``[reconcile] issuance_grace_days`` defaults to the core's default (not imported)."""
-    from jcm_sync.config import ReconcileSection
+    from jcm_sync.local.config import ReconcileSection
 
     assert ReconcileSection().issuance_grace_days == DEFAULT_ISSUANCE_GRACE_DAYS == 90
 
@@ -250,8 +250,8 @@ def test_a_naive_time_or_a_negative_grace_is_refused(
 def test_the_grace_is_configured_per_node_and_checked(tmp_path: Path) -> None:
     """``[reconcile] issuance_grace_days`` in the file, its environment override, and a
     refusal naming the field for a negative value."""
-    from jcm_sync.config import load_config
     from jcm_sync.errors import ConfigError
+    from jcm_sync.local.config import load_config
     from jcm_sync.sample import provision
 
     net = provision(tmp_path, ["ID"], hub_port=0)

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.cli import main
-from jcm_sync.config import load_config
 from jcm_sync.core.envelope import open_envelope, sign_record
 from jcm_sync.core.reconcile import QuarantineError, discrepancy_id
 from jcm_sync.core.records import (
@@ -31,6 +30,7 @@ from jcm_sync.core.records import (
     SerialBlock,
     TransactionRecord,
 )
+from jcm_sync.local.config import load_config
 from jcm_sync.node import open_node
 from jcm_sync.reconcile_service import (
     ReconcileService,

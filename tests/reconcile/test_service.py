@@ -12,11 +12,11 @@ import msgspec
 import pytest
 from prometheus_client import generate_latest
 
-from jcm_sync.config import load_config
 from jcm_sync.core.envelope import record_id, sign_record
 from jcm_sync.core.reconcile import QuarantineError
 from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.errors import NotFoundError, StoreError
+from jcm_sync.local.config import load_config
 from jcm_sync.log import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.node import Node, open_node
 from jcm_sync.reconcile_service import (
