@@ -26,8 +26,8 @@ from jcm_sync.core.checkpoint import origin_for
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustedRoot, TrustRoot, verify_chain_history
 from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
-from jcm_sync.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.local.config import Config
+from jcm_sync.local.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.lock import check_writable
 from jcm_sync.log import LogService
 from jcm_sync.metrics import Metrics

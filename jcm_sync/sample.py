@@ -40,7 +40,7 @@ from jcm_sync.core.records import (
     decode_record,
 )
 from jcm_sync.core.trust import NodeEntry, Signer, TrustRoot, Verification, key_entry, sign_root
-from jcm_sync.keyfiles import write_key_pair
+from jcm_sync.local.keyfiles import write_key_pair
 
 if TYPE_CHECKING:
     from jcm_sync.node import Node

@@ -308,7 +308,7 @@ def test_wrong_payload_type_is_refused(
 ) -> None:
     """A validly signed envelope whose payload type is not a jcm-sync record is refused."""
     from jcm_sync.core.envelope import sign_payload
-    from jcm_sync.keyfiles import load_private_key
+    from jcm_sync.local.keyfiles import load_private_key
 
     env = sign_payload("application/json", b"{}", [load_private_key(keys / "jp.key")])
     path = tmp_path / "env.json"
@@ -361,7 +361,7 @@ def test_rotation_revokes_old_key_for_later_records(
     after = write_decision(tmp_path, created=now, author="JP")
     signed_after = tmp_path / "after.env"
     from jcm_sync.core.envelope import sign_payload
-    from jcm_sync.keyfiles import load_private_key
+    from jcm_sync.local.keyfiles import load_private_key
 
     signed_after.write_bytes(
         sign_payload(

@@ -13,7 +13,7 @@ import msgspec
 from rich.console import Console
 
 from jcm_sync.errors import BadDataError, NotFoundError
-from jcm_sync.keyfiles import read_small_file
+from jcm_sync.local.keyfiles import read_small_file
 
 EXIT_OK: Final = 0
 EXIT_FAIL: Final = 1

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from jcm_sync.cli.common import add_json, emit, note, read_input
 from jcm_sync.core.envelope import PrivateKey, PublicKey
-from jcm_sync.keyfiles import load_passphrase, write_key_pair
+from jcm_sync.local.keyfiles import load_passphrase, write_key_pair
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

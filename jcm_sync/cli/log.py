@@ -27,8 +27,8 @@ from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, ConfigError
-from jcm_sync.keyfiles import load_passphrase, load_private_key
 from jcm_sync.local.config import Config, load_config
+from jcm_sync.local.keyfiles import load_passphrase, load_private_key
 from jcm_sync.log import (
     LogService,
     checkpoint_key_history,

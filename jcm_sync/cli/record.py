@@ -24,7 +24,7 @@ from jcm_sync.core.envelope import add_signature, open_envelope, sign_record
 from jcm_sync.core.records import decode_record, to_builtins
 from jcm_sync.core.trust import Verification, require_effective, verify_record, with_endorsements
 from jcm_sync.errors import BadDataError
-from jcm_sync.keyfiles import load_passphrase, load_private_key
+from jcm_sync.local.keyfiles import load_passphrase, load_private_key
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -36,7 +36,7 @@ from jcm_sync.core.trust import (
     verify_chain_history,
 )
 from jcm_sync.errors import BadDataError, NotFoundError
-from jcm_sync.keyfiles import load_passphrase, load_private_key, load_public_key
+from jcm_sync.local.keyfiles import load_passphrase, load_private_key, load_public_key
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,7 +25,7 @@ import msgspec
 
 from jcm_sync.core.records import Node, Partnership
 from jcm_sync.errors import ConfigError
-from jcm_sync.keyfiles import read_small_file
+from jcm_sync.local.keyfiles import read_small_file
 
 ENV_PREFIX = "JCM_SYNC_"
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]

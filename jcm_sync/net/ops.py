@@ -32,7 +32,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jcm_sync.errors import ConfigError
-from jcm_sync.keyfiles import read_small_file
+from jcm_sync.local.keyfiles import read_small_file
 from jcm_sync.net.server import (
     REQUEST_ID,
     REQUEST_ID_HEADER,
