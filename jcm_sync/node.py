@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jcm_sync.alarms import AlarmBook, new_alarm
 from jcm_sync.core.checkpoint import origin_for
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustedRoot, TrustRoot, verify_chain_history
 from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
+from jcm_sync.local.alarms import AlarmBook, new_alarm
 from jcm_sync.local.config import Config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.lock import check_writable

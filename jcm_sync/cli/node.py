@@ -274,7 +274,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _status(cfg: Config) -> dict[str, Any]:
-    from jcm_sync.alarms import AlarmBook
+    from jcm_sync.local.alarms import AlarmBook
     from jcm_sync.node import log_ref
     from jcm_sync.status import read_status
     from jcm_sync.store import open_store
@@ -390,7 +390,7 @@ async def _import(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_alarm_list(args: argparse.Namespace) -> int:
-    from jcm_sync.alarms import AlarmBook
+    from jcm_sync.local.alarms import AlarmBook
 
     cfg = _load(args)
     alarms = [a.summary() for a in AlarmBook(cfg.data_dir / "alarms").active()]
@@ -411,7 +411,7 @@ def cmd_alarm_list(args: argparse.Namespace) -> int:
 
 
 def cmd_alarm_clear(args: argparse.Namespace) -> int:
-    from jcm_sync.alarms import AlarmBook
+    from jcm_sync.local.alarms import AlarmBook
 
     cfg = _load(args)
     if not AlarmBook(cfg.data_dir / "alarms").clear(args.origin):

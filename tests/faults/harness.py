@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jcm_sync.alarms import AlarmBook
 from jcm_sync.core.trust import TrustRoot, verify_root
+from jcm_sync.local.alarms import AlarmBook
 from jcm_sync.local.config import Config, load_config
 from jcm_sync.log import checkpoint_verifiers, record_verifier, verify_log
 from jcm_sync.node import log_ref
