@@ -275,8 +275,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 async def _status(cfg: Config) -> dict[str, Any]:
     from jcm_sync.local.alarms import AlarmBook
+    from jcm_sync.local.status import read_status
     from jcm_sync.node import log_ref
-    from jcm_sync.status import read_status
     from jcm_sync.store import open_store
 
     store = await open_store(cfg.store_url)
