@@ -19,7 +19,7 @@ import pytest
 
 from jcm_sync.cli import main
 from jcm_sync.cli.common import MAX_INPUT
-from jcm_sync.lock import LOCK_NAME
+from jcm_sync.local.lock import LOCK_NAME
 from jcm_sync.sample import Network, free_port, provision
 
 
@@ -272,7 +272,7 @@ def test_second_agent_is_refused_naming_the_first_and_kill_9_frees_the_lock(
 
 def test_hub_takes_the_lock_too(net: Network) -> None:
     """`registry serve` refuses a data directory an agent... or a hub already holds."""
-    from jcm_sync.lock import DaemonLock
+    from jcm_sync.local.lock import DaemonLock
 
     with DaemonLock(net.configs["JP"].parent, "jcm-sync registry serve"):
         proc = subprocess.run(

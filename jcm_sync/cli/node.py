@@ -18,7 +18,7 @@ from rich.table import Table
 from jcm_sync.cli.common import add_json, emit, note, read_input
 from jcm_sync.errors import BadDataError, ConfigError, NotFoundError, TransportError
 from jcm_sync.local.config import Config, load_config
-from jcm_sync.lock import DaemonLock
+from jcm_sync.local.lock import DaemonLock
 
 if TYPE_CHECKING:
     from jcm_sync.net.client import HubClient
