@@ -85,7 +85,7 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from jcm_sync import logs
+    from jcm_sync.local import logging_setup as logs
     from jcm_sync.net import guard, ops
     from jcm_sync.net.server import HubServer, settings_from
     from jcm_sync.node import open_node
@@ -189,7 +189,7 @@ async def _agent_main(cfg: Config) -> None:
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
-    from jcm_sync import logs
+    from jcm_sync.local import logging_setup as logs
 
     cfg = _load(args)
     if cfg.node.role != "agent":
