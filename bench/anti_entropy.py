@@ -34,9 +34,9 @@ from jcm_sync.agent import Syncer
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import HubServer, ServerSettings
-from jcm_sync.node import Node, open_node
 from jcm_sync.registry import Hub
 from jcm_sync.sample import provision
+from jcm_sync.services.node import Node, open_node
 
 PARTNER = "MN"
 LOGS = 2

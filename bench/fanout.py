@@ -39,8 +39,8 @@ from jcm_sync.core.trust import Verification
 from jcm_sync.core.wire import PushRequest, PushResponse
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
-from jcm_sync.node import Node, open_node
 from jcm_sync.sample import PARTNERS, provision
+from jcm_sync.services.node import Node, open_node
 
 STARVED_BELOW = 0.5
 """An agent whose throughput is under half the mean counts as starved."""

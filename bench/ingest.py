@@ -46,8 +46,8 @@ from jcm_sync.agent import Syncer
 from jcm_sync.core.trust import TrustRoot, verify_record
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
-from jcm_sync.node import open_node
 from jcm_sync.sample import fill_own_log, free_port, provision, signed_issuances
+from jcm_sync.services.node import open_node
 
 TARGET = 0.85
 PARTNER = "ID"

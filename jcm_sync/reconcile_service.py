@@ -86,7 +86,7 @@ from jcm_sync.core.reconcile.model import LogPosition, RunStatus
 from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
 from jcm_sync.core.trust import TrustRoot, encode_root
 from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
-from jcm_sync.node import Node
+from jcm_sync.services.node import Node
 from jcm_sync.store import AppendResult, LogRef
 
 log = logging.getLogger("jcm_sync.core.reconcile")

@@ -43,7 +43,7 @@ from jcm_sync.core.trust import NodeEntry, Signer, TrustRoot, Verification, key_
 from jcm_sync.local.keyfiles import write_key_pair
 
 if TYPE_CHECKING:
-    from jcm_sync.node import Node
+    from jcm_sync.services.node import Node
 
 #: The 31 partner countries of the JCM (late 2025), ISO 3166-1 alpha-2, in MoC order.
 PARTNERS: dict[str, str] = {

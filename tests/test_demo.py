@@ -17,7 +17,7 @@ import pytest
 from jcm_sync.cli import main
 from jcm_sync.cli.demo_network import DEMO_PARTNERS
 from jcm_sync.local.config import load_config
-from jcm_sync.node import log_ref
+from jcm_sync.services.node import log_ref
 from jcm_sync.store import open_store
 
 

@@ -252,7 +252,7 @@ async def show(t: Target, store: Store) -> int:
 async def _guard_trust(t: Target, store: Store, *, advance: bool) -> None:
     """No trust-root rollback (ADR 0017): a chain older than, or different from, the
     store's mark is refused; a command that writes raises the mark to a newer one."""
-    from jcm_sync.node import check_roots, guard_roots
+    from jcm_sync.services.node import check_roots, guard_roots
 
     paths = t._trust_paths()
     if not paths:

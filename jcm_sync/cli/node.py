@@ -22,7 +22,7 @@ from jcm_sync.local.lock import DaemonLock
 
 if TYPE_CHECKING:
     from jcm_sync.net.client import HubClient
-    from jcm_sync.node import Node
+    from jcm_sync.services.node import Node
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,8 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from jcm_sync.local import logging_setup as logs
     from jcm_sync.net import guard, ops
     from jcm_sync.net.server import HubServer, settings_from
-    from jcm_sync.node import open_node
     from jcm_sync.registry import Hub
+    from jcm_sync.services.node import open_node
 
     cfg = _load(args)
     if cfg.node.role != "registry":
@@ -171,7 +171,7 @@ def hub_client(cfg: Config, node: Node) -> HubClient:
 
 async def _agent_main(cfg: Config) -> None:
     from jcm_sync.agent import AgentDaemon, Syncer
-    from jcm_sync.node import open_node
+    from jcm_sync.services.node import open_node
 
     node = await open_node(cfg)
     client = hub_client(cfg, node)
@@ -213,7 +213,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 async def _sync(cfg: Config, args: argparse.Namespace) -> int:
     from jcm_sync.agent import Syncer
-    from jcm_sync.node import open_node
+    from jcm_sync.services.node import open_node
 
     node = await open_node(cfg)
     client = hub_client(cfg, node)
@@ -276,7 +276,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 async def _status(cfg: Config) -> dict[str, Any]:
     from jcm_sync.local.alarms import AlarmBook
     from jcm_sync.local.status import read_status
-    from jcm_sync.node import log_ref
+    from jcm_sync.services.node import log_ref
     from jcm_sync.store import open_store
 
     store = await open_store(cfg.store_url)
@@ -349,7 +349,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 async def _import(cfg: Config, args: argparse.Namespace) -> int:
     from jcm_sync.core.envelope import open_envelope, sign_record
     from jcm_sync.core.records import decode_record
-    from jcm_sync.node import open_node
+    from jcm_sync.services.node import open_node
 
     pid = args.partnership or (cfg.partnerships[0].id if len(cfg.partnerships) == 1 else None)
     if pid is None:

@@ -112,8 +112,8 @@ def _builtins(value: object) -> Any:
 
 def _with_node(cfg: Config, work: Callable[[Any], Any]) -> Any:
     """Open the node, run ``work(service)``, close the node."""
-    from jcm_sync.node import open_node
     from jcm_sync.reconcile_service import ReconcileService
+    from jcm_sync.services.node import open_node
 
     box: list[Any] = []
 

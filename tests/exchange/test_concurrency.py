@@ -31,8 +31,8 @@ from jcm_sync.log import verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError, parse_retry_after
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.node import Node
 from jcm_sync.sample import free_port, partnership_records, provision
+from jcm_sync.services.node import Node
 from tests.exchange.conftest import Running
 
 FAST = ScheduleSection(

@@ -103,7 +103,7 @@ async def test_daemons_stop_cleanly_on_sigterm(tmp_path: Path, daemon: str) -> N
             assert time.monotonic() < deadline, "hub did not start"
             await asyncio.sleep(0.2)
         if daemon == "agent":
-            from jcm_sync.node import open_node
+            from jcm_sync.services.node import open_node
 
             n = await open_node(load_config(net.configs["MN"], env={}))
             await n.logs("JP-MN").service.append(recs.by_node["MN"])
@@ -141,7 +141,7 @@ async def test_hub_sigterm_during_a_push_keeps_every_acknowledged_entry(tmp_path
     from jcm_sync.errors import TransportError
     from jcm_sync.log import verify_log
     from jcm_sync.net.client import HubClient
-    from jcm_sync.node import open_node
+    from jcm_sync.services.node import open_node
 
     port = free_port()
     net = provision(tmp_path / "net", ["MN"], hub_port=port)

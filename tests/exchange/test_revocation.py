@@ -186,8 +186,8 @@ async def test_a_node_stamps_entries_with_its_own_clock(tmp_path: Path) -> None:
     """``appended_at``, the receipt time stored entries are judged at, is the node's
     clock (the one it verified them at), not the store's own."""
     from jcm_sync.local.config import load_config
-    from jcm_sync.node import open_node
     from jcm_sync.sample import provision
+    from jcm_sync.services.node import open_node
 
     net = provision(tmp_path / "net", ["MN"], hub_port=0)
     at = datetime.now(UTC) - timedelta(hours=3)

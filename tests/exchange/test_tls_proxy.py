@@ -31,7 +31,7 @@ from yarl import URL
 from jcm_sync.agent import Syncer
 from jcm_sync.errors import TransportError
 from jcm_sync.net.client import HubClient, PeerRefusedError
-from jcm_sync.node import Node
+from jcm_sync.services.node import Node
 from tests.exchange.conftest import Running
 
 #: headers of one hop (RFC 9110 §7.6.1), not forwarded

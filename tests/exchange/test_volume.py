@@ -18,8 +18,8 @@ from jcm_sync.errors import TransportError
 from jcm_sync.log import verify_log
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.node import Node
 from jcm_sync.sample import provision
+from jcm_sync.services.node import Node
 from tests.exchange.conftest import Running
 from tests.store.conftest import PG_URL, drop_schema, make_schema, with_param
 

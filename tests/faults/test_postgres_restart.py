@@ -36,9 +36,9 @@ from jcm_sync.log import verify_log
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.server import READYZ_TIMEOUT_S, HubServer, ServerSettings
-from jcm_sync.node import Node, open_node
 from jcm_sync.registry import Hub
 from jcm_sync.sample import fill_own_log, provision, signed_issuances
+from jcm_sync.services.node import Node, open_node
 from tests.faults.fuzzing import Captured
 from tests.faults.harness import summary
 from tests.faults.pgcluster import REQUIRE_PG, PgCluster, start_cluster, unavailable

@@ -34,7 +34,7 @@ from jcm_sync.metrics import Metrics
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
 from jcm_sync.store.base import plan_trust_marks
 
-log = logging.getLogger("jcm_sync.node")
+log = logging.getLogger("jcm_sync.services.node")
 
 
 def utc_now() -> datetime:

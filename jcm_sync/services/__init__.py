@@ -1,0 +1,1 @@
+"""jcm_sync.services"""
