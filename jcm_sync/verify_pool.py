@@ -44,7 +44,7 @@ from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PublicKey, VerifiedEnvelope, open_envelope, verify_envelope
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import JcmSyncError, UntrustedError
-from jcm_sync.log import record_verifier
+from jcm_sync.services.log_service import record_verifier
 
 MIN_POOLED_BATCH = 64
 

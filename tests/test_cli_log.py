@@ -261,7 +261,7 @@ def test_verify_accepts_checkpoints_signed_before_two_rotations(
     from datetime import timedelta
 
     from jcm_sync.core.trust import decode_root, open_envelope
-    from jcm_sync.log import checkpoint_verifiers
+    from jcm_sync.services.log_service import checkpoint_verifiers
 
     t1 = builders.NOW
     jp = [world.keys["jp1"], PrivateKey.generate(), PrivateKey.generate()]

@@ -17,7 +17,7 @@ from jcm_sync.errors import (
     ForkError,
     UnknownKeyError,
 )
-from jcm_sync.log import (
+from jcm_sync.services.log_service import (
     LogService,
     accept_checkpoint,
     checkpoint_verifiers,

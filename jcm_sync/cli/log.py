@@ -29,7 +29,7 @@ from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, ConfigError
 from jcm_sync.local.config import Config, load_config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key
-from jcm_sync.log import (
+from jcm_sync.services.log_service import (
     LogService,
     checkpoint_key_history,
     prove_consistency,

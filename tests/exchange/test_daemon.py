@@ -118,7 +118,7 @@ async def test_daemons_stop_cleanly_on_sigterm(tmp_path: Path, daemon: str) -> N
         assert code == 0, target.stderr.read().decode() if target.stderr else ""
         store = await open_store(cfg.store_url)
         try:
-            from jcm_sync.log import verify_log
+            from jcm_sync.services.log_service import verify_log
 
             for ref in await store.logs():
                 audit = await verify_log(store, ref)
@@ -139,8 +139,8 @@ async def test_hub_sigterm_during_a_push_keeps_every_acknowledged_entry(tmp_path
     is in its store, whole, with a tree that verifies."""
     from jcm_sync.agent import Syncer
     from jcm_sync.errors import TransportError
-    from jcm_sync.log import verify_log
     from jcm_sync.net.client import HubClient
+    from jcm_sync.services.log_service import verify_log
     from jcm_sync.services.node import open_node
 
     port = free_port()
