@@ -33,13 +33,13 @@ from pathlib import Path
 
 from ingest import HubProcess, fill_own_log, free_port, issuances
 
-from jcm_sync.agent import Syncer
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import Verification
 from jcm_sync.core.wire import PushRequest, PushResponse
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.sample import PARTNERS, provision
+from jcm_sync.services.agent import Syncer
 from jcm_sync.services.node import Node, open_node
 
 STARVED_BELOW = 0.5

@@ -170,7 +170,7 @@ def hub_client(cfg: Config, node: Node) -> HubClient:
 
 
 async def _agent_main(cfg: Config) -> None:
-    from jcm_sync.agent import AgentDaemon, Syncer
+    from jcm_sync.services.agent import AgentDaemon, Syncer
     from jcm_sync.services.node import open_node
 
     node = await open_node(cfg)
@@ -212,7 +212,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 async def _sync(cfg: Config, args: argparse.Namespace) -> int:
-    from jcm_sync.agent import Syncer
+    from jcm_sync.services.agent import Syncer
     from jcm_sync.services.node import open_node
 
     node = await open_node(cfg)

@@ -23,7 +23,6 @@ import aiohttp
 import msgspec
 import pytest
 
-from jcm_sync.agent import PUSH_WINDOW, AgentDaemon, Syncer
 from jcm_sync.errors import TransportError
 from jcm_sync.local.config import ScheduleSection
 from jcm_sync.local.status import read_status
@@ -31,6 +30,7 @@ from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError, parse_retry_after
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.sample import free_port, partnership_records, provision
+from jcm_sync.services.agent import PUSH_WINDOW, AgentDaemon, Syncer
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node
 from tests.exchange.conftest import Running

@@ -13,10 +13,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from jcm_sync.agent import AgentDaemon
 from jcm_sync.local.config import ScheduleSection, load_config
 from jcm_sync.local.status import read_status
 from jcm_sync.sample import free_port, partnership_records, provision
+from jcm_sync.services.agent import AgentDaemon
 from jcm_sync.store import open_store
 from tests.exchange.conftest import Running
 
@@ -137,9 +137,9 @@ async def test_daemons_stop_cleanly_on_sigterm(tmp_path: Path, daemon: str) -> N
 async def test_hub_sigterm_during_a_push_keeps_every_acknowledged_entry(tmp_path: Path) -> None:
     """SIGTERM while an agent is pushing: the hub exits 0, and every batch it acknowledged
     is in its store, whole, with a tree that verifies."""
-    from jcm_sync.agent import Syncer
     from jcm_sync.errors import TransportError
     from jcm_sync.net.client import HubClient
+    from jcm_sync.services.agent import Syncer
     from jcm_sync.services.log_service import verify_log
     from jcm_sync.services.node import open_node
 

@@ -28,7 +28,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from jcm_sync.agent import Syncer
 from jcm_sync.core import merkle
 from jcm_sync.errors import StoreError, TransportError
 from jcm_sync.local.config import load_config
@@ -37,6 +36,7 @@ from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.server import READYZ_TIMEOUT_S, HubServer, ServerSettings
 from jcm_sync.registry import Hub
 from jcm_sync.sample import fill_own_log, provision, signed_issuances
+from jcm_sync.services.agent import Syncer
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node, open_node
 from tests.faults.fuzzing import Captured

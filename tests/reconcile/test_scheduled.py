@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from jcm_sync.agent import AgentDaemon
 from jcm_sync.core.wire import PushRequest
 from jcm_sync.errors import StoreError
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.reconcile_service import ReconcileService, read_history
 from jcm_sync.sample import partnership_records, provision
+from jcm_sync.services.agent import AgentDaemon
 from jcm_sync.services.node import Node
 from tests.exchange.conftest import Running
 

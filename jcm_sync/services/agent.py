@@ -64,7 +64,7 @@ from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.node import Node, PartnershipLogs
 from jcm_sync.store import Entry, LogRef
 
-log = logging.getLogger("jcm_sync.agent")
+log = logging.getLogger("jcm_sync.services.agent")
 
 PUSH_WINDOW = 2
 """Push batches in flight at once (rule 1)."""
