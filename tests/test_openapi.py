@@ -72,7 +72,8 @@ from jcm_sync.net.server import (
     check_content,
     status_of,
 )
-from jcm_sync.registry import (
+from jcm_sync.sample import provision
+from jcm_sync.services.hub import (
     BadParameterError,
     BatchTooLargeError,
     ForbiddenError,
@@ -80,7 +81,6 @@ from jcm_sync.registry import (
     Hub,
     PastLogSizeError,
 )
-from jcm_sync.sample import provision
 from jcm_sync.services.node import open_node
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"

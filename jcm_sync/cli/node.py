@@ -88,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from jcm_sync.local import logging_setup as logs
     from jcm_sync.net import guard, ops
     from jcm_sync.net.server import HubServer, settings_from
-    from jcm_sync.registry import Hub
+    from jcm_sync.services.hub import Hub
     from jcm_sync.services.node import open_node
 
     cfg = _load(args)

@@ -40,7 +40,7 @@ from jcm_sync.net.server import (
     new_request_id,
     problem,
 )
-from jcm_sync.registry import Hub
+from jcm_sync.services.hub import Hub
 
 log = logging.getLogger("jcm_sync.ops")
 

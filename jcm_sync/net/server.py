@@ -103,7 +103,7 @@ from jcm_sync.net.guard import (
     GuardSettings,
     authenticated,
 )
-from jcm_sync.registry import (
+from jcm_sync.services.hub import (
     BadParameterError,
     ForbiddenError,
     GapError,

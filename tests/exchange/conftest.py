@@ -14,9 +14,9 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.ops import OpsServer, bind
 from jcm_sync.net.server import HubServer, ServerSettings
-from jcm_sync.registry import Hub
 from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.services.agent import Syncer
+from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node, open_node
 from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
 

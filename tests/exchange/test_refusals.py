@@ -176,7 +176,7 @@ async def test_oversized_body_and_batch_are_413(network: Running) -> None:
     assert problem["code"] == "body-too-large"
     assert network.hub is not None
     hub = network.hub
-    from jcm_sync.registry import Limits
+    from jcm_sync.services.hub import Limits
 
     await network.seed("MN")
     entries = await own_entries(network, "MN")

@@ -31,13 +31,13 @@ from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.reconcile_service import read_history
-from jcm_sync.registry import Hub
 from jcm_sync.sample import (
     over_issuance_corrections,
     partnership_records,
     provision,
     stray_transfers,
 )
+from jcm_sync.services.hub import Hub
 from jcm_sync.store import LogRef
 from tests.exchange.conftest import Running
 

@@ -170,7 +170,7 @@ async def test_a_store_failure_is_logged_and_counted_not_raised_into_the_schedul
     logged = [
         r
         for r in caplog.records
-        if r.name == "jcm_sync.registry"
+        if r.name == "jcm_sync.services.hub"
         and r.levelno == logging.ERROR
         and f"reconciliation of {PID} failed" in r.getMessage()
     ]

@@ -91,7 +91,7 @@ from jcm_sync.services.node import Node
 from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Verify
 from jcm_sync.verify_pool import VerifyPool
 
-log = logging.getLogger("jcm_sync.registry")
+log = logging.getLogger("jcm_sync.services.hub")
 
 MAX_PAGE = 1000
 
