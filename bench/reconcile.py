@@ -199,7 +199,7 @@ def faulty_run(directory: Path, root: Any, nodes: dict[str, str]) -> dict[str, f
     import msgspec
 
     from jcm_sync.core.reconcile import Reconciler, iter_stored
-    from jcm_sync.reconcile_service import History, merge_history
+    from jcm_sync.services.reconciliation import History, merge_history
 
     t0 = time.perf_counter()
     rec = Reconciler(root)

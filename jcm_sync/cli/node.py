@@ -371,7 +371,7 @@ async def _import(cfg: Config, args: argparse.Namespace) -> int:
                 envelopes.append(sign_record(record, [node.keys.signing]))
         if not envelopes:
             raise NotFoundError("no records to import")
-        from jcm_sync.reconcile_service import check_envelopes
+        from jcm_sync.services.reconciliation import check_envelopes
 
         # refuse moves of quarantined serial ranges, counting the records of this import
         await check_envelopes(node, pid, envelopes)

@@ -112,8 +112,8 @@ def _builtins(value: object) -> Any:
 
 def _with_node(cfg: Config, work: Callable[[Any], Any]) -> Any:
     """Open the node, run ``work(service)``, close the node."""
-    from jcm_sync.reconcile_service import ReconcileService
     from jcm_sync.services.node import open_node
+    from jcm_sync.services.reconciliation import ReconcileService
 
     box: list[Any] = []
 
@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     def human(c: Console) -> None:
-        from jcm_sync.reconcile_service import report_path
+        from jcm_sync.services.reconciliation import report_path
 
         for r in results:
             path = report_path(cfg.data_dir, r.report.partnership)
@@ -358,7 +358,7 @@ def _print_history(c: Console, history: dict[str, Discrepancy], limit: int = DEF
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from jcm_sync.reconcile_service import read_history
+    from jcm_sync.services.reconciliation import read_history
 
     cfg = load_config(args.config)
     data = []
@@ -399,7 +399,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from jcm_sync.errors import NotFoundError
-    from jcm_sync.reconcile_service import read_history, read_report
+    from jcm_sync.services.reconciliation import read_history, read_report
 
     cfg = load_config(args.config)
     for pid in _partnerships(cfg, args):

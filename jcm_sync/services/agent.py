@@ -514,7 +514,7 @@ class AgentDaemon:
         return job
 
     async def _reconcile(self) -> None:
-        from jcm_sync.reconcile_service import run_scheduled
+        from jcm_sync.services.reconciliation import run_scheduled
 
         await run_scheduled(self.syncer.node, self.syncer.partnership)
 

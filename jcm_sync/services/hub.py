@@ -163,7 +163,7 @@ class Hub:
 
     def close(self) -> None:
         """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
-        from jcm_sync.reconcile_service import close_node
+        from jcm_sync.services.reconciliation import close_node
 
         self._closed = True
         if self._scheduler is not None and self._scheduler.running:
@@ -198,7 +198,7 @@ class Hub:
     async def _reconcile(self, partnership: str) -> None:
         """Rules 6 and 8: one run at the latest checkpoints; never raises but cancellation
         at shutdown, which it logs."""
-        from jcm_sync.reconcile_service import run_scheduled
+        from jcm_sync.services.reconciliation import run_scheduled
 
         m = self.node.metrics
         try:

@@ -30,7 +30,6 @@ import pytest
 from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.reconcile_service import read_history
 from jcm_sync.sample import (
     over_issuance_corrections,
     partnership_records,
@@ -38,6 +37,7 @@ from jcm_sync.sample import (
     stray_transfers,
 )
 from jcm_sync.services.hub import Hub
+from jcm_sync.services.reconciliation import read_history
 from jcm_sync.store import LogRef
 from tests.exchange.conftest import Running
 

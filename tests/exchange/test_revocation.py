@@ -23,9 +23,9 @@ from jcm_sync.core.trust import TrustRoot, key_entry, peek_root, sign_root, veri
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.errors import RevokedKeyError
 from jcm_sync.net.auth import RequestSigner, signed_request
-from jcm_sync.reconcile_service import reconcile_partnership
 from jcm_sync.sample import partnership_records
 from jcm_sync.services.log_service import record_verifier, verify_log
+from jcm_sync.services.reconciliation import reconcile_partnership
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"

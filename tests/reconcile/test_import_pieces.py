@@ -31,14 +31,14 @@ from jcm_sync.core.records import (
     TransactionRecord,
 )
 from jcm_sync.local.config import load_config
-from jcm_sync.reconcile_service import (
+from jcm_sync.sample import Network, partnership_records, provision
+from jcm_sync.services.node import open_node
+from jcm_sync.services.reconciliation import (
     ReconcileService,
     check_envelopes,
     read_history,
     read_report,
 )
-from jcm_sync.sample import Network, partnership_records, provision
-from jcm_sync.services.node import open_node
 from tests.reconcile import builders
 from tests.reconcile.builders import PARTNERSHIP as PID
 

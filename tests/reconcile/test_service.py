@@ -17,15 +17,15 @@ from jcm_sync.core.reconcile import QuarantineError
 from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.local.config import load_config
-from jcm_sync.reconcile_service import (
+from jcm_sync.sample import Network, partnership_records, provision
+from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
+from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.reconciliation import (
     ReconcileService,
     history_path,
     read_history,
     run_scheduled,
 )
-from jcm_sync.sample import Network, partnership_records, provision
-from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
-from jcm_sync.services.node import Node, open_node
 from jcm_sync.store import open_store
 from tests.reconcile import builders
 from tests.reconcile.builders import PARTNERSHIP as PID
@@ -243,7 +243,7 @@ async def test_incremental_state_matches_a_full_rebuild(pair: Pair) -> None:
     incremental = await service.reconcile(PID)
     assert incremental.run.incremental
     assert [d.rule for d in incremental.report.discrepancies] == ["transaction-not-held"]
-    from jcm_sync.reconcile_service import _state_of
+    from jcm_sync.services.reconciliation import _state_of
 
     _state_of(pair.id).folded.clear()
     full = await service.reconcile(PID)
@@ -253,7 +253,7 @@ async def test_incremental_state_matches_a_full_rebuild(pair: Pair) -> None:
 
 async def test_a_checkpoint_that_does_not_extend_the_folded_one_rebuilds(pair: Pair) -> None:
     """If the held state's root is not the store's at that size, the run starts over."""
-    from jcm_sync.reconcile_service import _state_of
+    from jcm_sync.services.reconciliation import _state_of
 
     await pair.seed(dataset())
     service = ReconcileService(pair.id)

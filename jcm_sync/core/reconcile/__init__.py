@@ -27,7 +27,7 @@ Modules:
   and ``check_batch``, which judges an import with its own records (ADR 0011).
 
 The orchestration (reading the store, keeping first-seen times and statuses, metrics) is
-``jcm_sync.reconcile_service``.
+``jcm_sync.services.reconciliation``.
 """
 
 from jcm_sync.core.reconcile.inputs import (
