@@ -88,8 +88,8 @@ from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status
 from jcm_sync.net.auth import Caller
 from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
 from jcm_sync.services.node import Node
+from jcm_sync.services.verify_pool import VerifyPool
 from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Verify
-from jcm_sync.verify_pool import VerifyPool
 
 log = logging.getLogger("jcm_sync.services.hub")
 

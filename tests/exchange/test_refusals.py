@@ -275,7 +275,7 @@ async def test_large_batches_are_checked_in_worker_processes_with_the_same_refus
 ) -> None:
     """A batch big enough for the verification pool is refused for the same reason, and a
     clean one is accepted whole."""
-    from jcm_sync.verify_pool import MIN_POOLED_BATCH
+    from jcm_sync.services.verify_pool import MIN_POOLED_BATCH
 
     await network.seed("MN", projects=12)
     entries = await own_entries(network, "MN")

@@ -148,7 +148,7 @@ async def test_the_verify_pool_judges_revocation_at_receipt() -> None:
 
     from jcm_sync.core.trust import NodeEntry
     from jcm_sync.sample import PARTNERS
-    from jcm_sync.verify_pool import MIN_POOLED_BATCH, VerifyPool
+    from jcm_sync.services.verify_pool import MIN_POOLED_BATCH, VerifyPool
 
     jp, mn = PrivateKey.generate(), PrivateKey.generate()
     made = datetime.now(UTC) - timedelta(hours=2)
