@@ -29,8 +29,8 @@ from jcm_sync.local.alarms import AlarmBook, new_alarm
 from jcm_sync.local.config import Config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.local.lock import check_writable
-from jcm_sync.metrics import Metrics
 from jcm_sync.services.log_service import LogService
+from jcm_sync.services.metrics import Metrics
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
 from jcm_sync.store.base import plan_trust_marks
 
