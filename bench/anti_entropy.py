@@ -33,10 +33,10 @@ from ingest import fill_own_log, issuances
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import HubServer, ServerSettings
-from jcm_sync.sample import provision
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.sample import provision
 
 PARTNER = "MN"
 LOGS = 2

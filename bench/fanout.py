@@ -1,7 +1,7 @@
 """Fan-in at the hub: all 31 partner agents push at once; is anyone starved?
 
 The hub runs in its own process (``python -m jcm_sync registry serve``, SQLite, a free
-port on 127.0.0.1) with the 31 real JCM partnerships of ``jcm_sync.sample.PARTNERS``.
+port on 127.0.0.1) with the 31 real JCM partnerships of ``jcm_sync.services.sample.PARTNERS``.
 The 31 agents (SQLite each) run in this process as asyncio tasks, each with its own
 signed HTTP session, and each holds ``--records`` signed issuance records to push in
 requests of ``--batch`` entries. Every HTTP push request is timed.
@@ -38,9 +38,9 @@ from jcm_sync.core.trust import Verification
 from jcm_sync.core.wire import PushRequest, PushResponse
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
-from jcm_sync.sample import PARTNERS, provision
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.sample import PARTNERS, provision
 
 STARVED_BELOW = 0.5
 """An agent whose throughput is under half the mean counts as starved."""

@@ -45,9 +45,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jcm_sync.core.trust import TrustRoot, verify_record
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
-from jcm_sync.sample import fill_own_log, free_port, provision, signed_issuances
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.node import open_node
+from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
 
 TARGET = 0.85
 PARTNER = "ID"

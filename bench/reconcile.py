@@ -1,7 +1,7 @@
 """How long a full 3-stage reconciliation of a large partnership takes, in how much memory,
 and how much faster an incremental run is.
 
-The partnership is ``jcm_sync.sample.partnership_records`` at scale: 999 projects with 20
+The partnership is ``jcm_sync.services.sample.partnership_records`` at scale: 999 projects with 20
 monitoring periods each, every decision co-signed by both secretariats, each side issuing
 its government and participant shares and Indonesia retiring part of its own: about
 100,000 issuance and transaction records (plus the decisions and projects). After the full
@@ -78,7 +78,7 @@ def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[
     from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_record
     from jcm_sync.core.records import Account, IssuanceRecord, SerialBlock, TransactionRecord
     from jcm_sync.core.trust import encode_root
-    from jcm_sync.sample import partnership_records
+    from jcm_sync.services.sample import partnership_records
     from tests.builders import build_root
 
     keys = {"JP": PrivateKey.from_seed(b"J" * 32), "ID": PrivateKey.from_seed(b"I" * 32)}
@@ -128,7 +128,7 @@ def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[
 
 def fault_records(envelopes: list[bytes], key: Any, n: int) -> list[bytes]:
     """``n`` corrections of Indonesia's government issuances, then ``n`` stray transfers."""
-    from jcm_sync.sample import over_issuance_corrections, stray_transfers
+    from jcm_sync.services.sample import over_issuance_corrections, stray_transfers
 
     created = CREATED + timedelta(days=2)
     return over_issuance_corrections(envelopes, key, n, created) + stray_transfers(

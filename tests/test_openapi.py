@@ -72,7 +72,6 @@ from jcm_sync.net.server import (
     check_content,
     status_of,
 )
-from jcm_sync.sample import provision
 from jcm_sync.services.hub import (
     BadParameterError,
     BatchTooLargeError,
@@ -82,6 +81,7 @@ from jcm_sync.services.hub import (
     PastLogSizeError,
 )
 from jcm_sync.services.node import open_node
+from jcm_sync.services.sample import provision
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")

@@ -20,7 +20,7 @@ import pytest
 from jcm_sync.cli import main
 from jcm_sync.cli.common import MAX_INPUT
 from jcm_sync.local.lock import LOCK_NAME
-from jcm_sync.sample import Network, free_port, provision
+from jcm_sync.services.sample import Network, free_port, provision
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:

@@ -27,8 +27,8 @@ from jcm_sync.core.trust import key_entry, peek_root, root_digest, sign_root
 from jcm_sync.errors import JcmSyncError, RollbackError
 from jcm_sync.local.config import load_config
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.exchange.conftest import Running
 from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param

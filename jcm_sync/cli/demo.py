@@ -35,7 +35,7 @@ from jcm_sync.core.records import (
     SerialBlock,
     encode_record,
 )
-from jcm_sync.sample import first_issuance_parts
+from jcm_sync.services.sample import first_issuance_parts
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,7 +3,7 @@
 
 Each node is a real process started with the real commands (``jcm-sync registry
 serve``, ``jcm-sync agent run``) on its own configuration and SQLite file under the
-demo folder; the sample data comes from ``jcm_sync.sample`` (committed), written as
+demo folder; the sample data comes from ``jcm_sync.services.sample`` (committed), written as
 JSON-lines files and loaded with ``jcm-sync import``. JP–ID is seeded at a size where
 batching and paging show (over 1,000 records on each side, ``DEMO_SCALE``); MN and VN
 stay small so their status reads at a glance. The demo waits until every
@@ -33,7 +33,7 @@ from rich.table import Table
 
 from jcm_sync.cli.common import stdout
 from jcm_sync.local.config import load_config
-from jcm_sync.sample import PARTNERS, free_port, partnership_records, provision
+from jcm_sync.services.sample import PARTNERS, free_port, partnership_records, provision
 
 DEMO_PARTNERS = ["MN", "ID", "VN"]
 #: sample size per partnership as (projects, monitoring periods, Japanese participants):
@@ -108,7 +108,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
         TransactionRecord,
         encode_record,
     )
-    from jcm_sync.sample import first_issuance_parts
+    from jcm_sync.services.sample import first_issuance_parts
 
     id_cfg, jp_cfg = str(net.configs["ID"]), str(net.configs["JP"])
     c.print("\n[bold]5. Reconcile[/] JP–ID from Indonesia's side (DES stages on the replicas)")
@@ -187,7 +187,7 @@ def run_network_demo(args: argparse.Namespace) -> int:
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")
 
-    c.print("\n[bold]2. Seed[/] sample records (jcm_sync/sample.py): projects, JC decisions "
+    c.print("\n[bold]2. Seed[/] sample records (jcm_sync/services/sample.py): projects, JC decisions "
             "co-signed by both secretariats, each side's issuances and retirements;")  # fmt: skip
     c.print("   JP–ID includes the first JCM issuance (May 2016: 40 notified, 31 JP + 9 ID), "
             "and is the large one: 60 projects, over 1,000 records on each side")  # fmt: skip

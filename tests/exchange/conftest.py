@@ -1,5 +1,5 @@
 """A real hub (aiohttp on 127.0.0.1, port 0) and real agents over SQLite files or
-PostgreSQL, provisioned with ``jcm_sync.sample``."""
+PostgreSQL, provisioned with ``jcm_sync.services.sample``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.ops import OpsServer, bind
 from jcm_sync.net.server import HubServer, ServerSettings
-from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.sample import Network, partnership_records, provision
 from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
 
 __all__ = ["pg_reachable"]

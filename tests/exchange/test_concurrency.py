@@ -29,10 +29,10 @@ from jcm_sync.local.status import read_status
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError, parse_retry_after
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import free_port, partnership_records, provision
 from jcm_sync.services.agent import PUSH_WINDOW, AgentDaemon, Syncer
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node
+from jcm_sync.services.sample import free_port, partnership_records, provision
 from tests.exchange.conftest import Running
 
 FAST = ScheduleSection(

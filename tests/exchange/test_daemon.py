@@ -15,8 +15,8 @@ import pytest
 
 from jcm_sync.local.config import ScheduleSection, load_config
 from jcm_sync.local.status import read_status
-from jcm_sync.sample import free_port, partnership_records, provision
 from jcm_sync.services.agent import AgentDaemon
+from jcm_sync.services.sample import free_port, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.exchange.conftest import Running
 

@@ -19,7 +19,7 @@ from jcm_sync.errors import ConfigError, NotFoundError
 from jcm_sync.local.config import load_config
 from jcm_sync.net.ops import MIN_TOKEN_BYTES, OpsServer, bind, load_token
 from jcm_sync.net.server import REQUEST_ID_HEADER
-from jcm_sync.sample import free_port, provision
+from jcm_sync.services.sample import free_port, provision
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import provision
+from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"

@@ -13,7 +13,7 @@ from jcm_sync.cli import main
 from jcm_sync.core.wire import PushRequest
 from jcm_sync.errors import ForkError, TransportError
 from jcm_sync.net.client import PeerRefusedError
-from jcm_sync.sample import partnership_records
+from jcm_sync.services.sample import partnership_records
 from tests.exchange.conftest import Running
 
 

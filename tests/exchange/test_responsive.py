@@ -1,6 +1,6 @@
 """The hub keeps answering while it reconciles a large partnership (ADR 0010).
 
-JP-ID holds ``jcm_sync.sample.partnership_records`` at scale, plus faults in Indonesia's
+JP-ID holds ``jcm_sync.services.sample.partnership_records`` at scale, plus faults in Indonesia's
 log that open many discrepancies: issuances superseded by a version issuing one credit
 more (each a correction that makes the registry's fold be replayed, and two findings),
 and transfers of serials never issued, all in one serial prefix (findings whose trails
@@ -30,14 +30,14 @@ import pytest
 from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import (
+from jcm_sync.services.hub import Hub
+from jcm_sync.services.reconciliation import read_history
+from jcm_sync.services.sample import (
     over_issuance_corrections,
     partnership_records,
     provision,
     stray_transfers,
 )
-from jcm_sync.services.hub import Hub
-from jcm_sync.services.reconciliation import read_history
 from jcm_sync.store import LogRef
 from tests.exchange.conftest import Running
 

@@ -23,9 +23,9 @@ from jcm_sync.core.trust import TrustRoot, key_entry, peek_root, sign_root, veri
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.errors import RevokedKeyError
 from jcm_sync.net.auth import RequestSigner, signed_request
-from jcm_sync.sample import partnership_records
 from jcm_sync.services.log_service import record_verifier, verify_log
 from jcm_sync.services.reconciliation import reconcile_partnership
+from jcm_sync.services.sample import partnership_records
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"
@@ -147,7 +147,7 @@ async def test_the_verify_pool_judges_revocation_at_receipt() -> None:
     import hashlib
 
     from jcm_sync.core.trust import NodeEntry
-    from jcm_sync.sample import PARTNERS
+    from jcm_sync.services.sample import PARTNERS
     from jcm_sync.services.verify_pool import MIN_POOLED_BATCH, VerifyPool
 
     jp, mn = PrivateKey.generate(), PrivateKey.generate()
@@ -186,8 +186,8 @@ async def test_a_node_stamps_entries_with_its_own_clock(tmp_path: Path) -> None:
     """``appended_at``, the receipt time stored entries are judged at, is the node's
     clock (the one it verified them at), not the store's own."""
     from jcm_sync.local.config import load_config
-    from jcm_sync.sample import provision
     from jcm_sync.services.node import open_node
+    from jcm_sync.services.sample import provision
 
     net = provision(tmp_path / "net", ["MN"], hub_port=0)
     at = datetime.now(UTC) - timedelta(hours=3)

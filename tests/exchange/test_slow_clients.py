@@ -21,7 +21,7 @@ import pytest
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import free_port, provision
+from jcm_sync.services.sample import free_port, provision
 from tests.exchange.conftest import Running
 
 HEAD_S, BODY_S, IDLE_S = 1.5, 2.0, 2.5

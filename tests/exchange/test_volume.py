@@ -17,9 +17,9 @@ from jcm_sync.core.wire import EntriesPage, PushRequest, PushResponse, encoder
 from jcm_sync.errors import TransportError
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import provision
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node
+from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
 from tests.store.conftest import PG_URL, drop_schema, make_schema, with_param
 

@@ -46,9 +46,15 @@ from pathlib import Path
 from jcm_sync.core.trust import TrustRoot, verify_root
 from jcm_sync.local.alarms import AlarmBook
 from jcm_sync.local.config import Config, load_config
-from jcm_sync.sample import Network, SampleRecords, free_port, partnership_records, provision
 from jcm_sync.services.log_service import checkpoint_verifiers, record_verifier, verify_log
 from jcm_sync.services.node import log_ref
+from jcm_sync.services.sample import (
+    Network,
+    SampleRecords,
+    free_port,
+    partnership_records,
+    provision,
+)
 from jcm_sync.store import LogRef, Store, open_store
 
 SLOW = os.environ.get("JCM_SYNC_SLOW") == "1"

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jcm_sync.sample import free_port
+from jcm_sync.services.sample import free_port
 
 REQUIRE_PG = os.environ.get("JCM_SYNC_REQUIRE_PG") == "1"
 START_TIMEOUT_S = 60

@@ -48,9 +48,9 @@ from jcm_sync.errors import BadDataError
 from jcm_sync.local.config import load_config
 from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import HubServer, ServerSettings
-from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.faults.fuzzing import Captured, Mutator, check_refusal, run_seed, snapshot
 from tests.faults.harness import summary

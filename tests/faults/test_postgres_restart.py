@@ -34,11 +34,11 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, PeerRefusedError
 from jcm_sync.net.server import READYZ_TIMEOUT_S, HubServer, ServerSettings
-from jcm_sync.sample import fill_own_log, provision, signed_issuances
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.sample import fill_own_log, provision, signed_issuances
 from tests.faults.fuzzing import Captured
 from tests.faults.harness import summary
 from tests.faults.pgcluster import REQUIRE_PG, PgCluster, start_cluster, unavailable

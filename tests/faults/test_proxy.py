@@ -123,7 +123,7 @@ async def test_a_stale_answer_is_not_a_fork(tmp_path: Path) -> None:
     """A state answer that arrives after a newer pull (the proxy's delay fault) offers a
     checkpoint that is a prefix of what the agent holds: not a fork, nothing to pull."""
     from jcm_sync.net.server import ServerSettings
-    from jcm_sync.sample import partnership_records, provision
+    from jcm_sync.services.sample import partnership_records, provision
     from tests.exchange.conftest import Running
 
     running = Running(provision(tmp_path / "net", ["VN"], hub_port=0), ServerSettings(), None)

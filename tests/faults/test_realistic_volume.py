@@ -1,6 +1,6 @@
 """A partnership at realistic volume, end to end through the real daemons (ADR 0013).
 
-The sample history of one partnership is scaled (``jcm_sync.sample.partnership_records``
+The sample history of one partnership is scaled (``jcm_sync.services.sample.partnership_records``
 with many projects, monitoring periods and a consortium of Japanese participants) to
 more than 20,000 records in each side's log. Both sides import it with ``jcm-sync
 import``; a real hub (``jcm-sync registry serve``) and agent (``jcm-sync agent run``)
@@ -25,7 +25,7 @@ import pytest
 from jcm_sync.core import merkle
 from jcm_sync.core.reconcile import LogSnapshot, Snapshot, reconcile
 from jcm_sync.core.trust import verify_root
-from jcm_sync.sample import partnership_records, provision
+from jcm_sync.services.sample import partnership_records, provision
 from tests.faults.harness import PYTHON, SLOW, Exchange, schedule_env, summary
 
 MAX_BATCH = 1000

@@ -13,9 +13,9 @@ from jcm_sync import cli
 from jcm_sync.cli import main
 from jcm_sync.cli import reconcile as reconcile_cli
 from jcm_sync.local.config import load_config
-from jcm_sync.sample import Network, provision
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import open_node
+from jcm_sync.services.sample import Network, provision
 from tests.reconcile import builders
 from tests.reconcile.builders import PARTNERSHIP as PID
 

@@ -252,7 +252,7 @@ def test_the_grace_is_configured_per_node_and_checked(tmp_path: Path) -> None:
     refusal naming the field for a negative value."""
     from jcm_sync.errors import ConfigError
     from jcm_sync.local.config import load_config
-    from jcm_sync.sample import provision
+    from jcm_sync.services.sample import provision
 
     net = provision(tmp_path, ["ID"], hub_port=0)
     path = net.configs["ID"]

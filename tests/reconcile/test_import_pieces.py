@@ -31,7 +31,6 @@ from jcm_sync.core.records import (
     TransactionRecord,
 )
 from jcm_sync.local.config import load_config
-from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.services.node import open_node
 from jcm_sync.services.reconciliation import (
     ReconcileService,
@@ -39,6 +38,7 @@ from jcm_sync.services.reconciliation import (
     read_history,
     read_report,
 )
+from jcm_sync.services.sample import Network, partnership_records, provision
 from tests.reconcile import builders
 from tests.reconcile.builders import PARTNERSHIP as PID
 

@@ -16,7 +16,7 @@ import pytest
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.reconcile import Reconciler, iter_stored, signer_nodes
 from jcm_sync.core.reconcile.ledger import Touch, TouchIndex
-from jcm_sync.sample import partnership_records
+from jcm_sync.services.sample import partnership_records
 from tests.builders import build_root
 from tests.exchange.test_responsive import Scale, faults
 

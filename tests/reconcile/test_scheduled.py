@@ -20,10 +20,10 @@ import pytest
 from jcm_sync.core.wire import PushRequest
 from jcm_sync.errors import StoreError
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.sample import partnership_records, provision
 from jcm_sync.services.agent import AgentDaemon
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import ReconcileService, read_history
+from jcm_sync.services.sample import partnership_records, provision
 from tests.exchange.conftest import Running
 
 PID = "JP-MN"

@@ -17,7 +17,6 @@ from jcm_sync.core.reconcile import QuarantineError
 from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.local.config import load_config
-from jcm_sync.sample import Network, partnership_records, provision
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.reconciliation import (
@@ -26,6 +25,7 @@ from jcm_sync.services.reconciliation import (
     read_history,
     run_scheduled,
 )
+from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.reconcile import builders
 from tests.reconcile.builders import PARTNERSHIP as PID
