@@ -187,7 +187,7 @@ def run_network_demo(args: argparse.Namespace) -> int:
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")
 
-    c.print("\n[bold]2. Seed[/] sample records (jcm_sync/services/sample.py): projects, JC decisions "
+    c.print("\n[bold]2. Seed[/] sample records (services/sample.py): projects, JC decisions "
             "co-signed by both secretariats, each side's issuances and retirements;")  # fmt: skip
     c.print("   JP–ID includes the first JCM issuance (May 2016: 40 notified, 31 JP + 9 ID), "
             "and is the large one: 60 projects, over 1,000 records on each side")  # fmt: skip
