@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from jcm_sync.core.trust import (
     TrustRoot,
     Verification,
     authorised_nodes,
+    decode_root,
+    encode_root,
     require_effective,
     verify_chain,
     verify_record,
@@ -780,3 +783,32 @@ def test_bad_trust_root_is_refused(
     """A malformed or inconsistent root is refused as bad data whose message says what."""
     data = make(jp_key, id_key)
     _raises(error, says, lambda: verify_root(data, NOW))
+
+
+# --- the root's key cache ---------------------------------------------------------
+
+
+def test_public_keys_ride_on_the_root_and_stay_out_of_its_encoding(
+    jp_key: PrivateKey, id_key: PrivateKey
+) -> None:
+    """A root's parsed keys live on that root object: encoding, equality and copies ignore them."""
+    root = builders.build_root("JP-ID", {"JP": jp_key, "ID": id_key})
+    before = encode_root(root)
+    keys = root.public_keys()
+    assert set(keys) == {jp_key.key_id, id_key.key_id}
+    assert {k: v.raw for k, v in keys.items()} == {
+        jp_key.key_id: jp_key.public.raw,
+        id_key.key_id: id_key.public.raw,
+    }
+    assert root.public_keys() is keys  # built once per root object
+    assert encode_root(root) == before
+    decoded = decode_root(before)
+    assert decoded == root
+    assert decoded.public_keys() is not keys  # another object, its own keys
+    assert {k: v.raw for k, v in decoded.public_keys().items()} == {
+        k: v.raw for k, v in keys.items()
+    }
+    copied = copy.copy(root)  # a copy skips __post_init__ and rebuilds the keys on demand
+    assert {k: v.raw for k, v in copied.public_keys().items()} == {
+        k: v.raw for k, v in keys.items()
+    }

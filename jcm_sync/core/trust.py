@@ -63,6 +63,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -140,8 +141,13 @@ class KeyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
         return f"key {self.keyid[:16]} was revoked at {self.revoked_at.isoformat()}"
 
 
-class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """The signed statement of who may sign what for one partnership."""
+class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False, dict=True):
+    """The signed statement of who may sign what for one partnership.
+
+    ``dict=True`` gives each root an instance ``__dict__`` that is never encoded or
+    compared: it holds the root's parsed public keys, so the cache lives and dies
+    with the root object instead of in a module-level table.
+    """
 
     type: Literal["jcm-sync/trust-root"]
     partnership: Partnership
@@ -159,16 +165,21 @@ class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
         ids = [k.keyid for k in self.keys]
         if len(set(ids)) != len(ids):
             raise ValueError("a key id is listed twice")
+        parsed: dict[str, PublicKey] = {}
         for n, k in enumerate(self.keys):
             if k.node not in node_ids:
                 raise ValueError(f"keys[{n}] belongs to {k.node}, not a node of the root")
             unknown = set(k.roles) - ROLES
             if unknown:
                 raise ValueError(f"keys[{n}] has unknown roles {sorted(unknown)}")
-            if PublicKey.from_raw(k.public_key).key_id != k.keyid:
+            parsed[k.keyid] = PublicKey.from_raw(k.public_key)
+            if parsed[k.keyid].key_id != k.keyid:
                 raise ValueError(f"keys[{n}] keyid is not the SHA-256 of its key's SPKI DER")
         if self.root_threshold > sum(1 for k in self.keys if "root" in k.roles):
             raise ValueError("root_threshold is larger than the number of root keys")
+        # The keys were parsed for the check above; seed ``_public_keys`` with them (a
+        # frozen Struct refuses attribute assignment, its instance dict does not).
+        self.__dict__["_public_keys"] = parsed
 
     @property
     def partner(self) -> str:
@@ -177,25 +188,19 @@ class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     def key(self, keyid: str) -> KeyEntry | None:
         return next((k for k in self.keys if k.keyid == keyid), None)
 
+    @cached_property
+    def _public_keys(self) -> dict[str, PublicKey]:
+        return {k.keyid: PublicKey.from_raw(k.public_key) for k in self.keys}
+
     def public_keys(self) -> dict[str, PublicKey]:
         """The root's keys by key id (built once per root object: every record verified
         under a root asks for them)."""
-        cached = _PUBLIC_KEYS.get(id(self))
-        if cached is not None and cached[0] is self:
-            return cached[1]
-        keys = {k.keyid: PublicKey.from_raw(k.public_key) for k in self.keys}
-        if len(_PUBLIC_KEYS) >= 256:
-            _PUBLIC_KEYS.clear()
-        _PUBLIC_KEYS[id(self)] = (self, keys)
-        return keys
+        return self._public_keys
 
     def keys_for(self, node: str, role: str, at: datetime) -> list[KeyEntry]:
         """Keys of ``node`` holding ``role`` and usable at ``at``."""
         return [k for k in self.keys if k.node == node and role in k.roles and k.usable_at(at)]
 
-
-_PUBLIC_KEYS: dict[int, tuple[TrustRoot, dict[str, PublicKey]]] = {}
-"""Keys per root object; holding the root keeps its id from being reused."""
 
 _root_encoder = msgspec.json.Encoder(order="sorted")
 _root_decoder = msgspec.json.Decoder(TrustRoot)
