@@ -110,7 +110,7 @@ from jcm_sync.services.hub import (
     Hub,
     PastLogSizeError,
 )
-from jcm_sync.store.base import MAX_INDEX
+from jcm_sync.store.values import MAX_INDEX
 
 log = logging.getLogger("jcm_sync.server")
 

@@ -13,12 +13,12 @@ The protocol, its values and its invariants are in ``base.py``.
 from __future__ import annotations
 
 from jcm_sync.errors import ConfigError
-from jcm_sync.store.base import (
+from jcm_sync.store.base import Store
+from jcm_sync.store.values import (
     AppendResult,
     Entry,
     IndexedRecord,
     LogRef,
-    Store,
     StoredCheckpoint,
     TreeHead,
     TrustMark,

@@ -58,7 +58,6 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, Protocol, Self
 
 from jcm_sync.core import checkpoint, merkle
-from jcm_sync.core.trust import Verification
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -69,33 +68,32 @@ from jcm_sync.errors import (
     RollbackError,
     StoreError,
 )
+from jcm_sync.store.values import (
+    MAX_INDEX,
+    AppendResult,
+    Coord,
+    Entry,
+    IndexedRecord,
+    LogRef,
+    RecordQuery,
+    StoredCheckpoint,
+    TreeHead,
+    TrustMark,
+    Verify,
+)
 
 __all__ = [
-    "MAX_INDEX",
     "SCHEMA_VERSION",
     "AppendPlan",
-    "AppendResult",
     "AppendState",
-    "Coord",
-    "Entry",
-    "IndexedRecord",
-    "LogRef",
     "PreparedEntry",
-    "RecordQuery",
     "Store",
     "StoreBase",
-    "StoredCheckpoint",
-    "TreeHead",
-    "TrustMark",
-    "Verify",
     "check_index",
     "plan_append",
     "plan_trust_marks",
     "prepare_batch",
 ]
-
-#: Largest index or size a store accepts: both SQL backends keep them in signed 64-bit ints.
-MAX_INDEX: Final = 2**63 - 1
 
 #: Version of the table layout; an adapter migrates an older database and refuses a newer
 #: one (rule 8). 2 added ``trust_marks``.
@@ -103,108 +101,6 @@ SCHEMA_VERSION: Final = 2
 
 #: Rows asked for in one ``IN (...)`` or one batched read.
 QUERY_CHUNK: Final = 500
-
-Coord = tuple[int, int]
-"""A perfect-subtree coordinate ``(level, index)``, see ``merkle``."""
-
-Verify = Callable[[bytes], Verification]
-"""Verifies one envelope (signatures, schema, authority); typically
-``lambda b: trust.verify_record(root, b, now)``."""
-
-
-# --- values -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LogRef:
-    """Names one log: the records ``node`` authored in ``partnership``, under ``origin``."""
-
-    partnership: str
-    node: str
-    origin: str
-
-    def __str__(self) -> str:
-        return self.origin
-
-
-@dataclass(frozen=True, slots=True)
-class TreeHead:
-    """Size and root of a log's tree."""
-
-    size: int
-    root: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One log entry: the exact envelope bytes at ``index``."""
-
-    index: int
-    record_id: str
-    envelope: bytes
-    appended_at: datetime
-
-    @property
-    def leaf_hash(self) -> bytes:
-        return merkle.leaf_hash(self.envelope)
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """What an append did: ``appended`` new entries, ``present`` already held."""
-
-    log: LogRef
-    start: int
-    appended: int
-    present: int
-    size: int
-    root: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCheckpoint:
-    """A signed checkpoint note as stored, with the size and root it commits to."""
-
-    size: int
-    root: bytes
-    note: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class TrustMark:
-    """A partnership's trust-root version and the SHA-256 (hex) of that root document."""
-
-    partnership: str
-    version: int
-    digest: str
-
-    def describe(self) -> str:
-        return f"version {self.version} (sha256 {self.digest[:12]})"
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedRecord:
-    """A row of the record index: where a record sits and what it is."""
-
-    record_id: str
-    kind: str
-    key: str
-    author: str
-    supersedes: str | None
-    partnership: str
-    log: LogRef
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class RecordQuery:
-    """A lookup in the record index; the set fields are ANDed together."""
-
-    record_id: str | None = None
-    kind: str | None = None
-    key: str | None = None
-    partnership: str | None = None
-    supersedes: str | None = None
 
 
 # --- input checks -----------------------------------------------------------------

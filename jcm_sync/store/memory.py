@@ -20,21 +20,23 @@ from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.store.base import (
     AppendPlan,
     AppendState,
-    Coord,
     EntryRow,
-    LogRef,
     PreparedEntry,
-    RecordQuery,
     RecordRow,
     StoreBase,
-    StoredCheckpoint,
-    TrustMark,
     check_head,
     duplicate_error,
     plan_append,
     plan_trust_marks,
     rows_past_head_error,
     state_reads,
+)
+from jcm_sync.store.values import (
+    Coord,
+    LogRef,
+    RecordQuery,
+    StoredCheckpoint,
+    TrustMark,
 )
 
 __all__ = ["MemoryStore"]

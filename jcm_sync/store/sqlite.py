@@ -53,15 +53,10 @@ from jcm_sync.store.base import (
     SQL_UPDATE_HEAD,
     AppendPlan,
     AppendState,
-    Coord,
     EntryRow,
-    LogRef,
     PreparedEntry,
-    RecordQuery,
     RecordRow,
     StoreBase,
-    StoredCheckpoint,
-    TrustMark,
     append_rows,
     check_head,
     check_schema_version,
@@ -74,6 +69,13 @@ from jcm_sync.store.base import (
     schema_ddl,
     state_reads,
     trust_marks_from,
+)
+from jcm_sync.store.values import (
+    Coord,
+    LogRef,
+    RecordQuery,
+    StoredCheckpoint,
+    TrustMark,
 )
 
 __all__ = ["SqliteStore", "path_of_url"]
