@@ -1,37 +1,87 @@
 """The one error tree of jcm-sync.
 
-Library code raises these typed errors, by cause; only the edges present them:
-the CLI maps them to a message and an exit code (``cli.py``), the HTTP server to a
-status and an ``application/problem+json`` body (``net/server.py``). Foreign
-exceptions (msgspec, cryptography, sqlite3, asyncpg, aiohttp) are translated once,
-in the adapter that calls the foreign library, so nothing above it sees them.
+Library code raises these typed errors, by cause; only the edges present them: the CLI
+maps them to a message and an exit code (``cli/__init__.py``), the HTTP server to a
+status and an ``application/problem+json`` body (``net/server.py``). Foreign exceptions
+(msgspec, cryptography, sqlite3, asyncpg, aiohttp) are translated once, in the adapter
+that calls the foreign library, and kept as the ``__cause__`` (``raise … from exc``) so
+``diagnostics()`` can show them. Every class lives here, so the whole tree is one file:
 
 ::
 
-    JcmSyncError                    base; diagnostics() gives the full text
-    ├── BadDataError                input is malformed: JSON, PEM, schema, sizes
-    │   ├── RecordError             a record field is invalid (names the field)
-    │   ├── KeyFormatError          a key file or key string cannot be read
-    │   └── EnvelopeFormatError     a DSSE envelope is not well formed
-    ├── UntrustedError              well formed, but not evidence we may accept
-    │   ├── SignatureError          a signature does not verify
-    │   ├── UnknownKeyError         signed by no key the trust root knows
-    │   ├── AuthorityError          signer may not author this kind or side
-    │   ├── ThresholdError          not enough of the required signatures
-    │   ├── ExpiredError            trust root or key outside its validity
-    │   ├── RevokedKeyError         signed by a key revoked before we received it
-    │   └── RotationError           a new trust root does not chain from the old
-    │       └── RollbackError       an older or different root than the store trusted
-    ├── ConflictError               contradicts what we already hold
-    │   └── ForkError               a log history that differs from one we hold
-    ├── NotFoundError               asked for something that does not exist
-    ├── StoreError                  the store failed or holds corrupt data
-    │   └── CorruptStoreError       a stored row does not check out
-    ├── TransportError              the network or the peer failed
-    └── ConfigError                 a configuration file or override is wrong
+    JcmSyncError                        base; diagnostics(): what, where, cause, next step
+    ├── BadDataError                    input is malformed: JSON, PEM, schema, sizes
+    │   ├── RecordError                 a record field is invalid (names the field)
+    │   ├── KeyFormatError              a key file or key string cannot be read
+    │   ├── EnvelopeFormatError         a DSSE envelope is not well formed
+    │   ├── NoteFormatError             a C2SP signed note is not well formed
+    │   ├── CheckpointFormatError       a tlog-checkpoint body is not well formed
+    │   ├── BodyTooLargeError           an HTTP body over the hub's limit (413)
+    │   ├── UnsupportedContentError     an HTTP body of the wrong media type (415)
+    │   │   └── UnsupportedEncodingError   a body sent with a Content-Encoding
+    │   ├── BatchTooLargeError          a push or page larger than the batch limit
+    │   └── BadParameterError           a query parameter out of range
+    │       └── PastLogSizeError        asked beyond the log's size
+    ├── UntrustedError                  well formed, but not evidence we may accept
+    │   ├── SignatureError              a signature does not verify
+    │   ├── UnknownKeyError             signed by no key the trust root knows
+    │   ├── AuthorityError              signer may not author this kind or side
+    │   │   └── ForbiddenError          a caller acting outside its partnership or log
+    │   ├── ThresholdError              not enough of the required signatures
+    │   ├── ExpiredError                trust root or key outside its validity
+    │   ├── RevokedKeyError             signed by a key revoked before we received it
+    │   ├── RotationError               a new trust root does not chain from the old
+    │   │   └── RollbackError           an older or different root than the store trusted
+    │   ├── AmbiguousKeyError           two trusted keys share a note key name and id
+    │   ├── WrongOriginError            a checkpoint of another log than the one asked
+    │   └── RequestSignatureError       an RFC 9421 request signature is refused (401)
+    │       ├── SignatureMismatchError  the signature does not cover what was sent
+    │       │   └── WrongTargetError    signed for another method, path or host
+    │       ├── ContentDigestError      the body does not match Content-Digest
+    │       ├── ClockSkewError          created outside the allowed window
+    │       │   └── RequestExpiredError past its expires parameter
+    │       ├── ReplayError             a nonce already seen
+    │       └── RequestAuthError        signer unknown, expired or not a transport key
+    ├── ConflictError                   contradicts what we already hold
+    │   ├── ForkError                   a log history that differs from one we hold
+    │   ├── CheckpointRollbackError     a checkpoint smaller than one already seen
+    │   ├── GapError                    a push that does not start at the hub's size
+    │   └── QuarantineError             a record touching units under discrepancy
+    ├── NotFoundError                   asked for something that does not exist
+    ├── StoreError                      the store failed or holds corrupt data
+    │   └── CorruptStoreError           a stored row does not check out
+    ├── TransportError                  the network or the peer failed
+    │   └── PeerRefusedError            the hub answered with problem+json
+    ├── TooManyRequestsError            over a rate or connection limit (429/503)
+    ├── NonceCacheFullError             the replay cache is full: refuse, never forget
+    └── ConfigError                     a configuration file or override is wrong
+
+Each class may set ``next_step``: the operator's next move, which ``diagnostics()``
+appends (the CLI prints it; the hub logs it).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
+
+
+class ProblemDetails(Protocol):
+    """What ``PeerRefusedError`` reads of an RFC 9457 body (``core.wire.Problem``)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def where(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
 
 
 class JcmSyncError(Exception):
@@ -43,6 +93,8 @@ class JcmSyncError(Exception):
 
     #: short stable name of the cause, used as the problem type suffix
     code = "error"
+    #: what the operator can do next; ``diagnostics()`` ends with it
+    next_step = ""
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         super().__init__(message)
@@ -59,6 +111,8 @@ class JcmSyncError(Exception):
         while cause is not None:
             lines.append(f"  caused by: {type(cause).__name__}: {cause}")
             cause = cause.__cause__
+        if self.next_step:
+            lines.append(f"  next step: {self.next_step}")
         return "\n".join(lines)
 
 
@@ -66,24 +120,35 @@ class BadDataError(JcmSyncError):
     """Input is malformed: not JSON, not PEM, wrong schema, out of range."""
 
     code = "bad-data"
+    next_step = "correct the input named above and send it again; nothing of it was stored"
 
 
 class RecordError(BadDataError):
     """A record does not satisfy the schema; ``where`` names the field."""
 
     code = "bad-record"
+    next_step = (
+        "correct the named field, sign the record again (`jcm-sync record sign`) and resubmit"
+    )
 
 
 class KeyFormatError(BadDataError):
     """A key file or key string cannot be read."""
 
     code = "bad-key"
+    next_step = (
+        "check the key file: `jcm-sync key show FILE` reads it; a new key comes from "
+        "`jcm-sync key generate`"
+    )
 
 
 class EnvelopeFormatError(BadDataError):
     """A DSSE envelope is not well formed or has the wrong payload type."""
 
     code = "bad-envelope"
+    next_step = (
+        "the file is not a signed record envelope; sign the record with `jcm-sync record sign`"
+    )
 
 
 class UntrustedError(JcmSyncError):
@@ -96,30 +161,50 @@ class SignatureError(UntrustedError):
     """A signature does not verify."""
 
     code = "bad-signature"
+    next_step = (
+        "the bytes were altered or signed with another key; `jcm-sync record verify FILE` "
+        "shows which signature fails; ask the signer to sign again"
+    )
 
 
 class UnknownKeyError(UntrustedError):
     """Signed by no key the trust root knows (or none at all)."""
 
     code = "unknown-key"
+    next_step = (
+        "`jcm-sync trust show` lists the keys this node trusts; a new key must be added by "
+        "a trust root rotation (`jcm-sync trust rotate`)"
+    )
 
 
 class AuthorityError(UntrustedError):
     """The signer exists but may not author this kind of record or this side."""
 
     code = "not-authorised"
+    next_step = (
+        "the signer's role may not author this record kind or side; have the authorised "
+        "secretariat sign it (`jcm-sync trust show` lists the roles)"
+    )
 
 
 class ThresholdError(UntrustedError):
     """Fewer valid signatures than the rule requires."""
 
     code = "threshold-not-met"
+    next_step = (
+        "collect the missing signatures (`jcm-sync trust sign`) until the threshold the "
+        "trust root names is met"
+    )
 
 
 class ExpiredError(UntrustedError):
     """A trust root or key is used outside its validity window."""
 
     code = "expired"
+    next_step = (
+        "the key or trust root is outside its validity; rotate to a current one (`jcm-sync "
+        "trust rotate`)"
+    )
 
 
 class RevokedKeyError(UntrustedError):
@@ -127,18 +212,29 @@ class RevokedKeyError(UntrustedError):
     (docs/adr/0018-revocation-by-receipt.md): not expiry, but withdrawal after compromise."""
 
     code = "key-revoked"
+    next_step = (
+        "the key was revoked before this record arrived; re-sign the record with a current key"
+    )
 
 
 class RotationError(UntrustedError):
     """A new trust root does not chain from the one we hold."""
 
     code = "bad-rotation"
+    next_step = (
+        "the new trust root must be signed by the threshold of the current one (`jcm-sync "
+        "trust verify` shows the chain)"
+    )
 
 
 class RollbackError(RotationError):
     """A trust root older than, or different from, the one this store already trusted."""
 
     code = "trust-root-rollback"
+    next_step = (
+        "the store already trusts the newer root named above; start from that root's chain,"
+        " never an older one (`jcm-sync trust show`)"
+    )
 
 
 class ConflictError(JcmSyncError):
@@ -151,33 +247,279 @@ class ForkError(ConflictError):
     """A log history that differs from one we already hold: evidence of a fork."""
 
     code = "fork"
+    next_step = (
+        "this is evidence of a forked log: both checkpoints are kept; see `jcm-sync alarm "
+        "list` and tell the other secretariat before clearing it"
+    )
 
 
 class NotFoundError(JcmSyncError):
     """The requested record, entry or file does not exist."""
 
     code = "not-found"
+    next_step = (
+        "check the name or index; `jcm-sync log show` and `jcm-sync status` list what this "
+        "node holds"
+    )
 
 
 class StoreError(JcmSyncError):
     """The store failed."""
 
     code = "store"
+    next_step = (
+        "check that the database is reachable and has space; the operation can be retried, "
+        "nothing acknowledged was lost"
+    )
 
 
 class CorruptStoreError(StoreError):
     """A stored row does not check out (bad hash length, truncated bytes, ...)."""
 
     code = "corrupt-store"
+    next_step = (
+        "a stored row fails its check: restore the store from a backup or re-pull the log, "
+        "then run `jcm-sync log verify`"
+    )
 
 
 class TransportError(JcmSyncError):
     """The network or the peer failed."""
 
     code = "transport"
+    next_step = (
+        "check the hub URL in [hub] and the network; the agent retries by itself with back-off"
+    )
 
 
 class ConfigError(JcmSyncError):
     """A configuration file or environment override is wrong."""
 
     code = "config"
+    next_step = "correct the configuration file or environment override named above and start again"
+
+
+# ---------------------------------------------------------------------------------------------
+# Signed notes and checkpoints (core/checkpoint.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class NoteFormatError(BadDataError):
+    """A signed note is not well formed (encoding, blank line, signature line syntax)."""
+
+    code = "bad-note"
+
+
+class CheckpointFormatError(BadDataError):
+    """A checkpoint body is not well formed (line count, size, root hash)."""
+
+    code = "bad-checkpoint"
+
+
+class AmbiguousKeyError(UntrustedError):
+    """Two different known keys share a key name and key ID, and the note names that pair.
+
+    This only happens if someone tampered with the list of trusted keys; we cannot tell which
+    key was meant, so we give up rather than guess (as Go's note package does).
+    """
+
+    code = "ambiguous-key"
+
+
+class WrongOriginError(UntrustedError):
+    """A well-signed checkpoint of a different log than the one we asked about."""
+
+    code = "wrong-origin"
+
+
+class CheckpointRollbackError(ConflictError):
+    """A checkpoint smaller than one already signed or verified for the same log."""
+
+    code = "rollback"
+    next_step = (
+        "the peer serves an older checkpoint than one already seen: keep both as evidence "
+        "and compare with `jcm-sync status`"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Request signatures, RFC 9421 (net/auth.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class RequestSignatureError(UntrustedError):
+    """A request's signature is missing, malformed, incomplete or does not verify."""
+
+    code = "bad-request-signature"
+
+
+class SignatureMismatchError(RequestSignatureError):
+    """The signature is well formed but does not verify under the key it names."""
+
+
+class WrongTargetError(SignatureMismatchError):
+    """The request was signed for another origin than the one this hub serves."""
+
+    code = "wrong-target"
+
+
+class ContentDigestError(RequestSignatureError):
+    """The body does not match the signed Content-Digest."""
+
+    code = "content-digest-mismatch"
+
+
+class ClockSkewError(RequestSignatureError):
+    """The request was signed outside the accepted time window."""
+
+    code = "clock-skew"
+
+
+class RequestExpiredError(ClockSkewError):
+    """The request signature's ``expires`` time has passed."""
+
+    code = "request-expired"
+
+
+class ReplayError(RequestSignatureError):
+    """The request's nonce was already used: a replayed request."""
+
+    code = "replay"
+
+
+class NonceCacheFullError(JcmSyncError):
+    """The replay cache is full; the request is refused for now, not judged (a 503).
+
+    ``retry_after`` is the number of seconds until the oldest nonce is forgotten.
+    """
+
+    code = "replay-cache-full"
+    next_step = "the hub is under a replay flood; retry later, and check `/metrics` for the caller"
+
+    def __init__(self, message: str, *, retry_after: float, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.retry_after = retry_after
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub's HTTP edge (net/server.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class TooManyRequestsError(JcmSyncError):
+    code = "too-many-requests"
+
+
+class BodyTooLargeError(BadDataError):
+    code = "body-too-large"
+
+
+class UnsupportedContentError(BadDataError):
+    """A body the hub does not read as sent (415, ADR 0015)."""
+
+    code = "unsupported-media-type"
+
+
+class UnsupportedEncodingError(UnsupportedContentError):
+    """A body sent with a Content-Encoding: the digest must cover the bytes as sent, so
+    the hub reads no encoded body (ADR 0015)."""
+
+    code = "unsupported-encoding"
+
+
+class RequestAuthError(RequestSignatureError):
+    """A request whose signer is unknown, expired or not a transport key (401); keeps
+    the cause's code as its problem type."""
+
+    def __init__(self, cause: JcmSyncError) -> None:
+        super().__init__(cause.message, where=cause.where)
+        self.code = cause.code
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub client (net/client.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class PeerRefusedError(TransportError):
+    """The hub answered with a problem+json refusal; ``retry_after`` is its
+    ``Retry-After`` in seconds (None without one)."""
+
+    def __init__(self, problem: ProblemDetails, retry_after: float | None = None) -> None:
+        wait = "" if retry_after is None else f"; retry after {retry_after:.0f} s"
+        # the hub logs the cause under this id: an operator quotes it to Japan's
+        rid = f" [hub request {problem.request_id}]" if problem.request_id else ""
+        super().__init__(
+            f"hub refused ({problem.status} {problem.code}): "
+            f"{problem.detail or problem.title}{wait}{rid}",
+            where=problem.where or None,
+        )
+        self.problem = problem
+        self.code = problem.code or "refused"
+        self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        return self.problem.status
+
+
+# ---------------------------------------------------------------------------------------------
+# Japan's hub (services/hub.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class ForbiddenError(AuthorityError):
+    """The caller may not do this (403)."""
+
+    code = "forbidden"
+
+
+class GapError(ConflictError):
+    """A push that starts past the replica's size; ``size`` says where to resume."""
+
+    code = "gap"
+    next_step = (
+        "the agent resumes from the hub's size by itself; if it repeats, compare both logs "
+        "with `jcm-sync status`"
+    )
+
+    def __init__(self, message: str, *, size: int, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.size = size
+
+
+class BatchTooLargeError(BadDataError):
+    code = "batch-too-large"
+
+
+class BadParameterError(BadDataError):
+    """A query parameter that is not ASCII digits, too large, or inconsistent with
+    another (400)."""
+
+    code = "bad-parameter"
+
+
+class PastLogSizeError(BadParameterError):
+    """A position (``start``, ``index``, ``old``, ``new``, ``size``) past the log's size
+    (400); ``size`` is the log's size when it was refused."""
+
+    code = "past-log-size"
+
+    def __init__(self, message: str, *, size: int, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.size = size
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation (core/reconcile/quarantine.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class QuarantineError(ConflictError):
+    """A transaction moves credits an open discrepancy holds in quarantine."""
+
+    code = "quarantined"
+    next_step = (
+        "the units are under an open discrepancy: `jcm-sync reconcile status` lists it; "
+        "resolve it (`jcm-sync reconcile resolve`) first"
+    )

@@ -12,22 +12,19 @@ from hypothesis import strategies as st
 
 from jcm_sync.core import checkpoint as cpm
 from jcm_sync.core import merkle
-from jcm_sync.core.checkpoint import (
-    AmbiguousKeyError,
-    Checkpoint,
-    CheckpointFormatError,
-    NoteFormatError,
-    RollbackError,
-    Verifier,
-    WrongOriginError,
-)
+from jcm_sync.core.checkpoint import Checkpoint, Verifier
 from jcm_sync.errors import (
+    AmbiguousKeyError,
+    CheckpointFormatError,
+    CheckpointRollbackError,
     ConflictError,
     ForkError,
     JcmSyncError,
     KeyFormatError,
+    NoteFormatError,
     SignatureError,
     UnknownKeyError,
+    WrongOriginError,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -563,7 +560,7 @@ def test_growth_with_a_valid_proof_is_accepted(data: st.DataObject) -> None:
     ("previous", "new", "proof", "error", "message"),
     [
         (_cp(7), Checkpoint(ORIGIN, 7, bytes(32)), [], ForkError, "two different root hashes"),
-        (_cp(7), _cp(6), [], RollbackError, "smaller than the 7"),
+        (_cp(7), _cp(6), [], CheckpointRollbackError, "smaller than the 7"),
         (_cp(7), _cp(9), [], ForkError, "from tree size 7 to 9"),
         (
             _cp(7),

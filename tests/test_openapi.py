@@ -23,63 +23,57 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from jcm_sync.core import wire
-from jcm_sync.core.checkpoint import (
-    AmbiguousKeyError,
-    CheckpointFormatError,
-    NoteFormatError,
-    RollbackError,
-    WrongOriginError,
-)
 from jcm_sync.errors import (
+    AmbiguousKeyError,
     AuthorityError,
     BadDataError,
+    BadParameterError,
+    BatchTooLargeError,
+    BodyTooLargeError,
+    CheckpointFormatError,
+    CheckpointRollbackError,
+    ClockSkewError,
     ConflictError,
+    ContentDigestError,
     CorruptStoreError,
     EnvelopeFormatError,
     ExpiredError,
+    ForbiddenError,
     ForkError,
+    GapError,
     JcmSyncError,
+    NonceCacheFullError,
+    NoteFormatError,
     NotFoundError,
+    PastLogSizeError,
     RecordError,
+    ReplayError,
+    RequestAuthError,
+    RequestExpiredError,
+    RequestSignatureError,
     RevokedKeyError,
     SignatureError,
     StoreError,
     ThresholdError,
+    TooManyRequestsError,
     UnknownKeyError,
+    UnsupportedContentError,
+    UnsupportedEncodingError,
     UntrustedError,
-)
-from jcm_sync.local.config import load_config
-from jcm_sync.net.auth import (
-    ClockSkewError,
-    ContentDigestError,
-    NonceCacheFullError,
-    ReplayError,
-    RequestExpiredError,
-    RequestSignatureError,
+    WrongOriginError,
     WrongTargetError,
 )
+from jcm_sync.local.config import load_config
 from jcm_sync.net.guard import parser_refusal
 from jcm_sync.net.ops import OpsServer
 from jcm_sync.net.server import (
     REQUEST_ID_HEADER,
-    BodyTooLargeError,
     HubServer,
-    RequestAuthError,
     ServerSettings,
-    TooManyRequestsError,
-    UnsupportedContentError,
-    UnsupportedEncodingError,
     check_content,
     status_of,
 )
-from jcm_sync.services.hub import (
-    BadParameterError,
-    BatchTooLargeError,
-    ForbiddenError,
-    GapError,
-    Hub,
-    PastLogSizeError,
-)
+from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import provision
 
@@ -285,7 +279,7 @@ CODES: list[tuple[JcmSyncError | str, int]] = [
     (GapError("x", size=1), 409),
     (ForkError("x"), 409),
     (ConflictError("x"), 409),
-    (RollbackError("x"), 409),
+    (CheckpointRollbackError("x"), 409),
     (BodyTooLargeError("x"), 413),
     (BatchTooLargeError("x"), 413),
     (UnsupportedEncodingError("x"), 415),

@@ -76,13 +76,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import (
+    AmbiguousKeyError,
     BadDataError,
+    CheckpointFormatError,
+    CheckpointRollbackError,
     ConflictError,
     ForkError,
     KeyFormatError,
+    NoteFormatError,
     SignatureError,
     UnknownKeyError,
-    UntrustedError,
+    WrongOriginError,
 )
 
 __all__ = [
@@ -90,17 +94,12 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
-    "AmbiguousKeyError",
     "Checkpoint",
-    "CheckpointFormatError",
     "Note",
-    "NoteFormatError",
     "NoteSignature",
     "OpenedNote",
-    "RollbackError",
     "VerifiedCheckpoint",
     "Verifier",
-    "WrongOriginError",
     "add_signature",
     "check_append_only",
     "format_body",
@@ -121,40 +120,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Errors specific to notes and checkpoints (the tree is drawn in jcm_sync/errors.py)
 # ---------------------------------------------------------------------------------------------
-
-
-class NoteFormatError(BadDataError):
-    """A signed note is not well formed (encoding, blank line, signature line syntax)."""
-
-    code = "bad-note"
-
-
-class CheckpointFormatError(BadDataError):
-    """A checkpoint body is not well formed (line count, size, root hash)."""
-
-    code = "bad-checkpoint"
-
-
-class AmbiguousKeyError(UntrustedError):
-    """Two different known keys share a key name and key ID, and the note names that pair.
-
-    This only happens if someone tampered with the list of trusted keys; we cannot tell which
-    key was meant, so we give up rather than guess (as Go's note package does).
-    """
-
-    code = "ambiguous-key"
-
-
-class WrongOriginError(UntrustedError):
-    """A well-signed checkpoint of a different log than the one we asked about."""
-
-    code = "wrong-origin"
-
-
-class RollbackError(ConflictError):
-    """A checkpoint smaller than one already signed or verified for the same log."""
-
-    code = "rollback"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -760,7 +725,7 @@ def check_append_only(previous: Checkpoint | None, new: Checkpoint, proof: Seque
 
     - no previous checkpoint: anything is accepted (the proof is not looked at);
     - another origin: ``ConflictError`` (this is not the same log);
-    - smaller size: ``RollbackError``, a ``ConflictError``: the log would move backwards;
+    - smaller size: ``CheckpointRollbackError``, a ``ConflictError``: the log would move backwards;
     - same size: the roots must be equal, else ``ForkError`` (the proof is not looked at);
     - larger size: ``proof`` must be a valid RFC 9162 consistency proof, else ``ForkError``.
     """
@@ -772,7 +737,7 @@ def check_append_only(previous: Checkpoint | None, new: Checkpoint, proof: Seque
         )
     where = f"log {new.origin}"
     if new.size < previous.size:
-        raise RollbackError(
+        raise CheckpointRollbackError(
             f"tree size {new.size} is smaller than the {previous.size} already seen", where=where
         )
     if new.size == previous.size:

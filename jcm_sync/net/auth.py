@@ -98,10 +98,18 @@ from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
+    ClockSkewError,
+    ContentDigestError,
     ExpiredError,
     JcmSyncError,
+    NonceCacheFullError,
+    ReplayError,
+    RequestExpiredError,
+    RequestSignatureError,
+    SignatureMismatchError,
     UnknownKeyError,
     UntrustedError,
+    WrongTargetError,
 )
 
 DEFAULT_WINDOW: Final = 300
@@ -122,59 +130,6 @@ _SIGNING_HEADERS: Final = frozenset({"content-digest", "signature-input", "signa
 
 
 # --- errors -----------------------------------------------------------------------
-
-
-class RequestSignatureError(UntrustedError):
-    """A request's signature is missing, malformed, incomplete or does not verify."""
-
-    code = "bad-request-signature"
-
-
-class SignatureMismatchError(RequestSignatureError):
-    """The signature is well formed but does not verify under the key it names."""
-
-
-class WrongTargetError(SignatureMismatchError):
-    """The request was signed for another origin than the one this hub serves."""
-
-    code = "wrong-target"
-
-
-class ContentDigestError(RequestSignatureError):
-    """The body does not match the signed Content-Digest."""
-
-    code = "content-digest-mismatch"
-
-
-class ClockSkewError(RequestSignatureError):
-    """The request was signed outside the accepted time window."""
-
-    code = "clock-skew"
-
-
-class RequestExpiredError(ClockSkewError):
-    """The request signature's ``expires`` time has passed."""
-
-    code = "request-expired"
-
-
-class ReplayError(RequestSignatureError):
-    """The request's nonce was already used: a replayed request."""
-
-    code = "replay"
-
-
-class NonceCacheFullError(JcmSyncError):
-    """The replay cache is full; the request is refused for now, not judged (a 503).
-
-    ``retry_after`` is the number of seconds until the oldest nonce is forgotten.
-    """
-
-    code = "replay-cache-full"
-
-    def __init__(self, message: str, *, retry_after: float, where: str | None = None) -> None:
-        super().__init__(message, where=where)
-        self.retry_after = retry_after
 
 
 # --- who is calling ---------------------------------------------------------------

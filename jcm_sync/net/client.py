@@ -34,35 +34,13 @@ from jcm_sync.core.wire import (
     PushResponse,
     encoder,
 )
-from jcm_sync.errors import ConfigError, TransportError
+from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
 from jcm_sync.net.auth import RequestSigner, SigningMiddleware
 
 T = TypeVar("T")
 
 MAX_RESPONSE = 64 * 1024 * 1024
 """Default limit on one answer's body (bytes). A page of 1,000 entries is a few MB."""
-
-
-class PeerRefusedError(TransportError):
-    """The hub answered with a problem+json refusal; ``retry_after`` is its
-    ``Retry-After`` in seconds (None without one)."""
-
-    def __init__(self, problem: Problem, retry_after: float | None = None) -> None:
-        wait = "" if retry_after is None else f"; retry after {retry_after:.0f} s"
-        # the hub logs the cause under this id: an operator quotes it to Japan's
-        rid = f" [hub request {problem.request_id}]" if problem.request_id else ""
-        super().__init__(
-            f"hub refused ({problem.status} {problem.code}): "
-            f"{problem.detail or problem.title}{wait}{rid}",
-            where=problem.where or None,
-        )
-        self.problem = problem
-        self.code = problem.code or "refused"
-        self.retry_after = retry_after
-
-    @property
-    def status(self) -> int:
-        return self.problem.status
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

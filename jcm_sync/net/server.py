@@ -79,19 +79,28 @@ from jcm_sync.core.wire import (
 )
 from jcm_sync.errors import (
     BadDataError,
+    BadParameterError,
+    BodyTooLargeError,
     ConflictError,
+    ForbiddenError,
     ForkError,
+    GapError,
     JcmSyncError,
+    NonceCacheFullError,
     NotFoundError,
+    PastLogSizeError,
     RecordError,
+    RequestAuthError,
+    RequestSignatureError,
     StoreError,
+    TooManyRequestsError,
+    UnsupportedContentError,
+    UnsupportedEncodingError,
     UntrustedError,
 )
 from jcm_sync.net.auth import (
     Authenticated,
     Caller,
-    NonceCacheFullError,
-    RequestSignatureError,
     RequestVerifier,
     authenticate_aiohttp_request,
     own_origin,
@@ -103,13 +112,7 @@ from jcm_sync.net.guard import (
     GuardSettings,
     authenticated,
 )
-from jcm_sync.services.hub import (
-    BadParameterError,
-    ForbiddenError,
-    GapError,
-    Hub,
-    PastLogSizeError,
-)
+from jcm_sync.services.hub import Hub
 from jcm_sync.store.values import MAX_INDEX
 
 log = logging.getLogger("jcm_sync.server")
@@ -127,36 +130,6 @@ INTERNAL_ERROR = "the hub could not answer; its log has the details under this r
 CALLER_KEY = web.RequestKey("caller", Caller)
 BODY_KEY = web.RequestKey("body", bytes)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class TooManyRequestsError(JcmSyncError):
-    code = "too-many-requests"
-
-
-class BodyTooLargeError(BadDataError):
-    code = "body-too-large"
-
-
-class UnsupportedContentError(BadDataError):
-    """A body the hub does not read as sent (415, ADR 0015)."""
-
-    code = "unsupported-media-type"
-
-
-class UnsupportedEncodingError(UnsupportedContentError):
-    """A body sent with a Content-Encoding: the digest must cover the bytes as sent, so
-    the hub reads no encoded body (ADR 0015)."""
-
-    code = "unsupported-encoding"
-
-
-class RequestAuthError(RequestSignatureError):
-    """A request whose signer is unknown, expired or not a transport key (401); keeps
-    the cause's code as its problem type."""
-
-    def __init__(self, cause: JcmSyncError) -> None:
-        super().__init__(cause.message, where=cause.where)
-        self.code = cause.code
 
 
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -57,9 +57,9 @@ from typing import Any
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
-from jcm_sync.errors import ForkError, JcmSyncError, TransportError
+from jcm_sync.errors import ForkError, JcmSyncError, PeerRefusedError, TransportError
 from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
-from jcm_sync.net.client import HubClient, PeerRefusedError
+from jcm_sync.net.client import HubClient
 from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.node import Node, PartnershipLogs
 from jcm_sync.store import Entry, LogRef

@@ -80,9 +80,13 @@ from jcm_sync.core.wire import (
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
-    ConflictError,
+    BadParameterError,
+    BatchTooLargeError,
+    ForbiddenError,
     ForkError,
+    GapError,
     JcmSyncError,
+    PastLogSizeError,
 )
 from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
 from jcm_sync.net.auth import Caller
@@ -94,44 +98,6 @@ from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Ver
 log = logging.getLogger("jcm_sync.services.hub")
 
 MAX_PAGE = 1000
-
-
-class ForbiddenError(AuthorityError):
-    """The caller may not do this (403)."""
-
-    code = "forbidden"
-
-
-class GapError(ConflictError):
-    """A push that starts past the replica's size; ``size`` says where to resume."""
-
-    code = "gap"
-
-    def __init__(self, message: str, *, size: int, where: str | None = None) -> None:
-        super().__init__(message, where=where)
-        self.size = size
-
-
-class BatchTooLargeError(BadDataError):
-    code = "batch-too-large"
-
-
-class BadParameterError(BadDataError):
-    """A query parameter that is not ASCII digits, too large, or inconsistent with
-    another (400)."""
-
-    code = "bad-parameter"
-
-
-class PastLogSizeError(BadParameterError):
-    """A position (``start``, ``index``, ``old``, ``new``, ``size``) past the log's size
-    (400); ``size`` is the log's size when it was refused."""
-
-    code = "past-log-size"
-
-    def __init__(self, message: str, *, size: int, where: str | None = None) -> None:
-        super().__init__(message, where=where)
-        self.size = size
 
 
 @dataclass

@@ -261,7 +261,7 @@ async def test_an_agent_refusal_names_the_hubs_request_id(
 ) -> None:
     """A refusal seen by an agent carries the hub's request id in its message, and the
     hub's log line of that refusal carries the same id: what an operator quotes to Japan."""
-    from jcm_sync.net.client import PeerRefusedError
+    from jcm_sync.errors import PeerRefusedError
 
     agent = await network.agent("MN")
     client = network.syncer(agent).client

@@ -11,8 +11,7 @@ import pytest
 
 from jcm_sync.cli import main
 from jcm_sync.core.wire import PushRequest
-from jcm_sync.errors import ForkError, TransportError
-from jcm_sync.net.client import PeerRefusedError
+from jcm_sync.errors import ForkError, PeerRefusedError, TransportError
 from jcm_sync.services.sample import partnership_records
 from tests.exchange.conftest import Running
 

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from yarl import URL
 
-from jcm_sync.errors import TransportError
-from jcm_sync.net.client import HubClient, PeerRefusedError
+from jcm_sync.errors import PeerRefusedError, TransportError
+from jcm_sync.net.client import HubClient
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.node import Node
 from tests.exchange.conftest import Running

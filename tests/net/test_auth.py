@@ -26,22 +26,27 @@ from hypothesis import strategies as st
 
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import ROLES, TrustRoot
-from jcm_sync.errors import AuthorityError, ExpiredError, UnknownKeyError, UntrustedError
-from jcm_sync.net.auth import (
-    COVERED_COMPONENTS,
-    Caller,
+from jcm_sync.errors import (
+    AuthorityError,
     ClockSkewError,
     ContentDigestError,
-    NonceCache,
+    ExpiredError,
     NonceCacheFullError,
     ReplayError,
     RequestExpiredError,
     RequestSignatureError,
+    SignatureMismatchError,
+    UnknownKeyError,
+    UntrustedError,
+    WrongTargetError,
+)
+from jcm_sync.net.auth import (
+    COVERED_COMPONENTS,
+    Caller,
+    NonceCache,
     RequestSigner,
     RequestVerifier,
-    SignatureMismatchError,
     SigningMiddleware,
-    WrongTargetError,
     new_nonce,
     normalise_origin,
     own_origin,

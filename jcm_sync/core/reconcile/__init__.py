@@ -55,7 +55,6 @@ from jcm_sync.core.reconcile.model import (
 )
 from jcm_sync.core.reconcile.quarantine import (
     Quarantine,
-    QuarantineError,
     check_batch,
     check_quarantine,
     quarantined_ranges,
@@ -63,6 +62,7 @@ from jcm_sync.core.reconcile.quarantine import (
 )
 from jcm_sync.core.reconcile.reconciler import Reconciler
 from jcm_sync.core.reconcile.snapshot import LogSnapshot, Snapshot, check_position, reconcile
+from jcm_sync.errors import QuarantineError
 
 __all__ = [
     "DEFAULT_ISSUANCE_GRACE_DAYS",

@@ -34,13 +34,7 @@ from collections.abc import Iterable, Sequence
 
 from jcm_sync.core.reconcile.model import Discrepancy, SerialRange
 from jcm_sync.core.records import Record, TransactionRecord, serial_parts
-from jcm_sync.errors import ConflictError
-
-
-class QuarantineError(ConflictError):
-    """A transaction moves credits an open discrepancy holds in quarantine."""
-
-    code = "quarantined"
+from jcm_sync.errors import QuarantineError
 
 
 def quarantined_ranges(discrepancies: Iterable[Discrepancy]) -> list[tuple[SerialRange, str]]:
