@@ -7,13 +7,13 @@
   server settings;
 * ``memory://``: a fresh in-memory store for tests (``memory.py``).
 
-The protocol, its values and its invariants are in ``base.py``.
+The protocol and its invariants are in ``protocol.py``, its values in ``values.py``.
 """
 
 from __future__ import annotations
 
 from jcm_sync.errors import ConfigError
-from jcm_sync.store.base import Store
+from jcm_sync.store.protocol import Store
 from jcm_sync.store.values import (
     AppendResult,
     Entry,

@@ -1,48 +1,9 @@
-"""The ``Store`` protocol and the logic every store shares.
+"""The logic every store shares: pure planning, row checks, ``StoreBase`` and the SQL.
 
-Why this module exists: a node keeps its logs (DESIGN §4, §6) in SQLite, in PostgreSQL or,
-for tests, in memory. What an append means, when it is a fork, how a proof is served from
+Why this module exists: what an append means, when it is a fork, how a proof is served from
 stored nodes and which stored row is corrupt must be decided once, here, so the three
-adapters only move rows and cannot disagree.
-
-Data model
-----------
-A *log* is named by ``LogRef``: its partnership, the node whose records it holds and its
-checkpoint origin (``jcm-sync.example/JP-MN/MN``). A store holds, per log:
-
-* ``entries``: index, record id, the exact envelope bytes as received, when appended;
-* ``nodes``: the hash of every complete aligned perfect subtree, ``(level, index)`` as in
-  ``merkle`` (level 0 holds the leaf hashes), so any root and any proof takes O(log N)
-  node reads;
-* ``checkpoints``: signed notes, one per tree size;
-* ``records``: the index of records by kind and key, author and the record superseded;
-* the head: current size and root, written in the same transaction as the entries.
-
-And, per partnership, one *trust mark* (ADR 0017): the highest trust-root version the
-store has been opened with and the SHA-256 of that root document (``TrustMark``).
-
-Invariants every adapter keeps
-------------------------------
-1. An append batch (entries, their nodes, their index rows and the new head) commits in
-   one transaction or not at all; nothing is written unless every envelope verified.
-2. Entry ``i`` exists for every ``i < size`` and none for ``i >= size``; the record id of
-   an entry is SHA-256 of its envelope bytes; a record appears at most once in a log.
-3. Appending is idempotent: the same envelope at a filled index is a no-op, another
-   envelope there is a ``ForkError``; an index past the size is a gap and is refused.
-4. Every perfect subtree of ``[0, size)`` has its node; the head root equals the root
-   folded from the frontier nodes (checked on every append).
-5. A checkpoint is stored only if its origin is the log's and its (size, root) is the
-   stored tree's: a store never holds two checkpoints that disagree.
-6. Every row read is checked (hash lengths, record id against the bytes, contiguity);
-   a row that does not check out raises ``CorruptStoreError`` saying which and where.
-   Foreign exceptions (sqlite3, asyncpg) are translated in the adapter into ``StoreError``.
-7. A trust mark only rises (``advance_trust_marks``): all the offered chains are judged
-   against the held marks inside one write transaction (``plan_trust_marks``); an older
-   version, or another document at the held version, is a ``RollbackError`` and nothing
-   is written; the marks that rise are written together.
-8. ``SCHEMA_VERSION`` counts layouts: opening a database of an older layout adds what is
-   missing (every DDL statement is ``IF NOT EXISTS``) and records the new version; a
-   newer one is refused, so an older jcm-sync cannot run on a store it would not guard.
+adapters (memory, SQLite, PostgreSQL) only move rows and cannot disagree. The rules they
+keep are numbered in ``protocol.py``.
 
 The pure parts (``prepare_batch``, ``plan_append``, the row decoders) take values and return
 values; ``StoreBase`` implements the ``Store`` API on a few primitive queries per adapter.
@@ -55,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, Protocol, Self
+from typing import Any, Final, NamedTuple, Self
 
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.errors import (
@@ -87,7 +48,6 @@ __all__ = [
     "AppendPlan",
     "AppendState",
     "PreparedEntry",
-    "Store",
     "StoreBase",
     "check_index",
     "plan_append",
@@ -509,144 +469,6 @@ def parse_checkpoint_note(note: bytes, *, where: str) -> checkpoint.Checkpoint:
         return checkpoint.parse_body(checkpoint.parse_note(note).text)
     except BadDataError as exc:
         raise BadDataError(f"not a signed checkpoint: {exc}", where=where) from exc
-
-
-# --- the protocol -----------------------------------------------------------------
-
-
-class Store(Protocol):
-    """Where a node keeps its logs, their tree nodes, checkpoints and record index.
-
-    Every method is a coroutine; every failure is a ``JcmSyncError``. See the module
-    docstring for the invariants each implementation keeps.
-    """
-
-    @property
-    def url(self) -> str: ...
-
-    async def close(self) -> None:
-        """Release connections and threads; the store is unusable afterwards."""
-
-    def set_clock(self, clock: Callable[[], datetime]) -> None:
-        """Stamp appended entries with ``clock`` (the node's, or the CLI's ``--at``): an
-        entry's ``appended_at`` is when this node received it, the time a revoked key is
-        judged at on re-verification (docs/adr/0018-revocation-by-receipt.md)."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(self, *exc: object) -> None: ...
-
-    async def ensure_log(self, log: LogRef) -> None:
-        """Create the log if absent; ``ConflictError`` if its origin differs from the held one."""
-
-    async def logs(self) -> list[LogRef]:
-        """Every log the store holds."""
-        ...
-
-    async def append(
-        self, log: LogRef, index: int | None, envelope: bytes, verify: Verify
-    ) -> AppendResult:
-        """Append one envelope at ``index`` (None: at the end); see ``append_entries``."""
-        ...
-
-    async def append_entries(
-        self, log: LogRef, start_index: int | None, envelopes: Sequence[bytes], verify: Verify
-    ) -> AppendResult:
-        """Verify, then append envelopes at ``start_index`` onward in one transaction.
-
-        Idempotent for entries already held; ``ForkError`` for a different one at a filled
-        index, ``ConflictError`` for a gap or a record already in the log; nothing is
-        written unless everything passes.
-        """
-        ...
-
-    async def tree_head(self, log: LogRef) -> TreeHead:
-        """Current size and root."""
-        ...
-
-    async def root_at(self, log: LogRef, size: int) -> bytes:
-        """Root of the tree of the first ``size`` entries, from O(log N) stored nodes."""
-        ...
-
-    async def entries(self, log: LogRef, start: int = 0, end: int | None = None) -> list[Entry]:
-        """Entries ``start .. end-1`` (``end`` None: to the current size)."""
-        ...
-
-    async def entry(self, log: LogRef, index: int) -> Entry:
-        """The entry at ``index``."""
-        ...
-
-    async def tree_nodes(self, log: LogRef, coords: Sequence[Coord]) -> dict[Coord, bytes]:
-        """The stored perfect-subtree hashes at these coordinates (all must exist)."""
-        ...
-
-    async def frontier(self, log: LogRef, size: int) -> merkle.Frontier:
-        """The frontier of the tree of the first ``size`` entries, from stored nodes; a
-        caller appends leaves to it to learn a future root before writing anything."""
-        ...
-
-    async def inclusion_proof(
-        self, log: LogRef, index: int, size: int | None = None
-    ) -> list[bytes]:
-        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``."""
-        ...
-
-    async def consistency_proof(
-        self, log: LogRef, old_size: int, new_size: int | None = None
-    ) -> list[bytes]:
-        """RFC 9162 consistency proof from ``old_size`` to ``new_size``."""
-        ...
-
-    async def put_checkpoint(self, log: LogRef, note: bytes) -> StoredCheckpoint:
-        """Store a checkpoint note that agrees with the stored tree (signatures are not
-        checked here); the one already held at that size is kept and returned."""
-        ...
-
-    async def checkpoint_at(self, log: LogRef, size: int) -> StoredCheckpoint:
-        """The checkpoint stored for ``size``; ``NotFoundError`` if none."""
-        ...
-
-    async def latest_checkpoint(self, log: LogRef) -> StoredCheckpoint | None:
-        """The checkpoint of the largest size, or None."""
-        ...
-
-    async def checkpoints(self, log: LogRef) -> list[StoredCheckpoint]:
-        """Every stored checkpoint, by size."""
-        ...
-
-    async def record(self, record_id: str) -> IndexedRecord:
-        """Where a record sits; ``NotFoundError`` if no log holds it."""
-        ...
-
-    async def envelope(self, record_id: str) -> bytes:
-        """The stored envelope bytes of a record."""
-        ...
-
-    async def records(
-        self, kind: str, key: str | Sequence[str], *, partnership: str | None = None
-    ) -> list[IndexedRecord]:
-        """Every version of the record of ``kind`` and natural ``key``, in log order."""
-        ...
-
-    async def latest_version(self, record_id: str) -> IndexedRecord:
-        """Follow ``supersedes`` forward to the version no other record supersedes."""
-        ...
-
-    async def endorsements(self, record_id: str) -> list[IndexedRecord]:
-        """Endorsement records that name ``record_id``."""
-        ...
-
-    async def trust_marks(self) -> dict[str, TrustMark]:
-        """The held trust mark of every partnership (rule 7)."""
-        ...
-
-    async def advance_trust_marks(
-        self, offered: Mapping[str, Sequence[TrustMark]]
-    ) -> dict[str, TrustMark]:
-        """Judge each partnership's offered trust chain (oldest first) against its held
-        mark and raise the marks, all in one transaction; ``RollbackError`` and nothing
-        written if any chain is older or different (rule 7). Returns the marks now held."""
-        ...
 
 
 # --- the shared implementation ----------------------------------------------------

@@ -25,7 +25,7 @@ Invariants and choices:
    (refused connection) with a ``StoreError``. An append whose commit was lost with its
    connection is either committed or not; the agent's retry finds out from the replica's
    size, and re-sent entries already held are a no-op.
-6. Trust marks (base rule 7) are judged and raised in one transaction holding
+6. Trust marks (protocol rule 7) are judged and raised in one transaction holding
    ``trust_marks`` in EXCLUSIVE mode (readers go on), so two hubs opening one database
    with different chains serialise.
 """

@@ -14,7 +14,7 @@ Invariants and choices:
 3. Write transactions start with ``BEGIN IMMEDIATE``: the write lock is taken before the
    head is read, so two processes appending to one file serialise instead of forking.
 4. ``sqlite3.Error`` is translated here, once, into ``StoreError`` naming the file.
-5. Trust marks (base rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
+5. Trust marks (protocol rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
    so two processes opening one file with different chains cannot both pass.
 """
 

@@ -1,0 +1,204 @@
+"""The ``Store`` protocol: the port every store adapter implements, and its rules.
+
+Why this module exists: a node keeps its logs (DESIGN §4, §6) in SQLite, in PostgreSQL or,
+for tests, in memory. The services see only this protocol, so the adapter is chosen by
+URL (``open_store``) and the rules below hold whichever it is.
+
+Data model
+----------
+A *log* is named by ``LogRef``: its partnership, the node whose records it holds and its
+checkpoint origin (``jcm-sync.example/JP-MN/MN``). A store holds, per log:
+
+* ``entries``: index, record id, the exact envelope bytes as received, when appended;
+* ``nodes``: the hash of every complete aligned perfect subtree, ``(level, index)`` as in
+  ``merkle`` (level 0 holds the leaf hashes), so any root and any proof takes O(log N)
+  node reads;
+* ``checkpoints``: signed notes, one per tree size;
+* ``records``: the index of records by kind and key, author and the record superseded;
+* the head: current size and root, written in the same transaction as the entries.
+
+And, per partnership, one *trust mark* (ADR 0017): the highest trust-root version the
+store has been opened with and the SHA-256 of that root document (``TrustMark``).
+
+Invariants every adapter keeps
+------------------------------
+1. An append batch (entries, their nodes, their index rows and the new head) commits in
+   one transaction or not at all; nothing is written unless every envelope verified.
+2. Entry ``i`` exists for every ``i < size`` and none for ``i >= size``; the record id of
+   an entry is SHA-256 of its envelope bytes; a record appears at most once in a log.
+3. Appending is idempotent: the same envelope at a filled index is a no-op, another
+   envelope there is a ``ForkError``; an index past the size is a gap and is refused.
+4. Every perfect subtree of ``[0, size)`` has its node; the head root equals the root
+   folded from the frontier nodes (checked on every append).
+5. A checkpoint is stored only if its origin is the log's and its (size, root) is the
+   stored tree's: a store never holds two checkpoints that disagree.
+6. Every row read is checked (hash lengths, record id against the bytes, contiguity);
+   a row that does not check out raises ``CorruptStoreError`` saying which and where.
+   Foreign exceptions (sqlite3, asyncpg) are translated in the adapter into ``StoreError``.
+7. A trust mark only rises (``advance_trust_marks``): all the offered chains are judged
+   against the held marks inside one write transaction (``plan_trust_marks``); an older
+   version, or another document at the held version, is a ``RollbackError`` and nothing
+   is written; the marks that rise are written together.
+8. ``SCHEMA_VERSION`` counts layouts: opening a database of an older layout adds what is
+   missing (every DDL statement is ``IF NOT EXISTS``) and records the new version; a
+   newer one is refused, so an older jcm-sync cannot run on a store it would not guard.
+
+``StoreBase`` (``base.py``) implements the protocol once, over a few primitive queries per
+adapter, so the adapters only move rows and cannot disagree on these rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol, Self
+
+from jcm_sync.core import merkle
+from jcm_sync.store.values import (
+    AppendResult,
+    Coord,
+    Entry,
+    IndexedRecord,
+    LogRef,
+    StoredCheckpoint,
+    TreeHead,
+    TrustMark,
+    Verify,
+)
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """Where a node keeps its logs, their tree nodes, checkpoints and record index.
+
+    Every method is a coroutine; every failure is a ``JcmSyncError``. See the module
+    docstring for the invariants each implementation keeps.
+    """
+
+    @property
+    def url(self) -> str: ...
+
+    async def close(self) -> None:
+        """Release connections and threads; the store is unusable afterwards."""
+
+    def set_clock(self, clock: Callable[[], datetime]) -> None:
+        """Stamp appended entries with ``clock`` (the node's, or the CLI's ``--at``): an
+        entry's ``appended_at`` is when this node received it, the time a revoked key is
+        judged at on re-verification (docs/adr/0018-revocation-by-receipt.md)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def ensure_log(self, log: LogRef) -> None:
+        """Create the log if absent; ``ConflictError`` if its origin differs from the held one."""
+
+    async def logs(self) -> list[LogRef]:
+        """Every log the store holds."""
+        ...
+
+    async def append(
+        self, log: LogRef, index: int | None, envelope: bytes, verify: Verify
+    ) -> AppendResult:
+        """Append one envelope at ``index`` (None: at the end); see ``append_entries``."""
+        ...
+
+    async def append_entries(
+        self, log: LogRef, start_index: int | None, envelopes: Sequence[bytes], verify: Verify
+    ) -> AppendResult:
+        """Verify, then append envelopes at ``start_index`` onward in one transaction.
+
+        Idempotent for entries already held; ``ForkError`` for a different one at a filled
+        index, ``ConflictError`` for a gap or a record already in the log; nothing is
+        written unless everything passes.
+        """
+        ...
+
+    async def tree_head(self, log: LogRef) -> TreeHead:
+        """Current size and root."""
+        ...
+
+    async def root_at(self, log: LogRef, size: int) -> bytes:
+        """Root of the tree of the first ``size`` entries, from O(log N) stored nodes."""
+        ...
+
+    async def entries(self, log: LogRef, start: int = 0, end: int | None = None) -> list[Entry]:
+        """Entries ``start .. end-1`` (``end`` None: to the current size)."""
+        ...
+
+    async def entry(self, log: LogRef, index: int) -> Entry:
+        """The entry at ``index``."""
+        ...
+
+    async def tree_nodes(self, log: LogRef, coords: Sequence[Coord]) -> dict[Coord, bytes]:
+        """The stored perfect-subtree hashes at these coordinates (all must exist)."""
+        ...
+
+    async def frontier(self, log: LogRef, size: int) -> merkle.Frontier:
+        """The frontier of the tree of the first ``size`` entries, from stored nodes; a
+        caller appends leaves to it to learn a future root before writing anything."""
+        ...
+
+    async def inclusion_proof(
+        self, log: LogRef, index: int, size: int | None = None
+    ) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``."""
+        ...
+
+    async def consistency_proof(
+        self, log: LogRef, old_size: int, new_size: int | None = None
+    ) -> list[bytes]:
+        """RFC 9162 consistency proof from ``old_size`` to ``new_size``."""
+        ...
+
+    async def put_checkpoint(self, log: LogRef, note: bytes) -> StoredCheckpoint:
+        """Store a checkpoint note that agrees with the stored tree (signatures are not
+        checked here); the one already held at that size is kept and returned."""
+        ...
+
+    async def checkpoint_at(self, log: LogRef, size: int) -> StoredCheckpoint:
+        """The checkpoint stored for ``size``; ``NotFoundError`` if none."""
+        ...
+
+    async def latest_checkpoint(self, log: LogRef) -> StoredCheckpoint | None:
+        """The checkpoint of the largest size, or None."""
+        ...
+
+    async def checkpoints(self, log: LogRef) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, by size."""
+        ...
+
+    async def record(self, record_id: str) -> IndexedRecord:
+        """Where a record sits; ``NotFoundError`` if no log holds it."""
+        ...
+
+    async def envelope(self, record_id: str) -> bytes:
+        """The stored envelope bytes of a record."""
+        ...
+
+    async def records(
+        self, kind: str, key: str | Sequence[str], *, partnership: str | None = None
+    ) -> list[IndexedRecord]:
+        """Every version of the record of ``kind`` and natural ``key``, in log order."""
+        ...
+
+    async def latest_version(self, record_id: str) -> IndexedRecord:
+        """Follow ``supersedes`` forward to the version no other record supersedes."""
+        ...
+
+    async def endorsements(self, record_id: str) -> list[IndexedRecord]:
+        """Endorsement records that name ``record_id``."""
+        ...
+
+    async def trust_marks(self) -> dict[str, TrustMark]:
+        """The held trust mark of every partnership (rule 7)."""
+        ...
+
+    async def advance_trust_marks(
+        self, offered: Mapping[str, Sequence[TrustMark]]
+    ) -> dict[str, TrustMark]:
+        """Judge each partnership's offered trust chain (oldest first) against its held
+        mark and raise the marks, all in one transaction; ``RollbackError`` and nothing
+        written if any chain is older or different (rule 7). Returns the marks now held."""
+        ...
