@@ -36,6 +36,7 @@ from binascii import b2a_base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import Final, NewType
 
 import msgspec
@@ -234,10 +235,7 @@ def sign_payload(payload_type: str, payload: bytes, keys: Sequence[PrivateKey]) 
     """
     if not keys:
         raise SignatureError("an envelope needs at least one signature")
-    ptype = _PTYPES.get(payload_type)
-    if ptype is None:
-        ptype = _ptype(payload_type)
-    raw_type, json_type = ptype
+    raw_type, json_type = _PTYPES.get(payload_type) or _ptype(payload_type)
     message = b"DSSEv1 %d %b %d %b" % (len(raw_type), raw_type, len(payload), payload)
     parts = [b'{"payload":"', b2a_base64(payload, newline=False), b'","payloadType":', json_type]
     sep = b',"signatures":[{"keyid":"'
@@ -249,15 +247,9 @@ def sign_payload(payload_type: str, payload: bytes, keys: Sequence[PrivateKey]) 
     return b"".join(parts)
 
 
-_PTYPES: dict[str, tuple[bytes, bytes]] = {}
-
-
 def _ptype(payload_type: str) -> tuple[bytes, bytes]:
-    """The payload type as PAE bytes and as a JSON string, cached for our own types."""
-    value = (payload_type.encode("utf-8"), _env_encoder.encode(payload_type))
-    if len(_PTYPES) < 64:
-        _PTYPES[payload_type] = value
-    return value
+    """The payload type as PAE bytes and as a JSON string."""
+    return payload_type.encode("utf-8"), _env_encoder.encode(payload_type)
 
 
 def sign_record(record: Record, keys: Sequence[PrivateKey]) -> bytes:
@@ -266,7 +258,15 @@ def sign_record(record: Record, keys: Sequence[PrivateKey]) -> bytes:
     return sign_payload(ptype, encode_record(record), keys)
 
 
-_RECORD_PTYPES: dict[type, str] = {t: payload_type(k) for k, t in RECORD_TYPES.items()}
+# Read-only tables built once at import, for the signing hot path: the record kinds'
+# payload types, and each as PAE bytes and JSON string. Any other type (a trust
+# root's, signed rarely) is encoded per call, so nothing here grows at run time.
+_RECORD_PTYPES: Final[Mapping[type, str]] = MappingProxyType(
+    {t: payload_type(k) for k, t in RECORD_TYPES.items()}
+)
+_PTYPES: Final[Mapping[str, tuple[bytes, bytes]]] = MappingProxyType(
+    {p: _ptype(p) for p in _RECORD_PTYPES.values()}
+)
 
 
 def add_signature(envelope_bytes: bytes, key: PrivateKey) -> bytes:
