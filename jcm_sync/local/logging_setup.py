@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Final
 
 import structlog
 
-_STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_STD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def _extra_fields(
