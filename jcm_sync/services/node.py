@@ -32,7 +32,7 @@ from jcm_sync.local.lock import check_writable
 from jcm_sync.services.log_service import LogService
 from jcm_sync.services.metrics import Metrics
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
-from jcm_sync.store.base import plan_trust_marks
+from jcm_sync.store.planning import plan_trust_marks
 
 log = logging.getLogger("jcm_sync.services.node")
 

@@ -18,12 +18,14 @@ from datetime import datetime
 from jcm_sync.core import merkle
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.store.base import (
-    AppendPlan,
-    AppendState,
     EntryRow,
-    PreparedEntry,
     RecordRow,
     StoreBase,
+)
+from jcm_sync.store.planning import (
+    AppendPlan,
+    AppendState,
+    PreparedEntry,
     check_head,
     duplicate_error,
     plan_append,
