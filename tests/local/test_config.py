@@ -9,7 +9,7 @@ import pytest
 from jcm_sync.errors import ConfigError
 from jcm_sync.local.config import load_config
 
-CONFIGS = Path(__file__).parent.parent / "config"
+CONFIGS = Path(__file__).parents[2] / "config"
 
 AGENT = """
 [node]

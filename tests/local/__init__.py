@@ -1,0 +1,1 @@
+"""Tests of the node-local files (``jcm_sync.local``)."""
