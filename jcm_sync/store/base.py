@@ -1,12 +1,11 @@
-"""The logic every store shares: pure planning, row checks, ``StoreBase`` and the SQL.
+"""``StoreBase``: the ``Store`` protocol implemented once, over a few primitive queries.
 
-Why this module exists: what an append means, when it is a fork, how a proof is served from
-stored nodes and which stored row is corrupt must be decided once, here, so the three
-adapters (memory, SQLite, PostgreSQL) only move rows and cannot disagree. The rules they
-keep are numbered in ``protocol.py``.
-
-The pure parts (``prepare_batch``, ``plan_append``, the row decoders) take values and return
-values; ``StoreBase`` implements the ``Store`` API on a few primitive queries per adapter.
+Why this module exists: how an append is checked and planned, how a root or a proof is
+served from stored nodes and which stored row is corrupt must be done the same way by the
+memory, SQLite and PostgreSQL stores, so they cannot disagree on the rules of
+``protocol.py``. An adapter implements only the ``_`` primitives, each one query or one
+transaction returning raw rows; ``StoreBase`` checks every argument before a query and
+every row after it (rule 6, with ``planning``), so nothing above it sees an unchecked row.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from jcm_sync.errors import (
     CorruptStoreError,
     ForkError,
     NotFoundError,
-    StoreError,
 )
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -57,11 +55,7 @@ from jcm_sync.store.values import (
     Verify,
 )
 
-__all__ = ["SCHEMA_VERSION", "EntryRow", "RecordRow", "StoreBase"]
-
-#: Version of the table layout; an adapter migrates an older database and refuses a newer
-#: one (rule 8). 2 added ``trust_marks``.
-SCHEMA_VERSION: Final = 2
+__all__ = ["EntryRow", "RecordRow", "StoreBase"]
 
 #: Rows asked for in one ``IN (...)`` or one batched read.
 QUERY_CHUNK: Final = 500
@@ -69,9 +63,6 @@ QUERY_CHUNK: Final = 500
 
 def timestamp_now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- the shared implementation ----------------------------------------------------
 
 
 EntryRow = tuple[int, object, object, object]
@@ -450,187 +441,3 @@ class StoreBase(abc.ABC):
             check_trust_chain(pid, chain)
         await self._advance_trust_marks(offered)
         return await self.trust_marks()
-
-
-# --- SQL shared by the SQLite and PostgreSQL adapters ---------------------------------
-#
-# Written with ``?`` placeholders; the PostgreSQL adapter numbers them (``$1``...). The DDL
-# names its few dialect differences as format fields.
-
-SCHEMA_DDL: Final = (
-    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS logs (
-        id {serial} PRIMARY KEY,
-        partnership TEXT NOT NULL,
-        node TEXT NOT NULL,
-        origin TEXT NOT NULL UNIQUE,
-        size BIGINT NOT NULL,
-        root {blob} NOT NULL,
-        UNIQUE (partnership, node))""",
-    """CREATE TABLE IF NOT EXISTS log_entries (
-        log_id BIGINT NOT NULL,
-        idx BIGINT NOT NULL,
-        record_id TEXT NOT NULL,
-        envelope {blob} NOT NULL,
-        appended_at {time} NOT NULL,
-        PRIMARY KEY (log_id, idx))""",
-    """CREATE TABLE IF NOT EXISTS log_nodes (
-        log_id BIGINT NOT NULL,
-        level INTEGER NOT NULL,
-        idx BIGINT NOT NULL,
-        hash {blob} NOT NULL,
-        PRIMARY KEY (log_id, level, idx)){without_rowid}""",
-    """CREATE TABLE IF NOT EXISTS log_checkpoints (
-        log_id BIGINT NOT NULL,
-        size BIGINT NOT NULL,
-        root {blob} NOT NULL,
-        note {blob} NOT NULL,
-        PRIMARY KEY (log_id, size))""",
-    """CREATE TABLE IF NOT EXISTS record_index (
-        log_id BIGINT NOT NULL,
-        idx BIGINT NOT NULL,
-        record_id TEXT NOT NULL,
-        partnership TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        key TEXT NOT NULL,
-        author TEXT NOT NULL,
-        supersedes TEXT,
-        PRIMARY KEY (log_id, idx)){without_rowid}""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS record_index_id ON record_index (record_id, log_id)",
-    "CREATE INDEX IF NOT EXISTS record_index_kind_key ON record_index (kind, key)",
-    (
-        "CREATE INDEX IF NOT EXISTS record_index_supersedes ON record_index (supersedes) "
-        "WHERE supersedes IS NOT NULL"
-    ),
-    # schema version 2
-    """CREATE TABLE IF NOT EXISTS trust_marks (
-        partnership TEXT PRIMARY KEY,
-        version BIGINT NOT NULL,
-        digest TEXT NOT NULL,
-        recorded_at {time} NOT NULL)""",
-)
-
-SQL_SCHEMA_VERSION: Final = "SELECT value FROM store_meta WHERE key = 'schema_version'"
-SQL_SET_SCHEMA_VERSION: Final = (
-    "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-SQL_TRUST_MARKS: Final = "SELECT partnership, version, digest FROM trust_marks"
-SQL_RAISE_TRUST_MARK: Final = (
-    "INSERT INTO trust_marks (partnership, version, digest, recorded_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (partnership) DO UPDATE SET version = excluded.version, "
-    "digest = excluded.digest, recorded_at = excluded.recorded_at "
-    "WHERE trust_marks.version < excluded.version"
-)
-SQL_LOOKUP_LOG: Final = "SELECT id, origin FROM logs WHERE partnership = ? AND node = ?"
-SQL_INSERT_LOG: Final = (
-    "INSERT INTO logs (partnership, node, origin, size, root) VALUES (?, ?, ?, 0, ?) "
-    "ON CONFLICT DO NOTHING"
-)
-SQL_LIST_LOGS: Final = "SELECT partnership, node, origin FROM logs ORDER BY partnership, node"
-SQL_HEAD: Final = "SELECT size, root FROM logs WHERE id = ?"
-SQL_UPDATE_HEAD: Final = "UPDATE logs SET size = ?, root = ? WHERE id = ?"
-SQL_NODE: Final = "SELECT hash FROM log_nodes WHERE log_id = ? AND level = ? AND idx = ?"
-SQL_RECORD_IDS: Final = (
-    "SELECT idx, record_id FROM log_entries WHERE log_id = ? AND idx >= ? AND idx < ?"
-)
-SQL_ENTRIES: Final = (
-    "SELECT idx, record_id, envelope, appended_at FROM log_entries "
-    "WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx"
-)
-SQL_INSERT_ENTRY: Final = (
-    "INSERT INTO log_entries (log_id, idx, record_id, envelope, appended_at) VALUES (?, ?, ?, ?, ?)"
-)
-SQL_INSERT_NODE: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, ?, ?, ?)"
-SQL_INSERT_RECORD: Final = (
-    "INSERT INTO record_index "
-    "(log_id, idx, record_id, partnership, kind, key, author, supersedes) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-SQL_FIND_RECORD: Final = "SELECT idx FROM record_index WHERE record_id = ? AND log_id = ?"
-SQL_INSERT_CHECKPOINT: Final = (
-    "INSERT INTO log_checkpoints (log_id, size, root, note) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
-)
-SQL_CHECKPOINT_AT: Final = (
-    "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? AND size = ?"
-)
-SQL_CHECKPOINT_LATEST: Final = (
-    "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? ORDER BY size DESC LIMIT 1"
-)
-SQL_CHECKPOINTS: Final = (
-    "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? ORDER BY size"
-)
-SQL_ENVELOPE: Final = (
-    "SELECT l.origin, e.idx, e.record_id, e.envelope, e.appended_at "
-    "FROM record_index r JOIN log_entries e ON e.log_id = r.log_id AND e.idx = r.idx "
-    "JOIN logs l ON l.id = r.log_id WHERE r.record_id = ? ORDER BY r.log_id LIMIT 1"
-)
-
-
-def schema_ddl(**dialect: str) -> list[str]:
-    """The DDL statements with the dialect's types filled in."""
-    return [stmt.format(**dialect) for stmt in SCHEMA_DDL]
-
-
-def checkpoint_sql(log_id: int, size: int | None, latest: bool) -> tuple[str, list[object]]:
-    if size is not None:
-        return SQL_CHECKPOINT_AT, [log_id, size]
-    return (SQL_CHECKPOINT_LATEST if latest else SQL_CHECKPOINTS), [log_id]
-
-
-def record_sql(query: RecordQuery) -> tuple[str, list[object]]:
-    """The SELECT for a record-index lookup, returning ``RecordRow``s."""
-    conds: list[str] = []
-    args: list[object] = []
-    for column, value in (
-        ("r.record_id", query.record_id),
-        ("r.kind", query.kind),
-        ("r.key", query.key),
-        ("r.partnership", query.partnership),
-        ("r.supersedes", query.supersedes),
-    ):
-        if value is not None:
-            conds.append(f"{column} = ?")
-            args.append(value)
-    where = " WHERE " + " AND ".join(conds) if conds else ""
-    sql = (
-        "SELECT r.record_id, r.kind, r.key, r.author, r.supersedes, r.partnership, "
-        "l.partnership, l.node, l.origin, r.idx "
-        f"FROM record_index r JOIN logs l ON l.id = r.log_id{where} ORDER BY r.log_id, r.idx"
-    )
-    return sql, args
-
-
-Rows = list[tuple[Any, ...]]
-
-
-def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Rows, Rows, Rows]:
-    """The parameter rows of an append plan: entries, nodes, record index."""
-    entries: Rows = [
-        (log_id, i, e.record_id, e.envelope, appended_at)
-        for i, e in enumerate(plan.new, plan.first)
-    ]
-    nodes: Rows = [(log_id, n.level, n.index, n.hash) for n in plan.nodes]
-    records: Rows = [
-        (log_id, i, e.record_id, e.partnership, e.kind, e.key, e.author, e.supersedes)
-        for i, e in enumerate(plan.new, plan.first)
-    ]
-    return entries, nodes, records
-
-
-def check_schema_version(found: object, where: str) -> None:
-    """Refuse a database whose layout this code does not know (rule 8): a newer one.
-
-    An older one (or a new one, ``found`` None) is fine: the DDL just run added what it
-    lacked, and the adapter then records ``SCHEMA_VERSION``.
-    """
-    if found is None:
-        return
-    text = str(found)
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= SCHEMA_VERSION:
-        raise StoreError(
-            f"the database has schema version {found}; this jcm-sync knows version "
-            f"{SCHEMA_VERSION}",
-            where=where,
-        )

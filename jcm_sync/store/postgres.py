@@ -49,34 +49,11 @@ from asyncpg.exceptions import (
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
-from jcm_sync.store import redact_url
+from jcm_sync.store import redact_url, sql
 from jcm_sync.store.base import (
-    SCHEMA_VERSION,
-    SQL_ENTRIES,
-    SQL_ENVELOPE,
-    SQL_FIND_RECORD,
-    SQL_HEAD,
-    SQL_INSERT_CHECKPOINT,
-    SQL_INSERT_ENTRY,
-    SQL_INSERT_LOG,
-    SQL_INSERT_NODE,
-    SQL_INSERT_RECORD,
-    SQL_LIST_LOGS,
-    SQL_LOOKUP_LOG,
-    SQL_RAISE_TRUST_MARK,
-    SQL_RECORD_IDS,
-    SQL_SCHEMA_VERSION,
-    SQL_SET_SCHEMA_VERSION,
-    SQL_TRUST_MARKS,
-    SQL_UPDATE_HEAD,
     EntryRow,
     RecordRow,
     StoreBase,
-    append_rows,
-    check_schema_version,
-    checkpoint_sql,
-    record_sql,
-    schema_ddl,
 )
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -113,9 +90,9 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @cache
-def pg(sql: str) -> str:
+def pg(text: str) -> str:
     """Number the ``?`` placeholders of the shared SQL as ``$1, $2, ...``."""
-    parts = sql.split("?")
+    parts = text.split("?")
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
@@ -212,36 +189,36 @@ class PostgresStore(StoreBase):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
             if schema is not None:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            for stmt in schema_ddl(
+            for stmt in sql.schema_ddl(
                 serial="BIGSERIAL", blob="BYTEA", time="TIMESTAMPTZ", without_rowid=""
             ):
                 await conn.execute(stmt)
-            check_schema_version(await conn.fetchval(SQL_SCHEMA_VERSION), self._where)
-            await conn.execute(pg(SQL_SET_SCHEMA_VERSION), str(SCHEMA_VERSION))
+            sql.check_schema_version(await conn.fetchval(sql.READ_SCHEMA_VERSION), self._where)
+            await conn.execute(pg(sql.SET_SCHEMA_VERSION), str(sql.SCHEMA_VERSION))
 
-    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+    async def _fetch(self, text: str, *args: object) -> list[Any]:
         async with self._conn("reading") as conn:
-            return list(await conn.fetch(pg(sql), *args))
+            return list(await conn.fetch(pg(text), *args))
 
     # -- primitives ----------------------------------------------------------------
 
     async def _lookup_log(self, log: LogRef, create: bool) -> tuple[int, str] | None:
         async with self._conn("looking up a log") as conn:
-            row = await conn.fetchrow(pg(SQL_LOOKUP_LOG), log.partnership, log.node)
+            row = await conn.fetchrow(pg(sql.LOOKUP_LOG), log.partnership, log.node)
             if row is None and create:
                 await conn.execute(
-                    pg(SQL_INSERT_LOG), log.partnership, log.node, log.origin, merkle.EMPTY_ROOT
+                    pg(sql.INSERT_LOG), log.partnership, log.node, log.origin, merkle.EMPTY_ROOT
                 )
-                row = await conn.fetchrow(pg(SQL_LOOKUP_LOG), log.partnership, log.node)
+                row = await conn.fetchrow(pg(sql.LOOKUP_LOG), log.partnership, log.node)
                 if row is None:
                     raise StoreError(f"origin {log.origin!r} is already used by another log")
         return None if row is None else (int(row[0]), str(row[1]))
 
     async def _list_logs(self) -> list[tuple[str, str, str]]:
-        return [(r[0], r[1], r[2]) for r in await self._fetch(SQL_LIST_LOGS)]
+        return [(r[0], r[1], r[2]) for r in await self._fetch(sql.LIST_LOGS)]
 
     async def _head(self, log_id: int) -> tuple[object, object]:
-        rows = await self._fetch(SQL_HEAD, log_id)
+        rows = await self._fetch(sql.HEAD, log_id)
         return (rows[0][0], rows[0][1]) if rows else (None, None)
 
     @staticmethod
@@ -257,17 +234,17 @@ class PostgresStore(StoreBase):
 
     async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
         return [
-            (r[0], r[1], r[2], r[3]) for r in await self._fetch(SQL_ENTRIES, log_id, start, end)
+            (r[0], r[1], r[2], r[3]) for r in await self._fetch(sql.ENTRIES, log_id, start, end)
         ]
 
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
         async with self._conn("appending") as conn, conn.transaction():
-            row = await conn.fetchrow(pg(SQL_HEAD) + " FOR UPDATE", log_id)
+            row = await conn.fetchrow(pg(sql.HEAD) + " FOR UPDATE", log_id)
             head = check_head(log, *(row or (None, None)))
             coords, (lo, hi) = state_reads(head.size, start, len(batch))
-            rows = await conn.fetch(pg(SQL_RECORD_IDS), log_id, lo, hi) if lo < hi else []
+            rows = await conn.fetch(pg(sql.RECORD_IDS), log_id, lo, hi) if lo < hi else []
             existing = {r[0]: r[1] for r in rows}
             frontier = await self._nodes_on(conn, log_id, coords)
             plan = plan_append(
@@ -278,54 +255,54 @@ class PostgresStore(StoreBase):
         return plan
 
     async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
-        entries, nodes, records = append_rows(log_id, plan, self._clock())
+        entries, nodes, records = sql.append_rows(log_id, plan, self._clock())
         try:
             async with conn.transaction():  # a savepoint, so a violation can be explained
-                await conn.executemany(pg(SQL_INSERT_RECORD), records)
-                await conn.executemany(pg(SQL_INSERT_ENTRY), entries)
-                await conn.executemany(pg(SQL_INSERT_NODE), nodes)
+                await conn.executemany(pg(sql.INSERT_RECORD), records)
+                await conn.executemany(pg(sql.INSERT_ENTRY), entries)
+                await conn.executemany(pg(sql.INSERT_NODE), nodes)
         except asyncpg.UniqueViolationError as exc:
             dups = {}
             for item in plan.new:
-                idx = await conn.fetchval(pg(SQL_FIND_RECORD), item.record_id, log_id)
+                idx = await conn.fetchval(pg(sql.FIND_RECORD), item.record_id, log_id)
                 if idx is not None:
                     dups[item.record_id] = int(idx)
             if dups:
                 raise duplicate_error(log, dups) from None
             raise rows_past_head_error(log, plan, str(exc)) from exc
-        await conn.execute(pg(SQL_UPDATE_HEAD), plan.size, plan.root, log_id)
+        await conn.execute(pg(sql.UPDATE_HEAD), plan.size, plan.root, log_id)
 
     async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
-        await self._fetch(SQL_INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
+        await self._fetch(sql.INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
 
     async def _checkpoint_rows(
         self, log_id: int, size: int | None, latest: bool
     ) -> list[tuple[object, object, object]]:
-        sql, args = checkpoint_sql(log_id, size, latest)
-        return [(r[0], r[1], r[2]) for r in await self._fetch(sql, *args)]
+        text, args = sql.checkpoint_query(log_id, size, latest)
+        return [(r[0], r[1], r[2]) for r in await self._fetch(text, *args)]
 
     async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
-        sql, args = record_sql(query)
-        return [tuple(r) for r in await self._fetch(sql, *args)]
+        text, args = sql.record_query(query)
+        return [tuple(r) for r in await self._fetch(text, *args)]
 
     async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        rows = await self._fetch(SQL_ENVELOPE, record_id)
+        rows = await self._fetch(sql.ENVELOPE, record_id)
         if not rows:
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]
         return origin, idx, rid, env, at
 
     async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
-        return [(r[0], r[1], r[2]) for r in await self._fetch(SQL_TRUST_MARKS)]
+        return [(r[0], r[1], r[2]) for r in await self._fetch(sql.TRUST_MARKS)]
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]
     ) -> list[TrustMark]:
         async with self._conn("recording the trust roots") as conn, conn.transaction():
             await conn.execute("LOCK TABLE trust_marks IN EXCLUSIVE MODE")
-            rows = await conn.fetch(SQL_TRUST_MARKS)
+            rows = await conn.fetch(sql.TRUST_MARKS)
             rising = plan_trust_marks(trust_marks_from((r[0], r[1], r[2]) for r in rows), offered)
             at = self._clock()
             for m in rising:
-                await conn.execute(pg(SQL_RAISE_TRUST_MARK), m.partnership, m.version, m.digest, at)
+                await conn.execute(pg(sql.RAISE_TRUST_MARK), m.partnership, m.version, m.digest, at)
         return rising

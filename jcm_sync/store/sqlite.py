@@ -31,34 +31,11 @@ from typing import Any, TypeVar
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
+from jcm_sync.store import sql
 from jcm_sync.store.base import (
-    SCHEMA_VERSION,
-    SQL_ENTRIES,
-    SQL_ENVELOPE,
-    SQL_FIND_RECORD,
-    SQL_HEAD,
-    SQL_INSERT_CHECKPOINT,
-    SQL_INSERT_ENTRY,
-    SQL_INSERT_LOG,
-    SQL_INSERT_NODE,
-    SQL_INSERT_RECORD,
-    SQL_LIST_LOGS,
-    SQL_LOOKUP_LOG,
-    SQL_NODE,
-    SQL_RAISE_TRUST_MARK,
-    SQL_RECORD_IDS,
-    SQL_SCHEMA_VERSION,
-    SQL_SET_SCHEMA_VERSION,
-    SQL_TRUST_MARKS,
-    SQL_UPDATE_HEAD,
     EntryRow,
     RecordRow,
     StoreBase,
-    append_rows,
-    check_schema_version,
-    checkpoint_sql,
-    record_sql,
-    schema_ddl,
 )
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -175,13 +152,13 @@ class SqliteStore(StoreBase):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in schema_ddl(
+                for stmt in sql.schema_ddl(
                     serial="INTEGER", blob="BLOB", time="TEXT", without_rowid=" WITHOUT ROWID"
                 ):
                     conn.execute(stmt)
-                row = conn.execute(SQL_SCHEMA_VERSION).fetchone()
-                check_schema_version(None if row is None else row[0], self.path)
-                conn.execute(SQL_SET_SCHEMA_VERSION, (str(SCHEMA_VERSION),))
+                row = conn.execute(sql.READ_SCHEMA_VERSION).fetchone()
+                sql.check_schema_version(None if row is None else row[0], self.path)
+                conn.execute(sql.SET_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -224,20 +201,20 @@ class SqliteStore(StoreBase):
         else:
             self._executor.shutdown(wait=False)
 
-    def _rows(self, sql: str, args: Sequence[object]) -> list[Any]:
-        return self._db().execute(sql, tuple(args)).fetchall()
+    def _rows(self, text: str, args: Sequence[object]) -> list[Any]:
+        return self._db().execute(text, tuple(args)).fetchall()
 
-    async def _query(self, sql: str, *args: object) -> list[Any]:
-        return await self._call(self._rows, sql, args)
+    async def _query(self, text: str, *args: object) -> list[Any]:
+        return await self._call(self._rows, text, args)
 
     # -- primitives ----------------------------------------------------------------
 
     def _lookup_sync(self, log: LogRef, create: bool) -> tuple[int, str] | None:
         db = self._db()
-        row = db.execute(SQL_LOOKUP_LOG, (log.partnership, log.node)).fetchone()
+        row = db.execute(sql.LOOKUP_LOG, (log.partnership, log.node)).fetchone()
         if row is None and create:
-            db.execute(SQL_INSERT_LOG, (log.partnership, log.node, log.origin, merkle.EMPTY_ROOT))
-            row = db.execute(SQL_LOOKUP_LOG, (log.partnership, log.node)).fetchone()
+            db.execute(sql.INSERT_LOG, (log.partnership, log.node, log.origin, merkle.EMPTY_ROOT))
+            row = db.execute(sql.LOOKUP_LOG, (log.partnership, log.node)).fetchone()
             if row is None:
                 raise StoreError(f"origin {log.origin!r} is already used by another log")
         return None if row is None else (int(row[0]), str(row[1]))
@@ -246,17 +223,17 @@ class SqliteStore(StoreBase):
         return await self._call(self._lookup_sync, log, create)
 
     async def _list_logs(self) -> list[tuple[str, str, str]]:
-        return [tuple(r) for r in await self._query(SQL_LIST_LOGS)]
+        return [tuple(r) for r in await self._query(sql.LIST_LOGS)]
 
     async def _head(self, log_id: int) -> tuple[object, object]:
-        rows = await self._query(SQL_HEAD, log_id)
+        rows = await self._query(sql.HEAD, log_id)
         return (rows[0][0], rows[0][1]) if rows else (None, None)
 
     def _nodes_sync(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         db = self._db()
         out: dict[Coord, object] = {}
         for level, idx in coords:
-            row = db.execute(SQL_NODE, (log_id, level, idx)).fetchone()
+            row = db.execute(sql.NODE, (log_id, level, idx)).fetchone()
             if row is not None:
                 out[(level, idx)] = row[0]
         return out
@@ -265,7 +242,7 @@ class SqliteStore(StoreBase):
         return await self._call(self._nodes_sync, log_id, coords)
 
     async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
-        rows = await self._query(SQL_ENTRIES, log_id, start, end)
+        rows = await self._query(sql.ENTRIES, log_id, start, end)
         return [(r[0], r[1], r[2], _timestamp(r[3])) for r in rows]
 
     def _append_sync(
@@ -274,9 +251,9 @@ class SqliteStore(StoreBase):
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            head = check_head(log, *(db.execute(SQL_HEAD, (log_id,)).fetchone() or (None, None)))
+            head = check_head(log, *(db.execute(sql.HEAD, (log_id,)).fetchone() or (None, None)))
             coords, (lo, hi) = state_reads(head.size, start, len(batch))
-            rows = db.execute(SQL_RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
+            rows = db.execute(sql.RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
             existing = dict(rows)
             state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
             plan = plan_append(log, start, batch, state)
@@ -291,21 +268,21 @@ class SqliteStore(StoreBase):
 
     def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
         db = self._db()
-        entries, nodes, records = append_rows(log_id, plan, self._clock().isoformat())
+        entries, nodes, records = sql.append_rows(log_id, plan, self._clock().isoformat())
         try:
-            db.executemany(SQL_INSERT_RECORD, records)
-            db.executemany(SQL_INSERT_ENTRY, entries)
-            db.executemany(SQL_INSERT_NODE, nodes)
+            db.executemany(sql.INSERT_RECORD, records)
+            db.executemany(sql.INSERT_ENTRY, entries)
+            db.executemany(sql.INSERT_NODE, nodes)
         except sqlite3.IntegrityError as exc:
             dups = {}
             for item in plan.new:
-                row = db.execute(SQL_FIND_RECORD, (item.record_id, log_id)).fetchone()
+                row = db.execute(sql.FIND_RECORD, (item.record_id, log_id)).fetchone()
                 if row is not None:
                     dups[item.record_id] = int(row[0])
             if dups:
                 raise duplicate_error(log, dups) from None
             raise rows_past_head_error(log, plan, str(exc)) from exc
-        db.execute(SQL_UPDATE_HEAD, (plan.size, plan.root, log_id))
+        db.execute(sql.UPDATE_HEAD, (plan.size, plan.root, log_id))
 
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
@@ -313,37 +290,37 @@ class SqliteStore(StoreBase):
         return await self._call(self._append_sync, log, log_id, start, batch)
 
     async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
-        await self._query(SQL_INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
+        await self._query(sql.INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
 
     async def _checkpoint_rows(
         self, log_id: int, size: int | None, latest: bool
     ) -> list[tuple[object, object, object]]:
-        sql, args = checkpoint_sql(log_id, size, latest)
-        return [tuple(r) for r in await self._query(sql, *args)]
+        text, args = sql.checkpoint_query(log_id, size, latest)
+        return [tuple(r) for r in await self._query(text, *args)]
 
     async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
-        sql, args = record_sql(query)
-        return [tuple(r) for r in await self._query(sql, *args)]
+        text, args = sql.record_query(query)
+        return [tuple(r) for r in await self._query(text, *args)]
 
     async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        rows = await self._query(SQL_ENVELOPE, record_id)
+        rows = await self._query(sql.ENVELOPE, record_id)
         if not rows:
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]
         return origin, idx, rid, env, _timestamp(at)
 
     async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
-        return [tuple(r) for r in await self._query(SQL_TRUST_MARKS)]
+        return [tuple(r) for r in await self._query(sql.TRUST_MARKS)]
 
     def _advance_sync(self, offered: Mapping[str, Sequence[TrustMark]]) -> list[TrustMark]:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            held = trust_marks_from(db.execute(SQL_TRUST_MARKS).fetchall())
+            held = trust_marks_from(db.execute(sql.TRUST_MARKS).fetchall())
             rising = plan_trust_marks(held, offered)
             at = self._clock().isoformat()
             for m in rising:
-                db.execute(SQL_RAISE_TRUST_MARK, (m.partnership, m.version, m.digest, at))
+                db.execute(sql.RAISE_TRUST_MARK, (m.partnership, m.version, m.digest, at))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

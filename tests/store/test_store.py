@@ -26,8 +26,8 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.store import LogRef, Store, TrustMark, open_store
-from jcm_sync.store.base import SCHEMA_VERSION
 from jcm_sync.store.planning import grow_frontier
+from jcm_sync.store.sql import SCHEMA_VERSION
 from tests import builders
 from tests.store import World
 from tests.store.conftest import Corruptor
