@@ -112,8 +112,7 @@ Rules (the numbered rules of this module; the findings are listed in ``model.RUL
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar
 
@@ -141,6 +140,22 @@ from jcm_sync.core.reconcile.model import (
     finding,
     run_status,
 )
+from jcm_sync.core.reconcile.slots import (
+    Action,
+    Bag,
+    Mirror,
+    Slot,
+    Unit,
+    Version,
+    bag_add,
+    bag_remove,
+    block_range,
+    decision_key,
+    mirror_sig,
+    side_of,
+    version,
+    vintages_of,
+)
 from jcm_sync.core.records import (
     JC_KINDS,
     AuthorizationRecord,
@@ -148,12 +163,9 @@ from jcm_sync.core.records import (
     IssuanceDecisionRecord,
     IssuanceRecord,
     ItmoActionRecord,
-    Period,
     Record,
     ResolutionRecord,
-    SerialBlock,
     TransactionRecord,
-    serial_parts,
 )
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
@@ -167,53 +179,7 @@ REPLAY_DECODED: Final = 4096
 MIRRORED: Final = {"retirement": "use", "cancellation": "voluntary_cancellation"}
 """Rule 6, use mirror: registry transaction type -> the ITMO action that reports it."""
 
-Unit = tuple[str, ...]
-MirrorSig = tuple[object, ...]
 _T = TypeVar("_T")
-_K = TypeVar("_K")
-
-
-# --- small helpers ----------------------------------------------------------------------
-
-_V = TypeVar("_V")
-Bag = tuple[tuple["_Slot", _V], ...]
-
-
-def _bag_add(table: dict[_K, Bag[_V]], key: _K, slot: _Slot, value: _V) -> None:
-    table[key] = (*table.get(key, ()), (slot, value))
-
-
-def _bag_remove(table: dict[_K, Bag[_V]], key: _K, slot: _Slot) -> bool:
-    """Remove ``slot``'s entry; True if there was one."""
-    held = table.get(key, ())
-    kept = tuple(e for e in held if e[0] is not slot)
-    if kept:
-        table[key] = kept
-    else:
-        table.pop(key, None)
-    return len(kept) != len(held)
-
-
-def _side(record: Record) -> str:
-    """Rule 2: who may replace this record."""
-    if record.kind in JC_KINDS:
-        return "JC"
-    for attr in ("registry", "party"):
-        value = getattr(record, attr, None)
-        if isinstance(value, str):
-            return value
-    return record.author
-
-
-def _range(registry: str, block: SerialBlock) -> SerialRange:
-    prefix, first = serial_parts(block.start)
-    return SerialRange(registry, prefix, first, first + block.quantity - 1,
-                       len(block.start) - len(prefix))  # fmt: skip
-
-
-def _dkey(project: str, period: Period) -> str:
-    """A decision's natural key, as ``records.IssuanceDecisionRecord.key`` joins it."""
-    return f"{project}/{period.start.isoformat()}/{period.end.isoformat()}"
 
 
 def _label(dkey: str) -> str:
@@ -221,88 +187,8 @@ def _label(dkey: str) -> str:
     return f"{project} {start}..{end}"
 
 
-def _vintages(rec: IssuanceRecord) -> dict[int, int]:
-    """Rule 6: an issuance's credits by vintage, where the records say it."""
-    mp = rec.decision.monitoring_period
-    single = mp.start.year if mp.start.year == mp.end.year else None
-    out: dict[int, int] = {}
-    if not rec.blocks:
-        if single is not None:
-            out[single] = rec.amount
-        return out
-    for b in rec.blocks:
-        v = b.vintage if b.vintage is not None else single
-        if v is not None:
-            out[v] = out.get(v, 0) + b.quantity
-    return out
-
-
 def _days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
-
-
-def _mirror_sig(kind: str, blocks: Sequence[SerialBlock]) -> MirrorSig:
-    return (kind, *sorted((serial_parts(b.start), b.quantity) for b in blocks))
-
-
-# --- versions and slots -----------------------------------------------------------------
-
-
-class _Version(msgspec.Struct, gc=False, eq=False):
-    """One entry of the snapshot: what the indexes need of it, and its payload bytes.
-
-    ``_Version`` and ``_Slot`` are msgspec Structs the garbage collector does not track
-    (a partnership has one or two per record): they form no reference cycle, a version
-    naming its slot by key rather than by reference.
-    """
-
-    rid: str
-    pos: Pos
-    payload: bytes
-    signers: frozenset[str]
-    kind: str
-    key: str
-    author: str
-    side: str
-    supersedes: str | None
-    # decoded while its apply settles, then dropped (module theory: "Memory")
-    record: Record | None = None
-    ref_: RecordRef | None = None
-
-    def ref(self) -> RecordRef:
-        if self.ref_ is None:
-            self.ref_ = RecordRef(kind=self.kind, key=self.key, record_id=self.rid,
-                                  author=self.author)  # fmt: skip
-        return self.ref_
-
-
-def _version(entry: VerifiedEntry, pos: Pos, key: str, side: str) -> _Version:
-    r = entry.record
-    return _Version(
-        rid=entry.record_id, pos=pos, payload=entry.payload,
-        signers=entry.signers, kind=entry.kind, key=key, author=sys.intern(r.author),
-        side=sys.intern(side), supersedes=r.supersedes, record=r,
-    )  # fmt: skip
-
-
-class _Slot(msgspec.Struct, gc=False, eq=False):
-    """Every version of one record (kind and natural key) and which one counts now."""
-
-    kind: str
-    key: str
-    pos: Pos
-    versions: tuple[_Version, ...] = ()
-    current: _Version | None = None
-    group: tuple[_Version, ...] = ()
-    effective: bool = False
-    missing: tuple[str, ...] = ()
-    effective_groups: tuple[str, ...] = ()
-    folded: bool = False
-    contrib: tuple[object, ...] | None = None
-
-    def ref(self) -> RecordRef:
-        assert self.current is not None
-        return self.current.ref()
 
 
 class _LogAcc:
@@ -328,41 +214,6 @@ class _LogAcc:
         return merkle.EMPTY_ROOT if not self.size else merkle.hash_from_subtrees(self.stack)
 
 
-@dataclass(frozen=True, slots=True)
-class _Action:
-    """What the Article 6.2 checks read of an ITMO action."""
-
-    party: str
-    action_id: str
-    action: str
-    project: str
-    vintage: int
-    purpose: str | None
-    quantity: int
-
-
-@dataclass
-class _Mirror:
-    """Rule 6, use mirror: records by (type, serial blocks), on each side."""
-
-    txs: dict[MirrorSig, set[_Slot]] = field(default_factory=dict)
-    actions: dict[MirrorSig, set[_Slot]] = field(default_factory=dict)
-    unmatched: set[MirrorSig] = field(default_factory=set)
-
-    def change(self, side: str, sig: MirrorSig, slot: _Slot, sign: int) -> None:
-        table = self.txs if side == "txs" else self.actions
-        members = table.setdefault(sig, set())
-        if sign > 0:
-            members.add(slot)
-        else:
-            members.discard(slot)
-        t, a = self.txs.get(sig, set()), self.actions.get(sig, set())
-        if (len(t) == 1 and len(a) == 1) or not (t or a):
-            self.unmatched.discard(sig)
-        else:
-            self.unmatched.add(sig)
-
-
 # --- the reconciler ---------------------------------------------------------------------
 
 
@@ -376,15 +227,15 @@ class Reconciler:
         self.sides = ("JP", self.partner)
         self._required = frozenset(self.sides)
         self._logs = {"JP": _LogAcc("JP", 0), self.partner: _LogAcc(self.partner, 1)}
-        self._by_id: dict[str, _Version] = {}
+        self._by_id: dict[str, Version] = {}
         # by kind, then natural key: a (kind, key) tuple per record would cost 56 bytes each
-        self._slots: dict[str, dict[str, _Slot]] = {}
-        self._superseders: dict[str, list[_Version]] = {}
+        self._slots: dict[str, dict[str, Slot]] = {}
+        self._superseders: dict[str, list[Version]] = {}
         self._endorsements: dict[str, list[tuple[str, str]]] = {}
-        self._dirty: set[_Slot] = set()
-        self._decoded: list[_Version] = []
+        self._dirty: set[Slot] = set()
+        self._decoded: list[Version] = []
         self._ledgers: dict[str, RegistryLedger] = {}
-        self._ledger_slots: dict[str, list[_Slot]] = {}
+        self._ledger_slots: dict[str, list[Slot]] = {}
         self._replay: set[str] = set()
         # contributions (module: "Contributions")
         # "bags": tuples of (slot, value), not dicts: one dict per decision would be a
@@ -392,11 +243,11 @@ class Reconciler:
         self._issuances: dict[str, Bag[tuple[str, int, str]]] = {}
         self._jp_vintage: dict[tuple[str, int], Bag[int]] = {}
         self._first_transfers: dict[tuple[str, int], Bag[int]] = {}
-        self._auths: dict[str, dict[str, _Slot]] = {}
-        self._actions: dict[str, dict[_Slot, _Action]] = {}
+        self._auths: dict[str, dict[str, Slot]] = {}
+        self._actions: dict[str, dict[Slot, Action]] = {}
         self._action_count = 0
-        self._mirrors: dict[str, _Mirror] = {}
-        self._resolutions: dict[str, dict[str, _Slot]] = {}
+        self._mirrors: dict[str, Mirror] = {}
+        self._resolutions: dict[str, dict[str, Slot]] = {}
         # units
         self._dirty_units: set[Unit] = set()
         self._findings: dict[Unit, list[Discrepancy]] = {}
@@ -445,7 +296,7 @@ class Reconciler:
             return
         record = entry.record
         if isinstance(record, EndorsementRecord):
-            v = _version(entry, pos, "/".join(record.key()), record.author)
+            v = version(entry, pos, "/".join(record.key()), record.author)
             v.record = None
             self._by_id[rid] = v
             self._endorsements.setdefault(record.endorses, []).append(
@@ -460,13 +311,13 @@ class Reconciler:
         of_kind = self._slots.get(kind)
         if of_kind is None:
             of_kind = self._slots[kind] = {}
-        side = _side(record)
+        side = side_of(record)
         slot = of_kind.get(key)
         if slot is None:
-            slot = of_kind[key] = _Slot(kind, key, pos)
+            slot = of_kind[key] = Slot(kind, key, pos)
             if kind in LEDGER_KINDS:
                 self._ledger_slots.setdefault(side, []).append(slot)
-        v = _version(entry, pos, slot.key, side)  # one key string for the slot and its versions
+        v = version(entry, pos, slot.key, side)  # one key string for the slot and its versions
         self._decoded.append(v)
         self._by_id[rid] = v
         slot.versions = (*slot.versions, v)
@@ -479,15 +330,15 @@ class Reconciler:
         for s in self._superseders.get(rid, ()):
             self._dirty_slot_of(s)  # it may now be judged (rule 2)
 
-    def _slot_of(self, v: _Version) -> _Slot | None:
+    def _slot_of(self, v: Version) -> Slot | None:
         return self._slots.get(v.kind, {}).get(v.key)
 
-    def _dirty_slot_of(self, v: _Version) -> None:
+    def _dirty_slot_of(self, v: Version) -> None:
         slot = self._slot_of(v)
         if slot is not None:
             self._dirty.add(slot)
 
-    def _record(self, v: _Version) -> Record:
+    def _record(self, v: Version) -> Record:
         """The version's record, decoded again from its payload if it was dropped."""
         r = v.record
         if r is None:
@@ -503,7 +354,7 @@ class Reconciler:
 
     # -- slots -----------------------------------------------------------------------
 
-    def _nodes(self, versions: Iterable[_Version], kind: str) -> set[str]:
+    def _nodes(self, versions: Iterable[Version], kind: str) -> set[str]:
         """Signers of these envelopes, plus the secretariats that endorsed any of them."""
         nodes: set[str] = set()
         for v in versions:
@@ -514,10 +365,10 @@ class Reconciler:
         return nodes
 
     @staticmethod
-    def _may_replace(new: _Version, old: _Version) -> bool:
+    def _may_replace(new: Version, old: Version) -> bool:
         return new.kind == old.kind and new.side == old.side
 
-    def _effective(self, v: _Version) -> bool:
+    def _effective(self, v: Version) -> bool:
         """Whether ``v``'s payload has taken effect (its slot's envelopes of that payload)."""
         if v.kind not in JC_KINDS:
             return True
@@ -525,12 +376,12 @@ class Reconciler:
         same = [v] if slot is None else [w for w in slot.versions if w.payload == v.payload]
         return self._required <= self._nodes(same, v.kind)
 
-    def _superseded(self, v: _Version) -> bool:
+    def _superseded(self, v: Version) -> bool:
         return any(
             self._may_replace(s, v) and self._effective(s) for s in self._superseders.get(v.rid, ())
         )
 
-    def _recompute(self, slot: _Slot) -> None:
+    def _recompute(self, slot: Slot) -> None:
         """Rules 2 and 6 of the slot: its current version, conflicts, pending signatures."""
         jc = slot.kind in JC_KINDS
         versions = slot.versions
@@ -559,13 +410,13 @@ class Reconciler:
                     [v.ref(), target.ref()],
                 ))  # fmt: skip
         # groups of live versions by payload, each with the nodes that made it effective
-        groups: list[tuple[tuple[_Version, ...], tuple[str, ...]]] = []
+        groups: list[tuple[tuple[Version, ...], tuple[str, ...]]] = []
         if len(slot.versions) == 1 and not jc:  # the common case, without the dicts
             v = slot.versions[0]
             if not self._superseded(v):
                 groups.append(((v,), ()))
         else:
-            by_payload: dict[bytes, list[_Version]] = {}
+            by_payload: dict[bytes, list[Version]] = {}
             for v in sorted(slot.versions, key=lambda v: v.pos):
                 if not self._superseded(v):
                     by_payload.setdefault(v.payload, []).append(v)
@@ -628,19 +479,21 @@ class Reconciler:
 
     # -- contributions -------------------------------------------------------------
 
-    def _contribute(self, slot: _Slot, v: _Version) -> None:
+    def _contribute(self, slot: Slot, v: Version) -> None:
         """Add the current version's part in the indexes; ``slot.contrib`` remembers it,
         so that ``_retract`` can withdraw it without decoding the record again."""
         record = self._record(v)
         if isinstance(record, IssuanceRecord):
-            dk = sys.intern(_dkey(record.decision.project_id, record.decision.monitoring_period))
+            dk = sys.intern(
+                decision_key(record.decision.project_id, record.decision.monitoring_period)
+            )
             fact = (record.registry, record.amount, sys.intern(record.account.type))
-            _bag_add(self._issuances, dk, slot, fact)
+            bag_add(self._issuances, dk, slot, fact)
             self._dirty_units.add(("decision", dk))
-            vintages = _vintages(record) if record.registry == "JP" else {}
+            vintages = vintages_of(record) if record.registry == "JP" else {}
             project = sys.intern(record.decision.project_id)
             for vintage, n in vintages.items():
-                _bag_add(self._jp_vintage, (project, vintage), slot, n)
+                bag_add(self._jp_vintage, (project, vintage), slot, n)
                 self._dirty_units.add(("ftm", project, str(vintage)))
             slot.contrib = ("issuance", dk, record.registry, project, tuple(vintages))
             self._ledger_add(slot, record.registry)
@@ -648,7 +501,7 @@ class Reconciler:
             mirrored = MIRRORED.get(record.type)
             sig = None
             if mirrored and record.purpose is not None and record.blocks:
-                sig = _mirror_sig(mirrored, record.blocks)
+                sig = mirror_sig(mirrored, record.blocks)
                 self._mirror(record.registry).change("txs", sig, slot, +1)
                 self._dirty_units.add(("use", record.registry))
             slot.contrib = ("transaction", record.registry, sig)
@@ -669,7 +522,7 @@ class Reconciler:
             slot.contrib = ("authorization", aid, party)
             self._authorization_changed(aid, party)
         elif isinstance(record, ItmoActionRecord):
-            action = _Action(record.party, record.action_id, record.action, record.project_id,
+            action = Action(record.party, record.action_id, record.action, record.project_id,
                            record.vintage, record.purpose, record.quantity)  # fmt: skip
             aid = record.authorization_id
             self._actions.setdefault(aid, {})[slot] = action
@@ -677,11 +530,11 @@ class Reconciler:
             self._dirty_units.add(("auth", aid))
             if record.action == "first_transfer" and record.party == self.partner:
                 pv = (record.project_id, record.vintage)
-                _bag_add(self._first_transfers, pv, slot, record.quantity)
+                bag_add(self._first_transfers, pv, slot, record.quantity)
                 self._dirty_units.add(("ftm", pv[0], str(pv[1])))
             sig = None
             if record.action in MIRRORED.values() and record.blocks:
-                sig = _mirror_sig(record.action, record.blocks)
+                sig = mirror_sig(record.action, record.blocks)
                 self._mirror(record.party).change("actions", sig, slot, +1)
                 self._dirty_units.add(("use", record.party))
             slot.contrib = ("itmo_action", aid, action, sig)
@@ -691,7 +544,7 @@ class Reconciler:
         else:  # methodologies and projects: only their pending state, set in _recompute
             slot.contrib = ("jc",)
 
-    def _retract(self, slot: _Slot) -> None:
+    def _retract(self, slot: Slot) -> None:
         """Withdraw what ``_contribute`` added for this slot."""
         c, slot.contrib = slot.contrib, None
         assert c is not None
@@ -703,10 +556,10 @@ class Reconciler:
             assert isinstance(dk, str)
             assert isinstance(registry, str)
             assert isinstance(project, str)
-            _bag_remove(self._issuances, dk, slot)
+            bag_remove(self._issuances, dk, slot)
             self._dirty_units.add(("decision", dk))
             for vintage in vintages:  # type: ignore[attr-defined]
-                _bag_remove(self._jp_vintage, (project, vintage), slot)
+                bag_remove(self._jp_vintage, (project, vintage), slot)
                 self._dirty_units.add(("ftm", project, str(vintage)))
             self._replay.add(registry)
         elif what == "transaction":
@@ -725,12 +578,12 @@ class Reconciler:
         elif what == "itmo_action":
             _, aid, fact, sig = c
             assert isinstance(aid, str)
-            assert isinstance(fact, _Action)
+            assert isinstance(fact, Action)
             self._actions.get(aid, {}).pop(slot, None)
             self._action_count -= 1
             self._dirty_units.add(("auth", aid))
             pv = (fact.project, fact.vintage)
-            if _bag_remove(self._first_transfers, pv, slot):
+            if bag_remove(self._first_transfers, pv, slot):
                 self._dirty_units.add(("ftm", pv[0], str(pv[1])))
             if sig is not None:
                 self._mirror(fact.party).change("actions", sig, slot, -1)  # type: ignore[arg-type]
@@ -748,13 +601,13 @@ class Reconciler:
                 ("ftm", p, str(v)) for p, v in (*self._jp_vintage, *self._first_transfers)
             )
 
-    def _mirror(self, party: str) -> _Mirror:
+    def _mirror(self, party: str) -> Mirror:
         m = self._mirrors.get(party)
         if m is None:
-            m = self._mirrors[party] = _Mirror()
+            m = self._mirrors[party] = Mirror()
         return m
 
-    def _ledger_add(self, slot: _Slot, registry: str) -> None:
+    def _ledger_add(self, slot: Slot, registry: str) -> None:
         """Extend the registry's fold with a new record, or replay it when one changed."""
         ledger = self._ledgers.get(registry)
         if ledger is None:
@@ -765,7 +618,7 @@ class Reconciler:
         slot.folded = True
         self._fold(ledger, slot)
 
-    def _fold(self, ledger: RegistryLedger, slot: _Slot) -> None:
+    def _fold(self, ledger: RegistryLedger, slot: Slot) -> None:
         assert slot.current is not None
         record = self._record(slot.current)
         if isinstance(record, IssuanceRecord):
@@ -804,16 +657,16 @@ class Reconciler:
 
     # -- evaluation of units ---------------------------------------------------------
 
-    def _issuance_refs(self, slots: Iterable[_Slot]) -> list[RecordRef]:
+    def _issuance_refs(self, slots: Iterable[Slot]) -> list[RecordRef]:
         return sorted((s.ref() for s in slots), key=lambda r: r.key)
 
-    def _issuance_ranges(self, registry: str, slots: Iterable[_Slot]) -> list[SerialRange]:
+    def _issuance_ranges(self, registry: str, slots: Iterable[Slot]) -> list[SerialRange]:
         out = []
         for s in slots:
             assert s.current is not None
             rec = self._record(s.current)
             assert isinstance(rec, IssuanceRecord)
-            out += [_range(registry, b) for b in rec.blocks]
+            out += [block_range(registry, b) for b in rec.blocks]
         return out
 
     def _eval_decision(self, dk: str) -> None:
@@ -821,7 +674,7 @@ class Reconciler:
         unit: Unit = ("decision", dk)
         slot = self._slots.get("issuance_decision", {}).get(dk)
         current = slot.current if slot is not None else None
-        by_side: dict[str, dict[_Slot, tuple[int, str]]] = {}
+        by_side: dict[str, dict[Slot, tuple[int, str]]] = {}
         for s, (registry, amount, atype) in self._issuances.get(dk, ()):
             by_side.setdefault(registry, {})[s] = (amount, atype)
         findings: list[Discrepancy] = []
@@ -945,12 +798,12 @@ class Reconciler:
         else:
             self._timed.discard(dk)
 
-    def _action_ranges(self, party: str, slots: Iterable[_Slot]) -> list[SerialRange]:
+    def _action_ranges(self, party: str, slots: Iterable[Slot]) -> list[SerialRange]:
         out = []
         for s in slots:
             assert s.current is not None
             rec = self._record(s.current)
-            out += [_range(party, b) for b in getattr(rec, "blocks", ())]
+            out += [block_range(party, b) for b in getattr(rec, "blocks", ())]
         return out
 
     def _eval_authorization(self, aid: str) -> None:
@@ -965,7 +818,7 @@ class Reconciler:
             auths[party] = rec
         actions = sorted(self._actions.get(aid, {}).items(), key=lambda kv: kv[0].pos)
         findings: list[Discrepancy] = []
-        first: dict[str, list[tuple[_Slot, _Action]]] = {}
+        first: dict[str, list[tuple[Slot, Action]]] = {}
         for slot, a in actions:
             label = f"itmo_action {slot.key}"
             own = auths.get(a.party)
@@ -1079,13 +932,13 @@ class Reconciler:
         self._set(self._findings, unit, findings)
         self._set(self._pending, unit, pending)
 
-    def _vintage_of(self, rng: SerialRange, slots: Iterable[_Slot]) -> int | None:
+    def _vintage_of(self, rng: SerialRange, slots: Iterable[Slot]) -> int | None:
         """The vintage stated for the issued block ``rng`` is (for a finding's ranges)."""
         for s in slots:
             assert s.current is not None
             rec = self._record(s.current)
             for b in getattr(rec, "blocks", ()):
-                if _range("JP", b) == rng:
+                if block_range("JP", b) == rng:
                     vintage: int | None = b.vintage
                     return vintage
         return None
@@ -1094,7 +947,7 @@ class Reconciler:
         """Rule 6, mirror of use: group unpaired records by overlapping serials."""
         unit: Unit = ("use", party)
         mirror = self._mirrors.get(party)
-        members: dict[_Slot, list[SerialRange]] = {}
+        members: dict[Slot, list[SerialRange]] = {}
         if mirror is not None:
             for sig in mirror.unmatched:
                 for slot in (*mirror.txs.get(sig, ()), *mirror.actions.get(sig, ())):
@@ -1102,7 +955,7 @@ class Reconciler:
         ordered = sorted(members, key=lambda s: s.pos)
         parent = {s: s for s in ordered}
 
-        def find(s: _Slot) -> _Slot:
+        def find(s: Slot) -> Slot:
             while parent[s] is not s:
                 parent[s] = parent[parent[s]]
                 s = parent[s]
@@ -1112,7 +965,7 @@ class Reconciler:
             for b in ordered[i + 1 :]:
                 if any(x.overlaps(y) for x in members[a] for y in members[b]):
                     parent[find(b)] = find(a)
-        groups: dict[_Slot, list[_Slot]] = {}
+        groups: dict[Slot, list[Slot]] = {}
         for s in ordered:
             groups.setdefault(find(s), []).append(s)
         findings = []
