@@ -7,9 +7,26 @@ Structs and nothing else; unknown fields are tolerated (a newer peer may add som
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import msgspec
+
+from jcm_sync.core.envelope import PublicKey
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The node a verified request comes from, and the key it signed with.
+
+    A plain value: ``net/auth.py`` finds it from a request's signature, and the hub
+    (``services/hub.py``) authorizes each call by it, over HTTP or in process."""
+
+    partnership: str
+    node: str
+    keyid: str
+    public_key: PublicKey = field(repr=False, compare=False)
+
 
 Index = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Hash = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]

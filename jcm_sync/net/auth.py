@@ -95,6 +95,7 @@ from yarl import URL
 
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import TrustRoot
+from jcm_sync.core.wire import Caller
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -133,16 +134,6 @@ _SIGNING_HEADERS: Final = frozenset({"content-digest", "signature-input", "signa
 
 
 # --- who is calling ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The node a verified request comes from, and the key it signed with."""
-
-    partnership: str
-    node: str
-    keyid: str
-    public_key: PublicKey = field(repr=False, compare=False)
 
 
 KeyLookup: TypeAlias = Callable[[str, datetime], Caller | None]

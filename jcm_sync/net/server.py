@@ -72,6 +72,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from jcm_sync.core.wire import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_PREFIX,
+    Caller,
     EntriesPage,
     Problem,
     PushRequest,
@@ -100,7 +101,6 @@ from jcm_sync.errors import (
 )
 from jcm_sync.net.auth import (
     Authenticated,
-    Caller,
     RequestVerifier,
     authenticate_aiohttp_request,
     own_origin,

@@ -68,6 +68,7 @@ from typing import Any
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import (
+    Caller,
     CheckpointView,
     ConsistencyProofView,
     EntriesPage,
@@ -89,7 +90,6 @@ from jcm_sync.errors import (
     PastLogSizeError,
 )
 from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
-from jcm_sync.net.auth import Caller
 from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
 from jcm_sync.services.node import Node
 from jcm_sync.services.verify_pool import VerifyPool

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import ROLES, TrustRoot
+from jcm_sync.core.wire import Caller
 from jcm_sync.errors import (
     AuthorityError,
     ClockSkewError,
@@ -42,7 +43,6 @@ from jcm_sync.errors import (
 )
 from jcm_sync.net.auth import (
     COVERED_COMPONENTS,
-    Caller,
     NonceCache,
     RequestSigner,
     RequestVerifier,
