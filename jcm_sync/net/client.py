@@ -18,7 +18,7 @@ import math
 import ssl
 import warnings
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -36,6 +36,9 @@ from jcm_sync.core.wire import (
 )
 from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
 from jcm_sync.net.auth import RequestSigner, SigningMiddleware
+
+if TYPE_CHECKING:
+    from jcm_sync.services.hub_port import HubPort
 
 T = TypeVar("T")
 
@@ -84,7 +87,7 @@ def ca_context(ca_file: str) -> ssl.SSLContext:
 
 
 class HubClient:
-    """One node's signed connection to the hub.
+    """One node's signed connection to the hub: the agent's ``HubPort`` over HTTP.
 
     ``ca_file`` names PEM CA certificates to check an ``https`` hub's certificate against
     instead of the system's trust store.
@@ -227,3 +230,7 @@ class HubClient:
             ConsistencyProofView,
             params={"old": str(old), "new": str(new)},
         )
+
+
+if TYPE_CHECKING:  # mypy proves here that the agent can be handed a HubClient
+    _IMPLEMENTS_PORT: type[HubPort] = HubClient

@@ -59,7 +59,7 @@ from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
 from jcm_sync.errors import ForkError, JcmSyncError, PeerRefusedError, TransportError
 from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
-from jcm_sync.net.client import HubClient
+from jcm_sync.services.hub_port import HubPort
 from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.node import Node, PartnershipLogs
 from jcm_sync.store import Entry, LogRef
@@ -86,10 +86,11 @@ class SyncResult:
 
 @dataclass
 class Syncer:
-    """One partnership's push, pull and anti-entropy over a ``HubClient``."""
+    """One partnership's push, pull and anti-entropy through a ``HubPort``: the signed
+    HTTP ``HubClient``, an ``InProcessHub``, or a test's lying hub."""
 
     node: Node
-    client: HubClient
+    client: HubPort
     partnership: str
     batch_size: int = 500
     progress: Progress | None = None
