@@ -481,27 +481,35 @@ class Frontier:
         return EMPTY_ROOT if self.size == 0 else hash_from_subtrees(self.hashes)
 
     def append(self, leaf: bytes) -> tuple[Frontier, list[Node]]:
-        """Append one leaf hash; return the new frontier and every perfect node it creates.
+        """Append one leaf hash: ``extend`` by one."""
+        return self.extend((leaf,))
 
-        The nodes are the leaf ``(0, size)`` followed by one parent per trailing one-bit of the
-        old size, lowest first: each completes a perfect subtree that will never change again.
+    def extend(self, leaves: Sequence[bytes]) -> tuple[Frontier, list[Node]]:
+        """Append leaf hashes; return the new frontier and every perfect node they create.
+
+        Per leaf, the nodes are the leaf ``(0, size)`` followed by one parent per trailing
+        one-bit of the old size, lowest first: each completes a perfect subtree that will never
+        change again. The new frontier is validated once, not per leaf (a store's batch).
         """
-        if not _is_hash(leaf):
-            raise BadDataError(f"leaf hash must be {HASH_SIZE} bytes, got {_describe(leaf)}")
-        if self.size == MAX_TREE_SIZE:
-            raise BadDataError("the tree is full: RFC 9162 sizes are uint64")
         stack = list(self.hashes)
-        acc, level, index = leaf, 0, self.size
-        created = [Node(level, index, acc)]
-        carry = self.size
-        # Like a binary increment: each trailing 1 bit is a full subtree of the same height
-        # to our left, which merges with the one we carry into a subtree one level up.
-        while carry & 1:
-            acc = node_hash(stack.pop(), acc)
-            level, index, carry = level + 1, index >> 1, carry >> 1
+        size = self.size
+        created: list[Node] = []
+        for leaf in leaves:
+            if not _is_hash(leaf):
+                raise BadDataError(f"leaf hash must be {HASH_SIZE} bytes, got {_describe(leaf)}")
+            if size == MAX_TREE_SIZE:
+                raise BadDataError("the tree is full: RFC 9162 sizes are uint64")
+            acc, level, index, carry = leaf, 0, size, size
             created.append(Node(level, index, acc))
-        stack.append(acc)
-        return Frontier(self.size + 1, tuple(stack)), created
+            # Like a binary increment: each trailing 1 bit is a full subtree of the same height
+            # to our left, which merges with the one we carry into a subtree one level up.
+            while carry & 1:
+                acc = node_hash(stack.pop(), acc)
+                level, index, carry = level + 1, index >> 1, carry >> 1
+                created.append(Node(level, index, acc))
+            stack.append(acc)
+            size += 1
+        return Frontier(size, tuple(stack)), created
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,6 @@ __all__ = [
     "check_trust_chain",
     "duplicate_error",
     "frontier_from",
-    "grow_frontier",
     "parse_checkpoint_note",
     "plan_append",
     "plan_trust_marks",
@@ -257,7 +256,7 @@ def plan_append(
             where=f"{log.origin} head",
         )
     new = batch[present:]
-    grown, nodes = grow_frontier(frontier, [item.leaf_hash for item in new])
+    grown, nodes = frontier.extend([item.leaf_hash for item in new])
     return AppendPlan(
         start=start,
         present=present,
@@ -267,31 +266,6 @@ def plan_append(
         size=grown.size,
         root=grown.root(),
     )
-
-
-def grow_frontier(
-    frontier: merkle.Frontier, leaf_hashes: Sequence[bytes]
-) -> tuple[merkle.Frontier, list[merkle.Node]]:
-    """``merkle.Frontier.append`` over many leaves: the new frontier and every node created.
-
-    The same binary-counter merge as ``Frontier.append``, without building and validating
-    a Frontier per leaf (a hub batch has thousands); the result is validated once, and
-    tests check it equals repeated ``Frontier.append``.
-    """
-    stack = list(frontier.hashes)
-    size = frontier.size
-    nodes: list[merkle.Node] = []
-    node_hash, node = merkle.node_hash, merkle.Node
-    for leaf in leaf_hashes:
-        acc, level, index, carry = leaf, 0, size, size
-        nodes.append(node(0, size, leaf))
-        while carry & 1:
-            acc = node_hash(stack.pop(), acc)
-            level, index, carry = level + 1, index >> 1, carry >> 1
-            nodes.append(node(level, index, acc))
-        stack.append(acc)
-        size += 1
-    return merkle.Frontier(size, tuple(stack)), nodes
 
 
 def duplicate_error(log: LogRef, found: Mapping[str, int]) -> ConflictError:

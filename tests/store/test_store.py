@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import operator
 import sqlite3
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.store import LogRef, Store, TrustMark, open_store
-from jcm_sync.store.planning import grow_frontier
+from jcm_sync.store.planning import AppendState, PreparedEntry, plan_append
 from jcm_sync.store.sql import SCHEMA_VERSION
 from tests import builders
 from tests.store import World
@@ -50,20 +51,40 @@ def signed_checkpoint(log: LogRef, size: int, root: bytes, key: PrivateKey) -> b
 # --- pure planning ------------------------------------------------------------------
 
 
+def mth(leaf_hashes: list[bytes]) -> bytes:
+    """RFC 9162 Merkle Tree Hash of leaf hashes, by its recursive definition."""
+    n = len(leaf_hashes)
+    if n <= 1:
+        return leaf_hashes[0] if n else hashlib.sha256(b"").digest()
+    k = 1 << ((n - 1).bit_length() - 1)
+    return merkle.node_hash(mth(leaf_hashes[:k]), mth(leaf_hashes[k:]))
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 70), st.integers(0, 40))
-def test_grow_frontier_equals_repeated_frontier_append(size: int, extra: int) -> None:
-    """The batched frontier growth creates exactly the nodes of repeated Frontier.append."""
+def test_plan_append_creates_every_new_perfect_node(size: int, extra: int) -> None:
+    """An append of ``extra`` leaves to ``size`` plans each perfect node it completes, once."""
+    log = LogRef("JP-MN", "MN", "jcm-sync.example/JP-MN/MN")
     hashes = [hashlib.sha256(b"%d" % i).digest() for i in range(size + extra)]
-    start = merkle.Frontier.empty()
-    for h in hashes[:size]:
-        start, _ = start.append(h)
-    one_by_one, expected = start, []
-    for h in hashes[size:]:
-        one_by_one, created = one_by_one.append(h)
-        expected.extend(created)
-    grown, nodes = grow_frontier(start, hashes[size:])
-    assert (grown, nodes) == (one_by_one, expected)
+    rows = {
+        coord: mth(hashes[lo:hi])
+        for coord, (lo, hi) in zip(
+            merkle.Frontier.coordinates(size), merkle.perfect_subtrees(size), strict=True
+        )
+    }
+    batch = [PreparedEntry(h, h.hex(), h, "issuance", "k", "MN", None, "JP-MN") for h in hashes]
+    state = AppendState(size, mth(hashes[:size]), rows, {})
+    plan = plan_append(log, None, batch[size:], state)
+    total = size + extra
+    expected = [
+        merkle.Node(level, index, mth(hashes[index << level : (index + 1) << level]))
+        for level in range(total.bit_length())
+        for index in range(total >> level)
+        if (index + 1) << level > size
+    ]
+    by_place = operator.attrgetter("level", "index")
+    assert sorted(plan.nodes, key=by_place) == sorted(expected, key=by_place)
+    assert (plan.first, plan.size, plan.root) == (size, total, mth(hashes))
 
 
 # --- logs -------------------------------------------------------------------------
