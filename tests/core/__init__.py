@@ -1,0 +1,1 @@
+"""Tests of the pure core (``jcm_sync.core``)."""
