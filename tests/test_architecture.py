@@ -280,7 +280,7 @@ def test_lint_imports_passes_on_the_package(copied_project: Path) -> None:
 
 
 def test_lint_imports_refuses_a_forbidden_import(tmp_path: Path) -> None:
-    """A core module reaching up to local, and a service reaching up to net, break the contracts."""
+    """Core reaching up to local or out to a socket, or a service up to net, breaks a contract."""
     project = _copy_project(tmp_path)
     service = sorted(
         p for p in (project / PACKAGE / "services").glob("*.py") if p.name != "__init__.py"
@@ -290,7 +290,9 @@ def test_lint_imports_refuses_a_forbidden_import(tmp_path: Path) -> None:
     _append(
         project / PACKAGE / "core" / "trust.py",
         """
-        def _reaches_up() -> None:
+        def _reaches_out() -> None:
+            import socket  # noqa: F401
+
             import jcm_sync.local.keyfiles  # noqa: F401
         """,
     )
@@ -304,6 +306,7 @@ def test_lint_imports_refuses_a_forbidden_import(tmp_path: Path) -> None:
     assert f"{contracts['layers']['name']} BROKEN" in out, out
     assert f"{contracts['pure-core']['name']} BROKEN" in out, out
     assert "jcm_sync.core.trust -> jcm_sync.local.keyfiles" in out, out
+    assert "jcm_sync.core.trust -> socket" in out, out
     assert f"{service_module} -> jcm_sync.net.server" in out, out
 
 
