@@ -69,13 +69,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 async def _sizes(config: Path) -> dict[str, dict[str, int]]:
-    from jcm_sync.cli.node import _status
+    from jcm_sync.services.status_view import read_status
 
-    data = await _status(load_config(config))
-    return {
-        p["partnership"]: {lg["node"]: lg["local_size"] for lg in p["logs"]}
-        for p in data["partnerships"]
-    }
+    status = await read_status(load_config(config))
+    return {p.partnership: {lg.node: lg.local_size for lg in p.logs} for p in status.partnerships}
 
 
 def _converged(configs: dict[str, Path]) -> tuple[bool, dict[str, Any]]:

@@ -9,7 +9,7 @@ import errno
 import signal
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -249,75 +249,29 @@ async def _sync(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from jcm_sync.services.status_view import read_status
+
     cfg = _load(args)
-    data = asyncio.run(_status(cfg))
+    status = asyncio.run(read_status(cfg))
 
     def human(c: Console) -> None:
-        for p in data["partnerships"]:
-            t = Table(title=f"{p['partnership']} ({cfg.node.id})")
+        for p in status.partnerships:
+            t = Table(title=f"{p.partnership} ({cfg.node.id})")
             for col in ("log", "local size", "remote size", "lag", "last sync", "last error"):
                 t.add_column(col)
-            for lg in p["logs"]:
+            for lg in p.logs:
                 t.add_row(
-                    f"{lg['node']} ({'own' if lg['own'] else 'replica'})",
-                    str(lg["local_size"]),
-                    "-" if lg["remote_size"] is None else str(lg["remote_size"]),
-                    "-" if lg["lag"] is None else str(lg["lag"]),
-                    (lg["last_sync"] or "never")[:19],
-                    (lg["alarm"] and f"[bold red]FORK: {lg['alarm']}[/]")
-                    or (lg["last_error"] or ""),
+                    f"{lg.node} ({'own' if lg.own else 'replica'})",
+                    str(lg.local_size),
+                    "-" if lg.remote_size is None else str(lg.remote_size),
+                    "-" if lg.lag is None else str(lg.lag),
+                    (lg.last_sync or "never")[:19],
+                    (lg.alarm and f"[bold red]FORK: {lg.alarm}[/]") or (lg.last_error or ""),
                 )
             c.print(t)
 
-    emit(args, data, human)
-    return 1 if any(lg["alarm"] for p in data["partnerships"] for lg in p["logs"]) else 0
-
-
-async def _status(cfg: Config) -> dict[str, Any]:
-    from jcm_sync.local.alarms import AlarmBook
-    from jcm_sync.local.status import read_status
-    from jcm_sync.services.node import log_ref
-    from jcm_sync.store import open_store
-
-    store = await open_store(cfg.store_url)
-    alarms = AlarmBook(cfg.data_dir / "alarms")
-    out = []
-    try:
-        for p in cfg.partnerships:
-            other = p.id[3:] if cfg.node.id == "JP" else "JP"
-            st = read_status(cfg.data_dir, p.id)
-            rows = []
-            for node_id, own in ((cfg.node.id, True), (other, False)):
-                ref = log_ref(cfg, p.id, node_id)
-                await store.ensure_log(ref)
-                head = await store.tree_head(ref)
-                ls = st.logs.get(node_id)
-                remote = ls.remote_size if ls else None
-                if cfg.node.role == "registry":
-                    job = st.jobs.get("served" if own else "push_received")
-                else:
-                    job = st.jobs.get("push" if own else "pull")
-                alarm = alarms.get(ref.origin)
-                rows.append(
-                    {
-                        "node": node_id,
-                        "own": own,
-                        "origin": ref.origin,
-                        "local_size": head.size,
-                        "root": head.root.hex(),
-                        "remote_size": remote,
-                        "lag": None if remote is None else abs(remote - head.size),
-                        "last_sync": job.last_success.isoformat()
-                        if job and job.last_success
-                        else None,
-                        "last_error": job.last_error if job and job.failures else None,
-                        "alarm": alarm.reason if alarm else None,
-                    }
-                )
-            out.append({"partnership": p.id, "logs": rows})
-    finally:
-        await store.close()
-    return {"node": cfg.node.id, "partnerships": out}
+    emit(args, status.to_builtins(), human)
+    return 1 if status.alarmed else 0
 
 
 # --- import -----------------------------------------------------------------------------

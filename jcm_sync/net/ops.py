@@ -41,6 +41,7 @@ from jcm_sync.net.server import (
     problem,
 )
 from jcm_sync.services.hub import Hub
+from jcm_sync.services.status_view import node_status
 
 log = logging.getLogger("jcm_sync.ops")
 
@@ -118,27 +119,20 @@ class OpsServer:
         return resp
 
     async def status_page(self, request: web.Request) -> web.Response:
+        status = await node_status(self.hub.node)
         rows = []
-        node = self.hub.node
-        for pid, p in sorted(node.partnerships.items()):
-            own = await node.store.tree_head(p.own)
-            rep = await node.store.tree_head(p.replica)
-            held = await node.store.latest_checkpoint(p.replica)
-            alarm = node.alarms.get(p.replica.origin)
+        for p in sorted(status.partnerships, key=lambda p: p.partnership):
+            own, rep = p.own, p.replica
+            cells = (
+                p.partnership,
+                own.local_size,
+                own.root[:16],
+                rep.local_size,
+                "-" if rep.checkpoint is None else rep.checkpoint,
+                "FORK: " + rep.alarm if rep.alarm else "ok",
+            )
             rows.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{html.escape(str(v))}</td>"
-                    for v in (
-                        pid,
-                        own.size,
-                        own.root.hex()[:16],
-                        rep.size,
-                        held.size if held else "-",
-                        "FORK: " + alarm.reason if alarm else "ok",
-                    )
-                )
-                + "</tr>"
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>"
             )
         page = (
             "<!doctype html><meta charset=utf-8><title>jcm-sync hub</title>"
