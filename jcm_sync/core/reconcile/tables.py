@@ -1,0 +1,204 @@
+"""The index tables: what the current version of each record contributes, by unit.
+
+Why this module exists: the rules judge units (a decision, an authorization, a (project,
+vintage), a Party's use mirror) from facts filed by many records; this is where those facts
+are filed and withdrawn as versions come and go (``engine`` theory: "Contributions"), apart
+from the choice of which version counts (``engine``) and from the judging (the rules).
+
+Invariants:
+
+1. ``add`` and ``retract`` are inverse: ``add`` remembers on ``slot.contrib`` exactly what
+   it filed, so ``retract`` withdraws it without decoding the record again.
+2. Every unit whose facts change is added to ``dirty``; nothing else is. The reconciler
+   judges the dirty units and only them, so a report costs what changed.
+3. Tables hold tuples of untracked items (``slots.Bag``), never a container per record.
+4. The tables are read by the rules and written only here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+from jcm_sync.core.reconcile.slots import (
+    Action,
+    Bag,
+    Mirror,
+    Slot,
+    Unit,
+    bag_add,
+    bag_remove,
+    decision_key,
+    mirror_sig,
+    vintages_of,
+)
+from jcm_sync.core.records import (
+    AuthorizationRecord,
+    IssuanceDecisionRecord,
+    IssuanceRecord,
+    ItmoActionRecord,
+    Record,
+    ResolutionRecord,
+    TransactionRecord,
+)
+
+MIRRORED: Final = {"retirement": "use", "cancellation": "voluntary_cancellation"}
+"""Rule 6, use mirror: registry transaction type -> the ITMO action that reports it."""
+
+
+class Tables:
+    """The facts the rules read, filed per unit, and the units changed since last judged."""
+
+    def __init__(self, partner: str) -> None:
+        self.partner = partner
+        # "bags": tuples of (slot, value), not dicts: one dict per decision would be a
+        # tracked container each, where a tuple of untracked items is untracked
+        self.issuances: dict[str, Bag[tuple[str, int, str]]] = {}
+        """Per decision key: (registry, amount, account type) of each current issuance."""
+        self.jp_vintage: dict[tuple[str, int], Bag[int]] = {}
+        """Per (project, vintage): the credits of each of Japan's issuances."""
+        self.first_transfers: dict[tuple[str, int], Bag[int]] = {}
+        """Per (project, vintage): the quantity of each of the partner's first transfers."""
+        self.auths: dict[str, dict[str, Slot]] = {}
+        """Per authorization id: the authorization of each Party holding that id."""
+        self.actions: dict[str, dict[Slot, Action]] = {}
+        """Per authorization id: the ITMO actions naming it."""
+        self.action_count = 0
+        self.mirrors: dict[str, Mirror] = {}
+        """Per Party: its use mirror (rule 6)."""
+        self.resolutions: dict[str, dict[str, Slot]] = {}
+        """Per discrepancy id: each author's resolution of it (rule 7)."""
+        self.dirty: set[Unit] = set()
+
+    def add(self, slot: Slot, record: Record) -> str | None:
+        """File ``record``, the slot's current version, and remember it on ``slot.contrib``.
+
+        Returns the registry whose serial fold the record joins (issuances and
+        transactions), or None."""
+        if isinstance(record, IssuanceRecord):
+            dk = sys.intern(
+                decision_key(record.decision.project_id, record.decision.monitoring_period)
+            )
+            fact = (record.registry, record.amount, sys.intern(record.account.type))
+            bag_add(self.issuances, dk, slot, fact)
+            self.dirty.add(("decision", dk))
+            vintages = vintages_of(record) if record.registry == "JP" else {}
+            project = sys.intern(record.decision.project_id)
+            for vintage, n in vintages.items():
+                bag_add(self.jp_vintage, (project, vintage), slot, n)
+                self.dirty.add(("ftm", project, str(vintage)))
+            slot.contrib = ("issuance", dk, record.registry, project, tuple(vintages))
+            return record.registry
+        if isinstance(record, TransactionRecord):
+            mirrored = MIRRORED.get(record.type)
+            sig = None
+            if mirrored and record.purpose is not None and record.blocks:
+                sig = mirror_sig(mirrored, record.blocks)
+                self._mirror(record.registry).change("txs", sig, slot, +1)
+                self.dirty.add(("use", record.registry))
+            slot.contrib = ("transaction", record.registry, sig)
+            return record.registry
+        if isinstance(record, IssuanceDecisionRecord):
+            shares = []
+            for share in record.shares:
+                by_type: dict[str, int] = {}
+                for a in share.allocations:
+                    by_type[a.account_type] = by_type.get(a.account_type, 0) + a.amount
+                allocated = tuple(sorted(by_type.items())) if share.allocations else None
+                shares.append((share.side, share.notified, allocated))
+            slot.contrib = ("decision", slot.key, tuple(shares), record.decided_on)
+            self.dirty.add(("decision", slot.key))
+        elif isinstance(record, AuthorizationRecord):
+            aid, party = record.authorization_id, record.party
+            self.auths.setdefault(aid, {})[party] = slot
+            slot.contrib = ("authorization", aid, party)
+            self._authorization_changed(aid, party)
+        elif isinstance(record, ItmoActionRecord):
+            action = Action(record.party, record.action_id, record.action, record.project_id,
+                            record.vintage, record.purpose, record.quantity)  # fmt: skip
+            aid = record.authorization_id
+            self.actions.setdefault(aid, {})[slot] = action
+            self.action_count += 1
+            self.dirty.add(("auth", aid))
+            if record.action == "first_transfer" and record.party == self.partner:
+                pv = (record.project_id, record.vintage)
+                bag_add(self.first_transfers, pv, slot, record.quantity)
+                self.dirty.add(("ftm", pv[0], str(pv[1])))
+            sig = None
+            if record.action in MIRRORED.values() and record.blocks:
+                sig = mirror_sig(record.action, record.blocks)
+                self._mirror(record.party).change("actions", sig, slot, +1)
+                self.dirty.add(("use", record.party))
+            slot.contrib = ("itmo_action", aid, action, sig)
+        elif isinstance(record, ResolutionRecord):
+            self.resolutions.setdefault(record.discrepancy_id, {})[record.author] = slot
+            slot.contrib = ("resolution", record.discrepancy_id, record.author)
+        else:  # methodologies and projects: only their pending state, set by the engine
+            slot.contrib = ("jc",)
+        return None
+
+    def retract(self, slot: Slot) -> str | None:
+        """Withdraw what ``add`` filed for this slot.
+
+        Returns the registry whose serial fold must be replayed without it, or None."""
+        c, slot.contrib = slot.contrib, None
+        assert c is not None
+        what = c[0]
+        if what == "decision":
+            self.dirty.add(("decision", str(c[1])))
+        elif what == "issuance":
+            _, dk, registry, project, vintages = c
+            assert isinstance(dk, str)
+            assert isinstance(registry, str)
+            assert isinstance(project, str)
+            bag_remove(self.issuances, dk, slot)
+            self.dirty.add(("decision", dk))
+            for vintage in vintages:  # type: ignore[attr-defined]
+                bag_remove(self.jp_vintage, (project, vintage), slot)
+                self.dirty.add(("ftm", project, str(vintage)))
+            return registry
+        elif what == "transaction":
+            _, registry, sig = c
+            assert isinstance(registry, str)
+            if sig is not None:
+                self._mirror(registry).change("txs", sig, slot, -1)  # type: ignore[arg-type]
+                self.dirty.add(("use", registry))
+            return registry
+        elif what == "authorization":
+            _, aid, party = c
+            assert isinstance(aid, str)
+            assert isinstance(party, str)
+            self.auths.get(aid, {}).pop(party, None)
+            self._authorization_changed(aid, party)
+        elif what == "itmo_action":
+            _, aid, fact, sig = c
+            assert isinstance(aid, str)
+            assert isinstance(fact, Action)
+            self.actions.get(aid, {}).pop(slot, None)
+            self.action_count -= 1
+            self.dirty.add(("auth", aid))
+            pv = (fact.project, fact.vintage)
+            if bag_remove(self.first_transfers, pv, slot):
+                self.dirty.add(("ftm", pv[0], str(pv[1])))
+            if sig is not None:
+                self._mirror(fact.party).change("actions", sig, slot, -1)  # type: ignore[arg-type]
+                self.dirty.add(("use", fact.party))
+        elif what == "resolution":
+            _, did, author = c
+            assert isinstance(did, str)
+            assert isinstance(author, str)
+            self.resolutions.get(did, {}).pop(author, None)
+        return None
+
+    def _authorization_changed(self, aid: str, party: str) -> None:
+        self.dirty.add(("auth", aid))
+        if party == self.partner:  # its scope decides which units mirror (rule 6)
+            self.dirty.update(
+                ("ftm", p, str(v)) for p, v in (*self.jp_vintage, *self.first_transfers)
+            )
+
+    def _mirror(self, party: str) -> Mirror:
+        m = self.mirrors.get(party)
+        if m is None:
+            m = self.mirrors[party] = Mirror()
+        return m
