@@ -48,30 +48,19 @@ from asyncpg.exceptions import (
 )
 
 from jcm_sync.core import merkle
-from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
+from jcm_sync.errors import JcmSyncError, StoreError
 from jcm_sync.store import redact_url, sql
-from jcm_sync.store.base import (
-    EntryRow,
-    RecordRow,
-    StoreBase,
-)
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
     PreparedEntry,
     check_head,
-    duplicate_error,
     plan_append,
-    plan_trust_marks,
-    rows_past_head_error,
     state_reads,
-    trust_marks_from,
 )
 from jcm_sync.store.values import (
     Coord,
     LogRef,
-    RecordQuery,
-    StoredCheckpoint,
     TrustMark,
 )
 
@@ -119,7 +108,7 @@ def _schema_of(url: str) -> str | None:
     return first if _IDENT.match(first) else None
 
 
-class PostgresStore(StoreBase):
+class PostgresStore(sql.SqlStore):
     """The ``Store`` in PostgreSQL; open it with ``await PostgresStore.open(url)``."""
 
     def __init__(self, url: str) -> None:
@@ -196,7 +185,7 @@ class PostgresStore(StoreBase):
             sql.check_schema_version(await conn.fetchval(sql.READ_SCHEMA_VERSION), self._where)
             await conn.execute(pg(sql.SET_SCHEMA_VERSION), str(sql.SCHEMA_VERSION))
 
-    async def _fetch(self, text: str, *args: object) -> list[Any]:
+    async def _query(self, text: str, *args: object) -> list[Any]:
         async with self._conn("reading") as conn:
             return list(await conn.fetch(pg(text), *args))
 
@@ -214,13 +203,6 @@ class PostgresStore(StoreBase):
                     raise StoreError(f"origin {log.origin!r} is already used by another log")
         return None if row is None else (int(row[0]), str(row[1]))
 
-    async def _list_logs(self) -> list[tuple[str, str, str]]:
-        return [(r[0], r[1], r[2]) for r in await self._fetch(sql.LIST_LOGS)]
-
-    async def _head(self, log_id: int) -> tuple[object, object]:
-        rows = await self._fetch(sql.HEAD, log_id)
-        return (rows[0][0], rows[0][1]) if rows else (None, None)
-
     @staticmethod
     async def _nodes_on(conn: Any, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         if not coords:
@@ -231,11 +213,6 @@ class PostgresStore(StoreBase):
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         async with self._conn("reading tree nodes") as conn:
             return await self._nodes_on(conn, log_id, coords)
-
-    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
-        return [
-            (r[0], r[1], r[2], r[3]) for r in await self._fetch(sql.ENTRIES, log_id, start, end)
-        ]
 
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
@@ -262,47 +239,17 @@ class PostgresStore(StoreBase):
                 await conn.executemany(pg(sql.INSERT_ENTRY), entries)
                 await conn.executemany(pg(sql.INSERT_NODE), nodes)
         except asyncpg.UniqueViolationError as exc:
-            dups = {}
-            for item in plan.new:
-                idx = await conn.fetchval(pg(sql.FIND_RECORD), item.record_id, log_id)
-                if idx is not None:
-                    dups[item.record_id] = int(idx)
-            if dups:
-                raise duplicate_error(log, dups) from None
-            raise rows_past_head_error(log, plan, str(exc)) from exc
+            find = pg(sql.FIND_RECORD)
+            held = {e.record_id: await conn.fetchval(find, e.record_id, log_id) for e in plan.new}
+            sql.refuse_append(log, plan, held, exc)
         await conn.execute(pg(sql.UPDATE_HEAD), plan.size, plan.root, log_id)
-
-    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
-        await self._fetch(sql.INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
-
-    async def _checkpoint_rows(
-        self, log_id: int, size: int | None, latest: bool
-    ) -> list[tuple[object, object, object]]:
-        text, args = sql.checkpoint_query(log_id, size, latest)
-        return [(r[0], r[1], r[2]) for r in await self._fetch(text, *args)]
-
-    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
-        text, args = sql.record_query(query)
-        return [tuple(r) for r in await self._fetch(text, *args)]
-
-    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        rows = await self._fetch(sql.ENVELOPE, record_id)
-        if not rows:
-            raise NotFoundError(f"no log holds record {record_id[:16]}")
-        origin, idx, rid, env, at = rows[0]
-        return origin, idx, rid, env, at
-
-    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
-        return [(r[0], r[1], r[2]) for r in await self._fetch(sql.TRUST_MARKS)]
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]
     ) -> list[TrustMark]:
         async with self._conn("recording the trust roots") as conn, conn.transaction():
             await conn.execute("LOCK TABLE trust_marks IN EXCLUSIVE MODE")
-            rows = await conn.fetch(sql.TRUST_MARKS)
-            rising = plan_trust_marks(trust_marks_from((r[0], r[1], r[2]) for r in rows), offered)
-            at = self._clock()
-            for m in rising:
-                await conn.execute(pg(sql.RAISE_TRUST_MARK), m.partnership, m.version, m.digest, at)
+            held = await conn.fetch(sql.TRUST_MARKS)
+            rising, writes = sql.trust_mark_writes(held, offered, self._clock())
+            await conn.executemany(pg(sql.RAISE_TRUST_MARK), writes)
         return rising

@@ -9,23 +9,41 @@ PostgreSQL adapter numbers them (``$1``...). The DDL names its few dialect diffe
 ``SCHEMA_VERSION`` counts layouts (rule 8 of ``protocol.py``): every DDL statement is
 ``IF NOT EXISTS``, so running it on an older database adds what it lacks; a newer one is
 refused by ``check_schema_version``. Adapters use this module by name (``sql.HEAD``).
+
+``SqlStore`` answers the primitives of ``StoreBase`` that are one shared query and a
+reshaping of its rows, so the two adapters write only what differs: connections,
+transactions, and how each reads tree nodes and appends.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final, NoReturn
 
-from jcm_sync.errors import StoreError
-from jcm_sync.store.planning import AppendPlan
-from jcm_sync.store.values import RecordQuery
+from jcm_sync.errors import NotFoundError, StoreError
+from jcm_sync.store.base import EntryRow, RecordRow, StoreBase
+from jcm_sync.store.planning import (
+    AppendPlan,
+    duplicate_error,
+    plan_trust_marks,
+    rows_past_head_error,
+    trust_marks_from,
+)
+from jcm_sync.store.values import LogRef, RecordQuery, StoredCheckpoint, TrustMark
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SqlStore",
     "append_rows",
     "check_schema_version",
     "checkpoint_query",
     "record_query",
+    "refuse_append",
     "schema_ddl",
+    "stored_time",
+    "trust_mark_writes",
 ]
 #: Version of the table layout; an adapter migrates an older database and refuses a newer
 #: one (rule 8). 2 added ``trust_marks``.
@@ -190,6 +208,30 @@ def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Row
     return entries, nodes, records
 
 
+def refuse_append(
+    log: LogRef, plan: AppendPlan, held: Mapping[str, int | None], exc: Exception
+) -> NoReturn:
+    """Explain a unique-key violation raised writing ``plan``; call it in the ``except``.
+
+    ``held`` maps each new record id to the index ``FIND_RECORD`` found it at in this log,
+    or None: a record already held is a ``ConflictError`` (invariant 2); otherwise rows lie
+    past the stored head, a corrupt store.
+    """
+    found = {rid: int(idx) for rid, idx in held.items() if idx is not None}
+    if found:
+        raise duplicate_error(log, found) from None
+    raise rows_past_head_error(log, plan, str(exc)) from exc
+
+
+def trust_mark_writes(
+    rows: Iterable[Sequence[object]], offered: Mapping[str, Sequence[TrustMark]], at: object
+) -> tuple[list[TrustMark], Rows]:
+    """Judge ``offered`` against the held ``TRUST_MARKS`` rows (rule 7): the marks that rise
+    and the ``RAISE_TRUST_MARK`` parameter rows that write them, stamped ``at``."""
+    rising = plan_trust_marks(trust_marks_from((r[0], r[1], r[2]) for r in rows), offered)
+    return rising, [(m.partnership, m.version, m.digest, at) for m in rising]
+
+
 def check_schema_version(found: object, where: str) -> None:
     """Refuse a database whose layout this code does not know (rule 8): a newer one.
 
@@ -205,3 +247,55 @@ def check_schema_version(found: object, where: str) -> None:
             f"{SCHEMA_VERSION}",
             where=where,
         )
+
+
+def stored_time(value: object) -> object:
+    """An append time as read: SQLite keeps ISO 8601 text, PostgreSQL a ``datetime``."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value  # reported as corrupt by check_entry
+    return value
+
+
+class SqlStore(StoreBase):
+    """The ``StoreBase`` primitives that are one shared query, over the adapter's ``_query``."""
+
+    @abc.abstractmethod
+    async def _query(self, text: str, *args: object) -> list[Any]:
+        """Run one statement of this module (``?`` placeholders) and return its rows."""
+
+    async def _list_logs(self) -> list[tuple[str, str, str]]:
+        return [(r[0], r[1], r[2]) for r in await self._query(LIST_LOGS)]
+
+    async def _head(self, log_id: int) -> tuple[object, object]:
+        rows = await self._query(HEAD, log_id)
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
+        rows = await self._query(ENTRIES, log_id, start, end)
+        return [(r[0], r[1], r[2], stored_time(r[3])) for r in rows]
+
+    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
+        await self._query(INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
+
+    async def _checkpoint_rows(
+        self, log_id: int, size: int | None, latest: bool
+    ) -> list[tuple[object, object, object]]:
+        text, args = checkpoint_query(log_id, size, latest)
+        return [(r[0], r[1], r[2]) for r in await self._query(text, *args)]
+
+    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
+        text, args = record_query(query)
+        return [tuple(r) for r in await self._query(text, *args)]
+
+    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
+        rows = await self._query(ENVELOPE, record_id)
+        if not rows:
+            raise NotFoundError(f"no log holds record {record_id[:16]}")
+        origin, idx, rid, env, at = rows[0]
+        return origin, idx, rid, env, stored_time(at)
+
+    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
+        return [(r[0], r[1], r[2]) for r in await self._query(TRUST_MARKS)]

@@ -25,35 +25,23 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store import sql
-from jcm_sync.store.base import (
-    EntryRow,
-    RecordRow,
-    StoreBase,
-)
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
     PreparedEntry,
     check_head,
-    duplicate_error,
     plan_append,
-    plan_trust_marks,
-    rows_past_head_error,
     state_reads,
-    trust_marks_from,
 )
 from jcm_sync.store.values import (
     Coord,
     LogRef,
-    RecordQuery,
-    StoredCheckpoint,
     TrustMark,
 )
 
@@ -84,16 +72,7 @@ def path_of_url(url: str) -> str:
     return path
 
 
-def _timestamp(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return value  # reported as corrupt by check_entry
-    return value
-
-
-class SqliteStore(StoreBase):
+class SqliteStore(sql.SqlStore):
     """The ``Store`` in a SQLite file; open it with ``await SqliteStore.open(url)``."""
 
     def __init__(self, url: str) -> None:
@@ -222,13 +201,6 @@ class SqliteStore(StoreBase):
     async def _lookup_log(self, log: LogRef, create: bool) -> tuple[int, str] | None:
         return await self._call(self._lookup_sync, log, create)
 
-    async def _list_logs(self) -> list[tuple[str, str, str]]:
-        return [tuple(r) for r in await self._query(sql.LIST_LOGS)]
-
-    async def _head(self, log_id: int) -> tuple[object, object]:
-        rows = await self._query(sql.HEAD, log_id)
-        return (rows[0][0], rows[0][1]) if rows else (None, None)
-
     def _nodes_sync(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         db = self._db()
         out: dict[Coord, object] = {}
@@ -240,10 +212,6 @@ class SqliteStore(StoreBase):
 
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         return await self._call(self._nodes_sync, log_id, coords)
-
-    async def _entry_rows(self, log_id: int, start: int, end: int) -> list[EntryRow]:
-        rows = await self._query(sql.ENTRIES, log_id, start, end)
-        return [(r[0], r[1], r[2], _timestamp(r[3])) for r in rows]
 
     def _append_sync(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
@@ -274,14 +242,11 @@ class SqliteStore(StoreBase):
             db.executemany(sql.INSERT_ENTRY, entries)
             db.executemany(sql.INSERT_NODE, nodes)
         except sqlite3.IntegrityError as exc:
-            dups = {}
-            for item in plan.new:
-                row = db.execute(sql.FIND_RECORD, (item.record_id, log_id)).fetchone()
-                if row is not None:
-                    dups[item.record_id] = int(row[0])
-            if dups:
-                raise duplicate_error(log, dups) from None
-            raise rows_past_head_error(log, plan, str(exc)) from exc
+            find = sql.FIND_RECORD
+            rows = {
+                e.record_id: db.execute(find, (e.record_id, log_id)).fetchone() for e in plan.new
+            }
+            sql.refuse_append(log, plan, {rid: row[0] for rid, row in rows.items() if row}, exc)
         db.execute(sql.UPDATE_HEAD, (plan.size, plan.root, log_id))
 
     async def _append(
@@ -289,38 +254,13 @@ class SqliteStore(StoreBase):
     ) -> AppendPlan:
         return await self._call(self._append_sync, log, log_id, start, batch)
 
-    async def _insert_checkpoint(self, log_id: int, cp: StoredCheckpoint) -> None:
-        await self._query(sql.INSERT_CHECKPOINT, log_id, cp.size, cp.root, cp.note)
-
-    async def _checkpoint_rows(
-        self, log_id: int, size: int | None, latest: bool
-    ) -> list[tuple[object, object, object]]:
-        text, args = sql.checkpoint_query(log_id, size, latest)
-        return [tuple(r) for r in await self._query(text, *args)]
-
-    async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
-        text, args = sql.record_query(query)
-        return [tuple(r) for r in await self._query(text, *args)]
-
-    async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        rows = await self._query(sql.ENVELOPE, record_id)
-        if not rows:
-            raise NotFoundError(f"no log holds record {record_id[:16]}")
-        origin, idx, rid, env, at = rows[0]
-        return origin, idx, rid, env, _timestamp(at)
-
-    async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
-        return [tuple(r) for r in await self._query(sql.TRUST_MARKS)]
-
     def _advance_sync(self, offered: Mapping[str, Sequence[TrustMark]]) -> list[TrustMark]:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            held = trust_marks_from(db.execute(sql.TRUST_MARKS).fetchall())
-            rising = plan_trust_marks(held, offered)
-            at = self._clock().isoformat()
-            for m in rising:
-                db.execute(sql.RAISE_TRUST_MARK, (m.partnership, m.version, m.digest, at))
+            held = db.execute(sql.TRUST_MARKS).fetchall()
+            rising, writes = sql.trust_mark_writes(held, offered, self._clock().isoformat())
+            db.executemany(sql.RAISE_TRUST_MARK, writes)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
