@@ -3,7 +3,8 @@
 Why this module exists: the agent/hub protocol tests run two nodes in one process, many
 times over; they need a store with exactly the semantics of SQLite and PostgreSQL and none
 of their cost. It keeps the same rows in dictionaries and goes through the same checks in
-``base``; it is lost when the process ends, so it is never a node's real store.
+``base`` and ``planning``; it is lost when the process ends, so it is never a node's real
+store.
 
 An append plans first and writes afterwards with no ``await`` in between, so it is atomic
 for every other coroutine, like a transaction; so is advancing the trust marks.

@@ -44,7 +44,8 @@ Invariants every adapter keeps
    newer one is refused, so an older jcm-sync cannot run on a store it would not guard.
 
 ``StoreBase`` (``base.py``) implements the protocol once, over a few primitive queries per
-adapter, so the adapters only move rows and cannot disagree on these rules.
+adapter, with the pure decisions in ``planning.py`` and the SQL both SQL adapters share in
+``sql.py``, so the adapters only move rows and cannot disagree on these rules.
 """
 
 from __future__ import annotations
