@@ -31,6 +31,7 @@ from jcm_sync.local.keyfiles import load_passphrase, load_private_key, read_smal
 from jcm_sync.local.lock import check_writable
 from jcm_sync.services.log_service import LogService
 from jcm_sync.services.metrics import Metrics
+from jcm_sync.services.reconcile_state import ReconcileMetrics, ReconcileState
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
 from jcm_sync.store.planning import plan_trust_marks
 
@@ -118,6 +119,11 @@ class Node:
     alarms: AlarmBook
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utc_now
+    #: what reconciliation keeps between runs (``services.reconcile_state``), one per node
+    reconcile: ReconcileState = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reconcile = ReconcileState(ReconcileMetrics(self.metrics.registry))
 
     @property
     def id(self) -> str:
@@ -171,6 +177,7 @@ class Node:
         return ForkError(reason, where=ref.origin)
 
     async def close(self) -> None:
+        self.reconcile.close()
         await self.store.close()
 
 

@@ -57,16 +57,13 @@ import asyncio
 import functools
 import logging
 import os
-import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jcm_sync.core import merkle
 from jcm_sync.core.envelope import open_envelope, record_id, sign_record
@@ -87,6 +84,7 @@ from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encod
 from jcm_sync.core.trust import TrustRoot, encode_root
 from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.node import Node
+from jcm_sync.services.reconcile_state import Folded
 from jcm_sync.store import AppendResult, LogRef
 
 log = logging.getLogger("jcm_sync.core.reconcile")
@@ -209,109 +207,12 @@ def merge_history(history: History, report: Report, now: datetime) -> tuple[int,
     return new, resolved
 
 
-# --- metrics ----------------------------------------------------------------------------
-
-
-class ReconcileMetrics:
-    """The reconciliation metrics, registered once in a node's metrics registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.open = Gauge(
-            "jcm_sync_discrepancies_open",
-            "Open reconciliation discrepancies, by rule",
-            ["partnership", "rule"],
-            registry=registry,
-        )
-        self.last_run = Gauge(
-            "jcm_sync_reconcile_last_run_timestamp_seconds",
-            "When reconciliation of a partnership last finished",
-            ["partnership"],
-            registry=registry,
-        )
-        self.runs = Counter(
-            "jcm_sync_reconcile_runs_total",
-            "Reconciliation runs, by the status they ended in",
-            ["partnership", "status"],
-            registry=registry,
-        )
-
-
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, ReconcileMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def metrics_for(registry: CollectorRegistry) -> ReconcileMetrics:
-    """The registry's reconciliation metrics, created on first use (a registry refuses
-    the same metric name twice)."""
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = ReconcileMetrics(registry)
-    return m
-
-
-# --- per-node state (rule 2) ------------------------------------------------------------
-
-
-@dataclass
-class _Folded:
-    """A partnership's folded state and what it covers."""
-
-    reconciler: Reconciler
-    trust: bytes
-    positions: dict[str, tuple[int, bytes]]
-
-
-@dataclass
-class _NodeState:
-    folded: dict[str, _Folded] = field(default_factory=dict)
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    #: rule 7: the node's reconciliation thread, started on first use
-    executor: ThreadPoolExecutor | None = None
-
-    def lock(self, partnership: str) -> asyncio.Lock:
-        lock = self.locks.get(partnership)
-        if lock is None:
-            lock = self.locks[partnership] = asyncio.Lock()
-        return lock
-
-    def worker(self) -> ThreadPoolExecutor:
-        if self.executor is None:
-            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jcm-reconcile")
-        return self.executor
-
-    def close(self) -> None:
-        """Stop the worker thread once its current chunk is done; drop queued work."""
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
-
-
-# Keyed by id(node) and dropped when the node is collected: the state holds no reference
-# to the node, so keeping it here never keeps a node alive.
-_STATES: dict[int, _NodeState] = {}
-
-
-def _state_of(node: Node) -> _NodeState:
-    key = id(node)
-    state = _STATES.get(key)
-    if state is None:
-        state = _STATES[key] = _NodeState()
-        weakref.finalize(node, _drop_state, key)
-    return state
-
-
-def _drop_state(key: int) -> None:
-    state = _STATES.pop(key, None)
-    if state is not None:
-        state.close()
+# --- per-node state (rules 2 and 7): kept on the node, ``Node.reconcile`` ----------
 
 
 def close_node(node: Node) -> None:
     """Stop the node's reconciliation thread (rule 7); a later run starts a new one."""
-    state = _STATES.get(id(node))
-    if state is not None:
-        state.close()
+    node.reconcile.close()
 
 
 # --- the work done on the worker thread (rule 7) ------------------------------------------
@@ -363,13 +264,14 @@ class RunResult:
 
 
 class ReconcileService:
-    """Reconciliation on a node (see the module rules). Cheap to create: its state lives
-    per node in this module, so the scheduler, the CLI and tests share it."""
+    """Reconciliation on a node (see the module rules). Cheap to create: what it keeps
+    between runs is the node's (``Node.reconcile``), so the scheduler, the CLI and tests
+    share it."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._state = _state_of(node)
-        self.metrics = metrics_for(node.metrics.registry)
+        self._state = node.reconcile
+        self.metrics = node.reconcile.metrics
 
     @property
     def data_dir(self) -> Path:
@@ -418,7 +320,7 @@ class ReconcileService:
                 if not await self._extends(ref, folded.positions[node], target[node]):
                     incremental = False
         if folded is None or not incremental:
-            folded = _Folded(
+            folded = Folded(
                 Reconciler(logs.root), trust, dict.fromkeys(refs, (0, merkle.EMPTY_ROOT))
             )
         self._state.folded.pop(partnership, None)  # rule 2: reused only once complete

@@ -243,24 +243,24 @@ async def test_incremental_state_matches_a_full_rebuild(pair: Pair) -> None:
     incremental = await service.reconcile(PID)
     assert incremental.run.incremental
     assert [d.rule for d in incremental.report.discrepancies] == ["transaction-not-held"]
-    from jcm_sync.services.reconciliation import _state_of
-
-    _state_of(pair.id).folded.clear()
+    pair.id.reconcile.forget(PID)
     full = await service.reconcile(PID)
     assert not full.run.incremental
     assert full.report == incremental.report
 
 
-async def test_a_checkpoint_that_does_not_extend_the_folded_one_rebuilds(pair: Pair) -> None:
+async def test_a_checkpoint_that_does_not_extend_the_folded_one_rebuilds(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """If the held state's root is not the store's at that size, the run starts over."""
-    from jcm_sync.services.reconciliation import _state_of
-
     await pair.seed(dataset())
     service = ReconcileService(pair.id)
     before = await service.reconcile(PID)
-    folded = _state_of(pair.id).folded[PID]
-    size, _ = folded.positions["JP"]
-    folded.positions["JP"] = (size, b"\x00" * 32)
+
+    async def other_root(*args: object, **kw: object) -> bytes:
+        return b"\x00" * 32  # the stored tree at the folded size is not what was folded
+
+    monkeypatch.setattr(pair.id.store, "root_at", other_root)
     after = await service.reconcile(PID)
     assert not after.run.incremental
     assert after.report == before.report

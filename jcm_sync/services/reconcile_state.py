@@ -1,0 +1,94 @@
+"""What a node keeps for reconciliation between runs: folded state, locks, thread, metrics.
+
+Why this module exists: reconciliation (``services.reconciliation``) folds logs
+incrementally and runs its CPU work on one thread per node; that state must live as long
+as the node and no longer, and be shared by every caller (the scheduler, the CLI, the
+import path, tests). The ``Node`` owns one ``ReconcileState`` (``Node.reconcile``),
+created with it, so nothing is looked up in a module table and closing the node stops
+the thread. It is its own module because ``services.node`` cannot import
+``services.reconciliation`` (which imports the node).
+
+Rules (the numbers are ``services.reconciliation``'s):
+
+1. A partnership's folded state is kept only once complete (rule 2): a run takes it out
+   while it folds and puts it back when done, so a failed run leaves none.
+2. One lock per partnership serialises its runs; one worker thread per node runs every
+   chunk (rule 7), started on first use and stopped by ``close``.
+3. The metrics are registered once, in the node's own registry, when the node is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from jcm_sync.core.reconcile import Reconciler
+
+
+class ReconcileMetrics:
+    """The reconciliation metrics, registered in a node's metrics registry (rule 3)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open = Gauge(
+            "jcm_sync_discrepancies_open",
+            "Open reconciliation discrepancies, by rule",
+            ["partnership", "rule"],
+            registry=registry,
+        )
+        self.last_run = Gauge(
+            "jcm_sync_reconcile_last_run_timestamp_seconds",
+            "When reconciliation of a partnership last finished",
+            ["partnership"],
+            registry=registry,
+        )
+        self.runs = Counter(
+            "jcm_sync_reconcile_runs_total",
+            "Reconciliation runs, by the status they ended in",
+            ["partnership", "status"],
+            registry=registry,
+        )
+
+
+@dataclass
+class Folded:
+    """A partnership's folded state and what it covers: the encoded trust root it was
+    folded under and the (size, root) of each log."""
+
+    reconciler: Reconciler
+    trust: bytes
+    positions: dict[str, tuple[int, bytes]]
+
+
+@dataclass
+class ReconcileState:
+    """A node's reconciliation state (see the module rules)."""
+
+    metrics: ReconcileMetrics
+    folded: dict[str, Folded] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    executor: ThreadPoolExecutor | None = None
+
+    def lock(self, partnership: str) -> asyncio.Lock:
+        lock = self.locks.get(partnership)
+        if lock is None:
+            lock = self.locks[partnership] = asyncio.Lock()
+        return lock
+
+    def worker(self) -> ThreadPoolExecutor:
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jcm-reconcile")
+        return self.executor
+
+    def forget(self, partnership: str) -> None:
+        """Drop a partnership's folded state: its next run folds from scratch."""
+        self.folded.pop(partnership, None)
+
+    def close(self) -> None:
+        """Stop the worker thread once its current chunk is done; drop queued work. A
+        later run starts a new one."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
