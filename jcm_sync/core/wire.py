@@ -13,6 +13,24 @@ from typing import Annotated
 import msgspec
 
 from jcm_sync.core.envelope import PublicKey
+from jcm_sync.errors import (
+    BadDataError,
+    BodyTooLargeError,
+    ConflictError,
+    ForbiddenError,
+    ForkError,
+    GapError,
+    JcmSyncError,
+    NonceCacheFullError,
+    NotFoundError,
+    PastLogSizeError,
+    RecordError,
+    RequestSignatureError,
+    StoreError,
+    TooManyRequestsError,
+    UnsupportedContentError,
+    UntrustedError,
+)
 
 
 @dataclass(frozen=True)
@@ -115,3 +133,45 @@ PROBLEM_TYPE_PREFIX = "urn:jcm-sync:problem:"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 encoder = msgspec.json.Encoder()
+
+
+def status_of(exc: JcmSyncError) -> int:
+    """The HTTP status of an error, by cause."""
+    if isinstance(exc, NonceCacheFullError):
+        return 503
+    if isinstance(exc, TooManyRequestsError):
+        return 429
+    if isinstance(exc, BodyTooLargeError) or exc.code == "batch-too-large":
+        return 413
+    if isinstance(exc, UnsupportedContentError):
+        return 415
+    if isinstance(exc, RequestSignatureError):
+        return 401
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, ForkError | ConflictError):
+        return 409
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, RecordError | UntrustedError):
+        return 422
+    if isinstance(exc, BadDataError):
+        return 400
+    if isinstance(exc, StoreError):
+        return 503
+    return 500
+
+
+def problem_for(exc: JcmSyncError) -> Problem:
+    """The problem details of a refusal as the hub's code raised it, before the server's
+    redaction of 5xx details: what an in-process hub answers (``services/in_process_hub``)."""
+    size = exc.size if isinstance(exc, GapError | PastLogSizeError) else None
+    return Problem(
+        type=PROBLEM_TYPE_PREFIX + exc.code,
+        title=type(exc).__name__.removesuffix("Error") or "Error",
+        status=status_of(exc),
+        detail=exc.message,
+        where=exc.where or "",
+        code=exc.code,
+        size=size,
+    )

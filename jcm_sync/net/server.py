@@ -77,20 +77,16 @@ from jcm_sync.core.wire import (
     Problem,
     PushRequest,
     encoder,
+    status_of,
 )
 from jcm_sync.errors import (
     BadDataError,
     BadParameterError,
     BodyTooLargeError,
-    ConflictError,
-    ForbiddenError,
-    ForkError,
     GapError,
     JcmSyncError,
     NonceCacheFullError,
-    NotFoundError,
     PastLogSizeError,
-    RecordError,
     RequestAuthError,
     RequestSignatureError,
     StoreError,
@@ -145,33 +141,6 @@ class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             self.info("refused a malformed HTTP request: %s", text)
         else:
             super().exception(msg, *args, exc_info=exc_info, **kw)
-
-
-def status_of(exc: JcmSyncError) -> int:
-    """The HTTP status of an error, by cause."""
-    if isinstance(exc, NonceCacheFullError):
-        return 503
-    if isinstance(exc, TooManyRequestsError):
-        return 429
-    if isinstance(exc, BodyTooLargeError) or exc.code == "batch-too-large":
-        return 413
-    if isinstance(exc, UnsupportedContentError):
-        return 415
-    if isinstance(exc, RequestSignatureError):
-        return 401
-    if isinstance(exc, ForbiddenError):
-        return 403
-    if isinstance(exc, ForkError | ConflictError):
-        return 409
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, RecordError | UntrustedError):
-        return 422
-    if isinstance(exc, BadDataError):
-        return 400
-    if isinstance(exc, StoreError):
-        return 503
-    return 500
 
 
 def new_request_id() -> str:
