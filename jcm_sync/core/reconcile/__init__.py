@@ -21,7 +21,12 @@ Modules:
 * ``model``: the values (findings, reports, rules, run statuses);
 * ``inputs``: verified entries and the trust boundary for entries read from a store;
 * ``ledger``: one registry's serial-level fold;
-* ``reconciler``: the incremental fold of both logs and the report;
+* ``slots``, ``tables``, ``engine``: the incremental index of both logs (versions and
+  slots; the facts each record files, by unit; the fold that keeps them and knows which
+  units changed);
+* ``rules_totals``, ``rules_article6``: the rules of stage 1 and of Article 6.2, each
+  judging one unit from the index;
+* ``reconciler``: ``Reconciler``, the index with the rules, and its report;
 * ``snapshot``: a snapshot and ``reconcile(snapshot)``, the one-call form;
 * ``quarantine``: ``check_quarantine``, which refuses moving credits an open finding holds,
   and ``check_batch``, which judges an import with its own records (ADR 0011).

@@ -66,6 +66,7 @@ hands over the units to judge.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from jcm_sync.core import merkle
@@ -105,6 +106,15 @@ REPLAY_DECODED: Final = 4096
 """Records a ledger replay decodes before it drops them again (bounds its memory)."""
 
 _T = TypeVar("_T")
+
+
+@dataclass
+class Judgement:
+    """A rule's verdict on one unit: what ``Index.judged`` files under it. Rules that say
+    more about a unit (``rules_totals``, ``rules_article6``) extend it."""
+
+    findings: list[Discrepancy] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
 
 
 class _LogAcc:
@@ -401,10 +411,10 @@ class Index:
         units, self.tables.dirty = self.tables.dirty, set()
         return units
 
-    def judged(self, unit: Unit, findings: list[Discrepancy], pending: list[Pending]) -> None:
+    def judged(self, unit: Unit, judgement: Judgement) -> None:
         """File a rule's judgement of ``unit``, replacing the previous one."""
-        self._set(self._findings, unit, findings)
-        self._set(self._pending, unit, pending)
+        self._set(self._findings, unit, judgement.findings)
+        self._set(self._pending, unit, judgement.pending)
 
     def unit_findings(self) -> Iterator[Discrepancy]:
         """Every unit's findings (the ledgers' are theirs), in the order units were filed."""

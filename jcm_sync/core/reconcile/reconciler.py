@@ -6,9 +6,13 @@ in, a ``Report`` out, no clock, no I/O. It is also incremental, because a hub re
 31 partnerships on a schedule and their logs only grow: ``apply`` folds new entries into
 indexes, ``report`` re-evaluates only what the new entries touched.
 
-How: ``engine.Index``, which this class extends, keeps the indexes and knows which units
-the new entries touched (its docstring is the theory of operation); the rules of each
-stage judge those units; ``report`` asks them and assembles the findings (rules 5, 7, 8).
+How: ``engine.Index``, which ``Reconciler`` extends, keeps the indexes, decides rules 1
+and 2 and knows which units new entries touched (its docstring is the theory of
+operation). The rules of each stage judge a unit from the index and return a
+``Judgement``: ``rules_totals`` a decision (rules 3 and 4), ``ledger`` the serials of a
+registry (stage 2), ``rules_article6`` an authorization, a (project, vintage) or a
+Party's use (rule 6). ``report`` has the touched units judged, and assembles the report
+with the trails and resolutions (rules 5, 7 and 8).
 
 Rules (the numbered rules of this module; the findings are listed in ``model.RULES``):
 
@@ -70,8 +74,7 @@ Rules (the numbered rules of this module; the findings are listed in ``model.RUL
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import msgspec
 
@@ -84,40 +87,23 @@ from jcm_sync.core.reconcile.model import (
     BlocksStage,
     Discrepancy,
     Explanation,
-    Pending,
     Report,
     SerialRange,
     TotalsStage,
     Trail,
     TrailStep,
-    finding,
     run_status,
 )
-from jcm_sync.core.reconcile.slots import (
-    Action,
-    Slot,
-    Unit,
-    block_range,
+from jcm_sync.core.reconcile.rules_article6 import (
+    judge_authorization,
+    judge_first_transfer_mirror,
+    judge_use_mirror,
 )
-from jcm_sync.core.records import (
-    AuthorizationRecord,
-    IssuanceRecord,
-    ItmoActionRecord,
-    ResolutionRecord,
-    TransactionRecord,
-)
+from jcm_sync.core.reconcile.rules_totals import judge_decision
+from jcm_sync.core.reconcile.slots import Unit
+from jcm_sync.core.records import IssuanceRecord, ResolutionRecord, TransactionRecord
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
-
-
-def _label(dkey: str) -> str:
-    project, start, end = dkey.split("/")
-    return f"{project} {start}..{end}"
-
-
-def _days(n: int) -> str:
-    return f"{n} day" if n == 1 else f"{n} days"
-
 
 # --- the reconciler ---------------------------------------------------------------------
 
@@ -136,317 +122,38 @@ class Reconciler(Index):
         self._n_effective = self._n_compared = self._n_differing = 0
         self._auth_rows: dict[str, list[AuthorizationRow]] = {}
 
-    # -- evaluation of units ---------------------------------------------------------
+    # -- judging units ---------------------------------------------------------------
 
-    def _eval_decision(self, dk: str) -> None:
-        """Rules 3 and 4 for one decision."""
-        unit: Unit = ("decision", dk)
-        slot = self.slot("issuance_decision", dk)
-        current = slot.current if slot is not None else None
-        by_side: dict[str, dict[Slot, tuple[int, str]]] = {}
-        for s, (registry, amount, atype) in self.tables.issuances.get(dk, ()):
-            by_side.setdefault(registry, {})[s] = (amount, atype)
-        findings: list[Discrepancy] = []
-        pending: list[Pending] = []
-        stats = [0, 0, 0]  # effective, sides compared, sides differing
-        period = _label(dk)
-        effective = slot is not None and current is not None and slot.effective
-        for registry in sorted(by_side):
-            issued = by_side[registry]
-            if not issued or effective:
-                continue
-            refs = self.issuance_refs(issued)
-            ranges = self.issuance_ranges(registry, issued)
-            amount = sum(a for a, _ in issued.values())
-            subject = f"{period} side {registry}"
-            if slot is None or current is None:
-                findings.append(finding(
-                    "untraceable-issuance", [dk, registry], subject,
-                    f"{registry} issued {amount} credits under a decision for {period} that is "
-                    "in neither log",
-                    refs, ranges, found=amount,
-                ))  # fmt: skip
+    def _judge(self, unit: Unit) -> None:
+        """Ask the unit's rule for its judgement, and keep what the report counts of it."""
+        if unit[0] == "decision":
+            dk = unit[1]
+            verdict = judge_decision(self, dk, self._as_of, self._grace)
+            # running totals, so that a report costs what changed, not the number of decisions
+            stats = verdict.stats
+            old = self._decision_stats.pop(dk, (0, 0, 0))
+            self._n_effective += stats[0] - old[0]
+            self._n_compared += stats[1] - old[1]
+            self._n_differing += stats[2] - old[2]
+            if any(stats):
+                self._decision_stats[dk] = stats
+            self.judged(unit, verdict)
+            if verdict.timed:
+                self._timed.add(dk)
             else:
-                findings.append(finding(
-                    "issuance-before-decision-effective", [dk, registry], subject,
-                    f"{registry} issued {amount} credits under the decision for {period}, "
-                    "which still awaits the signature or endorsement of "
-                    + " and ".join(slot.missing),
-                    [current.ref(), *refs], ranges, found=amount,
-                ))  # fmt: skip
-        timed = False  # whether the judgement depends on the day (rule 3, grace period)
-        if effective:
-            assert slot is not None
-            assert current is not None
-            assert slot.contrib is not None
-            shares: dict[str, tuple[int, dict[str, int] | None]] = {
-                side: (notified, dict(allocated) if allocated is not None else None)
-                for side, notified, allocated in slot.contrib[2]  # type: ignore[attr-defined]
-            }
-            decided_on = slot.contrib[3]
-            assert isinstance(decided_on, date)
-            as_of, grace = self._as_of, self._grace
-            age = None if as_of is None else max(0, (as_of - decided_on).days)
-            due = decided_on + timedelta(days=grace)
-            stats[0] = 1
-            for side in self.sides:
-                notified, allocated = shares.get(side, (0, None))
-                issued = by_side.get(side, {})
-                subject = f"{period} side {side}"
-                if not issued:
-                    if notified:
-                        timed = timed or age is not None
-                        pending.append(Pending(
-                            what="issuance", subject=subject,
-                            summary=f"the decision for {period} notified {notified} credits "
-                            f"to {side}, which has issued none yet"
-                            + ("" if age is None else f" ({_days(age)} since {decided_on})"),
-                            records=(current.ref(),), missing=(side,), since=decided_on,
-                            age_days=age,
-                        ))  # fmt: skip
-                    continue
-                stats[1] += 1
-                total = sum(a for a, _ in issued.values())
-                diffs = ""
-                if total == notified and allocated is not None:
-                    by_type: dict[str, int] = {}
-                    for amount, atype in issued.values():
-                        by_type[atype] = by_type.get(atype, 0) + amount
-                    # an allocation of 0 is met by issuing nothing into that account type
-                    diffs = ", ".join(
-                        f"{t} {by_type.get(t, 0)} (allocated {allocated.get(t, 0)})"
-                        for t in sorted(set(by_type) | set(allocated))
-                        if by_type.get(t, 0) != allocated.get(t, 0)
-                    )
-                if total == notified and not diffs:
-                    continue
-                refs = [current.ref(), *self.issuance_refs(issued)]
-                ranges = self.issuance_ranges(side, issued)
-                if total < notified:
-                    timed = True  # within or past the grace period: either way, by the day
-                if total < notified and as_of is not None and as_of < due:
-                    assert age is not None
-                    pending.append(Pending(
-                        what="issuance", subject=subject,
-                        summary=f"{side} has issued {total} of the {notified} credits the "
-                        f"decision for {period} notified ({notified - total} to go), pending "
-                        f"for {_days(age)} since {decided_on}; an issued-vs-notified "
-                        f"discrepancy from {due} ({_days(grace)} grace)",
-                        records=tuple(refs), missing=(side,), since=decided_on,
-                        age_days=age, due=due,
-                    ))  # fmt: skip
-                elif total != notified:
-                    stats[2] += 1
-                    more = "more" if total > notified else "fewer"
-                    late = ""
-                    if total < notified and as_of is not None:
-                        late = f"; the {_days(grace)} grace from {decided_on} ended on {due}"
-                    findings.append(finding(
-                        "issued-vs-notified", [dk, side], subject,
-                        f"{side} issued {total} credits where the decision for {period} "
-                        f"notified {notified} ({abs(total - notified)} {more}){late}",
-                        refs, ranges, expected=notified, found=total,
-                    ))  # fmt: skip
-                else:
-                    findings.append(finding(
-                        "allocation-vs-issued", [dk, side], subject,
-                        f"{side} issued its {notified} credits for {period} as {diffs}",
-                        refs, ranges,
-                    ))  # fmt: skip
-        # running totals, so that a report costs what changed, not the number of decisions
-        old = self._decision_stats.pop(dk, (0, 0, 0))
-        self._n_effective += stats[0] - old[0]
-        self._n_compared += stats[1] - old[1]
-        self._n_differing += stats[2] - old[2]
-        if any(stats):
-            self._decision_stats[dk] = (stats[0], stats[1], stats[2])
-        self.judged(unit, findings, pending)
-        if timed:
-            self._timed.add(dk)
-        else:
-            self._timed.discard(dk)
-
-    def _eval_authorization(self, aid: str) -> None:
-        """Rule 6: actions naming ``aid`` against the authorizations holding that id."""
-        unit: Unit = ("auth", aid)
-        auths: dict[str, AuthorizationRecord] = {}
-        auth_slots = self.tables.auths.get(aid, {})
-        for party, s in auth_slots.items():
-            assert s.current is not None
-            rec = self.record(s.current)
-            assert isinstance(rec, AuthorizationRecord)
-            auths[party] = rec
-        actions = sorted(self.tables.actions.get(aid, {}).items(), key=lambda kv: kv[0].pos)
-        findings: list[Discrepancy] = []
-        first: dict[str, list[tuple[Slot, Action]]] = {}
-        for slot, a in actions:
-            label = f"itmo_action {slot.key}"
-            own = auths.get(a.party)
-            if a.action == "first_transfer":
-                if own is None:
-                    others = sorted(auths)
-                    why = (
-                        f"authorization {aid} is {'/'.join(others)}'s, and a first transfer "
-                        f"needs its own Party's ({a.party})"
-                        if others
-                        else f"authorization {aid} is in neither log"
-                    )
-                    findings.append(finding(
-                        "a6-authorization-unknown", [slot.key], label,
-                        f"{a.party} first transfer {a.action_id}: {why}", [slot.ref()],
-                        self.action_ranges(a.party, [slot]),
-                    ))  # fmt: skip
-                    continue
-                first.setdefault(a.party, []).append((slot, a))
-                reasons = []
-                if own.projects and a.project not in own.projects:
-                    reasons.append(f"project {a.project} is not among {', '.join(own.projects)}")
-                if own.vintages and a.vintage not in own.vintages:
-                    listed = ", ".join(map(str, own.vintages))
-                    reasons.append(f"vintage {a.vintage} is not among {listed}")
-                if a.purpose is not None and a.purpose not in own.purposes:
-                    reasons.append(f"purpose {a.purpose} is not among {', '.join(own.purposes)}")
-                if reasons:
-                    findings.append(finding(
-                        "a6-out-of-scope", [slot.key], label,
-                        f"{a.party} first transfer {a.action_id} under {aid}: "
-                        + "; ".join(reasons),
-                        [auth_slots[a.party].ref(), slot.ref()],
-                        self.action_ranges(a.party, [slot]),
-                    ))  # fmt: skip
-            elif not auths:
-                findings.append(finding(
-                    "a6-authorization-unknown", [slot.key], label,
-                    f"{a.party} {a.action.replace('_', ' ')} {a.action_id} names authorization "
-                    f"{aid}, which is in neither log",
-                    [slot.ref()], self.action_ranges(a.party, [slot]),
-                ))  # fmt: skip
-        rows = []
-        for party, auth in sorted(auths.items()):
-            total, crossed = 0, None
-            transfers = first.get(party, [])
-            for n, (_, a) in enumerate(transfers):
-                total += a.quantity
-                if crossed is None and total > auth.cap:
-                    crossed = n
-            rows.append(AuthorizationRow(party, aid, auth.cap, total))
-            if crossed is not None:
-                over = [s for s, _ in transfers[crossed:]]
-                findings.append(finding(
-                    "a6-cap-exceeded", [party, aid], f"authorization {party}/{aid}",
-                    f"{party}'s first transfers under {aid} total {total}, over its cap of "
-                    f"{auth.cap} by {total - auth.cap}",
-                    [auth_slots[party].ref(), *(s.ref() for s in over)],
-                    self.action_ranges(party, over), expected=auth.cap, found=total,
-                ))  # fmt: skip
-        self.judged(unit, findings, [])
-        if rows:
-            self._auth_rows[aid] = rows
-        else:
-            self._auth_rows.pop(aid, None)
-
-    def _covered(self, project: str, vintage: int) -> bool:
-        for parties in self.tables.auths.values():
-            slot = parties.get(self.partner)
-            if slot is None or slot.current is None:
-                continue
-            auth = self.record(slot.current)
-            assert isinstance(auth, AuthorizationRecord)
-            if (not auth.projects or project in auth.projects) and (
-                not auth.vintages or vintage in auth.vintages
-            ):
-                return True
-        return False
-
-    def _eval_first_transfer_mirror(self, project: str, vintage: int) -> None:
-        """Rule 6, mirror of the first transfer, for one (project, vintage)."""
-        unit: Unit = ("ftm", project, str(vintage))
-        findings: list[Discrepancy] = []
-        pending: list[Pending] = []
-        jp = dict(self.tables.jp_vintage.get((project, vintage), ()))
-        ft = dict(self.tables.first_transfers.get((project, vintage), ()))
-        subject = f"{project} vintage {vintage}"
-        if (jp or ft) and self._covered(project, vintage):
-            issued, transferred = sum(jp.values()), sum(ft.values())
-            if not ft:
-                if issued:
-                    pending.append(Pending(
-                        what="first_transfer", subject=subject,
-                        summary=f"Japan issued {issued} credits of {subject}, within "
-                        f"{self.partner}'s authorization; {self.partner} has recorded no "
-                        "first transfer of them yet",
-                        records=tuple(self.issuance_refs(jp)), missing=(self.partner,),
-                    ))  # fmt: skip
-            elif issued != transferred:
-                ranges = [
-                    r for r in self.issuance_ranges("JP", jp)
-                    if self._vintage_of(r, jp) in (vintage, None)
-                ]  # fmt: skip
-                findings.append(finding(
-                    "a6-first-transfer-mirror", [self.partner, project, str(vintage)], subject,
-                    f"{self.partner} recorded first transfers of {transferred} ITMOs of "
-                    f"{subject}; Japan issued {issued}",
-                    [*self.issuance_refs(ft), *self.issuance_refs(jp)], ranges,
-                    expected=issued, found=transferred,
-                ))  # fmt: skip
-        self.judged(unit, findings, pending)
-
-    def _vintage_of(self, rng: SerialRange, slots: Iterable[Slot]) -> int | None:
-        """The vintage stated for the issued block ``rng`` is (for a finding's ranges)."""
-        for s in slots:
-            assert s.current is not None
-            rec = self.record(s.current)
-            for b in getattr(rec, "blocks", ()):
-                if block_range("JP", b) == rng:
-                    vintage: int | None = b.vintage
-                    return vintage
-        return None
-
-    def _eval_use_mirror(self, party: str) -> None:
-        """Rule 6, mirror of use: group unpaired records by overlapping serials."""
-        unit: Unit = ("use", party)
-        mirror = self.tables.mirrors.get(party)
-        members: dict[Slot, list[SerialRange]] = {}
-        if mirror is not None:
-            for sig in mirror.unmatched:
-                for slot in (*mirror.txs.get(sig, ()), *mirror.actions.get(sig, ())):
-                    members[slot] = self.action_ranges(party, [slot])
-        ordered = sorted(members, key=lambda s: s.pos)
-        parent = {s: s for s in ordered}
-
-        def find(s: Slot) -> Slot:
-            while parent[s] is not s:
-                parent[s] = parent[parent[s]]
-                s = parent[s]
-            return s
-
-        for i, a in enumerate(ordered):
-            for b in ordered[i + 1 :]:
-                if any(x.overlaps(y) for x in members[a] for y in members[b]):
-                    parent[find(b)] = find(a)
-        groups: dict[Slot, list[Slot]] = {}
-        for s in ordered:
-            groups.setdefault(find(s), []).append(s)
-        findings = []
-        for group in groups.values():
-            refs = sorted((s.ref() for s in group), key=lambda r: (r.kind, r.key))
-            retired = reported = 0
-            for s in group:
-                assert s.current is not None
-                rec = self.record(s.current)
-                if isinstance(rec, TransactionRecord):
-                    retired += rec.amount
-                elif isinstance(rec, ItmoActionRecord):
-                    reported += rec.quantity
-            findings.append(finding(
-                "a6-use-mirror", [party, *(f"{r.kind}:{r.key}" for r in refs)],
-                f"{party} use of " + ", ".join(r.key for r in refs),
-                f"{party}'s registry retired or cancelled {retired} credits for Article 6.2 "
-                f"purposes where its ITMO actions report {reported}, for other serials "
-                "or in other blocks",
-                refs, [r for s in group for r in members[s]], expected=retired, found=reported,
-            ))  # fmt: skip
-        self.judged(unit, findings, [])
+                self._timed.discard(dk)
+        elif unit[0] == "auth":
+            aid = unit[1]
+            auth = judge_authorization(self, aid)
+            self.judged(unit, auth)
+            if auth.rows:
+                self._auth_rows[aid] = auth.rows
+            else:
+                self._auth_rows.pop(aid, None)
+        elif unit[0] == "ftm":
+            self.judged(unit, judge_first_transfer_mirror(self, unit[1], int(unit[2])))
+        elif unit[0] == "use":
+            self.judged(unit, judge_use_mirror(self, unit[1]))
 
     # -- the report ------------------------------------------------------------------
 
@@ -513,14 +220,7 @@ class Reconciler(Index):
         self.settle()
         units = self.take_dirty()
         for unit in units:
-            if unit[0] == "decision":
-                self._eval_decision(unit[1])
-            elif unit[0] == "auth":
-                self._eval_authorization(unit[1])
-            elif unit[0] == "ftm":
-                self._eval_first_transfer_mirror(unit[1], int(unit[2]))
-            elif unit[0] == "use":
-                self._eval_use_mirror(unit[1])
+            self._judge(unit)
         found: dict[str, Discrepancy] = {}
         for d in self.unit_findings():
             found[d.id] = d
