@@ -1,0 +1,119 @@
+"""The index tables (``core.reconcile.tables``): what each record files, by unit, and
+that withdrawing it leaves nothing behind."""
+
+from __future__ import annotations
+
+from jcm_sync.core.reconcile.slots import Slot
+from jcm_sync.core.reconcile.tables import Tables
+from jcm_sync.core.records import Record
+from tests.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build
+
+D_ID003 = "ID003/2017-03-01/2018-06-30"
+
+
+def slot_of(record: Record, pos: int = 0) -> Slot:
+    return Slot(record.kind, "/".join(record.key()), pos)
+
+
+def rec(ds: Dataset, kind: str, **fields: object) -> Record:
+    found = ds.find(kind, **fields).record
+    assert found is not None
+    return found
+
+
+def empty(t: Tables) -> bool:
+    """Nothing filed (an id once seen may keep an empty table)."""
+    bags = (t.issuances, t.jp_vintage, t.first_transfers)
+    per_id = (*t.auths.values(), *t.actions.values(), *t.resolutions.values())
+    return not any(bags) and not any(per_id) and t.action_count == 0
+
+
+def test_an_issuance_files_its_amount_under_its_decision_and_vintages() -> None:
+    """Japan's issuance counts for its decision and, per vintage, for the mirror; it joins
+    its registry's fold; withdrawing it removes both and dirties the same units."""
+    ds = build()
+    iss = rec(ds, "issuance", issuance_id="JP-ISS-ID003-2017-1")
+    t, slot = Tables(PARTNER), slot_of(iss)
+    assert t.add(slot, iss) == "JP"
+    assert t.issuances == {D_ID003: ((slot, ("JP", 120, "government_holding")),)}
+    assert t.jp_vintage == {("ID003", 2017): ((slot, 80),), ("ID003", 2018): ((slot, 40),)}
+    filed = {("decision", D_ID003), ("ftm", "ID003", "2017"), ("ftm", "ID003", "2018")}
+    assert t.dirty == filed
+    t.dirty.clear()
+    assert t.retract(slot) == "JP"
+    assert slot.contrib is None
+    assert t.dirty == filed
+    assert empty(t)
+
+
+def test_only_the_partners_first_transfers_file_for_the_mirror() -> None:
+    """A partner first transfer counts for its (project, vintage); Japan's acquisitions
+    count as actions under their authorization only."""
+    ds = build()
+    t = Tables(PARTNER)
+    ft = rec(ds, "itmo_action", action_id="ID-FT-0001")
+    acq = rec(ds, "itmo_action", action_id="JP-ACQ-0001")
+    s_ft, s_acq = slot_of(ft, 1), slot_of(acq, 2)
+    assert t.add(s_ft, ft) is None
+    assert t.add(s_acq, acq) is None
+    assert t.action_count == 2
+    assert list(t.first_transfers) == [("ID002", 2015)]
+    assert set(t.actions[AUTHORIZATION]) == {s_ft, s_acq}
+    assert ("auth", AUTHORIZATION) in t.dirty
+    t.retract(s_ft)
+    assert t.first_transfers == {}
+    assert set(t.actions[AUTHORIZATION]) == {s_acq}
+
+
+def test_the_partners_authorization_dirties_every_mirror_unit() -> None:
+    """Its scope decides which (project, vintage) units mirror, so each is judged again."""
+    ds = build()
+    t = Tables(PARTNER)
+    for n, iss_id in enumerate(("JP-ISS-ID003-2017-1", "JP-ISS-ID002-2015-1")):
+        iss = rec(ds, "issuance", issuance_id=iss_id)
+        t.add(slot_of(iss, n), iss)
+    t.dirty.clear()
+    auth = rec(ds, "authorization", authorization_id=AUTHORIZATION)
+    t.add(slot_of(auth, 9), auth)
+    assert t.dirty == {
+        ("auth", AUTHORIZATION),
+        ("ftm", "ID003", "2017"),
+        ("ftm", "ID003", "2018"),
+        ("ftm", "ID002", "2015"),
+    }
+
+
+def test_a_retirement_and_its_use_pair_up_in_the_mirror() -> None:
+    """Japan's NDC retirement and the use reporting it leave nothing unmatched; without
+    the use, the retirement is unmatched."""
+    ds = build()
+    t = Tables(PARTNER)
+    tx = rec(ds, "transaction", txn_id="JP-TXN-0001")
+    use = rec(ds, "itmo_action", action_id="JP-USE-0001")
+    s_tx, s_use = slot_of(tx, 1), slot_of(use, 2)
+    assert t.add(s_tx, tx) == "JP"
+    assert t.mirrors["JP"].unmatched
+    t.add(s_use, use)
+    assert not t.mirrors["JP"].unmatched
+    t.retract(s_use)
+    assert t.mirrors["JP"].unmatched
+    assert ("use", "JP") in t.dirty
+
+
+def test_withdrawing_every_record_leaves_the_tables_empty() -> None:
+    """add and retract are inverse over every kind of the clean partnership."""
+    ds = build()
+    t = Tables(PARTNER)
+    slots = []
+    for n, item in enumerate(ds.items()):
+        if item.record is not None:
+            slot = slot_of(item.record, n)
+            t.add(slot, item.record)
+            slots.append(slot)
+    assert t.issuances
+    assert t.first_transfers
+    assert t.action_count == 10
+    for slot in reversed(slots):
+        t.retract(slot)
+    assert empty(t)
+    assert all(not m.unmatched for m in t.mirrors.values())
