@@ -53,12 +53,6 @@ KNOWN_CYCLE_IMPORTS: Mapping[tuple[str, str], str] = {
         "postgres.py takes redact_url from the package __init__, whose open_store imports "
         "postgres.py; owned by the store helper (issue 10)"
     ),
-    ("jcm_sync.cli.demo", "jcm_sync.cli"): (
-        "the demo runs the CLI's own main in-process; hand main in instead (issue 10)"
-    ),
-    ("jcm_sync.cli.demo_network", "jcm_sync.cli"): (
-        "the network demo runs the CLI's own main in-process; hand main in instead (issue 10)"
-    ),
 }
 
 #: What the pure core may import besides the standard library and itself.

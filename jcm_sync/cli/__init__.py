@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.register(sub)
     from jcm_sync.cli import demo
 
-    demo.register(sub)
+    demo.register(sub, main)  # the demo drives this very CLI, in-process
     return parser
 
 

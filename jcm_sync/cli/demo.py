@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from jcm_sync.cli.common import stdout
+from jcm_sync.cli.demo_network import CliMain, run_network_demo
 from jcm_sync.core.records import (
     Account,
     DecisionRef,
@@ -38,7 +39,7 @@ from jcm_sync.core.records import (
 from jcm_sync.services.sample import first_issuance_parts
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], cli_main: CliMain) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demonstration (what `make run` runs)")
     p.add_argument("--dir", default="demo-data", help="working directory (recreated)")
     p.add_argument(
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="leave the hub and agents running and print their URLs (stop with Ctrl-C)",
     )
     p.add_argument("--port", type=int, default=0, help="hub port (default: a free one)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, cli_main=cli_main)
 
 
 def first_issuance_decision(created: datetime) -> IssuanceDecisionRecord:
@@ -96,19 +97,18 @@ class _StepFailed(Exception):
 class _Runner:
     """Runs CLI commands in-process, printing each like a terminal session."""
 
-    def __init__(self, console: Console, root: Path) -> None:
+    def __init__(self, console: Console, root: Path, cli_main: CliMain) -> None:
         self.console = console
         self.root = root
+        self.cli_main = cli_main
         self.failures: list[str] = []
 
     def run(self, *argv: str, expect: int = 0, show_out: bool = True) -> tuple[int, str, str]:
-        from jcm_sync.cli import main
-
         shown = " ".join(argv)
         self.console.print(f"[dim]$[/] jcm-sync {escape(shown)}")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(argv))
+            code = self.cli_main(list(argv))
         text_out, text_err = out.getvalue(), err.getvalue()
         if show_out and text_out.strip():
             self.console.print(escape(text_out.rstrip()))
@@ -136,8 +136,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.part in ("records", "all"):
         code = cmd_records_demo(args)
     if code == 0 and args.part in ("network", "all"):
-        from jcm_sync.cli.demo_network import run_network_demo
-
         code = run_network_demo(args)
     return code
 
@@ -147,7 +145,7 @@ def cmd_records_demo(args: argparse.Namespace) -> int:
     work = Path(args.dir) / "records-demo"
     shutil.rmtree(work, ignore_errors=True)
     (work / "records").mkdir(parents=True)
-    r = _Runner(c, work)
+    r = _Runner(c, work, args.cli_main)
     now = datetime.now(UTC).replace(microsecond=0)
 
     c.print(Panel("jcm-sync: signed JCM records and trust roots", style="bold"))

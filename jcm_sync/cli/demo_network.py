@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,15 @@ DEMO_PARTNERS = ["MN", "ID", "VN"]
 DEMO_SCALE: dict[str, tuple[int, int, int]] = {"MN": (4, 2, 1), "ID": (60, 5, 3), "VN": (4, 2, 1)}
 CONVERGE_SECONDS = 60.0
 
+CliMain = Callable[[Sequence[str]], int]
+"""The CLI's entry point, handed in by ``jcm_sync.cli`` (importing it back is a cycle)."""
 
-def _run_cli(console: Console, *argv: str) -> tuple[int, str]:
-    from jcm_sync.cli import main
 
+def _run_cli(console: Console, cli_main: CliMain, *argv: str) -> tuple[int, str]:
     console.print(f"[dim]$[/] jcm-sync {escape(' '.join(argv))}")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
+        code = cli_main(list(argv))
     if err.getvalue().strip():
         console.print(f"[dim]{escape(err.getvalue().rstrip())}[/]")
     return code, out.getvalue()
@@ -91,7 +93,7 @@ def _wait_for(predicate: Any, timeout: float = CONVERGE_SECONDS) -> bool:
     return False
 
 
-def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
+def _reconcile_steps(c: Console, cli_main: CliMain, net: Any, work: Path) -> bool:
     """Steps 5 and 6: a clean reconciliation, then one over-issued credit caught by
     both sides with the same discrepancy id, and its serials quarantined."""
     import json
@@ -109,7 +111,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
 
     id_cfg, jp_cfg = str(net.configs["ID"]), str(net.configs["JP"])
     c.print("\n[bold]5. Reconcile[/] JP–ID from Indonesia's side (DES stages on the replicas)")
-    code, out = _run_cli(c, "reconcile", "run", "--config", id_cfg, "--exit-code")
+    code, out = _run_cli(c, cli_main, "reconcile", "run", "--config", id_cfg, "--exit-code")
     c.print(out.rstrip())
     if code != 0:
         c.print("[bold red]clean sample data should reconcile without discrepancies[/]")
@@ -128,7 +130,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
     )  # fmt: skip
     fault = work / "seed" / "fault.id.jsonl"
     fault.write_bytes(encode_record(extra) + b"\n")
-    code, out = _run_cli(c, "import", "--config", id_cfg, str(fault))
+    code, out = _run_cli(c, cli_main, "import", "--config", id_cfg, str(fault))
     c.print("  " + escape(out.strip()))
     if code:
         return False
@@ -141,7 +143,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
         ("Indonesia's agent", ["--config", id_cfg]),
         ("Japan's hub", ["--config", jp_cfg, "--partnership", "JP-ID"]),
     ):
-        code, out = _run_cli(c, "reconcile", "run", *argv, "--exit-code", "--json")
+        code, out = _run_cli(c, cli_main, "reconcile", "run", *argv, "--exit-code", "--json")
         found = [d for d in json.loads(out)[0]["discrepancies"] if d["status"] == "open"]
         ids[label] = {d["id"] for d in found}
         c.print(f"   {label}: exit {code}, " + "; ".join(
@@ -150,7 +152,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
         c.print("[bold red]the two sides should find the same discrepancies[/]")
         return False
     c.print("   [green]both sides found the same discrepancy ids[/]")
-    code, out = _run_cli(c, "reconcile", "run", "--config", id_cfg)
+    code, out = _run_cli(c, cli_main, "reconcile", "run", "--config", id_cfg)
     c.print(out.rstrip())
 
     c.print("\n   Moving the over-issued credit is refused while the discrepancy is open:")
@@ -163,7 +165,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
     )  # fmt: skip
     move_file = work / "seed" / "move.id.jsonl"
     move_file.write_bytes(encode_record(move) + b"\n")
-    code, _ = _run_cli(c, "import", "--config", id_cfg, str(move_file))
+    code, _ = _run_cli(c, cli_main, "import", "--config", id_cfg, str(move_file))
     if code != 1:
         c.print("[bold red]a move of quarantined serials was accepted[/]")
         return False
@@ -172,6 +174,7 @@ def _reconcile_steps(c: Console, net: Any, work: Path) -> bool:
 
 def run_network_demo(args: argparse.Namespace) -> int:
     c = stdout()
+    cli_main: CliMain = args.cli_main
     work = Path(args.dir) / "network"
     shutil.rmtree(work, ignore_errors=True)
     port = args.port or free_port()
@@ -201,7 +204,7 @@ def run_network_demo(args: argparse.Namespace) -> int:
             argv = ["import", "--config", str(net.configs[node]), str(f)]
             if node == "JP":
                 argv += ["--partnership", f"JP-{cc}"]
-            code, out = _run_cli(c, *argv)
+            code, out = _run_cli(c, cli_main, *argv)
             if code:
                 c.print("[bold red]import failed[/]")
                 return 1
@@ -244,7 +247,7 @@ def run_network_demo(args: argparse.Namespace) -> int:
 
         c.print("\n[bold]4. Status[/] of each partnership, from each agent and from the hub")
         for node in (*DEMO_PARTNERS, "JP"):
-            code, out = _run_cli(c, "status", "--config", str(net.configs[node]))
+            code, out = _run_cli(c, cli_main, "status", "--config", str(net.configs[node]))
             c.print(out.rstrip())
         table = Table("partnership", "partner", "partner's log", "Japan's log", "state")
         for cc in DEMO_PARTNERS:
@@ -252,7 +255,7 @@ def run_network_demo(args: argparse.Namespace) -> int:
             table.add_row(f"JP-{cc}", PARTNERS[cc], str(a[cc]), str(a["JP"]), "[green]in sync[/]")
         c.print(table)
 
-        if not _reconcile_steps(c, net, work):
+        if not _reconcile_steps(c, cli_main, net, work):
             return 1
 
         if args.keep_running:
