@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +38,7 @@ from jcm_sync.services.log_service import (
     record_verifier,
     verify_log,
 )
-from jcm_sync.store import LogRef, Store, open_store
+from jcm_sync.store import AppendResult, LogRef, Store, StoredCheckpoint, open_store
 
 DEFAULT_ORIGIN_PREFIX = "jcm-sync.example"
 SHOW_LAST = 20
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--no-checkpoint", action="store_true", help="append without signing")
     add_at(a)
     add_json(a)
-    a.set_defaults(func=_run(append))
+    a.set_defaults(func=cmd_append)
 
     c = ls.add_parser(
         "checkpoint", help="sign a checkpoint of the current tree, or print the latest"
@@ -275,7 +276,39 @@ def _service(t: Target, store: Store, *, need_key: bool) -> LogService | None:
     return LogService(store, t.log, root=root, checkpoint_key=key, clock=lambda: now)
 
 
+def cmd_append(args: argparse.Namespace) -> int:
+    t = resolve(args)
+    if t.config is not None and t.log.node == t.config.node.id:
+        return asyncio.run(_append_own(t, t.config))
+    return _run(append)(args)
+
+
+async def _append_own(t: Target, cfg: Config) -> int:
+    """The node's own log: the node's one write path, quarantine check included."""
+    from jcm_sync.services.node import load_keys, open_node
+    from jcm_sync.services.own_log import append_own
+
+    envelopes = [read_input(f, "envelope") for f in t.args.files]
+    now = now_of(t.args)
+    keys, key = load_keys(cfg), t.private_key()
+    if t.args.key is not None and key is not None:
+        keys = dataclasses.replace(keys, checkpoint=key)
+    store = await open_store(t.url) if t.args.store else None
+    node = await open_node(cfg, clock=lambda: now, store=store, keys=keys)
+    try:
+        await _guard_trust(t, node.store, advance=True)
+        sign = not t.args.no_checkpoint
+        result = await append_own(node, t.log.partnership, envelopes, sign=False, checkpoint=sign)
+        latest = await node.store.latest_checkpoint(t.log)
+    finally:
+        await node.close()
+    _print_append(t, result, latest, signed=sign)
+    return 0
+
+
 async def append(t: Target, store: Store) -> int:
+    """Another node's log, or a store without a node: verify and append, no quarantine
+    (which only a node's own log has)."""
     envelopes = [read_input(f, "envelope") for f in t.args.files]
     now = now_of(t.args)
     await _guard_trust(t, store, advance=True)
@@ -289,6 +322,13 @@ async def append(t: Target, store: Store) -> int:
         verify = record_verifier(root, now)
         result = await store.append_entries(t.log, None, envelopes, verify)
     latest = await store.latest_checkpoint(t.log)
+    _print_append(t, result, latest, signed=service is not None)
+    return 0
+
+
+def _print_append(
+    t: Target, result: AppendResult, latest: StoredCheckpoint | None, *, signed: bool
+) -> None:
     data = {
         "origin": t.log.origin, "start": result.start, "appended": result.appended,
         "present": result.present, "size": result.size, "root": b64(result.root),
@@ -298,11 +338,10 @@ async def append(t: Target, store: Store) -> int:
     def human(c: Console) -> None:
         c.print(f"appended {result.appended} at {result.start}; size {result.size}, "
                 f"root {data['root']}")  # fmt: skip
-        if service is not None:
+        if signed:
             note(f"signed checkpoint of size {data['checkpoint']}")
 
     emit(t.args, data, human)
-    return 0
 
 
 async def sign_checkpoint(t: Target, store: Store) -> int:

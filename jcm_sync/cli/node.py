@@ -277,59 +277,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 # --- import -----------------------------------------------------------------------------
 
 
-def _split_records(data: bytes, where: str) -> list[bytes]:
-    """One JSON document per line, or a JSON array, or a single document."""
-    import msgspec
-
-    text = data.strip()
-    if not text:
-        raise BadDataError("no records in file", where=where)
-    if text.startswith(b"["):
-        try:
-            items = msgspec.json.decode(text)
-        except msgspec.DecodeError as exc:
-            raise BadDataError(f"not valid JSON: {exc}", where=where) from None
-        except RecursionError:  # msgspec's nesting limit
-            raise BadDataError("JSON is nested too deeply to hold records", where=where) from None
-        return [msgspec.json.encode(i) for i in items]
-    return [line for line in text.splitlines() if line.strip()]
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     cfg = _load(args)
     return asyncio.run(_import(cfg, args))
 
 
 async def _import(cfg: Config, args: argparse.Namespace) -> int:
-    from jcm_sync.core.envelope import open_envelope, sign_record
-    from jcm_sync.core.records import decode_record
     from jcm_sync.services.node import open_node
+    from jcm_sync.services.own_log import append_own, split_documents
 
     pid = args.partnership or (cfg.partnerships[0].id if len(cfg.partnerships) == 1 else None)
     if pid is None:
         raise BadDataError("this node serves several partnerships: give --partnership")
     node = await open_node(cfg)
     try:
-        envelopes = []
+        docs, where = [], []
         for name in args.files:
-            for n, doc in enumerate(_split_records(read_input(name, "records"), name), 1):
-                where = f"{name}:{n}"
-                if b'"payloadType"' in doc:
-                    open_envelope(doc)
-                    envelopes.append(doc)
-                    continue
-                try:
-                    record = decode_record(doc)
-                except BadDataError as exc:
-                    raise BadDataError(str(exc), where=where) from None
-                envelopes.append(sign_record(record, [node.keys.signing]))
-        if not envelopes:
-            raise NotFoundError("no records to import")
-        from jcm_sync.services.reconciliation import check_envelopes
-
-        # refuse moves of quarantined serial ranges, counting the records of this import
-        await check_envelopes(node, pid, envelopes)
-        result = await node.logs(pid).service.append(envelopes)
+            split = split_documents(read_input(name, "records"), name)
+            docs += split
+            where += [f"{name}:{n}" for n in range(1, len(split) + 1)]
+        # decoded once, signed, checked for quarantined moves, appended (services/own_log)
+        result = await append_own(node, pid, docs, where=where)
     finally:
         await node.close()
     data = {"partnership": pid, "appended": result.appended, "present": result.present,

@@ -451,13 +451,15 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         raise BadDataError("--explain needs a text")
 
     async def work(service: Any) -> tuple[str, str, bytes]:
-        result: tuple[str, str, bytes] = await service.resolve(
+        from jcm_sync.services.own_log import resolve
+
+        return await resolve(
+            service.node,
             args.id,
             partnership=args.partnership,
             explanation=args.explain,
             corrections=args.correct or (),
         )
-        return result
 
     pid, rid, _ = _with_node(cfg, work)
     action = "explain" if args.explain is not None else "correct"

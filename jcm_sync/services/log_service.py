@@ -315,8 +315,20 @@ class LogService:
 
     async def append(self, envelopes: Sequence[bytes], *, sign: bool = True) -> AppendResult:
         """Verify and append records at the end of the log, then sign a checkpoint."""
+        return await self._append(envelopes, self.verifier(), sign)
+
+    async def append_verified(
+        self, verified: Sequence[Verification], *, sign: bool = True
+    ) -> AppendResult:
+        """``append`` for records this service's ``verifier`` already verified (each
+        with its envelope bytes): the store takes those results instead of verifying
+        and decoding every envelope again."""
+        by_bytes = {v.raw: v for v in verified}
+        return await self._append([v.raw for v in verified], by_bytes.__getitem__, sign)
+
+    async def _append(self, envelopes: Sequence[bytes], verify: Verify, sign: bool) -> AppendResult:
         async with self._lock:
-            result = await self.store.append_entries(self.log, None, envelopes, self.verifier())
+            result = await self.store.append_entries(self.log, None, envelopes, verify)
             if sign:
                 await self._sign_locked()
         return result

@@ -186,16 +186,25 @@ def log_ref(cfg: Config, partnership: str, node: str) -> LogRef:
 
 
 async def open_node(
-    cfg: Config, *, clock: Callable[[], datetime] = utc_now, store: Store | None = None
+    cfg: Config,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    store: Store | None = None,
+    keys: NodeKeys | None = None,
 ) -> Node:
-    """Load keys and roots, open the store, check the roots against the store's trust
-    marks (``RollbackError`` on an older or different root) and make sure every log
-    exists."""
+    """Load keys (unless given) and roots, open the store (unless given), check the roots
+    against the store's trust marks (``RollbackError`` on an older or different root)
+    and make sure every log exists."""
     now = clock()
-    keys = load_keys(cfg)
-    chains = {p.id: load_chain(cfg, p.id, now) for p in cfg.partnerships}
+    try:
+        keys = keys or load_keys(cfg)
+        chains = {p.id: load_chain(cfg, p.id, now) for p in cfg.partnerships}
+        check_writable(cfg.data_dir)  # one clear refusal, not SQLite's "unable to open"
+    except BaseException:
+        if store is not None:  # a store handed in is closed with the node, or now
+            await store.close()
+        raise
     roots = {pid: chain[-1].root for pid, chain in chains.items()}
-    check_writable(cfg.data_dir)  # one clear refusal, not SQLite's "unable to open"
     store = store or await open_store(cfg.store_url)
     store.set_clock(clock)  # appended_at is the receipt time (ADR 0018)
     try:

@@ -3,7 +3,7 @@
 Why this module exists: ``jcm_sync.core.reconcile`` is pure (a snapshot in, a report out); a
 node must also take the snapshot from its store, remember what it found before (when
 each discrepancy was first seen, which ones have since been resolved), publish metrics,
-sign resolutions and refuse to move quarantined credits. This is that orchestration,
+and refuse to move quarantined credits. This is that orchestration,
 shared by the scheduler (``run_scheduled``), the CLI (``jcm-sync reconcile``) and tests.
 
 Rules:
@@ -30,14 +30,14 @@ Rules:
    updated to its final status (``reconcile.model.run_status``); a run that fails stays
    ``initiated`` with its error, and is counted as such.
 5. **Resolutions** are ``resolution`` records signed with the node's signing key and
-   appended to its own log; a new one for the same discrepancy supersedes the node's
-   previous one. A discrepancy is ``explained`` only once both sides' logs hold an
-   ``explain`` resolution for it, which the next run sees.
-6. **Quarantine.** Appending through ``ReconcileService.append`` (and ``check_envelopes``,
-   for other import paths such as ``jcm-sync import``) refuses a transaction touching a
-   range held by a discrepancy that the last run found open and that is still open once
-   the batch itself is folded in (``reconcile.quarantine`` rule 4, ADR 0011): a batch
-   carrying the rest of an issuance or a missing decision may move what it settles.
+   appended to its own log (``own_log.resolve``); a new one for the same discrepancy
+   supersedes the node's previous one. A discrepancy is ``explained`` only once both
+   sides' logs hold an ``explain`` resolution for it, which the next run sees.
+6. **Quarantine.** ``ReconcileService.check``, which every write to the node's own log
+   runs (``own_log.append_own``), refuses a transaction touching a range held by a
+   discrepancy that the last run found open and that is still open once the batch itself
+   is folded in (``reconcile.quarantine`` rule 4, ADR 0011): a batch carrying the rest of
+   an issuance or a missing decision may move what it settles.
 7. **Off the event loop** (ADR 0010). A run's CPU work (decoding and folding each chunk,
    the report, merging the history, encoding and writing the history and report files)
    runs on one worker thread per node, a chunk at a time; store reads stay on the event
@@ -66,7 +66,6 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from jcm_sync.core import merkle
-from jcm_sync.core.envelope import open_envelope, record_id, sign_record
 from jcm_sync.core.reconcile import (
     RULES,
     Discrepancy,
@@ -75,17 +74,17 @@ from jcm_sync.core.reconcile import (
     Report,
     check_batch,
     check_position,
+    from_verification,
     iter_stored,
     signer_nodes,
     touching,
 )
 from jcm_sync.core.reconcile.model import LogPosition, RunStatus
-from jcm_sync.core.records import Record, ResolutionRecord, decode_record, encode_record
-from jcm_sync.core.trust import TrustRoot, encode_root
-from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, StoreError
+from jcm_sync.core.trust import TrustRoot, Verification, encode_root
+from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconcile_state import Folded
-from jcm_sync.store import AppendResult, LogRef
+from jcm_sync.store import LogRef
 
 log = logging.getLogger("jcm_sync.core.reconcile")
 
@@ -227,6 +226,12 @@ def _fold_chunk(
     start: int,
 ) -> None:
     reconciler.apply(node, iter_stored(root, envelopes, nodes=keys), start=start)
+
+
+def _fold_verified(
+    reconciler: Reconciler, node: str, batch: Sequence[Verification], start: int
+) -> None:
+    reconciler.apply(node, map(from_verification, batch), start=start)
 
 
 def _begin(data_dir: Path, partnership: str, started: datetime) -> tuple[History, RunRecord]:
@@ -403,32 +408,28 @@ class ReconcileService:
     # -- writing -------------------------------------------------------------------
 
     async def check(
-        self, partnership: str, envelopes: Sequence[bytes], *, now: datetime | None = None
+        self, partnership: str, batch: Sequence[Verification], *, now: datetime | None = None
     ) -> None:
         """Rule 6: refuse a batch for the node's own log whose transactions move ranges
         held by a discrepancy that the last run found open and that is still open with the
         batch folded in (``reconcile.quarantine`` rule 4, ADR 0011).
 
-        Cheap unless it matters: with no open discrepancy, or no transaction of the batch
-        touching a held range, nothing else is read. Otherwise both logs are folded from
-        the store at their heads into a scratch ``Reconciler``, the batch after the own
-        log's head, and judged at ``now`` (the node's clock by default) with the configured
-        grace period. The batch's envelopes are decoded without checking their signatures:
-        this only decides a refusal, and the append that follows verifies every envelope
-        and stores none unless all verify (``store.base`` invariant 1). Decoding, folding
-        and judging run on the node's reconciliation thread (rule 7), in chunks.
+        ``batch`` is the records as the own-log path verified them (``services.own_log``),
+        so nothing is decoded again. Cheap unless it matters: with no open discrepancy, or
+        no transaction of the batch touching a held range, nothing else is read.
+        Otherwise both logs are folded from the store at their heads into a scratch
+        ``Reconciler``, the batch after the own log's head, and judged at ``now`` (the
+        node's clock by default) with the configured grace period. Folding and judging
+        run on the node's reconciliation thread (rule 7), in chunks.
         """
         held = self.open_discrepancies(partnership)
         if not held:
             return
         quarantine = Quarantine(held)
-
-        def moves(raw: Sequence[bytes]) -> list[Record]:
-            return touching((decode_record(open_envelope(e).payload) for e in raw), quarantine)
-
         moving = []
-        for lo in range(0, len(envelopes), CHUNK):
-            moving += await self._cpu(moves, envelopes[lo : lo + CHUNK])
+        for lo in range(0, len(batch), CHUNK):
+            records = [v.record for v in batch[lo : lo + CHUNK]]
+            moving += await self._cpu(touching, records, quarantine)
         if not moving:
             return
         logs = self.node.logs(partnership)
@@ -443,9 +444,8 @@ class ReconcileService:
                 chunk = [e.envelope for e in entries]
                 await self._cpu(_fold_chunk, scratch, root, ref.node, chunk, keys, lo)
         own = logs.own.node
-        for lo in range(0, len(envelopes), CHUNK):
-            chunk = list(envelopes[lo : lo + CHUNK])
-            await self._cpu(_fold_chunk, scratch, root, own, chunk, keys, sizes[own] + lo)
+        for lo in range(0, len(batch), CHUNK):
+            await self._cpu(_fold_verified, scratch, own, batch[lo : lo + CHUNK], sizes[own] + lo)
         judge = functools.partial(
             scratch.report,
             now if now is not None else self.node.clock(),
@@ -453,51 +453,6 @@ class ReconcileService:
         )
         after = await self._cpu(judge)
         check_batch(moving, held, after.discrepancies)
-
-    async def append(self, partnership: str, envelopes: Sequence[bytes]) -> AppendResult:
-        """Append to the node's own log, refusing quarantined moves first (rule 6)."""
-        await self.check(partnership, envelopes)
-        return await self.node.logs(partnership).service.append(envelopes)
-
-    async def resolve(
-        self,
-        discrepancy: str,
-        *,
-        partnership: str | None = None,
-        explanation: str | None = None,
-        corrections: Sequence[str] = (),
-    ) -> tuple[str, str, bytes]:
-        """Rule 5: sign and append a resolution; return (partnership, record id, envelope)."""
-        if (explanation is None) == (not corrections):
-            raise BadDataError("a resolution either explains (text) or names corrections")
-        pid, _ = self.find(discrepancy, partnership)
-        logs = self.node.logs(pid)
-        store = self.node.store
-        for rid in corrections:
-            await store.record(rid)  # NotFoundError: a correction must be a record we hold
-        previous = [
-            r
-            for r in await store.records("resolution", (discrepancy, self.node.id), partnership=pid)
-            if r.log == logs.own
-        ]
-        supersedes = None
-        if previous:
-            supersedes = (await store.latest_version(previous[-1].record_id)).record_id
-        record = ResolutionRecord(
-            partnership=pid,
-            author=self.node.id,
-            created=self.node.clock(),
-            supersedes=supersedes,
-            discrepancy_id=discrepancy,
-            action="explain" if explanation is not None else "correct",
-            explanation=explanation or "",
-            corrections=tuple(corrections),
-        )
-        # the constructor does not check field constraints; a decode of the encoding does
-        decode_record(encode_record(record))
-        envelope = sign_record(record, [self.node.keys.signing])
-        await logs.service.append([envelope])
-        return pid, record_id(envelope), envelope
 
 
 # --- entry points for the lead's wiring -----------------------------------------------
@@ -528,9 +483,3 @@ async def run_scheduled(node: Node, partnership: str) -> None:
         "reconciled %s: %s, %d open, %d explained, %d new, %d resolved, %d pending",
         partnership, run.status, run.open, run.explained, run.new, run.resolved, run.pending,
     )  # fmt: skip
-
-
-async def check_envelopes(node: Node, partnership: str, envelopes: Sequence[bytes]) -> None:
-    """Rule 6 for other import paths: raise ``QuarantineError`` for a quarantined move of
-    a batch for the node's own log, judged with the batch folded in."""
-    await ReconcileService(node).check(partnership, envelopes)

@@ -32,9 +32,9 @@ from jcm_sync.core.records import (
 )
 from jcm_sync.local.config import load_config
 from jcm_sync.services.node import open_node
+from jcm_sync.services.own_log import append_own, verify_documents
 from jcm_sync.services.reconciliation import (
     ReconcileService,
-    check_envelopes,
     read_history,
     read_report,
 )
@@ -201,26 +201,48 @@ def test_a_batch_that_does_not_settle_the_finding_is_refused_whole(cli: Cli, pie
     assert cli.import_(piece.pp, piece.transfer(3, 4)) == (0, "")
 
 
+def test_log_append_on_the_own_log_refuses_a_quarantined_move(cli: Cli, piece: Piece) -> None:
+    """``jcm-sync log append --config`` writes the node's own log through the same path as
+    ``import``: a transfer of held serials exits 1 naming the finding; nothing is stored."""
+    assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
+    assert cli.reconcile() == {FEWER: "issued-vs-notified"}
+    before = cli.own_size()
+    move = cli.tmp / "move.dsse.json"
+    move.write_bytes(piece.transfer(3, 4))
+    code, out, err = cli("log", "append", "--config", cli.config, move)
+    assert (code, out) == (1, "")
+    assert "Traceback" not in err
+    assert "ID-TXN-0001 moves ID:ID-ID002-2015-000003..ID-ID002-2015-000004 (2)" in err
+    assert f"quarantined by open discrepancy {FEWER}, which this import does not settle" in err
+    assert cli.own_size() == before
+    # once the rest of the issuance is held, the same envelope is appended
+    assert cli.import_(piece.pp) == (0, "")
+    code, out, err = cli("log", "append", "--config", cli.config, move, "--json")
+    assert code == 0, err
+    assert json.loads(out)["appended"] == 1
+    assert cli.own_size() == before + 2
+
+
 async def test_the_service_append_judges_with_the_batch_and_the_grace(
     net: Network, piece: Piece
 ) -> None:
-    """``ReconcileService.append`` uses the same check; judged within the grace period of
-    the decision, a partly made issuance holds nothing, after it, it does."""
+    """``append_own`` (the one write path) uses the same check; judged within the grace
+    period of the decision, a partly made issuance holds nothing, after it, it does."""
     node = await open_node(load_config(net.configs["ID"], env={}))
     try:
         service = ReconcileService(node)
-        await service.append(PID, [piece.project, piece.decision, piece.gov])
+        await append_own(node, PID, [piece.project, piece.decision, piece.gov])
         assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
-        move = [piece.transfer(3, 4)]
+        move = verify_documents(node, PID, [piece.transfer(3, 4)])
         within = datetime(2016, 6, 20, tzinfo=UTC)  # 31 days after the decision
         await service.check(PID, move, now=within)
         with pytest.raises(QuarantineError, match=FEWER):
             await service.check(PID, move, now=within + timedelta(days=90))
         size = (await node.store.tree_head(node.logs(PID).own)).size
         with pytest.raises(QuarantineError, match="does not settle"):
-            await service.append(PID, move)
+            await append_own(node, PID, [piece.transfer(3, 4)])
         assert (await node.store.tree_head(node.logs(PID).own)).size == size
-        result = await service.append(PID, [piece.pp, *move])
+        result = await append_own(node, PID, [piece.pp, piece.transfer(3, 4)])
         assert (result.appended, result.size) == (2, size + 2)
     finally:
         await node.close()
@@ -228,12 +250,12 @@ async def test_the_service_append_judges_with_the_batch_and_the_grace(
 
 async def test_the_check_of_a_large_import_is_linear(net: Network, piece: Piece) -> None:
     """A partnership's worth of records (about 10,000) with a held transfer among them: the
-    check (decode, fold the store and the batch, judge) costs less than the append that
-    verifies and stores the same batch, measured in the same run."""
+    check (fold the store and the batch, judge) costs less than the append that verifies
+    and stores the same batch, measured in the same run."""
     node = await open_node(load_config(net.configs["ID"], env={}))
     try:
         service = ReconcileService(node)
-        await service.append(PID, [piece.project, piece.decision, piece.gov])
+        await append_own(node, PID, [piece.project, piece.decision, piece.gov])
         assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
         bulk = await asyncio.to_thread(
             partnership_records, "ID", net.keys, projects=800, periods=3, created=piece.now
@@ -242,8 +264,9 @@ async def test_the_check_of_a_large_import_is_linear(net: Network, piece: Piece)
         others = [e for e in bulk.by_node["ID"] if b"ID002" not in open_envelope(e).payload]
         batch = [*others, piece.pp, piece.transfer(3, 4)]
         assert len(batch) >= 10_000
+        verified = await asyncio.to_thread(verify_documents, node, PID, batch)
         t0 = time.perf_counter()
-        await check_envelopes(node, PID, batch)
+        await service.check(PID, verified)
         check_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = await node.logs(PID).service.append(batch)

@@ -19,6 +19,7 @@ from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.local.config import load_config
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.own_log import append_own, resolve
 from jcm_sync.services.reconciliation import (
     ReconcileService,
     history_path,
@@ -55,7 +56,7 @@ class Pair:
     clock: Clock
 
     async def append(self, node: Node, envelopes: list[bytes]) -> None:
-        await node.logs(PID).service.append(envelopes)
+        await append_own(node, PID, envelopes)
 
     async def replicate(self) -> None:
         """Copy each side's own log to the other's replica, with its signed checkpoint."""
@@ -163,7 +164,7 @@ async def test_first_seen_persists_and_a_fixed_discrepancy_resolves(pair: Pair) 
         dataset(fault=True).logs["ID"][-1].record, amount=0, blocks=(),
         supersedes=record_id(faulty)))  # fmt: skip
     assert rec.record is not None
-    await service.append(PID, [sign_record(rec.record, [pair.net.keys["ID"]])])
+    await append_own(pair.id, PID, [sign_record(rec.record, [pair.net.keys["ID"]])])
     t3 = pair.clock.tick()
     fixed = await service.reconcile(PID)
     assert fixed.report.discrepancies == ()
@@ -191,11 +192,11 @@ async def test_both_sides_must_explain_for_a_discrepancy_to_be_explained(pair: P
     (d,) = (await on_id.reconcile(PID)).report.discrepancies
     (same,) = (await on_jp.reconcile(PID)).report.discrepancies
     assert same.id == d.id
-    await on_id.resolve(d.id, explanation="one credit issued for a 2016 correction")
+    await resolve(pair.id, d.id, explanation="one credit issued for a 2016 correction")
     pair.clock.tick()
     assert (await on_id.reconcile(PID)).report.discrepancies[0].status == "open"
     await pair.replicate()
-    await on_jp.resolve(d.id, explanation="agreed at the 12th JC meeting")
+    await resolve(pair.jp, d.id, explanation="agreed at the 12th JC meeting")
     await pair.replicate()
     result = await on_id.reconcile(PID)
     (explained,) = result.report.discrepancies
@@ -204,7 +205,7 @@ async def test_both_sides_must_explain_for_a_discrepancy_to_be_explained(pair: P
     assert result.report.status == "completed_with_manual_intervention"
     assert read_history(pair.id.cfg.data_dir, PID).discrepancies[d.id].status == "explained"
     # a second resolution by one side supersedes its first
-    await on_id.resolve(d.id, explanation="one credit issued for a 2016 correction (JC 12)")
+    await resolve(pair.id, d.id, explanation="one credit issued for a 2016 correction (JC 12)")
     (again,) = (await on_id.reconcile(PID)).report.discrepancies
     assert next(e.explanation for e in again.explanations).endswith("(JC 12)")
 
@@ -215,9 +216,9 @@ async def test_resolve_refuses_unknown_discrepancies_and_corrections(pair: Pair)
     service = ReconcileService(pair.id)
     (d,) = (await service.reconcile(PID)).report.discrepancies
     with pytest.raises(NotFoundError, match="no discrepancy"):
-        await service.resolve("0123456789abcdef", explanation="?")
+        await resolve(pair.id, "0123456789abcdef", explanation="?")
     with pytest.raises(NotFoundError):
-        await service.resolve(d.id, corrections=["cd" * 32])
+        await resolve(pair.id, d.id, corrections=["cd" * 32])
 
 
 async def test_quarantine_holds_only_the_affected_serials(pair: Pair) -> None:
@@ -227,9 +228,9 @@ async def test_quarantine_holds_only_the_affected_serials(pair: Pair) -> None:
     await service.reconcile(PID)
     key = pair.net.keys["ID"]
     with pytest.raises(QuarantineError, match=r"ID-ID002-2015-000003\.\.ID-ID002-2015-000004"):
-        await service.append(PID, [sign_record(transfer(3, 4), [key])])
-    await service.append(PID, [sign_record(transfer(20, 21, prefix="ID-ID001-2016-"), [key])])
-    await service.append(PID, [sign_record(transfer(10, 10, type_="cancellation"), [key])])
+        await append_own(pair.id, PID, [sign_record(transfer(3, 4), [key])])
+    await append_own(pair.id, PID, [sign_record(transfer(20, 21, prefix="ID-ID001-2016-"), [key])])
+    await append_own(pair.id, PID, [sign_record(transfer(10, 10, type_="cancellation"), [key])])
 
 
 async def test_incremental_state_matches_a_full_rebuild(pair: Pair) -> None:
@@ -238,8 +239,8 @@ async def test_incremental_state_matches_a_full_rebuild(pair: Pair) -> None:
     service = ReconcileService(pair.id)
     await service.reconcile(PID)
     key = pair.net.keys["ID"]
-    await service.append(PID, [sign_record(transfer(30, 31, prefix="ID-ID001-2016-"), [key])])
-    await service.append(PID, [sign_record(transfer(56, 57, prefix="ID-ID001-2016-"), [key])])
+    await append_own(pair.id, PID, [sign_record(transfer(30, 31, prefix="ID-ID001-2016-"), [key])])
+    await append_own(pair.id, PID, [sign_record(transfer(56, 57, prefix="ID-ID001-2016-"), [key])])
     incremental = await service.reconcile(PID)
     assert incremental.run.incremental
     assert [d.rule for d in incremental.report.discrepancies] == ["transaction-not-held"]
