@@ -144,7 +144,12 @@ class _LogAcc:
 
 
 class Index:
-    """The incremental index of a partnership's two logs (see the module docstring)."""
+    """The incremental index of a partnership's two logs (see the module docstring).
+
+    The rules read ``partner``, ``sides``, ``required``, ``tables``, ``ledgers``, ``slot``,
+    ``record``, ``version_by_id`` and the quoting helpers; only ``apply``, ``settle`` and
+    ``judged`` change the index.
+    """
 
     def __init__(self, root: TrustRoot) -> None:
         self.root = root
