@@ -172,6 +172,20 @@ def test_inclusion_proof_verifies(capsys: pytest.CaptureFixture[str], files: Fil
         assert merkle.verify_inclusion(leaf, 3, data["size"], path, b64(data["root"]))
 
 
+def test_inclusion_proof_of_a_record_of_another_log_is_refused(
+    capsys: pytest.CaptureFixture[str], files: Files
+) -> None:
+    """``--record`` names a record the store holds in another log: exit 1, naming that log."""
+    appended(capsys, files)
+    rid = hashlib.sha256(files.envelopes[0]).hexdigest()
+    other = ("--partnership", "JP-ID", "--node", "ID")
+    code, out, err = run(
+        capsys, "log", "prove-inclusion", "--store", files.store, *other, "--record", rid
+    )
+    assert (code, out) == (1, "")
+    assert f"record {rid[:16]} is in jcm-sync.example/JP-ID/JP, not this log" in err
+
+
 def test_consistency_proof_verifies(capsys: pytest.CaptureFixture[str], files: Files) -> None:
     """``log prove-consistency`` prints a proof between two sizes that verifies."""
     appended(capsys, files)

@@ -27,7 +27,7 @@ from jcm_sync.cli.trust import load_chain, load_trusted
 from jcm_sync.core import checkpoint
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import TrustRoot
-from jcm_sync.errors import BadDataError, ConfigError
+from jcm_sync.errors import ConfigError
 from jcm_sync.local.config import Config, load_config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key
 from jcm_sync.services.log_service import (
@@ -35,6 +35,7 @@ from jcm_sync.services.log_service import (
     checkpoint_key_history,
     prove_consistency,
     prove_inclusion,
+    prove_record,
     record_verifier,
     verify_log,
 )
@@ -376,13 +377,10 @@ def cmd_vkey(args: argparse.Namespace) -> int:
 
 
 async def inclusion(t: Target, store: Store) -> int:
-    index = t.args.index
     if t.args.record is not None:
-        rec = await store.record(t.args.record)
-        if rec.log != t.log:
-            raise BadDataError(f"record {t.args.record[:16]} is in {rec.log.origin}, not this log")
-        index = rec.index
-    proof = await prove_inclusion(store, t.log, index, t.args.size)
+        proof = await prove_record(store, t.log, t.args.record, t.args.size)
+    else:
+        proof = await prove_inclusion(store, t.log, t.args.index, t.args.size)
     data = {
         "origin": t.log.origin, "index": proof.index, "size": proof.size,
         "leaf_hash": b64(proof.leaf_hash), "root": b64(proof.root),

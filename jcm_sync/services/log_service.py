@@ -44,6 +44,7 @@ from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
 from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (
     AuthorityError,
+    BadDataError,
     CorruptStoreError,
     ForkError,
     JcmSyncError,
@@ -63,6 +64,7 @@ __all__ = [
     "checkpoint_verifiers",
     "prove_consistency",
     "prove_inclusion",
+    "prove_record",
     "record_verifier",
     "verify_log",
 ]
@@ -245,6 +247,16 @@ async def prove_inclusion(
     return InclusionProof(index, size, leaf, root, path)
 
 
+async def prove_record(
+    store: Store, log: LogRef, record_id: str, size: int | None = None
+) -> InclusionProof:
+    """``prove_inclusion`` of a record by its id; ``BadDataError`` if it is in another log."""
+    rec = await store.record(record_id)
+    if rec.log != log:
+        raise BadDataError(f"record {record_id[:16]} is in {rec.log.origin}, not this log")
+    return await prove_inclusion(store, log, rec.index, size)
+
+
 async def prove_consistency(
     store: Store, log: LogRef, old_size: int, new_size: int | None = None
 ) -> ConsistencyProof:
@@ -376,10 +388,7 @@ class LogService:
 
     async def prove_record(self, record_id: str, size: int | None = None) -> InclusionProof:
         """Inclusion proof of a record by its id."""
-        rec = await self.store.record(record_id)
-        if rec.log != self.log:
-            raise AuthorityError(f"record {record_id[:16]} is in {rec.log.origin}, not this log")
-        return await self.prove_inclusion(rec.index, size)
+        return await prove_record(self.store, self.log, record_id, size)
 
     async def prove_consistency(
         self, old_size: int, new_size: int | None = None
