@@ -22,14 +22,15 @@ Rules:
    appended, and every entry is verified against the trust root by the store.
 3. **Anti-entropy** is one request (``/state``) that returns both logs' heads; when
    both agree with the agent's, nothing else is sent, whatever the log sizes.
-4. **A fork** stops replication of that log, keeps both signed checkpoints as
-   evidence in an alarm file, logs it, counts it in a metric and shows it in
-   ``jcm-sync status``. Nothing held is ever overwritten.
+4. **A fork** stops replication of that log (``log_sync`` rule 1), keeps both signed
+   checkpoints as evidence in an alarm file, logs it, counts it in a metric and shows
+   it in ``jcm-sync status``. Nothing held is ever overwritten.
 5. After a restart the agent resumes from what its store and the hub hold: no
    in-memory state is needed to continue.
-6. Jobs run with jitter, ``max_instances=1`` and coalescing; a failing job backs off
-   exponentially (capped) and one job's failure never stops another. Reconciliation
-   runs on its own interval and also right after a pull that brought new records.
+6. Jobs run with jitter, ``max_instances=1`` and coalescing (``daemon.py``), a late
+   run kept for up to one interval; a failing job backs off exponentially (capped)
+   and one job's failure never stops another. Reconciliation runs on its own
+   interval and also right after a pull that brought new records.
 7. **One exchange at a time** (ADR 0009): push, pull and anti-entropy take turns on
    one lock, so the agent has at most ``PUSH_WINDOW`` requests in flight at the hub,
    within its per-node limit however the schedules line up.
@@ -51,16 +52,18 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
-from jcm_sync.errors import ForkError, JcmSyncError, PeerRefusedError, TransportError
-from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
+from jcm_sync.errors import JcmSyncError, PeerRefusedError, TransportError
+from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.hub_port import HubPort
 from jcm_sync.services.log_service import checkpoint_verifiers
+from jcm_sync.services.log_sync import extended, is_stopped, note_log, refuse_if_stopped
 from jcm_sync.services.node import Node, PartnershipLogs
 from jcm_sync.store import Entry, LogRef
 
@@ -109,21 +112,12 @@ class Syncer:
     def _save(self) -> None:
         write_status(self.node.cfg.data_dir, self.status)
 
-    def _note_log(self, ref: LogRef, local: int, remote: int | None) -> None:
-        self.status.logs[ref.node] = LogStatus(
-            origin=ref.origin, local_size=local, remote_size=remote, checked_at=self._now()
-        )
-        lag = 0 if remote is None else abs(remote - local)
-        self.node.metrics.replica_lag.labels(self.partnership, ref.node).set(lag)
+    def _note_log(self, ref: LogRef, local: int, remote: int) -> None:
+        note_log(self.node, self.status, ref, local, remote)
         self.node.metrics.log_size.labels(self.partnership, ref.node).set(local)
 
     def stopped(self, ref: LogRef) -> bool:
-        return self.node.alarms.get(ref.origin) is not None
-
-    async def _fork(
-        self, ref: LogRef, reason: str, *, offered: bytes | None = None, **detail: Any
-    ) -> ForkError:
-        return await self.node.raise_fork(ref, reason, offered=offered, **detail)
+        return is_stopped(self.node, ref)
 
     def _remote(self, state: PartnershipState, node: str) -> LogState:
         for s in state.logs:
@@ -141,20 +135,19 @@ class Syncer:
     async def push(self, state: PartnershipState | None = None) -> int:
         """Rule 1. Returns the number of entries the hub appended."""
         own = self.logs.own
-        if self.stopped(own):
-            raise ForkError("replication of this log is stopped by a fork alarm", where=own.origin)
+        refuse_if_stopped(self.node, own)
         state = state or await self.fetch_state()
         remote = self._remote(state, own.node)
         store = self.node.store
         head = await store.tree_head(own)
         if remote.size > head.size:
-            raise await self._fork(
+            raise await self.node.raise_fork(
                 own,
                 f"the hub holds {remote.size} entries of this log, but it has only {head.size}",
                 hub_size=remote.size,
             )
         if remote.size and await store.root_at(own, remote.size) != remote.root:
-            raise await self._fork(
+            raise await self.node.raise_fork(
                 own,
                 f"the hub's replica of this log differs from it at size {remote.size}",
                 offered=remote.checkpoint,
@@ -249,8 +242,7 @@ class Syncer:
     async def pull(self, state: PartnershipState | None = None) -> int:
         """Rule 2. Returns the number of entries appended to the replica."""
         rep = self.logs.replica
-        if self.stopped(rep):
-            raise ForkError("replication of this log is stopped by a fork alarm", where=rep.origin)
+        refuse_if_stopped(self.node, rep)
         state = state or await self.fetch_state()
         remote = self._remote(state, rep.node)
         if remote.checkpoint is None:
@@ -265,7 +257,7 @@ class Syncer:
             # a prefix of what is held; only another history at that size is a fork
             if await store.root_at(rep, cp.size) == cp.root_hash:
                 return 0
-            raise await self._fork(
+            raise await self.node.raise_fork(
                 rep,
                 f"Japan's checkpoint of size {cp.size} is not a prefix of the {head.size} "
                 "entries held",
@@ -273,7 +265,7 @@ class Syncer:
             )
         if cp.size == head.size:
             if cp.root_hash != head.root:
-                raise await self._fork(
+                raise await self.node.raise_fork(
                     rep, f"Japan's checkpoint of size {cp.size} has another root",
                     offered=remote.checkpoint,
                 )  # fmt: skip
@@ -285,7 +277,7 @@ class Syncer:
             proof = await self.client.consistency(self.partnership, rep.node, held.size, cp.size)
             if not merkle.verify_consistency(held.size, cp.size, held.root, cp.root_hash,
                                              proof.proof):  # fmt: skip
-                raise await self._fork(
+                raise await self.node.raise_fork(
                     rep,
                     f"Japan's checkpoint of size {cp.size} is not consistent with the one "
                     f"of size {held.size} held",
@@ -311,8 +303,7 @@ class Syncer:
             entries = page.entries[: cp.size - start]
             if page.start != start or not entries:
                 raise TransportError(f"the hub sent no entries from {start} of {rep.origin}")
-            for raw in entries:
-                frontier, _ = frontier.append(merkle.leaf_hash(raw))
+            frontier = extended(frontier, entries)
             end = start + len(entries)
             if end < cp.size:
                 proof = await self.client.consistency(self.partnership, rep.node, end, cp.size)
@@ -321,7 +312,7 @@ class Syncer:
             else:
                 ok = frontier.root() == cp.root_hash
             if not ok:
-                raise await self._fork(
+                raise await self.node.raise_fork(
                     rep,
                     f"entries {start}..{end - 1} served by the hub are not those of Japan's "
                     f"signed checkpoint of size {cp.size}",
@@ -470,11 +461,8 @@ class AgentDaemon:
     """APScheduler jobs for push, pull, anti-entropy (and reconcile) of one partnership."""
 
     def __init__(self, syncer: Syncer) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
         self.syncer = syncer
         sch = syncer.node.cfg.schedule
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.backoff = {
             name: Backoff(sch.backoff_initial_seconds, sch.backoff_max_seconds)
             for name in ("push", "pull", "anti_entropy", "reconcile")
@@ -495,18 +483,13 @@ class AgentDaemon:
             ),
             "reconcile": (sch.reconcile_seconds, self._job("reconcile", self._reconcile)),
         }
-        for name, (seconds, fn) in jobs.items():
-            self.scheduler.add_job(
-                fn,
-                "interval",
-                seconds=seconds,
-                jitter=sch.jitter_seconds,
-                id=name,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(seconds)),
-                next_run_time=datetime.now(UTC),
-            )
+        self.scheduler = interval_scheduler(
+            [
+                IntervalJob(name, seconds, fn, misfire_grace_time=max(1, int(seconds)))
+                for name, (seconds, fn) in jobs.items()
+            ],
+            jitter=sch.jitter_seconds,
+        )
 
     def _job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
         async def job() -> Any:

@@ -62,10 +62,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import checkpoint
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import (
     Caller,
@@ -89,11 +89,13 @@ from jcm_sync.errors import (
     JcmSyncError,
     PastLogSizeError,
 )
-from jcm_sync.local.status import AgentStatus, JobStatus, LogStatus, read_status, write_status
+from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
+from jcm_sync.services.log_sync import extended, note_log, refuse_if_stopped
 from jcm_sync.services.node import Node
 from jcm_sync.services.verify_pool import VerifyPool
-from jcm_sync.store import AppendResult, LogRef, StoredCheckpoint, TreeHead, Verify
+from jcm_sync.store import AppendResult, LogRef, TreeHead, Verify
 
 log = logging.getLogger("jcm_sync.services.hub")
 
@@ -143,22 +145,14 @@ class Hub:
 
     def start_jobs(self) -> None:
         """Reconcile every partnership on the configured interval (APScheduler)."""
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
         sch = self.node.cfg.schedule
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
-        for pid in self.node.partnerships:
-            self._scheduler.add_job(
-                self._reconcile,
-                "interval",
-                seconds=sch.reconcile_seconds,
-                jitter=sch.jitter_seconds,
-                args=[pid],
-                id=f"reconcile-{pid}",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.now(UTC),
-            )
+        self._scheduler = interval_scheduler(
+            [
+                IntervalJob(f"reconcile-{pid}", sch.reconcile_seconds, self._reconcile, (pid,))
+                for pid in self.node.partnerships
+            ],
+            jitter=sch.jitter_seconds,
+        )
         self._scheduler.start()
 
     async def _reconcile(self, partnership: str) -> None:
@@ -213,6 +207,12 @@ class Hub:
             )
         self.node.logs(partnership)
 
+    async def _log_size(self, caller: Caller, partnership: str, node: str) -> tuple[LogRef, int]:
+        """Rule 9, then the log a read names and its size."""
+        self._check_member(caller, partnership)
+        ref = self.node.log_ref(partnership, node)
+        return ref, (await self.node.store.tree_head(ref)).size
+
     @staticmethod
     def _within(log_size: int, name: str, value: int) -> None:
         """Rule 10: a position past the log's size is refused, naming the size."""
@@ -239,12 +239,7 @@ class Hub:
                 f"{len(req.entries)} entries in one push; the limit is {self.limits.max_batch}"
             )
         m = self.node.metrics
-        if self.node.alarms.get(replica.origin) is not None:
-            raise ForkError(
-                f"replication of {replica.origin} is stopped by a fork alarm; "
-                "an operator must investigate",
-                where=replica.origin,
-            )
+        refuse_if_stopped(self.node, replica)
         # signatures are checked before taking the lock, on every core for large batches;
         # revocation is judged at the hub's clock, entries already held as when received
         received = await self._held_since(logs.root, replica, req)
@@ -316,7 +311,7 @@ class Hub:
         try:
             result = await self.node.store.append_entries(replica, req.start, req.entries, verify)
         except ForkError as exc:
-            await self._fork(replica, str(exc), offered=req.checkpoint)
+            await self.node.raise_fork(replica, str(exc), offered=req.checkpoint)
             raise
         except JcmSyncError as exc:
             m.entries.labels(partnership, "refused", exc.code).inc(len(req.entries))
@@ -367,28 +362,15 @@ class Hub:
             expected = await self.node.store.root_at(replica, end)
         else:  # the root after this batch: what is held, plus the new leaves
             frontier = await self.node.store.frontier(replica, size)
-            for raw in req.entries[size - req.start :]:
-                frontier, _ = frontier.append(merkle.leaf_hash(raw))
-            expected = frontier.root()
+            expected = extended(frontier, req.entries[size - req.start :]).root()
         if expected != cp.root_hash:
             held = await self.node.store.latest_checkpoint(replica)
             reason = (
                 f"the partner's signed checkpoint of size {cp.size} does not match the "
                 "entries it sent"
             )
-            await self._fork(replica, reason, offered=note, held=held)
-            raise ForkError(reason, where=replica.origin)
+            raise await self.node.raise_fork(replica, reason, offered=note, held=held)
         return cp
-
-    async def _fork(
-        self,
-        replica: LogRef,
-        reason: str,
-        *,
-        offered: bytes | None,
-        held: StoredCheckpoint | None = None,
-    ) -> None:
-        await self.node.raise_fork(replica, reason, offered=offered, held=held)
 
     def _observe(
         self, partnership: str, node: str, local: int, remote: int | None, job: str
@@ -396,14 +378,9 @@ class Hub:
         """Record for ``jcm-sync status`` what the hub last saw of a log."""
         ref = self.node.log_ref(partnership, node)
         st = self._status.setdefault(partnership, AgentStatus(partnership=partnership))
-        now = self.node.clock()
-        st.logs[node] = LogStatus(
-            origin=ref.origin, local_size=local, remote_size=remote, checked_at=now
-        )
+        note_log(self.node, st, ref, local, remote)
         job_status = st.jobs.setdefault(job, JobStatus())
-        job_status.last_run = job_status.last_success = now
-        if remote is not None:  # bounded by the caller (rule 11): 0 <= remote <= local
-            self.node.metrics.replica_lag.labels(partnership, node).set(local - remote)
+        job_status.last_run = job_status.last_success = self.node.clock()
         write_status(self.node.cfg.data_dir, st)
 
     # --- reads -----------------------------------------------------------------------
@@ -478,9 +455,7 @@ class Hub:
     async def consistency(
         self, caller: Caller, partnership: str, node: str, old: int, new: int | None
     ) -> ConsistencyProofView:
-        self._check_member(caller, partnership)
-        ref = self.node.log_ref(partnership, node)
-        size = (await self.node.store.tree_head(ref)).size
+        ref, size = await self._log_size(caller, partnership, node)
         self._within(size, "old", old)
         if new is not None:
             self._within(size, "new", new)
@@ -492,9 +467,7 @@ class Hub:
     async def inclusion(
         self, caller: Caller, partnership: str, node: str, index: int, size: int | None
     ) -> InclusionProofView:
-        self._check_member(caller, partnership)
-        ref = self.node.log_ref(partnership, node)
-        log_size = (await self.node.store.tree_head(ref)).size
+        ref, log_size = await self._log_size(caller, partnership, node)
         if size is not None:
             self._within(log_size, "size", size)
         tree = log_size if size is None else size
