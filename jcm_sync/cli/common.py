@@ -51,6 +51,7 @@ def parse_time(text: str) -> datetime:
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        # argparse prints only the message; the ValueError says the same in other words
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
     if t.tzinfo is None:
         raise argparse.ArgumentTypeError(f"time needs a zone, e.g. {text}Z")
@@ -86,6 +87,7 @@ def write_output(name: str | Path | None, data: bytes, what: str = "output") -> 
     path = Path(name)
     try:
         path.write_bytes(data)
+    # each message names the file and the cause; the OSError would repeat them
     except FileNotFoundError:
         raise NotFoundError(
             f"cannot write the {what}: folder {path.parent} does not exist", where=str(path)

@@ -113,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             if exc.errno not in _LISTEN_ERRNOS and not isinstance(exc, socket.gaierror):
                 raise
-            raise TransportError(
+            raise TransportError(  # _bind_cause says in words what the OSError says
                 f"cannot listen on {address}: {_bind_cause(exc)}", where="[server]"
             ) from None
         port = sock.getsockname()[1]
@@ -126,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if exc.errno not in _LISTEN_ERRNOS and not isinstance(exc, socket.gaierror):
                 raise
             ops_address = f"http://{cfg.ops.host}:{cfg.ops.port}"
-            raise TransportError(
+            raise TransportError(  # as above: the cause is in the message
                 f"cannot listen on {ops_address}: {_bind_cause(exc)}", where="[ops]"
             ) from None
         ops_port = ops_sock.getsockname()[1]

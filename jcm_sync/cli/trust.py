@@ -128,7 +128,7 @@ def _finish(root: TrustRoot, args: argparse.Namespace) -> bytes:
     try:
         envelope = sign_root(root, _signers(args))
     except ValueError as exc:  # a TrustRoot that fails its own checks on re-decode
-        raise BadDataError(str(exc), where="trust root") from None
+        raise BadDataError(str(exc), where="trust root") from None  # same text, now named
     write_output(args.out, envelope, "trust root")
     note(f"wrote {args.out}: {root.partnership} trust root version {root.version}")
     return envelope
@@ -152,8 +152,8 @@ def _build(
             nodes=(NodeEntry(id="JP"), NodeEntry(id=partner)),
             keys=tuple(keys),
         )
-    except (ValueError, TypeError) as exc:
-        raise BadDataError(str(exc), where="trust root") from None
+    except (ValueError, TypeError) as exc:  # the field checks of the Struct: bad options
+        raise BadDataError(str(exc), where="trust root") from None  # same text, now named
 
 
 def _check_by_decode(root: TrustRoot) -> TrustRoot:

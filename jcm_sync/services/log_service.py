@@ -157,7 +157,7 @@ class CheckpointKeys:
         every = {_verifier(self.log, k).key_id: k for k in self.keys}
         try:
             opened = checkpoint.open_note(note, [_verifier(self.log, k) for k in self.keys])
-        except UnknownKeyError:
+        except UnknownKeyError:  # replaced by one naming the chain's versions and signers
             first, last = self.versions
             span = f"version {first}" if first == last else f"versions {first} to {last}"
             signers = ", ".join(s.key for s in checkpoint.parse_note(note).signatures)

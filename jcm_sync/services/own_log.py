@@ -58,8 +58,8 @@ def split_documents(data: bytes, where: str) -> list[bytes]:
     if text.startswith(b"["):
         try:
             items = msgspec.json.decode(text, type=list[msgspec.Raw])
-        except msgspec.MsgspecError as exc:
-            raise BadDataError(f"not valid JSON: {exc}", where=where) from exc
+        except msgspec.MsgspecError as exc:  # the decoder's text is in the message
+            raise BadDataError(f"not valid JSON: {exc}", where=where) from None
         except RecursionError:  # msgspec's nesting limit; its traceback says nothing more
             raise BadDataError("JSON is nested too deeply to hold records", where=where) from None
         return [bytes(i) for i in items]

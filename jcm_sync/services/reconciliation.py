@@ -153,6 +153,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
+        # the OSError's text is in the message; its chain would only repeat it
         raise StoreError(f"cannot write {path.name}: {exc}", where=str(path.parent)) from None
 
 
@@ -162,11 +163,11 @@ def read_history(data_dir: Path, partnership: str) -> History:
         data = path.read_bytes()
     except FileNotFoundError:
         return History(partnership=partnership)
-    except OSError as exc:
+    except OSError as exc:  # as in _write_atomic, the cause is in the message
         raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
     try:
         return msgspec.json.decode(data, type=History)
-    except msgspec.MsgspecError as exc:
+    except msgspec.MsgspecError as exc:  # the decoder's text is in the message
         raise StoreError(f"{path.name} is not a reconciliation history: {exc}") from None
 
 
@@ -181,7 +182,7 @@ def read_report(data_dir: Path, partnership: str) -> Report | None:
         return msgspec.json.decode(path.read_bytes(), type=Report)
     except FileNotFoundError:
         return None
-    except (OSError, msgspec.MsgspecError) as exc:
+    except (OSError, msgspec.MsgspecError) as exc:  # the cause is in the message
         raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
 
 
