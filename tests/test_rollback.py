@@ -201,12 +201,14 @@ async def test_tester_scenario_revoked_key_never_authenticates(tmp_path: Path) -
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
-    # the refusal is one line, the last; other notes (the ops listener) may precede it
+    # the refusal is one line, followed only by the operator's next step; other notes
+    # (the ops listener) may precede it
     lines = proc.stderr.strip().splitlines()
     refusals = [line for line in lines if "rollback" in line]
-    assert refusals == lines[-1:], proc.stderr
-    assert "version 2" in lines[-1]
-    assert "version 1" in lines[-1]
+    assert refusals == lines[-2:-1], proc.stderr
+    assert lines[-1].lstrip().startswith("next step:"), proc.stderr
+    assert "version 2" in refusals[0]
+    assert "version 1" in refusals[0]
     assert "hub listening" not in proc.stdout + proc.stderr
     assert await snapshot(url) == before
 
@@ -237,7 +239,10 @@ def test_log_commands_respect_the_mark(tmp_path: Path, capsys: pytest.CaptureFix
         code = main([str(a) for a in argv])
         _, err = capsys.readouterr()
         assert code == 1, argv
-        assert len(err.strip().splitlines()) == 1, err
+        lines = err.strip().splitlines()
+        # the refusal, then the operator's next step (errors.RollbackError.next_step)
+        assert len(lines) == 2, err
+        assert lines[1].lstrip().startswith("next step:"), err
         assert "rollback" in err
         assert "version 1" in err
     assert asyncio.run(snapshot(url)) == before
