@@ -1,0 +1,107 @@
+"""The pieces the agent and the hub share: the fork guard, the root after new leaves,
+what was last seen of a log, and the daemons' schedule."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.core import merkle
+from jcm_sync.errors import ForkError
+from jcm_sync.local.status import AgentStatus
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler
+from jcm_sync.services.log_sync import extended, note_log, refuse_if_stopped
+from tests.services.fakes import CC, PID, Pair, open_pair
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    async with open_pair(tmp_path) as p:
+        yield p
+
+
+@pytest.mark.parametrize("held", [0, 1, 5, 8], ids=["from-empty", "from-1", "from-5", "from-8"])
+async def test_the_root_after_new_leaves_is_the_log_root(pair: Pair, held: int) -> None:
+    """Rule 2: the stored frontier extended by the rest equals the root of the whole log."""
+    own = pair.agent.logs(PID).own
+    envelopes = [e.envelope for e in await pair.agent.store.entries(own)]
+    frontier = await pair.agent.store.frontier(own, held)
+    after = extended(frontier, envelopes[held:])
+    assert after.size == len(envelopes)
+    assert after.root() == merkle.root([merkle.leaf_hash(raw) for raw in envelopes])
+    assert after.root() == (await pair.agent.store.tree_head(own)).root
+
+
+async def test_a_fork_alarm_stops_only_its_own_log(pair: Pair) -> None:
+    """Rule 1: after an alarm on one log the guard refuses it and lets the other pass."""
+    own, rep = pair.agent.logs(PID).own, pair.agent.logs(PID).replica
+    refuse_if_stopped(pair.agent, own)
+    await pair.agent.raise_fork(own, "a test fork")
+    with pytest.raises(ForkError, match="stopped by a fork alarm") as exc:
+        refuse_if_stopped(pair.agent, own)
+    assert exc.value.where == own.origin
+    refuse_if_stopped(pair.agent, rep)
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "lag"), [(10, 4, 6), (4, 10, 6), (7, 7, 0)],
+    ids=["ahead", "behind", "level"],
+)  # fmt: skip
+async def test_what_was_seen_of_a_log_sets_status_and_lag(
+    pair: Pair, local: int, remote: int, lag: int
+) -> None:
+    """Rule 3: the sizes go to the status, their difference to the lag metric."""
+    status = AgentStatus(partnership=PID)
+    rep = pair.agent.logs(PID).replica
+    note_log(pair.agent, status, rep, local, remote)
+    seen = status.logs["JP"]
+    assert (seen.origin, seen.local_size, seen.remote_size) == (rep.origin, local, remote)
+    value = pair.agent.metrics.registry.get_sample_value(
+        "jcm_sync_replica_lag_entries", {"partnership": PID, "log": "JP"}
+    )
+    assert value == lag
+
+
+async def test_an_unknown_remote_size_leaves_the_lag_alone(pair: Pair) -> None:
+    """Rule 3: with no figure from the other end, the lag metric keeps its last value."""
+    status = AgentStatus(partnership=PID)
+    own = pair.agent.logs(PID).own
+    note_log(pair.agent, status, own, 9, 3)
+    note_log(pair.agent, status, own, 12, None)
+    assert status.logs[CC].remote_size is None
+    value = pair.agent.metrics.registry.get_sample_value(
+        "jcm_sync_replica_lag_entries", {"partnership": PID, "log": CC}
+    )
+    assert value == 6
+
+
+async def test_the_schedule_runs_each_job_at_once_and_never_twice_at_a_time() -> None:
+    """``daemon.py`` rules 1-3: every job starts now, one instance, coalesced, jittered."""
+    ran: list[str] = []
+    started = asyncio.Event()
+
+    async def job(name: str) -> None:
+        ran.append(name)
+        if len(ran) == 2:
+            started.set()
+
+    scheduler = interval_scheduler(
+        [
+            IntervalJob("a", 60, job, ("a",)),
+            IntervalJob("b", 30, job, ("b",), misfire_grace_time=30),
+        ],
+        jitter=2,
+    )
+    scheduler.start()
+    try:
+        a, b = scheduler.get_job("a"), scheduler.get_job("b")
+        assert (a.max_instances, a.coalesce, b.max_instances, b.coalesce) == (1, True, 1, True)
+        assert (a.misfire_grace_time, b.misfire_grace_time) == (1, 30)
+        assert (a.trigger.interval.total_seconds(), a.trigger.jitter) == (60, 2)
+        await asyncio.wait_for(started.wait(), 10)
+        assert sorted(ran) == ["a", "b"]
+    finally:
+        scheduler.shutdown(wait=False)
