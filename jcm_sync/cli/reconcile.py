@@ -314,8 +314,9 @@ def _print_history_counts(c: Console, history: dict[str, Discrepancy]) -> None:
     if not history:
         c.print("no discrepancies found, now or before")
         return
-    counts = {s: sum(1 for d in history.values() if d.status == s)
-              for s in ("open", "explained", "resolved")}  # fmt: skip
+    from jcm_sync.services.reconciliation import count_statuses
+
+    counts = count_statuses(history.values())
     c.print(
         f"history: {len(history)} discrepancies ever found: {counts['open']} open, "
         f"{counts['explained']} explained, {counts['resolved']} resolved "
@@ -361,16 +362,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from jcm_sync.services.reconciliation import read_history
 
     cfg = load_config(args.config)
+    histories = {pid: read_history(cfg.data_dir, pid) for pid in _partnerships(cfg, args)}
     data = []
-    for pid in _partnerships(cfg, args):
-        h = read_history(cfg.data_dir, pid)
-        counts = {s: sum(1 for d in h.discrepancies.values() if d.status == s)
-                  for s in ("open", "explained", "resolved")}  # fmt: skip
+    for pid, h in histories.items():
         data.append(
             {
                 "partnership": pid,
                 "last_run": _builtins(h.last_run) if h.last_run else None,
-                "counts": counts,
+                "counts": h.counts(),
                 "discrepancies": _builtins(sorted(h.discrepancies.values(), key=_order)),
             }
         )
@@ -389,7 +388,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 + f"; {p['counts']['open']} open, {p['counts']['explained']} explained, "
                 f"{p['counts']['resolved']} resolved"
             )
-            h = read_history(cfg.data_dir, p["partnership"])
+            h = histories[p["partnership"]]
             if h.discrepancies:
                 _print_history(c, h.discrepancies, args.limit)
 
@@ -398,48 +397,41 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from jcm_sync.errors import NotFoundError
-    from jcm_sync.services.reconciliation import read_history, read_report
+    from jcm_sync.services.reconciliation import find_discrepancy
 
     cfg = load_config(args.config)
-    for pid in _partnerships(cfg, args):
-        d = read_history(cfg.data_dir, pid).discrepancies.get(args.id)
-        if d is None:
-            continue
-        report = read_report(cfg.data_dir, pid)
-        trails = [t for t in (report.trails if report else ()) if t.discrepancy_id == d.id]
-        data = {"partnership": pid, "discrepancy": _builtins(d), "trails": _builtins(trails)}
+    pid, d, trails = find_discrepancy(cfg.data_dir, _partnerships(cfg, args), args.id)
+    data = {"partnership": pid, "discrepancy": _builtins(d), "trails": _builtins(trails)}
 
-        def human(c: Console, d: Discrepancy = d, trails: list[Trail] = trails) -> None:
-            c.print(f"[bold]{d.id}[/] {d.rule} ({d.stage}): [bold]{d.status}[/]")
-            c.print(escape(d.summary))
-            if d.expected is not None and d.found is not None:
-                c.print(f"expected {d.expected}, found {d.found} ({d.found - d.expected:+d})")
-            c.print(f"first seen {_when(d.first_seen)}, last seen {_when(d.last_seen)}"
-                    + (f", resolved {_when(d.resolved_at)}" if d.resolved_at else ""))  # fmt: skip
-            n, hint = args.limit, "--limit N, or --json"
-            c.print(f"Records ({len(d.records)}):")
-            for ref in d.records[:n]:
-                c.print(f"  {ref.kind} {escape(ref.key)} (by {ref.author})\n    {ref.record_id}")
-            if more := _more(len(d.records), n, "records", hint):
+    def human(c: Console) -> None:
+        c.print(f"[bold]{d.id}[/] {d.rule} ({d.stage}): [bold]{d.status}[/]")
+        c.print(escape(d.summary))
+        if d.expected is not None and d.found is not None:
+            c.print(f"expected {d.expected}, found {d.found} ({d.found - d.expected:+d})")
+        c.print(f"first seen {_when(d.first_seen)}, last seen {_when(d.last_seen)}"
+                + (f", resolved {_when(d.resolved_at)}" if d.resolved_at else ""))  # fmt: skip
+        n, hint = args.limit, "--limit N, or --json"
+        c.print(f"Records ({len(d.records)}):")
+        for ref in d.records[:n]:
+            c.print(f"  {ref.kind} {escape(ref.key)} (by {ref.author})\n    {ref.record_id}")
+        if more := _more(len(d.records), n, "records", hint):
+            c.print(f"  {more}")
+        if d.ranges:
+            c.print(f"Serial ranges (quarantined while open; {len(d.ranges)}):")
+            for rng in d.ranges[:n]:
+                c.print(f"  {escape(rng.describe())}")
+            if more := _more(len(d.ranges), n, "ranges", hint):
                 c.print(f"  {more}")
-            if d.ranges:
-                c.print(f"Serial ranges (quarantined while open; {len(d.ranges)}):")
-                for rng in d.ranges[:n]:
-                    c.print(f"  {escape(rng.describe())}")
-                if more := _more(len(d.ranges), n, "ranges", hint):
-                    c.print(f"  {more}")
-            for e in d.explanations:
-                what = escape(e.explanation) if e.action == "explain" else ", ".join(e.corrections)
-                c.print(f"{e.author} {e.action}: {what}")
-            for t in trails[:n]:
-                _print_trail(c, t, n)
-            if more := _more(len(trails), n, "trails", hint):
-                c.print(more)
+        for e in d.explanations:
+            what = escape(e.explanation) if e.action == "explain" else ", ".join(e.corrections)
+            c.print(f"{e.author} {e.action}: {what}")
+        for t in trails[:n]:
+            _print_trail(c, t, n)
+        if more := _more(len(trails), n, "trails", hint):
+            c.print(more)
 
-        emit(args, data, human)
-        return EXIT_OK
-    raise NotFoundError(f"no discrepancy {args.id}; run `jcm-sync reconcile run` first")
+    emit(args, data, human)
+    return EXIT_OK
 
 
 # --- resolve -----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -79,7 +79,7 @@ from jcm_sync.core.reconcile import (
     signer_nodes,
     touching,
 )
-from jcm_sync.core.reconcile.model import LogPosition, RunStatus
+from jcm_sync.core.reconcile.model import LogPosition, RunStatus, Trail
 from jcm_sync.core.trust import TrustRoot, Verification, encode_root
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.node import Node
@@ -126,9 +126,36 @@ class History(msgspec.Struct):
     def open(self) -> list[Discrepancy]:
         return [d for d in self.discrepancies.values() if d.status == "open"]
 
+    def counts(self) -> dict[str, int]:
+        """How many discrepancies are open, explained and resolved."""
+        return count_statuses(self.discrepancies.values())
+
     @property
     def last_run(self) -> RunRecord | None:
         return self.runs[-1] if self.runs else None
+
+
+def count_statuses(found: Iterable[Discrepancy]) -> dict[str, int]:
+    """Discrepancies by status: open, explained, resolved (every key present)."""
+    counts = dict.fromkeys(("open", "explained", "resolved"), 0)
+    for d in found:
+        counts[d.status] += 1
+    return counts
+
+
+def find_discrepancy(
+    data_dir: Path, partnerships: Sequence[str], discrepancy: str
+) -> tuple[str, Discrepancy, list[Trail]]:
+    """A discrepancy of the history of one of ``partnerships``, with the trails of the
+    last report that follow its ranges; ``NotFoundError`` if no history holds it."""
+    for pid in partnerships:
+        d = read_history(data_dir, pid).discrepancies.get(discrepancy)
+        if d is None:
+            continue
+        report = read_report(data_dir, pid)
+        trails = [t for t in (report.trails if report else ()) if t.discrepancy_id == d.id]
+        return pid, d, trails
+    raise NotFoundError(f"no discrepancy {discrepancy}; run `jcm-sync reconcile run` first")
 
 
 def history_dir(data_dir: Path) -> Path:
