@@ -32,7 +32,9 @@ from jcm_sync.local.config import Config, load_config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key
 from jcm_sync.services.log_service import (
     LogService,
+    append_checked,
     checkpoint_key_history,
+    list_entries,
     prove_consistency,
     prove_inclusion,
     prove_record,
@@ -222,13 +224,10 @@ async def show(t: Target, store: Store) -> int:
     latest = await store.latest_checkpoint(t.log)
     end = head.size if t.args.end is None else t.args.end
     start = max(0, end - SHOW_LAST) if t.args.start is None else t.args.start
-    rows: list[dict[str, Any]] = []
-    for e in await store.entries(t.log, start, end):
-        rec = await store.record(e.record_id)
-        rows.append({
-            "index": e.index, "record_id": e.record_id, "kind": rec.kind, "key": rec.key,
-            "bytes": len(e.envelope), "appended_at": e.appended_at.isoformat(),
-        })  # fmt: skip
+    rows = [
+        {**dataclasses.asdict(r), "appended_at": r.appended_at.isoformat()}
+        for r in await list_entries(store, t.log, start, end)
+    ]
     data = {
         "origin": t.log.origin,
         "size": head.size,
@@ -313,17 +312,13 @@ async def append(t: Target, store: Store) -> int:
     envelopes = [read_input(f, "envelope") for f in t.args.files]
     now = now_of(t.args)
     await _guard_trust(t, store, advance=True)
-    service = None if t.args.no_checkpoint else _service(t, store, need_key=False)
-    if service is not None:
-        result = await service.append(envelopes)
-    else:
-        root = t.trust_root(now)
-        if root is None:
-            raise ConfigError("give the trust root with --trust (or --config)", where="--trust")
-        verify = record_verifier(root, now)
-        result = await store.append_entries(t.log, None, envelopes, verify)
+    key = None if t.args.no_checkpoint else t.private_key()
+    root = t.trust_root(now)
+    if root is None:
+        raise ConfigError("give the trust root with --trust (or --config)", where="--trust")
+    result = await append_checked(store, t.log, envelopes, root=root, now=now, checkpoint_key=key)
     latest = await store.latest_checkpoint(t.log)
-    _print_append(t, result, latest, signed=service is not None)
+    _print_append(t, result, latest, signed=key is not None)
     return 0
 
 

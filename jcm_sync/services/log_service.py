@@ -55,13 +55,16 @@ from jcm_sync.store import AppendResult, Entry, LogRef, Store, StoredCheckpoint,
 __all__ = [
     "CheckpointKeys",
     "ConsistencyProof",
+    "EntryRow",
     "InclusionProof",
     "LogAudit",
     "LogService",
     "RecordVerifier",
     "accept_checkpoint",
+    "append_checked",
     "checkpoint_key_history",
     "checkpoint_verifiers",
+    "list_entries",
     "prove_consistency",
     "prove_inclusion",
     "prove_record",
@@ -394,6 +397,47 @@ class LogService:
         self, old_size: int, new_size: int | None = None
     ) -> ConsistencyProof:
         return await prove_consistency(self.store, self.log, old_size, new_size)
+
+
+async def append_checked(
+    store: Store,
+    log: LogRef,
+    envelopes: Sequence[bytes],
+    *,
+    root: TrustRoot,
+    now: datetime,
+    checkpoint_key: PrivateKey | None = None,
+) -> AppendResult:
+    """Verify envelopes under ``root`` at ``now`` and append them to any log of a store,
+    then sign a checkpoint if a key is given (``jcm-sync log append`` on a store without
+    its node: a node's own log is written by ``own_log.append_own``)."""
+    if checkpoint_key is None:
+        return await store.append_entries(log, None, envelopes, record_verifier(root, now))
+    service = LogService(store, log, root=root, checkpoint_key=checkpoint_key, clock=lambda: now)
+    return await service.append(envelopes)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """What ``jcm-sync log show`` lists of an entry."""
+
+    index: int
+    record_id: str
+    kind: str
+    key: str
+    bytes: int
+    appended_at: datetime
+
+
+async def list_entries(store: Store, log: LogRef, start: int, end: int) -> list[EntryRow]:
+    """The entries ``start`` to ``end`` (exclusive) of ``log`` with their records' index."""
+    rows = []
+    for e in await store.entries(log, start, end):
+        rec = await store.record(e.record_id)
+        rows.append(
+            EntryRow(e.index, e.record_id, rec.kind, rec.key, len(e.envelope), e.appended_at)
+        )
+    return rows
 
 
 # --- auditing -----------------------------------------------------------------------
