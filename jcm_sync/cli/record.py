@@ -20,11 +20,10 @@ from jcm_sync.cli.common import (
     write_output,
 )
 from jcm_sync.cli.trust import load_trusted
-from jcm_sync.core.envelope import add_signature, open_envelope, sign_record
-from jcm_sync.core.records import decode_record, to_builtins
-from jcm_sync.core.trust import Verification, require_effective, verify_record, with_endorsements
-from jcm_sync.errors import BadDataError
+from jcm_sync.core.records import to_builtins
+from jcm_sync.core.trust import Verification, require_effective
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key
+from jcm_sync.services.record_signing import sign_document, verify_endorsed
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,24 +70,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.set_defaults(func=cmd_verify)
 
 
-def _is_envelope(data: bytes) -> bool:
-    return data.lstrip().startswith(b"{") and b'"payloadType"' in data
-
-
 def cmd_sign(args: argparse.Namespace) -> int:
     now = now_of(args)
     root = load_trusted(args.trust, now).root
     key = load_private_key(args.key, load_passphrase(args.passphrase_file))
-    data = read_input(args.file, "record")
-    if _is_envelope(data):
-        open_envelope(data)
-        envelope = add_signature(data, key)
-    else:
-        record = decode_record(data)
-        envelope = sign_record(record, [key])
-    # refuse to hand out an envelope the partnership would refuse
-    v = verify_record(root, envelope, now)
-    write_output(args.out, envelope)
+    # verified before it is written: nothing the partnership would refuse is handed out
+    v = sign_document(read_input(args.file, "record"), key, root, now)
+    write_output(args.out, v.raw)
     if args.out:
         note(f"wrote {args.out}: {v.kind} {v.record_id}")
     return 0
@@ -112,16 +100,10 @@ def _verification_data(v: Verification) -> dict[str, Any]:
 def cmd_verify(args: argparse.Namespace) -> int:
     now = now_of(args)
     root = load_trusted(args.trust, now).root
-    at = args.received  # revocation by receipt (docs/adr/0018-revocation-by-receipt.md)
-    v = verify_record(root, read_input(args.file, "envelope"), now, received=at)
-    endorsements = [
-        verify_record(root, read_input(f, "endorsement"), now, received=at)
-        for f in args.endorsement
-    ]
-    for e in endorsements:
-        if e.kind != "endorsement":
-            raise BadDataError(f"{e.kind} record given as an endorsement", where="--endorsement")
-    v = with_endorsements(v, endorsements)
+    envelope = read_input(args.file, "envelope")
+    endorsements = [read_input(f, "endorsement") for f in args.endorsement]
+    # revocation by receipt (docs/adr/0018-revocation-by-receipt.md)
+    v = verify_endorsed(root, envelope, endorsements, now, args.received)
     d = _verification_data(v)
 
     def human(c: Console) -> None:
