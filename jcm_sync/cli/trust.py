@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +23,16 @@ from jcm_sync.cli.common import (
 from jcm_sync.core.envelope import PublicKey, open_envelope
 from jcm_sync.core.records import KINDS
 from jcm_sync.core.trust import (
-    DEFAULT_SKEW,
-    KeyEntry,
-    NodeEntry,
     TrustedRoot,
     TrustRoot,
     countersign_root,
-    key_entry,
     peek_root,
-    sign_root,
     verify_chain,
     verify_chain_history,
 )
-from jcm_sync.errors import BadDataError, NotFoundError
+from jcm_sync.errors import BadDataError
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key, load_public_key
+from jcm_sync.services.trust_roots import Validity, new_root, rotate_root, sign_new_root
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,66 +121,19 @@ def _signers(args: argparse.Namespace) -> list[Any]:
 
 
 def _finish(root: TrustRoot, args: argparse.Namespace) -> bytes:
-    try:
-        envelope = sign_root(root, _signers(args))
-    except ValueError as exc:  # a TrustRoot that fails its own checks on re-decode
-        raise BadDataError(str(exc), where="trust root") from None  # same text, now named
+    envelope = sign_new_root(root, _signers(args))
     write_output(args.out, envelope, "trust root")
     note(f"wrote {args.out}: {root.partnership} trust root version {root.version}")
     return envelope
 
 
-def _build(
-    partnership: str,
-    version: int,
-    keys: list[KeyEntry],
-    threshold: int,
-    expires: datetime,
-) -> TrustRoot:
-    partner = partnership[3:] if partnership.startswith("JP-") else "?"
-    try:
-        return TrustRoot(
-            type="jcm-sync/trust-root",
-            partnership=partnership,
-            version=version,
-            expires=expires,
-            root_threshold=threshold,
-            nodes=(NodeEntry(id="JP"), NodeEntry(id=partner)),
-            keys=tuple(keys),
-        )
-    except (ValueError, TypeError) as exc:  # the field checks of the Struct: bad options
-        raise BadDataError(str(exc), where="trust root") from None  # same text, now named
-
-
-def _check_by_decode(root: TrustRoot) -> TrustRoot:
-    # Struct constructors do not run pattern checks; a decode does, and runs
-    # __post_init__, so a root we write is one we would accept.
-    from jcm_sync.core.trust import decode_root, encode_root
-
-    return decode_root(encode_root(root))
-
-
-def _key_start(now: datetime) -> datetime:
-    # a key becomes valid a little before now: the other side's clock may run behind
-    return (now - DEFAULT_SKEW).replace(microsecond=0)
+def _validity(args: argparse.Namespace) -> Validity:
+    return Validity(now_of(args), key_days=args.key_days, expires_days=args.expires_days)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    now = now_of(args)
-    keys = []
-    for spec in args.node:
-        node, pub = _node_key(spec, "--node")
-        keys.append(
-            key_entry(
-                pub, node, not_before=_key_start(now), not_after=now + timedelta(days=args.key_days)
-            )
-        )
-    nodes = {k.node for k in keys}
-    threshold = args.root_threshold or len(nodes)
-    root = _check_by_decode(
-        _build(args.partnership, 1, keys, threshold, now + timedelta(days=args.expires_days))
-    )
-    _finish(root, args)
+    keys = [_node_key(spec, "--node") for spec in args.node]
+    _finish(new_root(args.partnership, keys, _validity(args), args.root_threshold), args)
     return 0
 
 
@@ -280,46 +229,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    now = now_of(args)
-    current = load_trusted([args.root], now).root
-    revoke_at = args.revoke_at or now
-    keys = {k.keyid: k for k in current.keys}
-    key_end = now + timedelta(days=args.key_days)
-
-    def revoke(keyid: str) -> KeyEntry:
-        matches = [k for k in keys if k.startswith(keyid)] if len(keyid) >= 8 else []
-        if len(matches) != 1:
-            raise NotFoundError(f"no single key with id {keyid!r} in version {current.version}")
-        old = keys[matches[0]]
-        if old.revoked_at is not None:
-            raise BadDataError(f"key {old.keyid[:16]} is already revoked", where="--revoke")
-        import msgspec
-
-        keys[old.keyid] = msgspec.structs.replace(old, revoked_at=revoke_at)
-        return old
-
-    for keyid in args.revoke:
-        revoke(keyid)
+    valid = _validity(args)
+    current = load_trusted([args.root], valid.now).root
+    replace = []
     for spec in args.replace:
         old_id, sep, path = spec.partition("=")
         if not sep:
             raise BadDataError(f"expected KEYID=PUBFILE, got {spec!r}", where="--replace")
-        old = revoke(old_id)
-        pub = load_public_key(Path(path))
-        keys[pub.key_id] = key_entry(
-            pub, old.node, not_before=_key_start(now), not_after=key_end, roles=old.roles
-        )
-    for spec in args.add:
-        node, pub = _node_key(spec, "--add")
-        keys[pub.key_id] = key_entry(pub, node, not_before=_key_start(now), not_after=key_end)
-    root = _check_by_decode(
-        _build(
-            current.partnership,
-            current.version + 1,
-            list(keys.values()),
-            args.root_threshold or current.root_threshold,
-            now + timedelta(days=args.expires_days),
-        )
+        replace.append((old_id, load_public_key(Path(path))))
+    root = rotate_root(
+        current,
+        valid,
+        revoke=args.revoke,
+        replace=replace,
+        add=[_node_key(spec, "--add") for spec in args.add],
+        revoke_at=args.revoke_at,
+        threshold=args.root_threshold,
     )
     _finish(root, args)
     return 0
