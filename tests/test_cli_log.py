@@ -16,6 +16,7 @@ import jcm_sync.cli
 from jcm_sync.cli import log as log_cli
 from jcm_sync.cli import main
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey
 from tests import builders
 from tests.store import World
@@ -138,7 +139,7 @@ def test_checkpoint_prints_a_note_the_vkey_opens(
     assert note.startswith("jcm-sync.example/JP-ID/JP\n3\n")
     for key in (files.pub, files.key):
         vkey = run_json(capsys, "log", "vkey", *LOG, "--key", key)["vkey"]
-        verifier = checkpoint.Verifier.from_vkey(vkey)
+        verifier = signed_note.Verifier.from_vkey(vkey)
         opened = checkpoint.open_checkpoint(note.encode(), [verifier], origin=verifier.name)
         assert opened.checkpoint.size == 3
 

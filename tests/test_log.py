@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
     AuthorityError,
@@ -70,7 +71,7 @@ async def test_append_signs_a_checkpoint_of_the_new_tree(
     opened = checkpoint.open_checkpoint(latest.note, verifiers, origin=world.jp_log.origin)
     assert opened.checkpoint.size == 5
     assert opened.checkpoint.root_hash == merkle.root([merkle.leaf_hash(e) for e in envs])
-    assert checkpoint.Verifier.from_vkey(service.vkey()) in verifiers
+    assert signed_note.Verifier.from_vkey(service.vkey()) in verifiers
 
 
 async def test_appends_continue_at_the_end(service: LogService, world: World) -> None:
@@ -211,7 +212,7 @@ async def test_verify_log_checks_checkpoint_signatures(
 ) -> None:
     """With verifiers, a checkpoint signed by another key is reported."""
     await service.append(world.envelopes("JP", 2))
-    other = checkpoint.Verifier(world.jp_log.origin, PrivateKey.generate().public.key)
+    other = signed_note.Verifier(world.jp_log.origin, PrivateKey.generate().public.key)
     audit = await verify_log(store, world.jp_log, verifiers=[other])
     assert any("checkpoint 2" in p and "no signature by a known key" in p for p in audit.problems)
 

@@ -25,6 +25,7 @@ from rich.table import Table
 from jcm_sync.cli.common import add_at, add_json, emit, note, now_of, read_input
 from jcm_sync.cli.trust import load_chain, load_trusted
 from jcm_sync.core import checkpoint
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import ConfigError
@@ -366,7 +367,7 @@ def cmd_vkey(args: argparse.Namespace) -> int:
         if key is None:
             raise ConfigError("give the checkpoint key with --key (or --config)", where="--key")
         public = key.public
-    vkey = checkpoint.vkey(t.log.origin, public.key)
+    vkey = signed_note.vkey(t.log.origin, public.key)
     emit(args, {"origin": t.log.origin, "vkey": vkey}, lambda c: c.print(vkey, markup=False))
     return 0
 

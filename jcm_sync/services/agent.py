@@ -56,6 +56,7 @@ from datetime import datetime
 from typing import Any
 
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
 from jcm_sync.errors import JcmSyncError, PeerRefusedError, TransportError
@@ -231,7 +232,7 @@ class Syncer:
         """The hub's countersignature of our checkpoint: its receipt of what it holds."""
         jp_origin = self.logs.replica.origin
         verifiers = [
-            checkpoint.Verifier(jp_origin, v.public_key)
+            signed_note.Verifier(jp_origin, v.public_key)
             for v in checkpoint_verifiers(self.logs.root, self.logs.replica, self._now())
         ]
         checkpoint.open_checkpoint(note, verifiers, origin=self.logs.own.origin)

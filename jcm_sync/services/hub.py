@@ -66,6 +66,7 @@ from datetime import datetime
 from typing import Any
 
 from jcm_sync.core import checkpoint
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import (
     Caller,
@@ -392,7 +393,7 @@ class Hub:
         note = None
         if held is not None:
             jp_origin = self.node.logs(replica.partnership).own.origin
-            note = checkpoint.add_signature(held.note, jp_origin, self.node.keys.checkpoint.key)
+            note = signed_note.add_signature(held.note, jp_origin, self.node.keys.checkpoint.key)
             return CheckpointView(origin=replica.origin, size=held.size, root=held.root, note=note)
         return CheckpointView(origin=replica.origin, size=head.size, root=head.root, note=None)
 

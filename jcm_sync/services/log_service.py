@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
 from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (
@@ -113,13 +114,13 @@ def record_verifier(
     return RecordVerifier(root, now, received)
 
 
-def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[checkpoint.Verifier]:
+def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[signed_note.Verifier]:
     """The signed-note verifiers of ``log``: its node's checkpoint keys, named by the origin."""
     return [_verifier(log, k) for k in root.keys_for(log.node, "checkpoint", at)]
 
 
-def _verifier(log: LogRef, key: KeyEntry) -> checkpoint.Verifier:
-    return checkpoint.Verifier(log.origin, PublicKey.from_raw(key.public_key).key)
+def _verifier(log: LogRef, key: KeyEntry) -> signed_note.Verifier:
+    return signed_note.Verifier(log.origin, PublicKey.from_raw(key.public_key).key)
 
 
 def _withdrawn_at(key: KeyEntry) -> datetime:
@@ -159,11 +160,11 @@ class CheckpointKeys:
             pass
         every = {_verifier(self.log, k).key_id: k for k in self.keys}
         try:
-            opened = checkpoint.open_note(note, [_verifier(self.log, k) for k in self.keys])
+            opened = signed_note.open_note(note, [_verifier(self.log, k) for k in self.keys])
         except UnknownKeyError:  # replaced by one naming the chain's versions and signers
             first, last = self.versions
             span = f"version {first}" if first == last else f"versions {first} to {last}"
-            signers = ", ".join(s.key for s in checkpoint.parse_note(note).signatures)
+            signers = ", ".join(s.key for s in signed_note.parse_note(note).signatures)
             raise UnknownKeyError(
                 f"signed by no checkpoint key of {self.log.node} in trust root {span} "
                 f"(signed by {signers or 'nobody'})"
@@ -279,7 +280,7 @@ async def prove_consistency(
 
 
 async def accept_checkpoint(
-    store: Store, log: LogRef, note: bytes, verifiers: Sequence[checkpoint.Verifier]
+    store: Store, log: LogRef, note: bytes, verifiers: Sequence[signed_note.Verifier]
 ) -> StoredCheckpoint:
     """Store a counterpart's checkpoint of ``log`` once its signature verifies.
 
@@ -326,7 +327,7 @@ class LogService:
 
     def vkey(self) -> str:
         """The signed-note verifier key of this log's checkpoints."""
-        return checkpoint.vkey(self.log.origin, self._key.public.key)
+        return signed_note.vkey(self.log.origin, self._key.public.key)
 
     async def append(self, envelopes: Sequence[bytes], *, sign: bool = True) -> AppendResult:
         """Verify and append records at the end of the log, then sign a checkpoint."""
@@ -383,7 +384,7 @@ class LogService:
             checkpoint.open_checkpoint(held.note, verifiers, origin=self.log.origin)
             return held
         except UnknownKeyError:
-            note = checkpoint.add_signature(held.note, self.log.origin, self._key.key)
+            note = signed_note.add_signature(held.note, self.log.origin, self._key.key)
             return StoredCheckpoint(held.size, held.root, note)
 
     async def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
@@ -464,7 +465,7 @@ async def verify_log(
     log: LogRef,
     *,
     verify: Verify | None = None,
-    verifiers: Sequence[checkpoint.Verifier] | None = None,
+    verifiers: Sequence[signed_note.Verifier] | None = None,
     keys: CheckpointKeys | None = None,
     skew: timedelta = DEFAULT_SKEW,
     chunk: int = AUDIT_CHUNK,
@@ -493,7 +494,7 @@ async def verify_log(
         audit.checkpoints_checked += 1
         where = f"checkpoint {size}"
         try:
-            body = checkpoint.parse_body(checkpoint.parse_note(cp.note).text)
+            body = checkpoint.parse_body(signed_note.parse_note(cp.note).text)
             if verifiers is not None:
                 checkpoint.open_checkpoint(cp.note, verifiers, origin=log.origin)
             if keys is not None:

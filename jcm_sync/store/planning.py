@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import note as signed_note
 from jcm_sync.errors import (
     AuthorityError,
     BadDataError,
@@ -445,7 +446,7 @@ def parse_checkpoint_note(note: bytes, *, where: str) -> checkpoint.Checkpoint:
             f"a checkpoint note must be bytes, not {type(note).__name__}", where=where
         )
     try:
-        return checkpoint.parse_body(checkpoint.parse_note(note).text)
+        return checkpoint.parse_body(signed_note.parse_note(note).text)
     except BadDataError as exc:
         raise BadDataError(f"not a signed checkpoint: {exc}", where=where) from exc
 

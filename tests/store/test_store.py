@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
     AuthorityError,
@@ -411,7 +412,7 @@ async def test_first_checkpoint_of_a_size_is_kept(store: Store, world: World) ->
     envs = await filled(store, world, 2)
     root = merkle.root(leaves(envs))
     first = signed_checkpoint(world.jp_log, 2, root, world.key_of("JP"))
-    other = checkpoint.add_signature(first, "witness", PrivateKey.generate().key)
+    other = signed_note.add_signature(first, "witness", PrivateKey.generate().key)
     await store.put_checkpoint(world.jp_log, first)
     assert (await store.put_checkpoint(world.jp_log, other)).note == first
 
