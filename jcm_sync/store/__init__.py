@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from jcm_sync.errors import ConfigError
 from jcm_sync.store.protocol import Store
+from jcm_sync.store.sql import redact_url
 from jcm_sync.store.values import (
     AppendResult,
     Entry,
@@ -38,15 +39,6 @@ __all__ = [
     "open_store",
     "redact_url",
 ]
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
-        return url
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 async def open_store(url: str) -> Store:
