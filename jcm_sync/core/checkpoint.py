@@ -37,7 +37,7 @@ Theory of operation
 -------------------
 Signing (the log's own side)::
 
-    cp = Checkpoint(origin, size, root)          # root from merkle.Frontier.root()
+    cp = Checkpoint(origin, size, root)          # root from subtrees.Frontier.root()
     check_append_only(last_signed, cp, proof)    # proof: merkle consistency proof
     note = sign_checkpoint(cp, private_key)      # key name defaults to the origin
 

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
 from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
@@ -485,7 +485,7 @@ async def verify_log(
     head = await store.tree_head(log)
     stored_cps = await store.checkpoints(log)
     by_size = {cp.size: cp for cp in stored_cps}
-    frontier = merkle.Frontier.empty()
+    frontier = subtrees.Frontier.empty()
 
     def check_checkpoint(size: int, root: bytes, newest: bytes | None = None) -> None:
         cp = by_size.get(size)

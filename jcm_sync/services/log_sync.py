@@ -10,7 +10,7 @@ Rules:
    ``ForkError`` before anything is sent, asked or stored.
 2. **The root after these leaves.** The root a log would have once some envelopes are
    appended is computed from the stored frontier and the new leaves alone
-   (``core/merkle.Frontier``), before anything is written, so a batch or a page whose
+   (``core/subtrees.Frontier``), before anything is written, so a batch or a page whose
    root does not match a signed checkpoint stores nothing.
 3. **What was last seen of a log** (its size here and at the other end) is kept in the
    node's status for ``jcm-sync status``, and the difference is the replica-lag metric.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from jcm_sync.core import merkle
+from jcm_sync.core import merkle, subtrees
 from jcm_sync.errors import ForkError
 from jcm_sync.local.status import AgentStatus, LogStatus
 from jcm_sync.services.node import Node
@@ -41,7 +41,7 @@ def refuse_if_stopped(node: Node, ref: LogRef) -> None:
         )
 
 
-def extended(frontier: merkle.Frontier, envelopes: Iterable[bytes]) -> merkle.Frontier:
+def extended(frontier: subtrees.Frontier, envelopes: Iterable[bytes]) -> subtrees.Frontier:
     """Rule 2: the frontier of the log after ``envelopes`` are appended to ``frontier``."""
     for raw in envelopes:
         frontier, _ = frontier.append(merkle.leaf_hash(raw))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Self
 
-from jcm_sync.core import merkle
+from jcm_sync.core import merkle, subtrees
 from jcm_sync.errors import (
     BadDataError,
     ConflictError,
@@ -254,21 +254,21 @@ class StoreBase(abc.ABC):
             return head.root
         return (await self._frontier(log, log_id, size)).root()
 
-    async def frontier(self, log: LogRef, size: int) -> merkle.Frontier:
+    async def frontier(self, log: LogRef, size: int) -> subtrees.Frontier:
         log_id = await self._log_id(log)
         await self._size_within(log, log_id, size, "tree size")
         return await self._frontier(log, log_id, size)
 
-    async def _frontier(self, log: LogRef, log_id: int, size: int) -> merkle.Frontier:
-        coords = merkle.Frontier.coordinates(size)
+    async def _frontier(self, log: LogRef, log_id: int, size: int) -> subtrees.Frontier:
+        coords = subtrees.Frontier.coordinates(size)
         return frontier_from(log, size, await self._nodes(log_id, coords))
 
     async def _hashes(
         self, log: LogRef, log_id: int, ranges: Sequence[tuple[int, int]]
     ) -> list[bytes]:
-        coords = merkle.nodes_for_ranges(ranges)
+        coords = subtrees.nodes_for_ranges(ranges)
         nodes = check_nodes(log, coords, await self._nodes(log_id, coords))
-        return merkle.hashes_for_ranges(ranges, nodes)
+        return subtrees.hashes_for_ranges(ranges, nodes)
 
     async def inclusion_proof(
         self, log: LogRef, index: int, size: int | None = None

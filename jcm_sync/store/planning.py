@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
 from jcm_sync.errors import (
     AuthorityError,
@@ -191,7 +191,7 @@ class AppendPlan:
     """index of the first new entry (the size before the append)"""
     new: Sequence[PreparedEntry]
     """the entries to write, at ``first``, ``first + 1``, ..."""
-    nodes: list[merkle.Node]
+    nodes: list[subtrees.Subtree]
     """every perfect-subtree node the new entries complete"""
     size: int
     root: bytes
@@ -201,7 +201,7 @@ def state_reads(size: int, start: int | None, count: int) -> tuple[list[Coord], 
     """Return what an adapter must read for ``plan_append``: the frontier coordinates of
     ``size`` and the overlap ``[lo, hi)`` of the batch with the entries already held."""
     lo = size if start is None else min(start, size)
-    return merkle.Frontier.coordinates(size), (lo, min(size, lo + count))
+    return subtrees.Frontier.coordinates(size), (lo, min(size, lo + count))
 
 
 def plan_append(
@@ -374,10 +374,10 @@ def check_nodes(
     return out
 
 
-def frontier_from(log: LogRef, size: int, rows: Mapping[Coord, object]) -> merkle.Frontier:
-    coords = merkle.Frontier.coordinates(size)
+def frontier_from(log: LogRef, size: int, rows: Mapping[Coord, object]) -> subtrees.Frontier:
+    coords = subtrees.Frontier.coordinates(size)
     nodes = check_nodes(log, coords, rows)
-    return merkle.Frontier.from_hashes(size, [nodes[c] for c in coords])
+    return subtrees.Frontier.from_hashes(size, [nodes[c] for c in coords])
 
 
 def check_entry(

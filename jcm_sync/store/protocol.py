@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, Self
 
-from jcm_sync.core import merkle
+from jcm_sync.core import subtrees
 from jcm_sync.store.values import (
     AppendResult,
     Coord,
@@ -136,7 +136,7 @@ class Store(Protocol):
         """The stored perfect-subtree hashes at these coordinates (all must exist)."""
         ...
 
-    async def frontier(self, log: LogRef, size: int) -> merkle.Frontier:
+    async def frontier(self, log: LogRef, size: int) -> subtrees.Frontier:
         """The frontier of the tree of the first ``size`` entries, from stored nodes; a
         caller appends leaves to it to learn a future root before writing anything."""
         ...

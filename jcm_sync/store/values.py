@@ -37,7 +37,7 @@ __all__ = [
 MAX_INDEX: Final = 2**63 - 1
 
 Coord = tuple[int, int]
-"""A perfect-subtree coordinate ``(level, index)``, see ``merkle``."""
+"""A perfect-subtree coordinate ``(level, index)``, see ``subtrees``."""
 
 Verify = Callable[[bytes], Verification]
 """Verifies one envelope (signatures, schema, authority); typically

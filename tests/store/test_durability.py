@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from jcm_sync.core import merkle
+from jcm_sync.core import merkle, subtrees
 from jcm_sync.store import LogRef, open_store
 from tests.store import World
 
@@ -53,7 +53,7 @@ def pool(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 
 def expected_nodes(envs: list[bytes]) -> dict[tuple[int, int], bytes]:
-    frontier = merkle.Frontier.empty()
+    frontier = subtrees.Frontier.empty()
     nodes: dict[tuple[int, int], bytes] = {}
     for env in envs:
         frontier, created = frontier.append(merkle.leaf_hash(env))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
@@ -70,7 +70,7 @@ def test_plan_append_creates_every_new_perfect_node(size: int, extra: int) -> No
     rows = {
         coord: mth(hashes[lo:hi])
         for coord, (lo, hi) in zip(
-            merkle.Frontier.coordinates(size), merkle.perfect_subtrees(size), strict=True
+            subtrees.Frontier.coordinates(size), subtrees.perfect_subtrees(size), strict=True
         )
     }
     batch = [PreparedEntry(h, h.hex(), h, "issuance", "k", "MN", None, "JP-MN") for h in hashes]
@@ -78,7 +78,7 @@ def test_plan_append_creates_every_new_perfect_node(size: int, extra: int) -> No
     plan = plan_append(log, None, batch[size:], state)
     total = size + extra
     expected = [
-        merkle.Node(level, index, mth(hashes[index << level : (index + 1) << level]))
+        subtrees.Subtree(level, index, mth(hashes[index << level : (index + 1) << level]))
         for level in range(total.bit_length())
         for index in range(total >> level)
         if (index + 1) << level > size

@@ -1,17 +1,27 @@
-"""Tests for jcm_sync.core.merkle: RFC 9162 hashing, proofs, proof coordinates and the frontier."""
+"""Tests for jcm_sync.core.merkle: RFC 9162 hashing, proofs and proof coordinates."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from functools import cache
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jcm_sync.core import merkle
+from jcm_sync.core import merkle, subtrees
 from jcm_sync.errors import BadDataError
+from tests.core.merkle_reference import (
+    ENTRIES,
+    LEAVES,
+    N_ALL,
+    SOME_HASH,
+    STORE,
+    ref_path,
+    ref_root,
+    ref_subproof,
+    sha256,
+    store_of,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Published vectors.
@@ -124,75 +134,6 @@ def _hexes(proof: Sequence[bytes]) -> list[str]:
     return [p.hex() for p in proof]
 
 
-# ---------------------------------------------------------------------------------------------
-# An independent reference, written straight from the RFC 9162 §2.1 recursions on lists of
-# entries (slices, no offsets, no shortcuts), to cross-check the module on every size.
-# ---------------------------------------------------------------------------------------------
-
-
-def _h(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
-def _k(n: int) -> int:
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def ref_mth(d: Sequence[bytes]) -> bytes:
-    if len(d) == 0:
-        return _h(b"")
-    if len(d) == 1:
-        return _h(b"\x00" + d[0])
-    k = _k(len(d))
-    return _h(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:]))
-
-
-def ref_path(m: int, d: Sequence[bytes]) -> list[bytes]:
-    if len(d) == 1:
-        return []
-    k = _k(len(d))
-    if m < k:
-        return [*ref_path(m, d[:k]), ref_mth(d[k:])]
-    return [*ref_path(m - k, d[k:]), ref_mth(d[:k])]
-
-
-def ref_subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
-    n = len(d)
-    if m == n:
-        return [] if b else [ref_mth(d)]
-    k = _k(n)
-    if m <= k:
-        return [*ref_subproof(m, d[:k], b), ref_mth(d[k:])]
-    return [*ref_subproof(m - k, d[k:], False), ref_mth(d[:k])]
-
-
-N_ALL = 70
-ENTRIES = tuple(f"entry {i}".encode() for i in range(N_ALL))
-LEAVES = tuple(merkle.leaf_hash(e) for e in ENTRIES)
-
-
-@cache
-def ref_root(n: int) -> bytes:
-    return ref_mth(ENTRIES[:n])
-
-
-def _store_of(leaves: Sequence[bytes]) -> dict[tuple[int, int], bytes]:
-    """Every perfect node of the tree, as a store fed by Frontier.append would hold them."""
-    frontier = merkle.Frontier.empty()
-    nodes: dict[tuple[int, int], bytes] = {}
-    for leaf in leaves:
-        frontier, created = frontier.append(leaf)
-        for node in created:
-            nodes[(node.level, node.index)] = node.hash
-    return nodes
-
-
-STORE = _store_of(LEAVES)
-
-
 def _inclusion_shape(index: int, size: int) -> tuple[bool, ...] | None:
     """Which side each sibling of the path is on: all the RFC verifier looks at."""
     if not 0 <= index < size:
@@ -209,9 +150,6 @@ def _consistency_shape(old: int, new: int) -> tuple[tuple[bool, bool], ...] | No
     )
 
 
-SOME_HASH = bytes.fromhex("abacaba000000000000000000000000000000000000000000060061e00123456")
-
-
 # ---------------------------------------------------------------------------------------------
 # Hashing and roots
 # ---------------------------------------------------------------------------------------------
@@ -221,13 +159,13 @@ def test_empty_tree_root_is_sha256_of_nothing() -> None:
     """The root of the empty tree is SHA-256 of the empty string."""
     assert merkle.root([]).hex() == CT_EMPTY_ROOT
     assert merkle.EMPTY_ROOT.hex() == CT_EMPTY_ROOT
-    assert merkle.Frontier.empty().root().hex() == CT_EMPTY_ROOT
+    assert subtrees.Frontier.empty().root().hex() == CT_EMPTY_ROOT
 
 
 def test_leaf_and_node_hash_use_the_domain_prefixes() -> None:
     """Leaf and node hashes prefix 0x00 and 0x01, so a leaf cannot pose as a node."""
-    assert merkle.leaf_hash(b"ab") == _h(b"\x00ab")
-    assert merkle.node_hash(b"a" * 32, b"b" * 32) == _h(b"\x01" + b"a" * 32 + b"b" * 32)
+    assert merkle.leaf_hash(b"ab") == sha256(b"\x00ab")
+    assert merkle.node_hash(b"a" * 32, b"b" * 32) == sha256(b"\x01" + b"a" * 32 + b"b" * 32)
     assert merkle.leaf_hash(b"\x01" + b"a" * 32 + b"b" * 32) != merkle.node_hash(
         b"a" * 32, b"b" * 32
     )
@@ -266,7 +204,7 @@ def test_inclusion_proofs_match_ct_vectors(index: int, size: int, proof: list[st
     leaves = CT_LEAF_HASHES[:size]
     assert _hexes(merkle.inclusion_proof(leaves, index)) == proof
     ranges = merkle.inclusion_path_nodes(index, size)
-    assert _hexes(merkle.hashes_for_ranges(ranges, _store_of(leaves))) == proof
+    assert _hexes(subtrees.hashes_for_ranges(ranges, store_of(leaves))) == proof
     assert merkle.verify_inclusion(
         leaves[index],
         index,
@@ -283,7 +221,7 @@ def test_inclusion_proofs_for_every_size_and_index() -> None:
         for i in range(n):
             proof = merkle.inclusion_proof(leaves, i)
             assert proof == ref_path(i, ENTRIES[:n]), (i, n)
-            stored = merkle.hashes_for_ranges(merkle.inclusion_path_nodes(i, n), STORE)
+            stored = subtrees.hashes_for_ranges(merkle.inclusion_path_nodes(i, n), STORE)
             assert stored == proof, (i, n)
             assert merkle.verify_inclusion(leaves[i], i, n, proof, ref_root(n)), (i, n)
 
@@ -431,7 +369,7 @@ def test_consistency_proofs_match_ct_vectors(old: int, new: int, proof: list[str
     leaves = CT_LEAF_HASHES[:new]
     assert _hexes(merkle.consistency_proof(leaves, old)) == proof
     ranges = merkle.consistency_path_nodes(old, new)
-    assert _hexes(merkle.hashes_for_ranges(ranges, _store_of(leaves))) == proof
+    assert _hexes(subtrees.hashes_for_ranges(ranges, store_of(leaves))) == proof
     old_root, new_root = bytes.fromhex(CT_ROOTS[old - 1]), bytes.fromhex(CT_ROOTS[new - 1])
     assert merkle.verify_consistency(
         old, new, old_root, new_root, [bytes.fromhex(p) for p in proof]
@@ -446,7 +384,7 @@ def test_consistency_proofs_for_every_pair_up_to_70() -> None:
             proof = merkle.consistency_proof(leaves, m)
             expected = [] if m in (0, n) else ref_subproof(m, ENTRIES[:n], True)
             assert proof == expected, (m, n)
-            stored = merkle.hashes_for_ranges(merkle.consistency_path_nodes(m, n), STORE)
+            stored = subtrees.hashes_for_ranges(merkle.consistency_path_nodes(m, n), STORE)
             assert stored == proof, (m, n)
             assert merkle.verify_consistency(m, n, ref_root(m), ref_root(n), proof), (m, n)
 
@@ -578,111 +516,14 @@ def test_verify_consistency_never_raises(
 
 
 # ---------------------------------------------------------------------------------------------
-# Coordinates for a store
+# Sizes
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("size", "expected"),
-    [
-        (0, []),
-        (1, [(0, 1)]),
-        (6, [(0, 4), (4, 6)]),
-        (7, [(0, 4), (4, 6), (6, 7)]),
-        (8, [(0, 8)]),
-        (13, [(0, 8), (8, 12), (12, 13)]),
-    ],
-)
-def test_perfect_subtrees_follow_the_bits_of_size(
-    size: int, expected: list[tuple[int, int]]
-) -> None:
-    """[0, size) splits into one aligned perfect subtree per set bit, largest first."""
-    assert merkle.perfect_subtrees(size) == expected
-
-
-def test_range_decomposition_rejects_unaligned_ranges() -> None:
-    """A range no proof can need (unaligned start, empty, reversed) raises BadDataError."""
-    assert merkle.range_decomposition(8, 13) == [(8, 12), (12, 13)]
-    for start, end in [(1, 3), (2, 5), (4, 4), (5, 4), (-2, 0), (6, 9)]:
-        with pytest.raises(BadDataError):
-            merkle.range_decomposition(start, end)
-
-
-def test_node_coordinates_round_trip() -> None:
-    """(level, index) names leaves [index * 2**level, (index + 1) * 2**level) and back."""
-    assert merkle.node_range(0, 5) == (5, 6)
-    assert merkle.node_range(3, 2) == (16, 24)
-    assert merkle.range_node(16, 24) == (3, 2)
-    for level in range(6):
-        for index in range(10):
-            assert merkle.range_node(*merkle.node_range(level, index)) == (level, index)
-    for bad in [(2, 6), (4, 7), (1, 4), (3, 3)]:
-        with pytest.raises(BadDataError):
-            merkle.range_node(*bad)
-    with pytest.raises(BadDataError):
-        merkle.node_range(64, 1)
-
-
-def test_every_stored_node_hash_is_the_mth_of_its_range() -> None:
-    """Frontier.append emits every perfect node of the tree once, with the right hash."""
-    expected = {(level, index) for level in range(7) for index in range(N_ALL >> level)}
-    assert set(STORE) == expected
-    for (level, index), h in STORE.items():
-        start, end = merkle.node_range(level, index)
-        assert h == ref_mth(ENTRIES[start:end])
-
-
-def test_frontier_tracks_root_and_perfect_subtrees() -> None:
-    """After each append the frontier holds the perfect-subtree hashes and gives the root."""
-    frontier = merkle.Frontier.empty()
-    for n in range(1, N_ALL + 1):
-        frontier, created = frontier.append(LEAVES[n - 1])
-        assert frontier.size == n
-        assert frontier.root() == ref_root(n)
-        assert list(frontier.hashes) == [
-            ref_mth(ENTRIES[s:e]) for s, e in merkle.perfect_subtrees(n)
-        ]
-        # One node per trailing one-bit of the old size, plus the leaf.
-        assert len(created) == ((n - 1) ^ n).bit_count()
-        assert created[0] == merkle.Node(0, n - 1, LEAVES[n - 1])
-        rebuilt = merkle.Frontier.from_hashes(n, [STORE[c] for c in merkle.Frontier.coordinates(n)])
-        assert rebuilt == frontier
-
-
-def test_frontier_rejects_inconsistent_state() -> None:
-    """A frontier with the wrong number of hashes, or a short hash, is bad data."""
-    with pytest.raises(BadDataError, match="2 frontier hashes"):
-        merkle.Frontier.from_hashes(3, [SOME_HASH])
-    with pytest.raises(BadDataError):
-        merkle.Frontier.from_hashes(1, [b"short"])
-    with pytest.raises(BadDataError):
-        merkle.Frontier.empty().append(b"short")
-
-
-def test_hashes_for_ranges_reports_missing_nodes() -> None:
-    """A store missing a needed node gets a BadDataError naming the node."""
-    ranges = merkle.inclusion_path_nodes(0, 8)
-    partial = dict(STORE)
-    del partial[(2, 1)]
-    with pytest.raises(BadDataError, match=r"\(2, 1\)"):
-        merkle.hashes_for_ranges(ranges, partial)
-
-
-@pytest.mark.parametrize("size", [2**40 + 12345, 2**63 + 7, 2**64 - 1])
-def test_proofs_of_huge_trees_need_logarithmically_many_nodes(size: int) -> None:
-    """Serving any proof of a huge tree reads O(log N) stored nodes, never the leaves."""
-    bound = 2 * size.bit_length() + 2
-    for index in (0, 1, size // 3, size - 2, size - 1):
-        assert len(merkle.nodes_for_ranges(merkle.inclusion_path_nodes(index, size))) <= bound
-    for old in (1, 2, size // 3, size - 1):
-        assert len(merkle.nodes_for_ranges(merkle.consistency_path_nodes(old, size))) <= bound
-    assert len(merkle.nodes_for_ranges(merkle.perfect_subtrees(size))) == size.bit_count()
 
 
 def test_sizes_beyond_uint64_are_refused() -> None:
     """Tree sizes are RFC 9162 uint64s: anything larger is bad data."""
     with pytest.raises(BadDataError):
-        merkle.perfect_subtrees(2**64)
+        subtrees.perfect_subtrees(2**64)
     with pytest.raises(BadDataError):
         merkle.inclusion_path_nodes(0, 2**64)
     assert not merkle.verify_consistency(1, 2**64, SOME_HASH, SOME_HASH, [SOME_HASH])
