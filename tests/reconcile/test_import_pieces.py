@@ -1,6 +1,6 @@
 """Importing a partnership in pieces while reconciliation runs (ADR 0011), on a real node:
 Indonesia's agent with its SQLite store, through ``jcm-sync import`` and
-``jcm-sync reconcile run`` (``main(argv)``), and through ``ReconcileService.append``.
+``jcm-sync reconcile run`` (``main(argv)``), and through ``own_log.append_own``.
 
 The testers' scenario: file 1 holds ID002's decision and part of Indonesia's issuance; a
 reconciliation runs and opens ``issued-vs-notified`` (the decision dates from 2016, long
