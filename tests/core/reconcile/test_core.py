@@ -20,7 +20,7 @@ from jcm_sync.core.reconcile import (
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, EnvelopeFormatError
 from tests import builders as trust_builders
-from tests.reconcile.builders import CREATED, build, envelopes, snapshot
+from tests.core.reconcile.builders import CREATED, build, envelopes, snapshot
 
 
 def test_stored_entries_decode_as_verified_ones(

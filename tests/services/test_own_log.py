@@ -39,8 +39,8 @@ from jcm_sync.services.reconciliation import (
     read_report,
 )
 from jcm_sync.services.sample import Network, partnership_records, provision
-from tests.reconcile import builders
-from tests.reconcile.builders import PARTNERSHIP as PID
+from tests.core.reconcile import builders
+from tests.core.reconcile.builders import PARTNERSHIP as PID
 
 DK = "ID002/2015-04-01/2015-12-31"
 FEWER = discrepancy_id("issued-vs-notified", [DK, "ID"])

@@ -21,7 +21,7 @@ from jcm_sync.core.reconcile.slots import (
     vintages_of,
 )
 from jcm_sync.core.records import IssuanceRecord, Period, Record, SerialBlock
-from tests.reconcile.builders import AUTHORIZATION, build, resolution
+from tests.core.reconcile.builders import AUTHORIZATION, build, resolution
 
 
 def record(kind: str, **fields: object) -> Record:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from jcm_sync.core.reconcile.slots import Slot
 from jcm_sync.core.reconcile.tables import Tables
 from jcm_sync.core.records import Record
-from tests.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build
+from tests.core.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build
 
 D_ID003 = "ID003/2017-03-01/2018-06-30"
 

@@ -16,8 +16,8 @@ from jcm_sync.local.config import load_config
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import Network, provision
-from tests.reconcile import builders
-from tests.reconcile.builders import PARTNERSHIP as PID
+from tests.core.reconcile import builders
+from tests.core.reconcile.builders import PARTNERSHIP as PID
 
 
 def test_reconcile_group_is_registered() -> None:
@@ -31,7 +31,7 @@ def seed(tmp_path: Path, fault: bool) -> Network:
     net = provision(tmp_path / "net", ["ID"], hub_port=0, now=now)
     ds = builders.build(created=now)
     if fault:
-        from tests.reconcile.test_scenarios import partner_over_issues
+        from tests.core.reconcile.test_scenarios import partner_over_issues
 
         partner_over_issues(ds)
         ds.replace(ds.logs["ID"][-1], created=now)
@@ -187,7 +187,7 @@ def seed_many(tmp_path: Path, n: int) -> Network:
     from datetime import date
 
     from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, SerialBlock
-    from tests.reconcile.test_scenarios import MP_ID002
+    from tests.core.reconcile.test_scenarios import MP_ID002
 
     now = datetime.now(UTC)
     net = provision(tmp_path / "net", ["ID"], hub_port=0, now=now)

@@ -9,10 +9,10 @@ import pytest
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustRoot
 from tests import builders as trust_builders
-from tests.reconcile.builders import PARTNER, PARTNERSHIP
+from tests.core.reconcile.builders import PARTNER, PARTNERSHIP
 
 KEYS = {"JP": PrivateKey.generate(), PARTNER: PrivateKey.generate()}
-# records are dated 2020 (tests.reconcile.builders.CREATED): the root must be valid then
+# records are dated 2020 (tests.core.reconcile.builders.CREATED): the root must be valid then
 ROOT = trust_builders.build_root(PARTNERSHIP, KEYS, expires=datetime(2029, 1, 1, tzinfo=UTC))
 
 

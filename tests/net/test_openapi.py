@@ -77,7 +77,7 @@ from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import provision
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 PROBLEM = "application/problem+json"
 SIGNATURE_HEADERS = {"Signature-Input", "Signature", "Content-Digest"}

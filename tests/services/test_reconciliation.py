@@ -28,8 +28,8 @@ from jcm_sync.services.reconciliation import (
 )
 from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
-from tests.reconcile import builders
-from tests.reconcile.builders import PARTNERSHIP as PID
+from tests.core.reconcile import builders
+from tests.core.reconcile.builders import PARTNERSHIP as PID
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -100,7 +100,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
 def dataset(fault: bool = False) -> builders.Dataset:
     ds = builders.build(created=T0)
     if fault:
-        from tests.reconcile.test_scenarios import partner_over_issues
+        from tests.core.reconcile.test_scenarios import partner_over_issues
 
         partner_over_issues(ds)
         for item in ds.logs["ID"][-1:]:

@@ -13,7 +13,7 @@ from jcm_sync.core.reconcile.engine import Index
 from jcm_sync.core.reconcile.rules_totals import DecisionJudgement, judge_decision
 from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, Period
 from jcm_sync.core.trust import TrustRoot
-from tests.reconcile.builders import CREATED, PARTNER, PARTNERSHIP, Dataset, build, envelopes
+from tests.core.reconcile.builders import CREATED, PARTNER, PARTNERSHIP, Dataset, build, envelopes
 
 D_ID002 = "ID002/2015-04-01/2015-12-31"
 D_ID003 = "ID003/2017-03-01/2018-06-30"

@@ -16,7 +16,7 @@ from jcm_sync.core.reconcile.model import SerialRange, finding
 from jcm_sync.core.records import IssuanceRecord
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
-from tests.reconcile.builders import PARTNER, build, envelopes
+from tests.core.reconcile.builders import PARTNER, build, envelopes
 
 D_ID002 = "ID002/2015-04-01/2015-12-31"
 D_ID003 = "ID003/2017-03-01/2018-06-30"

@@ -32,8 +32,8 @@ from jcm_sync.core.records import (
     SerialBlock,
     TransactionRecord,
 )
-from tests.reconcile.builders import DecisionSpec, build, envelopes, run_chunked, snapshot
-from tests.reconcile.conftest import KEYS, ROOT
+from tests.core.reconcile.builders import DecisionSpec, build, envelopes, run_chunked, snapshot
+from tests.core.reconcile.conftest import KEYS, ROOT
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,7 +16,7 @@ from jcm_sync.core.reconcile.rules_article6 import (
     judge_use_mirror,
 )
 from jcm_sync.core.trust import TrustRoot
-from tests.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build, envelopes
+from tests.core.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build, envelopes
 
 
 def index_of(ds: Dataset, keys: dict[str, PrivateKey], root: TrustRoot) -> Index:

@@ -22,7 +22,7 @@ from jcm_sync.core.records import (
     TransactionRecord,
 )
 from jcm_sync.core.trust import TrustRoot
-from tests.reconcile.builders import (
+from tests.core.reconcile.builders import (
     AUTHORIZATION,
     CREATED,
     PARTNERSHIP,

@@ -25,8 +25,8 @@ from jcm_sync.core.reconcile import (
 )
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
-from tests.reconcile.builders import CREATED, Dataset, build, envelopes, snapshot
-from tests.reconcile.test_scenarios import partner_over_issues
+from tests.core.reconcile.builders import CREATED, Dataset, build, envelopes, snapshot
+from tests.core.reconcile.test_scenarios import partner_over_issues
 
 DECIDED = date(2016, 5, 20)
 DUE = date(2016, 8, 18)

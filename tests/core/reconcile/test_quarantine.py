@@ -20,7 +20,7 @@ from jcm_sync.core.reconcile import (
 )
 from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.errors import ConflictError
-from tests.reconcile.builders import CREATED, PARTNERSHIP
+from tests.core.reconcile.builders import CREATED, PARTNERSHIP
 
 HELD = Discrepancy(
     id="0123456789abcdef", rule="issued-vs-notified", stage="totals", subject="ID002",

@@ -1,0 +1,1 @@
+"""Tests of jcm_sync.cli: argument parsing, exit codes and rendering."""
