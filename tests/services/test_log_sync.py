@@ -1,9 +1,8 @@
 """The pieces the agent and the hub share: the fork guard, the root after new leaves,
-what was last seen of a log, and the daemons' schedule."""
+and what was last seen of a log (the daemons' schedule is ``test_daemon.py``'s)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from jcm_sync.core import merkle
 from jcm_sync.errors import ForkError
 from jcm_sync.local.status import AgentStatus
-from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_sync import extended, note_log, refuse_if_stopped
 from tests.services.fakes import CC, PID, Pair, open_pair
 
@@ -76,32 +74,3 @@ async def test_an_unknown_remote_size_leaves_the_lag_alone(pair: Pair) -> None:
         "jcm_sync_replica_lag_entries", {"partnership": PID, "log": CC}
     )
     assert value == 6
-
-
-async def test_the_schedule_runs_each_job_at_once_and_never_twice_at_a_time() -> None:
-    """``daemon.py`` rules 1-3: every job starts now, one instance, coalesced, jittered."""
-    ran: list[str] = []
-    started = asyncio.Event()
-
-    async def job(name: str) -> None:
-        ran.append(name)
-        if len(ran) == 2:
-            started.set()
-
-    scheduler = interval_scheduler(
-        [
-            IntervalJob("a", 60, job, ("a",)),
-            IntervalJob("b", 30, job, ("b",), misfire_grace_time=30),
-        ],
-        jitter=2,
-    )
-    scheduler.start()
-    try:
-        a, b = scheduler.get_job("a"), scheduler.get_job("b")
-        assert (a.max_instances, a.coalesce, b.max_instances, b.coalesce) == (1, True, 1, True)
-        assert (a.misfire_grace_time, b.misfire_grace_time) == (1, 30)
-        assert (a.trigger.interval.total_seconds(), a.trigger.jitter) == (60, 2)
-        await asyncio.wait_for(started.wait(), 10)
-        assert sorted(ran) == ["a", "b"]
-    finally:
-        scheduler.shutdown(wait=False)
