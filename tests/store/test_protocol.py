@@ -1,4 +1,5 @@
-"""The Store protocol, on every backend (memory, SQLite, PostgreSQL) via the ``store`` fixture."""
+"""The Store protocol (``store/protocol.py``), on every backend (memory, SQLite, PostgreSQL)
+via the ``store`` fixture: the conformance suite every adapter must pass."""
 
 from __future__ import annotations
 
