@@ -261,14 +261,29 @@ class Frontier:
                 )
             if size == MAX_TREE_SIZE:
                 raise BadDataError("the tree is full: RFC 9162 sizes are uint64")
-            acc, level, index, carry = leaf, 0, size, size
-            created.append(Subtree(level, index, acc))
-            # Like a binary increment: each trailing 1 bit is a full subtree of the same height
-            # to our left, which merges with the one we carry into a subtree one level up.
-            while carry & 1:
-                acc = node_hash(stack.pop(), acc)
-                level, index, carry = level + 1, index >> 1, carry >> 1
-                created.append(Subtree(level, index, acc))
-            stack.append(acc)
+            push_leaf(stack, size, leaf, created)
             size += 1
         return Frontier(size, tuple(stack)), created
+
+
+def push_leaf(
+    stack: list[bytes], size: int, leaf: bytes, created: list[Subtree] | None = None
+) -> None:
+    """Append a leaf hash to ``stack``, the frontier hashes of a tree of ``size`` leaves, in place.
+
+    This is the one frontier merge (``Frontier.extend`` and the reconciler's running log
+    both call it). With ``created``, every perfect node the leaf completes is added to it:
+    the leaf ``(0, size)``, then one parent per trailing one-bit of ``size``, lowest first.
+    The caller checks the leaf's length and the tree's bound.
+    """
+    acc, level, carry = leaf, 0, size
+    if created is not None:
+        created.append(Subtree(0, size, acc))
+    # Like a binary increment: each trailing 1 bit is a full subtree of the same height
+    # to our left, which merges with the one we carry into a subtree one level up.
+    while carry & 1:
+        acc = node_hash(stack.pop(), acc)
+        level, carry = level + 1, carry >> 1
+        if created is not None:
+            created.append(Subtree(level, size >> level, acc))
+    stack.append(acc)

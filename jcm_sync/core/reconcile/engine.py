@@ -96,6 +96,7 @@ from jcm_sync.core.records import (
     Record,
     TransactionRecord,
 )
+from jcm_sync.core.subtrees import push_leaf
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
 
@@ -129,11 +130,7 @@ class _LogAcc:
         self.stack: list[bytes] = []
 
     def append(self, leaf: bytes) -> None:
-        acc, carry = leaf, self.size
-        while carry & 1:
-            acc = merkle.node_hash(self.stack.pop(), acc)
-            carry >>= 1
-        self.stack.append(acc)
+        push_leaf(self.stack, self.size, leaf)
         self.size += 1
 
     def root(self) -> bytes:
