@@ -5,7 +5,9 @@ maps them to a message and an exit code (``cli/__init__.py``), the HTTP server t
 status and an ``application/problem+json`` body (``net/server.py``). Foreign exceptions
 (msgspec, cryptography, sqlite3, asyncpg, aiohttp) are translated once, in the adapter
 that calls the foreign library, and kept as the ``__cause__`` (``raise … from exc``) so
-``diagnostics()`` can show them. Every class lives here, so the whole tree is one file:
+``diagnostics()`` can show them; ``from None`` only where the message already quotes the
+cause's text (the CLI would print it twice) or the cause is a library's wrapper with
+nothing to add. Every class lives here, so the whole tree is one file:
 
 ::
 
