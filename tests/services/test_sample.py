@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,7 +163,7 @@ async def test_indonesia_holds_the_first_jcm_issuance(net: Network, hub: Node) -
     "kwargs", [{"projects": 0}, {"projects": 1000}, {"jp_participants": 0}],
     ids=["no-project", "four-digit-project", "no-japanese-participant"],
 )  # fmt: skip
-def test_impossible_shapes_are_refused(net: Network, kwargs: dict[str, int]) -> None:
+def test_impossible_shapes_are_refused(net: Network, kwargs: dict[str, Any]) -> None:
     """Project ids have three digits; a project has at least one Japanese participant."""
     with pytest.raises(ValueError, match="must be"):
         partnership_records("MN", net.keys, **kwargs)
