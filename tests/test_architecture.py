@@ -59,6 +59,8 @@ STATELESS_PATHS = (
     "core",
     "local",
     "net/auth.py",
+    "net/origin.py",
+    "net/signing.py",
     "net/guard.py",
     "net/ops.py",
 )

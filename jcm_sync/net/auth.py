@@ -1,10 +1,14 @@
-"""RFC 9421 HTTP Message Signatures on every request between a partner agent and the hub.
+"""RFC 9421 HTTP Message Signatures on every request between a partner agent and the hub:
+the rules, and the server's side of them.
 
 Why this module exists: TLS may end at a reverse proxy, and the hub must know from the
 request itself which partner node is calling, so every request carries a signature by a
 ``transport`` key of the partnership's trust root (DESIGN §4, Transport). Building and
 checking the signature is left to the ``http-message-signatures`` library; this module
-holds the policy around it and translates the library's exceptions once, here.
+holds the policy around it and translates the library's exceptions once, here. The
+client's side (signing, rule 1) is ``net/signing.py``; which URI a received request is
+checked for, and the aiohttp glue (rule 7), are ``net/origin.py``. This module keeps the
+rules for all three and the verifying: key lookup, the wrapped library, the replay cache.
 
 Rules:
 
@@ -66,39 +70,32 @@ loop; it takes no lock.
 
 from __future__ import annotations
 
-import base64
 import heapq
 import re
-import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn, TypeAlias
 
-import aiohttp
 import http_sf
-from aiohttp import web
 from cryptography.exceptions import InvalidSignature as InvalidCryptoSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from http_message_signatures import (
     ContentDigest,
     HTTPMessageSignaturesException,
-    HTTPMessageSigner,
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
     InvalidSignature,
-    MappingKeyResolver,
     algorithms,
 )
 from yarl import URL
 
-from jcm_sync.core.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import Caller
 from jcm_sync.errors import (
     AuthorityError,
-    BadDataError,
     ClockSkewError,
     ContentDigestError,
     ExpiredError,
@@ -127,10 +124,6 @@ REQUIRED_PARAMETERS: Final = ("created", "expires", "nonce", "keyid", "alg")
 
 # 128 random bits in base64url are 22 characters; the bounds keep cache entries small
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
-_SIGNING_HEADERS: Final = frozenset({"content-digest", "signature-input", "signature"})
-
-
-# --- errors -----------------------------------------------------------------------
 
 
 # --- who is calling ---------------------------------------------------------------
@@ -199,10 +192,11 @@ def trust_root_lookup(roots: Mapping[str, TrustRoot]) -> KeyLookup:
 
 
 @dataclass
-class _Message:
+class HttpMessage:
     """The request view the library reads: method, encoded absolute URL, header fields.
 
-    ``headers`` needs ``items()`` with every field line; signing also writes to it.
+    ``headers`` needs ``items()`` with every field line; signing (``net/signing.py``)
+    also writes to it.
     """
 
     method: str
@@ -293,7 +287,7 @@ def verify_signature(
     verifier = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
     try:
         results = verifier.verify(
-            _Message(method, url, headers), max_age=None, require_components=tuple(require)
+            HttpMessage(method, url, headers), max_age=None, require_components=tuple(require)
         )
     except InvalidSignature as exc:
         if resolver.error is not None:
@@ -315,74 +309,6 @@ def verify_signature(
         parameters=dict(result.parameters),
         covered=dict(result.covered_components),
     )
-
-
-# --- signing ----------------------------------------------------------------------
-
-
-def new_nonce() -> str:
-    """128 random bits, base64url without padding (22 characters)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
-
-
-class RequestSigner:
-    """Signs requests with one transport key (rule 1).
-
-    ``lifetime`` is ``expires - created`` in seconds; it must not exceed the window of
-    the verifier at the other end. ``key_id`` defaults to the key's own id.
-    """
-
-    def __init__(
-        self,
-        key: PrivateKey,
-        *,
-        key_id: str | None = None,
-        lifetime: int = DEFAULT_WINDOW,
-        label: str = SIGNATURE_LABEL,
-    ) -> None:
-        if lifetime <= 0:
-            raise ValueError(
-                f"a signature lifetime is a positive number of seconds, not {lifetime}"
-            )
-        self.key = key
-        self.key_id = key.key_id if key_id is None else key_id
-        self.lifetime = int(lifetime)
-        self.label = label
-        self._signer = HTTPMessageSigner(
-            signature_algorithm=algorithms.ED25519,
-            key_resolver=MappingKeyResolver(public_keys={}, private_keys={self.key_id: key.key}),
-        )
-
-    def sign(
-        self,
-        method: str,
-        url: str,
-        headers: MutableMapping[str, str],
-        body: bytes,
-        now: float | None = None,
-    ) -> None:
-        """Add ``Content-Digest``, ``Signature-Input`` and ``Signature`` to ``headers``.
-
-        ``url`` is the encoded absolute URL that will be sent. Earlier signing headers
-        are replaced, so a retried request can be signed again with a fresh nonce.
-        """
-        created = int(time.time() if now is None else now)
-        for name in {n for n in headers if n.lower() in _SIGNING_HEADERS}:
-            if name in headers:  # a case-insensitive mapping deletes every spelling at once
-                del headers[name]
-        try:
-            self._signer.sign(
-                _Message(method.upper(), url, headers),
-                key_id=self.key_id,
-                created=datetime.fromtimestamp(created, UTC),
-                expires=datetime.fromtimestamp(created + self.lifetime, UTC),
-                nonce=new_nonce(),
-                label=self.label,
-                covered_component_ids=COVERED_COMPONENTS,
-                body=bytes(body),
-            )
-        except HTTPMessageSignaturesException as exc:
-            raise BadDataError(f"cannot sign {method} {url}: {exc}", where="request") from exc
 
 
 # --- replay cache -----------------------------------------------------------------
@@ -632,184 +558,3 @@ class RequestVerifier:
             raise ContentDigestError("malformed Content-Digest header") from None
         if not isinstance(digests, dict) or "sha-256" not in digests:
             raise ContentDigestError("Content-Digest has no sha-256 digest")
-
-
-# --- aiohttp ----------------------------------------------------------------------
-
-
-async def _request_body(request: aiohttp.ClientRequest) -> bytes:
-    payload = request.body
-    if isinstance(payload, bytes):
-        return payload
-    if request.compress:
-        raise TypeError("a signed request cannot use compress=: the digest covers the bytes sent")
-    if isinstance(payload, aiohttp.BytesPayload):  # also str and JSON payloads
-        return bytes(await payload.as_bytes())
-    raise TypeError(f"cannot sign a streamed request body ({type(payload).__name__}); send bytes")
-
-
-class SigningMiddleware:
-    """aiohttp client middleware that signs every request it sends.
-
-    ``ClientSession(middlewares=(SigningMiddleware(signer),))``; put it last, so it
-    signs what earlier middlewares made. It signs the request actually sent (its
-    final URL and body bytes), again for each retry or redirect, with a fresh nonce.
-    ``clock`` gives the signing time (tests pass a fixed one).
-    """
-
-    def __init__(self, signer: RequestSigner, *, clock: Callable[[], float] = time.time) -> None:
-        self.signer = signer
-        self.clock = clock
-
-    async def __call__(
-        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        body = await _request_body(request)
-        self.signer.sign(request.method, str(request.url), request.headers, body, now=self.clock())
-        return await handler(request)
-
-
-async def signed_request(
-    session: aiohttp.ClientSession,
-    signer: RequestSigner,
-    method: str,
-    url: str | URL,
-    *,
-    body: bytes = b"",
-    headers: Mapping[str, str] | None = None,
-    now: float | None = None,
-) -> aiohttp.ClientResponse:
-    """Send one signed request; the caller releases the response (``async with``).
-
-    Redirects are not followed: a signature covers one target URI. This request's
-    middlewares replace the session's; to combine them, install ``SigningMiddleware``
-    on the session instead. A body is sent as ``application/json`` unless ``headers``
-    name another Content-Type.
-    """
-    clock: Callable[[], float] = time.time if now is None else (lambda: now)
-    sent = dict(headers or {})
-    if body and not any(name.lower() == "content-type" for name in sent):
-        sent["Content-Type"] = "application/json"
-    return await session.request(
-        method,
-        url,
-        data=body or None,
-        headers=sent,
-        allow_redirects=False,
-        middlewares=(SigningMiddleware(signer, clock=clock),),
-    )
-
-
-def target_uri(request: web.Request, *, origin: str | None = None) -> str:
-    """A received request's ``@target-uri`` under ``origin`` (rule 7).
-
-    The path and query are the request target exactly as received (``raw_path``), which
-    is what an aiohttp client sends (``ClientRequest.url.raw_path_qs``) and signs. The
-    origin is ``origin`` (``own_origin``: what a server checks against); without one, it
-    is the origin the client named, the connection's scheme and its Host header (or an
-    absolute-form target's), normalised by yarl as the client's URL is: only ever a
-    hint for a refusal's message, since the client chooses it.
-    """
-    raw = request.raw_path
-    if raw.startswith("/"):
-        path_qs, received = raw, request.url.origin()
-    else:  # absolute-form (RFC 9112 §3.2.2): the target names its own origin
-        absolute = URL(raw)
-        if not absolute.absolute:
-            raise RequestSignatureError(f"request target {raw[:100]!r} cannot be signed")
-        path_qs, received = absolute.raw_path_qs, absolute.origin()
-    if origin is None:
-        return str(received) + path_qs
-    return normalise_origin(origin) + path_qs
-
-
-def normalise_origin(origin: str) -> str:
-    """``scheme://host[:port]`` as yarl writes it (default port dropped, host lowercased);
-    ``ValueError`` for anything else (a path, query, fragment or user)."""
-    base = URL(origin)
-    if (
-        not base.absolute
-        or base.scheme not in ("http", "https")
-        or base.raw_path not in ("", "/")
-        or base.raw_query_string
-        or base.raw_fragment
-        or base.raw_user is not None
-    ):
-        raise ValueError(f"an origin is http(s)://host[:port], not {origin!r}")
-    return str(base.origin())
-
-
-_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
-
-
-def own_origin(
-    request: web.Request, *, public_origin: str | None = None, host: str | None = None
-) -> str:
-    """The origin clients reach this server under (rule 7), never the Host header.
-
-    ``public_origin`` when configured (a proxy terminates TLS: ``https://hub.example.org``);
-    otherwise the listening address: ``http`` (``https`` on a TLS connection), ``host``
-    as configured (the connection's local address when it is unset or a wildcard), and
-    the port the socket is actually bound to (so port 0 works).
-    """
-    if public_origin is not None:
-        return normalise_origin(public_origin)
-    transport = request.transport
-    sockname = transport.get_extra_info("sockname") if transport is not None else None
-    if not isinstance(sockname, tuple) or len(sockname) < 2:
-        raise RequestSignatureError(
-            "this hub cannot tell its own address (not a TCP socket); set [server] public_origin"
-        )
-    assert transport is not None
-    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
-    name = str(sockname[0]) if host is None or host in _WILDCARD_HOSTS else host
-    return str(URL.build(scheme=scheme, host=name, port=int(sockname[1])).origin())
-
-
-def _received_uris(request: web.Request) -> tuple[str, ...]:
-    """What the client may have signed: the origin it named (Host, or an absolute-form
-    target), under either scheme, since a proxy in front may have ended TLS."""
-    try:
-        named = URL(target_uri(request), encoded=True)
-    except (RequestSignatureError, ValueError):
-        return ()
-    other = named.with_scheme("https" if named.scheme == "http" else "http")
-    return (str(named), str(other))
-
-
-def authenticate_aiohttp_request(
-    verifier: RequestVerifier,
-    request: web.Request,
-    *,
-    origin: str,
-    now: float | None = None,
-) -> Authenticated:
-    """Rule 6 for a request received by an aiohttp server, before its body is read;
-    ``origin`` is ``own_origin(request, ...)``. Then ``verifier.check_body``."""
-    return verifier.authenticate(
-        request.method,
-        target_uri(request, origin=origin),
-        request.headers,
-        now=now,
-        received_urls=_received_uris(request),
-    )
-
-
-async def verify_aiohttp_request(
-    verifier: RequestVerifier,
-    request: web.Request,
-    body: bytes,
-    *,
-    origin: str,
-    now: float | None = None,
-) -> Caller:
-    """Verify a request received by an aiohttp server whose body was already read, as
-    bytes received (no content decoding); ``origin`` is ``own_origin(request, ...)``."""
-    return verifier.verify(
-        request.method,
-        target_uri(request, origin=origin),
-        request.headers,
-        body,
-        now=now,
-        received_urls=_received_uris(request),
-    )

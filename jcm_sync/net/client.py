@@ -35,7 +35,7 @@ from jcm_sync.core.wire import (
     encoder,
 )
 from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
-from jcm_sync.net.auth import RequestSigner, SigningMiddleware
+from jcm_sync.net.signing import RequestSigner, SigningMiddleware
 
 if TYPE_CHECKING:
     from jcm_sync.services.hub_port import HubPort

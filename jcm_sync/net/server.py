@@ -95,12 +95,7 @@ from jcm_sync.errors import (
     UnsupportedEncodingError,
     UntrustedError,
 )
-from jcm_sync.net.auth import (
-    Authenticated,
-    RequestVerifier,
-    authenticate_aiohttp_request,
-    own_origin,
-)
+from jcm_sync.net.auth import Authenticated, RequestVerifier
 from jcm_sync.net.guard import (
     GUARD_KEY,
     ConnectionGuard,
@@ -108,6 +103,7 @@ from jcm_sync.net.guard import (
     GuardSettings,
     authenticated,
 )
+from jcm_sync.net.origin import authenticate_aiohttp_request, own_origin
 from jcm_sync.services.hub import Hub
 from jcm_sync.store.values import MAX_INDEX
 

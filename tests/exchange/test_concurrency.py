@@ -26,9 +26,9 @@ import pytest
 from jcm_sync.errors import PeerRefusedError, TransportError
 from jcm_sync.local.config import ScheduleSection
 from jcm_sync.local.status import read_status
-from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient, parse_retry_after
 from jcm_sync.net.server import ServerSettings
+from jcm_sync.net.signing import RequestSigner, signed_request
 from jcm_sync.services.agent import PUSH_WINDOW, AgentDaemon, Syncer
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node

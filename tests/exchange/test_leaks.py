@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from jcm_sync.errors import StoreError
-from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.server import REQUEST_ID_HEADER
+from jcm_sync.net.signing import RequestSigner, signed_request
 from jcm_sync.store.postgres import PostgresStore
 from tests.exchange.conftest import Running
 

@@ -17,8 +17,8 @@ import pytest
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.local.config import load_config
-from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import settings_from
+from jcm_sync.net.signing import RequestSigner
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"

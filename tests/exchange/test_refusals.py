@@ -12,7 +12,7 @@ import pytest
 
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.wire import PushRequest, encoder
-from jcm_sync.net.auth import RequestSigner, signed_request
+from jcm_sync.net.signing import RequestSigner, signed_request
 from tests.exchange.conftest import Running
 
 PROBLEM = "application/problem+json"
@@ -73,7 +73,7 @@ async def test_replayed_request_is_refused_and_stores_nothing(network: Running) 
 
     key = network.net.keys["MN"]
     url = network.url + "/v1/partnerships/JP-MN/logs/MN/entries"
-    from jcm_sync.net.auth import SigningMiddleware
+    from jcm_sync.net.signing import SigningMiddleware
 
     async with (
         aiohttp.ClientSession(middlewares=(SigningMiddleware(RequestSigner(key)), capture)) as s,
@@ -142,7 +142,7 @@ async def test_body_changed_after_signing_is_refused(network: Running) -> None:
         req.update_body_from_data(push_body(entries[:2]))
         return await handler(req)
 
-    from jcm_sync.net.auth import SigningMiddleware
+    from jcm_sync.net.signing import SigningMiddleware
 
     key = network.net.keys["MN"]
     url = network.url + "/v1/partnerships/JP-MN/logs/MN/entries"

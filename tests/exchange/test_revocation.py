@@ -22,7 +22,7 @@ from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustRoot, key_entry, peek_root, sign_root, verify_record
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.errors import RevokedKeyError
-from jcm_sync.net.auth import RequestSigner, signed_request
+from jcm_sync.net.signing import RequestSigner, signed_request
 from jcm_sync.services.log_service import record_verifier, verify_log
 from jcm_sync.services.reconciliation import reconcile_partnership
 from jcm_sync.services.sample import partnership_records

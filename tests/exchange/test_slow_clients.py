@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
+from jcm_sync.net.signing import RequestSigner
 from jcm_sync.services.sample import free_port, provision
 from tests.exchange.conftest import Running
 

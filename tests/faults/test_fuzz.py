@@ -46,8 +46,8 @@ from jcm_sync.core.envelope import PrivateKey, open_envelope, sign_payload
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.errors import BadDataError
 from jcm_sync.local.config import load_config
-from jcm_sync.net.auth import RequestSigner
 from jcm_sync.net.server import HubServer, ServerSettings
+from jcm_sync.net.signing import RequestSigner
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import Network, partnership_records, provision

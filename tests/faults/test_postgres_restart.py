@@ -31,9 +31,9 @@ from aiohttp import web
 from jcm_sync.core import merkle
 from jcm_sync.errors import PeerRefusedError, StoreError, TransportError
 from jcm_sync.local.config import load_config
-from jcm_sync.net.auth import RequestSigner, signed_request
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import READYZ_TIMEOUT_S, HubServer, ServerSettings
+from jcm_sync.net.signing import RequestSigner, signed_request
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.log_service import verify_log

@@ -1,31 +1,27 @@
-"""RFC 9421 request signatures: what is accepted, what is refused and why, over a real server.
+"""RFC 9421 request signatures, the verifying side: what is accepted, what is refused and
+why, the replay cache, and the RFC's own test vector.
 
-Keys come from fixed seeds and roots from ``tests.builders``; every check passes an
-explicit ``now`` (``builders.NOW``) except the one test of the default clocks.
+Keys come from fixed seeds and roots from ``tests.builders`` (``tests/net/signed_requests.py``);
+every check passes an explicit ``now`` (``builders.NOW``) except the one test of the
+default clocks.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
-import aiohttp
 import pytest
-import yarl
-from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jcm_sync.core.envelope import PrivateKey, PublicKey
-from jcm_sync.core.trust import ROLES, TrustRoot
+from jcm_sync.core.envelope import PublicKey
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import Caller
 from jcm_sync.errors import (
     AuthorityError,
@@ -44,70 +40,33 @@ from jcm_sync.errors import (
 from jcm_sync.net.auth import (
     COVERED_COMPONENTS,
     NonceCache,
-    RequestSigner,
     RequestVerifier,
-    SigningMiddleware,
-    new_nonce,
-    normalise_origin,
-    own_origin,
-    signed_request,
-    target_uri,
     trust_root_lookup,
-    verify_aiohttp_request,
     verify_signature,
 )
+from jcm_sync.net.signing import RequestSigner
 from tests import builders
-
-NOW = builders.NOW
-T = NOW.timestamp()
-WINDOW = 300
-
-ID_KEY = PrivateKey.from_seed(b"\x01" * 32)  # Indonesia's transport key
-JP_KEY = PrivateKey.from_seed(b"\x02" * 32)
-MN_KEY = PrivateKey.from_seed(b"\x03" * 32)  # Mongolia: no transport role
-JP_MN_KEY = PrivateKey.from_seed(b"\x04" * 32)
-REVOKED_KEY = PrivateKey.from_seed(b"\x05" * 32)
-EXPIRED_KEY = PrivateKey.from_seed(b"\x06" * 32)
-STRANGER_KEY = PrivateKey.from_seed(b"\x07" * 32)  # in no root
-
-JP_ID = builders.build_root(
-    "JP-ID",
-    {"JP": JP_KEY, "ID": [ID_KEY, REVOKED_KEY, EXPIRED_KEY]},
-    revoked={REVOKED_KEY.key_id: NOW - timedelta(days=1)},
-    windows={EXPIRED_KEY.key_id: (builders.KEYS_VALID_FROM, NOW - timedelta(days=1))},
+from tests.net.signed_requests import (
+    BODY,
+    EXPIRED_KEY,
+    ID_CALLER,
+    ID_KEY,
+    JP_ID,
+    JP_KEY,
+    JP_MN_KEY,
+    MN_KEY,
+    NOW,
+    REVOKED_KEY,
+    ROOTS,
+    STRANGER_KEY,
+    URL,
+    WINDOW,
+    Req,
+    T,
+    check,
+    sha256_digest,
+    signed,
 )
-JP_MN = builders.build_root(
-    "JP-MN",
-    {"JP": JP_MN_KEY, "MN": MN_KEY},
-    roles={"JP": sorted(ROLES), "MN": ["issuance", "transaction", "checkpoint", "root"]},
-)
-ROOTS = {"JP-ID": JP_ID, "JP-MN": JP_MN}
-
-URL = "http://127.0.0.1:8443/v1/partnerships/JP-ID/logs/ID/entries?from=12&limit=100"
-BODY = b'{"entries": ["aGVsbG8="]}'
-
-
-@dataclass(frozen=True)
-class Req:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-
-
-def signed(
-    *,
-    key: PrivateKey = ID_KEY,
-    method: str = "POST",
-    url: str = URL,
-    body: bytes = BODY,
-    at: float = T,
-    lifetime: int = WINDOW,
-    key_id: str | None = None,
-) -> Req:
-    headers = {"Content-Type": "application/json"}
-    RequestSigner(key, key_id=key_id, lifetime=lifetime).sign(method, url, headers, body, now=at)
-    return Req(method, url, headers, body)
 
 
 def library_signed(
@@ -165,22 +124,9 @@ def with_header(req: Req, name: str, value: str) -> Req:
     return replace(req, headers={**without(req, name.lower()).headers, name: value})
 
 
-def sha256_digest(body: bytes) -> str:
-    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
-
-
 @pytest.fixture
 def verifier() -> RequestVerifier:
     return RequestVerifier(ROOTS, window=WINDOW)
-
-
-def check(verifier: RequestVerifier, req: Req, at: float = T) -> Caller:
-    return verifier.verify(req.method, req.url, req.headers, req.body, now=at)
-
-
-# --- accepted ---------------------------------------------------------------------
-
-ID_CALLER = Caller("JP-ID", "ID", ID_KEY.key_id, ID_KEY.public)
 
 
 @pytest.mark.parametrize(
@@ -197,43 +143,6 @@ ID_CALLER = Caller("JP-ID", "ID", ID_KEY.key_id, ID_KEY.public)
 def test_accepted(verifier: RequestVerifier, req: Req, at: float) -> None:
     """A well-signed request is accepted and names its caller's partnership and node."""
     assert check(verifier, req, at) == ID_CALLER
-
-
-def test_bodiless_get_covers_the_digest_of_the_empty_body() -> None:
-    """A GET still carries and covers Content-Digest: the SHA-256 of no bytes."""
-    req = signed(method="GET", body=b"")
-    assert req.headers["Content-Digest"] == sha256_digest(b"")
-    assert '"content-digest"' in req.headers["Signature-Input"]
-
-
-def test_signature_input_names_every_required_parameter() -> None:
-    """The signature covers method, target URI and digest, with all five parameters."""
-    value = signed(at=T).headers["Signature-Input"]
-    assert value.startswith('jcm=("@method" "@target-uri" "content-digest");')
-    created = int(T)
-    assert f";created={created};" in value
-    assert f";expires={created + WINDOW};" in value
-    assert f';keyid="{ID_KEY.key_id}";' in value
-    assert ';alg="ed25519"' in value
-    assert ";nonce=" in value
-
-
-def test_nonces_are_128_bit_base64url() -> None:
-    """Nonces are 22 base64url characters (128 bits) and differ every time."""
-    nonces = {new_nonce() for _ in range(100)}
-    assert len(nonces) == 100
-    assert all(len(n) == 22 and "=" not in n and "+" not in n and "/" not in n for n in nonces)
-
-
-def test_signing_again_replaces_the_signature_headers(verifier: RequestVerifier) -> None:
-    """Re-signing (a retry) replaces the old headers, whatever their case, with new ones."""
-    req = signed()
-    headers = {k.lower(): v for k, v in req.headers.items()}
-    RequestSigner(ID_KEY).sign(req.method, req.url, headers, req.body, now=T + 1)
-    assert sorted(k.lower() for k in headers) == sorted(
-        ["content-type", "content-digest", "signature-input", "signature"]
-    )
-    assert check(verifier, replace(req, headers=headers), T + 1) == ID_CALLER
 
 
 def test_lowercase_header_names_are_accepted(verifier: RequestVerifier) -> None:
@@ -665,74 +574,6 @@ def test_rfc9421_b26_vector_changed_is_refused(method: str, headers: dict[str, s
         verify_signature(method, "https://example.com/foo?param=Value&Pet=dog", headers, rfc_key)
 
 
-# --- aiohttp: target URI ----------------------------------------------------------
-
-
-def test_target_uri_from_the_request_url() -> None:
-    """Without an origin, the target URI is the one the client named: scheme, Host, then
-    path and query as received (only ever a hint in a refusal's message)."""
-    request = make_mocked_request("GET", "/v1/a%20b?x=1&y=%2F", headers={"Host": "Hub:8080"})
-    assert target_uri(request) == "http://hub:8080/v1/a%20b?x=1&y=%2F"
-
-
-def test_target_uri_of_an_absolute_form_request() -> None:
-    """An absolute-form request target names its own origin (RFC 9112 §3.2.2)."""
-    request = make_mocked_request("GET", "http://hub:8080/v1/x?y=1", headers={"Host": "other"})
-    assert target_uri(request) == "http://hub:8080/v1/x?y=1"
-
-
-def test_target_uri_from_a_public_origin() -> None:
-    """Behind a TLS-terminating proxy the configured public origin replaces scheme and Host."""
-    request = make_mocked_request("GET", "/v1/roots?x=1", headers={"Host": "10.0.0.5:8080"})
-    assert target_uri(request, origin="https://hub.example.org") == (
-        "https://hub.example.org/v1/roots?x=1"
-    )
-    assert target_uri(request, origin="https://hub.example.org:443/") == (
-        "https://hub.example.org/v1/roots?x=1"
-    )
-    with pytest.raises(ValueError, match="an origin is"):
-        target_uri(request, origin="https://hub.example.org/api")
-
-
-@pytest.mark.parametrize(
-    "origin",
-    ["https://hub.example.org/api", "https://hub.example.org?x=1", "https://u@hub.example.org",
-     "ftp://hub.example.org", "hub.example.org", "https://hub.example.org#f"],
-)  # fmt: skip
-def test_an_origin_is_scheme_host_and_port_only(origin: str) -> None:
-    """A public origin with a path, query, user or fragment, or not http(s), is refused."""
-    with pytest.raises(ValueError, match="an origin is"):
-        normalise_origin(origin)
-
-
-def test_own_origin_is_the_socket_or_the_public_origin_never_host() -> None:
-    """The own origin is the connection's local address and port (the configured host
-    instead, unless a wildcard) or the public origin; the Host header is never used."""
-    request = make_mocked_request("GET", "/v1/x", headers={"Host": "hub:8080"})
-    assert request.transport is not None
-    sockname = request.transport.get_extra_info("sockname")
-    assert own_origin(request) == f"http://{sockname[0]}:{sockname[1]}".replace(":80", "")
-    assert own_origin(request, host="0.0.0.0") == own_origin(request)
-    assert own_origin(request, host="Hub.Internal").startswith("http://hub.internal")
-    assert own_origin(request, public_origin="HTTPS://Hub.Example.org:443") == (
-        "https://hub.example.org"
-    )
-
-
-def test_own_origin_without_a_tcp_socket_asks_for_a_public_origin() -> None:
-    """A connection with no TCP address (a Unix socket) needs a configured public origin."""
-    transport = mock.Mock()
-    transport.get_extra_info.side_effect = lambda name, default=None: (
-        "/run/hub.sock" if name == "sockname" else default
-    )
-    request = make_mocked_request("GET", "/v1/x", transport=transport)
-    with pytest.raises(RequestSignatureError, match="public_origin"):
-        own_origin(request)
-    assert own_origin(request, public_origin="https://hub.example.org") == (
-        "https://hub.example.org"
-    )
-
-
 # --- authenticate before the body; the target checked against the own origin -------
 
 
@@ -790,148 +631,3 @@ def test_a_signature_valid_for_no_origin_is_not_called_wrong_target(
         verifier.authenticate(req.method, OWN, req.headers, now=T, received_urls=(other,))
     assert type(info.value) is SignatureMismatchError
     assert info.value.code == "bad-request-signature"
-
-
-# --- aiohttp: a real server on 127.0.0.1 ------------------------------------------
-
-
-@dataclass
-class Hub:
-    base: str
-    verifier: RequestVerifier
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    """A real aiohttp server on 127.0.0.1, port 0, that verifies every request."""
-    verifier = RequestVerifier(ROOTS, window=WINDOW)
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        origin = own_origin(request)
-        try:
-            caller = await verify_aiohttp_request(verifier, request, body, origin=origin, now=T)
-        except UntrustedError as exc:
-            return web.json_response({"code": exc.code, "detail": str(exc)}, status=401)
-        return web.json_response(
-            {
-                "partnership": caller.partnership,
-                "node": caller.node,
-                "bytes": len(body),
-                "target": target_uri(request, origin=origin),
-            }
-        )
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield Hub(f"http://{host}:{port}", verifier)
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-SIGNER = RequestSigner(ID_KEY)
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        pytest.param("GET", "/v1/partnerships/JP-ID/checkpoint", b"", id="get"),
-        pytest.param("POST", "/v1/partnerships/JP-ID/logs/ID/entries", BODY, id="post"),
-        pytest.param("GET", "/v1/a%20b/~x/%7Ey?q=a b&r=%2F+&s=~&e=", b"", id="odd-encodings"),
-        pytest.param("DELETE", "/v1/x?", b"", id="empty-query"),
-    ],
-)
-async def test_client_and_server_agree(
-    hub: Hub, session: aiohttp.ClientSession, method: str, path: str, body: bytes
-) -> None:
-    """A request signed by the aiohttp client verifies in an aiohttp handler, byte for byte."""
-    async with await signed_request(
-        session, SIGNER, method, hub.base + path, body=body, now=T
-    ) as resp:
-        answer = await resp.json()
-        assert resp.status == 200, answer
-    assert answer["partnership"] == "JP-ID"
-    assert answer["node"] == "ID"
-    assert answer["bytes"] == len(body)
-    assert answer["target"] == str(yarl.URL(hub.base + path))
-
-
-async def test_replay_through_the_server_is_refused(
-    hub: Hub, session: aiohttp.ClientSession
-) -> None:
-    """The exact headers of an accepted request, sent again, are refused with 401."""
-    sent: list[dict[str, str]] = []
-
-    async def record(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        sent.append(dict(request.headers))
-        return await handler(request)
-
-    url = hub.base + "/v1/partnerships/JP-ID/logs/ID/entries"
-    async with session.post(
-        url,
-        data=BODY,
-        middlewares=(SigningMiddleware(SIGNER, clock=lambda: T), record),
-    ) as resp:
-        assert resp.status == 200
-    replayed = {k: v for k, v in sent[0].items() if k.lower() not in {"host", "content-length"}}
-    async with session.post(url, data=BODY, headers=replayed) as resp:
-        assert resp.status == 401
-        assert (await resp.json())["code"] == "replay"
-
-
-async def test_tampered_body_through_the_server_is_refused(
-    hub: Hub, session: aiohttp.ClientSession
-) -> None:
-    """A body changed in transit (here by a middleware after signing) is refused."""
-
-    async def tamper(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        await request.update_body(b'{"entries": []}')
-        return await handler(request)
-
-    async with session.post(
-        hub.base + "/v1/x",
-        data=BODY,
-        middlewares=(SigningMiddleware(SIGNER, clock=lambda: T), tamper),
-    ) as resp:
-        answer = await resp.json()
-    assert resp.status == 401
-    assert answer["code"] == "content-digest-mismatch"
-
-
-async def test_session_middleware_signs_json_and_text(hub: Hub) -> None:
-    """Installed on the session, the middleware signs json= and str bodies too."""
-    middleware = SigningMiddleware(SIGNER, clock=lambda: T)
-    async with aiohttp.ClientSession(middlewares=(middleware,)) as s:
-        async with s.post(hub.base + "/v1/json", json={"a": [1, 2]}) as resp:
-            assert resp.status == 200, await resp.text()
-        async with s.put(hub.base + "/v1/text", data="héllo") as resp:
-            assert resp.status == 200, await resp.text()
-            assert (await resp.json())["bytes"] == len("héllo".encode())
-
-
-async def test_streamed_bodies_cannot_be_signed(hub: Hub) -> None:
-    """A streamed body has no bytes to digest up front, so signing it is refused."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b"a"
-
-    middleware = SigningMiddleware(SIGNER, clock=lambda: T)
-    async with aiohttp.ClientSession(middlewares=(middleware,)) as s:
-        with pytest.raises(TypeError, match="streamed request body"):
-            await s.post(hub.base + "/v1/stream", data=chunks())

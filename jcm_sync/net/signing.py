@@ -1,0 +1,165 @@
+"""The client's side of RFC 9421 request signatures: sign every request a node sends.
+
+Why this module exists: an agent (and any tool talking to the hub) must sign the request
+aiohttp actually sends, its final URL and body bytes, again for every retry with a fresh
+nonce, or the hub refuses it (``net/auth.py`` rules 1 and 7). The rules, and the server
+that checks them, live in ``net/auth.py``; this module only builds signatures, so a
+client imports no verifier state.
+
+Invariants: a signature covers ``@method``, ``@target-uri`` and ``content-digest`` with
+all five parameters (rule 1); signing again replaces every earlier signing header; a
+body that cannot be digested up front (a stream, ``compress=``) is refused with
+``TypeError`` rather than sent unsigned.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Final
+
+import aiohttp
+from http_message_signatures import (
+    HTTPMessageSignaturesException,
+    HTTPMessageSigner,
+    MappingKeyResolver,
+    algorithms,
+)
+from yarl import URL
+
+from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.errors import BadDataError
+from jcm_sync.net.auth import COVERED_COMPONENTS, DEFAULT_WINDOW, SIGNATURE_LABEL, HttpMessage
+
+_SIGNING_HEADERS: Final = frozenset({"content-digest", "signature-input", "signature"})
+
+
+def new_nonce() -> str:
+    """128 random bits, base64url without padding (22 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+
+
+class RequestSigner:
+    """Signs requests with one transport key (rule 1).
+
+    ``lifetime`` is ``expires - created`` in seconds; it must not exceed the window of
+    the verifier at the other end. ``key_id`` defaults to the key's own id.
+    """
+
+    def __init__(
+        self,
+        key: PrivateKey,
+        *,
+        key_id: str | None = None,
+        lifetime: int = DEFAULT_WINDOW,
+        label: str = SIGNATURE_LABEL,
+    ) -> None:
+        if lifetime <= 0:
+            raise ValueError(
+                f"a signature lifetime is a positive number of seconds, not {lifetime}"
+            )
+        self.key = key
+        self.key_id = key.key_id if key_id is None else key_id
+        self.lifetime = int(lifetime)
+        self.label = label
+        self._signer = HTTPMessageSigner(
+            signature_algorithm=algorithms.ED25519,
+            key_resolver=MappingKeyResolver(public_keys={}, private_keys={self.key_id: key.key}),
+        )
+
+    def sign(
+        self,
+        method: str,
+        url: str,
+        headers: MutableMapping[str, str],
+        body: bytes,
+        now: float | None = None,
+    ) -> None:
+        """Add ``Content-Digest``, ``Signature-Input`` and ``Signature`` to ``headers``.
+
+        ``url`` is the encoded absolute URL that will be sent. Earlier signing headers
+        are replaced, so a retried request can be signed again with a fresh nonce.
+        """
+        created = int(time.time() if now is None else now)
+        for name in {n for n in headers if n.lower() in _SIGNING_HEADERS}:
+            if name in headers:  # a case-insensitive mapping deletes every spelling at once
+                del headers[name]
+        try:
+            self._signer.sign(
+                HttpMessage(method.upper(), url, headers),
+                key_id=self.key_id,
+                created=datetime.fromtimestamp(created, UTC),
+                expires=datetime.fromtimestamp(created + self.lifetime, UTC),
+                nonce=new_nonce(),
+                label=self.label,
+                covered_component_ids=COVERED_COMPONENTS,
+                body=bytes(body),
+            )
+        except HTTPMessageSignaturesException as exc:
+            raise BadDataError(f"cannot sign {method} {url}: {exc}", where="request") from exc
+
+
+async def _request_body(request: aiohttp.ClientRequest) -> bytes:
+    payload = request.body
+    if isinstance(payload, bytes):
+        return payload
+    if request.compress:
+        raise TypeError("a signed request cannot use compress=: the digest covers the bytes sent")
+    if isinstance(payload, aiohttp.BytesPayload):  # also str and JSON payloads
+        return bytes(await payload.as_bytes())
+    raise TypeError(f"cannot sign a streamed request body ({type(payload).__name__}); send bytes")
+
+
+class SigningMiddleware:
+    """aiohttp client middleware that signs every request it sends.
+
+    ``ClientSession(middlewares=(SigningMiddleware(signer),))``; put it last, so it
+    signs what earlier middlewares made. It signs the request actually sent (its
+    final URL and body bytes), again for each retry or redirect, with a fresh nonce.
+    ``clock`` gives the signing time (tests pass a fixed one).
+    """
+
+    def __init__(self, signer: RequestSigner, *, clock: Callable[[], float] = time.time) -> None:
+        self.signer = signer
+        self.clock = clock
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        body = await _request_body(request)
+        self.signer.sign(request.method, str(request.url), request.headers, body, now=self.clock())
+        return await handler(request)
+
+
+async def signed_request(
+    session: aiohttp.ClientSession,
+    signer: RequestSigner,
+    method: str,
+    url: str | URL,
+    *,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    now: float | None = None,
+) -> aiohttp.ClientResponse:
+    """Send one signed request; the caller releases the response (``async with``).
+
+    Redirects are not followed: a signature covers one target URI. This request's
+    middlewares replace the session's; to combine them, install ``SigningMiddleware``
+    on the session instead. A body is sent as ``application/json`` unless ``headers``
+    name another Content-Type.
+    """
+    clock: Callable[[], float] = time.time if now is None else (lambda: now)
+    sent = dict(headers or {})
+    if body and not any(name.lower() == "content-type" for name in sent):
+        sent["Content-Type"] = "application/json"
+    return await session.request(
+        method,
+        url,
+        data=body or None,
+        headers=sent,
+        allow_redirects=False,
+        middlewares=(SigningMiddleware(signer, clock=clock),),
+    )
