@@ -1,0 +1,213 @@
+"""``services/verify_pool.py``: signatures of a large batch checked in worker processes
+give the very answers ``verify_record`` gives in process: each good record's
+verification, each bad record's error (same class, message and place), revocation
+judged at receipt; small batches never start a worker; ``close`` ends the workers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import multiprocessing
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from jcm_sync.core.envelope import PrivateKey, record_id, sign_record
+from jcm_sync.core.records import decode_record
+from jcm_sync.core.trust import TrustRoot, Verification, verify_record
+from jcm_sync.errors import (
+    EnvelopeFormatError,
+    JcmSyncError,
+    RevokedKeyError,
+    SignatureError,
+    UnknownKeyError,
+)
+from jcm_sync.services.sample import signed_issuances
+from jcm_sync.services.verify_pool import MIN_POOLED_BATCH, VerifyPool, check_signatures
+from tests.builders import NOW, build_root
+
+PID = "JP-MN"
+JP, MN, STRANGER = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
+ROOT = build_root(PID, {"JP": JP, "MN": MN})
+CREATED = NOW - timedelta(hours=2)
+
+
+@pytest.fixture(scope="module")
+def batch() -> list[bytes]:
+    envelopes, _ = signed_issuances(PID, "MN", MN, MIN_POOLED_BATCH + 36, CREATED)
+    return envelopes
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[VerifyPool]:
+    """Two workers, shared by this module's tests (spawning them takes a second)."""
+    p = VerifyPool(workers=2)
+    yield p
+    p.close()
+
+
+def outcome(verify: Callable[[bytes], Verification], raw: bytes) -> tuple[object, ...]:
+    """What a verify function answers for ``raw``: its verification's facts, or its error's
+    class, message and place."""
+    try:
+        v = verify(raw)
+    except JcmSyncError as exc:
+        return (type(exc), exc.message, exc.where)
+    return (v.record_id, v.kind, v.record, v.signers, v.required_nodes, v.endorsed_by)
+
+
+def in_process(
+    root: TrustRoot, at: dict[str, datetime] | None = None
+) -> Callable[[bytes], tuple[object, ...]]:
+    """The reference: ``outcome`` of ``verify_record`` called in this process."""
+
+    def verify(raw: bytes) -> Verification:
+        return verify_record(root, raw, NOW, received=(at or {}).get(record_id(raw)))
+
+    return lambda raw: outcome(verify, raw)
+
+
+# --- ways to spoil an envelope ----------------------------------------------------------
+
+
+def compact(doc: object) -> bytes:
+    """JSON as the envelopes are written (canonical form: compact, keys in order)."""
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def other_signature(raw: bytes, other: bytes) -> bytes:
+    doc, donor = json.loads(raw), json.loads(other)
+    doc["signatures"][0]["sig"] = donor["signatures"][0]["sig"]
+    return compact(doc)
+
+
+def changed_payload(raw: bytes, other: bytes) -> bytes:
+    doc = json.loads(raw)
+    payload = json.loads(base64.b64decode(doc["payload"]))
+    payload["amount"] += 1
+    doc["payload"] = base64.b64encode(compact(payload)).decode()
+    return compact(doc)
+
+
+def strangers_signature(raw: bytes, other: bytes) -> bytes:
+    return sign_record(decode_record(base64.b64decode(json.loads(raw)["payload"])), [STRANGER])
+
+
+def not_an_envelope(raw: bytes, other: bytes) -> bytes:
+    return b'{"payload": 1}'
+
+
+SPOILERS = {
+    "another-records-signature": (other_signature, SignatureError),
+    "payload-changed-after-signing": (changed_payload, SignatureError),
+    "signed-by-an-unknown-key": (strangers_signature, UnknownKeyError),
+    "not-an-envelope": (not_an_envelope, EnvelopeFormatError),
+}
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+async def test_a_pooled_batch_is_verified_as_in_process(
+    pool: VerifyPool, batch: list[bytes]
+) -> None:
+    """Rules 1-2 and 5: every record's verification is the in-process one, and the
+    batch's signatures were checked in worker processes."""
+    before = set(multiprocessing.active_children())
+    verify = await pool.verifier(ROOT, batch, NOW)
+    assert set(multiprocessing.active_children()) - before  # workers ran
+    reference = in_process(ROOT)
+    for raw in batch:
+        assert outcome(verify, raw) == reference(raw)
+    assert outcome(verify, batch[0])[0] == record_id(batch[0])
+
+
+@pytest.mark.parametrize("spoil", SPOILERS, ids=list(SPOILERS))
+async def test_a_spoiled_record_is_refused_with_the_same_error(
+    pool: VerifyPool, batch: list[bytes], spoil: str
+) -> None:
+    """Rule 2: the worker's refusal is rebuilt as the very error raised in process."""
+    make, error = SPOILERS[spoil]
+    bad = make(batch[10], batch[11])
+    mixed = [*batch[:10], bad, *batch[11:]]
+    verify = await pool.verifier(ROOT, mixed, NOW)
+    expected = in_process(ROOT)(bad)
+    assert expected[0] is error
+    assert outcome(verify, bad) == expected
+    with pytest.raises(error):
+        verify(bad)
+    assert outcome(verify, batch[12]) == in_process(ROOT)(batch[12])  # the rest still pass
+
+
+async def test_revocation_is_judged_at_receipt(pool: VerifyPool, batch: list[bytes]) -> None:
+    """Rule 6: after a key's revocation, new records of it are refused, those received
+    before it (``received``) still verify, as in process."""
+    revoked_root = build_root(
+        PID, {"JP": JP, "MN": MN}, revoked={MN.key_id: NOW - timedelta(hours=1)}
+    )
+    held = {record_id(raw): NOW - timedelta(hours=1, minutes=30) for raw in batch[:5]}
+    verify = await pool.verifier(revoked_root, batch, NOW, held)
+    reference = in_process(revoked_root, held)
+    for raw in batch:
+        assert outcome(verify, raw) == reference(raw)
+    assert outcome(verify, batch[0])[0] == record_id(batch[0])
+    assert outcome(verify, batch[5])[0] is RevokedKeyError
+
+
+async def test_a_record_outside_the_batch_is_checked_in_process(
+    pool: VerifyPool, batch: list[bytes]
+) -> None:
+    """The store may ask about an envelope the pool never saw: it is verified anyway."""
+    verify = await pool.verifier(ROOT, batch[:-1], NOW)
+    assert outcome(verify, batch[-1]) == in_process(ROOT)(batch[-1])
+    bad = changed_payload(batch[-1], b"")
+    assert outcome(verify, bad) == in_process(ROOT)(bad)
+
+
+@pytest.mark.parametrize(
+    ("workers", "size"), [(2, MIN_POOLED_BATCH - 1), (1, MIN_POOLED_BATCH + 36)],
+    ids=["small-batch", "one-worker"],
+)  # fmt: skip
+async def test_no_worker_starts_when_it_is_not_worth_it(
+    batch: list[bytes], workers: int, size: int
+) -> None:
+    """Rule 3: a small batch, or a pool of one, is verified in process, no process started."""
+    pool = VerifyPool(workers=workers)
+    try:
+        before = set(multiprocessing.active_children())
+        verify = await pool.verifier(ROOT, batch[:size], NOW)
+        assert set(multiprocessing.active_children()) == before
+        assert pool._pool is None
+        assert outcome(verify, batch[0]) == in_process(ROOT)(batch[0])
+    finally:
+        pool.close()
+
+
+async def test_close_ends_the_workers_and_a_later_batch_starts_new_ones(
+    batch: list[bytes],
+) -> None:
+    """``close`` waits for the workers to exit; the pool can be used again after it."""
+    pool = VerifyPool(workers=2)
+    before = set(multiprocessing.active_children())
+    await pool.verifier(ROOT, batch, NOW)
+    workers = set(multiprocessing.active_children()) - before
+    assert workers
+    pool.close()
+    assert all(not w.is_alive() for w in workers)
+    assert pool._pool is None
+    verify = await pool.verifier(ROOT, batch, NOW)
+    assert outcome(verify, batch[1]) == in_process(ROOT)(batch[1])
+    pool.close()
+    pool.close()  # twice is harmless
+
+
+def test_the_worker_function_reports_signers_or_the_error() -> None:
+    """Rule 1: per envelope, ("ok", key ids...) or ("error", class, message, where)."""
+    envelopes, _ = signed_issuances(PID, "MN", MN, 2, CREATED)
+    keys = tuple((k.keyid, k.public_key) for k in ROOT.keys)
+    bad = other_signature(envelopes[0], envelopes[1])
+    ok, refused = check_signatures(keys, [envelopes[1], bad])
+    assert ok == ("ok", MN.key_id)
+    assert refused[:2] == ("error", "SignatureError")
+    assert refused[3] == "signatures[0]"
