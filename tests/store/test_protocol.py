@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import operator
 import sqlite3
-from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from jcm_sync.core import checkpoint, merkle, subtrees
+from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.errors import (
@@ -29,7 +25,6 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.store import LogRef, Store, TrustMark, open_store
-from jcm_sync.store.planning import AppendState, PreparedEntry, plan_append
 from jcm_sync.store.sql import SCHEMA_VERSION
 from tests import builders
 from tests.store import World
@@ -48,45 +43,6 @@ async def filled(store: Store, world: World, n: int) -> list[bytes]:
 
 def signed_checkpoint(log: LogRef, size: int, root: bytes, key: PrivateKey) -> bytes:
     return checkpoint.sign_checkpoint(checkpoint.Checkpoint(log.origin, size, root), key.key)
-
-
-# --- pure planning ------------------------------------------------------------------
-
-
-def mth(leaf_hashes: list[bytes]) -> bytes:
-    """RFC 9162 Merkle Tree Hash of leaf hashes, by its recursive definition."""
-    n = len(leaf_hashes)
-    if n <= 1:
-        return leaf_hashes[0] if n else hashlib.sha256(b"").digest()
-    k = 1 << ((n - 1).bit_length() - 1)
-    return merkle.node_hash(mth(leaf_hashes[:k]), mth(leaf_hashes[k:]))
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 70), st.integers(0, 40))
-def test_plan_append_creates_every_new_perfect_node(size: int, extra: int) -> None:
-    """An append of ``extra`` leaves to ``size`` plans each perfect node it completes, once."""
-    log = LogRef("JP-MN", "MN", "jcm-sync.example/JP-MN/MN")
-    hashes = [hashlib.sha256(b"%d" % i).digest() for i in range(size + extra)]
-    rows = {
-        coord: mth(hashes[lo:hi])
-        for coord, (lo, hi) in zip(
-            subtrees.Frontier.coordinates(size), subtrees.perfect_subtrees(size), strict=True
-        )
-    }
-    batch = [PreparedEntry(h, h.hex(), h, "issuance", "k", "MN", None, "JP-MN") for h in hashes]
-    state = AppendState(size, mth(hashes[:size]), rows, {})
-    plan = plan_append(log, None, batch[size:], state)
-    total = size + extra
-    expected = [
-        subtrees.Subtree(level, index, mth(hashes[index << level : (index + 1) << level]))
-        for level in range(total.bit_length())
-        for index in range(total >> level)
-        if (index + 1) << level > size
-    ]
-    by_place = operator.attrgetter("level", "index")
-    assert sorted(plan.nodes, key=by_place) == sorted(expected, key=by_place)
-    assert (plan.first, plan.size, plan.root) == (size, total, mth(hashes))
 
 
 # --- logs -------------------------------------------------------------------------
@@ -113,6 +69,15 @@ async def test_log_origin_must_match(store: Store, world: World) -> None:
     other = LogRef(world.jp_log.partnership, "JP", "elsewhere.example/JP-ID/JP")
     with pytest.raises(ConflictError, match="has origin"):
         await store.tree_head(other)
+
+
+async def test_an_origin_names_one_log(store: Store, world: World) -> None:
+    """Another (partnership, node) under an origin already held is refused, not merged."""
+    await store.ensure_log(world.jp_log)
+    thief = LogRef(world.jp_log.partnership, "ID", world.jp_log.origin)
+    with pytest.raises(StoreError, match="already used by another log"):
+        await store.ensure_log(thief)
+    assert await store.logs() == [world.jp_log]
 
 
 async def test_two_logs_are_independent(store: Store, world: World) -> None:
@@ -641,46 +606,6 @@ async def test_bad_store_urls_are_refused(url: str) -> None:
     """Only the documented URL forms open a store."""
     with pytest.raises((ConfigError, StoreError)):
         await open_store(url)
-
-
-async def test_sqlite_in_missing_directory_is_not_found(tmp_path: Path) -> None:
-    """A SQLite file in a directory that does not exist is refused, naming the file."""
-    with pytest.raises(NotFoundError, match="does not exist"):
-        await open_store(f"sqlite:///{tmp_path / 'absent' / 'x.db'}")
-
-
-async def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
-    """sqlite3's error for a non-database file is translated into StoreError."""
-    path = tmp_path / "junk.db"
-    path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="SQLite failed") as info:
-        await open_store(f"sqlite:///{path}")
-    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
-
-
-async def test_sqlite_uses_wal_with_full_sync(tmp_path: Path, world: World) -> None:
-    """The SQLite file is in WAL mode and the store's connection syncs fully."""
-    path = tmp_path / "wal.db"
-    s = await open_store(f"sqlite:///{path}")
-    try:
-        await s.append_entries(world.jp_log, 0, world.envelopes("JP", 1), world.verify)
-        from jcm_sync.store.sqlite import SqliteStore
-
-        assert isinstance(s, SqliteStore)
-        sync = await s._query("PRAGMA synchronous")
-        assert sync[0][0] == 2  # FULL
-    finally:
-        await s.close()
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
-
-
-async def test_unreachable_postgres_is_a_store_error() -> None:
-    """A server that does not answer is a StoreError naming it, without a password."""
-    with pytest.raises(StoreError, match="PostgreSQL") as info:
-        await open_store("postgresql://u:secret@127.0.0.1:1/none")
-    assert "secret" not in str(info.value)
 
 
 # --- trust marks (ADR 0017) -----------------------------------------------------------

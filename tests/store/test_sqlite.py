@@ -1,0 +1,204 @@
+"""The SQLite store (``store/sqlite.py``): its URL forms, WAL durability settings, the
+refusals of a file it cannot use, and what it keeps in the file.
+
+The protocol itself is ``test_protocol.py``; kills mid-append are ``test_durability.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.core import merkle
+from jcm_sync.errors import NotFoundError, StoreError
+from jcm_sync.store import open_store
+from jcm_sync.store.sql import SCHEMA_VERSION
+from jcm_sync.store.sqlite import SqliteStore, path_of_url
+from tests.store import World
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///data/jp.db", "data/jp.db"),
+        ("sqlite:///jp.db", "jp.db"),
+        ("sqlite:////var/lib/jcm-sync/jp.db", "/var/lib/jcm-sync/jp.db"),
+    ],
+    ids=["relative-dir", "relative", "absolute"],
+)
+def test_path_of_url_follows_sqlalchemy(url: str, path: str) -> None:
+    """Three slashes then a relative path; four slashes for an absolute one."""
+    assert path_of_url(url) == path
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("sqlite://jp.db", "sqlite:///relative/file.db"),
+        ("sqlite:///", "sqlite:///relative/file.db"),
+        ("SQLITE:///jp.db", "sqlite:///relative/file.db"),
+        ("sqlite:///:memory:", "plain file path"),
+        ("sqlite:///jp.db?mode=ro", "plain file path"),
+        ("sqlite:///jp.db#x", "plain file path"),
+    ],
+    ids=["two-slashes", "no-path", "upper-scheme", "in-memory", "query", "fragment"],
+)
+def test_path_of_url_refusals(url: str, match: str) -> None:
+    """Other forms are a StoreError naming the URL: a store is a plain file that survives."""
+    with pytest.raises(StoreError, match=match) as info:
+        path_of_url(url)
+    assert info.value.where == url
+
+
+async def test_relative_url_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: World
+) -> None:
+    """``sqlite:///sub/jp.db`` creates ``sub/jp.db`` under the current directory."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    async with await open_store("sqlite:///sub/jp.db") as s:
+        assert isinstance(s, SqliteStore)
+        await s.append_entries(world.jp_log, 0, world.envelopes("JP", 2), world.verify)
+    assert (tmp_path / "sub" / "jp.db").is_file()
+    monkeypatch.chdir(tmp_path / "sub")
+    async with await open_store(f"sqlite:///{tmp_path / 'sub' / 'jp.db'}") as again:
+        assert (await again.tree_head(world.jp_log)).size == 2
+
+
+async def test_sqlite_uses_wal_with_full_sync(tmp_path: Path, world: World) -> None:
+    """The SQLite file is in WAL mode and the store's connection syncs fully."""
+    path = tmp_path / "wal.db"
+    s = await open_store(f"sqlite:///{path}")
+    try:
+        await s.append_entries(world.jp_log, 0, world.envelopes("JP", 1), world.verify)
+        assert isinstance(s, SqliteStore)
+        sync = await s._query("PRAGMA synchronous")
+        assert sync[0][0] == 2  # FULL
+    finally:
+        await s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_sqlite_in_missing_directory_is_not_found(tmp_path: Path) -> None:
+    """A SQLite file in a directory that does not exist is refused, naming the file."""
+    with pytest.raises(NotFoundError, match="does not exist"):
+        await open_store(f"sqlite:///{tmp_path / 'absent' / 'x.db'}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a read-only directory anyway")
+async def test_sqlite_in_read_only_directory_is_refused(tmp_path: Path) -> None:
+    """A directory SQLite cannot create its files in is named as the cause."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(StoreError, match=f"directory {ro} is not writable") as info:
+            await open_store(f"sqlite:///{ro / 'x.db'}")
+    finally:
+        ro.chmod(0o755)
+    assert info.value.where == str(ro / "x.db")
+    assert not (ro / "x.db").exists()
+
+
+async def test_sqlite_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    """A path naming a directory cannot be opened; the error says so and names the path."""
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open the database") as info:
+        await open_store(f"sqlite:///{tmp_path / 'dir.db'}")
+    assert info.value.where == str(tmp_path / "dir.db")
+
+
+async def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
+    """sqlite3's error for a non-database file is translated into StoreError."""
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="SQLite failed") as info:
+        await open_store(f"sqlite:///{path}")
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+async def test_sqlite_errors_after_opening_are_store_errors(tmp_path: Path) -> None:
+    """An sqlite3 error during use is a StoreError naming the file, with the cause kept."""
+    path = tmp_path / "jp.db"
+    async with await open_store(f"sqlite:///{path}") as s:
+        assert isinstance(s, SqliteStore)
+        with pytest.raises(StoreError, match="SQLite failed: no such table") as info:
+            await s._query("SELECT * FROM no_such_table")
+        assert info.value.where == str(path)
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+
+
+async def test_new_file_records_the_schema_version(tmp_path: Path) -> None:
+    """Opening creates every table and records the layout version in the file."""
+    path = tmp_path / "jp.db"
+    async with await open_store(f"sqlite:///{path}"):
+        pass
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = conn.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
+    finally:
+        conn.close()
+    assert {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_index"} <= tables
+    assert "trust_marks" in tables
+    assert version == (str(SCHEMA_VERSION),)
+
+
+async def test_appended_at_is_kept_as_iso_text(tmp_path: Path, world: World) -> None:
+    """SQLite has no time type: the append time is ISO 8601 text and reads back equal."""
+    path = tmp_path / "jp.db"
+    at = datetime(2016, 6, 1, 9, 30, tzinfo=UTC) + timedelta(microseconds=7)
+    async with await open_store(f"sqlite:///{path}") as s:
+        s.set_clock(lambda: at)
+        await s.append_entries(world.jp_log, 0, world.envelopes("JP", 1), world.verify)
+        assert (await s.entry(world.jp_log, 0)).appended_at == at
+    conn = sqlite3.connect(path)
+    try:
+        (text,) = conn.execute("SELECT appended_at FROM log_entries").fetchone()
+    finally:
+        conn.close()
+    assert datetime.fromisoformat(text) == at
+
+
+async def test_two_stores_on_one_file_serialise_appends(tmp_path: Path, world: World) -> None:
+    """Two store objects (as two processes) appending at the end of one file lose nothing:
+    each append takes the write lock before reading the head."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    envs = world.envelopes("JP", 20)
+    a, b = await open_store(url), await open_store(url)
+    try:
+        await asyncio.gather(
+            *(
+                (a if i % 2 else b).append_entries(
+                    world.jp_log, None, envs[i : i + 2], world.verify
+                )
+                for i in range(0, 20, 2)
+            )
+        )
+        held = [e.envelope for e in await a.entries(world.jp_log)]
+        assert sorted(held) == sorted(envs)
+        assert (await b.tree_head(world.jp_log)).root == merkle.root(
+            [merkle.leaf_hash(e) for e in held]
+        )
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_closed_sqlite_store_releases_the_file(tmp_path: Path) -> None:
+    """After close the store refuses use and the file can be opened again."""
+    url = f"sqlite:///{tmp_path / 'jp.db'}"
+    s = await open_store(url)
+    await s.close()
+    with pytest.raises(StoreError, match="closed"):
+        await s.logs()
+    async with await open_store(url) as again:
+        assert await again.logs() == []
