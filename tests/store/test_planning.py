@@ -241,16 +241,36 @@ def test_prepare_batch_passes_on_the_verifiers_refusal(world: World) -> None:
         prepare_batch(world.jp_log, [*world.envelopes("JP", 2), forged], world.verify)
 
 
-def test_prepare_batch_refuses_a_verifier_that_names_another_record(world: World) -> None:
-    """The verifier's record id must be the SHA-256 of the envelope handed to it."""
+@pytest.mark.parametrize("lie", ["other-envelope", "other-id"])
+def test_prepare_batch_refuses_a_verifier_that_names_another_record(world: World, lie: str) -> None:
+    """A verification of other bytes, or one naming another record id, is refused."""
     envs = world.envelopes("JP", 2)
 
     def lying(raw: bytes) -> Verification:
-        return dataclasses.replace(world.verify(raw), record_id="ab" * 32)
+        if lie == "other-envelope":
+            return world.verify(envs[1] if raw == envs[0] else envs[0])
+        return dataclasses.replace(world.verify(raw), record_id="ab" * 32, raw=b"")
 
-    with pytest.raises(BadDataError, match="the verifier returned record abababab") as info:
+    with pytest.raises(BadDataError, match="the verifier returned record") as info:
         prepare_batch(world.jp_log, envs, lying)
     assert info.value.where == f"{world.jp_log.origin} batch item 0"
+
+
+def test_prepare_batch_hashes_what_a_verification_prepared_ahead_does_not_carry(
+    world: World,
+) -> None:
+    """A verification without the bytes, but naming their record id, is accepted and the
+    entry's ids are those of the bytes appended."""
+    env = world.envelopes("JP", 1)[0]
+
+    def ahead(raw: bytes) -> Verification:
+        return dataclasses.replace(world.verify(raw), raw=b"")
+
+    (item,) = prepare_batch(world.jp_log, [env], ahead)
+    assert (item.record_id, item.leaf_hash) == (
+        hashlib.sha256(env).hexdigest(),
+        sha(b"\x00" + env),
+    )
 
 
 @pytest.mark.parametrize(
