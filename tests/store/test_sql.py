@@ -1,0 +1,390 @@
+"""The SQL both SQL stores share (``store/sql.py``): the DDL on SQLite and PostgreSQL, the
+statements run against real tables, the row helpers, ``SqlStore`` and ``redact_url``.
+
+Queries are checked by running them on rows inserted by hand and comparing with the
+same selection made in Python over those rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jcm_sync.core.subtrees import Subtree
+from jcm_sync.errors import ConflictError, CorruptStoreError, ForkError, RollbackError, StoreError
+from jcm_sync.store import open_store, sql
+from jcm_sync.store.planning import AppendPlan, PreparedEntry
+from jcm_sync.store.postgres import pg
+from jcm_sync.store.sql import (
+    SCHEMA_VERSION,
+    append_rows,
+    check_schema_version,
+    checkpoint_query,
+    record_query,
+    redact_url,
+    refuse_append,
+    schema_ddl,
+    stored_time,
+    trust_mark_writes,
+)
+from jcm_sync.store.values import LogRef, RecordQuery, TrustMark
+from tests.store import World
+
+SQLITE = {"serial": "INTEGER", "blob": "BLOB", "time": "TEXT", "without_rowid": " WITHOUT ROWID"}
+POSTGRES = {"serial": "BIGSERIAL", "blob": "BYTEA", "time": "TIMESTAMPTZ", "without_rowid": ""}
+LOG = LogRef("JP-MN", "MN", "jcm-sync.example/JP-MN/MN")
+
+
+def rid(n: int) -> str:
+    return hashlib.sha256(b"%d" % n).hexdigest()
+
+
+@pytest.fixture
+def db() -> Iterator[sqlite3.Connection]:
+    """An in-memory SQLite database with the store's tables."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for stmt in schema_ddl(**SQLITE):
+        conn.execute(stmt)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# --- the layout -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_schema_ddl_fills_every_dialect_field(dialect: dict[str, str]) -> None:
+    """Every statement is complete for the dialect and may run again (IF NOT EXISTS)."""
+    stmts = schema_ddl(**dialect)
+    assert len(stmts) == len(sql.SCHEMA_DDL)
+    for stmt in stmts:
+        assert "{" not in stmt
+        assert "}" not in stmt
+        assert " IF NOT EXISTS " in stmt
+
+
+def test_schema_ddl_applies_twice_on_sqlite(db: sqlite3.Connection) -> None:
+    """Running the layout on a database that has it changes nothing and fails nothing."""
+    tables = "SELECT name FROM sqlite_master ORDER BY name"
+    before = db.execute(tables).fetchall()
+    for stmt in schema_ddl(**SQLITE):
+        db.execute(stmt)
+    assert db.execute(tables).fetchall() == before
+    assert {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_index"} <= {
+        r[0] for r in before
+    }
+
+
+@pytest.mark.postgres
+async def test_schema_ddl_applies_twice_on_postgres(pg_url: str) -> None:
+    """The PostgreSQL dialect of the layout runs, and runs again, in an empty schema."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for _ in range(2):
+            for stmt in schema_ddl(**POSTGRES):
+                await conn.execute(stmt)
+        schema = await conn.fetchval("SELECT current_schema()")
+        found = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+        assert {"store_meta", "logs", "log_entries", "log_nodes", "log_checkpoints"} <= {
+            r[0] for r in found
+        }
+        assert "trust_marks" in {r[0] for r in found}
+    finally:
+        await conn.close()
+
+
+def test_schema_version_is_written_and_replaced(db: sqlite3.Connection) -> None:
+    """``SET_SCHEMA_VERSION`` inserts the version, then overwrites it."""
+    assert db.execute(sql.READ_SCHEMA_VERSION).fetchone() is None
+    db.execute(sql.SET_SCHEMA_VERSION, ("1",))
+    db.execute(sql.SET_SCHEMA_VERSION, (str(SCHEMA_VERSION),))
+    assert db.execute(sql.READ_SCHEMA_VERSION).fetchall() == [(str(SCHEMA_VERSION),)]
+
+
+@pytest.mark.parametrize(
+    "found", [None, "1", str(SCHEMA_VERSION), SCHEMA_VERSION], ids=["new", "one", "current", "int"]
+)
+def test_check_schema_version_accepts_known_layouts(found: object) -> None:
+    """A new database, an older layout (migrated by the DDL) or the current one pass."""
+    check_schema_version(found, "db")
+
+
+@pytest.mark.parametrize(
+    "found",
+    [str(SCHEMA_VERSION + 1), "99", "0", "", "two", "-1", "\u00b2", " 1"],
+    ids=["next", "far", "zero", "empty", "word", "negative", "superscript", "space"],
+)
+def test_check_schema_version_refuses_unknown_layouts(found: str) -> None:
+    """A newer layout, or a value that is no version, is a StoreError naming both."""
+    with pytest.raises(StoreError, match=f"this jcm-sync knows version {SCHEMA_VERSION}") as info:
+        check_schema_version(found, "the/db")
+    assert info.value.where == "the/db"
+    assert f"schema version {found};" in info.value.message
+
+
+# --- queries, run on real tables --------------------------------------------------------
+
+LOGS = [
+    ("JP-MN", "JP", "o/JP-MN/JP"),
+    ("JP-MN", "MN", "o/JP-MN/MN"),
+    ("JP-ID", "JP", "o/JP-ID/JP"),
+]
+
+
+def fill_index(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """Insert three logs and a record index across them; return the ``RecordRow``s."""
+    for p, n, o in LOGS:
+        db.execute(sql.INSERT_LOG, (p, n, o, b"\x00" * 32))
+    ids = {o: i for i, o in db.execute("SELECT id, origin FROM logs")}
+    rows: list[tuple[object, ...]] = []
+    counter = itertools.count()
+    for (p, n, o), idx in itertools.product(LOGS, range(4)):
+        k = next(counter)
+        kind = "endorsement" if idx == 3 else "issuance"
+        key = rid(k - 1) if kind == "endorsement" else f"{n}/{idx % 2}"
+        supersedes = rid(k - 2) if idx == 2 else None
+        rows.append((rid(k), kind, key, n, supersedes, p, p, n, o, idx))
+    for r in reversed(rows):  # inserted out of order: the query must sort
+        db.execute(sql.INSERT_RECORD, (ids[r[8]], r[9], r[0], r[5], r[1], r[2], r[3], r[4]))
+    return rows
+
+
+QUERIES = [
+    RecordQuery(),
+    RecordQuery(record_id=rid(5)),
+    RecordQuery(kind="issuance"),
+    RecordQuery(kind="issuance", key="JP/0"),
+    RecordQuery(kind="issuance", key="JP/0", partnership="JP-ID"),
+    RecordQuery(kind="endorsement", key=rid(6)),
+    RecordQuery(supersedes=rid(4)),
+    RecordQuery(partnership="JP-MN", kind="endorsement"),
+    RecordQuery(record_id=rid(999)),
+]
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[f"q{i}" for i in range(len(QUERIES))])
+def test_record_query_selects_what_the_query_asks(
+    db: sqlite3.Connection, query: RecordQuery
+) -> None:
+    """The SELECT returns exactly the index rows matching every set field, in log order."""
+    rows = fill_index(db)
+    text, args = record_query(query)
+    got = [tuple(r) for r in db.execute(text, args)]
+    fields = {"record_id": 0, "kind": 1, "key": 2, "partnership": 5, "supersedes": 4}
+    want = [r for r in rows if all(getattr(query, f) in (None, r[i]) for f, i in fields.items())]
+    assert got == want
+    assert len(args) == sum(getattr(query, f) is not None for f in fields)
+
+
+@pytest.mark.postgres
+async def test_record_query_runs_on_postgres(pg_url: str) -> None:
+    """The same SELECT, numbered for asyncpg, finds the same rows on PostgreSQL."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for stmt in schema_ddl(**POSTGRES):
+            await conn.execute(stmt)
+        await conn.execute(pg(sql.INSERT_LOG), "JP-MN", "MN", LOG.origin, b"\x00" * 32)
+        log_id = await conn.fetchval("SELECT id FROM logs")
+        for i in range(3):
+            await conn.execute(
+                pg(sql.INSERT_RECORD), log_id, i, rid(i), "JP-MN", "issuance", f"MN/{i % 2}",
+                "MN", None,
+            )  # fmt: skip
+        text, args = record_query(RecordQuery(kind="issuance", key="MN/0"))
+        got = [tuple(r) for r in await conn.fetch(pg(text), *args)]
+    finally:
+        await conn.close()
+    assert got == [
+        (rid(i), "issuance", "MN/0", "MN", None, "JP-MN", "JP-MN", "MN", LOG.origin, i)
+        for i in (0, 2)
+    ]
+
+
+def test_checkpoint_query_reads_by_size_latest_and_all(db: sqlite3.Connection) -> None:
+    """At a size, the latest one, or all by size; another log's checkpoints never."""
+    for p, n, o in LOGS[:2]:
+        db.execute(sql.INSERT_LOG, (p, n, o, b"\x00" * 32))
+    for log_id, size in [(1, 5), (1, 2), (1, 9), (2, 20)]:
+        db.execute(sql.INSERT_CHECKPOINT, (log_id, size, bytes([size]) * 32, b"note %d" % size))
+
+    def run(size: int | None, latest: bool) -> list[int]:
+        text, args = checkpoint_query(1, size, latest)
+        return [r[0] for r in db.execute(text, args)]
+
+    assert run(5, False) == [5]
+    assert run(5, True) == [5]
+    assert run(7, False) == []
+    assert run(None, True) == [9]
+    assert run(None, False) == [2, 5, 9]
+
+
+def test_insert_checkpoint_keeps_the_first_note(db: sqlite3.Connection) -> None:
+    """A second note for a size already held is ignored, not an error."""
+    db.execute(sql.INSERT_CHECKPOINT, (1, 4, b"r" * 32, b"first"))
+    db.execute(sql.INSERT_CHECKPOINT, (1, 4, b"r" * 32, b"second"))
+    assert db.execute(sql.CHECKPOINT_AT, (1, 4)).fetchall() == [(4, b"r" * 32, b"first")]
+
+
+def test_envelope_reads_the_first_log_holding_a_record(db: sqlite3.Connection) -> None:
+    """``ENVELOPE`` joins the index to its entry and log, the lowest log id first."""
+    for p, n, o in LOGS[:2]:
+        db.execute(sql.INSERT_LOG, (p, n, o, b"\x00" * 32))
+    for log_id in (2, 1):
+        db.execute(sql.INSERT_ENTRY, (log_id, 7, rid(1), b"env %d" % log_id, "t"))
+        db.execute(sql.INSERT_RECORD, (log_id, 7, rid(1), "JP-MN", "issuance", "k", "JP", None))
+    assert db.execute(sql.ENVELOPE, (rid(1),)).fetchall() == [
+        (LOGS[0][2], 7, rid(1), b"env 1", "t")
+    ]
+    assert db.execute(sql.ENVELOPE, (rid(2),)).fetchall() == []
+
+
+# --- row helpers ------------------------------------------------------------------------
+
+
+def item(n: int) -> PreparedEntry:
+    raw = b"entry %d" % n
+    return PreparedEntry(
+        raw, hashlib.sha256(raw).hexdigest(), b"L" * 32, "issuance", f"MN/{n}", "MN", None, "JP-MN"
+    )
+
+
+def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection) -> None:
+    """The rows of a plan place its new entries at ``first``, ``first + 1``, ... and insert."""
+    plan = AppendPlan(
+        start=3,
+        present=2,
+        first=5,
+        new=[item(5), item(6)],
+        nodes=[Subtree(0, 5, b"a" * 32), Subtree(0, 6, b"b" * 32), Subtree(1, 3, b"c" * 32)],
+        size=7,
+        root=b"r" * 32,
+    )
+    entries, nodes, records = append_rows(9, plan, "2016-06-01T09:00:00+00:00")
+    db.executemany(sql.INSERT_ENTRY, entries)
+    db.executemany(sql.INSERT_NODE, nodes)
+    db.executemany(sql.INSERT_RECORD, records)
+    assert db.execute(sql.ENTRIES, (9, 0, 100)).fetchall() == [
+        (5, item(5).record_id, b"entry 5", "2016-06-01T09:00:00+00:00"),
+        (6, item(6).record_id, b"entry 6", "2016-06-01T09:00:00+00:00"),
+    ]
+    assert db.execute("SELECT level, idx, hash FROM log_nodes WHERE log_id = 9").fetchall() == [
+        (0, 5, b"a" * 32),
+        (0, 6, b"b" * 32),
+        (1, 3, b"c" * 32),
+    ]
+    assert db.execute(sql.FIND_RECORD, (item(6).record_id, 9)).fetchall() == [(6,)]
+    assert db.execute(sql.RECORD_IDS, (9, 6, 7)).fetchall() == [(6, item(6).record_id)]
+
+
+def test_refuse_append_names_a_record_already_held() -> None:
+    """A unique-key violation over a record the log holds is a ConflictError at its index."""
+    plan = AppendPlan(2, 0, 2, [item(2), item(3)], [], 4, b"r" * 32)
+    cause = sqlite3.IntegrityError("UNIQUE constraint failed")
+    with pytest.raises(ConflictError, match="already in the log at index 0") as info:
+        refuse_append(LOG, plan, {item(2).record_id: None, item(3).record_id: 0}, cause)
+    assert not isinstance(info.value, ForkError)
+
+
+def test_refuse_append_otherwise_reports_rows_past_the_head() -> None:
+    """With no record held, the violation means rows past the head: a corrupt store."""
+    plan = AppendPlan(2, 0, 2, [item(2)], [], 3, b"r" * 32)
+    cause = sqlite3.IntegrityError("UNIQUE constraint failed: log_entries.idx")
+    with pytest.raises(CorruptStoreError, match="rows past the stored size 2") as info:
+        refuse_append(LOG, plan, {item(2).record_id: None}, cause)
+    assert "log_entries.idx" in info.value.message
+    assert info.value.__cause__ is cause
+
+
+def mark(version: int, doc: str = "a") -> TrustMark:
+    return TrustMark("JP-ID", version, hashlib.sha256(f"{doc}{version}".encode()).hexdigest())
+
+
+def test_trust_mark_writes_judges_held_rows(db: sqlite3.Connection) -> None:
+    """The held rows are judged (rule 7); the rising marks come with their rows, stamped."""
+    db.execute(sql.RAISE_TRUST_MARK, ("JP-ID", 2, mark(2).digest, "t0"))
+    held = db.execute(sql.TRUST_MARKS).fetchall()
+    rising, writes = trust_mark_writes(held, {"JP-ID": [mark(2), mark(3)]}, "t1")
+    assert rising == [mark(3)]
+    assert writes == [("JP-ID", 3, mark(3).digest, "t1")]
+    db.executemany(sql.RAISE_TRUST_MARK, writes)
+    assert db.execute(sql.TRUST_MARKS).fetchall() == [("JP-ID", 3, mark(3).digest)]
+    with pytest.raises(RollbackError):
+        trust_mark_writes(db.execute(sql.TRUST_MARKS).fetchall(), {"JP-ID": [mark(2)]}, "t2")
+
+
+def test_raise_trust_mark_never_lowers_a_row(db: sqlite3.Connection) -> None:
+    """Even written directly, a lower or equal version does not replace the held mark."""
+    db.execute(sql.RAISE_TRUST_MARK, ("JP-ID", 3, mark(3).digest, "t0"))
+    db.execute(sql.RAISE_TRUST_MARK, ("JP-ID", 2, mark(2).digest, "t1"))
+    db.execute(sql.RAISE_TRUST_MARK, ("JP-ID", 3, mark(3, "b").digest, "t2"))
+    assert db.execute("SELECT version, digest, recorded_at FROM trust_marks").fetchall() == [
+        (3, mark(3).digest, "t0")
+    ]
+
+
+def test_stored_time_reads_iso_text() -> None:
+    """ISO 8601 text becomes a datetime; a datetime passes; bad text is left for check_entry."""
+    at = datetime(2016, 6, 1, 9, 0, 0, 5, tzinfo=UTC)
+    assert stored_time(at.isoformat()) == at
+    assert stored_time(at) is at
+    assert stored_time("yesterday") == "yesterday"
+    assert stored_time(None) is None
+
+
+# --- SqlStore ---------------------------------------------------------------------------
+
+
+async def test_sql_store_reports_a_vanished_head_row(tmp_path: Path, world: World) -> None:
+    """A log whose row is gone after it was looked up reads as a corrupt head."""
+
+    path = tmp_path / "jp.db"
+    async with await open_store(f"sqlite:///{path}") as s:
+        await s.append_entries(world.jp_log, 0, world.envelopes("JP", 1), world.verify)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("DELETE FROM logs")
+        conn.close()
+        with pytest.raises(CorruptStoreError, match="stored size None") as info:
+            await s.tree_head(world.jp_log)
+        assert info.value.where == f"{world.jp_log.origin} head"
+
+
+# --- redact_url -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:s:e:c@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:p@ss@h/db?search_path=x", "postgresql://u:***@h/db?search_path=x"),
+        ("postgresql://u:@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("sqlite:///data/jp.db", "sqlite:///data/jp.db"),
+        ("not a url u:p@h", "not a url u:p@h"),
+    ],
+    ids=[
+        "password",
+        "colons",
+        "at-sign",
+        "empty-password",
+        "user-only",
+        "no-user",
+        "sqlite",
+        "no-scheme",
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    """The password, whatever it holds, never shows; the rest of the URL does."""
+    assert redact_url(url) == shown
