@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import sqlite3
 
 import pytest
@@ -43,6 +44,39 @@ async def filled(store: Store, world: World, n: int) -> list[bytes]:
 
 def signed_checkpoint(log: LogRef, size: int, root: bytes, key: PrivateKey) -> bytes:
     return checkpoint.sign_checkpoint(checkpoint.Checkpoint(log.origin, size, root), key.key)
+
+
+# --- the protocol itself ------------------------------------------------------------
+
+
+def protocol_members() -> list[str]:
+    return sorted(
+        name
+        for name in vars(Store)
+        if not name.startswith("_") or name in ("__aenter__", "__aexit__")
+    )
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+def test_every_adapter_has_the_protocols_methods_and_signatures(backend: str) -> None:
+    """Each adapter offers every member of ``Store`` with the same parameters, so the
+    services can be given any of them."""
+    from jcm_sync.store.memory import MemoryStore
+    from jcm_sync.store.postgres import PostgresStore
+    from jcm_sync.store.sqlite import SqliteStore
+
+    cls = {"memory": MemoryStore, "sqlite": SqliteStore, "postgres": PostgresStore}[backend]
+    members = protocol_members()
+    assert {"append_entries", "advance_trust_marks", "url", "close"} <= set(members)
+    for name in members:
+        want, got = getattr(Store, name), getattr(cls, name)
+        if isinstance(want, property):
+            assert isinstance(got, property), name
+            continue
+        assert inspect.iscoroutinefunction(got) == inspect.iscoroutinefunction(want), name
+        assert list(inspect.signature(got).parameters) == list(
+            inspect.signature(want).parameters
+        ), name
 
 
 # --- logs -------------------------------------------------------------------------
@@ -311,6 +345,32 @@ async def test_consistency_proofs_match_rfc_9162(store: Store, world: World) -> 
             assert merkle.verify_consistency(
                 old, new, merkle.root(hs[:old]), merkle.root(hs[:new]), proof
             )
+
+
+async def test_frontier_at_every_size_predicts_later_roots(store: Store, world: World) -> None:
+    """The frontier of any held size has that size's root, and extended with the later
+    leaves gives the later root, before anything is written."""
+    envs = await filled(store, world, 13)
+    hs = leaves(envs)
+    for size in range(14):
+        frontier = await store.frontier(world.jp_log, size)
+        assert (frontier.size, frontier.root()) == (size, merkle.root(hs[:size]))
+        grown, _ = frontier.extend(hs[size:])
+        assert grown.root() == merkle.root(hs)
+    with pytest.raises(NotFoundError, match="beyond the log's size 13"):
+        await store.frontier(world.jp_log, 14)
+
+
+async def test_tree_nodes_are_the_perfect_subtree_hashes(store: Store, world: World) -> None:
+    """Stored nodes are the RFC 9162 hashes of their aligned perfect subtrees; a node the
+    tree does not have yet is reported missing."""
+    envs = await filled(store, world, 6)
+    hs = leaves(envs)
+    coords = [(0, 5), (1, 0), (1, 2), (2, 0)]
+    got = await store.tree_nodes(world.jp_log, coords)
+    assert got == {(lv, i): merkle.root(hs[i << lv : (i + 1) << lv]) for lv, i in coords}
+    with pytest.raises(CorruptStoreError, match="missing"):
+        await store.tree_nodes(world.jp_log, [(2, 1)])
 
 
 async def test_proofs_are_served_from_nodes_not_entries(
