@@ -1,0 +1,147 @@
+"""``jcm-sync key`` (``cli/keys.py``): generate and show Ed25519 key files."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.core.envelope import PublicKey
+from jcm_sync.local.keyfiles import load_private_key, load_public_key
+from tests.cli.conftest import run
+
+
+def test_key_generate_writes_private_key_0600_and_prints_key_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """key generate writes NAME.key with mode 0600 and NAME.pub, printing the key id."""
+    code, out, _ = run(capsys, "key", "generate", "--name", "n", "--out", tmp_path, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert stat.S_IMODE((tmp_path / "n.key").stat().st_mode) == 0o600
+    code, out, _ = run(capsys, "key", "show", tmp_path / "n.pub", "--json")
+    assert code == 0
+    assert json.loads(out)["key_id"] == data["key_id"]
+    code, out, _ = run(capsys, "key", "show", tmp_path / "n.key", "--json")
+    assert json.loads(out)["key_id"] == data["key_id"]
+
+
+def test_key_generate_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second generate with the same name exits 1 unless --force is given."""
+    assert run(capsys, "key", "generate", "--name", "n", "--out", tmp_path)[0] == 0
+    before = (tmp_path / "n.key").read_bytes()
+    code, _, err = run(capsys, "key", "generate", "--name", "n", "--out", tmp_path)
+    assert code == 1
+    assert "--force" in err
+    assert (tmp_path / "n.key").read_bytes() == before
+    assert run(capsys, "key", "generate", "--name", "n", "--out", tmp_path, "--force")[0] == 0
+    assert (tmp_path / "n.key").read_bytes() != before
+    assert stat.S_IMODE((tmp_path / "n.key").stat().st_mode) == 0o600
+
+
+def test_passphrase_protected_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key written with a passphrase file needs it to be read."""
+    pp = tmp_path / "pass"
+    pp.write_text("correct horse\n")
+    assert run(capsys, "key", "generate", "--name", "n", "--out", tmp_path,
+               "--passphrase-file", pp)[0] == 0  # fmt: skip
+    assert b"ENCRYPTED" in (tmp_path / "n.key").read_bytes()
+    code, _, err = run(capsys, "key", "show", tmp_path / "n.key")
+    assert code == 1
+    assert "passphrase" in err
+    assert run(capsys, "key", "show", tmp_path / "n.key", "--passphrase-file", pp)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"not a key", "not a PEM public key"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not a PEM public key"),
+        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not a PKCS#8"),
+    ],
+    ids=["garbage", "truncated-public-pem", "truncated-private-pem"],
+)
+def test_bad_key_files_are_refused_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, reason: str
+) -> None:
+    """Malformed PEM is refused with a message naming the file, never a traceback."""
+    path = tmp_path / "bad.pem"
+    path.write_bytes(content)
+    code, _, err = run(capsys, "key", "show", path)
+    assert code == 1
+    assert reason in err
+    assert "bad.pem" in err
+    assert "Traceback" not in err
+
+
+def test_missing_file_is_a_clear_refusal(capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that does not exist is named in the refusal."""
+    code, _, err = run(capsys, "key", "show", "no-such-file.pub")
+    assert code == 1
+    assert "no-such-file.pub" in err
+
+
+def test_generate_prints_the_key_id_on_stdout_and_the_files_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Human output: the key id alone on stdout (for scripts), what was written on stderr;
+    the id is the one of the public key file."""
+    code, out, err = run(capsys, "key", "generate", "--name", "jp", "--out", tmp_path)
+    assert code == 0
+    pub = load_public_key(tmp_path / "jp.pub")
+    assert out.strip() == pub.key_id
+    assert str(tmp_path / "jp.key") in err
+    assert "0600" in err
+
+
+def test_generate_json_names_the_key_id_and_both_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json: key_id, private and public paths, and the private file holds that key."""
+    code, out, err = run(capsys, "key", "generate", "--name", "n", "--out", tmp_path, "--json")
+    assert code == 0
+    assert err == ""
+    data = json.loads(out)
+    assert set(data) == {"key_id", "private", "public"}
+    assert (data["private"], data["public"]) == (str(tmp_path / "n.key"), str(tmp_path / "n.pub"))
+    assert load_private_key(tmp_path / "n.key").key_id == data["key_id"]
+
+
+def test_generate_writes_into_the_current_folder_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --out the pair lands in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "key", "generate", "--name", "here")[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.key", "here.pub"]
+
+
+def test_show_json_gives_type_algorithm_id_and_public_pem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both files of a pair show the same key id and public PEM; ``-`` reads stdin."""
+    assert run(capsys, "key", "generate", "--name", "n", "--out", tmp_path)[0] == 0
+    shown = {}
+    for name in ("n.key", "n.pub"):
+        code, out, _ = run(capsys, "key", "show", tmp_path / name, "--json")
+        assert code == 0
+        shown[name] = json.loads(out)
+    assert shown["n.key"]["type"] == "private"
+    assert shown["n.pub"]["type"] == "public"
+    for d in shown.values():
+        assert d["algorithm"] == "ed25519"
+        pub = PublicKey.from_pem(d["public_key_pem"].encode())
+        assert pub.key_id == d["key_id"] == load_public_key(tmp_path / "n.pub").key_id
+    monkeypatch.setattr(
+        sys, "stdin", io.TextIOWrapper(io.BytesIO((tmp_path / "n.pub").read_bytes()))
+    )
+    code, out, _ = run(capsys, "key", "show", "-")
+    assert code == 0
+    assert shown["n.pub"]["key_id"] in out
+    assert "Ed25519 public key" in out
