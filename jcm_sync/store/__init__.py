@@ -13,8 +13,8 @@ The protocol and its invariants are in ``protocol.py``, its values in ``values.p
 from __future__ import annotations
 
 from jcm_sync.errors import ConfigError
+from jcm_sync.store.base import redact_url
 from jcm_sync.store.protocol import Store
-from jcm_sync.store.sql import redact_url
 from jcm_sync.store.values import (
     AppendResult,
     Entry,

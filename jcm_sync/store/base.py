@@ -104,7 +104,7 @@ class StoreBase(abc.ABC):
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._url}>"
+        return f"<{type(self).__name__} {redact_url(self._url)}>"
 
     # -- primitives an adapter implements ------------------------------------------
 
@@ -441,3 +441,12 @@ class StoreBase(abc.ABC):
             check_trust_chain(pid, chain)
         await self._advance_trust_marks(offered)
         return await self.trust_marks()
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

@@ -50,6 +50,7 @@ from asyncpg.exceptions import (
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, StoreError
 from jcm_sync.store import sql  # the module, not the package face
+from jcm_sync.store.base import redact_url
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
@@ -58,7 +59,6 @@ from jcm_sync.store.planning import (
     plan_append,
     state_reads,
 )
-from jcm_sync.store.sql import redact_url
 from jcm_sync.store.values import (
     Coord,
     LogRef,

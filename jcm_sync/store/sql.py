@@ -299,12 +299,3 @@ class SqlStore(StoreBase):
 
     async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
         return [(r[0], r[1], r[2]) for r in await self._query(TRUST_MARKS)]
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
-        return url
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"

@@ -25,7 +25,7 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.store import LogRef, Store, TrustMark
-from jcm_sync.store.base import QUERY_CHUNK, StoreBase
+from jcm_sync.store.base import QUERY_CHUNK, StoreBase, redact_url
 from jcm_sync.store.memory import MemoryStore
 from tests import builders
 from tests.core.merkle_reference import ref_mth
@@ -263,3 +263,34 @@ async def test_latest_version_ignores_other_kinds_naming_it(world: World) -> Non
     other = store.tables[2].records
     other[0] = other[0]._replace(supersedes=rid(v1))
     assert (await store.latest_version(rid(v1))).record_id == rid(v1)
+
+
+# --- redact_url -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:s:e:c@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:p@ss@h/db?search_path=x", "postgresql://u:***@h/db?search_path=x"),
+        ("postgresql://u:@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("sqlite:///data/jp.db", "sqlite:///data/jp.db"),
+        ("not a url u:p@h", "not a url u:p@h"),
+    ],
+    ids=[
+        "password",
+        "colons",
+        "at-sign",
+        "empty-password",
+        "user-only",
+        "no-user",
+        "sqlite",
+        "no-scheme",
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    """The password, whatever it holds, never shows; the rest of the URL does."""
+    assert redact_url(url) == shown

@@ -257,11 +257,6 @@ async def test_closed_postgres_store(pg_url: str) -> None:
     await s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StoreBase.__repr__ (store/base.py) shows self._url, password included, for "
-    "PostgresStore; it should show the redacted URL",
-)
 def test_repr_of_a_postgres_store_hides_the_password() -> None:
     """A store in a log line or a traceback must not show the database password."""
     store = PostgresStore(f"postgresql://jcm:{PASSWORD}@db.example:5432/jcm")

@@ -1,5 +1,5 @@
 """The SQL both SQL stores share (``store/sql.py``): the DDL on SQLite and PostgreSQL, the
-statements run against real tables, the row helpers, ``SqlStore`` and ``redact_url``.
+statements run against real tables, the row helpers, and ``SqlStore``.
 
 Queries are checked by running them on rows inserted by hand and comparing with the
 same selection made in Python over those rows.
@@ -28,7 +28,6 @@ from jcm_sync.store.sql import (
     check_schema_version,
     checkpoint_query,
     record_query,
-    redact_url,
     refuse_append,
     schema_ddl,
     stored_time,
@@ -357,34 +356,3 @@ async def test_sql_store_reports_a_vanished_head_row(tmp_path: Path, world: Worl
         with pytest.raises(CorruptStoreError, match="stored size None") as info:
             await s.tree_head(world.jp_log)
         assert info.value.where == f"{world.jp_log.origin} head"
-
-
-# --- redact_url -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
-        ("postgresql://u:s:e:c@h/db", "postgresql://u:***@h/db"),
-        ("postgresql://u:p@ss@h/db?search_path=x", "postgresql://u:***@h/db?search_path=x"),
-        ("postgresql://u:@h/db", "postgresql://u:***@h/db"),
-        ("postgresql://u@h/db", "postgresql://u@h/db"),
-        ("postgresql://h/db", "postgresql://h/db"),
-        ("sqlite:///data/jp.db", "sqlite:///data/jp.db"),
-        ("not a url u:p@h", "not a url u:p@h"),
-    ],
-    ids=[
-        "password",
-        "colons",
-        "at-sign",
-        "empty-password",
-        "user-only",
-        "no-user",
-        "sqlite",
-        "no-scheme",
-    ],
-)
-def test_redact_url(url: str, shown: str) -> None:
-    """The password, whatever it holds, never shows; the rest of the URL does."""
-    assert redact_url(url) == shown
