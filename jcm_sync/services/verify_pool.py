@@ -27,6 +27,9 @@ Rules:
 6. Revocation is judged at receipt (trust rule 3): at ``now``, the hub's clock when the
    push arrived, except for entries the replica already holds, which the caller maps to
    the time they were appended (a re-sent batch stays idempotent after a revocation).
+7. A worker keeps nothing between calls: it builds the chunk's public keys from their
+   raw bytes (microseconds, against milliseconds of signatures per chunk), so there is
+   no per-process cache and no module-level state.
 """
 
 from __future__ import annotations
@@ -51,16 +54,10 @@ MIN_POOLED_BATCH = 64
 Outcome = tuple[str, ...]
 """("ok", keyid, ...) or ("error", class name, message, where)."""
 
-_worker_keys: dict[tuple[tuple[str, bytes], ...], dict[str, PublicKey]] = {}
-
 
 def check_signatures(keys: tuple[tuple[str, bytes], ...], envelopes: list[bytes]) -> list[Outcome]:
-    """Worker side (rule 1): verify every envelope's signatures under ``keys``."""
-    pubs = _worker_keys.get(keys)
-    if pubs is None:
-        pubs = {kid: PublicKey.from_raw(raw) for kid, raw in keys}
-        _worker_keys.clear()
-        _worker_keys[keys] = pubs
+    """Worker side (rules 1 and 7): verify every envelope's signatures under ``keys``."""
+    pubs = {kid: PublicKey.from_raw(raw) for kid, raw in keys}
     out: list[Outcome] = []
     for raw in envelopes:
         try:
