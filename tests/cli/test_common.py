@@ -55,9 +55,11 @@ def test_a_file_up_to_the_limit_is_read_whole_and_one_byte_more_is_refused(
 
 
 def test_stdin_is_read_with_the_same_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``-`` reads stdin's bytes; over the limit it is refused as stdin."""
+    """``-`` reads stdin's bytes, up to the limit; over it, refused as stdin."""
     stdin_of(monkeypatch, b"\x00\xffbytes, not text")
     assert read_input("-") == b"\x00\xffbytes, not text"
+    stdin_of(monkeypatch, b"b" * MAX_INPUT)
+    assert len(read_input("-")) == MAX_INPUT
     stdin_of(monkeypatch, b"a" * (MAX_INPUT + 1))
     with pytest.raises(BadDataError, match=f"envelope is larger than {MAX_INPUT}") as exc:
         read_input("-", "envelope")
