@@ -68,6 +68,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from jcm_sync.core import merkle
 from jcm_sync.core.envelope import (
     PrivateKey,
     PublicKey,
@@ -403,6 +404,12 @@ class Verification:
     required_nodes: frozenset[str]
     endorsed_by: tuple[str, ...] = ()
     raw: bytes = b""
+
+    @cached_property
+    def leaf_hash(self) -> bytes:
+        """The Merkle leaf hash of ``raw``, computed once: the root check before an append
+        and the store's tree (``store/planning.prepare_batch``) both use it."""
+        return merkle.leaf_hash(self.raw)
 
     @property
     def nodes(self) -> frozenset[str]:

@@ -64,7 +64,13 @@ from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_sta
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.hub_port import HubPort
 from jcm_sync.services.log_service import checkpoint_verifiers
-from jcm_sync.services.log_sync import extended, is_stopped, note_log, refuse_if_stopped
+from jcm_sync.services.log_sync import (
+    extended,
+    is_stopped,
+    note_log,
+    refuse_if_stopped,
+    verify_batch,
+)
 from jcm_sync.services.node import Node, PartnershipLogs
 from jcm_sync.store import Entry, LogRef
 
@@ -304,7 +310,8 @@ class Syncer:
             entries = page.entries[: cp.size - start]
             if page.start != start or not entries:
                 raise TransportError(f"the hub sent no entries from {start} of {rep.origin}")
-            frontier = extended(frontier, entries)
+            verify = verify_batch(self._verifier(root), entries)  # log_sync rule 4
+            frontier = extended(frontier, verify.leaf_hashes(entries))
             end = start + len(entries)
             if end < cp.size:
                 proof = await self.client.consistency(self.partnership, rep.node, end, cp.size)
@@ -319,7 +326,7 @@ class Syncer:
                     f"signed checkpoint of size {cp.size}",
                     offered=note,
                 )
-            result = await store.append_entries(rep, start, entries, self._verifier(root))
+            result = await store.append_entries(rep, start, entries, verify)
             pulled += result.appended
             start = end
             if self.progress:

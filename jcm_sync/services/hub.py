@@ -19,7 +19,9 @@ Rules of a push (``Hub.push``):
    computed *before* anything is written; a mismatch is a fork. So a refused batch
    stores nothing.
 4. Every entry is verified against the trust root (signature, schema, authority,
-   author = the partner) inside the store's append; one bad entry refuses the batch.
+   author = the partner) before the lock is taken, its refusal raised when the store's
+   append reaches it; one bad entry refuses the batch. Each entry is hashed once: the
+   leaf hash its verification carries serves rule 3 and the store (``log_sync`` rule 4).
    A signing key must not have been revoked when the hub received the entry: at the
    hub's clock, or, for an entry the replica already holds, when it was appended
    (``key-revoked``; ADR 0018).
@@ -27,9 +29,9 @@ Rules of a push (``Hub.push``):
    countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
 
 Pushes to one replica are serialised by a lock; different partnerships never wait
-for each other. Signatures are checked before the lock is taken, in worker processes
-for large batches (``verify_pool.py``), so an agent's next batch is verified while
-the previous one is being written.
+for each other. Entries are verified before the lock is taken, their signatures in
+worker processes for large batches (``verify_pool.py``), so an agent's next batch is
+verified while the previous one is being written.
 
 Reconciliation (ADR 0010):
 
@@ -93,7 +95,7 @@ from jcm_sync.errors import (
 from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
-from jcm_sync.services.log_sync import extended, note_log, refuse_if_stopped
+from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse_if_stopped
 from jcm_sync.services.node import Node
 from jcm_sync.services.verify_pool import VerifyPool
 from jcm_sync.store import AppendResult, LogRef, TreeHead, Verify
@@ -250,7 +252,7 @@ class Hub:
             head = await self._wait_for_start(appended, replica, req.start)
             offered = None
             if req.checkpoint is not None:
-                offered = await self._check_offered(logs.root, replica, req, head.size)
+                offered = await self._check_offered(logs.root, replica, req, head.size, verify)
             # the write runs to its end, under the lock, even if the client goes away and
             # the handler is cancelled (ADR 0009): the batch, its checkpoint and the
             # wake-up of the next batch are never left half done
@@ -346,7 +348,7 @@ class Hub:
                 await asyncio.wait_for(appended.wait(), remaining)
 
     async def _check_offered(
-        self, root: TrustRoot, replica: LogRef, req: PushRequest, size: int
+        self, root: TrustRoot, replica: LogRef, req: PushRequest, size: int, verify: VerifiedBatch
     ) -> checkpoint.Checkpoint:
         """Rule 3: verify the partner's checkpoint and the root the batch would produce."""
         note = req.checkpoint or b""
@@ -363,7 +365,8 @@ class Hub:
             expected = await self.node.store.root_at(replica, end)
         else:  # the root after this batch: what is held, plus the new leaves
             frontier = await self.node.store.frontier(replica, size)
-            expected = extended(frontier, req.entries[size - req.start :]).root()
+            new = verify.leaf_hashes(req.entries[size - req.start :])
+            expected = extended(frontier, new).root()
         if expected != cp.root_hash:
             held = await self.node.store.latest_checkpoint(replica)
             reason = (

@@ -32,7 +32,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,7 @@ import msgspec
 
 from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
-from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope
+from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope, verify_envelope
 from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (
     AuthorityError,
@@ -100,8 +99,12 @@ class RecordVerifier:
         self.received = received or {}
 
     def __call__(self, raw: bytes) -> Verification:
-        at = self.received.get(hashlib.sha256(raw).hexdigest()) if self.received else None
-        return verify_record(self.root, raw, self.now, received=at)
+        if not self.received or self.root.expires <= self.now:  # the root's expiry first
+            return verify_record(self.root, raw, self.now)
+        # the record id is hashed once, by the envelope verify_record then reuses
+        envelope = verify_envelope(raw, self.root.public_keys())
+        at = self.received.get(envelope.record_id)
+        return verify_record(self.root, raw, self.now, verified=envelope, received=at)
 
     def stored(self, entry: Entry) -> Verification:
         return verify_record(self.root, entry.envelope, self.now, received=entry.appended_at)

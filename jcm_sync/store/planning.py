@@ -128,6 +128,15 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
 
     Raises whatever ``verify`` raises (``UntrustedError``, ``BadDataError``), and
     ``AuthorityError`` for a record of another partnership or author than the log's.
+
+    Each envelope is hashed once on the way in. A verification of these very bytes
+    (``Verification.raw == raw``, as ``trust.verify_record`` returns) brings its record
+    id and leaf hash, computed in this process from the bytes it has just verified, by
+    the verifier the store already trusts to say what is authentic; the store takes
+    them rather than hashing again. A verification that does not carry the bytes (one
+    prepared ahead, as ``sample.signed_issuances`` makes) is checked against the
+    store's own hash of them. Either way every read checks an envelope against its
+    record id again (``check_entry``).
     """
     if isinstance(envelopes, bytes | bytearray | str):
         raise BadDataError("envelopes must be a sequence of envelope byte strings")
@@ -139,12 +148,15 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
         if not raw:
             raise BadDataError("an envelope cannot be empty", where=where)
         v = verify(raw)
-        rid = hashlib.sha256(raw).hexdigest()
-        if v.record_id != rid:
-            raise BadDataError(
-                f"the verifier returned record {v.record_id[:16]} for envelope {rid[:16]}",
-                where=where,
-            )
+        if v.raw == raw:
+            rid, leaf = v.record_id, v.leaf_hash
+        else:
+            rid, leaf = hashlib.sha256(raw).hexdigest(), merkle.leaf_hash(raw)
+            if v.raw or v.record_id != rid:
+                raise BadDataError(
+                    f"the verifier returned record {v.record_id[:16]} for envelope {rid[:16]}",
+                    where=where,
+                )
         rec = v.record
         if rec.partnership != log.partnership or rec.author != log.node:
             raise AuthorityError(
@@ -156,7 +168,7 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
             PreparedEntry(
                 envelope=raw,
                 record_id=rid,
-                leaf_hash=merkle.leaf_hash(raw),
+                leaf_hash=leaf,
                 kind=v.kind,
                 key="/".join(rec.key()),
                 author=rec.author,

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.core import merkle
-from jcm_sync.errors import ForkError
+from jcm_sync.core.trust import Verification
+from jcm_sync.errors import ForkError, SignatureError
 from jcm_sync.local.status import AgentStatus
-from jcm_sync.services.log_sync import extended, note_log, refuse_if_stopped
+from jcm_sync.services.log_service import record_verifier
+from jcm_sync.services.log_sync import extended, note_log, refuse_if_stopped, verify_batch
 from tests.services.fakes import CC, PID, Pair, open_pair
 
 
@@ -27,7 +29,7 @@ async def test_the_root_after_new_leaves_is_the_log_root(pair: Pair, held: int) 
     own = pair.agent.logs(PID).own
     envelopes = [e.envelope for e in await pair.agent.store.entries(own)]
     frontier = await pair.agent.store.frontier(own, held)
-    after = extended(frontier, envelopes[held:])
+    after = extended(frontier, [merkle.leaf_hash(raw) for raw in envelopes[held:]])
     assert after.size == len(envelopes)
     assert after.root() == merkle.root([merkle.leaf_hash(raw) for raw in envelopes])
     assert after.root() == (await pair.agent.store.tree_head(own)).root
@@ -74,3 +76,32 @@ async def test_an_unknown_remote_size_leaves_the_lag_alone(pair: Pair) -> None:
         "jcm_sync_replica_lag_entries", {"partnership": PID, "log": CC}
     )
     assert value == 6
+
+
+async def test_a_batch_is_verified_once_and_refusals_wait_for_the_store(pair: Pair) -> None:
+    """Rule 4: every envelope is verified up front, once; a refusal is raised only when
+    that envelope is asked for; leaf hashes are the verifications' own, and the store's
+    append takes them without verifying or hashing again."""
+    logs = pair.agent.logs(PID)
+    envelopes = [e.envelope for e in await pair.agent.store.entries(logs.own)]
+    raw = bytearray(envelopes[1])
+    raw[raw.index(b'"sig":"') + 8] ^= 1  # one bit of the first signature
+    spoiled = bytes(raw)
+    calls: list[bytes] = []
+    verify = record_verifier(logs.root, pair.agent.clock())
+
+    def counting(raw: bytes) -> Verification:
+        calls.append(raw)
+        return verify(raw)
+
+    batch = verify_batch(counting, [*envelopes, spoiled])
+    assert calls == [*envelopes, spoiled]
+    first = batch(envelopes[0])
+    assert batch.leaf_hashes(envelopes[:1]) == [first.leaf_hash]
+    assert batch.leaf_hashes([spoiled]) == [merkle.leaf_hash(spoiled)]
+    with pytest.raises(SignatureError):
+        batch(spoiled)
+    replica = pair.japan.logs(PID).replica  # Japan's empty replica of this log
+    result = await pair.japan.store.append_entries(replica, 0, envelopes, batch)
+    assert result.root == (await pair.agent.store.tree_head(logs.own)).root
+    assert len(calls) == len(envelopes) + 1  # the store asked the batch, not the verifier
