@@ -398,3 +398,31 @@ STATE_CASES = {
 def test_module_state_scan_flags_shared_state_and_spares_constants(source: str, count: int) -> None:
     """The scan finds a mutated module-level container, ``global`` and import-time metrics."""
     assert len(module_state(source)) == count, module_state(source)
+
+
+def _own_test_file(module: Path) -> Path:
+    """Where a module's own tests live: ``tests/<package path>/test_<module>.py``."""
+    rel = module.relative_to(PACKAGE_DIR)
+    return PROJECT_DIR / "tests" / rel.parent / f"test_{rel.stem}.py"
+
+
+def test_every_module_has_a_test_file_of_its_own_that_tests_something() -> None:
+    """The tests mirror the package (ADR 0020): each module, its own file, with tests."""
+    missing = []
+    for module in sorted(PACKAGE_DIR.rglob("*.py")):
+        if module.name in ("__init__.py", "__main__.py"):
+            continue
+        own = _own_test_file(module)
+        tests = (
+            [
+                node
+                for node in ast.walk(ast.parse(own.read_text(encoding="utf-8")))
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.name.startswith("test_")
+            ]
+            if own.is_file()
+            else []
+        )
+        if not tests:
+            missing.append(f"{module.relative_to(PROJECT_DIR)} -> {own.relative_to(PROJECT_DIR)}")
+    assert not missing, "modules without tests of their own:\n" + "\n".join(missing)
