@@ -209,23 +209,77 @@ def judge_use_mirror(index: Index, party: str) -> Judgement:
     groups: dict[Slot, list[Slot]] = {}
     for s in ordered:
         groups.setdefault(find(s), []).append(s)
+    amounts: dict[Slot, tuple[bool, int]] = {}  # registry side?, its amount
+    for s in ordered:
+        assert s.current is not None
+        rec = index.record(s.current)
+        if isinstance(rec, TransactionRecord):
+            amounts[s] = (True, rec.amount)
+        elif isinstance(rec, ItmoActionRecord):
+            amounts[s] = (False, rec.quantity)
     findings = []
-    for group in groups.values():
+    for root, group in groups.items():
         refs = sorted((s.ref() for s in group), key=lambda r: (r.kind, r.key))
-        retired = reported = 0
-        for s in group:
-            assert s.current is not None
-            rec = index.record(s.current)
-            if isinstance(rec, TransactionRecord):
-                retired += rec.amount
-            elif isinstance(rec, ItmoActionRecord):
-                reported += rec.quantity
+        retired = sum(n for s in group for reg, n in [amounts[s]] if reg)
+        reported = sum(n for s in group for reg, n in [amounts[s]] if not reg)
         findings.append(finding(
             "a6-use-mirror", [party, *(f"{r.kind}:{r.key}" for r in refs)],
             f"{party} use of " + ", ".join(r.key for r in refs),
-            f"{party}'s registry retired or cancelled {retired} credits for Article 6.2 "
-            f"purposes where its ITMO actions report {reported}, for other serials "
-            "or in other blocks",
+            _use_mirror_summary(party, group, [s for s in ordered if find(s) is not root],
+                                amounts, members),
             refs, [r for s in group for r in members[s]], expected=retired, found=reported,
         ))  # fmt: skip
     return Judgement(findings)
+
+
+_LISTED = 3
+"""Records of the other side a use-mirror summary lists by name; it counts the rest."""
+
+
+def _use_mirror_summary(
+    party: str,
+    group: list[Slot],
+    others: list[Slot],
+    amounts: dict[Slot, tuple[bool, int]],
+    members: dict[Slot, list[SerialRange]],
+) -> str:
+    """Both sides of an ``a6-use-mirror`` group: the registry's retirements and the ITMO
+    actions among its records, each with its amount, record and serials; when one side is
+    missing from the group, the party's unpaired records of that side elsewhere (what the
+    group would pair with if their serials were corrected); and what would settle it."""
+
+    def listed(slots: list[Slot]) -> str:
+        text = "; ".join(
+            f"{s.ref().describe()}, {amounts[s][1]} on "
+            + ", ".join(r.describe() for r in members[s])
+            for s in slots[:_LISTED]
+        )
+        return text + (f"; and {len(slots) - _LISTED} more" if len(slots) > _LISTED else "")
+
+    sides = {
+        True: ("registry retired or cancelled", "retirement or cancellation"),
+        False: ("ITMO actions report", "ITMO use or voluntary cancellation"),
+    }
+    parts = []
+    for reg in (True, False):
+        mine = [s for s in group if amounts[s][0] is reg]
+        verb, noun = sides[reg]
+        if mine:
+            total = sum(amounts[s][1] for s in mine)
+            parts.append(f"{party}'s {verb} {total} ({listed(mine)})")
+            continue
+        elsewhere = [s for s in others if amounts[s][0] is reg]
+        if elsewhere:
+            total = sum(amounts[s][1] for s in elsewhere)
+            parts.append(
+                f"no {noun} of {party} names these serials, while {party}'s unpaired "
+                f"{verb.replace('registry', 'registry records')} {total} for other serials "
+                f"({listed(elsewhere)})"
+            )
+        else:
+            parts.append(f"no {noun} of {party} names these serials, and none is unpaired")
+    return (
+        f"{parts[0]}; {parts[1]}. Settled when {party} records the "
+        "retirement and its ITMO action with the same serial blocks (a correction of the "
+        "wrong one, or the missing record)"
+    )

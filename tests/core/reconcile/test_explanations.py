@@ -1,0 +1,41 @@
+"""Explanations a secretariat can act on (issue 11): each finding built from a realistic
+fault names both sides' figures, the records involved and what would settle it."""
+
+from __future__ import annotations
+
+from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.records import SerialBlock
+from jcm_sync.core.trust import TrustRoot
+from tests.core.reconcile.builders import build, run
+
+
+def _shifted(block: SerialBlock, by: int) -> SerialBlock:
+    prefix = block.start[:-6]
+    first = int(block.start[-6:]) + by
+    return SerialBlock(
+        f"{prefix}{first:06d}", f"{prefix}{first + block.quantity - 1:06d}",
+        block.quantity, block.vintage,
+    )  # fmt: skip
+
+
+def test_a_use_reported_for_other_serials_names_both_totals(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Japan retired 20 ID001 credits for its NDC and reported their use for the next 20
+    serials: both findings say 20 retired and 20 reported, and name both records."""
+    ds = build()
+    use = ds.find("itmo_action", action_id="JP-USE-0002")
+    assert use.record is not None
+    ds.replace(use, blocks=(_shifted(use.record.blocks[0], 20),))
+    found = [d for d in run(ds, keys, root).discrepancies if d.rule == "a6-use-mirror"]
+    assert len(found) == 2
+    for d in found:
+        assert {(d.expected, d.found)} <= {(20, 0), (0, 20)}
+        assert " 0 " not in d.summary
+        assert "report 20" in d.summary
+        assert "retired or cancelled 20" in d.summary
+        assert "JP/JP-TXN-0003" in d.summary
+        assert "JP/JP-USE-0002" in d.summary
+        assert "JP-ID001-2016-000001..JP-ID001-2016-000020" in d.summary
+        assert "JP-ID001-2016-000021..JP-ID001-2016-000040" in d.summary
+        assert "Settled when" in d.summary
