@@ -66,6 +66,7 @@ from jcm_sync.core.reconcile.model import (
     RecordRef,
     SerialRange,
     finding,
+    merge_ranges,
 )
 from jcm_sync.core.records import IssuanceRecord, SerialBlock, TransactionRecord, serial_parts
 
@@ -422,16 +423,49 @@ class RegistryLedger:
             rule = "double-issuance" if same else "overlapping-blocks"
             other = o_src.key
             n = _quantity(ranges)
-            summary = (
-                f"{self.registry} issuance {rec.issuance_id} issues again the {n} credits "
-                f"issuance {other.split('/')[-1]} issued"
-                if same
-                else f"{self.registry} issuance {rec.issuance_id} overlaps {n} serials already "
-                f"issued by issuance {other.split('/')[-1]}"
-            )
+            if other == key:
+                summary = self._self_overlap(src, rec, ranges, same)
+            elif same:
+                summary = (
+                    f"{self.registry} issuance {rec.issuance_id} issues again the {n} credits "
+                    f"issuance {other.split('/')[-1]} issued"
+                )
+            else:
+                summary = (
+                    f"{self.registry} issuance {rec.issuance_id} overlaps {n} serials already "
+                    f"issued by issuance {other.split('/')[-1]}"
+                )
             records = [o_src.ref()] if o_src.key == key else [o_src.ref(), src.ref()]
             self._add(finding(rule, [self.registry, other, key], f"issuance {key}", summary,
                                records, ranges, found=n))  # fmt: skip
+
+    def _self_overlap(
+        self, src: Source, rec: IssuanceRecord, ranges: list[SerialRange], same: bool
+    ) -> str:
+        """The summary of blocks of one issuance that overlap each other: the blocks, the
+        serials they share, its stated amount against its blocks' sum, and the remedy."""
+        shared = merge_ranges(ranges)
+        blocks = [
+            b
+            for b in rec.blocks
+            if any(
+                r.prefix == serial_parts(b.start)[0]
+                and r.first <= serial_parts(b.start)[1] + b.quantity - 1
+                and serial_parts(b.start)[1] <= r.last
+                for r in shared
+            )
+        ]
+        listed = ", ".join(f"{b.start}..{b.end} ({b.quantity})" for b in blocks)
+        what = "states the same block twice" if same else "states blocks that overlap each other"
+        stated = sum(b.quantity for b in rec.blocks)
+        n = _quantity(shared)
+        return (
+            f"{self.registry} issuance {rec.issuance_id} ({src.ref().record_id[:12]}) {what}: "
+            f"{listed} share {n} serials ({', '.join(r.describe() for r in shared)}), so its "
+            f"blocks of {stated} in all issue {stated - n} distinct serials where it states "
+            f"an amount of {rec.amount}. Settled when {self.registry} corrects the "
+            "issuance's blocks so that each serial is issued once"
+        )
 
     # -- transactions --------------------------------------------------------------
 

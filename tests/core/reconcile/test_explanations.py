@@ -39,3 +39,28 @@ def test_a_use_reported_for_other_serials_names_both_totals(
         assert "JP-ID001-2016-000001..JP-ID001-2016-000020" in d.summary
         assert "JP-ID001-2016-000021..JP-ID001-2016-000040" in d.summary
         assert "Settled when" in d.summary
+
+
+def test_blocks_overlapping_inside_one_issuance_are_not_issued_by_itself(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Japan's government issuance for ID001 states 1..30 and 21..40: the finding names the
+    two blocks, the 10 shared serials, 40 distinct serials against the stated 50, and the
+    correction that settles it; never "already issued by" the same issuance."""
+    ds = build()
+    iss = ds.find("issuance", issuance_id="JP-ISS-ID001-2016-1")
+    p = "JP-ID001-2016-"
+    ds.replace(iss, blocks=(
+        SerialBlock(f"{p}000001", f"{p}000030", 30, 2016),
+        SerialBlock(f"{p}000021", f"{p}000040", 20, 2016),
+    ))  # fmt: skip
+    (d,) = [d for d in run(ds, keys, root).discrepancies if d.rule == "overlapping-blocks"]
+    assert d.found == 10
+    assert [r.key for r in d.records] == ["JP/JP-ISS-ID001-2016-1"]
+    assert "already issued by" not in d.summary
+    assert d.records[0].record_id[:12] in d.summary
+    assert f"{p}000001..{p}000030 (30)" in d.summary
+    assert f"{p}000021..{p}000040 (20)" in d.summary
+    assert f"share 10 serials (JP:{p}000021..{p}000030 (10))" in d.summary
+    assert "40 distinct serials where it states an amount of 50" in d.summary
+    assert "Settled when JP corrects" in d.summary
