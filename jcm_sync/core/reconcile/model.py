@@ -102,7 +102,8 @@ _RULE_LIST: Final = (
          "a transaction's block states another vintage than its serials were issued with"),
     # Article 6.2
     Rule("a6-authorization-unknown", "article6", "blocks",
-         "an ITMO action names an authorization that is in neither log"),
+         "an ITMO action names an authorization in neither log, or a first transfer one "
+         "of another Party"),
     Rule("a6-out-of-scope", "article6", "blocks",
          "a first transfer outside its authorization's projects, vintages or purposes"),
     Rule("a6-cap-exceeded", "article6", "totals",

@@ -68,15 +68,22 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
         if a.action == "first_transfer":
             if own is None:
                 others = sorted(auths)
+                held = ", ".join(f"{p}'s {auth_slots[p].ref().describe()}" for p in others)
                 why = (
-                    f"authorization {aid} is {'/'.join(others)}'s, and a first transfer "
-                    f"needs its own Party's ({a.party})"
+                    f"authorization {aid} is held only as {held}, and a first "
+                    f"transfer needs its own Party's ({a.party}). Settled when {a.party} "
+                    f"records its authorization {aid}, or corrects the first transfer to "
+                    f"name one of its own"
                     if others
-                    else f"authorization {aid} is in neither log"
+                    else f"authorization {aid} is in neither log. Settled when {a.party} "
+                    f"records authorization {aid}, or corrects the first transfer to name "
+                    "one it recorded"
                 )
                 findings.append(finding(
                     "a6-authorization-unknown", [slot.key], label,
-                    f"{a.party} first transfer {a.action_id}: {why}", [slot.ref()],
+                    f"{a.party} first transfer {a.action_id} ({slot.ref().record_id[:12]}) of "
+                    f"{a.quantity} ITMOs of {a.project} vintage {a.vintage}: {why}",
+                    [slot.ref()],
                     index.action_ranges(a.party, [slot]),
                 ))  # fmt: skip
                 continue

@@ -3,10 +3,13 @@ fault names both sides' figures, the records involved and what would settle it."
 
 from __future__ import annotations
 
+import msgspec
+
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.core.records import SerialBlock
+from jcm_sync.core.reconcile import RULES
+from jcm_sync.core.records import AuthorizationRecord, SerialBlock
 from jcm_sync.core.trust import TrustRoot
-from tests.core.reconcile.builders import build, run
+from tests.core.reconcile.builders import AUTHORIZATION, build, run
 
 
 def _shifted(block: SerialBlock, by: int) -> SerialBlock:
@@ -64,3 +67,26 @@ def test_blocks_overlapping_inside_one_issuance_are_not_issued_by_itself(
     assert f"share 10 serials (JP:{p}000021..{p}000030 (10))" in d.summary
     assert "40 distinct serials where it states an amount of 50" in d.summary
     assert "Settled when JP corrects" in d.summary
+
+
+def test_an_authorization_in_one_log_is_not_said_to_be_in_neither(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Indonesia's authorization recorded in Japan's log as Japan's: each of Indonesia's
+    four first transfers is flagged, and neither the rule's title nor the summary says the
+    authorization is in neither log; the summary names both records and the remedy."""
+    ds = build()
+    auth = ds.find("authorization", authorization_id=AUTHORIZATION)
+    assert isinstance(auth.record, AuthorizationRecord)
+    ds.remove(lambda i: i is auth)
+    ds.add("JP", msgspec.structs.replace(auth.record, author="JP", party="JP"))
+    found = [d for d in run(ds, keys, root).discrepancies if d.rule == "a6-authorization-unknown"]
+    assert [d.records[0].key for d in found] == [f"ID/ID-FT-000{k}" for k in range(1, 5)]
+    assert "neither" not in RULES["a6-authorization-unknown"].title.split(", or")[1]
+    for d in found:
+        assert "neither" not in d.summary
+        assert d.records[0].record_id[:12] in d.summary
+        assert f"JP's authorization JP/{AUTHORIZATION} (" in d.summary
+        assert "its own Party's (ID)" in d.summary
+        assert f"Settled when ID records its authorization {AUTHORIZATION}" in d.summary
+    assert "of 31 ITMOs of ID002 vintage 2015" in found[0].summary
