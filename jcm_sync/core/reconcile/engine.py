@@ -159,7 +159,8 @@ class Index:
         # by kind, then natural key: a (kind, key) tuple per record would cost 56 bytes each
         self._slots: dict[str, dict[str, Slot]] = {}
         self._superseders: dict[str, list[Version]] = {}
-        self._endorsements: dict[str, list[tuple[str, str]]] = {}
+        # endorsed record id -> (endorser, endorsed kind, endorsement record id)
+        self._endorsements: dict[str, list[tuple[str, str, str]]] = {}
         self._dirty: set[Slot] = set()
         self._decoded: list[Version] = []
         self.ledgers: dict[str, RegistryLedger] = {}
@@ -217,7 +218,7 @@ class Index:
             v.record = None
             self._by_id[rid] = v
             self._endorsements.setdefault(record.endorses, []).append(
-                (v.author, record.endorsed_kind)
+                (v.author, record.endorsed_kind, rid)
             )
             target = self._by_id.get(record.endorses)
             if target is not None:
@@ -284,10 +285,35 @@ class Index:
         nodes: set[str] = set()
         for v in versions:
             nodes |= v.signers
-            for author, endorsed_kind in self._endorsements.get(v.rid, ()):
+            for author, endorsed_kind, _ in self._endorsements.get(v.rid, ()):
                 if endorsed_kind == kind:
                     nodes.add(author)
         return nodes
+
+    def awaited(self, versions: Iterable[Version], missing: Iterable[str]) -> str:
+        """What a JC record still awaits, for a summary: the signature or endorsement of the
+        ``missing`` secretariats, and any endorsement of theirs that does not count because
+        it names another kind of record (with its short id, and how to settle it)."""
+        missing = tuple(missing)
+        wrong = [
+            (author, endorsed_kind, rid, v)
+            for v in versions
+            for author, endorsed_kind, rid in self._endorsements.get(v.rid, ())
+            if author in missing and endorsed_kind != v.kind
+        ]
+        text = "the signature or endorsement of " + " and ".join(missing)
+        if not wrong:
+            return text
+        notes = "; ".join(
+            f"{author}'s endorsement {rid[:12]} of {v.kind} {v.key} ({v.rid[:12]}) does not "
+            f"count, as it names the kind {endorsed_kind}"
+            for author, endorsed_kind, rid, v in wrong
+        )
+        authors = " and ".join(sorted({a for a, *_ in wrong}))
+        return (
+            f"{text} ({notes}; settled when {authors} records an endorsement naming the "
+            f"kind {wrong[0][3].kind}, or the JC record is signed by both)"
+        )
 
     @staticmethod
     def _may_replace(new: Version, old: Version) -> bool:
@@ -366,7 +392,7 @@ class Index:
             self._set(self._pending, ("jc", slot.kind, slot.key), [
                 Pending(
                     what="signature", subject=label,
-                    summary=f"{label} awaits the signature or endorsement of " + " and ".join(m),
+                    summary=f"{label} awaits " + self.awaited(vs, m),
                     records=tuple(v.ref() for v in vs), missing=m,
                 )
                 for vs, m in groups if m

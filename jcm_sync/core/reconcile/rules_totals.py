@@ -82,9 +82,11 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
         else:
             findings.append(finding(
                 "issuance-before-decision-effective", [dk, registry], subject,
-                f"{registry} issued {amount} credits under the decision for {period}, "
-                "which still awaits the signature or endorsement of "
-                + " and ".join(slot.missing),
+                f"{registry} issued {amount} credits under the decision for {period} "
+                f"({current.rid[:12]}), which still awaits "
+                + index.awaited(
+                    [v for v in slot.versions if v.payload == current.payload], slot.missing
+                ),
                 [current.ref(), *refs], ranges, found=amount,
             ))  # fmt: skip
     timed = False  # whether the judgement depends on the day (rule 3, grace period)

@@ -3,13 +3,23 @@ fault names both sides' figures, the records involved and what would settle it."
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 
-from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey, record_id
 from jcm_sync.core.reconcile import RULES
-from jcm_sync.core.records import AuthorizationRecord, SerialBlock
+from jcm_sync.core.records import AuthorizationRecord, EndorsementRecord, SerialBlock
 from jcm_sync.core.trust import TrustRoot
-from tests.core.reconcile.builders import AUTHORIZATION, build, run
+from tests.core.reconcile.builders import (
+    AUTHORIZATION,
+    CLEAN_SPECS,
+    PARTNER,
+    PARTNERSHIP,
+    build,
+    envelopes,
+    run,
+)
 
 
 def _shifted(block: SerialBlock, by: int) -> SerialBlock:
@@ -90,3 +100,40 @@ def test_an_authorization_in_one_log_is_not_said_to_be_in_neither(
         assert "its own Party's (ID)" in d.summary
         assert f"Settled when ID records its authorization {AUTHORIZATION}" in d.summary
     assert "of 31 ITMOs of ID002 vintage 2015" in found[0].summary
+
+
+def test_an_endorsement_of_the_wrong_kind_is_named_as_such(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Indonesia recorded the ID002 decision and Japan endorsed it, but as a ``project``:
+    the decision is not effective, and the pending item and both issuances' findings name
+    Japan's endorsement (short id), the kind it names, and how to settle it, rather than
+    only "awaits endorsement of JP"."""
+    specs = [
+        dataclasses.replace(s, endorse=True) if s.project == "ID002" else s for s in CLEAN_SPECS
+    ]
+    ds = build(specs)
+    decision = ds.find("issuance_decision", project_id="ID002")
+    (endorsement,) = [i for i in ds.logs["JP"] if i.endorses is decision]
+    signed = envelopes(ds, keys)
+    decision_id = record_id(signed[PARTNER][ds.logs[PARTNER].index(decision)])
+    endorsement.endorses = None
+    endorsement.record = EndorsementRecord(
+        partnership=PARTNERSHIP, author="JP", created=ds.created, endorses=decision_id,
+        endorsed_kind="project",
+    )  # fmt: skip
+    endorsement_id = record_id(envelopes(ds, keys)["JP"][ds.logs["JP"].index(endorsement)])
+    report = run(ds, keys, root)
+    found = [d for d in report.discrepancies if d.rule == "issuance-before-decision-effective"]
+    assert sorted((d.subject, d.found) for d in found) == [
+        ("ID002 2015-04-01..2015-12-31 side ID", 9),
+        ("ID002 2015-04-01..2015-12-31 side JP", 31),
+    ]
+    (pending,) = [p for p in report.pending if p.what == "signature"]
+    for summary in [d.summary for d in found] + [pending.summary]:
+        assert f"JP's endorsement {endorsement_id[:12]}" in summary
+        assert f"({decision_id[:12]})" in summary
+        assert "names the kind project" in summary
+        assert "settled when JP records an endorsement naming the kind issuance_decision" in (
+            summary
+        )
