@@ -134,14 +134,12 @@ class Hub:
 
     def close(self) -> None:
         """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
-        from jcm_sync.services.reconciliation import close_node
-
         self._closed = True
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         for task in self._reconciling.values():
             task.cancel()
-        close_node(self.node)
+        self.node.reconcile.close()
         self.pool.close()
 
     # --- reconciliation --------------------------------------------------------------

@@ -144,8 +144,6 @@ class Node:
             return p.own
         if node == p.replica.node:
             return p.replica
-        from jcm_sync.errors import NotFoundError
-
         raise NotFoundError(f"partnership {partnership} has no log of node {node}")
 
     async def raise_fork(
@@ -185,6 +183,12 @@ def log_ref(cfg: Config, partnership: str, node: str) -> LogRef:
     return LogRef(partnership, node, origin_for(cfg.node.origin_prefix, partnership, node))
 
 
+def log_pair(cfg: Config, partnership: str) -> tuple[LogRef, LogRef]:
+    """The configured node's own log in ``partnership`` and its replica of the other side's."""
+    other = partnership[3:] if cfg.node.id == "JP" else "JP"
+    return log_ref(cfg, partnership, cfg.node.id), log_ref(cfg, partnership, other)
+
+
 async def open_node(
     cfg: Config,
     *,
@@ -211,8 +215,7 @@ async def open_node(
         await guard_roots(store, chains)  # before anything else is written
         partnerships = {}
         for pid, root in roots.items():
-            other = root.partner if cfg.node.id == "JP" else "JP"
-            own, replica = log_ref(cfg, pid, cfg.node.id), log_ref(cfg, pid, other)
+            own, replica = log_pair(cfg, pid)
             await store.ensure_log(own)
             await store.ensure_log(replica)
             service = LogService(store, own, root=root, checkpoint_key=keys.checkpoint, clock=clock)

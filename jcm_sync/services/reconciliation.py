@@ -237,11 +237,6 @@ def merge_history(history: History, report: Report, now: datetime) -> tuple[int,
 # --- per-node state (rules 2 and 7): kept on the node, ``Node.reconcile`` ----------
 
 
-def close_node(node: Node) -> None:
-    """Stop the node's reconciliation thread (rule 7); a later run starts a new one."""
-    node.reconcile.close()
-
-
 # --- the work done on the worker thread (rule 7) ------------------------------------------
 
 

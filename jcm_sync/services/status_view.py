@@ -25,7 +25,7 @@ import msgspec
 from jcm_sync.local.alarms import AlarmBook
 from jcm_sync.local.config import Config
 from jcm_sync.local.status import read_status as read_job_status
-from jcm_sync.services.node import Node, log_ref
+from jcm_sync.services.node import Node, log_pair
 from jcm_sync.store import LogRef, Store, open_store
 
 
@@ -127,8 +127,7 @@ async def read_status(cfg: Config) -> NodeStatus:
     try:
         refs = {}
         for p in cfg.partnerships:
-            other = p.id[3:] if cfg.node.id == "JP" else "JP"
-            refs[p.id] = (log_ref(cfg, p.id, cfg.node.id), log_ref(cfg, p.id, other))
+            refs[p.id] = log_pair(cfg, p.id)
             for ref in refs[p.id]:
                 await store.ensure_log(ref)  # a node that never ran holds no log yet
         return await _view(cfg, store, AlarmBook(cfg.data_dir / "alarms"), refs)
