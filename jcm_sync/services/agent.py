@@ -72,6 +72,7 @@ from jcm_sync.services.log_sync import (
     verify_batch,
 )
 from jcm_sync.services.node import Node, PartnershipLogs
+from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.store import Entry, LogRef
 
 log = logging.getLogger("jcm_sync.services.agent")
@@ -506,8 +507,6 @@ class AgentDaemon:
         return job
 
     async def _reconcile(self) -> None:
-        from jcm_sync.services.reconciliation import run_scheduled
-
         await run_scheduled(self.syncer.node, self.syncer.partnership)
 
     async def _pull_then_reconcile(self) -> None:

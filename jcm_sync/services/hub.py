@@ -97,6 +97,7 @@ from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse_if_stopped
 from jcm_sync.services.node import Node
+from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.services.verify_pool import VerifyPool
 from jcm_sync.store import AppendResult, LogRef, TreeHead, Verify
 
@@ -159,8 +160,6 @@ class Hub:
     async def _reconcile(self, partnership: str) -> None:
         """Rules 6 and 8: one run at the latest checkpoints; never raises but cancellation
         at shutdown, which it logs."""
-        from jcm_sync.services.reconciliation import run_scheduled
-
         m = self.node.metrics
         try:
             await run_scheduled(self.node, partnership)
