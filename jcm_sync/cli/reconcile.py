@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, add_json, emit, note
-from jcm_sync.core.reconcile.model import Discrepancy, Report, Trail
+from jcm_sync.core.reconcile.model import Discrepancy, Pending, Report, Trail
 from jcm_sync.errors import BadDataError
 from jcm_sync.local.config import Config, load_config
 
@@ -90,6 +90,17 @@ def _limit(p: argparse.ArgumentParser, what: str) -> None:
         metavar="N",
         help=f"{what}, at most (default {DEFAULT_LIMIT}; --json gives all)",
     )
+
+
+def _age(p: Pending) -> str:
+    """`` (12 days, a finding from 2026-03-01)``: how long it has been awaited and its
+    deadline, when the report was judged on a day and the rule has one."""
+    parts = []
+    if p.age_days is not None:
+        parts.append(f"{p.age_days} day{'' if p.age_days == 1 else 's'}")
+    if p.due is not None:
+        parts.append(f"a finding from {p.due}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _more(total: int, shown: int, what: str, hint: str = "") -> str | None:
@@ -287,7 +298,7 @@ def _print_run(
     if report.pending:
         c.print(f"[bold]Pending[/] (awaited, not discrepancies): {len(report.pending)}")
         for p in report.pending[:limit]:
-            c.print(f"  {p.what}: {escape(p.summary)}")
+            c.print(f"  {p.what}{_age(p)}: {escape(p.summary)}")
         if more := _more(len(report.pending), limit, "pending", "--json"):
             c.print(more)
     found = sorted(report.discrepancies, key=_order)

@@ -267,3 +267,17 @@ def test_run_summary_stays_bounded_at_a_thousand_findings(
     assert "… and 981 more discrepancies" in out
     code, out, _ = run(capsys, "reconcile", "status", "--config", cfg, "--limit", "5")
     assert "… and 996 more discrepancies" in out
+
+
+def test_pending_items_show_their_age_and_deadline() -> None:
+    """A pending item judged on a day shows how long it has been awaited and the day it
+    becomes a finding; one made without a day (no age) shows neither."""
+    from datetime import date
+
+    from jcm_sync.core.reconcile.model import Pending
+
+    dated = Pending(what="issuance", subject="s", summary="x", age_days=12, due=date(2026, 3, 1))
+    assert reconcile_cli._age(dated) == " (12 days, a finding from 2026-03-01)"
+    one = Pending(what="first_transfer", subject="s", summary="x", age_days=1)
+    assert reconcile_cli._age(one) == " (1 day)"
+    assert reconcile_cli._age(Pending(what="signature", subject="s", summary="x")) == ""
