@@ -12,12 +12,27 @@ Theory of operation
 
 A registry's serials are strings; ``records.serial_parts`` splits each into a prefix and a
 unit number (docs/adr/0002-serial-blocks.md), so a block is a range of unit numbers under
-one prefix. Per prefix, ``SerialMap`` keeps sorted, disjoint segments; each segment says
-which account holds those units now and which issuance created them (its ``Origin``: the
-record, its block and vintage). Issuing inserts segments; a transaction re-labels the
-part of its blocks the source account holds. Adjacent segments with the same holder and
-origin are merged again, so a registry that retires credits block after block keeps a
-short list.
+one prefix. Per prefix, ``serial_map.SerialMap`` keeps sorted, disjoint segments; each
+segment says which account holds those units now and which issuance created them (its
+``Origin``: the record, its block, vintage and day of issue). Issuing inserts segments; a
+transaction re-labels the part of its blocks the source account holds. Adjacent segments
+with the same holder and origin are merged again, so a registry that retires credits
+block after block keeps a short list.
+
+Chronology has two clocks, and each rule reads one. The log's order is the registry's
+own order of events: a transaction folded before the issuance of the units it names finds
+them not issued (rule 4). The dates the records state (``issued_on``, ``executed_on``)
+are the registry's account of when: a transaction logged after an issuance but dated
+before it moved credits that did not exist yet (rule 8). Together they check that every
+serial a transaction moves was issued by the registry that records the move (its own
+serial space), before the move, and is held by the move's source (rule 5).
+
+What a finding holds (its ``ranges``, which quarantine holds while it is open) is the
+serials in doubt, and no more: the units issued twice or overlapping (1, 2), the blocks
+of a wrong vintage (3), the units a transaction named but could not move or moved under
+another vintage or before their issue (4, 5, 6, 8). A transaction without blocks names no
+serial, so ``balance-overdrawn`` (7) holds nothing: an amount cannot be matched to
+serials.
 
 Rules (the stage 2 rules of ``model.RULES`` this fold decides):
 
@@ -39,6 +54,10 @@ Rules (the stage 2 rules of ``model.RULES`` this fold decides):
    source account holds by amounts. A transaction with blocks is judged by rules 4-6
    instead, so one fault is reported once: its amount is the sum of its blocks, and moving
    more than an account holds means moving units it does not hold.
+8. ``transaction-before-issuance``: a transaction whose ``executed_on`` is before the
+   ``issued_on`` of the issuance that created units it moved (the segment's origin). The
+   units are moved all the same (the registry says they were); the finding names each
+   issuing record with its day, and holds the units moved early.
 
 Not findings: gaps between blocks (a registry's numbering is its own, docs/adr/0002, and
 unused serials are no disagreement between the two sides), and serials that appear in
@@ -53,12 +72,8 @@ identity only to merge segments).
 from __future__ import annotations
 
 import sys
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import msgspec
 
 from jcm_sync.core.reconcile.model import (
     BalanceRow,
@@ -68,234 +83,19 @@ from jcm_sync.core.reconcile.model import (
     finding,
     merge_ranges,
 )
+from jcm_sync.core.reconcile.serial_map import (
+    TOUCH_TUPLE_MAX,
+    Origin,
+    SerialMap,
+    Source,
+    Touch,
+    TouchIndex,
+)
+
+# the engine names positions through the ledger, which folds by them
+from jcm_sync.core.reconcile.serial_map import Pos as Pos
+from jcm_sync.core.reconcile.serial_map import position as position
 from jcm_sync.core.records import IssuanceRecord, SerialBlock, TransactionRecord, serial_parts
-
-Pos = int
-"""Where an entry sits: ``order << 48 | index``, ``order`` 0 for Japan's log and 1 for the
-partner's. One int, not a tuple: a large partnership holds hundreds of thousands."""
-
-LOG_SHIFT = 48
-
-
-def position(order: int, index: int) -> Pos:
-    return order << LOG_SHIFT | index
-
-
-class Source(Protocol):
-    """The record being folded, as the ledger names it: its natural key now, and a
-    ``RecordRef`` only when a finding or trail quotes it (most never are, and a
-    ``RecordRef`` per record would cost a large registry tens of megabytes)."""
-
-    @property
-    def key(self) -> str: ...
-
-    def ref(self) -> RecordRef: ...
-
-
-class Origin(msgspec.Struct, gc=False):
-    """The issuance that created some units: kept on every segment those units form.
-
-    This and ``Segment`` and ``Touch`` are msgspec Structs the garbage collector does not
-    track: a large registry has hundreds of thousands, they reference no container, and
-    tracking them made collection cost as much as the fold itself.
-    """
-
-    src: Source
-    pos: Pos
-    vintage: int | None
-    first: int
-    last: int
-
-
-class Segment(msgspec.Struct, gc=False):
-    """Units ``first``..``last`` of one prefix: who holds them, and where they came from."""
-
-    first: int
-    last: int
-    account: str
-    atype: str
-    origin: Origin
-
-
-class Touch(msgspec.Struct, gc=False):
-    """A record's claim on a block, kept for stage 3's trails (the details of what the
-    record did are read from the record when a trail is asked for)."""
-
-    first: int
-    last: int
-    width: int
-    pos: Pos
-    src: Source
-
-
-def _first(s: Segment) -> int:
-    return s.first
-
-
-TOUCH_TUPLE_MAX = 32
-"""Touches of one prefix kept as a tuple; more are kept in a list (``SerialMap``)."""
-
-
-class TouchIndex:
-    """The touches of one prefix, indexed for overlap queries (stage 3's trails).
-
-    A static interval tree over the touches sorted by first unit: the node of
-    ``[lo, hi)`` is its middle element, and ``reach[mid]`` is the largest last unit in
-    that subtree. A query visits only subtrees that can overlap it: O(log n + k) for k
-    touches found, so the trails of many discrepancies in one prefix are not quadratic.
-    """
-
-    def __init__(self, touches: Iterable[Touch]) -> None:
-        self.items = sorted(touches, key=lambda t: (t.first, t.pos))
-        self.reach = [0] * len(self.items)
-        # fill ``reach`` bottom-up: children's subtrees before their parent's
-        order: list[tuple[int, int]] = []
-        stack = [(0, len(self.items))]
-        while stack:
-            lo, hi = stack.pop()
-            if lo < hi:
-                order.append((lo, hi))
-                mid = (lo + hi) // 2
-                stack += [(lo, mid), (mid + 1, hi)]
-        for lo, hi in reversed(order):
-            mid = (lo + hi) // 2
-            best = self.items[mid].last
-            if lo < mid:
-                best = max(best, self.reach[(lo + mid) // 2])
-            if mid + 1 < hi:
-                best = max(best, self.reach[(mid + 1 + hi) // 2])
-            self.reach[mid] = best
-
-    def overlapping(self, first: int, last: int) -> list[Touch]:
-        """The touches that share a unit with ``first``..``last``, in log order."""
-        out = []
-        stack = [(0, len(self.items))]
-        while stack:
-            lo, hi = stack.pop()
-            if lo >= hi:
-                continue
-            mid = (lo + hi) // 2
-            if self.reach[mid] < first:
-                continue  # every touch of this subtree ends before the range
-            t = self.items[mid]
-            stack.append((lo, mid))
-            if t.first <= last:
-                if t.last >= first:
-                    out.append(t)
-                stack.append((mid + 1, hi))
-        out.sort(key=lambda t: t.pos)
-        return out
-
-
-class SerialMap(msgspec.Struct, gc=False):
-    """Sorted, disjoint segments of one prefix (see the module's theory of operation),
-    and the claims records made on the prefix (``touches``, for stage 3's trails).
-
-    Touches are a tuple, grown by copying, while they are few: a prefix usually holds a
-    registry's issuance of one project and year, a handful of blocks, and a tuple of
-    untracked items is itself not tracked by the garbage collector where a list always
-    is. Past ``TOUCH_TUPLE_MAX`` they become a list, so a prefix that thousands of
-    records claim is not copied once per record (quadratic).
-    """
-
-    segs: list[Segment] = msgspec.field(default_factory=list)
-    touches: tuple[Touch, ...] | list[Touch] = ()
-
-    def _span(self, first: int, last: int) -> tuple[int, int]:
-        """Indices ``[i0, i1)`` of the segments overlapping ``first..last``.
-
-        Segments are disjoint and sorted, so those starting at or before ``last`` and
-        ending at or after ``first`` are contiguous, ending just before ``i1``.
-        """
-        i1 = bisect_right(self.segs, last, key=_first)
-        i0 = i1
-        while i0 > 0 and self.segs[i0 - 1].last >= first:
-            i0 -= 1
-        return i0, i1
-
-    def _splice(self, i0: int, i1: int, new: list[Segment]) -> None:
-        """Replace segments ``[i0, i1)`` by ``new``, merging equal neighbours."""
-        if i0 > 0:
-            i0 -= 1
-            new.insert(0, self.segs[i0])
-        if i1 < len(self.segs):
-            new.append(self.segs[i1])
-            i1 += 1
-        merged: list[Segment] = []
-        for s in new:
-            prev = merged[-1] if merged else None
-            if (
-                prev is not None
-                and prev.last + 1 == s.first
-                and prev.account == s.account
-                and prev.origin is s.origin
-            ):
-                merged[-1] = Segment(prev.first, s.last, s.account, s.atype, s.origin)
-            else:
-                merged.append(s)
-        self.segs[i0:i1] = merged
-
-    def issue(
-        self, first: int, last: int, account: str, atype: str, origin: Origin
-    ) -> tuple[list[Segment], int]:
-        """Add the units of ``first..last`` not yet issued; return the overlapped segments
-        and the number of units added."""
-        i0, i1 = self._span(first, last)
-        if i0 == i1:
-            # nothing issued there yet, the usual case: no neighbour can share this
-            # origin, so no merge and no splice
-            self.segs.insert(i0, Segment(first, last, account, atype, origin))
-            return [], last - first + 1
-        existing = self.segs[i0:i1]
-        out: list[Segment] = []
-        cursor, added = first, 0
-        for s in existing:
-            if s.first > cursor:
-                out.append(Segment(cursor, s.first - 1, account, atype, origin))
-                added += s.first - cursor
-            out.append(s)
-            cursor = max(cursor, s.last + 1)
-        if cursor <= last:
-            out.append(Segment(cursor, last, account, atype, origin))
-            added += last - cursor + 1
-        if added:
-            self._splice(i0, i1, out)
-        return existing, added
-
-    def move(
-        self, first: int, last: int, source: str, dest: str, dtype: str
-    ) -> tuple[list[tuple[int, int, Segment]], list[tuple[int, int, str]], list[tuple[int, int]]]:
-        """Move the units of ``first..last`` that ``source`` holds to ``dest``.
-
-        Returns the moved parts (with the segment they came from), the parts held by
-        another account (with that account) and the parts never issued.
-        """
-        i0, i1 = self._span(first, last)
-        out: list[Segment] = []
-        moved: list[tuple[int, int, Segment]] = []
-        not_held: list[tuple[int, int, str]] = []
-        not_issued: list[tuple[int, int]] = []
-        cursor = first
-        for s in self.segs[i0:i1]:
-            lo, hi = max(s.first, first), min(s.last, last)
-            if lo > cursor:
-                not_issued.append((cursor, lo - 1))
-            cursor = hi + 1
-            if s.account != source:
-                out.append(s)
-                not_held.append((lo, hi, s.account))
-                continue
-            if s.first < lo:
-                out.append(Segment(s.first, lo - 1, s.account, s.atype, s.origin))
-            out.append(Segment(lo, hi, dest, dtype, s.origin))
-            moved.append((lo, hi, s))
-            if hi < s.last:
-                out.append(Segment(hi + 1, s.last, s.account, s.atype, s.origin))
-        if cursor <= last:
-            not_issued.append((cursor, last))
-        if moved:
-            self._splice(i0, i1, out)
-        return moved, not_held, not_issued
 
 
 @dataclass
@@ -388,7 +188,7 @@ class RegistryLedger:
             vintage = block.vintage
             if vintage is not None and not y0 <= vintage <= y1:
                 bad_vintage.append(SerialRange(self.registry, prefix, first, last, width))
-            origin = Origin(src, pos, vintage, first, last)
+            origin = Origin(src, pos, vintage, first, last, rec.issued_on)
             existing, added = self._map(prefix).issue(first, last, account, atype, origin)
             for seg in existing:
                 lo, hi = max(seg.first, first), min(seg.last, last)
@@ -498,6 +298,9 @@ class RegistryLedger:
         holders: set[str] = set()
         mismatch: list[SerialRange] = []
         issued_as: set[int] = set()
+        # rule 8: moved units whose issuance is dated after the move, by issuing record
+        early: dict[str, tuple[Origin, list[SerialRange]]] = {}
+        executed_on = rec.executed_on
         for block in rec.blocks:
             prefix, first = serial_parts(block.start)
             last = first + block.quantity - 1
@@ -518,6 +321,12 @@ class RegistryLedger:
                 if block.vintage is not None and v is not None and v != block.vintage:
                     mismatch.append(SerialRange(self.registry, prefix, lo, hi, width))
                     issued_as.add(v)
+                o = seg.origin
+                if o.issued_on is not None and executed_on < o.issued_on:
+                    e = early.get(o.src.key)
+                    if e is None:
+                        e = early[o.src.key] = (o, [])
+                    e[1].append(SerialRange(self.registry, prefix, lo, hi, width))
             self.moved_blocks += 1
             self._touch(prefix, Touch(first, last, width, pos, src_))
         what = f"{self.registry} {rec.type} {rec.txn_id}"
@@ -544,6 +353,40 @@ class RegistryLedger:
                 f"{', '.join(map(str, sorted(issued_as)))}",
                 [src_.ref()], mismatch, found=_quantity(mismatch),
             ))  # fmt: skip
+
+        if early:
+            self._add(self._before_issuance(src_, rec, early))
+
+    def _before_issuance(
+        self,
+        src_: Source,
+        rec: TransactionRecord,
+        early: dict[str, tuple[Origin, list[SerialRange]]],
+    ) -> Discrepancy:
+        """Rule 8: the finding of a transaction dated before the issuance of units it moved:
+        the serials, both dates, both records and what settles it."""
+        ref = src_.ref()
+        parts, held, issuers = [], [], []
+        for o, ranges in sorted(early.values(), key=lambda e: e[0].pos):
+            oref = o.src.ref()
+            issuers.append(oref)
+            held += ranges
+            merged = merge_ranges(ranges)
+            parts.append(
+                f"{_quantity(merged)} of them ({', '.join(r.describe() for r in merged)}) "
+                f"issued on {o.issued_on} by issuance {oref.key.split('/')[-1]} "
+                f"({oref.record_id[:12]})"
+            )
+        n = _quantity(merge_ranges(held))
+        return finding(
+            "transaction-before-issuance", [self.registry, src_.key], f"transaction {src_.key}",
+            f"{self.registry} {rec.type} {rec.txn_id} ({ref.record_id[:12]}) executed on "
+            f"{rec.executed_on} moves {n} serials before they were issued: "
+            + "; ".join(parts)
+            + f". Holds those {n} serials. Settled when {self.registry} corrects the date of "
+            "the transaction or of the issuance (a version superseding the wrong one)",
+            [*issuers, ref], held, found=n,
+        )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------
 

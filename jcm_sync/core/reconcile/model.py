@@ -22,6 +22,9 @@ Rules:
    ``width`` only serves to print the registry's own serial strings back.
 4. Every rule is listed once in ``RULES`` with its stage and the run status it implies
    (``level``), so the report, the CLI, the metrics and the docs name rules the same way.
+5. A rule that judges something awaited has a grace period in days, a default per rule in
+   ``GRACE_DEFAULTS``: while it lasts the thing is ``Pending`` with its age and the day it
+   is ``due``; from that day on it is that rule's finding.
 """
 
 from __future__ import annotations
@@ -59,7 +62,20 @@ STAGE_ORDER: Final[dict[str, int]] = {"totals": 1, "blocks": 2, "article6": 3, "
 DEFAULT_ISSUANCE_GRACE_DAYS: Final = 90
 """Days after a decision's ``decided_on`` during which a side that issued part of its
 notified amount is pending rather than ``issued-vs-notified`` (ADR 0011; configured as
-``[reconcile] issuance_grace_days``)."""
+``[reconcile.grace] issued-vs-notified``, or its older name ``[reconcile]
+issuance_grace_days``)."""
+
+GRACE_DEFAULTS: Final[dict[str, int]] = {
+    "issued-vs-notified": DEFAULT_ISSUANCE_GRACE_DAYS,
+    "a6-first-transfer-mirror": 90,
+    "a6-no-first-transfer": 90,
+}
+"""Rule 5: the rules that judge something awaited, and the days it may stay pending
+(docs/reconciliation-rules.md, "Pending and grace periods"). Japan's issuance and the
+partner's first transfer of it are one event recorded by two registries, as are a first
+transfer and Japan's acquisition or use of those ITMOs: each side records it on its own
+schedule, so the lag allowed is the same as between a decision and its issuances.
+Read-only: a node's ``[reconcile.grace]`` table overrides entries per rule."""
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -100,6 +116,8 @@ _RULE_LIST: Final = (
          "a transaction moves serials its source account does not hold"),
     Rule("transaction-vintage-mismatch", "blocks", "blocks",
          "a transaction's block states another vintage than its serials were issued with"),
+    Rule("transaction-before-issuance", "blocks", "blocks",
+         "a transaction is dated before the issuance of serials it moves"),
     # Article 6.2
     Rule("a6-authorization-unknown", "article6", "blocks",
          "an ITMO action names an authorization in neither log, or a first transfer one "
@@ -112,6 +130,18 @@ _RULE_LIST: Final = (
          "the partner's first transfers differ from Japan's issuance in authorized scope"),
     Rule("a6-use-mirror", "article6", "blocks",
          "an ITMO use or cancellation and the registry's retirement or cancellation differ"),
+    Rule("a6-authorization-withdrawn", "article6", "blocks",
+         "a first transfer dated on or after its Party withdrew the authorization"),
+    Rule("a6-before-authorization", "article6", "blocks",
+         "a first transfer dated before its authorization"),
+    Rule("a6-no-first-transfer", "article6", "totals",
+         "ITMOs acquired, transferred onward or used beyond what the partner first "
+         "transferred, past the grace period"),
+    Rule("a6-use-before-first-transfer", "article6", "blocks",
+         "an ITMO acquisition, onward transfer or use dated before the first transfer of "
+         "its ITMOs"),
+    Rule("a6-serials-not-issued", "article6", "blocks",
+         "an ITMO action names serials its Party's registry never issued"),
     # records
     Rule("conflicting-versions", "records", "blocks",
          "two different versions of one record, neither superseding the other"),
@@ -262,9 +292,17 @@ class Pending(msgspec.Struct, frozen=True):
     the whole days from it to the day the report was judged on (none when the report was
     made without a ``now``), and ``due`` the day a partly made issuance becomes a
     discrepancy (none when nothing was issued: that stays pending, ADR 0008).
+
+    For an awaited first transfer (``first_transfer``: Japan issued credits of a (project,
+    vintage) within the partner's authorization, and the partner first transferred fewer
+    or none), ``since`` is Japan's issuance date of the first credits not yet first
+    transferred; for ITMOs acted on before any first transfer of them
+    (``unbacked_itmos``: acquired, transferred onward or used beyond the first
+    transfers), the date of the action that went beyond them. Either becomes its rule's
+    finding on ``due`` (rule 5); without a ``now`` neither has an age or a due day.
     """
 
-    what: Literal["signature", "issuance", "first_transfer"]
+    what: Literal["signature", "issuance", "first_transfer", "unbacked_itmos"]
     subject: str
     summary: str
     records: tuple[RecordRef, ...] = ()
