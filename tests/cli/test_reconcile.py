@@ -85,7 +85,7 @@ def test_run_reports_stages_and_exit_code_1_on_open_discrepancies(
     code, out, _ = run(capsys, "reconcile", "run", "--config", net.configs["JP"], "--exit-code")
     assert code == 1
     headings = ("Stage 1, totals", "Stage 2, serial blocks", "Stage 3, trail", "Article 6.2",
-                "TOTALS INCONSISTENT", "issued-vs-notified", "ID-ID002-2015-000001")  # fmt: skip
+                "TOTALS INCONSISTENT", "issued-vs-notified", "ID-ID002-2015-000010")  # fmt: skip
     for heading in headings:
         assert heading in out, heading
     assert run(capsys, "reconcile", "run", "--config", net.configs["JP"])[0] == 0
@@ -107,8 +107,10 @@ def test_status_show_and_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "reconcile", "show", did, "--config", cfg, "--json")
     shown = json.loads(out)
     assert shown["discrepancy"]["rule"] == "issued-vs-notified"
-    steps = [s["action"] for s in shown["trails"][0]["steps"]]
-    assert steps == ["issuance", "issuance", "retirement", "issuance"]  # in log order
+    # the trail of the held serial: the tenth credit, which crossed the notified amount
+    trail = shown["trails"][0]
+    assert (trail["range"]["first"], trail["range"]["last"]) == (10, 10)
+    assert [s["action"] for s in trail["steps"]] == ["issuance"]
     code, out, _ = run(capsys, "reconcile", "show", did, "--config", cfg)
     assert "Serial ranges" in out
     assert "ID-ISS-ID002-2015-3" in out
@@ -144,8 +146,8 @@ def test_refusals(
 def test_import_refuses_a_move_of_quarantined_serials(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """After a run finds over-issued serials, `jcm-sync import` refuses a transfer of
-    them, with the reason, and appends nothing."""
+    """After a run finds an over-issued serial, `jcm-sync import` refuses a transfer of
+    it, with the reason, and appends nothing."""
     from datetime import date
 
     from jcm_sync.core.records import Account, SerialBlock, TransactionRecord, encode_record
@@ -160,8 +162,8 @@ def test_import_refuses_a_move_of_quarantined_serials(
         partnership=PID, author="ID", created=datetime.now(UTC), registry="ID",
         txn_id="ID-TXN-9999", type="transfer", executed_on=date(2026, 3, 1),
         source=Account("ID-GOV-001", "government_holding"),
-        destination=Account("ID-PP-ID002", "participant_holding"), amount=2,
-        blocks=(SerialBlock(f"{prefix}000003", f"{prefix}000004", 2, 2015),),
+        destination=Account("ID-PP-ID002", "participant_holding"), amount=1,
+        blocks=(SerialBlock(f"{prefix}000010", f"{prefix}000010", 1, 2015),),
     )  # fmt: skip
     f = tmp_path / "move.jsonl"
     f.write_bytes(encode_record(move) + b"\n")

@@ -4,9 +4,11 @@ Indonesia's agent with its SQLite store, through ``jcm-sync import`` and
 
 The testers' scenario: file 1 holds ID002's decision and part of Indonesia's issuance; a
 reconciliation runs and opens ``issued-vs-notified`` (the decision dates from 2016, long
-past any grace period), which quarantines the serials issued so far. File 2 holds the
-rest of the issuance and a transfer of those serials: it settles the finding, so it is
-accepted. A batch that does not settle it is refused, whole.
+past any grace period), which holds no serial: each credit issued was notified
+(``rules_totals``, "Holding"). File 2 holds the rest of the issuance and a transfer of those
+serials: accepted. Issuances imported without their decision (``untraceable-issuance``)
+hold all their serials: a batch carrying the decision settles that finding and is
+accepted; a batch that does not is refused, whole.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ from jcm_sync.core.envelope import open_envelope, sign_record
 from jcm_sync.core.reconcile import QuarantineError, discrepancy_id
 from jcm_sync.core.records import (
     Account,
-    DecisionRef,
-    IssuanceRecord,
-    Period,
     SerialBlock,
     TransactionRecord,
 )
@@ -55,8 +54,11 @@ class Piece:
         self.now, self.key = now, net.keys["ID"]
         ds = builders.build(builders.CLEAN_SPECS[:1], created=now, article6=False)
         ds.remove(lambda i: i.record is not None and i.record.kind == "transaction")
-        if decided is not None:
+        if decided is not None:  # and issued a week later, as the JC's decisions are
             ds.replace(ds.find("issuance_decision", project_id="ID002"), decided_on=decided)
+            for item in ds.logs["ID"]:
+                if item.record is not None and item.record.kind == "issuance":
+                    ds.replace(item, issued_on=decided + timedelta(days=7))
         signed = builders.envelopes(ds, net.keys)["ID"]
         kinds = [i.record.kind if i.record else "" for i in ds.logs["ID"]]
         assert kinds == ["project", "issuance_decision", "issuance", "issuance"]
@@ -126,13 +128,13 @@ def cli(net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli
 def test_the_rest_of_an_issuance_and_a_transfer_of_its_serials_are_accepted(
     cli: Cli, piece: Piece
 ) -> None:
-    """File 1: decision + 5 of 9 credits; the run quarantines 1..5. File 2: the other 4
-    and a transfer of 3..4: accepted, and the next run finds nothing on Indonesia's side."""
+    """File 1: decision + 5 of 9 credits; the run finds 4 fewer and holds none of the 5
+    (each was notified). File 2: the other 4 and a transfer of 3..4: accepted, and the
+    next run finds nothing on Indonesia's side."""
     assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
     assert cli.reconcile() == {FEWER: "issued-vs-notified"}
     history = read_history(load_config(cli.config, env={}).data_dir, PID)
-    held = history.discrepancies[FEWER].ranges
-    assert [(r.first, r.last) for r in held] == [(1, 5)]  # serials 3..4 are held
+    assert history.discrepancies[FEWER].ranges == ()
     before = cli.own_size()
     code, err = cli.import_(piece.pp, piece.transfer(3, 4))
     assert (code, err) == (0, "")
@@ -178,36 +180,30 @@ def test_a_missing_decision_and_a_transfer_of_its_serials_are_accepted(
 
 
 def test_a_batch_that_does_not_settle_the_finding_is_refused_whole(cli: Cli, piece: Piece) -> None:
-    """A transfer of held serials beside records that do not settle the finding (2 more
-    credits: still 7 of 9) is refused with the finding's id; nothing of it is stored."""
-    assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
-    assert cli.reconcile() == {FEWER: "issued-vs-notified"}
+    """Issuances without their decision hold their serials: transfers of them in a batch
+    without the decision are refused with the finding's id; nothing of it is stored."""
+    assert cli.import_(piece.project, piece.gov, piece.pp) == (0, "")
+    assert cli.reconcile() == {UNTRACEABLE: "untraceable-issuance"}
     before = cli.own_size()
-    short = sign_record(IssuanceRecord(  # the participant's issuance, 2 of its 4
-        partnership=PID, author="ID", created=piece.now, registry="ID",
-        issuance_id="ID-ISS-ID002-2015-2", decision=DecisionRef(
-            "ID002", Period(date(2015, 4, 1), date(2015, 12, 31))),
-        issued_on=date(2016, 5, 27), amount=2,
-        account=Account("ID-PP-ID002", "participant_holding"),
-        blocks=(SerialBlock("ID-ID002-2015-000006", "ID-ID002-2015-000007", 2, 2015),),
-    ), [piece.key])  # fmt: skip
-    code, err = cli.import_(short, piece.transfer(3, 4), piece.transfer(8, 8, n=2))
+    code, err = cli.import_(piece.transfer(3, 4), piece.transfer(8, 8, n=2))
     assert code == 1
     # one line, then at most the operator's next step (errors.JcmSyncError.next_step)
     first, *rest = err.splitlines()
     assert rest == [] or (len(rest) == 1 and rest[0].lstrip().startswith("next step:")), err
     assert "ID-TXN-0001 moves ID:ID-ID002-2015-000003..ID-ID002-2015-000004 (2)" in first
-    assert f"quarantined by open discrepancy {FEWER}, which this import does not settle" in first
+    assert (
+        f"quarantined by open discrepancy {UNTRACEABLE}, which this import does not settle" in first
+    )
     assert cli.own_size() == before
-    # the same transfer, once the rest of the issuance came, passes
-    assert cli.import_(piece.pp, piece.transfer(3, 4)) == (0, "")
+    # the same transfer, beside the decision that settles the finding, passes
+    assert cli.import_(piece.decision, piece.transfer(3, 4)) == (0, "")
 
 
 def test_log_append_on_the_own_log_refuses_a_quarantined_move(cli: Cli, piece: Piece) -> None:
     """``jcm-sync log append --config`` writes the node's own log through the same path as
     ``import``: a transfer of held serials exits 1 naming the finding; nothing is stored."""
-    assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
-    assert cli.reconcile() == {FEWER: "issued-vs-notified"}
+    assert cli.import_(piece.project, piece.gov, piece.pp) == (0, "")
+    assert cli.reconcile() == {UNTRACEABLE: "untraceable-issuance"}
     before = cli.own_size()
     move = cli.tmp / "move.dsse.json"
     move.write_bytes(piece.transfer(3, 4))
@@ -215,10 +211,12 @@ def test_log_append_on_the_own_log_refuses_a_quarantined_move(cli: Cli, piece: P
     assert (code, out) == (1, "")
     assert "Traceback" not in err
     assert "ID-TXN-0001 moves ID:ID-ID002-2015-000003..ID-ID002-2015-000004 (2)" in err
-    assert f"quarantined by open discrepancy {FEWER}, which this import does not settle" in err
+    assert (
+        f"quarantined by open discrepancy {UNTRACEABLE}, which this import does not settle" in err
+    )
     assert cli.own_size() == before
-    # once the rest of the issuance is held, the same envelope is appended
-    assert cli.import_(piece.pp) == (0, "")
+    # once the decision is held, the same envelope is appended
+    assert cli.import_(piece.decision) == (0, "")
     code, out, err = cli("log", "append", "--config", cli.config, move, "--json")
     assert code == 0, err
     assert json.loads(out)["appended"] == 1
@@ -228,24 +226,29 @@ def test_log_append_on_the_own_log_refuses_a_quarantined_move(cli: Cli, piece: P
 async def test_the_service_append_judges_with_the_batch_and_the_grace(
     net: Network, piece: Piece
 ) -> None:
-    """``append_own`` (the one write path) uses the same check; judged within the grace
-    period of the decision, a partly made issuance holds nothing, after it, it does."""
+    """``append_own`` (the one write path) uses the same check, with the batch: issuances
+    without their decision hold their serials unless the batch brings the decision; a
+    partly made issuance holds nothing, within the grace period of the decision or
+    after it (each credit issued was notified)."""
     node = await open_node(load_config(net.configs["ID"], env={}))
     try:
         service = ReconcileService(node)
-        await append_own(node, PID, [piece.project, piece.decision, piece.gov])
-        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
+        await append_own(node, PID, [piece.project, piece.gov])
+        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [UNTRACEABLE]
         move = verify_documents(node, PID, [piece.transfer(3, 4)])
-        within = datetime(2016, 6, 20, tzinfo=UTC)  # 31 days after the decision
-        await service.check(PID, move, now=within)
-        with pytest.raises(QuarantineError, match=FEWER):
-            await service.check(PID, move, now=within + timedelta(days=90))
+        with pytest.raises(QuarantineError, match=UNTRACEABLE):
+            await service.check(PID, move)
         size = (await node.store.tree_head(node.logs(PID).own)).size
         with pytest.raises(QuarantineError, match="does not settle"):
             await append_own(node, PID, [piece.transfer(3, 4)])
         assert (await node.store.tree_head(node.logs(PID).own)).size == size
-        result = await append_own(node, PID, [piece.pp, piece.transfer(3, 4)])
+        result = await append_own(node, PID, [piece.decision, piece.transfer(3, 4)])
         assert (result.appended, result.size) == (2, size + 2)
+        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
+        again = verify_documents(node, PID, [piece.transfer(1, 2, n=2)])
+        within = datetime(2016, 6, 20, tzinfo=UTC)  # 31 days after the decision
+        await service.check(PID, again, now=within)
+        await service.check(PID, again, now=within + timedelta(days=90))
     finally:
         await node.close()
 
@@ -257,14 +260,14 @@ async def test_the_check_of_a_large_import_is_linear(net: Network, piece: Piece)
     node = await open_node(load_config(net.configs["ID"], env={}))
     try:
         service = ReconcileService(node)
-        await append_own(node, PID, [piece.project, piece.decision, piece.gov])
-        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [FEWER]
+        await append_own(node, PID, [piece.project, piece.gov])
+        assert [d.id for d in (await service.reconcile(PID)).history.open()] == [UNTRACEABLE]
         bulk = await asyncio.to_thread(
             partnership_records, "ID", net.keys, projects=800, periods=3, created=piece.now
         )
         # the sample's own ID002 would be another version of the piece's records
         others = [e for e in bulk.by_node["ID"] if b"ID002" not in open_envelope(e).payload]
-        batch = [*others, piece.pp, piece.transfer(3, 4)]
+        batch = [*others, piece.decision, piece.pp, piece.transfer(3, 4)]
         assert len(batch) >= 10_000
         verified = await asyncio.to_thread(verify_documents, node, PID, batch)
         t0 = time.perf_counter()

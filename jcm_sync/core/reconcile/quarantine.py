@@ -3,14 +3,19 @@
 Why this module exists: a discrepancy says both registries' records disagree about some
 credits. Moving those credits on would spread the disagreement (a transfer of credits that
 were issued twice makes two holders of one credit), so they are held where they are. Only
-the affected serial ranges are held, never whole accounts (DESIGN §5): the rest of an
-account trades on.
+the serials in doubt are held, never whole accounts nor whole issuances (DESIGN §5): the
+rest of an account trades on.
 
 Rules:
 
 1. A transaction is refused when any of its blocks overlaps, in the same registry, a
    serial range of a discrepancy whose status is ``open``. ``explained`` (both sides
-   signed why the records differ) and ``resolved`` discrepancies hold nothing.
+   signed why the records differ) and ``resolved`` discrepancies hold nothing. A
+   finding's ``ranges`` are what it holds: each rule narrows them to the serials in
+   doubt, and says in its summary what it holds and, where it cannot narrow further,
+   why (``rules_totals``, "Holding"; ``ledger``; docs/reconciliation-rules.md,
+   "Quarantine").
+   Records the finding names without holding their serials are in its ``records``.
 2. A ``cancellation`` is let through: taking erroneous credits out of circulation is how a
    registry corrects an over-issuance, and refusing it would keep the discrepancy open
    forever. Transfers and retirements are held.

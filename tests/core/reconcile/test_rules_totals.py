@@ -86,10 +86,15 @@ def test_a_partly_issued_side_waits_out_its_grace(
     else:
         [d] = verdict.findings
         assert (d.rule, d.expected, d.found) == (rule, 9, 5)
+        decision, iss = (r.record_id[:12] for r in d.records)
         assert d.summary == (
             "ID issued 5 credits where the decision for ID002 2015-04-01..2015-12-31 "
-            f"notified 9 (4 fewer){late}"
+            f"({decision}) notified 9 (4 fewer){late}: issuances ID-ISS-ID002-2015-1 ({iss}) "
+            "5; holds no serials, as each credit issued was notified. Settled when ID issues "
+            "the other 4, or the Joint Committee supersedes the decision with one notifying "
+            "ID 5"
         )
+        assert d.ranges == ()  # holding: none of the 5 issued credits is in doubt
         assert verdict.pending == []
         assert verdict.stats == (1, 2, 1)
 
@@ -98,7 +103,8 @@ def test_issuing_more_than_notified_is_a_finding_at_once(
     keys: dict[str, PrivateKey], root: TrustRoot
 ) -> None:
     """A tenth credit for Indonesia is issued-vs-notified whatever the day, naming the
-    decision, the issuances and their serials."""
+    decision and the issuances; the 9 issued within the notified amount stay free, and
+    the tenth, issued without blocks, has no serial to hold ("Holding")."""
     ds = build()
     ds.add(PARTNER, IssuanceRecord(
         partnership=PARTNERSHIP, author="ID", created=CREATED, registry="ID",
@@ -110,8 +116,13 @@ def test_issuing_more_than_notified_is_a_finding_at_once(
     [d] = verdict.findings
     assert (d.rule, d.expected, d.found, verdict.timed) == ("issued-vs-notified", 9, 10, False)
     assert [r.kind for r in d.records] == ["issuance_decision", *["issuance"] * 3]
-    # the blockless tenth credit names no serials; the adjacent blocks are one range
-    assert [r.describe() for r in d.ranges] == ["ID:ID-ID002-2015-000001..ID-ID002-2015-000009 (9)"]
+    assert d.ranges == ()
+    gov, pp = (r.record_id[:12] for r in d.records[1:3])
+    assert (
+        f"issuances ID-ISS-ID002-2015-1 ({gov}) 5, ID-ISS-ID002-2015-2 ({pp}) 4 stay within "
+        "it; holds no serials; 1 excess credits were issued without serial blocks and cannot "
+        "be held. Settled when ID corrects its issuances to 9 in all"
+    ) in d.summary
 
 
 def test_the_right_total_in_the_wrong_accounts_is_an_allocation_finding(
@@ -125,9 +136,15 @@ def test_the_right_total_in_the_wrong_accounts_is_an_allocation_finding(
     verdict = judge_decision(index_of(ds, keys, root), D_ID002, None, 90)
     [d] = verdict.findings
     assert d.rule == "allocation-vs-issued"
+    decision, gov, pp = (r.record_id[:12] for r in d.records)
     assert d.summary == (
-        "ID issued its 9 credits for ID002 2015-04-01..2015-12-31 as government_holding 9 "
-        "(allocated 5), participant_holding 0 (allocated 4)"
+        f"ID issued its 9 credits for ID002 2015-04-01..2015-12-31 ({decision}) as "
+        "government_holding 9 (allocated 5), participant_holding 0 (allocated 4); holds "
+        "ID:ID-ID002-2015-000001..ID-ID002-2015-000009 (9) of ID-ISS-ID002-2015-1 "
+        f"({gov}), ID-ISS-ID002-2015-2 ({pp}); issuances into account types as allocated "
+        "stay free. Settled when ID corrects the account of the issuances off their "
+        "allocation (a superseding version), or the Joint Committee supersedes the decision "
+        "with one allocating as issued"
     )
     assert verdict.stats == (1, 2, 0)
 
@@ -154,3 +171,9 @@ def test_issuing_before_the_decision_takes_effect_or_without_one(
     assert [r.describe() for r in verdict.findings[0].ranges] == [
         "ID:ID-ID002-2015-000001..ID-ID002-2015-000009 (9)"
     ]
+    summary = verdict.findings[0].summary
+    assert "(issuances ID-ISS-ID002-2015-1 (" in summary
+    assert "holds all their serials (ID:ID-ID002-2015-000001..ID-ID002-2015-000009 (9))" in (
+        summary
+    )
+    assert "Settled when the Joint Committee's decision for ID002" in summary

@@ -262,14 +262,15 @@ def test_one_fault_gives_exactly_its_findings(
 def test_over_issuance_names_amounts_and_serial_ranges(
     keys: dict[str, PrivateKey], root: TrustRoot
 ) -> None:
-    """The 10-where-9 finding says by how much and which serials it holds in quarantine."""
+    """The 10-where-9 finding says by how much and which serials it holds in quarantine:
+    the tenth, whose issuance crossed the notified amount, not the 9 issued before it."""
     ds = build()
     partner_over_issues(ds)
     (d,) = run(ds, keys, root).discrepancies
     assert (d.expected, d.found, d.difference) == (9, 10, 1)
     assert d.id == discrepancy_id("issued-vs-notified", ["ID002/2015-04-01/2015-12-31", "ID"])
     assert [(r.start, r.end) for r in d.ranges] == [
-        ("ID-ID002-2015-000001", "ID-ID002-2015-000010")
+        ("ID-ID002-2015-000010", "ID-ID002-2015-000010")
     ]
 
 
