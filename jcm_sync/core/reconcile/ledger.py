@@ -124,6 +124,21 @@ def _quantity(ranges: Iterable[SerialRange]) -> int:
     return sum(r.quantity for r in ranges)
 
 
+_LISTED = 3
+"""Serial ranges a summary lists; it counts the rest."""
+
+
+def _serials(ranges: Iterable[SerialRange]) -> str:
+    merged = merge_ranges(ranges)
+    text = ", ".join(r.describe() for r in merged[:_LISTED])
+    return text + (f" and {len(merged) - _LISTED} more ranges" if len(merged) > _LISTED else "")
+
+
+def _named(src: Source) -> str:
+    """A record as a summary names it: its local id and short record id."""
+    return f"{src.key.split('/')[-1]} ({src.ref().record_id[:12]})"
+
+
 @dataclass
 class RegistryLedger:
     """One registry's fold (module docstring): serial map, balances, findings, touches."""
@@ -214,9 +229,11 @@ class RegistryLedger:
             )
             self._add(finding(
                 "vintage-outside-period", [self.registry, key], f"issuance {key}",
-                f"{self.registry} issuance {rec.issuance_id} has blocks of vintage "
+                f"{self.registry} issuance {_named(src)} has blocks of vintage "
                 f"{', '.join(map(str, vintages))}, outside the monitoring period {span} "
-                f"(vintages {y0}-{y1})",
+                f"(vintages {y0}-{y1}); holds those blocks ({_serials(bad_vintage)}). "
+                f"Settled when {self.registry} corrects their vintage (a version superseding "
+                "the issuance)",
                 [src.ref()], bad_vintage,
             ))  # fmt: skip
         for o_src, _, ranges, same in sorted(overlaps.values(), key=lambda t: t[1]):
@@ -227,13 +244,17 @@ class RegistryLedger:
                 summary = self._self_overlap(src, rec, ranges, same)
             elif same:
                 summary = (
-                    f"{self.registry} issuance {rec.issuance_id} issues again the {n} credits "
-                    f"issuance {other.split('/')[-1]} issued"
+                    f"{self.registry} issuance {_named(src)} issues again the {n} credits "
+                    f"issuance {_named(o_src)} issued ({_serials(ranges)}); holds those {n} "
+                    f"serials, each claimed by both. Settled when {self.registry} supersedes "
+                    f"issuance {rec.issuance_id} with a version naming serials not issued before"
                 )
             else:
                 summary = (
-                    f"{self.registry} issuance {rec.issuance_id} overlaps {n} serials already "
-                    f"issued by issuance {other.split('/')[-1]}"
+                    f"{self.registry} issuance {_named(src)} overlaps {n} serials already "
+                    f"issued by issuance {_named(o_src)} ({_serials(ranges)}); holds those "
+                    f"{n}, its other serials are not in doubt. Settled when {self.registry} "
+                    f"supersedes issuance {rec.issuance_id} with blocks that do not overlap"
                 )
             records = [o_src.ref()] if o_src.key == key else [o_src.ref(), src.ref()]
             self._add(finding(rule, [self.registry, other, key], f"issuance {key}", summary,
@@ -278,8 +299,10 @@ class RegistryLedger:
         if not rec.blocks and rec.amount > held:
             self._add(finding(
                 "balance-overdrawn", [self.registry, key], f"transaction {key}",
-                f"{self.registry} {rec.type} {rec.txn_id} moves {rec.amount} credits out of "
-                f"{src.id}, which holds {held}",
+                f"{self.registry} {rec.type} {_named(src_)} moves {rec.amount} credits out of "
+                f"{src.id}, which holds {held}; it names no serial blocks, so no serial is "
+                f"held. Settled when {self.registry} corrects the transaction's amount or "
+                "source (a version superseding it)",
                 [src_.ref()], [], expected=held, found=rec.amount,
             ))  # fmt: skip
         self.balances[src.id] = held - rec.amount
@@ -329,19 +352,22 @@ class RegistryLedger:
                     e[1].append(SerialRange(self.registry, prefix, lo, hi, width))
             self.moved_blocks += 1
             self._touch(prefix, Touch(first, last, width, pos, src_))
-        what = f"{self.registry} {rec.type} {rec.txn_id}"
+        what = f"{self.registry} {rec.type} {_named(src_)}"
         subject = f"transaction {key}"
+        settle = f"Settled when {self.registry} corrects the transaction (a version superseding it)"
         if not_issued:
             self._add(finding(
                 "transaction-block-not-issued", [self.registry, key], subject,
-                f"{what} moves {_quantity(not_issued)} serials {self.registry} never issued",
+                f"{what} moves {_quantity(not_issued)} serials {self.registry} had not issued "
+                f"at that point in its log ({_serials(not_issued)}); holds them. {settle}",
                 [src_.ref()], not_issued, found=_quantity(not_issued),
             ))  # fmt: skip
         if not_held:
             self._add(finding(
                 "transaction-not-held", [self.registry, key], subject,
                 f"{what} moves {_quantity(not_held)} serials out of {src.id}, which does not "
-                f"hold them (held by {', '.join(sorted(holders))})",
+                f"hold them (held by {', '.join(sorted(holders))}: {_serials(not_held)}); "
+                f"holds them, the serials {src.id} held moved. {settle}",
                 [src_.ref()], not_held, found=_quantity(not_held),
             ))  # fmt: skip
         if mismatch:
@@ -350,7 +376,8 @@ class RegistryLedger:
                 "transaction-vintage-mismatch", [self.registry, key], subject,
                 f"{what} states vintage {', '.join(map(str, stated))} for "
                 f"{_quantity(mismatch)} serials issued as vintage "
-                f"{', '.join(map(str, sorted(issued_as)))}",
+                f"{', '.join(map(str, sorted(issued_as)))} ({_serials(mismatch)}); holds "
+                f"them. {settle}",
                 [src_.ref()], mismatch, found=_quantity(mismatch),
             ))  # fmt: skip
 
@@ -383,7 +410,7 @@ class RegistryLedger:
             f"{self.registry} {rec.type} {rec.txn_id} ({ref.record_id[:12]}) executed on "
             f"{rec.executed_on} moves {n} serials before they were issued: "
             + "; ".join(parts)
-            + f". Holds those {n} serials. Settled when {self.registry} corrects the date of "
+            + f"; holds those {n} serials. Settled when {self.registry} corrects the date of "
             "the transaction or of the issuance (a version superseding the wrong one)",
             [*issuers, ref], held, found=n,
         )  # fmt: skip

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
+
 from jcm_sync.core.reconcile.ledger import RegistryLedger, position
 from jcm_sync.core.reconcile.model import RecordRef, SerialRange
 from jcm_sync.core.records import (
@@ -234,6 +236,51 @@ def test_a_transaction_on_the_day_of_issue_or_later_is_in_order() -> None:
     fold.move(transaction("ID-TXN-1", block(1, 10), on=date(2017, 6, 1)))
     fold.move(transaction("ID-TXN-2", block(1, 5), source=PP, dest=GOV, on=date(2017, 6, 2)))
     assert fold.findings() == []
+
+
+def _faulty_folds() -> dict[str, Fold]:
+    """One fold per stage 2 rule of the ledger, each with one finding."""
+    folds = {
+        "double-issuance": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .issue(issuance("ID-ISS-2", block(1, 10))),
+        "overlapping-blocks": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .issue(issuance("ID-ISS-2", block(6, 10))),
+        "vintage-outside-period": Fold().issue(issuance("ID-ISS-1", block(1, 5, 2017))),
+        "transaction-block-not-issued": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .move(transaction("ID-TXN-1", block(8, 5))),
+        "transaction-not-held": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .move(transaction("ID-TXN-1", block(1, 4), source=PP)),
+        "transaction-vintage-mismatch": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .move(transaction("ID-TXN-1", block(3, 4, 2015))),
+        "balance-overdrawn": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .move(transaction("ID-TXN-1", amount=11)),
+        "transaction-before-issuance": Fold()
+        .issue(issuance("ID-ISS-1", block(1, 10)))
+        .move(transaction("ID-TXN-1", block(1, 3), on=date(2017, 5, 1))),
+    }
+    return folds
+
+
+@pytest.mark.parametrize("rule", sorted(_faulty_folds()))
+def test_each_finding_names_its_records_what_it_holds_and_what_settles_it(rule: str) -> None:
+    """Explanations a secretariat can act on: the summary names the record it is about by
+    local and short id, the serials it holds (or that it holds none) and the remedy."""
+    (d,) = _faulty_folds()[rule].ledger.findings.values()
+    assert d.rule == rule
+    about = d.records[-1]
+    assert f"{about.key.split('/')[-1]} ({about.record_id[:12]})" in d.summary
+    for r in d.ranges:
+        assert r.describe() in d.summary
+    assert "holds" in d.summary
+    if not d.ranges:
+        assert "no serial is held" in d.summary
+    assert "Settled when ID " in d.summary
 
 
 def test_cancellations_and_retirements_count_apart_from_transfers() -> None:
