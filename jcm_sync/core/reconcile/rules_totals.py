@@ -100,7 +100,7 @@ def _over_issued(
         amount = issued[slot][0]
         before, total = total, total + amount
         if total <= notified:
-            free.append(f"{_name(slot)} {amount}")
+            free.append(f"{_name(slot)} of {amount}")
             continue
         excess = total - max(before, notified)
         ranges = index.issuance_ranges(side, [slot])
@@ -263,7 +263,10 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
                     if as_of is not None:
                         late = f"; the {_days(grace)} grace from {decided_on} ended on {due}"
                     names = _listed(
-                        [f"{_name(s)} {issued[s][0]}" for s in sorted(issued, key=lambda s: s.pos)]
+                        [
+                            f"{_name(s)} of {issued[s][0]}"
+                            for s in sorted(issued, key=lambda s: s.pos)
+                        ]
                     )
                     summary = (
                         f"{said} ({gap} fewer){late}: issuances {names}; holds no serials, as "

@@ -82,7 +82,7 @@ def test_an_over_issuance_holds_the_issuance_that_crossed_the_notified_amount(
     assert (d.expected, d.found) == (60, 62)
     assert held(d) == [f"ID:{ID001}000046..{ID001}000062 (17)"]
     gov, pp = short(d, "ID/ID-ISS-ID001-2016-1"), short(d, "ID/ID-ISS-ID001-2016-2")
-    assert f"issuances ID-ISS-ID001-2016-1 ({gov}) 45 stay within it" in d.summary
+    assert f"issuances ID-ISS-ID001-2016-1 ({gov}) of 45 stay within it" in d.summary
     assert (
         f"holds ID:{ID001}000046..{ID001}000062 (17) of ID-ISS-ID001-2016-2 ({pp}), 2 of which "
         "are in excess (which serials are the excess, no record says" in d.summary

@@ -89,7 +89,7 @@ def test_a_partly_issued_side_waits_out_its_grace(
         decision, iss = (r.record_id[:12] for r in d.records)
         assert d.summary == (
             "ID issued 5 credits where the decision for ID002 2015-04-01..2015-12-31 "
-            f"({decision}) notified 9 (4 fewer){late}: issuances ID-ISS-ID002-2015-1 ({iss}) "
+            f"({decision}) notified 9 (4 fewer){late}: issuances ID-ISS-ID002-2015-1 ({iss}) of "
             "5; holds no serials, as each credit issued was notified. Settled when ID issues "
             "the other 4, or the Joint Committee supersedes the decision with one notifying "
             "ID 5"
@@ -119,7 +119,7 @@ def test_issuing_more_than_notified_is_a_finding_at_once(
     assert d.ranges == ()
     gov, pp = (r.record_id[:12] for r in d.records[1:3])
     assert (
-        f"issuances ID-ISS-ID002-2015-1 ({gov}) 5, ID-ISS-ID002-2015-2 ({pp}) 4 stay within "
+        f"issuances ID-ISS-ID002-2015-1 ({gov}) of 5, ID-ISS-ID002-2015-2 ({pp}) of 4 stay within "
         "it; holds no serials; 1 excess credits were issued without serial blocks and cannot "
         "be held. Settled when ID corrects its issuances to 9 in all"
     ) in d.summary
