@@ -53,7 +53,9 @@ nothing to add. Every class lives here, so the whole tree is one file:
     ├── StoreError                      the store failed or holds corrupt data
     │   └── CorruptStoreError           a stored row does not check out
     ├── TransportError                  the network or the peer failed
-    │   └── PeerRefusedError            the hub answered with problem+json
+    │   ├── PeerRefusedError            the hub answered with problem+json
+    │   └── SandboxUnavailableError     the hub serves no conformance sandbox
+    ├── ConformanceError                a check of the go-live conformance suite failed
     ├── TooManyRequestsError            over a rate or connection limit (429/503)
     ├── NonceCacheFullError             the replay cache is full: refuse, never forget
     └── ConfigError                     a configuration file or override is wrong
@@ -463,6 +465,27 @@ class PeerRefusedError(TransportError):
     @property
     def status(self) -> int:
         return self.problem.status
+
+
+class SandboxUnavailableError(TransportError):
+    """The hub answered, but serves no conformance sandbox (ADR 0021)."""
+
+    code = "sandbox-unavailable"
+    next_step = (
+        "ask Japan's hub operator to enable it ([conformance] enabled = true in the hub's "
+        "configuration), or check the hub's URL ([hub] url, or --hub)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The go-live conformance suite (services/conformance_runner.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class ConformanceError(JcmSyncError):
+    """A check of the go-live conformance suite failed; the message says what it found."""
+
+    code = "conformance"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -119,12 +119,51 @@ class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     batch_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024)] = 4 * 1024 * 1024
 
 
+GRACE_RULES = ("a6-first-transfer-mirror", "a6-no-first-transfer", "issued-vs-notified")
+"""The rules with a grace period: ``reconcile.model.GRACE_DEFAULTS``'s keys (not imported:
+config loads light; a test checks they agree)."""
+GraceDays = Annotated[int, msgspec.Meta(ge=0, le=3650)]
+
+
 class ReconcileSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: days after a JC decision during which a side that issued part of its notified
     #: amount is pending, not an ``issued-vs-notified`` discrepancy (ADR 0011); both sides
     #: of a partnership should configure the same value. The default is
-    #: ``reconcile.model.DEFAULT_ISSUANCE_GRACE_DAYS`` (not imported: config loads light)
-    issuance_grace_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 90
+    #: ``reconcile.model.DEFAULT_ISSUANCE_GRACE_DAYS`` (not imported: config loads light).
+    #: The older name of ``[reconcile.grace] issued-vs-notified``
+    issuance_grace_days: GraceDays = 90
+    #: ``[reconcile.grace]``: days something awaited stays pending before it is its rule's
+    #: finding, by rule id (docs/reconciliation-rules.md, "Pending and grace periods");
+    #: rules left out keep their defaults
+    grace: dict[str, GraceDays] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.grace) - set(GRACE_RULES))
+        if unknown:
+            raise ValueError(
+                f"[reconcile.grace] names {', '.join(unknown)}, which has no grace period; "
+                f"the rules with one are {', '.join(GRACE_RULES)}"
+            )
+        named = self.grace.get("issued-vs-notified")
+        if named is not None and self.issuance_grace_days not in (90, named):
+            raise ValueError(
+                f"issued-vs-notified is given {named} days in [reconcile.grace] and "
+                f"{self.issuance_grace_days} as issuance_grace_days, its older name: set one"
+            )
+
+    def grace_days(self) -> dict[str, int]:
+        """The grace periods to judge with, by rule id (``Reconciler.report(grace=...)``)."""
+        return {"issued-vs-notified": self.issuance_grace_days, **self.grace}
+
+
+class ConformanceSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The hub's go-live conformance sandbox (ADR 0021): off unless enabled."""
+
+    enabled: bool = False
+    #: sessions open at once; a partner's new session closes its previous one
+    max_sessions: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
+    #: a session idle this long is closed when another is opened
+    session_seconds: Seconds = 3600.0
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -136,6 +175,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ops: OpsSection = msgspec.field(default_factory=OpsSection)
     schedule: ScheduleSection = msgspec.field(default_factory=ScheduleSection)
     reconcile: ReconcileSection = msgspec.field(default_factory=ReconcileSection)
+    conformance: ConformanceSection = msgspec.field(default_factory=ConformanceSection)
     #: directory of the file the config came from; relative paths resolve against it
     base_dir: str = "."
 
@@ -199,7 +239,8 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
-        sections = ("node", "keys", "hub", "server", "ops", "schedule", "reconcile")
+        sections = ("node", "keys", "hub", "server", "ops", "schedule", "reconcile",
+                    "conformance")  # fmt: skip
         if section not in sections or not key:
             continue
         table = raw.setdefault(section, {})

@@ -104,7 +104,9 @@ from jcm_sync.net.guard import (
     authenticated,
 )
 from jcm_sync.net.origin import authenticate_aiohttp_request, own_origin
+from jcm_sync.net.sandbox import SandboxRoutes
 from jcm_sync.services.hub import Hub
+from jcm_sync.services.sandbox import SandboxHost, SandboxSettings
 from jcm_sync.store.values import MAX_INDEX
 
 log = logging.getLogger("jcm_sync.server")
@@ -211,6 +213,8 @@ class ServerSettings:
     max_unauthenticated_per_address: int = 16
     #: run the hub's scheduled jobs (reconciliation); tests turn them off
     run_jobs: bool = True
+    #: serve the go-live conformance sandbox (``net/sandbox.py``, ADR 0021)
+    conformance: SandboxSettings | None = None
 
 
 class HubServer:
@@ -331,6 +335,24 @@ class HubServer:
         except UntrustedError as exc:  # unknown, expired or role-less key: not authenticated
             raise RequestAuthError(exc) from None
 
+    async def authenticate_with(
+        self, request: web.Request, verifier: RequestVerifier
+    ) -> tuple[Caller, bytes]:
+        """``_authenticate``'s steps under another verifier (the conformance sandbox's
+        root): the signature's headers, the body's framing, the body, its digest."""
+        origin = own_origin(
+            request, public_origin=self.settings.public_origin, host=self.settings.host
+        )
+        try:
+            pending = authenticate_aiohttp_request(verifier, request, origin=origin)
+        except RequestSignatureError:
+            raise
+        except UntrustedError as exc:
+            raise RequestAuthError(exc) from None
+        check_content(request)
+        body = await read_body(request, self.settings.max_body_bytes)
+        return verifier.check_body(pending, body), body
+
     # --- handlers ----------------------------------------------------------------------
 
     @staticmethod
@@ -446,6 +468,13 @@ class HubServer:
         app.router.add_get(f"{logs}/proofs/consistency", self.consistency)
         app.router.add_get(f"{logs}/proofs/inclusion", self.inclusion)
 
+        if self.settings.conformance is not None:  # ADR 0021
+            sandbox = SandboxHost(self.hub, self.settings.conformance)
+            SandboxRoutes(
+                sandbox, self.authenticate_with, self._caller, lambda r: r[BODY_KEY],
+                window=self.settings.clock_skew_seconds,
+            ).mount(app)  # fmt: skip
+
         async def on_startup(app: web.Application) -> None:
             if self.settings.run_jobs:
                 self.hub.start_jobs()
@@ -537,4 +566,7 @@ def settings_from(cfg: Any) -> ServerSettings:
         body_timeout_seconds=s.body_timeout_seconds,
         keepalive_timeout_seconds=s.keepalive_timeout_seconds,
         max_unauthenticated_per_address=s.max_unauthenticated_per_address,
+        conformance=SandboxSettings(cfg.conformance.max_sessions, cfg.conformance.session_seconds)
+        if cfg.conformance.enabled
+        else None,
     )
