@@ -351,7 +351,8 @@ class HubServer:
             raise RequestAuthError(exc) from None
         check_content(request)
         body = await read_body(request, self.settings.max_body_bytes)
-        return verifier.check_body(pending, body), body
+        caller = request[CALLER_KEY] = verifier.check_body(pending, body)  # rule 7's guard
+        return caller, body
 
     # --- handlers ----------------------------------------------------------------------
 

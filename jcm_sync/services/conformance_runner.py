@@ -12,9 +12,10 @@ one in tests) and the sandbox's exchange through a ``HubPort``, so the agent's o
 Rules:
 
 1. **Checks in order**, each PASS or FAIL with a detail and its duration. A failed
-   gate (keys, session, root, a scripted step, the clean reconciliation) leaves the
-   checks after it SKIPPED, saying which failed; each fault's injection and detection
-   is judged on its own, so one undetected fault does not hide the others.
+   gate (the session, the root, a scripted step, a reconciliation) leaves the checks
+   after it SKIPPED, saying which failed; the local key check, each fault's injection
+   and each detection are judged on their own, so one failure hides no other. The
+   production check and the close run whatever failed, once a session exists.
 2. **Cannot start** is not a check: a hub that cannot be reached raises
    ``TransportError``, and one that serves no sandbox (404 on the session route)
    ``SandboxUnavailableError``, before any check has run.
