@@ -84,7 +84,8 @@ def _json(data: Any) -> web.Response:
 
 
 class SandboxRoutes:
-    """The sandbox's routes on the hub's application (module rules)."""
+    """The sandbox's routes on the hub's application (module rules); the application
+    holds it under ``SANDBOX_KEY``."""
 
     def __init__(
         self,
@@ -103,6 +104,7 @@ class SandboxRoutes:
         self._verifiers: dict[str, RequestVerifier] = {}
 
     def mount(self, app: web.Application) -> None:
+        app[SANDBOX_KEY] = self
         r = app.router
         r.add_post(CONTROL, self.open)
         r.add_post(CONTROL + "/{sid}/root", self.root)
@@ -156,6 +158,8 @@ class SandboxRoutes:
             raise NotFoundError(f"no active conformance session {sid}", where="session")
         verifier = self._verifiers.get(sid)
         if verifier is None:
+            for gone in set(self._verifiers) - set(self.host.sessions):  # closed meanwhile
+                del self._verifiers[gone]
             verifier = RequestVerifier(s.node.roots(), window=self.window)
             self._verifiers[sid] = verifier
         caller, body = await self.authenticate(request, verifier)
@@ -200,6 +204,9 @@ class SandboxRoutes:
         if index is None:
             raise BadParameterError("query parameter index is required", where="index")
         return _json(await hub.inclusion(caller, m["pid"], m["node"], index, _int(request, "size")))
+
+
+SANDBOX_KEY = web.AppKey("sandbox", SandboxRoutes)
 
 
 # --- the partner's client -------------------------------------------------------------

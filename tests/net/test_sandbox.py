@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from jcm_sync.core.envelope import PrivateKey
@@ -17,8 +18,9 @@ from jcm_sync.core.trust import countersign_root
 from jcm_sync.errors import PeerRefusedError
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
-from jcm_sync.net.sandbox import SandboxClient
+from jcm_sync.net.sandbox import SANDBOX_KEY, SandboxClient
 from jcm_sync.net.server import ServerSettings, settings_from
+from jcm_sync.net.signing import RequestSigner
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.conformance import Script
 from jcm_sync.services.node import utc_now
@@ -142,3 +144,31 @@ async def test_refusals_are_problem_details(hub: Running) -> None:
     with pytest.raises(PeerRefusedError) as refused:
         await client.exchange(opened.session, key).consistency("JP-MN", "JP", 5, 1)
     assert refused.value.code == "past-log-size"
+
+
+async def test_a_replayed_sandbox_request_is_refused(hub: Running) -> None:
+    """Each session has its own replay cache: the same signed request twice is 401."""
+    _, opened, key = await _session(hub)
+    url = f"{hub.url}/conformance/{opened.session}/v1/partnerships/JP-MN/state"
+    headers: dict[str, str] = {}
+    RequestSigner(key).sign("GET", url, headers, b"")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=headers) as first:
+            assert first.status == 200
+        async with http.get(url, headers=headers) as again:
+            assert again.status == 401
+            assert (await again.json())["code"] == "replay"
+
+
+async def test_closed_sessions_leave_no_verifier_behind(hub: Running) -> None:
+    assert hub.runner is not None
+    routes = hub.runner.app[SANDBOX_KEY]
+    client, first, key = await _session(hub)
+    await client.exchange(first.session, key).state("JP-MN")
+    assert set(routes._verifiers) == {first.session}
+    _, second, key2 = await _session(hub)  # closes the first session of JP-MN
+    await client.exchange(second.session, key2).state("JP-MN")
+    assert set(routes._verifiers) == {second.session}
+    await client.close_session(second.session)
+    assert routes._verifiers == {}
+    assert routes.host.sessions == {}

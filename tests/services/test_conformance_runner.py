@@ -9,6 +9,7 @@ check that must then fail, and only that one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from jcm_sync.services.conformance_runner import (
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.in_process_hub import InProcessHub, caller_of
 from jcm_sync.services.node import Node, open_node
-from jcm_sync.services.sample import provision
+from jcm_sync.services.sample import Network, provision
 from jcm_sync.services.sandbox import (
     OpenRequest,
     SandboxHost,
@@ -99,6 +100,7 @@ class InProcessSandbox:
 
 @dataclass
 class World:
+    net: Network
     hub: Node
     host: SandboxHost
     partner: Config
@@ -116,7 +118,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     host = SandboxHost(Hub(hub))
     partner = load_config(net.configs["MN"], env={})
     try:
-        yield World(hub, host, partner, InProcessSandbox(host, "JP-MN", net.keys["MN"]),
+        yield World(net, hub, host, partner, InProcessSandbox(host, "JP-MN", net.keys["MN"]),
                     tmp_path / "work")  # fmt: skip
     finally:
         await host.close_all()
@@ -254,3 +256,15 @@ def test_records_matching_and_detected_judge_by_value() -> None:
                     totals=TotalsStage(), blocks=BlocksStage(), article6=Article6Stage(),
                     discrepancies=(found, other_rule, other_record))  # fmt: skip
     assert detected(report, fault, ids) == [found]
+
+
+async def test_two_partners_run_at_once_on_one_hub(world: World, tmp_path: Path) -> None:
+    """Sessions of two partnerships share the hub's process but nothing else."""
+    id_cfg = load_config(world.net.configs["ID"], env={})
+    id_control = InProcessSandbox(world.host, "JP-ID", world.net.keys["ID"])
+    id_run = ConformanceRunner(id_cfg, id_control, tmp_path / "work-id").run()
+    mn, id_ = await asyncio.gather(world.run(), id_run)
+    for report in (mn, id_):
+        assert report.passed, [(c.name, c.detail) for c in report.checks if c.status != "PASS"]
+    assert mn.session != id_.session
+    assert mn.origin_prefix != id_.origin_prefix
