@@ -20,7 +20,7 @@ import html
 import json
 import tempfile
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from rich.console import Console
@@ -36,7 +36,10 @@ from jcm_sync.errors import (
     TransportError,
 )
 from jcm_sync.local.config import Config, load_config
-from jcm_sync.services.conformance_runner import RunReport
+
+if TYPE_CHECKING:
+    from jcm_sync.core.envelope import PrivateKey
+    from jcm_sync.services.conformance_runner import RunReport
 
 EXIT_CANNOT_START: Final = EXIT_USAGE
 UNREACHABLE_STEP: Final = "check that the hub runs and that [hub] url (or --hub) is its address"
@@ -57,6 +60,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="JSON report (default: OUT/conformance-<partnership>.json)")  # fmt: skip
     run.add_argument("--html", dest="html_file", metavar="FILE", type=Path,
                      help="HTML report (default: OUT/conformance-<partnership>.html)")  # fmt: skip
+    run.add_argument("--time-limit", metavar="SECONDS", type=float, default=300.0,
+                     help="fail the run if it takes longer (default 300)")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
 
@@ -80,12 +85,15 @@ def _cannot_start(what: str, step: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from jcm_sync.services.node import load_keys
+
     try:
         cfg = _partner_config(args)
+        key = load_keys(cfg).transport
     except JcmSyncError as exc:
         return _cannot_start(str(exc), exc.next_step or ConfigError.next_step)
     try:
-        report = asyncio.run(_run(cfg))
+        report = asyncio.run(_run(cfg, key, args.time_limit))
     except SandboxUnavailableError as exc:
         return _cannot_start(str(exc), exc.next_step)
     except TransportError as exc:
@@ -103,24 +111,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
-async def _run(cfg: Config) -> RunReport:
+async def _run(cfg: Config, key: PrivateKey, limit: float) -> RunReport:
+    """The run, cut at ``limit`` seconds: a run that takes longer fails (the go-live
+    procedure's bound), with the checks it finished and a failed ``time-limit``."""
     from jcm_sync.net.sandbox import SandboxClient
     from jcm_sync.services.conformance_runner import ConformanceRunner
-    from jcm_sync.services.node import load_keys
 
     assert cfg.hub is not None  # _partner_config refuses a config without [hub]
     client = SandboxClient(
         cfg.hub.url,
-        load_keys(cfg).transport,
+        key,
         timeout=cfg.hub.timeout_seconds,
         max_response=cfg.hub.max_response_bytes,
         ca_file=str(cfg.path(cfg.hub.ca_file)) if cfg.hub.ca_file else None,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="jcm-sync-conformance-") as work:
-            return await ConformanceRunner(cfg, client, Path(work), hub=cfg.hub.url).run()
+            runner = ConformanceRunner(cfg, client, Path(work), hub=cfg.hub.url)
+            try:
+                return await asyncio.wait_for(runner.run(), limit)
+            except TimeoutError:
+                return _timed_out(runner.report, limit)
     finally:
         await client.close()
+
+
+def _timed_out(report: RunReport, limit: float) -> RunReport:
+    """The report of a run stopped at ``limit``: the check it was in fails, and so does
+    the ``time-limit`` check added after it."""
+    from jcm_sync.services.conformance_runner import Check
+
+    running = [c for c in report.checks if c.status == "SKIP" and not c.detail]
+    for c in running:
+        c.status, c.detail = "FAIL", f"stopped by the time limit of {limit:g} s"
+    during = f", during {running[0].name}" if running else ""
+    report.checks.append(
+        Check("time-limit", f"the run finishes within {limit:g} s", "FAIL",
+              f"the run did not finish within {limit:g} s{during}")
+    )  # fmt: skip
+    report.seconds = limit
+    return report
 
 
 def print_table(console: Console, report: RunReport) -> None:

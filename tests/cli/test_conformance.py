@@ -142,6 +142,32 @@ def test_a_key_the_hub_does_not_know_fails_with_the_reason(
     assert "FAILED" in out
 
 
+def test_a_run_over_its_time_limit_fails(
+    hub: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "conformance", "run", "--config", hub.configs["MN"],
+                         "--out", tmp_path, "--time-limit", "0.05")  # fmt: skip
+    assert code == 1, out + err
+    data = json.loads((tmp_path / "conformance-JP-MN.json").read_text())
+    last = data["checks"][-1]
+    assert (last["name"], last["status"]) == ("time-limit", "FAIL")
+    assert "did not finish within 0.05 s" in last["detail"]
+    assert data["passed"] is False
+
+
+def test_a_missing_key_file_cannot_start(
+    hub: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = hub.configs["MN"]
+    bad = cfg.with_name("missing-key.toml")
+    bad.write_text(cfg.read_text().replace("[keys]\n", '[keys]\ntransport = "nowhere.key"\n'))
+    code, _, err = run(capsys, "conformance", "run", "--config", bad, "--out", tmp_path)
+    assert code == 2
+    assert err.startswith("cannot start:")
+    assert "nowhere.key" in err
+    assert not list(tmp_path.glob("conformance-*"))
+
+
 def test_a_hub_without_the_sandbox_cannot_start(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
