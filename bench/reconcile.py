@@ -113,7 +113,7 @@ def generate(directory: Path, projects: int, periods: int, faults: int) -> dict[
             txn = TransactionRecord(
                 partnership="JP-ID", author=node, created=CREATED + timedelta(days=1),
                 registry=node, txn_id=f"{node}-BENCH-{n:04d}", type="transfer",
-                executed_on=date(2026, 1, 16), source=rec.account,
+                executed_on=rec.issued_on + timedelta(days=1), source=rec.account,
                 destination=Account(f"{node}-PP-BENCH", "participant_holding"), amount=1,
                 blocks=(SerialBlock(last, last, 1, rec.blocks[-1].vintage),),
             )  # fmt: skip
