@@ -60,8 +60,17 @@ def test_moving_a_held_serial_is_refused(type_: str) -> None:
         (move(1, 3), [msgspec.structs.replace(HELD, status="explained")]),
         (move(1, 3), [msgspec.structs.replace(HELD, status="resolved")]),
         (move(1, 3), []),
+        (move(1, 3), [msgspec.structs.replace(HELD, ranges=())]),
     ],
-    ids=["adjacent-serials", "other-registry", "cancellation", "explained", "resolved", "none"],
+    ids=[
+        "adjacent-serials",
+        "other-registry",
+        "cancellation",
+        "explained",
+        "resolved",
+        "none",
+        "open-holding-nothing",
+    ],
 )
 def test_only_open_ranges_of_the_same_registry_are_held(
     record: TransactionRecord, discrepancies: list[Discrepancy]
