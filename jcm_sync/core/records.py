@@ -343,7 +343,14 @@ class TransactionRecord(RecordBase, frozen=True, tag="transaction"):
 
 
 class AuthorizationRecord(RecordBase, frozen=True, tag="authorization"):
-    """An Article 6.2 authorization by one Party: scope, purposes and cap."""
+    """An Article 6.2 authorization by one Party: scope, purposes and cap.
+
+    Authorizations change: a new version (``supersedes``) with ``status`` ``withdrawn`` or
+    ``amended`` and the ``effective_on`` day it takes effect from. A withdrawal leaves the
+    first transfers made before that day valid; an amendment's terms (cap, scope,
+    purposes) apply from that day on. A new version without ``effective_on`` is a
+    correction: it replaces its predecessor from the start (``reconcile.rules_article6``).
+    """
 
     party: Node
     authorization_id: LocalId
@@ -353,6 +360,13 @@ class AuthorizationRecord(RecordBase, frozen=True, tag="authorization"):
     purposes: tuple[Purpose, ...]
     projects: tuple[Project, ...] = ()
     vintages: tuple[Year, ...] = ()
+    status: Literal["active", "withdrawn", "amended"] = "active"
+    effective_on: date | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.status != "active" and self.effective_on is None:
+            raise ValueError(f"an authorization {self.status} needs the day it takes effect")
 
     def key(self) -> tuple[str, ...]:
         return (self.party, self.authorization_id)

@@ -380,7 +380,7 @@ class ReconcileService:
             report = await self._cpu(
                 self._state.folded[partnership].reconciler.report,
                 self.node.clock(),  # judged on today's date with the grace (ADR 0011)
-                issuance_grace_days=self.node.cfg.reconcile.issuance_grace_days,
+                grace=self.node.cfg.reconcile.grace_days(),
             )
         except (JcmSyncError, OSError) as exc:
             self._state.folded.pop(partnership, None)
@@ -472,7 +472,7 @@ class ReconcileService:
         judge = functools.partial(
             scratch.report,
             now if now is not None else self.node.clock(),
-            issuance_grace_days=self.node.cfg.reconcile.issuance_grace_days,
+            grace=self.node.cfg.reconcile.grace_days(),
         )
         after = await self._cpu(judge)
         check_batch(moving, held, after.discrepancies)

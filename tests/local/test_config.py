@@ -100,3 +100,48 @@ def test_private_keys_are_not_config_values(tmp_path: Path) -> None:
     """A PEM pasted into the file is a path that does not exist, not a key."""
     cfg = load_config(write(tmp_path, AGENT), env={})
     assert not cfg.path(cfg.keys.signing).exists()
+
+
+def test_grace_periods_per_rule(tmp_path: Path) -> None:
+    """``[reconcile.grace]`` sets days per rule id; rules left out keep the core's
+    defaults, and ``issuance_grace_days`` still sets ``issued-vs-notified``."""
+    from jcm_sync.core.reconcile.model import GRACE_DEFAULTS
+    from jcm_sync.local.config import GRACE_RULES
+
+    assert sorted(GRACE_RULES) == sorted(GRACE_DEFAULTS)
+    assert load_config(write(tmp_path, AGENT), env={}).reconcile.grace_days() == {
+        "issued-vs-notified": 90
+    }
+    text = (
+        AGENT + '\n[reconcile.grace]\na6-first-transfer-mirror = 120\n"a6-no-first-transfer" = 0\n'
+    )
+    cfg = load_config(write(tmp_path, text), env={})
+    assert cfg.reconcile.grace_days() == {
+        "issued-vs-notified": 90, "a6-first-transfer-mirror": 120, "a6-no-first-transfer": 0
+    }  # fmt: skip
+    text = AGENT + "\n[reconcile]\nissuance_grace_days = 30\n"
+    assert load_config(write(tmp_path, text), env={}).reconcile.grace_days() == {
+        "issued-vs-notified": 30
+    }
+    text = AGENT + "\n[reconcile.grace]\nissued-vs-notified = 45\n"
+    assert load_config(write(tmp_path, text), env={}).reconcile.grace_days() == {
+        "issued-vs-notified": 45
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[reconcile.grace]\na6-cap-exceeded = 30\n",
+         "names a6-cap-exceeded, which has no grace period; the rules with one are "
+         "a6-first-transfer-mirror, a6-no-first-transfer, issued-vs-notified"),
+        ("[reconcile.grace]\na6-no-first-transfer = -1\n", r"reconcile\.grace"),
+        ("[reconcile]\nissuance_grace_days = 30\n[reconcile.grace]\nissued-vs-notified = 45\n",
+         "given 45 days in .reconcile.grace. and 30 as issuance_grace_days"),
+    ],
+    ids=["rule-without-grace", "negative", "two-figures-for-one-rule"],
+)  # fmt: skip
+def test_bad_grace_periods_are_refused(tmp_path: Path, table: str, message: str) -> None:
+    """A rule id without a grace period, a negative one, or two figures are refused."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, AGENT + "\n" + table), env={})

@@ -286,3 +286,25 @@ async def test_a_failed_run_stays_initiated(pair: Pair, monkeypatch: pytest.Monk
     monkeypatch.undo()
     await run_scheduled(pair.id, PID)
     assert read_history(pair.id.cfg.data_dir, PID).runs[-1].status == "completed"
+
+
+async def test_the_configured_grace_periods_judge_the_run(pair: Pair) -> None:
+    """Without Indonesia's first transfer of ID002's 31 ITMOs (Japan issued them on
+    2016-05-27), a run in 2026 finds the first-transfer mirror and Japan's acquisition
+    and use beyond it; a node whose ``[reconcile.grace]`` allows 4,000 days for the mirror
+    still awaits it (due 2027-05-10), and the other rules keep their default."""
+    from jcm_sync.local.config import ReconcileSection
+
+    ds = dataset()
+    ds.remove(lambda i: getattr(i.record, "action_id", None) == "ID-FT-0001")
+    await pair.seed(ds)
+    report = (await ReconcileService(pair.id).reconcile(PID)).report
+    assert [d.rule for d in report.discrepancies] == [
+        "a6-first-transfer-mirror", "a6-no-first-transfer", "a6-no-first-transfer"]  # fmt: skip
+    pair.jp.cfg = msgspec.structs.replace(
+        pair.jp.cfg, reconcile=ReconcileSection(grace={"a6-first-transfer-mirror": 4000})
+    )
+    report = (await ReconcileService(pair.jp).reconcile(PID)).report
+    assert [d.rule for d in report.discrepancies] == ["a6-no-first-transfer"] * 2
+    due = date(2016, 5, 27) + timedelta(days=4000)
+    assert [(p.what, p.due) for p in report.pending] == [("first_transfer", due)]

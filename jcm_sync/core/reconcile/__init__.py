@@ -24,7 +24,8 @@ Modules:
 * ``slots``, ``tables``, ``engine``: the incremental index of both logs (versions and
   slots; the facts each record files, by unit; the fold that keeps them and knows which
   units changed);
-* ``rules_totals``, ``rules_article6``: the rules of stage 1 and of Article 6.2, each
+* ``rules_totals``, ``rules_article6``, ``rules_itmo_chronology``: the rules of stage 1
+  and of Article 6.2 (authorizations and mirrors; what ITMO actions rely on), each
   judging one unit from the index;
 * ``reconciler``: ``Reconciler``, the index with the rules, and its report;
 * ``snapshot``: a snapshot and ``reconcile(snapshot)``, the one-call form;

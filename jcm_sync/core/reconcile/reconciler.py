@@ -42,8 +42,9 @@ Rules (the numbered rules of this module; the findings are listed in ``model.RUL
 4. Stage 2, per decision and registry: issuance records naming a decision that is not
    effective are ``issuance-before-decision-effective``; naming one that is in neither
    log, ``untraceable-issuance``. The serial rules are ``ledger``'s.
-5. Stage 3: each range a finding names is traced through every record of that registry
-   that issued or moved part of it (``ledger.RegistryLedger.trail``).
+5. Stage 3: each range a finding holds (its ``ranges``: the serials in doubt) is traced
+   through every record of that registry that issued or moved part of it
+   (``ledger.RegistryLedger.trail``).
 6. Article 6.2. Vintages are calendar years; an issuance's credits count in the vintage
    its blocks state (an issuance without blocks, or blocks without vintage, counts in its
    monitoring period's year when the period lies in one year, and is not counted for
@@ -51,15 +52,27 @@ Rules (the numbered rules of this module; the findings are listed in ``model.RUL
 
    * Every ITMO action names an authorization held in the snapshot; a first transfer
      names an authorization of its own Party (``a6-authorization-unknown``).
-   * A first transfer stays within its authorization's projects, vintages and purposes,
-     each when the authorization lists any (``a6-out-of-scope``); first transfers under
-     one authorization sum to at most its cap, and the finding names the transfer that
-     crossed it and every one after (``a6-cap-exceeded``).
+   * A first transfer is judged under the version of its authorization in force on its
+     date: before any, ``a6-before-authorization``; after a withdrawal,
+     ``a6-authorization-withdrawn``; otherwise it stays within that version's projects,
+     vintages and purposes (``a6-out-of-scope``). First transfers under one authorization
+     sum, in date order, to at most the cap in force, and the finding names the transfer
+     that crossed it and every one after (``a6-cap-exceeded``). (``rules_article6``.)
    * Mirror of the first transfer (working definition, docs reference §4.5 and open
      question 3): Japan's share is issued straight into Japan's registry, so the partner's
      first transfer of ITMOs is that issuance. For each (project, vintage) within a
      partner authorization's scope, the partner's first transfers equal Japan's issued
-     amount (``a6-first-transfer-mirror``); none at all yet is pending.
+     amount (``a6-first-transfer-mirror``); fewer or none is pending for a grace period
+     from Japan's issuance date, like rule 3's (without a day: none stays pending).
+   * What ITMO actions rely on (``rules_itmo_chronology``): a Party's acquisitions, and
+     its onward transfers, uses and cancellations, each add up to at most the partner's
+     first transfers of their project and vintage (beyond is pending for a grace period,
+     then ``a6-no-first-transfer``), and rely on none dated after them
+     (``a6-use-before-first-transfer``); their serials were issued in their Party's
+     registry, or for a first transfer in either Party's (``a6-serials-not-issued``).
+   * Grace periods are per rule (``model.GRACE_DEFAULTS``, ``report(grace=...)``); the
+     units whose judgement depends on the day are judged again when the day changes, and
+     those depending on a rule's grace when that grace changes, and only then.
    * Mirror of use: a retirement or cancellation carrying a ``purpose`` is an Article 6.2
      use and the registry's Party reports it as an ITMO ``use`` or
      ``voluntary_cancellation`` with the same serial blocks, and the reverse. Records that
@@ -74,13 +87,14 @@ Rules (the numbered rules of this module; the findings are listed in ``model.RUL
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import msgspec
 
-from jcm_sync.core.reconcile.engine import Index
+from jcm_sync.core.reconcile.engine import Index, Judgement
 from jcm_sync.core.reconcile.model import (
-    DEFAULT_ISSUANCE_GRACE_DAYS,
+    GRACE_DEFAULTS,
     STAGE_ORDER,
     Article6Stage,
     AuthorizationRow,
@@ -99,6 +113,7 @@ from jcm_sync.core.reconcile.rules_article6 import (
     judge_first_transfer_mirror,
     judge_use_mirror,
 )
+from jcm_sync.core.reconcile.rules_itmo_chronology import judge_itmo_backing, judge_serials
 from jcm_sync.core.reconcile.rules_totals import judge_decision
 from jcm_sync.core.reconcile.slots import Unit
 from jcm_sync.core.records import IssuanceRecord, ResolutionRecord, TransactionRecord
@@ -107,6 +122,42 @@ from jcm_sync.errors import BadDataError
 
 # --- the reconciler ---------------------------------------------------------------------
 
+_TIMED_RULES: dict[str, frozenset[str]] = {
+    "decision": frozenset({"issued-vs-notified"}),
+    "ftm": frozenset({"a6-first-transfer-mirror", "a6-no-first-transfer"}),
+}
+"""The rules whose grace period a timed unit of each kind depends on (rules 3 and 6)."""
+
+
+def resolve_grace(
+    grace: Mapping[str, int] | None, issuance_grace_days: int | None = None
+) -> dict[str, int]:
+    """The grace period of every rule that has one: ``model.GRACE_DEFAULTS`` overridden
+    by ``grace``, and by ``issuance_grace_days`` for ``issued-vs-notified`` (its older
+    name). ``BadDataError`` for a rule without a grace period, a negative number of days,
+    or two different figures for ``issued-vs-notified``."""
+    days = dict(GRACE_DEFAULTS)
+    for rule, n in (grace or {}).items():
+        if rule not in days:
+            raise BadDataError(
+                f"rule {rule!r} has no grace period; the rules with one are "
+                + ", ".join(sorted(days))
+            )
+        if n < 0:
+            raise BadDataError(f"a grace period of {n} days is negative ({rule})")
+        days[rule] = n
+    if issuance_grace_days is not None:
+        if issuance_grace_days < 0:
+            raise BadDataError(f"a grace period of {issuance_grace_days} days is negative")
+        named = (grace or {}).get("issued-vs-notified")
+        if named is not None and named != issuance_grace_days:
+            raise BadDataError(
+                f"issued-vs-notified is given two grace periods, {named} and "
+                f"{issuance_grace_days} days (issuance_grace_days is its older name)"
+            )
+        days["issued-vs-notified"] = issuance_grace_days
+    return days
+
 
 class Reconciler(Index):
     """Folds a partnership's two logs and reports (see the module docstring)."""
@@ -114,11 +165,11 @@ class Reconciler(Index):
     def __init__(self, root: TrustRoot) -> None:
         super().__init__(root)
         self._decision_stats: dict[str, tuple[int, int, int]] = {}
-        # rule 3, grace period: the day and grace the decision units were judged with, and
-        # the decisions whose judgement depends on them
+        # rules 3 and 6, grace periods: the day and the grace per rule the units were
+        # judged with, and the units whose judgement depends on them
         self._as_of: date | None = None
-        self._grace = DEFAULT_ISSUANCE_GRACE_DAYS
-        self._timed: set[str] = set()
+        self._grace: dict[str, int] = dict(GRACE_DEFAULTS)
+        self._timed: set[Unit] = set()
         self._n_effective = self._n_compared = self._n_differing = 0
         self._auth_rows: dict[str, list[AuthorizationRow]] = {}
 
@@ -128,7 +179,7 @@ class Reconciler(Index):
         """Ask the unit's rule for its judgement, and keep what the report counts of it."""
         if unit[0] == "decision":
             dk = unit[1]
-            verdict = judge_decision(self, dk, self._as_of, self._grace)
+            verdict = judge_decision(self, dk, self._as_of, self._grace["issued-vs-notified"])
             # running totals, so that a report costs what changed, not the number of decisions
             stats = verdict.stats
             old = self._decision_stats.pop(dk, (0, 0, 0))
@@ -138,10 +189,7 @@ class Reconciler(Index):
             if any(stats):
                 self._decision_stats[dk] = stats
             self.judged(unit, verdict)
-            if verdict.timed:
-                self._timed.add(dk)
-            else:
-                self._timed.discard(dk)
+            self._set_timed(unit, verdict.timed)
         elif unit[0] == "auth":
             aid = unit[1]
             auth = judge_authorization(self, aid)
@@ -151,9 +199,36 @@ class Reconciler(Index):
             else:
                 self._auth_rows.pop(aid, None)
         elif unit[0] == "ftm":
-            self.judged(unit, judge_first_transfer_mirror(self, unit[1], int(unit[2])))
+            project, vintage, day = unit[1], int(unit[2]), self._as_of
+            mirror = judge_first_transfer_mirror(
+                self, project, vintage, day, self._grace["a6-first-transfer-mirror"]
+            )
+            backing = judge_itmo_backing(
+                self, project, vintage, day, self._grace["a6-no-first-transfer"]
+            )
+            self.judged(unit, Judgement(mirror.findings + backing.findings,
+                                        mirror.pending + backing.pending))  # fmt: skip
+            self._set_timed(unit, mirror.timed or backing.timed)
+        elif unit[0] == "serials":
+            self.judged(unit, judge_serials(self, unit[1]))
         elif unit[0] == "use":
             self.judged(unit, judge_use_mirror(self, unit[1]))
+
+    def _set_timed(self, unit: Unit, timed: bool) -> None:
+        if timed:
+            self._timed.add(unit)
+        else:
+            self._timed.discard(unit)
+
+    def _set_day(self, as_of: date | None, grace: dict[str, int]) -> None:
+        """Rules 3 and 6: have the units judged again whose judgement the new day or a
+        changed grace period may change, and only those."""
+        changed = {r for r in grace if grace[r] != self._grace[r]}
+        if as_of != self._as_of:
+            self.mark_dirty(self._timed)
+        elif changed:
+            self.mark_dirty(u for u in self._timed if changed & _TIMED_RULES.get(u[0], frozenset()))
+        self._as_of, self._grace = as_of, grace
 
     # -- the report ------------------------------------------------------------------
 
@@ -205,18 +280,16 @@ class Reconciler(Index):
         self,
         now: datetime | None = None,
         *,
-        issuance_grace_days: int = DEFAULT_ISSUANCE_GRACE_DAYS,
+        issuance_grace_days: int | None = None,
+        grace: Mapping[str, int] | None = None,
     ) -> Report:
         """The report of everything applied so far (rules 5, 7 and 8), judged on the UTC
-        day of ``now`` with a grace period of ``issuance_grace_days`` (rule 3)."""
+        day of ``now`` with the grace periods of ``grace`` (days by rule id, defaults
+        ``model.GRACE_DEFAULTS``); ``issuance_grace_days`` is ``issued-vs-notified``'s."""
         if now is not None and now.utcoffset() is None:
             raise BadDataError("a reconciliation is judged at an aware time, not a naive one")
-        if issuance_grace_days < 0:
-            raise BadDataError(f"a grace period of {issuance_grace_days} days is negative")
-        as_of = now.astimezone(UTC).date() if now is not None else None
-        if (as_of, issuance_grace_days) != (self._as_of, self._grace):
-            self._as_of, self._grace = as_of, issuance_grace_days
-            self.mark_dirty(("decision", dk) for dk in self._timed)
+        days = resolve_grace(grace, issuance_grace_days)
+        self._set_day(now.astimezone(UTC).date() if now is not None else None, days)
         self.settle()
         units = self.take_dirty()
         for unit in units:

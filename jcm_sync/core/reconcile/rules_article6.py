@@ -1,46 +1,67 @@
-"""Article 6.2: authorizations, caps, scope and the two mirrors (reconciler rule 6).
+"""Article 6.2: authorizations, their versions, caps, scope and the two mirrors.
 
 Why this module exists: Article 6.2 of the Paris Agreement adds records the Kyoto stages
 never had (authorizations, ITMO actions), checked against each other and against the
-registries' issuances and retirements. These checks are this module's, apart from the
-index that files the facts they read (``engine``, ``tables``).
+registries' issuances and retirements (reconciler rule 6). These checks are this
+module's, apart from the index that files the facts they read (``engine``, ``tables``);
+the chronology and serial provenance of ITMO actions are ``rules_itmo_chronology``'s.
 
 Three functions, one per kind of unit, each taking the index and the unit's key and
-returning a ``Judgement``; they read the index and change nothing:
+returning a ``Judgement``; they read the index and change nothing. Rules:
 
-* ``judge_authorization`` (unit: an authorization id): every ITMO action names an
-  authorization held in the snapshot, a first transfer one of its own Party
-  (``a6-authorization-unknown``); first transfers stay within the authorization's
-  projects, vintages and purposes (``a6-out-of-scope``) and under its cap
-  (``a6-cap-exceeded``, naming the transfer that crossed it and every one after);
-* ``judge_first_transfer_mirror`` (unit: a project and vintage): within a partner
-  authorization's scope, the partner's first transfers equal Japan's issued amount
-  (``a6-first-transfer-mirror``); none yet is pending. This is the working definition of
-  ADR 0008 (the JCM has published none): the one function to change when it is settled;
-* ``judge_use_mirror`` (unit: a Party): a retirement or cancellation with a ``purpose``
-  and the ITMO ``use`` or ``voluntary_cancellation`` reporting it have the same serial
-  blocks; records that do not pair up are grouped by overlapping serials, one
-  ``a6-use-mirror`` finding per group.
-
-Everything they list is in a stable order (slot positions, sorted keys), never in set
-order (reconciler rule 8).
+1. Authorizations change by new versions (``records.AuthorizationRecord``): a version with
+   an ``effective_on`` (``withdrawn`` or ``amended``) ends the earlier ones on that day; a
+   version without one is a correction that replaces them from the start (``terms``).
+   A first transfer is judged under the version in force on its ``occurred_on``.
+2. ``judge_authorization`` (unit: an authorization id): every ITMO action names an
+   authorization held in the snapshot, a first transfer one of its own Party
+   (``a6-authorization-unknown``); a first transfer dated before any version is in force
+   is ``a6-before-authorization``, one dated on or after a withdrawal is
+   ``a6-authorization-withdrawn`` (those before it stay valid); the others stay within
+   the projects, vintages and purposes of the version in force (``a6-out-of-scope``).
+3. The cap counts every first transfer under the authorization, in date order: the
+   running total on a transfer's day is within the cap of the version in force then (the
+   last one before a withdrawal; the first one before any), else ``a6-cap-exceeded``,
+   naming the transfer that crossed it and every one after. The report's row states the
+   latest version's cap.
+4. Everything is listed in a stable order (dates, then slot positions; sorted keys),
+   never in set order (reconciler rule 8).
+5. ``judge_first_transfer_mirror`` (unit: a project and vintage): within the scope of a
+   partner authorization (a version that is not a withdrawal), the partner's first
+   transfers equal Japan's issued amount (``a6-first-transfer-mirror``). This is the
+   working definition of ADR 0008 (the JCM has published none). Fewer is awaited: pending
+   from Japan's issuance date of the first credits not yet first transferred until the
+   grace ends (``model.GRACE_DEFAULTS``), then the finding; more is a finding at once.
+   Without a day none at all stays pending and fewer is a finding (judged strictly).
+6. ``judge_use_mirror`` (unit: a Party): a retirement or cancellation with a ``purpose``
+   and the ITMO ``use`` or ``voluntary_cancellation`` reporting it have the same serial
+   blocks; records that do not pair up are grouped by overlapping serials, one
+   ``a6-use-mirror`` finding per group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from jcm_sync.core.reconcile.engine import Index, Judgement
 from jcm_sync.core.reconcile.model import (
+    GRACE_DEFAULTS,
     AuthorizationRow,
     Discrepancy,
     Pending,
+    RecordRef,
     SerialRange,
     finding,
 )
-from jcm_sync.core.reconcile.slots import Action, Slot, block_range
-from jcm_sync.core.records import AuthorizationRecord, ItmoActionRecord, TransactionRecord
+from jcm_sync.core.reconcile.slots import Action, Slot, Version, block_range
+from jcm_sync.core.records import (
+    AuthorizationRecord,
+    IssuanceRecord,
+    ItmoActionRecord,
+    TransactionRecord,
+)
 
 
 @dataclass
@@ -50,134 +71,318 @@ class AuthorizationJudgement(Judgement):
     rows: list[AuthorizationRow] = field(default_factory=list)
 
 
+@dataclass
+class TimedJudgement(Judgement):
+    """A judgement that may depend on the day and a grace period (``model`` rule 5)."""
+
+    timed: bool = False
+    """Whether a later day or another grace could change it: judged again when they do."""
+
+
+# --- an authorization's versions ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """A version of an authorization, in force from ``start`` until the next term's start."""
+
+    start: date
+    version: Version
+    auth: AuthorizationRecord
+
+    def ref(self) -> RecordRef:
+        return self.version.ref()
+
+
+def terms(index: Index, slot: Slot) -> list[Term]:
+    """Rule 1: the versions of an authorization in force over time, oldest first.
+
+    The chain is the current version and those it supersedes, in turn, within the slot.
+    The first is in force from its ``effective_on``, or else its ``authorized_on``; a
+    later version with an ``effective_on`` ends the earlier ones on that day (a
+    withdrawal or an amendment); one without is a correction that replaces them all."""
+    by_rid = {v.rid: v for v in slot.versions}
+    chain: list[Version] = []
+    v = slot.current
+    while v is not None and v not in chain:
+        chain.append(v)
+        v = by_rid.get(v.supersedes) if v.supersedes is not None else None
+    out: list[Term] = []
+    for v in reversed(chain):
+        auth = index.record(v)
+        assert isinstance(auth, AuthorizationRecord)
+        if auth.effective_on is None or not out:
+            out = [Term(auth.effective_on or auth.authorized_on, v, auth)]
+        else:
+            out = [t for t in out if t.start < auth.effective_on]
+            out.append(Term(auth.effective_on, v, auth))
+    return out
+
+
+def in_force(history: list[Term], day: date) -> Term | None:
+    """The term in force on ``day``: the last to start on or before it, if any."""
+    found = None
+    for t in history:
+        if t.start <= day:
+            found = t
+    return found
+
+
+def _cap_term(history: list[Term], term: Term | None) -> Term:
+    """The term whose cap counts for a first transfer judged under ``term``: the term
+    itself, the last one before a withdrawal, or the first one before any."""
+    if term is None:
+        return history[0]
+    i = history.index(term)
+    while i > 0 and history[i].auth.status == "withdrawn":
+        i -= 1
+    return history[i]
+
+
+def _ft_label(index: Index, slot: Slot, a: Action) -> str:
+    return (
+        f"{a.party} first transfer {a.action_id} ({slot.ref().record_id[:12]}) of "
+        f"{a.quantity} ITMOs of {a.project} vintage {a.vintage} on {a.occurred_on}"
+    )
+
+
+def _unknown(index: Index, aid: str, auth_slots: dict[str, Slot], slot: Slot, a: Action) -> str:
+    """Why a first transfer's authorization is unknown, and what settles it."""
+    others = sorted(auth_slots)
+    held = ", ".join(f"{p}'s {auth_slots[p].ref().describe()}" for p in others)
+    if others:
+        return (
+            f"authorization {aid} is held only as {held}, and a first transfer needs its "
+            f"own Party's ({a.party}). Settled when {a.party} records its authorization "
+            f"{aid}, or corrects the first transfer to name one of its own"
+        )
+    return (
+        f"authorization {aid} is in neither log. Settled when {a.party} records "
+        f"authorization {aid}, or corrects the first transfer to name one it recorded"
+    )
+
+
 def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
-    """Rule 6: actions naming ``aid`` against the authorizations holding that id."""
-    auths: dict[str, AuthorizationRecord] = {}
+    """Rules 1-4: actions naming ``aid`` against the authorizations holding that id."""
     auth_slots = index.tables.auths.get(aid, {})
-    for party, s in auth_slots.items():
-        assert s.current is not None
-        rec = index.record(s.current)
-        assert isinstance(rec, AuthorizationRecord)
-        auths[party] = rec
-    actions = sorted(index.tables.actions.get(aid, {}).items(), key=lambda kv: kv[0].pos)
+    histories = {party: terms(index, s) for party, s in auth_slots.items()}
+    actions = sorted(
+        index.tables.actions.get(aid, {}).items(), key=lambda kv: (kv[1].occurred_on, kv[0].pos)
+    )
     findings: list[Discrepancy] = []
-    first: dict[str, list[tuple[Slot, Action]]] = {}
+    first: dict[str, list[tuple[Slot, Action, Term | None]]] = {}
     for slot, a in actions:
         label = f"itmo_action {slot.key}"
-        own = auths.get(a.party)
-        if a.action == "first_transfer":
-            if own is None:
-                others = sorted(auths)
-                held = ", ".join(f"{p}'s {auth_slots[p].ref().describe()}" for p in others)
-                why = (
-                    f"authorization {aid} is held only as {held}, and a first "
-                    f"transfer needs its own Party's ({a.party}). Settled when {a.party} "
-                    f"records its authorization {aid}, or corrects the first transfer to "
-                    f"name one of its own"
-                    if others
-                    else f"authorization {aid} is in neither log. Settled when {a.party} "
-                    f"records authorization {aid}, or corrects the first transfer to name "
-                    "one it recorded"
-                )
+        ranges = index.action_ranges(a.party, [slot])
+        history = histories.get(a.party)
+        if a.action != "first_transfer":
+            if not histories:
                 findings.append(finding(
                     "a6-authorization-unknown", [slot.key], label,
-                    f"{a.party} first transfer {a.action_id} ({slot.ref().record_id[:12]}) of "
-                    f"{a.quantity} ITMOs of {a.project} vintage {a.vintage}: {why}",
-                    [slot.ref()],
-                    index.action_ranges(a.party, [slot]),
+                    f"{a.party} {a.action.replace('_', ' ')} {a.action_id} names "
+                    f"authorization {aid}, which is in neither log",
+                    [slot.ref()], ranges,
                 ))  # fmt: skip
-                continue
-            first.setdefault(a.party, []).append((slot, a))
-            reasons = []
-            if own.projects and a.project not in own.projects:
-                reasons.append(f"project {a.project} is not among {', '.join(own.projects)}")
-            if own.vintages and a.vintage not in own.vintages:
-                listed = ", ".join(map(str, own.vintages))
-                reasons.append(f"vintage {a.vintage} is not among {listed}")
-            if a.purpose is not None and a.purpose not in own.purposes:
-                reasons.append(f"purpose {a.purpose} is not among {', '.join(own.purposes)}")
-            if reasons:
-                findings.append(finding(
-                    "a6-out-of-scope", [slot.key], label,
-                    f"{a.party} first transfer {a.action_id} under {aid}: "
-                    + "; ".join(reasons),
-                    [auth_slots[a.party].ref(), slot.ref()],
-                    index.action_ranges(a.party, [slot]),
-                ))  # fmt: skip
-        elif not auths:
+            continue
+        if not history:
             findings.append(finding(
                 "a6-authorization-unknown", [slot.key], label,
-                f"{a.party} {a.action.replace('_', ' ')} {a.action_id} names authorization "
-                f"{aid}, which is in neither log",
-                [slot.ref()], index.action_ranges(a.party, [slot]),
+                f"{_ft_label(index, slot, a)}: {_unknown(index, aid, auth_slots, slot, a)}",
+                [slot.ref()], ranges,
+            ))  # fmt: skip
+            continue
+        term = in_force(history, a.occurred_on)
+        first.setdefault(a.party, []).append((slot, a, term))
+        if term is None:
+            t0 = history[0]
+            findings.append(finding(
+                "a6-before-authorization", [slot.key], label,
+                f"{_ft_label(index, slot, a)} is dated before {a.party}'s authorization "
+                f"{aid} was in force: {t0.ref().describe()} authorized it on "
+                f"{t0.auth.authorized_on}, in force from {t0.start}. Settled when "
+                f"{a.party} corrects the first transfer's date (a superseding record), or "
+                "its authorization's if that one is wrong",
+                [t0.ref(), slot.ref()], ranges,
+            ))  # fmt: skip
+            continue
+        if term.auth.status == "withdrawn":
+            before = [t for t in history if t.start < term.start]
+            kept = (
+                f"; its first transfers dated before {term.start} stay valid under "
+                f"{before[-1].ref().describe()}"
+                if before
+                else ""
+            )
+            findings.append(finding(
+                "a6-authorization-withdrawn", [slot.key], label,
+                f"{_ft_label(index, slot, a)} is dated on or after {term.start}, from when "
+                f"{a.party} withdrew authorization {aid} ({term.ref().describe()}){kept}. "
+                f"Settled when {a.party} corrects the first transfer (a superseding "
+                "record), or records a version of the authorization in force on "
+                f"{a.occurred_on}",
+                [term.ref(), slot.ref()], ranges,
+            ))  # fmt: skip
+            continue
+        own = term.auth
+        reasons = []
+        if own.projects and a.project not in own.projects:
+            reasons.append(f"project {a.project} is not among {', '.join(own.projects)}")
+        if own.vintages and a.vintage not in own.vintages:
+            listed = ", ".join(map(str, own.vintages))
+            reasons.append(f"vintage {a.vintage} is not among {listed}")
+        if a.purpose is not None and a.purpose not in own.purposes:
+            reasons.append(f"purpose {a.purpose} is not among {', '.join(own.purposes)}")
+        if reasons:
+            since = f", in force from {term.start}" if len(history) > 1 else ""
+            findings.append(finding(
+                "a6-out-of-scope", [slot.key], label,
+                f"{a.party} first transfer {a.action_id} under {aid} on {a.occurred_on}: "
+                + "; ".join(reasons)
+                + f" ({term.ref().describe()}{since}). Settled when {a.party} corrects the "
+                "first transfer, or amends the authorization's scope",
+                [term.ref(), slot.ref()], ranges,
             ))  # fmt: skip
     rows = []
-    for party, auth in sorted(auths.items()):
-        total, crossed = 0, None
-        transfers = first.get(party, [])
-        for n, (_, a) in enumerate(transfers):
+    for party, history in sorted(histories.items()):
+        if not history:
+            continue
+        total, over = 0, list[tuple[Slot, Action, int, Term]]()
+        cap_at = history[-1]
+        for slot, a, term in first.get(party, []):
             total += a.quantity
-            if crossed is None and total > auth.cap:
-                crossed = n
-        rows.append(AuthorizationRow(party, aid, auth.cap, total))
-        if crossed is not None:
-            over = [s for s, _ in transfers[crossed:]]
+            cap_at = _cap_term(history, term)
+            if over or total > cap_at.auth.cap:
+                over.append((slot, a, total, cap_at))
+        current = history[-1].auth
+        rows.append(AuthorizationRow(party, aid, current.cap, total))
+        if over:
+            slot0, a0, run0, cap0 = over[0]
+            caps = "" if len(history) == 1 else f" (in force from {cap0.start})"
             findings.append(finding(
                 "a6-cap-exceeded", [party, aid], f"authorization {party}/{aid}",
                 f"{party}'s first transfers under {aid} total {total}, over its cap of "
-                f"{auth.cap} by {total - auth.cap}",
-                [auth_slots[party].ref(), *(s.ref() for s in over)],
-                index.action_ranges(party, over), expected=auth.cap, found=total,
+                f"{cap_at.auth.cap} by {total - cap_at.auth.cap}; {a0.action_id} "
+                f"({slot0.ref().record_id[:12]}) on {a0.occurred_on} crossed the cap of "
+                f"{cap0.auth.cap}{caps} with {run0} in all"
+                + (f", and {len(over) - 1} later first transfers add to it" if len(over) > 1
+                   else "")
+                + f". Settled when {party} amends the authorization's cap or corrects "
+                "the first transfers",
+                [cap_at.ref(), *(s.ref() for s, *_ in over)],
+                index.action_ranges(party, [s for s, *_ in over]),
+                expected=cap_at.auth.cap, found=total,
             ))  # fmt: skip
     return AuthorizationJudgement(findings, rows=rows)
 
 
-def _covered(index: Index, project: str, vintage: int) -> bool:
-    """Whether a partner authorization's scope holds ``project`` and ``vintage``."""
-    for parties in index.tables.auths.values():
-        slot = parties.get(index.partner)
+# --- the mirror of the first transfer -------------------------------------------------
+
+
+def _covered(index: Index, project: str, vintage: int) -> str | None:
+    """The id of a partner authorization whose scope, in any version not a withdrawal,
+    holds ``project`` and ``vintage``; None if none does."""
+    for aid in sorted(index.tables.auths):
+        slot = index.tables.auths[aid].get(index.partner)
         if slot is None or slot.current is None:
             continue
-        auth = index.record(slot.current)
-        assert isinstance(auth, AuthorizationRecord)
-        if (not auth.projects or project in auth.projects) and (
-            not auth.vintages or vintage in auth.vintages
-        ):
-            return True
-    return False
+        for t in terms(index, slot):
+            auth = t.auth
+            if auth.status == "withdrawn":
+                continue
+            if (not auth.projects or project in auth.projects) and (
+                not auth.vintages or vintage in auth.vintages
+            ):
+                return aid
+    return None
 
 
-def judge_first_transfer_mirror(index: Index, project: str, vintage: int) -> Judgement:
-    """Rule 6, mirror of the first transfer, for one (project, vintage)."""
-    findings: list[Discrepancy] = []
-    pending: list[Pending] = []
-    jp = dict(index.tables.jp_vintage.get((project, vintage), ()))
-    ft = dict(index.tables.first_transfers.get((project, vintage), ()))
+def _listed(items: list[str]) -> str:
+    head = ", ".join(items[:_LISTED])
+    return head + (f" and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def judge_first_transfer_mirror(
+    index: Index,
+    project: str,
+    vintage: int,
+    as_of: date | None = None,
+    grace: int = GRACE_DEFAULTS["a6-first-transfer-mirror"],
+) -> TimedJudgement:
+    """Rule 5, mirror of the first transfer, for one (project, vintage), judged on the
+    day ``as_of`` (None: no day) with a grace period of ``grace`` days."""
+    pv = (project, vintage)
+    jp = dict(index.tables.jp_vintage.get(pv, ()))
+    ft = dict(index.tables.first_transfers.get(pv, ()))
     subject = f"{project} vintage {vintage}"
-    if (jp or ft) and _covered(index, project, vintage):
-        issued, transferred = sum(jp.values()), sum(ft.values())
-        if not ft:
-            if issued:
-                pending.append(Pending(
-                    what="first_transfer", subject=subject,
-                    summary=f"Japan issued {issued} credits of {subject}, within "
-                    f"{index.partner}'s authorization; {index.partner} has recorded no "
-                    "first transfer of them yet",
-                    records=tuple(index.issuance_refs(jp)), missing=(index.partner,),
-                ))  # fmt: skip
-        elif issued != transferred:
-            ranges = [
-                r for r in index.issuance_ranges("JP", jp)
-                if _vintage_of(index, r, jp) in (vintage, None)
-            ]  # fmt: skip
-            findings.append(finding(
-                "a6-first-transfer-mirror", [index.partner, project, str(vintage)], subject,
-                f"{index.partner} recorded first transfers of {transferred} ITMOs of "
-                f"{subject}; Japan issued {issued}",
-                [*index.issuance_refs(ft), *index.issuance_refs(jp)], ranges,
-                expected=issued, found=transferred,
+    aid = _covered(index, project, vintage) if (jp or ft) else None
+    verdict = TimedJudgement()
+    if aid is None:
+        return verdict
+    issued, transferred = sum(jp.values()), sum(ft.values())
+    if issued == transferred or (not issued and not ft):
+        return verdict
+    partner = index.partner
+    dated = []  # Japan's issuances of this vintage, by day
+    for s, n in jp.items():
+        assert s.current is not None
+        rec = index.record(s.current)
+        assert isinstance(rec, IssuanceRecord)
+        dated.append((rec.issued_on, s.pos, s, n))
+    dated.sort(key=lambda d: (d[0], d[1]))
+    actions = dict(index.tables.pv_actions.get(pv, ()))
+    ft_text = _listed([
+        f"{actions[s].action_id} ({s.ref().record_id[:12]}) of {n} on {actions[s].occurred_on}"
+        for s, n in sorted(ft.items(), key=lambda kv: (actions[kv[0]].occurred_on, kv[0].pos))
+    ]) or "none"  # fmt: skip
+    jp_text = _listed([
+        f"{s.ref().key.split('/')[-1]} ({s.ref().record_id[:12]}) of {n} on {day}"
+        for day, _, s, n in dated
+    ])  # fmt: skip
+    refs = [*index.issuance_refs(ft), *index.issuance_refs(jp)]
+    since = None
+    running = 0
+    for day, _, _, n in dated:  # the first of Japan's credits not yet first transferred
+        running += n
+        if running > transferred:
+            since = day
+            break
+    if transferred < issued and since is not None and (as_of is not None or not ft):
+        verdict.timed = as_of is not None
+        due = since + timedelta(days=grace)
+        if as_of is None or as_of < due:
+            age = None if as_of is None else max(0, (as_of - since).days)
+            when = "" if age is None else (
+                f", awaited for {_days(age)} since {since}; an a6-first-transfer-mirror "
+                f"discrepancy from {due} ({_days(grace)} grace)"
+            )  # fmt: skip
+            verdict.pending.append(Pending(
+                what="first_transfer", subject=subject,
+                summary=f"Japan issued {issued} credits of {subject} ({jp_text}), within "
+                f"{partner}'s authorization {aid}; {partner} has recorded first transfers "
+                f"of {transferred} ({ft_text}), {issued - transferred} to go{when}",
+                records=tuple(refs), missing=(partner,), since=since, age_days=age,
+                due=None if as_of is None else due,
             ))  # fmt: skip
-    return Judgement(findings, pending)
+            return verdict
+    late = ""
+    if as_of is not None and since is not None and transferred < issued:
+        late = f"; the {_days(grace)} grace from {since} ended on {since + timedelta(grace)}"
+    ranges = [
+        r for r in index.issuance_ranges("JP", jp) if _vintage_of(index, r, jp) in (vintage, None)
+    ]
+    verdict.findings.append(finding(
+        "a6-first-transfer-mirror", [partner, project, str(vintage)], subject,
+        f"{partner} recorded first transfers of {transferred} ITMOs of {subject} "
+        f"({ft_text}); Japan issued {issued} ({jp_text}), within {partner}'s authorization "
+        f"{aid}{late}. Settled when {partner}'s first transfers add up to Japan's issuance "
+        "(the missing first transfer, or a correction of the wrong record)",
+        refs, ranges, expected=issued, found=transferred,
+    ))  # fmt: skip
+    return verdict
 
 
 def _vintage_of(index: Index, rng: SerialRange, slots: Iterable[Slot]) -> int | None:

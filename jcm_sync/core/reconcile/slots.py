@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TypeVar
 
 import msgspec
@@ -41,8 +42,8 @@ from jcm_sync.core.records import (
 
 Unit = tuple[str, ...]
 """What ``report`` re-evaluates as one: ("decision", key), ("auth", id), ("ftm", project,
-vintage), ("use", party); and ("slot", kind, key) or ("jc", kind, key) for a slot's own
-findings and pending signatures."""
+vintage), ("use", party), ("serials", prefix); and ("slot", kind, key) or ("jc", kind,
+key) for a slot's own findings and pending signatures."""
 MirrorSig = tuple[object, ...]
 """Rule 6, use mirror: an ITMO action type and its serial blocks, as a record pairs up."""
 
@@ -183,6 +184,8 @@ class Action:
     vintage: int
     purpose: str | None
     quantity: int
+    occurred_on: date
+    """The day the Party states the action took place (chronology, rule 6)."""
 
 
 @dataclass

@@ -63,6 +63,11 @@ class Tables:
         """Per authorization id: the authorization of each Party holding that id."""
         self.actions: dict[str, dict[Slot, Action]] = {}
         """Per authorization id: the ITMO actions naming it."""
+        self.pv_actions: dict[tuple[str, int], Bag[Action]] = {}
+        """Per (project, vintage): every ITMO action of either Party (chronology, rule 6)."""
+        self.serial_claims: dict[str, Bag[tuple[str, ...]]] = {}
+        """Per serial prefix: the ITMO actions naming serials of it, each with the
+        registries its serials may have been issued in (serial provenance, rule 6)."""
         self.action_count = 0
         self.mirrors: dict[str, Mirror] = {}
         """Per Party: its use mirror (rule 6)."""
@@ -87,6 +92,10 @@ class Tables:
             for vintage, n in vintages.items():
                 bag_add(self.jp_vintage, (project, vintage), slot, n)
                 self.dirty.add(("ftm", project, str(vintage)))
+            if self.serial_claims:  # ITMO actions naming these serials are judged again
+                for b in record.blocks:
+                    if b.prefix in self.serial_claims:
+                        self.dirty.add(("serials", b.prefix))
             slot.contrib = ("issuance", dk, record.registry, project, tuple(vintages))
             return record.registry
         if isinstance(record, TransactionRecord):
@@ -115,13 +124,22 @@ class Tables:
             self._authorization_changed(aid, party)
         elif isinstance(record, ItmoActionRecord):
             action = Action(record.party, record.action_id, record.action, record.project_id,
-                            record.vintage, record.purpose, record.quantity)  # fmt: skip
+                            record.vintage, record.purpose, record.quantity,
+                            record.occurred_on)  # fmt: skip
             aid = record.authorization_id
             self.actions.setdefault(aid, {})[slot] = action
             self.action_count += 1
             self.dirty.add(("auth", aid))
+            pv = (sys.intern(record.project_id), record.vintage)
+            bag_add(self.pv_actions, pv, slot, action)
+            self.dirty.add(("ftm", pv[0], str(pv[1])))
+            prefixes = tuple(sorted({sys.intern(b.prefix) for b in record.blocks}))
+            if prefixes:
+                registries = self._registries(record)
+                for prefix in prefixes:
+                    bag_add(self.serial_claims, prefix, slot, registries)
+                    self.dirty.add(("serials", prefix))
             if record.action == "first_transfer" and record.party == self.partner:
-                pv = (record.project_id, record.vintage)
                 bag_add(self.first_transfers, pv, slot, record.quantity)
                 self.dirty.add(("ftm", pv[0], str(pv[1])))
             sig = None
@@ -129,7 +147,7 @@ class Tables:
                 sig = mirror_sig(record.action, record.blocks)
                 self._mirror(record.party).change("actions", sig, slot, +1)
                 self.dirty.add(("use", record.party))
-            slot.contrib = ("itmo_action", aid, action, sig)
+            slot.contrib = ("itmo_action", aid, action, sig, prefixes)
         elif isinstance(record, ResolutionRecord):
             self.resolutions.setdefault(record.discrepancy_id, {})[record.author] = slot
             slot.contrib = ("resolution", record.discrepancy_id, record.author)
@@ -156,6 +174,8 @@ class Tables:
             for vintage in vintages:  # type: ignore[attr-defined]
                 bag_remove(self.jp_vintage, (project, vintage), slot)
                 self.dirty.add(("ftm", project, str(vintage)))
+            # rare (a correction): its serials are not kept, so every claim is judged again
+            self.dirty.update(("serials", prefix) for prefix in self.serial_claims)
             return registry
         elif what == "transaction":
             _, registry, sig = c
@@ -171,13 +191,18 @@ class Tables:
             self.auths.get(aid, {}).pop(party, None)
             self._authorization_changed(aid, party)
         elif what == "itmo_action":
-            _, aid, fact, sig = c
+            _, aid, fact, sig, prefixes = c
             assert isinstance(aid, str)
             assert isinstance(fact, Action)
             self.actions.get(aid, {}).pop(slot, None)
             self.action_count -= 1
             self.dirty.add(("auth", aid))
             pv = (fact.project, fact.vintage)
+            bag_remove(self.pv_actions, pv, slot)
+            self.dirty.add(("ftm", pv[0], str(pv[1])))
+            for prefix in prefixes:  # type: ignore[attr-defined]
+                bag_remove(self.serial_claims, prefix, slot)
+                self.dirty.add(("serials", prefix))
             if bag_remove(self.first_transfers, pv, slot):
                 self.dirty.add(("ftm", pv[0], str(pv[1])))
             if sig is not None:
@@ -196,6 +221,16 @@ class Tables:
             self.dirty.update(
                 ("ftm", p, str(v)) for p, v in (*self.jp_vintage, *self.first_transfers)
             )
+
+    def _registries(self, record: ItmoActionRecord) -> tuple[str, ...]:
+        """Rule 6, serial provenance: where an action's serials may have been issued. Its
+        Party's registry; for a first transfer, the transferring or the acquiring Party's,
+        since Japan's share is issued straight into Japan's registry."""
+        if record.action != "first_transfer":
+            return (record.party,)
+        other = "JP" if record.party != "JP" else self.partner
+        out = (record.transferring_party or record.party, record.acquiring_party or other)
+        return out if out[0] != out[1] else out[:1]
 
     def _mirror(self, party: str) -> Mirror:
         m = self.mirrors.get(party)

@@ -5,8 +5,9 @@ The clean data is the Japan-Indonesia partnership around the first JCM issuance 
 5 government + 4 PT Adib Global Food Supplies), two more projects (one with a monitoring
 period straddling 2017 and 2018, whose issuances are split into a 2017 and a 2018 block),
 transactions in both registries and Article 6.2 records: Indonesia's authorization, its
-first transfers of Japan's share, Japan's acquisitions and its uses mirroring its
-retirements for NDC use. Everything reconciles: no finding, nothing pending.
+first transfers of Japan's share (dated the day Japan's registry issues it), Japan's
+acquisitions (the same day) and its uses mirroring its retirements for NDC use (on the
+retirement's day, the next one). Everything reconciles: no finding, nothing pending.
 
 Records are built as values (``Dataset``), faults are functions that change a dataset,
 and signing happens last (``envelopes``), so a fault is written as what went wrong in a
@@ -174,8 +175,8 @@ def build(
     base = {"partnership": PARTNERSHIP, "created": created}
     serial: dict[str, int] = {}
     txn = {"JP": 0, PARTNER: 0}
-    first_transfers: list[tuple[str, int, int]] = []
-    uses: list[tuple[str, SerialBlock]] = []
+    first_transfers: list[tuple[str, int, int, date]] = []
+    uses: list[tuple[str, SerialBlock, date]] = []
 
     if projects:
         for p in sorted({s.project for s in specs}):
@@ -224,8 +225,9 @@ def build(
                     start = serial.get(prefix, 1)
                     serial[prefix] = start + n
                     blocks.append(_block(prefix, start, n, vintage))
-                    if side == "JP":
-                        first_transfers.append((spec.project, vintage, n))
+                    if side == "JP":  # first transferred the day Japan issues them
+                        issued_on = decision.decided_on.replace(day=27)
+                        first_transfers.append((spec.project, vintage, n, issued_on))
                 if h == 0:
                     gov_blocks = blocks
                 ds.add(side, IssuanceRecord(
@@ -250,7 +252,7 @@ def build(
                     amount=retire, blocks=(block,), purpose=purpose,  # type: ignore[arg-type]
                 ))  # fmt: skip
                 if purpose:
-                    uses.append((spec.project, block))
+                    uses.append((spec.project, block, decision.decided_on.replace(day=28)))
             move = spec.jp_transfer if side == "JP" else spec.cc_transfer
             if move:
                 prefix = f"{side}-{spec.project}-{years[0]}-"
@@ -265,35 +267,36 @@ def build(
                 ))  # fmt: skip
     if not article6:
         return ds
-    vintages = sorted({v for _, v, _ in first_transfers})
+    vintages = sorted({v for _, v, _, _ in first_transfers})
     ds.add(PARTNER, AuthorizationRecord(
         **base, author=PARTNER, party=PARTNER, authorization_id=AUTHORIZATION,
         cooperative_approach="JCM Indonesia-Japan", authorized_on=date(2015, 1, 10),
         cap=1000, purposes=("ndc", "oimp"), projects=tuple(sorted({s.project for s in specs})),
         vintages=tuple(vintages),
     ))  # fmt: skip
-    by_pv: dict[tuple[str, int], int] = {}
-    for project, vintage, n in first_transfers:
-        by_pv[(project, vintage)] = by_pv.get((project, vintage), 0) + n
-    for k, ((project, vintage), n) in enumerate(by_pv.items(), 1):
+    by_pv: dict[tuple[str, int], tuple[int, date]] = {}
+    for project, vintage, n, day in first_transfers:
+        had, _ = by_pv.get((project, vintage), (0, day))
+        by_pv[(project, vintage)] = (had + n, day)
+    for k, ((project, vintage), (n, day)) in enumerate(by_pv.items(), 1):
         ds.add(PARTNER, ItmoActionRecord(
             **base, author=PARTNER, party=PARTNER, action_id=f"ID-FT-{k:04d}",
-            action="first_transfer", occurred_on=date(vintage + 1, 6, 1),
+            action="first_transfer", occurred_on=day,
             authorization_id=AUTHORIZATION, project_id=project, vintage=vintage, quantity=n,
             purpose="ndc", transferring_party=PARTNER, acquiring_party="JP",
         ))  # fmt: skip
         if acquisitions:
             ds.add("JP", ItmoActionRecord(
                 **base, author="JP", party="JP", action_id=f"JP-ACQ-{k:04d}",
-                action="acquisition", occurred_on=date(vintage + 1, 6, 1),
+                action="acquisition", occurred_on=day,
                 authorization_id=AUTHORIZATION, project_id=project, vintage=vintage, quantity=n,
                 transferring_party=PARTNER, acquiring_party="JP",
             ))  # fmt: skip
-    for k, (project, block) in enumerate(uses, 1):
+    for k, (project, block, day) in enumerate(uses, 1):
         assert block.vintage is not None
         ds.add("JP", ItmoActionRecord(
             **base, author="JP", party="JP", action_id=f"JP-USE-{k:04d}", action="use",
-            occurred_on=date(block.vintage + 2, 3, 1), authorization_id=AUTHORIZATION,
+            occurred_on=day, authorization_id=AUTHORIZATION,
             project_id=project, vintage=block.vintage, quantity=block.quantity, purpose="ndc",
             blocks=(block,),
         ))  # fmt: skip

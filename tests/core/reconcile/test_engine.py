@@ -66,7 +66,7 @@ def test_it_hands_over_the_units_new_entries_touch_and_only_those(
     ds = build()
     index = folded(root, envelopes(ds, keys))
     units = index.take_dirty()
-    assert {u[0] for u in units} == {"decision", "auth", "ftm", "use"}
+    assert {u[0] for u in units} == {"decision", "auth", "ftm", "use", "serials"}
     assert ("decision", D_ID002) in units
     assert index.take_dirty() == set()
     item = ds.find("issuance", issuance_id="JP-ISS-ID003-2017-2")

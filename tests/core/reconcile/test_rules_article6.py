@@ -3,18 +3,23 @@ vintage) and a Party's use, each judged from the index without the reconciler.""
 
 from __future__ import annotations
 
-import msgspec
+from datetime import date
 
-from jcm_sync.core.envelope import PrivateKey
+import msgspec
+import pytest
+
+from jcm_sync.core.envelope import PrivateKey, record_id, sign_record
 from jcm_sync.core.reconcile import decode_stored
 from jcm_sync.core.reconcile.engine import Index, Judgement
 from jcm_sync.core.reconcile.model import AuthorizationRow
 from jcm_sync.core.reconcile.rules_article6 import (
     AuthorizationJudgement,
+    TimedJudgement,
     judge_authorization,
     judge_first_transfer_mirror,
     judge_use_mirror,
 )
+from jcm_sync.core.records import AuthorizationRecord
 from jcm_sync.core.trust import TrustRoot
 from tests.core.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build, envelopes
 
@@ -70,7 +75,7 @@ def test_a_first_transfer_outside_the_authorized_vintages_is_out_of_scope(
     ds.replace(item, vintages=(2015, 2016, 2017))
     verdict = judge_authorization(index_of(ds, keys, root), AUTHORIZATION)
     assert keys_of(verdict) == [("a6-out-of-scope", [f"ID/{AUTHORIZATION}", "ID/ID-FT-0004"])]
-    assert verdict.findings[0].summary.endswith("vintage 2018 is not among 2015, 2016, 2017")
+    assert "vintage 2018 is not among 2015, 2016, 2017" in verdict.findings[0].summary
 
 
 def test_actions_under_an_authorization_in_neither_log_are_unknown(
@@ -95,7 +100,10 @@ def test_the_first_transfer_mirror_compares_with_japans_issuance(
 ) -> None:
     """ID002 2015: equal is nothing; a second first transfer is a finding naming both
     sides' records; none at all is pending."""
-    assert judge_first_transfer_mirror(index_of(build(), keys, root), "ID002", 2015) == Judgement()
+    assert (
+        judge_first_transfer_mirror(index_of(build(), keys, root), "ID002", 2015)
+        == TimedJudgement()
+    )
     ds = build()
     item = ds.find("itmo_action", action_id="ID-FT-0001")
     assert item.record is not None
@@ -118,7 +126,7 @@ def test_a_vintage_outside_the_partners_authorization_is_not_mirrored(
     ds = without(build(), "action_id", "ID-FT-0002")
     item = ds.find("authorization", authorization_id=AUTHORIZATION)
     ds.replace(item, vintages=(2015, 2017, 2018))
-    assert judge_first_transfer_mirror(index_of(ds, keys, root), "ID001", 2016) == Judgement()
+    assert judge_first_transfer_mirror(index_of(ds, keys, root), "ID001", 2016) == TimedJudgement()
 
 
 def test_a_retirement_without_its_use_is_one_use_mirror_finding(
@@ -133,3 +141,127 @@ def test_a_retirement_without_its_use_is_one_use_mirror_finding(
     assert keys_of(verdict) == [("a6-use-mirror", ["JP/JP-TXN-0003"])]
     assert (verdict.findings[0].expected, verdict.findings[0].found) == (20, 0)
     assert judge_use_mirror(index, PARTNER) == Judgement()
+
+
+# --- authorizations change: withdrawal, amendment, correction ---------------------------
+
+
+def new_version(ds: Dataset, keys: dict[str, PrivateKey], **changes: object) -> AuthorizationRecord:
+    """Indonesia records a new version of its authorization, superseding the first."""
+    item = ds.find("authorization", authorization_id=AUTHORIZATION)
+    old = item.record
+    assert isinstance(old, AuthorizationRecord)
+    rid = record_id(sign_record(old, [keys[PARTNER]]))
+    new = msgspec.structs.replace(old, supersedes=rid, **changes)
+    ds.add(PARTNER, new)
+    return new
+
+
+def rules_and_keys(judgement: Judgement) -> list[tuple[str, str]]:
+    return [(d.rule, d.subject) for d in judgement.findings]
+
+
+def test_a_withdrawal_keeps_earlier_first_transfers_and_flags_later_ones(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Indonesia withdraws ID-A62-0001 from 2019-01-01: its first transfers of 2016 and
+    2017 stay valid under the first version; those of ID003 (both dated 2019-05-27, the
+    day Japan issued) are ``a6-authorization-withdrawn``, naming the withdrawal; the cap
+    still counts all four."""
+    ds = build()
+    new_version(ds, keys, status="withdrawn", effective_on=date(2019, 1, 1))
+    verdict = judge_authorization(index_of(ds, keys, root), AUTHORIZATION)
+    assert rules_and_keys(verdict) == [
+        ("a6-authorization-withdrawn", "itmo_action ID/ID-FT-0003"),
+        ("a6-authorization-withdrawn", "itmo_action ID/ID-FT-0004"),
+    ]
+    d = verdict.findings[0]
+    assert d.summary.startswith("ID first transfer ID-FT-0003 (")
+    assert (
+        " of 100 ITMOs of ID003 vintage 2017 on 2019-05-27 is dated on or after 2019-01-01, "
+        "from when ID withdrew authorization ID-A62-0001 (authorization ID/ID-A62-0001 ("
+    ) in d.summary
+    assert "its first transfers dated before 2019-01-01 stay valid" in d.summary
+    assert [r.key for r in d.records] == [f"ID/{AUTHORIZATION}", "ID/ID-FT-0003"]
+    first = build().find("authorization", authorization_id=AUTHORIZATION).record
+    assert isinstance(first, AuthorizationRecord)
+    assert d.records[0].record_id != record_id(sign_record(first, [keys[PARTNER]]))
+    assert verdict.rows == [AuthorizationRow(PARTNER, AUTHORIZATION, 1000, 241)]
+
+
+def test_a_correction_with_cap_zero_condemns_every_first_transfer(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """The old workaround, a new version with cap 0 and no effective day, is a correction
+    from the start: all four first transfers are over the cap. A withdrawal is not."""
+    ds = build()
+    new_version(ds, keys, cap=0)
+    verdict = judge_authorization(index_of(ds, keys, root), AUTHORIZATION)
+    [d] = verdict.findings
+    assert d.rule == "a6-cap-exceeded"
+    assert [r.key for r in d.records][1:] == [f"ID/ID-FT-000{n}" for n in (1, 2, 3, 4)]
+    assert (d.expected, d.found) == (0, 241)
+
+
+def test_an_amendment_applies_its_terms_from_its_day(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Indonesia amends the authorization from 2018-01-01: cap 200, vintages 2015-2017.
+    The 2016 and 2017 first transfers are judged under the first version; of those dated
+    2019-05-27, vintage 2017 fits the amendment (191 in all, under 200) and vintage 2018
+    is out of its scope and crosses its cap (241)."""
+    ds = build()
+    new_version(ds, keys, status="amended", effective_on=date(2018, 1, 1), cap=200,
+                vintages=(2015, 2016, 2017))  # fmt: skip
+    verdict = judge_authorization(index_of(ds, keys, root), AUTHORIZATION)
+    assert keys_of(verdict) == [
+        ("a6-out-of-scope", [f"ID/{AUTHORIZATION}", "ID/ID-FT-0004"]),
+        ("a6-cap-exceeded", [f"ID/{AUTHORIZATION}", "ID/ID-FT-0004"]),
+    ]
+    scope, cap = verdict.findings
+    assert "vintage 2018 is not among 2015, 2016, 2017" in scope.summary
+    assert "in force from 2018-01-01" in scope.summary
+    assert (cap.expected, cap.found) == (200, 241)
+    assert "ID-FT-0004 (" in cap.summary
+    assert "crossed the cap of 200" in cap.summary
+    assert verdict.rows == [AuthorizationRow(PARTNER, AUTHORIZATION, 200, 241)]
+
+
+def test_an_amendment_narrowing_scope_leaves_earlier_transfers_valid(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """An amendment from 2018-01-01 dropping vintage 2015 does not condemn ID002's 2015
+    first transfer of 2016-05-27; the same change as a correction would."""
+    ds = build()
+    new_version(ds, keys, status="amended", effective_on=date(2018, 1, 1),
+                vintages=(2016, 2017, 2018))  # fmt: skip
+    assert judge_authorization(index_of(ds, keys, root), AUTHORIZATION).findings == []
+    ds = build()
+    new_version(ds, keys, vintages=(2016, 2017, 2018))
+    verdict = judge_authorization(index_of(ds, keys, root), AUTHORIZATION)
+    assert keys_of(verdict) == [("a6-out-of-scope", [f"ID/{AUTHORIZATION}", "ID/ID-FT-0001"])]
+
+
+def test_a_first_transfer_before_its_authorization(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Indonesia authorized ID-A62-0001 on 2016-06-15, after its first transfer of ID002's
+    31 credits on 2016-05-27: ``a6-before-authorization``, naming both dates."""
+    ds = build()
+    ds.replace(ds.find("authorization", authorization_id=AUTHORIZATION),
+               authorized_on=date(2016, 6, 15))  # fmt: skip
+    verdict = judge_authorization(index_of(ds, keys, root), AUTHORIZATION)
+    assert keys_of(verdict) == [("a6-before-authorization",
+                                 [f"ID/{AUTHORIZATION}", "ID/ID-FT-0001"])]  # fmt: skip
+    summary = verdict.findings[0].summary
+    assert "of 31 ITMOs of ID002 vintage 2015 on 2016-05-27 is dated before" in summary
+    assert "authorized it on 2016-06-15" in summary
+    assert verdict.rows == [AuthorizationRow(PARTNER, AUTHORIZATION, 1000, 241)]
+
+
+def test_a_withdrawal_needs_its_day() -> None:
+    """A withdrawn or amended version without ``effective_on`` is refused on decode."""
+    ds = build()
+    item = ds.find("authorization", authorization_id=AUTHORIZATION)
+    with pytest.raises(ValueError, match="needs the day it takes effect"):
+        ds.replace(item, status="withdrawn")
