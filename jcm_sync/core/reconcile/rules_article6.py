@@ -41,6 +41,7 @@ returning a ``Judgement``; they read the index and change nothing. Rules:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -55,7 +56,7 @@ from jcm_sync.core.reconcile.model import (
     SerialRange,
     finding,
 )
-from jcm_sync.core.reconcile.slots import Action, Slot, Version, block_range
+from jcm_sync.core.reconcile.slots import Action, Slot, Version, block_range, serial_registries
 from jcm_sync.core.records import (
     AuthorizationRecord,
     IssuanceRecord,
@@ -139,6 +140,47 @@ def _cap_term(history: list[Term], term: Term | None) -> Term:
     return history[i]
 
 
+def not_issued(
+    index: Index, registry: str, prefix: str, first: int, last: int
+) -> list[tuple[int, int]]:
+    """The parts of ``first..last`` of ``prefix`` the registry never issued."""
+    ledger = index.ledgers.get(registry)
+    held = ledger.maps.get(prefix) if ledger is not None else None
+    segs = held.segs if held is not None else []
+    i = bisect_right(segs, first, key=lambda s: s.first)
+    if i > 0 and segs[i - 1].last >= first:
+        i -= 1
+    out, cursor = [], first
+    while i < len(segs) and segs[i].first <= last:
+        if segs[i].first > cursor:
+            out.append((cursor, segs[i].first - 1))
+        cursor = max(cursor, segs[i].last + 1)
+        i += 1
+    if cursor <= last:
+        out.append((cursor, last))
+    return out
+
+
+def itmo_ranges(index: Index, slots: Iterable[Slot]) -> list[SerialRange]:
+    """The serial ranges ITMO actions name, each in the registry that issued it: its
+    Party's, or for a first transfer the first of ``slots.serial_registries`` that
+    issued the whole block (else the first of them), for a finding's ``ranges``."""
+    out = []
+    for s in slots:
+        assert s.current is not None
+        rec = index.record(s.current)
+        assert isinstance(rec, ItmoActionRecord)
+        registries = serial_registries(rec, index.partner)
+        for b in rec.blocks:
+            registry = next(
+                (r for r in registries
+                 if not not_issued(index, r, b.prefix, b.first, b.first + b.quantity - 1)),
+                registries[0],
+            )  # fmt: skip
+            out.append(block_range(registry, b))
+    return out
+
+
 def _ft_label(index: Index, slot: Slot, a: Action) -> str:
     return (
         f"{a.party} first transfer {a.action_id} ({slot.ref().record_id[:12]}) of "
@@ -173,7 +215,6 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
     first: dict[str, list[tuple[Slot, Action, Term | None]]] = {}
     for slot, a in actions:
         label = f"itmo_action {slot.key}"
-        ranges = index.action_ranges(a.party, [slot])
         history = histories.get(a.party)
         if a.action != "first_transfer":
             if not histories:
@@ -181,14 +222,14 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
                     "a6-authorization-unknown", [slot.key], label,
                     f"{a.party} {a.action.replace('_', ' ')} {a.action_id} names "
                     f"authorization {aid}, which is in neither log",
-                    [slot.ref()], ranges,
+                    [slot.ref()], itmo_ranges(index, [slot]),
                 ))  # fmt: skip
             continue
         if not history:
             findings.append(finding(
                 "a6-authorization-unknown", [slot.key], label,
                 f"{_ft_label(index, slot, a)}: {_unknown(index, aid, auth_slots, slot, a)}",
-                [slot.ref()], ranges,
+                [slot.ref()], itmo_ranges(index, [slot]),
             ))  # fmt: skip
             continue
         term = in_force(history, a.occurred_on)
@@ -202,7 +243,7 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
                 f"{t0.auth.authorized_on}, in force from {t0.start}. Settled when "
                 f"{a.party} corrects the first transfer's date (a superseding record), or "
                 "its authorization's if that one is wrong",
-                [t0.ref(), slot.ref()], ranges,
+                [t0.ref(), slot.ref()], itmo_ranges(index, [slot]),
             ))  # fmt: skip
             continue
         if term.auth.status == "withdrawn":
@@ -220,7 +261,7 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
                 f"Settled when {a.party} corrects the first transfer (a superseding "
                 "record), or records a version of the authorization in force on "
                 f"{a.occurred_on}",
-                [term.ref(), slot.ref()], ranges,
+                [term.ref(), slot.ref()], itmo_ranges(index, [slot]),
             ))  # fmt: skip
             continue
         own = term.auth
@@ -240,7 +281,7 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
                 + "; ".join(reasons)
                 + f" ({term.ref().describe()}{since}). Settled when {a.party} corrects the "
                 "first transfer, or amends the authorization's scope",
-                [term.ref(), slot.ref()], ranges,
+                [term.ref(), slot.ref()], itmo_ranges(index, [slot]),
             ))  # fmt: skip
     rows = []
     for party, history in sorted(histories.items()):
@@ -269,7 +310,7 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
                 + f". Settled when {party} amends the authorization's cap or corrects "
                 "the first transfers",
                 [cap_at.ref(), *(s.ref() for s, *_ in over)],
-                index.action_ranges(party, [s for s, *_ in over]),
+                itmo_ranges(index, [s for s, *_ in over]),
                 expected=cap_at.auth.cap, found=total,
             ))  # fmt: skip
     return AuthorizationJudgement(findings, rows=rows)

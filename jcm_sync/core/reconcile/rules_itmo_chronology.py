@@ -32,7 +32,6 @@ they read the index and change nothing. Rules:
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from datetime import date, timedelta
 
 from jcm_sync.core.reconcile.engine import Index
@@ -42,7 +41,7 @@ from jcm_sync.core.reconcile.model import (
     SerialRange,
     finding,
 )
-from jcm_sync.core.reconcile.rules_article6 import TimedJudgement
+from jcm_sync.core.reconcile.rules_article6 import TimedJudgement, itmo_ranges, not_issued
 from jcm_sync.core.reconcile.slots import Action, Slot
 from jcm_sync.core.records import ItmoActionRecord
 
@@ -124,7 +123,7 @@ def judge_itmo_backing(
                 f"{fa.quantity} on {fa.occurred_on}, dated after it ({partner}'s first "
                 f"transfers: {ft_text}). Settled when the wrong date is corrected (a "
                 "superseding record of either action)",
-                [slot.ref(), fs.ref()], index.action_ranges(party, [slot]),
+                [slot.ref(), fs.ref()], itmo_ranges(index, [slot]),
             ))  # fmt: skip
         if beyond is None:
             continue
@@ -158,31 +157,10 @@ def judge_itmo_backing(
             f"{what}; the {_days(grace)} grace from {since} ended on {due}. Settled when "
             f"{partner} records the first transfer of these ITMOs, or {party} corrects "
             "its actions",
-            refs, index.action_ranges(party, [s for s, _ in over]),
+            refs, itmo_ranges(index, [s for s, _ in over]),
             expected=total, found=running,
         ))  # fmt: skip
     return verdict
-
-
-def _not_issued(
-    index: Index, registry: str, prefix: str, first: int, last: int
-) -> list[tuple[int, int]]:
-    """Rule 3: the parts of ``first..last`` of ``prefix`` the registry never issued."""
-    ledger = index.ledgers.get(registry)
-    held = ledger.maps.get(prefix) if ledger is not None else None
-    segs = held.segs if held is not None else []
-    i = bisect_right(segs, first, key=lambda s: s.first)
-    if i > 0 and segs[i - 1].last >= first:
-        i -= 1
-    out, cursor = [], first
-    while i < len(segs) and segs[i].first <= last:
-        if segs[i].first > cursor:
-            out.append((cursor, segs[i].first - 1))
-        cursor = max(cursor, segs[i].last + 1)
-        i += 1
-    if cursor <= last:
-        out.append((cursor, last))
-    return out
 
 
 def _issued_count(index: Index, registry: str, prefix: str) -> int:
@@ -207,7 +185,7 @@ def judge_serials(index: Index, prefix: str) -> TimedJudgement:
             width = len(b.start) - len(prefix)
             best: tuple[str, list[tuple[int, int]]] | None = None
             for registry in registries:
-                gaps = _not_issued(index, registry, prefix, b.first, b.first + b.quantity - 1)
+                gaps = not_issued(index, registry, prefix, b.first, b.first + b.quantity - 1)
                 size = sum(hi - lo + 1 for lo, hi in gaps)
                 if best is None or size < sum(hi - lo + 1 for lo, hi in best[1]):
                     best = (registry, gaps)

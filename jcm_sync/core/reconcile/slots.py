@@ -34,6 +34,7 @@ from jcm_sync.core.reconcile.model import RecordRef, SerialRange
 from jcm_sync.core.records import (
     JC_KINDS,
     IssuanceRecord,
+    ItmoActionRecord,
     Period,
     Record,
     SerialBlock,
@@ -107,6 +108,17 @@ def vintages_of(rec: IssuanceRecord) -> dict[int, int]:
         if v is not None:
             out[v] = out.get(v, 0) + b.quantity
     return out
+
+
+def serial_registries(record: ItmoActionRecord, partner: str) -> tuple[str, ...]:
+    """Rule 6, serial provenance: the registries an ITMO action's serials may have been
+    issued in. Its Party's; for a first transfer, the transferring or the acquiring
+    Party's, since Japan's share is issued straight into Japan's registry."""
+    if record.action != "first_transfer":
+        return (record.party,)
+    other = "JP" if record.party != "JP" else partner
+    out = (record.transferring_party or record.party, record.acquiring_party or other)
+    return out if out[0] != out[1] else out[:1]
 
 
 def mirror_sig(kind: str, blocks: Sequence[SerialBlock]) -> MirrorSig:

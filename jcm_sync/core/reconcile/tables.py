@@ -30,6 +30,7 @@ from jcm_sync.core.reconcile.slots import (
     bag_remove,
     decision_key,
     mirror_sig,
+    serial_registries,
     vintages_of,
 )
 from jcm_sync.core.records import (
@@ -135,7 +136,7 @@ class Tables:
             self.dirty.add(("ftm", pv[0], str(pv[1])))
             prefixes = tuple(sorted({sys.intern(b.prefix) for b in record.blocks}))
             if prefixes:
-                registries = self._registries(record)
+                registries = serial_registries(record, self.partner)
                 for prefix in prefixes:
                     bag_add(self.serial_claims, prefix, slot, registries)
                     self.dirty.add(("serials", prefix))
@@ -221,16 +222,6 @@ class Tables:
             self.dirty.update(
                 ("ftm", p, str(v)) for p, v in (*self.jp_vintage, *self.first_transfers)
             )
-
-    def _registries(self, record: ItmoActionRecord) -> tuple[str, ...]:
-        """Rule 6, serial provenance: where an action's serials may have been issued. Its
-        Party's registry; for a first transfer, the transferring or the acquiring Party's,
-        since Japan's share is issued straight into Japan's registry."""
-        if record.action != "first_transfer":
-            return (record.party,)
-        other = "JP" if record.party != "JP" else self.partner
-        out = (record.transferring_party or record.party, record.acquiring_party or other)
-        return out if out[0] != out[1] else out[:1]
 
     def _mirror(self, party: str) -> Mirror:
         m = self.mirrors.get(party)

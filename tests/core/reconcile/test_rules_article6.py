@@ -19,7 +19,7 @@ from jcm_sync.core.reconcile.rules_article6 import (
     judge_first_transfer_mirror,
     judge_use_mirror,
 )
-from jcm_sync.core.records import AuthorizationRecord
+from jcm_sync.core.records import AuthorizationRecord, SerialBlock
 from jcm_sync.core.trust import TrustRoot
 from tests.core.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build, envelopes
 
@@ -265,3 +265,19 @@ def test_a_withdrawal_needs_its_day() -> None:
     item = ds.find("authorization", authorization_id=AUTHORIZATION)
     with pytest.raises(ValueError, match="needs the day it takes effect"):
         ds.replace(item, status="withdrawn")
+
+
+def test_a_first_transfers_serials_are_held_in_the_registry_that_issued_them(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Indonesia's first transfer of ID003's 100 ITMOs of 2017 names Japan's serials
+    1..100 (Japan's share is issued into Japan's registry): over a cap of 150 the finding
+    holds them in Japan's registry, not under Indonesia's."""
+    ds = build()
+    ds.replace(ds.find("authorization", authorization_id=AUTHORIZATION), cap=150)
+    block = SerialBlock("JP-ID003-2017-000001", "JP-ID003-2017-000100", 100, 2017)
+    ds.replace(ds.find("itmo_action", action_id="ID-FT-0003"), blocks=(block,))
+    [d] = judge_authorization(index_of(ds, keys, root), AUTHORIZATION).findings
+    assert [r.describe() for r in d.ranges] == [
+        "JP:JP-ID003-2017-000001..JP-ID003-2017-000100 (100)"
+    ]

@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime
 import msgspec
 import pytest
 
-from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.envelope import PrivateKey, record_id, sign_record
 from jcm_sync.core.reconcile import Reconciler, Report, decode_stored
 from jcm_sync.core.reconcile.model import GRACE_DEFAULTS, discrepancy_id
 from jcm_sync.core.reconcile.reconciler import resolve_grace
 from jcm_sync.core.reconcile.rules_itmo_chronology import judge_itmo_backing, judge_serials
-from jcm_sync.core.records import SerialBlock
+from jcm_sync.core.records import IssuanceRecord, SerialBlock
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError
 from tests.core.reconcile.builders import Dataset, build, envelopes, run
@@ -307,3 +307,27 @@ def test_an_authorization_version_is_decoded_with_its_new_fields() -> None:
     assert item.record is not None
     again = msgspec.json.decode(msgspec.json.encode(item.record), type=type(item.record))
     assert (again.status, again.effective_on) == ("active", None)
+
+
+def test_a_corrected_issuance_judges_the_serials_again(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Japan corrects its issuance of Mayekawa's 4 ID002 credits to serials 128..131: the
+    first transfer naming 1..31 now names 4 serials never issued (as does Japan's own
+    transfer of them), found by the same reconciler once the correction is folded (the
+    registry's fold is replayed)."""
+    ds = build()
+    ds.replace(ds.find("itmo_action", action_id="ID-FT-0001"), blocks=blocks(1, 31))
+    rec = folded(ds, keys, root)
+    assert rec.report().discrepancies == ()
+    old = ds.find("issuance", issuance_id="JP-ISS-ID002-2015-2").record
+    assert isinstance(old, IssuanceRecord)
+    fixed = msgspec.structs.replace(
+        old,
+        supersedes=record_id(sign_record(old, [keys["JP"]])),
+        blocks=(SerialBlock("JP-ID002-2015-000128", "JP-ID002-2015-000131", 4, 2015),),
+    )
+    rec.apply("JP", decode_stored(root, [sign_record(fixed, [keys["JP"]])]))
+    moved, d = rec.report().discrepancies  # Japan's transfer of 28..31 too, in stage 2
+    assert (moved.rule, d.rule) == ("transaction-block-not-issued", "a6-serials-not-issued")
+    assert [r.describe() for r in d.ranges] == ["JP:JP-ID002-2015-000028..JP-ID002-2015-000031 (4)"]
