@@ -236,7 +236,12 @@ class RecordBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
 
 
 class MethodologyRecord(RecordBase, frozen=True, tag="methodology"):
-    """A JC methodology, proposed by one secretariat and endorsed by the other."""
+    """A JC methodology, proposed by one secretariat and endorsed by the other.
+
+    ``approved_on`` is the day the JC approved this version; ``status_since`` the day an
+    ``inactive`` status took effect (a new version of the record carries it), so a
+    project registered before that day was registered under a valid methodology.
+    """
 
     methodology_id: Methodology_
     version: Version
@@ -245,13 +250,20 @@ class MethodologyRecord(RecordBase, frozen=True, tag="methodology"):
     status: Literal["proposed", "valid", "inactive"] = "valid"
     proposed_id: ProposedMethodology | None = None
     approved_on: date | None = None
+    status_since: date | None = None
 
     def key(self) -> tuple[str, ...]:
         return (self.methodology_id, self.version)
 
 
 class ProjectRecord(RecordBase, frozen=True, tag="project"):
-    """JC registration of a project, its status and its credit allocation."""
+    """JC registration of a project, its status and its credit allocation.
+
+    ``registered_on`` is the day the JC registered the project; ``status_since`` the day
+    a ``withdrawn`` or ``suspended`` status took effect (a new version superseding the
+    registered one carries it): records dated before it stay valid, records dated on or
+    after it rest on a project that is no longer registered.
+    """
 
     project_id: Project
     title: Text
@@ -260,6 +272,7 @@ class ProjectRecord(RecordBase, frozen=True, tag="project"):
     participants: tuple[Participant, ...] = ()
     allocation: tuple[Allocation, ...] = ()
     registered_on: date | None = None
+    status_since: date | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -261,6 +261,9 @@ def partnership_records(
             f"Japanese Participant {p}-{j} Co., Ltd." for j in range(2, jp_participants + 1)
         ]
         jp_share = rng.choice([50, 60, 75])
+        # registered the year before its first monitoring period began (ID002's, that of
+        # the May 2016 issuance, began in April 2015), so nothing predates its registration
+        first_year = 2015 if (cc, p) == ("ID", 2) else 2016 + p % 6
         out.add(cc, both(ProjectRecord(
             partnership=pid, author=cc, created=created, project_id=project_id,
             title=f"{rng.choice(TECHNOLOGIES)} in {PARTNERS.get(cc, cc)}", status="registered",
@@ -269,7 +272,7 @@ def partnership_records(
                           Participant(participant, cc)),
             allocation=(Allocation("Government of Japan", "JP", jp_share),
                         Allocation(participant, cc, 100 - jp_share)),
-            registered_on=date(2015 + p % 8, 1 + p % 12, 10),
+            registered_on=date(first_year - 1, 1 + p % 12, 10),
         )))  # fmt: skip
         for k in range(periods):
             year = 2016 + p % 6 + k

@@ -52,6 +52,8 @@ class Piece:
 
     def __init__(self, net: Network, now: datetime, decided: date | None = None) -> None:
         self.now, self.key = now, net.keys["ID"]
+        # a transfer follows the issuance (a day after it, when the decision is recent)
+        self.moved_on = date(2016, 6, 30) if decided is None else decided + timedelta(days=8)
         ds = builders.build(builders.CLEAN_SPECS[:1], created=now, article6=False)
         ds.remove(lambda i: i.record is not None and i.record.kind == "transaction")
         if decided is not None:  # and issued a week later, as the JC's decisions are
@@ -69,7 +71,7 @@ class Piece:
         q = last - first + 1
         return sign_record(TransactionRecord(
             partnership=PID, author="ID", created=self.now, registry="ID",
-            txn_id=f"ID-TXN-{n:04d}", type="transfer", executed_on=date(2016, 6, 30),
+            txn_id=f"ID-TXN-{n:04d}", type="transfer", executed_on=self.moved_on,
             source=Account("ID-GOV-001", "government_holding"),
             destination=Account("ID-PP-ID002", "participant_holding"), amount=q,
             blocks=(SerialBlock(f"ID-ID002-2015-{first:06d}", f"ID-ID002-2015-{last:06d}", q,

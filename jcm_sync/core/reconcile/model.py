@@ -19,7 +19,9 @@ Rules:
    naming it and the other side recognises it.
 3. Serial ranges are kept as (registry, prefix, first, last): a range of the unit numbers
    of ``records.serial_parts``, which is what overlap, holding and quarantine compare.
-   ``width`` only serves to print the registry's own serial strings back.
+   ``width`` only serves to print the registry's own serial strings back. A finding's
+   ``ranges`` are the serials it holds (quarantine, stage 3 trails): those in doubt, no
+   more; the records it names beside them are its ``records``.
 4. Every rule is listed once in ``RULES`` with its stage and the run status it implies
    (``level``), so the report, the CLI, the metrics and the docs name rules the same way.
 5. A rule that judges something awaited has a grace period in days, a default per rule in
@@ -147,6 +149,15 @@ _RULE_LIST: Final = (
          "two different versions of one record, neither superseding the other"),
     Rule("invalid-supersession", "records", "blocks",
          "a record claims to supersede a record its author may not replace"),
+    # records: dependencies and chronology (rules_dependencies)
+    Rule("project-not-registered", "records", "blocks",
+         "a decision or issuance under a project not registered on its day"),
+    Rule("methodology-not-valid", "records", "blocks",
+         "a project registered under a methodology not valid on its registration day"),
+    Rule("decision-before-period-end", "records", "blocks",
+         "a decision taken before its monitoring period ended"),
+    Rule("issuance-before-decision", "records", "blocks",
+         "credits issued before the day their decision was taken"),
 )  # fmt: skip
 
 RULES: Final[dict[str, Rule]] = {r.name: r for r in _RULE_LIST}
@@ -249,6 +260,8 @@ class Discrepancy(msgspec.Struct, frozen=True):
     """A finding: what rule failed, about which records and serials, and its status.
 
     ``expected``/``found`` are the two figures compared when the rule compares amounts.
+    ``ranges`` are the serials it holds while open (module rule 3), which may be fewer than
+    its ``records`` issued or moved: its summary says which it holds and why.
     ``status`` is ``open`` or ``explained`` in a report; the service turns a finding a later
     snapshot no longer produces into ``resolved`` and fills the times (module rule 1).
     """

@@ -11,7 +11,9 @@ and 2 and knows which units new entries touched (its docstring is the theory of
 operation). The rules of each stage judge a unit from the index and return a
 ``Judgement``: ``rules_totals`` a decision (rules 3 and 4), ``ledger`` the serials of a
 registry (stage 2), ``rules_article6`` an authorization, a (project, vintage) or a
-Party's use (rule 6). ``report`` has the touched units judged, and assembles the report
+Party's use (rule 6), ``rules_dependencies`` what a decision and its issuances rest on
+and when (the project's registration, the decision's dates) and a project's
+methodologies. ``report`` has the touched units judged, and assembles the report
 with the trails and resolutions (rules 5, 7 and 8).
 
 Rules (the numbered rules of this module; the findings are listed in ``model.RULES``):
@@ -113,6 +115,7 @@ from jcm_sync.core.reconcile.rules_article6 import (
     judge_first_transfer_mirror,
     judge_use_mirror,
 )
+from jcm_sync.core.reconcile.rules_dependencies import judge_dependencies, judge_methodologies
 from jcm_sync.core.reconcile.rules_itmo_chronology import judge_itmo_backing, judge_serials
 from jcm_sync.core.reconcile.rules_totals import judge_decision
 from jcm_sync.core.reconcile.slots import Unit
@@ -213,6 +216,10 @@ class Reconciler(Index):
             self.judged(unit, judge_serials(self, unit[1]))
         elif unit[0] == "use":
             self.judged(unit, judge_use_mirror(self, unit[1]))
+        elif unit[0] == "dependencies":
+            self.judged(unit, judge_dependencies(self, unit[1]))
+        elif unit[0] == "methodologies":
+            self.judged(unit, judge_methodologies(self, unit[1]))
 
     def _set_timed(self, unit: Unit, timed: bool) -> None:
         if timed:

@@ -1,9 +1,10 @@
 """The index tables: what the current version of each record contributes, by unit.
 
 Why this module exists: the rules judge units (a decision, an authorization, a (project,
-vintage), a Party's use mirror) from facts filed by many records; this is where those facts
-are filed and withdrawn as versions come and go (``engine`` theory: "Contributions"), apart
-from the choice of which version counts (``engine``) and from the judging (the rules).
+vintage), a Party's use mirror, a decision's dependencies, a project's methodologies)
+from facts filed by many records; this is where those facts are filed and withdrawn as
+versions come and go (``engine`` theory: "Contributions"), apart from the choice of which
+version counts (``engine``) and from the judging (the rules).
 
 Invariants:
 
@@ -38,6 +39,8 @@ from jcm_sync.core.records import (
     IssuanceDecisionRecord,
     IssuanceRecord,
     ItmoActionRecord,
+    MethodologyRecord,
+    ProjectRecord,
     Record,
     ResolutionRecord,
     TransactionRecord,
@@ -74,6 +77,15 @@ class Tables:
         """Per Party: its use mirror (rule 6)."""
         self.resolutions: dict[str, dict[str, Slot]] = {}
         """Per discrepancy id: each author's resolution of it (rule 7)."""
+        # dependencies and chronology (``rules_dependencies``): a project's and a
+        # methodology's facts are on their slot's ``contrib``, an issuance's day too
+        self.project_decisions: dict[str, dict[str, int]] = {}
+        """Per project: the decision keys its current decisions and issuances name, with
+        how many name each (a project's change is judged in those "dependencies" units)."""
+        self.methodology_versions: dict[str, Bag[None]] = {}
+        """Per methodology id: the slot of each of its versions."""
+        self.methodology_users: dict[str, Bag[str]] = {}
+        """Per methodology id: the projects whose current record names it."""
         self.dirty: set[Unit] = set()
 
     def add(self, slot: Slot, record: Record) -> str | None:
@@ -97,7 +109,9 @@ class Tables:
                 for b in record.blocks:
                     if b.prefix in self.serial_claims:
                         self.dirty.add(("serials", b.prefix))
-            slot.contrib = ("issuance", dk, record.registry, project, tuple(vintages))
+            self._named(project, dk, +1)
+            slot.contrib = ("issuance", dk, record.registry, project, tuple(vintages),
+                            record.issued_on)  # fmt: skip
             return record.registry
         if isinstance(record, TransactionRecord):
             mirrored = MIRRORED.get(record.type)
@@ -118,6 +132,7 @@ class Tables:
                 shares.append((share.side, share.notified, allocated))
             slot.contrib = ("decision", slot.key, tuple(shares), record.decided_on)
             self.dirty.add(("decision", slot.key))
+            self._named(sys.intern(record.project_id), slot.key, +1)
         elif isinstance(record, AuthorizationRecord):
             aid, party = record.authorization_id, record.party
             self.auths.setdefault(aid, {})[party] = slot
@@ -152,8 +167,20 @@ class Tables:
         elif isinstance(record, ResolutionRecord):
             self.resolutions.setdefault(record.discrepancy_id, {})[record.author] = slot
             slot.contrib = ("resolution", record.discrepancy_id, record.author)
-        else:  # methodologies and projects: only their pending state, set by the engine
-            slot.contrib = ("jc",)
+        elif isinstance(record, ProjectRecord):
+            pid = sys.intern(record.project_id)
+            methodologies = tuple(sorted(set(record.methodologies)))
+            for m in methodologies:
+                bag_add(self.methodology_users, m, slot, pid)
+            slot.contrib = ("project", pid, record.status, record.registered_on,
+                            record.status_since, methodologies)  # fmt: skip
+            self._project_changed(pid)
+        elif isinstance(record, MethodologyRecord):
+            mid = record.methodology_id
+            bag_add(self.methodology_versions, mid, slot, None)
+            slot.contrib = ("methodology", mid, record.status, record.approved_on,
+                            record.status_since)  # fmt: skip
+            self._methodology_changed(mid)
         return None
 
     def retract(self, slot: Slot) -> str | None:
@@ -165,13 +192,15 @@ class Tables:
         what = c[0]
         if what == "decision":
             self.dirty.add(("decision", str(c[1])))
+            self._named(str(c[1]).split("/", 1)[0], str(c[1]), -1)
         elif what == "issuance":
-            _, dk, registry, project, vintages = c
+            _, dk, registry, project, vintages, _issued_on = c
             assert isinstance(dk, str)
             assert isinstance(registry, str)
             assert isinstance(project, str)
             bag_remove(self.issuances, dk, slot)
             self.dirty.add(("decision", dk))
+            self._named(project, dk, -1)
             for vintage in vintages:  # type: ignore[attr-defined]
                 bag_remove(self.jp_vintage, (project, vintage), slot)
                 self.dirty.add(("ftm", project, str(vintage)))
@@ -214,7 +243,37 @@ class Tables:
             assert isinstance(did, str)
             assert isinstance(author, str)
             self.resolutions.get(did, {}).pop(author, None)
+        elif what == "project":
+            pid, methodologies = str(c[1]), c[5]
+            for m in methodologies:  # type: ignore[attr-defined]
+                bag_remove(self.methodology_users, m, slot)
+            self._project_changed(pid)
+        elif what == "methodology":
+            bag_remove(self.methodology_versions, str(c[1]), slot)
+            self._methodology_changed(str(c[1]))
         return None
+
+    def _named(self, project: str, dk: str, n: int) -> None:
+        """A decision or issuance under ``dk`` came (``n`` 1) or went (-1): count it for
+        its project, and have the decision's dependencies judged again."""
+        keys = self.project_decisions.get(project)
+        if keys is None:
+            keys = self.project_decisions[project] = {}
+        left = keys.get(dk, 0) + n
+        if left > 0:
+            keys[dk] = left
+        else:
+            keys.pop(dk, None)
+            if not keys:
+                del self.project_decisions[project]
+        self.dirty.add(("dependencies", dk))
+
+    def _project_changed(self, pid: str) -> None:
+        self.dirty.update(("dependencies", dk) for dk in self.project_decisions.get(pid, ()))
+        self.dirty.add(("methodologies", pid))
+
+    def _methodology_changed(self, mid: str) -> None:
+        self.dirty.update(("methodologies", pid) for _, pid in self.methodology_users.get(mid, ()))
 
     def _authorization_changed(self, aid: str, party: str) -> None:
         self.dirty.add(("auth", aid))

@@ -61,12 +61,13 @@ def test_entries_must_continue_the_log_of_a_known_node(
 def test_it_hands_over_the_units_new_entries_touch_and_only_those(
     keys: dict[str, PrivateKey], root: TrustRoot
 ) -> None:
-    """After a full fold every unit is dirty once; a new issuance dirties its decision and
-    vintage units, nothing else."""
+    """After a full fold every unit is dirty once; a new issuance dirties its decision,
+    its decision's dependencies and its vintage units, nothing else."""
     ds = build()
     index = folded(root, envelopes(ds, keys))
     units = index.take_dirty()
-    assert {u[0] for u in units} == {"decision", "auth", "ftm", "use", "serials"}
+    assert {u[0] for u in units} == {"decision", "auth", "ftm", "use", "serials",
+                                     "dependencies", "methodologies"}  # fmt: skip
     assert ("decision", D_ID002) in units
     assert index.take_dirty() == set()
     item = ds.find("issuance", issuance_id="JP-ISS-ID003-2017-2")
@@ -77,6 +78,7 @@ def test_it_hands_over_the_units_new_entries_touch_and_only_those(
     index.settle()
     assert index.take_dirty() == {
         ("decision", D_ID003),
+        ("dependencies", D_ID003),
         ("ftm", "ID003", "2017"),
         ("ftm", "ID003", "2018"),
     }

@@ -23,7 +23,8 @@ def rec(ds: Dataset, kind: str, **fields: object) -> Record:
 
 def empty(t: Tables) -> bool:
     """Nothing filed (an id once seen may keep an empty table)."""
-    bags = (t.issuances, t.jp_vintage, t.first_transfers)
+    bags = (t.issuances, t.jp_vintage, t.first_transfers, t.project_decisions,
+            t.methodology_versions, t.methodology_users)  # fmt: skip
     per_id = (*t.auths.values(), *t.actions.values(), *t.resolutions.values())
     return not any(bags) and not any(per_id) and t.action_count == 0
 
@@ -37,7 +38,9 @@ def test_an_issuance_files_its_amount_under_its_decision_and_vintages() -> None:
     assert t.add(slot, iss) == "JP"
     assert t.issuances == {D_ID003: ((slot, ("JP", 120, "government_holding")),)}
     assert t.jp_vintage == {("ID003", 2017): ((slot, 80),), ("ID003", 2018): ((slot, 40),)}
-    filed = {("decision", D_ID003), ("ftm", "ID003", "2017"), ("ftm", "ID003", "2018")}
+    assert t.project_decisions == {"ID003": {D_ID003: 1}}
+    filed = {("decision", D_ID003), ("dependencies", D_ID003), ("ftm", "ID003", "2017"),
+             ("ftm", "ID003", "2018")}  # fmt: skip
     assert t.dirty == filed
     t.dirty.clear()
     assert t.retract(slot) == "JP"
