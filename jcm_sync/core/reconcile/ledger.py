@@ -74,6 +74,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 
 from jcm_sync.core.reconcile.model import (
     BalanceRow,
@@ -151,6 +152,8 @@ class RegistryLedger:
     last_pos: Pos = -1
     #: per prefix: (touches indexed, their index), built on a trail's first query
     indexes: dict[str, tuple[int, TouchIndex]] = field(default_factory=dict, repr=False)
+    #: one object per day of issue, shared by the origins of that day (module rule 8)
+    days: dict[date, date] = field(default_factory=dict, repr=False)
     issued_blocks: int = 0
     issued_serials: int = 0
     moved_blocks: int = 0
@@ -193,6 +196,7 @@ class RegistryLedger:
         mp = rec.decision.monitoring_period
         y0, y1 = mp.start.year, mp.end.year
         key = src.key
+        issued_on = self.days.setdefault(rec.issued_on, rec.issued_on)
         bad_vintage: list[SerialRange] = []
         # overlapped units, by the issuance that issued them first: (src, pos, ranges, same)
         overlaps: dict[str, tuple[Source, Pos, list[SerialRange], bool]] = {}
@@ -203,7 +207,7 @@ class RegistryLedger:
             vintage = block.vintage
             if vintage is not None and not y0 <= vintage <= y1:
                 bad_vintage.append(SerialRange(self.registry, prefix, first, last, width))
-            origin = Origin(src, pos, vintage, first, last, rec.issued_on)
+            origin = Origin(src, pos, vintage, first, last, issued_on)
             existing, added = self._map(prefix).issue(first, last, account, atype, origin)
             for seg in existing:
                 lo, hi = max(seg.first, first), min(seg.last, last)
@@ -352,6 +356,8 @@ class RegistryLedger:
                     e[1].append(SerialRange(self.registry, prefix, lo, hi, width))
             self.moved_blocks += 1
             self._touch(prefix, Touch(first, last, width, pos, src_))
+        if not (not_issued or not_held or mismatch or early):
+            return  # nearly every transaction: no summary to write, no record to quote
         what = f"{self.registry} {rec.type} {_named(src_)}"
         subject = f"transaction {key}"
         settle = f"Settled when {self.registry} corrects the transaction (a version superseding it)"
@@ -380,7 +386,6 @@ class RegistryLedger:
                 f"them. {settle}",
                 [src_.ref()], mismatch, found=_quantity(mismatch),
             ))  # fmt: skip
-
         if early:
             self._add(self._before_issuance(src_, rec, early))
 
