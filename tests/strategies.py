@@ -259,6 +259,7 @@ def _methodology(draw: st.DrawFn, base: dict[str, Any]) -> MethodologyRecord:
         status=draw(st.sampled_from(["proposed", "valid", "inactive"])),
         proposed_id=draw(st.none() | methodology_ids(proposed=True)),
         approved_on=draw(st.none() | dates()),
+        status_since=draw(st.none() | dates()),
     )
 
 
@@ -286,6 +287,7 @@ def _project(draw: st.DrawFn, base: dict[str, Any]) -> ProjectRecord:
         ),
         allocation=allocation,
         registered_on=draw(st.none() | dates()),
+        status_since=draw(st.none() | dates()),
     )
 
 

@@ -43,8 +43,9 @@ from jcm_sync.core.records import (
 
 Unit = tuple[str, ...]
 """What ``report`` re-evaluates as one: ("decision", key), ("auth", id), ("ftm", project,
-vintage), ("use", party), ("serials", prefix); and ("slot", kind, key) or ("jc", kind,
-key) for a slot's own findings and pending signatures."""
+vintage), ("use", party), ("serials", prefix), ("dependencies", decision key),
+("methodologies", project); and ("slot", kind, key) or ("jc", kind, key) for a slot's own
+findings and pending signatures."""
 MirrorSig = tuple[object, ...]
 """Rule 6, use mirror: an ITMO action type and its serial blocks, as a record pairs up."""
 
