@@ -28,7 +28,7 @@ where each comes from):
    neither log, or whose record still awaits a signature, is a finding too: registration
    is a JC record both logs hold, and a decision presupposes it. Issuances are judged
    under an effective decision that passed: credits issued on or after the project's
-   withdrawal or suspension, or before its registration. Issuances under a decision
+   withdrawal or suspension (it was registered when decided). Issuances under a decision
    found here are named in the decision's finding, not again one by one; issuances under
    a decision missing or not yet effective are ``rules_totals`` rule 4's.
 2. ``methodology-not-valid``. A project whose current effective record is registered
@@ -122,12 +122,12 @@ def _amount(index: Index, slot: Slot) -> int:
     return rec.amount
 
 
-def _issued(index: Index, registry: str, early: list[tuple[Slot, date, str]]) -> str:
-    """``ID issued 9 credits (ID-ISS-1 5 on 2016-05-10, ...)``, for a summary."""
-    amounts = [_amount(index, s) for s, _, _ in early]
+def _issued(index: Index, registry: str, issued: list[tuple[Slot, date]]) -> str:
+    """``ID issued 9 credits (ID-ISS-1 (short id) 5 on 2016-05-10, ...)``, for a summary."""
+    amounts = [_amount(index, s) for s, _ in issued]
     parts = ", ".join(
-        f"{_local_id(s)} ({_short(s)}) {n} on {day}{why}"
-        for (s, day, why), n in zip(early, amounts, strict=True)
+        f"{_local_id(s)} ({_short(s)}) {n} on {day}"
+        for (s, day), n in zip(issued, amounts, strict=True)
     )
     return f"{registry} issued {sum(amounts)} credits ({parts})"
 
@@ -215,24 +215,22 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
         subject = f"{label} side {registry}"
         if lapse is None:  # else the decision's finding names these issuances
             assert pslot is not None
-            whys = [(s, day, _project_lapse(index, project, day)) for s, day in group]
-            lapsed = [(s, day, why) for s, day, why in whys if why is not None]
+            lapsed = [(s, day) for s, day in group if _project_lapse(index, project, day)]
             if lapsed:
-                slots = [s for s, _, _ in lapsed]
-                reasons = {why for _, _, why in lapsed}
-                which = f", which {reasons.pop()}" if len(reasons) == 1 else ""
-                listed = [(s, day, f" when it {why}" if not which else "")
-                          for s, day, why in lapsed]  # fmt: skip
+                # registered when decided, so the one reason left is the withdrawal or
+                # suspension every lapsed issuance came on or after
+                slots = [s for s, _ in lapsed]
+                why = _project_lapse(index, project, lapsed[0][1])
                 findings.append(finding(
                     "project-not-registered", [dk, registry], subject,
-                    f"{_issued(index, registry, listed)} under project {project} for "
-                    f"{label}{which}; {SETTLE_PROJECT}, or {registry} corrects the "
-                    "issuance (a new version superseding it)",
+                    f"{_issued(index, registry, lapsed)} under project {project} for "
+                    f"{label}, which {why}; {SETTLE_PROJECT}, or {registry} "
+                    "corrects the issuance (a new version superseding it)",
                     [pslot.ref(), *index.issuance_refs(slots)], _ranges(index, slots),
                 ))  # fmt: skip
-        early = [(s, day, "") for s, day in group if day < decided_on]
+        early = [(s, day) for s, day in group if day < decided_on]
         if early:
-            slots = [s for s, _, _ in early]
+            slots = [s for s, _ in early]
             findings.append(finding(
                 "issuance-before-decision", [dk, registry], subject,
                 f"{_issued(index, registry, early)} under the decision for {label} "
