@@ -58,6 +58,12 @@ Rules (the stage 2 rules of ``model.RULES`` this fold decides):
    ``issued_on`` of the issuance that created units it moved (the segment's origin). The
    units are moved all the same (the registry says they were); the finding names each
    issuing record with its day, and holds the units moved early.
+9. ``transaction-of-retired-units``: a transaction whose source is a retirement or
+   cancellation account. Retired and cancelled credits have left circulation for good
+   (ITL check "units previously retired or cancelled", decision 13/CMP.1, annex, para 42),
+   so nothing moves them again: a retirement account never is a source. The units are
+   moved all the same (the registry says they were) and held; a blockless one (7) names
+   no serials and holds nothing.
 
 Not findings: gaps between blocks (a registry's numbering is its own, docs/adr/0002, and
 unused serials are no disagreement between the two sides), and serials that appear in
@@ -75,6 +81,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Final
 
 from jcm_sync.core.reconcile.model import (
     BalanceRow,
@@ -97,6 +104,9 @@ from jcm_sync.core.reconcile.serial_map import (
 from jcm_sync.core.reconcile.serial_map import Pos as Pos
 from jcm_sync.core.reconcile.serial_map import position as position
 from jcm_sync.core.records import IssuanceRecord, SerialBlock, TransactionRecord, serial_parts
+
+FINAL_TYPES: Final = frozenset({"retirement", "cancellation"})
+"""Account types credits never leave (rule 9)."""
 
 
 @dataclass
@@ -325,6 +335,8 @@ class RegistryLedger:
         holders: set[str] = set()
         mismatch: list[SerialRange] = []
         issued_as: set[int] = set()
+        final = src.type in FINAL_TYPES  # rule 9
+        from_final: list[SerialRange] = []
         # rule 8: moved units whose issuance is dated after the move, by issuing record
         early: dict[str, tuple[Origin, list[SerialRange]]] = {}
         executed_on = rec.executed_on
@@ -341,6 +353,8 @@ class RegistryLedger:
                 holders.add(holder)
             for lo, hi, seg in moved:
                 n = hi - lo + 1
+                if final:
+                    from_final.append(SerialRange(self.registry, prefix, lo, hi, width))
                 self._type(seg.atype).held_serials -= n
                 dtype.held_serials += n
                 self.moved_serials += n
@@ -356,7 +370,7 @@ class RegistryLedger:
                     e[1].append(SerialRange(self.registry, prefix, lo, hi, width))
             self.moved_blocks += 1
             self._touch(prefix, Touch(first, last, width, pos, src_))
-        if not (not_issued or not_held or mismatch or early):
+        if not (not_issued or not_held or mismatch or early or final):
             return  # nearly every transaction: no summary to write, no record to quote
         what = f"{self.registry} {rec.type} {_named(src_)}"
         subject = f"transaction {key}"
@@ -388,6 +402,20 @@ class RegistryLedger:
             ))  # fmt: skip
         if early:
             self._add(self._before_issuance(src_, rec, early))
+        if final:
+            kind = "retired" if src.type == "retirement" else "cancelled"
+            moved_what = (
+                f"{_quantity(from_final)} {kind} serials ({_serials(from_final)}); holds them"
+                if from_final
+                else f"{rec.amount} {kind} credits, naming no serials; holds nothing"
+            )
+            self._add(finding(
+                "transaction-of-retired-units", [self.registry, key], subject,
+                f"{what} moves out of {src.type} account {src.id} into {dst.id} "
+                f"({dst.type}): {moved_what}. Retired and cancelled credits never move "
+                f"again. {settle}",
+                [src_.ref()], from_final, found=_quantity(from_final) or rec.amount,
+            ))  # fmt: skip
 
     def _before_issuance(
         self,

@@ -120,6 +120,8 @@ _RULE_LIST: Final = (
          "a transaction's block states another vintage than its serials were issued with"),
     Rule("transaction-before-issuance", "blocks", "blocks",
          "a transaction is dated before the issuance of serials it moves"),
+    Rule("transaction-of-retired-units", "blocks", "blocks",
+         "a transaction moves credits out of a retirement or cancellation account"),
     # Article 6.2
     Rule("a6-authorization-unknown", "article6", "blocks",
          "an ITMO action names an authorization in neither log, or a first transfer one "

@@ -412,14 +412,26 @@ def judge_first_transfer_mirror(
     late = ""
     if as_of is not None and since is not None and transferred < issued:
         late = f"; the {_days(grace)} grace from {since} ended on {since + timedelta(grace)}"
-    ranges = [
-        r for r in index.issuance_ranges("JP", jp) if _vintage_of(index, r, jp) in (vintage, None)
-    ]
+    # what is in doubt: with fewer first transfers, which of Japan's credits are not ITMOs
+    # cannot be told (a first transfer states a quantity, not serials), so all of them;
+    # with more, every credit Japan issued is first transferred and none is in doubt
+    ranges = []
+    if transferred < issued:
+        ranges = [
+            r for r in index.issuance_ranges("JP", jp)
+            if _vintage_of(index, r, jp) in (vintage, None)
+        ]  # fmt: skip
+    held = (
+        f"; holds Japan's {sum(r.quantity for r in ranges)} issued serials of {subject}, as "
+        "no record says which of them are not first transferred"
+        if ranges
+        else "; holds nothing, as every credit Japan issued is first transferred"
+    )
     verdict.findings.append(finding(
         "a6-first-transfer-mirror", [partner, project, str(vintage)], subject,
         f"{partner} recorded first transfers of {transferred} ITMOs of {subject} "
         f"({ft_text}); Japan issued {issued} ({jp_text}), within {partner}'s authorization "
-        f"{aid}{late}. Settled when {partner}'s first transfers add up to Japan's issuance "
+        f"{aid}{late}{held}. Settled when {partner}'s first transfers add up to Japan's issuance "
         "(the missing first transfer, or a correction of the wrong record)",
         refs, ranges, expected=issued, found=transferred,
     ))  # fmt: skip

@@ -281,3 +281,21 @@ def test_a_first_transfers_serials_are_held_in_the_registry_that_issued_them(
     assert [r.describe() for r in d.ranges] == [
         "JP:JP-ID003-2017-000001..JP-ID003-2017-000100 (100)"
     ]
+
+
+@pytest.mark.parametrize(("quantity", "held"), [(59, 60), (61, 0)])
+def test_a_first_transfer_mirror_holds_japans_serials_only_when_some_are_in_doubt(
+    keys: dict[str, PrivateKey], root: TrustRoot, quantity: int, held: int
+) -> None:
+    """Indonesia first transfers 59 (or 61) of the 60 ID001 credits Japan issued: with 59,
+    which credit is not an ITMO cannot be told, so all 60 are held; with 61 every credit
+    Japan issued is first transferred, so nothing is held, and each summary says which."""
+    from tests.core.reconcile.builders import run
+
+    ds = build()
+    ds.replace(ds.find("itmo_action", action_id="ID-FT-0002"), quantity=quantity)
+    (d,) = [d for d in run(ds, keys, root).discrepancies if d.rule == "a6-first-transfer-mirror"]
+    assert (d.expected, d.found) == (60, quantity)
+    assert sum(r.quantity for r in d.ranges) == held
+    assert ("holds nothing" in d.summary) is (held == 0)
+    assert (f"holds Japan's {held} issued serials" in d.summary) is (held > 0)

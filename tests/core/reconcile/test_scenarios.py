@@ -176,6 +176,17 @@ def retirement_wrong_vintage(ds: Dataset) -> None:
     ds.replace(item, blocks=(msgspec.structs.replace(block, vintage=2016),))
 
 
+def retired_credits_moved_again(ds: Dataset) -> None:
+    """Indonesia moves 2 of the ID002 credits it retired back out of its retirement
+    account into its government account (an undo the registry rules do not allow)."""
+    ds.add("ID", TransactionRecord(
+        **BASE, author="ID", registry="ID", txn_id="ID-TXN-0004", type="transfer",
+        executed_on=date(2017, 9, 1), source=Account("ID-RET-001", "retirement"),
+        destination=Account("ID-GOV-001", "government_holding"), amount=2,
+        blocks=(SerialBlock("ID-ID002-2015-000001", "ID-ID002-2015-000002", 2, 2015),),
+    ))  # fmt: skip
+
+
 @dataclass
 class Scenario:
     id: str
@@ -219,6 +230,8 @@ SCENARIOS = [
                                       iss("JP", "ID001-2016-2")})]),
     Scenario("blockless-transfer-overdraws-account", blockless_overdraft, [
         ("balance-overdrawn", {txn("ID", 4)})]),
+    Scenario("retired-credits-moved-again", retired_credits_moved_again, [
+        ("transaction-of-retired-units", {txn("ID", 4)})]),
     Scenario("retirement-states-wrong-vintage", retirement_wrong_vintage, [
         ("transaction-vintage-mismatch", {txn("ID", 1)})]),
 ]  # fmt: skip
@@ -422,3 +435,27 @@ def test_verified_snapshot_gives_the_same_report(
     partner_over_issues(ds)
     snap = snapshot(root, envelopes(ds, keys))
     assert reconcile(snap) == reconcile(snap, now=CREATED.replace(month=6))
+
+
+def test_retired_credits_moved_again_are_held_and_named(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """The 2 retired serials moved out of the retirement account are what the finding
+    holds; the same move without serial blocks is found too, and holds nothing."""
+    ds = build()
+    retired_credits_moved_again(ds)
+    (d,) = run(ds, keys, root).discrepancies
+    held = [r.describe() for r in d.ranges]
+    assert held == ["ID:ID-ID002-2015-000001..ID-ID002-2015-000002 (2)"]
+    assert "moves out of retirement account ID-RET-001" in d.summary
+    assert "ID-TXN-0004" in d.summary
+    assert "Settled when ID corrects" in d.summary
+    blockless = build()
+    retired_credits_moved_again(blockless)
+    item = blockless.logs["ID"][-1]
+    blockless.replace(item, blocks=())
+    (d2,) = [d for d in run(blockless, keys, root).discrepancies
+             if d.rule == "transaction-of-retired-units"]  # fmt: skip
+    assert d2.ranges == ()
+    assert d2.found == 2
+    assert "naming no serials; holds nothing" in d2.summary
