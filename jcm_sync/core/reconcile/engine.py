@@ -356,8 +356,11 @@ class Index:
             if target is not None and not self._may_replace(v, target):
                 findings.append(finding(
                     "invalid-supersession", [slot.kind, slot.key, target.rid], label,
-                    f"{label} by {v.author} claims to supersede {target.kind} {target.key}, "
-                    "which it may not replace; the claim is ignored",
+                    f"{label} ({v.rid[:12]}) by {v.author} claims to supersede "
+                    f"{target.kind} {target.key} ({target.rid[:12]}) by {target.author}, "
+                    "which it may not replace; the claim is ignored. Settled when "
+                    f"{v.author} records a version of its record that names none of "
+                    f"{target.author}'s records, or {target.author} corrects its own",
                     [v.ref(), target.ref()],
                 ))  # fmt: skip
         # groups of live versions by payload, each with the nodes that made it effective
@@ -382,8 +385,11 @@ class Index:
         if len(effective) > 1:
             findings.append(finding(
                 "conflicting-versions", [slot.kind, slot.key], label,
-                f"{len(effective)} different versions of {label}, none superseding the others; "
-                "the latest counts",
+                f"{len(effective)} different versions of {label} ("
+                + ", ".join(g[0][-1].rid[:12] for g in effective)
+                + f"), none superseding the others; the latest "
+                f"({effective[-1][0][-1].rid[:12]}) counts meanwhile. Settled when "
+                f"{effective[-1][0][-1].author} records a version superseding the others",
                 [g[0][-1].ref() for g in effective],
             ))  # fmt: skip
         if findings or unit in self._findings:

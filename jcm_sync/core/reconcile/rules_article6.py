@@ -277,7 +277,8 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
             since = f", in force from {term.start}" if len(history) > 1 else ""
             findings.append(finding(
                 "a6-out-of-scope", [slot.key], label,
-                f"{a.party} first transfer {a.action_id} under {aid} on {a.occurred_on}: "
+                f"{a.party} first transfer {a.action_id} ({slot.ref().record_id[:12]}) under "
+                f"{aid} on {a.occurred_on}: "
                 + "; ".join(reasons)
                 + f" ({term.ref().describe()}{since}). Settled when {a.party} corrects the "
                 "first transfer, or amends the authorization's scope",
@@ -301,7 +302,8 @@ def judge_authorization(index: Index, aid: str) -> AuthorizationJudgement:
             caps = "" if len(history) == 1 else f" (in force from {cap0.start})"
             findings.append(finding(
                 "a6-cap-exceeded", [party, aid], f"authorization {party}/{aid}",
-                f"{party}'s first transfers under {aid} total {total}, over its cap of "
+                f"{party}'s first transfers under {aid} ({cap_at.ref().record_id[:12]}) "
+                f"total {total}, over its cap of "
                 f"{cap_at.auth.cap} by {total - cap_at.auth.cap}; {a0.action_id} "
                 f"({slot0.ref().record_id[:12]}) on {a0.occurred_on} crossed the cap of "
                 f"{cap0.auth.cap}{caps} with {run0} in all"

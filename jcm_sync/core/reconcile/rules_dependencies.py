@@ -62,12 +62,12 @@ from jcm_sync.core.reconcile.slots import Slot
 from jcm_sync.core.records import IssuanceRecord
 
 SETTLE_PROJECT = (
-    "settled when the JC records the project's status and dates as they were (a new "
+    "Settled when the JC records the project's status and dates as they were (a new "
     "version of its record, signed by both secretariats)"
 )
 
 SETTLE_UNRECORDED = (
-    "settled when the JC records the project's registration (signed by both secretariats)"
+    "Settled when the JC records the project's registration (signed by both secretariats)"
 )
 
 
@@ -132,6 +132,16 @@ def _issued(index: Index, registry: str, issued: list[tuple[Slot, date]]) -> str
     return f"{registry} issued {sum(amounts)} credits ({parts})"
 
 
+def _issued_under(index: Index, issued: dict[str, list[tuple[Slot, date]]]) -> str:
+    """``; under it, ID issued 9 credits (...); JP issued ...``: every issuance a decision's
+    finding names, by local and short id, or nothing when none was issued yet."""
+    if not issued:
+        return ""
+    return "; under it, " + "; ".join(
+        _issued(index, r, sorted(issued[r], key=lambda e: e[0].key)) for r in sorted(issued)
+    )
+
+
 def _registered_window(index: Index, project: str) -> tuple[date | None, date | None] | None:
     """Rule 1, the common case at a glance: the days ``project`` was registered, from
     (None: any day) until (None: still), or None when no day can be shown registered."""
@@ -186,6 +196,7 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
     every = sorted((s for group in issued.values() for s, _ in group), key=lambda s: s.key)
     findings: list[Discrepancy] = []
     what = f"the decision for {label} ({_short(dslot)}), decided on {decided_on}"
+    under = _issued_under(index, issued)
     records = [dslot.ref(), *index.issuance_refs(every)]
     pslot = index.slot("project", project)
     lapse = _project_lapse(index, project, decided_on)
@@ -196,8 +207,8 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
             settle = SETTLE_PROJECT
         findings.append(finding(
             "project-not-registered", [dk], label,
-            f"{what}, is under project {project}, which {lapse}; {settle}, or the "
-            "decision is withdrawn",
+            f"{what}, is under project {project}, which {lapse}{under}. {settle}, or "
+            "the decision is withdrawn",
             records, _ranges(index, every),
         ))  # fmt: skip
     if decided_on < period_end:
@@ -205,8 +216,9 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
         findings.append(finding(
             "decision-before-period-end", [dk], label,
             f"{what}, {days} day{'s' if days != 1 else ''} before its monitoring period "
-            f"ended on {period_end}: the JC decides on a monitored and verified period; "
-            "settled when the JC records the decision's correct decided_on or monitoring "
+            f"ended on {period_end}: the JC decides on a monitored and verified period"
+            f"{under}. "
+            "Settled when the JC records the decision's correct decided_on or monitoring "
             "period (a new version, signed by both secretariats)",
             records, _ranges(index, every),
         ))  # fmt: skip
@@ -224,7 +236,7 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
                 findings.append(finding(
                     "project-not-registered", [dk, registry], subject,
                     f"{_issued(index, registry, lapsed)} under project {project} for "
-                    f"{label}, which {why}; {SETTLE_PROJECT}, or {registry} "
+                    f"{label}, which {why}. {SETTLE_PROJECT}, or {registry} "
                     "corrects the issuance (a new version superseding it)",
                     [pslot.ref(), *index.issuance_refs(slots)], _ranges(index, slots),
                 ))  # fmt: skip
@@ -234,7 +246,7 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
             findings.append(finding(
                 "issuance-before-decision", [dk, registry], subject,
                 f"{_issued(index, registry, early)} under the decision for {label} "
-                f"({_short(dslot)}) before it was decided on {decided_on}; settled when "
+                f"({_short(dslot)}) before it was decided on {decided_on}. Settled when "
                 f"{registry} corrects the issuance's date (a new version superseding it) "
                 "or the JC the decision's decided_on",
                 [dslot.ref(), *index.issuance_refs(slots)], _ranges(index, slots),
@@ -299,7 +311,7 @@ def judge_methodologies(index: Index, project: str) -> Judgement:
         findings.append(finding(
             "methodology-not-valid", [project, mid], f"project {project}",
             f"project {project} ({_short(pslot)}), registered {on}, names methodology {mid}, "
-            f"no version of which was valid then: {described}; settled when the JC records "
+            f"no version of which was valid then: {described}. Settled when the JC records "
             "the methodology's status and approval date, or the project's registration date "
             "or methodologies, as they were (new versions, signed by both secretariats)",
             [pslot.ref(), *(s.ref() for s in versions)],

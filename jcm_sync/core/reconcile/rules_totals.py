@@ -181,7 +181,10 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
                 + index.awaited(
                     [v for v in slot.versions if v.payload == current.payload], slot.missing
                 )
-                + holds,
+                + holds
+                + f". Settled when {' and '.join(slot.missing) or 'both secretariats'} "
+                f"signs or endorses the decision, or {registry} corrects the issuances "
+                "(versions superseding them)",
                 [current.ref(), *refs], ranges, found=amount,
             ))  # fmt: skip
     timed = False  # whether the judgement depends on the day (rule 3, grace period)

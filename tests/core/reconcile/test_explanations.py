@@ -137,3 +137,38 @@ def test_an_endorsement_of_the_wrong_kind_is_named_as_such(
         assert "settled when JP records an endorsement naming the kind issuance_decision" in (
             summary
         )
+
+
+def _scenario_reports(keys: dict[str, PrivateKey], root: TrustRoot) -> list[tuple[str, object]]:
+    from tests.core.reconcile import test_rules_dependencies, test_scenarios
+
+    out: list[tuple[str, object]] = []
+    for sc in test_scenarios.SCENARIOS:
+        ds = build()
+        sc.fault(ds)
+        out.append((sc.id, run(ds, keys, root)))
+    for dsc in test_rules_dependencies.SCENARIOS:
+        ds = test_rules_dependencies.registered()
+        dsc.fault(ds, keys)
+        out.append((dsc.id, run(ds, keys, root)))
+    return out
+
+
+def test_every_scenario_finding_names_its_figures_records_and_what_settles_it(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """Across the realistic faults (stage 1, serials, Article 6.2, dependencies and
+    chronology), each finding's summary states both figures it compares, names every
+    record it lists by its short id, and says what would settle it."""
+    checked = 0
+    for sid, report in _scenario_reports(keys, root):
+        for d in report.discrepancies:  # type: ignore[attr-defined]
+            where = f"{sid}: {d.rule}: {d.summary}"
+            assert "Settled when" in d.summary, where
+            for r in d.records:
+                assert r.record_id[:12] in d.summary, f"{where} lacks {r.describe()}"
+            for figure in (d.expected, d.found):
+                if figure is not None:
+                    assert str(figure) in d.summary, f"{where} lacks the figure {figure}"
+            checked += 1
+    assert checked >= 25

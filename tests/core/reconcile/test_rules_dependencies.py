@@ -295,7 +295,7 @@ def test_credits_issued_after_a_withdrawal_name_both_days(
         f"JP issued 60 credits (JP-ISS-ID001-2016-1 ({jp1}) 50 on 2017-05-27, "
         f"JP-ISS-ID001-2016-2 ({jp2}) 10 on 2017-05-27) under project ID001 for ID001 "
         f"2016-01-01..2016-12-31, which was withdrawn from 2017-05-25 by its JC record "
-        f"({withdrawn}); settled when the JC records the project's status and dates as they "
+        f"({withdrawn}). Settled when the JC records the project's status and dates as they "
         "were (a new version of its record, signed by both secretariats), or JP corrects the "
         "issuance (a new version superseding it)"
     )
@@ -316,13 +316,18 @@ def test_a_decision_under_a_suspended_project_names_the_day_and_the_records(
     ds = faulty(SCENARIOS[1], keys)
     decision = short(ds, keys, "issuance_decision", project_id="ID002")
     suspended = short(ds, keys, "project", project_id="ID002", status="suspended")
-    assert summaries(ds, keys, root) == [
+    [text] = summaries(ds, keys, root)
+    assert text.startswith(
         f"the decision for ID002 2015-04-01..2015-12-31 ({decision}), decided on 2016-05-20, "
         f"is under project ID002, which was suspended from 2016-04-01 by its JC record "
-        f"({suspended}); settled when the JC records the project's status and dates as they "
+        f"({suspended}); under it, ID issued 9 credits (ID-ISS-ID002-2015-1 ("
+    )
+    assert "; JP issued 31 credits (JP-ISS-ID002-2015-1 (" in text
+    assert text.endswith(
+        ". Settled when the JC records the project's status and dates as they "
         "were (a new version of its record, signed by both secretariats), or the decision "
         "is withdrawn"
-    ]
+    )
 
 
 def test_a_project_registered_after_its_decision_or_in_neither_log(
@@ -336,10 +341,13 @@ def test_a_project_registered_after_its_decision_or_in_neither_log(
     )
     ds = faulty(SCENARIOS[4], keys)
     [text] = summaries(ds, keys, root)
+    assert (
+        "is under project ID003, which is in neither log: no JC record registers it; "
+        "under it, ID issued 150 credits (" in text
+    )
     assert text.endswith(
-        "is under project ID003, which is in neither log: no JC record registers it; settled "
-        "when the JC records the project's registration (signed by both secretariats), or "
-        "the decision is withdrawn"
+        ". Settled when the JC records the project's registration (signed by both "
+        "secretariats), or the decision is withdrawn"
     )
 
 
@@ -360,8 +368,8 @@ def test_a_methodology_approved_after_registration_names_both_days(
     version = short(ds, keys, "methodology", methodology_id="ID_AM003")
     assert summaries(ds, keys, root) == [
         f"project ID003 ({project}), registered on 2016-12-06, names methodology ID_AM003, no "
-        f"version of which was valid then: ver01.0 ({version}) valid, approved on 2017-01-12; "
-        "settled when the JC records the methodology's status and approval date, or the "
+        f"version of which was valid then: ver01.0 ({version}) valid, approved on 2017-01-12. "
+        "Settled when the JC records the methodology's status and approval date, or the "
         "project's registration date or methodologies, as they were (new versions, signed "
         "by both secretariats)"
     ]
@@ -393,7 +401,7 @@ def test_a_methodology_awaiting_a_signature_was_not_valid(
     [d] = report.discrepancies
     assert d.rule == "methodology-not-valid"
     assert "ver01.0 (" in d.summary
-    assert ") awaits the signature or endorsement of ID;" in d.summary
+    assert ") awaits the signature or endorsement of ID." in d.summary
     assert [p.subject for p in report.pending] == ["methodology ID_AM002/ver01.0"]
 
 
@@ -407,7 +415,7 @@ def test_issuances_before_their_decision_name_both_days(
     assert summaries(ds, keys, root) == [
         f"ID issued 9 credits (ID-ISS-ID002-2015-1 ({one}) 5 on 2016-05-12, "
         f"ID-ISS-ID002-2015-2 ({two}) 4 on 2016-05-12) under the decision for ID002 "
-        f"2015-04-01..2015-12-31 ({decision}) before it was decided on 2016-05-20; settled "
+        f"2015-04-01..2015-12-31 ({decision}) before it was decided on 2016-05-20. Settled "
         "when ID corrects the issuance's date (a new version superseding it) or the JC the "
         "decision's decided_on"
     ]
@@ -418,12 +426,16 @@ def test_a_decision_before_its_period_end_names_both_days(
 ) -> None:
     ds = faulty(SCENARIOS[-2], keys)
     decision = short(ds, keys, "issuance_decision", project_id="ID003")
-    assert summaries(ds, keys, root) == [
+    [text] = summaries(ds, keys, root)
+    assert text.startswith(
         f"the decision for ID003 2017-03-01..2018-06-30 ({decision}), decided on 2018-06-15, "
         "15 days before its monitoring period ended on 2018-06-30: the JC decides on a "
-        "monitored and verified period; settled when the JC records the decision's correct "
+        "monitored and verified period; under it, ID issued 150 credits (ID-ISS-ID003-2017-1 ("
+    )
+    assert text.endswith(
+        ". Settled when the JC records the decision's correct "
         "decided_on or monitoring period (a new version, signed by both secretariats)"
-    ]
+    )
 
 
 def test_a_proposed_decision_is_pending_not_judged(
