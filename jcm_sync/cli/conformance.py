@@ -104,6 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     json_path = args.json_file or args.out / f"{name}.json"
     html_path = args.html_file or args.out / f"{name}.html"
     data = report.to_builtins()
+    for path in (json_path, html_path):  # --out names a folder the run may create
+        if path.parent == args.out:
+            path.parent.mkdir(parents=True, exist_ok=True)
     write_output(json_path, json.dumps(data, indent=2, ensure_ascii=False).encode(), "JSON report")
     write_output(html_path, render_html(report).encode("utf-8"), "HTML report")
     print_table(stdout(), report)

@@ -183,7 +183,8 @@ def run_network_demo(args: argparse.Namespace) -> int:
 
     c.print("\n[bold]1. Provision[/] keys, JP–MN / JP–ID / JP–VN trust roots and configurations")
     ops_port = free_port()  # the hub's operations listener: /status, /metrics
-    net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0, ops_port=ops_port)
+    net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0, ops_port=ops_port,
+                    conformance=True)  # fmt: skip
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")
 
@@ -256,6 +257,15 @@ def run_network_demo(args: argparse.Namespace) -> int:
         c.print(table)
 
         if not _reconcile_steps(c, cli_main, net, work):
+            return 1
+
+        c.print("\n[bold]7. Go-live conformance[/]: Mongolia's secretariat runs the suite "
+                "against the live hub's sandbox (own trust root, origins and store)")  # fmt: skip
+        mn, out_dir = str(net.configs["MN"]), str(work / "conformance")
+        code, out = _run_cli(c, cli_main, "conformance", "run", "--config", mn, "--out", out_dir)
+        c.print(out.rstrip())
+        if code:
+            c.print("[bold red]the conformance run against the demo hub failed[/]")
             return 1
 
         if args.keep_running:

@@ -104,11 +104,13 @@ def provision(
     now: datetime | None = None,
     schedule_seconds: float = 2.0,
     ops_port: int = 0,
+    conformance: bool = False,
 ) -> Network:
     """Write keys, signed JP–partner roots and TOML configs for a hub and its agents.
 
     The hub's operations listener gets ``ops_port``: 0 (a free port) unless the caller
-    needs to know it, so that hubs provisioned side by side never collide."""
+    needs to know it, so that hubs provisioned side by side never collide. With
+    ``conformance`` the hub opens its go-live sandbox (ADR 0021)."""
     now = now or datetime.now(UTC)
     directory.mkdir(parents=True, exist_ok=True)
     net = Network(directory, partners, f"http://127.0.0.1:{hub_port}")
@@ -151,7 +153,9 @@ def provision(
         f'\n[keys]\nsigning = "../keys/jp-registry.key"\n'
         f'\n[server]\nhost = "127.0.0.1"\nport = {hub_port}\n'
         f'\n[ops]\nhost = "127.0.0.1"\nport = {ops_port}\n'
-        f"\n[schedule]\nreconcile_seconds = {schedule_seconds * 30}\n" + parts
+        f"\n[schedule]\nreconcile_seconds = {schedule_seconds * 30}\n"
+        + ("\n[conformance]\nenabled = true\n" if conformance else "")
+        + parts
     )
     net.configs["JP"] = hub_cfg
     for cc in partners:

@@ -56,6 +56,9 @@ def test_network_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             assert hub["ID"] > 1000, hub
     assert "both sides found the same discrepancy ids" in out
     assert "a move of quarantined serials was accepted" not in out
+    # step 7: the go-live suite against the demo hub's sandbox, reports in a new folder
+    assert "PASSED: " in out
+    assert (work / "conformance" / "conformance-JP-MN.json").is_file()
     assert out.rstrip().splitlines()[-1].startswith("ok:")
     print(f"network demo: {time.monotonic() - t0:.1f} s")
 
