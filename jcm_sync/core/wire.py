@@ -15,6 +15,7 @@ import msgspec
 from jcm_sync.core.envelope import PublicKey
 from jcm_sync.errors import (
     BadDataError,
+    BadParameterError,
     BodyTooLargeError,
     ConflictError,
     ForbiddenError,
@@ -133,6 +134,19 @@ PROBLEM_TYPE_PREFIX = "urn:jcm-sync:problem:"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 encoder = msgspec.json.Encoder()
+
+
+def query_int(raw: str | None, name: str, default: int | None, maximum: int) -> int | None:
+    """A query parameter's integer: ASCII digits up to ``maximum`` (the stores' largest
+    index), or ``default`` when absent. ``str.isdigit()`` alone also accepts "²", which
+    ``int()`` refuses (a 500 found by tests/faults/test_fuzz.py)."""
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > maximum:
+        raise BadParameterError(
+            f"query parameter {name} must be ASCII digits, at most {maximum}", where=name
+        )
+    return int(raw)
 
 
 def status_of(exc: JcmSyncError) -> int:

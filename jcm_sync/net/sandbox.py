@@ -34,7 +34,7 @@ from aiohttp import web
 
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.reconcile import Report
-from jcm_sync.core.wire import Caller, PushRequest, encoder
+from jcm_sync.core.wire import Caller, PushRequest, encoder, query_int
 from jcm_sync.errors import BadDataError, BadParameterError, NotFoundError
 from jcm_sync.net.auth import RequestVerifier
 from jcm_sync.net.client import HubClient
@@ -69,14 +69,7 @@ def _decode(body: bytes, kind: type[Any], what: str) -> Any:
 
 def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
     """A query integer: ASCII digits up to the stores' largest index (server rule 5)."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_INDEX:
-        raise BadParameterError(
-            f"query parameter {name} must be ASCII digits, at most {MAX_INDEX}", where=name
-        )
-    return int(raw)
+    return query_int(request.query.get(name), name, default, MAX_INDEX)
 
 
 def _json(data: Any) -> web.Response:

@@ -77,6 +77,7 @@ from jcm_sync.core.wire import (
     Problem,
     PushRequest,
     encoder,
+    query_int,
     status_of,
 )
 from jcm_sync.errors import (
@@ -362,16 +363,7 @@ class HubServer:
 
     @staticmethod
     def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
-        raw = request.query.get(name)
-        if raw is None:
-            return default
-        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses (a 500
-        # found by tests/faults/test_fuzz.py); at most MAX_INDEX, as the stores hold
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_INDEX:
-            raise BadParameterError(
-                f"query parameter {name} must be ASCII digits, at most {MAX_INDEX}", where=name
-            )
-        return int(raw)
+        return query_int(request.query.get(name), name, default, MAX_INDEX)
 
     @staticmethod
     def _json(data: Any) -> web.Response:

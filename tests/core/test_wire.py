@@ -336,3 +336,17 @@ def test_a_problem_with_wrong_member_types_is_refused(member: str, value: Any) -
     data[member] = value
     with pytest.raises(msgspec.ValidationError, match=rf"at `\$\.{member}`"):
         decode(body(data), Problem)
+
+
+def test_a_query_integer_is_ascii_digits_up_to_the_maximum() -> None:
+    """Absent: the default; ASCII digits up to the maximum: the number; anything else,
+    including Unicode digits int() would refuse or accept, a BadParameterError naming it."""
+    from jcm_sync.core.wire import query_int
+    from jcm_sync.errors import BadParameterError
+
+    assert query_int(None, "start", 7, 100) == 7
+    assert query_int("42", "start", None, 100) == 42
+    for bad in ("-1", "²", "٣", "1e3", "101", "", "0x1"):
+        with pytest.raises(BadParameterError) as err:
+            query_int(bad, "start", None, 100)
+        assert err.value.where == "start"
