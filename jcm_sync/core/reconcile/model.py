@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
 
 import msgspec
@@ -458,6 +458,58 @@ def run_status(discrepancies: Iterable[Discrepancy]) -> RunStatus:
     if any(d.status == "explained" for d in found):
         return "completed_with_manual_intervention"
     return "completed"
+
+
+def days(n: int) -> str:
+    """``1 day``, ``12 days``: for summaries."""
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The clock of something pending: counted from ``since``, a finding of its rule from
+    ``due`` (``since`` + ``grace`` days), judged on ``as_of`` (None: no day to judge on,
+    so no age and no deadline reached)."""
+
+    since: date
+    grace: int
+    as_of: date | None
+
+    @property
+    def due(self) -> date:
+        return self.since + timedelta(days=self.grace)
+
+    @property
+    def age(self) -> int | None:
+        return None if self.as_of is None else max(0, (self.as_of - self.since).days)
+
+    @property
+    def passed(self) -> bool:
+        return self.as_of is not None and self.as_of >= self.due
+
+    def awaited(self, rule: str) -> str:
+        """`` for 12 days since 2026-01-05; an <rule> discrepancy from 2026-04-05 (90 days
+        grace)``, or nothing without a day."""
+        age = self.age
+        if age is None:
+            return ""
+        return (
+            f" for {days(age)} since {self.since}; an {rule} discrepancy from {self.due} "
+            f"({days(self.grace)} grace)"
+        )
+
+    def ended(self) -> str:
+        """``the 90 days grace from 2026-01-05 ended on 2026-04-05``."""
+        return f"the {days(self.grace)} grace from {self.since} ended on {self.due}"
+
+    def pending(self, **fields: object) -> Pending:
+        """A ``Pending`` carrying this clock (``due`` only when judged on a day)."""
+        return Pending(
+            since=self.since,
+            age_days=self.age,
+            due=None if self.as_of is None else self.due,
+            **fields,  # type: ignore[arg-type]
+        )
 
 
 def finding(

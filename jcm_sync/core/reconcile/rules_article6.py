@@ -44,14 +44,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from jcm_sync.core.reconcile.engine import Index, Judgement
 from jcm_sync.core.reconcile.model import (
     GRACE_DEFAULTS,
     AuthorizationRow,
+    Deadline,
     Discrepancy,
-    Pending,
     RecordRef,
     SerialRange,
     finding,
@@ -344,10 +344,6 @@ def _listed(items: list[str]) -> str:
     return head + (f" and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
 
 
-def _days(n: int) -> str:
-    return f"{n} day" if n == 1 else f"{n} days"
-
-
 def judge_first_transfer_mirror(
     index: Index,
     project: str,
@@ -395,25 +391,21 @@ def judge_first_transfer_mirror(
             break
     if transferred < issued and since is not None and (as_of is not None or not ft):
         verdict.timed = as_of is not None
-        due = since + timedelta(days=grace)
-        if as_of is None or as_of < due:
-            age = None if as_of is None else max(0, (as_of - since).days)
-            when = "" if age is None else (
-                f", awaited for {_days(age)} since {since}; an a6-first-transfer-mirror "
-                f"discrepancy from {due} ({_days(grace)} grace)"
-            )  # fmt: skip
-            verdict.pending.append(Pending(
+        clock = Deadline(since, grace, as_of)
+        if not clock.passed:
+            when = clock.awaited("a6-first-transfer-mirror")
+            verdict.pending.append(clock.pending(
                 what="first_transfer", subject=subject,
                 summary=f"Japan issued {issued} credits of {subject} ({jp_text}), within "
                 f"{partner}'s authorization {aid}; {partner} has recorded first transfers "
-                f"of {transferred} ({ft_text}), {issued - transferred} to go{when}",
-                records=tuple(refs), missing=(partner,), since=since, age_days=age,
-                due=None if as_of is None else due,
+                f"of {transferred} ({ft_text}), {issued - transferred} to go"
+                + (f", awaited{when}" if when else ""),
+                records=tuple(refs), missing=(partner,),
             ))  # fmt: skip
             return verdict
     late = ""
     if as_of is not None and since is not None and transferred < issued:
-        late = f"; the {_days(grace)} grace from {since} ended on {since + timedelta(grace)}"
+        late = "; " + Deadline(since, grace, as_of).ended()
     # what is in doubt: with fewer first transfers, which of Japan's credits are not ITMOs
     # cannot be told (a first transfer states a quantity, not serials), so all of them;
     # with more, every credit Japan issued is first transferred and none is in doubt

@@ -32,12 +32,12 @@ they read the index and change nothing. Rules:
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from jcm_sync.core.reconcile.engine import Index
 from jcm_sync.core.reconcile.model import (
     GRACE_DEFAULTS,
-    Pending,
+    Deadline,
     SerialRange,
     finding,
 )
@@ -54,10 +54,6 @@ GROUPS = {
 """Rule 1: the group of each action that relies on first transfers."""
 _VERB = {"acquired": "acquired", "consumed": "transferred onward, used or cancelled"}
 _LISTED = 3
-
-
-def _days(n: int) -> str:
-    return f"{n} day" if n == 1 else f"{n} days"
 
 
 def _name(slot: Slot, a: Action) -> str:
@@ -136,25 +132,20 @@ def judge_itmo_backing(
             f"beyond {partner}'s first transfers of {total} ({ft_text}); from {acted}"
         )
         refs = [*(s.ref() for s, _ in over), *(s.ref() for s, _ in firsts)]
-        due = since + timedelta(days=grace)
+        clock = Deadline(since, grace, as_of)
         if as_of is not None:
             verdict.timed = True
-        if as_of is None or as_of < due:
-            age = None if as_of is None else max(0, (as_of - since).days)
-            when = "" if age is None else (
-                f" for {_days(age)} since {since}; an a6-no-first-transfer discrepancy "
-                f"from {due} ({_days(grace)} grace)"
-            )  # fmt: skip
-            verdict.pending.append(Pending(
+        if not clock.passed:
+            verdict.pending.append(clock.pending(
                 what="unbacked_itmos", subject=subject,
-                summary=f"{what}: {partner}'s first transfer of them awaited{when}",
-                records=tuple(refs), missing=(partner,), since=since, age_days=age,
-                due=None if as_of is None else due,
+                summary=f"{what}: {partner}'s first transfer of them awaited"
+                + clock.awaited("a6-no-first-transfer"),
+                records=tuple(refs), missing=(partner,),
             ))  # fmt: skip
             continue
         verdict.findings.append(finding(
             "a6-no-first-transfer", [project, str(vintage), party, group], subject,
-            f"{what}; the {_days(grace)} grace from {since} ended on {due}. Settled when "
+            f"{what}; {clock.ended()}. Settled when "
             f"{partner} records the first transfer of these ITMOs, or {party} corrects "
             "its actions",
             refs, itmo_ranges(index, [s for s, _ in over]),

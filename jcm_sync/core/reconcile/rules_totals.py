@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from jcm_sync.core.reconcile.engine import Index, Judgement
-from jcm_sync.core.reconcile.model import Discrepancy, Pending, SerialRange, finding, merge_ranges
+from jcm_sync.core.reconcile.model import (
+    Discrepancy,
+    Pending,
+    SerialRange,
+    days,
+    finding,
+    merge_ranges,
+)
 from jcm_sync.core.reconcile.slots import Slot
 
 
@@ -55,10 +62,6 @@ class DecisionJudgement(Judgement):
 def _label(dkey: str) -> str:
     project, start, end = dkey.split("/")
     return f"{project} {start}..{end}"
-
-
-def _days(n: int) -> str:
-    return f"{n} day" if n == 1 else f"{n} days"
 
 
 _LISTED = 3
@@ -212,7 +215,7 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
                         what="issuance", subject=subject,
                         summary=f"the decision for {period} notified {notified} credits "
                         f"to {side}, which has issued none yet"
-                        + ("" if age is None else f" ({_days(age)} since {decided_on})"),
+                        + ("" if age is None else f" ({days(age)} since {decided_on})"),
                         records=(current.ref(),), missing=(side,), since=decided_on,
                         age_days=age,
                     ))  # fmt: skip
@@ -239,8 +242,8 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
                     what="issuance", subject=subject,
                     summary=f"{side} has issued {total} of the {notified} credits the "
                     f"decision for {period} notified ({notified - total} to go), pending "
-                    f"for {_days(age)} since {decided_on}; an issued-vs-notified "
-                    f"discrepancy from {due} ({_days(grace)} grace)",
+                    f"for {days(age)} since {decided_on}; an issued-vs-notified "
+                    f"discrepancy from {due} ({days(grace)} grace)",
                     records=tuple(refs), missing=(side,), since=decided_on,
                     age_days=age, due=due,
                 ))  # fmt: skip
@@ -264,7 +267,7 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
                     ranges = []
                     late = ""
                     if as_of is not None:
-                        late = f"; the {_days(grace)} grace from {decided_on} ended on {due}"
+                        late = f"; the {days(grace)} grace from {decided_on} ended on {due}"
                     names = _listed(
                         [
                             f"{_name(s)} of {issued[s][0]}"

@@ -224,3 +224,25 @@ def test_a_report_encodes_and_decodes_to_itself(
     assert [d.rule for d in report.by_stage("blocks")] == ["overlapping-blocks"]
     assert [d.rule for d in report.by_stage("totals")] == ["issued-vs-notified"]
     assert report.by_stage("article6") == []
+
+
+def test_a_deadline_counts_from_since_and_passes_on_its_due_day() -> None:
+    """90 days from 5 January 2026 is 5 April: pending on the 4th, passed on the 5th; a
+    report without a day has no age, never passes and says nothing of a deadline."""
+    from datetime import date
+
+    from jcm_sync.core.reconcile.model import Deadline, days
+
+    before = Deadline(date(2026, 1, 5), 90, date(2026, 4, 4))
+    assert (before.due, before.age, before.passed) == (date(2026, 4, 5), 89, False)
+    assert before.awaited("r") == (
+        " for 89 days since 2026-01-05; an r discrepancy from 2026-04-05 (90 days grace)"
+    )
+    assert Deadline(date(2026, 1, 5), 90, date(2026, 4, 5)).passed
+    assert before.ended() == "the 90 days grace from 2026-01-05 ended on 2026-04-05"
+    undated = Deadline(date(2026, 1, 5), 90, None)
+    assert (undated.age, undated.passed, undated.awaited("r")) == (None, False, "")
+    p = undated.pending(what="first_transfer", subject="s", summary="x")
+    assert (p.since, p.age_days, p.due) == (date(2026, 1, 5), None, None)
+    assert before.pending(what="issuance", subject="s", summary="x").due == date(2026, 4, 5)
+    assert (days(1), days(2)) == ("1 day", "2 days")
