@@ -1,10 +1,16 @@
-"""``jcm-sync record``: sign a record into an envelope, verify one against a trust root."""
+"""``jcm-sync record``: sign a record into an envelope, verify one against a trust root,
+show a stored one; ``jcm-sync endorse``: countersign the other side's JC records.
+
+``record show`` and ``endorse`` open the configured node and take full or short record
+ids (``services.stored_records``, docs/adr/0024-export-record-show-and-endorse.md).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,8 +28,12 @@ from jcm_sync.cli.common import (
 from jcm_sync.cli.trust import load_trusted
 from jcm_sync.core.records import to_builtins
 from jcm_sync.core.trust import Verification, require_effective
+from jcm_sync.local.config import load_config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key
 from jcm_sync.services.record_signing import sign_document, verify_endorsed
+
+if TYPE_CHECKING:
+    from jcm_sync.services.stored_records import Endorsed, StoredRecord
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,6 +78,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_at(v)
     add_json(v)
     v.set_defaults(func=cmd_verify)
+
+    sh = rs.add_parser(
+        "show", help="a stored record by full or short id: fields, envelope, log and index"
+    )
+    sh.add_argument("id", metavar="ID", help=f"record id, or its first {_min_digits()}+ digits")
+    _node_args(sh)
+    add_json(sh)
+    sh.set_defaults(func=cmd_show)
+
+    en = sub.add_parser(
+        "endorse",
+        help="sign endorsements of the counterpart's Joint Committee records into the own log",
+    )
+    en.add_argument("ids", nargs="+", metavar="RECORD-ID", help="full or short record ids")
+    _node_args(en)
+    en.add_argument("--note", default="", help="a note carried by each endorsement")
+    add_json(en)
+    en.set_defaults(func=cmd_endorse)
+
+
+def _min_digits() -> int:
+    from jcm_sync.services.stored_records import MIN_SHORT_ID
+
+    return MIN_SHORT_ID
+
+
+def _node_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, type=Path, help="the node's TOML configuration")
+    p.add_argument("--partnership", help="look only in this partnership's logs")
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -122,4 +161,85 @@ def cmd_verify(args: argparse.Namespace) -> int:
     emit(args, d, human)
     if not args.allow_pending:
         require_effective(v)
+    return 0
+
+
+# --- stored records: show and endorse ---------------------------------------------------
+
+
+async def _show(args: argparse.Namespace) -> StoredRecord:
+    from jcm_sync.services.node import open_node
+    from jcm_sync.services.stored_records import show
+
+    node = await open_node(load_config(args.config))
+    try:
+        return await show(node, args.id, partnership=args.partnership)
+    finally:
+        await node.close()
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    rec = asyncio.run(_show(args))
+
+    def human(c: Console) -> None:
+        where = "own log" if rec.own else "replica"
+        c.print(f"[bold]{rec.kind}[/] {'/'.join(rec.record.key())}")
+        c.print(f"record id     {rec.record_id}")
+        c.print(f"log           {rec.log.node} ({where}) {rec.log.origin}, index {rec.index}")
+        c.print(f"appended at   {rec.appended_at.isoformat()}")
+        c.print(f"payload type  {rec.payload_type}")
+        t = Table("signed by node", "key id", "roles", title="signatures")
+        for s in rec.signers:
+            t.add_row(s.node or "(not in the current trust root)", s.keyid, ", ".join(s.roles))
+        for e in rec.endorsements:
+            t.add_row(e.author, f"endorsement {e.record_id[:16]} ({e.log.node} #{e.index})", "")
+        c.print(t)
+        if rec.required:
+            if rec.missing:
+                c.print("[yellow]not effective[/]: missing the signature or endorsement of "
+                        + ", ".join(rec.missing))  # fmt: skip
+            else:
+                c.print("[green]effective[/]: signed or endorsed by both secretariats")
+        f = Table("field", "value", title="record")
+        for name, value in to_builtins(rec.record).items():
+            f.add_row(name, _cell(value))
+        c.print(f)
+
+    emit(args, rec.to_builtins(), human)
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+async def _endorse(args: argparse.Namespace) -> list[Endorsed]:
+    from jcm_sync.services.node import open_node
+    from jcm_sync.services.stored_records import endorse
+
+    node = await open_node(load_config(args.config))
+    try:
+        return await endorse(node, args.ids, partnership=args.partnership, note=args.note)
+    finally:
+        await node.close()
+
+
+def cmd_endorse(args: argparse.Namespace) -> int:
+    done = asyncio.run(_endorse(args))
+
+    def human(c: Console) -> None:
+        for d in done:
+            what = f"{d.target.kind} {'/'.join(d.target.record.key())} ({d.target.record_id[:12]})"
+            if d.endorsement_id:
+                c.print(f"endorsed {what}: endorsement {d.endorsement_id[:12]}")
+            else:
+                c.print(f"already endorsed {what}: {d.already}")
+        new = sum(1 for d in done if d.endorsement_id)
+        c.print(f"{new} endorsed, {len(done) - new} already endorsed")
+
+    emit(args, [d.to_builtins() for d in done], human)
     return 0

@@ -1,5 +1,5 @@
 """``jcm-sync record`` (``cli/record.py``): sign a record into an envelope, verify one
-against a trust root."""
+against a trust root, show a stored one; and ``jcm-sync endorse``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from jcm_sync.cli.demo import first_issuance_decision, japan_issuance
+from jcm_sync.core.envelope import open_envelope, record_id
 from jcm_sync.core.records import EndorsementRecord, encode_record
 from jcm_sync.local.keyfiles import load_public_key
 from tests.cli.conftest import run, write_decision
+from tests.services.seeded import Seeded, seed
 
 
 def test_record_signed_by_both_sides_verifies(
@@ -264,3 +266,69 @@ def test_received_must_be_a_time_with_a_zone(
                        "--received", "2026-01-01T00:00:00")  # fmt: skip
     assert code == 2
     assert "time needs a zone" in err
+
+
+# --- record show and endorse on a seeded node ---------------------------------------------
+
+
+@pytest.fixture
+async def seeded(tmp_path: Path) -> Seeded:
+    return await seed(tmp_path / "net")
+
+
+def test_record_show_prints_the_record_its_envelope_and_where_it_is(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = seeded.logs["ID"][0]
+    rid = record_id(env)
+    code, out, err = run(capsys, "record", "show", rid[:12], "--config", seeded.config("JP"),
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["record_id"] == rid
+    assert data["record"] == json.loads(open_envelope(env).payload)
+    assert data["log"]["node"] == "ID"
+    assert data["log"]["index"] == 0
+    assert data["envelope"]["payload_type"] == open_envelope(env).payloadType
+    assert [s["keyid"] for s in data["envelope"]["signatures"]] == [
+        s.keyid for s in open_envelope(env).signatures
+    ]
+    code, out, _ = run(capsys, "record", "show", rid, "--config", seeded.config("JP"))
+    assert code == 0
+    assert rid in out
+    assert "index 0" in out
+    assert "signatures" in out
+
+
+def test_record_show_refuses_an_unknown_id_in_one_line(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = {record_id(e) for log in seeded.logs.values() for e in log}
+    absent = next(p for p in (f"{n:08x}" for n in range(1000)) if not any(
+        r.startswith(p) for r in held))  # fmt: skip
+    code, out, err = run(capsys, "record", "show", absent, "--config", seeded.config("JP"))
+    assert code == 1
+    assert out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert f"no record id starts with {absent}" in lines[0]
+    assert lines[1].lstrip().startswith("next step:")
+
+
+def test_endorse_then_again_then_a_refusal(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = seeded.config("JP")
+    shorts = [r[:12] for r in seeded.unendorsed]
+    code, out, err = run(capsys, "endorse", "--config", cfg, *shorts, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [d["record_id"] for d in data] == seeded.unendorsed
+    assert all(d["endorsement_id"] and d["already"] is None for d in data)
+    code, out, _ = run(capsys, "endorse", "--config", cfg, *shorts)
+    assert code == 0
+    assert f"0 endorsed, {len(shorts)} already endorsed" in out
+    own = record_id(seeded.logs["JP"][0])
+    code, out, err = run(capsys, "endorse", "--config", cfg, own[:12])
+    assert code == 1
+    assert "own log" in err
+    assert "next step: give the id of a record of the counterpart's log" in err
