@@ -14,6 +14,7 @@ nothing to add. Every class lives here, so the whole tree is one file:
     JcmSyncError                        base; diagnostics(): what, where, cause, next step
     ├── BadDataError                    input is malformed: JSON, PEM, schema, sizes
     │   ├── RecordError                 a record field is invalid (names the field)
+    │   ├── InvalidRowsError            authored rows are invalid (lists every cell)
     │   ├── KeyFormatError              a key file or key string cannot be read
     │   ├── EnvelopeFormatError         a DSSE envelope is not well formed
     │   ├── NoteFormatError             a C2SP signed note is not well formed
@@ -50,6 +51,7 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   ├── GapError                    a push that does not start at the hub's size
     │   └── QuarantineError             a record touching units under discrepancy
     ├── NotFoundError                   asked for something that does not exist
+    │   └── NotReconciledError          a partnership with no stored reconciliation run
     ├── StoreError                      the store failed or holds corrupt data
     │   └── CorruptStoreError           a stored row does not check out
     ├── TransportError                  the network or the peer failed
@@ -66,6 +68,8 @@ appends (the CLI prints it; the hub logs it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -134,6 +138,41 @@ class RecordError(BadDataError):
     next_step = (
         "correct the named field, sign the record again (`jcm-sync record sign`) and resubmit"
     )
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """One invalid cell (or field) of an authored import: where it is and why."""
+
+    column: str
+    value: str
+    reason: str
+    file: str = ""
+    sheet: str = ""
+    row: int = 0
+
+    def line(self) -> str:
+        """One line for stderr: file, sheet, row, column, value, reason."""
+        at = ":".join(p for p in (self.file, self.sheet, str(self.row) if self.row else "") if p)
+        value = self.value if len(self.value) <= 60 else self.value[:57] + "..."
+        return f"{at + ' ' if at else ''}column {self.column} = {value!r}: {self.reason}"
+
+
+class InvalidRowsError(BadDataError):
+    """Rows (or JSON records) of an authored import are invalid; ``problems`` lists
+    every invalid cell, not only the first."""
+
+    code = "invalid-rows"
+    next_step = (
+        "correct every cell listed (`--report FILE.xlsx` writes a copy with them "
+        "highlighted) and import the file again; nothing of it was stored"
+    )
+
+    def __init__(
+        self, message: str, problems: Sequence[CellProblem], *, where: str | None = None
+    ) -> None:
+        super().__init__(message, where=where)
+        self.problems = tuple(problems)
 
 
 class KeyFormatError(BadDataError):
@@ -264,6 +303,16 @@ class NotFoundError(JcmSyncError):
     next_step = (
         "check the name or index; `jcm-sync log show` and `jcm-sync status` list what this "
         "node holds"
+    )
+
+
+class NotReconciledError(NotFoundError):
+    """A report of a partnership's reconciliation was asked, and none has run on this node."""
+
+    code = "not-reconciled"
+    next_step = (
+        "run `jcm-sync reconcile run --config FILE --partnership P` first; the report "
+        "describes the last run"
     )
 
 
