@@ -6,7 +6,8 @@ findings (two lines each: id, rule and difference; summary and first serial rang
 and the path of the full JSON report it wrote; ``--json`` prints everything as data.
 ``show`` lists the first ``--limit`` records, ranges and trail steps of one finding and
 says how many more there are. ``--exit-code`` makes ``run`` exit 1 while open
-discrepancies remain, like ``git diff --exit-code``.
+discrepancies remain, like ``git diff --exit-code``. ``report`` writes the last run,
+stored, as a file for the Joint Committee (``services.jc_report``, ADR 0025).
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--correct", nargs="+", metavar="RECORD_ID", help="the records that correct it"
     )
     res.set_defaults(func=cmd_resolve)
+
+    rep = rs.add_parser(
+        "report", help="write the last run's report for the Joint Committee, as XLSX or HTML"
+    )
+    _common(rep)
+    rep.add_argument("--format", required=True, choices=("xlsx", "html"), help="file format")
+    rep.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="file to write, or an existing folder (default: jc-report-<partnership>.<format> "
+        "in the current folder)",
+    )
+    rep.set_defaults(func=cmd_report)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -469,4 +484,59 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     data = {"partnership": pid, "discrepancy": args.id, "action": action, "record_id": rid}
     emit(args, data, lambda c: c.print(f"{pid}: signed {action} resolution {rid} of {args.id}"))
     note("the counterpart sees it once replicated; it is explained when both sides explain it")
+    return EXIT_OK
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _report_paths(args: argparse.Namespace, pids: list[str]) -> dict[str, Path]:
+    """Where each partnership's report goes: ``--out`` (a file, or a folder that exists)
+    or ``jc-report-<partnership>.<format>`` in the current folder."""
+    out: Path | None = args.out
+    name = {pid: Path(f"jc-report-{pid}.{args.format}") for pid in pids}
+    if out is None:
+        return name
+    if out.is_dir():
+        return {pid: out / n for pid, n in name.items()}
+    if len(pids) > 1:
+        err = BadDataError(
+            f"--out names one file and this node serves {len(pids)} partnerships "
+            f"({', '.join(pids)})"
+        )
+        err.next_step = "add --partnership P, or let --out name a folder that exists"
+        raise err
+    return {pids[0]: out}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from jcm_sync.cli.common import write_output
+    from jcm_sync.services.jc_report import load_view
+    from jcm_sync.services.jc_report_html import render_html
+    from jcm_sync.services.jc_report_xlsx import render_xlsx
+
+    cfg = load_config(args.config)
+    paths = _report_paths(args, _partnerships(cfg, args))
+    now = datetime.now(UTC)
+    views = {pid: load_view(cfg.data_dir, pid, cfg.node.id, now) for pid in paths}
+    data = []
+    for pid, view in views.items():
+        body = render_xlsx(view) if args.format == "xlsx" else render_html(view).encode("utf-8")
+        write_output(paths[pid], body, f"{args.format.upper()} report")
+        data.append({"partnership": pid, "format": args.format, "path": str(paths[pid]),
+                     "status": view.status, "counts": view.counts(), "held": len(view.held),
+                     "pending": len(view.pending)})  # fmt: skip
+
+    def human(c: Console) -> None:
+        for d in data:
+            n = d["counts"]
+            c.print(
+                f"{d['partnership']}: wrote {escape(d['path'])} ({n['open']} open, "
+                f"{n['explained']} explained, {n['resolved']} resolved; {d['held']} held "
+                f"ranges; {d['pending']} pending)"
+            )
+
+    emit(args, data, human)
     return EXIT_OK
