@@ -12,6 +12,7 @@ import pytest
 from jcm_sync import cli
 from jcm_sync.cli import main
 from jcm_sync.cli import reconcile as reconcile_cli
+from jcm_sync.errors import BadDataError
 from jcm_sync.local.config import load_config
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import open_node
@@ -283,3 +284,84 @@ def test_pending_items_show_their_age_and_deadline() -> None:
     one = Pending(what="first_transfer", subject="s", summary="x", age_days=1)
     assert reconcile_cli._age(one) == " (1 day)"
     assert reconcile_cli._age(Pending(what="signature", subject="s", summary="x")) == ""
+
+
+# --- the Joint Committee report (ADR 0025) -----------------------------------------------
+
+
+def test_report_writes_xlsx_and_html_of_a_faulty_partnership(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reconcile report` writes both files from the node's stored runs; read back, they
+    hold every finding of `reconcile status`, with its figures, records and held ranges;
+    the HTML is one self-contained file with its chart."""
+    from openpyxl import load_workbook
+
+    from tests.services.jc_report_seed import seed as seed_report
+    from tests.services.test_jc_report_html import assert_self_contained, parse
+
+    cfg = seed_report(tmp_path).config
+    code, out, _ = run(capsys, "reconcile", "status", "--config", cfg, "--json")
+    found = {d["id"]: d for d in json.loads(out)[0]["discrepancies"]}
+    assert {d["status"] for d in found.values()} == {"open", "explained", "resolved"}
+
+    xlsx, html = tmp_path / "jc.xlsx", tmp_path / "jc.html"
+    code, out, err = run(capsys, "reconcile", "report", "--config", cfg, "--format", "xlsx",
+                         "--out", xlsx)  # fmt: skip
+    assert code == 0, err
+    assert f"wrote {xlsx}" in out
+    book = load_workbook(xlsx)
+    rows = list(book["Findings"].iter_rows(min_row=2, values_only=True))
+    assert {r[0]: (r[2], r[3], r[6], r[7]) for r in rows} == {
+        i: (d["rule"], d["status"], d.get("expected"), d.get("found")) for i, d in found.items()
+    }
+    records = {(r[0], r[5]) for r in book["Records"].iter_rows(min_row=2, values_only=True)}
+    assert records == {(i, ref["record_id"][:12]) for i, d in found.items() for ref in d["records"]}
+    held = sorted(r[:6] for r in book["Held ranges"].iter_rows(min_row=2, values_only=True))
+    assert held == sorted(
+        (i, d["rule"], g["registry"], f"{g['prefix']}{g['first']:0{g['width']}d}",
+         f"{g['prefix']}{g['last']:0{g['width']}d}", g["last"] - g["first"] + 1)
+        for i, d in found.items() if d["status"] == "open" for g in d["ranges"]
+    )  # fmt: skip
+    assert held
+
+    code, out, err = run(capsys, "reconcile", "report", "--config", cfg, "--format", "html",
+                         "--out", html, "--json")  # fmt: skip
+    assert code == 0, err
+    (written,) = json.loads(out)
+    assert (written["path"], written["counts"]) == (str(html), {"open": 3, "explained": 1,
+                                                                "resolved": 1})  # fmt: skip
+    doc = parse(html.read_text(encoding="utf-8"))
+    assert_self_contained(doc)
+    assert {f"finding-{i}" for i in found} <= doc.ids
+    assert "svg" in doc.tags
+
+
+def test_report_default_names_in_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out FOLDER` writes jc-report-<partnership>.<format> in it."""
+    net = seed(tmp_path, fault=True)
+    assert run(capsys, "reconcile", "run", "--config", net.configs["JP"])[0] == 0
+    code, _, err = run(capsys, "reconcile", "report", "--config", net.configs["JP"],
+                       "--format", "html", "--out", tmp_path)  # fmt: skip
+    assert code == 0, err
+    assert "issued-vs-notified" in (tmp_path / f"jc-report-{PID}.html").read_text("utf-8")
+
+
+def test_report_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A partnership never reconciled is refused, naming the command to run first;
+    `--out FILE` with several partnerships is refused before anything is written."""
+    import argparse
+
+    net = seed(tmp_path, fault=False)
+    code, _, err = run(capsys, "reconcile", "report", "--config", net.configs["ID"],
+                       "--format", "xlsx", "--out", tmp_path / "x.xlsx")  # fmt: skip
+    assert code == 1
+    assert "never been reconciled" in err
+    assert "next step: run `jcm-sync reconcile run" in err
+    assert not (tmp_path / "x.xlsx").exists()
+    args = argparse.Namespace(out=tmp_path / "x.xlsx", format="xlsx")
+    with pytest.raises(BadDataError) as info:
+        reconcile_cli._report_paths(args, ["JP-ID", "JP-MN"])
+    assert "--partnership" in info.value.diagnostics()
