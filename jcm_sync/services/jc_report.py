@@ -12,7 +12,9 @@ Rules:
    (``services.reconciliation`` rule 3): the last report and the discrepancy history. It
    never reconciles, opens the store or reads a log, so it can be written beside a
    running daemon and describes exactly the run that ``reconcile status`` names. A
-   partnership never reconciled on this node is refused (``NotReconciledError``).
+   partnership never reconciled on this node is refused (``NotReconciledError``). Of
+   the report it decodes all but the findings (the history holds them) and the steps
+   of its trails (``ReportHead``), which at volume are most of the file.
 2. **Every finding ever found**, from the history: the open and explained ones of the
    last run and the resolved ones before it, each with both figures compared
    (``expected``/``found``) when its rule compares amounts, its records, the serial
@@ -36,15 +38,22 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from jcm_sync.core.reconcile.model import (
     RULES,
     STAGE_ORDER,
+    Article6Stage,
+    BlocksStage,
     Discrepancy,
+    LogPosition,
     Pending,
     Report,
+    RunStatus,
+    TotalsStage,
 )
-from jcm_sync.errors import NotReconciledError
-from jcm_sync.services.reconciliation import History, RunRecord, read_history, read_report
+from jcm_sync.errors import NotReconciledError, StoreError
+from jcm_sync.services.reconciliation import History, RunRecord, read_history, report_path
 
 STAGE_TITLES: Final[dict[str, str]] = {
     "totals": "Stage 1, totals",
@@ -235,6 +244,40 @@ class JcReport:
         return {s: sum(getattr(st, s) for st in self.stages) for s in STATUSES}
 
 
+# --- reading the stored report (rule 1) -------------------------------------------------
+
+
+class _Traced(msgspec.Struct):
+    """A stage 3 trail, counted and not read: the view needs how many there are."""
+
+
+class ReportHead(msgspec.Struct):
+    """What the view reads of a stored ``Report``: all but its findings (the history has
+    them) and its trails' steps. A report's trails can hold a step per record per
+    traced range (hundreds of megabytes at volume); decoding them as empty structs
+    skips them without building a value for each step."""
+
+    partnership: str
+    logs: tuple[LogPosition, ...]
+    status: RunStatus
+    totals: TotalsStage
+    blocks: BlocksStage
+    article6: Article6Stage
+    trails: tuple[_Traced, ...] = ()
+    pending: tuple[Pending, ...] = ()
+
+
+def read_report_head(data_dir: Path, partnership: str) -> ReportHead | None:
+    """The head of the last stored report (None if the partnership never ran)."""
+    path = report_path(data_dir, partnership)
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=ReportHead)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.MsgspecError) as exc:  # the cause is in the message
+        raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
+
+
 # --- building the view ------------------------------------------------------------------
 
 
@@ -294,7 +337,7 @@ def _pending(p: Pending) -> PendingRow:
     )
 
 
-def _figures(report: Report) -> dict[str, tuple[tuple[str, int], ...]]:
+def _figures(report: Report | ReportHead) -> dict[str, tuple[tuple[str, int], ...]]:
     """Rule 4: what each stage compared, as (label, number) pairs."""
     t, b, a = report.totals, report.blocks, report.article6
     return {
@@ -321,7 +364,7 @@ def _figures(report: Report) -> dict[str, tuple[tuple[str, int], ...]]:
     }
 
 
-def _stages(report: Report, findings: Iterable[FindingRow]) -> tuple[StageRow, ...]:
+def _stages(report: Report | ReportHead, findings: Iterable[FindingRow]) -> tuple[StageRow, ...]:
     counts = {s: dict.fromkeys(STATUSES, 0) for s in STAGE_ORDER}
     for f in findings:
         counts.setdefault(f.stage, dict.fromkeys(STATUSES, 0))[f.status] += 1
@@ -354,7 +397,9 @@ def _run(r: RunRecord) -> RunRow:
     )
 
 
-def build_view(report: Report, history: History, node: str, generated_at: datetime) -> JcReport:
+def build_view(
+    report: Report | ReportHead, history: History, node: str, generated_at: datetime
+) -> JcReport:
     """Rules 2-5: the view of a stored report and history, as of ``generated_at``."""
     found = sorted(history.discrepancies.values(), key=_order)
     findings = tuple(_finding(d) for d in found)
@@ -392,7 +437,7 @@ def build_view(report: Report, history: History, node: str, generated_at: dateti
 
 def load_view(data_dir: Path, partnership: str, node: str, generated_at: datetime) -> JcReport:
     """Rule 1: the view of the last run stored under ``data_dir``."""
-    report = read_report(data_dir, partnership)
+    report = read_report_head(data_dir, partnership)
     if report is None:
         raise NotReconciledError(
             f"{partnership} has never been reconciled on this node: there is no run to report"

@@ -153,3 +153,28 @@ def test_a_report_without_history_still_lists_its_findings(seeded: Seeded) -> No
     assert len(empty.pending) == len(report.pending)
     changed = msgspec.structs.replace(report, pending=())
     assert build_view(changed, History(partnership=PID), "ID", NOW).pending == ()
+
+
+def test_report_head_is_the_stored_report_less_findings_and_trail_steps(seeded: Seeded) -> None:
+    """Rule 1: the head decodes the same stages, pending items and trail count as the
+    whole report; a file that is not a report is a store error naming it."""
+    from jcm_sync.errors import StoreError
+    from jcm_sync.services.jc_report import read_report_head
+    from jcm_sync.services.reconciliation import report_path
+
+    data_dir = _data_dir(seeded)
+    report, head = read_report(data_dir, PID), read_report_head(data_dir, PID)
+    assert report is not None
+    assert head is not None
+    assert (head.partnership, head.status, head.logs) == (report.partnership, report.status,
+                                                          report.logs)  # fmt: skip
+    assert (head.totals, head.blocks, head.article6) == (report.totals, report.blocks,
+                                                         report.article6)  # fmt: skip
+    assert head.pending == report.pending
+    assert len(head.trails) == len(report.trails) > 0
+    assert read_report_head(data_dir, "JP-MN") is None
+    broken = report_path(data_dir, "JP-XX")
+    broken.write_bytes(b'{"partnership": 1}')
+    with pytest.raises(StoreError, match=r"JP-XX\.report\.json"):
+        read_report_head(data_dir, "JP-XX")
+    broken.unlink()
