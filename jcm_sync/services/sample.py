@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -26,10 +26,12 @@ from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, rec
 from jcm_sync.core.records import (
     Account,
     Allocation,
+    AuthorizationRecord,
     DecisionRef,
     HolderAmount,
     IssuanceDecisionRecord,
     IssuanceRecord,
+    ItmoActionRecord,
     Participant,
     Period,
     ProjectRecord,
@@ -227,6 +229,7 @@ def partnership_records(
     seed: int = 2016,
     created: datetime | None = None,
     jp_participants: int = 1,
+    article6: bool = False,
 ) -> SampleRecords:
     """A partnership's history: JC projects and decisions (co-signed), each side's
     issuances into government and participant accounts, and some transactions.
@@ -239,6 +242,16 @@ def partnership_records(
     (1 + jp_participants)`` (fewer when a share is too small to split). ``projects``
     is at most 999 (project ids have three digits); serial numbers run per registry
     and never overlap; every decision is issued in full, so the data reconciles clean.
+
+    With ``article6`` (opt-in: the demo's JP-ID partnership), the partnership also
+    carries Article 6.2 records, as ``tests/core/reconcile/builders.py`` models them:
+    Japan retires a fifth of each government issuance of 10 credits or more for its NDC
+    (purpose ``ndc``) 30 days after the decision, with an ITMO ``use`` of the same
+    serials that day; at the end the partner's log gets its authorization of every
+    project and vintage (signed before the first issuance, 15 January 2016) and a first
+    transfer of each of Japan's issuances, dated the issuance day with its serials, and
+    Japan's log a matching ``acquisition``: 1 + 3 records per Japanese issuance on
+    top of the counts above. This stays clean too (every Article 6.2 rule passes).
     """
     if not 1 <= projects <= 999:
         raise ValueError("projects must be 1..999: JCM project ids have three digits")
@@ -250,6 +263,7 @@ def partnership_records(
     out = SampleRecords()
     serial_next = {"JP": 1, cc: 1}
     txn = 0
+    a6 = _Article6(pid, cc, created) if article6 else None
 
     def both(record: RecordBase) -> bytes:
         return add_signature(sign_record(record, [keys[record.author]]), keys["JP"])  # type: ignore[arg-type]
@@ -333,6 +347,18 @@ def partnership_records(
                         issued_on=decided + timedelta(days=7), amount=alloc.amount,
                         account=account, blocks=blocks,
                     )))  # fmt: skip
+                    if a6 is not None and side == "JP":
+                        jp_iss = IssuanceRecord(
+                            partnership=pid, author=side, created=created, registry=side,
+                            issuance_id=f"{side}-ISS-{project_id}-{k + 1}-{h + 1}",
+                            decision=DecisionRef(project_id, period),
+                            issued_on=decided + timedelta(days=7), amount=alloc.amount,
+                            account=account, blocks=blocks,
+                        )  # fmt: skip
+                        a6.issued(jp_iss)
+                        if h == 0 and alloc.amount >= 10:
+                            for rec in a6.retire(jp_iss, decided + timedelta(days=30)):
+                                out.add("JP", one(rec))
                     if side == cc and h == 0 and alloc.amount >= 10:
                         retire = alloc.amount // 5
                         txn += 1
@@ -346,7 +372,78 @@ def partnership_records(
                                                 f"{prefix}-{first + retire - 1:09d}", retire,
                                                 period.start.year),),
                         )))  # fmt: skip
+    if a6 is not None:
+        for rec in a6.closing():
+            out.add(rec.author, one(rec))
     return out
+
+
+@dataclass
+class _Article6:
+    """The opt-in Article 6.2 part of ``partnership_records`` (see its docstring)."""
+
+    pid: str
+    cc: str
+    created: datetime
+    issuances: list[IssuanceRecord] = field(default_factory=list)
+    uses: int = 0
+
+    @property
+    def authorization_id(self) -> str:
+        return f"{self.cc}-A62-0001"
+
+    def issued(self, rec: IssuanceRecord) -> None:
+        self.issuances.append(rec)
+
+    def retire(self, rec: IssuanceRecord, day: date) -> list[RecordBase]:
+        """Japan's retirement of a fifth of ``rec`` for its NDC, and its ITMO use."""
+        self.uses += 1
+        n = rec.amount // 5
+        b = rec.blocks[0]
+        block = SerialBlock(b.start, f"{b.prefix}{b.first + n - 1:09d}", n, b.vintage)
+        base: dict[str, Any] = {"partnership": self.pid, "author": "JP", "created": self.created}
+        return [
+            TransactionRecord(
+                **base, registry="JP", txn_id=f"JP-TXN-{self.uses:05d}", type="retirement",
+                executed_on=day, source=rec.account,
+                destination=Account("JP-RET-0001", "retirement"), amount=n, blocks=(block,),
+                purpose="ndc",
+            ),
+            ItmoActionRecord(
+                **base, party="JP", action_id=f"JP-USE-{self.uses:05d}", action="use",
+                occurred_on=day, authorization_id=self.authorization_id,
+                project_id=rec.decision.project_id, vintage=b.vintage or day.year, quantity=n,
+                purpose="ndc", blocks=(block,),
+            ),
+        ]  # fmt: skip
+
+    def closing(self) -> Iterator[RecordBase]:
+        """The authorization, then a first transfer and an acquisition per issuance."""
+        cc = self.cc
+        issued = sum(r.amount for r in self.issuances)
+        yield AuthorizationRecord(
+            partnership=self.pid, author=cc, created=self.created, party=cc,
+            authorization_id=self.authorization_id,
+            cooperative_approach=f"JCM {PARTNERS.get(cc, cc)}-Japan",
+            authorized_on=date(2016, 1, 15), cap=-(-issued // 1000) * 1000,
+            purposes=("ndc",),
+            projects=tuple(sorted({r.decision.project_id for r in self.issuances})),
+            vintages=tuple(sorted({b.vintage for r in self.issuances for b in r.blocks
+                                   if b.vintage is not None})),
+        )  # fmt: skip
+        for k, rec in enumerate(self.issuances, 1):
+            b = rec.blocks[0]
+            common: dict[str, Any] = {
+                "partnership": self.pid, "created": self.created, "occurred_on": rec.issued_on,
+                "authorization_id": self.authorization_id,
+                "project_id": rec.decision.project_id, "vintage": b.vintage or rec.issued_on.year,
+                "quantity": rec.amount, "transferring_party": cc, "acquiring_party": "JP",
+                "blocks": rec.blocks,
+            }  # fmt: skip
+            yield ItmoActionRecord(author=cc, party=cc, action_id=f"{cc}-FT-{k:05d}",
+                                   action="first_transfer", purpose="ndc", **common)  # fmt: skip
+            yield ItmoActionRecord(author="JP", party="JP", action_id=f"JP-ACQ-{k:05d}",
+                                   action="acquisition", **common)  # fmt: skip
 
 
 # --- bulk records for load tests and benchmarks ------------------------------------------
