@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -51,8 +52,15 @@ class Column:
 
 
 def _cell(ws: WriteOnlyWorksheet, value: Any, *, bold: bool = False) -> Any:
-    """Rules 2 and 3: a cell with its format; text never becomes a formula."""
-    if not bold and not isinstance(value, (str, datetime, date)):
+    """Rules 2 and 3: a cell with its format; text never becomes a formula and carries
+    no character a workbook cannot hold. Plain values stay plain (rule 4: a cell
+    object costs more than the value it wraps)."""
+    if isinstance(value, str):
+        if ILLEGAL_CHARACTERS_RE.search(value):
+            value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+        if not bold and not value.startswith("="):
+            return value
+    elif not bold and not isinstance(value, (datetime, date)):
         return value
     cell = WriteOnlyCell(ws, value=value)
     if bold:

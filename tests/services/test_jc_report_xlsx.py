@@ -137,3 +137,13 @@ def test_text_starting_with_equals_is_not_a_formula(view: JcReport) -> None:
     ws = load_workbook(BytesIO(render_xlsx(changed)))["Resolutions"]
     cell = next(c for row in ws.iter_rows() for c in row if c.value == evil)
     assert cell.data_type == "s"
+
+
+def test_a_control_character_does_not_refuse_the_report(view: JcReport) -> None:
+    """Rule 3: a character no workbook can hold is written as U+FFFD, the rest kept."""
+    f = next(f for f in view.findings if f.resolutions)
+    res = (replace(f.resolutions[0], text="bell\x07 rang"),)
+    changed = replace(view, findings=tuple(
+        replace(x, resolutions=res) if x.id == f.id else x for x in view.findings))  # fmt: skip
+    rows = table(load_workbook(BytesIO(render_xlsx(changed)))["Resolutions"])
+    assert "bell\ufffd rang" in {r["Explanation or correcting records"] for r in rows}
