@@ -34,7 +34,13 @@ from rich.table import Table
 
 from jcm_sync.cli.common import stdout
 from jcm_sync.local.config import load_config
-from jcm_sync.services.sample import PARTNERS, free_port, partnership_records, provision
+from jcm_sync.services.sample import (
+    PARTNERS,
+    SampleRecords,
+    free_port,
+    partnership_records,
+    provision,
+)
 
 DEMO_PARTNERS = ["MN", "ID", "VN"]
 #: sample size per partnership as (projects, monitoring periods, Japanese participants):
@@ -195,22 +201,32 @@ def run_network_demo(args: argparse.Namespace) -> int:
     seed_dir = work / "seed"
     seed_dir.mkdir()
     expected: dict[str, tuple[int, int]] = {}
+    article6: dict[str, SampleRecords] = {}  # imported once the issuances have arrived
+
+    def seed(cc: str, node: str, envelopes: list[bytes], name: str) -> bool:
+        f = seed_dir / f"jp-{cc.lower()}.{node.lower()}{name}.jsonl"
+        f.write_bytes(b"\n".join(envelopes) + b"\n")
+        argv = ["import", "--config", str(net.configs[node]), str(f)]
+        if node == "JP":
+            argv += ["--partnership", f"JP-{cc}"]
+        code, out = _run_cli(c, cli_main, *argv)
+        if code:
+            c.print("[bold red]import failed[/]")
+            return False
+        c.print("  " + escape(out.strip()))
+        return True
+
     for cc in DEMO_PARTNERS:
         projects, periods, jp_participants = DEMO_SCALE[cc]
         recs = partnership_records(cc, net.keys, projects=projects, periods=periods,
-                                   jp_participants=jp_participants)  # fmt: skip
+                                   jp_participants=jp_participants,
+                                   article6=cc == "ID")  # fmt: skip
         for node in (cc, "JP"):
-            f = seed_dir / f"jp-{cc.lower()}.{node.lower()}.jsonl"
-            f.write_bytes(b"\n".join(recs.by_node[node]) + b"\n")
-            argv = ["import", "--config", str(net.configs[node]), str(f)]
-            if node == "JP":
-                argv += ["--partnership", f"JP-{cc}"]
-            code, out = _run_cli(c, cli_main, *argv)
-            if code:
-                c.print("[bold red]import failed[/]")
+            if not seed(cc, node, recs.without_article6(node), ""):
                 return 1
-            c.print("  " + escape(out.strip()))
-        expected[cc] = (len(recs.by_node[cc]), len(recs.by_node["JP"]))
+        expected[cc] = (len(recs.without_article6(cc)), len(recs.without_article6("JP")))
+        if recs.article6:
+            article6[cc] = recs
 
     c.print("\n[bold]3. Start[/] the hub and the agents; their scheduled jobs synchronise")
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -229,22 +245,42 @@ def run_network_demo(args: argparse.Namespace) -> int:
         c.print(f"   hub ready at {net.hub_url}")
         for cc in DEMO_PARTNERS:
             start(cc, "agent", "run")
-        started = time.monotonic()
-        ok, sizes = False, dict[str, Any]()
-        while time.monotonic() - started < CONVERGE_SECONDS:
-            time.sleep(0.5)
-            ok, sizes = _converged(net.configs)
-            if ok and all(
-                sizes["agents"][cc] == {cc: expected[cc][0], "JP": expected[cc][1]}
-                for cc in DEMO_PARTNERS
-            ):
-                break
+        sizes: dict[str, Any] = {}
+
+        def converge() -> bool:
+            nonlocal sizes
+            started = time.monotonic()
             ok = False
-        elapsed = time.monotonic() - started
-        if not ok:
+            while time.monotonic() - started < CONVERGE_SECONDS:
+                time.sleep(0.5)
+                ok, sizes = _converged(net.configs)
+                if ok and all(
+                    sizes["agents"][cc] == {cc: expected[cc][0], "JP": expected[cc][1]}
+                    for cc in DEMO_PARTNERS
+                ):
+                    c.print(f"   all logs converged in {time.monotonic() - started:.1f} s")
+                    return True
             c.print(f"[bold red]not converged after {CONVERGE_SECONDS:.0f} s[/]: {sizes}")
+            return False
+
+        if not converge():
             return 1
-        c.print(f"   all logs converged in {elapsed:.1f} s")
+        for cc, recs in article6.items():
+            # as in the registries: the partner first transfers Japan's share once Japan's
+            # issuances have arrived, then Japan records its acquisitions and NDC uses
+            c.print(f"   Article 6.2 on JP–{cc}: {PARTNERS[cc]}'s authorization and first "
+                    "transfers of Japan's share, then Japan's acquisitions, retirements for "
+                    "its NDC and their ITMO uses")  # fmt: skip
+            for node in (cc, "JP"):
+                if not seed(cc, node, recs.article6[node], "-article6"):
+                    return 1
+                had_cc, had_jp = expected[cc]
+                expected[cc] = (
+                    len(recs.by_node[cc]) if node == cc else had_cc,
+                    len(recs.by_node["JP"]) if node == "JP" else had_jp,
+                )
+                if not converge():
+                    return 1
 
         c.print("\n[bold]4. Status[/] of each partnership, from each agent and from the hub")
         for node in (*DEMO_PARTNERS, "JP"):

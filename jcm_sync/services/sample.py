@@ -190,9 +190,19 @@ class SampleRecords:
     """Signed envelopes for each node's own log, in the order they are appended."""
 
     by_node: dict[str, list[bytes]] = field(default_factory=dict)
+    #: the Article 6.2 part (also in ``by_node``), per node in log order: what a secretariat
+    #: records once the issuances it rests on have arrived (the demo imports it last)
+    article6: dict[str, list[bytes]] = field(default_factory=dict)
 
-    def add(self, node: str, envelope: bytes) -> None:
+    def add(self, node: str, envelope: bytes, *, article6: bool = False) -> None:
         self.by_node.setdefault(node, []).append(envelope)
+        if article6:
+            self.article6.setdefault(node, []).append(envelope)
+
+    def without_article6(self, node: str) -> list[bytes]:
+        """``node``'s records less the Article 6.2 part, in log order."""
+        part = set(self.article6.get(node, ()))
+        return [e for e in self.by_node.get(node, ()) if e not in part]
 
 
 def _blocks(prefix: str, first: int, amounts: list[int], vintage: int) -> Iterator[SerialBlock]:
@@ -358,7 +368,7 @@ def partnership_records(
                         a6.issued(jp_iss)
                         if h == 0 and alloc.amount >= 10:
                             for rec in a6.retire(jp_iss, decided + timedelta(days=30)):
-                                out.add("JP", one(rec))
+                                out.add("JP", one(rec), article6=True)
                     if side == cc and h == 0 and alloc.amount >= 10:
                         retire = alloc.amount // 5
                         txn += 1
@@ -374,7 +384,7 @@ def partnership_records(
                         )))  # fmt: skip
     if a6 is not None:
         for rec in a6.closing():
-            out.add(rec.author, one(rec))
+            out.add(rec.author, one(rec), article6=True)
     return out
 
 

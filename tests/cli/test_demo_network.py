@@ -55,6 +55,9 @@ def test_network_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             assert hub["JP"] > 1000, hub
             assert hub["ID"] > 1000, hub
     assert "both sides found the same discrepancy ids" in out
+    # Article 6.2 records imported once the issuances arrived: no run on a half-pulled
+    # replica found anything; the one finding ever is the demo's over-issued credit
+    assert "history: 1 discrepancies ever found: 1 open" in out
     assert "a move of quarantined serials was accepted" not in out
     # step 7: the go-live suite against the demo hub's sandbox, reports in a new folder
     assert "PASSED: " in out

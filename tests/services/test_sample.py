@@ -242,3 +242,46 @@ def test_free_port_can_be_bound_on_loopback() -> None:
         s.bind(("127.0.0.1", port))
         s.listen()
         assert s.getsockname()[1] == port
+
+
+# --- the opt-in Article 6.2 part --------------------------------------------------------------
+
+
+def test_the_article6_part_is_opt_in_and_only_adds_records(net: Network) -> None:
+    """Without ``article6`` nothing changes (``bench/reconcile.py`` measures the same data);
+    with it, the same records plus the Article 6.2 part, in each log."""
+    plain = partnership_records("ID", net.keys, projects=4, periods=2, created=CREATED)
+    with_a6 = partnership_records("ID", net.keys, projects=4, periods=2, created=CREATED,
+                                  article6=True)  # fmt: skip
+    assert plain.article6 == {}
+    for node in ("ID", "JP"):
+        assert with_a6.without_article6(node) == plain.by_node[node]
+        assert set(with_a6.article6[node]) <= set(with_a6.by_node[node])
+    kinds = {node: Counter(open_envelope(e).payloadType.split(".")[-1].split("+")[0]
+                           for e in with_a6.article6[node]) for node in ("ID", "JP")}  # fmt: skip
+    jp_issuances = sum(
+        1 for e in plain.by_node["JP"] if ".issuance+" in open_envelope(e).payloadType
+    )
+    assert kinds["ID"] == {"authorization": 1, "itmo_action": jp_issuances}
+    # an acquisition per issuance, and a use per retirement for Japan's NDC
+    assert kinds["JP"]["itmo_action"] == jp_issuances + kinds["JP"]["transaction"]
+    assert kinds["JP"]["transaction"] > 0
+
+
+def test_the_article6_part_reconciles_clean(net: Network) -> None:
+    """The demo's JP-ID shape with Article 6.2 records: no finding, nothing pending."""
+    from jcm_sync.core.reconcile import Reconciler, iter_stored, signer_nodes
+    from tests.builders import build_root
+
+    recs = partnership_records("ID", net.keys, projects=8, periods=3, jp_participants=2,
+                               created=CREATED, article6=True)  # fmt: skip
+    keys = {n: net.keys[n] for n in ("JP", "ID")}
+    root = build_root("JP-ID", keys, expires=CREATED + timedelta(days=365))
+    rec = Reconciler(root)
+    nodes = signer_nodes(root)
+    for node, envs in recs.by_node.items():
+        rec.apply(node, iter_stored(root, envs, nodes=nodes))
+    report = rec.report()
+    assert report.status == "completed"
+    assert report.discrepancies == ()
+    assert report.pending == ()
