@@ -1,5 +1,5 @@
 """Commands that run or inspect a configured node: ``registry serve``, ``agent run``,
-``sync``, ``status``, ``import`` and ``alarm``."""
+``sync``, ``status`` and ``alarm`` (``import`` is ``cli/imports.py``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from jcm_sync.cli.common import add_json, emit, note, read_input
-from jcm_sync.errors import BadDataError, ConfigError, NotFoundError, TransportError
+from jcm_sync.cli.common import add_json, emit, note
+from jcm_sync.errors import ConfigError, NotFoundError, TransportError
 from jcm_sync.local.config import Config, load_config
 from jcm_sync.local.lock import DaemonLock
 
@@ -49,15 +49,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _config(st)
     add_json(st)
     st.set_defaults(func=cmd_status)
-
-    im = sub.add_parser(
-        "import", help="sign records (JSON, one per line or an array) into this node's own log"
-    )
-    _config(im)
-    im.add_argument("files", nargs="+", metavar="FILE")
-    im.add_argument("--partnership", help="needed when the node serves several")
-    add_json(im)
-    im.set_defaults(func=cmd_import)
 
     al = sub.add_parser("alarm", help="fork alarms")
     als = al.add_subparsers(dest="alarm_cmd", required=True, metavar="COMMAND")
@@ -272,40 +263,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     emit(args, status.to_builtins(), human)
     return 1 if status.alarmed else 0
-
-
-# --- import -----------------------------------------------------------------------------
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    return asyncio.run(_import(cfg, args))
-
-
-async def _import(cfg: Config, args: argparse.Namespace) -> int:
-    from jcm_sync.services.node import open_node
-    from jcm_sync.services.own_log import append_own, split_documents
-
-    pid = args.partnership or (cfg.partnerships[0].id if len(cfg.partnerships) == 1 else None)
-    if pid is None:
-        raise BadDataError("this node serves several partnerships: give --partnership")
-    node = await open_node(cfg)
-    try:
-        docs, where = [], []
-        for name in args.files:
-            split = split_documents(read_input(name, "records"), name)
-            docs += split
-            where += [f"{name}:{n}" for n in range(1, len(split) + 1)]
-        # decoded once, signed, checked for quarantined moves, appended (services/own_log)
-        result = await append_own(node, pid, docs, where=where)
-    finally:
-        await node.close()
-    data = {"partnership": pid, "appended": result.appended, "present": result.present,
-            "size": result.size}  # fmt: skip
-    emit(args, data, lambda c: c.print(
-        f"{pid}: appended {result.appended} records ({result.present} already held); "
-        f"log size {result.size}"))  # fmt: skip
-    return 0
 
 
 # --- alarms -----------------------------------------------------------------------------

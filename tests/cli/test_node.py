@@ -20,7 +20,7 @@ from jcm_sync.cli.node import _bind_cause
 from jcm_sync.local.alarms import AlarmBook, new_alarm
 from jcm_sync.local.config import load_config
 from jcm_sync.local.lock import LOCK_NAME
-from jcm_sync.services.sample import Network, free_port, partnership_records, provision
+from jcm_sync.services.sample import Network, free_port, provision
 from tests.cli.conftest import run
 
 
@@ -28,14 +28,6 @@ from tests.cli.conftest import run
 def net(tmp_path: Path) -> Network:
     """A hub serving JP-ID and JP-MN, and their agents; nobody listens at the hub's URL."""
     return provision(tmp_path / "net", ["ID", "MN"], hub_port=free_port(), now=datetime.now(UTC))
-
-
-def records_file(net: Network, tmp_path: Path, name: str = "id.jsonl") -> tuple[Path, int]:
-    """Indonesia's own records of a small JP-ID sample, one envelope per line."""
-    recs = partnership_records("ID", net.keys, projects=1, periods=1).by_node["ID"]
-    path = tmp_path / name
-    path.write_bytes(b"\n".join(recs) + b"\n")
-    return path, len(recs)
 
 
 def one_line(err: str) -> str:
@@ -185,78 +177,6 @@ def test_status_human_is_a_table_per_partnership(
         assert f"{cc} (replica)" in out
     assert out.count("JP (own)") == 2
     assert "never" in out
-
-
-# --- import -----------------------------------------------------------------------------
-
-
-def test_import_json_counts_what_it_appended_and_refuses_a_second_copy(
-    net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A first import appends every record (--json: partnership, appended, present,
-    size); the same records again are refused whole, since a record appears once in a
-    log; status agrees on the log's size."""
-    path, n = records_file(net, tmp_path)
-    code, out, _ = run(capsys, "import", "--config", net.configs["ID"], path, "--json")
-    assert code == 0
-    assert json.loads(out) == {"partnership": "JP-ID", "appended": n, "present": 0, "size": n}
-    code, out, err = run(capsys, "import", "--config", net.configs["ID"], path)
-    assert code == 1
-    assert out == ""
-    assert "is already in the log at index 0" in one_line(err)
-    code, out, _ = run(capsys, "status", "--config", net.configs["ID"], "--json")
-    assert json.loads(out)["partnerships"][0]["logs"][0]["local_size"] == n
-
-
-def test_import_human_output_names_the_partnership_and_the_log_size(
-    net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """On the hub, --partnership picks the log; one line says what happened."""
-    recs = partnership_records("MN", net.keys, projects=1, periods=1).by_node["JP"]
-    path = tmp_path / "jp.jsonl"
-    path.write_bytes(b"\n".join(recs) + b"\n")
-    code, out, _ = run(capsys, "import", "--config", net.configs["JP"], "--partnership",
-                       "JP-MN", path)  # fmt: skip
-    assert code == 0
-    n = len(recs)
-    assert out.strip() == f"JP-MN: appended {n} records (0 already held); log size {n}"
-
-
-def test_import_on_a_node_of_several_partnerships_needs_partnership(
-    net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The hub serves JP-ID and JP-MN: which log to sign into must be said."""
-    path = tmp_path / "none.jsonl"
-    path.write_bytes(b"")
-    code, out, err = run(capsys, "import", "--config", net.configs["JP"], path)
-    assert code == 1
-    assert out == ""
-    assert "this node serves several partnerships: give --partnership" in one_line(err)
-
-
-def test_a_bad_line_in_any_file_refuses_the_whole_import_naming_file_and_line(
-    net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Two files, the second's line 2 invalid: exit 1 naming b.jsonl:2, nothing stored."""
-    good, _ = records_file(net, tmp_path, "a.jsonl")
-    bad = tmp_path / "b.jsonl"
-    bad.write_bytes(good.read_bytes().splitlines()[0] + b'\n{"kind":"project"}\n')
-    code, out, err = run(capsys, "import", "--config", net.configs["ID"], good, bad)
-    assert code == 1
-    assert out == ""
-    assert f"{bad}:2" in one_line(err)
-    code, out, _ = run(capsys, "status", "--config", net.configs["ID"], "--json")
-    assert json.loads(out)["partnerships"][0]["logs"][0]["local_size"] == 0
-
-
-def test_import_of_a_missing_file_names_it(
-    net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A file argument that does not exist: one line naming it."""
-    missing = tmp_path / "missing.jsonl"
-    code, _, err = run(capsys, "import", "--config", net.configs["ID"], missing)
-    assert code == 1
-    assert str(missing) in one_line(err)
 
 
 # --- alarms -----------------------------------------------------------------------------

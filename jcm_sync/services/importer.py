@@ -1,0 +1,299 @@
+"""``jcm-sync import``: authored rows and records into the node's own log, all or none.
+
+Why this module exists: a secretariat imports a spreadsheet of thousands of rows. A
+typo in one must not sign the others into an append-only log, the same file imported
+twice must not double anything, and a changed row must not silently become a second
+version. This use case decides what of an input is new, held or wrong, and writes the
+new through the one own-log path (``own_log``).
+
+Rules:
+
+1. **Strict authoring.** Rows become records by ``core.tabular`` (unknown columns
+   refused with a suggestion); a JSON record is refused for any member its kind does
+   not have, at any depth (``tabular.unknown_members``), then decoded and validated.
+   A signed envelope in a JSON input is taken as it is. An empty ``created`` is the
+   import's time. A record of another partnership, or authored by another node, is a
+   problem of its row.
+2. **Every problem at once, nothing stored unless none.** Every row is converted and
+   checked before anything is signed; every problem (file, sheet, row, column, value,
+   reason) is collected and raised together as one ``InvalidRowsError``. Signing and
+   the trust root's verification run over every record before the first is stored,
+   and so does the quarantine check (``reconciliation`` rule 6).
+3. **Idempotent.** A record is *held* when the own log holds a version of the same kind
+   and natural key with the same content (every field but ``created`` and
+   ``supersedes``); it is skipped and counted. A record whose key is held with other
+   content is refused, naming the held version's record id, unless its ``supersedes``
+   names that latest version. The same key twice in one import with different content
+   is refused; the same content twice counts once. An envelope already in the log by
+   record id is held.
+4. **Streaming and batches.** Rows are read one at a time and kept as records (about
+   1 KB each); signed records are appended in batches of ``BATCH`` through
+   ``own_log.append_verified`` (the quarantine check and the append), with one
+   checkpoint signed after the last. There is no limit on the number of rows.
+5. ``dry_run`` does every check of rules 1-3, including signing in memory and the
+   verification, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+from jcm_sync.core import tabular
+from jcm_sync.core.envelope import open_envelope, record_id
+from jcm_sync.core.records import Record, decode_record, encode_record
+from jcm_sync.core.trust import Verification
+from jcm_sync.errors import BadDataError, CellProblem, InvalidRowsError, JcmSyncError
+from jcm_sync.local.spreadsheets import SourceRow
+from jcm_sync.services.node import Node
+from jcm_sync.services.own_log import append_verified, verify_documents
+from jcm_sync.services.reconciliation import ReconcileService
+
+BATCH: Final = 5000
+MAX_LISTED: Final = 10_000
+"""At most this many problems are listed (and reported); the count says how many."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    partnership: str
+    rows: int
+    new: int
+    held: int
+    size: int
+    dry_run: bool
+
+    def to_builtins(self) -> dict[str, object]:
+        return {"partnership": self.partnership, "rows": self.rows, "new": self.new,
+                "held": self.held, "size": self.size, "dry_run": self.dry_run}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    at: SourceRow
+    record: Record | None = None
+    envelope: bytes | None = None
+
+
+def _content(record: Record) -> bytes:
+    """Rule 3: what a record says, without when it was signed or what it replaces."""
+    return encode_record(msgspec.structs.replace(record, created=_EPOCH, supersedes=None))
+
+
+def _at(at: SourceRow, problems: Iterable[CellProblem]) -> list[CellProblem]:
+    return [replace(p, file=at.file, sheet=at.sheet, row=at.row) for p in problems]
+
+
+def _from_json(data: bytes, created: datetime) -> Record | list[CellProblem]:
+    try:
+        obj = msgspec.json.decode(data)
+    except msgspec.MsgspecError as exc:
+        return [CellProblem("record", data[:60].decode("utf-8", "replace"), f"not JSON: {exc}")]
+    except RecursionError:  # msgspec's nesting limit; its traceback says nothing more
+        return [CellProblem("record", "", "JSON is nested too deeply to be a record")]
+    problems = tabular.unknown_members(obj)
+    if problems:
+        return problems
+    assert isinstance(obj, dict)
+    if "created" not in obj:
+        obj["created"] = tabular.format_time(created)
+        data = msgspec.json.encode(obj)
+    try:
+        return decode_record(data)
+    except JcmSyncError as exc:
+        where = exc.where or "record"
+        value = obj.get(where.split(".")[0].split("[")[0], "")
+        return [CellProblem(where, "" if value is None else str(value)[:200], exc.message)]
+
+
+def convert(
+    node_id: str, partnership: str, sources: Iterable[SourceRow | CellProblem], created: datetime
+) -> tuple[list[_Item], list[CellProblem]]:
+    """Rule 1 over every row; the rows' records and every problem found."""
+    items: list[_Item] = []
+    problems: list[CellProblem] = []
+    for src in sources:
+        if isinstance(src, CellProblem):
+            problems.append(src)
+            continue
+        if src.data is not None and b'"payloadType"' in src.data:
+            items.append(_Item(src, envelope=src.data))
+            continue
+        if src.cells is not None:
+            try:
+                out: Record | list[CellProblem] = tabular.row_to_record(
+                    src.kind, src.cells, created=created
+                )
+            except InvalidRowsError as exc:
+                out = list(exc.problems)
+        else:
+            assert src.data is not None
+            out = _from_json(src.data, created)
+        if isinstance(out, list):
+            problems += _at(src, out)
+            continue
+        own = []
+        if out.partnership != partnership:
+            own.append(CellProblem("partnership", out.partnership,
+                                   f"this import signs into {partnership}"))  # fmt: skip
+        if out.author != node_id:
+            own.append(CellProblem("author", out.author, f"this node signs as {node_id}"))
+        if own:
+            problems += _at(src, own)
+        else:
+            items.append(_Item(src, record=out))
+    return items, problems
+
+
+@dataclass
+class _Held:
+    """The own log's record ids, its contents by (kind, key), and each key's latest
+    version (the last in log order: a new version is appended after what it replaces)."""
+
+    ids: set[str]
+    contents: dict[tuple[str, tuple[str, ...]], set[bytes]]
+    latest: dict[tuple[str, tuple[str, ...]], str]
+
+
+async def _held(node: Node, partnership: str) -> _Held:
+    own = node.logs(partnership).own
+    size = (await node.store.tree_head(own)).size
+    held = _Held(set(), {}, {})
+    step = 10_000
+    for lo in range(0, size, step):
+        for e in await node.store.entries(own, lo, min(size, lo + step)):
+            held.ids.add(e.record_id)
+            record = decode_record(open_envelope(e.envelope).payload)
+            key = (record.kind, record.key())
+            held.contents.setdefault(key, set()).add(_content(record))
+            held.latest[key] = e.record_id  # versions of a key are appended in order
+    return held
+
+
+def classify(items: list[_Item], held: _Held) -> tuple[list[_Item], int, list[CellProblem]]:
+    """Rule 3: the items to sign, how many are held, and the refused changes."""
+    new: list[_Item] = []
+    count = 0
+    problems: list[CellProblem] = []
+    seen: dict[tuple[str, tuple[str, ...]], tuple[bytes, SourceRow]] = {}
+    for item in items:
+        if item.envelope is not None:
+            if record_id(item.envelope) in held.ids:
+                count += 1
+            else:
+                new.append(item)
+            continue
+        record = item.record
+        assert record is not None
+        key = (record.kind, record.key())
+        content = _content(record)
+        if content in held.contents.get(key, ()):
+            count += 1
+            continue
+        if key in seen:
+            if seen[key][0] == content:
+                count += 1
+                continue
+            first = seen[key][1]
+            problems += _at(item.at, [CellProblem(
+                "record", " ".join(key[1]),
+                f"the same {record.kind} as row {first.row} of {first.file}, with other content",
+            )])  # fmt: skip
+            continue
+        seen[key] = (content, item.at)
+        latest = held.latest.get(key)
+        if latest is not None and record.supersedes != latest:
+            reason = (
+                f"changed {record.kind}: the log holds it as record {latest}; "
+                f"to replace it, set supersedes to {latest}"
+            )
+            if record.supersedes:
+                reason = (
+                    f"supersedes {record.supersedes[:16]}, but the latest held version is {latest}"
+                )
+            problems += _at(item.at, [CellProblem("supersedes", record.supersedes or "", reason)])
+            continue
+        new.append(item)
+    return new, count, problems
+
+
+def _sign_all(
+    node: Node, partnership: str, items: list[_Item]
+) -> tuple[list[Verification], list[CellProblem]]:
+    """Rule 2: sign and verify every new record (in batches; one by one in a batch that
+    fails, to name every failing row)."""
+    out: list[Verification] = []
+    problems: list[CellProblem] = []
+    for lo in range(0, len(items), BATCH):
+        batch = items[lo : lo + BATCH]
+        try:
+            out += verify_documents(node, partnership, [_doc(i) for i in batch])
+            continue
+        except JcmSyncError:
+            pass
+        for item in batch:
+            try:
+                out += verify_documents(node, partnership, [_doc(item)])
+            except JcmSyncError as exc:
+                problems += _at(item.at, [CellProblem(exc.where or "record", "", exc.message)])
+    return out, problems
+
+
+def _doc(item: _Item) -> bytes | Record:
+    if item.envelope is not None:
+        return item.envelope
+    assert item.record is not None
+    return item.record
+
+
+async def import_rows(
+    node: Node,
+    partnership: str,
+    sources: Iterable[SourceRow | CellProblem],
+    *,
+    dry_run: bool = False,
+    created: datetime | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ImportResult:
+    """Rules 1-5: import ``sources`` (read lazily) into the own log of ``partnership``."""
+    node.logs(partnership)  # NotFoundError for a partnership the node does not serve
+    now = created or node.clock()
+    items, problems = await asyncio.to_thread(convert, node.id, partnership, sources, now)
+    rows = len(items) + len({(p.file, p.sheet, p.row) for p in problems if p.row})
+    if not rows and not problems:
+        raise BadDataError("no rows or records in the input")
+    held = await _held(node, partnership)
+    new, count, refused = classify(items, held)
+    problems += refused
+    if problems:
+        raise _refusal(problems, rows)
+    verified, failed = await asyncio.to_thread(_sign_all, node, partnership, new)
+    if failed:
+        raise _refusal(failed, rows)
+    if verified:
+        await ReconcileService(node).check(partnership, verified)
+    logs = node.logs(partnership)
+    if not dry_run:
+        for lo in range(0, len(verified), BATCH):
+            last = lo + BATCH >= len(verified)
+            await append_verified(node, partnership, verified[lo : lo + BATCH], checkpoint=last)
+            if progress is not None:
+                progress("appending", min(len(verified), lo + BATCH), len(verified))
+    size = (await node.store.tree_head(logs.own)).size
+    return ImportResult(partnership, rows, len(verified), count, size, dry_run)
+
+
+def _refusal(problems: list[CellProblem], rows: int) -> InvalidRowsError:
+    bad = len({(p.file, p.sheet, p.row) for p in problems})
+    listed = "" if len(problems) <= MAX_LISTED else f" (the first {MAX_LISTED:,} listed)"
+    return InvalidRowsError(
+        f"{len(problems):,} problem(s){listed} in {bad:,} row(s) or header(s) of {rows:,}; "
+        "nothing was stored",
+        problems[:MAX_LISTED],
+    )
