@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.cli import main
-from jcm_sync.cli.common import MAX_INPUT
+from jcm_sync.local import spreadsheets
 from jcm_sync.local.lock import LOCK_NAME
 from jcm_sync.services.sample import Network, free_port, provision
 
@@ -83,17 +83,30 @@ def test_import_of_deeply_nested_json_is_refused(
         path = tmp_path / f"{name}.json"
         path.write_bytes(data)
         code, _, err = run(capsys, "import", "--config", net.configs["ID"], path)
-        assert_one_line_refusal(code, err, message)
+        if name == "array":  # the file cannot be read at all: one line
+            assert_one_line_refusal(code, err, message)
+            continue
+        # a bad record is a problem of its line, listed before the refusal (ADR 0023)
+        assert code == 1, err
+        assert "Traceback" not in err, err
+        lines = err.splitlines()
+        assert lines[0].startswith(f"{path}:1 ")
+        assert message in lines[0]
+        assert lines[1].startswith("refused: 1 problem(s)")
 
 
 def test_import_of_huge_json_is_refused(
-    net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    net: Network,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A file over the input limit is refused by size before it is parsed."""
+    """A .json file over its documented limit is refused by size before it is parsed."""
+    monkeypatch.setattr(spreadsheets, "MAX_JSON_FILE", 4096)
     path = tmp_path / "huge.json"
-    path.write_bytes(b"[" + b"1," * (MAX_INPUT // 2) + b"1]")
+    path.write_bytes(b"[" + b"1," * 4096 + b"1]")
     code, _, err = run(capsys, "import", "--config", net.configs["ID"], path)
-    assert_one_line_refusal(code, err, f"larger than {MAX_INPUT} bytes", str(path))
+    assert_one_line_refusal(code, err, "may hold at most 4096 bytes", str(path))
 
 
 def test_output_into_a_missing_folder_is_one_line(
