@@ -31,8 +31,8 @@ from jcm_sync.core.tabular import (
     PART_FORMS,
     Column,
     Row,
-    cell_text,
     columns,
+    display,
     is_empty,
     record_to_row,
     shape_of,
@@ -146,7 +146,7 @@ def example_row(kind: str) -> Row:
 
 def is_template_row(kind: str, row: Mapping[str, object]) -> bool:
     """Rule 3: True for a template's description or example row."""
-    cells = {k: "" if is_empty(v) else cell_text(v) for k, v in row.items()}
+    cells = {k: "" if is_empty(v) else display(v) for k, v in row.items()}
     for model in (describe(kind), example_row(kind)):
         want = {k: "" if v is None else str(v) for k, v in model.items()}
         if any(want.values()) and all(cells.get(k, "") == v for k, v in want.items()):

@@ -336,7 +336,8 @@ def cell_text(value: object) -> str:
 _WHOLE = re.compile(r"^[0-9]{1,3}(,[0-9]{3})+$|^[0-9]+$")
 
 
-def _shown(value: object) -> str:
+def display(value: object) -> str:
+    """A cell's value as a problem shows it (never raises)."""
     return "" if value is None else str(value) if isinstance(value, bool) else cell_text(value)
 
 
@@ -352,9 +353,9 @@ def _check_cell(col: Column, out: Any, value: object, problems: list[CellProblem
     except msgspec.ValidationError as exc:
         reason = _PATH.sub("", str(exc))
         if col.shape == "choice":
-            shown = _shown(value)
+            shown = display(value)
             reason = f"not one of {', '.join(col.choices)}{did_you_mean(shown, col.choices)}"
-        problems.append(CellProblem(col.name, _shown(value), reason))
+        problems.append(CellProblem(col.name, display(value), reason))
 
 
 def _convert_cell(col: Column, value: object) -> Any:
@@ -434,9 +435,9 @@ def row_to_record(
     cols = columns(kind)
     problems = unknown_columns(kind, row)
     tag = row.get("kind")
-    if not is_empty(tag) and cell_text(tag) != kind:
+    if not is_empty(tag) and display(tag) != kind:
         problems.append(
-            CellProblem("kind", cell_text(tag), f"a {cell_text(tag)} row among {kind} rows")
+            CellProblem("kind", display(tag), f"a {display(tag)} row among {kind} rows")
         )
     obj: dict[str, Any] = {"kind": kind}
     converted: list[tuple[Column, Any, object]] = []
@@ -451,7 +452,7 @@ def row_to_record(
         try:
             out = _convert_cell(col, value)
         except ValueError as exc:
-            problems.append(CellProblem(col.name, _shown(value), str(exc)))
+            problems.append(CellProblem(col.name, display(value), str(exc)))
             continue
         converted.append((col, out, value))
         _set(obj, col.path, out)
@@ -473,7 +474,7 @@ def row_to_record(
         column = near[0] if len(near) == 1 else where or "record"
         value = row.get(column) if column in row else ""
         reason = text[: m.start()] if m else text
-        problems.append(CellProblem(column, _shown(value), reason))
+        problems.append(CellProblem(column, display(value), reason))
     raise InvalidRowsError(f"invalid {kind} row", problems)
 
 
@@ -481,7 +482,7 @@ def unknown_members(obj: object) -> list[CellProblem]:
     """Rule 3 for an authored JSON record: each member its kind (or part) does not have,
     at any depth, with the closest known name; an unknown ``kind`` too."""
     if not isinstance(obj, dict):
-        return [CellProblem("record", cell_text(obj)[:60], "a record is a JSON object")]
+        return [CellProblem("record", str(obj)[:60], "a record is a JSON object")]
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in rec.RECORD_TYPES:
         shown = "" if kind is None else str(kind)

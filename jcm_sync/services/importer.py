@@ -11,7 +11,7 @@ Rules:
 1. **Strict authoring.** Rows become records by ``core.tabular`` (unknown columns
    refused with a suggestion); a JSON record is refused for any member its kind does
    not have, at any depth (``tabular.unknown_members``), then decoded and validated.
-   A signed envelope in a JSON input is taken as it is. An empty ``created`` is the
+   A signed envelope in a JSON input is stored as it is. An empty ``created`` is the
    import's time. A record of another partnership, or authored by another node, is a
    problem of its row.
 2. **Every problem at once, nothing stored unless none.** Every row is converted and
@@ -24,8 +24,8 @@ Rules:
    ``supersedes``); it is skipped and counted. A record whose key is held with other
    content is refused, naming the held version's record id, unless its ``supersedes``
    names that latest version. The same key twice in one import with different content
-   is refused; the same content twice counts once. An envelope already in the log by
-   record id is held.
+   is refused; the same content twice counts once. Envelopes are judged by the
+   record inside them the same way (and one already in the log is held).
 4. **Streaming and batches.** Rows are read one at a time and kept as records (about
    1 KB each); signed records are appended in batches of ``BATCH`` through
    ``own_log.append_verified`` (the quarantine check and the append), with one
@@ -112,6 +112,15 @@ def _from_json(data: bytes, created: datetime) -> Record | list[CellProblem]:
         return [CellProblem(where, "" if value is None else str(value)[:200], exc.message)]
 
 
+def _peek(envelope: bytes) -> Record | None:
+    """The record inside a signed envelope, unverified (only to classify it, rule 3); None
+    if it does not open (the verification, which refuses it, says why)."""
+    try:
+        return decode_record(open_envelope(envelope).payload)
+    except (JcmSyncError, RecursionError):
+        return None
+
+
 def convert(
     node_id: str, partnership: str, sources: Iterable[SourceRow | CellProblem], created: datetime
 ) -> tuple[list[_Item], list[CellProblem]]:
@@ -123,7 +132,7 @@ def convert(
             problems.append(src)
             continue
         if src.data is not None and b'"payloadType"' in src.data:
-            items.append(_Item(src, envelope=src.data))
+            items.append(_Item(src, record=_peek(src.data), envelope=src.data))
             continue
         if src.cells is not None:
             try:
@@ -183,14 +192,13 @@ def classify(items: list[_Item], held: _Held) -> tuple[list[_Item], int, list[Ce
     problems: list[CellProblem] = []
     seen: dict[tuple[str, tuple[str, ...]], tuple[bytes, SourceRow]] = {}
     for item in items:
-        if item.envelope is not None:
-            if record_id(item.envelope) in held.ids:
-                count += 1
-            else:
-                new.append(item)
+        if item.envelope is not None and record_id(item.envelope) in held.ids:
+            count += 1
             continue
         record = item.record
-        assert record is not None
+        if record is None:  # an envelope that does not open: its verification says why
+            new.append(item)
+            continue
         key = (record.kind, record.key())
         content = _content(record)
         if content in held.contents.get(key, ()):
