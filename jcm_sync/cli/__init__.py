@@ -21,11 +21,22 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from jcm_sync import __version__
-from jcm_sync.cli import conformance, imports, keys, log, node, reconcile, record, trust
+from jcm_sync.cli import (
+    conformance,
+    export,
+    imports,
+    keys,
+    log,
+    node,
+    reconcile,
+    record,
+    report,
+    trust,
+)
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
 from jcm_sync.errors import JcmSyncError
 
-GROUPS = [keys, trust, record, log, node, imports, reconcile, conformance]
+GROUPS = [keys, trust, record, log, node, imports, reconcile, conformance, export, report]
 
 
 def build_parser() -> argparse.ArgumentParser:
