@@ -30,6 +30,7 @@ PLAN: dict[str, list[str]] = {
     "anti_entropy": ["--sizes", "1000,100000"],
     "fanout": [],
     "reconcile": [],
+    "import_xlsx": ["--n", "100000"],
 }
 
 
