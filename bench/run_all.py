@@ -31,6 +31,7 @@ PLAN: dict[str, list[str]] = {
     "fanout": [],
     "reconcile": [],
     "import_xlsx": ["--n", "100000"],
+    "export_xlsx": ["--n", "100000", "--rounds", "1"],
 }
 
 

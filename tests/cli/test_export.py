@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -102,3 +103,42 @@ def test_refusals_are_one_line_and_write_nothing(
 
 def test_format_is_required(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "export", "--config", seeded.config("JP"))[0] == 2
+
+
+# --- export, then import into an empty node ------------------------------------------------
+
+
+def _canonical(record: Any) -> str:
+    return json.dumps(record, sort_keys=True)
+
+
+def _records(lines: str) -> list[Any]:
+    return [json.loads(line)["record"] for line in lines.splitlines()]
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "csv"])
+def test_export_then_import_into_an_empty_node_gives_the_same_records(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str
+) -> None:
+    """Japan's log exported (the partner's left out: a node signs only its own records),
+    imported into a new node with Japan's keys and an empty store: that node's log holds
+    the same records (grouped by kind now: the file holds a sheet per kind)."""
+    cfg = seeded.config("JP")
+    out = tmp_path / f"jp.{fmt}"
+    code, _, err = run(capsys, "export", "--config", cfg, "--format", fmt, "--at", "ID=0",
+                       "--out", out)  # fmt: skip
+    assert code == 0, err
+    empty = cfg.parent.parent / "jp-empty"
+    empty.mkdir()
+    (empty / "config.toml").write_text(cfg.read_text())
+    files = sorted(out.glob("*.csv")) if fmt == "csv" else [out]
+    code, _, err = run(capsys, "import", "--config", empty / "config.toml", *files)
+    assert code == 0, err
+    exports = []
+    for config in (cfg, empty / "config.toml"):
+        code, text, err = run(capsys, "export", "--config", config, "--format", "jsonl",
+                              "--at", "ID=0", "--out", "-")  # fmt: skip
+        assert code == 0, err
+        exports.append(_records(text))
+    assert len(exports[0]) == len(seeded.logs["JP"])
+    assert sorted(map(_canonical, exports[1])) == sorted(map(_canonical, exports[0]))
