@@ -8,10 +8,11 @@ Rules:
 
 1. **The format** is the file's extension (``.xlsx``, ``.csv``, ``.jsonl``, ``.json``)
    unless ``--format`` names it (``format_of``).
-2. **Streaming.** XLSX is read with openpyxl's read-only mode and CSV with the csv
-   module, a row at a time; JSON lines a line at a time. Only a ``.json`` file (one
-   document or an array) is read whole, up to ``MAX_JSON_FILE``; a JSON line may be at
-   most ``MAX_LINE`` bytes. There is no limit on the number of rows.
+2. **Streaming.** XLSX is read with ``xlsx_reader`` (expat; openpyxl writes templates
+   and reports) and CSV with the csv module, a row at a time; JSON lines a line at a
+   time. Only a ``.json`` file (one document or an array) is read whole, up to
+   ``MAX_JSON_FILE``; a JSON line may be at most ``MAX_LINE`` bytes. There is no limit
+   on the number of rows.
 3. **Kinds.** An XLSX sheet is named after its kind. A CSV file's kind is ``--kind``,
    else a ``kind`` column, else its name (``issuance.csv``, ``jp-id_transaction.csv``).
    A sheet named after no kind is a problem, with the closest kind suggested.
@@ -29,7 +30,6 @@ Rules:
 from __future__ import annotations
 
 import csv
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -46,6 +46,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from jcm_sync.core import sheet_template, tabular
 from jcm_sync.core.records import KINDS
 from jcm_sync.errors import BadDataError, CellProblem, NotFoundError
+from jcm_sync.local import xlsx_reader
 
 FORMATS: Final = ("xlsx", "csv", "jsonl", "json")
 MAX_JSON_FILE: Final = 256 * 1024 * 1024
@@ -103,19 +104,20 @@ def _value(v: object) -> object:
 
 
 def _rows(
-    file: str, sheet: str, kind: str, rows: Iterator[Sequence[object]]
+    file: str, sheet: str, kind: str, rows: Iterator[tuple[int, Sequence[object]]]
 ) -> Iterator[SourceRow | CellProblem]:
     """The header and data rows of one sheet or CSV file (rule 4)."""
-    header = next(rows, None)
-    if header is None:
+    first = next(rows, None)
+    if first is None:
         return
+    at, header = first
     names = ["" if h is None else str(h).strip() for h in header]
     for p in tabular.unknown_columns(kind, [n for n in names if n]):
-        yield CellProblem(p.column, p.value, p.reason, file, sheet, 1)
+        yield CellProblem(p.column, p.value, p.reason, file, sheet, at)
     known = set(tabular.headers(kind))
     keep = [(i, n) for i, n in enumerate(names) if n in known or n == "kind"]
     unnamed = [i for i, n in enumerate(names) if not n]
-    for number, values in enumerate(rows, 2):
+    for number, values in rows:
         if not any(v is not None and v != "" for v in values):
             continue
         for i in unnamed:
@@ -123,30 +125,33 @@ def _rows(
                 where = get_column_letter(i + 1)
                 yield CellProblem(where, str(values[i]), "a value in a column without a header",
                                   file, sheet, number)  # fmt: skip
-        cells = {n: _value(values[i]) if i < len(values) else None for i, n in keep}
-        if number <= 3 and sheet_template.is_template_row(kind, cells):
+        n = len(values)
+        cells = {name: _value(values[i]) if i < n else None for i, name in keep}
+        if number <= at + 2 and sheet_template.is_template_row(kind, cells):
             continue
         yield SourceRow(file, sheet, number, kind, cells=cells)
 
 
 def _read_xlsx(path: Path) -> Iterator[SourceRow | CellProblem]:
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise BadDataError(f"not an XLSX workbook ({exc})", where=str(path)) from exc
+        book = xlsx_reader.Workbook(str(path))
+    except ValueError as exc:
+        raise BadDataError(str(exc), where=str(path)) from None
     try:
-        for ws in wb.worksheets:
-            title = ws.title.strip()
-            if title == PROBLEMS_SHEET:
+        for title, part in book.sheets:
+            if title.strip() == PROBLEMS_SHEET:
                 continue  # a report's own sheet, when a report is imported after fixing
-            if title not in KINDS:
-                hint = tabular.did_you_mean(title, KINDS)
+            if title.strip() not in KINDS:
+                hint = tabular.did_you_mean(title.strip(), KINDS)
                 yield CellProblem("", title, f"sheet `{title}` is not a record kind{hint}",
                                   str(path), title, 0)  # fmt: skip
                 continue
-            yield from _rows(str(path), title, title, ws.iter_rows(values_only=True))
+            try:
+                yield from _rows(str(path), title, title.strip(), book.rows(part))
+            except ValueError as exc:
+                raise BadDataError(str(exc), where=f"{path}:{title}") from None
     finally:
-        wb.close()
+        book.close()
 
 
 def kind_of_name(path: Path) -> str | None:
@@ -168,7 +173,7 @@ def _read_csv(path: Path, kind: str | None) -> Iterator[SourceRow | CellProblem]
             if kind is None:
                 yield from _csv_by_kind_column(path, names, reader)
                 return
-            yield from _rows(str(path), "", kind, _chain(header, reader))
+            yield from _rows(str(path), "", kind, enumerate(_chain(header, reader), 1))
     except UnicodeDecodeError as exc:
         raise BadDataError(
             f"not UTF-8 text (byte {exc.start}); save the CSV as UTF-8", where=str(path)
