@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("record", help="sign and verify records")
+    p = sub.add_parser("record", help="sign, verify and show records")
     rs = p.add_subparsers(dest="record_cmd", required=True, metavar="COMMAND")
 
     s = rs.add_parser(
