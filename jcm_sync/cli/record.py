@@ -188,12 +188,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         c.print(f"log           {rec.log.node} ({where}) {rec.log.origin}, index {rec.index}")
         c.print(f"appended at   {rec.appended_at.isoformat()}")
         c.print(f"payload type  {rec.payload_type}")
-        t = Table("signed by node", "key id", "roles", title="signatures")
+        c.print("signatures")
         for s in rec.signers:
-            t.add_row(s.node or "(not in the current trust root)", s.keyid, ", ".join(s.roles))
+            c.print(f"  {s.node or '(a key not in the current trust root)'}  key {s.keyid}")
+            if s.roles:
+                c.print(f"      roles: {', '.join(s.roles)}")
         for e in rec.endorsements:
-            t.add_row(e.author, f"endorsement {e.record_id[:16]} ({e.log.node} #{e.index})", "")
-        c.print(t)
+            c.print(f"  {e.author}  endorsement {e.record_id} ({e.log.node} #{e.index})")
         if rec.required:
             if rec.missing:
                 c.print("[yellow]not effective[/]: missing the signature or endorsement of "
