@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from openpyxl import load_workbook
 
 from jcm_sync.core.records import KINDS
+from jcm_sync.services.sample import provision
 from tests.cli.conftest import run
 from tests.services.seeded import Seeded, seed
 
@@ -142,3 +144,17 @@ def test_export_then_import_into_an_empty_node_gives_the_same_records(
         exports.append(_records(text))
     assert len(exports[0]) == len(seeded.logs["JP"])
     assert sorted(map(_canonical, exports[1])) == sorted(map(_canonical, exports[0]))
+
+
+def test_a_hub_of_several_partnerships_needs_partnership(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = provision(tmp_path / "net", ["ID", "MN"], hub_port=0, now=datetime.now(UTC))
+    argv = ["export", "--config", net.configs["JP"], "--format", "csv", "--out", tmp_path / "x"]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert "serves several partnerships: give --partnership" in err
+    code, out, err = run(capsys, *argv, "--partnership", "JP-MN", "--json")
+    assert code == 0, err
+    assert json.loads(out)["records"] == 0  # nothing synced yet: every sheet a header only
+    assert sorted(p.stem for p in (tmp_path / "x").iterdir()) == sorted(KINDS)
