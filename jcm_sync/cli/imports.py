@@ -123,17 +123,13 @@ def _summary(r: ImportResult) -> str:
 async def _import(
     cfg: object, pid: str, args: argparse.Namespace, inputs: list[tuple[Path, str]]
 ) -> ImportResult:
-    from itertools import chain
-
     from jcm_sync.local.config import Config
-    from jcm_sync.local.spreadsheets import read_source
-    from jcm_sync.services.importer import import_rows
+    from jcm_sync.services.importer import import_files
     from jcm_sync.services.node import open_node
 
     assert isinstance(cfg, Config)
     node = await open_node(cfg)
     try:
-        sources = chain.from_iterable(read_source(p, fmt, args.kind) for p, fmt in inputs)
-        return await import_rows(node, pid, sources, dry_run=args.dry_run)
+        return await import_files(node, pid, inputs, kind=args.kind, dry_run=args.dry_run)
     finally:
         await node.close()

@@ -18,7 +18,8 @@ from jcm_sync.core.records import Record
 from jcm_sync.errors import BadDataError, CellProblem, InvalidRowsError
 from jcm_sync.local.config import load_config
 from jcm_sync.local.spreadsheets import SourceRow, read_source
-from jcm_sync.services.importer import ImportResult, import_rows
+from jcm_sync.services import importer
+from jcm_sync.services.importer import ImportResult, import_files, import_rows
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import Network, provision
 from tests.core.reconcile import builders
@@ -197,3 +198,40 @@ def test_an_empty_input_is_refused(net: Network, tmp_path: Path) -> None:
     (tmp_path / "none.jsonl").write_bytes(b"\n")
     with pytest.raises(BadDataError, match="no rows or records"):
         run(net, read_source(tmp_path / "none.jsonl"))
+
+
+def files(net: Network, inputs: list[tuple[Path, str]], **kw: bool) -> ImportResult:
+    async def go() -> ImportResult:
+        node = await open_node(load_config(net.configs["ID"], env={}))
+        try:
+            return await import_files(node, PID, inputs, **kw)
+        finally:
+            await node.close()
+
+    return asyncio.run(go())
+
+
+def test_a_second_process_reads_large_inputs_with_the_same_outcome(
+    net: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 6, forced for small files: the same counts, the same problems, by row."""
+    monkeypatch.setattr(importer, "PARALLEL_BYTES", 0)
+    records = indonesia()
+    path = workbook(tmp_path / "id.xlsx", records)
+    bad = workbook(tmp_path / "bad.xlsx", records)
+    wb = openpyxl.load_workbook(bad)
+    names = [c.value for c in wb["transaction"][1]]
+    wb["transaction"].cell(3, names.index("amount") + 1).value = "many"
+    wb.save(bad)
+    with pytest.raises(InvalidRowsError) as info:
+        files(net, [(bad, "xlsx")])
+    assert [(p.sheet, p.row, p.column) for p in info.value.problems] == [
+        ("transaction", 3, "amount")
+    ]
+    assert own_size(net) == 0
+    first = files(net, [(path, "xlsx")])
+    assert (first.new, first.held) == (len(records), 0)
+    assert files(net, [(path, "xlsx")]).held == len(records)
+    (tmp_path / "no.xlsx").write_bytes(b"no workbook")
+    with pytest.raises(BadDataError, match="not an XLSX workbook"):
+        files(net, [(tmp_path / "no.xlsx", "xlsx")])
