@@ -42,7 +42,7 @@ def test_the_parser_offers_every_command_group() -> None:
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(sub.choices) == {
         "key", "trust", "record", "log", "registry", "agent", "sync", "status", "import",
-        "alarm", "reconcile", "conformance", "demo", "template", "endorse",
+        "alarm", "reconcile", "conformance", "demo", "template", "export", "endorse", "report",
     }  # fmt: skip
     for name in ("sync", "status", "import", "demo"):
         assert callable(parser.parse_args([name, *ARGS[name]]).func)
