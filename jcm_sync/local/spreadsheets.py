@@ -371,13 +371,14 @@ def write_report(
             src = openpyxl.load_workbook(path, read_only=True, data_only=True)
             try:
                 for ws in src.worksheets:
-                    _copy(wb, ws.title, ws.iter_rows(values_only=True),
-                          by_place.get((str(path), ws.title), []))  # fmt: skip
+                    rows = enumerate(ws.iter_rows(values_only=True), ws.min_row or 1)
+                    _copy(wb, ws.title, rows, by_place.get((str(path), ws.title), []))
             finally:
                 src.close()
         elif fmt == "csv":
             with path.open(encoding="utf-8-sig", newline="", errors="replace") as f:
-                _copy(wb, path.stem, csv.reader(f), by_place.get((str(path), ""), []))
+                title = kind_of_name(path) or path.stem  # a fixed copy imports again
+                _copy(wb, title, enumerate(csv.reader(f), 1), by_place.get((str(path), ""), []))
     ws = wb.create_sheet(PROBLEMS_SHEET)
     ws.append(["file", "sheet", "row", "column", "value", "reason"])
     for cell in ws[1]:
@@ -395,8 +396,10 @@ def _copy(wb: openpyxl.Workbook, title: str, rows: Any, problems: Sequence[CellP
         name = f"{title[:28]}~{n}"
     ws = wb.create_sheet(name)
     header: list[str] = []
-    for values in rows:
-        ws.append(list(values))
+    for number, values in rows:  # at the input's own row numbers, so problems line up
+        for col, v in enumerate(values, 1):
+            if v is not None and v != "":
+                ws.cell(number, col).value = v
         if not header:
             header = ["" if v is None else str(v).strip() for v in values]
     for p in problems:

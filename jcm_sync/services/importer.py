@@ -11,7 +11,8 @@ Rules:
 1. **Strict authoring.** Rows become records by ``core.tabular`` (unknown columns
    refused with a suggestion); a JSON record is refused for any member its kind does
    not have, at any depth (``tabular.unknown_members``), then decoded and validated.
-   A signed envelope in a JSON input is stored as it is. An empty ``created`` is the
+   A signed envelope in a JSON input is stored as it is; a line of a JSON-lines export
+   is read as the record it holds. An empty ``created`` is the
    import's time. A record of another partnership, or authored by another node, is a
    problem of its row.
 2. **Every problem at once, nothing stored unless none.** Every row is converted and
@@ -68,6 +69,7 @@ from jcm_sync.services.own_log import append_verified, verify_documents
 from jcm_sync.services.reconciliation import ReconcileService
 
 BATCH: Final = 5000
+_EXPORTED: Final = frozenset({*tabular.EXPORT_COLUMNS, "kind", "record"})
 PARALLEL_BYTES: Final = 1024 * 1024
 """Inputs at least this large are read by a second process (rule 6)."""
 MAX_LISTED: Final = 10_000
@@ -112,6 +114,10 @@ def _from_json(data: bytes, created: datetime) -> Record | list[CellProblem]:
         return [CellProblem("record", data[:60].decode("utf-8", "replace"), f"not JSON: {exc}")]
     except RecursionError:  # msgspec's nesting limit; its traceback says nothing more
         return [CellProblem("record", "", "JSON is nested too deeply to be a record")]
+    if isinstance(obj, dict) and isinstance(obj.get("record"), dict) and set(obj) <= _EXPORTED:
+        # a line of `jcm-sync export --format jsonl`: the record, and what export adds
+        obj = {"kind": obj.get("kind"), **obj["record"]}
+        data = msgspec.json.encode(obj)
     problems = tabular.unknown_members(obj)
     if problems:
         return problems

@@ -185,3 +185,15 @@ def test_the_report_highlights_and_comments_each_bad_cell(tmp_path: Path) -> Non
     listed = list(wb[sheets.PROBLEMS_SHEET].values)
     assert listed[0] == ("file", "sheet", "row", "column", "value", "reason")
     assert len(listed) == 4
+
+
+def test_the_report_of_a_csv_keeps_row_numbers_and_names_the_sheet_by_kind(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "jp-id_transaction.csv"
+    src.write_text("partnership,amount\n\nJP-ID,x\n", "utf-8")
+    problem = CellProblem("amount", "x", "not a whole number", str(src), "", 3)
+    sheets.write_report(tmp_path / "r.xlsx", [(src, "csv")], [problem])
+    ws = openpyxl.load_workbook(tmp_path / "r.xlsx")["transaction"]
+    assert ws.cell(3, 2).value == "x"
+    assert ws.cell(3, 2).comment.text == "not a whole number"

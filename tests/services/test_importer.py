@@ -235,3 +235,17 @@ def test_a_second_process_reads_large_inputs_with_the_same_outcome(
     (tmp_path / "no.xlsx").write_bytes(b"no workbook")
     with pytest.raises(BadDataError, match="not an XLSX workbook"):
         files(net, [(tmp_path / "no.xlsx", "xlsx")])
+
+
+def test_a_json_lines_export_imports_as_its_records(net: Network, tmp_path: Path) -> None:
+    """The export's line (record id, log, index, signers, kind, record) is its record."""
+    records = indonesia()
+    lines = [
+        msgspec.json.encode({"record_id": "ab" * 32, "log": "ID", "log_index": n,
+                             "signers": ["ID"], "kind": r.kind, "record": msgspec.to_builtins(r)})
+        for n, r in enumerate(records)
+    ]  # fmt: skip
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert run(net, read_source(path)).new == len(records)
+    assert run(net, read_source(workbook(tmp_path / "same.xlsx", records))).held == len(records)
