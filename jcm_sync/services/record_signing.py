@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
+
+from jcm_sync.core import tabular
 from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, sign_record
-from jcm_sync.core.records import decode_record
+from jcm_sync.core.records import Record, decode_record
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record, with_endorsements
-from jcm_sync.errors import BadDataError
+from jcm_sync.errors import BadDataError, RecordError
 
 
 def is_envelope(data: bytes) -> bool:
@@ -39,8 +42,21 @@ def sign_document(data: bytes, key: PrivateKey, root: TrustRoot, now: datetime) 
         open_envelope(data)
         envelope = add_signature(data, key)
     else:
-        envelope = sign_record(decode_record(data), [key])
+        envelope = sign_record(decode_authored(data), [key])
     return verify_record(root, envelope, now)
+
+
+def decode_authored(data: bytes) -> Record:
+    """A record written by hand, decoded strictly (``core.tabular`` rule 3): a member its
+    kind does not have is refused, naming the closest known one, where a record received
+    from a peer would only drop it (schema evolution)."""
+    record = decode_record(data)  # a malformed or invalid record is refused first
+    problems = tabular.unknown_members(msgspec.json.decode(data))
+    if problems:
+        raise RecordError(
+            "; ".join(f"{p.column}: {p.reason}" for p in problems), where=problems[0].column
+        )
+    return record
 
 
 def verify_endorsed(

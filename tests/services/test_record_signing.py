@@ -60,3 +60,27 @@ def test_only_endorsement_records_count_as_endorsements(net: Network) -> None:
     assert (v.effective, v.endorsed_by) == (True, ("JP",))
     with pytest.raises(BadDataError, match="issuance_decision record given as an endorsement"):
         verify_endorsed(root, one.raw, [one.raw], NOW)
+
+
+def test_a_hand_written_record_with_a_misspelt_field_is_refused_with_the_right_name(
+    net: Network,
+) -> None:
+    """Authoring is strict (issue 12): ``purpse`` is not silently dropped from a record
+    signed by hand; the refusal names the field and suggests ``purpose``. The same record
+    spelt right is signed."""
+    import json
+
+    from jcm_sync.errors import RecordError
+
+    root = verify_chain([net.roots["JP-ID"].read_bytes()], NOW).root
+    doc = json.loads(encode_record(first_issuance_decision(NOW)))
+    doc["decided_onn"] = doc["decided_on"]
+    with pytest.raises(RecordError) as err:
+        sign_document(json.dumps(doc).encode(), net.keys["ID"], root, NOW)
+    assert "decided_onn" in str(err.value)
+    assert "did you mean" in str(err.value)
+    assert "decided_on" in str(err.value).replace("decided_onn", "")
+    del doc["decided_onn"]
+    assert sign_document(json.dumps(doc).encode(), net.keys["ID"], root, NOW).kind == (
+        "issuance_decision"
+    )
