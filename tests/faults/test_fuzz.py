@@ -359,9 +359,12 @@ async def fuzz_http(f: Fuzz, requests: int) -> None:
 # --- import ----------------------------------------------------------------------------
 
 
-def import_base(f_net: Network, rng: random.Random) -> list[bytes]:
-    """Lines a registry might export: records as JSON, or signed envelopes."""
-    recs = partnership_records("MN", f_net.keys, projects=3, seed=rng.randrange(10**6))
+def import_base(f_net: Network, rng: random.Random, seed: int) -> list[bytes]:
+    """Lines a registry might export: the records of ``seed``'s partnership, each as JSON
+    or as its signed envelope. One seed per run: a file left unmutated holds records the
+    node already holds (an idempotent re-import), where another seed's records would be
+    changed versions of them (refused without ``supersedes``)."""
+    recs = partnership_records("MN", f_net.keys, projects=3, seed=seed)
     out = []
     for raw in recs.by_node["MN"][:12]:
         out.append(raw if rng.random() < 0.4 else open_envelope(raw).payload)
@@ -399,14 +402,18 @@ def fuzz_import(tmp_path: Path, capsys: pytest.CaptureFixture[str], imports: int
     problems: list[str] = []
     started = time.monotonic()
     path = tmp_path / "records.jsonl"
+    base_seed = rng.randrange(10**6)
     assert main(["import", "--config", str(net.configs["MN"]), "--partnership", "JP-MN",
-                 _write(path, import_base(net, rng), as_array=False)]) == 0  # fmt: skip
+                 _write(path, import_base(net, rng, base_seed), as_array=False)]) == 0  # fmt: skip
     capsys.readouterr()
     before = asyncio.run(held())
     for i in range(imports):
-        lines = import_base(net, rng)
+        lines = import_base(net, rng, base_seed)
         as_array = rng.random() < 0.3
-        if rng.random() < 0.5:  # one record mutated structurally, the file kept whole
+        draw = rng.random()
+        if draw < 0.1:  # unmutated: every record already held, accepted, nothing added
+            data = _join(lines, as_array)
+        elif draw < 0.55:  # one record mutated structurally, the file kept whole
             k = rng.randrange(len(lines))
             lines[k] = m.encode(m.value(msgspec.json.decode(lines[k])))
             data = _join(lines, as_array)
@@ -419,6 +426,8 @@ def fuzz_import(tmp_path: Path, capsys: pytest.CaptureFixture[str], imports: int
         exits[code] += 1
         after = asyncio.run(held())
         if code == 0:
+            if draw < 0.1 and after != before:
+                problems.append(f"#{i}: a re-import of held records changed the log")
             before = after
             continue
         # a line per problem of a row (file:row ...; ADR 0023), then one refusal line and
@@ -435,6 +444,7 @@ def fuzz_import(tmp_path: Path, capsys: pytest.CaptureFixture[str], imports: int
                 f"exits {dict(exits)}, problems {len(problems)}")  # fmt: skip
     assert not problems, f"seed {seed}: {problems[:5]}"
     assert exits[1] > imports // 2  # mostly refused: the mutations bite
+    assert exits[0] >= imports // 20  # the unmutated re-imports are accepted
 
 
 def _join(lines: list[bytes], as_array: bool) -> bytes:
