@@ -51,7 +51,8 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   ├── GapError                    a push that does not start at the hub's size
     │   └── QuarantineError             a record touching units under discrepancy
     ├── NotFoundError                   asked for something that does not exist
-    │   └── NotReconciledError          a partnership with no stored reconciliation run
+    │   ├── NotReconciledError          a partnership with no stored reconciliation run
+    │   └── NoOutputFolderError         a file to write into a folder that does not exist
     ├── StoreError                      the store failed or holds corrupt data
     │   └── CorruptStoreError           a stored row does not check out
     ├── TransportError                  the network or the peer failed
@@ -314,6 +315,13 @@ class NotReconciledError(NotFoundError):
         "run `jcm-sync reconcile run --config FILE --partnership P` first; the report "
         "describes the last run"
     )
+
+
+class NoOutputFolderError(NotFoundError):
+    """A report, export or template was to be written into a folder that does not exist."""
+
+    code = "no-output-folder"
+    next_step = "create the folder first, or name a file in a folder that exists"
 
 
 class StoreError(JcmSyncError):

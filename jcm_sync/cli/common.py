@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 from rich.console import Console
 
-from jcm_sync.errors import BadDataError, NotFoundError
+from jcm_sync.errors import BadDataError, NoOutputFolderError
 from jcm_sync.local.keyfiles import read_small_file
 
 EXIT_OK: Final = 0
@@ -89,7 +89,7 @@ def write_output(name: str | Path | None, data: bytes, what: str = "output") -> 
         path.write_bytes(data)
     # each message names the file and the cause; the OSError would repeat them
     except FileNotFoundError:
-        raise NotFoundError(
+        raise NoOutputFolderError(
             f"cannot write the {what}: folder {path.parent} does not exist", where=str(path)
         ) from None
     except IsADirectoryError:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, add_json, emit, stderr
+from jcm_sync.errors import BadDataError
 from jcm_sync.local.config import load_config
 
 
@@ -114,6 +115,12 @@ def cmd_aef(args: argparse.Namespace) -> int:
     asyncio.run(main())
     report = box[0]
     formats = ("xlsx", "csv") if args.format == "both" else (args.format,)
+    try:  # --out names a folder to write into, made when missing
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadDataError(
+            f"cannot make the folder: {exc.strerror or exc}", where=str(args.out)
+        ) from None
     files = write_aef(report, args.out, formats)
     data = {
         "party": report.party,

@@ -38,7 +38,7 @@ from typing import IO, Any, Final, Protocol
 
 import msgspec
 
-from jcm_sync.errors import BadDataError, NotFoundError
+from jcm_sync.errors import BadDataError, NoOutputFolderError
 
 Cell = str | int | None
 
@@ -69,7 +69,7 @@ def _tmp(target: Path) -> Path:
 
 def _os_error(what: str, path: Path, exc: OSError) -> Exception:
     if isinstance(exc, FileNotFoundError):
-        return NotFoundError(
+        return NoOutputFolderError(
             f"cannot write the {what}: folder {path.parent} does not exist", where=str(path)
         )
     return BadDataError(f"cannot write the {what}: {exc.strerror or exc}", where=str(path))
@@ -81,7 +81,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
         err.next_step = "name another --out, or give --force to replace it"
         raise err
     if not target.parent.is_dir():
-        raise NotFoundError(
+        raise NoOutputFolderError(
             f"cannot write the export: folder {target.parent} does not exist", where=str(target)
         )
 

@@ -45,7 +45,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from jcm_sync.core import sheet_template, tabular
 from jcm_sync.core.records import KINDS
-from jcm_sync.errors import BadDataError, CellProblem, NotFoundError
+from jcm_sync.errors import BadDataError, CellProblem, NoOutputFolderError, NotFoundError
 from jcm_sync.local import xlsx_reader
 
 FORMATS: Final = ("xlsx", "csv", "jsonl", "json")
@@ -330,7 +330,7 @@ def _make_folder(path: Path) -> None:
     try:
         path.mkdir(exist_ok=True)
     except FileNotFoundError:
-        raise NotFoundError(f"folder {path.parent} does not exist", where=str(path)) from None
+        raise NoOutputFolderError(f"folder {path.parent} does not exist", where=str(path)) from None
     except OSError as exc:
         raise BadDataError(f"cannot create the folder: {exc.strerror}", where=str(path)) from None
 
@@ -339,7 +339,7 @@ def _open_out(path: Path) -> Any:
     try:
         return path.open("w", encoding="utf-8-sig", newline="")
     except FileNotFoundError:
-        raise NotFoundError(f"folder {path.parent} does not exist", where=str(path)) from None
+        raise NoOutputFolderError(f"folder {path.parent} does not exist", where=str(path)) from None
     except OSError as exc:
         raise BadDataError(f"cannot write: {exc.strerror}", where=str(path)) from None
 
@@ -348,7 +348,9 @@ def _save(wb: openpyxl.Workbook, target: Path) -> None:
     try:
         wb.save(target)
     except FileNotFoundError:
-        raise NotFoundError(f"folder {target.parent} does not exist", where=str(target)) from None
+        raise NoOutputFolderError(
+            f"folder {target.parent} does not exist", where=str(target)
+        ) from None
     except OSError as exc:
         raise BadDataError(f"cannot write: {exc.strerror}", where=str(target)) from None
 

@@ -112,15 +112,21 @@ def test_bad_arguments_are_usage_errors(
     assert list(tmp_path.glob("AEF-*")) == []
 
 
-def test_a_missing_folder_is_one_line(
+def test_a_missing_folder_is_created_and_an_unwritable_one_is_one_line(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, *aef(config, tmp_path / "nope", "--year", 2017,
+    """``--out`` names a folder to write into: made when missing (as conformance --out);
+    a path that cannot be a folder (under a file) is one refusal line, no traceback."""
+    code, _, err = run(capsys, *aef(config, tmp_path / "new" / "aef", "--year", 2017,
+                                    "--approach-id", APPROACH))  # fmt: skip
+    assert code == 0, err
+    assert [p.suffix for p in (tmp_path / "new" / "aef").glob("AEF-*-2017.xlsx")] == [".xlsx"]
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, *aef(config, tmp_path / "file" / "aef", "--year", 2017,
                                     "--approach-id", APPROACH))  # fmt: skip
     assert code == 1
     refusal = [line for line in err.splitlines() if line.startswith("refused:")]
     assert len(refusal) == 1
-    assert "does not exist" in refusal[0]
     assert "Traceback" not in err
 
 
