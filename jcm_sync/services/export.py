@@ -26,6 +26,8 @@ Rules:
 4. **Streaming.** Entries are read from the store ``CHUNK`` at a time, decoded without
    checking their signatures again (``reconcile.inputs`` rule 2: the store verified
    them) and written as they come, on a worker thread; nothing is kept but the counts.
+   The next chunk is read from the store while the worker writes this one, so the
+   store's reads overlap the writing.
 5. **No partial files.** The files are written under a temporary name and renamed into
    place once complete (``local.export_files`` rule 3).
 """
@@ -219,15 +221,28 @@ async def export(
     wanted = frozenset(kinds)
     result = ExportResult(partnership, fmt, str(sink.target), cuts, dict.fromkeys(kinds, 0))
     sink.begin(sheet_headers(kinds))
+    chunks = [(cut, lo) for cut in cuts for lo in range(0, cut.size, CHUNK)]
+
+    def fetch(i: int) -> asyncio.Task[list[Any]] | None:
+        if i >= len(chunks):
+            return None
+        cut, lo = chunks[i]
+        return asyncio.ensure_future(node.store.entries(cut.ref, lo, min(cut.size, lo + CHUNK)))
+
+    # the next chunk is read from the store while this one is written (rule 4)
+    ahead = fetch(0)
     try:
-        for cut in cuts:
-            for lo in range(0, cut.size, CHUNK):
-                entries = await node.store.entries(cut.ref, lo, min(cut.size, lo + CHUNK))
-                envelopes = [e.envelope for e in entries]
-                await asyncio.to_thread(_write_chunk, sink, root, nodes, cut.ref.node, lo,
-                                        envelopes, wanted, result.counts)  # fmt: skip
+        for i, (cut, lo) in enumerate(chunks):
+            assert ahead is not None
+            entries = await ahead
+            ahead = fetch(i + 1)
+            envelopes = [e.envelope for e in entries]
+            await asyncio.to_thread(_write_chunk, sink, root, nodes, cut.ref.node, lo,
+                                    envelopes, wanted, result.counts)  # fmt: skip
         await asyncio.to_thread(sink.commit)
     except BaseException:
+        if ahead is not None:
+            ahead.cancel()
         sink.abort()
         raise
     return result
