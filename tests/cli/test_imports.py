@@ -18,37 +18,19 @@ from jcm_sync.core import tabular
 from jcm_sync.core.records import (
     KINDS,
     Account,
-    Record,
     SerialBlock,
     TransactionRecord,
     encode_record,
 )
 from jcm_sync.services.sample import Network, partnership_records, provision
 from tests.cli.conftest import run
-from tests.core.reconcile import builders
+from tests.sheets import indonesia, workbook
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Network:
     """A hub serving JP-ID and JP-MN, and their agents; nobody listens at the hub's URL."""
     return provision(tmp_path / "net", ["ID", "MN"], hub_port=0, now=datetime.now(UTC))
-
-
-def indonesia() -> list[Record]:
-    ds = builders.build(created=datetime.now(UTC))
-    return [i.record for i in ds.logs["ID"] if i.record is not None]
-
-
-def workbook(path: Path, records: list[Record]) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)  # type: ignore[arg-type]
-    for r in records:
-        if r.kind not in wb.sheetnames:
-            wb.create_sheet(r.kind).append(tabular.headers(r.kind))
-        row = tabular.record_to_row(r)
-        wb[r.kind].append([row[n] for n in tabular.headers(r.kind)])
-    wb.save(path)
-    return path
 
 
 def transfers(n: int, created: datetime) -> list[TransactionRecord]:

@@ -15,22 +15,11 @@ from jcm_sync.errors import BadDataError, CellProblem
 from jcm_sync.local import spreadsheets as sheets
 from jcm_sync.local.spreadsheets import SourceRow
 from tests.core.reconcile.builders import build
+from tests.sheets import workbook
 
 
 def _records() -> list[Record]:
     return [i.record for i in build().logs["ID"] if i.record is not None]
-
-
-def _workbook(path: Path, records: list[Record]) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)  # type: ignore[arg-type]
-    for r in records:
-        if r.kind not in wb.sheetnames:
-            wb.create_sheet(r.kind).append(tabular.headers(r.kind))
-        row = tabular.record_to_row(r)
-        wb[r.kind].append([row[n] for n in tabular.headers(r.kind)])
-    wb.save(path)
-    return path
 
 
 def _rows(path: Path, **kw: str) -> list[SourceRow]:
@@ -41,7 +30,7 @@ def _rows(path: Path, **kw: str) -> list[SourceRow]:
 
 def test_xlsx_rows_become_the_same_records(tmp_path: Path) -> None:
     records = _records()
-    rows = _rows(_workbook(tmp_path / "id.xlsx", records))
+    rows = _rows(workbook(tmp_path / "id.xlsx", records))
     assert len(rows) == len(records)
     got = [tabular.row_to_record(r.kind, dict(r.cells or {})) for r in rows]
     assert sorted(map(repr, got)) == sorted(map(repr, records))
@@ -166,7 +155,7 @@ def test_the_xlsx_template_has_descriptions_examples_and_validation(tmp_path: Pa
 
 
 def test_the_report_highlights_and_comments_each_bad_cell(tmp_path: Path) -> None:
-    src = _workbook(tmp_path / "id.xlsx", _records())
+    src = workbook(tmp_path / "id.xlsx", _records())
     problems = [
         CellProblem("type", "retirment", "not one of ...", str(src), "transaction", 2),
         CellProblem("amount", "x", "not a whole number", str(src), "transaction", 2),

@@ -12,9 +12,7 @@ import msgspec
 import openpyxl
 import pytest
 
-from jcm_sync.core import tabular
 from jcm_sync.core.envelope import sign_record
-from jcm_sync.core.records import Record
 from jcm_sync.errors import BadDataError, CellProblem, InvalidRowsError
 from jcm_sync.local.config import load_config
 from jcm_sync.local.spreadsheets import SourceRow, read_source
@@ -23,6 +21,7 @@ from jcm_sync.services.importer import ImportResult, import_files, import_rows
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import Network, provision
 from tests.core.reconcile import builders
+from tests.sheets import indonesia, workbook
 
 PID = builders.PARTNERSHIP
 
@@ -30,24 +29,6 @@ PID = builders.PARTNERSHIP
 @pytest.fixture
 def net(tmp_path: Path) -> Network:
     return provision(tmp_path / "net", ["ID"], hub_port=0, now=datetime.now(UTC))
-
-
-def indonesia(now: datetime | None = None) -> list[Record]:
-    """Indonesia's own records of the clean partnership (projects to ITMO actions)."""
-    ds = builders.build(created=now or datetime.now(UTC))
-    return [i.record for i in ds.logs["ID"] if i.record is not None]
-
-
-def workbook(path: Path, records: Iterable[Record]) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)  # type: ignore[arg-type]
-    for r in records:
-        if r.kind not in wb.sheetnames:
-            wb.create_sheet(r.kind).append(tabular.headers(r.kind))
-        row = tabular.record_to_row(r)
-        wb[r.kind].append([row[n] for n in tabular.headers(r.kind)])
-    wb.save(path)
-    return path
 
 
 def run(net: Network, sources: Iterable[SourceRow | CellProblem], **kw: bool) -> ImportResult:
