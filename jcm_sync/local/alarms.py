@@ -12,6 +12,7 @@ file, fsync, rename) in ``<data_dir>/alarms/``; an operator clears it deliberate
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -68,13 +69,32 @@ class AlarmBook:
     directory: Path
 
     def _path(self, origin: str) -> Path:
-        return self.directory / (_SLUG.sub("_", origin) + ".json")
+        """The origin made a file name, and a hash of the origin itself: ``x/y`` and
+        ``x_y`` make the same readable part, so without the hash the alarm of one log
+        would hide the other's."""
+        digest = hashlib.sha256(origin.encode("utf-8")).hexdigest()[:12]
+        return self.directory / f"{_SLUG.sub('_', origin)}.{digest}.json"
+
+    def _legacy(self, origin: str) -> Path | None:
+        """The file an alarm raised by an earlier version has, if it is this origin's."""
+        path = self.directory / (_SLUG.sub("_", origin) + ".json")
+        if not path.exists():
+            return None
+        try:
+            alarm = msgspec.json.decode(path.read_bytes(), type=Alarm)
+        except msgspec.MsgspecError as exc:
+            raise CorruptStoreError(f"alarm file is unreadable: {exc}", where=str(path)) from None
+        return path if alarm.origin == origin else None
+
+    def _existing(self, origin: str) -> Path | None:
+        path = self._path(origin)
+        return path if path.exists() else self._legacy(origin)
 
     def raise_alarm(self, alarm: Alarm) -> bool:
         """Record an alarm; the first evidence for a log is kept. True if it is new."""
-        path = self._path(alarm.origin)
-        if path.exists():
+        if self._existing(alarm.origin) is not None:
             return False
+        path = self._path(alarm.origin)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as fh:
@@ -90,8 +110,8 @@ class AlarmBook:
         return True
 
     def get(self, origin: str) -> Alarm | None:
-        path = self._path(origin)
-        if not path.exists():
+        path = self._existing(origin)
+        if path is None:
             return None
         try:
             return msgspec.json.decode(path.read_bytes(), type=Alarm)
@@ -112,8 +132,8 @@ class AlarmBook:
         return found
 
     def clear(self, origin: str) -> bool:
-        path = self._path(origin)
-        if path.exists():
+        path = self._existing(origin)
+        if path is not None:
             path.unlink()
             return True
         return False

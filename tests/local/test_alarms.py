@@ -9,6 +9,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from jcm_sync.errors import CorruptStoreError
@@ -181,3 +182,32 @@ def test_summary_is_json_ready(tmp_path: Path) -> None:
     assert datetime.fromisoformat(summary["raised_at"]) == alarm.raised_at
     assert summary["detail"] == {"index": 3}
     assert new_alarm(ORIGIN, "JP-MN", "MN", "fork").summary()["held_checkpoint"] is None
+
+
+def test_origins_that_slug_alike_keep_their_own_alarms(tmp_path: Path) -> None:
+    """``x/y`` and ``x_y`` make the same readable file name: each log still has its own
+    alarm, with its own evidence, and clearing one leaves the other."""
+    book = AlarmBook(tmp_path / "alarms")
+    assert book.raise_alarm(fork("jcm-sync.example/x/y", held=b"one\n"))
+    assert book.raise_alarm(fork("jcm-sync.example/x_y", held=b"two\n"))
+    assert len(book.active()) == 2
+    one, two = book.get("jcm-sync.example/x/y"), book.get("jcm-sync.example/x_y")
+    assert one is not None
+    assert two is not None
+    assert (one.held_checkpoint, two.held_checkpoint) == (b"one\n", b"two\n")
+    assert book.clear("jcm-sync.example/x/y")
+    assert [a.origin for a in book.active()] == ["jcm-sync.example/x_y"]
+
+
+def test_an_alarm_raised_before_the_hashed_names_is_found_and_cleared(tmp_path: Path) -> None:
+    """A file named by the slug alone (earlier versions) still counts for its origin: it
+    is found, not raised twice, and cleared; a slug-alike origin does not claim it."""
+    book = AlarmBook(tmp_path / "alarms")
+    (tmp_path / "alarms").mkdir()
+    legacy = tmp_path / "alarms" / "jcm-sync.example_JP-MN_MN.json"
+    legacy.write_bytes(msgspec.json.encode(fork(ORIGIN)))
+    assert book.get(ORIGIN) is not None
+    assert not book.raise_alarm(fork(ORIGIN))
+    assert book.get("jcm-sync.example_JP-MN_MN") is None
+    assert book.clear(ORIGIN)
+    assert not legacy.exists()
