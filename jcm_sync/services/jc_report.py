@@ -44,6 +44,7 @@ from jcm_sync.core.reconcile.model import (
     RULES,
     STAGE_ORDER,
     Article6Stage,
+    BalanceRow,
     BlocksStage,
     Discrepancy,
     LogPosition,
@@ -52,8 +53,13 @@ from jcm_sync.core.reconcile.model import (
     RunStatus,
     TotalsStage,
 )
-from jcm_sync.errors import NotReconciledError, StoreError
-from jcm_sync.services.reconciliation import History, RunRecord, read_history, report_path
+from jcm_sync.errors import NotReconciledError
+from jcm_sync.services.reconciliation import (
+    History,
+    RunRecord,
+    read_history,
+    read_report,
+)
 
 STAGE_TITLES: Final[dict[str, str]] = {
     "totals": "Stage 1, totals",
@@ -173,19 +179,6 @@ class StageRow:
 
 
 @dataclass(frozen=True)
-class BalanceRow:
-    registry: str
-    account_type: str
-    issued: int
-    moved_in: int
-    moved_out: int
-    cancelled: int
-    retired: int
-    held: int
-    held_serials: int
-
-
-@dataclass(frozen=True)
 class AuthorizationRow:
     party: str
     authorization_id: str
@@ -269,13 +262,7 @@ class ReportHead(msgspec.Struct):
 
 def read_report_head(data_dir: Path, partnership: str) -> ReportHead | None:
     """The head of the last stored report (None if the partnership never ran)."""
-    path = report_path(data_dir, partnership)
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=ReportHead)
-    except FileNotFoundError:
-        return None
-    except (OSError, msgspec.MsgspecError) as exc:  # the cause is in the message
-        raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
+    return read_report(data_dir, partnership, ReportHead)
 
 
 # --- building the view ------------------------------------------------------------------
@@ -413,20 +400,7 @@ def build_view(
         stages=_stages(report, findings),
         findings=findings,
         pending=tuple(_pending(p) for p in report.pending),
-        balances=tuple(
-            BalanceRow(
-                b.registry,
-                b.account_type,
-                b.issued,
-                b.moved_in,
-                b.moved_out,
-                b.cancelled,
-                b.retired,
-                b.held,
-                b.held_serials,
-            )
-            for b in t.balances
-        ),
+        balances=t.balances,
         authorizations=tuple(
             AuthorizationRow(a.party, a.authorization_id, a.cap, a.first_transferred, a.remaining)
             for a in report.article6.authorizations

@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
@@ -203,10 +203,16 @@ def write_history(data_dir: Path, history: History) -> None:
     _write_atomic(history_path(data_dir, history.partnership), msgspec.json.encode(history))
 
 
-def read_report(data_dir: Path, partnership: str) -> Report | None:
+@overload
+def read_report(data_dir: Path, partnership: str) -> Report | None: ...
+@overload
+def read_report(data_dir: Path, partnership: str, as_type: type[_R]) -> _R | None: ...
+def read_report(data_dir: Path, partnership: str, as_type: type[Any] = Report) -> Any:
+    """The last stored report (None if the partnership never ran), decoded as ``as_type``:
+    a ``Report``, or a struct of some of its fields (the rest are skipped, not built)."""
     path = report_path(data_dir, partnership)
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Report)
+        return msgspec.json.decode(path.read_bytes(), type=as_type)
     except FileNotFoundError:
         return None
     except (OSError, msgspec.MsgspecError) as exc:  # the cause is in the message
