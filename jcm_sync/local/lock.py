@@ -21,6 +21,9 @@ Rules:
    beside a running daemon, and the store's own locking keeps their writes whole.
 4. A data directory that cannot be written is refused here, by name, before the store
    is opened (see ``check_writable``).
+5. ``daemon_holder`` tells ``jcm-sync status`` whether a daemon runs without taking the
+   lock: it looks the file's inode up in ``/proc/locks``; only where that cannot be read
+   does it try a shared lock and let go at once.
 """
 
 from __future__ import annotations
@@ -86,6 +89,48 @@ def read_holder(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _in_proc_locks(path: Path) -> bool | None:
+    """Whether ``/proc/locks`` lists a FLOCK on ``path``'s inode; None if unreadable."""
+    try:
+        st = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields and dev in fields:
+            return True
+    return False
+
+
+def _probe(path: Path) -> bool:
+    """Whether an exclusive lock is held, by asking for a shared one (released at once)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a shared lock taken above
+    return False
+
+
+def daemon_holder(directory: Path) -> dict[str, Any] | None:
+    """Rule 5: what the lock file says of the daemon holding ``directory``'s lock (an
+    empty dict if it says nothing readable), or None when no daemon holds it."""
+    path = directory / LOCK_NAME
+    if not path.exists():
+        return None
+    held = _in_proc_locks(path)
+    if held is None:
+        held = _probe(path)
+    return read_holder(path) if held else None
 
 
 class DaemonLock:

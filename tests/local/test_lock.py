@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.errors import ConfigError, ConflictError, StoreError
-from jcm_sync.local.lock import LOCK_NAME, DaemonLock, check_writable, read_holder
+from jcm_sync.local.lock import (
+    LOCK_NAME,
+    DaemonLock,
+    _probe,
+    check_writable,
+    daemon_holder,
+    read_holder,
+)
 
 # A second process that takes the lock, says so, and holds it until its stdin closes.
 HOLDER = """
@@ -205,3 +212,39 @@ def test_the_lock_times_are_utc_seconds(tmp_path: Path) -> None:
         since = datetime.fromisoformat(read_holder(tmp_path / LOCK_NAME)["since"])
     assert since.utcoffset() == timedelta(0)
     assert since.microsecond == 0
+
+
+# --- the read-only probe (rule 5) ------------------------------------------------------------
+
+
+def test_daemon_holder_names_a_running_holder_and_none_after_it_dies(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    """A live holder is named from its lock file; once killed (the file stays, still naming
+    it) no daemon holds the folder; the probe never took the lock from the holder."""
+    found = daemon_holder(tmp_path)
+    assert found is not None
+    assert found["pid"] == holder.pid
+    with pytest.raises(ConflictError):  # still the holder's
+        DaemonLock(tmp_path, "x").acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    assert read_holder(tmp_path / LOCK_NAME)["pid"] == holder.pid
+    assert daemon_holder(tmp_path) is None
+
+
+def test_daemon_holder_of_a_folder_never_locked_is_none(tmp_path: Path) -> None:
+    assert daemon_holder(tmp_path) is None
+    with DaemonLock(tmp_path, "here"):
+        assert daemon_holder(tmp_path) is not None
+    assert daemon_holder(tmp_path) is None
+
+
+def test_the_fallback_probe_agrees_and_lets_go(tmp_path: Path) -> None:
+    """Without /proc/locks the shared-lock probe says the same and leaves the lock free."""
+    path = tmp_path / LOCK_NAME
+    with DaemonLock(tmp_path, "here"):
+        assert _probe(path)
+    assert not _probe(path)
+    with DaemonLock(tmp_path, "again"):  # the probe left nothing behind
+        pass
