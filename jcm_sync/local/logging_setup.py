@@ -1,19 +1,47 @@
-"""JSON logs for the daemons (structlog over the standard library's logging).
+"""Structured logs for the daemons (structlog over the standard library's logging).
 
-Library code logs through ``logging.getLogger("jcm_sync.…")`` with ``extra=`` fields;
-the daemons call ``configure`` once so every line is one JSON object on stderr
-(timestamp, level, logger, event and the extra fields), ready for a log shipper.
+Why this module exists: an operator's log shipper reads the daemons' stderr, and a
+person reads it on a terminal. Both need the same events: a constant name
+(``push-accepted``, ``refused``, ``listening``) with key/value fields, never a sentence
+with the values formatted into it. Library code logs through
+``logging.getLogger("jcm_sync.…")`` with ``extra=`` fields; the daemons call
+``configure`` once, before anything else is written, so the first line of their
+stderr is already an event.
+
+Rules:
+
+1. An event is a constant, lower-case, hyphenated name; every value that varies is a
+   field in ``extra=`` (``log.info("push-accepted", extra={"entries": 3})``), named
+   so as not to clash with ``logging.LogRecord``'s own attributes (``name``,
+   ``module``, ``process``, …: ``logging`` refuses those).
+2. ``--log-format json`` writes one JSON object per line: ``timestamp`` (UTC, ISO
+   8601), ``level``, ``logger``, ``event`` and the fields. ``console`` writes one
+   readable line per event, with colours only when the stream is a terminal.
+   ``auto`` (the default) is ``console`` on a terminal and ``json`` otherwise, so a
+   pipe or the journal never receives escape codes.
+3. ``--log-level`` is one of ``LEVELS``; the default is INFO. aiohttp's access log
+   and APScheduler log warnings only, whatever the level.
+4. ``configure`` replaces the root logger's handlers: calling it again does not
+   double the lines.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Final
+from typing import Final, Literal, TextIO
 
 import structlog
 
 _STD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+"""The levels ``--log-level`` accepts (rule 3)."""
+FORMATS: Final = ("auto", "json", "console")
+"""The formats ``--log-format`` accepts (rule 2)."""
+Format = Literal["auto", "json", "console"]
+QUIETED: Final = ("aiohttp.access", "apscheduler")
+"""Loggers kept at WARNING whatever the level (rule 3)."""
 
 
 def _extra_fields(
@@ -27,10 +55,50 @@ def _extra_fields(
     return event
 
 
-def configure(level: str = "INFO", *, json: bool = True) -> None:
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal (a closed or odd stream is not)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def wants_json(fmt: str, stream: TextIO) -> bool:
+    """Rule 2: whether ``fmt`` renders JSON on ``stream`` (``auto``: not a terminal)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"a log format is one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt == "json" or (fmt == "auto" and not is_terminal(stream))
+
+
+def configure(
+    level: str = "INFO",
+    *,
+    json: bool | None = None,
+    fmt: str = "json",
+    stream: TextIO | None = None,
+) -> None:
+    """Send every log record to ``stream`` (stderr) as one event per line.
+
+    ``fmt`` is ``auto``, ``json`` or ``console`` (rule 2); ``json`` given overrides it
+    (True: JSON, False: console). Colours only when ``stream`` is a terminal.
+    """
+    out = sys.stderr if stream is None else stream
+    if level.upper() not in LEVELS:
+        raise ValueError(f"a log level is one of {', '.join(LEVELS)}, not {level!r}")
+    as_json = json if json is not None else wants_json(fmt, out)
+    colors = not as_json and is_terminal(out)
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(default=str)
+        if as_json
+        else structlog.dev.ConsoleRenderer(
+            colors=colors,
+            exception_formatter=(
+                structlog.dev.rich_traceback if colors else structlog.dev.plain_traceback
+            ),
+        )
     )
+    # JSON carries the traceback as a string field; the console renders it itself
+    tracebacks = [structlog.processors.format_exc_info] if as_json else []
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,
@@ -40,14 +108,14 @@ def configure(level: str = "INFO", *, json: bool = True) -> None:
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            *tracebacks,
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    root.setLevel(level.upper())
+    for name in QUIETED:
+        logging.getLogger(name).setLevel(logging.WARNING)
