@@ -11,6 +11,7 @@ every row after it (rule 6, with ``planning``), so nothing above it sees an unch
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +56,7 @@ from jcm_sync.store.values import (
     Verify,
 )
 
-__all__ = ["EntryRow", "RecordRow", "StoreBase"]
+__all__ = ["STATE_CHUNK", "EntryRow", "RecordRow", "StoreBase", "check_state_key"]
 
 #: Rows asked for in one ``IN (...)`` or one batched read.
 QUERY_CHUNK: Final = 500
@@ -156,6 +157,27 @@ class StoreBase(abc.ABC):
     @abc.abstractmethod
     async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
         """(partnership, version, digest) of every held trust mark."""
+
+    @abc.abstractmethod
+    async def _state_chunks(self, key: str) -> list[tuple[object, object]]:
+        """The (chunk number, bytes) rows of ``key`` in chunk order, read in one statement."""
+
+    @abc.abstractmethod
+    async def _put_state(self, key: str, chunks: list[bytes]) -> None:
+        """In one durable transaction: delete every row of ``key``, insert ``chunks``."""
+
+    @abc.abstractmethod
+    async def _delete_state(self, key: str) -> bool:
+        """Delete every row of ``key``; True if there was one."""
+
+    @abc.abstractmethod
+    async def _state_keys(self, prefix: str) -> list[str]:
+        """The keys starting with ``prefix`` (any order)."""
+
+    @abc.abstractmethod
+    async def _append_counts(self, log_id: int, since: int, bucket: int) -> list[tuple[int, int]]:
+        """(bucket number, entries) of entries appended at or after epoch second ``since``,
+        bucket n covering ``[since + n*bucket, since + (n+1)*bucket)``; empty ones left out."""
 
     @abc.abstractmethod
     async def _advance_trust_marks(
@@ -441,6 +463,74 @@ class StoreBase(abc.ABC):
             check_trust_chain(pid, chain)
         await self._advance_trust_marks(offered)
         return await self.trust_marks()
+
+    # -- node state (protocol rule 9) ---------------------------------------------
+
+    async def get_state(self, key: str) -> bytes | None:
+        check_state_key(key)
+        rows = await self._state_chunks(key)
+        if not rows:
+            return None
+        parts: list[bytes] = []
+        for n, (chunk, value) in enumerate(rows):
+            if chunk != n or not isinstance(value, bytes | bytearray | memoryview):
+                raise CorruptStoreError(
+                    f"state {key!r}: chunk {n} is missing or not bytes", where=key
+                )
+            parts.append(bytes(value))
+        return b"".join(parts)
+
+    async def put_state(self, key: str, value: bytes) -> None:
+        check_state_key(key)
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise BadDataError(f"state {key!r}: a value is bytes, not {type(value).__name__}")
+        view = memoryview(value)
+        chunks = [bytes(view[i : i + STATE_CHUNK]) for i in range(0, len(view), STATE_CHUNK)]
+        await self._put_state(key, chunks or [b""])
+
+    async def delete_state(self, key: str) -> bool:
+        check_state_key(key)
+        return await self._delete_state(key)
+
+    async def state_keys(self, prefix: str) -> list[str]:
+        if prefix:
+            check_state_key(prefix)
+        return sorted(set(await self._state_keys(prefix)))
+
+    async def append_counts(
+        self, log: LogRef, since: datetime, bucket_seconds: int
+    ) -> list[tuple[datetime, int]]:
+        if not isinstance(since, datetime) or since.tzinfo is None:
+            raise BadDataError("append_counts: since must be a timezone-aware datetime")
+        if isinstance(bucket_seconds, bool) or not isinstance(bucket_seconds, int):
+            raise BadDataError("append_counts: bucket_seconds must be an int")
+        if not 1 <= bucket_seconds <= 366 * 86400:
+            raise BadDataError(f"append_counts: bucket_seconds {bucket_seconds} out of range")
+        try:
+            log_id = await self._log_id(log)
+        except NotFoundError:
+            return []
+        start = math.floor(since.timestamp())
+        rows = await self._append_counts(log_id, start, bucket_seconds)
+        return [
+            (datetime.fromtimestamp(start + int(b) * bucket_seconds, UTC), int(n))
+            for b, n in rows
+            if int(n) > 0
+        ]
+
+
+#: Largest row of a state value (protocol rule 9).
+STATE_CHUNK: Final = 8 * 1024 * 1024
+#: Longest state key.
+MAX_STATE_KEY: Final = 512
+
+
+def check_state_key(key: object) -> None:
+    """A state key is 1..512 printable characters (no control characters)."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_STATE_KEY:
+        raise BadDataError(f"a state key is 1..{MAX_STATE_KEY} characters: {key!r:.80}")
+    if not key.isprintable():
+        raise BadDataError(f"a state key has no control characters: {key!r:.80}")
 
 
 def redact_url(url: str) -> str:

@@ -12,6 +12,7 @@ for every other coroutine, like a transaction; so is advancing the trust marks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +68,7 @@ class MemoryStore(StoreBase):
         super().__init__(url)
         self.tables: dict[int, MemoryLog] = {}
         self.marks: dict[str, TrustMark] = {}
+        self.state: dict[str, list[bytes]] = {}
         self._closed = False
 
     async def close(self) -> None:
@@ -192,3 +194,30 @@ class MemoryStore(StoreBase):
             if held is None or held.version < m.version:
                 self.marks[m.partnership] = m
         return rising
+
+    # -- node state ----------------------------------------------------------------
+
+    def _state(self) -> dict[str, list[bytes]]:
+        if self._closed:
+            raise StoreError("the store is closed", where=self.url)
+        return self.state
+
+    async def _state_chunks(self, key: str) -> list[tuple[object, object]]:
+        return list(enumerate(self._state().get(key, [])))
+
+    async def _put_state(self, key: str, chunks: list[bytes]) -> None:
+        self._state()[key] = list(chunks)
+
+    async def _delete_state(self, key: str) -> bool:
+        return self._state().pop(key, None) is not None
+
+    async def _state_keys(self, prefix: str) -> list[str]:
+        return [k for k in self._state() if k.startswith(prefix)]
+
+    async def _append_counts(self, log_id: int, since: int, bucket: int) -> list[tuple[int, int]]:
+        counts: dict[int, int] = {}
+        for _, _, at in self._log(log_id).entries.values():
+            second = math.floor(at.timestamp())
+            if second >= since:
+                counts[(second - since) // bucket] = counts.get((second - since) // bucket, 0) + 1
+        return sorted(counts.items())

@@ -12,8 +12,9 @@ Invariants and choices:
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
-3. The table layout is created under a transaction-scoped advisory lock, so several
-   processes opening one empty database do not race.
+3. The table layout is created and migrated (``migrations.py``) in one transaction under
+   a transaction-scoped advisory lock, so several processes opening one database do not
+   race and a failed migration leaves the old layout.
 4. asyncpg and connection errors are translated here, once, into ``StoreError`` naming the
    server (never its password); the hub answers them 503 with ``Retry-After``.
 5. The store outlives a restart of PostgreSQL (ADR 0014): a connection an operation failed
@@ -25,7 +26,9 @@ Invariants and choices:
    (refused connection) with a ``StoreError``. An append whose commit was lost with its
    connection is either committed or not; the agent's retry finds out from the replica's
    size, and re-sent entries already held are a no-op.
-6. Trust marks (protocol rule 7) are judged and raised in one transaction holding
+6. A state value (protocol rule 9) is replaced in one transaction (delete its chunks,
+   insert the new ones); readers see the old value or the new one.
+7. Trust marks (protocol rule 7) are judged and raised in one transaction holding
    ``trust_marks`` in EXCLUSIVE mode (readers go on), so two hubs opening one database
    with different chains serialise.
 """
@@ -37,7 +40,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -49,7 +52,7 @@ from asyncpg.exceptions import (
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, StoreError
-from jcm_sync.store import sql  # the module, not the package face
+from jcm_sync.store import migrations, sql  # the modules, not the package face
 from jcm_sync.store.base import redact_url
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -69,7 +72,14 @@ __all__ = ["PostgresStore"]
 
 POOL_MAX = 10
 CONNECT_TIMEOUT_S = 10.0
-SCHEMA_LOCK = 0x4A434D53  # "JCMS": the advisory lock taken while creating tables
+SCHEMA_LOCK = 0x4A434D53  # "JCMS": the advisory lock taken while migrating
+#: The format fields of the migrations' DDL for PostgreSQL.
+DIALECT: Final = {
+    "serial": "BIGSERIAL",
+    "blob": "BYTEA",
+    "time": "TIMESTAMPTZ",
+    "without_rowid": "",
+}
 
 SQL_NODES = (
     "SELECT level, idx, hash FROM log_nodes WHERE log_id = $1 AND (level, idx) IN "
@@ -111,6 +121,8 @@ def _schema_of(url: str) -> str | None:
 
 class PostgresStore(sql.SqlStore):
     """The ``Store`` in PostgreSQL; open it with ``await PostgresStore.open(url)``."""
+
+    EPOCH = sql.POSTGRES_EPOCH
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -179,12 +191,13 @@ class PostgresStore(sql.SqlStore):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
             if schema is not None:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            for stmt in sql.schema_ddl(
-                serial="BIGSERIAL", blob="BYTEA", time="TIMESTAMPTZ", without_rowid=""
-            ):
+            for stmt in migrations.dialect_statements(migrations.BOOKKEEPING_DDL, **DIALECT):
                 await conn.execute(stmt)
-            sql.check_schema_version(await conn.fetchval(sql.READ_SCHEMA_VERSION), self._where)
-            await conn.execute(pg(sql.SET_SCHEMA_VERSION), str(sql.SCHEMA_VERSION))
+            found = await conn.fetchval(migrations.READ_SCHEMA_VERSION)
+            for text, args in migrations.migration_steps(
+                found, self._where, self._clock(), **DIALECT
+            ):
+                await conn.execute(pg(text), *args)
 
     async def _query(self, text: str, *args: object) -> list[Any]:
         async with self._conn("reading") as conn:
@@ -254,3 +267,10 @@ class PostgresStore(sql.SqlStore):
             rising, writes = sql.trust_mark_writes(held, offered, self._clock())
             await conn.executemany(pg(sql.RAISE_TRUST_MARK), writes)
         return rising
+
+    async def _put_state(self, key: str, chunks: list[bytes]) -> None:
+        at = self._clock()
+        async with self._conn("writing node state") as conn, conn.transaction():
+            await conn.execute("DELETE FROM node_state WHERE key = $1", key)
+            for n, chunk in enumerate(chunks):
+                await conn.execute(pg(sql.INSERT_STATE), key, n, chunk, at)

@@ -39,9 +39,17 @@ Invariants every adapter keeps
    against the held marks inside one write transaction (``plan_trust_marks``); an older
    version, or another document at the held version, is a ``RollbackError`` and nothing
    is written; the marks that rise are written together.
-8. ``SCHEMA_VERSION`` counts layouts: opening a database of an older layout adds what is
-   missing (every DDL statement is ``IF NOT EXISTS``) and records the new version; a
-   newer one is refused, so an older jcm-sync cannot run on a store it would not guard.
+8. ``SCHEMA_VERSION`` counts layouts, one per migration of ``migrations.py``: opening a
+   database runs, in one transaction, every migration above its recorded version in
+   order and records each (``schema_migrations``, with when); a database with no
+   recorded version is new and gets them all; a newer one is refused, so an older
+   jcm-sync cannot run on a store it would not guard.
+9. Node state (ADR 0027): the node's own state (job status, alarms, reconciliation
+   history and reports) is opaque bytes under a printable key (``status/JP-MN``); a
+   value of any size is replaced atomically and durably (``put_state`` returns after the
+   commit; a crash leaves the old value or the new one, never a mix), stored as rows of
+   at most ``STATE_CHUNK`` bytes so hundreds of MB fit both backends. So nothing a
+   backup of the store must hold lives beside it in files.
 
 ``StoreBase`` (``base.py``) implements the protocol once, over a few primitive queries per
 adapter, with the pure decisions in ``planning.py`` and the SQL both SQL adapters share in
@@ -202,4 +210,28 @@ class Store(Protocol):
         """Judge each partnership's offered trust chain (oldest first) against its held
         mark and raise the marks, all in one transaction; ``RollbackError`` and nothing
         written if any chain is older or different (rule 7). Returns the marks now held."""
+        ...
+
+    async def get_state(self, key: str) -> bytes | None:
+        """The state value under ``key``, or None (rule 9)."""
+        ...
+
+    async def put_state(self, key: str, value: bytes) -> None:
+        """Replace the value under ``key``, atomically and durably on return (rule 9)."""
+        ...
+
+    async def delete_state(self, key: str) -> bool:
+        """Delete the value under ``key``; True if there was one."""
+        ...
+
+    async def state_keys(self, prefix: str) -> list[str]:
+        """The keys that start with ``prefix`` ("" for all), sorted by code point."""
+        ...
+
+    async def append_counts(
+        self, log: LogRef, since: datetime, bucket_seconds: int
+    ) -> list[tuple[datetime, int]]:
+        """Entries appended (``appended_at``) per bucket of ``bucket_seconds`` from
+        ``since`` (truncated to the second), oldest first, empty buckets left out; each
+        bucket is named by its start (UTC). An unknown log has none."""
         ...

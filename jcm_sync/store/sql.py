@@ -6,9 +6,9 @@ would miss the other. Every statement is written once, here, with ``?`` placehol
 PostgreSQL adapter numbers them (``$1``...). The DDL names its few dialect differences
 (serial, blob and time types, ``WITHOUT ROWID``) as format fields.
 
-``SCHEMA_VERSION`` counts layouts (rule 8 of ``protocol.py``): every DDL statement is
-``IF NOT EXISTS``, so running it on an older database adds what it lacks; a newer one is
-refused by ``check_schema_version``. Adapters use this module by name (``sql.HEAD``).
+The layout itself is built by the ordered migrations of ``migrations.py`` (rule 8 of
+``protocol.py``); ``open_schema`` and ``open_schema_async`` run them for the adapters.
+Adapters use this module by name (``sql.HEAD``).
 
 ``SqlStore`` answers the primitives of ``StoreBase`` that are one shared query and a
 reshaping of its rows, so the two adapters write only what differs: connections,
@@ -22,8 +22,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
-from jcm_sync.errors import NotFoundError, StoreError
+from jcm_sync.errors import NotFoundError
 from jcm_sync.store.base import EntryRow, RecordRow, StoreBase
+from jcm_sync.store.migrations import (
+    BOOKKEEPING_DDL,
+    MIGRATIONS,
+    READ_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    SET_SCHEMA_VERSION,
+    check_schema_version,
+)
 from jcm_sync.store.planning import (
     AppendPlan,
     duplicate_error,
@@ -34,7 +42,9 @@ from jcm_sync.store.planning import (
 from jcm_sync.store.values import LogRef, RecordQuery, StoredCheckpoint, TrustMark
 
 __all__ = [
+    "READ_SCHEMA_VERSION",
     "SCHEMA_VERSION",
+    "SET_SCHEMA_VERSION",
     "SqlStore",
     "append_rows",
     "check_schema_version",
@@ -45,68 +55,27 @@ __all__ = [
     "stored_time",
     "trust_mark_writes",
 ]
-#: Version of the table layout; an adapter migrates an older database and refuses a newer
-#: one (rule 8). 2 added ``trust_marks``.
-SCHEMA_VERSION: Final = 2
-
-SCHEMA_DDL: Final = (
-    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS logs (
-        id {serial} PRIMARY KEY,
-        partnership TEXT NOT NULL,
-        node TEXT NOT NULL,
-        origin TEXT NOT NULL UNIQUE,
-        size BIGINT NOT NULL,
-        root {blob} NOT NULL,
-        UNIQUE (partnership, node))""",
-    """CREATE TABLE IF NOT EXISTS log_entries (
-        log_id BIGINT NOT NULL,
-        idx BIGINT NOT NULL,
-        record_id TEXT NOT NULL,
-        envelope {blob} NOT NULL,
-        appended_at {time} NOT NULL,
-        PRIMARY KEY (log_id, idx))""",
-    """CREATE TABLE IF NOT EXISTS log_nodes (
-        log_id BIGINT NOT NULL,
-        level INTEGER NOT NULL,
-        idx BIGINT NOT NULL,
-        hash {blob} NOT NULL,
-        PRIMARY KEY (log_id, level, idx)){without_rowid}""",
-    """CREATE TABLE IF NOT EXISTS log_checkpoints (
-        log_id BIGINT NOT NULL,
-        size BIGINT NOT NULL,
-        root {blob} NOT NULL,
-        note {blob} NOT NULL,
-        PRIMARY KEY (log_id, size))""",
-    """CREATE TABLE IF NOT EXISTS record_index (
-        log_id BIGINT NOT NULL,
-        idx BIGINT NOT NULL,
-        record_id TEXT NOT NULL,
-        partnership TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        key TEXT NOT NULL,
-        author TEXT NOT NULL,
-        supersedes TEXT,
-        PRIMARY KEY (log_id, idx)){without_rowid}""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS record_index_id ON record_index (record_id, log_id)",
-    "CREATE INDEX IF NOT EXISTS record_index_kind_key ON record_index (kind, key)",
-    (
-        "CREATE INDEX IF NOT EXISTS record_index_supersedes ON record_index (supersedes) "
-        "WHERE supersedes IS NOT NULL"
-    ),
-    # schema version 2
-    """CREATE TABLE IF NOT EXISTS trust_marks (
-        partnership TEXT PRIMARY KEY,
-        version BIGINT NOT NULL,
-        digest TEXT NOT NULL,
-        recorded_at {time} NOT NULL)""",
+#: Every DDL statement of the layout, bookkeeping first, then the migrations in order.
+SCHEMA_DDL: Final = BOOKKEEPING_DDL + tuple(
+    stmt for migration in MIGRATIONS for stmt in migration.statements
 )
 
-READ_SCHEMA_VERSION: Final = "SELECT value FROM store_meta WHERE key = 'schema_version'"
-SET_SCHEMA_VERSION: Final = (
-    "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+#: Node state (protocol rule 9): a value is rows ``(key, chunk 0..n-1)`` of at most
+#: ``STATE_CHUNK`` bytes each, replaced in one transaction.
+STATE_CHUNKS: Final = "SELECT chunk, value FROM node_state WHERE key = ? ORDER BY chunk"
+DELETE_STATE: Final = "DELETE FROM node_state WHERE key = ? RETURNING chunk"
+INSERT_STATE: Final = "INSERT INTO node_state (key, chunk, value, updated_at) VALUES (?, ?, ?, ?)"
+STATE_KEYS: Final = (
+    "SELECT key FROM node_state WHERE chunk = 0 "
+    "AND substr(key, 1, length(CAST(? AS TEXT))) = CAST(? AS TEXT)"
 )
+#: Entries appended per bucket: ``{epoch}`` is the dialect's whole seconds of appended_at.
+APPEND_COUNTS: Final = (
+    "SELECT ({epoch} - ?) / ? AS bucket, count(*) FROM log_entries "
+    "WHERE log_id = ? AND {epoch} >= ? GROUP BY bucket ORDER BY bucket"
+)
+SQLITE_EPOCH: Final = "CAST(strftime('%s', appended_at) AS INTEGER)"
+POSTGRES_EPOCH: Final = "CAST(floor(extract(epoch FROM appended_at)) AS BIGINT)"
 TRUST_MARKS: Final = "SELECT partnership, version, digest FROM trust_marks"
 RAISE_TRUST_MARK: Final = (
     "INSERT INTO trust_marks (partnership, version, digest, recorded_at) VALUES (?, ?, ?, ?) "
@@ -232,23 +201,6 @@ def trust_mark_writes(
     return rising, [(m.partnership, m.version, m.digest, at) for m in rising]
 
 
-def check_schema_version(found: object, where: str) -> None:
-    """Refuse a database whose layout this code does not know (rule 8): a newer one.
-
-    An older one (or a new one, ``found`` None) is fine: the DDL just run added what it
-    lacked, and the adapter then records ``SCHEMA_VERSION``.
-    """
-    if found is None:
-        return
-    text = str(found)
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= SCHEMA_VERSION:
-        raise StoreError(
-            f"the database has schema version {found}; this jcm-sync knows version "
-            f"{SCHEMA_VERSION}",
-            where=where,
-        )
-
-
 def stored_time(value: object) -> object:
     """An append time as read: SQLite keeps ISO 8601 text, PostgreSQL a ``datetime``."""
     if isinstance(value, str):
@@ -299,3 +251,21 @@ class SqlStore(StoreBase):
 
     async def _trust_mark_rows(self) -> list[tuple[object, object, object]]:
         return [(r[0], r[1], r[2]) for r in await self._query(TRUST_MARKS)]
+
+    #: The dialect's whole epoch seconds of ``appended_at`` (``SQLITE_EPOCH``...).
+    EPOCH: str = SQLITE_EPOCH
+
+    async def _state_chunks(self, key: str) -> list[tuple[object, object]]:
+        return [(r[0], r[1]) for r in await self._query(STATE_CHUNKS, key)]
+
+    async def _delete_state(self, key: str) -> bool:
+        return bool(await self._query(DELETE_STATE, key))
+
+    async def _state_keys(self, prefix: str) -> list[str]:
+        return [str(r[0]) for r in await self._query(STATE_KEYS, prefix, prefix)]
+
+    async def _append_counts(self, log_id: int, since: int, bucket: int) -> list[tuple[int, int]]:
+        text = APPEND_COUNTS.format(epoch=self.EPOCH)
+        return [
+            (int(r[0]), int(r[1])) for r in await self._query(text, since, bucket, log_id, since)
+        ]

@@ -14,7 +14,12 @@ Invariants and choices:
 3. Write transactions start with ``BEGIN IMMEDIATE``: the write lock is taken before the
    head is read, so two processes appending to one file serialise instead of forking.
 4. ``sqlite3.Error`` is translated here, once, into ``StoreError`` naming the file.
-5. Trust marks (protocol rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
+5. Opening runs the pending schema migrations (``migrations.py``) in the same
+   ``BEGIN IMMEDIATE`` transaction that reads the recorded version, so two processes
+   opening one old file migrate it once.
+6. A state value (protocol rule 9) is replaced in one ``BEGIN IMMEDIATE`` transaction:
+   a ``kill -9`` leaves the old value or the new one, never part of either.
+7. Trust marks (protocol rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
    so two processes opening one file with different chains cannot both pass.
 """
 
@@ -26,11 +31,11 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
-from jcm_sync.store import sql
+from jcm_sync.store import migrations, sql
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
@@ -48,6 +53,14 @@ from jcm_sync.store.values import (
 __all__ = ["SqliteStore", "path_of_url"]
 
 T = TypeVar("T")
+
+#: The format fields of the migrations' DDL for SQLite.
+DIALECT: Final = {
+    "serial": "INTEGER",
+    "blob": "BLOB",
+    "time": "TEXT",
+    "without_rowid": " WITHOUT ROWID",
+}
 
 BUSY_TIMEOUT_S = 30.0
 """How long to wait for another process's write lock before failing."""
@@ -131,13 +144,14 @@ class SqliteStore(sql.SqlStore):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in sql.schema_ddl(
-                    serial="INTEGER", blob="BLOB", time="TEXT", without_rowid=" WITHOUT ROWID"
-                ):
+                for stmt in migrations.dialect_statements(migrations.BOOKKEEPING_DDL, **DIALECT):
                     conn.execute(stmt)
-                row = conn.execute(sql.READ_SCHEMA_VERSION).fetchone()
-                sql.check_schema_version(None if row is None else row[0], self.path)
-                conn.execute(sql.SET_SCHEMA_VERSION, (str(sql.SCHEMA_VERSION),))
+                row = conn.execute(migrations.READ_SCHEMA_VERSION).fetchone()
+                at = self._clock().isoformat()
+                for text, args in migrations.migration_steps(
+                    None if row is None else row[0], self.path, at, **DIALECT
+                ):
+                    conn.execute(text, args)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -272,3 +286,20 @@ class SqliteStore(sql.SqlStore):
         self, offered: Mapping[str, Sequence[TrustMark]]
     ) -> list[TrustMark]:
         return await self._call(self._advance_sync, offered)
+
+    def _put_state_sync(self, key: str, chunks: list[bytes]) -> None:
+        db = self._db()
+        at = self._clock().isoformat()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM node_state WHERE key = ?", (key,))
+            for n, chunk in enumerate(chunks):
+                db.execute(sql.INSERT_STATE, (key, n, chunk, at))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def _put_state(self, key: str, chunks: list[bytes]) -> None:
+        await self._call(self._put_state_sync, key, chunks)

@@ -1,0 +1,223 @@
+"""The ordered, versioned schema migrations both SQL stores apply when they open a database.
+
+Why this module exists: a node upgraded in place must keep its logs; the layout of its
+database has to move forward one recorded step at a time, the same way on SQLite and on
+PostgreSQL, and an older jcm-sync must refuse a layout it does not know rather than run on
+it (protocol rule 8). Each ``Migration`` is a version, a description and its DDL, with the
+dialect's few differences as format fields (``{serial}``, ``{blob}``, ``{time}``,
+``{without_rowid}``).
+
+Rules:
+
+1. ``MIGRATIONS`` is ordered by version, 1, 2, 3, ... with no gap; a migration, once
+   released, is never edited: a change to the layout is a new migration at the end, and
+   ``SCHEMA_VERSION`` is the version of the last one.
+2. Opening a store runs, in ONE transaction (under the adapter's write lock): the
+   bookkeeping DDL, the read of the recorded version (``store_meta.schema_version``; none
+   means a new, empty database, version 0), the refusal of a newer version
+   (``check_schema_version``), every migration above the recorded one in order, one
+   ``schema_migrations`` row per migration applied (with ``applied_at``), and the new
+   version. Either the database moves to ``SCHEMA_VERSION`` or it stays as it was.
+3. A database older than the ``schema_migrations`` table (made by a jcm-sync that only kept
+   ``store_meta.schema_version``) gets a row for each version it already had, with
+   ``applied_at`` NULL: "before migrations were recorded".
+4. Statements are ``IF NOT EXISTS`` where the dialects allow it, so a database that got a
+   table outside this path (a half-done manual repair) still migrates.
+5. Version 1 is the original layout (logs, entries, tree nodes, checkpoints, record
+   index), 2 adds ``trust_marks`` (ADR 0017), 3 adds ``node_state``, the chunked key/value
+   table holding the node's own state (ADR 0027).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from jcm_sync.errors import StoreError
+
+__all__ = [
+    "APPLIED_MIGRATIONS",
+    "BOOKKEEPING_DDL",
+    "MIGRATIONS",
+    "READ_SCHEMA_VERSION",
+    "RECORD_MIGRATION",
+    "SCHEMA_VERSION",
+    "SET_SCHEMA_VERSION",
+    "Migration",
+    "backfill",
+    "check_schema_version",
+    "dialect_statements",
+    "migration_steps",
+    "pending",
+    "recorded_version",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the layout: what it is for and the DDL that takes a database there."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "logs, entries, tree nodes, checkpoints and the record index",
+        (
+            """CREATE TABLE IF NOT EXISTS logs (
+        id {serial} PRIMARY KEY,
+        partnership TEXT NOT NULL,
+        node TEXT NOT NULL,
+        origin TEXT NOT NULL UNIQUE,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        UNIQUE (partnership, node))""",
+            """CREATE TABLE IF NOT EXISTS log_entries (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        envelope {blob} NOT NULL,
+        appended_at {time} NOT NULL,
+        PRIMARY KEY (log_id, idx))""",
+            """CREATE TABLE IF NOT EXISTS log_nodes (
+        log_id BIGINT NOT NULL,
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hash {blob} NOT NULL,
+        PRIMARY KEY (log_id, level, idx)){without_rowid}""",
+            """CREATE TABLE IF NOT EXISTS log_checkpoints (
+        log_id BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        note {blob} NOT NULL,
+        PRIMARY KEY (log_id, size))""",
+            """CREATE TABLE IF NOT EXISTS record_index (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        partnership TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        author TEXT NOT NULL,
+        supersedes TEXT,
+        PRIMARY KEY (log_id, idx)){without_rowid}""",
+            "CREATE UNIQUE INDEX IF NOT EXISTS record_index_id ON record_index (record_id, log_id)",
+            "CREATE INDEX IF NOT EXISTS record_index_kind_key ON record_index (kind, key)",
+            (
+                "CREATE INDEX IF NOT EXISTS record_index_supersedes ON record_index (supersedes) "
+                "WHERE supersedes IS NOT NULL"
+            ),
+        ),
+    ),
+    Migration(
+        2,
+        "trust marks: the highest trust-root version per partnership",
+        (
+            """CREATE TABLE IF NOT EXISTS trust_marks (
+        partnership TEXT PRIMARY KEY,
+        version BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        recorded_at {time} NOT NULL)""",
+        ),
+    ),
+    Migration(
+        3,
+        "node state: job status, alarms, reconciliation history and reports, in chunks",
+        (
+            # A rowid table even on SQLite: chunks are large, and WITHOUT ROWID suits small rows.
+            """CREATE TABLE IF NOT EXISTS node_state (
+        key TEXT NOT NULL,
+        chunk INTEGER NOT NULL,
+        value {blob} NOT NULL,
+        updated_at {time} NOT NULL,
+        PRIMARY KEY (key, chunk))""",
+        ),
+    ),
+)
+
+#: Version of the table layout: the last migration's (rule 1).
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+#: Run first on every open, before the version is read (rule 2).
+BOOKKEEPING_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS schema_migrations (
+        version INTEGER PRIMARY KEY,
+        description TEXT NOT NULL,
+        applied_at {time})""",
+)
+READ_SCHEMA_VERSION: Final = "SELECT value FROM store_meta WHERE key = 'schema_version'"
+SET_SCHEMA_VERSION: Final = (
+    "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+RECORD_MIGRATION: Final = (
+    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (version) DO NOTHING"
+)
+APPLIED_MIGRATIONS: Final = (
+    "SELECT version, description, applied_at FROM schema_migrations ORDER BY version"
+)
+
+
+def dialect_statements(statements: tuple[str, ...], **dialect: str) -> list[str]:
+    """``statements`` with the dialect's types filled in."""
+    return [stmt.format(**dialect) for stmt in statements]
+
+
+def check_schema_version(found: object, where: str) -> None:
+    """Refuse a database whose layout this code does not know (rule 8): a newer one.
+
+    An older one (or a new one, ``found`` None) is fine: the migrations above it run.
+    """
+    if found is None:
+        return
+    text = str(found)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {found}; this jcm-sync knows version "
+            f"{SCHEMA_VERSION}",
+            where=where,
+        )
+
+
+def recorded_version(found: object, where: str) -> int:
+    """The version ``READ_SCHEMA_VERSION`` found (0 for a new database), refused if newer."""
+    check_schema_version(found, where)
+    return 0 if found is None else int(str(found))
+
+
+def pending(version: int) -> list[Migration]:
+    """The migrations a database at ``version`` lacks, in order."""
+    return [m for m in MIGRATIONS if m.version > version]
+
+
+def backfill(version: int) -> list[Migration]:
+    """The migrations a database at ``version`` already had (rule 3)."""
+    return [m for m in MIGRATIONS if m.version <= version]
+
+
+Step = tuple[str, tuple[object, ...]]
+"""One statement (``?`` placeholders) and its parameters."""
+
+
+def migration_steps(found: object, where: str, applied_at: object, **dialect: str) -> list[Step]:
+    """What to run, after ``BOOKKEEPING_DDL`` and ``READ_SCHEMA_VERSION`` found ``found``,
+    to bring the database to ``SCHEMA_VERSION`` (rules 2 and 3); ``StoreError`` if newer.
+
+    Empty when the database is current, so opening a current store writes nothing.
+    """
+    version = recorded_version(found, where)
+    if version == SCHEMA_VERSION:
+        return []
+    steps: list[Step] = [
+        (RECORD_MIGRATION, (m.version, m.description, None)) for m in backfill(version)
+    ]
+    for m in pending(version):
+        steps += [(stmt, ()) for stmt in dialect_statements(m.statements, **dialect)]
+        steps.append((RECORD_MIGRATION, (m.version, m.description, applied_at)))
+    steps.append((SET_SCHEMA_VERSION, (str(SCHEMA_VERSION),)))
+    return steps
