@@ -10,15 +10,26 @@ from those files only (``keyfiles.py``).
 
 Relative paths in a file are relative to the directory holding that file, so a
 configuration means the same whatever the working directory of the process.
+
+Rules:
+
+1. Every ``JCM_SYNC_`` variable is either an override of a known scalar field, a
+   name on ``NON_CONFIG_ENV`` (switches of the CLI and the test suite), or starts with
+   ``JCM_SYNC_TEST_``; any other is refused by name with the closest known name, so a
+   misspelt override (``JCM_SYNC_SCHEDUL_PUSH_SECONDS``) never goes unnoticed.
+2. ``load_config_with_sources`` says where each effective value came from: ``file`` (the
+   TOML path), ``env`` (the variable's name) or ``default``; ``load_config`` is the same
+   load without them.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -28,6 +39,21 @@ from jcm_sync.errors import ConfigError
 from jcm_sync.local.keyfiles import read_small_file
 
 ENV_PREFIX = "JCM_SYNC_"
+NON_CONFIG_ENV: Final = frozenset(
+    {
+        "JCM_SYNC_DEBUG",  # the CLI's --debug
+        "JCM_SYNC_LOG_LEVEL",  # logging, read before any configuration
+        "JCM_SYNC_LOG_FORMAT",
+        "JCM_SYNC_REQUIRE_PG",  # the test suite's switches (JCM_SYNC_TEST_* too)
+        "JCM_SYNC_SLOW",
+        "JCM_SYNC_ARTIFACTS",
+        "JCM_SYNC_FAULT_SEED",
+        "JCM_SYNC_FUZZ_SEED",
+        "JCM_SYNC_DURABILITY_SEED",
+        "JCM_SYNC_UPDATE_GOLDEN",
+    }
+)
+"""``JCM_SYNC_`` variables that are not configuration overrides (rule 1)."""
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
 
 
@@ -227,22 +253,83 @@ def check_origin(origin: str) -> None:
         )
 
 
+SourceKind = Literal["file", "env", "default"]
+
+
+class Source(msgspec.Struct, frozen=True):
+    """Where an effective value came from (rule 2)."""
+
+    kind: SourceKind
+    #: the file's path for ``file``, the variable's name for ``env``, empty for ``default``
+    detail: str = ""
+
+
+def _sections() -> dict[str, type[msgspec.Struct]]:
+    return {
+        f.name: _struct_of(f.type)
+        for f in msgspec.structs.fields(Config)
+        if _struct_of(f.type) is not None
+    }
+
+
+def _struct_of(tp: Any) -> Any:
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp
+    for arg in getattr(tp, "__args__", ()):  # HubSection | None
+        if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+            return arg
+    return None
+
+
+def _is_scalar(tp: Any) -> bool:
+    base = getattr(tp, "__origin__", tp)
+    if base is Annotated or hasattr(tp, "__metadata__"):
+        base = tp.__args__[0]
+    return base in (str, int, float, bool) or getattr(base, "__origin__", None) is Literal
+
+
+def env_names() -> dict[str, tuple[str, str]]:
+    """Every variable that overrides a field: ``JCM_SYNC_SERVER_PORT -> (server, port)``."""
+    names: dict[str, tuple[str, str]] = {}
+    for section, struct in _sections().items():
+        if section == "partnerships":  # a list: set in the file only
+            continue
+        for f in msgspec.structs.fields(struct):
+            if _is_scalar(f.type):
+                names[f"{ENV_PREFIX}{section}_{f.name}".upper()] = (section, f.name)
+    return names
+
+
+def _refuse_unknown(name: str, known: Mapping[str, tuple[str, str]]) -> None:
+    n = len(ENV_PREFIX)  # compare what follows the prefix every name shares
+    rest = [k[n:] for k in [*known, *NON_CONFIG_ENV]]
+    close = difflib.get_close_matches(name[n:], rest, n=1, cutoff=0.75)
+    hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+    raise ConfigError(
+        f"not a configuration variable{hint} (overrides are "
+        f"JCM_SYNC_<SECTION>_<KEY>: `jcm-sync config check` lists them)",
+        where=name,
+    )
+
+
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     """Override ``raw[section][key]`` from ``JCM_SYNC_SECTION_KEY`` variables.
 
     Values stay strings here; the lax conversion in ``load_config`` turns them into
-    the field's type. Returns which field each variable set, for error messages.
+    the field's type. Returns which field each variable set (``$.server.port`` ->
+    ``JCM_SYNC_SERVER_PORT``), for error messages and sources. An unknown
+    ``JCM_SYNC_`` variable is refused (rule 1).
     """
+    known = env_names()
     applied: dict[str, str] = {}
-    for name, value in env.items():
+    for name, value in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST_"):
             continue
-        rest = name[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        sections = ("node", "keys", "hub", "server", "ops", "schedule", "reconcile",
-                    "conformance")  # fmt: skip
-        if section not in sections or not key:
+        if name in NON_CONFIG_ENV:
             continue
+        if name not in known:
+            _refuse_unknown(name, known)
+        section, key = known[name]
         table = raw.setdefault(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{name} overrides {section}, which is not a table")
@@ -251,8 +338,69 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     return applied
 
 
+class LoadedConfig(msgspec.Struct, frozen=True):
+    """A configuration and where each of its effective values came from (rule 2)."""
+
+    config: Config
+    path: str
+    #: ``section.key`` (``partnerships[0].id`` for the list) -> its source
+    sources: dict[str, Source]
+
+    def values(self) -> list[tuple[str, Any, Source]]:
+        """Every effective value, in the order of the Structs, with its source."""
+        out: list[tuple[str, Any, Source]] = []
+        cfg = self.config
+        for section in _sections():
+            value = getattr(cfg, section)
+            if section == "partnerships" or value is None:
+                continue
+            for f in msgspec.structs.fields(value):
+                key = f"{section}.{f.name}"
+                out.append((key, getattr(value, f.name), self.sources[key]))
+        for i, p in enumerate(cfg.partnerships):
+            for f in msgspec.structs.fields(p):
+                key = f"partnerships[{i}].{f.name}"
+                out.append((key, getattr(p, f.name), self.sources[key]))
+        return out
+
+
+def _sources(
+    raw: dict[str, Any], applied: dict[str, str], cfg: Config, path: str
+) -> dict[str, Source]:
+    from_env = {field_path[2:]: name for field_path, name in applied.items()}
+    sources: dict[str, Source] = {}
+    for section in _sections():
+        value = getattr(cfg, section)
+        if section == "partnerships" or value is None:
+            continue
+        table = raw.get(section, {})
+        for f in msgspec.structs.fields(value):
+            key = f"{section}.{f.name}"
+            if key in from_env:
+                sources[key] = Source("env", from_env[key])
+            elif isinstance(table, dict) and f.name in table:
+                sources[key] = Source("file", path)
+            else:
+                sources[key] = Source("default")
+    tables = raw.get("partnerships", [])
+    for i, p in enumerate(cfg.partnerships):
+        for f in msgspec.structs.fields(p):
+            given = isinstance(tables, list) and f.name in tables[i]
+            sources[f"partnerships[{i}].{f.name}"] = (
+                Source("file", path) if given else Source("default")
+            )
+    return sources
+
+
 def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
     """Read a TOML file, apply environment overrides, validate strictly."""
+    return load_config_with_sources(path, env).config
+
+
+def load_config_with_sources(
+    path: Path | str, env: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """``load_config``, keeping where each effective value came from (rule 2)."""
     path = Path(path)
     text = read_small_file(path, limit=1 << 20, what="configuration file")
     try:
@@ -276,4 +424,4 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     for p in cfg.partnerships:
         if cfg.node.id not in ("JP", p.id[3:]):
             raise ConfigError(f"node {cfg.node.id} is not a side of {p.id}", where=str(path))
-    return cfg
+    return LoadedConfig(cfg, str(path), _sources(raw, applied, cfg, str(path)))

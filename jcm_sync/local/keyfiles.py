@@ -5,16 +5,25 @@ from TOML or the environment), and a key file is written so that no other user c
 read it for even a moment: the file is created with mode 0600 and ``O_EXCL``, not
 chmod-ed afterwards. Overwriting an existing key needs ``force``, because a lost
 private key of a registry cannot be recovered.
+
+Rules:
+
+1. A private key file that group or others may access (any of mode 0o077) is refused
+   before it is read, with the ``chmod 600`` to run: a key others could read is a key
+   to rotate, not to use.
+2. A file this process may not read is "permission denied", naming the file; only a
+   file that does not exist is "not found".
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Final
 
 from jcm_sync.core.envelope import PrivateKey, PublicKey
-from jcm_sync.errors import ConflictError, KeyFormatError, NotFoundError
+from jcm_sync.errors import ConfigError, ConflictError, KeyFormatError, NotFoundError
 
 MAX_KEY_FILE: Final = 64 * 1024
 
@@ -28,6 +37,11 @@ def read_small_file(path: Path, *, limit: int = MAX_KEY_FILE, what: str = "file"
         raise NotFoundError(f"{what} not found", where=str(path)) from None
     except IsADirectoryError:
         raise KeyFormatError(f"{what} is a directory", where=str(path)) from None
+    except PermissionError:  # rule 2
+        raise ConfigError(
+            f"permission denied: this user (uid {os.getuid()}) cannot read the {what}",
+            where=str(path),
+        ) from None
     except OSError as exc:
         raise NotFoundError(f"cannot read {what}: {exc.strerror}", where=str(path)) from None
     if len(data) > limit:
@@ -82,7 +96,21 @@ def write_key_pair(
     return key_path, pub_path
 
 
+def check_private_mode(path: Path) -> None:
+    """Rule 1: refuse a private key file that group or others may access."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # read_small_file names the cause
+    if mode & 0o077:
+        raise KeyFormatError(
+            f"private key file is open to group or others (mode {mode:04o}); run: chmod 600 {path}",
+            where=str(path),
+        )
+
+
 def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
+    check_private_mode(path)
     data = read_small_file(path, what="private key file")
     return PrivateKey.from_pem(data, passphrase, where=str(path))
 

@@ -126,6 +126,7 @@ def test_a_key_the_hub_does_not_know_fails_with_the_reason(
     stray = PrivateKey.generate()
     keyfile = tmp_path / "stray.key"
     keyfile.write_bytes(stray.pem())
+    keyfile.chmod(0o600)
     cfg = hub.configs["MN"]
     bad = cfg.with_name("stray-key.toml")
     text = cfg.read_text().replace("[keys]\n", f'[keys]\ntransport = "{keyfile}"\n')

@@ -42,6 +42,7 @@ class Files:
         self.dir = root
         self.key = root / "jp.key"
         self.key.write_bytes(world.key_of("JP").pem())
+        self.key.chmod(0o600)
         self.pub = root / "jp.pub"
         self.pub.write_bytes(world.key_of("JP").public.pem())
         self.root = root / "root.json"
@@ -282,8 +283,10 @@ def test_verify_accepts_checkpoints_signed_before_two_rotations(
     jp = [world.keys["jp1"], PrivateKey.generate(), PrivateKey.generate()]
     idk = files.dir / "id.key"
     idk.write_bytes(world.key_of("ID").pem())
+    idk.chmod(0o600)
     for n, key in enumerate(jp, 1):
         (files.dir / f"jp{n}.key").write_bytes(key.pem())
+        (files.dir / f"jp{n}.key").chmod(0o600)
         (files.dir / f"jp{n}.pub").write_bytes(key.public.pem())
     roots = [files.root, files.dir / "v2.json", files.dir / "v3.json"]
     trust_args: list[object] = []

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.errors import ConfigError
-from jcm_sync.local.config import load_config
+from jcm_sync.local.config import (
+    NON_CONFIG_ENV,
+    Source,
+    env_names,
+    load_config,
+    load_config_with_sources,
+)
 
 CONFIGS = Path(__file__).parents[2] / "config"
 
@@ -145,3 +151,64 @@ def test_bad_grace_periods_are_refused(tmp_path: Path, table: str, message: str)
     """A rule id without a grace period, a negative one, or two figures are refused."""
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, AGENT + "\n" + table), env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("JCM_SYNC_SCHEDUL_PUSH_SECONDS", "JCM_SYNC_SCHEDULE_PUSH_SECONDS"),
+        ("JCM_SYNC_SERVER_PROT", "JCM_SYNC_SERVER_PORT"),
+        ("JCM_SYNC_HUB_URI", "JCM_SYNC_HUB_URL"),
+        ("JCM_SYNC_DEBG", "JCM_SYNC_DEBUG"),
+        ("JCM_SYNC_PARTNERSHIPS_ID", ""),  # a list: no override, whatever is suggested
+        ("JCM_SYNC_RECONCILE_GRACE", ""),
+        ("JCM_SYNC_QQQQQQQQ", None),
+    ],
+)
+def test_an_unknown_override_is_refused_by_name(
+    tmp_path: Path, name: str, suggestion: str | None
+) -> None:
+    """A misspelt or impossible override is refused, naming it and the closest real one."""
+    with pytest.raises(ConfigError, match="not a configuration variable") as got:
+        load_config(write(tmp_path, AGENT), env={name: "5"})
+    assert got.value.where == name
+    if suggestion:
+        assert f"did you mean {suggestion}?" in str(got.value)
+    elif suggestion is None:
+        assert "did you mean" not in str(got.value)
+
+
+@pytest.mark.parametrize(
+    "name", [*sorted(NON_CONFIG_ENV), "JCM_SYNC_TEST_PG_URL", "JCM_SYNC_TEST_ANYTHING"]
+)
+def test_switches_that_are_not_config_are_let_through(tmp_path: Path, name: str) -> None:
+    """The CLI's and the test suite's own variables are an explicit allow-list."""
+    cfg = load_config(write(tmp_path, AGENT), env={name: "1", "OTHER_PREFIX_X": "1"})
+    assert cfg.node.id == "MN"
+
+
+def test_every_scalar_field_has_its_override_name() -> None:
+    """Each name env_names lists sets the field it names, and only scalar fields have one."""
+    names = env_names()
+    assert names["JCM_SYNC_SCHEDULE_PUSH_SECONDS"] == ("schedule", "push_seconds")
+    assert names["JCM_SYNC_HUB_CA_FILE"] == ("hub", "ca_file")
+    assert "JCM_SYNC_RECONCILE_GRACE" not in names
+    assert not [n for n in names if n.startswith("JCM_SYNC_PARTNERSHIPS")]
+
+
+def test_sources_say_file_env_or_default(tmp_path: Path) -> None:
+    """Each effective value names where it came from: the file, the variable, or the default."""
+    path = write(tmp_path, AGENT)
+    loaded = load_config_with_sources(path, env={"JCM_SYNC_SCHEDULE_PUSH_SECONDS": "7"})
+    by_key = {key: (value, source) for key, value, source in loaded.values()}
+    assert by_key["schedule.push_seconds"] == (7.0, Source("env", "JCM_SYNC_SCHEDULE_PUSH_SECONDS"))
+    assert by_key["node.data_dir"] == ("data", Source("file", str(path)))
+    assert by_key["schedule.pull_seconds"] == (30.0, Source("default"))
+    assert by_key["hub.url"][1] == Source("file", str(path))
+    assert by_key["partnerships[0].id"] == ("JP-MN", Source("file", str(path)))
+    assert loaded.config == load_config(path, env={"JCM_SYNC_SCHEDULE_PUSH_SECONDS": "7"})
+    # a section absent from the file but set by a variable: its other fields are defaults
+    no_server = load_config_with_sources(path, env={"JCM_SYNC_SERVER_PORT": "8801"})
+    server = {k: s for k, _, s in no_server.values() if k.startswith("server.")}
+    assert server.pop("server.port") == Source("env", "JCM_SYNC_SERVER_PORT")
+    assert set(server.values()) == {Source("default")}

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.errors import ConflictError, KeyFormatError, NotFoundError
+from jcm_sync.errors import ConfigError, ConflictError, KeyFormatError, NotFoundError
 from jcm_sync.local.keyfiles import (
     MAX_KEY_FILE,
     load_passphrase,
@@ -191,6 +191,7 @@ def test_bad_private_key_files_are_refused(
     """Malformed PEM and keys of another algorithm are KeyFormatError naming the file."""
     path = tmp_path / "bad.key"
     path.write_bytes(ec_key_pem()[0] if content is None else content)
+    path.chmod(0o600)
     with pytest.raises(KeyFormatError, match=message) as got:
         load_private_key(path)
     assert got.value.where == str(path)
@@ -246,8 +247,38 @@ def test_an_unreadable_key_file_says_why(tmp_path: Path, key: PrivateKey) -> Non
     """A key file this user may not read is refused with the system's reason."""
     key_path, _ = write_key_pair(tmp_path, "mn", key, force=False)
     key_path.chmod(0)
-    with pytest.raises(NotFoundError, match="cannot read private key file: Permission denied"):
+    with pytest.raises(ConfigError, match=r"permission denied: .* cannot read the private key"):
         load_private_key(key_path)
+
+
+def test_a_permission_error_is_permission_denied_not_not_found(
+    tmp_path: Path, key: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever runs the tests (root reads anything), a refused open says permission denied."""
+    key_path, _ = write_key_pair(tmp_path, "mn", key, force=False)
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(ConfigError, match="permission denied") as got:
+        load_private_key(key_path)
+    assert got.value.where == str(key_path)
+    assert "not found" not in str(got.value)
+
+
+@pytest.mark.parametrize("loose", [0o640, 0o604, 0o644, 0o660, 0o601])
+def test_a_private_key_open_to_others_is_refused_with_the_chmod(
+    tmp_path: Path, key: PrivateKey, loose: int
+) -> None:
+    """A private key file with any group or other bit is refused before it is read."""
+    key_path, _ = write_key_pair(tmp_path, "mn", key, force=False)
+    key_path.chmod(loose)
+    with pytest.raises(KeyFormatError, match=f"mode {loose:04o}") as got:
+        load_private_key(key_path)
+    assert f"chmod 600 {key_path}" in str(got.value)
+    key_path.chmod(0o600)
+    assert load_private_key(key_path).key_id == key.key_id
 
 
 def test_read_small_file_enforces_its_limit(tmp_path: Path) -> None:
@@ -264,5 +295,6 @@ def test_an_oversized_key_file_is_refused(tmp_path: Path, key: PrivateKey) -> No
     """A key file is at most MAX_KEY_FILE bytes, so a wrong path cannot read a disk image."""
     path = tmp_path / "huge.key"
     path.write_bytes(key.pem() + b"\n" * MAX_KEY_FILE)
+    path.chmod(0o600)
     with pytest.raises(KeyFormatError, match=f"larger than {MAX_KEY_FILE} bytes"):
         load_private_key(path)

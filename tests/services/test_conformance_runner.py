@@ -226,6 +226,7 @@ async def test_a_local_key_outside_the_root_fails_the_local_check(world: World) 
     other = PrivateKey.generate()
     keyfile = world.workdir.parent / "stray.key"
     keyfile.write_bytes(other.pem())
+    keyfile.chmod(0o600)
     keys = msgspec.structs.replace(world.partner.keys, checkpoint=str(keyfile))
     world.partner = msgspec.structs.replace(world.partner, keys=keys)
     report = await world.run()
