@@ -1,38 +1,52 @@
-"""The hub's operations listener: ``/status`` and ``/metrics``, off the partners' port.
+"""A node's operations listener: the console pages and ``/metrics``, off the partners' port.
 
-Why this module exists: the partner-facing port serves the signed API, ``/livez`` and
-``/readyz`` only; what an operator reads (each partnership's logs and fork alarms,
-the Prometheus metrics) says more about the hub than a partner should learn, so it is
-served on a listener of its own (ADR 0019).
+Why this module exists: the hub's partner-facing port serves the signed API, ``/livez``
+and ``/readyz`` only, and an agent serves nothing to its partners at all; what an
+operator reads (each partnership's logs, discrepancies and fork alarms, the Prometheus
+metrics) says more about a node than a partner should learn, so it is served on a
+listener of its own (ADR 0019), by the hub and by every agent alike.
 
 Rules:
 
-1. The listener binds ``[ops] host`` and ``[ops] port`` (127.0.0.1 and 8701 by default;
-   ``port = 0`` picks a free port, which ``jcm-sync registry serve`` prints).
+1. The listener binds ``[ops] host`` and ``[ops] port`` (127.0.0.1 and 8701 by default,
+   on the hub and on an agent alike: the two rarely share a machine, and where they do,
+   one of them sets its port); ``port = 0`` picks a free port, which
+   ``jcm-sync registry serve`` and ``jcm-sync agent run`` print.
 2. With ``[ops] token_file`` every request must carry ``Authorization: Bearer <token>``,
    the file's content without its trailing newline (at least ``MIN_TOKEN_BYTES``),
    read like a key file and compared in constant time; otherwise 401 problem+json
    ``unauthorized`` with ``WWW-Authenticate: Bearer``. Without a token file the
-   listener trusts whoever can reach its address.
+   listener trusts whoever can reach its address. The token guards every page.
 3. Every answer carries ``X-Request-Id``, and every refusal is problem+json with it, as
-   on the partners' port (``server`` rule 7).
-4. The listener lives and dies with the hub's app (``attach``): it starts after the hub
-   has started and stops when the hub shuts down, before the store is closed.
+   on the partners' port (``server`` rule 7), except rule 5's HTML 404.
+4. The listener lives and dies with its node: on the hub with the hub's app (``attach``),
+   starting after the hub has started and stopping when it shuts down, before the store
+   is closed; on an agent around the daemon's run (``agent_listener``). While it runs,
+   ``services.ops_history.LagSampler`` samples the lag for the console's chart.
+5. Pages (``net.console``): ``/`` (and ``/status``, its first address), ``/partnerships/
+   {id}`` and ``/partnerships/{id}/discrepancies/{did}``. An unknown partnership,
+   discrepancy or path is 404: an HTML page when the request's ``Accept`` names
+   ``text/html`` (a browser following a stale link), else problem+json ``not-found``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hmac
-import html
+import inspect
 import logging
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from jcm_sync.errors import ConfigError
+from jcm_sync.core.reconcile import Discrepancy
+from jcm_sync.errors import ConfigError, NotFoundError, TransportError
 from jcm_sync.local.keyfiles import read_small_file
+from jcm_sync.net import console
 from jcm_sync.net.server import (
     REQUEST_ID,
     REQUEST_ID_HEADER,
@@ -40,8 +54,12 @@ from jcm_sync.net.server import (
     new_request_id,
     problem,
 )
+from jcm_sync.services import ops_history, reconciliation
 from jcm_sync.services.hub import Hub
-from jcm_sync.services.status_view import node_status
+from jcm_sync.services.node import Node
+from jcm_sync.services.ops_history import LagSampler, sample
+from jcm_sync.services.reconciliation import History
+from jcm_sync.services.status_view import NodeStatus, PartnershipView, node_status
 
 log = logging.getLogger("jcm_sync.ops")
 
@@ -65,11 +83,16 @@ def load_token(cfg: Any) -> bytes | None:
 
 
 class OpsServer:
-    """The operations app over a ``Hub``: the status page and the metrics."""
+    """The operations app of a running node, hub or agent: the console and the metrics."""
 
-    def __init__(self, hub: Hub, token: bytes | None = None) -> None:
-        self.hub = hub
+    def __init__(self, source: Node | Hub, token: bytes | None = None) -> None:
+        self.node = source.node if isinstance(source, Hub) else source
         self.token = token
+        self.sampler = LagSampler(self.node)
+
+    @property
+    def role(self) -> str:
+        return self.node.cfg.node.role
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -93,17 +116,33 @@ class OpsServer:
             return response
         try:
             return await handler(request)
+        except NotFoundError as exc:  # rule 5
+            return await self._not_found(request, exc.message)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status, "http-error")
+            if exc.status == 404:
+                return await self._not_found(request, f"no page at {request.path}")
+            code = {405: "method-not-allowed"}.get(exc.status, "http-error")
             return problem(exc.status, code, exc.reason, exc.reason)
         except Exception:  # the store failing, or a bug: the cause stays in the log
             log.exception("request %s (%s %s) failed", REQUEST_ID.get(), request.method,
                           request.path)  # fmt: skip
             return problem(
-                503, "unavailable", "Unavailable", "the hub could not answer; see its log"
+                503, "unavailable", "Unavailable", "the node could not answer; see its log"
             )
+
+    async def _not_found(self, request: web.Request, detail: str) -> web.Response:
+        """Rule 5: HTML for a browser, problem+json for everyone else."""
+        if _accepts_html(request):
+            try:
+                status = await node_status(self.node)
+                page = console.render_not_found(status, detail, now=self.node.clock())
+            except Exception:  # the 404 stands even if the page cannot be drawn
+                log.exception("request %s: could not render the 404 page", REQUEST_ID.get())
+            else:
+                return web.Response(status=404, text=page, content_type="text/html")
+        return problem(404, "not-found", "Not Found", detail)
 
     def _authorised(self, request: web.Request) -> bool:
         assert self.token is not None
@@ -113,49 +152,103 @@ class OpsServer:
         return hmac.compare_digest(given.strip().encode("utf-8", "replace"), self.token)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        data = generate_latest(self.hub.node.metrics.registry)
+        data = generate_latest(self.node.metrics.registry)
         resp = web.Response(body=data)
         resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return resp
 
-    async def status_page(self, request: web.Request) -> web.Response:
-        status = await node_status(self.hub.node)
-        rows = []
-        for p in sorted(status.partnerships, key=lambda p: p.partnership):
-            own, rep = p.own, p.replica
-            cells = (
-                p.partnership,
-                own.local_size,
-                own.root[:16],
-                rep.local_size,
-                "-" if rep.checkpoint is None else rep.checkpoint,
-                "FORK: " + rep.alarm if rep.alarm else "ok",
-            )
-            rows.append(
-                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>"
-            )
-        page = (
-            "<!doctype html><meta charset=utf-8><title>jcm-sync hub</title>"
-            "<h1>jcm-sync: Japan's registry hub</h1><table border=1 cellpadding=4>"
-            "<tr><th>partnership</th><th>Japan's log size</th><th>root</th>"
-            "<th>partner replica size</th><th>partner checkpoint</th><th>state</th></tr>"
-            + "".join(rows)
-            + "</table>"
-        )
+    async def index(self, request: web.Request) -> web.Response:
+        """``/`` and ``/status``: every partnership (``console`` rules)."""
+        status = await sample(self.node)
+        page = console.render_index(status, role=self.role, now=self.node.clock())
+        return web.Response(text=page, content_type="text/html")
+
+    def _partnership(self, status: NodeStatus, pid: str) -> PartnershipView:
+        for p in status.partnerships:
+            if p.partnership == pid:
+                return p
+        raise NotFoundError(f"this node serves no partnership {pid}")
+
+    async def partnership(self, request: web.Request) -> web.Response:
+        """``/partnerships/{id}``: logs, open discrepancies, checkpoints, 7-day charts."""
+        status = await sample(self.node)
+        p = self._partnership(status, request.match_info["pid"])
+        logs = self.node.logs(p.partnership)
+        refs = (logs.own, logs.replica)
+        checkpoints: dict[str, str | None] = {}
+        for ref in refs:
+            held = await self.node.store.latest_checkpoint(ref)
+            checkpoints[ref.node] = held.note.decode("utf-8", "replace") if held else None
+        now = self.node.clock()
+        history = await ops_history.series(self.node.store, p.partnership, refs, logs.own.node, now)
+        found = await _open_discrepancies(self.node, p.partnership)
+        page = console.render_partnership(
+            status, p, role=self.role, now=now, checkpoints=checkpoints,
+            discrepancies=found, series=history,
+        )  # fmt: skip
+        return web.Response(text=page, content_type="text/html")
+
+    async def discrepancy(self, request: web.Request) -> web.Response:
+        """``/partnerships/{id}/discrepancies/{did}``: one finding in full."""
+        status = await node_status(self.node)
+        p = self._partnership(status, request.match_info["pid"])
+        did = request.match_info["did"]
+        found = await _discrepancy(self.node, p.partnership, did)
+        page = console.render_discrepancy(status, p.partnership, found, now=self.node.clock())
         return web.Response(text=page, content_type="text/html")
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/status", self.status_page)
+        app.router.add_get("/", self.index)
+        app.router.add_get("/status", self.index)  # the page's first address (ADR 0019)
+        app.router.add_get("/partnerships/{pid}", self.partnership)
+        app.router.add_get("/partnerships/{pid}/discrepancies/{did}", self.discrepancy)
         app.router.add_get("/metrics", self.metrics)
         return app
 
     async def start(self, sock: socket.socket) -> web.AppRunner:
-        """Serve on an already bound socket (rule 1); the caller cleans the runner up."""
-        runner = web.AppRunner(self.app(), access_log=None)
+        """Serve on an already bound socket (rule 1); the caller cleans the runner up.
+        The lag sampler (``services.ops_history``) runs as long as the runner."""
+        app = self.app()
+
+        async def start_sampler(app: web.Application) -> None:
+            self.sampler.start()
+
+        async def stop_sampler(app: web.Application) -> None:
+            await self.sampler.stop()
+
+        app.on_startup.append(start_sampler)
+        app.on_shutdown.append(stop_sampler)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         return runner
+
+
+def _accepts_html(request: web.Request) -> bool:
+    return "text/html" in request.headers.get("Accept", "")
+
+
+async def _open_discrepancies(node: Node, pid: str) -> list[Discrepancy]:
+    history = await _read_history(node, pid)
+    return sorted(history.open(), key=lambda d: (d.stage, d.rule, d.id))
+
+
+async def _discrepancy(node: Node, pid: str, did: str) -> Discrepancy:
+    found = (await _read_history(node, pid)).discrepancies.get(did)
+    if found is None:
+        raise NotFoundError(f"partnership {pid} has no discrepancy {did}")
+    return found
+
+
+async def _read_history(node: Node, pid: str) -> History:
+    """The partnership's reconciliation history, from the node's state."""
+    read: Any = reconciliation.read_history
+    if inspect.iscoroutinefunction(read):
+        history: History = await read(node.store, pid)
+    else:
+        history = read(node.cfg.data_dir, pid)
+    return history
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -176,3 +269,26 @@ def attach(app: web.Application, ops: OpsServer, sock: socket.socket) -> None:
 
     app.on_startup.append(start)
     app.on_shutdown.insert(0, stop)
+
+
+@contextlib.asynccontextmanager
+async def agent_listener(node: Node) -> AsyncIterator[str]:
+    """Rule 4 on an agent: serve the ops listener of ``node`` for the ``async with``
+    block and yield its URL; ``TransportError`` if ``[ops]``'s address cannot be bound,
+    ``ConfigError`` on a bad token file."""
+    cfg = node.cfg
+    token = load_token(cfg)
+    port = cfg.ops.port
+    try:
+        sock = bind(cfg.ops.host, port)
+    except OSError as exc:
+        cause = "the port is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+        raise TransportError(  # the cause is in the message
+            f"cannot listen on http://{cfg.ops.host}:{port}: {cause}", where="[ops]"
+        ) from None
+    with sock:
+        runner = await OpsServer(node, token).start(sock)
+        try:
+            yield f"http://{cfg.ops.host}:{sock.getsockname()[1]}"
+        finally:
+            await runner.cleanup()
