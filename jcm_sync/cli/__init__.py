@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from jcm_sync import __version__
 from jcm_sync.cli import (
+    backup,
     conformance,
     export,
     imports,
@@ -36,7 +37,7 @@ from jcm_sync.cli import (
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
 from jcm_sync.errors import JcmSyncError
 
-GROUPS = [keys, trust, record, log, node, imports, reconcile, conformance, export, report]
+GROUPS = [keys, trust, record, log, node, imports, reconcile, conformance, export, report, backup]
 
 
 def build_parser() -> argparse.ArgumentParser:
