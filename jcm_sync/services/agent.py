@@ -402,6 +402,9 @@ class Syncer:
             st.last_error, st.last_error_at = str(error), now
             st.failures += 1
             self.node.metrics.job_runs.labels(self.partnership, job, "error").inc()
+            self.node.metrics.sync_failed(
+                self.partnership, job, self.logs.own.node, self.logs.replica.node
+            )
 
 
 def b64_size(n: int) -> int:

@@ -226,7 +226,18 @@ class Hub:
     async def push(
         self, caller: Caller, partnership: str, log_node: str, req: PushRequest
     ) -> PushResponse:
-        """Rules 1-5 of the module docstring."""
+        """Rules 1-5 of the module docstring; a refused push of a member's replica is a
+        sync error of that log (``jcm_sync_sync_errors_total``)."""
+        try:
+            return await self._push(caller, partnership, log_node, req)
+        except JcmSyncError:
+            if partnership in self.node.partnerships and caller.node == log_node:
+                self.node.metrics.sync_errors.labels(partnership, log_node).inc()
+            raise
+
+    async def _push(
+        self, caller: Caller, partnership: str, log_node: str, req: PushRequest
+    ) -> PushResponse:
         self._check_member(caller, partnership)
         logs = self.node.logs(partnership)
         replica = logs.replica

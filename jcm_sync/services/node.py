@@ -124,6 +124,7 @@ class Node:
 
     def __post_init__(self) -> None:
         self.reconcile = ReconcileState(ReconcileMetrics(self.metrics.registry))
+        self.metrics.watch(self)  # key and trust-root expiry, computed at each scrape
 
     @property
     def id(self) -> str:

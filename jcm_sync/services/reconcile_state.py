@@ -15,17 +15,39 @@ Rules (the numbers are ``services.reconciliation``'s):
 2. One lock per partnership serialises its runs; one worker thread per node runs every
    chunk (rule 7), started on first use and stopped by ``close``.
 3. The metrics are registered once, in the node's own registry, when the node is made.
+   ``ReconcileMetrics.publish`` sets the gauge of every rule of a partnership after each
+   run, 0 included, from the whole history: a rule whose discrepancies were all resolved
+   goes back to 0 instead of keeping its last count.
+4. A discrepancy is past its grace period (``past_grace``) while it is open and was first
+   seen at least its rule's grace days ago: the configured ``[reconcile.grace]`` days, the
+   rule's default (``GRACE_DEFAULTS``), or 0 for a rule without one (a finding at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from jcm_sync.core.reconcile import Reconciler
+from jcm_sync.core.reconcile import RULES, Discrepancy, Reconciler
+from jcm_sync.core.reconcile.model import GRACE_DEFAULTS
+
+
+def grace_days(configured: Mapping[str, int]) -> dict[str, int]:
+    """Rule 4: the grace days of each rule that has some, the configured ones winning."""
+    return {**GRACE_DEFAULTS, **configured}
+
+
+def past_grace(d: Discrepancy, grace: Mapping[str, int], now: datetime) -> bool:
+    """Rule 4: open, and first seen at least the rule's grace days before ``now``."""
+    if d.status != "open":
+        return False
+    first = d.first_seen or now
+    return now - first >= timedelta(days=grace.get(d.rule, 0))
 
 
 class ReconcileMetrics:
@@ -35,6 +57,12 @@ class ReconcileMetrics:
         self.open = Gauge(
             "jcm_sync_discrepancies_open",
             "Open reconciliation discrepancies, by rule",
+            ["partnership", "rule"],
+            registry=registry,
+        )
+        self.past_grace = Gauge(
+            "jcm_sync_discrepancies_past_grace",
+            "Open reconciliation discrepancies past their rule's grace period, by rule",
             ["partnership", "rule"],
             registry=registry,
         )
@@ -50,6 +78,25 @@ class ReconcileMetrics:
             ["partnership", "status"],
             registry=registry,
         )
+
+    def publish(
+        self,
+        partnership: str,
+        found: Iterable[Discrepancy],
+        grace: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        """Rule 3: set both gauges of every rule of ``partnership`` from ``found`` (the
+        history after a run: resolved and explained discrepancies count for nothing)."""
+        opened = dict.fromkeys(RULES, 0)
+        late = dict.fromkeys(RULES, 0)
+        for d in found:
+            if d.status == "open":
+                opened[d.rule] = opened.get(d.rule, 0) + 1
+                late[d.rule] = late.get(d.rule, 0) + past_grace(d, grace, now)
+        for rule, n in opened.items():
+            self.open.labels(partnership, rule).set(n)
+            self.past_grace.labels(partnership, rule).set(late[rule])
 
 
 @dataclass

@@ -67,7 +67,6 @@ import msgspec
 
 from jcm_sync.core import merkle
 from jcm_sync.core.reconcile import (
-    RULES,
     Discrepancy,
     Quarantine,
     Reconciler,
@@ -83,7 +82,7 @@ from jcm_sync.core.reconcile.model import LogPosition, RunStatus, Trail
 from jcm_sync.core.trust import TrustRoot, Verification, encode_root
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.node import Node
-from jcm_sync.services.reconcile_state import Folded
+from jcm_sync.services.reconcile_state import Folded, grace_days
 from jcm_sync.store import LogRef
 
 log = logging.getLogger("jcm_sync.core.reconcile")
@@ -399,16 +398,12 @@ class ReconcileService:
             raise
         now = self.node.clock()
         await self._cpu(_finish, self.data_dir, history, run, report, now)
-        self._publish(partnership, report, now)
+        self._publish(partnership, report, now, history)
         return RunResult(report=report, run=run, history=history)
 
-    def _publish(self, partnership: str, report: Report, now: datetime) -> None:
-        by_rule = dict.fromkeys(RULES, 0)
-        for d in report.discrepancies:
-            if d.status == "open":
-                by_rule[d.rule] += 1
-        for rule, n in by_rule.items():
-            self.metrics.open.labels(partnership, rule).set(n)
+    def _publish(self, partnership: str, report: Report, now: datetime, history: History) -> None:
+        grace = grace_days(self.node.cfg.reconcile.grace_days())
+        self.metrics.publish(partnership, history.discrepancies.values(), grace, now)
         self.metrics.last_run.labels(partnership).set(now.timestamp())
         self.metrics.runs.labels(partnership, report.status).inc()
 

@@ -1,20 +1,30 @@
 """``services/reconcile_state.py``: what a node keeps for reconciliation between runs:
 one lock per partnership, one worker thread started on first use and stopped by
-``close``, folded state that can be forgotten, metrics registered once per registry."""
+``close``, folded state that can be forgotten, metrics registered once per registry and
+set for every rule (0 after resolution), discrepancies past their grace period."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
 from jcm_sync.core.envelope import PrivateKey
-from jcm_sync.core.reconcile import Reconciler
+from jcm_sync.core.reconcile import RULES, Discrepancy, Reconciler
+from jcm_sync.core.reconcile.model import Status, discrepancy_id
 from jcm_sync.core.trust import TrustRoot
-from jcm_sync.services.reconcile_state import Folded, ReconcileMetrics, ReconcileState
+from jcm_sync.services.reconcile_state import (
+    Folded,
+    ReconcileMetrics,
+    ReconcileState,
+    grace_days,
+    past_grace,
+)
 
 
 def fresh() -> ReconcileState:
@@ -94,3 +104,71 @@ def test_metrics_register_once_per_registry() -> None:
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         ReconcileMetrics(registry)
     ReconcileMetrics(CollectorRegistry())  # another node's registry is its own
+
+
+# --- the discrepancy gauges (rules 3 and 4) ---------------------------------------------
+
+T = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def finding(rule: str, status: Status = "open", seen_days_ago: int = 0) -> Discrepancy:
+    return Discrepancy(
+        id=discrepancy_id(rule, [f"{rule}-{status}-{seen_days_ago}"]),
+        rule=rule,
+        stage=RULES[rule].stage,
+        subject="x",
+        summary="s",
+        status=status,
+        first_seen=T - timedelta(days=seen_days_ago),
+    )
+
+
+def gauges(registry: CollectorRegistry, name: str) -> dict[str, float]:
+    out = {}
+    for family in registry.collect():
+        for s in family.samples:
+            if s.name == name and s.labels["partnership"] == "JP-MN":
+                out[s.labels["rule"]] = s.value
+    return out
+
+
+def test_publish_sets_every_rule_and_a_resolved_one_goes_back_to_0() -> None:
+    """Rule 3: every rule has a sample, 0 included; only open findings count; once the
+    history says resolved, the rule's gauge is 0 again."""
+    registry = CollectorRegistry()
+    m = ReconcileMetrics(registry)
+    grace = grace_days({})
+    found = [finding("double-issuance"), finding("double-issuance", seen_days_ago=1),
+             finding("overlapping-blocks", "explained"), finding("untraceable-issuance",
+                                                                 "resolved")]  # fmt: skip
+    m.publish("JP-MN", found, grace, T)
+    opened = gauges(registry, "jcm_sync_discrepancies_open")
+    assert set(opened) == set(RULES)
+    assert {r: n for r, n in opened.items() if n} == {"double-issuance": 2}
+    resolved = [msgspec.structs.replace(d, status="resolved") for d in found]
+    m.publish("JP-MN", resolved, grace, T)
+    assert set(gauges(registry, "jcm_sync_discrepancies_open").values()) == {0}
+    assert set(gauges(registry, "jcm_sync_discrepancies_past_grace").values()) == {0}
+
+
+def test_past_grace_counts_the_rules_grace_days_from_first_seen() -> None:
+    """Rule 4: a rule without a grace period is past it at once; issued-vs-notified
+    (90 days by default, 10 when configured) only that long after first seen; an
+    explained finding never."""
+    default, configured = grace_days({}), grace_days({"issued-vs-notified": 10})
+    assert (default["issued-vs-notified"], configured["issued-vs-notified"]) == (90, 10)
+    assert past_grace(finding("double-issuance"), default, T)
+    assert not past_grace(finding("issued-vs-notified", seen_days_ago=89), default, T)
+    assert past_grace(finding("issued-vs-notified", seen_days_ago=90), default, T)
+    assert past_grace(finding("issued-vs-notified", seen_days_ago=10), configured, T)
+    assert not past_grace(finding("double-issuance", "explained"), default, T)
+    registry = CollectorRegistry()
+    ReconcileMetrics(registry).publish(
+        "JP-MN",
+        [finding("issued-vs-notified", seen_days_ago=5), finding("issued-vs-notified",
+                                                                  seen_days_ago=95)],
+        default,
+        T,
+    )  # fmt: skip
+    assert gauges(registry, "jcm_sync_discrepancies_open")["issued-vs-notified"] == 2
+    assert gauges(registry, "jcm_sync_discrepancies_past_grace")["issued-vs-notified"] == 1
