@@ -9,7 +9,7 @@ import errno
 import signal
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -268,11 +268,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 # --- alarms -----------------------------------------------------------------------------
 
 
-def cmd_alarm_list(args: argparse.Namespace) -> int:
+async def _alarm_book(cfg: Config, clear: str | None = None) -> list[dict[str, Any]] | bool:
+    """The alarms in the node's store (ADR 0027), or whether clearing ``clear`` removed one."""
     from jcm_sync.local.alarms import AlarmBook
+    from jcm_sync.services.node import open_node_store
 
+    store = await open_node_store(cfg)
+    try:
+        book = AlarmBook(store)
+        if clear is not None:
+            return await book.clear(clear)
+        return [a.summary() for a in await book.active()]
+    finally:
+        await store.close()
+
+
+def cmd_alarm_list(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    alarms = [a.summary() for a in AlarmBook(cfg.data_dir / "alarms").active()]
+    alarms = asyncio.run(_alarm_book(cfg))
+    assert isinstance(alarms, list)
 
     def human(c: Console) -> None:
         if not alarms:
@@ -290,10 +304,8 @@ def cmd_alarm_list(args: argparse.Namespace) -> int:
 
 
 def cmd_alarm_clear(args: argparse.Namespace) -> int:
-    from jcm_sync.local.alarms import AlarmBook
-
     cfg = _load(args)
-    if not AlarmBook(cfg.data_dir / "alarms").clear(args.origin):
+    if not asyncio.run(_alarm_book(cfg, clear=args.origin)):
         raise NotFoundError(f"no alarm for {args.origin}")
     note(f"cleared the alarm of {args.origin}; replication of it resumes")
     return 0

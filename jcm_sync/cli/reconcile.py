@@ -158,6 +158,24 @@ def _with_node(cfg: Config, work: Callable[[Any], Any]) -> Any:
     return box[0]
 
 
+def _with_store(cfg: Config, work: Callable[[Any], Any]) -> Any:
+    """Open the node's store (no keys needed), run ``work(store)``, close it: the
+    history and reports live in the store (ADR 0027)."""
+    from jcm_sync.services.node import open_node_store
+
+    box: list[Any] = []
+
+    async def main() -> None:
+        store = await open_node_store(cfg)
+        try:
+            box.append(await work(store))
+        finally:
+            await store.close()
+
+    asyncio.run(main())  # the result goes through ``box``, as in ``_with_node``
+    return box[0]
+
+
 # --- run ---------------------------------------------------------------------------------
 
 
@@ -184,11 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     def human(c: Console) -> None:
-        from jcm_sync.services.reconciliation import report_path
-
         for r in results:
-            path = report_path(cfg.data_dir, r.report.partnership)
-            _print_run(c, r.report, r.run, r.history.discrepancies, args.limit, path)
+            hint = f"jcm-sync reconcile report --partnership {r.report.partnership} --out FILE"
+            _print_run(c, r.report, r.run, r.history.discrepancies, args.limit, hint)
 
     emit(args, data, human)
     open_ = sum(r.run.open for r in results)
@@ -255,7 +271,7 @@ def _print_run(
     run: Any,
     history: dict[str, Discrepancy],
     limit: int = DEFAULT_LIMIT,
-    report_file: Path | None = None,
+    report_hint: str | None = None,
 ) -> None:
     """A bounded summary: about 40 lines plus two per listed finding, at any volume."""
     at = " / ".join(f"{lg.node} {lg.size}" for lg in report.logs)
@@ -332,8 +348,8 @@ def _print_run(
         if more := _more(len(found), limit, "findings", hint):
             c.print(more)
     _print_history_counts(c, history)
-    if report_file is not None:
-        c.print(f"full report: {escape(str(report_file))}")
+    if report_hint is not None:
+        c.print(f"full report: {escape(report_hint)} (or --json)")
 
 
 def _print_history_counts(c: Console, history: dict[str, Discrepancy]) -> None:
@@ -388,7 +404,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     from jcm_sync.services.reconciliation import read_history
 
     cfg = load_config(args.config)
-    histories = {pid: read_history(cfg.data_dir, pid) for pid in _partnerships(cfg, args)}
+    pids = _partnerships(cfg, args)
+
+    async def work(store: Any) -> dict[str, Any]:
+        return {pid: await read_history(store, pid) for pid in pids}
+
+    histories = _with_store(cfg, work)
     data = []
     for pid, h in histories.items():
         data.append(
@@ -426,7 +447,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     from jcm_sync.services.reconciliation import find_discrepancy
 
     cfg = load_config(args.config)
-    pid, d, trails = find_discrepancy(cfg.data_dir, _partnerships(cfg, args), args.id)
+    pids = _partnerships(cfg, args)
+
+    async def work(store: Any) -> tuple[str, Discrepancy, list[Any]]:
+        return await find_discrepancy(store, pids, args.id)
+
+    pid, d, trails = _with_store(cfg, work)
     data = {"partnership": pid, "discrepancy": _builtins(d), "trails": _builtins(trails)}
 
     def human(c: Console) -> None:
@@ -520,7 +546,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     paths = _report_paths(args, _partnerships(cfg, args))
     now = datetime.now(UTC)
-    views = {pid: load_view(cfg.data_dir, pid, cfg.node.id, now) for pid in paths}
+
+    async def work(store: Any) -> dict[str, Any]:
+        return {pid: await load_view(store, pid, cfg.node.id, now) for pid in paths}
+
+    views = _with_store(cfg, work)
     data = []
     for pid, view in views.items():
         body = render_xlsx(view) if args.format == "xlsx" else render_html(view).encode("utf-8")

@@ -4,25 +4,32 @@ Why this module exists: a fork (an inconsistent checkpoint, or a different entry
 an index already held) is the one event jcm-sync exists to catch between two
 governments. When it happens the node stops replicating that log, keeps both signed
 checkpoints as evidence, and says so in its logs, metrics and ``jcm-sync status``.
-The alarm must outlive a restart, so it is a file written atomically (temporary
-file, fsync, rename) in ``<data_dir>/alarms/``; an operator clears it deliberately
-(``jcm-sync alarm clear``) after investigating, never the software.
+The alarm must outlive a restart and go with a backup, so it is kept in the node's store;
+an operator clears it deliberately (``jcm-sync alarm clear``) after investigating, never
+the software.
+
+Rules:
+
+1. An alarm is one node-state value (protocol rule 9, ADR 0027) under
+   ``alarm/<origin>``: the msgspec JSON of ``Alarm``, written atomically and durably.
+2. The first evidence for a log is kept: raising an alarm for an alarmed log changes nothing.
+3. An unreadable alarm is a ``CorruptStoreError``, never silently no alarm: replication
+   of that log stays stopped until an operator looks.
+4. This module does not import the store (layers): ``AlarmBook`` takes any
+   ``StateStore`` (``local.status``), which every ``Store`` is.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from jcm_sync.errors import CorruptStoreError
+from jcm_sync.local.status import StateStore
 
 
 class Alarm(msgspec.Struct, frozen=True):
@@ -59,84 +66,48 @@ def _text(note: bytes | None) -> str | None:
         return base64.b64encode(note).decode()
 
 
-_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+def alarm_key(origin: str) -> str:
+    """Rule 1: the state key of a log's alarm."""
+    return f"alarm/{origin}"
+
+
+def _decode(data: bytes, key: str) -> Alarm:
+    try:
+        return msgspec.json.decode(data, type=Alarm)
+    except msgspec.MsgspecError as exc:
+        raise CorruptStoreError(f"the alarm is unreadable: {exc}", where=key) from None
 
 
 @dataclass
 class AlarmBook:
-    """The alarms of one node, kept as files under ``directory``."""
+    """The alarms of one node, kept in its store (rule 1)."""
 
-    directory: Path
+    state: StateStore
 
-    def _path(self, origin: str) -> Path:
-        """The origin made a file name, and a hash of the origin itself: ``x/y`` and
-        ``x_y`` make the same readable part, so without the hash the alarm of one log
-        would hide the other's."""
-        digest = hashlib.sha256(origin.encode("utf-8")).hexdigest()[:12]
-        return self.directory / f"{_SLUG.sub('_', origin)}.{digest}.json"
-
-    def _legacy(self, origin: str) -> Path | None:
-        """The file an alarm raised by an earlier version has, if it is this origin's."""
-        path = self.directory / (_SLUG.sub("_", origin) + ".json")
-        if not path.exists():
-            return None
-        try:
-            alarm = msgspec.json.decode(path.read_bytes(), type=Alarm)
-        except msgspec.MsgspecError as exc:
-            raise CorruptStoreError(f"alarm file is unreadable: {exc}", where=str(path)) from None
-        return path if alarm.origin == origin else None
-
-    def _existing(self, origin: str) -> Path | None:
-        path = self._path(origin)
-        return path if path.exists() else self._legacy(origin)
-
-    def raise_alarm(self, alarm: Alarm) -> bool:
+    async def raise_alarm(self, alarm: Alarm) -> bool:
         """Record an alarm; the first evidence for a log is kept. True if it is new."""
-        if self._existing(alarm.origin) is not None:
+        key = alarm_key(alarm.origin)
+        if await self.state.get_state(key) is not None:  # even unreadable: rule 3
             return False
-        path = self._path(alarm.origin)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(msgspec.json.encode(alarm))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        await self.state.put_state(key, msgspec.json.encode(alarm))
         return True
 
-    def get(self, origin: str) -> Alarm | None:
-        path = self._existing(origin)
-        if path is None:
-            return None
-        try:
-            return msgspec.json.decode(path.read_bytes(), type=Alarm)
-        except msgspec.MsgspecError as exc:
-            raise CorruptStoreError(f"alarm file is unreadable: {exc}", where=str(path)) from None
+    async def get(self, origin: str) -> Alarm | None:
+        key = alarm_key(origin)
+        data = await self.state.get_state(key)
+        return None if data is None else _decode(data, key)
 
-    def active(self) -> list[Alarm]:
-        if not self.directory.exists():
-            return []
+    async def active(self) -> list[Alarm]:
+        """Every alarm, by origin."""
         found = []
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                found.append(msgspec.json.decode(path.read_bytes(), type=Alarm))
-            except msgspec.MsgspecError as exc:
-                raise CorruptStoreError(
-                    f"alarm file is unreadable: {exc}", where=str(path)
-                ) from None
+        for key in await self.state.state_keys(alarm_key("")):
+            data = await self.state.get_state(key)
+            if data is not None:  # cleared meanwhile
+                found.append(_decode(data, key))
         return found
 
-    def clear(self, origin: str) -> bool:
-        path = self._existing(origin)
-        if path is not None:
-            path.unlink()
-            return True
-        return False
+    async def clear(self, origin: str) -> bool:
+        return await self.state.delete_state(alarm_key(origin))
 
 
 def new_alarm(

@@ -1,18 +1,47 @@
-"""Per-partnership status of a node, kept in a small JSON file beside its store.
+"""Per-partnership status of a node: its shape, and how it is kept in the node's store.
 
-What ``jcm-sync status`` shows that the store does not know: when each job last ran
-and succeeded, its last error, and the counterpart's size of each log as last seen.
-Written atomically (temporary file and rename) after each job; losing it loses only
-these observations, never a record.
+What ``jcm-sync status`` shows that the logs do not: when each job last ran and
+succeeded, its last error, and the counterpart's size of each log as last seen.
+
+Rules:
+
+1. The status of a partnership is one node-state value (``Store.get_state``, ADR 0027)
+   under ``status/<partnership>``, the msgspec JSON of ``AgentStatus``, replaced whole
+   and atomically after each job; losing it loses only these observations, never a record.
+2. This module does not import the store (layers: ``local`` and ``store`` are siblings);
+   it asks only for the four state methods of ``StateStore``, which every ``Store`` has.
+3. An unreadable value reads as a fresh status, as a missing one does: the next job
+   writes a good one.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from pathlib import Path
+from typing import Protocol
 
 import msgspec
+
+__all__ = [
+    "AgentStatus",
+    "JobStatus",
+    "LogStatus",
+    "StateStore",
+    "read_status",
+    "status_key",
+    "write_status",
+]
+
+
+class StateStore(Protocol):
+    """The node-state part of ``store.Store`` (protocol rule 9)."""
+
+    async def get_state(self, key: str) -> bytes | None: ...
+
+    async def put_state(self, key: str, value: bytes) -> None: ...
+
+    async def delete_state(self, key: str) -> bool: ...
+
+    async def state_keys(self, prefix: str) -> list[str]: ...
 
 
 class JobStatus(msgspec.Struct):
@@ -37,22 +66,23 @@ class AgentStatus(msgspec.Struct):
     hub_receipt: bytes | None = None
 
 
-def status_path(data_dir: Path, partnership: str) -> Path:
-    return data_dir / f"status-{partnership}.json"
+def status_key(partnership: str) -> str:
+    """Rule 1: the state key of a partnership's status."""
+    return f"status/{partnership}"
 
 
-def read_status(data_dir: Path, partnership: str) -> AgentStatus:
-    path = status_path(data_dir, partnership)
-    if not path.exists():
+async def read_status(state: StateStore, partnership: str) -> AgentStatus:
+    """The stored status of ``partnership``, or a fresh one (rule 3)."""
+    data = await state.get_state(status_key(partnership))
+    if data is None:
         return AgentStatus(partnership=partnership)
     try:
-        return msgspec.json.decode(path.read_bytes(), type=AgentStatus)
+        status = msgspec.json.decode(data, type=AgentStatus)
     except msgspec.MsgspecError:
         return AgentStatus(partnership=partnership)
+    return status if status.partnership == partnership else AgentStatus(partnership=partnership)
 
 
-def write_status(data_dir: Path, status: AgentStatus) -> None:
-    path = status_path(data_dir, status.partnership)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.json.encode(status))
-    os.replace(tmp, path)
+async def write_status(state: StateStore, status: AgentStatus) -> None:
+    """Replace the stored status of ``status.partnership`` (rule 1)."""
+    await state.put_state(status_key(status.partnership), msgspec.json.encode(status))

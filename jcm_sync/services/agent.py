@@ -60,7 +60,7 @@ from jcm_sync.core import note as signed_note
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
 from jcm_sync.errors import JcmSyncError, PeerRefusedError, TransportError
-from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
+from jcm_sync.local.status import AgentStatus, JobStatus, write_status
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.hub_port import HubPort
 from jcm_sync.services.log_service import checkpoint_verifiers
@@ -108,7 +108,10 @@ class Syncer:
     status: AgentStatus = field(init=False)
 
     def __post_init__(self) -> None:
-        self.status = read_status(self.node.cfg.data_dir, self.partnership)
+        # loaded from the store by open_node; shared, so every syncer of it sees one status
+        self.status = self.node.job_status.setdefault(
+            self.partnership, AgentStatus(partnership=self.partnership)
+        )
 
     @property
     def logs(self) -> PartnershipLogs:
@@ -117,15 +120,15 @@ class Syncer:
     def _now(self) -> datetime:
         return self.node.clock()
 
-    def _save(self) -> None:
-        write_status(self.node.cfg.data_dir, self.status)
+    async def _save(self) -> None:
+        await write_status(self.node.store, self.status)
 
     def _note_log(self, ref: LogRef, local: int, remote: int) -> None:
         note_log(self.node, self.status, ref, local, remote)
         self.node.metrics.log_size.labels(self.partnership, ref.node).set(local)
 
-    def stopped(self, ref: LogRef) -> bool:
-        return is_stopped(self.node, ref)
+    async def stopped(self, ref: LogRef) -> bool:
+        return await is_stopped(self.node, ref)
 
     def _remote(self, state: PartnershipState, node: str) -> LogState:
         for s in state.logs:
@@ -143,7 +146,7 @@ class Syncer:
     async def push(self, state: PartnershipState | None = None) -> int:
         """Rule 1. Returns the number of entries the hub appended."""
         own = self.logs.own
-        refuse_if_stopped(self.node, own)
+        await refuse_if_stopped(self.node, own)
         state = state or await self.fetch_state()
         remote = self._remote(state, own.node)
         store = self.node.store
@@ -250,7 +253,7 @@ class Syncer:
     async def pull(self, state: PartnershipState | None = None) -> int:
         """Rule 2. Returns the number of entries appended to the replica."""
         rep = self.logs.replica
-        refuse_if_stopped(self.node, rep)
+        await refuse_if_stopped(self.node, rep)
         state = state or await self.fetch_state()
         remote = self._remote(state, rep.node)
         if remote.checkpoint is None:
@@ -351,9 +354,9 @@ class Syncer:
         result = SyncResult()
         own_ok = (remote_own.size, remote_own.root) == (own_head.size, own_head.root)
         rep_ok = (remote_rep.size, remote_rep.root) == (rep_head.size, rep_head.root)
-        if not own_ok and not self.stopped(own):
+        if not own_ok and not await self.stopped(own):
             result.pushed = await self.push(state)
-        if not rep_ok and not self.stopped(rep):
+        if not rep_ok and not await self.stopped(rep):
             result.pulled = await self.pull(state)
         if own_ok:
             self._note_log(own, own_head.size, remote_own.size)
@@ -385,7 +388,7 @@ class Syncer:
         except JcmSyncError as exc:
             self.record("anti_entropy", exc)
             errors.append(exc)
-        self._save()
+        await self._save()
         if errors:
             raise errors[0]
         return result
@@ -545,7 +548,7 @@ class AgentDaemon:
                     task.uncancel()
             timeout = TransportError(f"{name} was cancelled before the hub answered (a timeout)")
             self._failed(name, timeout, b.failed(time.monotonic()))
-            self.syncer._save()
+            await self.syncer._save()
             return None
         finally:
             if task is not None:
@@ -567,7 +570,7 @@ class AgentDaemon:
         else:
             b.succeeded()
             self.syncer.record(name, None)
-        self.syncer._save()
+        await self.syncer._save()
         return result
 
     def _failed(self, name: str, exc: JcmSyncError, delay: float) -> None:

@@ -92,7 +92,7 @@ from jcm_sync.errors import (
     JcmSyncError,
     PastLogSizeError,
 )
-from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
+from jcm_sync.local.status import AgentStatus, JobStatus, write_status
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse_if_stopped
@@ -126,7 +126,7 @@ class Hub:
         # one condition per replica: its lock serialises appends, and a batch that
         # arrives ahead of its predecessor waits on it instead of being refused
         self._appended = {pid: asyncio.Condition() for pid in node.partnerships}
-        self._status = {pid: read_status(node.cfg.data_dir, pid) for pid in node.partnerships}
+        self._status = node.job_status  # loaded from the store by open_node
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
         self._reconciling: dict[str, asyncio.Task[None]] = {}
@@ -250,7 +250,7 @@ class Hub:
                 f"{len(req.entries)} entries in one push; the limit is {self.limits.max_batch}"
             )
         m = self.node.metrics
-        refuse_if_stopped(self.node, replica)
+        await refuse_if_stopped(self.node, replica)
         # signatures are checked before taking the lock, on every core for large batches;
         # revocation is judged at the hub's clock, entries already held as when received
         received = await self._held_since(logs.root, replica, req)
@@ -272,7 +272,9 @@ class Hub:
                 if not write.cancelled():
                     write.exception()  # seen here; the caller sees the cancellation
                 raise
-        self._observe(partnership, replica.node, result.size, req.source_size, "push_received")
+        await self._observe(
+            partnership, replica.node, result.size, req.source_size, "push_received"
+        )
         if result.appended and req.checkpoint is not None:
             self._reconcile_soon(partnership)
         m.entries.labels(partnership, "accepted", "").inc(result.appended)
@@ -384,7 +386,7 @@ class Hub:
             raise await self.node.raise_fork(replica, reason, offered=note, held=held)
         return cp
 
-    def _observe(
+    async def _observe(
         self, partnership: str, node: str, local: int, remote: int | None, job: str
     ) -> None:
         """Record for ``jcm-sync status`` what the hub last saw of a log."""
@@ -393,7 +395,7 @@ class Hub:
         note_log(self.node, st, ref, local, remote)
         job_status = st.jobs.setdefault(job, JobStatus())
         job_status.last_run = job_status.last_success = self.node.clock()
-        write_status(self.node.cfg.data_dir, st)
+        await write_status(self.node.store, st)
 
     # --- reads -----------------------------------------------------------------------
 
@@ -436,7 +438,7 @@ class Hub:
                     "%s of %s says it holds %d entries of Japan's log, which has %d",
                     caller.node, partnership, have, own.size,
                 )  # fmt: skip
-            self._observe(partnership, "JP", own.size, min(have, own.size), "served")
+            await self._observe(partnership, "JP", own.size, min(have, own.size), "served")
         return PartnershipState(
             partnership=partnership,
             logs=[

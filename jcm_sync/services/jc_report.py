@@ -35,7 +35,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Final
 
 import msgspec
@@ -60,6 +59,7 @@ from jcm_sync.services.reconciliation import (
     read_history,
     read_report,
 )
+from jcm_sync.store import Store
 
 STAGE_TITLES: Final[dict[str, str]] = {
     "totals": "Stage 1, totals",
@@ -260,9 +260,9 @@ class ReportHead(msgspec.Struct):
     pending: tuple[Pending, ...] = ()
 
 
-def read_report_head(data_dir: Path, partnership: str) -> ReportHead | None:
+async def read_report_head(store: Store, partnership: str) -> ReportHead | None:
     """The head of the last stored report (None if the partnership never ran)."""
-    return read_report(data_dir, partnership, ReportHead)
+    return await read_report(store, partnership, ReportHead)
 
 
 # --- building the view ------------------------------------------------------------------
@@ -409,11 +409,11 @@ def build_view(
     )
 
 
-def load_view(data_dir: Path, partnership: str, node: str, generated_at: datetime) -> JcReport:
-    """Rule 1: the view of the last run stored under ``data_dir``."""
-    report = read_report_head(data_dir, partnership)
+async def load_view(store: Store, partnership: str, node: str, generated_at: datetime) -> JcReport:
+    """Rule 1: the view of the last run stored in the node's store."""
+    report = await read_report_head(store, partnership)
     if report is None:
         raise NotReconciledError(
             f"{partnership} has never been reconciled on this node: there is no run to report"
         )
-    return build_view(report, read_history(data_dir, partnership), node, generated_at)
+    return build_view(report, await read_history(store, partnership), node, generated_at)

@@ -85,14 +85,14 @@ def verify_batch(verify: Verify, envelopes: Iterable[bytes]) -> VerifiedBatch:
     return VerifiedBatch(done, verify)
 
 
-def is_stopped(node: Node, ref: LogRef) -> bool:
+async def is_stopped(node: Node, ref: LogRef) -> bool:
     """Rule 1: a fork alarm stops replication of ``ref``."""
-    return node.alarms.get(ref.origin) is not None
+    return await node.alarms.get(ref.origin) is not None
 
 
-def refuse_if_stopped(node: Node, ref: LogRef) -> None:
+async def refuse_if_stopped(node: Node, ref: LogRef) -> None:
     """Rule 1: raise ``ForkError`` if a fork alarm stops replication of ``ref``."""
-    if is_stopped(node, ref):
+    if await is_stopped(node, ref):
         raise ForkError(
             f"replication of {ref.origin} is stopped by a fork alarm; an operator must investigate",
             where=ref.origin,

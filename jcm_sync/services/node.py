@@ -29,10 +29,12 @@ from jcm_sync.local.alarms import AlarmBook, new_alarm
 from jcm_sync.local.config import Config
 from jcm_sync.local.keyfiles import load_passphrase, load_private_key, read_small_file
 from jcm_sync.local.lock import check_writable
+from jcm_sync.local.status import AgentStatus, read_status
 from jcm_sync.services.log_service import LogService
 from jcm_sync.services.metrics import Metrics
 from jcm_sync.services.reconcile_state import ReconcileMetrics, ReconcileState
 from jcm_sync.store import LogRef, Store, StoredCheckpoint, TrustMark, open_store
+from jcm_sync.store.legacy import import_legacy_files
 from jcm_sync.store.planning import plan_trust_marks
 
 log = logging.getLogger("jcm_sync.services.node")
@@ -118,6 +120,8 @@ class Node:
     partnerships: dict[str, PartnershipLogs]
     alarms: AlarmBook
     metrics: Metrics = field(default_factory=Metrics)
+    #: each partnership's job status as last stored (``local.status``), loaded at open
+    job_status: dict[str, AgentStatus] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
     #: what reconciliation keeps between runs (``services.reconcile_state``), one per node
     reconcile: ReconcileState = field(init=False, repr=False)
@@ -169,7 +173,7 @@ class Node:
             offered=offered,
             **detail,
         )
-        if self.alarms.raise_alarm(alarm):
+        if await self.alarms.raise_alarm(alarm):
             self.metrics.forks.labels(ref.partnership, ref.node).inc()
         self.metrics.alarm.labels(ref.partnership, ref.node).set(1)
         log.error("FORK in %s: %s; replication of this log is stopped", ref.origin, reason)
@@ -214,6 +218,8 @@ async def open_node(
     store.set_clock(clock)  # appended_at is the receipt time (ADR 0018)
     try:
         await guard_roots(store, chains)  # before anything else is written
+        await import_legacy_files(store, cfg.data_dir)  # ADR 0027: once, after an upgrade
+        job_status = {pid: await read_status(store, pid) for pid in roots}
         partnerships = {}
         for pid, root in roots.items():
             own, replica = log_pair(cfg, pid)
@@ -229,6 +235,19 @@ async def open_node(
         store=store,
         keys=keys,
         partnerships=partnerships,
-        alarms=AlarmBook(cfg.data_dir / "alarms"),
+        alarms=AlarmBook(store),
+        job_status=job_status,
         clock=clock,
     )
+
+
+async def open_node_store(cfg: Config) -> Store:
+    """The configured store for a command that needs no keys (``status``, ``alarm``,
+    ``reconcile`` reads), with the files of an earlier version imported (ADR 0027)."""
+    store = await open_store(cfg.store_url)
+    try:
+        await import_legacy_files(store, cfg.data_dir)
+    except BaseException:
+        await store.close()
+        raise
+    return store

@@ -146,7 +146,7 @@ async def resolve(
     """
     if (explanation is None) == (not corrections):
         raise BadDataError("a resolution either explains (text) or names corrections")
-    pid, _ = ReconcileService(node).find(discrepancy, partnership)
+    pid, _ = await ReconcileService(node).find(discrepancy, partnership)
     own, store = node.logs(pid).own, node.store
     for rid in corrections:
         await store.record(rid)  # NotFoundError: a correction must be a record we hold

@@ -1,4 +1,4 @@
-"""Reconciliation as a node runs it: snapshot from the store, history on disk, metrics.
+"""Reconciliation as a node runs it: snapshot from the store, history in it, metrics.
 
 Why this module exists: ``jcm_sync.core.reconcile`` is pure (a snapshot in, a report out); a
 node must also take the snapshot from its store, remember what it found before (when
@@ -19,13 +19,15 @@ Rules:
    if the new checkpoint extends the old one (the stored tree's root at the old size is
    the old root) and the trust root is unchanged; otherwise it rebuilds from scratch. A
    failed run drops the state, so a half-folded state is never reused.
-3. **History.** ``<data_dir>/reconcile/<partnership>.json`` keeps every discrepancy ever
+3. **History.** The node-state value ``reconcile/<partnership>/history`` (in the store,
+   ADR 0027) keeps every discrepancy ever
    found with ``first_seen`` (set once, when first found), ``last_seen`` and its status:
    ``open`` or ``explained`` as the last report says, ``resolved`` (with ``resolved_at``)
    once a later snapshot no longer finds it; a resolved discrepancy found again is open
    again with its original ``first_seen``. The last report is kept beside it
-   (``<partnership>.report.json``). Both files are written atomically (temporary file,
-   fsync, rename); losing them loses history, never a record.
+   (``reconcile/<partnership>/report``). Each value is replaced atomically and durably
+   (protocol rule 9); the report first, so a crash between the two leaves the history of
+   the run before, which the next run brings up to date.
 4. **Run status.** A run is recorded as ``initiated`` before the snapshot is read, then
    updated to its final status (``reconcile.model.run_status``); a run that fails stays
    ``initiated`` with its error, and is counted as such.
@@ -39,7 +41,7 @@ Rules:
    is folded in (``reconcile.quarantine`` rule 4, ADR 0011): a batch carrying the rest of
    an issuance or a missing decision may move what it settles.
 7. **Off the event loop** (ADR 0010). A run's CPU work (decoding and folding each chunk,
-   the report, merging the history, encoding and writing the history and report files)
+   the report, merging the history, decoding and encoding the history and report)
    runs on one worker thread per node, a chunk at a time; store reads stay on the event
    loop between chunks. So a node keeps serving requests while it reconciles, and two
    runs of a node never fold at once (one thread; runs of one partnership also hold a
@@ -56,11 +58,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final, TypeVar, overload
 
 import msgspec
@@ -83,7 +83,7 @@ from jcm_sync.core.trust import TrustRoot, Verification, encode_root
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconcile_state import Folded, grace_days
-from jcm_sync.store import LogRef
+from jcm_sync.store import LogRef, Store
 
 log = logging.getLogger("jcm_sync.core.reconcile")
 
@@ -91,12 +91,12 @@ CHUNK: Final = 2000
 """Entries read from the store and folded at a time: bounds memory on a full rebuild."""
 
 MAX_RUNS: Final = 50
-"""Runs kept in a partnership's history file."""
+"""Runs kept in a partnership's history."""
 
 _R = TypeVar("_R")
 
 
-# --- the history file (rule 3) ----------------------------------------------------------
+# --- the history (rule 3) ---------------------------------------------------------------
 
 
 class RunRecord(msgspec.Struct):
@@ -142,80 +142,74 @@ def count_statuses(found: Iterable[Discrepancy]) -> dict[str, int]:
     return counts
 
 
-def find_discrepancy(
-    data_dir: Path, partnerships: Sequence[str], discrepancy: str
+async def find_discrepancy(
+    store: Store, partnerships: Sequence[str], discrepancy: str
 ) -> tuple[str, Discrepancy, list[Trail]]:
     """A discrepancy of the history of one of ``partnerships``, with the trails of the
     last report that follow its ranges; ``NotFoundError`` if no history holds it."""
     for pid in partnerships:
-        d = read_history(data_dir, pid).discrepancies.get(discrepancy)
+        d = (await read_history(store, pid)).discrepancies.get(discrepancy)
         if d is None:
             continue
-        report = read_report(data_dir, pid)
+        report = await read_report(store, pid)
         trails = [t for t in (report.trails if report else ()) if t.discrepancy_id == d.id]
         return pid, d, trails
     raise NotFoundError(f"no discrepancy {discrepancy}; run `jcm-sync reconcile run` first")
 
 
-def history_dir(data_dir: Path) -> Path:
-    return data_dir / "reconcile"
+def history_key(partnership: str) -> str:
+    """Rule 3: the state key of a partnership's history."""
+    return f"reconcile/{partnership}/history"
 
 
-def history_path(data_dir: Path, partnership: str) -> Path:
-    return history_dir(data_dir) / f"{partnership}.json"
+def report_key(partnership: str) -> str:
+    """Rule 3: the state key of a partnership's last report."""
+    return f"reconcile/{partnership}/report"
 
 
-def report_path(data_dir: Path, partnership: str) -> Path:
-    return history_dir(data_dir) / f"{partnership}.report.json"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        # the OSError's text is in the message; its chain would only repeat it
-        raise StoreError(f"cannot write {path.name}: {exc}", where=str(path.parent)) from None
-
-
-def read_history(data_dir: Path, partnership: str) -> History:
-    path = history_path(data_dir, partnership)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+def decode_history(data: bytes | None, partnership: str) -> History:
+    """A stored history (None: a fresh one); ``StoreError`` if it is not one."""
+    if data is None:
         return History(partnership=partnership)
-    except OSError as exc:  # as in _write_atomic, the cause is in the message
-        raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
     try:
         return msgspec.json.decode(data, type=History)
     except msgspec.MsgspecError as exc:  # the decoder's text is in the message
-        raise StoreError(f"{path.name} is not a reconciliation history: {exc}") from None
+        raise StoreError(
+            f"{history_key(partnership)} is not a reconciliation history: {exc}"
+        ) from None
 
 
-def write_history(data_dir: Path, history: History) -> None:
+def encode_history(history: History) -> bytes:
+    """The history to store, its runs cut to the last ``MAX_RUNS``."""
     history.runs = history.runs[-MAX_RUNS:]
-    _write_atomic(history_path(data_dir, history.partnership), msgspec.json.encode(history))
+    return msgspec.json.encode(history)
+
+
+async def read_history(store: Store, partnership: str) -> History:
+    return decode_history(await store.get_state(history_key(partnership)), partnership)
+
+
+async def write_history(store: Store, history: History) -> None:
+    await store.put_state(history_key(history.partnership), encode_history(history))
+
+
+def decode_report(data: bytes | None, partnership: str, as_type: type[Any] = Report) -> Any:
+    if data is None:
+        return None
+    try:
+        return msgspec.json.decode(data, type=as_type)
+    except msgspec.MsgspecError as exc:  # the cause is in the message
+        raise StoreError(f"cannot read {report_key(partnership)}: {exc}") from None
 
 
 @overload
-def read_report(data_dir: Path, partnership: str) -> Report | None: ...
+async def read_report(store: Store, partnership: str) -> Report | None: ...
 @overload
-def read_report(data_dir: Path, partnership: str, as_type: type[_R]) -> _R | None: ...
-def read_report(data_dir: Path, partnership: str, as_type: type[Any] = Report) -> Any:
+async def read_report(store: Store, partnership: str, as_type: type[_R]) -> _R | None: ...
+async def read_report(store: Store, partnership: str, as_type: type[Any] = Report) -> Any:
     """The last stored report (None if the partnership never ran), decoded as ``as_type``:
     a ``Report``, or a struct of some of its fields (the rest are skipped, not built)."""
-    path = report_path(data_dir, partnership)
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=as_type)
-    except FileNotFoundError:
-        return None
-    except (OSError, msgspec.MsgspecError) as exc:  # the cause is in the message
-        raise StoreError(f"cannot read {path.name}: {exc}", where=str(path.parent)) from None
+    return decode_report(await store.get_state(report_key(partnership)), partnership, as_type)
 
 
 def merge_history(history: History, report: Report, now: datetime) -> tuple[int, int]:
@@ -262,26 +256,22 @@ def _fold_verified(
     reconciler.apply(node, map(from_verification, batch), start=start)
 
 
-def _begin(data_dir: Path, partnership: str, started: datetime) -> tuple[History, RunRecord]:
-    """Rule 4: the history with this run recorded as ``initiated``."""
-    history = read_history(data_dir, partnership)
+def _begin(data: bytes | None, partnership: str, started: datetime) -> tuple[History, RunRecord]:
+    """Rule 4: the history with this run recorded as ``initiated`` (stored by the caller)."""
+    history = decode_history(data, partnership)
     run = RunRecord(started_at=started)
     history.runs.append(run)
-    write_history(data_dir, history)
     return history, run
 
 
-def _finish(
-    data_dir: Path, history: History, run: RunRecord, report: Report, now: datetime
-) -> None:
-    """Rules 3 and 4: fold the report into the history; write the report and history."""
+def _finish(history: History, run: RunRecord, report: Report, now: datetime) -> tuple[bytes, bytes]:
+    """Rules 3 and 4: fold the report into the history; the report and history to store."""
     run.new, run.resolved = merge_history(history, report, now)
     run.status, run.finished_at, run.logs = report.status, now, report.logs
     run.open = sum(1 for d in report.discrepancies if d.status == "open")
     run.explained = sum(1 for d in report.discrepancies if d.status == "explained")
     run.pending = len(report.pending)
-    _write_atomic(report_path(data_dir, history.partnership), msgspec.json.encode(report))
-    write_history(data_dir, history)
+    return msgspec.json.encode(report), encode_history(history)
 
 
 @dataclass(frozen=True)
@@ -307,8 +297,12 @@ class ReconcileService:
         self.metrics = node.reconcile.metrics
 
     @property
-    def data_dir(self) -> Path:
-        return self.node.cfg.data_dir
+    def store(self) -> Store:
+        return self.node.store
+
+    async def _put_history(self, history: History) -> None:
+        data = await self._cpu(encode_history, history)
+        await self.store.put_state(history_key(history.partnership), data)
 
     async def _cpu(self, fn: Callable[..., _R], *args: Any, **kw: Any) -> _R:
         """Rule 7: ``fn(*args, **kw)`` on the node's reconciliation thread."""
@@ -378,7 +372,9 @@ class ReconcileService:
 
     async def _run(self, partnership: str) -> RunResult:
         self.node.logs(partnership)  # NotFoundError before anything is written
-        history, run = await self._cpu(_begin, self.data_dir, partnership, self.node.clock())
+        stored = await self.store.get_state(history_key(partnership))
+        history, run = await self._cpu(_begin, stored, partnership, self.node.clock())
+        await self._put_history(history)
         try:
             target = await self.positions(partnership)
             run.incremental = await self._fold(partnership, target)
@@ -392,12 +388,14 @@ class ReconcileService:
             run.error = str(exc)
             self.metrics.runs.labels(partnership, "initiated").inc()
             try:
-                await self._cpu(write_history, self.data_dir, history)
+                await self._put_history(history)
             except StoreError as again:  # the run's own error is the one to report
                 log.error("cannot record the failed run of %s: %s", partnership, again)
             raise
         now = self.node.clock()
-        await self._cpu(_finish, self.data_dir, history, run, report, now)
+        report_data, history_data = await self._cpu(_finish, history, run, report, now)
+        await self.store.put_state(report_key(partnership), report_data)
+        await self.store.put_state(history_key(partnership), history_data)
         self._publish(partnership, report, now, history)
         return RunResult(report=report, run=run, history=history)
 
@@ -409,19 +407,21 @@ class ReconcileService:
 
     # -- reading the history -------------------------------------------------------
 
-    def history(self, partnership: str) -> History:
+    async def history(self, partnership: str) -> History:
         self.node.logs(partnership)
-        return read_history(self.data_dir, partnership)
+        return await read_history(self.store, partnership)
 
-    def open_discrepancies(self, partnership: str) -> list[Discrepancy]:
+    async def open_discrepancies(self, partnership: str) -> list[Discrepancy]:
         """The discrepancies open after the last run: what quarantine holds (rule 6)."""
-        return self.history(partnership).open()
+        return (await self.history(partnership)).open()
 
-    def find(self, discrepancy: str, partnership: str | None = None) -> tuple[str, Discrepancy]:
+    async def find(
+        self, discrepancy: str, partnership: str | None = None
+    ) -> tuple[str, Discrepancy]:
         """The partnership and history entry of a discrepancy id (``NotFoundError`` if none)."""
         pids = [partnership] if partnership else sorted(self.node.partnerships)
         for pid in pids:
-            d = self.history(pid).discrepancies.get(discrepancy)
+            d = (await self.history(pid)).discrepancies.get(discrepancy)
             if d is not None:
                 return pid, d
         raise NotFoundError(
@@ -446,7 +446,7 @@ class ReconcileService:
         node's clock by default) with the configured grace period. Folding and judging
         run on the node's reconciliation thread (rule 7), in chunks.
         """
-        held = self.open_discrepancies(partnership)
+        held = await self.open_discrepancies(partnership)
         if not held:
             return
         quarantine = Quarantine(held)

@@ -345,7 +345,7 @@ class SandboxHost:
             logs = node.logs(s.partnership)
             discrepancy = ""
             if step == RESOLUTION_STEP:
-                discrepancy = self._finding(node, s.partnership, RESOLUTION_RULE)
+                discrepancy = await self._finding(node, s.partnership, RESOLUTION_RULE)
                 await resolve(node, discrepancy, partnership=s.partnership,
                               explanation=RESOLUTION_TEXT)  # fmt: skip
                 appended = 1
@@ -362,9 +362,10 @@ class SandboxHost:
                           discrepancy=discrepancy)  # fmt: skip
 
     @staticmethod
-    def _finding(node: Node, partnership: str, rule: str) -> str:
+    async def _finding(node: Node, partnership: str, rule: str) -> str:
         """The one finding of ``rule`` open in the hub's own last reconciliation."""
-        found = [d.id for d in ReconcileService(node).history(partnership).discrepancies.values()
+        history = await ReconcileService(node).history(partnership)
+        found = [d.id for d in history.discrepancies.values()
                  if d.rule == rule and d.status != "resolved"]  # fmt: skip
         if len(found) != 1:
             raise NotFoundError(

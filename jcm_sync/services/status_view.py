@@ -25,8 +25,8 @@ import msgspec
 from jcm_sync.local.alarms import AlarmBook
 from jcm_sync.local.config import Config
 from jcm_sync.local.status import read_status as read_job_status
-from jcm_sync.services.node import Node, log_pair
-from jcm_sync.store import LogRef, Store, open_store
+from jcm_sync.services.node import Node, log_pair, open_node_store
+from jcm_sync.store import LogRef, Store
 
 
 class LogView(msgspec.Struct, kw_only=True):
@@ -123,7 +123,7 @@ async def node_status(node: Node) -> NodeStatus:
 
 async def read_status(cfg: Config) -> NodeStatus:
     """The status of a configured node, whether or not its daemon runs (rule 3)."""
-    store = await open_store(cfg.store_url)
+    store = await open_node_store(cfg)  # imports an earlier version's files (ADR 0027)
     try:
         refs = {}
         for p in cfg.partnerships:

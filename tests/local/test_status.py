@@ -1,7 +1,8 @@
-"""The status file: per-partnership observations, written whole, read back or started afresh."""
+"""The stored status: per-partnership observations, written whole, read back or started afresh."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from jcm_sync.local.status import (
     JobStatus,
     LogStatus,
     read_status,
-    status_path,
+    status_key,
     write_status,
 )
+from jcm_sync.store import Store, open_store
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -43,62 +45,60 @@ def observed() -> AgentStatus:
     )
 
 
-def test_a_written_status_reads_back_equal(tmp_path: Path) -> None:
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real SQLite store: the status lives in it (ADR 0027)."""
+    s = await open_store(f"sqlite:///{tmp_path / 'node.db'}")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_a_written_status_reads_back_equal(store: Store) -> None:
     """Every field written (times, errors, sizes, receipt bytes) is read back the same."""
     status = observed()
-    write_status(tmp_path, status)
-    back = read_status(tmp_path, "JP-MN")
+    await write_status(store, status)
+    back = await read_status(store, "JP-MN")
     assert back == status
     assert back.jobs["pull"].last_error_at == T0 + timedelta(seconds=30)
     assert back.hub_receipt == b"\x00signed receipt\xff"
 
 
-def test_a_missing_status_is_a_fresh_one(tmp_path: Path) -> None:
+async def test_a_missing_status_is_a_fresh_one(store: Store) -> None:
     """Before any job has run, the status is empty for that partnership, not an error."""
-    fresh = read_status(tmp_path, "JP-MN")
+    fresh = await read_status(store, "JP-MN")
     assert fresh == AgentStatus(partnership="JP-MN")
     assert (fresh.jobs, fresh.logs, fresh.hub_receipt) == ({}, {}, None)
+    assert await store.state_keys("status/") == []
 
 
-def test_each_partnership_has_its_own_file(tmp_path: Path) -> None:
-    """Two partnerships of one node keep separate status files beside the store."""
-    write_status(tmp_path, observed())
+async def test_each_partnership_has_its_own_key(store: Store, tmp_path: Path) -> None:
+    """Two partnerships of one node keep separate values in the store, no file beside it."""
+    await write_status(store, observed())
     other = AgentStatus(partnership="JP-ID", jobs={"push": JobStatus(failures=5)})
-    write_status(tmp_path, other)
-    assert status_path(tmp_path, "JP-MN").parent == tmp_path
-    assert status_path(tmp_path, "JP-MN") != status_path(tmp_path, "JP-ID")
-    assert read_status(tmp_path, "JP-ID") == other
-    assert read_status(tmp_path, "JP-MN") == observed()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        status_path(tmp_path, pid).name for pid in ("JP-MN", "JP-ID")
-    )
+    await write_status(store, other)
+    assert await store.state_keys("status/") == [status_key("JP-ID"), status_key("JP-MN")]
+    assert await read_status(store, "JP-ID") == other
+    assert await read_status(store, "JP-MN") == observed()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("node.db")) == []
 
 
-def test_a_rewrite_replaces_the_whole_file(tmp_path: Path) -> None:
-    """A later write replaces the earlier one entirely, leaving no temporary behind."""
-    write_status(tmp_path, observed())
+async def test_a_rewrite_replaces_the_whole_value(store: Store) -> None:
+    """A later write replaces the earlier one entirely."""
+    await write_status(store, observed())
     later = AgentStatus(partnership="JP-MN", jobs={"push": JobStatus(failures=1)})
-    write_status(tmp_path, later)
-    assert read_status(tmp_path, "JP-MN") == later
-    assert [p.name for p in tmp_path.iterdir()] == [status_path(tmp_path, "JP-MN").name]
+    await write_status(store, later)
+    assert await read_status(store, "JP-MN") == later
 
 
-def test_a_failed_write_keeps_the_previous_status(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The new status becomes visible only by rename: a failure before it leaves the old one."""
-    write_status(tmp_path, observed())
-    before = status_path(tmp_path, "JP-MN").read_bytes()
-
-    def fail(src: object, dst: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("jcm_sync.local.status.os.replace", fail)
-    with pytest.raises(OSError, match="No space"):
-        write_status(tmp_path, AgentStatus(partnership="JP-MN"))
-    monkeypatch.undo()
-    assert status_path(tmp_path, "JP-MN").read_bytes() == before
-    assert read_status(tmp_path, "JP-MN") == observed()
+async def test_a_status_survives_reopening_the_store(tmp_path: Path) -> None:
+    """What one process wrote, the next one (a restart) reads."""
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    async with await open_store(url) as first:
+        await write_status(first, observed())
+    async with await open_store(url) as again:
+        assert await read_status(again, "JP-MN") == observed()
 
 
 @pytest.mark.parametrize(
@@ -106,15 +106,22 @@ def test_a_failed_write_keeps_the_previous_status(
     [b"", b"{truncated", b'{"partnership": "JP-MN", "jobs": {"push": {"failures": "x"}}}'],
     ids=["empty", "truncated", "wrong-type"],
 )
-def test_an_unreadable_status_starts_afresh(tmp_path: Path, content: bytes) -> None:
-    """A damaged status file loses only observations: it reads as a fresh status."""
-    status_path(tmp_path, "JP-MN").write_bytes(content)
-    assert read_status(tmp_path, "JP-MN") == AgentStatus(partnership="JP-MN")
+async def test_an_unreadable_status_starts_afresh(store: Store, content: bytes) -> None:
+    """A damaged value loses only observations: it reads as a fresh status."""
+    await store.put_state(status_key("JP-MN"), content)
+    assert await read_status(store, "JP-MN") == AgentStatus(partnership="JP-MN")
 
 
-def test_unknown_fields_from_a_newer_version_are_ignored(tmp_path: Path) -> None:
+async def test_another_partnerships_value_is_not_taken(store: Store) -> None:
+    """A value naming another partnership (a misfiled import) reads as a fresh status."""
+    await store.put_state(status_key("JP-ID"), b'{"partnership": "JP-MN"}')
+    assert await read_status(store, "JP-ID") == AgentStatus(partnership="JP-ID")
+
+
+async def test_unknown_fields_from_a_newer_version_are_ignored(store: Store) -> None:
     """A status written by a newer jcm-sync with extra fields still reads its known ones."""
-    status_path(tmp_path, "JP-MN").write_bytes(
-        b'{"partnership": "JP-MN", "future": 1, "jobs": {"push": {"failures": 4, "new": true}}}'
+    await store.put_state(
+        status_key("JP-MN"),
+        b'{"partnership": "JP-MN", "future": 1, "jobs": {"push": {"failures": 4, "new": true}}}',
     )
-    assert read_status(tmp_path, "JP-MN").jobs["push"].failures == 4
+    assert (await read_status(store, "JP-MN")).jobs["push"].failures == 4

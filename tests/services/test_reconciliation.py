@@ -22,8 +22,10 @@ from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.own_log import append_own, resolve
 from jcm_sync.services.reconciliation import (
     ReconcileService,
-    history_path,
+    history_key,
     read_history,
+    read_report,
+    report_key,
     run_scheduled,
 )
 from jcm_sync.services.sample import Network, partnership_records, provision
@@ -137,7 +139,9 @@ async def test_clean_sample_partnership_completes_with_the_same_report_on_both_s
     assert on_id.report.discrepancies == ()
     assert on_id.report == on_jp.report
     assert on_id.report.totals.sides_compared == 12
-    assert history_path(pair.id.cfg.data_dir, PID).exists()
+    assert await pair.id.store.state_keys("reconcile/") == [history_key(PID), report_key(PID)]
+    assert await read_report(pair.id.store, PID) == on_id.report
+    assert not (pair.id.cfg.data_dir / "reconcile").exists()  # nothing beside the store
 
 
 async def test_first_seen_persists_and_a_fixed_discrepancy_resolves(pair: Pair) -> None:
@@ -156,7 +160,7 @@ async def test_first_seen_persists_and_a_fixed_discrepancy_resolves(pair: Pair) 
     again = await service.reconcile(PID)
     assert again.run.incremental
     assert again.run.new == 0
-    h = read_history(pair.id.cfg.data_dir, PID)
+    h = await read_history(pair.id.store, PID)
     assert (h.discrepancies[d.id].first_seen, h.discrepancies[d.id].last_seen) == (t1, t2)
     # Indonesia corrects its over-issuance with a new version of amount 0
     faulty = logs["ID"][-1]
@@ -169,7 +173,7 @@ async def test_first_seen_persists_and_a_fixed_discrepancy_resolves(pair: Pair) 
     fixed = await service.reconcile(PID)
     assert fixed.report.discrepancies == ()
     assert (fixed.run.status, fixed.run.resolved, fixed.run.incremental) == ("completed", 1, True)
-    h = read_history(pair.id.cfg.data_dir, PID)
+    h = await read_history(pair.id.store, PID)
     assert (h.discrepancies[d.id].status, h.discrepancies[d.id].resolved_at) == ("resolved", t3)
     assert h.discrepancies[d.id].first_seen == t1
     assert [r.status for r in h.runs] == ["totals_inconsistent", "totals_inconsistent", "completed"]
@@ -203,7 +207,7 @@ async def test_both_sides_must_explain_for_a_discrepancy_to_be_explained(pair: P
     assert explained.status == "explained"
     assert [e.author for e in explained.explanations] == ["ID", "JP"]
     assert result.report.status == "completed_with_manual_intervention"
-    assert read_history(pair.id.cfg.data_dir, PID).discrepancies[d.id].status == "explained"
+    assert (await read_history(pair.id.store, PID)).discrepancies[d.id].status == "explained"
     # a second resolution by one side supersedes its first
     await resolve(pair.id, d.id, explanation="one credit issued for a 2016 correction (JC 12)")
     (again,) = (await on_id.reconcile(PID)).report.discrepancies
@@ -279,13 +283,13 @@ async def test_a_failed_run_stays_initiated(pair: Pair, monkeypatch: pytest.Monk
     monkeypatch.setattr(pair.id.store, "entries", broken)
     with pytest.raises(StoreError):
         await run_scheduled(pair.id, PID)
-    run = read_history(pair.id.cfg.data_dir, PID).runs[-1]
+    run = (await read_history(pair.id.store, PID)).runs[-1]
     assert (run.status, run.error) == ("initiated", "disk on fire")
     sample = pair.id.metrics.registry.get_sample_value
     assert sample("jcm_sync_reconcile_runs_total", {"partnership": PID, "status": "initiated"}) == 1
     monkeypatch.undo()
     await run_scheduled(pair.id, PID)
-    assert read_history(pair.id.cfg.data_dir, PID).runs[-1].status == "completed"
+    assert (await read_history(pair.id.store, PID)).runs[-1].status == "completed"
 
 
 async def test_the_configured_grace_periods_judge_the_run(pair: Pair) -> None:
