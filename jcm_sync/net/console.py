@@ -360,20 +360,24 @@ def render_partnership(
     )  # fmt: skip
 
 
-def render_discrepancy(status: NodeStatus, pid: str, d: Discrepancy, *, now: datetime) -> str:
+def render_discrepancy(
+    status: NodeStatus, pid: str, d: Discrepancy, *, role: str, now: datetime
+) -> str:
     """``/partnerships/{id}/discrepancies/{did}``: the finding in full."""
     rule = RULES.get(d.rule)
     return (
         environment()
         .get_template("discrepancy.html.j2")
-        .render(status=status, pid=pid, d=d, rule_title=rule.title if rule else "", now=now)
+        .render(
+            status=status, pid=pid, d=d, rule_title=rule.title if rule else "", role=role, now=now
+        )
     )
 
 
-def render_not_found(status: NodeStatus, detail: str, *, now: datetime) -> str:
+def render_not_found(status: NodeStatus, detail: str, *, role: str, now: datetime) -> str:
     """Rule 6: the HTML 404 page."""
     return (
         environment()
         .get_template("not_found.html.j2")
-        .render(status=status, detail=detail, now=now)
+        .render(status=status, detail=detail, role=role, now=now)
     )

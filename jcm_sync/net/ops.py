@@ -137,7 +137,9 @@ class OpsServer:
         if _accepts_html(request):
             try:
                 status = await node_status(self.node)
-                page = console.render_not_found(status, detail, now=self.node.clock())
+                page = console.render_not_found(
+                    status, detail, role=self.role, now=self.node.clock()
+                )
             except Exception:  # the 404 stands even if the page cannot be drawn
                 log.exception("request %s: could not render the 404 page", REQUEST_ID.get())
             else:
@@ -194,7 +196,9 @@ class OpsServer:
         p = self._partnership(status, request.match_info["pid"])
         did = request.match_info["did"]
         found = await _discrepancy(self.node, p.partnership, did)
-        page = console.render_discrepancy(status, p.partnership, found, now=self.node.clock())
+        page = console.render_discrepancy(
+            status, p.partnership, found, role=self.role, now=self.node.clock()
+        )
         return web.Response(text=page, content_type="text/html")
 
     def app(self) -> web.Application:

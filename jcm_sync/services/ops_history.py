@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -116,18 +116,25 @@ async def read_lag(store: Store, partnership: str) -> LagHistory:
         return LagHistory()
 
 
-async def record_lag(store: Store, status: NodeStatus, now: datetime) -> int:
-    """Rule 4: fold a status's lags into each partnership's history; return how many
-    partnerships' values were written."""
+def lags_of(status: NodeStatus) -> dict[str, dict[str, int | None]]:
+    """Each partnership's lag per log (node id), as ``status`` shows it."""
+    return {p.partnership: {lg.node: lg.lag for lg in p.logs} for p in status.partnerships}
+
+
+async def record_lag(
+    store: Store, lags: Mapping[str, Mapping[str, int | None]], now: datetime
+) -> int:
+    """Rule 4: fold a sample (partnership -> log -> lag, ``lags_of``) into each
+    partnership's history; return how many partnerships' values were written."""
     written = 0
-    for p in status.partnerships:
-        history = await read_lag(store, p.partnership)
+    for pid, logs in lags.items():
+        history = await read_lag(store, pid)
         changed = False
-        for lg in p.logs:
-            if lg.lag is not None:
-                changed |= merge_lag(history, lg.node, lg.lag, now)
+        for node, lag in logs.items():
+            if lag is not None:
+                changed |= merge_lag(history, node, lag, now)
         if changed:
-            await store.put_state(state_key(p.partnership), msgspec.json.encode(history))
+            await store.put_state(state_key(pid), msgspec.json.encode(history))
             written += 1
     return written
 
@@ -166,7 +173,7 @@ async def sample(node: Node) -> NodeStatus:
     for the page that asked."""
     status = await node_status(node)
     try:
-        await record_lag(node.store, status, node.clock())
+        await record_lag(node.store, lags_of(status), node.clock())
     except Exception:  # rule 6: a chart's sample never fails a page
         log.exception("could not record the lag sample")
     return status

@@ -172,6 +172,7 @@ def provision(
             f'data_dir = "."\n'
             f'\n[keys]\nsigning = "../keys/{_key_name(cc)}.key"\n'
             f'\n[hub]\nurl = "{net.hub_url}"\ntimeout_seconds = 30\n'
+            '\n[ops]\nhost = "127.0.0.1"\nport = 0\n'  # agents side by side: free ports
             f"\n[schedule]\npush_seconds = {schedule_seconds}\npull_seconds = {schedule_seconds}\n"
             f"anti_entropy_seconds = {schedule_seconds * 5}\n"
             f"reconcile_seconds = {schedule_seconds * 30}\njitter_seconds = 0.5\n"

@@ -44,7 +44,7 @@ async def test_partners_port_serves_neither_status_nor_metrics(network: Running)
         assert (await get(network.url + path))[0] == 200
 
 
-async def test_ops_listener_serves_status_and_metrics_only(network: Running) -> None:
+async def test_ops_listener_serves_the_console_and_metrics_only(network: Running) -> None:
     await network.seed("MN")
     agent = await network.agent("MN")
     await network.syncer(agent).sync_once()
@@ -55,7 +55,7 @@ async def test_ops_listener_serves_status_and_metrics_only(network: Running) -> 
     status, text, r = await get(network.ops_url + "/metrics")
     assert status == 200
     assert 'jcm_sync_pushes_total{outcome="accepted",partnership="JP-MN"}' in text
-    for path in ("/v1/partnerships/JP-MN/state", "/livez", "/"):
+    for path in ("/v1/partnerships/JP-MN/state", "/livez", "/readyz"):
         status, text, r = await get(network.ops_url + path)
         assert (status, r.content_type) == (404, PROBLEM), path
         assert json.loads(text)["request_id"] == r.headers[REQUEST_ID_HEADER]
