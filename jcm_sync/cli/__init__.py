@@ -23,9 +23,11 @@ from rich.markup import escape
 from jcm_sync import __version__
 from jcm_sync.cli import (
     backup,
+    config_cmd,
     conformance,
     export,
     imports,
+    init,
     keys,
     log,
     node,
@@ -37,7 +39,18 @@ from jcm_sync.cli import (
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
 from jcm_sync.errors import JcmSyncError
 
-GROUPS = [keys, trust, record, log, node, imports, reconcile, conformance, export, report, backup]
+GROUPS = [
+    init, config_cmd, keys, trust, record, log, node, imports, reconcile, conformance, export,
+    report, backup,
+]  # fmt: skip
+
+
+def version_text() -> str:
+    """``jcm-sync X.Y.Z (schema N, protocol P)``: what an upgrade changes, at a glance."""
+    from jcm_sync.core.wire import PROTOCOL_VERSION
+    from jcm_sync.store.sql import SCHEMA_VERSION
+
+    return f"jcm-sync {__version__} (schema {SCHEMA_VERSION}, protocol {PROTOCOL_VERSION})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jcm-sync",
         description="Signed registry-to-registry synchronisation for the JCM.",
     )
-    parser.add_argument("--version", action="version", version=f"jcm-sync {__version__}")
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument(
         "--debug",
         action="store_true",

@@ -130,6 +130,10 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     request_id: str = ""
 
 
+PROTOCOL_VERSION = "1"
+"""The version of this HTTP API: its paths start ``/v{PROTOCOL_VERSION}/``."""
+API_PREFIX = f"/v{PROTOCOL_VERSION}/"
+
 PROBLEM_TYPE_PREFIX = "urn:jcm-sync:problem:"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.cli import build_parser, describe_os_error, keys, main
+from jcm_sync.core.wire import PROTOCOL_VERSION
+from jcm_sync.store.sql import SCHEMA_VERSION
 from tests.cli.conftest import run
 
 
@@ -33,7 +35,10 @@ def test_version_is_the_installed_packages(capsys: pytest.CaptureFixture[str]) -
     """--version prints the distribution's version and exits 0."""
     code, out, _ = run(capsys, "--version")
     assert code == 0
-    assert out.strip() == f"jcm-sync {metadata.version('jcm-sync')}"
+    assert out.strip() == (
+        f"jcm-sync {metadata.version('jcm-sync')} "
+        f"(schema {SCHEMA_VERSION}, protocol {PROTOCOL_VERSION})"
+    )
 
 
 def test_the_parser_offers_every_command_group() -> None:
@@ -43,6 +48,7 @@ def test_the_parser_offers_every_command_group() -> None:
     assert set(sub.choices) == {
         "key", "trust", "record", "log", "registry", "agent", "sync", "status", "import",
         "alarm", "reconcile", "conformance", "demo", "template", "export", "endorse", "report",
+        "init", "config",
     }  # fmt: skip
     for name in ("sync", "status", "import", "demo"):
         assert callable(parser.parse_args([name, *ARGS[name]]).func)
