@@ -122,10 +122,10 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class OpsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The hub's operations listener: ``/status`` and ``/metrics`` (ADR 0019)."""
+    """A node's operations listener, hub or agent: the console and ``/metrics`` (ADR 0019)."""
 
     host: str = "127.0.0.1"
-    #: 0 picks a free port (printed by ``jcm-sync registry serve``)
+    #: 0 picks a free port (printed at start)
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8701
     #: a file holding the bearer token the listener requires; empty: no token
     token_file: str = ""
