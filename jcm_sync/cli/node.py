@@ -8,6 +8,7 @@ import asyncio
 import errno
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from jcm_sync.cli.common import add_json, emit, note
-from jcm_sync.errors import ConfigError, NotFoundError, TransportError
+from jcm_sync.errors import ConfigError, JcmSyncError, NotFoundError, TransportError
 from jcm_sync.local.config import Config, load_config
 from jcm_sync.local.lock import DaemonLock
 
@@ -30,14 +31,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rs = r.add_subparsers(dest="registry_cmd", required=True, metavar="COMMAND")
     serve = rs.add_parser("serve", help="serve the hub's HTTP API until SIGTERM")
     _config(serve)
-    serve.add_argument("--log-format", choices=["json", "console"], default="json")
+    _log_options(serve)
     serve.set_defaults(func=cmd_serve)
 
     a = sub.add_parser("agent", help="a partner secretariat's agent")
     ags = a.add_subparsers(dest="agent_cmd", required=True, metavar="COMMAND")
     run = ags.add_parser("run", help="run the push, pull and anti-entropy jobs until SIGTERM")
     _config(run)
-    run.add_argument("--log-format", choices=["json", "console"], default="json")
+    _log_options(run)
     run.set_defaults(func=cmd_agent_run)
 
     s = sub.add_parser("sync", help="one push, one pull and one anti-entropy pass now")
@@ -66,6 +67,18 @@ def _config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, type=Path, help="the node's TOML configuration")
 
 
+def _log_options(p: argparse.ArgumentParser) -> None:
+    from jcm_sync.local.logging_setup import FORMATS, LEVELS
+
+    p.add_argument("--log-level", choices=LEVELS, default="INFO", type=str.upper,
+                   help="the least severe events logged (default INFO)")  # fmt: skip
+    p.add_argument(
+        "--log-format", choices=FORMATS, default="auto",
+        help="json: one JSON object per line; console: for people (colours on a terminal "
+        "only); auto (default): console on a terminal, else json",
+    )  # fmt: skip
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
@@ -73,26 +86,65 @@ def _load(args: argparse.Namespace) -> Config:
 # --- daemons ----------------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+def _daemon(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
+    """Logging first (the first line is already an event), then ``run``; a refusal at
+    start is one ``start-refused`` event and exit 1, not a plain-text line."""
+    import logging
 
     from jcm_sync.local import logging_setup as logs
+
+    logs.configure(args.log_level, fmt=args.log_format)
+    try:
+        return run(args)
+    except JcmSyncError as exc:
+        cause = {"reason": exc.code, "error": exc.diagnostics(), "next_step": exc.next_step,
+                 "config": str(args.config)}  # fmt: skip
+        logging.getLogger("jcm_sync.daemon").error("start-refused", extra=cause)
+        return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _daemon(args, _serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiohttp import web
+
+    from jcm_sync import __version__
+    from jcm_sync.local.notify import Notifier
     from jcm_sync.net import guard, ops
     from jcm_sync.net.server import HubServer, settings_from
     from jcm_sync.services.hub import Hub
     from jcm_sync.services.node import open_node
+    from jcm_sync.services.reload import Supervisor, warn_expiries
 
     cfg = _load(args)
     if cfg.node.role != "registry":
         raise ConfigError(f"{args.config} configures an {cfg.node.role}, not the registry hub")
-    logs.configure(json=args.log_format == "json")
     ops_token = ops.load_token(cfg)
+    notifier = Notifier()  # systemd: READY, WATCHDOG, STOPPING, RELOADING (local/notify.py)
 
     async def make_app() -> web.Application:
         node = await open_node(cfg)
         server = HubServer(Hub(node), settings_from(cfg))
         app = server.app()
         ops.attach(app, ops.OpsServer(server.hub, ops_token), ops_sock)  # ADR 0019
+        supervisor = Supervisor(node, args.config, notifier, checks=warn_expiries)
+
+        async def started(app: web.Application) -> None:
+            supervisor.start()  # SIGHUP reloads (services/reload.py), the watchdog
+
+        async def stopping(app: web.Application) -> None:
+            notifier.stopping()  # before the requests in flight drain
+
+        async def stopped(app: web.Application) -> None:
+            await supervisor.close()
+
+        app.on_startup.append(started)
+        app.on_shutdown.insert(0, stopping)
+        app.on_cleanup.insert(0, stopped)
         return app
 
     address = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -109,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ) from None
         port = sock.getsockname()[1]
         # The operations listener (/status, /metrics; ADR 0019), bound early for the same
-        # reason; its port is printed, as [ops] port = 0 picks a free one.
+        # reason; its port is logged, as [ops] port = 0 picks a free one.
         try:
             ops_sock = ops.bind(cfg.ops.host, cfg.ops.port)
         except OSError as exc:
@@ -121,14 +173,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"cannot listen on {ops_address}: {_bind_cause(exc)}", where="[ops]"
             ) from None
         ops_port = ops_sock.getsockname()[1]
-        note(f"operations listener (/status, /metrics) on http://{cfg.ops.host}:{ops_port}")
+
+        def listening(_: str) -> None:  # the app started, the ops listener is up
+            logging.getLogger("jcm_sync.daemon").info("listening", extra={
+                "address": f"http://{cfg.server.host}:{port}",
+                "ops_address": f"http://{cfg.ops.host}:{ops_port}",
+                "role": "registry", "node": cfg.node.id, "version": __version__})  # fmt: skip
+            notifier.ready(f"serving on {cfg.server.host}:{port}")
+
         with sock, ops_sock:
             guard.run_app(  # net/guard.py: timeouts, per-address limit (ADR 0016)
-                make_app(),
-                sock=sock,
-                shutdown_timeout=30,
-                print=lambda msg: note(f"hub listening on http://{cfg.server.host}:{port}"),
-                access_log=None,
+                make_app(), sock=sock, shutdown_timeout=30, print=listening, access_log=None
             )
     return 0
 
@@ -160,35 +215,57 @@ def hub_client(cfg: Config, node: Node) -> HubClient:
     )
 
 
-async def _agent_main(cfg: Config) -> None:
+async def _agent_main(cfg: Config, path: Path) -> None:
+    import logging
+
+    from jcm_sync import __version__
+    from jcm_sync.local.notify import Notifier
     from jcm_sync.services.agent import AgentDaemon, Syncer
     from jcm_sync.services.node import open_node
+    from jcm_sync.services.reload import Supervisor, warn_expiries
 
+    notifier = Notifier()  # systemd: READY, WATCHDOG, STOPPING, RELOADING (local/notify.py)
     node = await open_node(cfg)
     client = hub_client(cfg, node)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        notifier.stopping()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping)
+    supervisor = Supervisor(node, path, notifier, checks=warn_expiries)
     try:
         pid = cfg.partnerships[0].id
         daemon = AgentDaemon(Syncer(node, client, pid, batch_size=cfg.schedule.batch_size))
+
+        def started() -> None:  # runs once daemon.run has started the scheduler
+            supervisor.start()  # SIGHUP reloads (services/reload.py), the watchdog
+            logging.getLogger("jcm_sync.daemon").info("started", extra={
+                "role": "agent", "node": cfg.node.id, "partnership": pid,
+                "hub_url": cfg.hub.url if cfg.hub else None, "version": __version__})  # fmt: skip
+            notifier.ready(f"syncing {pid} with {cfg.hub.url if cfg.hub else '?'}")
+
+        loop.call_soon(started)
         await daemon.run(stop)
     finally:
+        await supervisor.close()
         await client.close()
         await node.close()
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
-    from jcm_sync.local import logging_setup as logs
+    return _daemon(args, _agent_run)
 
+
+def _agent_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if cfg.node.role != "agent":
         raise ConfigError(f"{args.config} configures the {cfg.node.role}, not an agent")
-    logs.configure(json=args.log_format == "json")
     with DaemonLock(cfg.data_dir, "jcm-sync agent run"):
-        note(f"agent {cfg.node.id} syncing with {cfg.hub.url if cfg.hub else '?'}")
-        asyncio.run(_agent_main(cfg))
+        asyncio.run(_agent_main(cfg, args.config))
     return 0
 
 

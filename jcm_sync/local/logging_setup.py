@@ -22,7 +22,8 @@ Rules:
 3. ``--log-level`` is one of ``LEVELS``; the default is INFO. aiohttp's access log
    and APScheduler log warnings only, whatever the level.
 4. ``configure`` replaces the root logger's handlers: calling it again does not
-   double the lines.
+   double the lines. Python's warnings go through logging (``py.warnings``), so nothing
+   else reaches stderr.
 """
 
 from __future__ import annotations
@@ -119,3 +120,4 @@ def configure(
     root.setLevel(level.upper())
     for name in QUIETED:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # a Python warning is an event too, not a raw line

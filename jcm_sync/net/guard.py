@@ -64,6 +64,7 @@ from jcm_sync.core.wire import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, Proble
 
 log = logging.getLogger("jcm_sync.server")
 
+_REFUSAL_STATUS = {"header-timeout": 408, "body-timeout": 408, "too-many-connections": 503}
 REQUEST_ID_HEADER = "X-Request-Id"
 """As on every answer of the hub (``server`` rule 7, ADR 0019)."""
 
@@ -153,7 +154,9 @@ class ConnectionGuard:
         """Rule 7: one INFO line and one count per refusal; returns the refusal's request
         id, for its problem details and ``X-Request-Id`` (``server`` rule 7)."""
         request_id = secrets.token_hex(8)
-        log.info("request %s: refused %s from %s: %s", request_id, reason, address, detail)
+        log.info("refused", extra={  # the shape of net/refusals.py's event
+            "reason": reason, "status": _REFUSAL_STATUS.get(reason, 400), "partner": None,
+            "request_id": request_id, "remote": address, "detail": detail})  # fmt: skip
         if self.refused_total is not None:
             self.refused_total.labels(reason).inc()
         return request_id
@@ -279,15 +282,14 @@ class GuardedRequestHandler(RequestHandler):
         elif status == 504:
             code, title, detail = "timeout", "Timeout", "the request took too long"
             rid = secrets.token_hex(8)
-            log.warning("request %s from %s timed out in its handler", rid, self._address)
+            log.warning("request-timed-out", extra={"request_id": rid, "remote": self._address})
         else:
             code, title = "internal", "Internal"
             detail = "the hub could not answer; its log has the details under this request id"
             rid = secrets.token_hex(8)
             log.error(
-                "request %s from %s failed outside the hub's handlers",
-                rid,
-                self._address,
+                "request-failed",
+                extra={"request_id": rid, "remote": self._address, "where": "outside handlers"},
                 exc_info=exc,
             )
         response = web.Response(

@@ -36,7 +36,9 @@ Rules (ADR 0009):
    ``X-Request-Id`` and in its problem details, and every log line about the request
    names it. A store error or any other 5xx answers a generic detail (and
    ``Retry-After``): the store's URL, SQL and driver messages, and a bug's traceback,
-   are logged under the request id only. Refusals are logged once at INFO.
+   are logged under the request id only (ERROR ``request-failed``).
+8. Every refusal (4xx) is logged exactly once, at INFO, from the outer middleware
+   (``net/refusals.py``: event ``refused`` with reason, status, partner, request id).
 
 Authentication (ADR 0015), on every ``/v1/`` request, in this order: the signature's
 headers (``net/auth.py`` rule 6: key, role, time window, covered components, nonce)
@@ -105,6 +107,7 @@ from jcm_sync.net.guard import (
     authenticated,
 )
 from jcm_sync.net.origin import authenticate_aiohttp_request, own_origin
+from jcm_sync.net.refusals import log_refusal
 from jcm_sync.net.sandbox import SandboxRoutes
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.sandbox import SandboxHost, SandboxSettings
@@ -124,6 +127,10 @@ INTERNAL_ERROR = "the hub could not answer; its log has the details under this r
 
 CALLER_KEY = web.RequestKey("caller", Caller)
 BODY_KEY = web.RequestKey("body", bytes)
+REFUSAL_KEY = web.RequestKey("refusal", str)
+PROBLEM_CODE = web.ResponseKey("problem_code", str)
+"""The key under which a ``problem()`` response carries its code."""
+"""Why a request was refused, in the operator's words, for its ``refused`` event (rule 8)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -137,7 +144,9 @@ class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
             text = " ".join(str(exc).split())[:200]
-            self.info("refused a malformed HTTP request: %s", text)
+            self.logger.info(
+                "refused-malformed-http", extra={"reason": "bad-request", "detail": text}
+            )
         else:
             super().exception(msg, *args, exc_info=exc_info, **kw)
 
@@ -164,12 +173,20 @@ def problem(
     headers = {REQUEST_ID_HEADER: rid} if rid else {}
     if extra.get("retry_after") is not None:
         headers["Retry-After"] = str(math.ceil(extra["retry_after"]))
-    return web.Response(
+    response = web.Response(
         body=encoder.encode(body),
         status=status,
         content_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+    response[PROBLEM_CODE] = code  # for the refusal's log event (rule 8)
+    return response
+
+
+def _problem_code(response: web.StreamResponse) -> str:
+    """The ``code`` of a ``problem()`` answer (else ``http-<status>``)."""
+    code = response.get(PROBLEM_CODE)
+    return code if isinstance(code, str) else f"http-{response.status}"
 
 
 def problem_of(exc: JcmSyncError) -> web.Response:
@@ -224,7 +241,7 @@ class HubServer:
     def __init__(self, hub: Hub, settings: ServerSettings) -> None:
         self.hub = hub
         self.settings = settings
-        self.verifier = RequestVerifier(hub.node.roots(), window=settings.clock_skew_seconds)
+        self.verifier = RequestVerifier(hub.node.live_roots(), window=settings.clock_skew_seconds)
         self._in_flight: dict[tuple[str, str], int] = {}
         #: the most requests each (partnership, node) had in flight at once
         self.peak_in_flight: dict[tuple[str, str], int] = {}
@@ -256,6 +273,13 @@ class HubServer:
             if status in (429, 503) and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = str(self.settings.retry_after_seconds)
             response.headers[REQUEST_ID_HEADER] = rid
+            if 400 <= status < 500:  # rule 8: the one place a refusal is logged
+                caller = request.get(CALLER_KEY)
+                log_refusal(
+                    request, status, _problem_code(response), caller.node if caller else None,
+                    request_id=rid, detail=request.get(REFUSAL_KEY, ""),
+                    partnership=caller.partnership if caller else None,
+                )  # fmt: skip
             return response
         except web.HTTPException as exc:  # a redirect or another non-error status
             status = exc.status
@@ -280,11 +304,13 @@ class HubServer:
             return await handler(request)
         except JcmSyncError as exc:
             response = problem_of(exc)
-            what = f"request {REQUEST_ID.get()} ({request.method} {request.path})"
             if response.status >= 500:
-                log.error("%s failed with %d: %s", what, response.status, exc.diagnostics())
-            else:
-                log.info("%s refused with %d: %s", what, response.status, exc.diagnostics())
+                log.error("request-failed", extra={
+                    "request_id": REQUEST_ID.get(), "method": request.method,
+                    "path": request.path[:300], "status": response.status,
+                    "reason": exc.code, "error": exc.diagnostics()})  # fmt: skip
+            else:  # logged once by _errors (rule 8)
+                request[REFUSAL_KEY] = exc.diagnostics()
             return response
         except web.HTTPRequestEntityTooLarge as exc:
             return problem(413, "body-too-large", "BodyTooLarge", exc.text or "body too large")
@@ -294,8 +320,9 @@ class HubServer:
             code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status, "http-error")
             return problem(exc.status, code, exc.reason, exc.text or exc.reason)
         except Exception:  # a bug: the traceback goes to the log, not to the client
-            rid = REQUEST_ID.get()
-            log.exception("request %s (%s %s) failed", rid, request.method, request.path)
+            log.exception("request-failed", extra={
+                "request_id": REQUEST_ID.get(), "method": request.method,
+                "path": request.path[:300], "status": 500, "reason": "internal"})  # fmt: skip
             return problem(500, "internal", "Internal", INTERNAL_ERROR)
 
     @web.middleware
@@ -429,11 +456,12 @@ class HubServer:
                 for p in self.hub.node.partnerships.values():
                     await self.hub.node.store.tree_head(p.own)
         except JcmSyncError as exc:  # rule 7: the store's own message stays in the log
-            log.warning("request %s: not ready: %s", REQUEST_ID.get(), exc.diagnostics())
+            log.warning("not-ready", extra={
+                "request_id": REQUEST_ID.get(), "error": exc.diagnostics()})  # fmt: skip
             return problem(503, "store-unavailable", "StoreUnavailable", STORE_UNAVAILABLE)
         except TimeoutError:
-            log.warning("request %s: not ready: the store did not answer within %g s",
-                        REQUEST_ID.get(), READYZ_TIMEOUT_S)  # fmt: skip
+            log.warning("not-ready", extra={"request_id": REQUEST_ID.get(),
+                        "error": f"no answer within {READYZ_TIMEOUT_S:g} s"})  # fmt: skip
             detail = f"the store did not answer within {READYZ_TIMEOUT_S:g} s"
             return problem(503, "store-unavailable", "StoreUnavailable", detail)
         return self._json({"status": "ready", "partnerships": sorted(self.hub.node.partnerships)})

@@ -11,15 +11,19 @@ partnership, the highest root version it was ever opened with and that root's di
 chains to the store before anything else is written; an older chain, or another root
 at the held version, raises ``RollbackError`` and the node does not open. A chain whose
 newest version is higher raises the mark, so there is no going back to it either.
+``Node.reload`` (SIGHUP) does the same with a re-read configuration while the node
+runs, and swaps the new roots in at once (``live_roots()`` is read live).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from jcm_sync.core.checkpoint import origin_for
 from jcm_sync.core.envelope import PrivateKey
@@ -137,6 +141,11 @@ class Node:
     def roots(self) -> dict[str, TrustRoot]:
         return {pid: p.root for pid, p in self.partnerships.items()}
 
+    def live_roots(self) -> Mapping[str, TrustRoot]:
+        """Each partnership's trust root, read on each use: a ``reload`` is heard at once
+        by whoever holds this (the hub's request verifier)."""
+        return LiveRoots(self.partnerships)
+
     def logs(self, partnership: str) -> PartnershipLogs:
         p = self.partnerships.get(partnership)
         if p is None:
@@ -179,9 +188,48 @@ class Node:
         log.error("FORK in %s: %s; replication of this log is stopped", ref.origin, reason)
         return ForkError(reason, where=ref.origin)
 
+    async def reload(self, cfg: Config) -> dict[str, tuple[int, int]]:
+        """SIGHUP (``services/reload.py``): the trust-root chains ``cfg`` (the re-read
+        configuration) names for this node's partnerships, verified as at start and
+        offered to the store's trust marks (no rollback, ADR 0017), then swapped in at
+        once. Raises, changing nothing, if any chain fails. Returns the partnerships
+        whose root changed, with the old and new versions. No other setting is applied."""
+        wanted = {p.id for p in cfg.partnerships}
+        now = self.clock()
+        chains = {pid: load_chain(cfg, pid, now) for pid in self.partnerships if pid in wanted}
+        await guard_roots(self.store, chains)
+        changed: dict[str, tuple[int, int]] = {}
+        for pid, chain in chains.items():  # no await from here on: one atomic swap
+            p, new = self.partnerships[pid], chain[-1].root
+            if new != p.root:
+                changed[pid] = (p.root.version, new.version)
+                p.root = p.service.root = new
+        files = {p.id: p.trust_root for p in cfg.partnerships}
+        self.cfg = msgspec.structs.replace(self.cfg, partnerships=[
+            msgspec.structs.replace(p, trust_root=files.get(p.id, p.trust_root))
+            for p in self.cfg.partnerships
+        ])  # fmt: skip
+        return changed
+
     async def close(self) -> None:
         self.reconcile.close()
         await self.store.close()
+
+
+class LiveRoots(Mapping[str, TrustRoot]):
+    """A node's trust roots by partnership, read from its ``PartnershipLogs`` on each use."""
+
+    def __init__(self, partnerships: dict[str, PartnershipLogs]) -> None:
+        self._partnerships = partnerships
+
+    def __getitem__(self, partnership: str) -> TrustRoot:
+        return self._partnerships[partnership].root
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._partnerships)
+
+    def __len__(self) -> int:
+        return len(self._partnerships)
 
 
 def log_ref(cfg: Config, partnership: str, node: str) -> LogRef:

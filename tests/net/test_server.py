@@ -179,8 +179,8 @@ def test_the_protocol_log_keeps_parser_refusals_to_one_info_line(
             adapter.exception("Error handling request")
     info, error = caplog.records
     assert (info.levelno, info.exc_info) == (logging.INFO, None)
-    assert "refused a malformed HTTP request" in info.getMessage()
-    assert "\n" not in info.getMessage()
+    assert info.getMessage() == "refused-malformed-http"
+    assert "\n" not in info.detail
     assert error.levelno == logging.ERROR
     assert error.exc_info is not None
 
@@ -258,15 +258,15 @@ async def test_every_answer_carries_its_own_request_id(
 async def test_a_refusal_is_logged_once_under_its_request_id(
     signed: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Rule 7: one INFO line naming the request id, the method and the path."""
+    """Rule 8: one INFO event naming the request id, the method and the path."""
     with caplog.at_level(logging.INFO, logger="jcm_sync.server"):
         async with signed.get(f"{LOGS}/JP/entries?start=999") as resp:
             p = await problem_from(resp)
     assert (resp.status, p.code) == (400, "past-log-size")
-    lines = [r for r in caplog.records if p.request_id in r.getMessage()]
+    lines = [r for r in caplog.records if getattr(r, "request_id", None) == p.request_id]
     assert len(lines) == 1
     assert lines[0].levelno == logging.INFO
-    assert f"GET {LOGS}/JP/entries" in lines[0].getMessage()
+    assert (lines[0].method, lines[0].path) == ("GET", f"{LOGS}/JP/entries")
 
 
 @pytest.mark.parametrize(
@@ -374,3 +374,67 @@ async def test_each_request_is_measured_by_route_and_status(
 
     assert count("/livez", "200") == 3
     assert count("/v1/partnerships/{pid}/state", "401") == 1
+
+
+def refusal_events(caplog: pytest.LogCaptureFixture, request_id: str) -> list[logging.LogRecord]:
+    """The log records about one request."""
+    return [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "body", "status", "code"),
+    [
+        ("plain", "GET", f"/v1/partnerships/{PID}/state", None, 401, "bad-request-signature"),
+        ("signed", "GET", f"{LOGS}/JP/entries?start=999", None, 400, "past-log-size"),
+        ("signed", "POST", f"{LOGS}/MN/entries", b'{"start":0,"entries":["' + b"A" * 70_000
+         + b'"]}', 413, "body-too-large"),  # fmt: skip
+        ("signed", "POST", f"{LOGS}/MN/entries", b'{"start":99,"entries":[]}', 409, "gap"),
+    ],
+)
+async def test_each_refusal_is_one_info_event_with_its_fields(
+    signed: aiohttp.ClientSession,
+    plain: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    who: str,
+    method: str,
+    path: str,
+    body: bytes | None,
+    status: int,
+    code: str,
+) -> None:
+    """Rule 8: exactly one INFO ``refused`` event, with reason (the problem code), status,
+    partner (the authenticated node, else null), request id, method, path and remote."""
+    session = signed if who == "signed" else plain
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    with caplog.at_level(logging.DEBUG):
+        async with session.request(method, path, data=body, headers=headers) as resp:
+            p = await problem_from(resp)
+    assert (resp.status, p.code) == (status, code)
+    (event,) = refusal_events(caplog, p.request_id)
+    assert (event.levelno, event.getMessage()) == (logging.INFO, "refused")
+    assert (event.reason, event.status) == (code, status)
+    assert (event.method, event.path.split("?")[0]) == (method, path.split("?")[0])
+    assert event.remote == "127.0.0.1"
+    if who == "signed" and status != 413:  # a body too large is refused before the caller
+        assert (event.partner, event.partnership) == ("MN", PID)
+    elif who == "plain":
+        assert event.partner is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_refused_signature_names_the_key_it_claims(
+    hub: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule 8: an unauthenticated request's ``partner`` is the key id its signature claims."""
+    from jcm_sync.core.envelope import PrivateKey
+
+    stranger = PrivateKey.generate()
+    middleware = SigningMiddleware(RequestSigner(stranger))
+    with caplog.at_level(logging.INFO):
+        async with aiohttp.ClientSession(hub.url, middlewares=(middleware,)) as s:
+            async with s.get(f"/v1/partnerships/{PID}/state") as resp:
+                p = await problem_from(resp)
+    assert resp.status == 401
+    (event,) = refusal_events(caplog, p.request_id)
+    assert event.partner == stranger.key_id
+    assert event.partnership is None

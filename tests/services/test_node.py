@@ -10,6 +10,7 @@ chain with ``RollbackError``, writing nothing; a newer chain moves the mark up.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -201,15 +202,16 @@ async def test_tester_scenario_revoked_key_never_authenticates(tmp_path: Path) -
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
-    # the refusal is one line, followed only by the operator's next step; other notes
-    # (the ops listener) may precede it
-    lines = proc.stderr.strip().splitlines()
-    refusals = [line for line in lines if "rollback" in line]
-    assert refusals == lines[-2:-1], proc.stderr
-    assert lines[-1].lstrip().startswith("next step:"), proc.stderr
-    assert "version 2" in refusals[0]
-    assert "version 1" in refusals[0]
-    assert "hub listening" not in proc.stdout + proc.stderr
+    # the refusal is one event, the last, with the operator's next step; nothing listened
+    events = [json.loads(line) for line in proc.stderr.strip().splitlines()]
+    refusals = [e for e in events if "rollback" in json.dumps(e)]
+    assert refusals == events[-1:], proc.stderr
+    assert refusals[0]["event"] == "start-refused"
+    assert refusals[0]["reason"] == "trust-root-rollback"
+    assert refusals[0]["next_step"], proc.stderr
+    assert "version 2" in refusals[0]["error"]
+    assert "version 1" in refusals[0]["error"]
+    assert not [e for e in events if e["event"] == "listening"], proc.stderr
     assert await snapshot(url) == before
 
 
