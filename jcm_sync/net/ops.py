@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hmac
-import inspect
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -54,11 +53,11 @@ from jcm_sync.net.server import (
     new_request_id,
     problem,
 )
-from jcm_sync.services import ops_history, reconciliation
+from jcm_sync.services import ops_history
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node
 from jcm_sync.services.ops_history import LagSampler, sample
-from jcm_sync.services.reconciliation import History
+from jcm_sync.services.reconciliation import read_history
 from jcm_sync.services.status_view import NodeStatus, PartnershipView, node_status
 
 log = logging.getLogger("jcm_sync.ops")
@@ -234,25 +233,15 @@ def _accepts_html(request: web.Request) -> bool:
 
 
 async def _open_discrepancies(node: Node, pid: str) -> list[Discrepancy]:
-    history = await _read_history(node, pid)
+    history = await read_history(node.store, pid)
     return sorted(history.open(), key=lambda d: (d.stage, d.rule, d.id))
 
 
 async def _discrepancy(node: Node, pid: str, did: str) -> Discrepancy:
-    found = (await _read_history(node, pid)).discrepancies.get(did)
+    found = (await read_history(node.store, pid)).discrepancies.get(did)
     if found is None:
         raise NotFoundError(f"partnership {pid} has no discrepancy {did}")
     return found
-
-
-async def _read_history(node: Node, pid: str) -> History:
-    """The partnership's reconciliation history, from the node's state."""
-    read: Any = reconciliation.read_history
-    if inspect.iscoroutinefunction(read):
-        history: History = await read(node.store, pid)
-    else:
-        history = read(node.cfg.data_dir, pid)
-    return history
 
 
 def bind(host: str, port: int) -> socket.socket:
