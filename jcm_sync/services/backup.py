@@ -205,16 +205,16 @@ def _check_out(cfg: Config, out: Path) -> None:
         )
     if out.is_dir():
         raise BadDataError("cannot write the backup: it is a folder", where=str(out))
-    if out.exists() and not _is_backup(out):
-        raise ConflictError(
-            "the file exists and is not a jcm-sync backup; it is never overwritten",
-            where=str(out),
-        )
     db = store_backup.database_file(cfg.store_url)
     if db is not None and out.resolve() in {
         Path(f"{db}{s}").resolve() for s in ("", "-wal", "-shm")
     }:
         raise ConfigError("--out names the store's own database file", where=str(out))
+    if out.exists() and not _is_backup(out):
+        raise ConflictError(
+            "the file exists and is not a jcm-sync backup; it is never overwritten",
+            where=str(out),
+        )
 
 
 def _add(tar: tarfile.TarFile, name: str, size: int, data: IO[bytes], mtime: float) -> None:
