@@ -54,8 +54,10 @@ from jcm_sync.services.trust_roots import Validity, new_root, sign_new_root
 from jcm_sync.store import redact_url
 
 Role = Literal["registry", "partner"]
-CONFIG_NAME: Final = "jcm-sync.toml"
-ENV_NAME: Final = "jcm-sync.env"
+#: where the systemd units (deploy/systemd/) read a node's files: /etc/jcm-sync/, so
+#: ``init --dir /etc/jcm-sync`` writes them where the service looks
+ETC: Final = "/etc/jcm-sync"
+STATE_DIR: Final = "/var/lib/jcm-sync"
 #: the registry's hub listens here and its operations listener beside it
 HUB_PORT: Final = 8700
 OPS_PORT: Final = 8701
@@ -76,6 +78,19 @@ ISO_3166_ALPHA2: Final = frozenset(
 def key_name(role: Role, country: str) -> str:
     """The stem of a node's key files: ``jp-registry``, ``mn-secretariat``."""
     return f"{country.lower()}-{'registry' if role == 'registry' else 'secretariat'}"
+
+
+def service(role: Role) -> str:
+    """``registry`` or ``agent``: the unit's name part and the stem of its files."""
+    return "registry" if role == "registry" else "agent"
+
+
+def config_name(role: Role) -> str:
+    return f"{service(role)}.toml"
+
+
+def env_name(role: Role) -> str:
+    return f"{service(role)}.env"
 
 
 def root_name(partnership: str, draft: bool = False) -> str:
@@ -119,7 +134,7 @@ class Standing:
 
     @property
     def config(self) -> Path:
-        return self.request.directory / CONFIG_NAME
+        return self.request.directory / config_name(self.request.role)
 
 
 def validate(req: InitRequest) -> InitRequest:
@@ -219,13 +234,18 @@ def _partnership_block(p: str) -> str:
 
 
 def _env_text(req: InitRequest) -> str:
-    return (
-        "# EnvironmentFile= of the systemd unit: one JCM_SYNC_<SECTION>_<KEY>=value a line\n"
-        "# overrides the configuration; unknown JCM_SYNC_ names are refused by name.\n"
-        f"# JCM_SYNC_OPS_PORT={req.ops_port}\n"
-        + ("# JCM_SYNC_SERVER_PUBLIC_ORIGIN=https://hub.jcm.example\n" if req.role == "registry"
-           else f"# JCM_SYNC_HUB_URL={req.hub_url}\n")
-    )  # fmt: skip
+    """The EnvironmentFile= example: commented overrides a service commonly needs."""
+    lines = [
+        "# EnvironmentFile= of the systemd unit: one JCM_SYNC_<SECTION>_<KEY>=value a line",
+        "# overrides the configuration; an unknown JCM_SYNC_ name is refused by name.",
+        f"# JCM_SYNC_NODE_DATA_DIR={STATE_DIR}",
+        f"# JCM_SYNC_OPS_PORT={req.ops_port}",
+    ]
+    if req.role == "registry":
+        lines.append("# JCM_SYNC_SERVER_PUBLIC_ORIGIN=https://hub.jcm.example")
+    else:
+        lines.append(f"# JCM_SYNC_HUB_URL={req.hub_url}")
+    return "\n".join(lines) + "\n"
 
 
 def _write_new_text(path: Path, text: str, mode: int, written: list[Path]) -> None:
@@ -238,7 +258,7 @@ def _write_new_text(path: Path, text: str, mode: int, written: list[Path]) -> No
 
 def _own_folder(req: InitRequest) -> bool:
     """Whether the folder's config was written by init for this node and role (rule 2)."""
-    cfg = req.directory / CONFIG_NAME
+    cfg = req.directory / config_name(req.role)
     try:
         text = cfg.read_text(encoding="utf-8")
     except OSError:
@@ -275,10 +295,10 @@ def init_node(req: InitRequest, now: datetime) -> Standing:
     else:
         key = PrivateKey.generate()
         written += write_key_pair(d / "keys", stem, key, force=False)
-    cfg = d / CONFIG_NAME
+    cfg = d / config_name(req.role)
     if not rerun:
         _write_new_text(cfg, _config_text(req), 0o600, written)
-        _write_new_text(d / ENV_NAME, _env_text(req), 0o600, written)
+        _write_new_text(d / env_name(req.role), _env_text(req), 0o600, written)
     else:
         text = cfg.read_text(encoding="utf-8")
         missing = [p for p in req.partnerships if f'id = "{p}"' not in text]
@@ -353,7 +373,7 @@ def next_steps(s: Standing) -> list[str]:
     req, d = s.request, s.request.directory
     me = key_name(req.role, req.country)
     other = "Japan's registry" if req.role == "partner" else "the partner's secretariat"
-    unit = f"jcm-sync-{'registry' if req.role == 'registry' else 'agent'}"
+    unit = f"jcm-sync-{service(req.role)}"
     again = f"jcm-sync init --role {req.role} --country {req.country} --dir {d}" + (
         f" --hub-url {req.hub_url}" if req.hub_url else ""
     )
@@ -385,13 +405,23 @@ def next_steps(s: Standing) -> list[str]:
             )
         elif r.state == "invalid":
             steps.append(f"{r.partnership}: {r.path} does not verify ({r.detail}): replace it")
-    steps.append(f"check the configuration: `jcm-sync config check --config {d}/{CONFIG_NAME}`")
-    steps.append(
-        f"install the service: copy deploy/systemd/{unit}.service to /etc/systemd/system/, "
-        f"{d}/{CONFIG_NAME} and its keys/, roots/ to /etc/jcm-sync/ and {d}/{ENV_NAME} "
-        "to /etc/jcm-sync/ (EnvironmentFile)"
+    cfg, env = d / config_name(req.role), d / env_name(req.role)
+    steps.append(f"check the configuration: `jcm-sync config check --config {cfg}`")
+    place = (
+        f"{d} is already {ETC}"
+        if d.resolve() == Path(ETC)
+        else f"copy {cfg.name}, {env.name}, keys/ and roots/ from {d} to {ETC}/"
     )
-    steps.append(f"start it: `sudo systemctl enable --now {unit}`, then `jcm-sync status`")
+    steps.append(
+        f"install the service: {place}; in {ETC}/{env.name} set "
+        f"JCM_SYNC_NODE_DATA_DIR={STATE_DIR} (the unit's StateDirectory); "
+        f"`sudo chown -R jcm-sync:jcm-sync {ETC}`; copy deploy/systemd/{unit}.service to "
+        "/etc/systemd/system/ and run `sudo systemctl daemon-reload`"
+    )
+    steps.append(
+        f"start it: `sudo systemctl enable --now {unit}`, then "
+        f"`jcm-sync status --config {ETC}/{cfg.name}` (exit 0 when healthy)"
+    )
     return steps
 
 

@@ -25,8 +25,8 @@ def check(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, dict[s
 def test_a_fresh_setup_passes_every_check(
     sides: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for d in sides:
-        code, data, err = check(capsys, d / "jcm-sync.toml")
+    for d, name in zip(sides, ("registry.toml", "agent.toml"), strict=True):
+        code, data, err = check(capsys, d / name)
         assert code == 0, err
         assert data["ok"] is True
         whats = [c["what"] for c in data["checks"]]  # type: ignore[attr-defined]
@@ -38,7 +38,7 @@ def test_values_carry_their_source_file_env_or_default(
 ) -> None:
     _, mn = sides
     monkeypatch.setenv("JCM_SYNC_SCHEDULE_PUSH_SECONDS", "12")
-    code, data, _ = check(capsys, mn / "jcm-sync.toml")
+    code, data, _ = check(capsys, mn / "agent.toml")
     assert code == 0
     values = {v["key"]: v for v in data["values"]}  # type: ignore[attr-defined]
     assert values["schedule.push_seconds"] == {
@@ -46,9 +46,9 @@ def test_values_carry_their_source_file_env_or_default(
         "from": "JCM_SYNC_SCHEDULE_PUSH_SECONDS",
     }  # fmt: skip
     assert values["hub.url"]["source"] == "file"
-    assert values["hub.url"]["from"] == str(mn / "jcm-sync.toml")
+    assert values["hub.url"]["from"] == str(mn / "agent.toml")
     assert values["schedule.pull_seconds"]["source"] == "default"
-    code, out, _ = run(capsys, "config", "check", "--config", mn / "jcm-sync.toml")
+    code, out, _ = run(capsys, "config", "check", "--config", mn / "agent.toml")
     assert "schedule.push_seconds = 12.0  (env JCM_SYNC_SCHEDULE_PUSH_SECONDS)" in out
     assert "all 4 checks passed" in out
 
@@ -59,7 +59,7 @@ def test_an_unknown_override_is_refused_by_name(
     """The same refusal as every command that loads a config (exit 1, the name, a hint)."""
     monkeypatch.setenv("JCM_SYNC_SCHEDUL_PUSH_SECONDS", "12")
     for argv in (["config", "check"], ["sync"]):
-        code, out, err = run(capsys, *argv, "--config", sides[1] / "jcm-sync.toml")
+        code, out, err = run(capsys, *argv, "--config", sides[1] / "agent.toml")
         assert code == 1
         assert "JCM_SYNC_SCHEDUL_PUSH_SECONDS" in err
         assert "did you mean JCM_SYNC_SCHEDULE_PUSH_SECONDS?" in err
@@ -74,7 +74,7 @@ def test_a_loose_key_a_missing_root_and_a_missing_data_dir_are_each_named(
     key.chmod(0o640)
     (jp / "roots/jp-mn.root.json").unlink()
     (jp / "data").rmdir()
-    code, data, _ = check(capsys, jp / "jcm-sync.toml")
+    code, data, _ = check(capsys, jp / "registry.toml")
     assert code == 1
     assert data["ok"] is False
     failed = {c["what"]: c["detail"] for c in data["checks"] if not c["ok"]}  # type: ignore[attr-defined]
@@ -82,7 +82,7 @@ def test_a_loose_key_a_missing_root_and_a_missing_data_dir_are_each_named(
     assert "trust root not found" in failed["trust root JP-MN"]
     assert "data_dir does not exist" in failed["node.data_dir"]
     assert "folder" in failed["node.store"]
-    code, out, _ = run(capsys, "config", "check", "--config", jp / "jcm-sync.toml")
+    code, out, _ = run(capsys, "config", "check", "--config", jp / "registry.toml")
     assert code == 1
     assert "FAILED keys.signing" in out
     assert "4 check(s) failed" in out
@@ -94,7 +94,7 @@ def test_a_root_without_this_nodes_key_fails_its_check(
     """A node whose signing key is not in its partnership's root cannot sync: say so."""
     _, mn = sides
     run(capsys, "key", "generate", "--name", "mn-secretariat", "--out", mn / "keys", "--force")
-    code, data, _ = check(capsys, mn / "jcm-sync.toml")
+    code, data, _ = check(capsys, mn / "agent.toml")
     assert code == 1
     failed = {c["what"]: c["detail"] for c in data["checks"] if not c["ok"]}  # type: ignore[attr-defined]
     assert list(failed) == ["trust root JP-MN"]

@@ -52,25 +52,26 @@ def test_a_partner_and_the_registry_reach_a_trusted_root_and_configs_that_load(
 ) -> None:
     """Keys 0600 in a 0700 folder, a root both sides signed, configs naming them."""
     jp, mn = both_sides(tmp_path, capsys)
-    for d, stem in ((jp, "jp-registry"), (mn, "mn-secretariat")):
+    for d, stem, unit in ((jp, "jp-registry", "registry"), (mn, "mn-secretariat", "agent")):
         assert mode(d) == 0o700
         assert mode(d / f"keys/{stem}.key") == 0o600
-        assert mode(d / "jcm-sync.toml") == 0o600
-        assert mode(d / "jcm-sync.env") == 0o600
+        assert mode(d / f"{unit}.toml") == 0o600
+        assert mode(d / f"{unit}.env") == 0o600
+        assert "JCM_SYNC_NODE_DATA_DIR=/var/lib/jcm-sync" in (d / f"{unit}.env").read_text()
     root = verify_chain(
         [(mn / "roots/jp-mn.root.json").read_bytes()],
         datetime.now(UTC),
     )
     assert {k.node for k in root.root.keys} == {"JP", "MN"}
     assert len(root.signers) == 2
-    agent = load_config(mn / "jcm-sync.toml", env={})
+    agent = load_config(mn / "agent.toml", env={})
     assert (agent.node.id, agent.node.role, agent.hub.url if agent.hub else "") == (
         "MN",
         "agent",
         HUB,
     )
     assert agent.store_url == f"sqlite:///{mn / 'data' / 'jcm-sync.db'}"
-    hub = load_config(jp / "jcm-sync.toml", env={})
+    hub = load_config(jp / "registry.toml", env={})
     assert [p.id for p in hub.partnerships] == ["JP-MN"]
     assert (jp / "roots/jp-mn.root.json").read_bytes() == (
         mn / "roots/jp-mn.root.json"
@@ -87,7 +88,7 @@ def test_the_next_steps_name_the_commands_to_run(
     assert "1. JP-MN: send" in out
     assert "mn-secretariat.pub" in out
     assert "--counterpart-key jp-registry.pub" in out
-    assert f"jcm-sync config check --config {tmp_path / 'mn'}/jcm-sync.toml" in out
+    assert f"jcm-sync config check --config {tmp_path / 'mn'}/agent.toml" in out
     assert "jcm-sync-agent.service" in out
     assert "systemctl enable --now jcm-sync-agent" in out
 
@@ -120,7 +121,7 @@ def test_a_rerun_writes_nothing_and_says_where_it_stands(
     code, third, _ = init(capsys, *args[:-1], "JP-VN")
     assert code == 0
     assert [r["partnership"] for r in third["roots"]] == ["JP-ID", "JP-VN"]
-    cfg = load_config(tmp_path / "jp/jcm-sync.toml", env={})
+    cfg = load_config(tmp_path / "jp/registry.toml", env={})
     assert [p.id for p in cfg.partnerships] == ["JP-ID", "JP-VN"]
 
 
