@@ -375,10 +375,10 @@ async def _serve(
     try:
         site = web.SockSite(runner, sock)
         await site.start()
+        for sig in signals:  # before the ready line: a stop right after it is graceful
+            loop.add_signal_handler(sig, stop.set)
         if print is not None:
             print(f"======== Running on {site.name} ========")
-        for sig in signals:
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         for sig in signals:

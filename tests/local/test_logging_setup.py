@@ -1,17 +1,25 @@
-"""Daemon logs: one JSON object per line on stderr, with the caller's extra fields."""
+"""Daemon logs: one event per line on stderr (JSON unless on a terminal), with the
+caller's extra fields; a real ``registry serve`` from its first line to its last."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from jcm_sync import __version__
 from jcm_sync.local.logging_setup import configure
+from jcm_sync.services.sample import free_port, provision
+from tests.local.daemon_proc import Daemon
 
 QUIETED = ("aiohttp.access", "apscheduler")
 
@@ -125,3 +133,105 @@ def test_console_format_is_for_people(capsys: pytest.CaptureFixture[str]) -> Non
     assert "o-1" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
+
+
+# --- formats and levels (rules 2, 3) ---------------------------------------------------
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_is_json_on_a_pipe_and_coloured_console_on_a_terminal() -> None:
+    """Rule 2: ``auto`` writes JSON to a stream that is not a terminal, and coloured text
+    to one that is; ``console`` on a pipe has no escape codes."""
+    pipe, tty, plain = io.StringIO(), FakeTerminal(), io.StringIO()
+    for stream, fmt in ((pipe, "auto"), (tty, "auto"), (plain, "console")):
+        with configured_to(stream, fmt):
+            logging.getLogger("jcm_sync.hub").info("push-accepted", extra={"entries": 3})
+    assert json.loads(pipe.getvalue())["entries"] == 3
+    assert "\x1b[" in tty.getvalue()
+    assert "push-accepted" in plain.getvalue()
+    assert "entries=3" in plain.getvalue()
+    assert "\x1b" not in plain.getvalue()
+
+
+def test_unknown_levels_and_formats_are_refused() -> None:
+    with pytest.raises(ValueError, match="TRACE"):
+        configure("TRACE")
+    with pytest.raises(ValueError, match="xml"):
+        configure(fmt="xml")
+
+
+@contextmanager
+def configured_to(stream: io.StringIO, fmt: str) -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("INFO", fmt=fmt, stream=stream)
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+# --- a real daemon's stderr ------------------------------------------------------------
+
+
+async def test_registry_serve_writes_json_events_from_its_first_line(tmp_path: Path) -> None:
+    """stderr a pipe, no ``--log-format``: every line from the first to the last is one
+    JSON object; the first is ``listening`` with the addresses, role, node and version;
+    the log level is INFO."""
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port())
+    async with Daemon("registry", "serve", "--config", net.configs["JP"]) as hub:
+        first = json.loads(await hub.line() or "null")
+        assert first["event"] == "listening", first
+        assert first["address"] == net.hub_url
+        assert first["ops_address"].startswith("http://127.0.0.1:")
+        assert (first["role"], first["node"], first["version"]) == ("registry", "JP", __version__)
+        assert first["level"] == "info"
+        assert await hub.stop() == 0
+    events = hub.events()  # parses every line, or fails
+    assert len(events) == len(hub.lines)
+
+
+async def test_console_format_on_a_pipe_has_no_colour_codes(tmp_path: Path) -> None:
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port())
+    argv = ("registry", "serve", "--config", net.configs["JP"], "--log-format", "console")
+    async with Daemon(*argv) as hub:
+        first = await hub.line()
+        assert first is not None
+        assert "listening" in first
+        assert f"address={net.hub_url}" in first
+        assert await hub.stop() == 0
+    assert hub.lines
+    assert not [line for line in hub.lines if "\x1b" in line]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(first)
+
+
+async def test_log_level_warning_hides_info_events(tmp_path: Path) -> None:
+    """``--log-level WARNING``: the hub serves (``/livez``) without a single INFO line;
+    a refusal at start is still one ERROR event."""
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port())
+    argv = ("registry", "serve", "--config", net.configs["JP"], "--log-level", "WARNING")
+    async with Daemon(*argv) as hub, aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{net.hub_url}/livez") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the hub never answered /livez")
+        assert await hub.stop() == 0
+    assert [e for e in hub.events() if e["level"] == "info"] == []
+
+    agent_cfg = net.configs["MN"]
+    async with Daemon("registry", "serve", "--config", agent_cfg, "--log-level", "warning") as bad:
+        refused = await bad.event("start-refused")
+        assert await bad.finish() == 1
+    assert (refused["level"], refused["reason"]) == ("error", "config")
+    assert "not the registry hub" in refused["error"]
