@@ -203,6 +203,8 @@ class Line:
     label: str
     dash: str
     points: list[str]  # one "x,y x,y ..." per run of known values
+    marks: list[tuple[float, float, int]]  # every known value: x, y, value
+    filled: bool  # the own log's marks are filled, the replica's hollow
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,12 @@ def charts(series: Series) -> list[Chart]:
             )
             for run in _runs(s.lag)
         ]
-        lines.append(Line(names[s.node], dash, pts))
+        marks = [
+            (_LEFT + (i + 0.5) * step, _H - _BOTTOM - plot_h * v / top, v)
+            for run in _runs(s.lag)
+            for i, v in run
+        ]
+        lines.append(Line(names[s.node], dash, pts, marks, s.own))
     known = [v for s in series.logs for v in s.lag if v is not None]
     lag = Chart(
         title=f"Lag per hour of {series.partnership}, last 7 days",

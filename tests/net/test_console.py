@@ -19,11 +19,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from jcm_sync.local.config import load_config
-from jcm_sync.net.console import REFRESH_SECONDS
+from jcm_sync.net.console import REFRESH_SECONDS, charts
 from jcm_sync.net.ops import OpsServer, bind
 from jcm_sync.net.server import REQUEST_ID_HEADER
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import Node, open_node
+from jcm_sync.services.ops_history import LogSeries, Series
 from jcm_sync.services.own_log import append_own
 from jcm_sync.services.reconciliation import ReconcileService
 from jcm_sync.services.sample import Network, provision
@@ -293,3 +294,28 @@ async def test_the_agent_serves_its_metrics(console: Console) -> None:
     status, _, text, _ = await get(console.urls["ID"] + "/metrics")
     assert status == 200
     assert re.search(r'jcm_sync_reconcile_runs_total\{[^}]*partnership="JP-ID"[^}]*\} 1\.0', text)
+
+
+def test_charts_split_lines_at_gaps_and_label_in_text() -> None:
+    """Unknown lag hours break the line; every bar and mark carries its figure as text."""
+    hours = [datetime(2026, 11, 30, 22, tzinfo=UTC) + timedelta(hours=i) for i in range(4)]
+    series = Series(partnership=PID, hours=hours, logs=[
+        LogSeries(node="ID", own=True, lag=[3, None, 1, 0], appended=[0, 5, 0, 2]),
+        LogSeries(node="JP", own=False, lag=[None] * 4, appended=[1, 0, 0, 0]),
+    ])  # fmt: skip
+    lag, records = charts(series)
+    own, replica = lag.lines
+    assert len(own.points) == 2  # [3] and [1, 0]
+    assert [v for _, _, v in own.marks] == [3, 1, 0]
+    assert (own.dash, replica.dash, replica.points) == ("", "6 4", [])
+    assert "highest 3, 3 hours sampled" in lag.desc
+    assert [t.label for t in lag.xticks] == ["12-01"]  # the one midnight in the window
+    assert [t.label for t in lag.yticks] == ["0", "1", "3"]
+    assert [b.title for b in records.bars] == [
+        "own log ID: 5 at 2026-11-30 23:00", "own log ID: 2 at 2026-12-01 01:00",
+        "replica of JP: 1 at 2026-11-30 22:00",
+    ]  # fmt: skip
+    assert "own log ID 7, replica of JP 1" in records.desc
+    tallest = max(records.bars, key=lambda b: b.height)
+    assert tallest.title.startswith("own log ID: 5")
+    assert tallest.y == pytest.approx(16)  # the top of the plot: 5 is the scale's top
