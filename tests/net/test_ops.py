@@ -313,3 +313,61 @@ def test_deeply_nested_trust_root_is_refused(
     path.write_text(json.dumps(envelope, separators=(",", ":")))
     code, _, err = run(capsys, "trust", "show", path)
     assert_one_line_refusal(code, err, "nested too deeply to be a trust root")
+
+
+# --- 3. the agent's operations listener ---------------------------------------------------
+
+
+def test_agent_serves_its_console_and_metrics(net: Network, tmp_path: Path) -> None:
+    """`agent run` logs its ops listener's address (``[ops] port = 0``: a free port) and
+    serves the console of its partnership and its metrics there, until SIGTERM."""
+    import urllib.request
+
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cli("agent", "run", "--config", net.configs["ID"], "--log-format", "json"),
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        address = None
+        deadline = time.monotonic() + 60
+        while address is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            for line in log.read_text().splitlines():
+                event = json.loads(line) if line.startswith("{") else {}
+                if event.get("event") == "ops-listening":
+                    address = event["ops_address"]
+        assert address is not None, log.read_text()
+        assert address.startswith("http://127.0.0.1:")
+        assert not address.endswith(":0")
+        with urllib.request.urlopen(address + "/", timeout=10) as r:
+            page = r.read().decode()
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert 'data-partnership="JP-ID"' in page
+        assert "ID (agent)" in page
+        with urllib.request.urlopen(address + "/metrics", timeout=10) as r:
+            assert "jcm_sync_build_info" in r.read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()
+
+
+def test_agent_on_a_taken_ops_port_is_refused(net: Network) -> None:
+    """A taken ``[ops]`` port stops the agent at start: exit 1, the address and the cause."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = net.configs["ID"]
+        ops = '[ops]\nhost = "127.0.0.1"\nport = '
+        cfg.write_text(cfg.read_text().replace(ops + "0\n", f"{ops}{port}\n"))
+        proc = subprocess.run(
+            cli("agent", "run", "--config", cfg, "--log-format", "json"),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"cannot listen on http://127.0.0.1:{port}" in proc.stderr
+    assert "already in use" in proc.stderr
+    assert "[ops]" in proc.stderr
