@@ -220,6 +220,7 @@ async def _agent_main(cfg: Config, path: Path) -> None:
 
     from jcm_sync import __version__
     from jcm_sync.local.notify import Notifier
+    from jcm_sync.net.ops import agent_listener
     from jcm_sync.services.agent import AgentDaemon, Syncer
     from jcm_sync.services.node import open_node
     from jcm_sync.services.reload import Supervisor, warn_expiries
@@ -249,7 +250,10 @@ async def _agent_main(cfg: Config, path: Path) -> None:
             notifier.ready(f"syncing {pid} with {cfg.hub.url if cfg.hub else '?'}")
 
         loop.call_soon(started)
-        await daemon.run(stop)
+        async with agent_listener(node) as ops_url:  # the console and /metrics (net/ops.py)
+            logging.getLogger("jcm_sync.daemon").info("ops-listening", extra={
+                "ops_address": ops_url, "node": cfg.node.id})  # fmt: skip
+            await daemon.run(stop)
     finally:
         await supervisor.close()
         await client.close()
