@@ -26,8 +26,10 @@ from jcm_sync.local.config import load_config
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = sub.add_parser(
         "backup",
-        help="write the node's whole store (logs, checkpoints, trust marks, state) to one "
-        "checked file; safe while the daemon runs",
+        help="copy the node's whole store into one checked file, the daemon running or not",
+        description="Write the node's store (logs, checkpoints, trust marks, node state) as "
+        "one consistent snapshot into one file with a manifest and SHA-256 digests. Keys, "
+        "the configuration and trust-root files are not in it: back them up too.",
     )
     b.add_argument("--config", required=True, type=Path, help="the node's TOML configuration")
     b.add_argument(
@@ -41,8 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     r = sub.add_parser(
         "restore",
-        help="check a backup file, restore it into the configured store and verify every "
-        "log before replacing anything; refused while the daemon runs",
+        help="put a backup back into the configured store, every log verified first",
+        description="Check the backup's digests, node and schema version, load it beside "
+        "the configured store, verify every log (entries, roots, signatures, checkpoints) "
+        "and its sizes and roots against the manifest, and only then replace the store. "
+        "Refused while the node's daemon runs; exit 1 on any refusal, the store unchanged.",
     )
     r.add_argument("--config", required=True, type=Path, help="the node's TOML configuration")
     r.add_argument("file", type=Path, help="the backup file (jcm-sync backup --out)")
