@@ -249,10 +249,10 @@ async def _agent_main(cfg: Config, path: Path) -> None:
                 "hub_url": cfg.hub.url if cfg.hub else None, "version": __version__})  # fmt: skip
             notifier.ready(f"syncing {pid} with {cfg.hub.url if cfg.hub else '?'}")
 
-        loop.call_soon(started)
         async with agent_listener(node) as ops_url:  # the console and /metrics (net/ops.py)
             logging.getLogger("jcm_sync.daemon").info("ops-listening", extra={
                 "ops_address": ops_url, "node": cfg.node.id})  # fmt: skip
+            loop.call_soon(started)  # ready only once the ops listener is bound too
             await daemon.run(stop)
     finally:
         await supervisor.close()

@@ -267,7 +267,7 @@ def test_second_agent_is_refused_naming_the_first_and_kill_9_frees_the_lock(
         )
         # one-shot commands do not take the daemon lock
         code, out, err = run(capsys, "status", "--config", net.configs["ID"], "--json")
-        assert code == 0, err
+        assert code in (0, 1), err  # 1 once a sync failed: nobody listens at the hub's URL
         assert json.loads(out)["node"] == "ID"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
