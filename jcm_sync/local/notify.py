@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Mapping
 
@@ -40,14 +41,19 @@ class Notifier:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self.enabled = bool(env.get("NOTIFY_SOCKET"))
-        self._sd: sdnotify.SystemdNotifier | None = None
-        if self.enabled:  # sdnotify opens a socket even without one; open none then
-            self._sd = sdnotify.SystemdNotifier()
-            if self._sd.socket is not None:
-                self._sd.socket.setblocking(False)  # rule 1: a full queue drops
+        address = env.get("NOTIFY_SOCKET", "")
+        self.enabled = bool(address)
+        self._sd: _SdNotifier | None = None
+        if self.enabled:
+            self._sd = _SdNotifier(_connect(address))
         self.watchdog_seconds = watchdog_interval(env)
         self._watchdog: asyncio.Task[None] | None = None
+
+    def close(self) -> None:
+        """Close the socket (the daemon's exit does it too)."""
+        if self._sd is not None and self._sd.socket is not None:
+            self._sd.socket.close()
+            self._sd.socket = None
 
     def send(self, *lines: str) -> None:
         """One datagram of ``lines`` (rule 1: dropped when it cannot be sent)."""
@@ -85,6 +91,28 @@ class Notifier:
         while True:
             self.send("WATCHDOG=1")
             await asyncio.sleep(every)
+
+
+class _SdNotifier(sdnotify.SystemdNotifier):  # type: ignore[misc]
+    """``sdnotify``'s notifier over a socket connected here: to the given environment's
+    ``NOTIFY_SOCKET`` (sdnotify reads only ``os.environ``), non-blocking (rule 1)."""
+
+    def __init__(self, sock: socket.socket | None) -> None:
+        self.debug = False  # sdnotify then swallows a failed send (rule 1)
+        self.socket = sock
+
+
+def _connect(address: str) -> socket.socket | None:
+    """A non-blocking datagram socket connected to ``address`` (``@`` for an abstract
+    one), as ``sdnotify`` connects; None when nothing listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect("\0" + address[1:] if address.startswith("@") else address)
+    except OSError:
+        sock.close()
+        return None
+    sock.setblocking(False)
+    return sock
 
 
 def watchdog_interval(env: Mapping[str, str]) -> float | None:

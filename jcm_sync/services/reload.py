@@ -199,6 +199,7 @@ class Supervisor:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.notifier.stop_watchdog()
+        self.notifier.close()
 
 
 async def warn_expiries(node: Node) -> None:
