@@ -319,3 +319,25 @@ def test_charts_split_lines_at_gaps_and_label_in_text() -> None:
     tallest = max(records.bars, key=lambda b: b.height)
     assert tallest.title.startswith("own log ID: 5")
     assert tallest.y == pytest.approx(16)  # the top of the plot: 5 is the scale's top
+
+
+async def test_expiry_within_30_days_is_a_banner(tmp_path: Path) -> None:
+    """A trust root signed 340 days ago (valid for 365) expires within 30 days: the
+    console says so in a banner, and the row names it as the earliest expiry."""
+    net = provision(tmp_path / "net", ["MN"], hub_port=0,
+                    now=datetime.now(UTC) - timedelta(days=340))  # fmt: skip
+    node = await open_node(load_config(net.configs["MN"], env={}))
+    sock = bind("127.0.0.1", 0)
+    runner = await OpsServer(node).start(sock)
+    try:
+        status, _, page, _ = await get(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+        assert status == 200
+        c = cells(page)
+        assert "trust root of JP-MN expires at" in c.cells[("", "warning")]
+        assert c.cells[("JP-MN", "earliest_expiry")].startswith("trust root ")
+        (when,) = re.findall(r'data-field="earliest_expiry">[^<]*<time datetime="([^"]+)"', page)
+        left = datetime.fromisoformat(when) - datetime.now(UTC)
+        assert timedelta(days=24) < left < timedelta(days=26)
+    finally:
+        await runner.cleanup()
+        await node.close()
