@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from jcm_sync.cli.common import add_json, emit, now_of
-from jcm_sync.services.setup import OPS_PORT, InitRequest, Standing, init_node
+from jcm_sync.services.setup import HUB_PORT, OPS_PORT, InitRequest, Standing, init_node
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +55,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="ROOT",
         help="a root the counterpart countersigned: verify it and put it in place",
     )
-    p.add_argument("--ops-port", type=int, default=OPS_PORT, help="the console's port (8701)")
+    p.add_argument(
+        "--port", type=int, default=HUB_PORT, help="the registry's hub port (default 8700)"
+    )
+    p.add_argument(
+        "--ops-port", type=int, default=OPS_PORT, help="the console's port (default 8701)"
+    )
     p.add_argument(
         "--force", action="store_true", help="use a non-empty folder (keys are never overwritten)"
     )
@@ -74,6 +79,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         import_root=args.import_root,
         force=args.force,
         ops_port=args.ops_port,
+        port=args.port,
     )
     standing = init_node(req, now_of(args))
     emit(args, standing_data(standing), lambda c: render(c, standing))

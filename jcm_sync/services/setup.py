@@ -110,6 +110,8 @@ class InitRequest:
     import_root: Path | None = None
     force: bool = False
     ops_port: int = OPS_PORT
+    #: the registry's hub port (``[server] port``)
+    port: int = HUB_PORT
 
 
 @dataclass
@@ -148,6 +150,9 @@ def validate(req: InitRequest) -> InitRequest:
         raise BadDataError(f"the registry is Japan's (JP), not {cc}", where="--country")
     if req.role == "partner" and cc == "JP":
         raise BadDataError("Japan is the registry: use --role registry", where="--country")
+    for option, port in (("--port", req.port), ("--ops-port", req.ops_port)):
+        if not 1 <= port <= 65535:
+            raise BadDataError(f"{port} is not a TCP port (1 to 65535)", where=option)
     parts = tuple(p.upper() for p in req.partnerships)
     if req.role == "partner":
         own = f"JP-{cc}"
@@ -187,7 +192,7 @@ def validate(req: InitRequest) -> InitRequest:
         )
     return InitRequest(
         req.role, cc, req.directory, tuple(dict.fromkeys(parts)), req.hub_url,
-        req.counterpart_key, req.import_root, req.force, req.ops_port,
+        req.counterpart_key, req.import_root, req.force, req.ops_port, req.port,
     )  # fmt: skip
 
 
@@ -211,7 +216,7 @@ def _config_text(req: InitRequest) -> str:
         lines += [
             "[server]",
             'host = "127.0.0.1"',
-            f"port = {HUB_PORT}",
+            f"port = {req.port}",
             "# the https origin partners reach the hub at, behind a TLS proxy (ADR 0015):",
             '# public_origin = "https://hub.jcm.example"',
             "",

@@ -161,6 +161,10 @@ def test_a_foreign_non_empty_folder_is_refused_and_force_never_overwrites_a_key(
         (["--role", "registry", "--country", "JP", "--partnership", "JP-XX"], "JP-<partner"),
         (["--role", "registry", "--country", "JP", "--partnership", "JP-MN", "--hub-url", HUB],
          "for a partner"),
+        (["--role", "registry", "--country", "JP", "--partnership", "JP-MN", "--port", "70000"],
+         "not a TCP port"),
+        (["--role", "partner", "--country", "MN", "--hub-url", HUB, "--ops-port", "0"],
+         "not a TCP port"),
     ],
 )  # fmt: skip
 def test_bad_options_are_refused_and_nothing_is_written(
