@@ -22,6 +22,7 @@ from jcm_sync.local.config import load_config
 from jcm_sync.local.lock import LOCK_NAME
 from jcm_sync.services.sample import Network, free_port, provision
 from tests.cli.conftest import run
+from tests.store.state import with_store
 
 
 @pytest.fixture
@@ -192,10 +193,9 @@ def test_alarm_list_clear_and_their_exit_codes(
     assert (code, out.strip()) == (0, "no fork alarms")
     assert run(capsys, "alarm", "list", "--config", cfg, "--json")[:2] == (0, "[]\n")
 
-    book = AlarmBook(load_config(cfg, env={}).data_dir / "alarms")
     alarm = new_alarm("jcm-sync/JP-ID/JP", "JP-ID", "JP", "two roots at size 3",
                       held=b"held note\n", offered=b"offered note\n")  # fmt: skip
-    assert book.raise_alarm(alarm)
+    assert with_store(cfg, lambda store: AlarmBook(store).raise_alarm(alarm))
     code, out, _ = run(capsys, "alarm", "list", "--config", cfg, "--json")
     assert code == 1
     assert json.loads(out) == [alarm.summary()]
@@ -209,7 +209,7 @@ def test_alarm_list_clear_and_their_exit_codes(
     code, out, err = run(capsys, "alarm", "clear", "--config", cfg, "jcm-sync/JP-ID/JP")
     assert (code, out) == (0, "")
     assert "cleared the alarm of jcm-sync/JP-ID/JP" in err
-    assert book.active() == []
+    assert with_store(cfg, lambda store: AlarmBook(store).active()) == []
     assert run(capsys, "alarm", "list", "--config", cfg)[0] == 0
     code, _, err = run(capsys, "alarm", "clear", "--config", cfg, "jcm-sync/JP-ID/JP")
     assert code == 1

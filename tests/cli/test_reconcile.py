@@ -16,9 +16,11 @@ from jcm_sync.errors import BadDataError
 from jcm_sync.local.config import load_config
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import open_node
+from jcm_sync.services.reconciliation import report_key
 from jcm_sync.services.sample import Network, provision
 from tests.core.reconcile import builders
 from tests.core.reconcile.builders import PARTNERSHIP as PID
+from tests.store.state import with_store
 
 
 def test_reconcile_group_is_registered() -> None:
@@ -238,8 +240,11 @@ def test_run_summary_stays_bounded_at_a_thousand_findings(
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) < 120, len(lines)
-    path = Path(next(line for line in lines if line.startswith("full report: "))[13:])
-    report = json.loads(path.read_bytes())
+    hint = next(line for line in lines if line.startswith("full report: "))
+    assert "jcm-sync reconcile report --partnership" in hint
+    stored = with_store(cfg, lambda store: store.get_state(report_key(PID)))
+    assert stored is not None
+    report = json.loads(stored)
     found = report["discrepancies"]
     assert len(found) == 1001
     per_rule = {r: sum(d["rule"] == r for d in found) for r in {d["rule"] for d in found}}

@@ -110,7 +110,7 @@ async def test_a_default_agent_never_trips_a_default_hub(tmp_path: Path) -> None
         assert answers(hub, 429) == 0
         assert answers(hub, 200) > 50  # the jobs did run, many times
         assert server.peak_in_flight[("JP-MN", "MN")] <= PUSH_WINDOW
-        for name, job in read_status(agent.cfg.data_dir, "JP-MN").jobs.items():
+        for name, job in (await read_status(agent.store, "JP-MN")).jobs.items():
             assert "429" not in (job.last_error or ""), (name, job.last_error)
     finally:
         await running.close()

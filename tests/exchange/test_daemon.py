@@ -50,7 +50,7 @@ async def test_daemon_jobs_converge_and_back_off_while_hub_is_down(network: Runn
             return daemon.backoff["push"].failures >= 2
 
         assert await wait_until(backed_off)
-        status = read_status(agent.cfg.data_dir, "JP-MN")
+        status = await read_status(agent.store, "JP-MN")
         assert status.jobs["push"].failures >= 2
         assert "unreachable" in (status.jobs["push"].last_error or "")
         await network.start_hub()

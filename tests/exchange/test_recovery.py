@@ -103,7 +103,7 @@ async def test_hub_refuses_a_different_entry_at_a_held_index(network: Running) -
     assert exc.value.status == 409
     assert exc.value.code == "fork"
     assert await hub.store.tree_head(hub.logs("JP-MN").replica) == before
-    alarm = hub.alarms.get(hub.logs("JP-MN").replica.origin)
+    alarm = await hub.alarms.get(hub.logs("JP-MN").replica.origin)
     assert alarm is not None
     assert alarm.held_checkpoint is not None
     # replication of that log stays stopped until an operator clears the alarm
@@ -134,7 +134,7 @@ async def test_agent_detects_japan_rewriting_its_log(network: Running, tmp_path:
     with pytest.raises(ForkError):
         await syncer.pull()
     replica = agent.logs("JP-MN").replica
-    alarm = agent.alarms.get(replica.origin)
+    alarm = await agent.alarms.get(replica.origin)
     assert alarm is not None
     assert alarm.held_checkpoint == held.note
     assert alarm.offered_checkpoint is not None

@@ -157,7 +157,7 @@ async def check_responsive(net: Running, scale: Scale) -> None:
     labels = {"partnership": PID, "job": "reconcile"}
     sample = node.metrics.registry.get_sample_value
     assert sample("jcm_sync_job_runs_total", {**labels, "outcome": "ok"}) == 1
-    run = read_history(node.cfg.data_dir, PID).runs[-1]
+    run = (await read_history(node.store, PID)).runs[-1]
     assert run.status != "initiated"
     assert {p.node: p.size for p in run.logs} == sizes
     assert run.open >= scale.min_open

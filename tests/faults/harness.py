@@ -354,11 +354,11 @@ class Exchange:
             await asyncio.sleep(0.1)
         return None
 
-    def alarms(self) -> list[str]:
+    async def alarms(self) -> list[str]:
         out = []
         for node in ("JP", self.cc):
-            book = AlarmBook(self.config(node).data_dir / "alarms")
-            out += [f"{node}: {a.origin}: {a.reason}" for a in book.active()]
+            book = AlarmBook(await self._store(node))
+            out += [f"{node}: {a.origin}: {a.reason}" for a in await book.active()]
         return out
 
     # --- the end-of-run check (rule 3) -----------------------------------------------------
@@ -395,7 +395,7 @@ class Exchange:
                 )  # fmt: skip
                 out.verified += 1
                 problems += [f"{node}'s copy of {ref.origin}: {p}" for p in audit.problems]
-        out.alarms = self.alarms()
+        out.alarms = await self.alarms()
         problems += [f"fork alarm: {a}" for a in out.alarms]
         for daemon in (self.hub, self.agent):
             problems += [f"{daemon.name} logged: {line[:300]}" for line in daemon.problems()]

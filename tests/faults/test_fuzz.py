@@ -318,8 +318,8 @@ async def fuzz_http(f: Fuzz, requests: int) -> None:
                     if problem is not None:
                         f.bad_refusals.append(f"{req.method} {req.path}?{req.query}: {problem}")
                     if status == 409 and b"fork" in body:
-                        for a in f.hub.alarms.active():  # cleared as an operator would
-                            f.hub.alarms.clear(a.origin)
+                        for a in await f.hub.alarms.active():  # cleared as an operator would
+                            await f.hub.alarms.clear(a.origin)
                             f.forks += 1
                 full = sent % FULL_EVERY == 0 or sent == requests
                 after = await snapshot(f.hub.store, entries=full)

@@ -139,7 +139,7 @@ async def test_a_stale_answer_is_not_a_fork(tmp_path: Path) -> None:
         await running.hub.logs("JP-VN").service.append(more.by_node["JP"])
         assert await syncer.pull() == len(more.by_node["JP"])
         assert await syncer.pull(stale) == 0
-        assert agent.alarms.active() == []
+        assert await agent.alarms.active() == []
         await syncer.anti_entropy()  # pushes the agent's own log
         assert (await syncer.anti_entropy()).in_sync
     finally:

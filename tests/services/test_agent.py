@@ -327,7 +327,7 @@ async def test_a_page_that_starts_elsewhere_is_a_transport_error(pair: Pair) -> 
         await pair.syncer(pair.liar(Lie.SHIFT_PAGE)).pull()
     rep = pair.agent.logs(PID).replica
     assert (await pair.agent.store.tree_head(rep)).size == 0
-    assert pair.agent.alarms.get(rep.origin) is None
+    assert await pair.agent.alarms.get(rep.origin) is None
 
 
 # --- anti-entropy and sync_once --------------------------------------------------------
@@ -353,7 +353,7 @@ async def test_sync_once_records_each_job_and_raises_the_first_failure(pair: Pai
     syncer = pair.syncer(port)
     with pytest.raises(PeerRefusedError, match="503 store-unavailable"):
         await syncer.sync_once()
-    status = read_status(pair.agent.cfg.data_dir, PID)
+    status = await read_status(pair.agent.store, PID)
     assert status.jobs["push"].failures == 1
     assert "store-unavailable" in (status.jobs["push"].last_error or "")
     assert status.jobs["anti_entropy"].failures == 1  # its own push failed the same way
@@ -390,7 +390,7 @@ async def test_a_refusal_with_retry_after_quiets_every_exchange_job(pair: Pair) 
     await job(daemon, "anti_entropy")()
     assert port.requests == sent  # quiet: nothing sent
     assert daemon.backoff["pull"].failures == 0  # not a failure of theirs
-    status = read_status(pair.agent.cfg.data_dir, PID)
+    status = await read_status(pair.agent.store, PID)
     assert status.jobs["push"].failures == 1
     assert "retry after 5 s" in (status.jobs["push"].last_error or "")
 
@@ -471,7 +471,7 @@ async def test_a_cancelled_job_is_a_failure_while_the_daemon_runs(pair: Pair) ->
     assert await task is None
     assert not task.cancelled()
     assert daemon.backoff["push"].failures == 1
-    status = read_status(pair.agent.cfg.data_dir, PID)
+    status = await read_status(pair.agent.store, PID)
     assert "cancelled before the hub answered" in (status.jobs["push"].last_error or "")
 
 
@@ -487,5 +487,5 @@ async def test_the_shutdown_ends_running_jobs_quietly(pair: Pair) -> None:
     stop.set()
     await asyncio.wait_for(running, 10)
     assert all(b.failures == 0 for b in daemon.backoff.values())
-    status = read_status(pair.agent.cfg.data_dir, PID)
+    status = await read_status(pair.agent.store, PID)
     assert all(j.failures == 0 for j in status.jobs.values())

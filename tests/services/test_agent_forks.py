@@ -36,8 +36,8 @@ def forks_counted(node: Node, log: str) -> float:
     return value or 0.0
 
 
-def alarm(node: Node, ref: LogRef) -> Alarm:
-    found = node.alarms.get(ref.origin)
+async def alarm(node: Node, ref: LogRef) -> Alarm:
+    found = await node.alarms.get(ref.origin)
     assert found is not None, f"no fork alarm for {ref.origin}"
     assert (found.partnership, found.node) == (ref.partnership, ref.node)
     return found
@@ -65,7 +65,7 @@ async def test_hub_holding_more_of_our_log_than_we_wrote_is_a_fork(pair: Pair) -
     liar = pair.liar(Lie.INFLATE_REPLICA)
     with pytest.raises(ForkError, match="holds"):
         await pair.syncer(liar).push()
-    a = alarm(pair.agent, pair.agent.logs(PID).own)
+    a = await alarm(pair.agent, pair.agent.logs(PID).own)
     assert a.held_checkpoint == own_cp.note
     assert a.offered_checkpoint is None
     assert a.detail == {"hub_size": pair.sizes[CC] + 5}
@@ -79,7 +79,7 @@ async def test_hub_with_another_history_of_our_log_is_a_fork(pair: Pair) -> None
     liar = pair.liar(Lie.REWRITE_REPLICA)
     with pytest.raises(ForkError, match="differs"):
         await pair.syncer(liar).push()
-    a = alarm(pair.agent, pair.agent.logs(PID).own)
+    a = await alarm(pair.agent, pair.agent.logs(PID).own)
     assert a.held_checkpoint == own_cp.note
     served = liar.served[-1].logs[1]
     assert served.node == CC
@@ -124,7 +124,7 @@ async def test_a_lost_batch_is_resent_from_the_size_the_hub_names(pair: Pair) ->
     assert starts.count(0) == 2  # batch 0 went twice
     own, rep = pair.agent.logs(PID).own, pair.japan.logs(PID).replica
     assert await pair.japan.store.tree_head(rep) == await pair.agent.store.tree_head(own)
-    assert pair.agent.alarms.active() == pair.japan.alarms.active() == []
+    assert await pair.agent.alarms.active() == await pair.japan.alarms.active() == []
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ async def test_a_checkpoint_the_hub_lacks_is_sent_again_alone(pair: Pair, lie: L
     ]
     assert syncer.status.hub_receipt is not None
     assert syncer.status.hub_receipt.startswith(own_cp.note)  # ours, plus Japan's signature
-    assert pair.agent.alarms.active() == []
+    assert await pair.agent.alarms.active() == []
 
 
 async def test_entries_without_their_checkpoint_at_the_hub_get_it(pair: Pair) -> None:
@@ -165,7 +165,7 @@ async def test_a_receipt_without_japans_signature_is_refused(pair: Pair) -> None
     with pytest.raises(UntrustedError):
         await syncer.push()
     assert syncer.status.hub_receipt is None
-    assert pair.agent.alarms.active() == []
+    assert await pair.agent.alarms.active() == []
 
 
 async def test_a_state_without_our_log_is_a_transport_error(pair: Pair) -> None:
@@ -188,7 +188,7 @@ async def test_a_checkpoint_japan_did_not_sign_is_refused(pair: Pair) -> None:
     assert await held(pair.agent, rep) == before
     assert before[0].size == 0
     assert before[1] is None
-    assert pair.agent.alarms.active() == []
+    assert await pair.agent.alarms.active() == []
 
 
 async def test_entries_that_are_not_those_of_the_checkpoint_are_a_fork(pair: Pair) -> None:
@@ -197,7 +197,7 @@ async def test_entries_that_are_not_those_of_the_checkpoint_are_a_fork(pair: Pai
     liar = pair.liar(Lie.MISMATCHED_JAPAN_CHECKPOINT)
     with pytest.raises(ForkError, match="are not those of Japan's signed checkpoint"):
         await pair.syncer(liar, batch_size=1000).pull()
-    a = alarm(pair.agent, rep)
+    a = await alarm(pair.agent, rep)
     assert a.held_checkpoint is None  # nothing was held yet
     assert a.offered_checkpoint == liar.served[0].logs[0].checkpoint
     assert (await pair.agent.store.tree_head(rep)).size == 0
@@ -215,7 +215,7 @@ async def test_a_page_not_consistent_with_the_checkpoint_is_a_fork(pair: Pair, l
     liar = pair.liar(lie)
     with pytest.raises(ForkError, match=r"entries 0\.\.[12] served by the hub"):
         await pair.syncer(liar, batch_size=3).pull()
-    a = alarm(pair.agent, rep)
+    a = await alarm(pair.agent, rep)
     assert a.offered_checkpoint == liar.served[0].logs[0].checkpoint
     assert (await pair.agent.store.tree_head(rep)).size == 0
     assert await pair.agent.store.latest_checkpoint(rep) is None
@@ -231,7 +231,7 @@ async def test_a_page_that_skips_ahead_is_a_transport_error(pair: Pair, lie: Lie
     with pytest.raises(TransportError, match="sent no entries from 0"):
         await pair.syncer(pair.liar(lie)).pull()
     assert (await pair.agent.store.tree_head(rep)).size == 0
-    assert pair.agent.alarms.active() == []
+    assert await pair.agent.alarms.active() == []
 
 
 async def pulled_honestly(pair: Pair) -> StoredCheckpoint:
@@ -251,7 +251,7 @@ async def test_another_root_at_the_size_held_is_a_fork(pair: Pair) -> None:
     liar = pair.liar(Lie.MISMATCHED_JAPAN_CHECKPOINT)
     with pytest.raises(ForkError, match="has another root"):
         await pair.syncer(liar).pull()
-    a = alarm(pair.agent, rep)
+    a = await alarm(pair.agent, rep)
     assert a.held_checkpoint == held_cp.note
     assert a.offered_checkpoint == liar.served[0].logs[0].checkpoint != held_cp.note
     assert await held(pair.agent, rep) == before
@@ -265,7 +265,7 @@ async def test_a_smaller_checkpoint_of_another_history_is_a_fork(pair: Pair) -> 
     liar = pair.liar(Lie.SMALLER_OTHER_JAPAN_CHECKPOINT)
     with pytest.raises(ForkError, match="is not a prefix"):
         await pair.syncer(liar).pull()
-    a = alarm(pair.agent, rep)
+    a = await alarm(pair.agent, rep)
     assert a.held_checkpoint == held_cp.note
     assert a.offered_checkpoint == liar.served[0].logs[0].checkpoint
     assert await held(pair.agent, rep) == before
@@ -285,7 +285,7 @@ async def test_an_older_genuine_checkpoint_is_not_a_fork(pair: Pair) -> None:
     assert await syncer.pull() == 0
     assert await held(pair.agent, rep) == before
     assert before[0].size == pair.sizes["JP"] + more
-    assert pair.agent.alarms.active() == []
+    assert await pair.agent.alarms.active() == []
 
 
 async def rewritten(pair: Pair) -> LyingHub:
@@ -317,7 +317,7 @@ async def test_a_checkpoint_not_consistent_with_the_one_held_is_a_fork(
     liar = await lie(pair)  # type: ignore[operator]
     with pytest.raises(ForkError, match="is not consistent with the one"):
         await pair.syncer(liar).pull()
-    a = alarm(pair.agent, rep)
+    a = await alarm(pair.agent, rep)
     assert a.held_checkpoint == held_cp.note
     assert a.offered_checkpoint == liar.served[0].logs[0].checkpoint != held_cp.note
     assert await held(pair.agent, rep) == before
@@ -329,9 +329,9 @@ async def test_a_stopped_replica_is_never_pulled_again(pair: Pair) -> None:
     and the alarm keeps the first evidence."""
     with pytest.raises(ForkError):
         await pair.syncer(pair.liar(Lie.MISMATCHED_JAPAN_CHECKPOINT), batch_size=1000).pull()
-    first = alarm(pair.agent, pair.agent.logs(PID).replica)
+    first = await alarm(pair.agent, pair.agent.logs(PID).replica)
     before = pair.honest.requests
     with pytest.raises(ForkError, match="stopped by a fork alarm"):
         await pair.syncer().pull()
     assert pair.honest.requests == before
-    assert alarm(pair.agent, pair.agent.logs(PID).replica) == first
+    assert await alarm(pair.agent, pair.agent.logs(PID).replica) == first

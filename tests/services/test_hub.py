@@ -201,7 +201,7 @@ async def test_another_entry_at_a_held_index_is_a_fork(pair: Pair) -> None:
     await pair.hub.push(partner(pair), PID, CC, PushRequest(0, envs[:2]))
     with pytest.raises(ForkError):
         await pair.hub.push(partner(pair), PID, CC, PushRequest(1, [envs[2], envs[3]]))
-    assert pair.japan.alarms.get(replica(pair).origin) is not None
+    assert await pair.japan.alarms.get(replica(pair).origin) is not None
     assert await held(pair) == envs[:2]
 
 
@@ -212,7 +212,7 @@ async def test_a_checkpoint_that_is_not_the_batchs_root_is_a_fork(pair: Pair) ->
     note = partner_checkpoint(pair, envs, root=OTHER_ROOT)
     with pytest.raises(ForkError, match="does not match the entries it sent"):
         await pair.hub.push(partner(pair), PID, CC, PushRequest(0, envs, note))
-    alarm = pair.japan.alarms.get(replica(pair).origin)
+    alarm = await pair.japan.alarms.get(replica(pair).origin)
     assert alarm is not None
     assert alarm.offered_checkpoint == note
     assert await held(pair) == []
@@ -267,7 +267,7 @@ async def test_state_gives_both_heads_and_clamps_have(pair: Pair) -> None:
     assert mn.root == merkle.root([merkle.leaf_hash(raw) for raw in envs])
     assert jp.checkpoint is not None
     assert mn.checkpoint is not None
-    status = read_status(pair.japan.cfg.data_dir, PID)
+    status = await read_status(pair.japan.store, PID)
     assert status.logs["JP"].remote_size == own_head.size == pair.sizes["JP"]
 
 

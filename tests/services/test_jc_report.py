@@ -3,6 +3,7 @@ reconciliation of a faulty Japan-Indonesia partnership (``jc_report_seed``)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from jcm_sync.errors import NotFoundError, NotReconciledError
 from jcm_sync.local.config import load_config
 from jcm_sync.services.jc_report import STATUSES, JcReport, build_view, load_view, utc
 from jcm_sync.services.reconciliation import read_history, read_report
+from jcm_sync.store.memory import MemoryStore
 from tests.core.reconcile.builders import PARTNERSHIP as PID
 from tests.services.jc_report_seed import Seeded, seed
+from tests.store.state import with_store
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -27,7 +30,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 
 @pytest.fixture(scope="module")
 def view(seeded: Seeded) -> JcReport:
-    return load_view(load_config(seeded.config, env={}).data_dir, PID, "ID", NOW)
+    return with_store(seeded.config, lambda store: load_view(store, PID, "ID", NOW))
 
 
 def _data_dir(seeded: Seeded) -> Path:
@@ -39,7 +42,7 @@ def test_every_finding_of_the_history_with_its_status_and_times(
 ) -> None:
     """Rule 2: every finding ever found, with the status and times the history holds,
     the resolved one included, each with its rule's title."""
-    history = read_history(_data_dir(seeded), PID)
+    history = with_store(seeded.config, lambda store: read_history(store, PID))
     assert {f.id for f in view.findings} == set(history.discrepancies)
     for f in view.findings:
         d = history.discrepancies[f.id]
@@ -76,7 +79,7 @@ def test_over_issuance_has_both_figures(view: JcReport) -> None:
 
 def test_held_ranges_are_those_of_open_findings(seeded: Seeded, view: JcReport) -> None:
     """Rule 3: what quarantine holds, and nothing of an explained or resolved finding."""
-    opened = list(read_history(_data_dir(seeded), PID).open())
+    opened = list(with_store(seeded.config, lambda store: read_history(store, PID)).open())
     expected = sorted((d.id, r.start, r.end) for d in opened for r in d.ranges)
     assert sorted((g.finding, g.first, g.last) for g in view.held) == expected
     assert expected
@@ -88,7 +91,7 @@ def test_held_ranges_are_those_of_open_findings(seeded: Seeded, view: JcReport) 
 def test_stage_counts_and_figures(seeded: Seeded, view: JcReport) -> None:
     """Rule 4: counts per stage and status add up to the history's; each stage's
     figures are the report's."""
-    history = read_history(_data_dir(seeded), PID)
+    history = with_store(seeded.config, lambda store: read_history(store, PID))
     assert view.counts() == history.counts()
     for s in view.stages:
         got = {st: getattr(s, st) for st in STATUSES}
@@ -97,7 +100,7 @@ def test_stage_counts_and_figures(seeded: Seeded, view: JcReport) -> None:
             if d.stage == s.stage:
                 want[d.status] += 1
         assert got == want, s.stage
-    report = read_report(_data_dir(seeded), PID)
+    report = with_store(seeded.config, lambda store: read_report(store, PID))
     assert report is not None
     figures = {s.stage: dict(s.figures) for s in view.stages}
     assert figures["totals"]["effective decisions"] == report.totals.decisions
@@ -109,7 +112,7 @@ def test_stage_counts_and_figures(seeded: Seeded, view: JcReport) -> None:
 def test_pending_items_keep_their_age_and_deadline(seeded: Seeded, view: JcReport) -> None:
     """The first transfers awaited since Japan's 2019 issuance, with their age and the
     day they become findings, as the report judged them."""
-    report = read_report(_data_dir(seeded), PID)
+    report = with_store(seeded.config, lambda store: read_report(store, PID))
     assert report is not None
     assert [(p.what, p.subject, p.age_days, p.due) for p in view.pending] == [
         (p.what, p.subject, p.age_days, p.due) for p in report.pending
@@ -135,7 +138,7 @@ def test_times_are_naive_utc() -> None:
 def test_a_partnership_never_reconciled_is_refused(tmp_path: Path) -> None:
     """Rule 1: no stored run, no report; the refusal says what to run first."""
     with pytest.raises(NotReconciledError) as info:
-        load_view(tmp_path, PID, "ID", NOW)
+        asyncio.run(load_view(MemoryStore(), PID, "ID", NOW))
     assert isinstance(info.value, NotFoundError)
     assert "reconcile run" in info.value.diagnostics()
 
@@ -145,7 +148,7 @@ def test_a_report_without_history_still_lists_its_findings(seeded: Seeded) -> No
     but the stages and pending items of the report remain."""
     from jcm_sync.services.reconciliation import History
 
-    report = read_report(_data_dir(seeded), PID)
+    report = with_store(seeded.config, lambda store: read_report(store, PID))
     assert report is not None
     empty = build_view(report, History(partnership=PID), "ID", NOW)
     assert empty.findings == ()
@@ -160,10 +163,10 @@ def test_report_head_is_the_stored_report_less_findings_and_trail_steps(seeded: 
     whole report; a file that is not a report is a store error naming it."""
     from jcm_sync.errors import StoreError
     from jcm_sync.services.jc_report import read_report_head
-    from jcm_sync.services.reconciliation import report_path
+    from jcm_sync.services.reconciliation import report_key
 
-    data_dir = _data_dir(seeded)
-    report, head = read_report(data_dir, PID), read_report_head(data_dir, PID)
+    report = with_store(seeded.config, lambda store: read_report(store, PID))
+    head = with_store(seeded.config, lambda store: read_report_head(store, PID))
     assert report is not None
     assert head is not None
     assert (head.partnership, head.status, head.logs) == (report.partnership, report.status,
@@ -172,9 +175,8 @@ def test_report_head_is_the_stored_report_less_findings_and_trail_steps(seeded: 
                                                          report.article6)  # fmt: skip
     assert head.pending == report.pending
     assert len(head.trails) == len(report.trails) > 0
-    assert read_report_head(data_dir, "JP-MN") is None
-    broken = report_path(data_dir, "JP-XX")
-    broken.write_bytes(b'{"partnership": 1}')
-    with pytest.raises(StoreError, match=r"JP-XX\.report\.json"):
-        read_report_head(data_dir, "JP-XX")
-    broken.unlink()
+    assert with_store(seeded.config, lambda store: read_report_head(store, "JP-MN")) is None
+    broken = MemoryStore()
+    asyncio.run(broken.put_state(report_key("JP-XX"), b'{"partnership": 1}'))
+    with pytest.raises(StoreError, match=r"reconcile/JP-XX/report"):
+        asyncio.run(read_report_head(broken, "JP-XX"))

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import jcm_sync
-from jcm_sync.local.config import load_config
 from jcm_sync.services.jc_report import STATUSES, JcReport, load_view
 from jcm_sync.services.jc_report_html import TEMPLATE, chart, render_html
 from tests.core.reconcile.builders import PARTNERSHIP as PID
 from tests.services.jc_report_seed import Seeded, seed
+from tests.store.state import with_store
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -98,7 +98,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 
 @pytest.fixture(scope="module")
 def view(seeded: Seeded) -> JcReport:
-    return load_view(load_config(seeded.config, env={}).data_dir, PID, "ID", NOW)
+    return with_store(seeded.config, lambda store: load_view(store, PID, "ID", NOW))
 
 
 def test_every_finding_pending_item_and_held_range_is_in_the_page(view: JcReport) -> None:

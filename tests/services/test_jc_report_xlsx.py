@@ -13,11 +13,11 @@ from openpyxl import load_workbook
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
-from jcm_sync.local.config import load_config
 from jcm_sync.services.jc_report import JcReport, load_view
 from jcm_sync.services.jc_report_xlsx import SHEETS, render_xlsx
 from tests.core.reconcile.builders import PARTNERSHIP as PID
 from tests.services.jc_report_seed import Seeded, seed
+from tests.store.state import with_store
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 
 @pytest.fixture(scope="module")
 def view(seeded: Seeded) -> JcReport:
-    return load_view(load_config(seeded.config, env={}).data_dir, PID, "ID", NOW)
+    return with_store(seeded.config, lambda store: load_view(store, PID, "ID", NOW))
 
 
 @pytest.fixture(scope="module")

@@ -38,12 +38,12 @@ async def test_the_root_after_new_leaves_is_the_log_root(pair: Pair, held: int) 
 async def test_a_fork_alarm_stops_only_its_own_log(pair: Pair) -> None:
     """Rule 1: after an alarm on one log the guard refuses it and lets the other pass."""
     own, rep = pair.agent.logs(PID).own, pair.agent.logs(PID).replica
-    refuse_if_stopped(pair.agent, own)
+    await refuse_if_stopped(pair.agent, own)
     await pair.agent.raise_fork(own, "a test fork")
     with pytest.raises(ForkError, match="stopped by a fork alarm") as exc:
-        refuse_if_stopped(pair.agent, own)
+        await refuse_if_stopped(pair.agent, own)
     assert exc.value.where == own.origin
-    refuse_if_stopped(pair.agent, rep)
+    await refuse_if_stopped(pair.agent, rep)
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ from jcm_sync.services.reconciliation import (
 from jcm_sync.services.sample import Network, partnership_records, provision
 from tests.core.reconcile import builders
 from tests.core.reconcile.builders import PARTNERSHIP as PID
+from tests.store.state import with_store
 
 DK = "ID002/2015-04-01/2015-12-31"
 FEWER = discrepancy_id("issued-vs-notified", [DK, "ID"])
@@ -112,7 +113,7 @@ class Cli:
         """Run reconciliation; return the open discrepancies' rules by id."""
         code, _, err = self("reconcile", "run", "--config", self.config)
         assert code == 0, err
-        history = read_history(load_config(self.config, env={}).data_dir, PID)
+        history = with_store(self.config, lambda store: read_history(store, PID))
         return {d.id: d.rule for d in history.open()}
 
     def own_size(self) -> int:
@@ -135,7 +136,7 @@ def test_the_rest_of_an_issuance_and_a_transfer_of_its_serials_are_accepted(
     next run finds nothing on Indonesia's side."""
     assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
     assert cli.reconcile() == {FEWER: "issued-vs-notified"}
-    history = read_history(load_config(cli.config, env={}).data_dir, PID)
+    history = with_store(cli.config, lambda store: read_history(store, PID))
     assert history.discrepancies[FEWER].ranges == ()
     before = cli.own_size()
     code, err = cli.import_(piece.pp, piece.transfer(3, 4))
@@ -153,7 +154,7 @@ def test_a_recent_partial_issuance_is_pending_with_its_age_on_a_real_node(
     piece = Piece(net, datetime.now(UTC), decided=today - timedelta(days=10))
     assert cli.import_(piece.project, piece.decision, piece.gov) == (0, "")
     assert cli.reconcile() == {}
-    report = read_report(load_config(cli.config, env={}).data_dir, PID)
+    report = with_store(cli.config, lambda store: read_report(store, PID))
     assert report is not None
     (p,) = [p for p in report.pending if p.subject.endswith("side ID")]
     decided = today - timedelta(days=10)

@@ -109,12 +109,12 @@ async def test_a_push_without_closing_checkpoint_does_not_stall_reconciliation(
     assert (await hub.store.tree_head(replica)).size == closed + len(more)
     pushed_at = hub.clock()
 
-    def reconciled_after_push() -> bool:
-        runs = read_history(hub.cfg.data_dir, PID).runs
+    async def reconciled_after_push() -> bool:
+        runs = (await read_history(hub.store, PID)).runs
         return any(r.started_at > pushed_at and r.status != "initiated" for r in runs)
 
     await wait_for("a scheduled run after the open-ended push", reconciled_after_push)
-    run = next(r for r in read_history(hub.cfg.data_dir, PID).runs if r.started_at > pushed_at)
+    run = next(r for r in (await read_history(hub.store, PID)).runs if r.started_at > pushed_at)
     assert run.finished_at is not None
     assert run.error is None
     sizes = {p.node: p.size for p in run.logs}
@@ -156,10 +156,10 @@ async def test_a_store_failure_is_logged_and_counted_not_raised_into_the_schedul
     assert job_runs(hub, "ok") == ok_down
     monkeypatch.undo()
     await wait_for("a run after the store is back", lambda: job_runs(hub, "ok") > ok_down)
-    last = read_history(hub.cfg.data_dir, PID).runs[-1]
+    last = (await read_history(hub.store, PID)).runs[-1]
     assert last.status == "completed"
     assert last.error is None
-    failed = [r for r in read_history(hub.cfg.data_dir, PID).runs if r.error is not None]
+    failed = [r for r in (await read_history(hub.store, PID)).runs if r.error is not None]
     assert failed
     assert all(r.status == "initiated" for r in failed)
 
@@ -203,7 +203,7 @@ async def test_the_agents_reconcile_job_survives_a_raw_store_failure(
     daemon.backoff["reconcile"].succeeded()  # skip the back-off delay
     await job()
     assert job_runs(agent, "ok") == 1
-    assert read_history(agent.cfg.data_dir, PID).runs[-1].status == "completed"
+    assert (await read_history(agent.store, PID)).runs[-1].status == "completed"
 
 
 @pytest.mark.parametrize("net", [3600.0], indirect=True)
@@ -232,9 +232,12 @@ async def test_a_closing_push_is_reconciled_soon_and_one_during_a_run_after_it(
     second = (await hub.store.tree_head(hub.logs(PID).replica)).size
     assert second > first
 
-    def sizes() -> list[int]:
-        runs = read_history(hub.cfg.data_dir, PID).runs
+    async def sizes() -> list[int]:
+        runs = (await read_history(hub.store, PID)).runs
         return [p.size for r in runs if r.status != "initiated" for p in r.logs if p.node == "MN"]
 
-    await wait_for("runs at both pushes", lambda: {first, second} <= set(sizes()))
+    async def both() -> bool:
+        return {first, second} <= set(await sizes())
+
+    await wait_for("runs at both pushes", both)
     assert job_runs(hub, "error") == 0

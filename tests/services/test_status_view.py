@@ -54,7 +54,7 @@ async def test_a_fork_alarm_shows_and_the_cli_exits_1(
     node = await open_node(cfg)
     try:
         replica = node.logs(PID).replica
-        node.alarms.raise_alarm(new_alarm(replica.origin, PID, "JP", "two roots at size 3"))
+        await node.alarms.raise_alarm(new_alarm(replica.origin, PID, "JP", "two roots at size 3"))
         view = await node_status(node)
     finally:
         await node.close()

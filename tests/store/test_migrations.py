@@ -1,0 +1,374 @@
+"""Schema migrations: a store made by version 1 of the layout upgrades in place and keeps
+every log verifiable; migrations are ordered, recorded, atomic, and a newer layout is refused.
+
+The version-1 layout below is copied literally from the jcm-sync that wrote it (before
+``trust_marks``), not derived from today's code, so a change to today's DDL cannot make
+this test upgrade the wrong thing. Its rows are computed by appending real signed
+envelopes and checkpoints to a memory store, then written into the version-1 tables with
+plain INSERTs, as that version's code would have left them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jcm_sync.core import checkpoint, merkle
+from jcm_sync.errors import StoreError
+from jcm_sync.services.log_service import checkpoint_verifiers, verify_log
+from jcm_sync.store import LogRef, Store, open_store
+from jcm_sync.store import migrations as m
+from jcm_sync.store.memory import MemoryStore
+from tests.store import World
+from tests.store.conftest import PG_URL, drop_schema, make_schema, skip_without_pg, with_param
+
+# --- version 1, literally --------------------------------------------------------------
+
+V1_DDL = (
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS logs (
+        id {serial} PRIMARY KEY,
+        partnership TEXT NOT NULL,
+        node TEXT NOT NULL,
+        origin TEXT NOT NULL UNIQUE,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        UNIQUE (partnership, node))""",
+    """CREATE TABLE IF NOT EXISTS log_entries (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        envelope {blob} NOT NULL,
+        appended_at {time} NOT NULL,
+        PRIMARY KEY (log_id, idx))""",
+    """CREATE TABLE IF NOT EXISTS log_nodes (
+        log_id BIGINT NOT NULL,
+        level INTEGER NOT NULL,
+        idx BIGINT NOT NULL,
+        hash {blob} NOT NULL,
+        PRIMARY KEY (log_id, level, idx)){without_rowid}""",
+    """CREATE TABLE IF NOT EXISTS log_checkpoints (
+        log_id BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        note {blob} NOT NULL,
+        PRIMARY KEY (log_id, size))""",
+    """CREATE TABLE IF NOT EXISTS record_index (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        partnership TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        author TEXT NOT NULL,
+        supersedes TEXT,
+        PRIMARY KEY (log_id, idx)){without_rowid}""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS record_index_id ON record_index (record_id, log_id)",
+    "CREATE INDEX IF NOT EXISTS record_index_kind_key ON record_index (kind, key)",
+    "CREATE INDEX IF NOT EXISTS record_index_supersedes ON record_index (supersedes) "
+    "WHERE supersedes IS NOT NULL",
+)
+V1_SQLITE = {"serial": "INTEGER", "blob": "BLOB", "time": "TEXT", "without_rowid": " WITHOUT ROWID"}
+V1_POSTGRES = {"serial": "BIGSERIAL", "blob": "BYTEA", "time": "TIMESTAMPTZ", "without_rowid": ""}
+V1_INSERTS = {
+    "meta": "INSERT INTO store_meta (key, value) VALUES ('schema_version', '1')",
+    "logs": "INSERT INTO logs (id, partnership, node, origin, size, root) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "entries": "INSERT INTO log_entries (log_id, idx, record_id, envelope, appended_at) "
+    "VALUES (?, ?, ?, ?, ?)",
+    "nodes": "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+    "checkpoints": "INSERT INTO log_checkpoints (log_id, size, root, note) VALUES (?, ?, ?, ?)",
+    "records": "INSERT INTO record_index "
+    "(log_id, idx, record_id, partnership, kind, key, author, supersedes) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+}
+SIZES = {"JP": 37, "ID": 21}
+CHECKPOINTS = {"JP": (5, 16, 37), "ID": (21,)}
+
+
+@dataclass
+class V1:
+    """A version-1 database and what it must still say after the upgrade."""
+
+    url: str
+    heads: dict[LogRef, tuple[int, bytes]]
+    leaves: dict[LogRef, list[bytes]]
+    notes: dict[LogRef, list[bytes]]
+
+
+async def v1_rows(world: World) -> tuple[dict[str, list[tuple[Any, ...]]], V1]:
+    """The rows version 1 held for two logs with entries and signed checkpoints."""
+    mem = MemoryStore()
+    heads, leaves, notes = {}, {}, {}
+    for node, log in (("JP", world.jp_log), ("ID", world.id_log)):
+        await mem.ensure_log(log)
+        envs = world.envelopes(node, SIZES[node])
+        await mem.append_entries(log, 0, envs, world.verify)
+        leaves[log] = [merkle.leaf_hash(e) for e in envs]
+        notes[log] = []
+        for size in CHECKPOINTS[node]:
+            cp = checkpoint.Checkpoint(log.origin, size, await mem.root_at(log, size))
+            note = checkpoint.sign_checkpoint(cp, world.key_of(node).key)
+            await mem.put_checkpoint(log, note)
+            notes[log].append(note)
+        head = await mem.tree_head(log)
+        heads[log] = (head.size, head.root)
+    rows: dict[str, list[tuple[Any, ...]]] = {k: [] for k in V1_INSERTS if k != "meta"}
+    for t in mem.tables.values():
+        ref = t.ref
+        rows["logs"].append((t.id, ref.partnership, ref.node, ref.origin, t.size, t.root))
+        for idx, (rid, env, at) in sorted(t.entries.items()):
+            rows["entries"].append((t.id, idx, rid, env, at))
+        for (level, idx), value in sorted(t.nodes.items()):
+            rows["nodes"].append((t.id, level, idx, value))
+        for size, (root, note) in sorted(t.checkpoints.items()):
+            rows["checkpoints"].append((t.id, size, root, note))
+        for idx, e in sorted(t.records.items()):
+            rows["records"].append(
+                (t.id, idx, e.record_id, e.partnership, e.kind, e.key, e.author, e.supersedes)
+            )
+    return rows, V1("", heads, leaves, notes)
+
+
+def write_v1_sqlite(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN")
+        for stmt in V1_DDL:
+            conn.execute(stmt.format(**V1_SQLITE))
+        conn.execute(V1_INSERTS["meta"])
+        for table, table_rows in rows.items():
+            for row in table_rows:
+                row = tuple(v.isoformat() if isinstance(v, datetime) else v for v in row)
+                conn.execute(V1_INSERTS[table], row)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def pg(text: str) -> str:
+    parts = text.split("?")
+    return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+async def write_v1_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            for stmt in V1_DDL:
+                await conn.execute(stmt.format(**V1_POSTGRES))
+            await conn.execute(V1_INSERTS["meta"])
+            for table, table_rows in rows.items():
+                await conn.executemany(pg(V1_INSERTS[table]), table_rows)
+            await conn.execute("SELECT setval('logs_id_seq', (SELECT max(id) FROM logs))")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def v1(
+    request: pytest.FixtureRequest, tmp_path: Path, world: World, pg_reachable: str | None
+) -> AsyncIterator[V1]:
+    """A database exactly as version 1 of the layout left it, on each SQL backend."""
+    rows, made = await v1_rows(world)
+    if request.param == "sqlite":
+        path = tmp_path / "v1.db"
+        write_v1_sqlite(path, rows)
+        made.url = f"sqlite:///{path}"
+        yield made
+        return
+    skip_without_pg(pg_reachable)
+    schema = await make_schema()
+    try:
+        made.url = with_param(PG_URL, "search_path", schema)
+        await write_v1_postgres(made.url, rows)
+        yield made
+    finally:
+        await drop_schema(schema)
+
+
+async def raw(url: str, text: str) -> list[tuple[Any, ...]]:
+    """Rows read behind the store's back."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            return [tuple(r) for r in conn.execute(text).fetchall()]
+        finally:
+            conn.close()
+    pconn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await pconn.fetch(text)]
+    finally:
+        await pconn.close()
+
+
+async def tables(url: str) -> set[str]:
+    if url.startswith("sqlite:///"):
+        rows = await raw(url, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = await raw(url, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return {str(r[0]) for r in rows}
+
+
+async def assert_logs_verify(store: Store, made: V1, world: World) -> None:
+    """Sizes, roots at every size, inclusion proofs and checkpoints are as version 1 held."""
+    assert set(await store.logs()) == set(made.heads)
+    for log, (size, root) in made.heads.items():
+        head = await store.tree_head(log)
+        assert (head.size, head.root) == (size, root)
+        leaves = made.leaves[log]
+        for n in range(1, size + 1):
+            assert await store.root_at(log, n) == merkle.root(leaves[:n])
+        for i in range(size):
+            proof = await store.inclusion_proof(log, i)
+            assert merkle.verify_inclusion(leaves[i], i, size, proof, root)
+        assert [cp.note for cp in await store.checkpoints(log)] == made.notes[log]
+        audit = await verify_log(
+            store, log, verify=world.verify,
+            verifiers=checkpoint_verifiers(world.root, log, world.now),
+        )  # fmt: skip
+        assert audit.problems == []
+        assert (audit.size, audit.root, audit.checkpoints_checked) == (
+            size, root, len(made.notes[log])
+        )  # fmt: skip
+
+
+# --- the upgrade ----------------------------------------------------------------------
+
+
+async def test_a_version_1_store_upgrades_and_every_log_still_verifies(
+    v1: V1, world: World
+) -> None:
+    """Opening a version-1 database applies 2 and 3 in order, records them (1 as found,
+    before migrations were recorded), and every log, proof and checkpoint is unchanged."""
+    assert "trust_marks" not in await tables(v1.url)
+    async with await open_store(v1.url) as store:
+        await assert_logs_verify(store, v1, world)
+        await store.put_state("status/JP-ID", b"after the upgrade")
+        assert await store.get_state("status/JP-ID") == b"after the upgrade"
+        assert await store.trust_marks() == {}
+    assert {"trust_marks", "node_state", "schema_migrations"} <= await tables(v1.url)
+    recorded = await raw(v1.url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
+    assert [r[0] for r in recorded] == [1, 2, 3]
+    assert recorded[0][1] is None  # version 1 was there before migrations were recorded
+    assert recorded[1][1] is not None
+    assert recorded[2][1] is not None
+    assert await raw(v1.url, m.READ_SCHEMA_VERSION) == [(str(m.SCHEMA_VERSION),)]
+
+
+async def test_reopening_an_upgraded_store_applies_nothing(v1: V1, world: World) -> None:
+    """A second open finds the current version: nothing runs, nothing is re-recorded."""
+    async with await open_store(v1.url):
+        pass
+    before = await raw(v1.url, "SELECT version, description, applied_at FROM schema_migrations")
+    async with await open_store(v1.url) as store:
+        await assert_logs_verify(store, v1, world)
+    after = await raw(v1.url, "SELECT version, description, applied_at FROM schema_migrations")
+    assert after == before
+
+
+async def test_a_failing_migration_leaves_version_1_whole(
+    v1: V1, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All pending migrations run in one transaction: one that fails leaves the database
+    at version 1, without even the tables of the migrations before it."""
+    broken = m.Migration(4, "a broken step", ("CREATE TABLE broken (",))
+    monkeypatch.setattr(m, "MIGRATIONS", (*m.MIGRATIONS, broken))
+    monkeypatch.setattr(m, "SCHEMA_VERSION", 4)
+    with pytest.raises(StoreError):
+        await open_store(v1.url)
+    assert await raw(v1.url, m.READ_SCHEMA_VERSION) == [("1",)]
+    assert not {"trust_marks", "node_state", "broken"} & await tables(v1.url)
+    monkeypatch.undo()
+    async with await open_store(v1.url) as store:  # the real code still upgrades it
+        await assert_logs_verify(store, v1, world)
+
+
+@pytest.mark.parametrize("found", [str(m.SCHEMA_VERSION + 1), "99", "three"])
+async def test_a_newer_layout_is_refused_and_left_alone(v1: V1, found: str) -> None:
+    """A version this code does not know is refused with the usual message; nothing is
+    migrated or recorded."""
+    if v1.url.startswith("sqlite:///"):
+        conn = sqlite3.connect(v1.url[len("sqlite:///") :], isolation_level=None)
+        conn.execute("UPDATE store_meta SET value = ? WHERE key = 'schema_version'", (found,))
+        conn.close()
+    else:
+        pconn = await asyncpg.connect(v1.url)
+        await pconn.execute("UPDATE store_meta SET value = $1 WHERE key = 'schema_version'", found)
+        await pconn.close()
+    with pytest.raises(StoreError, match=f"this jcm-sync knows version {m.SCHEMA_VERSION}"):
+        await open_store(v1.url)
+    assert await raw(v1.url, m.READ_SCHEMA_VERSION) == [(found,)]
+    assert "trust_marks" not in await tables(v1.url)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_new_database_gets_every_migration_recorded(
+    backend: str, tmp_path: Path, pg_reachable: str | None
+) -> None:
+    """No ``store_meta`` at all is a new database: every migration is applied and recorded
+    with when, and the version is the last one's."""
+    schema = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'new.db'}"
+    else:
+        skip_without_pg(pg_reachable)
+        schema = await make_schema()
+        url = with_param(PG_URL, "search_path", schema)
+    try:
+        async with await open_store(url):
+            pass
+        recorded = await raw(url, "SELECT version, description, applied_at FROM schema_migrations")
+        assert [(r[0], r[1]) for r in sorted(recorded)] == [
+            (x.version, x.description) for x in m.MIGRATIONS
+        ]
+        assert all(r[2] is not None for r in recorded)
+        assert await raw(url, m.READ_SCHEMA_VERSION) == [(str(m.SCHEMA_VERSION),)]
+    finally:
+        if schema is not None:
+            await drop_schema(schema)
+
+
+# --- the list itself -------------------------------------------------------------------
+
+
+def test_migrations_are_numbered_one_by_one_and_the_version_is_the_last() -> None:
+    """Rule 1: versions 1, 2, 3, ... with no gap, each described; ``SCHEMA_VERSION`` is
+    the last one's."""
+    assert [x.version for x in m.MIGRATIONS] == list(range(1, len(m.MIGRATIONS) + 1))
+    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 3
+    assert all(x.description and x.statements for x in m.MIGRATIONS)
+
+
+def test_version_1_of_the_migrations_is_the_original_layout() -> None:
+    """Migration 1 makes exactly the version-1 tables (``store_meta`` is bookkeeping)."""
+    assert m.MIGRATIONS[0].statements == V1_DDL[1:]
+    assert m.BOOKKEEPING_DDL[0] == V1_DDL[0]
+
+
+@pytest.mark.parametrize(
+    ("found", "applied"), [(None, [1, 2, 3]), ("1", [2, 3]), ("2", [3]), ("3", [])]
+)
+def test_the_steps_apply_what_is_missing_and_record_it(
+    found: str | None, applied: list[int]
+) -> None:
+    """``migration_steps``: the pending migrations' DDL each followed by its record, the
+    older versions back-filled without a time, then the new version; nothing when current."""
+    steps = m.migration_steps(found, "db", "now", **V1_SQLITE)
+    if not applied:
+        assert steps == []
+        return
+    records = [args for text, args in steps if text == m.RECORD_MIGRATION]
+    assert [r[0] for r in records if r[2] == "now"] == applied
+    assert [r[0] for r in records if r[2] is None] == [v for v in (1, 2, 3) if v not in applied]
+    assert steps[-1] == (m.SET_SCHEMA_VERSION, ("3",))
