@@ -360,6 +360,7 @@ def render_partnership(
         .render(
             status=status, p=p, role=role, now=now, health=partnership_health(p),
             checkpoints=checkpoints, discrepancies=discrepancies,
+            past_grace={_get(d, "id"): bool(_get(d, "past_grace")) for d in open_discrepancies(p)},
             charts=charts(series) if series is not None else [],
             expiries=partnership_expiries(status, p.partnership),
             trust_root_version=_get(p, "trust_root_version"),

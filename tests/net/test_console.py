@@ -196,6 +196,9 @@ async def test_partnership_page_lists_discrepancies_checkpoints_and_charts(
     assert c.cells[("", "discrepancies_open")] == "1"
     assert c.cells[(console.discrepancy, "id")] == console.discrepancy
     assert c.cells[(console.discrepancy, "rule")] == "issued-vs-notified"
+    assert (
+        c.cells[(console.discrepancy, "past_grace")] == "no"
+    )  # first seen just now: within the grace
     assert f"/partnerships/{PID}/discrepancies/{console.discrepancy}" in c.links
     for node in ("ID", "JP"):
         held = await console.id.store.latest_checkpoint(console.id.log_ref(PID, node))
