@@ -187,7 +187,7 @@ _W: Final = 760
 _H: Final = 200
 _LEFT: Final = 64
 _RIGHT: Final = 12
-_TOP: Final = 16
+_TOP: Final = 22
 _BOTTOM: Final = 36
 
 
@@ -221,6 +221,7 @@ class Bar:
 class Chart:
     title: str
     desc: str
+    unit: str  # what the vertical axis counts
     width: int
     height: int
     lines: list[Line]
@@ -299,7 +300,8 @@ def charts(series: Series) -> list[Chart]:
             if known
             else "No lag was sampled in the last 7 days."
         ),
-        width=_W, height=_H, lines=lines, bars=[], xticks=xticks, yticks=yticks,
+        unit="entries behind", width=_W, height=_H, lines=lines, bars=[], xticks=xticks,
+        yticks=yticks,
         legend=[(names[s.node], "", "" if s.own else "6 4") for s in series.logs],
         plot=plot,
     )  # fmt: skip
@@ -320,7 +322,8 @@ def charts(series: Series) -> list[Chart]:
     records = Chart(
         title=f"Records appended per hour to {series.partnership}'s logs, last 7 days",
         desc=f"Records appended in the last 7 days: {totals}.",
-        width=_W, height=_H, lines=[], bars=bars, xticks=xticks, yticks=yticks,
+        unit="records appended", width=_W, height=_H, lines=[], bars=bars, xticks=xticks,
+        yticks=yticks,
         legend=[(names[s.node], "#333333" if s.own else "#9a9a9a", "") for s in series.logs],
         plot=plot,
     )  # fmt: skip
