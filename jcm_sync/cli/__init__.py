@@ -34,6 +34,7 @@ from jcm_sync.cli import (
     reconcile,
     record,
     report,
+    status,
     trust,
 )
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
@@ -41,7 +42,7 @@ from jcm_sync.errors import JcmSyncError
 
 GROUPS = [
     init, config_cmd, keys, trust, record, log, node, imports, reconcile, conformance, export,
-    report, backup,
+    report, status, backup,
 ]  # fmt: skip
 
 

@@ -1,5 +1,5 @@
 """Commands that run or inspect a configured node: ``registry serve``, ``agent run``,
-``sync``, ``status`` and ``alarm`` (``import`` is ``cli/imports.py``)."""
+``sync`` and ``alarm`` (``import`` is ``cli/imports.py``, ``status`` ``cli/status.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
 from jcm_sync.cli.common import add_json, emit, note
 from jcm_sync.errors import ConfigError, JcmSyncError, NotFoundError, TransportError
@@ -45,11 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _config(s)
     add_json(s)
     s.set_defaults(func=cmd_sync)
-
-    st = sub.add_parser("status", help="each log's local and remote size, last sync, lag, errors")
-    _config(st)
-    add_json(st)
-    st.set_defaults(func=cmd_status)
 
     al = sub.add_parser("alarm", help="fork alarms")
     als = al.add_subparsers(dest="alarm_cmd", required=True, metavar="COMMAND")
@@ -315,35 +309,6 @@ async def _sync(cfg: Config, args: argparse.Namespace) -> int:
         f"pushed {result.pushed}, pulled {result.pulled}; "
         + ("in sync" if result.in_sync else "not yet in sync")))  # fmt: skip
     return 0
-
-
-# --- status -----------------------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from jcm_sync.services.status_view import read_status
-
-    cfg = _load(args)
-    status = asyncio.run(read_status(cfg))
-
-    def human(c: Console) -> None:
-        for p in status.partnerships:
-            t = Table(title=f"{p.partnership} ({cfg.node.id})")
-            for col in ("log", "local size", "remote size", "lag", "last sync", "last error"):
-                t.add_column(col)
-            for lg in p.logs:
-                t.add_row(
-                    f"{lg.node} ({'own' if lg.own else 'replica'})",
-                    str(lg.local_size),
-                    "-" if lg.remote_size is None else str(lg.remote_size),
-                    "-" if lg.lag is None else str(lg.lag),
-                    (lg.last_sync or "never")[:19],
-                    (lg.alarm and f"[bold red]FORK: {lg.alarm}[/]") or (lg.last_error or ""),
-                )
-            c.print(t)
-
-    emit(args, status.to_builtins(), human)
-    return 1 if status.alarmed else 0
 
 
 # --- alarms -----------------------------------------------------------------------------

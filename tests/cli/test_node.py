@@ -133,13 +133,13 @@ def test_sync_with_no_hub_listening_is_a_one_line_refusal_and_shows_in_status(
     net: Network, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The hub unreachable: exit 1 naming its URL, nothing on stdout; status then shows
-    the error on both logs and still exits 0 (an error is not a fork)."""
+    the error on both logs and exits 1 too (the last sync failed; cli/status.py)."""
     code, out, err = run(capsys, "sync", "--config", net.configs["ID"], "--json")
     assert code == 1
     assert out == ""
     assert f"hub unreachable at {net.hub_url}" in one_line(err)
     code, out, _ = run(capsys, "status", "--config", net.configs["ID"], "--json")
-    assert code == 0
+    assert code == 1
     (p,) = json.loads(out)["partnerships"]
     assert all(net.hub_url in lg["last_error"] for lg in p["logs"])
 
