@@ -28,6 +28,10 @@ from jcm_sync.services.ops_history import (
 from jcm_sync.services.own_log import append_own
 from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.services.status_view import NodeStatus, node_status
+from jcm_sync.store import open_store
+from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+
+__all__ = ["pg_reachable"]
 
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 PID = "JP-MN"
@@ -41,13 +45,26 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[tuple[Network, Node, Clock]]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def agent(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
+) -> AsyncIterator[tuple[Network, Node, Clock]]:
+    """Mongolia's agent on a SQLite file, or on a schema of its own in PostgreSQL."""
     clock = Clock()
     net = provision(tmp_path / "net", ["MN"], hub_port=0, now=T0 - timedelta(days=12))
-    node = await open_node(load_config(net.configs["MN"], env={}), clock=clock)
-    yield net, node, clock
-    await node.close()
+    schema = store = None
+    if request.param == "postgres":
+        if pg_reachable is not None:
+            pytest.skip(pg_reachable)
+        schema = await make_schema()
+        store = await open_store(with_param(PG_URL, "search_path", schema))
+    node = await open_node(load_config(net.configs["MN"], env={}), clock=clock, store=store)
+    try:
+        yield net, node, clock
+    finally:
+        await node.close()
+        if schema is not None:
+            await drop_schema(schema)
 
 
 def status(lags: dict[str, int | None]) -> dict[str, dict[str, int | None]]:
