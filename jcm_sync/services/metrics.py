@@ -43,11 +43,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from jcm_sync import __version__
+from jcm_sync.core.wire import PROTOCOL_VERSION
 from jcm_sync.services.expiry import RunningNode, node_expiries
 from jcm_sync.store.sql import SCHEMA_VERSION
 
-PROTOCOL_VERSION: Final = "1"
-"""The hub API's version: its routes are under ``/v1/`` (docs/openapi.json)."""
+__all__ = ["PROTOCOL_VERSION", "SYNC_JOB_LOGS", "ExpiryCollector", "Metrics"]
 
 SYNC_JOB_LOGS: Final[dict[str, tuple[bool, ...]]] = {
     "push": (True,),
