@@ -539,7 +539,7 @@ class AgentDaemon:
                 return await self._attempt(name, fn, b)
         except asyncio.CancelledError:
             if self.stopping:
-                log.info("%s stopped by shutdown", name)  # rule 9: not a failure
+                log.info("job-stopped", extra={"job": name})  # rule 9: not a failure
                 return None
             # rule 9: a cancellation that is not the daemon's shutdown (aiohttp's timeout
             # losing its race with the answer) is a failed attempt, not the job's end
@@ -576,9 +576,11 @@ class AgentDaemon:
     def _failed(self, name: str, exc: JcmSyncError, delay: float) -> None:
         self.syncer.record(name, exc)
         if isinstance(exc, TransportError):
-            log.warning("%s failed (%s); backing off %.1f s", name, exc, delay)
+            log.warning("job-failed", extra={"job": name, "reason": exc.code,
+                        "error": str(exc), "backoff_s": round(delay, 1)})  # fmt: skip
         else:
-            log.error("%s refused: %s; backing off %.1f s", name, exc.diagnostics(), delay)
+            log.error("job-refused", extra={"job": name, "reason": exc.code,
+                      "error": exc.diagnostics(), "backoff_s": round(delay, 1)})  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stopping = False

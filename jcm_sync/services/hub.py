@@ -166,13 +166,14 @@ class Hub:
         except asyncio.CancelledError:
             # shutdown: the run is abandoned and stays recorded as "initiated"; the
             # next run after a restart starts from the stores again
-            log.info("reconciliation of %s stopped by shutdown", partnership)
+            log.info("reconcile-stopped", extra={"partnership": partnership})
         except JcmSyncError as exc:  # logged and counted; the next interval tries again
             m.job_runs.labels(partnership, "reconcile", "error").inc()
-            log.error("reconciliation of %s failed: %s", partnership, exc.diagnostics())
+            log.error("reconcile-failed", extra={"partnership": partnership,
+                      "reason": exc.code, "error": exc.diagnostics()})  # fmt: skip
         except Exception:  # run_scheduled raises only JcmSyncError; never the scheduler
             m.job_runs.labels(partnership, "reconcile", "error").inc()
-            log.exception("reconciliation of %s failed", partnership)
+            log.exception("reconcile-failed", extra={"partnership": partnership})
         else:
             m.job_runs.labels(partnership, "reconcile", "ok").inc()
             m.last_sync.labels(partnership, "reconcile").set(self.node.clock().timestamp())
@@ -285,7 +286,7 @@ class Hub:
                 max(0, req.source_size - result.size)
             )
         log.info(
-            "push accepted",
+            "push-accepted",
             extra={
                 "partnership": partnership,
                 "start": req.start,
@@ -434,10 +435,8 @@ class Hub:
         rep_head = await self.node.store.tree_head(self.node.logs(partnership).replica)
         if have is not None:
             if have > own.size:  # rule 11: clamped, so the lag stays a real figure
-                log.warning(
-                    "%s of %s says it holds %d entries of Japan's log, which has %d",
-                    caller.node, partnership, have, own.size,
-                )  # fmt: skip
+                ahead = {"partner": caller.node, "partnership": partnership, "have": have}
+                log.warning("partner-ahead-of-log", extra=ahead | {"size": own.size})
             await self._observe(partnership, "JP", own.size, min(have, own.size), "served")
         return PartnershipState(
             partnership=partnership,

@@ -185,7 +185,8 @@ class Node:
         if await self.alarms.raise_alarm(alarm):
             self.metrics.forks.labels(ref.partnership, ref.node).inc()
         self.metrics.alarm.labels(ref.partnership, ref.node).set(1)
-        log.error("FORK in %s: %s; replication of this log is stopped", ref.origin, reason)
+        log.error("fork", extra={"origin": ref.origin, "partnership": ref.partnership,
+                  "log_node": ref.node, "error": reason, "replication": "stopped"})  # fmt: skip
         return ForkError(reason, where=ref.origin)
 
     async def reload(self, cfg: Config) -> dict[str, tuple[int, int]]:

@@ -390,7 +390,8 @@ class ReconcileService:
             try:
                 await self._put_history(history)
             except StoreError as again:  # the run's own error is the one to report
-                log.error("cannot record the failed run of %s: %s", partnership, again)
+                log.error("reconcile-not-recorded", extra={"partnership": partnership,
+                          "error": str(again)})  # fmt: skip
             raise
         now = self.node.clock()
         report_data, history_data = await self._cpu(_finish, history, run, report, now)
@@ -496,14 +497,13 @@ async def run_scheduled(node: Node, partnership: str) -> None:
     except JcmSyncError:
         raise
     except Exception as exc:
-        log.exception("reconciliation of %s failed unexpectedly", partnership)
+        log.exception("reconcile-crashed", extra={"partnership": partnership})
         raise JcmSyncError(
             f"reconciliation of {partnership} failed: {type(exc).__name__}: {exc}"
         ) from exc
     run = result.run
     level = logging.WARNING if run.open else logging.INFO
-    log.log(
-        level,
-        "reconciled %s: %s, %d open, %d explained, %d new, %d resolved, %d pending",
-        partnership, run.status, run.open, run.explained, run.new, run.resolved, run.pending,
-    )  # fmt: skip
+    log.log(level, "reconciled", extra={
+        "partnership": partnership, "run_status": run.status, "open": run.open,
+        "explained": run.explained, "new": run.new, "resolved": run.resolved,
+        "pending": run.pending})  # fmt: skip

@@ -295,7 +295,7 @@ class SandboxHost:
         directory = self.node.cfg.data_dir / "conformance" / sid
         self.sessions[sid] = Session(sid, req.partnership, prefix, directory, now, jp_key, root,
                                      last_used=now)  # fmt: skip
-        log.info("conformance session %s opened for %s", sid, req.partnership)
+        log.info("conformance-opened", extra={"session": sid, "partnership": req.partnership})
         return SessionOpened(session=sid, partnership=req.partnership, origin_prefix=prefix,
                              created=now, root=root, attestation=signed)  # fmt: skip
 
@@ -392,7 +392,7 @@ class SandboxHost:
         if s.node is not None:
             await s.node.close()  # the store file stays under data_dir as evidence
             s.node, s.hub = None, None
-        log.info("conformance session %s of %s closed", s.id, s.partnership)
+        log.info("conformance-closed", extra={"session": s.id, "partnership": s.partnership})
 
     async def close_all(self) -> None:
         for s in list(self.sessions.values()):

@@ -19,6 +19,7 @@ from jcm_sync.net.server import REQUEST_ID_HEADER
 from jcm_sync.net.signing import RequestSigner, signed_request
 from jcm_sync.store.postgres import PostgresStore
 from tests.exchange.conftest import Running
+from tests.logs import rendered
 
 PROBLEM = "application/problem+json"
 TYPE = "urn:jcm-sync:problem:"
@@ -191,9 +192,7 @@ async def test_store_error_text_stays_in_the_log(
             for secret in ("hunter2", "db.internal", "postgresql", "Errno", "Connect call"):
                 assert secret not in text, (path, body)
             assert "store is unavailable" in body["detail"]
-            logged = [
-                r.getMessage() for r in caplog.records if body["request_id"] in r.getMessage()
-            ]
+            logged = [rendered(r) for r in caplog.records if body["request_id"] in rendered(r)]
             assert any(SECRET_URL in m and DRIVER_TEXT in m for m in logged), (path, logged)
     finally:
         store.tree_head = real  # type: ignore[method-assign]
@@ -213,7 +212,7 @@ async def test_a_bug_is_a_generic_500_with_its_traceback_in_the_log(
     status, body, resp = await call(network, "MN", "/v1/partnerships/JP-MN/state")
     assert_problem(status, body, resp, 500, "internal")
     assert "SELECT" not in json.dumps(body)
-    rec = next(r for r in caplog.records if body["request_id"] in r.getMessage())
+    rec = next(r for r in caplog.records if body["request_id"] in rendered(r))
     assert rec.exc_info is not None
     assert "internal_table" in str(rec.exc_info[1])
 
@@ -250,7 +249,7 @@ async def test_real_postgres_outage_leaks_nothing(
     assert str(closed) not in text
     assert "PostgreSQL" not in text
     assert "hunter2" not in text
-    logged = [r.getMessage() for r in caplog.records if body["request_id"] in r.getMessage()]
+    logged = [rendered(r) for r in caplog.records if body["request_id"] in rendered(r)]
     assert any(str(closed) in m and "PostgreSQL" in m for m in logged), logged
     assert all("hunter2" not in m for m in logged)
     assert (await sizes(network))["JP-MN/MN"] == 0
@@ -272,4 +271,4 @@ async def test_an_agent_refusal_names_the_hubs_request_id(
     assert refused.value.status == 403
     assert rid
     assert f"[hub request {rid}]" in str(refused.value)
-    assert any(rid in r.getMessage() for r in caplog.records if r.name.startswith("jcm_sync"))
+    assert any(rid in rendered(r) for r in caplog.records if r.name.startswith("jcm_sync"))

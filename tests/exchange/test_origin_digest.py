@@ -20,6 +20,7 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.server import settings_from
 from jcm_sync.net.signing import RequestSigner
 from tests.exchange.conftest import Running
+from tests.logs import rendered
 
 PROBLEM = "application/problem+json"
 PUSH = "/v1/partnerships/JP-MN/logs/MN/entries"
@@ -88,8 +89,8 @@ async def test_a_request_signed_for_another_origin_is_wrong_target(
     assert STAGING in problem["detail"]
     assert network.url in problem["detail"]
     assert await snapshot(network) == before
-    refusals = [r for r in caplog.records if "wrong-target" in r.getMessage() or
-                "this hub's origin" in r.getMessage()]  # fmt: skip
+    refusals = [r for r in caplog.records if "wrong-target" in rendered(r) or
+                "this hub's origin" in rendered(r)]  # fmt: skip
     assert refusals
     assert all(r.levelno in (logging.INFO, logging.WARNING) for r in refusals)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

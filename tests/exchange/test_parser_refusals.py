@@ -16,6 +16,7 @@ import pytest
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
+from tests.logs import rendered
 
 PROBLEM = "application/problem+json"
 TYPE = "urn:jcm-sync:problem:"
@@ -112,14 +113,14 @@ async def test_parser_refusal_is_problem_json(
     assert problem["detail"]
     assert refused(hub, code) == before + 1
     mine = [r for r in caplog.records if r.name.startswith(("jcm_sync", "aiohttp"))]
-    assert not [r for r in mine if r.levelno >= logging.WARNING], [r.getMessage() for r in mine]
-    assert not [r for r in mine if r.exc_info], [r.getMessage() for r in mine]
-    said = [r for r in mine if r.levelno == logging.INFO and code in r.getMessage()]
-    assert len(said) == 1, [r.getMessage() for r in mine]
+    assert not [r for r in mine if r.levelno >= logging.WARNING], [rendered(r) for r in mine]
+    assert not [r for r in mine if r.exc_info], [rendered(r) for r in mine]
+    said = [r for r in mine if r.levelno == logging.INFO and code in rendered(r)]
+    assert len(said) == 1, [rendered(r) for r in mine]
     # the refusal's request id: in the problem, its X-Request-Id and the hub's log line
     assert len(problem["request_id"]) == 16, problem
     assert headers["x-request-id"] == problem["request_id"]
-    assert problem["request_id"] in said[0].getMessage()
+    assert problem["request_id"] in rendered(said[0])
 
 
 async def test_the_hub_still_answers_after_refusals(hub: Running) -> None:

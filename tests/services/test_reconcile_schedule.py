@@ -172,7 +172,7 @@ async def test_a_store_failure_is_logged_and_counted_not_raised_into_the_schedul
         for r in caplog.records
         if r.name == "jcm_sync.services.hub"
         and r.levelno == logging.ERROR
-        and f"reconciliation of {PID} failed" in r.getMessage()
+        and (r.getMessage(), getattr(r, "partnership", None)) == ("reconcile-failed", PID)
     ]
     assert len(logged) >= 2
 
@@ -195,7 +195,7 @@ async def test_the_agents_reconcile_job_survives_a_raw_store_failure(
     assert job_runs(agent, "error") == 1
     assert daemon.backoff["reconcile"].failures == 1
     assert any(
-        r.levelno == logging.ERROR and r.exc_info is not None and "failed unexpectedly" in r.msg
+        r.levelno == logging.ERROR and r.exc_info is not None and r.msg == "reconcile-crashed"
         for r in caplog.records
         if r.name == "jcm_sync.core.reconcile"
     )
