@@ -32,6 +32,7 @@ PLAN: dict[str, list[str]] = {
     "reconcile": [],
     "import_xlsx": ["--n", "100000"],
     "export_xlsx": ["--n", "100000", "--rounds", "1"],
+    "backup": ["--n", "20000", "--rounds", "2"],
 }
 
 

@@ -8,13 +8,15 @@ audit as ``jcm-sync log verify`` (``log_service.verify_log``).
 
 The file is a POSIX tar of three members, in this order:
 
+* the dump: ``store.sqlite3`` (a SQLite database) or ``store.pgdump`` (``pg_dump
+  --format=custom`` of the node's schema), hashed as it is written (read once);
 * ``manifest.json``: format, jcm-sync version, schema version, backend, node id and role,
   created_at, the dump's name, size and SHA-256, and every log's partnership, node,
   origin, size, root (hex) and number of checkpoints, as the snapshot holds them;
 * ``SHA256SUMS``: the SHA-256 of the manifest and of the dump, as ``sha256sum`` writes
-  them (``tar -xf FILE && sha256sum -c SHA256SUMS`` checks a copy by hand);
-* the dump: ``store.sqlite3`` (a SQLite database) or ``store.pgdump`` (``pg_dump
-  --format=custom`` of the node's schema).
+  them (``tar -xf FILE && sha256sum -c SHA256SUMS`` checks a copy by hand).
+
+A restore reads the three headers, then the manifest, before it reads the dump.
 
 Rules:
 
@@ -51,7 +53,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 import msgspec
 
@@ -172,15 +174,6 @@ class RestoreResult:
 _encode = msgspec.json.Encoder(order="deterministic").encode
 
 
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-            n += len(block)
-    return h.hexdigest(), n
-
-
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -192,10 +185,9 @@ def _fsync_dir(directory: Path) -> None:
 def _is_backup(path: Path) -> bool:
     try:
         with tarfile.open(path, "r:") as tar:
-            first = tar.next()
+            return [m.name for m in tar.getmembers()][1:] == [MANIFEST, SUMS]
     except (OSError, tarfile.TarError):
         return False
-    return first is not None and first.name == MANIFEST
 
 
 def _check_out(cfg: Config, out: Path) -> None:
@@ -232,35 +224,56 @@ async def backup(
     created = clock()
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".jcm-sync-backup-") as tmp:
         snap = await store_backup.dump(cfg.store_url, Path(tmp))
-        digest, size = _sha256_file(snap.path)
-        manifest = Manifest(
-            format=FORMAT, jcm_sync_version=__version__, schema_version=snap.schema_version,
-            backend=snap.backend, node_id=cfg.node.id, role=cfg.node.role,
-            created_at=created.astimezone(UTC), dump_name=snap.path.name, dump_bytes=size,
-            dump_sha256=digest, source_schema=snap.schema,
-            logs=[LogManifest(h.partnership, h.node, h.origin, h.size, h.root.hex(),
-                              h.checkpoints) for h in snap.logs],
-        )  # fmt: skip
-        body = _encode(manifest) + b"\n"
-        sums = (
-            f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n{digest}  {snap.path.name}\n"
-        ).encode()
         part = Path(tmp) / "backup.part"
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with (
             os.fdopen(fd, "wb") as raw,
-            tarfile.open(fileobj=raw, mode="w:", format=tarfile.PAX_FORMAT) as tar,
+            tarfile.TarFile(
+                fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
+            ) as tar,
+            snap.path.open("rb") as dump_file,
         ):
             mtime = created.timestamp()
+            size, hashing = snap.path.stat().st_size, _Hashing(dump_file)
+            _add(tar, snap.path.name, size, cast(IO[bytes], hashing), mtime)  # one pass
+            digest = hashing.sha256.hexdigest()
+            manifest = _manifest_of(cfg, snap, created, size, digest)
+            body = _encode(manifest) + b"\n"
+            sums = (
+                f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n{digest}  {snap.path.name}\n"
+            ).encode()
             _add(tar, MANIFEST, len(body), io.BytesIO(body), mtime)
             _add(tar, SUMS, len(sums), io.BytesIO(sums), mtime)
-            with snap.path.open("rb") as dump_file:
-                _add(tar, snap.path.name, size, dump_file, mtime)
         with part.open("rb") as f:
             os.fsync(f.fileno())
         os.replace(part, out)
         _fsync_dir(out.parent)
     return BackupResult(out, manifest, out.stat().st_size, time.perf_counter() - started)
+
+
+class _Hashing:
+    """A reader that hashes what it reads, so the dump is read once."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sha256.update(data)
+        return data
+
+
+def _manifest_of(
+    cfg: Config, snap: store_backup.Snapshot, created: datetime, size: int, digest: str
+) -> Manifest:
+    return Manifest(
+        format=FORMAT, jcm_sync_version=__version__, schema_version=snap.schema_version,
+        backend=snap.backend, node_id=cfg.node.id, role=cfg.node.role,
+        created_at=created.astimezone(UTC), dump_name=snap.path.name, dump_bytes=size,
+        dump_sha256=digest, source_schema=snap.schema,
+        logs=[LogManifest(h.partnership, h.node, h.origin, h.size, h.root.hex(), h.checkpoints)
+              for h in snap.logs],
+    )  # fmt: skip
 
 
 # --- reading a backup -----------------------------------------------------------------
@@ -272,15 +285,16 @@ def _damaged(path: Path, why: str) -> BadDataError:
     )
 
 
-def _member(tar: tarfile.TarFile, path: Path, name: str | None) -> tarfile.TarInfo:
+def _members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
+    """The dump, the manifest and the sums, by their headers (nothing else is read)."""
     try:
-        info = tar.next()
+        members = tar.getmembers()
     except tarfile.TarError as exc:
         raise _damaged(path, f"{exc} (truncated?)") from None
-    if info is None or not info.isfile() or (name is not None and info.name != name):
-        got = "the end of the file" if info is None else repr(info.name)
-        raise _damaged(path, f"expected {name or 'the dump'}, found {got} (truncated?)")
-    return info
+    names = [m.name for m in members]
+    if len(members) != 3 or names[1:] != [MANIFEST, SUMS] or not all(m.isfile() for m in members):
+        raise _damaged(path, f"expected a dump, {MANIFEST} and {SUMS}, found {names} (truncated?)")
+    return members
 
 
 def _read_member(tar: tarfile.TarFile, path: Path, info: tarfile.TarInfo, limit: int) -> bytes:
@@ -293,9 +307,11 @@ def _read_member(tar: tarfile.TarFile, path: Path, info: tarfile.TarInfo, limit:
     return data
 
 
-def _manifest(path: Path, tar: tarfile.TarFile) -> tuple[Manifest, dict[str, str]]:
-    body = _read_member(tar, path, _member(tar, path, MANIFEST), MAX_MANIFEST)
-    sums_raw = _read_member(tar, path, _member(tar, path, SUMS), 64 * 1024)
+def _manifest(path: Path, tar: tarfile.TarFile) -> tuple[Manifest, tarfile.TarInfo]:
+    """The manifest, checked against SHA256SUMS, and the dump's member."""
+    dump, manifest_info, sums_info = _members(tar, path)
+    body = _read_member(tar, path, manifest_info, MAX_MANIFEST)
+    sums_raw = _read_member(tar, path, sums_info, 64 * 1024)
     sums: dict[str, str] = {}
     for line in sums_raw.decode("ascii", "replace").splitlines():
         digest, _, name = line.partition("  ")
@@ -311,9 +327,9 @@ def _manifest(path: Path, tar: tarfile.TarFile) -> tuple[Manifest, dict[str, str
             f"backup format {manifest.format!r} is not {FORMAT!r}; use the jcm-sync that wrote it",
             where=str(path),
         )
-    if sums.get(manifest.dump_name) != manifest.dump_sha256:
-        raise _damaged(path, "the dump's SHA-256 in the manifest and in SHA256SUMS differ")
-    return manifest, sums
+    if sums.get(manifest.dump_name) != manifest.dump_sha256 or dump.name != manifest.dump_name:
+        raise _damaged(path, "the dump named in the manifest and in SHA256SUMS differ")
+    return manifest, dump
 
 
 def _open_backup(path: Path) -> tarfile.TarFile:
@@ -331,8 +347,9 @@ def read_manifest(path: Path) -> Manifest:
         return _manifest(path, tar)[0]
 
 
-def _extract_dump(path: Path, tar: tarfile.TarFile, manifest: Manifest, into: Path) -> None:
-    info = _member(tar, path, manifest.dump_name)
+def _extract_dump(
+    path: Path, tar: tarfile.TarFile, manifest: Manifest, info: tarfile.TarInfo, into: Path
+) -> None:
     if info.size != manifest.dump_bytes:
         raise _damaged(
             path, f"the dump is {info.size} bytes, the manifest says {manifest.dump_bytes}"
@@ -456,10 +473,10 @@ async def restore(
             raise NoOutputFolderError(f"folder {scratch} of the database does not exist")
         with tempfile.TemporaryDirectory(dir=scratch, prefix=".jcm-sync-restore-") as tmp:
             with _open_backup(path) as tar:
-                manifest, _ = _manifest(path, tar)
+                manifest, info = _manifest(path, tar)
                 _check_manifest(cfg, path, manifest, backend, force)
                 dump_file = Path(tmp) / manifest.dump_name
-                _extract_dump(path, tar, manifest, dump_file)
+                _extract_dump(path, tar, manifest, info, dump_file)
             held = await store_backup.entries_held(cfg.store_url)
             if held and not force:
                 raise ConflictError(

@@ -12,7 +12,7 @@ Rules:
 1. A dump is one consistent snapshot taken while the node runs. SQLite: the online
    backup API copies the whole database in one step inside one read transaction (WAL:
    the daemon's writers go on), into a file that is then made self-contained
-   (``journal_mode=DELETE``) and fsynced. PostgreSQL: a ``REPEATABLE READ`` transaction
+   (``journal_mode=DELETE``). PostgreSQL: a ``REPEATABLE READ`` transaction
    exports its snapshot and ``pg_dump --snapshot`` dumps the node's schema (the URL's
    ``search_path`` schema, else ``public``) from that very snapshot, ``--format=custom``.
 2. The log heads (origin, size, root, checkpoints) and the schema version reported with a
@@ -194,7 +194,6 @@ def _sqlite_dump(db: Path, out: Path) -> Snapshot:
             version, heads = _sqlite_heads(dst, str(db))
     except sqlite3.Error as exc:
         raise StoreError(f"SQLite backup failed: {exc}", where=str(db)) from exc
-    _fsync(out)
     return Snapshot("sqlite", out, version, heads)
 
 
@@ -339,7 +338,6 @@ async def _pg_dump(url: str, out: Path) -> Snapshot:
             )  # fmt: skip
     finally:
         await conn.close()
-    _fsync(out)
     return Snapshot("postgresql", out, _version_of(found, where), heads, schema)
 
 

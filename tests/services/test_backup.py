@@ -275,7 +275,7 @@ def rewrite(
         f"{data['dump_sha256']}  {data['dump_name']}\n"
     ).encode()
     with tarfile.open(out, "w") as tar:
-        for name, blob in ((MANIFEST, body), (SUMS, sums), (data["dump_name"], dump_bytes)):
+        for name, blob in ((data["dump_name"], dump_bytes), (MANIFEST, body), (SUMS, sums)):
             info = tarfile.TarInfo(str(name))
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
@@ -326,6 +326,11 @@ def _flip(path: Path, at: int) -> Path:
     return out
 
 
+def _manifest_at(path: Path) -> int:
+    with tarfile.open(path) as tar:
+        return tar.getmember(MANIFEST).offset_data
+
+
 def _newer(data: dict[str, object]) -> None:
     data["schema_version"] = SCHEMA_VERSION + 1
 
@@ -360,7 +365,7 @@ async def test_refusals_leave_the_store_as_it_was(
     cases: list[tuple[Path, type[Exception], str]] = [
         (truncated, BadDataError, "truncated"),
         (_flip(out, size // 2), BadDataError, "SHA-256"),  # inside the dump
-        (_flip(out, 600), BadDataError, "SHA-256"),  # inside the manifest
+        (_flip(out, _manifest_at(out) + 40), BadDataError, "SHA-256"),  # in the manifest
         (rewrite(out, tmp_path / "n.jcmbak", manifest=_newer), StoreError, "schema version"),
         (rewrite(out, tmp_path / "o.jcmbak", manifest=_other_node), ConflictError, "node MN"),
         (tmp_path / "missing.jcmbak", BadDataError, "no such backup file"),
