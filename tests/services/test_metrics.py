@@ -12,11 +12,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from jcm_sync import __version__
+from jcm_sync.core.wire import Caller, PushRequest
+from jcm_sync.errors import ForbiddenError, GapError
 from jcm_sync.local.config import load_config
+from jcm_sync.services.in_process_hub import caller_of
 from jcm_sync.services.metrics import PROTOCOL_VERSION, Metrics
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import provision
 from jcm_sync.store.sql import SCHEMA_VERSION
+from tests.services.fakes import CC, open_pair
+from tests.services.fakes import PID as FPID
 
 #: every label a node's metric may carry: none of them names a record
 ALLOWED_LABELS = {"partnership", "outcome", "reason", "log", "route", "method", "status", "job",
@@ -148,3 +153,31 @@ async def test_expiry_is_computed_at_each_scrape(tmp_path: Path) -> None:
         assert sample("jcm_sync_trust_root_expiry_seconds", pid) == 265 * 86400
     finally:
         await node.close()
+
+
+async def test_the_hub_counts_a_refused_push_against_the_replica(tmp_path: Path) -> None:
+    """Rule 5 on the hub: a push refused for a gap counts once against the partner's
+    log; a push the caller may not make at all (Japan's log, another partnership's
+    caller) counts nothing, so a stranger cannot make up labels."""
+    async with open_pair(tmp_path) as pair:
+        envs = [e.envelope for e in await pair.agent.store.entries(pair.agent.logs(FPID).own)]
+        caller = caller_of(pair.agent.logs(FPID).root, pair.agent.keys.transport)
+
+        def errors(log: str) -> float:
+            labels = {"partnership": FPID, "log": log}
+            return (
+                pair.japan.metrics.registry.get_sample_value("jcm_sync_sync_errors_total", labels)
+                or 0.0
+            )
+
+        await pair.hub.push(caller, FPID, CC, PushRequest(0, envs[:2]))
+        assert errors(CC) == 0
+        with pytest.raises(GapError):
+            await pair.hub.push(caller, FPID, CC, PushRequest(4, envs[4:6]))
+        assert errors(CC) == 1
+        with pytest.raises(ForbiddenError):
+            await pair.hub.push(caller, FPID, "JP", PushRequest(0, envs[:1]))
+        stranger = Caller("JP-ID", "ID", caller.keyid, caller.public_key)
+        with pytest.raises(ForbiddenError):
+            await pair.hub.push(stranger, FPID, CC, PushRequest(0, envs[:1]))
+        assert (errors(CC), errors("JP"), errors("ID")) == (1, 0, 0)
