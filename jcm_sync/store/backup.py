@@ -201,7 +201,7 @@ def _sqlite_entries(db: Path) -> int:
     if not db.exists():
         return 0
     try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             if "log_entries" not in tables:
                 return 0

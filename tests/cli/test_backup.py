@@ -185,3 +185,23 @@ def test_missing_pg_dump_is_refused_by_name(
         assert [p for p in tmp_path.iterdir() if p.name.startswith(".jcm-sync")] == []
     finally:
         asyncio.run(drop_schema(schema))
+
+
+def test_relative_config_paths(
+    nodes: tuple[Network, Network],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A configuration named relative to the working directory, as an operator types it."""
+    net, fresh = nodes
+    monkeypatch.chdir(tmp_path)
+    hub = net.configs["JP"].relative_to(tmp_path)
+    drill = fresh.configs["JP"].relative_to(tmp_path)
+    assert run(capsys, "backup", "--config", hub, "--out", "jp.jcmbak")[0] == 0
+    code, text, err = run(capsys, "restore", "--config", drill, "jp.jcmbak")
+    assert code == 0, err
+    assert "1200 entries verified" in text
+    assert "already holds 1200 log entries" in refused(
+        capsys, "restore", "--config", drill, "jp.jcmbak"
+    )
