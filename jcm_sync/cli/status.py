@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
 from rich.markup import escape
@@ -31,6 +31,9 @@ from rich.table import Table
 
 from jcm_sync.cli.common import add_json, emit
 from jcm_sync.local.config import load_config
+
+if TYPE_CHECKING:
+    from jcm_sync.services.expiry import Expiry
 
 EXIT_CODES: Final = """exit codes:
   0  healthy
@@ -59,6 +62,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _health(word: str) -> str:
     return f"[bold {COLOURS.get(word, 'white')}]{word.upper()}[/]"
+
+
+def _expiry_lines(expiries: list[Expiry]) -> list[tuple[str, bool]]:
+    """One line per trust root and per key, a key serving several roles named once."""
+    lines: list[tuple[str, bool]] = []
+    roles: dict[tuple[str | None, str], list[str]] = {}
+    for e in expiries:
+        if e.what == "key":
+            roles.setdefault((e.keyid, e.describe().split(" ", 1)[1]), []).append(e.key or "")
+    done = set()
+    for e in expiries:
+        if e.what != "key":
+            lines.append((e.describe(), e.warning))
+            continue
+        group = (e.keyid, e.describe().split(" ", 1)[1])
+        if group not in done:
+            done.add(group)
+            lines.append((f"{', '.join(roles[group])} {group[1]}", e.warning))
+    return lines
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -111,11 +133,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{escape(a.reason)}",
                 soft_wrap=True,
             )
-        for e in status.expiries:
-            mark = "[bold yellow]warning:[/] " if e.warning else ""
-            c.print(f"{mark}{escape(e.describe())}", soft_wrap=True)
+        for line, warning in _expiry_lines(status.expiries):
+            mark = "[bold yellow]warning:[/] " if warning else ""
+            c.print(f"{mark}{escape(line)}", soft_wrap=True)
+        described = {e.describe() for e in status.expiries}
         for w in status.warnings:
-            if not any(w == e.describe() for e in status.expiries):
+            if w not in described:
                 c.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
     emit(args, status.to_builtins(), human)

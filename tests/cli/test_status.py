@@ -61,7 +61,7 @@ def test_a_fresh_node_is_healthy_and_says_everything(
     assert "ID (own)" in out
     assert "JP (replica)" in out
     assert "trust root of JP-ID expires at" in out
-    assert "signing key" in out
+    assert "checkpoint, signing, transport key" in out  # one key serves all three roles
     assert "warning" not in out
     code, data = status(capsys, net.configs["ID"])
     assert (code, data["health"], data["daemon_running"]) == (0, "ok", False)
