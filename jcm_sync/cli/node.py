@@ -87,6 +87,8 @@ def _daemon(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) 
 
     from jcm_sync.local import logging_setup as logs
 
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level  # put back on return, for callers in process
     logs.configure(args.log_level, fmt=args.log_format)
     try:
         return run(args)
@@ -95,6 +97,10 @@ def _daemon(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) 
                  "config": str(args.config)}  # fmt: skip
         logging.getLogger("jcm_sync.daemon").error("start-refused", extra=cause)
         return 1
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        logging.captureWarnings(False)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

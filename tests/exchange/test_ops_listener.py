@@ -193,8 +193,10 @@ def test_registry_serve_on_a_taken_ops_port_is_one_line(tmp_path: Path) -> None:
         )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    # the refusal, then the operator's next step (errors.JcmSyncError.next_step)
-    assert len(lines) == 2, proc.stderr
-    assert lines[1].lstrip().startswith("next step:"), proc.stderr
-    assert f"127.0.0.1:{ops_port}" in lines[0]
-    assert "[ops]" in lines[0] or "already in use" in lines[0]
+    # one event: the refusal, with the operator's next step (errors.JcmSyncError.next_step)
+    assert len(lines) == 1, proc.stderr
+    event = json.loads(lines[0])
+    assert (event["event"], event["level"]) == ("start-refused", "error")
+    assert event["next_step"], proc.stderr
+    assert f"127.0.0.1:{ops_port}" in event["error"]
+    assert "[ops]" in event["error"] or "already in use" in event["error"]
