@@ -20,6 +20,10 @@ checkpoint origin (``jcm-sync.example/JP-MN/MN``). A store holds, per log:
 And, per partnership, one *trust mark* (ADR 0017): the highest trust-root version the
 store has been opened with and the SHA-256 of that root document (``TrustMark``).
 
+And the node's own *state* (ADR 0027, rule 9): job status, fork alarms, reconciliation
+history and reports, as byte values under keys, so nothing a backup must hold lives in
+files beside the store.
+
 Invariants every adapter keeps
 ------------------------------
 1. An append batch (entries, their nodes, their index rows and the new head) commits in
