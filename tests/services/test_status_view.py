@@ -22,6 +22,9 @@ from jcm_sync.services.reconciliation import History, write_history
 from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.services.status_view import node_status, read_status
 from jcm_sync.store import open_store
+from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+
+__all__ = ["pg_reachable"]
 
 PID = "JP-ID"
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -217,3 +220,38 @@ async def test_a_root_expiring_within_30_days_is_a_warning(net: Network) -> None
     ]
     assert (view.health, view.exit_code) == ("ok", 0)
     assert [e.warning for e in view.expiries] == [True, False, False, False]
+
+
+@pytest.mark.postgres
+async def test_a_hub_on_postgresql_gives_the_same_view(
+    tmp_path: Path, pg_reachable: str | None
+) -> None:
+    """The hub's store on PostgreSQL (a schema of its own): an alarm, a failing job and
+    an open discrepancy read back from it as from SQLite; the running node's view and
+    the configuration's agree."""
+    if pg_reachable is not None:
+        pytest.skip(pg_reachable)
+    schema = await make_schema()
+    try:
+        net = provision(tmp_path / "net", ["ID"], hub_port=0, now=T0,
+                        hub_store=with_param(PG_URL, "search_path", schema))  # fmt: skip
+        now = T0 + timedelta(days=2)
+        cfg = load_config(net.configs["JP"], env={})
+        node = await open_node(cfg, clock=lambda: now)
+        try:
+            replica = node.logs(PID).replica
+            await node.alarms.raise_alarm(new_alarm(replica.origin, PID, "ID", "two roots"))
+            await write_status(node.store, AgentStatus(partnership=PID, jobs={
+                "push_received": JobStatus(last_error="refused", failures=1)}))  # fmt: skip
+            found = finding("double-issuance", T0)
+            await write_history(node.store, History(PID, discrepancies={found.id: found}))
+            live = await node_status(node)
+        finally:
+            await node.close()
+        assert live == await read_status(cfg, now=now)
+        (p,) = live.partnerships
+        assert (p.replica.alarm, p.replica.last_error) == ("two roots", "refused")
+        assert [d.id for d in p.discrepancies_open] == [found.id]
+        assert (live.role, live.health, live.exit_code) == ("registry", "fork", 1)
+    finally:
+        await drop_schema(schema)
