@@ -18,7 +18,8 @@ Rules:
    ``unauthorized`` with ``WWW-Authenticate: Bearer``. Without a token file the
    listener trusts whoever can reach its address. The token guards every page.
 3. Every answer carries ``X-Request-Id``, and every refusal is problem+json with it, as
-   on the partners' port (``server`` rule 7), except rule 5's HTML 404.
+   on the partners' port (``server`` rule 7), except rule 5's HTML 404. Each refusal is
+   one INFO ``refused`` event (``net/refusals.py``).
 4. The listener lives and dies with its node: on the hub with the hub's app (``attach``),
    starting after the hub has started and stopping when it shuts down, before the store
    is closed; on an agent around the daemon's run (``agent_listener``). While it runs,
@@ -46,7 +47,9 @@ from jcm_sync.core.reconcile import Discrepancy
 from jcm_sync.errors import ConfigError, NotFoundError, TransportError
 from jcm_sync.local.keyfiles import read_small_file
 from jcm_sync.net import console
+from jcm_sync.net.refusals import log_refusal
 from jcm_sync.net.server import (
+    PROBLEM_CODE,
     REQUEST_ID,
     REQUEST_ID_HEADER,
     Handler,
@@ -100,14 +103,16 @@ class OpsServer:
         try:
             response = await self._answer(request, handler)
             response.headers[REQUEST_ID_HEADER] = rid
+            if 400 <= response.status < 500:  # once, as on the partners' port (net/refusals.py)
+                code = response.get(PROBLEM_CODE) or {404: "not-found"}.get(response.status, "")
+                log_refusal(request, response.status, code or f"http-{response.status}",
+                            request_id=rid)  # fmt: skip
             return response
         finally:
             REQUEST_ID.reset(reset)
 
     async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.token is not None and not self._authorised(request):
-            log.info("request %s (%s %s) refused with 401: no valid bearer token",
-                     REQUEST_ID.get(), request.method, request.path)  # fmt: skip
             response = problem(
                 401, "unauthorized", "Unauthorized", "this listener needs its bearer token"
             )
@@ -125,8 +130,8 @@ class OpsServer:
             code = {405: "method-not-allowed"}.get(exc.status, "http-error")
             return problem(exc.status, code, exc.reason, exc.reason)
         except Exception:  # the store failing, or a bug: the cause stays in the log
-            log.exception("request %s (%s %s) failed", REQUEST_ID.get(), request.method,
-                          request.path)  # fmt: skip
+            log.exception("request-failed", extra={"request_id": REQUEST_ID.get(),
+                          "method": request.method, "path": request.path[:300]})  # fmt: skip
             return problem(
                 503, "unavailable", "Unavailable", "the node could not answer; see its log"
             )
@@ -140,7 +145,7 @@ class OpsServer:
                     status, detail, role=self.role, now=self.node.clock()
                 )
             except Exception:  # the 404 stands even if the page cannot be drawn
-                log.exception("request %s: could not render the 404 page", REQUEST_ID.get())
+                log.exception("page-failed", extra={"request_id": REQUEST_ID.get(), "page": "404"})
             else:
                 return web.Response(status=404, text=page, content_type="text/html")
         return problem(404, "not-found", "Not Found", detail)
