@@ -301,3 +301,62 @@ def test_rewriter_renames_the_schema_outside_copy_data() -> None:
         'CREATE INDEX i ON "hub_restore_1".log_nodes USING btree (x);\n',
         "CREATE TABLE myhub.t (x int);\n",
     ]
+
+
+@pytest.mark.postgres
+async def test_postgres_restore_into_public_moves_only_the_store_tables(
+    pg_pair: tuple[str, str], world: World, tmp_path: Path
+) -> None:
+    """A store without search_path lives in ``public``: a restore moves the store's tables
+    into it and leaves whatever else ``public`` holds (a database of this test only)."""
+    import uuid
+
+    import asyncpg
+
+    src_url, _ = pg_pair
+    name = f"jcm_test_db_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dest_url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        conn = await asyncpg.connect(dest_url)
+        try:
+            await conn.execute(
+                "CREATE TABLE public.not_ours (x int); INSERT INTO not_ours VALUES (7)"
+            )
+        finally:
+            await conn.close()
+        src = await open_store(src_url)
+        try:
+            await fill(src, world, 60)
+            for size in (60, 120):  # into an empty public, then over the store it holds
+                snap = await sb.dump(src_url, tmp_path)
+                staged = await sb.stage(dest_url, snap.path, snap.schema)
+                await staged.commit()
+                dest = await open_store(dest_url)
+                try:
+                    assert (await dest.tree_head(LOG)).size == size
+                finally:
+                    await dest.close()
+                if size == 60:
+                    await fill(src, world, 60, 60)
+        finally:
+            await src.close()
+        conn = await asyncpg.connect(dest_url)
+        try:
+            assert await conn.fetchval("SELECT x FROM public.not_ours") == 7
+            schemas = await conn.fetch(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'public_restore_%'"
+            )
+            assert schemas == []
+        finally:
+            await conn.close()
+    finally:
+        admin = await asyncpg.connect(PG_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
