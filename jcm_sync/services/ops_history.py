@@ -112,7 +112,7 @@ async def read_lag(store: Store, partnership: str) -> LagHistory:
     try:
         return msgspec.json.decode(data, type=LagHistory)
     except msgspec.MsgspecError as exc:
-        log.warning("replacing an unreadable lag history of %s: %s", partnership, exc)
+        log.warning("lag-history-unreadable", extra={"partnership": partnership, "error": str(exc)})
         return LagHistory()
 
 
@@ -175,7 +175,7 @@ async def sample(node: Node) -> NodeStatus:
     try:
         await record_lag(node.store, lags_of(status), node.clock())
     except Exception:  # rule 6: a chart's sample never fails a page
-        log.exception("could not record the lag sample")
+        log.exception("lag-sample-not-recorded")
     return status
 
 
@@ -203,5 +203,5 @@ class LagSampler:
             try:
                 await sample(self.node)
             except Exception:  # rule 6
-                log.exception("lag sample failed")
+                log.exception("lag-sample-failed")
             await asyncio.sleep(self.interval)
