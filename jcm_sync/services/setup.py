@@ -314,7 +314,7 @@ def init_node(req: InitRequest, now: datetime) -> Standing:
     if req.counterpart_key:
         p = req.partnerships[0]
         draft = d / "roots" / root_name(p, draft=True)
-        if not draft.exists():
+        if not draft.exists() and not (d / "roots" / root_name(p)).exists():
             other = load_public_key(req.counterpart_key)
             if other.key_id == key.public.key_id:
                 raise BadDataError("this is this node's own key", where=str(req.counterpart_key))

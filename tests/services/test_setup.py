@@ -88,3 +88,16 @@ def test_sqlite_needs_its_folder_and_data_dir_must_be_writable(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []  # the probe file is gone
     with pytest.raises(ConfigError, match="does not exist"):
         check_writable(tmp_path / "none")
+
+
+def test_the_ports_given_are_the_ports_configured(tmp_path: Path) -> None:
+    """--port and --ops-port go to [server] and [ops]; the agent has no [server] of its own."""
+    jp = init_node(InitRequest("registry", "JP", tmp_path / "jp", ("JP-MN",), port=9100,
+                               ops_port=9101), NOW)  # fmt: skip
+    cfg = load_config(jp.config, env={})
+    assert (cfg.server.port, cfg.ops.port) == (9100, 9101)
+    mn = init_node(InitRequest("partner", "MN", tmp_path / "mn", hub_url="http://127.0.0.1:9100",
+                               ops_port=9102), NOW)  # fmt: skip
+    agent = load_config(mn.config, env={})
+    assert agent.ops.port == 9102
+    assert "[server]" not in mn.config.read_text()
