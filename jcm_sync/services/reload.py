@@ -153,11 +153,11 @@ class Supervisor:
         if self._reloading is not None and not self._reloading.done():
             self._again = True
             return
+        self._again = False
         self._reloading = self._spawn(self._reload())
 
     async def _reload(self) -> None:
         while True:
-            self._again = False
             self.notifier.reloading()
             done = await reload_node(self.node, self.path)
             self.reloads += 1
@@ -166,6 +166,7 @@ class Supervisor:
                 await self._check()
             if not self._again:
                 return
+            self._again = False
 
     def summary(self, what: str) -> str:
         versions = ", ".join(

@@ -6,6 +6,7 @@ need a restart are named, not applied."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import key_entry, peek_root, sign_root
 from jcm_sync.errors import JcmSyncError, RollbackError
 from jcm_sync.local.config import load_config
+from jcm_sync.local.notify import Notifier
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware
 from jcm_sync.services.node import open_node
-from jcm_sync.services.reload import reload_node, restart_settings
+from jcm_sync.services.reload import Supervisor, reload_node, restart_settings
 from jcm_sync.services.sample import Network, free_port, provision
 from jcm_sync.store import open_store
 from tests.local.daemon_proc import Daemon
@@ -223,3 +225,52 @@ async def test_agent_run_takes_a_new_root_on_sighup(tmp_path: Path) -> None:
         assert (await store.trust_marks())[PID].version == 2
     finally:
         await store.close()
+
+
+# --- expiry warnings at start, on reload, daily ------------------------------------------
+
+
+async def test_a_root_expiring_soon_is_warned_at_start_and_on_reload(tmp_path: Path) -> None:
+    """A root made 340 days ago (365-day roots) has 25 days left: ``expiry-soon`` at
+    start, and again after a SIGHUP."""
+    made = datetime.now(UTC) - timedelta(days=340)
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port(), now=made)
+    async with Daemon("registry", "serve", "--config", net.configs["JP"]) as hub:
+        first = await hub.event("expiry-soon")
+        assert (first["level"], first["what"], first["partnership"]) == (
+            "warning", "trust root", PID)  # fmt: skip
+        assert 24 * 86400 < first["seconds_left"] <= 25 * 86400
+        hub.signal(signal.SIGHUP)
+        await hub.event("reloaded")
+        again = await hub.event("expiry-soon")
+        assert again["what"] == "trust root"
+        assert await hub.stop() == 0
+
+
+async def test_the_checks_run_at_start_after_each_reload_and_periodically(
+    tmp_path: Path,
+) -> None:
+    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    node = await open_node(load_config(net.configs["JP"], env={}))
+    calls: list[float] = []
+
+    async def check(n: object) -> None:
+        assert n is node
+        calls.append(asyncio.get_running_loop().time())
+
+    sup = Supervisor(node, net.configs["JP"], Notifier(env={}), checks=check, check_every=0.2)
+    try:
+        sup.start()
+        await asyncio.sleep(0.05)
+        assert len(calls) == 1  # at start
+        sup.hup()
+        sup.hup()  # during the first reload: one more after it, never two at once
+        async with asyncio.timeout(10):
+            while sup.reloads < 2:
+                await asyncio.sleep(0.01)
+        assert len(calls) == 3  # after each reload
+        await asyncio.sleep(0.3)
+        assert len(calls) >= 4  # and periodically
+    finally:
+        await sup.close()
+        await node.close()
