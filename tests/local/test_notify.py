@@ -152,3 +152,26 @@ def test_the_watchdog_interval_is_half_of_what_systemd_asked(
 ) -> None:
     """Rule 3: only for this process, at half the interval."""
     assert watchdog_interval(env) == seconds
+
+
+async def test_a_blocked_event_loop_stops_petting_the_watchdog(systemd: FakeSystemd) -> None:
+    """Rule 3: the pets come from the loop itself, so while it is blocked none is sent
+    and systemd's watchdog would fire; once it runs again, they resume."""
+    n = Notifier(env={"NOTIFY_SOCKET": str(systemd.path), "WATCHDOG_USEC": "100000"})
+    assert n.start_watchdog() is not None
+    try:
+        await systemd.until("WATCHDOG=1", timeout=2)
+        time.sleep(0.5)  # the loop blocked: ten intervals
+        await asyncio.sleep(0.2)
+        drained: list[float] = []
+        while True:
+            try:
+                systemd.sock.recv(4096)
+            except BlockingIOError:
+                break
+            drained.append(time.monotonic())
+    finally:
+        await n.stop_watchdog()
+        n.close()
+    # a thread would have sent ~10 during the block; the loop sends none then, ~4 after
+    assert 1 <= len(drained) <= 1 + 0.2 / 0.05 + 1
