@@ -25,7 +25,7 @@ Rules:
    table outside this path (a half-done manual repair) still migrates.
 5. Version 1 is the original layout (logs, entries, tree nodes, checkpoints, record
    index), 2 adds ``trust_marks`` (ADR 0017), 3 adds ``node_state``, the chunked key/value
-   table holding the node's own state (ADR 0027).
+   table holding the node's own state (ADR 0027), and an index of entries by append time.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         3,
-        "node state: job status, alarms, reconciliation history and reports, in chunks",
+        "node state in chunks; entries by append time",
         (
             # A rowid table even on SQLite: chunks are large, and WITHOUT ROWID suits small rows.
             """CREATE TABLE IF NOT EXISTS node_state (
@@ -134,6 +134,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         value {blob} NOT NULL,
         updated_at {time} NOT NULL,
         PRIMARY KEY (key, chunk))""",
+            # append_counts reads recent entries from this index, not the envelopes' pages
+            "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries (log_id, appended_at)",
         ),
     ),
 )

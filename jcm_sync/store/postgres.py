@@ -39,6 +39,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import cache
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -123,6 +124,10 @@ class PostgresStore(sql.SqlStore):
     """The ``Store`` in PostgreSQL; open it with ``await PostgresStore.open(url)``."""
 
     EPOCH = sql.POSTGRES_EPOCH
+
+    @staticmethod
+    def _time_arg(at: datetime) -> object:
+        return at
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

@@ -11,7 +11,7 @@ import os
 import random
 import sqlite3
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -190,18 +190,22 @@ async def test_a_killed_writer_leaves_a_whole_value(store_url: str) -> None:
 
 async def test_append_counts_per_hour(store: Store, world: World) -> None:
     """Entries appended at chosen times are counted per hour from ``since``, oldest first,
-    empty hours left out; entries before ``since`` are not counted; an unknown log has
-    none; a bad bucket or a naive time is refused."""
+    empty hours left out; entries before ``since`` are not counted, whatever the offset
+    they were stamped with (SQLite keeps the text); an unknown log has none; a bad bucket
+    or a naive time is refused."""
     t0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    tokyo = timezone(timedelta(hours=9))
     log = world.jp_log
     await store.ensure_log(log)
-    envs = world.envelopes("JP", 9)
-    plan = [  # (minutes after t0, how many)
-        (-90, 1), (5, 2), (59, 1), (60, 1), (185, 3), (186, 1),
+    envs = world.envelopes("JP", 10)
+    plan = [  # (minutes after t0, how many, stamped in Tokyo time)
+        (-90, 1, True), (-1, 1, False), (5, 2, False), (59, 1, True), (60, 1, False),
+        (185, 3, True), (186, 1, False),
     ]  # fmt: skip
     start = 0
-    for minutes, n in plan:
+    for minutes, n, in_tokyo in plan:
         at = t0 + timedelta(minutes=minutes)
+        at = at.astimezone(tokyo) if in_tokyo else at
         store.set_clock(lambda at=at: at)
         await store.append_entries(log, start, envs[start : start + n], world.verify)
         start += n
@@ -209,7 +213,7 @@ async def test_append_counts_per_hour(store: Store, world: World) -> None:
     assert got == [(t0, 3), (t0 + timedelta(hours=1), 1), (t0 + timedelta(hours=3), 4)]
     assert all(at.tzinfo is not None and at.utcoffset() == timedelta(0) for at, _ in got)
     assert await store.append_counts(log, t0 - timedelta(hours=2), 86400) == [
-        (t0 - timedelta(hours=2), 9)
+        (t0 - timedelta(hours=2), 10)
     ]
     assert await store.append_counts(world.id_log, t0, 3600) == []
     with pytest.raises(BadDataError, match="bucket_seconds"):
