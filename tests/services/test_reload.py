@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,9 @@ from jcm_sync.services.reload import Supervisor, reload_node, restart_settings
 from jcm_sync.services.sample import Network, free_port, provision
 from jcm_sync.store import open_store
 from tests.local.daemon_proc import Daemon
+from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+
+__all__ = ["pg_reachable"]
 
 PID = "JP-MN"
 STATE = f"/v1/partnerships/{PID}/state"
@@ -68,6 +72,23 @@ def set_chain(config: Path, paths: list[Path]) -> None:
     config.write_text(text[:start] + f"trust_root = [{listed}]" + text[end:])
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def hub_store(
+    request: pytest.FixtureRequest, pg_reachable: str | None
+) -> AsyncIterator[str | None]:
+    """None (the hub's default SQLite file) or a PostgreSQL URL in a schema of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if pg_reachable is not None:
+        pytest.skip(pg_reachable)
+    schema = await make_schema()
+    try:
+        yield with_param(PG_URL, "search_path", schema)
+    finally:
+        await drop_schema(schema)
+
+
 # --- what needs a restart (rule 3) ------------------------------------------------------
 
 
@@ -89,9 +110,9 @@ def test_restart_settings_name_everything_but_the_trust_roots(tmp_path: Path) ->
 
 
 async def test_a_newer_root_is_swapped_in_and_a_bad_or_older_one_changes_nothing(
-    tmp_path: Path,
+    tmp_path: Path, hub_store: str | None
 ) -> None:
-    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    net = provision(tmp_path / "net", ["MN"], hub_port=0, hub_store=hub_store)
     rot = rotate(net)
     cfg_path = net.configs["JP"]
     node = await open_node(load_config(cfg_path, env={}))
@@ -157,12 +178,12 @@ async def test_reload_node_logs_what_it_did_and_what_it_refused(
 
 
 async def test_registry_serve_takes_a_new_root_on_sighup_on_the_same_connection(
-    tmp_path: Path,
+    tmp_path: Path, hub_store: str | None
 ) -> None:
     """A key v2 adds is refused (401) before SIGHUP and accepted after it, on the one
     keep-alive connection the client ever opened; a broken v3 on the next SIGHUP is
     refused and v2 keeps working there."""
-    net = provision(tmp_path / "net", ["MN"], hub_port=free_port())
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port(), hub_store=hub_store)
     rot = rotate(net)
     old = SigningMiddleware(RequestSigner(net.keys["MN"]))
     new = SigningMiddleware(RequestSigner(rot.new_key))
