@@ -42,11 +42,9 @@ ENV_PREFIX = "JCM_SYNC_"
 NON_CONFIG_ENV: Final = frozenset(
     {
         "JCM_SYNC_DEBUG",  # the CLI's --debug
-        "JCM_SYNC_LOG_LEVEL",  # logging, read before any configuration
-        "JCM_SYNC_LOG_FORMAT",
         "JCM_SYNC_REQUIRE_PG",  # the test suite's switches (JCM_SYNC_TEST_* too)
         "JCM_SYNC_SLOW",
-        "JCM_SYNC_ARTIFACTS",
+        "JCM_SYNC_ARTIFACTS",  # where the browser test saves its screenshots
         "JCM_SYNC_FAULT_SEED",
         "JCM_SYNC_FUZZ_SEED",
         "JCM_SYNC_DURABILITY_SEED",
