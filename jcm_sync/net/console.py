@@ -292,11 +292,12 @@ def charts(series: Series) -> list[Chart]:
         ]
         lines.append(Line(names[s.node], dash, pts, marks, s.own))
     known = [v for s in series.logs for v in s.lag if v is not None]
+    sampled = sum(any(s.lag[i] is not None for s in series.logs) for i in range(len(hours)))
     lag = Chart(
         title=f"Lag per hour of {series.partnership}, last 7 days",
         desc=(
             f"Largest lag in entries sampled in each hour; highest {max(known)}, "
-            f"{len(known)} hours sampled."
+            f"sampled in {sampled} of {len(hours)} hours."
             if known
             else "No lag was sampled in the last 7 days."
         ),

@@ -311,7 +311,7 @@ def test_charts_split_lines_at_gaps_and_label_in_text() -> None:
     assert len(own.points) == 2  # [3] and [1, 0]
     assert [v for _, _, v in own.marks] == [3, 1, 0]
     assert (own.dash, replica.dash, replica.points) == ("", "6 4", [])
-    assert "highest 3, 3 hours sampled" in lag.desc
+    assert "highest 3, sampled in 3 of 4 hours" in lag.desc
     assert [t.label for t in lag.xticks] == ["12-01"]  # the one midnight in the window
     assert [t.label for t in lag.yticks] == ["0", "1", "3"]
     assert [b.title for b in records.bars] == [
