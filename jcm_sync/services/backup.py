@@ -68,7 +68,7 @@ from jcm_sync.errors import (
     StoreError,
 )
 from jcm_sync.local.config import Config
-from jcm_sync.local.lock import DaemonLock
+from jcm_sync.local.lock import LOCK_NAME, DaemonLock, read_holder
 from jcm_sync.services.log_service import (
     LogAudit,
     checkpoint_key_history,
@@ -462,10 +462,15 @@ async def restore(
     chains = {p.id: load_chain(cfg, p.id, now) for p in cfg.partnerships}
     try:
         lock = DaemonLock(cfg.data_dir, command="jcm-sync restore").acquire()
-    except ConflictError as exc:
+    except ConflictError:
+        holder = read_holder(cfg.data_dir / LOCK_NAME)
+        who = f"pid {holder.get('pid', '?')}"
+        if holder.get("command"):
+            who += f" ({holder['command']})"
         raise ConflictError(
-            f"{exc.message}; a store is never restored under a running daemon",
-            where=exc.where,
+            f"a jcm-sync daemon uses this data directory: {who}; a store is never restored "
+            "under a running daemon: stop the service first",
+            where=str(cfg.data_dir),
         ) from None
     try:
         scratch = store_backup.scratch_dir(cfg.store_url, cfg.data_dir)

@@ -142,7 +142,7 @@ def test_restore_refusals_exit_1_and_change_nothing(
             assert words in refused(capsys, "restore", "--config", cfg, path, "--force")
     with DaemonLock(load_config(cfg, env={}).data_dir, command="jcm-sync registry serve"):
         msg = refused(capsys, "restore", "--config", cfg, out, "--force")
-    assert "another jcm-sync daemon uses this data directory" in msg
+    assert "a jcm-sync daemon uses this data directory: pid" in msg
     assert "(jcm-sync registry serve)" in msg
     assert "never restored under a running daemon" in msg
     assert asyncio.run(held(fresh)) == before
