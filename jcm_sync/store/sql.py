@@ -7,7 +7,8 @@ PostgreSQL adapter numbers them (``$1``...). The DDL names its few dialect diffe
 (serial, blob and time types, ``WITHOUT ROWID``) as format fields.
 
 The layout itself is built by the ordered migrations of ``migrations.py`` (rule 8 of
-``protocol.py``); ``open_schema`` and ``open_schema_async`` run them for the adapters.
+``protocol.py``): each adapter runs ``migrations.migration_steps`` when it opens. The
+node-state statements (``STATE_CHUNKS``...) and ``APPEND_COUNTS`` serve protocol rule 9.
 Adapters use this module by name (``sql.HEAD``).
 
 ``SqlStore`` answers the primitives of ``StoreBase`` that are one shared query and a
