@@ -318,7 +318,8 @@ async def _pg_dump(url: str, out: Path) -> Snapshot:
     schema, where = _schema(url), redact_url(url)
     conn = await _connect(url)
     try:
-        pg_dump = find_tool("pg_dump", conn.get_server_version().major)
+        major = conn.get_server_version().major
+        pg_dump = await asyncio.to_thread(find_tool, "pg_dump", major)  # runs --version
         dsn, env = _libpq(url)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
@@ -449,8 +450,8 @@ def _rewriter(source: str, staging: str) -> Callable[[str], str | None]:
 
 
 async def _pg_load(url: str, dump_file: Path, source: str, staging: str, major: int) -> None:
-    pg_restore = find_tool("pg_restore", major)
-    psql = find_tool("psql", major, near=pg_restore)
+    pg_restore = await asyncio.to_thread(find_tool, "pg_restore", major)
+    psql = await asyncio.to_thread(lambda: find_tool("psql", major, near=pg_restore))
     dsn, env = _libpq(url)
     restore = await asyncio.create_subprocess_exec(
         pg_restore, "--no-owner", "--no-privileges", "--file=-", str(dump_file),
