@@ -118,7 +118,7 @@ class Cli:
 
     def own_size(self) -> int:
         code, out, err = self("status", "--config", self.config, "--json")
-        assert code == 0, err
+        assert code in (0, 3), err  # 3: discrepancies are open, which these tests make
         logs = json.loads(out)["partnerships"][0]["logs"]
         return int(next(lg["local_size"] for lg in logs if lg["own"]))
 
