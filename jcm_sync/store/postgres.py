@@ -276,6 +276,10 @@ class PostgresStore(sql.SqlStore):
     async def _put_state(self, key: str, chunks: list[bytes]) -> None:
         at = self._clock()
         async with self._conn("writing node state") as conn, conn.transaction():
+            # Two writers of one key (the hub taking pushes at once) must not both find
+            # the key's rows gone and both insert chunk 0: the second would fail on the
+            # primary key. A lock per key, held to the end of the transaction, orders them.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
             await conn.execute("DELETE FROM node_state WHERE key = $1", key)
             for n, chunk in enumerate(chunks):
                 await conn.execute(pg(sql.INSERT_STATE), key, n, chunk, at)

@@ -67,6 +67,16 @@ async def test_put_get_replace_delete(store: Store) -> None:
     assert await store.delete_state("status/JP-MN") is False
 
 
+async def test_concurrent_writers_of_one_key_leave_one_whole_value(store: Store) -> None:
+    """Many writers of one key at once (a hub taking several pushes of a partnership
+    together) all succeed, and the key ends holding exactly one of their values, whole.
+    Before a per-key lock, two PostgreSQL writers could both insert chunk 0 and one
+    failed on the primary key."""
+    values = [bytes([n]) * (1000 + n) for n in range(24)]
+    await asyncio.gather(*(store.put_state("status/JP-MN", v) for v in values))
+    assert await store.get_state("status/JP-MN") in values
+
+
 async def test_keys_are_listed_by_exact_prefix_in_code_point_order(store: Store) -> None:
     """``state_keys`` lists the keys that start with the prefix, sorted; LIKE's wildcards
     and case are taken literally."""
