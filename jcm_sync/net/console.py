@@ -40,18 +40,11 @@ import jinja2
 
 from jcm_sync.core.reconcile import Discrepancy
 from jcm_sync.core.reconcile.model import RULES
+from jcm_sync.services.expiry import Expiry
 from jcm_sync.services.ops_history import Series
 from jcm_sync.services.status_view import NodeStatus, PartnershipView
 
 REFRESH_SECONDS: Final = 30
-HEALTHS: Final = ("ok", "lagging", "discrepancies", "fork")
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of a struct or a dict (the status view's lists hold either)."""
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 def _when(value: Any) -> str:
@@ -91,44 +84,10 @@ def _load(name: str) -> str:
 # --- the facts a row shows ---------------------------------------------------------------
 
 
-def open_discrepancies(p: PartnershipView) -> list[Any]:
-    return list(_get(p, "discrepancies_open", None) or [])
-
-
-def partnership_health(p: PartnershipView) -> str:
-    """Rule 3: the state of one partnership, worst first."""
-    given = _get(p, "health")
-    if given in HEALTHS:
-        return str(given)
-    if any(lg.alarm for lg in p.logs):
-        return "fork"
-    if open_discrepancies(p):
-        return "discrepancies"
-    if any(lg.last_error or (lg.lag or 0) > 0 for lg in p.logs):
-        return "lagging"
-    return "ok"
-
-
-def node_health(status: NodeStatus) -> str:
-    given = _get(status, "health")
-    if given in HEALTHS:
-        return str(given)
-    found = {partnership_health(p) for p in status.partnerships}
-    return next((h for h in reversed(HEALTHS) if h in found), "ok")
-
-
-def _expiry_of(e: Any) -> tuple[str, str]:
-    return str(_get(e, "not_after") or ""), str(_get(e, "what") or "")
-
-
-def partnership_expiries(status: NodeStatus, pid: str) -> list[Any]:
-    """The expiries of ``status`` that concern ``pid``: its own and the node's keys."""
-    out = []
-    for e in _get(status, "expiries", None) or []:
-        about = _get(e, "partnership")
-        if about in (None, "", pid):
-            out.append(e)
-    return sorted(out, key=_expiry_of)
+def partnership_expiries(status: NodeStatus, pid: str) -> list[Expiry]:
+    """The node's keys and the partnership's root as that partnership's root dates them,
+    the first to expire first."""
+    return sorted((e for e in status.expiries if e.partnership == pid), key=lambda e: e.not_after)
 
 
 @dataclass(frozen=True)
@@ -136,11 +95,8 @@ class Row:
     """One partnership on the index page (rule 4 names its cells)."""
 
     p: PartnershipView
-    health: str
-    discrepancies: int
-    trust_root_version: Any
-    expiry: tuple[str, Any] | None
-    """what expires first, and when"""
+    expiry: Expiry | None
+    """what expires first"""
 
     @property
     def id(self) -> str:
@@ -151,34 +107,8 @@ def rows(status: NodeStatus) -> list[Row]:
     out = []
     for p in sorted(status.partnerships, key=lambda p: p.partnership):
         exp = partnership_expiries(status, p.partnership)
-        out.append(
-            Row(
-                p=p,
-                health=partnership_health(p),
-                discrepancies=len(open_discrepancies(p)),
-                trust_root_version=_get(p, "trust_root_version"),
-                expiry=(str(_get(exp[0], "what")), _get(exp[0], "not_after")) if exp else None,
-            )
-        )
+        out.append(Row(p=p, expiry=exp[0] if exp else None))
     return out
-
-
-def alarms(status: NodeStatus) -> list[str]:
-    """The banner's fork alarms: each alarmed log's origin and reason."""
-    return [f"{lg.origin}: {lg.alarm}" for p in status.partnerships for lg in p.logs if lg.alarm]
-
-
-def warnings(status: NodeStatus) -> list[str]:
-    """The banner: the status's warnings, else the expiries that warn."""
-    given = [str(w) for w in _get(status, "warnings", None) or []]
-    if given:
-        return given
-    return [
-        f"{_get(e, 'what')} {_get(e, 'keyid') or _get(e, 'partnership') or ''} expires "
-        f"{_when(_get(e, 'not_after'))}"
-        for e in _get(status, "expiries", None) or []
-        if _get(e, "warning")
-    ]
 
 
 # --- the chart (rule 1) -----------------------------------------------------------------
@@ -335,16 +265,12 @@ def charts(series: Series) -> list[Chart]:
 
 
 def render_index(status: NodeStatus, *, role: str, now: datetime) -> str:
-    """``/``: one row per partnership (rules 3 and 4), the warnings banner."""
+    """``/``: one row per partnership (rules 3 and 4), the warnings and alarms banners."""
     return (
         environment()
         .get_template("index.html.j2")
-        .render(
-            status=status, role=role, now=now, rows=rows(status), health=node_health(status),
-            warnings=warnings(status), hub_url=_get(status, "hub_url"),
-            alarms=alarms(status),
-        )
-    )  # fmt: skip
+        .render(status=status, role=role, now=now, rows=rows(status))
+    )
 
 
 def render_partnership(
@@ -362,12 +288,11 @@ def render_partnership(
         environment()
         .get_template("partnership.html.j2")
         .render(
-            status=status, p=p, role=role, now=now, health=partnership_health(p),
-            checkpoints=checkpoints, discrepancies=discrepancies,
-            past_grace={_get(d, "id"): bool(_get(d, "past_grace")) for d in open_discrepancies(p)},
+            status=status, p=p, role=role, now=now, checkpoints=checkpoints,
+            discrepancies=discrepancies,
+            past_grace={d.id: d.past_grace for d in p.discrepancies_open},
             charts=charts(series) if series is not None else [],
             expiries=partnership_expiries(status, p.partnership),
-            trust_root_version=_get(p, "trust_root_version"),
         )
     )  # fmt: skip
 
