@@ -280,7 +280,6 @@ def render_partnership(
     role: str,
     now: datetime,
     checkpoints: dict[str, str | None],
-    discrepancies: Sequence[Discrepancy],
     series: Series | None,
 ) -> str:
     """``/partnerships/{id}``: its logs, discrepancies, latest checkpoints and charts."""
@@ -289,8 +288,6 @@ def render_partnership(
         .get_template("partnership.html.j2")
         .render(
             status=status, p=p, role=role, now=now, checkpoints=checkpoints,
-            discrepancies=discrepancies,
-            past_grace={d.id: d.past_grace for d in p.discrepancies_open},
             charts=charts(series) if series is not None else [],
             expiries=partnership_expiries(status, p.partnership),
         )

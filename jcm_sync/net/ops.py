@@ -187,10 +187,9 @@ class OpsServer:
             checkpoints[ref.node] = held.note.decode("utf-8", "replace") if held else None
         now = self.node.clock()
         history = await ops_history.series(self.node.store, p.partnership, refs, logs.own.node, now)
-        found = await _open_discrepancies(self.node, p.partnership)
         page = console.render_partnership(
             status, p, role=self.role, now=now, checkpoints=checkpoints,
-            discrepancies=found, series=history,
+            series=history,
         )  # fmt: skip
         return web.Response(text=page, content_type="text/html")
 
@@ -235,11 +234,6 @@ class OpsServer:
 
 def _accepts_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get("Accept", "")
-
-
-async def _open_discrepancies(node: Node, pid: str) -> list[Discrepancy]:
-    history = await read_history(node.store, pid)
-    return sorted(history.open(), key=lambda d: (d.stage, d.rule, d.id))
 
 
 async def _discrepancy(node: Node, pid: str, did: str) -> Discrepancy:
