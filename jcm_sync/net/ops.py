@@ -37,6 +37,7 @@ import errno
 import hmac
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -60,10 +61,14 @@ from jcm_sync.services import ops_history
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node
 from jcm_sync.services.ops_history import LagSampler, sample
-from jcm_sync.services.reconciliation import read_history
+from jcm_sync.services.reconciliation import ReconcileService, read_history
 from jcm_sync.services.status_view import NodeStatus, PartnershipView, node_status
 
 log = logging.getLogger("jcm_sync.ops")
+
+METRICS_REFRESH_SECONDS = 15.0
+"""How stale the discrepancy gauges of ``/metrics`` may be: a scrape reads the stored
+history again once this long has passed (Prometheus scrapes every 15-60 s)."""
 
 MIN_TOKEN_BYTES = 16
 """A bearer token shorter than this is refused at start: it could be guessed."""
@@ -91,6 +96,7 @@ class OpsServer:
         self.node = source.node if isinstance(source, Hub) else source
         self.token = token
         self.sampler = LagSampler(self.node)
+        self._metrics_refreshed = -METRICS_REFRESH_SECONDS
 
     @property
     def role(self) -> str:
@@ -158,6 +164,12 @@ class OpsServer:
         return hmac.compare_digest(given.strip().encode("utf-8", "replace"), self.token)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        # The discrepancy gauges follow the stored history (a restart, a resolution
+        # written by another process), read at most once per METRICS_REFRESH_SECONDS.
+        now = time.monotonic()
+        if now - self._metrics_refreshed >= METRICS_REFRESH_SECONDS:
+            self._metrics_refreshed = now
+            await ReconcileService(self.node).refresh_metrics()
         data = generate_latest(self.node.metrics.registry)
         resp = web.Response(body=data)
         resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]

@@ -406,6 +406,19 @@ class ReconcileService:
         self.metrics.last_run.labels(partnership).set(now.timestamp())
         self.metrics.runs.labels(partnership, report.status).inc()
 
+    async def refresh_metrics(self) -> None:
+        """Set the discrepancy gauges of every partnership from its stored history.
+
+        A run sets them (``_publish``), but a daemon that restarted has run nothing yet,
+        and a resolution written by ``jcm-sync reconcile resolve`` in another process
+        reaches the history, not this process's gauges: ``/metrics`` calls this so a
+        scrape always counts what the history holds."""
+        grace = grace_days(self.node.cfg.reconcile.grace_days())
+        now = self.node.clock()
+        for pid in sorted(self.node.partnerships):
+            history = await read_history(self.store, pid)
+            self.metrics.publish(pid, history.discrepancies.values(), grace, now)
+
     # -- reading the history -------------------------------------------------------
 
     async def history(self, partnership: str) -> History:

@@ -344,3 +344,37 @@ async def test_expiry_within_30_days_is_a_banner(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
         await node.close()
+
+
+def _open_gauge(text: str, rule: str) -> float | None:
+    m = re.search(
+        r'^jcm_sync_discrepancies_open\{partnership="JP-ID",rule="' + rule + r'"\} (\S+)$',
+        text,
+        re.M,
+    )
+    return None if m is None else float(m.group(1))
+
+
+async def test_metrics_follow_the_stored_history(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The discrepancy gauges count what the stored history holds, not only what this
+    process last published: after a restart (gauges empty) a scrape shows the open
+    finding again, and a resolution written into the store by another process (here,
+    straight into the node state) reads 0 at the next scrape."""
+    from jcm_sync.net import ops
+    from jcm_sync.services.reconciliation import encode_history, history_key, read_history
+
+    monkeypatch.setattr(ops, "METRICS_REFRESH_SECONDS", 0.0)
+    console.id.reconcile.metrics.open.clear()  # as a restarted daemon starts
+    status, _, text, _ = await get(console.urls["ID"] + "/metrics")
+    assert status == 200
+    assert _open_gauge(text, "issued-vs-notified") == 1.0
+    history = await read_history(console.id.store, PID)
+    d = history.discrepancies[console.discrepancy]
+    history.discrepancies[console.discrepancy] = msgspec.structs.replace(
+        d, status="resolved", resolved_at=datetime.now(UTC)
+    )
+    await console.id.store.put_state(history_key(PID), encode_history(history))
+    status, _, text, _ = await get(console.urls["ID"] + "/metrics")
+    assert _open_gauge(text, "issued-vs-notified") == 0.0
