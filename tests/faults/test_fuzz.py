@@ -524,4 +524,7 @@ async def test_a_request_that_is_not_http_is_one_info_line(fuzz: Fuzz) -> None:
     assert not log.tracebacks()
     assert not log.errors()
     assert not [r for r in log.records if r.levelno >= logging.WARNING]
-    assert [r.levelno for r in log.records if "bad-request" in r.getMessage()] == [logging.INFO]
+    refused = [r for r in log.records if r.getMessage() == "refused"]
+    assert [(r.levelno, getattr(r, "reason", None)) for r in refused] == [
+        (logging.INFO, "bad-request")
+    ]
