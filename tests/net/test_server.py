@@ -386,8 +386,14 @@ def refusal_events(caplog: pytest.LogCaptureFixture, request_id: str) -> list[lo
     [
         ("plain", "GET", f"/v1/partnerships/{PID}/state", None, 401, "bad-request-signature"),
         ("signed", "GET", f"{LOGS}/JP/entries?start=999", None, 400, "past-log-size"),
-        ("signed", "POST", f"{LOGS}/MN/entries", b'{"start":0,"entries":["' + b"A" * 70_000
-         + b'"]}', 413, "body-too-large"),  # fmt: skip
+        (
+            "signed",
+            "POST",
+            f"{LOGS}/MN/entries",
+            b'{"start":0,"entries":["' + b"A" * 70_000 + b'"]}',
+            413,
+            "body-too-large",
+        ),
         ("signed", "POST", f"{LOGS}/MN/entries", b'{"start":99,"entries":[]}', 409, "gap"),
     ],
 )
