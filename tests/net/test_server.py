@@ -437,9 +437,11 @@ async def test_a_refused_signature_names_the_key_it_claims(
     stranger = PrivateKey.generate()
     middleware = SigningMiddleware(RequestSigner(stranger))
     with caplog.at_level(logging.INFO):
-        async with aiohttp.ClientSession(hub.url, middlewares=(middleware,)) as s:
-            async with s.get(f"/v1/partnerships/{PID}/state") as resp:
-                p = await problem_from(resp)
+        async with (
+            aiohttp.ClientSession(hub.url, middlewares=(middleware,)) as s,
+            s.get(f"/v1/partnerships/{PID}/state") as resp,
+        ):
+            p = await problem_from(resp)
     assert resp.status == 401
     (event,) = refusal_events(caplog, p.request_id)
     assert event.partner == stranger.key_id
