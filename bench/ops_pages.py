@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import logging
 import statistics
 import sys
 import tempfile
@@ -123,6 +124,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     from tests.exchange.conftest import Running
     from tests.exchange.test_responsive import PID, Scale, seed_large
 
+    logging.getLogger("jcm_sync").setLevel(logging.ERROR)  # the run's "reconciled" warning
     projects = max(1, min(999, round(args.records / RECORDS_PER_PROJECT)))
     scale = Scale(projects=projects, periods=20, corrections=args.corrections,
                   strays=args.strays, min_records=0, min_open=0)  # fmt: skip
