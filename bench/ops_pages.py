@@ -4,8 +4,9 @@ partners' port stays answerable while an operator's console is being hammered.
 The console (``net/ops.py``, ``net/console.py``), ``jcm-sync status`` (``status_view.read_status``)
 and ``/metrics`` (``ReconcileService.refresh_metrics``, at most every 15 s) all read the
 stored reconciliation history and report of each partnership (node state, JSON). Here
-JP-ID holds ``--records`` records (``jcm_sync.services.sample.partnership_records``, built,
-stored and checkpointed as ``tests/exchange/test_responsive.py`` does, with its builders)
+JP-ID holds about ``--records`` records, by default over 10,000 in each log
+(``jcm_sync.services.sample.partnership_records``, built, stored and checkpointed as
+``tests/exchange/test_responsive.py`` does, with its builders)
 plus faults in Indonesia's log that open about 1,000 discrepancies (``--corrections``
 issuances superseded by one issuing a credit more, ``--strays`` transfers of serials never
 issued); the hub's reconciliation job runs once, so the history and report are stored.
