@@ -24,7 +24,6 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.console import REFRESH_SECONDS, charts
 from jcm_sync.net.ops import OpsServer, bind
 from jcm_sync.net.server import REQUEST_ID_HEADER
-from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.ops_history import LogSeries, Series
 from jcm_sync.services.own_log import append_own
@@ -32,6 +31,7 @@ from jcm_sync.services.reconciliation import ReconcileService
 from jcm_sync.services.sample import Network, provision
 from tests.core.reconcile import builders
 from tests.core.reconcile.builders import PARTNERSHIP as PID
+from tests.services.seeded import replicate
 
 PROBLEM = "application/problem+json"
 TOKEN = b"console-token-0123456789abcdef"
@@ -103,19 +103,6 @@ class Console:
     discrepancy: str
 
 
-async def _replicate(src: Node, dst: Node) -> None:
-    own, rep = src.logs(PID).own, dst.logs(PID).replica
-    cp = await src.store.latest_checkpoint(own)
-    assert cp is not None
-    held = (await dst.store.tree_head(rep)).size
-    entries = await src.store.entries(own, held, cp.size)
-    root, now = dst.logs(PID).root, datetime.now(UTC)
-    if entries:
-        await dst.store.append_entries(rep, held, [e.envelope for e in entries],
-                                       record_verifier(root, now))  # fmt: skip
-    await accept_checkpoint(dst.store, rep, cp.note, checkpoint_verifiers(root, rep, now))
-
-
 @pytest.fixture
 async def console(tmp_path: Path) -> AsyncIterator[Console]:
     """Both nodes seeded with the over-issuance scenario, replicated, reconciled, and each
@@ -136,8 +123,8 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         logs = builders.envelopes(ds, net.keys)
         await append_own(jp, PID, logs["JP"])
         await append_own(id_, PID, logs["ID"])
-        await _replicate(jp, id_)
-        await _replicate(id_, jp)
+        await replicate(jp, id_)
+        await replicate(id_, jp)
         found = []
         for node in (jp, id_):
             run = await ReconcileService(node).reconcile(PID)

@@ -36,14 +36,15 @@ class Seeded:
         return await open_node(load_config(self.net.configs[node], env={}))
 
 
-async def replicate(src: Node, dst: Node) -> None:
-    """Copy ``src``'s own log to ``dst``'s replica, with its signed checkpoint."""
+async def replicate(src: Node, dst: Node, now: datetime | None = None) -> None:
+    """Copy ``src``'s own log to ``dst``'s replica, with its signed checkpoint, verified
+    as of ``now`` (default: the wall clock)."""
     own, rep = src.logs(PID).own, dst.logs(PID).replica
     cp = await src.store.latest_checkpoint(own)
     assert cp is not None
     held = (await dst.store.tree_head(rep)).size
     entries = await src.store.entries(own, held, cp.size)
-    root, now = dst.logs(PID).root, datetime.now(UTC)
+    root, now = dst.logs(PID).root, now or datetime.now(UTC)
     if entries:
         envelopes = [e.envelope for e in entries]
         await dst.store.append_entries(rep, held, envelopes, record_verifier(root, now))

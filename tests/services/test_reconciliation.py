@@ -17,7 +17,6 @@ from jcm_sync.core.reconcile import QuarantineError
 from jcm_sync.core.records import Account, SerialBlock, TransactionRecord
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.local.config import load_config
-from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.own_log import append_own, resolve
 from jcm_sync.services.reconciliation import (
@@ -32,6 +31,7 @@ from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.core.reconcile import builders
 from tests.core.reconcile.builders import PARTNERSHIP as PID
+from tests.services.seeded import replicate
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -63,18 +63,7 @@ class Pair:
     async def replicate(self) -> None:
         """Copy each side's own log to the other's replica, with its signed checkpoint."""
         for src, dst in ((self.jp, self.id), (self.id, self.jp)):
-            own, rep = src.logs(PID).own, dst.logs(PID).replica
-            cp = await src.store.latest_checkpoint(own)
-            assert cp is not None
-            held = (await dst.store.tree_head(rep)).size
-            entries = await src.store.entries(own, held, cp.size)
-            root = dst.logs(PID).root
-            if entries:
-                await dst.store.append_entries(
-                    rep, held, [e.envelope for e in entries], record_verifier(root, self.clock())
-                )
-            verifiers = checkpoint_verifiers(root, rep, self.clock())
-            await accept_checkpoint(dst.store, rep, cp.note, verifiers)
+            await replicate(src, dst, self.clock())
 
     async def seed(self, ds: builders.Dataset) -> dict[str, list[bytes]]:
         logs = builders.envelopes(ds, self.net.keys)
