@@ -9,19 +9,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from jcm_sync.core.envelope import record_id, sign_record
 from jcm_sync.local.alarms import new_alarm
 from jcm_sync.local.config import load_config
 from jcm_sync.local.lock import DaemonLock
 from jcm_sync.services.node import open_node
-from jcm_sync.services.own_log import append_own
 from jcm_sync.services.reconciliation import ReconcileService
 from jcm_sync.services.sample import Network, free_port, provision
 from tests.cli.conftest import run
-from tests.core.reconcile import builders
 from tests.services.test_reconciliation import PID, T0, Clock, Pair, dataset
 
 
@@ -146,12 +142,7 @@ async def test_an_open_discrepancy_exits_3_and_its_resolution_0(
     labels = {"partnership": PID, "rule": "issued-vs-notified"}
     assert sample("jcm_sync_discrepancies_open", labels) == 1
 
-    faulty = logs["ID"][-1]
-    rec = builders.Dataset().add("ID", msgspec.structs.replace(
-        dataset(fault=True).logs["ID"][-1].record, amount=0, blocks=(),
-        supersedes=record_id(faulty)))  # fmt: skip
-    assert rec.record is not None
-    await append_own(pair.id, PID, [sign_record(rec.record, [pair.net.keys["ID"]])])
+    await pair.correct_over_issuance(logs)
     pair.clock.tick()
     fixed = await service.reconcile(PID)
     assert (fixed.report.discrepancies, fixed.run.resolved) == ((), 1)

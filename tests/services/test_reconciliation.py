@@ -72,6 +72,15 @@ class Pair:
         await self.replicate()
         return logs
 
+    async def correct_over_issuance(self, logs: dict[str, list[bytes]]) -> None:
+        """Indonesia corrects the over-issuance of ``dataset(fault=True)`` (the last record
+        of its log, seeded as ``logs``) with a new version of amount 0."""
+        rec = builders.Dataset().add("ID", msgspec.structs.replace(
+            dataset(fault=True).logs["ID"][-1].record, amount=0, blocks=(),
+            supersedes=record_id(logs["ID"][-1])))  # fmt: skip
+        assert rec.record is not None
+        await self.append(self.id, [sign_record(rec.record, [self.net.keys["ID"]])])
+
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
@@ -151,13 +160,7 @@ async def test_first_seen_persists_and_a_fixed_discrepancy_resolves(pair: Pair) 
     assert again.run.new == 0
     h = await read_history(pair.id.store, PID)
     assert (h.discrepancies[d.id].first_seen, h.discrepancies[d.id].last_seen) == (t1, t2)
-    # Indonesia corrects its over-issuance with a new version of amount 0
-    faulty = logs["ID"][-1]
-    rec = builders.Dataset().add("ID", msgspec.structs.replace(
-        dataset(fault=True).logs["ID"][-1].record, amount=0, blocks=(),
-        supersedes=record_id(faulty)))  # fmt: skip
-    assert rec.record is not None
-    await append_own(pair.id, PID, [sign_record(rec.record, [pair.net.keys["ID"]])])
+    await pair.correct_over_issuance(logs)
     t3 = pair.clock.tick()
     fixed = await service.reconcile(PID)
     assert fixed.report.discrepancies == ()
