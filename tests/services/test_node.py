@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,11 +31,10 @@ from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.exchange.conftest import Running
-from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+from tests.services.root_chains import PID, hub_store, set_chain
+from tests.store.conftest import pg_reachable
 
-__all__ = ["pg_reachable"]
-
-PID = "JP-MN"
+__all__ = ["hub_store", "pg_reachable"]
 
 
 @dataclass
@@ -81,15 +79,6 @@ def make_chain(net: Network) -> Chain:
     return Chain(net.roots[PID], out["v2"], out["forged-v2"], out["v3"], revoked_at)
 
 
-def set_chain(config: Path, paths: list[Path]) -> None:
-    """Point the JP-MN partnership of a generated config at ``paths`` (oldest first)."""
-    text = config.read_text()
-    start = text.index("trust_root = [", text.index(f'id = "{PID}"'))
-    end = text.index("]", start) + 1
-    listed = ", ".join(f'"../roots/{p.name}"' for p in paths)
-    config.write_text(text[:start] + f"trust_root = [{listed}]" + text[end:])
-
-
 async def open_with(net: Network, node: str, paths: list[Path]) -> Node:
     set_chain(net.configs[node], paths)
     return await open_node(load_config(net.configs[node], env={}))
@@ -103,23 +92,6 @@ async def snapshot(url: str) -> dict[str, Any]:
             head = await s.tree_head(ref)
             out[ref.origin] = (head.size, head.root, len(await s.checkpoints(ref)))
         return out
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def hub_store(
-    request: pytest.FixtureRequest, pg_reachable: str | None
-) -> AsyncIterator[str | None]:
-    """None (the hub's default SQLite file) or a PostgreSQL URL in a schema of its own."""
-    if request.param == "sqlite":
-        yield None
-        return
-    if pg_reachable is not None:
-        pytest.skip(pg_reachable)
-    schema = await make_schema()
-    try:
-        yield with_param(PG_URL, "search_path", schema)
-    finally:
-        await drop_schema(schema)
 
 
 async def test_hub_refuses_an_older_or_different_chain_across_restart(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,11 +28,10 @@ from jcm_sync.services.reload import Supervisor, reload_node, restart_settings
 from jcm_sync.services.sample import Network, free_port, provision
 from jcm_sync.store import open_store
 from tests.local.daemon_proc import Daemon
-from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+from tests.services.root_chains import PID, hub_store, set_chain
+from tests.store.conftest import pg_reachable
 
-__all__ = ["pg_reachable"]
-
-PID = "JP-MN"
+__all__ = ["hub_store", "pg_reachable"]
 STATE = f"/v1/partnerships/{PID}/state"
 
 
@@ -61,32 +59,6 @@ def rotate(net: Network) -> Rotation:
     (roots / "jp-mn.v3.root.json").write_bytes(bytes(broken))
     return Rotation(net.roots[PID], roots / "jp-mn.v2.root.json",
                     roots / "jp-mn.v3.root.json", new)  # fmt: skip
-
-
-def set_chain(config: Path, paths: list[Path]) -> None:
-    """Point the JP-MN partnership of a generated config at ``paths`` (oldest first)."""
-    text = config.read_text()
-    start = text.index("trust_root = [", text.index(f'id = "{PID}"'))
-    end = text.index("]", start) + 1
-    listed = ", ".join(f'"../roots/{p.name}"' for p in paths)
-    config.write_text(text[:start] + f"trust_root = [{listed}]" + text[end:])
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def hub_store(
-    request: pytest.FixtureRequest, pg_reachable: str | None
-) -> AsyncIterator[str | None]:
-    """None (the hub's default SQLite file) or a PostgreSQL URL in a schema of its own."""
-    if request.param == "sqlite":
-        yield None
-        return
-    if pg_reachable is not None:
-        pytest.skip(pg_reachable)
-    schema = await make_schema()
-    try:
-        yield with_param(PG_URL, "search_path", schema)
-    finally:
-        await drop_schema(schema)
 
 
 # --- what needs a restart (rule 3) ------------------------------------------------------
