@@ -35,7 +35,6 @@ Rules:
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +47,7 @@ from jcm_sync.core.reconcile.model import RULES
 from jcm_sync.services.expiry import Expiry
 from jcm_sync.services.ops_history import Series
 from jcm_sync.services.status_view import NodeStatus, PartnershipView
+from jcm_sync.services.templating import template_environment
 
 REFRESH_SECONDS: Final = 30
 
@@ -70,21 +70,13 @@ def _num(value: Any) -> str:
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    """Rule 2: autoescaped, strict about missing values; built once (rule 7)."""
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+    """Rule 2 (``services.templating``: autoescaped, strict about missing values); built
+    once (rule 7)."""
+    return template_environment(
+        "jcm_sync.net",
+        {"when": _when, "iso": _iso, "num": _num},
+        {"refresh": REFRESH_SECONDS, "rules": RULES},
     )
-    env.filters.update(when=_when, iso=_iso, num=_num)
-    env.globals.update(refresh=REFRESH_SECONDS, rules=RULES)
-    return env
-
-
-def _load(name: str) -> str:
-    return importlib.resources.files("jcm_sync.net").joinpath("templates", name).read_text("utf-8")
 
 
 # --- the facts a row shows ---------------------------------------------------------------

@@ -23,7 +23,6 @@ Rules:
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
@@ -31,6 +30,7 @@ from typing import Final
 import jinja2
 
 from jcm_sync.services.jc_report import STAGE_TITLES, STATUSES, JcReport
+from jcm_sync.services.templating import template_environment
 
 TEMPLATE: Final = "jc_report.html.j2"
 
@@ -116,23 +116,9 @@ def _words(text: str) -> str:
 
 def environment() -> jinja2.Environment:
     """The template environment: autoescaped (rule 2), strict about missing values."""
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(when=_when, day=_day, num=_num, signed=_signed, words=_words)
-    return env
-
-
-def _load(name: str) -> str:
-    """A template shipped in the package's ``templates`` folder."""
-    return (
-        importlib.resources.files("jcm_sync.services")
-        .joinpath("templates", name)
-        .read_text("utf-8")
+    return template_environment(
+        "jcm_sync.services",
+        {"when": _when, "day": _day, "num": _num, "signed": _signed, "words": _words},
     )
 
 
