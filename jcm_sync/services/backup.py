@@ -174,14 +174,6 @@ class RestoreResult:
 _encode = msgspec.json.Encoder(order="deterministic").encode
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _is_backup(path: Path) -> bool:
     try:
         with tarfile.open(path, "r:") as tar:
@@ -244,10 +236,9 @@ async def backup(
             ).encode()
             _add(tar, MANIFEST, len(body), io.BytesIO(body), mtime)
             _add(tar, SUMS, len(sums), io.BytesIO(sums), mtime)
-        with part.open("rb") as f:
-            os.fsync(f.fileno())
+        store_backup.fsync_path(part)
         os.replace(part, out)
-        _fsync_dir(out.parent)
+        store_backup.fsync_path(out.parent)
     return BackupResult(out, manifest, out.stat().st_size, time.perf_counter() - started)
 
 

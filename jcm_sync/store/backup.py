@@ -63,6 +63,7 @@ __all__ = [
     "dump",
     "entries_held",
     "find_tool",
+    "fsync_path",
     "scratch_dir",
     "stage",
 ]
@@ -173,7 +174,8 @@ def _sqlite_heads(conn: sqlite3.Connection, where: str) -> tuple[int, list[LogHe
     return version, [LogHead(r[0], r[1], r[2], int(r[3]), bytes(r[4]), int(r[5])) for r in rows]
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Make a file, or a folder's entries (a rename in it), durable, by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -221,14 +223,6 @@ def _checkpoint_wal(db: Path) -> None:
             pass  # replaced anyway; the caller checked the previous store was readable
     for suffix in ("-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- PostgreSQL tools ------------------------------------------------------------------
@@ -410,9 +404,9 @@ async def _stage_sqlite(url: str, dump_file: Path) -> Staged:
     def commit() -> None:
         _checkpoint_wal(staged)
         _checkpoint_wal(db)
-        _fsync(staged)
+        fsync_path(staged)
         os.replace(staged, db)
-        _fsync_dir(db.parent)
+        fsync_path(db.parent)
 
     def discard() -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):

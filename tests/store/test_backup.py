@@ -8,6 +8,7 @@ SQLite files live in ``tmp_path``; PostgreSQL runs in schemas of this test only 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -238,6 +239,25 @@ def fake_tool(directory: Path, name: str, version: str) -> Path:
     path.write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) {version}'\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
+
+
+def test_fsync_path_syncs_the_file_or_folder_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper both backup layers use before and after a rename."""
+    synced: list[int] = []
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    f = tmp_path / "backup.part"
+    f.write_bytes(b"x")
+    sb.fsync_path(f)
+    sb.fsync_path(tmp_path)
+    assert synced == [f.stat().st_ino, tmp_path.stat().st_ino]
+    with pytest.raises(FileNotFoundError):
+        sb.fsync_path(tmp_path / "absent")
 
 
 def test_find_tool_refuses_missing_and_older_tools(
