@@ -25,26 +25,12 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from filled_hub import filled_hub
 
 from jcm_sync.local.config import load_config
 from jcm_sync.services.backup import backup, restore
-from jcm_sync.services.node import open_node
-from jcm_sync.services.sample import fill_own_log, provision, signed_issuances
-
-PID = "JP-ID"
-
-
-async def fill(cfg: Path, n: int) -> None:
-    node = await open_node(load_config(cfg, env={}))
-    try:
-        created = datetime.now(UTC) - timedelta(hours=1)
-        envs, checked = signed_issuances(PID, "JP", node.keys.signing, n, created)
-        await fill_own_log(node, PID, envs, checked)
-        await node.logs(PID).service.sign_checkpoint()
-    finally:
-        await node.close()
 
 
 def run_baseline(db: Path, out: Path) -> float:
@@ -81,11 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        net = provision(Path(tmp) / "net", ["ID"], hub_port=0, now=datetime.now(UTC))
+        net, _ = filled_hub(Path(tmp), args.n)
         cfg = net.configs["JP"]
-        t0 = time.perf_counter()
-        asyncio.run(fill(cfg, args.n))
-        print(f"filled Japan's log with {args.n:,} issuances in {time.perf_counter() - t0:.1f} s")
         db = Path(load_config(cfg, env={}).store_url[len("sqlite:///") :])
         fresh = Path(tmp) / "fresh"
         shutil.copytree(net.directory, fresh, ignore=shutil.ignore_patterns("*.db*", "*.lock"))

@@ -21,10 +21,10 @@ import gc
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from filled_hub import PID, filled_hub
 from openpyxl import Workbook
 
 from jcm_sync.core import tabular
@@ -34,22 +34,12 @@ from jcm_sync.local.config import load_config
 from jcm_sync.local.export_files import XlsxSink
 from jcm_sync.services.export import export, sheet_headers
 from jcm_sync.services.node import open_node
-from jcm_sync.services.sample import fill_own_log, provision, signed_issuances
 
 TARGET = 0.7
-PID = "JP-ID"
 
 
-async def fill(cfg: Path, n: int) -> list[list[Any]]:
-    """N issuances in Japan's own log, checkpointed; return the rows an export writes."""
-    node = await open_node(load_config(cfg, env={}))
-    try:
-        created = datetime.now(UTC) - timedelta(hours=1)
-        envs, checked = signed_issuances(PID, "JP", node.keys.signing, n, created)
-        await fill_own_log(node, PID, envs, checked)
-        await node.logs(PID).service.sign_checkpoint()
-    finally:
-        await node.close()
+def rows_of(envs: list[bytes]) -> list[list[Any]]:
+    """The rows an export of Japan's log of ``envs`` writes."""
     rows = []
     for i, env in enumerate(envs):
         rec = decode_record(open_envelope(env).payload)
@@ -91,11 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        net = provision(Path(tmp) / "net", ["ID"], hub_port=0, now=datetime.now(UTC))
-        cfg = net.configs["JP"]
-        t0 = time.perf_counter()
-        rows = asyncio.run(fill(cfg, args.n))
-        print(f"filled Japan's log with {args.n:,} issuances in {time.perf_counter() - t0:.1f} s")
+        net, envs = filled_hub(Path(tmp), args.n)
+        cfg, rows = net.configs["JP"], rows_of(envs)
         best_export = best_base = float("inf")
         for _ in range(args.rounds):
             best_base = min(best_base, run_baseline(rows, Path(tmp) / "baseline.xlsx"))
