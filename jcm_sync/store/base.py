@@ -55,6 +55,7 @@ from jcm_sync.store.values import (
     TrustMark,
     Verify,
 )
+from jcm_sync.store.witnessing import WitnessRecords
 
 __all__ = ["STATE_CHUNK", "EntryRow", "RecordRow", "StoreBase", "check_state_key"]
 
@@ -79,7 +80,7 @@ class _LogCache:
     ids: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
 
-class StoreBase(abc.ABC):
+class StoreBase(WitnessRecords, abc.ABC):
     """Implements the ``Store`` API once, over a handful of primitive queries.
 
     An adapter implements the ``_`` methods; each runs one query (or one transaction) and

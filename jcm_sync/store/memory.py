@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from jcm_sync.core import merkle
+from jcm_sync.core.note import NoteSignature
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.store.base import (
     EntryRow,
@@ -40,6 +41,7 @@ from jcm_sync.store.values import (
     LogRef,
     RecordQuery,
     StoredCheckpoint,
+    TreeHead,
     TrustMark,
 )
 
@@ -69,6 +71,8 @@ class MemoryStore(StoreBase):
         self.tables: dict[int, MemoryLog] = {}
         self.marks: dict[str, TrustMark] = {}
         self.state: dict[str, list[bytes]] = {}
+        self.witness_heads: dict[str, TreeHead] = {}
+        self.cosigs: dict[tuple[int, int], dict[tuple[str, int], NoteSignature]] = {}
         self._closed = False
 
     async def close(self) -> None:
@@ -221,3 +225,33 @@ class MemoryStore(StoreBase):
             if second >= since:
                 counts[(second - since) // bucket] = counts.get((second - since) // bucket, 0) + 1
         return sorted(counts.items())
+
+    # -- witnessing (``witnessing.py``): no await between compare and write ------------
+
+    async def _witnessed_row(self, origin: str) -> tuple[object, object] | None:
+        self._state()  # refuses a closed store
+        head = self.witness_heads.get(origin)
+        return None if head is None else (head.size, head.root)
+
+    async def _cas_witnessed(self, origin: str, old: TreeHead | None, new: TreeHead) -> bool:
+        self._state()
+        if self.witness_heads.get(origin) != old:
+            return False
+        self.witness_heads[origin] = new
+        return True
+
+    async def _insert_cosignatures(
+        self, log_id: int, size: int, rows: Sequence[NoteSignature]
+    ) -> None:
+        held = self.cosigs.setdefault((log_id, size), {})
+        for sig in rows:
+            held.setdefault((sig.name, sig.key_id), sig)
+
+    async def _cosignature_rows(self, log_id: int, size: int) -> list[tuple[object, ...]]:
+        self._log(log_id)
+        held = self.cosigs.get((log_id, size), {})
+        return [(s.name, s.key_id, s.signature) for s in held.values()]
+
+    async def _cosigned_size(self, log_id: int) -> object:
+        self._log(log_id)
+        return max((size for lid, size in self.cosigs if lid == log_id), default=None)

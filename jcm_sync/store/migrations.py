@@ -25,7 +25,9 @@ Rules:
    table outside this path (a half-done manual repair) still migrates.
 5. Version 1 is the original layout (logs, entries, tree nodes, checkpoints, record
    index), 2 adds ``trust_marks`` (ADR 0017), 3 adds ``node_state``, the chunked key/value
-   table holding the node's own state (ADR 0027), and an index of entries by append time.
+   table holding the node's own state (ADR 0027), and an index of entries by append time;
+   4 adds ``witnessed`` (the tree head a witness cosigned per origin) and
+   ``log_cosignatures`` (the counterpart's cosignatures of stored checkpoints, ADR 0032).
 """
 
 from __future__ import annotations
@@ -136,6 +138,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         PRIMARY KEY (key, chunk))""",
             # append_counts reads recent entries from this index, not the envelopes' pages
             "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries (log_id, appended_at)",
+        ),
+    ),
+    Migration(
+        4,
+        "witnessed tree heads per origin; cosignatures of stored checkpoints",
+        (
+            """CREATE TABLE IF NOT EXISTS witnessed (
+        origin TEXT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        root {blob} NOT NULL,
+        updated_at {time} NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS log_cosignatures (
+        log_id BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        key_name TEXT NOT NULL,
+        key_id BIGINT NOT NULL,
+        signature {blob} NOT NULL,
+        received_at {time} NOT NULL,
+        PRIMARY KEY (log_id, size, key_name, key_id))""",
         ),
     ),
 )

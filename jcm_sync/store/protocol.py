@@ -54,6 +54,9 @@ Invariants every adapter keeps
    commit; a crash leaves the old value or the new one, never a mix), stored as rows of
    at most ``STATE_CHUNK`` bytes so hundreds of MB fit both backends. So nothing a
    backup of the store must hold lives beside it in files.
+10. Witnessing (ADR 0032, ``witnessing.py``): the tree head cosigned per origin moves
+   only by compare-and-persist in one statement, never backwards; cosignatures are kept
+   per (checkpoint size, key name, key ID), the first one received of each.
 
 ``StoreBase`` (``base.py``) implements the protocol once, over a few primitive queries per
 adapter, with the pure decisions in ``planning.py`` and the SQL both SQL adapters share in
@@ -67,6 +70,7 @@ from datetime import datetime
 from typing import Protocol, Self
 
 from jcm_sync.core import subtrees
+from jcm_sync.core.note import NoteSignature
 from jcm_sync.store.values import (
     AppendResult,
     Coord,
@@ -230,6 +234,28 @@ class Store(Protocol):
 
     async def state_keys(self, prefix: str) -> list[str]:
         """The keys that start with ``prefix`` ("" for all), sorted by code point."""
+        ...
+
+    async def witnessed(self, origin: str) -> TreeHead | None:
+        """The tree head this node last cosigned as a witness of ``origin`` (rule 10)."""
+        ...
+
+    async def persist_witnessed(self, origin: str, old: TreeHead | None, new: TreeHead) -> bool:
+        """Compare-and-persist the witnessed head in one transaction: ``new`` is written
+        only if ``old`` (None: none) is still held; True if it was (rule 10)."""
+        ...
+
+    async def add_cosignatures(
+        self, log: LogRef, size: int, signatures: Sequence[NoteSignature]
+    ) -> None:
+        """Keep verified cosignatures of the held checkpoint of ``size`` (rule 10)."""
+
+    async def cosignatures(self, log: LogRef, size: int) -> list[NoteSignature]:
+        """The cosignatures kept for the checkpoint of ``size``, oldest first."""
+        ...
+
+    async def cosigned_size(self, log: LogRef) -> int | None:
+        """The largest size of the log with a cosignature kept, or None."""
         ...
 
     async def append_counts(

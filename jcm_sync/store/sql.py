@@ -41,6 +41,7 @@ from jcm_sync.store.planning import (
     trust_marks_from,
 )
 from jcm_sync.store.values import LogRef, RecordQuery, StoredCheckpoint, TrustMark
+from jcm_sync.store.witnessing import SqlWitnessRecords
 
 __all__ = [
     "READ_SCHEMA_VERSION",
@@ -214,7 +215,7 @@ def stored_time(value: object) -> object:
     return value
 
 
-class SqlStore(StoreBase):
+class SqlStore(SqlWitnessRecords, StoreBase):
     """The ``StoreBase`` primitives that are one shared query, over the adapter's ``_query``."""
 
     @abc.abstractmethod

@@ -257,7 +257,7 @@ async def test_a_version_1_store_upgrades_and_every_log_still_verifies(
         assert await store.trust_marks() == {}
     assert {"trust_marks", "node_state", "schema_migrations"} <= await tables(v1.url)
     recorded = await raw(v1.url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
-    assert [r[0] for r in recorded] == [1, 2, 3]
+    assert [r[0] for r in recorded] == [1, 2, 3, 4]
     assert recorded[0][1] is None  # version 1 was there before migrations were recorded
     assert recorded[1][1] is not None
     assert recorded[2][1] is not None
@@ -280,9 +280,9 @@ async def test_a_failing_migration_leaves_version_1_whole(
 ) -> None:
     """All pending migrations run in one transaction: one that fails leaves the database
     at version 1, without even the tables of the migrations before it."""
-    broken = m.Migration(4, "a broken step", ("CREATE TABLE broken (",))
+    broken = m.Migration(m.SCHEMA_VERSION + 1, "a broken step", ("CREATE TABLE broken (",))
     monkeypatch.setattr(m, "MIGRATIONS", (*m.MIGRATIONS, broken))
-    monkeypatch.setattr(m, "SCHEMA_VERSION", 4)
+    monkeypatch.setattr(m, "SCHEMA_VERSION", m.SCHEMA_VERSION + 1)
     with pytest.raises(StoreError):
         await open_store(v1.url)
     assert await raw(v1.url, m.READ_SCHEMA_VERSION) == [("1",)]
@@ -346,7 +346,7 @@ def test_migrations_are_numbered_one_by_one_and_the_version_is_the_last() -> Non
     """Rule 1: versions 1, 2, 3, ... with no gap, each described; ``SCHEMA_VERSION`` is
     the last one's."""
     assert [x.version for x in m.MIGRATIONS] == list(range(1, len(m.MIGRATIONS) + 1))
-    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 3
+    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 4
     assert all(x.description and x.statements for x in m.MIGRATIONS)
 
 
@@ -357,7 +357,8 @@ def test_version_1_of_the_migrations_is_the_original_layout() -> None:
 
 
 @pytest.mark.parametrize(
-    ("found", "applied"), [(None, [1, 2, 3]), ("1", [2, 3]), ("2", [3]), ("3", [])]
+    ("found", "applied"),
+    [(None, [1, 2, 3, 4]), ("1", [2, 3, 4]), ("2", [3, 4]), ("3", [4]), ("4", [])],
 )
 def test_the_steps_apply_what_is_missing_and_record_it(
     found: str | None, applied: list[int]
@@ -370,5 +371,5 @@ def test_the_steps_apply_what_is_missing_and_record_it(
         return
     records = [args for text, args in steps if text == m.RECORD_MIGRATION]
     assert [r[0] for r in records if r[2] == "now"] == applied
-    assert [r[0] for r in records if r[2] is None] == [v for v in (1, 2, 3) if v not in applied]
-    assert steps[-1] == (m.SET_SCHEMA_VERSION, ("3",))
+    assert [r[0] for r in records if r[2] is None] == [v for v in (1, 2, 3, 4) if v not in applied]
+    assert steps[-1] == (m.SET_SCHEMA_VERSION, (str(m.SCHEMA_VERSION),))
