@@ -27,9 +27,13 @@ Rules
    signatures, and base64 in canonical form (so one value has exactly one encoding, and a
    note cannot be altered without changing its bytes). ``decode_text`` and
    ``decode_base64`` apply the same rules to a checkpoint's text (``checkpoint.py``).
-4. Only Ed25519 (signature type 0x01) is implemented. Its key ID is
+4. This module implements Ed25519 (signature type 0x01). Its key ID is
    ``SHA-256(key name || 0x0A || 0x01 || 32-byte public key)[:4]``, read as a big-endian
    uint32; a verifier key is written ``<name>+<8 hex digits of key ID>+<base64(0x01 || key)>``.
+   Other signature types plug in through the ``NoteVerifier`` protocol (a name, a key ID and
+   ``verify(text, signature)``): ``cosignature.py`` gives the witness cosignatures of
+   c2sp.org/tlog-cosignature, types 0x04 (Ed25519) and 0x06 (ML-DSA-44), and
+   ``add_signature_lines`` attaches any signature line to a note.
 
 Theory of operation
 -------------------
@@ -55,7 +59,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -77,9 +81,11 @@ __all__ = [
     "MAX_SIGNATURES",
     "Note",
     "NoteSignature",
+    "NoteVerifier",
     "OpenedNote",
     "Verifier",
     "add_signature",
+    "add_signature_lines",
     "decode_base64",
     "decode_text",
     "encode_base64",
@@ -106,7 +112,8 @@ ED25519_SIGNATURE_TYPE = 0x01
 MAX_SIGNATURES = 100
 
 #: Longest line, in bytes. An Ed25519 signature line is under 200 bytes; 8 KiB leaves room
-#: for the ~5 kB post-quantum signatures the spec mentions (which we ignore but must parse).
+#: for the post-quantum signatures of up to ~5 kB the spec mentions (an ML-DSA-44 cosignature
+#: line is about 3.3 kB).
 MAX_LINE_BYTES = 8192
 
 #: Largest note, in bytes, checked before anything else is done with it.
@@ -346,6 +353,21 @@ class Verifier:
         return True
 
 
+@runtime_checkable
+class NoteVerifier(Protocol):
+    """Any key ``open_note`` can check a signature line with (rule 4).
+
+    ``verify`` gets the note text (final newline included) and the signature bytes after
+    the key ID, and returns True only for a valid signature; it never raises.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def key_id(self) -> int: ...
+    def verify(self, message: bytes, signature: bytes) -> bool: ...
+
+
 # ---------------------------------------------------------------------------------------------
 # Signed notes (c2sp.org/signed-note)
 # ---------------------------------------------------------------------------------------------
@@ -482,26 +504,49 @@ def add_signature(note: bytes, name: str, private_key: Ed25519PrivateKey) -> byt
     open and check the note first; cosigning is vouching.
     """
     parsed = parse_note(note)
-    new = _signature_for(parsed.text, name, private_key)
-    kept = [s for s in parsed.signatures if (s.name, s.key_id) != (new.name, new.key_id)]
-    if len(kept) + 1 > MAX_SIGNATURES:
-        raise NoteFormatError(f"the note already has {len(kept)} signatures, the maximum")
-    lines = "".join(s.line() for s in [*kept, new])
+    return _with_lines(parsed, [_signature_for(parsed.text, name, private_key)])
+
+
+def add_signature_lines(note: bytes, signatures: Sequence[NoteSignature]) -> bytes:
+    """Return ``note`` with ``signatures`` appended, each replacing a line of its (name, key ID).
+
+    Nothing is verified here: use it to attach lines that were made or checked elsewhere
+    (a witness's cosignatures, ``cosignature.py``), then open the result with the keys you
+    trust.
+    """
+    for sig in signatures:
+        if not isinstance(sig, NoteSignature) or not is_key_name(sig.name):
+            raise NoteFormatError(f"not a valid note signature: {sig!r}")
+    return _with_lines(parse_note(note), signatures)
+
+
+def _with_lines(parsed: Note, new: Sequence[NoteSignature]) -> bytes:
+    pairs = {(s.name, s.key_id) for s in new}
+    kept = [s for s in parsed.signatures if (s.name, s.key_id) not in pairs]
+    unique = list(dict.fromkeys(new))
+    if len(kept) + len(unique) > MAX_SIGNATURES:
+        raise NoteFormatError(
+            f"the note would have {len(kept) + len(unique)} signatures, "
+            f"over the limit of {MAX_SIGNATURES}"
+        )
+    lines = "".join(s.line() for s in [*kept, *unique])
     return parsed.text + b"\n" + lines.encode("utf-8")
 
 
-def open_note(note: bytes, verifiers: Sequence[Verifier]) -> OpenedNote:
+def open_note(note: bytes, verifiers: Sequence[NoteVerifier]) -> OpenedNote:
     """Check a note's syntax and signatures against the known ``verifiers`` (rule 2).
+
+    ``verifiers`` are ``Verifier`` (Ed25519) keys or any other ``NoteVerifier`` (rule 4).
 
     Raises ``NoteFormatError`` if malformed, ``SignatureError`` if a known key's signature
     does not verify, ``AmbiguousKeyError`` if the note names a (name, key ID) pair two
     different known keys share, and ``UnknownKeyError`` if no known key signed it.
     """
     parsed = parse_note(note)
-    known: dict[tuple[str, int], Verifier | None] = {}
+    known: dict[tuple[str, int], NoteVerifier | None] = {}
     for v in verifiers:
-        if not isinstance(v, Verifier):
-            raise KeyFormatError(f"verifiers must be Verifier objects, got {type(v).__name__}")
+        if not isinstance(v, NoteVerifier):
+            raise KeyFormatError(f"verifiers must be note verifiers, got {type(v).__name__}")
         pair = (v.name, v.key_id)
         # The same key listed twice is harmless; two keys under one pair are not (None).
         known[pair] = v if known.get(pair, v) == v else None
