@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,21 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("the hub did not become ready in time")
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[Any]], timeout: float) -> None:
+    """SIGTERM every daemon still running, then wait up to ``timeout`` seconds for each
+    to stop gracefully; one that does not is killed (and reaped)."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 async def _sizes(config: Path) -> dict[str, dict[str, int]]:
@@ -318,13 +333,6 @@ def run_network_demo(args: argparse.Namespace) -> int:
                 "log at every partner, verified record by record.")  # fmt: skip
         return 0
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs.values(), timeout=15)
         for f in logs:
             f.close()

@@ -7,7 +7,6 @@ discrepancy link, and saves full-page screenshots as test artefacts."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from jcm_sync.cli.demo_network import stop_processes
 from jcm_sync.core.records import Account, DecisionRef, IssuanceRecord, SerialBlock, encode_record
 from jcm_sync.services.sample import (
     Network,
@@ -160,14 +160,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         urls = {n: f"http://127.0.0.1:{p}" for n, p in ops.items()}
         yield Nodes(net, urls, found[0][0], procs)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs.values(), timeout=20)
         for f in logs:
             f.close()
 

@@ -23,7 +23,13 @@ import pytest
 from rich.console import Console
 
 from jcm_sync.cli import main
-from jcm_sync.cli.demo_network import DEMO_PARTNERS, _run_cli, _wait_for, _wait_ready
+from jcm_sync.cli.demo_network import (
+    DEMO_PARTNERS,
+    _run_cli,
+    _wait_for,
+    _wait_ready,
+    stop_processes,
+)
 from jcm_sync.local.config import load_config
 from jcm_sync.services.node import log_ref
 from jcm_sync.services.sample import free_port
@@ -143,3 +149,22 @@ def test_a_hub_that_exits_or_never_answers_is_an_error(
     port = free_port()
     with pytest.raises(RuntimeError, match="did not become ready in time"):
         _wait_ready(f"http://127.0.0.1:{port}", sleeper, timeout=0.5)
+
+
+def test_stop_processes_terminates_then_kills_what_ignores_sigterm() -> None:
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c",
+         "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert stubborn.stdout is not None
+    assert stubborn.stdout.readline() == b"ready\n"  # its handler is in place
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    started = time.monotonic()
+    stop_processes([polite, stubborn, done], timeout=1)
+    assert (polite.returncode, stubborn.returncode, done.returncode) == (-15, -9, 0)
+    assert time.monotonic() - started < 30
+    stubborn.stdout.close()

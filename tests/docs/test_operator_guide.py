@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from jcm_sync.cli.demo_network import stop_processes
 
 GUIDE = Path(__file__).parents[2] / "docs" / "operator-guide.md"
 BIN = Path(sys.executable).parent
@@ -148,15 +149,7 @@ def test_every_console_block_of_the_guide_runs(tmp_path: Path) -> None:
                 f"\n--- stderr\n{done.stderr[-3000:]}"
             )
     finally:
-        for _, proc, _ in background:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc, _ in background:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([proc for _, proc, _ in background], timeout=30)
     for started, proc, log in background:  # a graceful stop at SIGTERM
         assert proc.returncode == 0, (
             f"{started.text!r}: exit {proc.returncode}\n{log.read_text()[-3000:]}"
