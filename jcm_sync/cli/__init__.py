@@ -25,6 +25,7 @@ from jcm_sync.cli import (
     backup,
     config_cmd,
     conformance,
+    evidence,
     export,
     imports,
     init,
@@ -42,7 +43,7 @@ from jcm_sync.errors import JcmSyncError
 
 GROUPS = [
     init, config_cmd, keys, trust, record, log, node, imports, reconcile, conformance, export,
-    report, status, backup,
+    report, status, backup, evidence,
 ]  # fmt: skip
 
 

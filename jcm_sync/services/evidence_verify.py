@@ -1,0 +1,465 @@
+"""Verifying an evidence bundle offline: files, roots, records, trees, checkpoints, reports.
+
+Why this module exists: a bundle (``services.evidence``) is only evidence if a reader
+who trusts nothing but the files can re-check every claim in it: no node, no store, no
+network. ``verify_evidence`` does that and lists every difference it finds, so a
+reviewer sees all that is wrong, not the first thing.
+
+Rules:
+
+1. **Files.** Every file the manifest lists must be present with its SHA-256; a file in
+   the folder that the manifest does not list is a difference too.
+2. **Trust roots.** The chain verifies as a node verifies it (``trust.verify_chain_history``:
+   version 1 self-signed by its quorum, each next version signed by its predecessor's
+   root quorum, no rollback or skipped version), judged at the export time: years later
+   the newest root may have expired, but it must have been valid when the bundle was made.
+3. **Records.** Every envelope verifies (signatures, schema, authority) under the newest
+   root of the chain or, failing that, under an older version, judged as received when
+   it was appended (trust rule 3, ADR 0018), and was authored by its log's node.
+4. **Trees and checkpoints.** Both Merkle trees are rebuilt from the envelopes; each
+   log's snapshot root, every checkpoint's root and every run's recorded root must be
+   the rebuilt one. A checkpoint must be signed by a checkpoint key of the log's node
+   that some version of the chain held and that was not withdrawn before the
+   checkpoint's newest entry was signed (``log_service.CheckpointKeys``).
+5. **Reconciliation.** The runs are replayed in order with the pure core (folding each
+   suffix, rebuilding when a snapshot does not extend the last) on their recorded
+   snapshots, judged on the UTC day each run finished with the bundle's grace periods.
+   A run's status and counts, and for the recorded report every finding id and status,
+   must come out the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from jcm_sync.core import checkpoint, merkle, subtrees
+from jcm_sync.core import note as signed_note
+from jcm_sync.core.reconcile import Reconciler, Report, iter_stored, signer_nodes
+from jcm_sync.core.trust import (
+    DEFAULT_SKEW,
+    TrustRoot,
+    Verification,
+    peek_root,
+    verify_chain_history,
+    verify_record,
+)
+from jcm_sync.errors import JcmSyncError
+from jcm_sync.services.evidence import (
+    FORMAT,
+    MANIFEST,
+    REPORT,
+    RUNS,
+    EntryLine,
+    LogInfo,
+    Manifest,
+    decode_runs,
+    entries_path,
+    sha256_file,
+)
+from jcm_sync.services.log_service import checkpoint_key_history
+from jcm_sync.services.reconciliation import RunRecord
+from jcm_sync.store import LogRef
+
+__all__ = ["Difference", "EvidenceCheck", "verify_evidence"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing in the bundle that does not hold: where (area, subject) and what."""
+
+    area: str  # files, trust, records, tree, checkpoints, reconciliation
+    subject: str
+    detail: str
+
+
+@dataclass
+class EvidenceCheck:
+    """What ``verify_evidence`` checked and every difference it found."""
+
+    directory: str
+    partnership: str = ""
+    exported_at: datetime | None = None
+    checked: dict[str, int] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def add(self, area: str, subject: str, detail: str) -> None:
+        self.differences.append(Difference(area, subject, detail))
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.checked[what] = self.checked.get(what, 0) + n
+
+
+@dataclass
+class _Log:
+    """One log as read back from the bundle."""
+
+    info: LogInfo
+    envelopes: list[bytes] = field(default_factory=list)
+    roots: list[bytes] = field(default_factory=list)  # roots[n]: root of the first n entries
+    created: list[datetime | None] = field(default_factory=list)
+
+
+def verify_evidence(directory: Path) -> EvidenceCheck:
+    """Check a bundle (module rules 1-5); never raises for what the bundle holds."""
+    check = EvidenceCheck(str(directory))
+    manifest = _manifest(directory, check)
+    if manifest is None:
+        return check
+    check.partnership, check.exported_at = manifest.partnership, manifest.exported_at
+    _files(directory, manifest, check)
+    chain = _trust(directory, manifest, check)
+    if not chain:
+        return check
+    logs = {info.node: _entries(directory, manifest, info, chain, check) for info in manifest.logs}
+    for log in logs.values():
+        _checkpoints(directory, manifest, log, chain, check)
+    _reconciliation(directory, manifest, logs, chain[-1], check)
+    return check
+
+
+def _read(directory: Path, rel: str, check: EvidenceCheck, area: str) -> bytes | None:
+    try:
+        return (directory / rel).read_bytes()
+    except OSError as exc:
+        check.add(area, rel, f"cannot be read: {exc.strerror or exc}")
+        return None
+
+
+def _manifest(directory: Path, check: EvidenceCheck) -> Manifest | None:
+    if not directory.is_dir():
+        check.add("files", str(directory), "is not a folder")
+        return None
+    data = _read(directory, MANIFEST, check, "files")
+    if data is None:
+        return None
+    try:
+        manifest = msgspec.json.decode(data, type=Manifest)
+    except msgspec.MsgspecError as exc:
+        check.add("files", MANIFEST, f"is not an evidence manifest: {exc}")
+        return None
+    if manifest.format != FORMAT:
+        check.add("files", MANIFEST, f"format {manifest.format!r} is not {FORMAT!r}")
+        return None
+    return manifest
+
+
+def _files(directory: Path, manifest: Manifest, check: EvidenceCheck) -> None:
+    """Rule 1."""
+    for rel, digest in manifest.files.items():
+        path = directory / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            check.add("files", rel, "is not a path inside the bundle")
+        elif not path.is_file():
+            check.add("files", rel, "is listed in the manifest but missing")
+        elif sha256_file(path) != digest:
+            check.add("files", rel, "SHA-256 differs from the manifest's: the file was changed")
+        else:
+            check.count("files")
+    listed = set(manifest.files) | {MANIFEST}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        if rel not in listed:
+            check.add("files", rel, "is in the bundle but not in the manifest")
+
+
+def _trust(directory: Path, manifest: Manifest, check: EvidenceCheck) -> list[TrustRoot]:
+    """Rule 2: the chain's roots, oldest first (peeked, if the chain does not verify)."""
+    raws = []
+    for rel in manifest.trust:
+        data = _read(directory, rel, check, "trust")
+        if data is None:
+            return []
+        raws.append(data)
+    try:
+        chain = [t.root for t in verify_chain_history(raws, manifest.exported_at)]
+        check.count("trust roots", len(chain))
+    except JcmSyncError as exc:
+        check.add("trust", "chain", f"does not verify: {exc.diagnostics()}")
+        try:
+            chain = [peek_root(r) for r in raws]
+        except JcmSyncError:
+            return []
+    if chain and chain[-1].partnership != manifest.partnership:
+        check.add("trust", "chain", f"is for {chain[-1].partnership}, not {manifest.partnership}")
+    return chain
+
+
+def _verify(chain: list[TrustRoot], raw: bytes, at: datetime, received: datetime) -> Verification:
+    """Rule 3: under the newest root, else an older version (the newest error is raised)."""
+    first: JcmSyncError | None = None
+    for root in reversed(chain):
+        try:
+            return verify_record(root, raw, at, received=received)
+        except JcmSyncError as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    for n, line in enumerate(data.split(b"\n")):
+        if line.strip():
+            yield n + 1, line
+
+
+def _entries(
+    directory: Path, manifest: Manifest, info: LogInfo, chain: list[TrustRoot], check: EvidenceCheck
+) -> _Log:
+    """Rules 3 and 4: every envelope verified, and the log's tree rebuilt."""
+    log = _Log(info)
+    rel = entries_path(info.node)
+    data = _read(directory, rel, check, "records")
+    if data is None:
+        return log
+    decoder = msgspec.json.Decoder(EntryLine)
+    frontier = subtrees.Frontier.empty()
+    log.roots.append(frontier.root())
+    for lineno, line in _lines(data):
+        try:
+            entry = decoder.decode(line)
+        except msgspec.MsgspecError as exc:
+            check.add("records", f"{rel} line {lineno}", f"is not an entry: {exc}")
+            continue
+        if entry.index != len(log.envelopes):
+            check.add(
+                "records",
+                f"{rel} line {lineno}",
+                f"holds entry {entry.index} where entry {len(log.envelopes)} belongs",
+            )
+        created = None
+        try:
+            v = _verify(chain, entry.envelope, manifest.exported_at, entry.appended_at)
+            created = v.record.created
+            if v.record.author != info.node:
+                check.add(
+                    "records",
+                    f"{info.node} entry {entry.index}",
+                    f"is authored by {v.record.author}, not by the log's node",
+                )
+            check.count("records")
+        except JcmSyncError as exc:
+            rid = hashlib.sha256(entry.envelope).hexdigest()[:16]
+            check.add(
+                "records",
+                f"{info.node} entry {entry.index} ({rid})",
+                f"does not verify: {exc.diagnostics()}",
+            )
+        log.envelopes.append(entry.envelope)
+        log.created.append(created)
+        frontier, _ = frontier.append(merkle.leaf_hash(entry.envelope))
+        log.roots.append(frontier.root())
+    size = len(log.envelopes)
+    if size != info.size:
+        check.add(
+            "tree",
+            f"{info.node}'s log",
+            f"the bundle holds {size} entries; the manifest's snapshot has {info.size}",
+        )
+    elif log.roots[size].hex() != info.root:
+        check.add(
+            "tree",
+            f"{info.node}'s log",
+            f"the entries hash to {log.roots[size].hex()[:16]}, not to the snapshot root "
+            f"{info.root[:16]}",
+        )
+    else:
+        check.count("trees")
+    return log
+
+
+def _checkpoints(
+    directory: Path, manifest: Manifest, log: _Log, chain: list[TrustRoot], check: EvidenceCheck
+) -> None:
+    """Rule 4: every checkpoint of the log in the bundle."""
+    prefix = f"checkpoints/{log.info.node}/"
+    ref = LogRef(manifest.partnership, log.info.node, log.info.origin)
+    keys = checkpoint_key_history(chain, ref)
+    for rel in sorted(r for r in manifest.files if r.startswith(prefix)):
+        note = (directory / rel).read_bytes() if (directory / rel).is_file() else None
+        if note is None:
+            continue  # named by the file check
+        where = f"{log.info.node} {rel.removeprefix(prefix)}"
+        try:
+            body = checkpoint.parse_body(signed_note.parse_note(note).text)
+        except JcmSyncError as exc:
+            check.add("checkpoints", where, f"is not a checkpoint: {exc.diagnostics()}")
+            continue
+        if body.origin != log.info.origin:
+            check.add("checkpoints", where, f"is for log {body.origin!r}, not {log.info.origin!r}")
+            continue
+        if body.size >= len(log.roots):
+            check.add("checkpoints", where, f"size {body.size} is past the bundle's entries")
+            continue
+        if body.root_hash != log.roots[body.size]:
+            check.add(
+                "checkpoints",
+                where,
+                f"root of size {body.size} is not the root rebuilt from the entries",
+            )
+            continue
+        newest = log.created[body.size - 1] if body.size else None
+        try:
+            keys.open(note, None if newest is None else newest - DEFAULT_SKEW)
+        except JcmSyncError as exc:
+            check.add("checkpoints", where, f"signature: {exc.diagnostics()}")
+            continue
+        check.count("checkpoints")
+
+
+def _reconciliation(
+    directory: Path,
+    manifest: Manifest,
+    logs: dict[str, _Log],
+    root: TrustRoot,
+    check: EvidenceCheck,
+) -> None:
+    """Rule 5: replay every run and the recorded report."""
+    area = "reconciliation"
+    runs: list[RunRecord] = []
+    if RUNS in manifest.files and (directory / RUNS).is_file():
+        try:
+            runs = decode_runs((directory / RUNS).read_bytes())
+        except JcmSyncError as exc:
+            check.add(area, RUNS, exc.diagnostics())
+    report: Report | None = None
+    if REPORT in manifest.files and (directory / REPORT).is_file():
+        try:
+            report = msgspec.json.decode((directory / REPORT).read_bytes(), type=Report)
+        except msgspec.MsgspecError as exc:
+            check.add(area, REPORT, f"is not a reconciliation report: {exc}")
+    replay = _Replay(root, logs, manifest.grace)
+    matched = False
+    for n, run in enumerate(runs, 1):
+        if not run.logs:
+            continue  # a run that never took a snapshot (it failed first)
+        where = f"run {n} ({run.started_at.isoformat()})"
+        positions = {p.node: (p.size, p.root) for p in run.logs}
+        bad = replay.check_positions(positions)
+        if bad:
+            check.add(area, where, bad)
+            continue
+        try:
+            got = replay.report(positions, run.finished_at or run.started_at)
+        except JcmSyncError as exc:
+            check.add(area, where, f"cannot be replayed: {exc.diagnostics()}")
+            replay.reset()
+            continue
+        counts = _counts(got)
+        recorded = {
+            "status": run.status,
+            "open": run.open,
+            "explained": run.explained,
+            "pending": run.pending,
+        }
+        for key, value in recorded.items():
+            if counts[key] != value:
+                check.add(area, where, f"{key}: recorded {value}, the replay gives {counts[key]}")
+        check.count("runs replayed")
+        if report is not None and tuple(report.logs) == tuple(run.logs):
+            matched = True
+            _compare_report(report, got, check)
+    if report is not None and not matched:
+        positions = {p.node: (p.size, p.root) for p in report.logs}
+        bad = replay.check_positions(positions)
+        if bad:
+            check.add(area, REPORT, bad)
+        else:
+            try:
+                _compare_report(report, replay.report(positions, manifest.exported_at), check)
+            except JcmSyncError as exc:
+                check.add(area, REPORT, f"cannot be replayed: {exc.diagnostics()}")
+
+
+def _counts(report: Report) -> dict[str, object]:
+    return {
+        "status": report.status,
+        "open": sum(1 for d in report.discrepancies if d.status == "open"),
+        "explained": sum(1 for d in report.discrepancies if d.status == "explained"),
+        "pending": len(report.pending),
+    }
+
+
+def _compare_report(recorded: Report, got: Report, check: EvidenceCheck) -> None:
+    """Rule 5: every finding id and status of the recorded report, and its status."""
+    area, before = "reconciliation", len(check.differences)
+    if recorded.status != got.status:
+        check.add(
+            area, REPORT, f"status: recorded {recorded.status}, the replay gives {got.status}"
+        )
+    mine = {d.id: d for d in recorded.discrepancies}
+    theirs = {d.id: d for d in got.discrepancies}
+    for did in sorted(mine.keys() - theirs.keys()):
+        check.add(
+            area,
+            f"finding {did}",
+            f"is in the recorded report ({mine[did].rule}: {mine[did].summary}) "
+            "but the replay does not find it",
+        )
+    for did in sorted(theirs.keys() - mine.keys()):
+        check.add(
+            area,
+            f"finding {did}",
+            f"the replay finds it ({theirs[did].rule}: {theirs[did].summary}) but the "
+            "recorded report does not hold it",
+        )
+    for did in sorted(mine.keys() & theirs.keys()):
+        a, b = mine[did], theirs[did]
+        if a.status != b.status:
+            check.add(area, f"finding {did}", f"status: recorded {a.status}, replay {b.status}")
+        elif a != b:
+            check.add(area, f"finding {did}", "differs from the replay's in its details")
+    if len(recorded.pending) != len(got.pending):
+        check.add(
+            area,
+            REPORT,
+            f"pending: recorded {len(recorded.pending)}, the replay gives {len(got.pending)}",
+        )
+    if len(check.differences) == before:
+        check.count("reports compared")
+
+
+class _Replay:
+    """Rule 5's fold: one ``Reconciler`` extended run by run, rebuilt when it cannot be."""
+
+    def __init__(self, root: TrustRoot, logs: dict[str, _Log], grace: dict[str, int]) -> None:
+        self.root, self.logs, self.grace = root, logs, grace
+        self.keys = signer_nodes(root)
+        self.reconciler = Reconciler(root)
+        self.at: dict[str, int] = dict.fromkeys(logs, 0)
+
+    def reset(self) -> None:
+        self.reconciler, self.at = Reconciler(self.root), dict.fromkeys(self.logs, 0)
+
+    def check_positions(self, positions: dict[str, tuple[int, str]]) -> str | None:
+        if set(positions) != set(self.logs):
+            return f"snapshot of {', '.join(sorted(positions))}, not of both logs"
+        for node, (size, root) in positions.items():
+            log = self.logs[node]
+            if size > len(log.envelopes):
+                return f"{node} size {size} is past the bundle's entries"
+            if log.roots[size].hex() != root:
+                return f"{node} root at size {size} is not the root rebuilt from the entries"
+        return None
+
+    def report(self, positions: dict[str, tuple[int, str]], at: datetime) -> Report:
+        if any(positions[n][0] < self.at[n] for n in self.logs):
+            self.reset()
+        for node, (size, _) in positions.items():
+            start = self.at[node]
+            if size > start:
+                envelopes = self.logs[node].envelopes[start:size]
+                self.reconciler.apply(
+                    node, iter_stored(self.root, envelopes, nodes=self.keys), start=start
+                )
+                self.at[node] = size
+        return self.reconciler.report(at, grace=self.grace)
