@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from jcm_sync.errors import CorruptStoreError
 from jcm_sync.local.alarms import Alarm, AlarmBook, alarm_key, new_alarm
 from jcm_sync.store import Store, open_store
+from tests.local.conftest import node_db_url
 
 ORIGIN = "jcm-sync.example/JP-MN/MN"
 OTHER = "jcm-sync.example/JP-MN/JP"
@@ -20,20 +20,6 @@ OTHER = "jcm-sync.example/JP-MN/JP"
 
 def fork(origin: str = ORIGIN, *, held: bytes = b"held\n", offered: bytes = b"offered\n") -> Alarm:
     return new_alarm(origin, "JP-MN", "MN", "inconsistent checkpoint", held=held, offered=offered)
-
-
-def url_of(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'node.db'}"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A real SQLite store, where alarms live (ADR 0027)."""
-    s = await open_store(url_of(tmp_path))
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def test_new_alarm_carries_its_evidence_and_time() -> None:
@@ -65,11 +51,11 @@ async def test_raise_get_active_clear_round_trip(store: Store) -> None:
 async def test_alarms_survive_a_restart(tmp_path: Path) -> None:
     """A restart (a new store and book on the same database) sees every alarm, by origin,
     and no file is written beside the database."""
-    async with await open_store(url_of(tmp_path)) as first:
+    async with await open_store(node_db_url(tmp_path)) as first:
         book = AlarmBook(first)
         await book.raise_alarm(fork(ORIGIN))
         await book.raise_alarm(fork(OTHER))
-    async with await open_store(url_of(tmp_path)) as again:
+    async with await open_store(node_db_url(tmp_path)) as again:
         found = await AlarmBook(again).active()
     assert [a.origin for a in found] == sorted([ORIGIN, OTHER])
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("node.db")] == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from jcm_sync.local.status import (
     write_status,
 )
 from jcm_sync.store import Store, open_store
+from tests.local.conftest import node_db_url
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -43,16 +43,6 @@ def observed() -> AgentStatus:
         },
         hub_receipt=b"\x00signed receipt\xff",
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A real SQLite store: the status lives in it (ADR 0027)."""
-    s = await open_store(f"sqlite:///{tmp_path / 'node.db'}")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_a_written_status_reads_back_equal(store: Store) -> None:
@@ -94,7 +84,7 @@ async def test_a_rewrite_replaces_the_whole_value(store: Store) -> None:
 
 async def test_a_status_survives_reopening_the_store(tmp_path: Path) -> None:
     """What one process wrote, the next one (a restart) reads."""
-    url = f"sqlite:///{tmp_path / 'node.db'}"
+    url = node_db_url(tmp_path)
     async with await open_store(url) as first:
         await write_status(first, observed())
     async with await open_store(url) as again:

@@ -8,7 +8,6 @@ each file is renamed ``.imported``, and a second open imports nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,20 +18,14 @@ from jcm_sync.errors import CorruptStoreError
 from jcm_sync.local.alarms import AlarmBook, new_alarm
 from jcm_sync.local.status import AgentStatus, JobStatus, read_status
 from jcm_sync.services.reconciliation import History, RunRecord, read_history, report_key
-from jcm_sync.store import Store, open_store
+from jcm_sync.store import Store
 from jcm_sync.store.legacy import import_legacy_files, legacy_files
+from tests.local.conftest import store
+
+__all__ = ["store"]  # a SQLite store, not the backends of tests/store/conftest.py
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 ORIGIN = "jcm-sync.example/JP-MN/JP"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(f"sqlite:///{tmp_path / 'jcm-sync.db'}")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def old_files(data_dir: Path) -> dict[str, bytes]:
