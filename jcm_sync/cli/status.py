@@ -104,13 +104,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 title=f"{p.partnership} ({status.node}): {_health(p.health)}, trust root "
                 f"{version} (expires {expires})"
             )
-            for col in ("log", "local size", "remote size", "lag", "last sync", "last error"):
+            for col in ("log", "local size", "cosigned", "remote size", "lag", "last sync",
+                        "last error"):  # fmt: skip
                 t.add_column(col)
             for lg in p.logs:
                 lag = "-" if lg.lag is None else str(lg.lag) + (" (lagging)" if lg.lagging else "")
                 t.add_row(
                     f"{lg.node} ({'own' if lg.own else 'replica'})",
                     str(lg.local_size),
+                    "-" if lg.cosigned_size is None else str(lg.cosigned_size),
                     "-" if lg.remote_size is None else str(lg.remote_size),
                     lag,
                     (lg.last_sync or "never")[:19],

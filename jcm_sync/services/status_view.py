@@ -97,6 +97,8 @@ class LogView(msgspec.Struct, kw_only=True):
     """hex of the stored tree's root at ``local_size``"""
     checkpoint: int | None
     """size of the latest checkpoint stored for this log, None if none is"""
+    cosigned_size: int | None = None
+    """size of the newest checkpoint of this log the counterpart cosigned (ADR 0032)"""
     remote_size: int | None
     lag: int | None
     lagging: bool
@@ -273,6 +275,7 @@ async def _view(
                     local_size=head.size,
                     root=head.root.hex(),
                     checkpoint=held.size if held else None,
+                    cosigned_size=await store.cosigned_size(ref),
                     remote_size=remote,
                     lag=lag,
                     lagging=_lagging(lag, last, interval, now),
