@@ -53,22 +53,23 @@ def pg_reachable() -> str | None:
     return None
 
 
-async def make_schema() -> str:
-    name = f"jcm_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(PG_URL)
+async def pg_execute(sql: str, url: str = PG_URL) -> None:
+    """Run ``sql`` (one or more statements) on a connection of its own to ``url``."""
+    conn = await asyncpg.connect(url)
     try:
-        await conn.execute(f'CREATE SCHEMA "{name}"')
+        await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def make_schema() -> str:
+    name = f"jcm_test_{uuid.uuid4().hex[:12]}"
+    await pg_execute(f'CREATE SCHEMA "{name}"')
     return name
 
 
 async def drop_schema(name: str) -> None:
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
+    await pg_execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 def skip_without_pg(reason: str | None) -> None:

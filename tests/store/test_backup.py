@@ -21,7 +21,7 @@ from jcm_sync.store import Store, open_store
 from jcm_sync.store import backup as sb
 from jcm_sync.store.migrations import SCHEMA_VERSION
 from tests.store import World, log_ref
-from tests.store.conftest import PG_URL, drop_schema, make_schema, with_param
+from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_execute, with_param
 
 LOG = log_ref("ID")
 
@@ -335,20 +335,12 @@ async def test_postgres_restore_into_public_moves_only_the_store_tables(
 
     src_url, _ = pg_pair
     name = f"jcm_test_db_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await pg_execute(f'CREATE DATABASE "{name}"')
     dest_url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        conn = await asyncpg.connect(dest_url)
-        try:
-            await conn.execute(
-                "CREATE TABLE public.not_ours (x int); INSERT INTO not_ours VALUES (7)"
-            )
-        finally:
-            await conn.close()
+        await pg_execute(
+            "CREATE TABLE public.not_ours (x int); INSERT INTO not_ours VALUES (7)", dest_url
+        )
         src = await open_store(src_url)
         try:
             await fill(src, world, 60)
@@ -375,8 +367,4 @@ async def test_postgres_restore_into_public_moves_only_the_store_tables(
         finally:
             await conn.close()
     finally:
-        admin = await asyncpg.connect(PG_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
