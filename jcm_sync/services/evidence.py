@@ -13,8 +13,9 @@ Rules:
        manifest.json                        what the bundle is, and SHA-256 of every file
        trust/root-v<N>.json                 the trust-root chain, each envelope as configured
        logs/<NODE>.entries.jsonl            every entry [0, size): index, appended_at, envelope
-       checkpoints/<NODE>/<SIZE>.note       every stored checkpoint of size <= the snapshot's,
-                                            as stored (signed note, cosignatures included)
+       checkpoints/<NODE>/<SIZE>.note       every stored checkpoint of size <= the snapshot's:
+                                            the signed note as stored, with the counterpart's
+                                            cosignature lines kept for it (ADR 0032)
        reconciliation/runs.json             the runs recorded on snapshots within the bundle's
        reconciliation/report.json           the last report as stored, if its snapshot is within
 
@@ -44,6 +45,7 @@ from typing import Final
 
 import msgspec
 
+from jcm_sync.core.note import add_signature_lines
 from jcm_sync.core.reconcile import Report
 from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.local.config import Config
@@ -63,6 +65,7 @@ __all__ = [
     "export_evidence",
     "parse_sizes",
     "sha256_file",
+    "witness_name",
 ]
 
 FORMAT: Final = "jcm-sync/evidence@v1"
@@ -122,6 +125,13 @@ def entries_path(node: str) -> str:
 
 def checkpoint_path(node: str, size: int) -> str:
     return f"checkpoints/{node}/{size:012d}.note"
+
+
+def witness_name(origin: str, partnership: str, log_node: str, witness: str) -> str:
+    """The cosigner name under which ``witness`` cosigns (ADR 0032):
+    ``<origin prefix>/witness/<node>``, the prefix read from the log's origin."""
+    prefix = origin.removesuffix(f"/{partnership}/{log_node}")
+    return f"{prefix}/witness/{witness}"
 
 
 def sha256_file(path: Path) -> str:
@@ -251,7 +261,9 @@ async def export_evidence(
         files[rel] = sha256_file(path)
         for cp in await store.checkpoints(ref):
             if cp.size <= size:
-                write(checkpoint_path(ref.node, cp.size), cp.note)
+                cosigned = await store.cosignatures(ref, cp.size)
+                note = add_signature_lines(cp.note, cosigned) if cosigned else cp.note
+                write(checkpoint_path(ref.node, cp.size), note)
                 n_checkpoints += 1
         infos.append(LogInfo(ref.node, ref.origin, size, root.hex()))
     history = await read_history(store, partnership)

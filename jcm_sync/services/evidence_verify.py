@@ -20,7 +20,9 @@ Rules:
    log's snapshot root, every checkpoint's root and every run's recorded root must be
    the rebuilt one. A checkpoint must be signed by a checkpoint key of the log's node
    that some version of the chain held and that was not withdrawn before the
-   checkpoint's newest entry was signed (``log_service.CheckpointKeys``).
+   checkpoint's newest entry was signed (``log_service.CheckpointKeys``). A cosignature
+   line of the counterpart's witness name and checkpoint key (ADR 0032) must verify;
+   lines of keys the chain does not hold are ignored, as signed-note requires.
 5. **Reconciliation.** The runs are replayed in order with the pure core (folding each
    suffix, rebuilding when a snapshot does not extend the last) on their recorded
    snapshots, judged on the UTC day each run finished with the bundle's grace periods.
@@ -40,6 +42,8 @@ import msgspec
 
 from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
+from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
+from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.reconcile import Reconciler, Report, iter_stored, signer_nodes
 from jcm_sync.core.trust import (
     DEFAULT_SKEW,
@@ -61,6 +65,7 @@ from jcm_sync.services.evidence import (
     decode_runs,
     entries_path,
     sha256_file,
+    witness_name,
 )
 from jcm_sync.services.log_service import checkpoint_key_history
 from jcm_sync.services.reconciliation import RunRecord
@@ -284,6 +289,7 @@ def _checkpoints(
     prefix = f"checkpoints/{log.info.node}/"
     ref = LogRef(manifest.partnership, log.info.node, log.info.origin)
     keys = checkpoint_key_history(chain, ref)
+    witnesses = _witnesses(manifest, log.info, chain)
     for rel in sorted(r for r in manifest.files if r.startswith(prefix)):
         note = (directory / rel).read_bytes() if (directory / rel).is_file() else None
         if note is None:
@@ -314,6 +320,29 @@ def _checkpoints(
             check.add("checkpoints", where, f"signature: {exc.diagnostics()}")
             continue
         check.count("checkpoints")
+        try:
+            if verify_cosignatures(note, witnesses):
+                check.count("cosigned checkpoints")
+        except JcmSyncError as exc:
+            check.add("checkpoints", where, f"cosignature: {exc.diagnostics()}")
+
+
+def _witnesses(
+    manifest: Manifest, info: LogInfo, chain: list[TrustRoot]
+) -> list[CosignatureVerifier]:
+    """Rule 4: the counterpart's checkpoint keys of every version, as cosigners of the log."""
+    out = []
+    for other in manifest.logs:
+        if other.node == info.node:
+            continue
+        name = witness_name(info.origin, manifest.partnership, info.node, other.node)
+        ref = LogRef(manifest.partnership, other.node, other.origin)
+        for k in checkpoint_key_history(chain, ref).keys:
+            try:
+                out.append(CosignatureVerifier(name, PublicKey.from_raw(k.public_key).key))
+            except JcmSyncError:
+                continue  # not an Ed25519 key
+    return out
 
 
 def _reconciliation(

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import msgspec
 
+from jcm_sync.core.cosignature import cosign
+from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.note import parse_note
 from jcm_sync.local.config import load_config
 from jcm_sync.services.evidence import (
     MANIFEST,
@@ -19,6 +22,7 @@ from jcm_sync.services.evidence import (
     Manifest,
     entries_path,
     export_evidence,
+    witness_name,
 )
 from jcm_sync.services.evidence_verify import verify_evidence
 from jcm_sync.services.log_service import accept_checkpoint, checkpoint_verifiers, record_verifier
@@ -53,6 +57,17 @@ async def replicate(src: Node, dst: Node) -> None:
     await accept_checkpoint(dst.store, rep, cp.note, checkpoint_verifiers(root, rep, now))
 
 
+async def cosign_all(jp: Node, mn_key: PrivateKey) -> None:
+    """Mongolia's witness cosignature (ADR 0032) on every checkpoint of Japan's log,
+    kept in Japan's store as the hub keeps what the agent delivers."""
+    own = jp.logs(PID).own
+    name = witness_name(own.origin, PID, "JP", "MN")
+    for cp in await jp.store.checkpoints(own):
+        text = parse_note(cp.note).text
+        line = cosign(text, name, mn_key.key, int(datetime.now(UTC).timestamp()))
+        await jp.store.add_cosignatures(own, cp.size, [line])
+
+
 async def _build(directory: Path) -> Pair:
     now = datetime.now(UTC)
     net = provision(directory, ["MN"], hub_port=0, now=now - timedelta(hours=2))
@@ -75,6 +90,7 @@ async def _build(directory: Path) -> Pair:
         await append_own(mn, PID, recs.by_node["MN"][half["MN"] :] + strays)
         await replicate(jp, mn)
         await replicate(mn, jp)
+        await cosign_all(jp, net.keys["MN"])
         second = await ReconcileService(jp).reconcile(PID)
         sizes = {p.node: p.size for p in second.report.logs}
     finally:

@@ -155,3 +155,21 @@ def test_an_untouched_bundle_verifies_and_a_missing_folder_does_not(
     gone = verify_evidence(tmp_path / "nowhere")
     assert not gone.ok
     assert gone.differences[0].detail == "is not a folder"
+
+
+def test_cosignatures_verify_and_a_forged_one_is_named(bundle: Path) -> None:
+    from jcm_sync.core.note import NoteSignature, add_signature_lines, parse_note
+    from jcm_sync.services.evidence_verify import verify_evidence
+
+    assert verify_evidence(bundle).checked["cosigned checkpoints"] >= 2
+    manifest = msgspec.json.decode((bundle / MANIFEST).read_bytes(), type=Manifest)
+    victim = sorted(r for r in manifest.files if r.startswith("checkpoints/JP/"))[-1]
+    note = (bundle / victim).read_bytes()
+    line = next(s for s in parse_note(note).signatures if "/witness/MN" in s.name)
+    forged = line.signature[:8] + bytes(64)  # its timestamp, a signature of zeros
+    note = add_signature_lines(note, [NoteSignature(line.name, line.key_id, forged)])
+    (bundle / victim).write_bytes(note)
+    rehash(bundle, victim)
+    found = areas(bundle)
+    assert list(found) == ["checkpoints"]
+    assert found["checkpoints"][0].startswith(f"JP {victim.rsplit('/', 1)[1]}: cosignature:")
