@@ -32,6 +32,7 @@ from jcm_sync.cli import (
     keys,
     log,
     node,
+    receipt,
     reconcile,
     record,
     report,
@@ -43,7 +44,7 @@ from jcm_sync.errors import JcmSyncError
 
 GROUPS = [
     init, config_cmd, keys, trust, record, log, node, imports, reconcile, conformance, export,
-    report, status, backup, evidence,
+    report, status, backup, evidence, receipt,
 ]  # fmt: skip
 
 

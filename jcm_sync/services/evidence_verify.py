@@ -71,7 +71,7 @@ from jcm_sync.services.log_service import checkpoint_key_history
 from jcm_sync.services.reconciliation import RunRecord
 from jcm_sync.store import LogRef
 
-__all__ = ["Difference", "EvidenceCheck", "verify_evidence"]
+__all__ = ["Difference", "EvidenceCheck", "verify_evidence", "verify_under_chain"]
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,9 @@ def _trust(directory: Path, manifest: Manifest, check: EvidenceCheck) -> list[Tr
     return chain
 
 
-def _verify(chain: list[TrustRoot], raw: bytes, at: datetime, received: datetime) -> Verification:
+def verify_under_chain(
+    chain: list[TrustRoot], raw: bytes, at: datetime, received: datetime
+) -> Verification:
     """Rule 3: under the newest root, else an older version (the newest error is raised)."""
     first: JcmSyncError | None = None
     for root in reversed(chain):
@@ -243,7 +245,7 @@ def _entries(
             )
         created = None
         try:
-            v = _verify(chain, entry.envelope, manifest.exported_at, entry.appended_at)
+            v = verify_under_chain(chain, entry.envelope, manifest.exported_at, entry.appended_at)
             created = v.record.created
             if v.record.author != info.node:
                 check.add(
