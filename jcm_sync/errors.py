@@ -31,6 +31,7 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   ├── AuthorityError              signer may not author this kind or side
     │   │   └── ForbiddenError          a caller acting outside its partnership or log
     │   ├── ThresholdError              not enough of the required signatures
+    │   │   └── AlgorithmRequiredError  a role's required algorithm (Ed25519, ML-DSA-44) unsigned
     │   ├── ExpiredError                trust root or key outside its validity
     │   ├── RevokedKeyError             signed by a key revoked before we received it
     │   ├── RotationError               a new trust root does not chain from the old
@@ -238,6 +239,18 @@ class ThresholdError(UntrustedError):
     next_step = (
         "collect the missing signatures (`jcm-sync trust sign`) until the threshold the "
         "trust root names is met"
+    )
+
+
+class AlgorithmRequiredError(ThresholdError):
+    """A signer did not sign with every algorithm the trust root requires for the role
+    (docs/adr/0033-ml-dsa-44-hybrid-signatures.md)."""
+
+    code = "algorithm-required"
+    next_step = (
+        "sign with a key of each algorithm the trust root requires for this role "
+        "(`jcm-sync trust show` lists the requirements; `jcm-sync key generate` with "
+        "--alg ml-dsa-44 makes an ML-DSA-44 key)"
     )
 
 

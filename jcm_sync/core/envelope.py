@@ -25,8 +25,13 @@ Rules:
    envelopes are stored and forwarded as those bytes, never re-encoded.
 5. One payload type per record kind (``records.payload_type``); a payload whose
    ``kind`` disagrees with its payload type is refused.
-6. Keys are Ed25519. A key id is the hex SHA-256 of the public key's SPKI DER.
-   Private keys are PKCS#8 PEM (optionally encrypted), public keys SPKI PEM.
+6. Keys are Ed25519 or ML-DSA-44 (``pq.py``). A key id is the hex SHA-256 of the
+   public key's SPKI DER. Private keys are PKCS#8 PEM (optionally encrypted), public
+   keys SPKI PEM; ``PublicKey``/``PrivateKey`` are the Ed25519 ones, ``AnyPublicKey``/
+   ``AnyPrivateKey`` either algorithm.
+7. Hybrid envelopes: one envelope may carry an Ed25519 and an ML-DSA-44 signature over
+   the same PAE; each is verified like any other (rule 2). Which algorithms a role
+   needs is the trust root's decision (``trust.py`` rule 7), not this module's.
 """
 
 from __future__ import annotations
@@ -37,13 +42,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import Final, NewType
+from typing import ClassVar, Final, Literal, TypeAlias
 
 import msgspec
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from jcm_sync.core.pq import (
+    ML_DSA_44_PUBLIC_KEY_SIZE,
+    MLDSA44PrivateKey,
+    MLDSA44PublicKey,
+    is_mldsa44_private,
+    is_mldsa44_public,
+    spki_key_id,
+)
+from jcm_sync.core.pq import KeyId as KeyId
 from jcm_sync.core.records import (
     RECORD_TYPES,
     Record,
@@ -58,8 +72,6 @@ from jcm_sync.errors import (
     SignatureError,
     UnknownKeyError,
 )
-
-KeyId = NewType("KeyId", str)
 
 MAX_ENVELOPE_BYTES: Final = 1 << 20
 """Largest envelope accepted; a JCM record is a few kilobytes."""
@@ -88,7 +100,7 @@ def key_id_of(public: ed25519.Ed25519PublicKey) -> KeyId:
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return KeyId(hashlib.sha256(der).hexdigest())
+    return spki_key_id(der)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +108,7 @@ class PublicKey:
     """An Ed25519 public key with its key id."""
 
     key: ed25519.Ed25519PublicKey
+    algorithm: ClassVar[Literal["ed25519"]] = "ed25519"
 
     @cached_property
     def key_id(self) -> KeyId:
@@ -145,6 +158,7 @@ class PrivateKey:
     """An Ed25519 private key; signs bytes."""
 
     key: ed25519.Ed25519PrivateKey
+    algorithm: ClassVar[Literal["ed25519"]] = "ed25519"
 
     @cached_property
     def public(self) -> PublicKey:
@@ -199,6 +213,67 @@ class PrivateKey:
         return cls(key)
 
 
+AnyPublicKey: TypeAlias = PublicKey | MLDSA44PublicKey
+AnyPrivateKey: TypeAlias = PrivateKey | MLDSA44PrivateKey
+
+
+def public_key_from_raw(raw: bytes) -> AnyPublicKey:
+    """A raw public key of either algorithm, told apart by its length (32 or 1,312 B)."""
+    if len(raw) == ML_DSA_44_PUBLIC_KEY_SIZE:
+        return MLDSA44PublicKey.from_raw(raw)
+    if len(raw) != 32:
+        raise KeyFormatError(
+            f"a public key is 32 bytes (Ed25519) or {ML_DSA_44_PUBLIC_KEY_SIZE} bytes "
+            f"(ML-DSA-44), not {len(raw)}"
+        )
+    return PublicKey.from_raw(raw)
+
+
+def public_key_from_pem(data: bytes, *, where: str | None = None) -> AnyPublicKey:
+    """An SPKI PEM public key of either algorithm."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyFormatError(f"not a PEM public key ({exc})", where=where) from None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return PublicKey(key)
+    if is_mldsa44_public(key):
+        return MLDSA44PublicKey(key)
+    raise KeyFormatError(
+        f"expected an Ed25519 or ML-DSA-44 key, got {type(key).__name__}", where=where
+    )
+
+
+def private_key_from_pem(
+    data: bytes, passphrase: bytes | None = None, *, where: str | None = None
+) -> AnyPrivateKey:
+    """A PKCS#8 PEM private key of either algorithm (ML-DSA-44: the seed-only form)."""
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        raise KeyFormatError(f"passphrase problem: {exc}", where=where) from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyFormatError(
+            f"not a PKCS#8 PEM private key, or wrong passphrase ({exc})", where=where
+        ) from None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return PrivateKey(key)
+    if is_mldsa44_private(key):
+        return MLDSA44PrivateKey(key)
+    raise KeyFormatError(
+        f"expected an Ed25519 or ML-DSA-44 key, got {type(key).__name__}", where=where
+    )
+
+
+def generate_key(algorithm: str = "ed25519") -> AnyPrivateKey:
+    """A new private key of ``algorithm`` (``ed25519`` or ``ml-dsa-44``)."""
+    if algorithm == "ed25519":
+        return PrivateKey.generate()
+    if algorithm == "ml-dsa-44":
+        return MLDSA44PrivateKey.generate()
+    raise KeyFormatError(f"unknown key algorithm {algorithm!r}; use ed25519 or ml-dsa-44")
+
+
 # --- envelopes --------------------------------------------------------------------
 
 
@@ -226,7 +301,7 @@ def record_id(envelope_bytes: bytes) -> str:
     return hashlib.sha256(envelope_bytes).hexdigest()
 
 
-def sign_payload(payload_type: str, payload: bytes, keys: Sequence[PrivateKey]) -> bytes:
+def sign_payload(payload_type: str, payload: bytes, keys: Sequence[AnyPrivateKey]) -> bytes:
     """Sign ``payload`` with every key and return the envelope bytes.
 
     The bytes are laid out directly rather than through a Struct and the encoder: this
@@ -252,7 +327,7 @@ def _ptype(payload_type: str) -> tuple[bytes, bytes]:
     return payload_type.encode("utf-8"), _env_encoder.encode(payload_type)
 
 
-def sign_record(record: Record, keys: Sequence[PrivateKey]) -> bytes:
+def sign_record(record: Record, keys: Sequence[AnyPrivateKey]) -> bytes:
     """Encode one of our own records and sign it into an envelope."""
     ptype = _RECORD_PTYPES.get(type(record)) or payload_type(record.kind)
     return sign_payload(ptype, encode_record(record), keys)
@@ -269,7 +344,7 @@ _PTYPES: Final[Mapping[str, tuple[bytes, bytes]]] = MappingProxyType(
 )
 
 
-def add_signature(envelope_bytes: bytes, key: PrivateKey) -> bytes:
+def add_signature(envelope_bytes: bytes, key: AnyPrivateKey) -> bytes:
     """Countersign an envelope: a new envelope (and record id) with one more signature.
 
     The payload bytes are kept exactly; only the signature list grows.
@@ -327,7 +402,7 @@ class VerifiedEnvelope:
 
     raw: bytes
     envelope: Envelope
-    signers: tuple[PublicKey, ...]
+    signers: tuple[AnyPublicKey, ...]
 
     @cached_property
     def record_id(self) -> str:
@@ -362,7 +437,7 @@ class VerifiedEnvelope:
 
 def verify_envelope(
     data: bytes,
-    keys: Mapping[str, PublicKey] | Iterable[PublicKey],
+    keys: Mapping[str, AnyPublicKey] | Iterable[AnyPublicKey],
     *,
     max_bytes: int = MAX_ENVELOPE_BYTES,
 ) -> VerifiedEnvelope:
@@ -376,7 +451,7 @@ def verify_envelope(
     env = open_envelope(data, max_bytes=max_bytes)
     by_id = dict(keys) if isinstance(keys, Mapping) else {k.key_id: k for k in keys}
     message = pae(env.payloadType, env.payload)
-    signers: list[PublicKey] = []
+    signers: list[AnyPublicKey] = []
     for n, s in enumerate(env.signatures):
         where = f"signatures[{n}]"
         key = by_id.get(s.keyid)

@@ -11,8 +11,8 @@ Theory of operation
 
 A partnership (``JP-MN``) has one trust root at a time, itself a DSSE envelope of
 payload type ``application/vnd.jcm-sync.trust-root+json``. It lists the two nodes
-(``JP`` and the partner), their Ed25519 keys, each key's roles and validity window,
-and the root threshold. Roles are record kinds (``issuance`` …), ``transport``
+(``JP`` and the partner), their Ed25519 (and ML-DSA-44) keys, each key's roles and
+validity window, and the root threshold. Roles are record kinds (``issuance`` …), ``transport``
 (signs HTTP requests), ``checkpoint`` (signs log checkpoints) and ``root`` (signs
 trust roots).
 
@@ -52,6 +52,12 @@ Rules:
    as soon as its author signed it, but it takes **effect** only when both
    secretariats have signed it or the missing one has endorsed it
    (``with_endorsements``). The result says which nodes are still missing.
+7. Algorithms (docs/adr/0033-ml-dsa-44-hybrid-signatures.md): a root may list
+   ML-DSA-44 keys beside Ed25519 ones (a key's algorithm is told by its raw length,
+   32 or 1,312 bytes, so roots without ML-DSA encode exactly as before) and state in
+   ``required_algorithms``, per record kind or ``transport``: ``ed25519`` (default),
+   ``ml-dsa-44`` or ``both``. Each node that signs a record must have used every
+   required algorithm (``pq.check_algorithms``, ``AlgorithmRequiredError``).
 
 Verification never returns a half-answer: either a ``Verification`` that names the
 signers and what is missing, or an ``UntrustedError`` that says why.
@@ -70,13 +76,21 @@ import msgspec
 
 from jcm_sync.core import merkle
 from jcm_sync.core.envelope import (
-    PrivateKey,
-    PublicKey,
+    AnyPrivateKey,
+    AnyPublicKey,
     VerifiedEnvelope,
     add_signature,
     open_envelope,
+    public_key_from_raw,
     sign_payload,
     verify_envelope,
+)
+from jcm_sync.core.pq import (
+    ML_DSA_44_PUBLIC_KEY_SIZE,
+    Requirement,
+    algorithm_of_raw,
+    check_algorithms,
+    check_requirements,
 )
 from jcm_sync.core.records import (
     JC_KINDS,
@@ -106,6 +120,7 @@ ROLES: Final = frozenset(KINDS) | frozenset(SERVICE_ROLES)
 DEFAULT_SKEW: Final = timedelta(minutes=5)
 
 Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}(?!\n)$")]
+REQUIRABLE_ROLES: Final = frozenset(KINDS) | frozenset({"transport"})
 
 
 # --- the root document ------------------------------------------------------------
@@ -120,12 +135,18 @@ class KeyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """One key: whose it is, what it may sign, and when."""
 
     keyid: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}(?!\n)$")]
-    public_key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    public_key: Annotated[
+        bytes, msgspec.Meta(min_length=32, max_length=ML_DSA_44_PUBLIC_KEY_SIZE)
+    ]  # Ed25519: 32 bytes; ML-DSA-44: 1,312 (rule 7)
     node: Node
     roles: tuple[Role, ...]
     not_before: Created
     not_after: Created
     revoked_at: Created | None = None
+
+    @property
+    def algorithm(self) -> str:  # rule 7
+        return algorithm_of_raw(self.public_key)
 
     def usable_at(self, t: datetime) -> bool:
         """Rule 3: inside the validity window and not (yet) revoked."""
@@ -142,12 +163,15 @@ class KeyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
         return f"key {self.keyid[:16]} was revoked at {self.revoked_at.isoformat()}"
 
 
-class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False, dict=True):
+class TrustRoot(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=False, dict=True, omit_defaults=True
+):
     """The signed statement of who may sign what for one partnership.
 
     ``dict=True`` gives each root an instance ``__dict__`` that is never encoded or
     compared: it holds the root's parsed public keys, so the cache lives and dies
-    with the root object instead of in a module-level table.
+    with the root object instead of in a module-level table. ``omit_defaults`` leaves an
+    empty ``required_algorithms`` out, so roots without one encode as before.
     """
 
     type: Literal["jcm-sync/trust-root"]
@@ -157,6 +181,7 @@ class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False, dict=T
     root_threshold: Annotated[int, msgspec.Meta(ge=1, le=16)]
     nodes: tuple[NodeEntry, ...]
     keys: tuple[KeyEntry, ...]
+    required_algorithms: dict[Role, Requirement] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         node_ids = [n.id for n in self.nodes]
@@ -166,16 +191,22 @@ class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False, dict=T
         ids = [k.keyid for k in self.keys]
         if len(set(ids)) != len(ids):
             raise ValueError("a key id is listed twice")
-        parsed: dict[str, PublicKey] = {}
+        parsed: dict[str, AnyPublicKey] = {}
         for n, k in enumerate(self.keys):
+            if len(k.public_key) not in (32, ML_DSA_44_PUBLIC_KEY_SIZE):
+                raise ValueError(
+                    f"keys[{n}] is {len(k.public_key)} bytes: an Ed25519 key is 32 bytes, "
+                    f"an ML-DSA-44 key {ML_DSA_44_PUBLIC_KEY_SIZE}"
+                )
             if k.node not in node_ids:
                 raise ValueError(f"keys[{n}] belongs to {k.node}, not a node of the root")
             unknown = set(k.roles) - ROLES
             if unknown:
                 raise ValueError(f"keys[{n}] has unknown roles {sorted(unknown)}")
-            parsed[k.keyid] = PublicKey.from_raw(k.public_key)
+            parsed[k.keyid] = public_key_from_raw(k.public_key)
             if parsed[k.keyid].key_id != k.keyid:
                 raise ValueError(f"keys[{n}] keyid is not the SHA-256 of its key's SPKI DER")
+        check_requirements(self.required_algorithms, REQUIRABLE_ROLES)
         if self.root_threshold > sum(1 for k in self.keys if "root" in k.roles):
             raise ValueError("root_threshold is larger than the number of root keys")
         # The keys were parsed for the check above; seed ``_public_keys`` with them (a
@@ -189,11 +220,15 @@ class TrustRoot(msgspec.Struct, frozen=True, forbid_unknown_fields=False, dict=T
     def key(self, keyid: str) -> KeyEntry | None:
         return next((k for k in self.keys if k.keyid == keyid), None)
 
-    @cached_property
-    def _public_keys(self) -> dict[str, PublicKey]:
-        return {k.keyid: PublicKey.from_raw(k.public_key) for k in self.keys}
+    def requirement(self, role: str) -> Requirement:
+        """Rule 7: what each signer of ``role`` must sign with (``ed25519`` if unstated)."""
+        return self.required_algorithms.get(role, "ed25519")
 
-    def public_keys(self) -> dict[str, PublicKey]:
+    @cached_property
+    def _public_keys(self) -> dict[str, AnyPublicKey]:
+        return {k.keyid: public_key_from_raw(k.public_key) for k in self.keys}
+
+    def public_keys(self) -> dict[str, AnyPublicKey]:
         """The root's keys by key id (built once per root object: every record verified
         under a root asks for them)."""
         return self._public_keys
@@ -223,7 +258,7 @@ def decode_root(payload: bytes) -> TrustRoot:
 
 
 def key_entry(
-    key: PublicKey,
+    key: AnyPublicKey,
     node: str,
     *,
     not_before: datetime,
@@ -241,12 +276,12 @@ def key_entry(
     )
 
 
-def sign_root(root: TrustRoot, keys: Sequence[PrivateKey]) -> bytes:
+def sign_root(root: TrustRoot, keys: Sequence[AnyPrivateKey]) -> bytes:
     """Sign a root document into its envelope."""
     return sign_payload(ROOT_PAYLOAD_TYPE, encode_root(root), keys)
 
 
-def countersign_root(envelope: bytes, key: PrivateKey) -> bytes:
+def countersign_root(envelope: bytes, key: AnyPrivateKey) -> bytes:
     return add_signature(envelope, key)
 
 
@@ -387,6 +422,7 @@ def verify_chain_history(envelopes: Sequence[bytes], now: datetime) -> tuple[Tru
 class Signer:
     keyid: str
     node: str
+    algorithm: str = "ed25519"
 
 
 @dataclass(frozen=True)
@@ -518,11 +554,14 @@ def verify_record(
                 f"{entry.node}'s key cannot sign {kind} records of {'/'.join(sorted(allowed))}",
                 where="signatures",
             )
-        signers.append(Signer(keyid=entry.keyid, node=entry.node))
+        signers.append(Signer(keyid=entry.keyid, node=entry.node, algorithm=entry.algorithm))
     if record.author not in {s.node for s in signers}:
         raise AuthorityError(
             f"the author {record.author} did not sign this {kind} record", where="signatures"
         )
+    check_algorithms(
+        root.requirement(kind), kind, ((s.node, s.algorithm) for s in signers), root.version
+    )
     required = allowed if kind in JC_KINDS else frozenset({record.author})
     return Verification(
         record_id=env.record_id,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from jcm_sync.core.envelope import PublicKey
+from jcm_sync.core.envelope import AnyPublicKey
 from jcm_sync.errors import (
     BadDataError,
     BadParameterError,
@@ -44,7 +44,7 @@ class Caller:
     partnership: str
     node: str
     keyid: str
-    public_key: PublicKey = field(repr=False, compare=False)
+    public_key: AnyPublicKey = field(repr=False, compare=False)
 
 
 Index = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]

@@ -1,5 +1,12 @@
 """Key files on disk: ``NAME.key`` (PKCS#8 PEM, mode 0600) and ``NAME.pub`` (SPKI PEM).
 
+Both algorithms use the same two files: an Ed25519 key, or an ML-DSA-44 key whose
+private file is PKCS#8 in the seed-only form, the 32-byte seed (``core/pq.py`` rule 1,
+docs/adr/0033-ml-dsa-44-hybrid-signatures.md). ``load_private_key`` and
+``load_public_key`` read Ed25519 only (transport, checkpoint and node keys);
+``load_any_private_key`` and ``load_any_public_key`` read either, with the algorithm
+known from the file's own algorithm identifier.
+
 Why this module exists: private keys are read from files and only from files (never
 from TOML or the environment), and a key file is written so that no other user can
 read it for even a moment: the file is created with mode 0600 and ``O_EXCL``, not
@@ -22,7 +29,14 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from jcm_sync.core.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import (
+    AnyPrivateKey,
+    AnyPublicKey,
+    PrivateKey,
+    PublicKey,
+    private_key_from_pem,
+    public_key_from_pem,
+)
 from jcm_sync.errors import ConfigError, ConflictError, KeyFormatError, NotFoundError
 
 MAX_KEY_FILE: Final = 64 * 1024
@@ -73,7 +87,12 @@ def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
 
 
 def write_key_pair(
-    directory: Path, name: str, key: PrivateKey, *, passphrase: bytes | None = None, force: bool
+    directory: Path,
+    name: str,
+    key: AnyPrivateKey,
+    *,
+    passphrase: bytes | None = None,
+    force: bool,
 ) -> tuple[Path, Path]:
     """Write ``NAME.key`` (0600) and ``NAME.pub`` (0644) into ``directory``."""
     if not name or "/" in name or name.startswith("."):
@@ -123,6 +142,23 @@ def load_public_key(path: Path) -> PublicKey:
             "this is a private key file; give the .pub file instead", where=str(path)
         )
     return PublicKey.from_pem(data, where=str(path))
+
+
+def load_any_private_key(path: Path, passphrase: bytes | None = None) -> AnyPrivateKey:
+    """An Ed25519 or ML-DSA-44 private key file (rules 1 and 2 as for Ed25519)."""
+    check_private_mode(path)
+    data = read_small_file(path, what="private key file")
+    return private_key_from_pem(data, passphrase, where=str(path))
+
+
+def load_any_public_key(path: Path) -> AnyPublicKey:
+    """An Ed25519 or ML-DSA-44 public key file."""
+    data = read_small_file(path, what="public key file")
+    if b"PRIVATE KEY" in data:
+        raise KeyFormatError(
+            "this is a private key file; give the .pub file instead", where=str(path)
+        )
+    return public_key_from_pem(data, where=str(path))
 
 
 def load_passphrase(path: Path | None) -> bytes | None:

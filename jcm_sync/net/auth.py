@@ -12,10 +12,13 @@ rules for all three and the verifying: key lookup, the wrapped library, the repl
 
 Rules:
 
-1. A request carries exactly one signature, Ed25519, covering ``@method``,
-   ``@target-uri`` and ``content-digest``, with the parameters ``created``,
-   ``expires``, ``nonce``, ``keyid`` and ``alg="ed25519"``. A bodiless request carries
-   the digest of the empty body, so the digest is always covered.
+1. A request carries exactly one signature, covering ``@method``, ``@target-uri`` and
+   ``content-digest``, with the parameters ``created``, ``expires``, ``nonce``,
+   ``keyid`` and ``alg``: ``ed25519``, or ``ml-dsa-44`` (C2SP httpsig-pq,
+   ``net/httpsig_pq.py``) for an ML-DSA-44 transport key. ``alg`` must name the
+   algorithm of the key ``keyid`` names, and the root's transport requirement
+   (``core/trust.py`` rule 7). A bodiless request carries the digest of the empty
+   body, so the digest is always covered.
 2. ``Content-Digest`` (RFC 9530) has a ``sha-256`` member, and every member matches the
    body bytes as received (before any content decoding).
 3. Time, with the window W (default 300 s): ``created`` lies in [now - W, now + W],
@@ -80,21 +83,21 @@ from typing import Any, Final, NoReturn, TypeAlias
 
 import http_sf
 from cryptography.exceptions import InvalidSignature as InvalidCryptoSignature
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from http_message_signatures import (
     ContentDigest,
     HTTPMessageSignaturesException,
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
     InvalidSignature,
-    algorithms,
 )
 from yarl import URL
 
-from jcm_sync.core.envelope import PublicKey
+from jcm_sync.core.envelope import AnyPublicKey
+from jcm_sync.core.pq import NEEDED
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import Caller
 from jcm_sync.errors import (
+    AlgorithmRequiredError,
     AuthorityError,
     ClockSkewError,
     ContentDigestError,
@@ -109,6 +112,7 @@ from jcm_sync.errors import (
     UntrustedError,
     WrongTargetError,
 )
+from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
 
 DEFAULT_WINDOW: Final = 300
 """Seconds of allowed clock skew, and the longest lifetime of a request signature."""
@@ -164,13 +168,20 @@ def trust_root_lookup(roots: Mapping[str, TrustRoot]) -> KeyLookup:
                 )
             elif not entry.usable_at(now):
                 refusals.append(ExpiredError(f"{entry.why_unusable(now)} ({root.partnership})"))
+            elif entry.algorithm not in NEEDED[need := root.requirement(TRANSPORT_ROLE)]:
+                refusals.append(
+                    AlgorithmRequiredError(
+                        f"trust root {root.partnership} version {root.version} requires "
+                        f"{need} transport signatures; key {keyid[:16]} is {entry.algorithm}"
+                    )
+                )
             else:
                 usable.append(
                     Caller(
                         partnership=root.partnership,
                         node=entry.node,
                         keyid=entry.keyid,
-                        public_key=PublicKey.from_raw(entry.public_key),
+                        public_key=root.public_keys()[entry.keyid],
                     )
                 )
         if len(usable) == 1:
@@ -211,12 +222,13 @@ class _VerifyingKey(HTTPSignatureKeyResolver):
     keeping the error here lets ``verify_signature`` raise it unchanged.
     """
 
-    def __init__(self, resolve: Callable[[str], PublicKey | None]) -> None:
+    def __init__(self, resolve: Callable[[str], AnyPublicKey | None], alg: str) -> None:
         self._resolve = resolve
-        self.key: PublicKey | None = None
+        self._alg = alg
+        self.key: AnyPublicKey | None = None
         self.error: JcmSyncError | None = None
 
-    def resolve_public_key(self, key_id: str) -> ed25519.Ed25519PublicKey | None:
+    def resolve_public_key(self, key_id: str) -> object:
         try:
             key = self._resolve(key_id)
         except JcmSyncError as exc:
@@ -225,6 +237,11 @@ class _VerifyingKey(HTTPSignatureKeyResolver):
         if key is None:
             self.error = UnknownKeyError(
                 f"request signed by key {key_id[:16]}, which no trust root served here lists"
+            )
+            return None
+        if key.algorithm != self._alg:  # httpsig-pq: alg must match the key (rule 1)
+            self.error = RequestSignatureError(
+                f"request signature says alg={self._alg}, but key {key_id[:16]} is {key.algorithm}"
             )
             return None
         self.key = key
@@ -255,7 +272,7 @@ class VerifiedSignature:
 
     label: str
     keyid: str
-    key: PublicKey
+    key: AnyPublicKey
     parameters: Mapping[str, int | str]
     covered: Mapping[str, str]
 
@@ -267,11 +284,24 @@ def _require_headers(headers: Mapping[str, str], names: Sequence[str]) -> None:
             raise RequestSignatureError(f"missing {name} header")
 
 
+def _signed_alg(headers: Mapping[str, str]) -> str:
+    """The ``alg`` parameter of the first signature in Signature-Input ("" if none)."""
+    value = next((v for k, v in headers.items() if k.lower() == "signature-input"), "")
+    try:
+        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError):  # the library names the fault
+        return ""
+    member = next(iter(parsed.values()), None) if isinstance(parsed, dict) else None
+    params = member[1] if isinstance(member, tuple) and len(member) == 2 else None
+    alg = params.get("alg") if isinstance(params, dict) else None
+    return alg if isinstance(alg, str) else ""
+
+
 def verify_signature(
     method: str,
     url: str,
     headers: Mapping[str, str],
-    resolve: Callable[[str], PublicKey | None],
+    resolve: Callable[[str], AnyPublicKey | None],
     *,
     require: Sequence[str] = (),
 ) -> VerifiedSignature:
@@ -283,8 +313,11 @@ def verify_signature(
     passed on. ``require`` lists components the signature must cover.
     """
     _require_headers(headers, ("Signature-Input", "Signature"))
-    resolver = _VerifyingKey(resolve)
-    verifier = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
+    # the one signature's alg picks the class; without a known alg the library checks
+    # as Ed25519 and refuses with its own reason
+    algorithm = HTTPSIG_ALGORITHMS.get(_signed_alg(headers), HTTPSIG_ALGORITHMS["ed25519"])
+    resolver = _VerifyingKey(resolve, algorithm.algorithm_id)
+    verifier = _Verifier(signature_algorithm=algorithm, key_resolver=resolver)
     try:
         results = verifier.verify(
             HttpMessage(method, url, headers), max_age=None, require_components=tuple(require)
@@ -464,7 +497,7 @@ class RequestVerifier:
         _require_headers(headers, ("Signature-Input", "Signature", "Content-Digest"))
         callers: list[Caller] = []
 
-        def resolve(keyid: str) -> PublicKey | None:
+        def resolve(keyid: str) -> AnyPublicKey | None:
             caller = self._lookup(keyid, at)
             if caller is None:
                 return None
@@ -516,8 +549,8 @@ class RequestVerifier:
         for name in REQUIRED_PARAMETERS:
             if name not in params:
                 raise RequestSignatureError(f"request signature lacks the {name!r} parameter")
-        if params["alg"] != ALGORITHM:  # the library already refuses any other algorithm
-            raise RequestSignatureError(f"request signature algorithm is not {ALGORITHM}")
+        if params["alg"] != sig.key.algorithm:  # verify_signature already refused others
+            raise RequestSignatureError(f"request signature algorithm is not {sig.key.algorithm}")
         created, expires, nonce = params["created"], params["expires"], params["nonce"]
         # the library has checked that created/expires are integers and nonce a string
         assert isinstance(created, int)

@@ -6,6 +6,9 @@ nonce, or the hub refuses it (``net/auth.py`` rules 1 and 7). The rules, and the
 that checks them, live in ``net/auth.py``; this module only builds signatures, so a
 client imports no verifier state.
 
+The algorithm is the transport key's: ``ed25519``, or ``ml-dsa-44`` as C2SP httpsig-pq
+defines it (``net/httpsig_pq.py``) when the node's transport key is ML-DSA-44.
+
 Invariants: a signature covers ``@method``, ``@target-uri`` and ``content-digest`` with
 all five parameters (rule 1); signing again replaces every earlier signing header; a
 body that cannot be digested up front (a stream, ``compress=``) is refused with
@@ -19,20 +22,20 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NoReturn
 
 import aiohttp
 from http_message_signatures import (
     HTTPMessageSignaturesException,
     HTTPMessageSigner,
-    MappingKeyResolver,
-    algorithms,
+    HTTPSignatureKeyResolver,
 )
 from yarl import URL
 
-from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.envelope import AnyPrivateKey
 from jcm_sync.errors import BadDataError
 from jcm_sync.net.auth import COVERED_COMPONENTS, DEFAULT_WINDOW, SIGNATURE_LABEL, HttpMessage
+from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
 
 _SIGNING_HEADERS: Final = frozenset({"content-digest", "signature-input", "signature"})
 
@@ -42,8 +45,23 @@ def new_nonce() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
 
 
+class _SigningKey(HTTPSignatureKeyResolver):
+    """The one private key a signer holds, of either algorithm, under its key id."""
+
+    def __init__(self, key_id: str, key: AnyPrivateKey) -> None:
+        self._key_id, self._key = key_id, key
+
+    def resolve_private_key(self, key_id: str) -> object:
+        if key_id != self._key_id:
+            raise HTTPMessageSignaturesException(f"no private key {key_id[:16]} here")
+        return self._key.key
+
+    def resolve_public_key(self, key_id: str) -> NoReturn:
+        raise TypeError("a signing key resolver holds no public keys")
+
+
 class RequestSigner:
-    """Signs requests with one transport key (rule 1).
+    """Signs requests with one transport key (rule 1), Ed25519 or ML-DSA-44.
 
     ``lifetime`` is ``expires - created`` in seconds; it must not exceed the window of
     the verifier at the other end. ``key_id`` defaults to the key's own id.
@@ -51,7 +69,7 @@ class RequestSigner:
 
     def __init__(
         self,
-        key: PrivateKey,
+        key: AnyPrivateKey,
         *,
         key_id: str | None = None,
         lifetime: int = DEFAULT_WINDOW,
@@ -66,8 +84,8 @@ class RequestSigner:
         self.lifetime = int(lifetime)
         self.label = label
         self._signer = HTTPMessageSigner(
-            signature_algorithm=algorithms.ED25519,
-            key_resolver=MappingKeyResolver(public_keys={}, private_keys={self.key_id: key.key}),
+            signature_algorithm=HTTPSIG_ALGORITHMS[key.algorithm],
+            key_resolver=_SigningKey(self.key_id, key),
         )
 
     def sign(

@@ -108,7 +108,8 @@ def test_generate_json_names_the_key_id_and_both_files(
     assert code == 0
     assert err == ""
     data = json.loads(out)
-    assert set(data) == {"key_id", "private", "public"}
+    assert set(data) == {"key_id", "algorithm", "private", "public"}
+    assert data["algorithm"] == "ed25519"
     assert (data["private"], data["public"]) == (str(tmp_path / "n.key"), str(tmp_path / "n.pub"))
     assert load_private_key(tmp_path / "n.key").key_id == data["key_id"]
 
