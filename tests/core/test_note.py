@@ -299,3 +299,56 @@ def test_add_signature_cosigns_and_replaces() -> None:
     assert signed_note.add_signature(TEXT + b"\n" + ENOCH_SIG, name, key) == (
         TEXT + b"\n" + ENOCH_SIG + PETER_SIG
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Other signature types (rule 4): any NoteVerifier, and lines attached from elsewhere
+# ---------------------------------------------------------------------------------------------
+
+
+class _Sha256Verifier:
+    """A toy signature type: the signature is SHA-256 of the text (a NoteVerifier)."""
+
+    def __init__(self, name: str, key_id: int) -> None:
+        self.name = name
+        self.key_id = key_id
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        return signature == hashlib.sha256(message).digest()
+
+
+def test_open_note_takes_any_note_verifier() -> None:
+    toy = _Sha256Verifier("toy.example", 0x01020304)
+    line = signed_note.NoteSignature("toy.example", 0x01020304, hashlib.sha256(TEXT).digest())
+    note = signed_note.add_signature_lines(TEXT + b"\n" + PETER_SIG, [line])
+    assert signed_note.open_note(note, [PETER, toy]).verified_by == ("PeterNeumann", "toy.example")
+    bad = signed_note.NoteSignature("toy.example", 0x01020304, bytes(32))
+    with pytest.raises(SignatureError, match=r"toy\.example"):
+        signed_note.open_note(signed_note.add_signature_lines(note, [bad]), [toy])
+    with pytest.raises(KeyFormatError, match="note verifiers"):
+        signed_note.open_note(note, [object()])  # type: ignore[list-item]
+
+
+def test_add_signature_lines_replaces_by_name_and_key_id() -> None:
+    note = TEXT + b"\n" + PETER_SIG + ENOCH_SIG
+    mine = signed_note.NoteSignature("PeterNeumann", PETER.key_id, b"\x01" * 8)
+    other_id = signed_note.NoteSignature("PeterNeumann", PETER.key_id ^ 1, b"\x02" * 8)
+    out = signed_note.add_signature_lines(note, [mine, other_id, mine])
+    sigs = signed_note.parse_note(out).signatures
+    assert [s.signature for s in sigs] == [
+        signed_note.parse_note(note).signatures[1].signature,
+        b"\x01" * 8,
+        b"\x02" * 8,
+    ]
+    assert signed_note.add_signature_lines(note, []) == note
+
+
+def test_add_signature_lines_refuses_bad_lines_and_too_many() -> None:
+    note = TEXT + b"\n" + PETER_SIG
+    with pytest.raises(NoteFormatError):
+        signed_note.add_signature_lines(note, ["— x AAAA"])  # type: ignore[list-item]
+    with pytest.raises(NoteFormatError):
+        signed_note.add_signature_lines(note, [signed_note.NoteSignature("a b", 1, b"x")])
+    many = [signed_note.NoteSignature(f"k{i}", i, b"x") for i in range(signed_note.MAX_SIGNATURES)]
+    with pytest.raises(NoteFormatError, match="over the limit"):
+        signed_note.add_signature_lines(note, many)
