@@ -1,4 +1,4 @@
-"""``jcm-sync key`` (``cli/keys.py``): generate and show Ed25519 key files."""
+"""``jcm-sync key`` (``cli/keys.py``): generate and show Ed25519 and ML-DSA-44 key files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from jcm_sync.core import pq
 from jcm_sync.core.envelope import PublicKey
-from jcm_sync.local.keyfiles import load_private_key, load_public_key
+from jcm_sync.core.pq import MLDSA44PrivateKey
+from jcm_sync.errors import ConfigError, KeyFormatError
+from jcm_sync.local.keyfiles import (
+    load_any_private_key,
+    load_any_public_key,
+    load_private_key,
+    load_public_key,
+)
 from tests.cli.conftest import run
 
 
@@ -146,3 +154,65 @@ def test_show_json_gives_type_algorithm_id_and_public_pem(
     assert code == 0
     assert shown["n.pub"]["key_id"] in out
     assert "Ed25519 public key" in out
+
+
+# --- ML-DSA-44 ----------------------------------------------------------------------
+
+
+def test_generate_ml_dsa_44_writes_the_seed_0600_and_the_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--alg ml-dsa-44: PKCS#8 holding the 32-byte seed (0600), SPKI of 1,312 bytes."""
+    code, out, _ = run(
+        capsys, "key", "generate", "--name", "pq", "--out", tmp_path, "--alg", "ml-dsa-44",
+        "--json",
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert data["algorithm"] == "ml-dsa-44"
+    assert stat.S_IMODE((tmp_path / "pq.key").stat().st_mode) == 0o600
+    key = load_any_private_key(tmp_path / "pq.key")
+    assert isinstance(key, MLDSA44PrivateKey)
+    assert len(key.seed) == 32
+    assert key.key_id == data["key_id"]
+    assert load_any_public_key(tmp_path / "pq.pub") == key.public
+    code, out, _ = run(capsys, "key", "show", tmp_path / "pq.pub", "--json")
+    shown = json.loads(out)
+    assert (shown["algorithm"], shown["public_key_bytes"]) == ("ml-dsa-44", 1312)
+    assert shown["key_id"] == data["key_id"]
+    code, out, _ = run(capsys, "key", "show", tmp_path / "pq.key")
+    assert code == 0
+    assert "ML-DSA-44 private key" in out
+
+
+def test_an_ml_dsa_key_is_not_taken_where_an_ed25519_key_is_needed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "key", "generate", "--name", "pq", "--out", tmp_path,
+               "--alg", "ml-dsa-44")[0] == 0  # fmt: skip
+    with pytest.raises(KeyFormatError, match="expected an Ed25519 key, got"):
+        load_private_key(tmp_path / "pq.key")
+
+
+def test_an_unknown_algorithm_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "key", "generate", "--name", "x", "--out", tmp_path, "--alg", "rsa")
+    assert code == 2
+    assert "invalid choice: 'rsa'" in err
+    assert not (tmp_path / "x.key").exists()
+
+
+def test_key_commands_stop_with_the_remedy_when_ml_dsa_is_unavailable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up check: exit 1, naming the package to install; no file written."""
+
+    def missing() -> object:
+        raise ConfigError("ML-DSA-44 needs the Python package cryptography 48 or later")
+
+    monkeypatch.setattr(pq, "_mldsa", missing)
+    code, _, err = run(capsys, "key", "generate", "--name", "n", "--out", tmp_path)
+    assert code != 0
+    assert "cryptography 48 or later" in err
+    assert not (tmp_path / "n.key").exists()
