@@ -121,8 +121,9 @@ def test_no_trusted_signature_is_403() -> None:
     assert _refused(None, body).status == 403
 
 
-def test_old_larger_than_the_checkpoint_is_400() -> None:
-    refusal = _refused(_state(20), _body(20, 10, proof=[]))
+@pytest.mark.parametrize(("old", "new"), [(20, 10), (11, 10), (1, 0)])
+def test_old_larger_than_the_checkpoint_is_400(old: int, new: int) -> None:
+    refusal = _refused(_state(old), _body(old, new, proof=[]))
     assert refusal.status == 400
     assert "larger" in refusal.message
 
