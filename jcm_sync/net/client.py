@@ -34,8 +34,11 @@ from jcm_sync.core.wire import (
     PushResponse,
     encoder,
 )
-from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
+from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE as TLOG_SIZE
+from jcm_sync.core.witness_wire import AddCheckpointRefusal, parse_size_conflict
+from jcm_sync.errors import BadDataError, ConfigError, PeerRefusedError, TransportError
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware
+from jcm_sync.services.witness import CosignedView
 
 if TYPE_CHECKING:
     from jcm_sync.services.hub_port import HubPort
@@ -230,6 +233,50 @@ class HubClient:
             ConsistencyProofView,
             params={"old": str(old), "new": str(new)},
         )
+
+    # --- witnessing (ADR 0032): text bodies, the spec's answers ---------------------------
+
+    async def _text(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        """POST a ``text/plain`` body; (status, content type, body) of a 200 or a 409 of
+        ``text/x.tlog.size``; any other refusal is a ``PeerRefusedError``."""
+        url = self.base_url + path
+        self.requests += 1
+        self.bytes_sent += len(body)
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        try:
+            async with self._sess().post(url, data=body, headers=headers,
+                                         allow_redirects=False) as resp:  # fmt: skip
+                data = await self._read_whole(resp, url)
+                kind = resp.content_type
+                if resp.status >= 400 and not (resp.status == 409 and kind == TLOG_SIZE):
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    raise self._refusal(resp.status, resp.reason or "", data, retry_after)
+                return resp.status, kind, data
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"hub unreachable at {self.base_url}: {exc}") from None
+        except TimeoutError:
+            raise TransportError(f"hub at {self.base_url} did not answer in time") from None
+
+    async def add_checkpoint(self, pid: str, body: bytes) -> bytes:
+        """tlog-witness add-checkpoint: the signature lines, or ``AddCheckpointRefusal``
+        with the witness's size for a 409 size mismatch."""
+        status, _, data = await self._text(f"/v1/partnerships/{pid}/witness/add-checkpoint", body)
+        if status == 409:
+            try:
+                size = parse_size_conflict(data)
+            except BadDataError as exc:
+                raise TransportError(f"malformed text/x.tlog.size answer: {exc}") from None
+            raise AddCheckpointRefusal(409, "witness-size-mismatch", f"the witness holds {size}",
+                                       witness_size=size)  # fmt: skip
+        return data
+
+    async def deliver_cosignatures(self, pid: str, node: str, note: bytes) -> CosignedView:
+        """Our cosigned copy of a checkpoint of ``node``'s log, for the hub to keep."""
+        _, _, data = await self._text(self._logs(pid, node) + "/cosignatures", note)
+        try:
+            return msgspec.json.decode(data, type=CosignedView)
+        except msgspec.MsgspecError as exc:
+            raise TransportError(f"malformed answer to a cosignature delivery: {exc}") from None
 
 
 if TYPE_CHECKING:  # mypy proves here that the agent can be handed a HubClient

@@ -109,6 +109,7 @@ from jcm_sync.net.guard import (
 from jcm_sync.net.origin import authenticate_aiohttp_request, own_origin
 from jcm_sync.net.refusals import log_refusal
 from jcm_sync.net.sandbox import SandboxRoutes
+from jcm_sync.net.witness import TEXT_TYPE, WitnessRoutes, is_text_route
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.sandbox import SandboxHost, SandboxSettings
 from jcm_sync.store.values import MAX_INDEX
@@ -488,6 +489,7 @@ class HubServer:
         app.router.add_get(f"{logs}/checkpoint", self.checkpoint)
         app.router.add_get(f"{logs}/proofs/consistency", self.consistency)
         app.router.add_get(f"{logs}/proofs/inclusion", self.inclusion)
+        WitnessRoutes(self.hub, self._caller, lambda r: r[BODY_KEY], problem).mount(app)  # ADR 0032
 
         if self.settings.conformance is not None:  # ADR 0021
             sandbox = SandboxHost(self.hub, self.settings.conformance)
@@ -545,10 +547,12 @@ def check_content(request: web.Request) -> None:
         )
     if request.method in ("POST", "PUT", "PATCH") or request.body_exists:
         charset = (request.charset or "utf-8").lower()
-        if request.content_type != "application/json" or charset != "utf-8":
+        # the witness routes take the C2SP text bodies (ADR 0032)
+        wanted = TEXT_TYPE if is_text_route(request.path) else "application/json"
+        if request.content_type != wanted or charset != "utf-8":
             sent = request.headers.get("Content-Type", "none")
             raise UnsupportedContentError(
-                f"a request body is application/json (UTF-8), not {sent[:80]!r}",
+                f"a request body here is {wanted} (UTF-8), not {sent[:80]!r}",
                 where="Content-Type",
             )
 

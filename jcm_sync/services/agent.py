@@ -73,6 +73,7 @@ from jcm_sync.services.log_sync import (
 )
 from jcm_sync.services.node import Node, PartnershipLogs
 from jcm_sync.services.reconciliation import run_scheduled
+from jcm_sync.services.witness import witness_exchange
 from jcm_sync.store import Entry, LogRef
 
 log = logging.getLogger("jcm_sync.services.agent")
@@ -212,6 +213,7 @@ class Syncer:
             await _cancel(in_flight)
         self._note_log(own, cp.size, start)
         self.node.metrics.pushes.labels(self.partnership, "accepted").inc()
+        await witness_exchange(self.node, self.client, self.partnership)  # ADR 0032
         return pushed
 
     def _held_size(self, remote: LogState) -> int | None:
@@ -297,6 +299,7 @@ class Syncer:
         pulled = await self._fetch_pages(rep, head.size, cp, remote.checkpoint)
         await store.put_checkpoint(rep, remote.checkpoint)
         self._note_log(rep, cp.size, cp.size)
+        await witness_exchange(self.node, self.client, self.partnership)  # ADR 0032
         await self.fetch_state()  # tells the hub what we now hold (its status and lag)
         return pulled
 

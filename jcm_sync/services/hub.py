@@ -27,6 +27,7 @@ Rules of a push (``Hub.push``):
    (``key-revoked``; ADR 0018).
 5. The answer carries the replica's new size and the partner's checkpoint
    countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
+   Every checkpoint the hub serves carries the cosignatures held for it (ADR 0032).
 
 Pushes to one replica are serialised by a lock; different partnerships never wait
 for each other. Entries are verified before the lock is taken, their signatures in
@@ -99,6 +100,7 @@ from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.services.verify_pool import VerifyPool
+from jcm_sync.services.witness import cosigned_note
 from jcm_sync.store import AppendResult, LogRef, TreeHead, Verify
 
 log = logging.getLogger("jcm_sync.services.hub")
@@ -407,14 +409,16 @@ class Hub:
         note = None
         if held is not None:
             jp_origin = self.node.logs(replica.partnership).own.origin
-            note = signed_note.add_signature(held.note, jp_origin, self.node.keys.checkpoint.key)
+            note = await cosigned_note(self.node.store, replica, held.size, held.note)  # ADR 0032
+            note = signed_note.add_signature(note, jp_origin, self.node.keys.checkpoint.key)
             return CheckpointView(origin=replica.origin, size=held.size, root=held.root, note=note)
         return CheckpointView(origin=replica.origin, size=head.size, root=head.root, note=None)
 
     async def _own_view(self, partnership: str) -> CheckpointView:
         service = self.node.logs(partnership).service
         cp = await service.sign_checkpoint()
-        return CheckpointView(origin=service.log.origin, size=cp.size, root=cp.root, note=cp.note)
+        note = await cosigned_note(self.node.store, service.log, cp.size, cp.note)  # ADR 0032
+        return CheckpointView(origin=service.log.origin, size=cp.size, root=cp.root, note=note)
 
     async def checkpoint(self, caller: Caller, partnership: str, node: str) -> CheckpointView:
         self._check_member(caller, partnership)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
+
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import (
@@ -30,8 +32,10 @@ from jcm_sync.core.wire import (
     PushResponse,
     problem_for,
 )
+from jcm_sync.core.witness_wire import AddCheckpointRefusal
 from jcm_sync.errors import JcmSyncError, PeerRefusedError, UnknownKeyError
 from jcm_sync.services.hub import Hub
+from jcm_sync.services.witness import CosignedView, accept_cosignatures, hub_add_checkpoint
 
 if TYPE_CHECKING:
     from jcm_sync.services.hub_port import HubPort
@@ -74,6 +78,24 @@ class InProcessHub:
 
     async def consistency(self, pid: str, node: str, old: int, new: int) -> ConsistencyProofView:
         return await self._call(self.hub.consistency(self.caller, pid, node, old, new))
+
+    async def add_checkpoint(self, pid: str, body: bytes) -> bytes:
+        """The hub's witness (ADR 0032); a 409 size mismatch stays ``AddCheckpointRefusal``
+        (``WitnessPort``), any other refusal is its problem with the spec's status."""
+        self.requests += 1
+        try:
+            return await hub_add_checkpoint(self.hub.node, self.caller, pid, body)
+        except AddCheckpointRefusal as exc:
+            if exc.witness_size is not None:
+                raise
+            raise PeerRefusedError(
+                msgspec.structs.replace(problem_for(exc), status=exc.status)
+            ) from exc
+        except JcmSyncError as exc:
+            raise PeerRefusedError(problem_for(exc)) from exc
+
+    async def deliver_cosignatures(self, pid: str, node: str, note: bytes) -> CosignedView:
+        return await self._call(accept_cosignatures(self.hub.node, self.caller, pid, node, note))
 
 
 if TYPE_CHECKING:  # mypy proves here that the agent can be handed an InProcessHub

@@ -1,0 +1,111 @@
+"""The hub's witness endpoints over HTTP (C2SP tlog-witness, ADR 0032).
+
+Why this module exists: the hub is a tlog-witness of each partner's log, and the spec
+fixes the wire: ``POST <prefix>/add-checkpoint`` with a text body, a 200 of signature
+lines, and refusals by status code, the 409 of a size mismatch carrying the witness's
+size as ``text/x.tlog.size``. The judging is ``services/witness.py``'s; this module is
+its HTTP edge, mounted by ``net/server.py``, and the agent's side of the same calls.
+
+Rules:
+
+1. ``POST /v1/partnerships/{pid}/witness/add-checkpoint`` answers exactly as tlog-witness
+   says: 200 ``text/plain`` signature lines; 409 of a size mismatch ``text/x.tlog.size``,
+   the size in decimal and a newline; 400, 403, 404, 409 (another root) and 422 as
+   problem+json with that status (the spec sets the status, not the body).
+2. ``POST /v1/partnerships/{pid}/logs/{node}/cosignatures`` takes the partner's cosigned
+   copy of one of Japan's checkpoints (a signed note) and answers JSON
+   ``{"size": N, "cosignatures": K}``.
+3. Both are under ``/v1/``: the server's middleware authenticates them (RFC 9421) before
+   anything here runs; their bodies are ``text/plain`` (UTF-8), not JSON
+   (``is_text_route``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from jcm_sync.core.wire import Caller, encoder
+from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE, AddCheckpointRefusal
+from jcm_sync.core.witness_wire import format_size_conflict as size_body
+from jcm_sync.services.hub import Hub
+from jcm_sync.services.witness import accept_cosignatures, hub_add_checkpoint
+
+__all__ = [
+    "ADD_CHECKPOINT",
+    "COSIGNATURES",
+    "TEXT_TYPE",
+    "WitnessRoutes",
+    "is_text_route",
+    "refusal_response",
+]
+
+ADD_CHECKPOINT = "/v1/partnerships/{pid}/witness/add-checkpoint"
+COSIGNATURES = "/v1/partnerships/{pid}/logs/{node}/cosignatures"
+#: The media type of the witness routes' request bodies and of the 200 answer.
+TEXT_TYPE = "text/plain"
+
+
+def is_text_route(path: str) -> bool:
+    """Rule 3: a witness route, whose body is text rather than JSON."""
+    return path.startswith("/v1/partnerships/") and path.endswith(
+        ("/witness/add-checkpoint", "/cosignatures")
+    )
+
+
+class Problem(Protocol):
+    """The server's ``problem()``: a problem+json answer carrying the request id."""
+
+    def __call__(
+        self, status: int, code: str, title: str, detail: str = "", *, where: str = "", **extra: Any
+    ) -> web.Response: ...
+
+
+def refusal_response(exc: AddCheckpointRefusal, problem: Problem) -> web.Response:
+    """Rule 1: the spec's answer to a refused add-checkpoint."""
+    if exc.status == 409 and exc.witness_size is not None:
+        response = web.Response(status=409, body=size_body(exc.witness_size))
+        response.headers["Content-Type"] = TLOG_SIZE_CONTENT_TYPE
+        return response
+    return problem(exc.status, exc.code, "WitnessRefused", exc.message, where=exc.where or "")
+
+
+class WitnessRoutes:
+    """The witness endpoints of one ``Hub`` (rules 1 and 2)."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        caller: Callable[[web.Request], Caller],
+        body: Callable[[web.Request], bytes],
+        problem: Problem,
+    ) -> None:
+        self.hub = hub
+        self._caller = caller
+        self._body = body
+        self._problem = problem
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post(ADD_CHECKPOINT, self.add_checkpoint)
+        app.router.add_post(COSIGNATURES, self.cosignatures)
+
+    async def add_checkpoint(self, request: web.Request) -> web.Response:
+        pid = request.match_info["pid"]
+        try:
+            answer = await hub_add_checkpoint(
+                self.hub.node, self._caller(request), pid, self._body(request)
+            )
+        except AddCheckpointRefusal as exc:
+            return refusal_response(exc, self._problem)
+        response = web.Response(status=200, body=answer)
+        response.headers["Content-Type"] = TEXT_TYPE + "; charset=utf-8"
+        return response
+
+    async def cosignatures(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        view = await accept_cosignatures(
+            self.hub.node, self._caller(request), m["pid"], m["node"], self._body(request)
+        )
+        return web.Response(body=encoder.encode(view), content_type="application/json")
