@@ -14,8 +14,9 @@ Rules:
    root quorum, no rollback or skipped version), judged at the export time: years later
    the newest root may have expired, but it must have been valid when the bundle was made.
 3. **Records.** Every envelope verifies (signatures, schema, authority) under the newest
-   root of the chain or, failing that, under an older version, judged as received when
-   it was appended (trust rule 3, ADR 0018), and was authored by its log's node.
+   root of the chain (an older version only for a key the newest does not list), judged
+   as received when it was appended (trust rule 3, ADR 0018), and was authored by its
+   log's node.
 4. **Trees and checkpoints.** Both Merkle trees are rebuilt from the envelopes; each
    log's snapshot root, every checkpoint's root and every run's recorded root must be
    the rebuilt one. A checkpoint must be signed by a checkpoint key of the log's node
@@ -53,7 +54,7 @@ from jcm_sync.core.trust import (
     verify_chain_history,
     verify_record,
 )
-from jcm_sync.errors import JcmSyncError
+from jcm_sync.errors import BadDataError, JcmSyncError, UnknownKeyError
 from jcm_sync.services.evidence import (
     FORMAT,
     MANIFEST,
@@ -202,15 +203,16 @@ def _trust(directory: Path, manifest: Manifest, check: EvidenceCheck) -> list[Tr
 def verify_under_chain(
     chain: list[TrustRoot], raw: bytes, at: datetime, received: datetime
 ) -> Verification:
-    """Rule 3: under the newest root, else an older version (the newest error is raised)."""
-    first: JcmSyncError | None = None
-    for root in reversed(chain):
+    """Rule 3: under the newest root, which keeps every key with its revocation (rotation
+    rule 3); an older version is tried only for a key the newest does not list, so a
+    revocation is never escaped by going back to a version from before it."""
+    for n, root in enumerate(reversed(chain)):
         try:
             return verify_record(root, raw, at, received=received)
-        except JcmSyncError as exc:
-            first = first or exc
-    assert first is not None
-    raise first
+        except UnknownKeyError:
+            if n == len(chain) - 1:
+                raise
+    raise BadDataError("no trust root given")
 
 
 def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:

@@ -160,3 +160,40 @@ async def test_refusals_of_get(pair: Pair, tmp_path: Path) -> None:
         assert older.size == pair.sizes["JP"]
     finally:
         await node.close()
+
+
+async def test_revocation_by_witnessed_time(pair: Pair) -> None:
+    """A record whose key was revoked at T stays valid if the counterpart cosigned a
+    checkpoint including it before T; the same receipt without the cosignature is
+    judged as received now, after T, and refused."""
+    from datetime import timedelta
+
+    from jcm_sync.core.envelope import PrivateKey
+    from jcm_sync.core.trust import peek_root
+    from jcm_sync.errors import RevokedKeyError
+    from jcm_sync.services.trust_roots import Validity, rotate_root, sign_new_root
+
+    receipt = await receipt_of(pair, "JP", 17)
+    first = verify_receipt_file(receipt.data, trust(pair), now())
+    assert first.received is not None
+    revoked_at = first.received + timedelta(seconds=1)
+    keys, jp2 = pair.net.keys, PrivateKey.generate()
+    v1 = trust(pair)[0]
+    valid = Validity(now=revoked_at, key_days=365, expires_days=365)
+    v2_root = rotate_root(
+        peek_root(v1), valid, replace=[(keys["JP"].key_id, jp2.public)], revoke_at=revoked_at
+    )
+    v2 = sign_new_root(v2_root, [keys["JP"], keys["MN"], jp2])
+    later = revoked_at + timedelta(minutes=10)
+    check = verify_receipt_file(receipt.data, [v1, v2], later)
+    assert check.received == first.received  # cosigned before the revocation: valid
+    proof = tlog_proof.parse_proof(receipt.data)
+    parsed = parse_note(proof.note)
+    own = [s for s in parsed.signatures if "/witness/" not in s.name]
+    bare_note = parsed.text + b"\n" + "".join(s.line() for s in own).encode()
+    bare = tlog_proof.format_proof(
+        tlog_proof.TlogProof(proof.index, proof.proof, bare_note, proof.extra)
+    )
+    assert verify_receipt_file(bare, [v1], later).received is None  # before the rotation
+    with pytest.raises(RevokedKeyError, match="after the revocation"):
+        verify_receipt_file(bare, [v1, v2], later)
