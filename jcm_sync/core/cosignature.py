@@ -74,7 +74,7 @@ from jcm_sync.core.note import (
     is_key_name,
     parse_note,
 )
-from jcm_sync.errors import BadDataError, KeyFormatError, SignatureError
+from jcm_sync.errors import AmbiguousKeyError, BadDataError, KeyFormatError, SignatureError
 
 __all__ = [
     "ED25519_COSIGNATURE_TYPE",
@@ -342,14 +342,18 @@ def verify_cosignatures(
     """Return the cosignatures of known ``witnesses`` on ``note``, each verified (rule 3).
 
     Lines of unknown keys are ignored. A known key's line that does not verify raises
-    ``SignatureError``. This does not check the log's own signature: open the note with the
+    ``SignatureError``; two different witness keys under one (name, key ID) raise
+    ``AmbiguousKeyError``. This does not check the log's own signature: open the note with the
     log's keys first. An empty result means no known witness cosigned.
     """
     known: dict[tuple[str, int], CosignatureVerifier] = {}
     for w in witnesses:
         if not isinstance(w, CosignatureVerifier):
             raise KeyFormatError(f"witnesses must be CosignatureVerifier, got {type(w).__name__}")
-        known[(w.name, w.key_id)] = w
+        if known.setdefault((w.name, w.key_id), w) != w:
+            raise AmbiguousKeyError(
+                f"two witness keys share the name and ID {w.name}+{w.key_id:08x}"
+            )
     parsed = parse_note(note)
     found: list[Cosignature] = []
     for sig in parsed.signatures:

@@ -21,6 +21,7 @@ from jcm_sync.core import note as signed_note
 from jcm_sync.core.checkpoint import Checkpoint, format_body, sign_checkpoint
 from jcm_sync.core.cosignature import CosignatureVerifier
 from jcm_sync.errors import (
+    AmbiguousKeyError,
     BadDataError,
     CheckpointFormatError,
     KeyFormatError,
@@ -173,6 +174,15 @@ def test_unknown_witnesses_are_ignored_and_a_bad_known_one_refuses() -> None:
         cs.verify_cosignatures(forged, [ED])
     with pytest.raises(UnknownKeyError):
         signed_note.open_note(note, [other])
+
+
+def test_two_witness_keys_under_one_name_and_id_are_ambiguous() -> None:
+    impostor = CosignatureVerifier(ED_NAME, Ed25519PrivateKey.generate().public_key())
+    object.__setattr__(impostor, "key_id", ED.key_id)  # a key ID collision, made by hand
+    note = cs.add_cosignature(_note(), ED_NAME, ED_KEY, T)
+    with pytest.raises(AmbiguousKeyError):
+        cs.verify_cosignatures(note, [ED, impostor])
+    assert len(cs.verify_cosignatures(note, [ED, ED])) == 1  # the same key twice is harmless
 
 
 def test_ml_dsa_subtree_signing_round_trips() -> None:
