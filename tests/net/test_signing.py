@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 
+from jcm_sync.core.pq import MLDSA44PrivateKey
+from jcm_sync.core.trust import key_entry
 from jcm_sync.net.auth import RequestVerifier
+from jcm_sync.net.server import ServerSettings
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware, new_nonce
+from jcm_sync.services.sample import provision
+from tests.exchange.conftest import Running
 from tests.net.signed_requests import (
     BODY,
     ID_CALLER,
@@ -155,3 +162,50 @@ async def test_a_compressed_body_cannot_be_signed(hub: Hub) -> None:
     async with aiohttp.ClientSession(middlewares=(middleware,)) as s:
         with pytest.raises(TypeError, match="compress="):
             await s.post(hub.base + "/v1/x", data=BODY, compress="deflate")
+
+
+# --- ml-dsa-44 against a real hub ---------------------------------------------------
+
+
+@pytest.fixture
+async def live_hub(tmp_path: Path) -> AsyncIterator[Running]:
+    """The real hub (``HubServer``, SQLite, 127.0.0.1 port 0) of a provisioned JP-MN."""
+    running = Running(provision(tmp_path / "net", ["MN"], hub_port=0),
+                      ServerSettings(run_jobs=False), None)  # fmt: skip
+    await running.start_hub()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def test_a_real_hub_accepts_an_ml_dsa_44_signed_request(live_hub: Running) -> None:
+    """Once the root lists MN's ML-DSA-44 transport key and requires ml-dsa-44 for
+    transport, the hub serves MN's ml-dsa-44 request and refuses its Ed25519 one."""
+    pq_key = MLDSA44PrivateKey.generate()
+    assert live_hub.hub is not None
+    logs = live_hub.hub.partnerships["JP-MN"]
+    mn = next(k for k in logs.root.keys if k.node == "MN")
+    entry = key_entry(pq_key.public, "MN", not_before=mn.not_before, not_after=mn.not_after,
+                      roles=["transport"])  # fmt: skip
+    logs.root = msgspec.structs.replace(
+        logs.root, keys=(*logs.root.keys, entry), required_algorithms={"transport": "ml-dsa-44"}
+    )  # what a reload of a rotated root does
+    path = "/v1/partnerships/JP-MN/logs/JP/entries?start=0"
+    signer = SigningMiddleware(RequestSigner(pq_key))
+    async with (
+        aiohttp.ClientSession(live_hub.url, middlewares=(signer,)) as s,
+        s.get(path) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        assert ';alg="ml-dsa-44"' in resp.request_info.headers["Signature-Input"]
+    agent = await live_hub.agent("MN")
+    ed_signer = SigningMiddleware(RequestSigner(agent.keys.transport))
+    async with (
+        aiohttp.ClientSession(live_hub.url, middlewares=(ed_signer,)) as s,
+        s.get(path) as resp,
+    ):
+        problem = await resp.json(content_type=None)
+    assert resp.status in (401, 403)
+    assert problem["code"] == "algorithm-required"
+    assert "requires ml-dsa-44 transport signatures" in problem["detail"]
