@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from jcm_sync.cli.common import add_json, emit, note
+from jcm_sync.core.pq import require_mldsa
 from jcm_sync.errors import ConfigError, JcmSyncError, NotFoundError, TransportError
 from jcm_sync.local.config import Config, load_config
 from jcm_sync.local.lock import DaemonLock
@@ -91,6 +92,7 @@ def _daemon(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) 
     saved = root.handlers[:], root.level  # put back on return, for callers in process
     logs.configure(args.log_level, fmt=args.log_format)
     try:
+        require_mldsa()  # ML-DSA-44 must be available before a daemon starts (ADR 0033)
         return run(args)
     except JcmSyncError as exc:
         cause = {"reason": exc.code, "error": exc.diagnostics(), "next_step": exc.next_step,

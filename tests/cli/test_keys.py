@@ -216,3 +216,24 @@ def test_key_commands_stop_with_the_remedy_when_ml_dsa_is_unavailable(
     assert code != 0
     assert "cryptography 48 or later" in err
     assert not (tmp_path / "n.key").exists()
+
+
+@pytest.mark.parametrize("role", ["registry", "agent"])
+def test_daemons_refuse_to_start_when_ml_dsa_is_unavailable(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    role: str,
+) -> None:
+    """The check runs before the configuration is read: one start-refused event, exit 1."""
+
+    def missing() -> object:
+        raise ConfigError("ML-DSA-44 needs the Python package cryptography 48 or later")
+
+    monkeypatch.setattr(pq, "_mldsa", missing)
+    command = "serve" if role == "registry" else "run"
+    code, _, err = run(capsys, role, command, "--config", tmp_path / "absent.toml")
+    assert code == 1
+    events = [json.loads(line) for line in err.strip().splitlines()]
+    assert events[-1]["event"] == "start-refused"
+    assert "cryptography 48 or later" in events[-1]["error"]
