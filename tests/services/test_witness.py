@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.core import checkpoint
-from jcm_sync.core.cosignature import verify_cosignatures
+from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.note import add_signature_lines, parse_note
 from jcm_sync.core.witness_wire import AddCheckpointRefusal, format_add_checkpoint
 from jcm_sync.errors import ConflictError, ForbiddenError, PeerRefusedError, UnknownKeyError
@@ -38,7 +38,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         yield p
 
 
-def witness_keys(pair: Pair, node: str) -> list:  # type: ignore[type-arg]
+def witness_keys(pair: Pair, node: str) -> list[CosignatureVerifier]:
     n = pair.agent
     return cosigner_verifiers(n.logs(PID).root, n.cfg.node.origin_prefix, node, n.clock())
 
