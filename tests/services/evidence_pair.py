@@ -68,9 +68,12 @@ async def cosign_all(jp: Node, mn_key: PrivateKey) -> None:
         await jp.store.add_cosignatures(own, cp.size, [line])
 
 
-async def _build(directory: Path) -> Pair:
+async def build_pair_async(directory: Path, hub_store: str | None = None) -> Pair:
+    """``build_pair`` in a running event loop; ``hub_store``: Japan's store URL."""
     now = datetime.now(UTC)
-    net = provision(directory, ["MN"], hub_port=0, now=now - timedelta(hours=2))
+    net = provision(
+        directory, ["MN"], hub_port=0, now=now - timedelta(hours=2), hub_store=hub_store
+    )
     recs = partnership_records(
         "MN", net.keys, projects=120, periods=3, created=now - timedelta(hours=1)
     )
@@ -139,4 +142,4 @@ def flip_entry(bundle: Path, node: str, index: int) -> None:
 
 def build_pair(directory: Path) -> Pair:
     """Provision, fill, replicate and reconcile twice (closed afterwards)."""
-    return asyncio.run(_build(directory))
+    return asyncio.run(build_pair_async(directory))

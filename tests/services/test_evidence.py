@@ -28,8 +28,19 @@ from tests.services.evidence_pair import (
     STRAYS,
     Pair,
     build_pair,
+    build_pair_async,
     export,
 )
+from tests.store.conftest import (
+    PG_URL,
+    drop_schema,
+    make_schema,
+    pg_reachable,
+    skip_without_pg,
+    with_param,
+)
+
+__all__ = ["pg_reachable"]  # a fixture, used by name
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +141,23 @@ async def test_a_store_with_a_newer_root_refuses_an_older_chain(pair: Pair, tmp_
         assert not (tmp_path / "x").exists()
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_hub_on_postgresql_exports_a_bundle_that_verifies(
+    tmp_path: Path, pg_reachable: str | None
+) -> None:
+    """The same pair with Japan's store on PostgreSQL (a schema of its own)."""
+    skip_without_pg(pg_reachable)
+    schema = await make_schema()
+    try:
+        url = with_param(PG_URL, "search_path", schema)
+        on_pg = await build_pair_async(tmp_path / "net", hub_store=url)
+        bundle = await export(on_pg, tmp_path / "b")
+    finally:
+        await drop_schema(schema)
+    check = verify_evidence(bundle)
+    assert check.differences == []
+    assert check.checked["records"] == sum(on_pg.sizes.values())
+    assert check.checked["cosigned checkpoints"] >= 2
+    assert check.checked["reports compared"] == 1
