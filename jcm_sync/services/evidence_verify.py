@@ -28,7 +28,8 @@ Rules:
    suffix, rebuilding when a snapshot does not extend the last) on their recorded
    snapshots, judged on the UTC day each run finished with the bundle's grace periods.
    A run's status and counts, and for the recorded report every finding id and status,
-   must come out the same.
+   must come out the same; and each run's snapshot must be at checkpoints the bundle
+   holds (a run reconciles signed checkpoints, ``reconciliation`` rule 1).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class _Log:
     envelopes: list[bytes] = field(default_factory=list)
     roots: list[bytes] = field(default_factory=list)  # roots[n]: root of the first n entries
     created: list[datetime | None] = field(default_factory=list)
+    checkpoints: set[int] = field(default_factory=set)  # sizes of those that verified
 
 
 def verify_evidence(directory: Path) -> EvidenceCheck:
@@ -324,6 +326,7 @@ def _checkpoints(
             check.add("checkpoints", where, f"signature: {exc.diagnostics()}")
             continue
         check.count("checkpoints")
+        log.checkpoints.add(body.size)
         try:
             if verify_cosignatures(note, witnesses):
                 check.count("cosigned checkpoints")
@@ -381,6 +384,10 @@ def _reconciliation(
         if bad:
             check.add(area, where, bad)
             continue
+        for node, (size, _) in sorted(positions.items()):
+            if size and size not in logs[node].checkpoints:
+                check.add(area, where, f"ran on {node}'s log at size {size}, and the bundle "
+                          "holds no valid checkpoint of that size")  # fmt: skip
         try:
             got = replay.report(positions, run.finished_at or run.started_at)
         except JcmSyncError as exc:

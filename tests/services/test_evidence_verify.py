@@ -64,6 +64,16 @@ def test_a_dropped_checkpoint_is_named(bundle: Path) -> None:
     (bundle / victim).unlink()
     found = areas(bundle)
     assert found["files"] == [f"{victim}: is listed in the manifest but missing"]
+    size = int(victim.rsplit("/", 1)[1].removesuffix(".note"))
+    ran = f"ran on JP's log at size {size}, and the bundle holds no valid checkpoint"
+    assert [f for f in found["reconciliation"] if ran in f] != []
+    manifest = msgspec.structs.replace(
+        manifest, files={k: v for k, v in manifest.files.items() if k != victim}
+    )
+    (bundle / MANIFEST).write_bytes(msgspec.json.encode(manifest))
+    found = areas(bundle)  # dropped from the manifest too: the run still names it
+    assert list(found) == ["reconciliation"]
+    assert [f for f in found["reconciliation"] if ran in f] != []
 
 
 def test_a_checkpoint_signed_by_another_key_is_refused(bundle: Path) -> None:
@@ -78,7 +88,7 @@ def test_a_checkpoint_signed_by_another_key_is_refused(bundle: Path) -> None:
     (bundle / victim).write_bytes(checkpoint.sign_checkpoint(body, PrivateKey.generate().key))
     rehash(bundle, victim)
     found = areas(bundle)
-    assert list(found) == ["checkpoints"]
+    assert sorted(found) == ["checkpoints", "reconciliation"]  # the last run used it
     assert "signed by no checkpoint key of MN" in found["checkpoints"][0]
 
 
