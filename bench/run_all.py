@@ -34,6 +34,7 @@ PLAN: dict[str, list[str]] = {
     "export_xlsx": ["--n", "100000", "--rounds", "1"],
     "backup": ["--n", "20000", "--rounds", "2"],
     "ops_pages": [],
+    "pq": [],
 }
 
 
