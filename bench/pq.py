@@ -35,7 +35,7 @@ from jcm_sync.core import cosignature
 from jcm_sync.core.checkpoint import Checkpoint, format_body, open_checkpoint, sign_checkpoint
 from jcm_sync.core.envelope import AnyPrivateKey, PrivateKey, sign_record
 from jcm_sync.core.note import Verifier, add_signature_lines
-from jcm_sync.core.pq import MLDSA44PrivateKey, require_mldsa
+from jcm_sync.core.pq import MLDSA44PrivateKey, Requirement, require_mldsa
 from jcm_sync.core.records import (
     Account,
     DecisionRef,
@@ -63,10 +63,10 @@ def issuance(i: int) -> IssuanceRecord:
     )  # fmt: skip
 
 
-def root(keys: Sequence[AnyPrivateKey], id_key: PrivateKey, need: str) -> TrustRoot:
-    window = {"not_before": NOW - timedelta(days=1), "not_after": NOW + timedelta(days=365)}
-    entries: list[KeyEntry] = [key_entry(k.public, "JP", **window) for k in keys]
-    entries.append(key_entry(id_key.public, "ID", **window))
+def root(keys: Sequence[AnyPrivateKey], id_key: PrivateKey, need: Requirement) -> TrustRoot:
+    nb, na = NOW - timedelta(days=1), NOW + timedelta(days=365)
+    entries: list[KeyEntry] = [key_entry(k.public, "JP", not_before=nb, not_after=na) for k in keys]
+    entries.append(key_entry(id_key.public, "ID", not_before=nb, not_after=na))
     return TrustRoot(
         type="jcm-sync/trust-root", partnership="JP-ID", version=1,
         expires=NOW + timedelta(days=30), root_threshold=1,
