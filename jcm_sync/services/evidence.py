@@ -51,6 +51,7 @@ from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.local.config import Config
 from jcm_sync.services.node import check_roots, load_chain, log_pair
 from jcm_sync.services.reconciliation import RunRecord, read_history, report_key
+from jcm_sync.services.witness import cosigner_name
 from jcm_sync.store import LogRef, Store
 
 __all__ = [
@@ -130,8 +131,7 @@ def checkpoint_path(node: str, size: int) -> str:
 def witness_name(origin: str, partnership: str, log_node: str, witness: str) -> str:
     """The cosigner name under which ``witness`` cosigns (ADR 0032):
     ``<origin prefix>/witness/<node>``, the prefix read from the log's origin."""
-    prefix = origin.removesuffix(f"/{partnership}/{log_node}")
-    return f"{prefix}/witness/{witness}"
+    return cosigner_name(origin.removesuffix(f"/{partnership}/{log_node}"), witness)
 
 
 def sha256_file(path: Path) -> str:
