@@ -160,6 +160,7 @@ def _root_data(root: TrustRoot, signer_ids: list[str]) -> dict[str, Any]:
             {
                 "keyid": k.keyid,
                 "node": k.node,
+                "algorithm": k.algorithm,
                 "roles": list(k.roles),
                 "not_before": k.not_before.isoformat(),
                 "not_after": k.not_after.isoformat(),
@@ -167,6 +168,7 @@ def _root_data(root: TrustRoot, signer_ids: list[str]) -> dict[str, Any]:
             }
             for k in root.keys
         ],
+        "required_algorithms": {"default": "ed25519", **root.required_algorithms},
         "signed_by": signer_ids,
     }
 
@@ -176,17 +178,20 @@ def _render_root(c: Console, data: dict[str, Any]) -> None:
         f"[bold]{data['partnership']}[/] trust root version {data['version']}, "
         f"expires {data['expires']}, root threshold {data['root_threshold']}"
     )
-    t = Table("key id", "node", "roles", "valid until", "revoked at", "signed")
+    t = Table("key id", "node", "algorithm", "roles", "valid until", "revoked at", "signed")
     for k in data["keys"]:
         t.add_row(
             k["keyid"][:16],
             k["node"],
+            k["algorithm"],
             _roles_text(k["roles"]),
             k["not_after"][:19],
             (k["revoked_at"] or "")[:19],
             "yes" if k["keyid"] in data["signed_by"] else "",
         )
     c.print(t)
+    needs = ", ".join(f"{r}: {a}" for r, a in data["required_algorithms"].items())
+    c.print(f"signature algorithms required: {needs}")
 
 
 def _roles_text(roles: list[str]) -> str:

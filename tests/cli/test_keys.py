@@ -8,11 +8,13 @@ import stat
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from jcm_sync.core import pq
-from jcm_sync.core.envelope import PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.pq import MLDSA44PrivateKey
+from jcm_sync.core.trust import sign_root
 from jcm_sync.errors import ConfigError, KeyFormatError
 from jcm_sync.local.keyfiles import (
     load_any_private_key,
@@ -20,6 +22,7 @@ from jcm_sync.local.keyfiles import (
     load_private_key,
     load_public_key,
 )
+from tests import builders
 from tests.cli.conftest import run
 
 
@@ -237,3 +240,23 @@ def test_daemons_refuse_to_start_when_ml_dsa_is_unavailable(
     events = [json.loads(line) for line in err.strip().splitlines()]
     assert events[-1]["event"] == "start-refused"
     assert "cryptography 48 or later" in events[-1]["error"]
+
+
+def test_trust_show_names_each_keys_algorithm_and_the_requirements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What AlgorithmRequiredError's next step points to: `trust show` lists both."""
+    ed, mldsa = PrivateKey.generate(), MLDSA44PrivateKey.generate()
+    root = msgspec.structs.replace(
+        builders.build_root("JP-ID", {"JP": [ed, mldsa], "ID": PrivateKey.generate()},  # type: ignore[list-item]
+                            threshold=1),
+        required_algorithms={"issuance": "both"},
+    )  # fmt: skip
+    (tmp_path / "root.json").write_bytes(sign_root(root, [ed]))
+    code, out, _ = run(capsys, "trust", "show", tmp_path / "root.json", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [k["algorithm"] for k in data["keys"]] == ["ed25519", "ml-dsa-44", "ed25519"]
+    assert data["required_algorithms"] == {"default": "ed25519", "issuance": "both"}
+    code, out, _ = run(capsys, "trust", "show", tmp_path / "root.json")
+    assert "signature algorithms required: default: ed25519, issuance: both" in out
