@@ -29,7 +29,7 @@ from jcm_sync.cli.trust import load_trusted
 from jcm_sync.core.records import to_builtins
 from jcm_sync.core.trust import Verification, require_effective
 from jcm_sync.local.config import load_config
-from jcm_sync.local.keyfiles import load_passphrase, load_private_key
+from jcm_sync.local.keyfiles import load_any_private_key, load_passphrase
 from jcm_sync.services.record_signing import sign_document, verify_endorsed
 
 if TYPE_CHECKING:
@@ -45,7 +45,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="sign a record (JSON) into an envelope, or countersign an envelope",
     )
     s.add_argument("file", help="record JSON or an envelope to countersign; - for stdin")
-    s.add_argument("--key", required=True, type=Path)
+    s.add_argument(
+        "--key",
+        required=True,
+        type=Path,
+        action="append",
+        help="a private key file (Ed25519 or ML-DSA-44); repeat to sign with each "
+        "(a hybrid envelope)",
+    )
     s.add_argument("--passphrase-file", type=Path)
     s.add_argument("--trust", required=True, action="append", metavar="ROOT")
     s.add_argument("--out", help="default: stdout")
@@ -112,9 +119,10 @@ def _node_args(p: argparse.ArgumentParser) -> None:
 def cmd_sign(args: argparse.Namespace) -> int:
     now = now_of(args)
     root = load_trusted(args.trust, now).root
-    key = load_private_key(args.key, load_passphrase(args.passphrase_file))
+    passphrase = load_passphrase(args.passphrase_file)
+    keys = [load_any_private_key(path, passphrase) for path in args.key]
     # verified before it is written: nothing the partnership would refuse is handed out
-    v = sign_document(read_input(args.file, "record"), key, root, now)
+    v = sign_document(read_input(args.file, "record"), keys, root, now)
     write_output(args.out, v.raw)
     if args.out:
         note(f"wrote {args.out}: {v.kind} {v.record_id}")

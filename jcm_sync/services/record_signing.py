@@ -24,7 +24,7 @@ from datetime import datetime
 import msgspec
 
 from jcm_sync.core import tabular
-from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, sign_record
+from jcm_sync.core.envelope import AnyPrivateKey, add_signature, open_envelope, sign_record
 from jcm_sync.core.records import Record, decode_record
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record, with_endorsements
 from jcm_sync.errors import BadDataError, RecordError
@@ -35,14 +35,20 @@ def is_envelope(data: bytes) -> bool:
     return data.lstrip().startswith(b"{") and b'"payloadType"' in data
 
 
-def sign_document(data: bytes, key: PrivateKey, root: TrustRoot, now: datetime) -> Verification:
-    """Sign a record (or countersign an envelope) with ``key``; the result verified under
-    ``root`` at ``now`` (rules 1 and 2), its envelope bytes in ``raw``."""
+def sign_document(
+    data: bytes, key: AnyPrivateKey | Sequence[AnyPrivateKey], root: TrustRoot, now: datetime
+) -> Verification:
+    """Sign a record (or countersign an envelope) with ``key``, or with each of several
+    keys (an Ed25519 and an ML-DSA-44 one: a hybrid envelope, ADR 0033); the result
+    verified under ``root`` at ``now`` (rules 1 and 2), its envelope bytes in ``raw``."""
+    keys = list(key) if isinstance(key, Sequence) else [key]
     if is_envelope(data):
         open_envelope(data)
-        envelope = add_signature(data, key)
+        envelope = data
+        for k in keys:
+            envelope = add_signature(envelope, k)
     else:
-        envelope = sign_record(decode_authored(data), [key])
+        envelope = sign_record(decode_authored(data), keys)
     return verify_record(root, envelope, now)
 
 

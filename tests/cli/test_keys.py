@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import stat
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -14,6 +16,7 @@ import pytest
 from jcm_sync.core import pq
 from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.pq import MLDSA44PrivateKey
+from jcm_sync.core.records import encode_record
 from jcm_sync.core.trust import sign_root
 from jcm_sync.errors import ConfigError, KeyFormatError
 from jcm_sync.local.keyfiles import (
@@ -23,6 +26,7 @@ from jcm_sync.local.keyfiles import (
     load_public_key,
 )
 from tests import builders
+from tests.builders import record_for
 from tests.cli.conftest import run
 
 
@@ -260,3 +264,38 @@ def test_trust_show_names_each_keys_algorithm_and_the_requirements(
     assert data["required_algorithms"] == {"default": "ed25519", "issuance": "both"}
     code, out, _ = run(capsys, "trust", "show", tmp_path / "root.json")
     assert "signature algorithms required: default: ed25519, issuance: both" in out
+
+
+def test_record_sign_with_each_key_makes_the_hybrid_a_both_root_requires(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--key repeated: one envelope signed by the Ed25519 and the ML-DSA-44 key; with the
+    Ed25519 key alone the root's ``both`` refuses it and nothing is written."""
+    for name, alg in [("jp", "ed25519"), ("jp-pq", "ml-dsa-44"), ("id", "ed25519")]:
+        assert run(capsys, "key", "generate", "--name", name, "--out", tmp_path,
+                   "--alg", alg)[0] == 0  # fmt: skip
+    jp, jp_pq, id_ = (load_any_private_key(tmp_path / f"{n}.key") for n in ("jp", "jp-pq", "id"))
+    now = datetime.now(UTC)
+    root = msgspec.structs.replace(
+        builders.build_root("JP-ID", {"JP": [jp, jp_pq], "ID": id_},  # type: ignore[dict-item]
+                            threshold=1, expires=now + timedelta(days=30)),
+        required_algorithms={"issuance": "both"},
+    )  # fmt: skip
+    (tmp_path / "root.json").write_bytes(sign_root(root, [jp]))
+    record = tmp_path / "issuance.json"
+    record.write_bytes(
+        encode_record(record_for("issuance", "JP", created=now - timedelta(hours=1)))
+    )
+    out = tmp_path / "signed.json"
+    code, _, err = run(capsys, "record", "sign", record, "--key", tmp_path / "jp.key",
+                       "--trust", tmp_path / "root.json", "--out", out)  # fmt: skip
+    assert code == 1
+    assert "requires both signatures for issuance" in err
+    assert not out.exists()
+    code, _, err = run(capsys, "record", "sign", record, "--key", tmp_path / "jp.key",
+                       "--key", tmp_path / "jp-pq.key", "--trust", tmp_path / "root.json",
+                       "--out", out)  # fmt: skip
+    assert code == 0, err
+    sigs = json.loads(out.read_bytes())["signatures"]
+    assert [s["keyid"] for s in sigs] == [jp.key_id, jp_pq.key_id]
+    assert [len(base64.b64decode(s["sig"])) for s in sigs] == [64, 2420]
