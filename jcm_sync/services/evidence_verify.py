@@ -22,7 +22,8 @@ Rules:
    the rebuilt one. A checkpoint must be signed by a checkpoint key of the log's node
    that some version of the chain held and that was not withdrawn before the
    checkpoint's newest entry was signed (``log_service.CheckpointKeys``). A cosignature
-   line of the counterpart's witness name and checkpoint key (ADR 0032) must verify;
+   line of the counterpart's witness name and a checkpoint key of it in the chain,
+   Ed25519 or ML-DSA-44 (ADR 0032), must verify;
    lines of keys the chain does not hold are ignored, as signed-note requires.
 5. **Reconciliation.** The runs are replayed in order with the pure core (folding each
    suffix, rebuilding when a snapshot does not extend the last) on their recorded
@@ -41,11 +42,13 @@ from datetime import datetime
 from pathlib import Path
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PublicKey
 
 from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.envelope import PublicKey
+from jcm_sync.core.pq import ML_DSA_44_PUBLIC_KEY_SIZE
 from jcm_sync.core.reconcile import Reconciler, Report, iter_stored, signer_nodes
 from jcm_sync.core.trust import (
     DEFAULT_SKEW,
@@ -73,7 +76,13 @@ from jcm_sync.services.log_service import checkpoint_key_history
 from jcm_sync.services.reconciliation import RunRecord
 from jcm_sync.store import LogRef
 
-__all__ = ["Difference", "EvidenceCheck", "verify_evidence", "verify_under_chain"]
+__all__ = [
+    "Difference",
+    "EvidenceCheck",
+    "counterpart_witnesses",
+    "verify_evidence",
+    "verify_under_chain",
+]
 
 
 @dataclass(frozen=True)
@@ -338,17 +347,35 @@ def _witnesses(
     manifest: Manifest, info: LogInfo, chain: list[TrustRoot]
 ) -> list[CosignatureVerifier]:
     """Rule 4: the counterpart's checkpoint keys of every version, as cosigners of the log."""
+    log = LogRef(manifest.partnership, info.node, info.origin)
+    return [
+        v
+        for other in manifest.logs
+        if other.node != info.node
+        for v in counterpart_witnesses(
+            chain, log, LogRef(manifest.partnership, other.node, other.origin)
+        )
+    ]
+
+
+def counterpart_witnesses(
+    chain: list[TrustRoot], log: LogRef, counterpart: LogRef
+) -> list[CosignatureVerifier]:
+    """The cosigner keys of ``counterpart`` as a witness of ``log`` (ADR 0032): its
+    checkpoint keys in every version of the chain, Ed25519 (cosignature/v1) and ML-DSA-44
+    (subtree/v1), under its cosigner name."""
+    name = witness_name(log.origin, log.partnership, log.node, counterpart.node)
     out = []
-    for other in manifest.logs:
-        if other.node == info.node:
-            continue
-        name = witness_name(info.origin, manifest.partnership, info.node, other.node)
-        ref = LogRef(manifest.partnership, other.node, other.origin)
-        for k in checkpoint_key_history(chain, ref).keys:
-            try:
+    for k in checkpoint_key_history(chain, counterpart).keys:
+        try:
+            if len(k.public_key) == ML_DSA_44_PUBLIC_KEY_SIZE:
+                out.append(
+                    CosignatureVerifier(name, MLDSA44PublicKey.from_public_bytes(k.public_key))
+                )
+            else:
                 out.append(CosignatureVerifier(name, PublicKey.from_raw(k.public_key).key))
-            except JcmSyncError:
-                continue  # not an Ed25519 key
+        except (JcmSyncError, ValueError):
+            continue  # a key no cosigner can hold
     return out
 
 

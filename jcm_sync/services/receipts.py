@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 
 from jcm_sync.core import tlog_proof
 from jcm_sync.core.checkpoint import open_checkpoint
-from jcm_sync.core.cosignature import CosignatureVerifier
 from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.note import Verifier, add_signature_lines, parse_note
 from jcm_sync.core.trust import (
@@ -48,9 +47,9 @@ from jcm_sync.core.trust import (
     Verification,
     verify_chain_history,
 )
-from jcm_sync.errors import BadDataError, JcmSyncError, NotFoundError, WrongOriginError
+from jcm_sync.errors import BadDataError, NotFoundError, WrongOriginError
 from jcm_sync.services.evidence import witness_name
-from jcm_sync.services.evidence_verify import verify_under_chain
+from jcm_sync.services.evidence_verify import counterpart_witnesses, verify_under_chain
 from jcm_sync.services.log_service import checkpoint_key_history, prove_inclusion
 from jcm_sync.store import LogRef, Store, StoredCheckpoint
 
@@ -125,19 +124,6 @@ def _log_of(origin: str, root: TrustRoot) -> LogRef:
     )
 
 
-def _witnesses(chain: list[TrustRoot], log: LogRef, counterpart: str) -> list[CosignatureVerifier]:
-    name = witness_name(log.origin, log.partnership, log.node, counterpart)
-    prefix = log.origin.removesuffix(f"/{log.node}")
-    ref = LogRef(log.partnership, counterpart, f"{prefix}/{counterpart}")
-    out = []
-    for k in checkpoint_key_history(chain, ref).keys:
-        try:
-            out.append(CosignatureVerifier(name, PublicKey.from_raw(k.public_key).key))
-        except JcmSyncError:
-            continue  # not an Ed25519 key
-    return out
-
-
 def verify_receipt_file(
     receipt: bytes,
     trust: list[bytes],
@@ -161,7 +147,10 @@ def verify_receipt_file(
     keys = checkpoint_key_history(chain, log)
     # a first pass with every key of the chain: the record's time is needed to narrow them
     everyone = [Verifier(log.origin, PublicKey.from_raw(k.public_key).key) for k in keys.keys]
-    witnesses = _witnesses(chain, log, counterpart)
+    prefix = log.origin.removesuffix(f"/{log.node}")
+    witnesses = counterpart_witnesses(
+        chain, log, LogRef(log.partnership, counterpart, f"{prefix}/{counterpart}")
+    )
     quorum = witness_name(log.origin, log.partnership, log.node, counterpart)
     checked = tlog_proof.verify_receipt(
         receipt, entry, everyone, witnesses, quorum if require_cosigned else None, origin=log.origin

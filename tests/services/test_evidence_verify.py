@@ -183,3 +183,35 @@ def test_cosignatures_verify_and_a_forged_one_is_named(bundle: Path) -> None:
     found = areas(bundle)
     assert list(found) == ["checkpoints"]
     assert found["checkpoints"][0].startswith(f"JP {victim.rsplit('/', 1)[1]}: cosignature:")
+
+
+def test_counterpart_witnesses_take_ed25519_and_ml_dsa_44_keys(tmp_path: Path) -> None:
+    """Every checkpoint key of the counterpart in the chain cosigns: an Ed25519 one
+    (cosignature/v1, type 0x04) and an ML-DSA-44 one (subtree/v1, type 0x06)."""
+    from datetime import UTC, datetime
+
+    from jcm_sync.core import merkle
+    from jcm_sync.core.checkpoint import Checkpoint, sign_checkpoint
+    from jcm_sync.core.cosignature import add_cosignature, verify_cosignatures
+    from jcm_sync.core.pq import MLDSA44PrivateKey
+    from jcm_sync.core.trust import peek_root
+    from jcm_sync.services.evidence import witness_name
+    from jcm_sync.services.evidence_verify import counterpart_witnesses
+    from jcm_sync.services.trust_roots import Validity, rotate_root
+    from jcm_sync.store import LogRef
+
+    net = provision(tmp_path / "n", ["MN"], hub_port=0)
+    v1 = peek_root(net.roots[PID].read_bytes())
+    pq = MLDSA44PrivateKey.generate()
+    valid = Validity(now=datetime.now(UTC), key_days=30, expires_days=30)
+    v2 = rotate_root(v1, valid, add=[("MN", pq.public)])  # type: ignore[list-item]  # ML-DSA
+    jp = LogRef(PID, "JP", f"jcm-sync.example/{PID}/JP")
+    mn = LogRef(PID, "MN", f"jcm-sync.example/{PID}/MN")
+    found = counterpart_witnesses([v1, v2], jp, mn)
+    assert sorted(w.signature_type for w in found) == [0x04, 0x06]
+    assert counterpart_witnesses([v1], jp, mn)[0].signature_type == 0x04
+    note = sign_checkpoint(Checkpoint(jp.origin, 0, merkle.EMPTY_ROOT), net.keys["JP"].key)
+    name = witness_name(jp.origin, PID, "JP", "MN")
+    cosigned = add_cosignature(note, name, pq.key, 1_767_000_000)
+    assert [c.signature_type for c in verify_cosignatures(cosigned, found)] == [0x06]
+    assert verify_cosignatures(cosigned, counterpart_witnesses([v1], jp, mn)) == ()
