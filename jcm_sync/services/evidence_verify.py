@@ -144,7 +144,16 @@ def verify_evidence(directory: Path) -> EvidenceCheck:
     return check
 
 
+def _inside(rel: str) -> bool:
+    """A manifest path that stays inside the bundle (no ``..``, not absolute)."""
+    path = Path(rel)
+    return not path.is_absolute() and ".." not in path.parts
+
+
 def _read(directory: Path, rel: str, check: EvidenceCheck, area: str) -> bytes | None:
+    if not _inside(rel):
+        check.add(area, rel, "is not a path inside the bundle")
+        return None
     try:
         return (directory / rel).read_bytes()
     except OSError as exc:
@@ -174,7 +183,7 @@ def _files(directory: Path, manifest: Manifest, check: EvidenceCheck) -> None:
     """Rule 1."""
     for rel, digest in manifest.files.items():
         path = directory / rel
-        if ".." in Path(rel).parts or Path(rel).is_absolute():
+        if not _inside(rel):
             check.add("files", rel, "is not a path inside the bundle")
         elif not path.is_file():
             check.add("files", rel, "is listed in the manifest but missing")
@@ -306,9 +315,9 @@ def _checkpoints(
     keys = checkpoint_key_history(chain, ref)
     witnesses = _witnesses(manifest, log.info, chain)
     for rel in sorted(r for r in manifest.files if r.startswith(prefix)):
-        note = (directory / rel).read_bytes() if (directory / rel).is_file() else None
-        if note is None:
+        if not _inside(rel) or not (directory / rel).is_file():
             continue  # named by the file check
+        note = (directory / rel).read_bytes()
         where = f"{log.info.node} {rel.removeprefix(prefix)}"
         try:
             body = checkpoint.parse_body(signed_note.parse_note(note).text)

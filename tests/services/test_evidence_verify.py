@@ -215,3 +215,15 @@ def test_counterpart_witnesses_take_ed25519_and_ml_dsa_44_keys(tmp_path: Path) -
     cosigned = add_cosignature(note, name, pq.key, 1_767_000_000)
     assert [c.signature_type for c in verify_cosignatures(cosigned, found)] == [0x06]
     assert verify_cosignatures(cosigned, counterpart_witnesses([v1], jp, mn)) == ()
+
+
+def test_manifest_paths_outside_the_bundle_are_not_read(bundle: Path) -> None:
+    outside = bundle.parent / "secret.json"
+    outside.write_text("{}")
+    manifest = msgspec.json.decode((bundle / MANIFEST).read_bytes(), type=Manifest)
+    files = {**manifest.files, "checkpoints/JP/../../../secret.json": "00"}
+    manifest = msgspec.structs.replace(manifest, files=files, trust=("../secret.json",))
+    (bundle / MANIFEST).write_bytes(msgspec.json.encode(manifest))
+    found = areas(bundle)
+    assert "checkpoints/JP/../../../secret.json: is not a path inside the bundle" in found["files"]
+    assert found["trust"] == ["../secret.json: is not a path inside the bundle"]
