@@ -20,7 +20,7 @@ from jcm_sync.cli.common import (
     read_input,
     write_output,
 )
-from jcm_sync.core.envelope import PublicKey, open_envelope
+from jcm_sync.core.envelope import AnyPublicKey, open_envelope
 from jcm_sync.core.records import KINDS
 from jcm_sync.core.trust import (
     TrustedRoot,
@@ -31,7 +31,7 @@ from jcm_sync.core.trust import (
     verify_chain_history,
 )
 from jcm_sync.errors import BadDataError
-from jcm_sync.local.keyfiles import load_passphrase, load_private_key, load_public_key
+from jcm_sync.local.keyfiles import load_any_private_key, load_any_public_key, load_passphrase
 from jcm_sync.services.trust_roots import Validity, new_root, rotate_root, sign_new_root
 
 
@@ -92,6 +92,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _validity_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="ROLE=ALG",
+        help="signature algorithms a record kind or transport requires: ed25519 (the "
+        "default), ml-dsa-44 or both; repeat per role (rotate keeps the current ones)",
+    )
     p.add_argument("--expires-days", type=int, default=365, help="root lifetime (default 365)")
     p.add_argument("--key-days", type=int, default=5 * 365, help="new keys' lifetime")
     add_at(p)
@@ -104,11 +112,24 @@ def _sign_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passphrase-file", type=Path)
 
 
-def _node_key(spec: str, what: str) -> tuple[str, PublicKey]:
+def _node_key(spec: str, what: str) -> tuple[str, AnyPublicKey]:
     node, sep, path = spec.partition("=")
     if not sep or not node or not path:
         raise BadDataError(f"expected NODE=PUBFILE, got {spec!r}", where=what)
-    return node, load_public_key(Path(path))
+    return node, load_any_public_key(Path(path))
+
+
+def _required(specs: list[str]) -> dict[str, str]:
+    """``--require ROLE=ALG`` options: a record kind or transport, and the algorithm."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        role, sep, alg = spec.partition("=")
+        if not sep or alg not in ("ed25519", "ml-dsa-44", "both"):
+            raise BadDataError(
+                f"expected ROLE=ed25519|ml-dsa-44|both, got {spec!r}", where="--require"
+            )
+        out[role] = alg
+    return out
 
 
 def _signers(args: argparse.Namespace) -> list[Any]:
@@ -117,7 +138,7 @@ def _signers(args: argparse.Namespace) -> list[Any]:
             "a root must be signed: give at least one --sign KEYFILE", where="--sign"
         )
     pp = load_passphrase(args.passphrase_file)
-    return [load_private_key(p, pp) for p in args.sign]
+    return [load_any_private_key(p, pp) for p in args.sign]
 
 
 def _finish(root: TrustRoot, args: argparse.Namespace) -> bytes:
@@ -133,7 +154,10 @@ def _validity(args: argparse.Namespace) -> Validity:
 
 def cmd_init(args: argparse.Namespace) -> int:
     keys = [_node_key(spec, "--node") for spec in args.node]
-    _finish(new_root(args.partnership, keys, _validity(args), args.root_threshold), args)
+    root = new_root(
+        args.partnership, keys, _validity(args), args.root_threshold, _required(args.require)
+    )
+    _finish(root, args)
     return 0
 
 
@@ -142,7 +166,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     peek_root(data)  # refuse to sign something that is not a root
     pp = load_passphrase(args.passphrase_file)
     for path in args.key:
-        data = countersign_root(data, load_private_key(path, pp))
+        data = countersign_root(data, load_any_private_key(path, pp))
     out = args.out or args.root
     write_output(out, data, "trust root")
     note(f"wrote {out} with {len(open_envelope(data).signatures)} signatures")
@@ -241,7 +265,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         old_id, sep, path = spec.partition("=")
         if not sep:
             raise BadDataError(f"expected KEYID=PUBFILE, got {spec!r}", where="--replace")
-        replace.append((old_id, load_public_key(Path(path))))
+        replace.append((old_id, load_any_public_key(Path(path))))
     root = rotate_root(
         current,
         valid,
@@ -250,6 +274,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         add=[_node_key(spec, "--add") for spec in args.add],
         revoke_at=args.revoke_at,
         threshold=args.root_threshold,
+        required=_required(args.require),
     )
     _finish(root, args)
     return 0

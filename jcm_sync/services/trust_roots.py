@@ -20,13 +20,13 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
 
-from jcm_sync.core.envelope import PrivateKey, PublicKey
+from jcm_sync.core.envelope import AnyPrivateKey, AnyPublicKey
 from jcm_sync.core.trust import (
     DEFAULT_SKEW,
     KeyEntry,
@@ -60,12 +60,17 @@ class Validity:
     def expires(self) -> datetime:
         return self.now + timedelta(days=self.expires_days)
 
-    def key(self, pub: PublicKey, node: str, roles: Sequence[str] | None = None) -> KeyEntry:
+    def key(self, pub: AnyPublicKey, node: str, roles: Sequence[str] | None = None) -> KeyEntry:
         return key_entry(pub, node, not_before=self.key_start, not_after=self.key_end, roles=roles)
 
 
 def _build(
-    partnership: str, version: int, keys: Sequence[KeyEntry], threshold: int, expires: datetime
+    partnership: str,
+    version: int,
+    keys: Sequence[KeyEntry],
+    threshold: int,
+    expires: datetime,
+    required: Mapping[str, str] | None = None,
 ) -> TrustRoot:
     """Rules 2 and 4."""
     partner = partnership[3:] if partnership.startswith("JP-") else "?"
@@ -78,6 +83,7 @@ def _build(
             root_threshold=threshold,
             nodes=(NodeEntry(id="JP"), NodeEntry(id=partner)),
             keys=tuple(keys),
+            required_algorithms=dict(required or {}),  # type: ignore[arg-type]
         )
     except (ValueError, TypeError) as exc:  # the field checks of the Struct: bad options
         raise BadDataError(str(exc), where="trust root") from None  # same text, now named
@@ -88,14 +94,16 @@ def _build(
 
 def new_root(
     partnership: str,
-    keys: Sequence[tuple[str, PublicKey]],
+    keys: Sequence[tuple[str, AnyPublicKey]],
     valid: Validity,
     threshold: int | None = None,
+    required: Mapping[str, str] | None = None,
 ) -> TrustRoot:
-    """Version 1 with a key entry for each (node, public key) (rules 1, 2 and 4)."""
+    """Version 1 with a key entry for each (node, public key) (rules 1, 2 and 4);
+    ``required``: role -> signature algorithms (``core/trust.py`` rule 7)."""
     entries = [valid.key(pub, node) for node, pub in keys]
     nodes = {k.node for k in entries}
-    return _build(partnership, 1, entries, threshold or len(nodes), valid.expires)
+    return _build(partnership, 1, entries, threshold or len(nodes), valid.expires, required)
 
 
 def rotate_root(
@@ -103,10 +111,11 @@ def rotate_root(
     valid: Validity,
     *,
     revoke: Sequence[str] = (),
-    replace: Sequence[tuple[str, PublicKey]] = (),
-    add: Sequence[tuple[str, PublicKey]] = (),
+    replace: Sequence[tuple[str, AnyPublicKey]] = (),
+    add: Sequence[tuple[str, AnyPublicKey]] = (),
     revoke_at: datetime | None = None,
     threshold: int | None = None,
+    required: Mapping[str, str] | None = None,
 ) -> TrustRoot:
     """Version N+1 of ``current`` (rule 3): ``revoke`` keys by id (a unique prefix of at
     least 8 characters), ``replace`` (key id, new key) pairs, ``add`` (node, key) pairs;
@@ -137,10 +146,11 @@ def rotate_root(
         list(keys.values()),
         threshold or current.root_threshold,
         valid.expires,
+        {**current.required_algorithms, **(required or {})},  # kept unless changed
     )
 
 
-def sign_new_root(root: TrustRoot, signers: Sequence[PrivateKey]) -> bytes:
+def sign_new_root(root: TrustRoot, signers: Sequence[AnyPrivateKey]) -> bytes:
     """The signed envelope of a root made here."""
     try:
         return sign_root(root, list(signers))

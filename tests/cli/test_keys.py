@@ -299,3 +299,45 @@ def test_record_sign_with_each_key_makes_the_hybrid_a_both_root_requires(
     sigs = json.loads(out.read_bytes())["signatures"]
     assert [s["keyid"] for s in sigs] == [jp.key_id, jp_pq.key_id]
     assert [len(base64.b64decode(s["sig"])) for s in sigs] == [64, 2420]
+
+
+def test_trust_init_and_rotate_take_ml_dsa_keys_and_requirements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trust init lists ML-DSA-44 keys and --require; ML-DSA root keys sign; rotate keeps
+    the requirements unless changed; a requirement the root cannot hold is refused."""
+    for name, alg in [("jp", "ed25519"), ("jp-pq", "ml-dsa-44"), ("id", "ed25519")]:
+        assert run(capsys, "key", "generate", "--name", name, "--out", tmp_path,
+                   "--alg", alg)[0] == 0  # fmt: skip
+    k = {n: tmp_path / n for n in ("jp", "jp-pq", "id")}
+    v1, v2 = tmp_path / "v1.json", tmp_path / "v2.json"
+    nodes = ["--node", f"JP={k['jp']}.pub", "--node", f"JP={k['jp-pq']}.pub",
+             "--node", f"ID={k['id']}.pub"]  # fmt: skip
+    code, _, err = run(capsys, "trust", "init", "--partnership", "JP-ID", *nodes,
+                       "--require", "transport=both", "--sign", f"{k['jp']}.key",
+                       "--out", v1)  # fmt: skip
+    assert code == 1
+    assert "a request carries one signature" in err
+    assert not v1.exists()
+    code, _, err = run(capsys, "trust", "init", "--partnership", "JP-ID", *nodes,
+                       "--require", "issuance=both", "--root-threshold", "1",
+                       "--sign", f"{k['jp']}.key", "--sign", f"{k['jp-pq']}.key",
+                       "--out", v1)  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run(capsys, "trust", "verify", v1, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["required_algorithms"]["issuance"] == "both"
+    assert sorted(k["algorithm"] for k in data["keys"]) == ["ed25519", "ed25519", "ml-dsa-44"]
+    assert len(data["signed_by"]) == 2
+    code, _, err = run(capsys, "trust", "rotate", v1, "--require", "transport=ml-dsa-44",
+                       "--sign", f"{k['jp']}.key", "--out", v2)  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run(capsys, "trust", "verify", v1, v2, "--json")
+    assert json.loads(out)["required_algorithms"] == {
+        "default": "ed25519", "issuance": "both", "transport": "ml-dsa-44",
+    }  # fmt: skip
+    code, _, err = run(capsys, "trust", "rotate", v2, "--require", "issuance=rsa",
+                       "--sign", f"{k['jp']}.key", "--out", tmp_path / "v3.json")  # fmt: skip
+    assert code == 1
+    assert "expected ROLE=ed25519|ml-dsa-44|both" in err
