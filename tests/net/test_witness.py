@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from jcm_sync.core import checkpoint
@@ -183,6 +184,15 @@ async def test_sync_stores_serves_and_shows_cosigned_checkpoints(
         view = await node_status(node)
         got = {lg.node: lg.cosigned_size for lg in view.partnerships[0].logs}
         assert got == sizes, node.cfg.node.id
+    # the console's partnership page shows them too
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{hub.ops_url}/partnerships/{PID}", headers={"Accept": "text/html"}) as page,
+    ):
+        html = await page.text()
+    for n in ("JP", "MN"):
+        row = html.split(f'data-log="{n}"', 1)[1].split("</tr>", 1)[0]
+        assert f'data-field="cosigned_size">{sizes[n]}<' in row, n
     # a delivery that is not a cosigned checkpoint is refused, and stores nothing
     status, _, _ = await raw_post(
         client, f"/v1/partnerships/{PID}/logs/JP/cosignatures", b"junk", "text/plain"
