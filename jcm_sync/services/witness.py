@@ -37,10 +37,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PublicKey
+
 from jcm_sync.core import checkpoint
 from jcm_sync.core.cosignature import CosignatureVerifier, CosignerPrivateKey, cosign
 from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.note import NoteSignature, NoteVerifier, add_signature_lines, parse_note
+from jcm_sync.core.pq import ML_DSA_44_PUBLIC_KEY_SIZE
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import Caller
 from jcm_sync.core.witness_wire import (
@@ -56,7 +59,6 @@ from jcm_sync.errors import (
     ConflictError,
     ForbiddenError,
     JcmSyncError,
-    KeyFormatError,
     NotFoundError,
     UnknownKeyError,
 )
@@ -95,8 +97,13 @@ def cosigner_verifiers(
     out = []
     for k in root.keys_for(node, "checkpoint", at):
         try:
-            out.append(CosignatureVerifier(name, PublicKey.from_raw(k.public_key).key))
-        except (KeyFormatError, ValueError):  # a key of another algorithm cosigns otherwise
+            if len(k.public_key) == ML_DSA_44_PUBLIC_KEY_SIZE:  # subtree/v1, type 0x06
+                out.append(
+                    CosignatureVerifier(name, MLDSA44PublicKey.from_public_bytes(k.public_key))
+                )
+            else:  # cosignature/v1, type 0x04
+                out.append(CosignatureVerifier(name, PublicKey.from_raw(k.public_key).key))
+        except (JcmSyncError, ValueError):  # a key no cosigner can hold
             continue
     return out
 
@@ -107,7 +114,9 @@ class Witness:
 
     store: Store
     name: str
-    key: CosignerPrivateKey
+    #: one cosignature per key: Ed25519 (``cosignature/v1``) and, where the node has one,
+    #: ML-DSA-44 (``subtree/v1``), all under ``name``
+    keys: Sequence[CosignerPrivateKey]
     clock: Callable[[], datetime]
 
     async def add_checkpoint(
@@ -131,13 +140,14 @@ class Witness:
                 f"another request moved the witnessed size of {cp.origin} to {size} meanwhile",
                 witness_size=size,
             )
-        return cp, [cosign(accepted.text, self.name, self.key, int(self.clock().timestamp()))]
+        now = int(self.clock().timestamp())
+        return cp, [cosign(accepted.text, self.name, key, now) for key in self.keys]
 
 
 def node_witness(node: Node) -> Witness:
     """This node's witness: its checkpoint key under its cosigner name (rule 2)."""
     name = cosigner_name(node.cfg.node.origin_prefix, node.cfg.node.id)
-    return Witness(node.store, name, node.keys.checkpoint.key, node.clock)
+    return Witness(node.store, name, [node.keys.checkpoint.key], node.clock)
 
 
 async def cosigned_note(store: Store, log_ref: LogRef, size: int, note: bytes) -> bytes:

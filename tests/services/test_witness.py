@@ -191,4 +191,25 @@ async def test_in_process_refusals_keep_the_spec_status(pair: Pair) -> None:
     with pytest.raises(PeerRefusedError) as refused:
         await pair.honest.add_checkpoint(PID, format_add_checkpoint(0, [b"\x01" * 32], note))
     assert refused.value.problem.status == 422
-    assert add_signature_lines  # the helper the agent attaches cosignatures with
+
+
+async def test_a_witness_with_an_ml_dsa_key_cosigns_with_both(pair: Pair) -> None:
+    """Ed25519 ``cosignature/v1`` and ML-DSA-44 ``subtree/v1`` lines, one per key, each
+    verifying under the one cosigner name."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey
+
+    from jcm_sync.core.cosignature import MLDSA44_COSIGNATURE_TYPE, CosignatureVerifier
+    from jcm_sync.services.witness import Witness
+
+    ed, pq = Ed25519PrivateKey.generate(), MLDSA44PrivateKey.generate()
+    name = cosigner_name("jcm-sync.example", "JP")
+    witness = Witness(pair.japan.store, name, [ed, pq], pair.japan.clock)
+    agent = pair.agent.logs(PID)
+    logs = {agent.own.origin: checkpoint_verifiers(agent.root, agent.own, pair.japan.clock())}
+    note, _ = await agent_checkpoint(pair)
+    _, lines = await witness.add_checkpoint(format_add_checkpoint(0, [], note), logs)
+    assert len(lines) == 2
+    keys = [CosignatureVerifier(name, ed.public_key()), CosignatureVerifier(name, pq.public_key())]
+    found = verify_cosignatures(add_signature_lines(note, lines), keys)
+    assert sorted(c.signature_type for c in found) == [0x04, MLDSA44_COSIGNATURE_TYPE]
