@@ -29,6 +29,7 @@ from jcm_sync.services.witness import (
     hub_add_checkpoint,
     node_witness,
 )
+from jcm_sync.store import TreeHead
 from tests.services.fakes import CC, PID, Pair, open_pair
 
 
@@ -213,3 +214,29 @@ async def test_a_witness_with_an_ml_dsa_key_cosigns_with_both(pair: Pair) -> Non
     keys = [CosignatureVerifier(name, ed.public_key()), CosignatureVerifier(name, pq.public_key())]
     found = verify_cosignatures(add_signature_lines(note, lines), keys)
     assert sorted(c.signature_type for c in found) == [0x04, MLDSA44_COSIGNATURE_TYPE]
+
+
+async def test_the_agent_retries_from_the_witness_size_after_a_409(pair: Pair) -> None:
+    """The hub already witnessed a prefix the agent does not know of: the agent's first
+    request (old 0) is a 409 naming it, the second, from there with a proof, is cosigned."""
+    own = pair.agent.logs(PID).own
+    prefix = TreeHead(3, await pair.agent.store.root_at(own, 3))
+    assert await pair.japan.store.persist_witnessed(own.origin, None, prefix)
+    before = pair.honest.requests
+    await pair.syncer().push()
+    assert await pair.agent.store.cosigned_size(own) == pair.sizes[CC]
+    held = await pair.japan.store.witnessed(own.origin)
+    assert held == TreeHead(pair.sizes[CC], await pair.agent.store.root_at(own, pair.sizes[CC]))
+    assert pair.honest.requests - before >= 3  # state, push..., two add-checkpoints
+
+
+async def test_a_failed_witnessing_does_not_fail_the_push(pair: Pair) -> None:
+    """The hub witnessed a longer (other) history of the agent's log: it can never
+    cosign this one. The push succeeds all the same, and nothing is stored as cosigned."""
+    own = pair.agent.logs(PID).own
+    assert await pair.japan.store.persist_witnessed(
+        own.origin, None, TreeHead(pair.sizes[CC] + 5, b"\x07" * 32)
+    )
+    pushed = await pair.syncer().push()
+    assert pushed == pair.sizes[CC]
+    assert await pair.agent.store.cosigned_size(own) is None
