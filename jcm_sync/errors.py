@@ -60,6 +60,7 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   ├── PeerRefusedError            the hub answered with problem+json
     │   └── SandboxUnavailableError     the hub serves no conformance sandbox
     ├── ConformanceError                a check of the go-live conformance suite failed
+    ├── WitnessRefusedError             a tlog-witness add-checkpoint refused (400-422)
     ├── TooManyRequestsError            over a rate or connection limit (429/503)
     ├── NonceCacheFullError             the replay cache is full: refuse, never forget
     └── ConfigError                     a configuration file or override is wrong
@@ -556,6 +557,36 @@ class ConformanceError(JcmSyncError):
     """A check of the go-live conformance suite failed; the message says what it found."""
 
     code = "conformance"
+
+
+# ---------------------------------------------------------------------------------------------
+# C2SP tlog-witness (core/witness_wire.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class WitnessRefusedError(JcmSyncError):
+    """An add-checkpoint request the witness refuses, with the HTTP status tlog-witness sets.
+
+    ``status`` is 400, 403, 404, 409 or 422; ``code`` the problem code of the answer;
+    ``witness_size`` is set on the 409 of a size mismatch: the size the witness last
+    cosigned, which the answer's body must state.
+    """
+
+    code = "witness-refused"
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        witness_size: int | None = None,
+        where: str | None = None,
+    ) -> None:
+        super().__init__(message, where=where)
+        self.status = status
+        self.code = code
+        self.witness_size = witness_size
 
 
 # ---------------------------------------------------------------------------------------------

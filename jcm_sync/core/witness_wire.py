@@ -19,7 +19,7 @@ Rules
    without leading zeros, base64 is canonical, every line ends with a newline. Anything else
    is refused with 400 (``parse_add_checkpoint``).
 2. ``judge_add_checkpoint`` applies the spec's checks in the spec's order and raises
-   ``AddCheckpointRefusal`` carrying the status the spec prescribes:
+   ``WitnessRefusedError`` carrying the status the spec prescribes:
    404 the origin is not a log we witness; 403 no signature by a trusted key of that log
    verifies (a trusted key's signature that fails counts as none); 400 the checkpoint is
    malformed or ``old`` exceeds its size; 409 ``old`` is not the size we last cosigned
@@ -71,18 +71,18 @@ from jcm_sync.errors import (
     AmbiguousKeyError,
     BadDataError,
     CheckpointFormatError,
-    JcmSyncError,
     NoteFormatError,
     SignatureError,
     UnknownKeyError,
+    WitnessRefusedError,
 )
 
 __all__ = [
     "MAX_PROOF_LINES",
     "TLOG_SIZE_CONTENT_TYPE",
     "AcceptedCheckpoint",
-    "AddCheckpointRefusal",
     "AddCheckpointRequest",
+    "WitnessRefusedError",
     "attach_cosignatures",
     "format_add_checkpoint",
     "format_cosignature_response",
@@ -101,32 +101,8 @@ TLOG_SIZE_CONTENT_TYPE = "text/x.tlog.size"
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
-class AddCheckpointRefusal(JcmSyncError):
-    """An add-checkpoint request the witness refuses, with the HTTP status tlog-witness sets.
-
-    ``status`` is 400, 403, 404, 409 or 422; ``witness_size`` is set on the 409 of a size
-    mismatch: the size the witness last cosigned, which the answer's body must state.
-    """
-
-    code = "witness-refused"
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        witness_size: int | None = None,
-        where: str | None = None,
-    ) -> None:
-        super().__init__(message, where=where)
-        self.status = status
-        self.code = code
-        self.witness_size = witness_size
-
-
-def _bad(message: str, where: str | None = None) -> AddCheckpointRefusal:
-    return AddCheckpointRefusal(400, "bad-add-checkpoint", message, where=where)
+def _bad(message: str, where: str | None = None) -> WitnessRefusedError:
+    return WitnessRefusedError(400, "bad-add-checkpoint", message, where=where)
 
 
 def _parse_size(text: str, what: str, where: str) -> int:
@@ -154,7 +130,7 @@ class AddCheckpointRequest:
 
 
 def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
-    """Parse an add-checkpoint request body; ``AddCheckpointRefusal`` (400) on any defect."""
+    """Parse an add-checkpoint request body; ``WitnessRefusedError`` (400) on any defect."""
     try:
         text = decode_text(body, "add-checkpoint body", BadDataError)
     except BadDataError as exc:
@@ -229,19 +205,19 @@ def judge_add_checkpoint(
 
     ``witnessed`` is (size, root hash) of the checkpoint of this origin we last cosigned, or
     None if we never did; ``log_verifiers`` maps each origin we witness to its log's keys.
-    Raises ``AddCheckpointRefusal``; on success returns what to persist and cosign.
+    Raises ``WitnessRefusedError``; on success returns what to persist and cosign.
     """
     if isinstance(request, bytes):
         request = parse_add_checkpoint(request)
     verifiers = log_verifiers.get(request.origin)
     if not verifiers:
-        raise AddCheckpointRefusal(
+        raise WitnessRefusedError(
             404, "unknown-log", f"this witness does not witness the log {request.origin!r}"
         )
     try:
         opened = open_note(request.note, verifiers)
     except (UnknownKeyError, SignatureError, AmbiguousKeyError) as exc:
-        raise AddCheckpointRefusal(
+        raise WitnessRefusedError(
             403, "untrusted-checkpoint", f"no trusted signature of the log verifies: {exc}"
         ) from exc
     try:
@@ -253,27 +229,27 @@ def judge_add_checkpoint(
         raise _bad(f"old size {old} is larger than the checkpoint's size {cp.size}")
     size, root = witnessed if witnessed is not None else (0, merkle.EMPTY_ROOT)
     if old != size:
-        raise AddCheckpointRefusal(
+        raise WitnessRefusedError(
             409,
             "witness-size-mismatch",
             f"old size {old} is not {size}, the size this witness last cosigned",
             witness_size=size,
         )
     if old == cp.size and witnessed is not None and root != cp.root_hash:
-        raise AddCheckpointRefusal(
+        raise WitnessRefusedError(
             409,
             "witness-root-mismatch",
             f"tree size {old} already cosigned with root {encode_base64(root)}, "
             f"not {encode_base64(cp.root_hash)}",
         )
     if (old == 0 or old == cp.size) and request.proof:
-        raise AddCheckpointRefusal(
+        raise WitnessRefusedError(
             422, "bad-consistency-proof", f"a proof from size {old} to {cp.size} must be empty"
         )
     if 0 < old < cp.size and not merkle.verify_consistency(
         old, cp.size, root, cp.root_hash, request.proof
     ):
-        raise AddCheckpointRefusal(
+        raise WitnessRefusedError(
             422,
             "bad-consistency-proof",
             f"the consistency proof from size {old} to {cp.size} does not verify",

@@ -35,7 +35,7 @@ from jcm_sync.core.wire import (
     encoder,
 )
 from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE as TLOG_SIZE
-from jcm_sync.core.witness_wire import AddCheckpointRefusal, parse_size_conflict
+from jcm_sync.core.witness_wire import WitnessRefusedError, parse_size_conflict
 from jcm_sync.errors import BadDataError, ConfigError, PeerRefusedError, TransportError
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware
 from jcm_sync.services.witness import CosignedView
@@ -258,7 +258,7 @@ class HubClient:
             raise TransportError(f"hub at {self.base_url} did not answer in time") from None
 
     async def add_checkpoint(self, pid: str, body: bytes) -> bytes:
-        """tlog-witness add-checkpoint: the signature lines, or ``AddCheckpointRefusal``
+        """tlog-witness add-checkpoint: the signature lines, or ``WitnessRefusedError``
         with the witness's size for a 409 size mismatch."""
         status, _, data = await self._text(f"/v1/partnerships/{pid}/witness/add-checkpoint", body)
         if status == 409:
@@ -266,7 +266,7 @@ class HubClient:
                 size = parse_size_conflict(data)
             except BadDataError as exc:
                 raise TransportError(f"malformed text/x.tlog.size answer: {exc}") from None
-            raise AddCheckpointRefusal(409, "witness-size-mismatch", f"the witness holds {size}",
+            raise WitnessRefusedError(409, "witness-size-mismatch", f"the witness holds {size}",
                                        witness_size=size)  # fmt: skip
         return data
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from jcm_sync.core.wire import Caller, encoder
-from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE, AddCheckpointRefusal
+from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE, WitnessRefusedError
 from jcm_sync.core.witness_wire import format_size_conflict as size_body
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.witness import accept_cosignatures, hub_add_checkpoint
@@ -63,7 +63,7 @@ class Problem(Protocol):
     ) -> web.Response: ...
 
 
-def refusal_response(exc: AddCheckpointRefusal, problem: Problem) -> web.Response:
+def refusal_response(exc: WitnessRefusedError, problem: Problem) -> web.Response:
     """Rule 1: the spec's answer to a refused add-checkpoint."""
     if exc.status == 409 and exc.witness_size is not None:
         response = web.Response(status=409, body=size_body(exc.witness_size))
@@ -97,7 +97,7 @@ class WitnessRoutes:
             answer = await hub_add_checkpoint(
                 self.hub.node, self._caller(request), pid, self._body(request)
             )
-        except AddCheckpointRefusal as exc:
+        except WitnessRefusedError as exc:
             return refusal_response(exc, self._problem)
         response = web.Response(status=200, body=answer)
         response.headers["Content-Type"] = TEXT_TYPE + "; charset=utf-8"

@@ -32,7 +32,7 @@ from jcm_sync.core.wire import (
     PushResponse,
     problem_for,
 )
-from jcm_sync.core.witness_wire import AddCheckpointRefusal
+from jcm_sync.core.witness_wire import WitnessRefusedError
 from jcm_sync.errors import JcmSyncError, PeerRefusedError, UnknownKeyError
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.witness import CosignedView, accept_cosignatures, hub_add_checkpoint
@@ -80,12 +80,12 @@ class InProcessHub:
         return await self._call(self.hub.consistency(self.caller, pid, node, old, new))
 
     async def add_checkpoint(self, pid: str, body: bytes) -> bytes:
-        """The hub's witness (ADR 0032); a 409 size mismatch stays ``AddCheckpointRefusal``
+        """The hub's witness (ADR 0032); a 409 size mismatch stays ``WitnessRefusedError``
         (``WitnessPort``), any other refusal is its problem with the spec's status."""
         self.requests += 1
         try:
             return await hub_add_checkpoint(self.hub.node, self.caller, pid, body)
-        except AddCheckpointRefusal as exc:
+        except WitnessRefusedError as exc:
             if exc.witness_size is not None:
                 raise
             raise PeerRefusedError(

@@ -47,7 +47,7 @@ from jcm_sync.core.pq import ML_DSA_44_PUBLIC_KEY_SIZE
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import Caller
 from jcm_sync.core.witness_wire import (
-    AddCheckpointRefusal,
+    WitnessRefusedError,
     attach_cosignatures,
     format_add_checkpoint,
     format_cosignature_response,
@@ -123,7 +123,7 @@ class Witness:
         self, body: bytes, logs: Mapping[str, Sequence[NoteVerifier]]
     ) -> tuple[checkpoint.Checkpoint, list[NoteSignature]]:
         """The checkpoint of an accepted request and our cosignature lines of it;
-        ``AddCheckpointRefusal`` with the spec's status otherwise. ``logs`` maps each
+        ``WitnessRefusedError`` with the spec's status otherwise. ``logs`` maps each
         witnessed origin to its log's keys."""
         request = parse_add_checkpoint(body)
         held = await self.store.witnessed(request.origin) if logs.get(request.origin) else None
@@ -134,7 +134,7 @@ class Witness:
         if not await self.store.persist_witnessed(cp.origin, held, TreeHead(cp.size, cp.root_hash)):
             now_held = await self.store.witnessed(cp.origin)
             size = 0 if now_held is None else now_held.size
-            raise AddCheckpointRefusal(
+            raise WitnessRefusedError(
                 409,
                 "witness-size-mismatch",
                 f"another request moved the witnessed size of {cp.origin} to {size} meanwhile",
@@ -167,7 +167,7 @@ def _check_member(caller: Caller, partnership: str) -> None:
 
 
 async def hub_add_checkpoint(node: Node, caller: Caller, partnership: str, body: bytes) -> bytes:
-    """The hub's witness of the partner's log: the 200 body, or ``AddCheckpointRefusal``.
+    """The hub's witness of the partner's log: the 200 body, or ``WitnessRefusedError``.
 
     The hub's own cosignature is kept with its replica's checkpoint of that size, if held,
     so the replica's checkpoint is served cosigned."""
@@ -239,7 +239,7 @@ class WitnessPort(Protocol):
     """The hub's witnessing calls, as the agent makes them (``HubClient``, ``InProcessHub``)."""
 
     async def add_checkpoint(self, pid: str, body: bytes) -> bytes:
-        """POST an add-checkpoint body; the 200 body, or ``AddCheckpointRefusal`` for a 409
+        """POST an add-checkpoint body; the 200 body, or ``WitnessRefusedError`` for a 409
         of a size mismatch (with ``witness_size``), ``PeerRefusedError`` for the rest."""
         ...
 
@@ -274,7 +274,7 @@ async def cosign_own_log(node: Node, client: object, partnership: str) -> int | 
                 answer = await client.add_checkpoint(
                     partnership, format_add_checkpoint(old, proof, cp.note)
                 )
-            except AddCheckpointRefusal as exc:
+            except WitnessRefusedError as exc:
                 if exc.witness_size is None:
                     raise
                 old = exc.witness_size

@@ -82,7 +82,7 @@ def test_each_step_shows_its_command_and_messages_and_keeps_its_output(
     code, out = _run_cli(console, main, "key", "generate", "--name", "k", "--out", str(tmp_path),
                          "--json")  # fmt: skip
     assert code == 0
-    assert set(json.loads(out)) == {"key_id", "private", "public"}
+    assert set(json.loads(out)) == {"algorithm", "key_id", "private", "public"}
     assert f"$ jcm-sync key generate --name k --out {tmp_path} --json" in shown.getvalue()
     assert json.loads(out)["key_id"] not in shown.getvalue()
     code, out = _run_cli(console, main, "key", "show", str(tmp_path / "none.pub"))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from jcm_sync.core import cosignature as cs
 from jcm_sync.core import note as signed_note
 from jcm_sync.core import witness_wire as ww
-from jcm_sync.core.witness_wire import AddCheckpointRefusal
+from jcm_sync.core.witness_wire import WitnessRefusedError
 from jcm_sync.errors import BadDataError, NoteFormatError, SignatureError
 from tests.core import c2sp_independent as ind
 from tests.core import c2sp_vectors as vec
@@ -49,8 +49,8 @@ def _body(old: int, new: int, proof: list[bytes] | None = None) -> bytes:
     return ind.add_checkpoint_body(old, proof, _note(new))
 
 
-def _refused(witnessed: tuple[int, bytes] | None, body: bytes) -> AddCheckpointRefusal:
-    with pytest.raises(AddCheckpointRefusal) as info:
+def _refused(witnessed: tuple[int, bytes] | None, body: bytes) -> WitnessRefusedError:
+    with pytest.raises(WitnessRefusedError) as info:
         ww.judge_add_checkpoint(witnessed, body, LOGS)
     return info.value
 
@@ -199,7 +199,7 @@ _HASH = ind.b64(hashlib.sha256(b"h").digest())
     ],
 )
 def test_malformed_requests_are_400(body: bytes, match: str) -> None:
-    with pytest.raises(AddCheckpointRefusal, match=match) as info:
+    with pytest.raises(WitnessRefusedError, match=match) as info:
         ww.parse_add_checkpoint(body)
     assert info.value.status == 400
 

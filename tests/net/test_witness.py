@@ -18,7 +18,7 @@ import pytest
 from jcm_sync.core import checkpoint
 from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.note import parse_note
-from jcm_sync.core.witness_wire import AddCheckpointRefusal, format_add_checkpoint
+from jcm_sync.core.witness_wire import WitnessRefusedError, format_add_checkpoint
 from jcm_sync.errors import PeerRefusedError
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
@@ -98,7 +98,7 @@ async def test_every_spec_status_over_http(hub: Running, client: HubClient) -> N
         client, ADD, format_add_checkpoint(0, [], note), "text/plain; charset=utf-8"
     )
     assert (status, kind, body) == (409, "text/x.tlog.size", f"{size}\n".encode())
-    with pytest.raises(AddCheckpointRefusal) as conflict:
+    with pytest.raises(WitnessRefusedError) as conflict:
         await client.add_checkpoint(PID, format_add_checkpoint(1, [], note))
     assert conflict.value.witness_size == size
     # 400, 404, 403, 422 as problem+json with the spec's status
@@ -147,7 +147,7 @@ async def test_concurrent_requests_one_is_cosigned(hub: Running, client: HubClie
     assert len(winners) == 1
     size = 2 + winners[0]
     assert all(
-        isinstance(r, AddCheckpointRefusal) and r.witness_size == size
+        isinstance(r, WitnessRefusedError) and r.witness_size == size
         for i, r in enumerate(results)
         if i != winners[0]
     ), results

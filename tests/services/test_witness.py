@@ -18,7 +18,7 @@ import pytest
 from jcm_sync.core import checkpoint
 from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.note import add_signature_lines, parse_note
-from jcm_sync.core.witness_wire import AddCheckpointRefusal, format_add_checkpoint
+from jcm_sync.core.witness_wire import WitnessRefusedError, format_add_checkpoint
 from jcm_sync.errors import ConflictError, ForbiddenError, PeerRefusedError, UnknownKeyError
 from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.status_view import read_status
@@ -108,24 +108,24 @@ async def test_hub_witness_status_codes(pair: Pair) -> None:
     caller = pair.honest.caller
     add = hub_add_checkpoint
     node = pair.japan
-    with pytest.raises(AddCheckpointRefusal) as e409:  # old 0, but it cosigned `size`
+    with pytest.raises(WitnessRefusedError) as e409:  # old 0, but it cosigned `size`
         await add(node, caller, PID, format_add_checkpoint(0, [], note))
     assert (e409.value.status, e409.value.witness_size) == (409, size)
-    with pytest.raises(AddCheckpointRefusal) as e400:  # old above the checkpoint's size
+    with pytest.raises(WitnessRefusedError) as e400:  # old above the checkpoint's size
         await add(node, caller, PID, format_add_checkpoint(size + 1, [], note))
     assert e400.value.status == 400
     japan_note = (await pair.japan.logs(PID).service.sign_checkpoint()).note
-    with pytest.raises(AddCheckpointRefusal) as e404:  # Japan's own log: not witnessed here
+    with pytest.raises(WitnessRefusedError) as e404:  # Japan's own log: not witnessed here
         await add(node, caller, PID, format_add_checkpoint(0, [], japan_note))
     assert e404.value.status == 404
     forged = japan_note.replace(b"/JP\n", b"/" + CC.encode() + b"\n", 1)
-    with pytest.raises(AddCheckpointRefusal) as e403:  # the partner's origin, Japan's key
+    with pytest.raises(WitnessRefusedError) as e403:  # the partner's origin, Japan's key
         await add(node, caller, PID, format_add_checkpoint(0, [], forged))
     assert e403.value.status == 403
-    with pytest.raises(AddCheckpointRefusal) as e422:
+    with pytest.raises(WitnessRefusedError) as e422:
         await add(node, caller, PID, format_add_checkpoint(size, [b"\x00" * 32], note))
     assert e422.value.status == 422
-    with pytest.raises(AddCheckpointRefusal) as bad:
+    with pytest.raises(WitnessRefusedError) as bad:
         await add(node, caller, PID, b"old x\n\n" + note)
     assert bad.value.status == 400
     with pytest.raises(ForbiddenError):  # a caller of another partnership
@@ -151,7 +151,7 @@ async def test_concurrent_requests_have_one_winner(pair: Pair) -> None:
         *(witness.add_checkpoint(b, logs) for b in bodies), return_exceptions=True
     )
     won = [r for r in results if not isinstance(r, BaseException)]
-    lost = [r for r in results if isinstance(r, AddCheckpointRefusal)]
+    lost = [r for r in results if isinstance(r, WitnessRefusedError)]
     assert len(won) == 1
     assert len(lost) == len(bodies) - 1 >= 3
     assert all(r.status == 409 and r.witness_size == won[0][0].size for r in lost)
