@@ -20,6 +20,7 @@ from jcm_sync.cli.common import (
     read_input,
     write_output,
 )
+from jcm_sync.core.cosign_policy import Quorum, parse_cosign
 from jcm_sync.core.envelope import AnyPublicKey, open_envelope
 from jcm_sync.core.records import KINDS
 from jcm_sync.core.trust import (
@@ -100,6 +101,15 @@ def _validity_options(p: argparse.ArgumentParser) -> None:
         help="signature algorithms a record kind or transport requires: ed25519 (the "
         "default), ml-dsa-44 or both; repeat per role (rotate keeps the current ones)",
     )
+    p.add_argument(
+        "--cosign",
+        action="append",
+        default=[],
+        metavar="LOG=NODE[:K]",
+        help="the cosignature quorum of a log: JP=MN means Japan's log is agreed once MN "
+        "cosigned its checkpoint; LOG=N1,N2:K for K of several, LOG=none for quorum 0 "
+        "(the default; rotate keeps the current ones)",
+    )
     p.add_argument("--expires-days", type=int, default=365, help="root lifetime (default 365)")
     p.add_argument("--key-days", type=int, default=5 * 365, help="new keys' lifetime")
     add_at(p)
@@ -132,6 +142,17 @@ def _required(specs: list[str]) -> dict[str, str]:
     return out
 
 
+def _cosign(specs: list[str]) -> dict[str, Quorum | None]:
+    """``--cosign LOG=NODE[,NODE...][:K]`` options, at most one per log."""
+    out: dict[str, Quorum | None] = {}
+    for spec in specs:
+        log, quorum = parse_cosign(spec)
+        if log in out:
+            raise BadDataError(f"--cosign names log {log} twice", where="--cosign")
+        out[log] = quorum
+    return out
+
+
 def _signers(args: argparse.Namespace) -> list[Any]:
     if not args.sign:
         raise BadDataError(
@@ -155,7 +176,12 @@ def _validity(args: argparse.Namespace) -> Validity:
 def cmd_init(args: argparse.Namespace) -> int:
     keys = [_node_key(spec, "--node") for spec in args.node]
     root = new_root(
-        args.partnership, keys, _validity(args), args.root_threshold, _required(args.require)
+        args.partnership,
+        keys,
+        _validity(args),
+        args.root_threshold,
+        _required(args.require),
+        _cosign(args.cosign),
     )
     _finish(root, args)
     return 0
@@ -193,6 +219,10 @@ def _root_data(root: TrustRoot, signer_ids: list[str]) -> dict[str, Any]:
             for k in root.keys
         ],
         "required_algorithms": {"default": "ed25519", **root.required_algorithms},
+        "cosign_quorum": {
+            log: {"cosigners": list(q.cosigners), "threshold": q.threshold}
+            for log, q in sorted(root.cosign_quorum.items())
+        },
         "signed_by": signer_ids,
     }
 
@@ -216,6 +246,16 @@ def _render_root(c: Console, data: dict[str, Any]) -> None:
     c.print(t)
     needs = ", ".join(f"{r}: {a}" for r, a in data["required_algorithms"].items())
     c.print(f"signature algorithms required: {needs}")
+    for log in data["nodes"]:
+        q = data["cosign_quorum"].get(log)
+        c.print(
+            f"{log}'s log is agreed when "
+            + (
+                f"cosigned by {q['threshold']} of {', '.join(q['cosigners'])}"
+                if q
+                else "signed by it alone (cosignature quorum 0)"
+            )
+        )
 
 
 def _roles_text(roles: list[str]) -> str:
@@ -275,6 +315,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         revoke_at=args.revoke_at,
         threshold=args.root_threshold,
         required=_required(args.require),
+        cosign=_cosign(args.cosign),
     )
     _finish(root, args)
     return 0

@@ -35,15 +35,12 @@ Rules:
      of ``now`` beyond the allowed skew) must be inside every signing key's window,
      so routine rotation never invalidates what a key signed in its time;
    * **revocation by receipt**: every signing key must still be unrevoked when this
-     node *first received* the record (``received``, by default ``now``), and the
-     record may not claim to be signed at or after the revocation. Whoever stole a
-     key chooses ``created``, never when we received it. Entries a store already
-     holds are judged at the time they were appended (``Entry.appended_at``), so a
-     revocation never makes evidence received before it unverifiable. The refusal
-     is ``RevokedKeyError`` (``key-revoked``), naming the key and the revocation.
-4. Every signature must come from a key the root lists (``envelope.py`` rule 2);
-   each signer must hold the role named by the record's kind and belong to a node
-   of the partnership.
+     node *first received* the record (``received``, default ``now``; under a quorum,
+     the witnessed time, rule 8), and the record may not claim a signing time at or
+     after the revocation (the thief chooses ``created``). Stored entries are judged
+     when appended (``Entry.appended_at``). Refusal: ``RevokedKeyError`` (``key-revoked``).
+4. Every signature is by a key the root lists (``envelope.py`` rule 2) whose node is of
+   the partnership and which holds the role named by the record's kind.
 5. Authority (DESIGN §2): an issuance or transaction is signed by the node of its
    ``registry`` only; an authorization or itmo_action by its ``party`` only; an
    endorsement and a resolution by their ``author`` only. In every kind the author
@@ -58,6 +55,8 @@ Rules:
    ``required_algorithms``, per record kind or ``transport``: ``ed25519`` (default),
    ``ml-dsa-44`` or ``both``. Each node that signs a record must have used every
    required algorithm (``pq.check_algorithms``, ``AlgorithmRequiredError``).
+8. ``cosign_quorum`` states per log whose cosignatures make its checkpoints agreed
+   (``cosign_policy``; ADR 0035: revocation is then judged at the witnessed time).
 
 Verification never returns a half-answer: either a ``Verification`` that names the
 signers and what is missing, or an ``UntrustedError`` that says why.
@@ -75,6 +74,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from jcm_sync.core import merkle
+from jcm_sync.core.cosign_policy import Quorum, check_quorums
 from jcm_sync.core.envelope import (
     AnyPrivateKey,
     AnyPublicKey,
@@ -168,10 +168,8 @@ class TrustRoot(
 ):
     """The signed statement of who may sign what for one partnership.
 
-    ``dict=True`` gives each root an instance ``__dict__`` that is never encoded or
-    compared: it holds the root's parsed public keys, so the cache lives and dies
-    with the root object instead of in a module-level table. ``omit_defaults`` leaves an
-    empty ``required_algorithms`` out, so roots without one encode as before.
+    ``dict=True``: a ``__dict__`` never encoded nor compared caches the parsed keys;
+    ``omit_defaults`` keeps roots without ``required_algorithms``/``cosign_quorum`` as before.
     """
 
     type: Literal["jcm-sync/trust-root"]
@@ -182,6 +180,7 @@ class TrustRoot(
     nodes: tuple[NodeEntry, ...]
     keys: tuple[KeyEntry, ...]
     required_algorithms: dict[Role, Requirement] = msgspec.field(default_factory=dict)
+    cosign_quorum: dict[Node, Quorum] = msgspec.field(default_factory=dict)  # rule 8
 
     def __post_init__(self) -> None:
         node_ids = [n.id for n in self.nodes]
@@ -207,6 +206,7 @@ class TrustRoot(
             if parsed[k.keyid].key_id != k.keyid:
                 raise ValueError(f"keys[{n}] keyid is not the SHA-256 of its key's SPKI DER")
         check_requirements(self.required_algorithms, REQUIRABLE_ROLES)
+        check_quorums(self.cosign_quorum, node_ids, self.keys)
         if self.root_threshold > sum(1 for k in self.keys if "root" in k.roles):
             raise ValueError("root_threshold is larger than the number of root keys")
         # The keys were parsed for the check above; seed ``_public_keys`` with them (a

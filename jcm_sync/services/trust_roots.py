@@ -13,7 +13,8 @@ Rules:
    threshold of one signature per node holding a key.
 3. Rotation keeps every key of version N: a revoked key stays, with its revocation time,
    so records signed before it stay verifiable (trust rule 3); a replaced key is revoked
-   and its node and roles go to the new key.
+   and its node and roles go to the new key. The algorithm requirements and cosignature
+   quorums are kept unless changed (a quorum set to None is dropped: quorum 0).
 4. A root is made by decoding its encoding, which runs the checks a constructor skips,
    so a root written is one the nodes would accept.
 """
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from jcm_sync.core.cosign_policy import Quorum
 from jcm_sync.core.envelope import AnyPrivateKey, AnyPublicKey
 from jcm_sync.core.trust import (
     DEFAULT_SKEW,
@@ -71,6 +73,7 @@ def _build(
     threshold: int,
     expires: datetime,
     required: Mapping[str, str] | None = None,
+    cosign: Mapping[str, Quorum] | None = None,
 ) -> TrustRoot:
     """Rules 2 and 4."""
     partner = partnership[3:] if partnership.startswith("JP-") else "?"
@@ -84,6 +87,7 @@ def _build(
             nodes=(NodeEntry(id="JP"), NodeEntry(id=partner)),
             keys=tuple(keys),
             required_algorithms=dict(required or {}),  # type: ignore[arg-type]
+            cosign_quorum=dict(cosign or {}),
         )
     except (ValueError, TypeError) as exc:  # the field checks of the Struct: bad options
         raise BadDataError(str(exc), where="trust root") from None  # same text, now named
@@ -98,12 +102,17 @@ def new_root(
     valid: Validity,
     threshold: int | None = None,
     required: Mapping[str, str] | None = None,
+    cosign: Mapping[str, Quorum | None] | None = None,
 ) -> TrustRoot:
     """Version 1 with a key entry for each (node, public key) (rules 1, 2 and 4);
-    ``required``: role -> signature algorithms (``core/trust.py`` rule 7)."""
+    ``required``: role -> signature algorithms (``core/trust.py`` rule 7); ``cosign``:
+    log node -> cosignature quorum (``core/cosign_policy.py``)."""
     entries = [valid.key(pub, node) for node, pub in keys]
     nodes = {k.node for k in entries}
-    return _build(partnership, 1, entries, threshold or len(nodes), valid.expires, required)
+    quorums = {n: q for n, q in (cosign or {}).items() if q is not None}
+    return _build(
+        partnership, 1, entries, threshold or len(nodes), valid.expires, required, quorums
+    )
 
 
 def rotate_root(
@@ -116,6 +125,7 @@ def rotate_root(
     revoke_at: datetime | None = None,
     threshold: int | None = None,
     required: Mapping[str, str] | None = None,
+    cosign: Mapping[str, Quorum | None] | None = None,
 ) -> TrustRoot:
     """Version N+1 of ``current`` (rule 3): ``revoke`` keys by id (a unique prefix of at
     least 8 characters), ``replace`` (key id, new key) pairs, ``add`` (node, key) pairs;
@@ -147,6 +157,7 @@ def rotate_root(
         threshold or current.root_threshold,
         valid.expires,
         {**current.required_algorithms, **(required or {})},  # kept unless changed
+        {n: q for n, q in {**current.cosign_quorum, **(cosign or {})}.items() if q is not None},
     )
 
 
