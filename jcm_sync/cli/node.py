@@ -312,10 +312,13 @@ async def _sync(cfg: Config, args: argparse.Namespace) -> int:
     finally:
         await client.close()
         await node.close()
-    data = {"pushed": result.pushed, "pulled": result.pulled, "in_sync": result.in_sync}
+    data = {"pushed": result.pushed, "pulled": result.pulled, "in_sync": result.in_sync,
+            "cosigned": result.cosigned}  # fmt: skip
+    cosigned = ", ".join(f"{n} {'-' if s is None else s}" for n, s in result.cosigned.items())
     emit(args, data, lambda c: c.print(
         f"pushed {result.pushed}, pulled {result.pulled}; "
-        + ("in sync" if result.in_sync else "not yet in sync")))  # fmt: skip
+        + ("in sync" if result.in_sync else "not yet in sync")
+        + (f"; cosigned: {cosigned}" if cosigned else "")))  # fmt: skip
     return 0
 
 

@@ -21,7 +21,8 @@ Rules:
    page's root is proved consistent with the new checkpoint before the page is
    appended, and every entry is verified against the trust root by the store.
 3. **Anti-entropy** is one request (``/state``) that returns both logs' heads; when
-   both agree with the agent's, nothing else is sent, whatever the log sizes.
+   both agree with the agent's, nothing else is sent, whatever the log sizes. It also
+   finishes witnessing left undone (ADR 0032) and reports each log's newest cosigned size.
 4. **A fork** stops replication of that log (``log_sync`` rule 1), keeps both signed
    checkpoints as evidence in an alarm file, logs it, counts it in a metric and shows
    it in ``jcm-sync status``. Nothing held is ever overwritten.
@@ -63,7 +64,7 @@ from jcm_sync.errors import JcmSyncError, PeerRefusedError, TransportError
 from jcm_sync.local.status import AgentStatus, JobStatus, write_status
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.hub_port import HubPort
-from jcm_sync.services.log_service import checkpoint_verifiers
+from jcm_sync.services.log_service import checkpoint_verifiers, open_log_checkpoint
 from jcm_sync.services.log_sync import (
     extended,
     is_stopped,
@@ -94,6 +95,7 @@ class SyncResult:
     pulled: int = 0
     in_sync: bool = False
     round_trips: int = 0
+    cosigned: dict[str, int | None] = field(default_factory=dict)  # by node; None: never
 
 
 @dataclass
@@ -261,8 +263,7 @@ class Syncer:
         if remote.checkpoint is None:
             return 0
         store, now = self.node.store, self._now()
-        verifiers = checkpoint_verifiers(self.logs.root, rep, now)
-        cp = checkpoint.open_checkpoint(remote.checkpoint, verifiers, origin=rep.origin).checkpoint
+        cp = open_log_checkpoint(self.logs.root, rep, remote.checkpoint, now).checkpoint
         head = await store.tree_head(rep)
         held = await store.latest_checkpoint(rep)
         if cp.size < head.size:
@@ -365,8 +366,10 @@ class Syncer:
             self._note_log(own, own_head.size, remote_own.size)
         if rep_ok:
             self._note_log(rep, rep_head.size, remote_rep.size)
-        result.in_sync = own_ok and rep_ok
-        result.round_trips = self.client.requests - before
+        if not (await self.stopped(own) or await self.stopped(rep)):  # rules 3, 4
+            await witness_exchange(self.node, self.client, self.partnership)
+        result.cosigned = {r.node: await store.cosigned_size(r) for r in (own, rep)}
+        result.in_sync, result.round_trips = own_ok and rep_ok, self.client.requests - before
         return result
 
     async def sync_once(self) -> SyncResult:
@@ -375,18 +378,14 @@ class Syncer:
         errors: list[JcmSyncError] = []
         for name, job in (("push", self.push), ("pull", self.pull)):
             try:
-                n = await job()
-                if name == "push":
-                    result.pushed = n
-                else:
-                    result.pulled = n
+                setattr(result, "pushed" if name == "push" else "pulled", await job())
                 self.record(name, None)
             except JcmSyncError as exc:
                 self.record(name, exc)
                 errors.append(exc)
         try:
             ae = await self.anti_entropy()
-            result.in_sync = ae.in_sync
+            result.in_sync, result.cosigned = ae.in_sync, ae.cosigned
             self.record("anti_entropy", None)
         except JcmSyncError as exc:
             self.record("anti_entropy", exc)
