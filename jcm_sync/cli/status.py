@@ -34,6 +34,7 @@ from jcm_sync.local.config import load_config
 
 if TYPE_CHECKING:
     from jcm_sync.services.expiry import Expiry
+    from jcm_sync.services.status_view import LogView
 
 EXIT_CODES: Final = """exit codes:
   0  healthy
@@ -58,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     st.add_argument("--config", required=True, type=Path, help="the node's TOML configuration")
     add_json(st)
     st.set_defaults(func=cmd_status)
+
+
+def _agreed(lg: LogView) -> str:
+    """The agreed size, and ``not yet agreed`` while the latest checkpoint is below quorum."""
+    size = "-" if lg.agreed_size is None else str(lg.agreed_size)
+    return size if lg.agreed else f"[yellow]not yet agreed[/] ({size})"
 
 
 def _health(word: str) -> str:
@@ -104,8 +111,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 title=f"{p.partnership} ({status.node}): {_health(p.health)}, trust root "
                 f"{version} (expires {expires})"
             )
-            for col in ("log", "local size", "cosigned", "remote size", "lag", "last sync",
-                        "last error"):  # fmt: skip
+            for col in ("log", "local size", "cosigned", "agreed", "remote size", "lag",
+                        "last sync", "last error"):  # fmt: skip
                 t.add_column(col)
             for lg in p.logs:
                 lag = "-" if lg.lag is None else str(lg.lag) + (" (lagging)" if lg.lagging else "")
@@ -113,6 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     f"{lg.node} ({'own' if lg.own else 'replica'})",
                     str(lg.local_size),
                     "-" if lg.cosigned_size is None else str(lg.cosigned_size),
+                    _agreed(lg),
                     "-" if lg.remote_size is None else str(lg.remote_size),
                     lag,
                     (lg.last_sync or "never")[:19],

@@ -9,9 +9,12 @@ shared by the scheduler (``run_scheduled``), the CLI (``jcm-sync reconcile``) an
 Rules:
 
 1. **Snapshot.** A run reconciles both logs of the partnership at their latest stored
-   checkpoints: the node's own checkpoint of its log and the counterpart's checkpoint it
-   verified for the replica, so both sides reconcile the same pair. A log that has never
-   been checkpointed is taken at its head. Entries are read from the store in chunks and
+   **agreed** checkpoints: the node's own checkpoint of its log and the counterpart's
+   checkpoint it verified for the replica, so both sides reconcile the same pair. A
+   checkpoint is agreed once the cosignatures the trust root's quorum for its log names
+   are stored with it (``agreement``, ADR 0035); with quorum 0 every checkpoint is, and
+   a log that has never been checkpointed is taken at its head. A log with a quorum and
+   no agreed checkpoint yet is taken empty. Entries are read from the store in chunks and
    decoded without re-verifying signatures (``reconcile.inputs`` rule 2: the store only
    holds verified entries); the entries must hash to the checkpoint roots.
 2. **Incremental runs.** The folded state of a partnership is kept in memory with the
@@ -81,6 +84,7 @@ from jcm_sync.core.reconcile import (
 from jcm_sync.core.reconcile.model import LogPosition, RunStatus, Trail
 from jcm_sync.core.trust import TrustRoot, Verification, encode_root
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
+from jcm_sync.services.agreement import agreed_checkpoint
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconcile_state import Folded, grace_days
 from jcm_sync.store import LogRef, Store
@@ -315,12 +319,15 @@ class ReconcileService:
         return {logs.own.node: logs.own, logs.replica.node: logs.replica}
 
     async def positions(self, partnership: str) -> dict[str, tuple[int, bytes]]:
-        """Rule 1: (size, root) of each log at its latest checkpoint, or at its head."""
+        """Rule 1: (size, root) of each log at its latest agreed checkpoint, or at its head."""
         out = {}
+        root = self.node.logs(partnership).root
         for node, ref in self._by_node(partnership).items():
-            cp = await self.node.store.latest_checkpoint(ref)
+            cp = await agreed_checkpoint(self.node.store, root, ref)
             if cp is not None:
                 out[node] = (cp.size, cp.root)
+            elif root.cosign_quorum.get(node) is not None:
+                out[node] = (0, merkle.EMPTY_ROOT)
             else:
                 head = await self.node.store.tree_head(ref)
                 out[node] = (head.size, head.root)

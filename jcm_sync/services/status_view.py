@@ -17,7 +17,8 @@ The fields (names are an interface: the console and scripts read them):
   ``trust_root_expires``, ``discrepancies_open`` (id, rule, stage, summary, first_seen,
   past_grace) and ``health``.
 - ``LogView``: ``node``, ``own``, ``origin``, ``local_size``, ``root``, ``checkpoint``,
-  ``remote_size``, ``lag``, ``lagging``, ``last_sync``, ``last_error``, ``alarm``.
+  ``cosigned_size``, ``agreed_size``, ``agreed`` (rule 8), ``remote_size``, ``lag``,
+  ``lagging``, ``last_sync``, ``last_error``, ``alarm``.
 
 Rules:
 
@@ -44,6 +45,11 @@ Rules:
    data directory's lock without taking it (``local.lock.daemon_holder``).
 7. ``warnings`` holds a line per key or root expiring within ``expiry.WARN_DAYS`` days
    and per key or root that could not be read.
+8. ``agreed_size`` is the size of the newest stored checkpoint that meets the trust
+   root's cosignature quorum for the log (``services.agreement``, ADR 0035), the snapshot
+   reconciliation runs on; ``agreed`` is false while the latest checkpoint held is not
+   yet agreed (below quorum). With quorum 0 every checkpoint is agreed; without a
+   readable root, agreement is unknown (``agreed_size`` None, ``agreed`` true).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from jcm_sync.local.alarms import Alarm, AlarmBook
 from jcm_sync.local.config import Config
 from jcm_sync.local.lock import daemon_holder
 from jcm_sync.local.status import read_status as read_job_status
+from jcm_sync.services.agreement import agreed_checkpoint
 from jcm_sync.services.expiry import (
     Expiry,
     config_expiries,
@@ -99,6 +106,10 @@ class LogView(msgspec.Struct, kw_only=True):
     """size of the latest checkpoint stored for this log, None if none is"""
     cosigned_size: int | None = None
     """size of the newest checkpoint of this log the counterpart cosigned (ADR 0032)"""
+    agreed_size: int | None = None
+    """size of the newest checkpoint that meets the log's cosignature quorum (rule 8)"""
+    agreed: bool = True
+    """false while the latest checkpoint held is below quorum: not yet agreed (rule 8)"""
     remote_size: int | None
     lag: int | None
     lagging: bool
@@ -256,6 +267,7 @@ async def _view(
     out = []
     for pid, pair in refs.items():
         st = await read_job_status(store, pid)
+        root = roots.get(pid)
         rows = []
         for ref, job_name, interval in zip(pair, _jobs(cfg.node.role), _intervals(cfg),
                                            strict=True):  # fmt: skip
@@ -267,6 +279,7 @@ async def _view(
             last = job.last_success if job else None
             lag = None if remote is None else abs(remote - head.size)
             alarm = alarms.get(ref.origin)
+            agreed = await agreed_checkpoint(store, root, ref) if root else None
             rows.append(
                 LogView(
                     node=ref.node,
@@ -276,6 +289,10 @@ async def _view(
                     root=head.root.hex(),
                     checkpoint=held.size if held else None,
                     cosigned_size=await store.cosigned_size(ref),
+                    agreed_size=agreed.size if agreed else None,
+                    agreed=root is None
+                    or held is None
+                    or (agreed is not None and agreed.size == held.size),
                     remote_size=remote,
                     lag=lag,
                     lagging=_lagging(lag, last, interval, now),
@@ -285,7 +302,6 @@ async def _view(
                 )
             )
         open_ = await _discrepancies(store, pid, grace, now)
-        root = roots.get(pid)
         out.append(
             PartnershipView(
                 partnership=pid,

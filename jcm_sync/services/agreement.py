@@ -1,0 +1,98 @@
+"""Agreed checkpoints and witnessed times, read from a node's store under its trust root.
+
+Why this module exists: the trust root states per log whose cosignatures make a
+checkpoint agreed (``core/cosign_policy``); the store keeps each checkpoint's
+cosignatures (ADR 0032). Reconciliation (which snapshot), status (``agreed_size``) and
+record verification (the witnessed time of a stored entry) all need the same reading of
+the two, so it is here (docs/adr/0035-cosignature-quorum-and-witnessed-time.md).
+
+Rules:
+
+1. A stored cosignature belongs to the node whose cosigner name it carries
+   (``<origin prefix>/witness/<node>``, ADR 0032). The store keeps only cosignatures it
+   verified when they arrived (store protocol rule 10), so they are not verified again
+   here; their timestamp is the first 8 bytes of the signature, for both types.
+2. ``agreed_checkpoint``: the newest stored checkpoint of the log that meets the log's
+   quorum. With quorum 0 it is the newest stored checkpoint (what reconciliation used
+   before quorums existed). None when no checkpoint is agreed yet.
+3. ``witnessed_times``: for each agreed checkpoint, the instant it became agreed
+   (``cosign_policy.agreed_at``); ``WitnessedTimes.at(index)`` is the earliest of those
+   over the checkpoints that include entry ``index``, or None. Empty with quorum 0.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from jcm_sync.core.cosign_policy import agreed_at, meets
+from jcm_sync.core.note import NoteSignature
+from jcm_sync.core.trust import TrustRoot
+from jcm_sync.services.witness import cosigner_name
+from jcm_sync.store import LogRef, Store, StoredCheckpoint
+
+__all__ = ["WitnessedTimes", "agreed_checkpoint", "cosigned_by", "witnessed_times"]
+
+
+def cosigned_by(
+    root: TrustRoot, log: LogRef, sigs: Iterable[NoteSignature]
+) -> list[tuple[str, datetime]]:
+    """Rule 1: (cosigner node, timestamp) of each stored cosignature of ``log``."""
+    prefix = log.origin.removesuffix(f"/{log.partnership}/{log.node}")
+    names = {cosigner_name(prefix, n.id): n.id for n in root.nodes if n.id != log.node}
+    out = []
+    for s in sigs:
+        node = names.get(s.name)
+        if node is not None and len(s.signature) >= 8:
+            out.append((node, datetime.fromtimestamp(int.from_bytes(s.signature[:8]), UTC)))
+    return out
+
+
+async def agreed_checkpoint(store: Store, root: TrustRoot, log: LogRef) -> StoredCheckpoint | None:
+    """Rule 2: the newest stored checkpoint of ``log`` its quorum agrees."""
+    quorum = root.cosign_quorum.get(log.node)
+    if quorum is None:
+        return await store.latest_checkpoint(log)
+    cosigned = await store.cosigned_size(log)
+    if cosigned is None:
+        return None
+    for cp in sorted(await store.checkpoints(log), key=lambda c: c.size, reverse=True):
+        if cp.size > cosigned:
+            continue
+        by = cosigned_by(root, log, await store.cosignatures(log, cp.size))
+        if meets(quorum, (n for n, _ in by)):
+            return cp
+    return None
+
+
+@dataclass(frozen=True)
+class WitnessedTimes:
+    """Rule 3: agreed checkpoint sizes ascending, each with the earliest instant a
+    checkpoint of at least that size became agreed."""
+
+    sizes: tuple[int, ...] = ()
+    times: tuple[datetime, ...] = ()
+
+    def at(self, index: int) -> datetime | None:
+        """When a checkpoint including entry ``index`` was first agreed, or None."""
+        n = bisect.bisect_right(self.sizes, index)
+        return self.times[n] if n < len(self.sizes) else None
+
+
+async def witnessed_times(store: Store, root: TrustRoot, log: LogRef) -> WitnessedTimes:
+    """Rule 3, for every stored checkpoint of ``log``."""
+    quorum = root.cosign_quorum.get(log.node)
+    if quorum is None or await store.cosigned_size(log) is None:
+        return WitnessedTimes()
+    agreed: list[tuple[int, datetime]] = []
+    for cp in await store.checkpoints(log):
+        when = agreed_at(quorum, cosigned_by(root, log, await store.cosignatures(log, cp.size)))
+        if when is not None:
+            agreed.append((cp.size, when))
+    agreed.sort()
+    sizes, times = [s for s, _ in agreed], [t for _, t in agreed]
+    for n in range(len(times) - 2, -1, -1):  # the earliest over this and every larger one
+        times[n] = min(times[n], times[n + 1])
+    return WitnessedTimes(tuple(sizes), tuple(times))
