@@ -38,7 +38,7 @@ from jcm_sync.errors import (
 from jcm_sync.local.config import Config, load_config
 
 if TYPE_CHECKING:
-    from jcm_sync.core.envelope import PrivateKey
+    from jcm_sync.core.envelope import AnyPrivateKey
     from jcm_sync.services.conformance_runner import RunReport
 
 EXIT_CANNOT_START: Final = EXIT_USAGE
@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
-async def _run(cfg: Config, key: PrivateKey, limit: float) -> RunReport:
+async def _run(cfg: Config, key: AnyPrivateKey, limit: float) -> RunReport:
     """The run, cut at ``limit`` seconds: a run that takes longer fails (the go-live
     procedure's bound), with the checks it finished and a failed ``time-limit``."""
     from jcm_sync.net.sandbox import SandboxClient

@@ -62,7 +62,7 @@ from jcm_sync.core import merkle
 from jcm_sync.core.note import (
     CONTROL_CHARACTERS,
     MAX_LINE_BYTES,
-    Verifier,
+    NoteVerifier,
     decode_base64,
     decode_text,
     encode_base64,
@@ -239,7 +239,7 @@ def sign_checkpoint(
 
 
 def open_checkpoint(
-    note: bytes, verifiers: Sequence[Verifier], *, origin: str
+    note: bytes, verifiers: Sequence[NoteVerifier], *, origin: str
 ) -> VerifiedCheckpoint:
     """Verify a signed checkpoint of the log ``origin`` and parse it (rule 1: in that order).
 

@@ -132,12 +132,17 @@ def check_requirements(required: Mapping[str, str], roles: Iterable[str]) -> Non
     for role, need in required.items():
         if role not in allowed:
             raise ValueError(
-                f"required_algorithms names {role!r}; only record kinds and transport "
-                "take an algorithm requirement"
+                f"required_algorithms names {role!r}; only record kinds, transport and "
+                "checkpoint take an algorithm requirement"
             )
         if role == "transport" and need == "both":
             raise ValueError(
                 "transport cannot require both algorithms: a request carries one signature"
+            )
+        if role == "checkpoint" and need == "ml-dsa-44":
+            raise ValueError(
+                "checkpoint can require ed25519 or both, not ml-dsa-44 alone: a checkpoint "
+                "keeps its Ed25519 log signature (type 0x01)"
             )
 
 

@@ -120,7 +120,7 @@ ROLES: Final = frozenset(KINDS) | frozenset(SERVICE_ROLES)
 DEFAULT_SKEW: Final = timedelta(minutes=5)
 
 Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}(?!\n)$")]
-REQUIRABLE_ROLES: Final = frozenset(KINDS) | frozenset({"transport"})
+REQUIRABLE_ROLES: Final = frozenset(KINDS) | frozenset({"transport", "checkpoint"})
 
 
 # --- the root document ------------------------------------------------------------

@@ -65,10 +65,20 @@ class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class KeysSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Key files (ADR 0036): ``signing`` and ``checkpoint`` are Ed25519; the ``_pq``
+    files are ML-DSA-44 keys signed with beside them (hybrid records, a type 0x06 line on
+    each checkpoint and witness cosignature); ``transport`` is either algorithm (a request
+    carries one signature). Unset ``transport``/``checkpoint`` are the signing key."""
+
     signing: str
     transport: str = ""
     checkpoint: str = ""
     passphrase_file: str = ""
+    #: an ML-DSA-44 key signing every record beside ``signing``; empty: Ed25519 only
+    signing_pq: str = ""
+    #: an ML-DSA-44 key adding its line to each checkpoint and witness cosignature;
+    #: empty: the ``signing_pq`` key, as ``checkpoint`` defaults to ``signing``
+    checkpoint_pq: str = ""
 
 
 class PartnershipSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 import msgspec
 
-from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.envelope import AnyPrivateKey
 from jcm_sync.core.wire import (
     CheckpointView,
     ConsistencyProofView,
@@ -99,7 +99,7 @@ class HubClient:
     def __init__(
         self,
         base_url: str,
-        transport_key: PrivateKey,
+        transport_key: AnyPrivateKey,
         *,
         timeout: float = 30.0,
         max_response: int = MAX_RESPONSE,

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import web
 
-from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.envelope import AnyPrivateKey, PrivateKey
 from jcm_sync.core.reconcile import Report
 from jcm_sync.core.wire import Caller, PushRequest, encoder, query_int
 from jcm_sync.errors import BadDataError, BadParameterError, NotFoundError
@@ -209,7 +209,7 @@ class SandboxClient(HubClient):
     """The partner's signed client of the sandbox's control routes (production key),
     and the factory of its exchange clients (sandbox key)."""
 
-    def __init__(self, base_url: str, transport_key: PrivateKey, **kw: Any) -> None:
+    def __init__(self, base_url: str, transport_key: AnyPrivateKey, **kw: Any) -> None:
         super().__init__(base_url, transport_key, **kw)
         self._kw = kw
         self._exchanges: list[HubClient] = []

@@ -95,7 +95,11 @@ from jcm_sync.errors import (
 )
 from jcm_sync.local.status import AgentStatus, JobStatus, write_status
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
-from jcm_sync.services.log_service import checkpoint_verifiers, prove_consistency, prove_inclusion
+from jcm_sync.services.log_service import (
+    open_log_checkpoint,
+    prove_consistency,
+    prove_inclusion,
+)
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse_if_stopped
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
@@ -365,8 +369,7 @@ class Hub:
     ) -> checkpoint.Checkpoint:
         """Rule 3: verify the partner's checkpoint and the root the batch would produce."""
         note = req.checkpoint or b""
-        verifiers = checkpoint_verifiers(root, replica, self.node.clock())
-        opened = checkpoint.open_checkpoint(note, verifiers, origin=replica.origin)
+        opened = open_log_checkpoint(root, replica, note, self.node.clock())
         cp = opened.checkpoint
         end = req.start + len(req.entries)
         if cp.size != end:

@@ -15,6 +15,7 @@ Rules:
    the log's node, and never when it is inconsistent with the last checkpoint stored: the
    guard proves consistency from the store's tree and checks it with
    ``checkpoint.check_append_only`` before signing (C2SP tlog-checkpoint, "Signatures").
+   An ML-DSA-44 checkpoint key adds its line beside (``checkpoint_algorithms``, ADR 0036).
 3. A proof is checked against the root before it is handed out, so a store whose nodes
    were altered (right length, wrong bytes) is reported, not believed.
 4. ``verify_log`` trusts no stored summary: it recomputes every leaf, node and root from
@@ -41,6 +42,7 @@ import msgspec
 from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.envelope import PrivateKey, PublicKey, open_envelope, verify_envelope
+from jcm_sync.core.pq import MLDSA44PrivateKey
 from jcm_sync.core.trust import DEFAULT_SKEW, KeyEntry, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (
     AuthorityError,
@@ -49,6 +51,12 @@ from jcm_sync.errors import (
     ForkError,
     JcmSyncError,
     UnknownKeyError,
+)
+from jcm_sync.services.checkpoint_algorithms import (
+    add_pq_line,
+    check_log_algorithms,
+    ed25519_checkpoint_keys,
+    pq_checkpoint_verifiers,
 )
 from jcm_sync.store import AppendResult, Entry, LogRef, Store, StoredCheckpoint, Verify
 
@@ -65,6 +73,7 @@ __all__ = [
     "checkpoint_key_history",
     "checkpoint_verifiers",
     "list_entries",
+    "open_log_checkpoint",
     "prove_consistency",
     "prove_inclusion",
     "prove_record",
@@ -118,8 +127,21 @@ def record_verifier(
 
 
 def checkpoint_verifiers(root: TrustRoot, log: LogRef, at: datetime) -> list[signed_note.Verifier]:
-    """The signed-note verifiers of ``log``: its node's checkpoint keys, named by the origin."""
-    return [_verifier(log, k) for k in root.keys_for(log.node, "checkpoint", at)]
+    """The signed-note verifiers of ``log``: its node's Ed25519 checkpoint keys, named by the
+    origin (its ML-DSA-44 ones: ``checkpoint_algorithms.pq_checkpoint_verifiers``)."""
+    keys = ed25519_checkpoint_keys(root.keys_for(log.node, "checkpoint", at))
+    return [_verifier(log, k) for k in keys]
+
+
+def open_log_checkpoint(
+    root: TrustRoot, log: LogRef, note: bytes, at: datetime
+) -> checkpoint.VerifiedCheckpoint:
+    """A checkpoint of ``log`` opened with every checkpoint key of its node, Ed25519 and
+    ML-DSA-44, and held to the root's ``checkpoint`` requirement (ADR 0036)."""
+    ed, pq = checkpoint_verifiers(root, log, at), pq_checkpoint_verifiers(root, log, at)
+    opened = checkpoint.open_checkpoint(note, [*ed, *pq], origin=log.origin)
+    check_log_algorithms(root, log, note, ed, pq)
+    return opened
 
 
 def _verifier(log: LogRef, key: KeyEntry) -> signed_note.Verifier:
@@ -194,7 +216,7 @@ def checkpoint_key_history(roots: Sequence[TrustRoot], log: LogRef) -> Checkpoin
     newest: dict[str, KeyEntry] = {}
     for root in roots:
         for k in root.keys:
-            if k.node == log.node and "checkpoint" in k.roles:
+            if k.node == log.node and "checkpoint" in k.roles and k.algorithm == "ed25519":
                 newest[k.keyid] = k
     return CheckpointKeys(log, tuple(newest.values()), (roots[0].version, roots[-1].version))
 
@@ -304,12 +326,15 @@ class LogService:
         *,
         root: TrustRoot,
         checkpoint_key: PrivateKey,
+        checkpoint_pq: MLDSA44PrivateKey | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.store = store
         self.log = log
         self.root = root
         self._key = checkpoint_key
+        #: adds the log's ML-DSA-44 line to each checkpoint (ADR 0036)
+        self._pq = checkpoint_pq
         self._clock = clock
         self._lock = asyncio.Lock()
 
@@ -319,14 +344,14 @@ class LogService:
 
     def _check_key(self) -> None:
         """Rule 2: the checkpoint key must be one the trust root lists for this log."""
-        ours = self._key.public.raw
         usable = self.root.keys_for(self.log.node, "checkpoint", self._clock())
-        if not any(k.public_key == ours for k in usable):
-            raise AuthorityError(
-                f"key {self._key.key_id[:16]} is not a usable checkpoint key of "
-                f"{self.log.node} in the trust root of {self.root.partnership}",
-                where=self.log.origin,
-            )
+        for key in (self._key, self._pq):
+            if key is not None and not any(k.public_key == key.public.raw for k in usable):
+                raise AuthorityError(
+                    f"{key.algorithm} key {key.key_id[:16]} is not a usable checkpoint key "
+                    f"of {self.log.node} in the trust root of {self.root.partnership}",
+                    where=self.log.origin,
+                )
 
     def vkey(self) -> str:
         """The signed-note verifier key of this log's checkpoints."""
@@ -376,6 +401,8 @@ class LogService:
             if latest.size == head.size:
                 return self._current(latest)
         note = checkpoint.sign_checkpoint(new, self._key.key)
+        if self._pq is not None:
+            note = add_pq_line(note, self.log.origin, self._pq, self._clock())
         return await self.store.put_checkpoint(self.log, note)
 
     def _current(self, held: StoredCheckpoint) -> StoredCheckpoint:
@@ -383,12 +410,14 @@ class LogService:
         that signed it (rule 5): peers verify with today's keys, and the store keeps the
         first note of a size, so re-signing alone would change nothing they see."""
         verifiers = checkpoint_verifiers(self.root, self.log, self._clock())
+        note = held.note
         try:
-            checkpoint.open_checkpoint(held.note, verifiers, origin=self.log.origin)
-            return held
+            checkpoint.open_checkpoint(note, verifiers, origin=self.log.origin)
         except UnknownKeyError:
-            note = signed_note.add_signature(held.note, self.log.origin, self._key.key)
-            return StoredCheckpoint(held.size, held.root, note)
+            note = signed_note.add_signature(note, self.log.origin, self._key.key)
+        if self._pq is not None:  # held from before the node had its ML-DSA-44 key
+            note = add_pq_line(note, self.log.origin, self._pq, self._clock())
+        return held if note == held.note else StoredCheckpoint(held.size, held.root, note)
 
     async def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
         return await prove_inclusion(self.store, self.log, index, size)

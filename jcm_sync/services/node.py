@@ -26,12 +26,18 @@ from typing import Any
 import msgspec
 
 from jcm_sync.core.checkpoint import origin_for
-from jcm_sync.core.envelope import PrivateKey
+from jcm_sync.core.envelope import AnyPrivateKey, PrivateKey
+from jcm_sync.core.pq import MLDSA44PrivateKey
 from jcm_sync.core.trust import TrustedRoot, TrustRoot, verify_chain_history
-from jcm_sync.errors import AuthorityError, ForkError, NotFoundError
+from jcm_sync.errors import AuthorityError, ConfigError, ForkError, NotFoundError
 from jcm_sync.local.alarms import AlarmBook, new_alarm
 from jcm_sync.local.config import Config
-from jcm_sync.local.keyfiles import load_passphrase, load_private_key, read_small_file
+from jcm_sync.local.keyfiles import (
+    load_any_private_key,
+    load_passphrase,
+    load_private_key,
+    read_small_file,
+)
 from jcm_sync.local.lock import check_writable
 from jcm_sync.local.status import AgentStatus, read_status
 from jcm_sync.services.log_service import LogService
@@ -50,19 +56,65 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class NodeKeys:
+    """A node's keys (ADR 0036): Ed25519 ``signing`` and ``checkpoint``, ``transport`` of
+    either algorithm, and the ML-DSA-44 keys signed with beside the Ed25519 ones."""
+
     signing: PrivateKey
-    transport: PrivateKey
+    transport: AnyPrivateKey
     checkpoint: PrivateKey
+    signing_pq: MLDSA44PrivateKey | None = None
+    checkpoint_pq: MLDSA44PrivateKey | None = None
+
+    def record_keys(self) -> list[AnyPrivateKey]:
+        """The keys a record this node authors is signed with: hybrid with ``signing_pq``."""
+        return [self.signing] if self.signing_pq is None else [self.signing, self.signing_pq]
+
+
+def _load_pq(cfg: Config, setting: str, passphrase: bytes | None) -> MLDSA44PrivateKey:
+    key = load_any_private_key(cfg.path(getattr(cfg.keys, setting)), passphrase)
+    if not isinstance(key, MLDSA44PrivateKey):
+        raise ConfigError(
+            f"[keys] {setting} names an {key.algorithm} key; it takes an ML-DSA-44 key "
+            "(jcm-sync key generate --alg ml-dsa-44)",
+            where=f"keys.{setting}",
+        )
+    return key
 
 
 def load_keys(cfg: Config) -> NodeKeys:
     pp = load_passphrase(cfg.path(cfg.keys.passphrase_file)) if cfg.keys.passphrase_file else None
     signing = load_private_key(cfg.path(cfg.keys.signing), pp)
     transport = (
-        load_private_key(cfg.path(cfg.keys.transport), pp) if cfg.keys.transport else signing
+        load_any_private_key(cfg.path(cfg.keys.transport), pp) if cfg.keys.transport else signing
     )
     ckpt = load_private_key(cfg.path(cfg.keys.checkpoint), pp) if cfg.keys.checkpoint else signing
-    return NodeKeys(signing=signing, transport=transport, checkpoint=ckpt)
+    signing_pq = _load_pq(cfg, "signing_pq", pp) if cfg.keys.signing_pq else None
+    ckpt_pq = _load_pq(cfg, "checkpoint_pq", pp) if cfg.keys.checkpoint_pq else signing_pq
+    return NodeKeys(signing, transport, ckpt, signing_pq=signing_pq, checkpoint_pq=ckpt_pq)
+
+
+def check_key_algorithms(keys: NodeKeys, node: str, root: TrustRoot) -> None:
+    """Refuse to open a node that could not sign what ``root`` requires of it: a record
+    kind this node's signing key may sign requiring ML-DSA-44 (``ml-dsa-44`` or ``both``)
+    without ``[keys] signing_pq``, or checkpoints requiring ``both`` without
+    ``checkpoint_pq`` (ADR 0036). Better one clear refusal at start than every record
+    refused with ``algorithm-required``."""
+    ours = keys.signing.public.raw
+    roles = {r for k in root.keys if k.node == node and k.public_key == ours for r in k.roles}
+    for role, need in sorted(root.required_algorithms.items()):
+        if need == "ed25519" or role == "transport":
+            continue
+        if role == "checkpoint":
+            missing = "checkpoint_pq" if keys.checkpoint_pq is None else None
+        else:
+            missing = "signing_pq" if role in roles and keys.signing_pq is None else None
+        if missing:
+            raise ConfigError(
+                f"trust root version {root.version} of {root.partnership} requires {need} "
+                f"signatures for {role}, and this node has no ML-DSA-44 key: set [keys] "
+                f"{missing} to an ML-DSA-44 key file the root lists for {node}",
+                where=f"keys.{missing}",
+            )
 
 
 def load_chain(cfg: Config, partnership: str, now: datetime) -> tuple[TrustedRoot, ...]:
@@ -263,6 +315,13 @@ async def open_node(
             await store.close()
         raise
     roots = {pid: chain[-1].root for pid, chain in chains.items()}
+    try:
+        for root in roots.values():
+            check_key_algorithms(keys, cfg.node.id, root)
+    except BaseException:
+        if store is not None:
+            await store.close()
+        raise
     store = store or await open_store(cfg.store_url)
     store.set_clock(clock)  # appended_at is the receipt time (ADR 0018)
     try:
@@ -274,7 +333,8 @@ async def open_node(
             own, replica = log_pair(cfg, pid)
             await store.ensure_log(own)
             await store.ensure_log(replica)
-            service = LogService(store, own, root=root, checkpoint_key=keys.checkpoint, clock=clock)
+            service = LogService(store, own, root=root, checkpoint_key=keys.checkpoint,
+                                 checkpoint_pq=keys.checkpoint_pq, clock=clock)  # fmt: skip
             partnerships[pid] = PartnershipLogs(pid, root, own, replica, service)
     except BaseException:
         await store.close()

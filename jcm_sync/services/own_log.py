@@ -10,7 +10,8 @@ Rules:
 
 1. **Decoded once.** A document is a record's JSON, a signed DSSE envelope (told apart
    by its ``payloadType`` member), or an already built ``Record``. A record is decoded
-   (and validated) once and signed with the node's signing key; an envelope is verified
+   (and validated) once and signed with the node's signing key (and its ML-DSA-44 one,
+   ``[keys] signing_pq``: a hybrid envelope, ADR 0036); an envelope is verified
    once. What later steps need (the record, its signers, its bytes) is taken from that
    ``Verification``; nothing is decoded again before the store writes it.
 2. **Authority.** Every envelope, including the ones signed here, is verified with the
@@ -85,7 +86,7 @@ def verify_documents(
     CPU-bound: ``append_own`` runs it on a worker thread.
     """
     verify = node.logs(partnership).service.verifier()
-    key = node.keys.signing
+    keys = node.keys.record_keys()  # hybrid with an ML-DSA-44 signing key (ADR 0036)
     out = []
     for n, doc in enumerate(documents):
         if isinstance(doc, bytes) and (not sign or _is_envelope(doc)):
@@ -99,7 +100,7 @@ def verify_documents(
                     raise
                 # the file and line name the record; the decoder's traceback adds nothing
                 raise BadDataError(str(exc), where=where[n]) from None
-        out.append(verify(sign_record(doc, [key])))
+        out.append(verify(sign_record(doc, keys)))
     return out
 
 

@@ -43,13 +43,14 @@ from jcm_sync.core.trust import TrustedRoot, verify_chain
 from jcm_sync.errors import BadDataError, ConfigError, ConflictError, JcmSyncError
 from jcm_sync.local.config import Config, LoadedConfig, check_origin, load_config_with_sources
 from jcm_sync.local.keyfiles import (
+    load_any_private_key,
     load_passphrase,
     load_private_key,
     load_public_key,
     read_small_file,
     write_key_pair,
 )
-from jcm_sync.services.node import load_chain
+from jcm_sync.services.node import check_key_algorithms, load_chain, load_keys
 from jcm_sync.services.trust_roots import Validity, new_root, sign_new_root
 from jcm_sync.store import redact_url
 
@@ -513,7 +514,7 @@ def check_config(path: Path, env: dict[str, str] | None, now: datetime) -> Confi
             checks.append(Check("keys.passphrase_file", False, str(exc)))
         else:
             checks.append(Check("keys.passphrase_file", True, "readable"))
-    for name in ("signing", "transport", "checkpoint"):
+    for name in KEY_SETTINGS:
         file = getattr(cfg.keys, name)
         if file:
             _attempt(checks, f"keys.{name}", partial(_key_detail, cfg.path(file), passphrase))
@@ -529,22 +530,26 @@ def check_config(path: Path, env: dict[str, str] | None, now: datetime) -> Confi
     return ConfigReport(loaded, checks)
 
 
+KEY_SETTINGS = ("signing", "transport", "checkpoint", "signing_pq", "checkpoint_pq")
+"""The ``[keys]`` settings that name a private key file (ADR 0036)."""
+
+
 def _readable(path: Path) -> str:
     return f"{len(read_small_file(path))} bytes"
 
 
 def _key_detail(path: Path, passphrase: bytes | None) -> str:
-    key = load_private_key(path, passphrase)
-    return f"{path} (mode 0600), key id {key.key_id}"
+    key = load_any_private_key(path, passphrase)
+    return f"{path} (mode 0600), {key.algorithm} key id {key.key_id}"
 
 
 def _key_ids(cfg: Config, passphrase: bytes | None) -> set[str]:
     ids: set[str] = set()
-    for name in ("signing", "transport", "checkpoint"):
+    for name in KEY_SETTINGS:
         file = getattr(cfg.keys, name)
         with contextlib.suppress(JcmSyncError):  # reported by its own check
             if file:
-                ids.add(load_private_key(cfg.path(file), passphrase).key_id)
+                ids.add(load_any_private_key(cfg.path(file), passphrase).key_id)
     return ids
 
 
@@ -558,4 +563,10 @@ def _root_detail(cfg: Config, pid: str, own: set[str], now: datetime) -> str:
             f"{', '.join(sorted(k[:16] for k in own - mine))}",
             where=pid,
         )
+    try:
+        keys = load_keys(cfg)
+    except JcmSyncError:  # reported by the key checks
+        keys = None
+    if keys is not None:  # ML-DSA-44 keys for what the root requires (ADR 0036)
+        check_key_algorithms(keys, cfg.node.id, root)
     return f"version {root.version} verifies, expires {root.expires:%Y-%m-%d}"

@@ -16,7 +16,8 @@ Rules:
    origin, then compare-and-persists the new head (``Store.persist_witnessed``, one
    statement) and only then cosigns. A lost race is the spec's 409 with the size now
    held; nothing is cosigned that was not persisted.
-2. A node cosigns with its checkpoint key under the cosigner name
+2. A node cosigns with its checkpoint keys (Ed25519, and ML-DSA-44 with ``[keys]
+   checkpoint_pq``, ADR 0036) under the cosigner name
    ``<origin prefix>/witness/<node>`` (``cosigner_name``): one name per key, whatever the
    partnership, as tlog-cosignature requires of an Ed25519 cosigner. The counterpart's
    cosigner keys are its checkpoint-role keys in the trust root (``cosigner_verifiers``).
@@ -62,6 +63,7 @@ from jcm_sync.errors import (
     NotFoundError,
     UnknownKeyError,
 )
+from jcm_sync.services.checkpoint_algorithms import pq_checkpoint_verifiers
 from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.node import Node
 from jcm_sync.store import LogRef, Store, TreeHead
@@ -147,7 +149,15 @@ class Witness:
 def node_witness(node: Node) -> Witness:
     """This node's witness: its checkpoint key under its cosigner name (rule 2)."""
     name = cosigner_name(node.cfg.node.origin_prefix, node.cfg.node.id)
-    return Witness(node.store, name, [node.keys.checkpoint.key], node.clock)
+    pq = node.keys.checkpoint_pq  # ML-DSA-44 (type 0x06) beside Ed25519 (ADR 0036)
+    keys: list[CosignerPrivateKey] = [node.keys.checkpoint.key]
+    return Witness(node.store, name, keys if pq is None else [*keys, pq.key], node.clock)
+
+
+def log_keys(root: TrustRoot, log_ref: LogRef, at: datetime) -> list[NoteVerifier]:
+    """The keys of ``log_ref``'s checkpoints, Ed25519 and ML-DSA-44: a witness checks every
+    line of them (a forged ML-DSA-44 line refuses the checkpoint)."""
+    return [*checkpoint_verifiers(root, log_ref, at), *pq_checkpoint_verifiers(root, log_ref, at)]
 
 
 async def cosigned_note(store: Store, log_ref: LogRef, size: int, note: bytes) -> bytes:
@@ -174,7 +184,7 @@ async def hub_add_checkpoint(node: Node, caller: Caller, partnership: str, body:
     _check_member(caller, partnership)
     logs = node.logs(partnership)
     replica = logs.replica
-    verifiers = {replica.origin: checkpoint_verifiers(logs.root, replica, node.clock())}
+    verifiers = {replica.origin: log_keys(logs.root, replica, node.clock())}
     cp, lines = await node_witness(node).add_checkpoint(body, verifiers)
     try:
         held = await node.store.checkpoint_at(replica, cp.size)
@@ -311,7 +321,7 @@ async def witness_counterpart(node: Node, client: object, partnership: str) -> i
             return None  # witnessed further already (a newer pull is on its way)
         proof = await store.consistency_proof(rep, old, cp.size) if 0 < old < cp.size else []
         body = format_add_checkpoint(old, proof, cp.note)
-        verifiers = {rep.origin: checkpoint_verifiers(logs.root, rep, node.clock())}
+        verifiers = {rep.origin: log_keys(logs.root, rep, node.clock())}
         _, lines = await witness.add_checkpoint(body, verifiers)
         await client.deliver_cosignatures(
             partnership, rep.node, add_signature_lines(cp.note, lines)
