@@ -23,12 +23,15 @@ Rules (docs/adr/0034-evidence-bundles-and-offline-receipts.md):
    partnership's two logs; its log signature must be by a checkpoint key of that log's
    node held by some version of the chain and not withdrawn before the record was
    signed; the counterpart's cosignatures (its checkpoint keys, under its witness name)
-   must verify when present, and are required with ``require_cosigned``; the inclusion
-   proof must hold; and the entry must verify as a record of that log's node.
-4. **Revocation by witnessed time.** The record is judged as received at the earliest
-   time the counterpart cosigned a checkpoint including it, when one did: a key revoked
-   after that time does not make it invalid, a key revoked before does (trust rule 3).
-   Without a cosignature it is judged as received ``now``.
+   must verify when present; the checkpoint must meet the cosignature quorum the newest
+   root states for the log (``cosign_policy``, ADR 0035), and with ``require_cosigned``
+   carry the counterpart's cosignature even under quorum 0; the inclusion proof must
+   hold; and the entry must verify as a record of that log's node.
+4. **Revocation by witnessed time.** Under a quorum, the record is judged as received
+   at the instant the checkpoint became agreed (``cosign_policy.agreed_at``): a key
+   revoked after that time does not make it invalid, a key revoked before does (trust
+   rule 3). Under quorum 0 (the fallback, ADR 0035), at the earliest time the
+   counterpart cosigned it when it did, else ``now``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from datetime import UTC, datetime
 
 from jcm_sync.core import tlog_proof
 from jcm_sync.core.checkpoint import open_checkpoint
+from jcm_sync.core.cosign_policy import agreed_at
 from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.note import Verifier, add_signature_lines, parse_note
 from jcm_sync.core.trust import (
@@ -151,12 +155,23 @@ def verify_receipt_file(
     witnesses = counterpart_witnesses(
         chain, log, LogRef(log.partnership, counterpart, f"{prefix}/{counterpart}")
     )
-    quorum = witness_name(log.origin, log.partnership, log.node, counterpart)
+    policy = root.cosign_quorum.get(log.node)
+    cosigners = policy.cosigners if policy is not None else (counterpart,)
+    names = {witness_name(log.origin, log.partnership, log.node, n): n for n in cosigners}
+    quorum: tlog_proof.Quorum = None
+    if policy is not None:  # in a partnership its only cosigner is the counterpart
+        quorum = tlog_proof.Group(policy.threshold, tuple(names))
+    elif require_cosigned:
+        quorum = next(iter(names))
     checked = tlog_proof.verify_receipt(
-        receipt, entry, everyone, witnesses, quorum if require_cosigned else None, origin=log.origin
+        receipt, entry, everyone, witnesses, quorum, origin=log.origin
     )
-    times = sorted(datetime.fromtimestamp(c.timestamp, UTC) for c in checked.cosignatures)
-    received = times[0] if times else None
+    times = [(names.get(c.name, ""), datetime.fromtimestamp(c.timestamp, UTC))
+             for c in checked.cosignatures]  # fmt: skip
+    if policy is not None:  # rule 4
+        received = agreed_at(policy, times)
+    else:
+        received = min((t for _, t in times), default=None)
     record = verify_under_chain(chain, entry, now, received or now)
     if record.record.author != log.node:
         raise WrongOriginError(
