@@ -39,7 +39,6 @@ from jcm_sync.services.log_service import (
     prove_consistency,
     prove_inclusion,
     prove_record,
-    record_verifier,
     verify_log,
 )
 from jcm_sync.store import AppendResult, LogRef, Store, StoredCheckpoint, open_store
@@ -413,10 +412,13 @@ async def audit(t: Target, store: Store) -> int:
         await _guard_trust(t, store, advance=False)
     # checkpoints are judged by every key the chain held (log.py rule 5), so the ones
     # signed before a rotation stay verifiable
+    # entries judged at their witnessed time under a cosignature quorum (ADR 0035)
+    from jcm_sync.services.agreement import stored_verifier
+
     result = await verify_log(
         store,
         t.log,
-        verify=None if root is None else record_verifier(root, now),
+        verify=None if root is None else await stored_verifier(store, root, t.log, now),
         keys=checkpoint_key_history(chain, t.log) if chain else None,
     )
     data = {

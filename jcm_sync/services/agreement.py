@@ -18,6 +18,11 @@ Rules:
 3. ``witnessed_times``: for each agreed checkpoint, the instant it became agreed
    (``cosign_policy.agreed_at``); ``WitnessedTimes.at(index)`` is the earliest of those
    over the checkpoints that include entry ``index``, or None. Empty with quorum 0.
+4. **Revocation by witnessed time** (``stored_verifier``): under a quorum, a stored entry
+   is judged as received at its witnessed time, and at ``now`` when no agreed checkpoint
+   includes it yet; so a record signed by a key revoked at T stays valid only if the
+   counterpart cosigned a checkpoint including it before T. Under quorum 0 the
+   fallback is ADR 0018's: as received when it was appended.
 """
 
 from __future__ import annotations
@@ -30,10 +35,17 @@ from datetime import UTC, datetime
 from jcm_sync.core.cosign_policy import agreed_at, meets
 from jcm_sync.core.note import NoteSignature
 from jcm_sync.core.trust import TrustRoot
+from jcm_sync.services.log_service import RecordVerifier
 from jcm_sync.services.witness import cosigner_name
 from jcm_sync.store import LogRef, Store, StoredCheckpoint
 
-__all__ = ["WitnessedTimes", "agreed_checkpoint", "cosigned_by", "witnessed_times"]
+__all__ = [
+    "WitnessedTimes",
+    "agreed_checkpoint",
+    "cosigned_by",
+    "stored_verifier",
+    "witnessed_times",
+]
 
 
 def cosigned_by(
@@ -96,3 +108,15 @@ async def witnessed_times(store: Store, root: TrustRoot, log: LogRef) -> Witness
     for n in range(len(times) - 2, -1, -1):  # the earliest over this and every larger one
         times[n] = min(times[n], times[n + 1])
     return WitnessedTimes(tuple(sizes), tuple(times))
+
+
+async def stored_verifier(
+    store: Store, root: TrustRoot, log: LogRef, now: datetime
+) -> RecordVerifier:
+    """Rule 4: a ``RecordVerifier`` whose ``stored`` judges ``log``'s entries at their
+    witnessed time under a quorum (``now`` if not yet agreed), else when appended."""
+    verifier = RecordVerifier(root, now)
+    if root.cosign_quorum.get(log.node) is not None:
+        times = await witnessed_times(store, root, log)
+        verifier.witnessed = lambda entry: times.at(entry.index)
+    return verifier

@@ -95,10 +95,12 @@ class RecordVerifier:
     Called on bytes (as ``store.Verify``), it judges a record as received ``now``
     unless ``received`` gives the time this node first received it (by record id);
     ``stored`` judges an entry a store holds as received when it was appended, so a
-    key revoked since never makes it unverifiable (trust rule 3, ADR 0018).
+    key revoked since never makes it unverifiable (trust rule 3, ADR 0018); with
+    ``witnessed`` set (a log whose trust root states a cosignature quorum, ADR 0035), as
+    received when a checkpoint including it became agreed, or ``now`` if none did.
     """
 
-    __slots__ = ("now", "received", "root")
+    __slots__ = ("now", "received", "root", "witnessed")
 
     def __init__(
         self, root: TrustRoot, now: datetime, received: Mapping[str, datetime] | None = None
@@ -106,6 +108,7 @@ class RecordVerifier:
         self.root = root
         self.now = now
         self.received = received or {}
+        self.witnessed: Callable[[Entry], datetime | None] | None = None
 
     def __call__(self, raw: bytes) -> Verification:
         if not self.received or self.root.expires <= self.now:  # the root's expiry first
@@ -116,7 +119,8 @@ class RecordVerifier:
         return verify_record(self.root, raw, self.now, verified=envelope, received=at)
 
     def stored(self, entry: Entry) -> Verification:
-        return verify_record(self.root, entry.envelope, self.now, received=entry.appended_at)
+        at = entry.appended_at if self.witnessed is None else self.witnessed(entry)
+        return verify_record(self.root, entry.envelope, self.now, received=at)
 
 
 def record_verifier(
