@@ -87,6 +87,15 @@ class WitnessedTimes:
     sizes: tuple[int, ...] = ()
     times: tuple[datetime, ...] = ()
 
+    @classmethod
+    def of(cls, agreed: Iterable[tuple[int, datetime]]) -> WitnessedTimes:
+        """From (checkpoint size, when it became agreed) pairs, in any order."""
+        pairs = sorted(agreed)
+        sizes, times = [s for s, _ in pairs], [t for _, t in pairs]
+        for n in range(len(times) - 2, -1, -1):  # the earliest over this and every larger
+            times[n] = min(times[n], times[n + 1])
+        return cls(tuple(sizes), tuple(times))
+
     def at(self, index: int) -> datetime | None:
         """When a checkpoint including entry ``index`` was first agreed, or None."""
         n = bisect.bisect_right(self.sizes, index)
@@ -103,11 +112,7 @@ async def witnessed_times(store: Store, root: TrustRoot, log: LogRef) -> Witness
         when = agreed_at(quorum, cosigned_by(root, log, await store.cosignatures(log, cp.size)))
         if when is not None:
             agreed.append((cp.size, when))
-    agreed.sort()
-    sizes, times = [s for s, _ in agreed], [t for _, t in agreed]
-    for n in range(len(times) - 2, -1, -1):  # the earliest over this and every larger one
-        times[n] = min(times[n], times[n + 1])
-    return WitnessedTimes(tuple(sizes), tuple(times))
+    return WitnessedTimes.of(agreed)
 
 
 async def stored_verifier(

@@ -16,7 +16,10 @@ Rules:
 3. **Records.** Every envelope verifies (signatures, schema, authority) under the newest
    root of the chain (an older version only for a key the newest does not list), judged
    as received when it was appended (trust rule 3, ADR 0018), and was authored by its
-   log's node.
+   log's node. Under a cosignature quorum for the log (ADR 0035), a root that revokes
+   a key has every record judged again as received when the first checkpoint of the
+   bundle including it became agreed (the export time if none did): revocation by
+   witnessed time.
 4. **Trees and checkpoints.** Both Merkle trees are rebuilt from the envelopes; each
    log's snapshot root, every checkpoint's root and every run's recorded root must be
    the rebuilt one. A checkpoint must be signed by a checkpoint key of the log's node
@@ -38,7 +41,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -46,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PublicKey
 
 from jcm_sync.core import checkpoint, merkle, subtrees
 from jcm_sync.core import note as signed_note
+from jcm_sync.core.cosign_policy import agreed_at
 from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.pq import ML_DSA_44_PUBLIC_KEY_SIZE
@@ -58,7 +62,8 @@ from jcm_sync.core.trust import (
     verify_chain_history,
     verify_record,
 )
-from jcm_sync.errors import BadDataError, JcmSyncError, UnknownKeyError
+from jcm_sync.errors import BadDataError, JcmSyncError, RevokedKeyError, UnknownKeyError
+from jcm_sync.services.agreement import WitnessedTimes
 from jcm_sync.services.evidence import (
     FORMAT,
     MANIFEST,
@@ -124,6 +129,7 @@ class _Log:
     roots: list[bytes] = field(default_factory=list)  # roots[n]: root of the first n entries
     created: list[datetime | None] = field(default_factory=list)
     checkpoints: set[int] = field(default_factory=set)  # sizes of those that verified
+    agreed: list[tuple[int, datetime]] = field(default_factory=list)  # (size, agreed at)
 
 
 def verify_evidence(directory: Path) -> EvidenceCheck:
@@ -140,6 +146,7 @@ def verify_evidence(directory: Path) -> EvidenceCheck:
     logs = {info.node: _entries(directory, manifest, info, chain, check) for info in manifest.logs}
     for log in logs.values():
         _checkpoints(directory, manifest, log, chain, check)
+        _witnessed_time(manifest, log, chain, check)
     _reconciliation(directory, manifest, logs, chain[-1], check)
     return check
 
@@ -314,6 +321,11 @@ def _checkpoints(
     ref = LogRef(manifest.partnership, log.info.node, log.info.origin)
     keys = checkpoint_key_history(chain, ref)
     witnesses = _witnesses(manifest, log.info, chain)
+    quorum = chain[-1].cosign_quorum.get(log.info.node) if chain else None
+    names = {
+        witness_name(log.info.origin, manifest.partnership, log.info.node, o.node): o.node
+        for o in manifest.logs
+    }
     for rel in sorted(r for r in manifest.files if r.startswith(prefix)):
         if not _inside(rel) or not (directory / rel).is_file():
             continue  # named by the file check
@@ -346,10 +358,40 @@ def _checkpoints(
         check.count("checkpoints")
         log.checkpoints.add(body.size)
         try:
-            if verify_cosignatures(note, witnesses):
-                check.count("cosigned checkpoints")
+            cosigs = verify_cosignatures(note, witnesses)
         except JcmSyncError as exc:
             check.add("checkpoints", where, f"cosignature: {exc.diagnostics()}")
+            continue
+        if cosigs:
+            check.count("cosigned checkpoints")
+        times = [(names.get(c.name, ""), datetime.fromtimestamp(c.timestamp, UTC)) for c in cosigs]
+        when = agreed_at(quorum, times)
+        if when is not None:
+            log.agreed.append((body.size, when))
+
+
+def _witnessed_time(
+    manifest: Manifest, log: _Log, chain: list[TrustRoot], check: EvidenceCheck
+) -> None:
+    """Rule 3 under a cosignature quorum: revocation judged at the witnessed time."""
+    if not chain or chain[-1].cosign_quorum.get(log.info.node) is None:
+        return
+    if all(k.revoked_at is None for root in chain for k in root.keys):
+        return  # nothing revoked: the first pass already judged every record
+    times = WitnessedTimes.of(log.agreed)
+    for index, envelope in enumerate(log.envelopes):
+        at = times.at(index) or manifest.exported_at
+        try:
+            verify_under_chain(chain, envelope, manifest.exported_at, at)
+        except RevokedKeyError as exc:
+            rid = hashlib.sha256(envelope).hexdigest()[:16]
+            check.add(
+                "records",
+                f"{log.info.node} entry {index} ({rid})",
+                f"not agreed before its key's revocation: {exc.diagnostics()}",
+            )
+        except JcmSyncError:
+            continue  # named by the first pass
 
 
 def _witnesses(
