@@ -34,6 +34,7 @@ from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.node import Node, load_keys, open_node
 from jcm_sync.services.own_log import append_own
 from jcm_sync.services.sample import Network, partnership_records, provision
+from jcm_sync.services.setup import check_config
 from jcm_sync.services.witness import cosigner_verifiers
 from jcm_sync.store import LogRef
 from tests.exchange.conftest import Running
@@ -242,3 +243,19 @@ def test_env_override_names_the_ml_dsa_key(tmp_path: Path) -> None:
     wrong = {"JCM_SYNC_KEYS_CHECKPOINT_PQ": "../keys/mn-secretariat.key"}
     with pytest.raises(ConfigError, match="checkpoint_pq names an ed25519 key"):
         load_keys(load_config(net.configs["MN"], env=wrong))
+
+
+def test_config_check_reads_the_ml_dsa_keys(tmp_path: Path) -> None:
+    net = hybrid_network(tmp_path / "net")
+    report = check_config(net.configs["MN"], {}, datetime.now(UTC))
+    checks = {c.what: c for c in report.checks}
+    assert checks["keys.signing_pq"].ok
+    assert "ml-dsa-44 key id" in checks["keys.signing_pq"].detail
+    assert "ml-dsa-44 key id" in checks["keys.transport"].detail
+    assert checks[f"trust root {PID}"].ok
+
+    bare = hybrid_network(tmp_path / "bare", agent_pq=False)
+    checks = {c.what: c for c in check_config(bare.configs["MN"], {}, datetime.now(UTC)).checks}
+    assert "keys.signing_pq" not in checks
+    assert not checks[f"trust root {PID}"].ok
+    assert "_pq to an ML-DSA-44 key file" in checks[f"trust root {PID}"].detail
