@@ -37,14 +37,13 @@ from typing import Final, Literal, Protocol
 
 import msgspec
 
-from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustRoot, peek_root
 from jcm_sync.errors import JcmSyncError
 from jcm_sync.local.config import Config
 from jcm_sync.local.keyfiles import (
+    load_any_private_key,
+    load_any_public_key,
     load_passphrase,
-    load_private_key,
-    load_public_key,
     read_small_file,
 )
 
@@ -156,9 +155,8 @@ def _public_key_id(cfg: Config, value: str, passphrase: bytes | None) -> str:
     path = cfg.path(value)
     pub = path.with_suffix(".pub")
     if pub.exists():
-        return load_public_key(pub).key_id
-    key: PrivateKey = load_private_key(path, passphrase)
-    return key.key_id
+        return load_any_public_key(pub).key_id  # either algorithm (transport, ADR 0036)
+    return load_any_private_key(path, passphrase).key_id
 
 
 def config_key_ids(cfg: Config) -> tuple[dict[str, str], list[str]]:

@@ -30,6 +30,7 @@ from jcm_sync.local.keyfiles import write_key_pair
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.services.checkpoint_algorithms import pq_checkpoint_verifiers
+from jcm_sync.services.expiry import config_key_ids
 from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.node import Node, load_keys, open_node
 from jcm_sync.services.own_log import append_own
@@ -259,3 +260,12 @@ def test_config_check_reads_the_ml_dsa_keys(tmp_path: Path) -> None:
     assert "keys.signing_pq" not in checks
     assert not checks[f"trust root {PID}"].ok
     assert "_pq to an ML-DSA-44 key file" in checks[f"trust root {PID}"].detail
+
+
+def test_expiry_watch_reads_an_ml_dsa_transport_key(tmp_path: Path) -> None:
+    net = hybrid_network(tmp_path / "net")
+    cfg = load_config(net.configs["MN"], env={})
+    keyids, problems = config_key_ids(cfg)
+    assert problems == []
+    assert keyids["transport"] == load_keys(cfg).transport.key_id
+    assert keyids["transport"] != keyids["signing"]
