@@ -24,7 +24,8 @@ Rules of a push (``Hub.push``):
    leaf hash its verification carries serves rule 3 and the store (``log_sync`` rule 4).
    A signing key must not have been revoked when the hub received the entry: at the
    hub's clock, or, for an entry the replica already holds, when it was appended
-   (``key-revoked``; ADR 0018).
+   (``key-revoked``; ADR 0018); under a cosignature quorum for the partner's log, when
+   a checkpoint including it became agreed, else at the hub's clock (ADR 0035).
 5. The answer carries the replica's new size and the partner's checkpoint
    countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
    Every checkpoint the hub serves carries the cosignatures held for it (ADR 0032).
@@ -94,6 +95,7 @@ from jcm_sync.errors import (
     PastLogSizeError,
 )
 from jcm_sync.local.status import AgentStatus, JobStatus, write_status
+from jcm_sync.services.agreement import witnessed_times
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import (
     open_log_checkpoint,
@@ -320,6 +322,9 @@ class Hub:
         if req.start >= end:
             return {}
         held = await self.node.store.entries(replica, req.start, end)
+        if root.cosign_quorum.get(replica.node) is not None:  # ADR 0035: witnessed time
+            times = await witnessed_times(self.node.store, root, replica)
+            return {e.record_id: t for e in held if (t := times.at(e.index)) is not None}
         return {e.record_id: e.appended_at for e in held}
 
     async def _write(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from jcm_sync.core.cosign_policy import Quorum
 from jcm_sync.core.envelope import PrivateKey, add_signature, open_envelope, record_id, sign_record
 from jcm_sync.core.records import (
     Account,
@@ -107,8 +108,12 @@ def provision(
     schedule_seconds: float = 2.0,
     ops_port: int = 0,
     conformance: bool = False,
+    cosign: bool = False,
 ) -> Network:
     """Write keys, signed JP–partner roots and TOML configs for a hub and its agents.
+
+    With ``cosign`` each root requires the mutual cosignature: Japan's log is agreed once
+    the partner cosigned its checkpoint, the partner's once Japan did (ADR 0035).
 
     The hub's operations listener gets ``ops_port``: 0 (a free port) unless the caller
     needs to know it, so that hubs provisioned side by side never collide. With
@@ -135,6 +140,7 @@ def provision(
                 key_entry(net.keys["JP"].public, "JP", not_before=start, not_after=end),
                 key_entry(net.keys[cc].public, cc, not_before=start, not_after=end),
             ),
+            cosign_quorum=({"JP": Quorum((cc,), 1), cc: Quorum(("JP",), 1)} if cosign else {}),
         )
         path = directory / "roots" / f"{pid.lower()}.root.json"
         path.parent.mkdir(exist_ok=True)
