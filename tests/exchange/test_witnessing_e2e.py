@@ -30,7 +30,9 @@ from jcm_sync.core.checkpoint import open_checkpoint
 from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.trust import TrustRoot, verify_root
 from jcm_sync.net.client import HubClient
+from jcm_sync.services.agent import Syncer
 from jcm_sync.services.log_service import checkpoint_verifiers
+from tests.exchange.conftest import Running
 from tests.faults.harness import PYTHON, Exchange, schedule_env
 
 PID = "JP-MN"
@@ -237,3 +239,51 @@ async def kill_after_pull_before_witnessing(ex: Exchange, timeout: float) -> boo
             return False
         await asyncio.sleep(0.002)
     raise AssertionError(f"the agent did not pull in {timeout:.0f} s: {s}\n{ex.agent.tail()}")
+
+
+class NoWitness:
+    """A ``HubPort`` that cannot witness (no ``WitnessPort`` calls): as an older hub."""
+
+    def __init__(self, inner: HubClient) -> None:
+        self.inner = inner
+
+    @property
+    def requests(self) -> int:
+        return self.inner.requests
+
+    async def state(self, pid: str, *, have: int | None = None) -> Any:
+        return await self.inner.state(pid, have=have)
+
+    async def push(self, pid: str, node: str, req: Any) -> Any:
+        return await self.inner.push(pid, node, req)
+
+    async def entries(self, pid: str, node: str, start: int, limit: int) -> Any:
+        return await self.inner.entries(pid, node, start, limit)
+
+    async def consistency(self, pid: str, node: str, old: int, new: int) -> Any:
+        return await self.inner.consistency(pid, node, old, new)
+
+
+async def test_anti_entropy_finishes_witnessing_and_reports_cosigned_sizes(
+    network: Running,
+) -> None:
+    """An exchange that could not witness leaves the logs in sync but uncosigned; the next
+    anti-entropy pass cosigns both and reports the sizes, and once done it is one request."""
+    mn, jp = await network.seed("MN")
+    agent = await network.agent("MN")
+    plain = network.syncer(agent, batch_size=MAX_BATCH)
+    blind = Syncer(agent, NoWitness(plain.client), PID, batch_size=MAX_BATCH)  # type: ignore[arg-type]
+    first = await blind.sync_once()
+    assert (first.pushed, first.pulled, first.in_sync) == (mn, jp, True)
+    assert first.cosigned == {"MN": None, "JP": None}
+    ae = await plain.anti_entropy()
+    assert ae.in_sync
+    assert ae.cosigned == {"MN": mn, "JP": jp}
+    assert ae.round_trips > 1  # the witness request and the delivery
+    hub = network.hub
+    assert hub is not None
+    logs = hub.logs(PID)
+    assert await hub.store.cosigned_size(logs.own) == jp
+    assert await hub.store.cosigned_size(logs.replica) == mn
+    again = await plain.anti_entropy()
+    assert (again.round_trips, again.cosigned) == (1, {"MN": mn, "JP": jp})
