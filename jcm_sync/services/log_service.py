@@ -161,7 +161,8 @@ def _withdrawn_at(key: KeyEntry) -> datetime:
 
 @dataclass(frozen=True)
 class CheckpointKeys:
-    """Every checkpoint key a trust-root chain ever gave a log's node (rule 5).
+    """Every checkpoint key a trust-root chain ever gave a log's node (rule 5); the
+    Ed25519 ones open notes, ML-DSA-44 ones (witnesses' keys too) are kept for callers.
 
     Each key is taken from the newest version that lists it, so a later revocation
     counts. ``versions`` is the (first, last) version of the chain, for messages.
@@ -182,14 +183,16 @@ class CheckpointKeys:
         time signed it; otherwise an ``UnknownKeyError`` says which case it is: a key
         of the chain withdrawn before then, or a key no version of the chain held.
         """
-        usable = [_verifier(self.log, k) for k in self.usable_after(signed_after)]
+        usable = [
+            _verifier(self.log, k) for k in ed25519_checkpoint_keys(self.usable_after(signed_after))
+        ]
         try:
             return checkpoint.open_checkpoint(note, usable, origin=self.log.origin)
         except UnknownKeyError:
             pass
-        every = {_verifier(self.log, k).key_id: k for k in self.keys}
+        every = {_verifier(self.log, k).key_id: k for k in ed25519_checkpoint_keys(self.keys)}
         try:
-            opened = signed_note.open_note(note, [_verifier(self.log, k) for k in self.keys])
+            opened = signed_note.open_note(note, [_verifier(self.log, k) for k in every.values()])
         except UnknownKeyError:  # replaced by one naming the chain's versions and signers
             first, last = self.versions
             span = f"version {first}" if first == last else f"versions {first} to {last}"
@@ -220,7 +223,7 @@ def checkpoint_key_history(roots: Sequence[TrustRoot], log: LogRef) -> Checkpoin
     newest: dict[str, KeyEntry] = {}
     for root in roots:
         for k in root.keys:
-            if k.node == log.node and "checkpoint" in k.roles and k.algorithm == "ed25519":
+            if k.node == log.node and "checkpoint" in k.roles:
                 newest[k.keyid] = k
     return CheckpointKeys(log, tuple(newest.values()), (roots[0].version, roots[-1].version))
 

@@ -22,7 +22,12 @@ from jcm_sync.services.checkpoint_algorithms import (
     pq_checkpoint_verifiers,
     pq_verifier,
 )
-from jcm_sync.services.log_service import LogService, checkpoint_verifiers, open_log_checkpoint
+from jcm_sync.services.log_service import (
+    LogService,
+    checkpoint_key_history,
+    checkpoint_verifiers,
+    open_log_checkpoint,
+)
 from jcm_sync.store import LogRef, open_store
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -141,3 +146,14 @@ async def test_log_service_signs_both_and_refuses_an_unlisted_pq_key(tmp_path: P
             await other.sign_checkpoint()
     finally:
         await store.close()
+
+
+def test_key_history_keeps_ml_dsa_keys_and_opens_with_ed25519() -> None:
+    """The chain's ML-DSA-44 checkpoint keys stay in the history (witness keys are read
+    from it) and never break opening a note with its Ed25519 keys."""
+    history = checkpoint_key_history([make_root()], LOG)
+    assert PQ.public.raw in {k.public_key for k in history.keys}
+    note = add_pq_line(ed_note(), LOG.origin, PQ, NOW)
+    assert history.open(note, NOW).checkpoint.size == 5
+    with pytest.raises(UnknownKeyError, match="signed by no checkpoint key"):
+        checkpoint_key_history([make_root()], LogRef("JP-MN", "JP", LOG.origin)).open(note, NOW)
