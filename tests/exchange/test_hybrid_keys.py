@@ -1,8 +1,8 @@
 """A hub and an agent with ML-DSA-44 keys beside their Ed25519 ones (ADR 0033, ADR 0036).
 
-A real hub (aiohttp on 127.0.0.1, port 0) and a real agent on SQLite files, under a root
-that requires ``both`` algorithms for issuance and for checkpoints and ``ml-dsa-44`` for
-transport. Records imported on each side are signed hybrid, both logs converge through
+A real hub (aiohttp on 127.0.0.1, port 0) on SQLite or PostgreSQL and a real agent on
+SQLite, under a root that requires ``both`` algorithms for issuance and for checkpoints
+and ``ml-dsa-44`` for transport. Records imported on each side are signed hybrid, both logs converge through
 push and pull, every checkpoint carries its Ed25519 line and its ML-DSA-44 line (checked
 with the root's keys alone), each side holds the other's cosignatures of both types
 (0x04 and 0x06), the agent's requests are signed ``ml-dsa-44`` and an Ed25519-signed
@@ -39,18 +39,21 @@ from jcm_sync.services.setup import check_config
 from jcm_sync.services.witness import cosigner_verifiers
 from jcm_sync.store import LogRef
 from tests.exchange.conftest import Running
+from tests.store.conftest import PG_URL, drop_schema, make_schema, with_param
 
 PID = "JP-MN"
 REQUIRED = {"issuance": "both", "checkpoint": "both", "transport": "ml-dsa-44"}
 ED25519_SIG, MLDSA_SIG = 64, 2420
 
 
-def hybrid_network(directory: Path, *, agent_pq: bool = True) -> Network:
+def hybrid_network(
+    directory: Path, *, agent_pq: bool = True, hub_store: str | None = None
+) -> Network:
     """``provision``'s hub and MN agent, each with an ML-DSA-44 key (every role but
     root) named as ``signing_pq`` and as its transport key, under a root requiring
     ``REQUIRED``; ``agent_pq=False`` leaves the agent's configuration without it."""
     now = datetime.now(UTC)
-    net = provision(directory, ["MN"], hub_port=0)
+    net = provision(directory, ["MN"], hub_port=0, hub_store=hub_store)
     start, end = now - timedelta(days=1), now + timedelta(days=365)
     pq = {n: MLDSA44PrivateKey.generate() for n in ("JP", "MN")}
     roles = sorted(ROLES - {"root"})
@@ -94,14 +97,26 @@ def single_signed(envelopes: list[bytes], limit: int) -> list[bytes]:
     return out
 
 
-@pytest.fixture
-async def hybrid(tmp_path: Path) -> AsyncIterator[Running]:
-    running = Running(hybrid_network(tmp_path / "net"), ServerSettings(), None)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def hybrid(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
+) -> AsyncIterator[Running]:
+    """The hybrid pair; the hub's store on SQLite or PostgreSQL, the agent's on SQLite."""
+    hub_store = schema = None
+    if request.param == "postgres":
+        if pg_reachable is not None:
+            pytest.skip(pg_reachable)
+        schema = await make_schema()
+        hub_store = with_param(PG_URL, "search_path", schema)
+    running = Running(hybrid_network(tmp_path / "net", hub_store=hub_store), ServerSettings(),
+                      hub_store)  # fmt: skip
     await running.start_hub()
     try:
         yield running
     finally:
         await running.close()
+        if schema is not None:
+            await drop_schema(schema)
 
 
 def line_kinds(note: bytes, name: str) -> list[int]:
