@@ -205,7 +205,7 @@ def run_network_demo(args: argparse.Namespace) -> int:
     c.print("\n[bold]1. Provision[/] keys, JP–MN / JP–ID / JP–VN trust roots and configurations")
     ops_port = free_port()  # the hub's operations listener: /status, /metrics
     net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0, ops_port=ops_port,
-                    conformance=True)  # fmt: skip
+                    conformance=True, cosign=True)  # fmt: skip  # mutual cosignature (ADR 0035)
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")
 

@@ -17,10 +17,11 @@ Rules:
    reports where the folder stands, so it is safe to repeat.
 3. Country codes are ISO 3166-1 alpha-2; the registry is Japan (JP) and a partner is
    not. A partner's partnership is ``JP-<country>``.
-4. A draft trust root holds both sides' signing keys and this side's signature only;
-   the counterpart countersigns it (``jcm-sync trust sign``). An imported root must
-   verify, be for the partnership and hold this node's signing key before it is written
-   where the configuration reads it.
+4. A draft trust root holds both sides' signing keys and this side's signature only,
+   and requires the mutual cosignature (each log agreed once the other side cosigned
+   its checkpoint, ADR 0035); the counterpart countersigns it (``jcm-sync trust
+   sign``). An imported root must verify, be for the partnership and hold this node's
+   signing key before it is written where the configuration reads it.
 5. ``check_config`` reports each check as passed or failed with the reason, and never
    changes anything but a probe file it removes from ``data_dir``.
 """
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from jcm_sync.core.cosign_policy import Quorum
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import TrustedRoot, verify_chain
 from jcm_sync.errors import BadDataError, ConfigError, ConflictError, JcmSyncError
@@ -322,7 +324,9 @@ def init_node(req: InitRequest, now: datetime) -> Standing:
             partner = p[3:]
             keys = [("JP", key.public if req.country == "JP" else other),
                     (partner, key.public if req.country == partner else other)]  # fmt: skip
-            root = new_root(p, keys, Validity(now, key_days=5 * 365, expires_days=365))
+            mutual = {"JP": Quorum((partner,), 1), partner: Quorum(("JP",), 1)}
+            valid = Validity(now, key_days=5 * 365, expires_days=365)
+            root = new_root(p, keys, valid, cosign=mutual)
             _write_new_text(draft, sign_new_root(root, [key]).decode(), 0o644, written)
     if req.import_root:
         _import_root(req, key, now, written)

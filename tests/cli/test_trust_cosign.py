@@ -100,3 +100,20 @@ def test_bad_cosign_is_refused_and_nothing_written(
     assert says in err
     assert stdout == ""
     assert not out.exists()
+
+
+def test_jcm_sync_init_drafts_a_root_requiring_the_mutual_cosignature(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jp, mn = tmp_path / "jp", tmp_path / "mn"
+    code, _, err = run(capsys, "init", "--role", "registry", "--country", "JP", "--dir", jp,
+                       "--partnership", "JP-MN", "--json")  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(capsys, "init", "--role", "partner", "--country", "MN", "--dir", mn,
+                       "--hub-url", "https://hub.example", "--counterpart-key",
+                       jp / "keys/jp-registry.pub", "--json")  # fmt: skip
+    assert code == 0, err
+    assert _show(capsys, mn / "roots/jp-mn.draft.json")["cosign_quorum"] == {
+        "JP": {"cosigners": ["MN"], "threshold": 1},
+        "MN": {"cosigners": ["JP"], "threshold": 1},
+    }
