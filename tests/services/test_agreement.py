@@ -8,10 +8,12 @@ it, it is agreed and reconciled. Under quorum 0 nothing changes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from jcm_sync.core.note import NoteSignature
@@ -26,26 +28,52 @@ from jcm_sync.services.reconciliation import ReconcileService
 from jcm_sync.services.sample import partnership_records, provision
 from jcm_sync.services.status_view import node_status
 from jcm_sync.services.witness import cosigner_name
+from tests.cli.conftest import run
 from tests.exchange.conftest import Running
+from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+
+__all__ = ["pg_reachable"]
 
 PID = "JP-MN"
 
 
-async def _running(tmp_path: Path, *, cosign: bool) -> Running:
-    net = provision(tmp_path / "net", ["MN"], hub_port=0, cosign=cosign)
-    running = Running(net, ServerSettings(run_jobs=False), None)
+async def _running(tmp_path: Path, *, cosign: bool, hub_store: str | None = None) -> Running:
+    net = provision(tmp_path / "net", ["MN"], hub_port=0, cosign=cosign, hub_store=hub_store)
+    running = Running(net, ServerSettings(run_jobs=False), hub_store)
     await running.start_hub()
     await running.seed("MN", projects=2)
     return running
 
 
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Running]:
-    running = await _running(tmp_path, cosign=True)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def net(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
+) -> AsyncIterator[Running]:
+    """A hub on SQLite or PostgreSQL whose root requires the mutual cosignature."""
+    hub_store, schema = None, None
+    if request.param == "postgres":
+        if pg_reachable is not None:
+            pytest.skip(pg_reachable)
+        schema = await make_schema()
+        hub_store = with_param(PG_URL, "search_path", schema)
+    running = await _running(tmp_path, cosign=True, hub_store=hub_store)
     try:
         yield running
     finally:
         await running.close()
+        if schema is not None:
+            await drop_schema(schema)
+
+
+async def _page_row(net: Running, node: str) -> str:
+    """The console partnership page's row of ``node``'s log."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{net.ops_url}/partnerships/{PID}", headers={"Accept": "text/html"}) as page,
+    ):
+        assert page.status == 200
+        html = await page.text()
+    return html.split(f'data-log="{node}"', 1)[1].split("</tr>", 1)[0]
 
 
 async def _more_japan(net: Running) -> int:
@@ -58,8 +86,9 @@ async def _more_japan(net: Running) -> int:
 
 
 async def test_signed_but_not_cosigned_is_not_agreed_until_the_agent_cosigns(
-    net: Running,
+    net: Running, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the status table on one line per log
     assert net.hub is not None
     japan = net.hub
     agent = await net.agent("MN")
@@ -89,6 +118,15 @@ async def test_signed_but_not_cosigned_is_not_agreed_until_the_agent_cosigns(
     assert view["JP"].agreed_size == first.size
     assert view["JP"].checkpoint == new_size
     assert view["MN"].agreed is True
+    row = await _page_row(net, "JP")
+    assert f'data-field="agreed_size">{first.size} <' in row
+    assert 'data-field="agreed">not yet agreed<' in row
+    assert "not yet agreed" not in await _page_row(net, "MN")
+    code, out, _ = await asyncio.to_thread(run, capsys, "status", "--config", net.net.configs["JP"])
+    assert code in (0, 3)
+    jp_line = next(line for line in out.splitlines() if "JP (own)" in line)
+    assert "not yet agreed" in jp_line
+    assert f"not yet agreed ({first.size})" in jp_line
 
     await syncer.pull()  # the agent witnesses Japan's new checkpoint and delivers it
     agreed = await agreed_checkpoint(japan.store, japan.logs(PID).root, own)
@@ -98,6 +136,9 @@ async def test_signed_but_not_cosigned_is_not_agreed_until_the_agent_cosigns(
     view = {lg.node: lg for lg in (await node_status(japan)).partnerships[0].logs}
     assert view["JP"].agreed is True
     assert view["JP"].agreed_size == new_size
+    row = await _page_row(net, "JP")
+    assert f'data-field="agreed_size">{new_size}<' in row
+    assert "not yet agreed" not in row
 
 
 async def test_with_no_cosignature_a_log_under_quorum_is_reconciled_empty(net: Running) -> None:
