@@ -4,12 +4,13 @@ The agent imports its records at t0, pushes them at t2, and the hub cosigns its
 checkpoint at t2. MN's key is then revoked at T. Under the roots' cosignature quorum a
 record stays valid only if a checkpoint including it was cosigned before T: valid for
 T after t2, refused (``key-revoked``) for T between t0 and t2, in ``log verify``, in a
-receipt and in the hub's judgement of a re-sent push. Under quorum 0 the receipt rule
-of ADR 0018 still applies: received at t0, before T, valid.
+receipt, in an evidence bundle and in the hub's judgement of a re-sent push. Under
+quorum 0 the receipt rule of ADR 0018 still applies: received at t0, before T, valid.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,8 @@ from jcm_sync.core.wire import PushRequest
 from jcm_sync.errors import RevokedKeyError, ThresholdError
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.services.agreement import stored_verifier
+from jcm_sync.services.evidence import export_evidence, sha256_file
+from jcm_sync.services.evidence_verify import verify_evidence
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.receipts import get_receipt, verify_receipt_file
@@ -170,3 +173,35 @@ async def test_the_hub_judges_a_resent_push_at_the_witnessed_time(world: World) 
     assert await Hub(hub)._held_since(quorum0, replica, req) == {
         e.record_id: e.appended_at for e in entries
     }
+
+
+def _add_root(bundle: Path, v2: bytes) -> None:
+    """Put a rotated root at the end of a bundle's chain, its manifest updated to match."""
+    rel = "trust/root-v2.json"
+    (bundle / rel).write_bytes(v2)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["trust"].append(rel)
+    manifest["files"][rel] = sha256_file(bundle / rel)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+async def test_evidence_verify_judges_records_at_their_witnessed_time(
+    world: World, tmp_path: Path
+) -> None:
+    agent = await world.running.agent("MN")
+    results = {}
+    for name, at in (
+        ("after", world.t2 + timedelta(minutes=30)),
+        ("between", world.t0 + timedelta(minutes=30)),
+    ):
+        bundle = tmp_path / name
+        await export_evidence(agent.cfg, agent.store, PID, bundle, now=world.clock.now)
+        assert verify_evidence(bundle).ok
+        _add_root(bundle, world.revoked(at)[1])
+        results[name] = verify_evidence(bundle)
+    assert results["after"].ok, results["after"].differences
+    found = results["between"].differences
+    assert found
+    assert {d.area for d in found} == {"records"}
+    assert all(d.subject.startswith("MN entry") for d in found)
+    assert all("not agreed before its key's revocation" in d.detail for d in found)
