@@ -38,6 +38,7 @@ from jcm_sync.core.wire import Caller, PushRequest, encoder, query_int
 from jcm_sync.errors import BadDataError, BadParameterError, NotFoundError
 from jcm_sync.net.auth import RequestVerifier
 from jcm_sync.net.client import HubClient
+from jcm_sync.net.witness import Problem, answer_add_checkpoint, answer_cosignatures
 from jcm_sync.services.sandbox import (
     OpenRequest,
     RootRequest,
@@ -88,8 +89,10 @@ class SandboxRoutes:
         body_of: Callable[[web.Request], bytes],
         *,
         window: float = 300.0,
+        problem: Problem | None = None,
     ) -> None:
         self.host = host
+        self.problem = problem
         self.authenticate = authenticate
         self.caller_of = caller_of
         self.body_of = body_of
@@ -111,6 +114,9 @@ class SandboxRoutes:
         r.add_get(logs + "/checkpoint", self.checkpoint)
         r.add_get(logs + "/proofs/consistency", self.consistency)
         r.add_get(logs + "/proofs/inclusion", self.inclusion)
+        if self.problem is not None:  # the session's hub witnesses too (ADR 0032)
+            r.add_post(EXCHANGE + "/witness/add-checkpoint", self.add_checkpoint)
+            r.add_post(logs + "/cosignatures", self.cosignatures)
 
         async def on_cleanup(app: web.Application) -> None:
             await self.host.close_all()
@@ -176,6 +182,15 @@ class SandboxRoutes:
         start = _int(request, "start", 0) or 0
         limit = _int(request, "limit", 500) or 500
         return _json(await hub.entries(caller, m["pid"], m["node"], start, limit))
+
+    async def add_checkpoint(self, request: web.Request) -> web.Response:
+        hub, caller, body = await self._exchange(request)
+        assert self.problem is not None  # mounted only with one
+        return await answer_add_checkpoint(hub, caller, request, body, self.problem)
+
+    async def cosignatures(self, request: web.Request) -> web.Response:
+        hub, caller, body = await self._exchange(request)
+        return await answer_cosignatures(hub, caller, request, body)
 
     async def checkpoint(self, request: web.Request) -> web.Response:
         hub, caller, _ = await self._exchange(request)

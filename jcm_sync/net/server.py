@@ -495,7 +495,7 @@ class HubServer:
             sandbox = SandboxHost(self.hub, self.settings.conformance)
             SandboxRoutes(
                 sandbox, self.authenticate_with, self._caller, lambda r: r[BODY_KEY],
-                window=self.settings.clock_skew_seconds,
+                window=self.settings.clock_skew_seconds, problem=problem,
             ).mount(app)  # fmt: skip
 
         async def on_startup(app: web.Application) -> None:

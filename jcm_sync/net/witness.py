@@ -49,8 +49,9 @@ TEXT_TYPE = "text/plain"
 
 
 def is_text_route(path: str) -> bool:
-    """Rule 3: a witness route, whose body is text rather than JSON."""
-    return path.startswith("/v1/partnerships/") and path.endswith(
+    """Rule 3: a witness route, whose body is text rather than JSON: the hub's own, or a
+    conformance session's (``/conformance/<session>/v1/partnerships/...``)."""
+    return path.startswith(("/v1/partnerships/", "/conformance/")) and path.endswith(
         ("/witness/add-checkpoint", "/cosignatures")
     )
 
@@ -92,20 +93,34 @@ class WitnessRoutes:
         app.router.add_post(COSIGNATURES, self.cosignatures)
 
     async def add_checkpoint(self, request: web.Request) -> web.Response:
-        pid = request.match_info["pid"]
-        try:
-            answer = await hub_add_checkpoint(
-                self.hub.node, self._caller(request), pid, self._body(request)
-            )
-        except WitnessRefusedError as exc:
-            return refusal_response(exc, self._problem)
-        response = web.Response(status=200, body=answer)
-        response.headers["Content-Type"] = TEXT_TYPE + "; charset=utf-8"
-        return response
+        return await answer_add_checkpoint(
+            self.hub, self._caller(request), request, self._body(request), self._problem
+        )
 
     async def cosignatures(self, request: web.Request) -> web.Response:
-        m = request.match_info
-        view = await accept_cosignatures(
-            self.hub.node, self._caller(request), m["pid"], m["node"], self._body(request)
+        return await answer_cosignatures(
+            self.hub, self._caller(request), request, self._body(request)
         )
-        return web.Response(body=encoder.encode(view), content_type="application/json")
+
+
+async def answer_add_checkpoint(
+    hub: Hub, caller: Caller, request: web.Request, body: bytes, problem: Problem
+) -> web.Response:
+    """Rule 1 for ``hub``: the hub's own, or a conformance session's (``net/sandbox.py``)."""
+    pid = request.match_info["pid"]
+    try:
+        answer = await hub_add_checkpoint(hub.node, caller, pid, body)
+    except WitnessRefusedError as exc:
+        return refusal_response(exc, problem)
+    response = web.Response(status=200, body=answer)
+    response.headers["Content-Type"] = TEXT_TYPE + "; charset=utf-8"
+    return response
+
+
+async def answer_cosignatures(
+    hub: Hub, caller: Caller, request: web.Request, body: bytes
+) -> web.Response:
+    """Rule 2 for ``hub``, as ``answer_add_checkpoint``."""
+    m = request.match_info
+    view = await accept_cosignatures(hub.node, caller, m["pid"], m["node"], body)
+    return web.Response(body=encoder.encode(view), content_type="application/json")
