@@ -5,9 +5,9 @@ SQLite, under a root that requires ``both`` algorithms for issuance and for chec
 and ``ml-dsa-44`` for transport. Records imported on each side are signed hybrid, both
 logs converge through push and pull, every checkpoint carries its Ed25519 line and its
 ML-DSA-44 line (checked with the root's keys alone), each side holds the other's
-cosignatures of both types (0x04 and 0x06), the agent's requests are signed ``ml-
-dsa-44`` and an Ed25519-signed request is refused; a node configured without its ML-
-DSA-44 key does not open.
+cosignatures of both types (0x04 and 0x06), the agent's requests are signed
+``ml-dsa-44`` and an Ed25519-signed request is refused; a node configured without its
+ML-DSA-44 key does not open.
 """
 
 from __future__ import annotations
