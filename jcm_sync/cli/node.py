@@ -91,6 +91,7 @@ def _daemon(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) 
     root = logging.getLogger()
     saved = root.handlers[:], root.level  # put back on return, for callers in process
     logs.configure(args.log_level, fmt=args.log_format)
+    early = _stop_cleanly_before_ready()
     try:
         require_mldsa()  # ML-DSA-44 must be available before a daemon starts (ADR 0033)
         return run(args)
@@ -100,9 +101,30 @@ def _daemon(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) 
         logging.getLogger("jcm_sync.daemon").error("start-refused", extra=cause)
         return 1
     finally:
+        if early is not None:
+            signal.signal(signal.SIGTERM, early)
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
         logging.captureWarnings(False)
+
+
+def _stop_cleanly_before_ready() -> Any:
+    """A SIGTERM while the daemon is still starting (opening its store, reading its roots)
+    ends it with exit 0 and a ``stopped-before-ready`` event, as a stop after start does,
+    not with the default action's death by signal; the daemon's own handlers replace this
+    one once its event loop runs. Returns the handler to put back (None off the main
+    thread, where signals cannot be handled)."""
+    import logging
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: object) -> None:
+        logging.getLogger("jcm_sync.daemon").info("stopped-before-ready")
+        raise SystemExit(0)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
