@@ -3,6 +3,7 @@ and what was last seen of a log (the daemons' schedule is ``test_daemon.py``'s).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -84,9 +85,13 @@ async def test_a_batch_is_verified_once_and_refusals_wait_for_the_store(pair: Pa
     append takes them without verifying or hashing again."""
     logs = pair.agent.logs(PID)
     envelopes = [e.envelope for e in await pair.agent.store.entries(logs.own)]
-    raw = bytearray(envelopes[1])
-    raw[raw.index(b'"sig":"') + 8] ^= 1  # one bit of the first signature
-    spoiled = bytes(raw)
+    # one bit of the first signature's bytes, re-encoded: the envelope stays well formed
+    # (flipping a bit of the base64 text itself could make it invalid base64 instead)
+    start = envelopes[1].index(b'"sig":"') + 7
+    end = envelopes[1].index(b'"', start)
+    sig = bytearray(base64.b64decode(envelopes[1][start:end]))
+    sig[0] ^= 1
+    spoiled = envelopes[1][:start] + base64.b64encode(bytes(sig)) + envelopes[1][end:]
     calls: list[bytes] = []
     verify = record_verifier(logs.root, pair.agent.clock())
 
