@@ -91,17 +91,30 @@ def stop_processes(procs: Iterable[subprocess.Popen[Any]], timeout: float) -> No
             p.wait()
 
 
-async def _sizes(config: Path) -> dict[str, dict[str, int]]:
+async def _sizes(config: Path) -> dict[str, dict[str, int | str]]:
     from jcm_sync.services.status_view import read_status
 
     status = await read_status(load_config(config))
-    return {p.partnership: {lg.node: lg.local_size for lg in p.logs} for p in status.partnerships}
+    # a log counts once its quorum agrees its newest records (ADR 0035): reconciliation
+    # runs on agreed snapshots, so the demo waits for the cosignatures too
+    return {
+        p.partnership: {
+            lg.node: lg.local_size
+            if lg.agreed and lg.agreed_size in (None, lg.local_size)
+            else f"{lg.local_size} (agreed {lg.agreed_size})"
+            for lg in p.logs
+        }
+        for p in status.partnerships
+    }
 
 
 def _converged(configs: dict[str, Path]) -> tuple[bool, dict[str, Any]]:
     hub = asyncio.run(_sizes(configs["JP"]))
     agents = {cc: asyncio.run(_sizes(configs[cc]))[f"JP-{cc}"] for cc in DEMO_PARTNERS}
-    ok = all(hub[f"JP-{cc}"] == agents[cc] for cc in DEMO_PARTNERS)
+    ok = all(
+        hub[f"JP-{cc}"] == agents[cc] and all(isinstance(v, int) for v in agents[cc].values())
+        for cc in DEMO_PARTNERS
+    )
     return ok, {"hub": hub, "agents": agents}
 
 
