@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -199,15 +199,7 @@ class PrivateKey:
     def from_pem(
         cls, data: bytes, passphrase: bytes | None = None, *, where: str | None = None
     ) -> PrivateKey:
-        try:
-            key = serialization.load_pem_private_key(data, password=passphrase)
-        except TypeError as exc:
-            # cryptography says TypeError for a missing or unexpected passphrase
-            raise KeyFormatError(f"passphrase problem: {exc}", where=where) from None
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise KeyFormatError(
-                f"not a PKCS#8 PEM private key, or wrong passphrase ({exc})", where=where
-            ) from None
+        key = _load_pem_private(data, passphrase, where)
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise KeyFormatError(f"expected an Ed25519 key, got {type(key).__name__}", where=where)
         return cls(key)
@@ -244,18 +236,25 @@ def public_key_from_pem(data: bytes, *, where: str | None = None) -> AnyPublicKe
     )
 
 
-def private_key_from_pem(
-    data: bytes, passphrase: bytes | None = None, *, where: str | None = None
-) -> AnyPrivateKey:
-    """A PKCS#8 PEM private key of either algorithm (ML-DSA-44: the seed-only form)."""
+def _load_pem_private(data: bytes, passphrase: bytes | None, where: str | None) -> Any:
+    """``cryptography``'s key from PKCS#8 PEM, its failures as ``KeyFormatError``; the
+    callers check the algorithm."""
     try:
-        key = serialization.load_pem_private_key(data, password=passphrase)
+        return serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as exc:
+        # cryptography says TypeError for a missing or unexpected passphrase
         raise KeyFormatError(f"passphrase problem: {exc}", where=where) from None
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyFormatError(
             f"not a PKCS#8 PEM private key, or wrong passphrase ({exc})", where=where
         ) from None
+
+
+def private_key_from_pem(
+    data: bytes, passphrase: bytes | None = None, *, where: str | None = None
+) -> AnyPrivateKey:
+    """A PKCS#8 PEM private key of either algorithm (ML-DSA-44: the seed-only form)."""
+    key = _load_pem_private(data, passphrase, where)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return PrivateKey(key)
     if is_mldsa44_private(key):
