@@ -158,7 +158,17 @@ class CellProblem:
         """One line for stderr: file, sheet, row, column, value, reason."""
         at = ":".join(p for p in (self.file, self.sheet, str(self.row) if self.row else "") if p)
         value = self.value if len(self.value) <= 60 else self.value[:57] + "..."
-        return f"{at + ' ' if at else ''}column {self.column} = {value!r}: {self.reason}"
+        text = f"{at + ' ' if at else ''}column {self.column} = {value!r}: {self.reason}"
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with each unprintable character (a newline, a tab, a control character)
+    written as its Python escape, so that a name taken from the input can never split
+    or forge a line of output; printable text, Japanese included, is kept as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class InvalidRowsError(BadDataError):

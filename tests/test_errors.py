@@ -101,3 +101,14 @@ def test_every_command_a_next_step_names_exists(cls: type[errors.JcmSyncError]) 
     commands = _commands(build_parser())
     for named in re.findall(r"`(jcm-sync [a-z -]+?)(?: [A-Z]+)?`", cls.next_step):
         assert named.strip() in commands, f"{cls.__name__} names {named!r}, which does not exist"
+
+
+def test_a_cell_problem_is_one_line_whatever_the_input_names() -> None:
+    """A field name from the input holding a newline (found by the import fuzzer, seed
+    3302393154: ``e\\nd``) is shown escaped, so each problem stays one line of stderr."""
+    p = errors.CellProblem("blocks[0].e\nd", "e\nd", "unknown field `e\nd`", "f.jsonl", "", 3)
+    line = p.line()
+    assert "\n" not in line
+    assert line == "f.jsonl:3 column blocks[0].e\\nd = 'e\\nd': unknown field `e\\nd`"
+    assert errors.one_line("プロジェクト\tA\x00") == "プロジェクト\\tA\\x00"
+    assert errors.one_line("Ulaanbaatar") == "Ulaanbaatar"
