@@ -23,6 +23,8 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   ├── UnsupportedContentError     an HTTP body of the wrong media type (415)
     │   │   └── UnsupportedEncodingError   a body sent with a Content-Encoding
     │   ├── BatchTooLargeError          a push or page larger than the batch limit
+    │   ├── TileFormatError             a tlog-tiles path, tile or entry bundle is malformed
+    │   │   └── TileEntryTooLargeError  an entry too long for a bundle's uint16 length
     │   └── BadParameterError           a query parameter out of range
     │       └── PastLogSizeError        asked beyond the log's size
     ├── UntrustedError                  well formed, but not evidence we may accept
@@ -38,6 +40,7 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   │   └── RollbackError           an older or different root than the store trusted
     │   ├── AmbiguousKeyError           two trusted keys share a note key name and id
     │   ├── WrongOriginError            a checkpoint of another log than the one asked
+    │   ├── TilesMismatchError          tiles or bundles that disagree with their checkpoint
     │   └── RequestSignatureError       an RFC 9421 request signature is refused (401)
     │       ├── SignatureMismatchError  the signature does not cover what was sent
     │       │   └── WrongTargetError    signed for another method, path or host
@@ -50,6 +53,7 @@ nothing to add. Every class lives here, so the whole tree is one file:
     │   ├── ForkError                   a log history that differs from one we hold
     │   ├── CheckpointRollbackError     a checkpoint smaller than one already seen
     │   ├── GapError                    a push that does not start at the hub's size
+    │   ├── PublishedTilesConflictError published tiles of another history than the store's
     │   └── QuarantineError             a record touching units under discrepancy
     ├── NotFoundError                   asked for something that does not exist
     │   ├── NotReconciledError          a partnership with no stored reconciliation run
@@ -659,3 +663,38 @@ class QuarantineError(ConflictError):
         "the units are under an open discrepancy: `jcm-sync reconcile status` lists it; "
         "resolve it (`jcm-sync reconcile resolve`) first"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The static read path: C2SP tlog-tiles (core/tiles.py, services/tiles.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class TileFormatError(BadDataError):
+    """A tlog-tiles path, hash tile or entry bundle is not well formed (length, width)."""
+
+    code = "bad-tile"
+
+
+class TileEntryTooLargeError(TileFormatError):
+    """An entry longer than 65,535 bytes: a tlog-tiles entry bundle prefixes each entry
+    with a big-endian uint16 length, so the log cannot be published as tiles past it."""
+
+    code = "tile-entry-too-large"
+    next_step = "serve this log through the HTTP API; its tiles stop before that entry"
+
+
+class TilesMismatchError(UntrustedError):
+    """Tiles or entry bundles, as served, do not match the signed checkpoint they are
+    published with: a tampered or corrupt mirror. Nothing read from them is used."""
+
+    code = "tiles-mismatch"
+    next_step = "fetch from another mirror or the hub's HTTP API, and tell the log's operator"
+
+
+class PublishedTilesConflictError(ConflictError):
+    """The tiles already published for a log are of another history than the store's:
+    tiles are immutable, so the writer refuses to overwrite them."""
+
+    code = "tiles-conflict"
+    next_step = "check which history is right (a fork alarm?) before publishing elsewhere"
