@@ -9,7 +9,8 @@ same list, made here.
 
 Rules:
 
-1. Every key of this node (``signing``, ``transport``, ``checkpoint``; one key may serve
+1. Every key of this node (``signing``, ``transport``, ``checkpoint``, and the ML-DSA-44
+   ``signing_pq`` and ``checkpoint_pq`` when configured, ADR 0036; one key may serve
    several of them) is looked up by key id in each partnership's trust root; its
    ``not_after`` there is when it expires. A key listed in several roots expires at the
    earliest of them, named by that root's partnership. A key no root lists is not an
@@ -52,7 +53,8 @@ log = logging.getLogger("jcm_sync.services.expiry")
 WARN_DAYS: Final = 30
 """Rule 3: less than this many days left is a warning."""
 
-KEY_ROLES: Final = ("signing", "transport", "checkpoint")
+KEY_ROLES: Final = ("signing", "transport", "checkpoint", "signing_pq", "checkpoint_pq")
+"""Rule 1: the ``[keys]`` settings whose keys expire; the ``_pq`` ones only when set."""
 
 
 class Expiry(msgspec.Struct, kw_only=True):
@@ -60,7 +62,7 @@ class Expiry(msgspec.Struct, kw_only=True):
 
     what: Literal["key", "trust root"]
     key: str | None
-    """the node's key this is (``signing``, ``transport``, ``checkpoint``); None for a root"""
+    """the node's key this is (a ``KEY_ROLES`` setting); None for a root"""
     keyid: str | None
     partnership: str
     """the partnership whose root says when (rule 1), or whose root this is"""
@@ -131,6 +133,10 @@ class _NodeKeys(Protocol):
     def transport(self) -> _HasKeyId: ...
     @property
     def checkpoint(self) -> _HasKeyId: ...
+    @property
+    def signing_pq(self) -> _HasKeyId | None: ...
+    @property
+    def checkpoint_pq(self) -> _HasKeyId | None: ...
 
 
 class RunningNode(Protocol):
@@ -147,7 +153,8 @@ class RunningNode(Protocol):
 
 def node_expiries(node: RunningNode) -> list[Expiry]:
     """Rule 4: a running node's keys and the roots it runs with, at its clock."""
-    keyids = {role: getattr(node.keys, role).key_id for role in KEY_ROLES}
+    keys = {role: getattr(node.keys, role) for role in KEY_ROLES}
+    keyids = {role: key.key_id for role, key in keys.items() if key is not None}
     return expiries(node.roots(), keyids, node.clock())
 
 
@@ -163,8 +170,10 @@ def config_key_ids(cfg: Config) -> tuple[dict[str, str], list[str]]:
     """Rule 4: the key id of each of the configured keys, and what could not be read."""
     keyids: dict[str, str] = {}
     problems: list[str] = []
-    files = {"signing": cfg.keys.signing, "transport": cfg.keys.transport,
-             "checkpoint": cfg.keys.checkpoint}  # fmt: skip
+    k = cfg.keys  # an unset key is read as ADR 0036 reads it; no _pq key: none
+    files = {"signing": k.signing, "transport": k.transport or k.signing,
+             "checkpoint": k.checkpoint or k.signing, "signing_pq": k.signing_pq,
+             "checkpoint_pq": k.checkpoint_pq or k.signing_pq}  # fmt: skip
     passphrase: bytes | None = None
     try:
         if cfg.keys.passphrase_file:
@@ -172,7 +181,9 @@ def config_key_ids(cfg: Config) -> tuple[dict[str, str], list[str]]:
     except JcmSyncError as exc:
         problems.append(f"cannot read the passphrase file: {exc.message}")
     for role in KEY_ROLES:
-        value = files[role] or cfg.keys.signing  # an unset key is the signing key
+        value = files[role]
+        if not value:
+            continue  # no ML-DSA-44 key configured
         try:
             keyids[role] = _public_key_id(cfg, value, passphrase)
         except JcmSyncError as exc:

@@ -166,3 +166,50 @@ def test_a_key_without_its_pub_file_is_read_from_the_private_key(net: Network) -
     found, problems = config_expiries(load_config(net.configs["ID"], env={}), T0)
     assert problems == []
     assert {e.keyid for e in found if e.what == "key"} == {net.keys["ID"].key_id}
+
+
+async def test_ml_dsa_keys_are_in_the_expiries_metrics_and_warnings(tmp_path: Path) -> None:
+    """Rule 1 with ADR 0036's keys: ``signing_pq`` (and ``checkpoint_pq``, which defaults
+    to it) are listed by key id for a running node, for its configuration and in
+    ``jcm_sync_key_expiry_seconds``; near their ``not_after`` they warn like Ed25519 keys."""
+    from jcm_sync.core.pq import MLDSA44PrivateKey
+    from jcm_sync.local.keyfiles import load_any_private_key
+    from tests.exchange.test_hybrid_keys import hybrid_network
+
+    net = hybrid_network(tmp_path / "net")
+    cfg = load_config(net.configs["JP"], env={})
+    pq = load_any_private_key(tmp_path / "net" / "keys" / "jp-pq.key")
+    assert isinstance(pq, MLDSA44PrivateKey)
+    node = await open_node(cfg)
+    try:
+        live = node_expiries(node)
+        sample = node.metrics.registry.get_sample_value
+        scraped = {
+            role: sample("jcm_sync_key_expiry_seconds", {"key": role, "keyid": pq.key_id})
+            for role in ("signing_pq", "checkpoint_pq")
+        }
+    finally:
+        await node.close()
+    by_role = {e.key: e.keyid for e in live if e.what == "key"}
+    assert by_role["signing_pq"] == by_role["checkpoint_pq"] == pq.key_id
+    assert by_role["signing"] == net.keys["JP"].key_id
+    configured, problems = config_expiries(cfg, datetime.now(UTC))
+    assert problems == []
+    assert {e.key: e.keyid for e in configured if e.what == "key"} == by_role
+    for role, left in scraped.items():
+        assert left is not None, role
+        assert 364 * DAY < left <= 365 * DAY, (role, left)
+    late = datetime.now(UTC) + timedelta(days=350)  # keys end at 365 days, the root at 300
+    found, _ = config_expiries(cfg, late)
+    warned = warnings_of(found)
+    assert any(f"signing_pq key {pq.key_id[:16]}" in w for w in warned), warned
+    assert any(f"checkpoint_pq key {pq.key_id[:16]}" in w for w in warned), warned
+
+
+def test_a_node_without_ml_dsa_keys_lists_none(net: Network) -> None:
+    """Rule 1: with no ``signing_pq`` configured there is no ``_pq`` entry (not the
+    Ed25519 key under a second name)."""
+    cfg = load_config(net.configs["JP"], env={})
+    found, problems = config_expiries(cfg, T0)
+    assert problems == []
+    assert {e.key for e in found if e.what == "key"} == {"signing", "transport", "checkpoint"}
