@@ -186,11 +186,11 @@ class SandboxRoutes:
     async def add_checkpoint(self, request: web.Request) -> web.Response:
         hub, caller, body = await self._exchange(request)
         assert self.problem is not None  # mounted only with one
-        return await answer_add_checkpoint(hub, caller, request, body, self.problem)
+        return await answer_add_checkpoint(hub.node, caller, request, body, self.problem)
 
     async def cosignatures(self, request: web.Request) -> web.Response:
         hub, caller, body = await self._exchange(request)
-        return await answer_cosignatures(hub, caller, request, body)
+        return await answer_cosignatures(hub.node, caller, request, body)
 
     async def checkpoint(self, request: web.Request) -> web.Response:
         hub, caller, _ = await self._exchange(request)

@@ -331,7 +331,7 @@ class HubServer:
         """ADR 0015: the signature's headers, then the body's framing, then the body."""
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        pending = self._authenticate_headers(request)
+        pending = authenticate_headers(request, self.verifier, self.settings)
         check_content(request)
         caller = pending.caller
         key = (caller.partnership, caller.node)
@@ -351,37 +351,12 @@ class HubServer:
         finally:
             self._in_flight[key] -= 1
 
-    def _authenticate_headers(self, request: web.Request) -> Authenticated:
-        """The signature of a request whose body is still unread (``net/auth.py`` rule 6),
-        checked against this hub's own origin, never the Host header."""
-        origin = own_origin(
-            request, public_origin=self.settings.public_origin, host=self.settings.host
-        )
-        try:
-            return authenticate_aiohttp_request(self.verifier, request, origin=origin)
-        except RequestSignatureError:
-            raise
-        except UntrustedError as exc:  # unknown, expired or role-less key: not authenticated
-            raise RequestAuthError(exc) from None
-
     async def authenticate_with(
         self, request: web.Request, verifier: RequestVerifier
     ) -> tuple[Caller, bytes]:
         """``_authenticate``'s steps under another verifier (the conformance sandbox's
         root): the signature's headers, the body's framing, the body, its digest."""
-        origin = own_origin(
-            request, public_origin=self.settings.public_origin, host=self.settings.host
-        )
-        try:
-            pending = authenticate_aiohttp_request(verifier, request, origin=origin)
-        except RequestSignatureError:
-            raise
-        except UntrustedError as exc:
-            raise RequestAuthError(exc) from None
-        check_content(request)
-        body = await read_body(request, self.settings.max_body_bytes)
-        caller = request[CALLER_KEY] = verifier.check_body(pending, body)  # rule 7's guard
-        return caller, body
+        return await authenticate_request(request, verifier, self.settings)
 
     # --- handlers ----------------------------------------------------------------------
 
@@ -489,7 +464,8 @@ class HubServer:
         app.router.add_get(f"{logs}/checkpoint", self.checkpoint)
         app.router.add_get(f"{logs}/proofs/consistency", self.consistency)
         app.router.add_get(f"{logs}/proofs/inclusion", self.inclusion)
-        WitnessRoutes(self.hub, self._caller, lambda r: r[BODY_KEY], problem).mount(app)  # ADR 0032
+        witness = WitnessRoutes(self.hub.node, self._caller, lambda r: r[BODY_KEY], problem)
+        witness.mount(app)  # ADR 0032
 
         if self.settings.conformance is not None:  # ADR 0021
             sandbox = SandboxHost(self.hub, self.settings.conformance)
@@ -520,6 +496,33 @@ class HubServer:
         run the hub with this or ``guard.run_app``, never a bare ``AppRunner`` or
         ``web.run_app``."""
         return GuardedAppRunner(self.app(), self.guard, **kwargs)
+
+
+def authenticate_headers(
+    request: web.Request, verifier: RequestVerifier, settings: ServerSettings
+) -> Authenticated:
+    """The signature of a request whose body is still unread (``net/auth.py`` rule 6),
+    checked against this listener's own origin, never the Host header."""
+    origin = own_origin(request, public_origin=settings.public_origin, host=settings.host)
+    try:
+        return authenticate_aiohttp_request(verifier, request, origin=origin)
+    except RequestSignatureError:
+        raise
+    except UntrustedError as exc:  # unknown, expired or role-less key: not authenticated
+        raise RequestAuthError(exc) from None
+
+
+async def authenticate_request(
+    request: web.Request, verifier: RequestVerifier, settings: ServerSettings
+) -> tuple[Caller, bytes]:
+    """ADR 0015's steps, in order, under ``verifier``: the signature's headers against the
+    origin ``settings`` give, the body's framing, the body, its digest. For a listener with
+    no per-node limit (the conformance sandbox's routes, an agent's witness listener)."""
+    pending = authenticate_headers(request, verifier, settings)
+    check_content(request)
+    body = await read_body(request, settings.max_body_bytes)
+    caller = request[CALLER_KEY] = verifier.check_body(pending, body)  # rule 7's guard
+    return caller, body
 
 
 def cut_page(page: EntriesPage, max_bytes: int) -> EntriesPage:

@@ -1,10 +1,12 @@
-"""The hub's witness endpoints over HTTP (C2SP tlog-witness, ADR 0032).
+"""The witness endpoints over HTTP (C2SP tlog-witness, ADR 0032 and 0037).
 
-Why this module exists: the hub is a tlog-witness of each partner's log, and the spec
-fixes the wire: ``POST <prefix>/add-checkpoint`` with a text body, a 200 of signature
-lines, and refusals by status code, the 409 of a size mismatch carrying the witness's
-size as ``text/x.tlog.size``. The judging is ``services/witness.py``'s; this module is
-its HTTP edge, mounted by ``net/server.py``, and the agent's side of the same calls.
+Why this module exists: the hub is a tlog-witness of each partner's log, an agent of
+Japan's, and the spec fixes the wire: ``POST <prefix>/add-checkpoint`` with a text body,
+a 200 of signature lines, and refusals by status code, the 409 of a size mismatch
+carrying the witness's size as ``text/x.tlog.size``. The judging is
+``services/witness.py``'s; this module is its HTTP edge, one implementation mounted by
+the hub (``net/server.py``, and a conformance session's ``net/sandbox.py``) and by an
+agent's witness listener (``net/witness_listener.py``).
 
 Rules:
 
@@ -15,9 +17,9 @@ Rules:
 2. ``POST /v1/partnerships/{pid}/logs/{node}/cosignatures`` takes the partner's cosigned
    copy of one of Japan's checkpoints (a signed note) and answers JSON
    ``{"size": N, "cosignatures": K}``.
-3. Both are under ``/v1/``: the server's middleware authenticates them (RFC 9421) before
-   anything here runs; their bodies are ``text/plain`` (UTF-8), not JSON
-   (``is_text_route``).
+3. Both are under ``/v1/``: the server's middleware (the hub's, or the agent listener's,
+   which runs the same steps) authenticates them (RFC 9421) before anything here runs;
+   their bodies are ``text/plain`` (UTF-8), not JSON (``is_text_route``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from aiohttp import web
 from jcm_sync.core.wire import Caller, encoder
 from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE, WitnessRefusedError
 from jcm_sync.core.witness_wire import format_size_conflict as size_body
-from jcm_sync.services.hub import Hub
-from jcm_sync.services.witness import accept_cosignatures, hub_add_checkpoint
+from jcm_sync.services.node import Node
+from jcm_sync.services.witness import accept_cosignatures, add_checkpoint_as_witness
 
 __all__ = [
     "ADD_CHECKPOINT",
@@ -74,16 +76,16 @@ def refusal_response(exc: WitnessRefusedError, problem: Problem) -> web.Response
 
 
 class WitnessRoutes:
-    """The witness endpoints of one ``Hub`` (rules 1 and 2)."""
+    """The witness endpoints of one node, hub or agent (rules 1 and 2)."""
 
     def __init__(
         self,
-        hub: Hub,
+        node: Node,
         caller: Callable[[web.Request], Caller],
         body: Callable[[web.Request], bytes],
         problem: Problem,
     ) -> None:
-        self.hub = hub
+        self.node = node
         self._caller = caller
         self._body = body
         self._problem = problem
@@ -94,22 +96,23 @@ class WitnessRoutes:
 
     async def add_checkpoint(self, request: web.Request) -> web.Response:
         return await answer_add_checkpoint(
-            self.hub, self._caller(request), request, self._body(request), self._problem
+            self.node, self._caller(request), request, self._body(request), self._problem
         )
 
     async def cosignatures(self, request: web.Request) -> web.Response:
         return await answer_cosignatures(
-            self.hub, self._caller(request), request, self._body(request)
+            self.node, self._caller(request), request, self._body(request)
         )
 
 
 async def answer_add_checkpoint(
-    hub: Hub, caller: Caller, request: web.Request, body: bytes, problem: Problem
+    node: Node, caller: Caller, request: web.Request, body: bytes, problem: Problem
 ) -> web.Response:
-    """Rule 1 for ``hub``: the hub's own, or a conformance session's (``net/sandbox.py``)."""
+    """Rule 1 for ``node``: the hub's, a conformance session's hub's (``net/sandbox.py``)
+    or an agent's."""
     pid = request.match_info["pid"]
     try:
-        answer = await hub_add_checkpoint(hub.node, caller, pid, body)
+        answer = await add_checkpoint_as_witness(node, caller, pid, body)
     except WitnessRefusedError as exc:
         return refusal_response(exc, problem)
     response = web.Response(status=200, body=answer)
@@ -118,9 +121,9 @@ async def answer_add_checkpoint(
 
 
 async def answer_cosignatures(
-    hub: Hub, caller: Caller, request: web.Request, body: bytes
+    node: Node, caller: Caller, request: web.Request, body: bytes
 ) -> web.Response:
-    """Rule 2 for ``hub``, as ``answer_add_checkpoint``."""
+    """Rule 2 for ``node``, as ``answer_add_checkpoint``."""
     m = request.match_info
-    view = await accept_cosignatures(hub.node, caller, m["pid"], m["node"], body)
+    view = await accept_cosignatures(node, caller, m["pid"], m["node"], body)
     return web.Response(body=encoder.encode(view), content_type="application/json")

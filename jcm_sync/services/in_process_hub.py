@@ -35,7 +35,7 @@ from jcm_sync.core.wire import (
 from jcm_sync.core.witness_wire import WitnessRefusedError
 from jcm_sync.errors import JcmSyncError, PeerRefusedError, UnknownKeyError
 from jcm_sync.services.hub import Hub
-from jcm_sync.services.witness import CosignedView, accept_cosignatures, hub_add_checkpoint
+from jcm_sync.services.witness import CosignedView, accept_cosignatures, add_checkpoint_as_witness
 
 if TYPE_CHECKING:
     from jcm_sync.services.hub_port import HubPort
@@ -84,7 +84,7 @@ class InProcessHub:
         (``WitnessPort``), any other refusal is its problem with the spec's status."""
         self.requests += 1
         try:
-            return await hub_add_checkpoint(self.hub.node, self.caller, pid, body)
+            return await add_checkpoint_as_witness(self.hub.node, self.caller, pid, body)
         except WitnessRefusedError as exc:
             if exc.witness_size is not None:
                 raise

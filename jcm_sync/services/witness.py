@@ -1,13 +1,17 @@
-"""Mutual witnessing: each node a C2SP tlog-witness of its counterpart's log (ADR 0032).
+"""Mutual witnessing: each node a C2SP tlog-witness of its counterpart's log (ADR 0032, 0037).
 
 Why this module exists: a checkpoint signed by its own log says what that log claims; a
 checkpoint cosigned by the counterpart says that, at a stated time, the other party had
 checked it extends everything it saw before. That is the evidence a third party can
-verify from files alone, years later. The hub witnesses the partner's log through the
-spec's endpoint (``net/witness.py``); the agent, which has no partner-facing listener,
-runs the same ``Witness`` on the checkpoint it pulled and delivers its cosignature to the
-hub through a signed request. Both publish their checkpoints with the counterpart's
-cosignatures attached (``cosigned_note``).
+verify from files alone, years later. Both nodes serve the spec's endpoint with one
+function (``add_checkpoint_as_witness``, mounted by ``net/witness.py``): the hub on its
+partners' port, an agent with ``[witness] listen`` on a listener of its own
+(``net/witness_listener.py``). Each log asks its counterpart to witness it with
+``cosign_own_log``: the agent after a push, the hub on its schedule when the partner's
+agent has a ``witness_url`` (``services/witness_push.py``). An agent without a listener
+(behind NAT) runs the same ``Witness`` on the checkpoint it pulled and delivers its
+cosignature to the hub through a signed request (``witness_counterpart``). Both publish
+their checkpoints with the counterpart's cosignatures attached (``cosigned_note``).
 
 Rules:
 
@@ -23,11 +27,14 @@ Rules:
    cosigner keys are its checkpoint-role keys in the trust root (``cosigner_verifiers``).
 3. Cosignatures are stored only after they verified, and only for a checkpoint the store
    holds, its text byte for byte the one cosigned (``accept_cosignatures``).
-4. The agent's witnessing never fails a push or a pull: a refusal or an outage is
-   logged and the next exchange tries again (``cosign_own_log``, ``witness_counterpart``).
+4. Witnessing never fails a push, a pull or the hub's job: a refusal or an outage is
+   logged and the next exchange (or run) tries again (``cosign_own_log``,
+   ``witness_counterpart``).
    A 409 is retried once from the size the witness says it holds.
 5. A client that cannot witness (an older hub, a test's lying hub) is skipped: witnessing
    needs a ``WitnessPort``.
+6. Only the counterpart may ask a node to witness (``add_checkpoint_as_witness``): a
+   caller of another partnership, or a node's own key, is 403 before the body is judged.
 """
 
 from __future__ import annotations
@@ -73,11 +80,11 @@ __all__ = [
     "Witness",
     "WitnessPort",
     "accept_cosignatures",
+    "add_checkpoint_as_witness",
     "cosign_own_log",
     "cosigned_note",
     "cosigner_name",
     "cosigner_verifiers",
-    "hub_add_checkpoint",
     "node_witness",
     "witness_counterpart",
     "witness_exchange",
@@ -173,22 +180,31 @@ def _check_member(caller: Caller, partnership: str) -> None:
         )
 
 
-# --- the hub ------------------------------------------------------------------------------
+# --- the witness endpoint, on either node ----------------------------------------------
 
 
-async def hub_add_checkpoint(node: Node, caller: Caller, partnership: str, body: bytes) -> bytes:
-    """The hub's witness of the partner's log: the 200 body, or ``WitnessRefusedError``.
+async def add_checkpoint_as_witness(
+    node: Node, caller: Caller, partnership: str, body: bytes
+) -> bytes:
+    """The spec's add-checkpoint for the counterpart's log of ``partnership``: the 200
+    body, or ``WitnessRefusedError``. The hub witnesses the partner's log, an agent
+    Japan's (``logs.replica`` on either node); only the counterpart may ask (403).
 
-    The hub's own cosignature is kept with its replica's checkpoint of that size, if held,
-    so the replica's checkpoint is served cosigned."""
+    The node's own cosignature is kept with its replica's checkpoint of that size, if
+    held, so the replica's checkpoint is served cosigned."""
     _check_member(caller, partnership)
     logs = node.logs(partnership)
     replica = logs.replica
+    if caller.node != replica.node:
+        raise ForbiddenError(
+            f"{caller.node} may not ask this witness; only {replica.node}, whose log it "
+            "witnesses, may"
+        )
     verifiers = {replica.origin: log_keys(logs.root, replica, node.clock())}
     cp, lines = await node_witness(node).add_checkpoint(body, verifiers)
     try:
         held = await node.store.checkpoint_at(replica, cp.size)
-    except NotFoundError:  # the push of that checkpoint has not reached the replica
+    except NotFoundError:  # the entries of that checkpoint have not reached the replica
         held = None
     if held is not None and held.root == cp.root_hash:
         await node.store.add_cosignatures(replica, cp.size, lines)
@@ -241,12 +257,14 @@ def _lines_of(note: bytes) -> bytes:
     return "".join(s.line() for s in parse_note(note).signatures).encode("utf-8")
 
 
-# --- the agent ----------------------------------------------------------------------------
+# --- asking the counterpart to witness -------------------------------------------------
 
 
 @runtime_checkable
 class WitnessPort(Protocol):
-    """The hub's witnessing calls, as the agent makes them (``HubClient``, ``InProcessHub``)."""
+    """The counterpart's witnessing calls: the hub's as the agent makes them
+    (``HubClient``, ``InProcessHub``), or an agent's listener's as the hub makes them
+    (a ``HubClient`` of its ``witness_url``)."""
 
     async def add_checkpoint(self, pid: str, body: bytes) -> bytes:
         """POST an add-checkpoint body; the 200 body, or ``WitnessRefusedError`` for a 409
@@ -259,7 +277,8 @@ class WitnessPort(Protocol):
 
 
 async def cosign_own_log(node: Node, client: object, partnership: str) -> int | None:
-    """After a push: have the hub witness our latest checkpoint; keep its cosignature.
+    """Have the counterpart witness our latest checkpoint; keep its cosignature: the
+    agent after a push, the hub on its schedule (``witness_push``).
 
     Returns the size now cosigned, or None if nothing was (rule 4, rule 5)."""
     if not isinstance(client, WitnessPort):

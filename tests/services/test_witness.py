@@ -26,7 +26,7 @@ from jcm_sync.services.witness import (
     accept_cosignatures,
     cosigner_name,
     cosigner_verifiers,
-    hub_add_checkpoint,
+    add_checkpoint_as_witness,
     node_witness,
 )
 from jcm_sync.store import TreeHead
@@ -106,7 +106,7 @@ async def test_hub_witness_status_codes(pair: Pair) -> None:
     await pair.syncer().push()  # the hub now holds the agent's checkpoint (and cosigned it)
     note, size = await agent_checkpoint(pair)
     caller = pair.honest.caller
-    add = hub_add_checkpoint
+    add = add_checkpoint_as_witness
     node = pair.japan
     with pytest.raises(WitnessRefusedError) as e409:  # old 0, but it cosigned `size`
         await add(node, caller, PID, format_add_checkpoint(0, [], note))
