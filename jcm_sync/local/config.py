@@ -85,6 +85,10 @@ class PartnershipSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     id: Partnership
     trust_root: list[str]
     hub_url: str = ""
+    #: on the hub: the partner agent's witness listener (its ``[witness] listen``, as the
+    #: hub reaches it), which the hub asks to cosign Japan's log (ADR 0037); empty: the
+    #: agent witnesses Japan's log after its pulls only
+    witness_url: str = ""
 
 
 class HubSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -139,6 +143,32 @@ class OpsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token_file: str = ""
 
 
+class WitnessSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An agent's partner-facing witness listener (ADR 0037): off unless ``listen`` is set."""
+
+    #: ``host:port`` the agent serves C2SP tlog-witness add-checkpoint on, for the hub
+    #: (port 0 picks a free one); empty: no listener
+    listen: str = ""
+    #: the origin the hub reaches the listener under, when a proxy terminates TLS; empty
+    #: is the listening address (request signatures are checked against it, ADR 0015)
+    public_origin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            listen_address(self.listen)
+        if self.public_origin:
+            check_origin(self.public_origin)
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``host:port`` (``[::1]:8702`` for IPv6); ``ValueError`` else."""
+    host, sep, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"[witness] listen is host:port, not {listen!r}")
+    return host, int(port)
+
+
 class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     push_seconds: Seconds = 30.0
     pull_seconds: Seconds = 30.0
@@ -170,6 +200,10 @@ class ReconcileSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: finding, by rule id (docs/reconciliation-rules.md, "Pending and grace periods");
     #: rules left out keep their defaults
     grace: dict[str, GraceDays] = msgspec.field(default_factory=dict)
+    #: reconciliation runs kept per partnership, each with its report (the runs an
+    #: evidence bundle carries, ADR 0034); the oldest are dropped. The default is
+    #: ``reconcile_state.KEEP_RUNS`` (not imported: config loads light)
+    keep_runs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 400
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.grace) - set(GRACE_RULES))
@@ -210,6 +244,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     schedule: ScheduleSection = msgspec.field(default_factory=ScheduleSection)
     reconcile: ReconcileSection = msgspec.field(default_factory=ReconcileSection)
     conformance: ConformanceSection = msgspec.field(default_factory=ConformanceSection)
+    witness: WitnessSection = msgspec.field(default_factory=WitnessSection)
     #: directory of the file the config came from; relative paths resolve against it
     base_dir: str = "."
 
@@ -432,4 +467,14 @@ def load_config_with_sources(
     for p in cfg.partnerships:
         if cfg.node.id not in ("JP", p.id[3:]):
             raise ConfigError(f"node {cfg.node.id} is not a side of {p.id}", where=str(path))
+        if p.witness_url and cfg.node.role != "registry":
+            raise ConfigError(  # ADR 0037: the hub asks the agent, never the reverse
+                "witness_url names a partner agent's witness listener; it is set on the hub",
+                where=f"partnerships {p.id}",
+            )
+    if cfg.witness.listen and cfg.node.role != "agent":
+        raise ConfigError(  # ADR 0037: the hub serves its witness on its [server] port
+            "[witness] listen is an agent's; the hub serves add-checkpoint on its [server] port",
+            where=str(path),
+        )
     return LoadedConfig(cfg, str(path), _sources(raw, applied, cfg, str(path)))
