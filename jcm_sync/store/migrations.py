@@ -27,7 +27,9 @@ Rules:
    index), 2 adds ``trust_marks`` (ADR 0017), 3 adds ``node_state``, the chunked key/value
    table holding the node's own state (ADR 0027), and an index of entries by append time;
    4 adds ``witnessed`` (the tree head a witness cosigned per origin) and
-   ``log_cosignatures`` (the counterpart's cosignatures of stored checkpoints, ADR 0032).
+   ``log_cosignatures`` (the counterpart's cosignatures of stored checkpoints, ADR 0032);
+   5 adds ``shared_nonces`` and ``shared_request_counts``, the request nonces and
+   per-node request counts every hub process on one PostgreSQL shares (ADR 0042).
 """
 
 from __future__ import annotations
@@ -157,6 +159,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         signature {blob} NOT NULL,
         received_at {time} NOT NULL,
         PRIMARY KEY (log_id, size, key_name, key_id))""",
+        ),
+    ),
+    Migration(
+        5,
+        "request nonces and request counts shared by several hub processes",
+        (
+            """CREATE TABLE IF NOT EXISTS shared_nonces (
+        nonce TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX IF NOT EXISTS shared_nonces_until ON shared_nonces (until)",
+            """CREATE TABLE IF NOT EXISTS shared_request_counts (
+        key TEXT NOT NULL,
+        win BIGINT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (key, win))""",
         ),
     ),
 )

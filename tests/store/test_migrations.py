@@ -257,7 +257,7 @@ async def test_a_version_1_store_upgrades_and_every_log_still_verifies(
         assert await store.trust_marks() == {}
     assert {"trust_marks", "node_state", "schema_migrations"} <= await tables(v1.url)
     recorded = await raw(v1.url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
-    assert [r[0] for r in recorded] == [1, 2, 3, 4]
+    assert [r[0] for r in recorded] == list(range(1, m.SCHEMA_VERSION + 1))
     assert recorded[0][1] is None  # version 1 was there before migrations were recorded
     assert recorded[1][1] is not None
     assert recorded[2][1] is not None
@@ -346,7 +346,7 @@ def test_migrations_are_numbered_one_by_one_and_the_version_is_the_last() -> Non
     """Rule 1: versions 1, 2, 3, ... with no gap, each described; ``SCHEMA_VERSION`` is
     the last one's."""
     assert [x.version for x in m.MIGRATIONS] == list(range(1, len(m.MIGRATIONS) + 1))
-    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 4
+    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 5
     assert all(x.description and x.statements for x in m.MIGRATIONS)
 
 
@@ -356,9 +356,12 @@ def test_version_1_of_the_migrations_is_the_original_layout() -> None:
     assert m.BOOKKEEPING_DDL[0] == V1_DDL[0]
 
 
+LAST = m.SCHEMA_VERSION
+
+
 @pytest.mark.parametrize(
     ("found", "applied"),
-    [(None, [1, 2, 3, 4]), ("1", [2, 3, 4]), ("2", [3, 4]), ("3", [4]), ("4", [])],
+    [(str(v) if v else None, list(range(v + 1, LAST + 1))) for v in range(LAST + 1)],
 )
 def test_the_steps_apply_what_is_missing_and_record_it(
     found: str | None, applied: list[int]
@@ -371,5 +374,6 @@ def test_the_steps_apply_what_is_missing_and_record_it(
         return
     records = [args for text, args in steps if text == m.RECORD_MIGRATION]
     assert [r[0] for r in records if r[2] == "now"] == applied
-    assert [r[0] for r in records if r[2] is None] == [v for v in (1, 2, 3, 4) if v not in applied]
+    older = [v for v in range(1, LAST + 1) if v not in applied]
+    assert [r[0] for r in records if r[2] is None] == older
     assert steps[-1] == (m.SET_SCHEMA_VERSION, (str(m.SCHEMA_VERSION),))
