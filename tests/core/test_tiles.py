@@ -124,7 +124,7 @@ def test_growth_writes_every_tile_of_the_new_tree(a: int, b: int) -> None:
     """Tiles written at size a, then new_tiles(a, b), cover every tile of the tree at b."""
     old, new = min(a, b), max(a, b)
     written = set(tiles.new_tiles(0, old)) | set(tiles.new_tiles(old, new))
-    assert {t for t in tiles.new_tiles(0, new)} <= written
+    assert set(tiles.new_tiles(0, new)) <= written
 
 
 def test_shrinking_is_refused() -> None:
@@ -140,7 +140,8 @@ def test_tile_bytes_round_trip_and_wrong_lengths_are_refused() -> None:
     """A tile is its hashes concatenated; any other length for its width is refused."""
     hashes = list(_leaves(3))
     data = tiles.encode_tile(hashes)
-    assert len(data) == 96 and tiles.decode_tile(Tile(0, 0, 3), data) == hashes
+    assert len(data) == 96
+    assert tiles.decode_tile(Tile(0, 0, 3), data) == hashes
     for bad in (data[:-1], data + b"\0", data[:64]):
         with pytest.raises(TileFormatError):
             tiles.decode_tile(Tile(0, 0, 3), bad)
@@ -150,7 +151,9 @@ def test_tile_bytes_round_trip_and_wrong_lengths_are_refused() -> None:
 def test_bundle_is_uint16_length_prefixed() -> None:
     """Each entry is prefixed with its big-endian uint16 length (spec, "Log entries")."""
     data = tiles.encode_bundle([b"ab", b"", b"x" * 300])
-    assert data[:4] == b"\x00\x02ab" and data[4:6] == b"\x00\x00" and data[6:8] == b"\x01\x2c"
+    assert data[:4] == b"\x00\x02ab"
+    assert data[4:6] == b"\x00\x00"
+    assert data[6:8] == b"\x01\x2c"
     assert tiles.decode_bundle(Tile(-1, 0, 3), data) == [b"ab", b"", b"x" * 300]
 
 
@@ -231,9 +234,7 @@ def test_proofs_across_tile_levels_at_70000() -> None:
     full, leaves = _tiles(70_000), _leaves(70_000)
     for index in (0, 65_535, 65_536, 69_999):
         needed = {t: full[t] for t in tiles.inclusion_tiles(index, 70_000)}
-        assert tiles.inclusion_proof(index, 70_000, needed) == merkle.inclusion_proof(
-            leaves, index
-        )
+        assert tiles.inclusion_proof(index, 70_000, needed) == merkle.inclusion_proof(leaves, index)
     needed = {t: full[t] for t in tiles.consistency_tiles(65_537, 70_000)}
     assert tiles.consistency_proof(65_537, 70_000, needed) == merkle.consistency_proof(
         leaves, 65_537
