@@ -127,6 +127,11 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: connections per client address not yet authenticated (0: no limit; behind a
     #: reverse proxy all connections come from the proxy's address)
     max_unauthenticated_per_address: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 16
+    #: several hub processes on one address (SO_REUSEPORT) over one PostgreSQL (ADR 0042)
+    reuse_port: bool = False
+    #: requests per (partnership, node) per second, counted across every hub process
+    #: on one PostgreSQL (ADR 0042); 0: no limit
+    requests_per_node_per_second: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
 
     def __post_init__(self) -> None:
         if self.public_origin:

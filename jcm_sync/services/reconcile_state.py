@@ -21,6 +21,12 @@ Rules (the numbers are ``services.reconciliation``'s):
 4. A discrepancy is past its grace period (``past_grace``) while it is open and was first
    seen at least its rule's grace days ago: the configured ``[reconcile.grace]`` days, the
    rule's default (``GRACE_DEFAULTS``), or 0 for a rule without one (a finding at once).
+5. **Every run's report is kept** (issue 14: an auditor's bundle carries each run, not
+   only the last): ``reconcile/<partnership>/runs/<SEQ>``, ``SEQ`` a zero-padded run
+   number one past the newest kept, holding the report as stored (its ``logs`` are the
+   agreed snapshot sizes and roots it ran on). The run's record in the history names
+   its number (``RunRecord.report_seq``). Only the newest ``[reconcile] keep_runs``
+   (default ``KEEP_RUNS``) are kept; older ones are deleted after each run.
 """
 
 from __future__ import annotations
@@ -35,6 +41,48 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jcm_sync.core.reconcile import RULES, Discrepancy, Reconciler
 from jcm_sync.core.reconcile.model import GRACE_DEFAULTS
+from jcm_sync.store import Store
+
+KEEP_RUNS = 400
+"""Rule 5: run reports (and run records in the history) kept per partnership."""
+
+
+def runs_prefix(partnership: str) -> str:
+    """Rule 5: the state keys of a partnership's run reports start with this."""
+    return f"reconcile/{partnership}/runs/"
+
+
+def run_report_key(partnership: str, seq: int) -> str:
+    """Rule 5: the state key of run ``seq``'s report."""
+    return f"{runs_prefix(partnership)}{seq:012d}"
+
+
+def seq_of(key: str) -> int | None:
+    """The run number of a run report's key (None for a key that is not one)."""
+    tail = key.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+async def run_report_seqs(store: Store, partnership: str) -> list[int]:
+    """Rule 5: the numbers of the kept run reports, oldest first."""
+    keys = await store.state_keys(runs_prefix(partnership))
+    return sorted(n for k in keys if (n := seq_of(k)) is not None)
+
+
+async def next_run_seq(store: Store, partnership: str) -> int:
+    """Rule 5: one past the newest kept run report (1 for the first)."""
+    seqs = await run_report_seqs(store, partnership)
+    return seqs[-1] + 1 if seqs else 1
+
+
+async def keep_run_report(
+    store: Store, partnership: str, seq: int, report: bytes, keep: int = KEEP_RUNS
+) -> None:
+    """Rule 5: store run ``seq``'s report, then drop all but the newest ``keep``."""
+    await store.put_state(run_report_key(partnership, seq), report)
+    seqs = await run_report_seqs(store, partnership)
+    for old in seqs[: max(0, len(seqs) - keep)]:
+        await store.delete_state(run_report_key(partnership, old))
 
 
 def grace_days(configured: Mapping[str, int]) -> dict[str, int]:

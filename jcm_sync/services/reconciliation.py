@@ -28,7 +28,9 @@ Rules:
    ``open`` or ``explained`` as the last report says, ``resolved`` (with ``resolved_at``)
    once a later snapshot no longer finds it; a resolved discrepancy found again is open
    again with its original ``first_seen``. The last report is kept beside it
-   (``reconcile/<partnership>/report``). Each value is replaced atomically and durably
+   (``reconcile/<partnership>/report``), and every run's report under its run number
+   (``reconcile_state`` rule 5; the newest ``[reconcile] keep_runs`` runs, which the
+   history keeps as many of). Each value is replaced atomically and durably
    (protocol rule 9); the report first, so a crash between the two leaves the history of
    the run before, which the next run brings up to date.
 4. **Run status.** A run is recorded as ``initiated`` before the snapshot is read, then
@@ -86,7 +88,13 @@ from jcm_sync.core.trust import TrustRoot, Verification, encode_root
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.agreement import agreed_checkpoint
 from jcm_sync.services.node import Node
-from jcm_sync.services.reconcile_state import Folded, grace_days
+from jcm_sync.services.reconcile_state import (
+    KEEP_RUNS,
+    Folded,
+    grace_days,
+    keep_run_report,
+    next_run_seq,
+)
 from jcm_sync.store import LogRef, Store
 
 log = logging.getLogger("jcm_sync.core.reconcile")
@@ -94,8 +102,8 @@ log = logging.getLogger("jcm_sync.core.reconcile")
 CHUNK: Final = 2000
 """Entries read from the store and folded at a time: bounds memory on a full rebuild."""
 
-MAX_RUNS: Final = 50
-"""Runs kept in a partnership's history."""
+MAX_RUNS: Final = KEEP_RUNS
+"""Runs kept in a partnership's history by default (``[reconcile] keep_runs``)."""
 
 _R = TypeVar("_R")
 
@@ -117,6 +125,7 @@ class RunRecord(msgspec.Struct):
     resolved: int = 0
     pending: int = 0
     error: str | None = None
+    report_seq: int | None = None  # its report's run number (reconcile_state rule 5)
 
 
 class History(msgspec.Struct):
@@ -183,9 +192,9 @@ def decode_history(data: bytes | None, partnership: str) -> History:
         ) from None
 
 
-def encode_history(history: History) -> bytes:
-    """The history to store, its runs cut to the last ``MAX_RUNS``."""
-    history.runs = history.runs[-MAX_RUNS:]
+def encode_history(history: History, keep: int = MAX_RUNS) -> bytes:
+    """The history to store, its runs cut to the last ``keep``."""
+    history.runs = history.runs[-keep:]
     return msgspec.json.encode(history)
 
 
@@ -268,14 +277,16 @@ def _begin(data: bytes | None, partnership: str, started: datetime) -> tuple[His
     return history, run
 
 
-def _finish(history: History, run: RunRecord, report: Report, now: datetime) -> tuple[bytes, bytes]:
+def _finish(
+    history: History, run: RunRecord, report: Report, now: datetime, keep: int = MAX_RUNS
+) -> tuple[bytes, bytes]:
     """Rules 3 and 4: fold the report into the history; the report and history to store."""
     run.new, run.resolved = merge_history(history, report, now)
     run.status, run.finished_at, run.logs = report.status, now, report.logs
     run.open = sum(1 for d in report.discrepancies if d.status == "open")
     run.explained = sum(1 for d in report.discrepancies if d.status == "explained")
     run.pending = len(report.pending)
-    return msgspec.json.encode(report), encode_history(history)
+    return msgspec.json.encode(report), encode_history(history, keep)
 
 
 @dataclass(frozen=True)
@@ -305,7 +316,7 @@ class ReconcileService:
         return self.node.store
 
     async def _put_history(self, history: History) -> None:
-        data = await self._cpu(encode_history, history)
+        data = await self._cpu(encode_history, history, self.node.cfg.reconcile.keep_runs)
         await self.store.put_state(history_key(history.partnership), data)
 
     async def _cpu(self, fn: Callable[..., _R], *args: Any, **kw: Any) -> _R:
@@ -400,9 +411,11 @@ class ReconcileService:
                 log.error("reconcile-not-recorded", extra={"partnership": partnership,
                           "error": str(again)})  # fmt: skip
             raise
-        now = self.node.clock()
-        report_data, history_data = await self._cpu(_finish, history, run, report, now)
+        now, keep = self.node.clock(), self.node.cfg.reconcile.keep_runs
+        run.report_seq = await next_run_seq(self.store, partnership)
+        report_data, history_data = await self._cpu(_finish, history, run, report, now, keep)
         await self.store.put_state(report_key(partnership), report_data)
+        await keep_run_report(self.store, partnership, run.report_seq, report_data, keep)
         await self.store.put_state(history_key(partnership), history_data)
         self._publish(partnership, report, now, history)
         return RunResult(report=report, run=run, history=history)

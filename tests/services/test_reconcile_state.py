@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -19,12 +19,20 @@ from jcm_sync.core.reconcile import RULES, Discrepancy, Reconciler
 from jcm_sync.core.reconcile.model import Status, discrepancy_id
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.services.reconcile_state import (
+    KEEP_RUNS,
     Folded,
     ReconcileMetrics,
     ReconcileState,
     grace_days,
+    keep_run_report,
+    next_run_seq,
     past_grace,
+    run_report_key,
+    run_report_seqs,
+    seq_of,
 )
+from jcm_sync.store import Store, open_store
+from tests.store.conftest import pg_reachable, store_url  # noqa: F401 (fixtures)
 
 
 def fresh() -> ReconcileState:
@@ -172,3 +180,34 @@ def test_past_grace_counts_the_rules_grace_days_from_first_seen() -> None:
     )  # fmt: skip
     assert gauges(registry, "jcm_sync_discrepancies_open")["issued-vs-notified"] == 2
     assert gauges(registry, "jcm_sync_discrepancies_past_grace")["issued-vs-notified"] == 1
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:  # noqa: F811 (each backend's)
+    s = await open_store(store_url)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_each_run_report_is_kept_under_its_number_and_the_oldest_dropped(
+    store: Store,
+) -> None:
+    """Rule 5 on every backend: run numbers count up from 1 past the newest kept, each
+    report is stored as given, only the newest ``keep`` stay, and another partnership's
+    reports are neither counted nor dropped."""
+    assert await next_run_seq(store, "JP-MN") == 1
+    await keep_run_report(store, "JP-ID", 1, b"other", keep=1)
+    for n in range(1, 6):
+        seq = await next_run_seq(store, "JP-MN")
+        assert seq == n
+        await keep_run_report(store, "JP-MN", seq, f"report {seq}".encode(), keep=3)
+    assert await run_report_seqs(store, "JP-MN") == [3, 4, 5]
+    assert await store.get_state(run_report_key("JP-MN", 4)) == b"report 4"
+    assert await store.get_state(run_report_key("JP-MN", 2)) is None
+    assert await run_report_seqs(store, "JP-ID") == [1]
+    assert run_report_key("JP-MN", 7) == "reconcile/JP-MN/runs/000000000007"
+    assert seq_of(run_report_key("JP-MN", 7)) == 7
+    assert seq_of("reconcile/JP-MN/runs/x") is None
+    assert KEEP_RUNS == 400
