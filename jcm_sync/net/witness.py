@@ -32,6 +32,7 @@ from aiohttp import web
 from jcm_sync.core.wire import Caller, encoder
 from jcm_sync.core.witness_wire import TLOG_SIZE_CONTENT_TYPE, WitnessRefusedError
 from jcm_sync.core.witness_wire import format_size_conflict as size_body
+from jcm_sync.net.client import HubClient
 from jcm_sync.services.node import Node
 from jcm_sync.services.witness import accept_cosignatures, add_checkpoint_as_witness
 
@@ -42,6 +43,7 @@ __all__ = [
     "WitnessRoutes",
     "is_text_route",
     "refusal_response",
+    "witness_client",
 ]
 
 ADD_CHECKPOINT = "/v1/partnerships/{pid}/witness/add-checkpoint"
@@ -127,3 +129,11 @@ async def answer_cosignatures(
     m = request.match_info
     view = await accept_cosignatures(node, caller, m["pid"], m["node"], body)
     return web.Response(body=encoder.encode(view), content_type="application/json")
+
+
+def witness_client(node: Node) -> Callable[[str], HubClient]:
+    """The hub's signed client of a partner agent's witness listener (ADR 0037): the same
+    ``HubClient`` an agent uses, its requests signed with the hub's transport key, for
+    ``services/witness_push.py``. The listener serves the same paths as the hub."""
+    timeout = node.cfg.hub.timeout_seconds if node.cfg.hub is not None else 30.0
+    return lambda url: HubClient(url, node.keys.transport, timeout=timeout)
