@@ -1,41 +1,48 @@
-"""Signature checks of large batches on every core.
+"""Signature checks of every push on every core, each piece of work done once.
 
-Why this module exists: ingest at the hub is bound by Ed25519 verification (about
-100 µs per signature, over half of the hub's CPU per record). Python runs it on one
-core, and on the event loop's thread, which a 500-entry push would block for tens
-of milliseconds. This pool runs the signature part of ``verify_envelope`` in worker
-processes, chunk by chunk, while the loop serves other partners; the hub then
-completes the cheap part (schema, authority, partnership) in-process with
-``trust.verify_record(..., verified=...)`` as for any other record.
+Why this module exists: ingest at the hub is bound by Ed25519 verification (over half
+of the hub's CPU per record). Python runs it on one core, and on the event loop's
+thread, which a 500-entry push would block for tens of milliseconds. This pool runs
+the expensive, self-contained part of a record's check (the envelope's shape, its
+signatures, its hashes) in worker processes while the loop serves other partners; the
+hub then completes the cheap part (schema, authority, partnership) in-process with
+``trust.verify_record(..., verified=...)`` as for any other record (ADR 0039).
 
 Rules:
 
-1. A worker returns, per envelope, the key ids that signed it or the error that
-   refused it (class name, message, location); nothing else crosses the process
-   boundary, so no exception or key object has to be pickled.
+1. A worker returns, per envelope, a compact answer: what the parent would otherwise
+   compute again (record id, leaf hash, payload type, payload and signatures: the
+   opened envelope) or the error that refused it (class name, message, location).
+   No exception, key or record object is pickled.
 2. The parent rebuilds the same typed error from ``jcm_sync.errors`` (or the module
    that defines it), so a refused push answers exactly as it would without the pool.
-3. Small batches are not worth the inter-process cost and are verified in-process.
+3. Concurrent pushes are coalesced (ADR 0039): a push waits at most ``max_wait``
+   (2 ms), or until ``flush_at`` records are waiting, then every waiting push's
+   records are cut into one chunk per worker, whatever partnership they belong to, so
+   many small pushes (the 31-partner fan-in's batches of 50) use every core. Each
+   push gets its own answers back; one push's bad record refuses that push only.
+   What is waiting when the window closes, under ``MIN_POOLED_BATCH`` records in all
+   while no dispatch is in flight, is verified in-process: a lone small push is not
+   worth the inter-process cost; under load it joins the workers, off the loop.
 4. Workers are started with ``spawn``: the hub runs threads (the SQLite store's), which
    ``fork`` would copy in an undefined state.
-5. The cheap part of a pooled batch (decode, schema, authority: some 40 µs a record) is
-   done for the whole batch on a thread before the verify function is returned, not
-   record by record inside the store's append on the event loop (ADR 0010): a 1,000-entry
-   push would otherwise hold the loop for tens of milliseconds. The function returned
-   then only looks results up, raising a record's error when the store asks for it, in
-   the store's order, so a refused batch answers as before.
+5. The cheap part of a pooled batch (decode, schema, authority) is done for the whole
+   batch on a thread before the verify function is returned, not record by record
+   inside the store's append on the event loop (ADR 0010). The function returned then
+   only looks results up, raising a record's error when the store asks for it, in the
+   store's order, so a refused batch answers as before.
 6. Revocation is judged at receipt (trust rule 3): at ``now``, the hub's clock when the
    push arrived, except for entries the replica already holds, which the caller maps to
    the time they were appended (a re-sent batch stays idempotent after a revocation).
-7. Each envelope is hashed once per purpose in the parent: its record id when its
-   ``VerifiedEnvelope`` is built (then used for the revocation lookup and by
-   ``verify_record``), its leaf hash on the same thread (then used by the hub's root
-   check and the store, ``log_sync`` rule 4). The parent opens the envelope again after
-   the worker did: only key ids cross the process boundary (rule 1), and opening
-   (about 2 µs) is cheaper than pickling the decoded envelope back.
-8. A worker keeps nothing between calls: it builds the chunk's public keys from their
-   raw bytes (microseconds, against milliseconds of signatures per chunk), so there is
-   no per-process cache and no module-level state.
+7. Each piece of work is done once per envelope: the worker opens it (JSON shape,
+   canonical form), checks its signatures, and hashes it (record id and leaf hash);
+   the parent reuses those, never opening or hashing it again, for the revocation
+   lookup, ``verify_record``, the hub's root check and the store (``log_sync`` rule 4).
+8. A worker keeps nothing between calls: it builds each segment's public keys from
+   their raw bytes (microseconds, against milliseconds of signatures per chunk), so
+   there is no per-process cache and no module-level state.
+9. A root that has expired refuses every record in-process before any signature is
+   checked, as ``verify_record`` does.
 """
 
 from __future__ import annotations
@@ -45,25 +52,48 @@ import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jcm_sync import errors
-from jcm_sync.core import checkpoint
-from jcm_sync.core.envelope import PublicKey, VerifiedEnvelope, open_envelope, verify_envelope
+from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core.envelope import (
+    AnyPublicKey,
+    Envelope,
+    Signature,
+    VerifiedEnvelope,
+    public_key_from_raw,
+    verify_envelope,
+)
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import JcmSyncError, UntrustedError
 from jcm_sync.services.log_service import record_verifier
 from jcm_sync.services.log_sync import VerifiedBatch, verify_batch
 
 MIN_POOLED_BATCH = 64
+"""Fewer records than this, all pushes waiting together, are verified in-process."""
 
-Outcome = tuple[str, ...]
-"""("ok", keyid, ...) or ("error", class name, message, where)."""
+MAX_WAIT = 0.002
+"""Seconds a push waits for others to share the workers with (rule 3)."""
+
+FLUSH_AT = 256
+"""Records waiting that send them to the workers at once, without waiting longer."""
+
+Keys = tuple[tuple[str, bytes], ...]
+"""A root's keys as (key id, raw public key): what a worker needs of it."""
+
+Outcome = tuple[Any, ...]
+"""("ok", record id, leaf hash, payload type, payload, ((keyid, sig), ...)) or
+("error", class name, message, where)."""
 
 
-def check_signatures(keys: tuple[tuple[str, bytes], ...], envelopes: list[bytes]) -> list[Outcome]:
-    """Worker side (rules 1 and 8): verify every envelope's signatures under ``keys``."""
-    pubs = {kid: PublicKey.from_raw(raw) for kid, raw in keys}
+# --- the worker side -------------------------------------------------------------------
+
+
+def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
+    """Rules 1, 7 and 8: open, verify and hash every envelope under ``keys``."""
+    pubs = {kid: public_key_from_raw(raw) for kid, raw in keys}
     out: list[Outcome] = []
     for raw in envelopes:
         try:
@@ -71,8 +101,20 @@ def check_signatures(keys: tuple[tuple[str, bytes], ...], envelopes: list[bytes]
         except JcmSyncError as exc:
             out.append(("error", type(exc).__name__, exc.message, exc.where or ""))
         else:
-            out.append(("ok", *v.signer_ids))
+            env = v.envelope
+            sigs = tuple((s.keyid, s.sig) for s in env.signatures)
+            out.append(
+                ("ok", v.record_id, merkle.leaf_hash(raw), env.payloadType, env.payload, sigs)
+            )
     return out
+
+
+def check_chunk(segments: list[tuple[Keys, list[bytes]]]) -> list[list[Outcome]]:
+    """Worker side of one chunk: segments of (perhaps) different partnerships' pushes."""
+    return [check_envelopes(keys, envelopes) for keys, envelopes in segments]
+
+
+# --- the parent side: rebuilding answers -----------------------------------------------
 
 
 def _error(name: str, message: str, where: str) -> JcmSyncError:
@@ -87,12 +129,96 @@ def _error(name: str, message: str, where: str) -> JcmSyncError:
     return UntrustedError(message, where=where or None)
 
 
-class VerifyPool:
-    """A process pool that checks signatures of large batches."""
+def _known(obj: object, name: str, value: object) -> None:
+    """Give a ``cached_property`` the value a worker already computed (rule 7): it is
+    stored where the property would store it, so it is never computed here."""
+    obj.__dict__[name] = value
 
-    def __init__(self, workers: int | None = None) -> None:
+
+def complete(
+    root: TrustRoot,
+    pubs: Mapping[str, AnyPublicKey],
+    raw: bytes,
+    outcome: Outcome,
+    now: datetime,
+    received: Mapping[str, datetime] | None,
+) -> Verification:
+    """The parent's part of one record (rules 2, 6 and 7): its verification under
+    ``root`` from the worker's answer, or the worker's refusal raised."""
+    if outcome[0] == "error":
+        raise _error(outcome[1], outcome[2], outcome[3])
+    _, rid, leaf, ptype, payload, sigs = outcome
+    env = Envelope(
+        payload=payload,
+        payloadType=ptype,
+        signatures=tuple(Signature(keyid=k, sig=s) for k, s in sigs),
+    )
+    ve = VerifiedEnvelope(raw=raw, envelope=env, signers=tuple(pubs[k] for k, _ in sigs))
+    _known(ve, "record_id", rid)
+    at = received.get(rid) if received else None
+    v = verify_record(root, raw, now, verified=ve, received=at)
+    _known(v, "leaf_hash", leaf)
+    return v
+
+
+def root_keys(root: TrustRoot) -> Keys:
+    return tuple((k.keyid, k.public_key) for k in root.keys)
+
+
+# --- coalescing (rule 3) ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Job:
+    """One push's distinct envelopes waiting for the workers; its future gets their
+    outcomes in order, or None when they are to be verified in-process."""
+
+    keys: Keys
+    envelopes: list[bytes]
+    future: asyncio.Future[list[Outcome] | None]
+
+
+def cut(jobs: Sequence[_Job], parts: int) -> list[list[tuple[int, int, int]]]:
+    """Cut the jobs' records into ``parts`` chunks of near-equal size; a chunk is a list
+    of (job number, start, end) segments, in order."""
+    total = sum(len(j.envelopes) for j in jobs)
+    step = -(-total // parts)
+    chunks: list[list[tuple[int, int, int]]] = [[]]
+    room = step
+    for n, job in enumerate(jobs):
+        pos, size = 0, len(job.envelopes)
+        while pos < size:
+            if room == 0:
+                chunks.append([])
+                room = step
+            take = min(room, size - pos)
+            chunks[-1].append((n, pos, pos + take))
+            pos += take
+            room -= take
+    return chunks
+
+
+class VerifyPool:
+    """A process pool that checks the signatures of concurrent pushes together."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        max_wait: float = MAX_WAIT,
+        flush_at: int = FLUSH_AT,
+    ) -> None:
         self.workers = workers or max(1, os.cpu_count() or 1)
+        self.max_wait = max_wait
+        self.flush_at = flush_at
         self._pool: ProcessPoolExecutor | None = None
+        self._waiting: list[_Job] = []
+        self._waiting_records = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: how many dispatches went to the workers and how many records they carried
+        self.dispatches = 0
+        self.pooled_records = 0
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -115,43 +241,97 @@ class VerifyPool:
         maps (by record id) to the time this node first received them.
         """
         single = record_verifier(root, now, received)
-        if len(envelopes) < MIN_POOLED_BATCH or self.workers < 2:
-            return verify_batch(single, envelopes)  # rule 3
-        keys = tuple((k.keyid, k.public_key) for k in root.keys)
-        step = -(-len(envelopes) // self.workers)
-        chunks = [list(envelopes[i : i + step]) for i in range(0, len(envelopes), step)]
-        loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
-            *(loop.run_in_executor(self._executor(), check_signatures, keys, c) for c in chunks)
-        )
-        outcomes: dict[bytes, Outcome] = {}
-        for chunk, result in zip(chunks, results, strict=True):
-            outcomes.update(zip(chunk, result, strict=True))
+        distinct = list(dict.fromkeys(e for e in envelopes if isinstance(e, bytes) and e))
+        if self.workers < 2 or not distinct or root.expires <= now:  # rules 3 and 9
+            return verify_batch(single, envelopes)
+        outcomes = await self._submit(root_keys(root), distinct)
+        if outcomes is None:  # rule 3: too few records waiting to be worth a worker
+            return verify_batch(single, envelopes)
         pubs = root.public_keys()
-
-        def complete(raw: bytes, outcome: Outcome) -> Verification:
-            if outcome[0] == "error":
-                raise _error(outcome[1], outcome[2], outcome[3])
-            ve = VerifiedEnvelope(
-                raw=raw, envelope=open_envelope(raw), signers=tuple(pubs[k] for k in outcome[1:])
-            )
-            at = received.get(ve.record_id) if received else None  # rule 7: hashed once
-            v = verify_record(root, raw, now, verified=ve, received=at)
-            v.leaf_hash  # noqa: B018 (rule 7: hashed here, on the thread, not on the loop)
-            return v
 
         def complete_all() -> dict[bytes, Verification | JcmSyncError]:
             done: dict[bytes, Verification | JcmSyncError] = {}
-            for raw, outcome in outcomes.items():
+            for raw, outcome in zip(distinct, outcomes, strict=True):
                 try:
-                    done[raw] = complete(raw, outcome)
+                    done[raw] = complete(root, pubs, raw, outcome, now, received)
                 except JcmSyncError as exc:
                     done[raw] = exc
             return done
 
         return VerifiedBatch(await asyncio.to_thread(complete_all), single)  # rule 5
 
+    async def _submit(self, keys: Keys, envelopes: list[bytes]) -> list[Outcome] | None:
+        """Rule 3: wait with other pushes for the workers; their outcomes, in order."""
+        loop = asyncio.get_running_loop()
+        job = _Job(keys, envelopes, loop.create_future())
+        self._waiting.append(job)
+        self._waiting_records += len(envelopes)
+        if self._waiting_records >= self.flush_at:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.max_wait, self._flush)
+        return await job.future
+
+    def _flush(self) -> None:
+        """Send what is waiting to the workers (or back to be verified in-process)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        jobs = [j for j in self._waiting if not j.future.done()]  # a push may be gone
+        self._waiting, self._waiting_records = [], 0
+        if not jobs:
+            return
+        if sum(len(j.envelopes) for j in jobs) < MIN_POOLED_BATCH and not self._tasks:
+            for j in jobs:
+                j.future.set_result(None)
+            return
+        task = asyncio.get_running_loop().create_task(self._dispatch(jobs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, jobs: list[_Job]) -> None:
+        """One chunk per worker; each job's answers reassembled in its order."""
+        chunks = cut(jobs, self.workers)
+        loop = asyncio.get_running_loop()
+        self.dispatches += 1
+        self.pooled_records += sum(len(j.envelopes) for j in jobs)
+        try:
+            pool = self._executor()
+            results = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        pool,
+                        check_chunk,
+                        [(jobs[n].keys, jobs[n].envelopes[a:b]) for n, a, b in chunk],
+                    )
+                    for chunk in chunks
+                )
+            )
+        except asyncio.CancelledError:  # the hub is closing
+            for j in jobs:
+                j.future.cancel()
+            raise
+        except Exception as exc:  # a broken pool, say: every push waiting hears of it
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(exc)
+            return
+        answers: list[list[Outcome]] = [[] for _ in jobs]
+        for chunk, result in zip(chunks, results, strict=True):
+            for (n, _, _), outcomes in zip(chunk, result, strict=True):
+                answers[n].extend(outcomes)
+        for j, a in zip(jobs, answers, strict=True):
+            if not j.future.done():
+                j.future.set_result(a)
+
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for j in self._waiting:
+            if not j.future.done():
+                j.future.cancel()
+        self._waiting, self._waiting_records = [], 0
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

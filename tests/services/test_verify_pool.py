@@ -1,7 +1,9 @@
 """``services/verify_pool.py``: signatures of a large batch checked in worker processes
 give the very answers ``verify_record`` gives in process: each good record's
 verification, each bad record's error (same class, message and place), revocation
-judged at receipt; small batches never start a worker; ``close`` ends the workers."""
+judged at receipt; small batches never start a worker; ``close`` ends the workers.
+Concurrent pushes of many partnerships are coalesced into shared dispatches, each
+answered with its own verdicts (``tests/services/test_verify_coalescing.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from jcm_sync.core import merkle
 from jcm_sync.core.envelope import PrivateKey, record_id, sign_record
 from jcm_sync.core.records import decode_record
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
@@ -24,7 +27,12 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.services.sample import signed_issuances
-from jcm_sync.services.verify_pool import MIN_POOLED_BATCH, VerifyPool, check_signatures
+from jcm_sync.services.verify_pool import (
+    MIN_POOLED_BATCH,
+    VerifyPool,
+    check_envelopes,
+    root_keys,
+)
 from tests.builders import NOW, build_root
 
 PID = "JP-MN"
@@ -202,12 +210,39 @@ async def test_close_ends_the_workers_and_a_later_batch_starts_new_ones(
     pool.close()  # twice is harmless
 
 
-def test_the_worker_function_reports_signers_or_the_error() -> None:
-    """Rule 1: per envelope, ("ok", key ids...) or ("error", class, message, where)."""
+def test_the_worker_function_answers_compactly_or_with_the_error() -> None:
+    """Rules 1 and 7: per envelope, ("ok", record id, leaf hash, payload type, payload,
+    signatures): the opened envelope and its hashes; or ("error", class, message, where)."""
     envelopes, _ = signed_issuances(PID, "MN", MN, 2, CREATED)
-    keys = tuple((k.keyid, k.public_key) for k in ROOT.keys)
     bad = other_signature(envelopes[0], envelopes[1])
-    ok, refused = check_signatures(keys, [envelopes[1], bad])
-    assert ok == ("ok", MN.key_id)
+    ok, refused = check_envelopes(root_keys(ROOT), [envelopes[1], bad])
+    doc = json.loads(envelopes[1])
+    assert ok[:3] == ("ok", record_id(envelopes[1]), merkle.leaf_hash(envelopes[1]))
+    assert ok[3] == doc["payloadType"]
+    assert ok[4] == base64.b64decode(doc["payload"])
+    assert ok[5] == ((MN.key_id, base64.b64decode(doc["signatures"][0]["sig"])),)
     assert refused[:2] == ("error", "SignatureError")
     assert refused[3] == "signatures[0]"
+
+
+async def test_leaf_hashes_come_from_the_workers(pool: VerifyPool, batch: list[bytes]) -> None:
+    """Rule 7: the verifications carry the workers' record ids and leaf hashes."""
+    verify = await pool.verifier(ROOT, batch, NOW)
+    assert verify.leaf_hashes(batch) == [merkle.leaf_hash(raw) for raw in batch]
+    assert [verify(raw).record_id for raw in batch] == [record_id(raw) for raw in batch]
+
+
+async def test_an_expired_root_refuses_in_process_before_any_signature(
+    batch: list[bytes],
+) -> None:
+    """Rule 9: an expired root refuses every record as ``verify_record`` does, and no
+    worker starts for it."""
+    expired = build_root(PID, {"JP": JP, "MN": MN}, expires=NOW - timedelta(seconds=1))
+    pool = VerifyPool(workers=2)
+    try:
+        verify = await pool.verifier(expired, batch, NOW)
+        assert pool._pool is None
+        assert outcome(verify, batch[0]) == in_process(expired)(batch[0])
+        assert outcome(verify, batch[0])[0].__name__ == "ExpiredError"  # type: ignore[attr-defined]
+    finally:
+        pool.close()
