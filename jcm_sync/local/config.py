@@ -99,6 +99,9 @@ class HubSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout_seconds: Seconds = 30.0
     #: the largest answer the agent reads from the hub; a page of 1,000 entries is a few MB
     max_response_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024)] = 64 * 1024 * 1024
+    #: where the hub publishes its logs as C2SP tlog-tiles (ADR 0041); when set, the pull
+    #: reads Japan's entries and proofs from there, and everything else from ``url``
+    tiles_url: str = ""
 
 
 class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -239,6 +242,19 @@ class ConformanceSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     session_seconds: Seconds = 3600.0
 
 
+class TilesSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Publishing this node's logs as C2SP tlog-tiles (ADR 0041): into ``dir``, or an
+    S3-compatible bucket ``s3_url`` (``https://host/bucket/prefix``), every
+    ``interval_seconds``; neither set: not published."""
+
+    dir: str = ""
+    s3_url: str = ""
+    s3_region: str = "us-east-1"
+    #: a file holding ``ACCESS_KEY_ID:SECRET_ACCESS_KEY`` (mode 0600)
+    s3_credentials_file: str = ""
+    interval_seconds: Seconds = 60.0
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection
     keys: KeysSection
@@ -250,6 +266,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reconcile: ReconcileSection = msgspec.field(default_factory=ReconcileSection)
     conformance: ConformanceSection = msgspec.field(default_factory=ConformanceSection)
     witness: WitnessSection = msgspec.field(default_factory=WitnessSection)
+    tiles: TilesSection = msgspec.field(default_factory=TilesSection)
     #: directory of the file the config came from; relative paths resolve against it
     base_dir: str = "."
 
