@@ -140,6 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     from jcm_sync.local.notify import Notifier
     from jcm_sync.net import guard, ops
     from jcm_sync.net.server import HubServer, settings_from
+    from jcm_sync.net.witness import witness_client
     from jcm_sync.services.hub import Hub
     from jcm_sync.services.node import open_node
     from jcm_sync.services.reload import Supervisor, warn_expiries
@@ -152,7 +153,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def make_app() -> web.Application:
         node = await open_node(cfg)
-        server = HubServer(Hub(node), settings_from(cfg))
+        server = HubServer(Hub(node, witness=witness_client(node)), settings_from(cfg))
         app = server.app()
         ops.attach(app, ops.OpsServer(server.hub, ops_token), ops_sock)  # ADR 0019
         supervisor = Supervisor(node, args.config, notifier, checks=warn_expiries)
@@ -245,6 +246,7 @@ async def _agent_main(cfg: Config, path: Path) -> None:
     from jcm_sync import __version__
     from jcm_sync.local.notify import Notifier
     from jcm_sync.net.ops import agent_listener
+    from jcm_sync.net.witness_listener import agent_witness_listener
     from jcm_sync.services.agent import AgentDaemon, Syncer
     from jcm_sync.services.node import open_node
     from jcm_sync.services.reload import Supervisor, warn_expiries
@@ -273,9 +275,15 @@ async def _agent_main(cfg: Config, path: Path) -> None:
                 "hub_url": cfg.hub.url if cfg.hub else None, "version": __version__})  # fmt: skip
             notifier.ready(f"syncing {pid} with {cfg.hub.url if cfg.hub else '?'}")
 
-        async with agent_listener(node) as ops_url:  # the console and /metrics (net/ops.py)
+        async with (
+            agent_listener(node) as ops_url,  # the console and /metrics (net/ops.py)
+            agent_witness_listener(node) as witness_url,  # [witness] listen (ADR 0037)
+        ):
             logging.getLogger("jcm_sync.daemon").info("ops-listening", extra={
                 "ops_address": ops_url, "node": cfg.node.id})  # fmt: skip
+            if witness_url is not None:
+                logging.getLogger("jcm_sync.daemon").info("witness-listening", extra={
+                    "witness_address": witness_url, "node": cfg.node.id})  # fmt: skip
             loop.call_soon(started)  # ready only once the ops listener is bound too
             await daemon.run(stop)
     finally:

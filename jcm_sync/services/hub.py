@@ -107,6 +107,7 @@ from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.services.verify_pool import VerifyPool
 from jcm_sync.services.witness import cosigned_note
+from jcm_sync.services.witness_push import Connect, WitnessPusher
 from jcm_sync.store import AppendResult, LogRef, TreeHead, Verify
 
 log = logging.getLogger("jcm_sync.services.hub")
@@ -125,7 +126,11 @@ class Hub:
     """The hub's per-partnership logic over a ``Node`` whose id is JP."""
 
     def __init__(
-        self, node: Node, limits: Limits | None = None, pool: VerifyPool | None = None
+        self,
+        node: Node,
+        limits: Limits | None = None,
+        pool: VerifyPool | None = None,
+        witness: Connect | None = None,
     ) -> None:
         if node.id != "JP":
             raise AuthorityError(f"the registry hub runs as node JP, not {node.id}")
@@ -140,6 +145,8 @@ class Hub:
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # rule 7: a closing push arrived during a run
         self._closed = False
+        #: asks partner agents' witness listeners to cosign Japan's log (ADR 0037)
+        self.witness = None if witness is None else WitnessPusher(node, witness)
 
     def close(self) -> None:
         """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
@@ -154,12 +161,16 @@ class Hub:
     # --- reconciliation --------------------------------------------------------------
 
     def start_jobs(self) -> None:
-        """Reconcile every partnership on the configured interval (APScheduler)."""
+        """Reconcile every partnership on the configured interval (APScheduler); ask the
+        partners' witness listeners to cosign Japan's log (``witness_push``)."""
         sch = self.node.cfg.schedule
         self._scheduler = interval_scheduler(
             [
-                IntervalJob(f"reconcile-{pid}", sch.reconcile_seconds, self._reconcile, (pid,))
-                for pid in self.node.partnerships
+                *(
+                    IntervalJob(f"reconcile-{pid}", sch.reconcile_seconds, self._reconcile, (pid,))
+                    for pid in self.node.partnerships
+                ),
+                *(self.witness.jobs() if self.witness is not None else ()),
             ],
             jitter=sch.jitter_seconds,
         )
