@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = rs.add_parser("serve", help="serve the hub's HTTP API until SIGTERM")
     _config(serve)
     _log_options(serve)
+    serve.add_argument(
+        "--reuse-port", action="store_true",
+        help="bind with SO_REUSEPORT, so that several hub processes over one PostgreSQL "
+        "serve one address (as [server] reuse_port = true; ADR 0042)",
+    )  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
     a = sub.add_parser("agent", help="a partner secretariat's agent")
@@ -173,11 +178,20 @@ def _serve(args: argparse.Namespace) -> int:
         return app
 
     address = f"http://{cfg.server.host}:{cfg.server.port}"
-    with DaemonLock(cfg.data_dir, "jcm-sync registry serve"):
+    # ADR 0042: hub processes over one PostgreSQL share the data directory and, with
+    # SO_REUSEPORT, the address; the kernel spreads the connections among them
+    shared = cfg.store_url.startswith(("postgresql:", "postgres:"))
+    reuse = bool(getattr(args, "reuse_port", False)) or cfg.server.reuse_port
+    if reuse and not shared:
+        raise ConfigError(
+            "reuse_port needs a PostgreSQL store: hub processes share one only through it",
+            where="[server] reuse_port",
+        )
+    with DaemonLock(cfg.data_dir, "jcm-sync registry serve", shared=shared):
         # Bind before the app starts: inside run_app a taken port surfaces only after the
         # node is open and the jobs are scheduled, as a bare OSError from the loop.
         try:
-            sock = socket.create_server((cfg.server.host, cfg.server.port))
+            sock = socket.create_server((cfg.server.host, cfg.server.port), reuse_port=reuse)
         except OSError as exc:
             if exc.errno not in _LISTEN_ERRNOS and not isinstance(exc, socket.gaierror):
                 raise
@@ -188,7 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
         # The operations listener (/status, /metrics; ADR 0019), bound early for the same
         # reason; its port is logged, as [ops] port = 0 picks a free one.
         try:
-            ops_sock = ops.bind(cfg.ops.host, cfg.ops.port)
+            ops_sock = ops.bind(cfg.ops.host, cfg.ops.port, reuse_port=reuse)
         except OSError as exc:
             sock.close()
             if exc.errno not in _LISTEN_ERRNOS and not isinstance(exc, socket.gaierror):

@@ -24,6 +24,14 @@ Rules:
 5. ``daemon_holder`` tells ``jcm-sync status`` whether a daemon runs without taking the
    lock: it looks the file's inode up in ``/proc/locks``; only where that cannot be read
    does it try a shared lock and let go at once.
+6. Several hub processes may share one PostgreSQL database, and so one configuration and
+   data directory (ADR 0042): the database serialises their appends and shares their
+   nonces, and one of them runs the singleton jobs. ``registry serve`` on a PostgreSQL
+   store therefore takes the lock *shared* (``LOCK_SH``): any number of such hubs run
+   side by side, while an agent, a SQLite hub or ``restore`` (exclusive takers) is
+   refused as long as one of them runs, and none of them starts while one of those does.
+   Each shared holder writes its line; the file names the last one to start, and a
+   holder leaving truncates nothing (another may still hold it).
 """
 
 from __future__ import annotations
@@ -136,9 +144,13 @@ def daemon_holder(directory: Path) -> dict[str, Any] | None:
 class DaemonLock:
     """The exclusive lock of one data directory, held until ``release`` or exit (rule 1)."""
 
-    def __init__(self, directory: Path, command: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, command: str | None = None, *, shared: bool = False
+    ) -> None:
         self.path = directory / LOCK_NAME
         self.command = command or " ".join(["jcm-sync", *sys.argv[1:3]])
+        #: rule 6: hub processes sharing one PostgreSQL database
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> DaemonLock:
@@ -150,13 +162,18 @@ class DaemonLock:
                 f"cannot open the lock file: {exc.strerror}", where=str(self.path)
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             holder = read_holder(self.path)
+            also = (
+                "; several hubs share a data directory only on a PostgreSQL store"
+                if self.shared or "registry serve" in str(holder.get("command", ""))
+                else ""
+            )
             raise ConflictError(
                 f"another jcm-sync daemon uses this data directory: {_describe(holder)}; "
-                "stop it first, or give this one its own data_dir",
+                f"stop it first, or give this one its own data_dir{also}",
                 where=str(self.path.parent),
             ) from None
         info = {
@@ -165,15 +182,20 @@ class DaemonLock:
             "host": socket.gethostname(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        line = json.dumps(info).encode() + b"\n"
+        if not self.shared:
+            os.ftruncate(fd, 0)
+        else:  # rule 6: blanks over the tail of a longer line another holder wrote
+            line = line[:-1].ljust(os.fstat(fd).st_size - 1) + b"\n"
+        os.pwrite(fd, line, 0)
         self._fd = fd
         return self
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.ftruncate(fd, 0)
+            if not self.shared:
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 

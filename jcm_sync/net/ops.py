@@ -255,9 +255,10 @@ async def _discrepancy(node: Node, pid: str, did: str) -> Discrepancy:
     return found
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``; raises ``OSError`` as ``socket`` does."""
-    return socket.create_server((host, port))
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``; raises ``OSError`` as ``socket`` does.
+    ``reuse_port``: hub processes sharing one address also share it (ADR 0042)."""
+    return socket.create_server((host, port), reuse_port=reuse_port)
 
 
 def attach(app: web.Application, ops: OpsServer, sock: socket.socket) -> None:

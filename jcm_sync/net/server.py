@@ -335,6 +335,8 @@ class HubServer:
         check_content(request)
         caller = pending.caller
         key = (caller.partnership, caller.node)
+        # nonce and request rate across every hub process on one PostgreSQL (ADR 0042)
+        await self.hub.request_limits.admit("/".join(key), pending.nonce, pending.until)
         if self._in_flight.get(key, 0) >= self.settings.max_concurrency_per_node:
             raise TooManyRequestsError(
                 f"{caller.node} of {caller.partnership} already has "

@@ -31,9 +31,12 @@ Rules of a push (``Hub.push``):
    Every checkpoint the hub serves carries the cosignatures held for it (ADR 0032).
 
 Pushes to one replica are serialised by a lock; different partnerships never wait
-for each other. Entries are verified before the lock is taken, their signatures in
-worker processes for large batches (``verify_pool.py``), so an agent's next batch is
-verified while the previous one is being written.
+for each other. Across hub processes on one PostgreSQL the store's row lock on the
+log's head serialises the appends; nonces, request rates and the scheduled jobs are
+shared through the database (``store/shared_limits.py``, ADR 0042). Entries are
+verified before the lock is taken, their signatures in worker processes for large
+batches (``verify_pool.py``), so an agent's next batch is verified while the previous
+one is being written.
 
 Reconciliation (ADR 0010):
 
@@ -109,10 +112,14 @@ from jcm_sync.services.verify_pool import VerifyPool
 from jcm_sync.services.witness import cosigned_note
 from jcm_sync.services.witness_push import Connect, WitnessPusher
 from jcm_sync.store import AppendResult, LogRef, TreeHead, Verify
+from jcm_sync.store.shared_limits import leader_lock, request_limits
 
 log = logging.getLogger("jcm_sync.services.hub")
 
 MAX_PAGE = 1000
+#: how often a batch waiting for its predecessor re-reads the replica's size when other
+#: hub processes may append to it (ADR 0042): their wake-ups do not reach this process
+SHARED_POLL_S = 0.02
 
 
 @dataclass
@@ -147,6 +154,13 @@ class Hub:
         self._closed = False
         #: asks partner agents' witness listeners to cosign Japan's log (ADR 0037)
         self.witness = None if witness is None else WitnessPusher(node, witness)
+        # several hub processes on one PostgreSQL (ADR 0042): nonces and request rates
+        # shared through the database, singleton jobs run by the holder of its lock;
+        # their connections close with the store
+        self.request_limits = request_limits(
+            node.store, node.cfg.server.requests_per_node_per_second
+        )
+        self.leader = leader_lock(node.store)
 
     def close(self) -> None:
         """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
@@ -181,6 +195,8 @@ class Hub:
         at shutdown, which it logs."""
         m = self.node.metrics
         try:
+            if self.leader is not None and not await self.leader.held():
+                return  # another hub process on this database runs it (ADR 0042)
             await run_scheduled(self.node, partnership)
         except asyncio.CancelledError:
             # shutdown: the run is abandoned and stays recorded as "initiated"; the
@@ -377,6 +393,8 @@ class Hub:
                     f"push starts at {start} but the replica holds {head.size} entries",
                     size=head.size,
                 )
+            if self.leader is not None:  # ADR 0042: another process may be the writer
+                remaining = min(remaining, SHARED_POLL_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(appended.wait(), remaining)
 

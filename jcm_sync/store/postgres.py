@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import cache
@@ -133,6 +133,12 @@ class PostgresStore(sql.SqlStore):
         super().__init__(url)
         self._where = redact_url(url)
         self._pool: Any = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def close_with(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``closer`` when the store closes: the connections of the limits and the
+        job lock hub processes share through this database (``shared_limits``)."""
+        self._closers.append(closer)
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
@@ -182,6 +188,9 @@ class PostgresStore(sql.SqlStore):
                 await self._pool.release(conn)
 
     async def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            await closer()
         pool, self._pool = self._pool, None
         if pool is None:
             return

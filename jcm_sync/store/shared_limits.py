@@ -36,6 +36,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -44,6 +45,7 @@ import asyncpg
 
 from jcm_sync.errors import ReplayError, StoreError, TooManyRequestsError
 from jcm_sync.store.base import redact_url
+from jcm_sync.store.postgres import PostgresStore
 
 __all__ = [
     "LeaderLock",
@@ -84,9 +86,6 @@ class RequestLimits(Protocol):
     async def admit(self, who: str, nonce: str, until: float, now: float | None = None) -> None:
         """Raise ``ReplayError`` or ``TooManyRequestsError``, or let the request pass."""
 
-    def close(self) -> None:
-        """Let go of any connection held."""
-
 
 def _refuse_rate(who: str, count: int, limit: int) -> None:
     if count > limit:
@@ -113,9 +112,6 @@ class LocalLimits:
         count = self._counts[who] = self._counts.get(who, 0) + 1
         _refuse_rate(who, count, self.per_second)
 
-    def close(self) -> None:
-        self._counts.clear()
-
 
 class _Pool:
     """A lazily opened asyncpg pool of its own, with errors translated (rule 5)."""
@@ -141,10 +137,13 @@ class _Pool:
                 f"PostgreSQL failed {doing}: {type(exc).__name__}: {exc}", where=self.where
             ) from exc
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.terminate()
+            try:
+                await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
+            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pool.terminate()
 
 
 class SharedLimits:
@@ -185,8 +184,8 @@ class SharedLimits:
 
         await self._pool.run("forgetting expired nonces", both)
 
-    def close(self) -> None:
-        self._pool.close()
+    async def close(self) -> None:
+        await self._pool.close()
 
 
 class LeaderLock:
@@ -196,45 +195,64 @@ class LeaderLock:
         self.where = redact_url(url)
         self._url = url
         self._conn: Any = None
+        self._closed = False
+        self._asking = asyncio.Lock()  # jobs of several partnerships ask at once
 
     async def held(self) -> bool:
-        """True if this process holds (or has just taken) the lock; False if another does
-        or PostgreSQL cannot be reached (then nobody runs the jobs until it can)."""
+        """True if this process holds (or has just taken) the lock; False if another does,
+        PostgreSQL cannot be reached (then nobody runs the jobs until it can) or the lock
+        was closed (the store closed: the process is stopping)."""
+        async with self._asking:
+            return await self._ask()
+
+    async def _ask(self) -> bool:
         try:
             if self._conn is not None and not self._conn.is_closed():
                 await self._conn.fetchval("SELECT 1")  # still alive: the lock is still ours
                 return True
-            self._drop()
+            await self._end()
+            if self._closed:
+                return False
             self._conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_S)
+            if self._closed:  # closed while connecting: this session must not linger
+                await self._end()
+                return False
             if await self._conn.fetchval(f"SELECT pg_try_advisory_lock({LEADER_KEY})"):
                 return True
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
             pass
-        self._drop()
+        await self._end()
         return False
 
-    def _drop(self) -> None:
+    async def close(self) -> None:
+        """End the session, which releases the lock, and take no other."""
+        self._closed = True
+        await self._end()
+
+    async def _end(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            conn.terminate()  # ends the session: PostgreSQL releases the lock
-
-    def close(self) -> None:
-        self._drop()
-
-
-def _postgres_url(store: object) -> str | None:
-    from jcm_sync.store.postgres import PostgresStore  # asyncpg only when it is used
-
-    return store.url if isinstance(store, PostgresStore) else None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT_S)
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            conn.terminate()
 
 
 def request_limits(store: object, per_second: int = 0) -> RequestLimits:
-    """Shared limits on a PostgreSQL store, in-memory ones otherwise."""
-    url = _postgres_url(store)
-    return LocalLimits(per_second) if url is None else SharedLimits(url, per_second)
+    """Shared limits on a PostgreSQL store (closed with it), in-memory ones otherwise."""
+    if not isinstance(store, PostgresStore):
+        return LocalLimits(per_second)
+    shared = SharedLimits(store.url, per_second)
+    store.close_with(shared.close)
+    return shared
 
 
 def leader_lock(store: object) -> LeaderLock | None:
-    """A ``LeaderLock`` on a PostgreSQL store; None (always the leader) otherwise."""
-    url = _postgres_url(store)
-    return None if url is None else LeaderLock(url)
+    """A ``LeaderLock`` on a PostgreSQL store (closed with it); None (always the leader)
+    otherwise."""
+    if not isinstance(store, PostgresStore):
+        return None
+    lock = LeaderLock(store.url)
+    store.close_with(lock.close)
+    return lock

@@ -248,3 +248,32 @@ def test_the_fallback_probe_agrees_and_lets_go(tmp_path: Path) -> None:
     assert not _probe(path)
     with DaemonLock(tmp_path, "again"):  # the probe left nothing behind
         pass
+
+
+# --- hub processes sharing one PostgreSQL database (rule 6, ADR 0042) -------------------
+
+
+def test_hubs_on_one_postgresql_share_the_lock_and_an_agent_is_refused(tmp_path: Path) -> None:
+    first = DaemonLock(tmp_path, "jcm-sync registry serve (a long command name)", shared=True)
+    second = DaemonLock(tmp_path, "jcm-sync registry serve", shared=True)
+    with first, second:
+        holder = read_holder(tmp_path / LOCK_NAME)  # the last to start, its line whole
+        assert holder["command"] == "jcm-sync registry serve"
+        assert holder["pid"] == os.getpid()
+        assert daemon_holder(tmp_path) is not None
+        with pytest.raises(ConflictError, match="only on a PostgreSQL store"):
+            DaemonLock(tmp_path, "jcm-sync agent run").acquire()
+        first.release()  # one hub stops; the other still holds the directory
+        assert read_holder(tmp_path / LOCK_NAME)["command"] == "jcm-sync registry serve"
+        with pytest.raises(ConflictError):
+            DaemonLock(tmp_path, "jcm-sync agent run").acquire()
+    assert daemon_holder(tmp_path) is None
+    DaemonLock(tmp_path, "jcm-sync agent run").acquire().release()
+
+
+def test_a_postgresql_hub_is_refused_beside_an_exclusive_daemon(tmp_path: Path) -> None:
+    with (
+        DaemonLock(tmp_path, "jcm-sync registry serve"),
+        pytest.raises(ConflictError, match=r"registry serve.*only on a PostgreSQL store"),
+    ):
+        DaemonLock(tmp_path, "jcm-sync registry serve", shared=True).acquire()

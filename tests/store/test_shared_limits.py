@@ -54,8 +54,8 @@ async def test_a_nonce_accepted_by_one_process_is_a_replay_at_another(migrated: 
         # fails the time window anyway, so the row is simply taken over
         await b.admit("JP-ID/ID", "k1 n1", until=T + 700, now=T + 301)
     finally:
-        a.close()
-        b.close()
+        await a.close()
+        await b.close()
 
 
 async def test_two_processes_racing_on_one_nonce_accept_it_once(migrated: str) -> None:
@@ -68,7 +68,7 @@ async def test_two_processes_racing_on_one_nonce_accept_it_once(migrated: str) -
         )
     finally:
         for p in procs:
-            p.close()
+            await p.close()
     assert sum(o is None for o in outcomes) == 1
     assert all(isinstance(o, ReplayError) for o in outcomes if o is not None)
 
@@ -84,8 +84,8 @@ async def test_the_request_rate_per_node_is_counted_across_processes(migrated: s
         await b.admit("JP-MN/MN", "m n1", until=T + 300, now=T + 0.6)  # another node
         await a.admit("JP-ID/ID", "k n5", until=T + 300, now=T + 1.0)  # the next second
     finally:
-        a.close()
-        b.close()
+        await a.close()
+        await b.close()
 
 
 async def test_expired_nonces_and_past_windows_are_deleted_in_bulk(migrated: str) -> None:
@@ -99,7 +99,7 @@ async def test_expired_nonces_and_past_windows_are_deleted_in_bulk(migrated: str
         assert await _rows(migrated, "shared_nonces") == 1
         assert await _rows(migrated, "shared_request_counts") == 0
     finally:
-        limits.close()
+        await limits.close()
 
 
 async def test_cleaning_happens_by_itself_every_interval(migrated: str) -> None:
@@ -111,14 +111,14 @@ async def test_cleaning_happens_by_itself_every_interval(migrated: str) -> None:
         await limits.admit("n", "k c", until=T + 200, now=T + 61)
         assert await _rows(migrated, "shared_nonces") == 1
     finally:
-        limits.close()
+        await limits.close()
 
 
 async def test_an_unreachable_database_is_a_store_error() -> None:
     limits = SharedLimits("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(StoreError, match="PostgreSQL failed checking a request nonce"):
         await limits.admit("n", "k a", until=T + 10, now=T)
-    limits.close()
+    await limits.close()
 
 
 async def test_one_process_holds_the_singleton_jobs_until_it_goes(migrated: str) -> None:
@@ -127,12 +127,27 @@ async def test_one_process_holds_the_singleton_jobs_until_it_goes(migrated: str)
         assert await first.held()
         assert await first.held()  # asked again: still the leader
         assert not await second.held()
-        first.close()  # its session ends, as when the process is killed
+        await first.close()  # its session ends, as when the process is killed
         assert await second.held()
-        assert not await first.held()
+        assert not await first.held()  # closed: it takes no lock again
+        third = LeaderLock(migrated)
+        assert not await third.held()
+        await third.close()
     finally:
-        first.close()
-        second.close()
+        await first.close()
+        await second.close()
+
+
+async def test_jobs_asking_at_once_share_one_session(migrated: str) -> None:
+    import asyncio
+
+    lock, other = LeaderLock(migrated), LeaderLock(migrated)
+    try:
+        assert all(await asyncio.gather(*(lock.held() for _ in range(8))))
+        assert not await other.held()
+    finally:
+        await lock.close()
+        await other.close()
 
 
 async def test_the_singleton_lock_is_per_schema(migrated: str) -> None:
@@ -141,8 +156,8 @@ async def test_the_singleton_lock_is_per_schema(migrated: str) -> None:
         here, there = LeaderLock(migrated), LeaderLock(with_param(PG_URL, "search_path", other))
         assert await here.held()
         assert await there.held()
-        here.close()
-        there.close()
+        await here.close()
+        await there.close()
     finally:
         await drop_schema(other)
 
@@ -150,7 +165,7 @@ async def test_the_singleton_lock_is_per_schema(migrated: str) -> None:
 async def test_no_leader_while_the_database_is_unreachable() -> None:
     lock = LeaderLock("postgresql://nobody@127.0.0.1:1/none")
     assert not await lock.held()
-    lock.close()
+    await lock.close()
 
 
 async def test_sqlite_keeps_limits_in_memory_and_is_always_the_leader(tmp_path: Path) -> None:
@@ -169,12 +184,19 @@ async def test_sqlite_keeps_limits_in_memory_and_is_always_the_leader(tmp_path: 
     assert await LocalLimits().admit("x", "k", until=T, now=T) is None  # 0: no limit
 
 
-async def test_a_postgres_store_gets_shared_limits_and_a_leader_lock(migrated: str) -> None:
+async def test_a_postgres_store_gets_shared_limits_and_a_leader_lock_closed_with_it(
+    migrated: str,
+) -> None:
     store = await open_store(migrated)
     try:
         limits, lock = request_limits(store, 5), leader_lock(store)
         assert isinstance(limits, SharedLimits)
         assert limits.per_second == 5
         assert isinstance(lock, LeaderLock)
+        assert await lock.held()
+        await limits.admit("n", "k a", until=T + 10, now=T)
     finally:
         await store.close()
+    other = LeaderLock(migrated)  # the store's close ended the first lock's session
+    assert await other.held()
+    await other.close()
