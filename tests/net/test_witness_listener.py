@@ -11,8 +11,14 @@ compare-and-persist under concurrent requests, and the listener's start from
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -25,7 +31,9 @@ from jcm_sync.local.config import load_config, load_config_with_sources
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.witness_listener import agent_witness_listener, listener_settings
 from jcm_sync.services.node import open_node
+from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
 from jcm_sync.services.witness import cosigner_name, cosigner_verifiers
+from tests.faults.harness import PYTHON
 from tests.net.witness_agents import ADD, PID, Listening, open_listening
 
 
@@ -183,3 +191,43 @@ async def test_listener_starts_from_its_configuration(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="agent's"):
             load_config(hub_path, env={"JCM_SYNC_WITNESS_LISTEN": "127.0.0.1:8702"})
         assert load_config_with_sources(hub_path, env={}).config.partnerships[0].witness_url
+
+
+async def test_agent_run_serves_the_listener(tmp_path: Path) -> None:
+    """``jcm-sync agent run`` with ``[witness] listen`` (here from its environment) serves
+    the endpoint beside its jobs, says so in a ``witness-listening`` event, and the hub's
+    signed request is cosigned by the running agent; SIGTERM stops it cleanly."""
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port(), cosign=True)
+    port = free_port()
+    env = {**os.environ, "JCM_SYNC_WITNESS_LISTEN": f"127.0.0.1:{port}"}
+    argv = [*PYTHON, "agent", "run", "--config", str(net.configs["MN"]), "--log-format", "json"]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    hub = await open_node(load_config(net.configs["JP"], env={}))
+    try:
+        assert proc.stderr is not None
+        events: list[dict[str, object]] = []
+        deadline = time.monotonic() + 60
+        while not any(e.get("event") == "witness-listening" for e in events):
+            assert time.monotonic() < deadline, events
+            line = await asyncio.to_thread(proc.stderr.readline)
+            assert line, f"agent exited {proc.poll()}: {events}"
+            events.append(json.loads(line))
+        url = f"http://127.0.0.1:{port}"
+        assert [e["witness_address"] for e in events if "witness_address" in e] == [url]
+        envs, checked = signed_issuances(PID, "JP", net.keys["JP"], 5, datetime.now(UTC))
+        await fill_own_log(hub, PID, envs, checked)
+        note = (await hub.logs(PID).service.sign_checkpoint()).note
+        async with HubClient(url, hub.keys.transport) as client:
+            answer = await client.add_checkpoint(PID, format_add_checkpoint(0, [], note))
+        root = hub.logs(PID).root
+        mn = cosigner_verifiers(root, "jcm-sync.example", "MN", hub.clock())
+        assert [c.name for c in verify_cosignatures(note + answer, mn)] == [
+            cosigner_name("jcm-sync.example", "MN")
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        await hub.close()
+    assert code == 0
