@@ -19,9 +19,8 @@ from jcm_sync.net.client import HubClient
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.services.log_service import verify_log
 from jcm_sync.services.node import Node
-from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
-from tests.store.conftest import PG_URL, drop_schema, make_schema, with_param
+from tests.witnessed_net import BACKENDS, witnessed_net
 
 MAX_BATCH = 1000
 """The hub's default ``server.max_batch`` and the most a page of entries holds."""
@@ -64,26 +63,13 @@ def projects(
     return out
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def hub(
     request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
 ) -> AsyncIterator[Running]:
     """A hub with the default limits (8 MiB bodies, 1,000-entry batches), no jobs."""
-    hub_store, schema = None, None
-    if request.param == "postgres":
-        if pg_reachable is not None:
-            pytest.skip(pg_reachable)
-        schema = await make_schema()
-        hub_store = with_param(PG_URL, "search_path", schema)
-    net = provision(tmp_path / "net", ["MN"], hub_port=0, hub_store=hub_store)
-    running = Running(net, ServerSettings(run_jobs=False), hub_store)
-    await running.start_hub()
-    try:
+    async with witnessed_net(tmp_path, request.param, pg_reachable) as running:
         yield running
-    finally:
-        await running.close()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 async def entries_of(node: Node, which: str) -> list[bytes]:
@@ -147,11 +133,9 @@ async def test_records_at_the_schema_limit_are_cut_into_batches_and_pages(
     would be over 20 MB, past the hub's 8 MiB body limit. The agent cuts its push batches
     at ``schedule.batch_bytes`` and the hub its pages at ``server.max_page_bytes``, so
     every entry arrives without a 413 and without an answer over the client's limit."""
-    net = provision(tmp_path / "net", ["MN"], hub_port=0)
-    running = Running(net, ServerSettings(run_jobs=False, max_page_bytes=2 << 20), None)
-    await running.start_hub()
-    try:
-        keys, agent = net.keys, await running.agent("MN")
+    settings = ServerSettings(run_jobs=False, max_page_bytes=2 << 20)
+    async with witnessed_net(tmp_path, settings=settings) as running:
+        keys, agent = running.net.keys, await running.agent("MN")
         assert running.hub is not None
         # three bytes each in UTF-8: about the largest title the schema allows
         big = projects("MN", "MN", keys, 500, title_chars=4000, text="配")
@@ -177,8 +161,6 @@ async def test_records_at_the_schema_limit_are_cut_into_batches_and_pages(
         assert max(sizes) <= agent.cfg.schedule.batch_bytes, sizes
         assert await entries_of(running.hub, "replica") == big
         assert await entries_of(agent, "replica") == japan
-    finally:
-        await running.close()
 
 
 async def test_an_answer_over_the_limit_is_a_transport_error_naming_it(hub: Running) -> None:

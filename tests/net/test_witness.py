@@ -21,14 +21,13 @@ from jcm_sync.core.note import parse_note
 from jcm_sync.core.witness_wire import WitnessRefusedError, format_add_checkpoint
 from jcm_sync.errors import PeerRefusedError
 from jcm_sync.net.client import HubClient
-from jcm_sync.net.server import ServerSettings
 from jcm_sync.net.witness import is_text_route
 from jcm_sync.services.node import Node
-from jcm_sync.services.sample import provision
 from jcm_sync.services.status_view import node_status
 from jcm_sync.services.witness import cosigner_name, cosigner_verifiers
 from tests.exchange.conftest import Running
-from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+from tests.store.conftest import pg_reachable
+from tests.witnessed_net import BACKENDS, witnessed_net
 
 __all__ = ["pg_reachable"]
 
@@ -36,27 +35,13 @@ PID = "JP-MN"
 ADD = f"/v1/partnerships/{PID}/witness/add-checkpoint"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def hub(
     request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
 ) -> AsyncIterator[Running]:
     """A hub on SQLite or PostgreSQL, with Japan's and MN's own logs seeded."""
-    hub_store, schema = None, None
-    if request.param == "postgres":
-        if pg_reachable is not None:
-            pytest.skip(pg_reachable)
-        schema = await make_schema()
-        hub_store = with_param(PG_URL, "search_path", schema)
-    net = provision(tmp_path / "net", ["MN"], hub_port=0, hub_store=hub_store)
-    running = Running(net, ServerSettings(run_jobs=False), hub_store)
-    await running.start_hub()
-    await running.seed("MN", projects=2)
-    try:
+    async with witnessed_net(tmp_path, request.param, pg_reachable, seed=2) as running:
         yield running
-    finally:
-        await running.close()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 
 from jcm_sync.core.note import NoteSignature
-from jcm_sync.net.server import ServerSettings
 from jcm_sync.services.agreement import (
     WitnessedTimes,
     agreed_checkpoint,
@@ -25,44 +24,26 @@ from jcm_sync.services.agreement import (
     witnessed_times,
 )
 from jcm_sync.services.reconciliation import ReconcileService
-from jcm_sync.services.sample import partnership_records, provision
+from jcm_sync.services.sample import partnership_records
 from jcm_sync.services.status_view import node_status
 from jcm_sync.services.witness import cosigner_name
 from tests.cli.conftest import run
 from tests.exchange.conftest import Running
-from tests.store.conftest import PG_URL, drop_schema, make_schema, pg_reachable, with_param
+from tests.store.conftest import pg_reachable
+from tests.witnessed_net import BACKENDS, witnessed_net
 
 __all__ = ["pg_reachable"]
 
 PID = "JP-MN"
 
 
-async def _running(tmp_path: Path, *, cosign: bool, hub_store: str | None = None) -> Running:
-    net = provision(tmp_path / "net", ["MN"], hub_port=0, cosign=cosign, hub_store=hub_store)
-    running = Running(net, ServerSettings(run_jobs=False), hub_store)
-    await running.start_hub()
-    await running.seed("MN", projects=2)
-    return running
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 async def net(
     request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
 ) -> AsyncIterator[Running]:
     """A hub on SQLite or PostgreSQL whose root requires the mutual cosignature."""
-    hub_store, schema = None, None
-    if request.param == "postgres":
-        if pg_reachable is not None:
-            pytest.skip(pg_reachable)
-        schema = await make_schema()
-        hub_store = with_param(PG_URL, "search_path", schema)
-    running = await _running(tmp_path, cosign=True, hub_store=hub_store)
-    try:
+    async with witnessed_net(tmp_path, request.param, pg_reachable, cosign=True, seed=2) as running:
         yield running
-    finally:
-        await running.close()
-        if schema is not None:
-            await drop_schema(schema)
 
 
 async def _page_row(net: Running, node: str) -> str:
@@ -157,8 +138,7 @@ async def test_with_no_cosignature_a_log_under_quorum_is_reconciled_empty(net: R
 
 
 async def test_quorum_zero_agrees_every_checkpoint(tmp_path: Path) -> None:
-    running = await _running(tmp_path, cosign=False)
-    try:
+    async with witnessed_net(tmp_path, seed=2) as running:
         assert running.hub is not None
         japan = running.hub
         cp = await japan.logs(PID).service.sign_checkpoint()
@@ -171,8 +151,6 @@ async def test_quorum_zero_agrees_every_checkpoint(tmp_path: Path) -> None:
         view = {lg.node: lg for lg in (await node_status(japan)).partnerships[0].logs}
         assert view["JP"].agreed is True
         assert view["JP"].agreed_size == cp.size
-    finally:
-        await running.close()
 
 
 async def test_witnessed_times_take_the_earliest_agreed_checkpoint_covering_an_entry(
