@@ -9,7 +9,7 @@ layers; this file checks what its contracts cannot say and that they really bite
 1. No import cycles anywhere in the package, counting imports inside functions and
    under ``TYPE_CHECKING`` (grimp reads every import statement).
 2. The pure core imports nothing but ``jcm_sync.errors``, itself, msgspec,
-   cryptography and the standard library less the modules the pure-core contract
+   cryptography, PyNaCl and the standard library less the modules the pure-core contract
    forbids (an allow-list, where the contract can only list what is forbidden).
 3. ``lint-imports`` fails, naming the broken contract, on a copy of the package with
    a forbidden import added, and passes on the same copy unmodified. A contract that
@@ -51,7 +51,8 @@ PYPROJECT = PROJECT_DIR / "pyproject.toml"
 KNOWN_CYCLE_IMPORTS: Mapping[tuple[str, str], str] = {}
 
 #: What the pure core may import besides the standard library and itself.
-CORE_ALLOWED = frozenset({"jcm_sync.errors", "msgspec", "cryptography"})
+#: PyNaCl (``nacl``) computes the one Ed25519 rule in ``core/ed25519.py`` (ADR 0038).
+CORE_ALLOWED = frozenset({"jcm_sync.errors", "msgspec", "cryptography", "nacl"})
 
 #: Module-level state allowed, by file and name, each with why it is not shared state.
 #: An entry that no longer matches fails the test, so the list can only shrink.

@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey, M
 
 from jcm_sync.core import checkpoint as tlog_checkpoint
 from jcm_sync.core import merkle
+from jcm_sync.core.ed25519 import verify as ed25519_verify
 from jcm_sync.core.note import (
     NoteSignature,
     add_signature_lines,
@@ -329,8 +330,10 @@ class CosignatureVerifier:
         return self._check(signed, signature[_TIMESTAMP_SIZE:])
 
     def _check(self, message: bytes, raw_signature: bytes) -> bool:
+        if self.signature_type == ED25519_COSIGNATURE_TYPE:
+            return ed25519_verify(self.public_bytes, raw_signature, message)  # ADR 0038
         try:
-            self.public_key.verify(raw_signature, message)
+            self.public_key.verify(raw_signature, message)  # ML-DSA-44
         except InvalidSignature:
             return False
         return True

@@ -45,10 +45,11 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from jcm_sync.core.ed25519 import verify as ed25519_verify
 from jcm_sync.core.pq import (
     ML_DSA_44_PUBLIC_KEY_SIZE,
     MLDSA44PrivateKey,
@@ -124,11 +125,8 @@ class PublicKey:
         )
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        try:
-            self.key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        """The project's one Ed25519 rule (``core/ed25519.py``, ADR 0038)."""
+        return ed25519_verify(self.raw, signature, message)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and other.raw == self.raw

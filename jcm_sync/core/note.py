@@ -61,9 +61,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeGuard, runtime_checkable
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from jcm_sync.core.ed25519 import verify as ed25519_verify
 from jcm_sync.errors import (
     AmbiguousKeyError,
     BadDataError,
@@ -123,7 +123,6 @@ _EM_DASH = "\u2014"
 _SIG_PREFIX = _EM_DASH + " "
 _PRIVATE_PREFIX = "PRIVATE+KEY+"
 _ED25519_KEY_SIZE = 32
-_ED25519_SIG_SIZE = 64
 
 #: Control characters a note may not hold; newline, which ends lines, is the one allowed.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x09\x0b-\x1f]")
@@ -344,13 +343,7 @@ class Verifier:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Return True iff ``signature`` is this key's Ed25519 signature of ``message``."""
-        if len(signature) != _ED25519_SIG_SIZE:
-            return False
-        try:
-            self.public_key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519_verify(self.public_bytes, signature, message)  # ADR 0038
 
 
 @runtime_checkable

@@ -15,6 +15,9 @@ Rules (httpsig-pq, "Algorithms" and "Signing and Verification"):
    FIPS 204 key (1,312 bytes), held as ``cryptography``'s ``MLDSA44PublicKey``.
 3. A key of another algorithm or parameter set, and a signature of the wrong length,
    are refused, never verified.
+
+The registry's ``ed25519`` is the library's class with its verification replaced by the
+project's one Ed25519 rule (``core/ed25519.py``, ADR 0038); its signing is unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,18 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature
 from http_message_signatures import HTTPMessageSignaturesException, algorithms
 
+from jcm_sync.core.ed25519 import verify as ed25519_verify
 from jcm_sync.core.pq import ML_DSA_44_SIGNATURE_SIZE, is_mldsa44_private, is_mldsa44_public
+
+
+class ED25519(algorithms.ED25519):
+    """``alg="ed25519"``: the library's class, verifying under the project's rule (ADR 0038)."""
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        if self.public_key is None:
+            raise HTTPMessageSignaturesException("no Ed25519 public key to verify with")
+        if not ed25519_verify(self.public_key.public_bytes_raw(), signature, message):
+            raise InvalidSignature("the Ed25519 signature does not verify")
 
 
 class MLDSA44(algorithms.HTTPSignatureAlgorithm):
@@ -62,6 +76,6 @@ class MLDSA44(algorithms.HTTPSignatureAlgorithm):
 
 
 HTTPSIG_ALGORITHMS: Final[Mapping[str, type[algorithms.HTTPSignatureAlgorithm]]] = MappingProxyType(
-    {"ed25519": algorithms.ED25519, MLDSA44.algorithm_id: MLDSA44}
+    {ED25519.algorithm_id: ED25519, MLDSA44.algorithm_id: MLDSA44}
 )
 """RFC 9421 ``alg`` value -> the library algorithm class; keys are ``pq.ALGORITHMS``."""

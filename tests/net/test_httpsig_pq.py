@@ -16,7 +16,7 @@ from jcm_sync.core.pq import MLDSA44PrivateKey
 from jcm_sync.core.trust import key_entry
 from jcm_sync.errors import AlgorithmRequiredError, RequestSignatureError, SignatureMismatchError
 from jcm_sync.net.auth import RequestVerifier, verify_signature
-from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS, MLDSA44
+from jcm_sync.net.httpsig_pq import ED25519, HTTPSIG_ALGORITHMS, MLDSA44
 from jcm_sync.net.signing import RequestSigner
 from tests import builders
 from tests.net import httpsig_pq_vector as vector
@@ -69,7 +69,9 @@ def test_the_vector_under_an_ed25519_key_is_refused_as_the_wrong_algorithm() -> 
 
 def test_the_registry_maps_alg_values_to_library_algorithm_classes() -> None:
     assert HTTPSIG_ALGORITHMS["ml-dsa-44"] is MLDSA44
-    assert HTTPSIG_ALGORITHMS["ed25519"] is algorithms.ED25519
+    # the library's Ed25519 class, verifying under the project's one rule (ADR 0038)
+    assert HTTPSIG_ALGORITHMS["ed25519"] is ED25519
+    assert issubclass(ED25519, algorithms.ED25519)
     assert issubclass(MLDSA44, algorithms.HTTPSignatureAlgorithm)
     assert MLDSA44.algorithm_id == "ml-dsa-44"
 

@@ -1,0 +1,185 @@
+"""The project's one Ed25519 verification rule, and the only place that verifies Ed25519.
+
+Why this module exists
+----------------------
+RFC 8032 leaves verifiers some latitude (the cofactored or the cofactorless equation; what
+to do with small-order points and non-canonical encodings), and the libraries use it
+differently: OpenSSL (through ``cryptography``) accepts signatures by a small-order key that
+libsodium refuses ("Taming the many EdDSAs", Chalkias, Garillot, Nikolaenko, CT-RSA 2021).
+Two honest nodes on different libraries could then disagree about whether a record is
+signed, and so about a log's history. Every Ed25519 verification of the project (DSSE
+envelopes, signed notes, checkpoints and cosignatures, trust roots, the hub's worker pool,
+RFC 9421 request signatures) calls ``verify`` here, so every node applies the same rule,
+whichever library computes it (ADR 0038).
+
+The rule
+--------
+Given a public key ``A`` (32 bytes), a signature ``R || S`` (64 bytes) and a message ``M``,
+the signature is accepted if and only if all of these hold:
+
+1. ``A`` is 32 bytes and the signature 64 bytes.
+2. ``S``, read as a little-endian integer, is below the group order ``L`` (RFC 8032
+   §5.1.7 step 1: an out-of-range ``S`` is a failed decoding). This refuses the malleable
+   ``S + L``.
+3. ``A`` and ``R`` are canonical encodings: their 255-bit ``y`` is below ``p = 2^255 - 19``
+   (RFC 8032 §5.1.3 step 1). A point has one encoding, so a signature has one form.
+4. Neither ``A`` nor ``R`` is a point of small order (order 1, 2, 4 or 8): their ``y`` is
+   none of ``0, 1, p - 1`` and the two ``y`` of the points of order 8, whatever the sign
+   bit. (This also refuses the "negative zero" encodings, ``x = 0`` with the sign bit set,
+   which exist only for ``y = 1`` and ``y = p - 1``.) A small-order key verifies
+   signatures of messages it never signed; no key made by RFC 8032 §5.1.5 is one.
+5. ``A`` decodes to a point of the curve.
+6. The cofactorless equation holds, compared on encodings: ``encode([S]B - [k]A) == R``
+   with ``k = SHA-512(R || A || M) mod L`` over the bytes received (RFC 8032 §5.1.7
+   step 3 allows it: "sufficient, but not required"). ``R`` is compared as received, so a
+   non-canonical ``R`` could never match anyway.
+
+Not refused: ``A`` or ``R`` of mixed order (a prime-order point plus a small-order one),
+when the cofactorless equation holds; telling them apart costs a scalar multiplication per
+point. Both libraries compute the same cofactorless equation, and the speccheck vectors
+with mixed-order points pin that (``tests/core/test_ed25519.py``); a library that switched
+to the cofactored equation would fail them.
+
+Every signature an RFC 8032 signer makes passes: its ``S`` is reduced mod ``L``, its
+``R = [r]B`` and ``A = [a]B`` are canonical encodings of points of prime order. The rule only
+narrows what a forger may submit, to exactly what libsodium (1.0.16 and later, in its
+default build) accepts.
+
+Theory of operation
+-------------------
+Rules 1-4 are byte and integer comparisons, checked here (``refusal``) before any library
+sees the signature, so that the rule does not depend on a library's version or build
+options (libsodium's ``ED25519_COMPAT`` build drops its own checks 2-4). Rules 5-6 are
+computed by libsodium (PyNaCl) when it is installed, about twice as fast as OpenSSL, and
+by ``cryptography`` otherwise; ``BACKEND`` names the one in use. Both give the same verdict
+on every vector of the tests, and ``verify_with`` runs either on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+__all__ = [
+    "BACKEND",
+    "BACKENDS",
+    "GROUP_ORDER",
+    "PUBLIC_KEY_SIZE",
+    "SIGNATURE_SIZE",
+    "SMALL_ORDER_Y",
+    "refusal",
+    "verify",
+    "verify_with",
+]
+
+PUBLIC_KEY_SIZE: Final = 32
+SIGNATURE_SIZE: Final = 64
+
+#: The field prime p = 2^255 - 19.
+FIELD_PRIME: Final = 2**255 - 19
+#: The order L of the prime-order subgroup (RFC 8032 §5.1).
+GROUP_ORDER: Final = 2**252 + 27742317777372353535851937790883648493
+
+#: The ``y`` of every point of order 1, 2, 4 or 8 (rule 4): the identity (1), the point of
+#: order 2 (p - 1), the two of order 4 (0) and the four of order 8 (two ``y``, each with
+#: both signs of ``x``).
+SMALL_ORDER_Y: Final = frozenset(
+    {
+        0,
+        1,
+        FIELD_PRIME - 1,
+        2707385501144840649318225287225658788936804267575313519463743609750303402022,
+        55188659117513257062467267217118295137698188065244968500265048394206261417927,
+    }
+)
+
+_Y_MASK: Final = (1 << 255) - 1
+
+BytesLike = bytes | bytearray | memoryview
+
+
+def refusal(public_key: bytes, signature: bytes) -> str | None:
+    """Why rules 1-4 refuse this key and signature, or None if they pass.
+
+    Pure integer work, no curve arithmetic: the part of the rule no library decides.
+    """
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, not {len(public_key)}"
+    if len(signature) != SIGNATURE_SIZE:
+        return f"an Ed25519 signature is {SIGNATURE_SIZE} bytes, not {len(signature)}"
+    if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
+        return "S is not below the group order L (non-canonical S)"
+    for name, encoded in (("A", public_key), ("R", signature[:32])):
+        y = int.from_bytes(encoded, "little") & _Y_MASK
+        if y >= FIELD_PRIME:
+            return f"{name} is a non-canonical encoding (y >= p)"
+        if y in SMALL_ORDER_Y:
+            return f"{name} is a point of small order"
+    return None
+
+
+# --- rules 5-6, computed by a library ---------------------------------------------------
+
+
+def _openssl_equation(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Rules 5-6 by OpenSSL through ``cryptography`` (cofactorless, R compared as bytes)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _sodium_backend() -> Callable[[bytes, bytes, bytes], bool] | None:
+    """Rules 5-6 by libsodium's ``crypto_sign_open`` (through PyNaCl), if installed."""
+    try:
+        from nacl.bindings import crypto_sign_open
+        from nacl.exceptions import BadSignatureError
+    except ImportError:  # PyNaCl is a dependency; a node without it still verifies
+        return None
+
+    def sodium_equation(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        try:
+            crypto_sign_open(signature + message, public_key)
+        except BadSignatureError:
+            return False
+        return True
+
+    return sodium_equation
+
+
+_SODIUM: Final = _sodium_backend()
+
+#: The libraries that can compute rules 5-6 here, by name, fastest first.
+BACKENDS: Final[Mapping[str, Callable[[bytes, bytes, bytes], bool]]] = MappingProxyType(
+    {
+        **({"libsodium": _SODIUM} if _SODIUM is not None else {}),
+        "cryptography": _openssl_equation,
+    }
+)
+#: The library ``verify`` uses: libsodium if PyNaCl is installed, else ``cryptography``.
+BACKEND: Final = next(iter(BACKENDS))
+_EQUATION: Final = BACKENDS[BACKEND]
+
+
+def verify(public_key: BytesLike, signature: BytesLike, message: BytesLike) -> bool:
+    """Return True iff ``signature`` by the raw 32-byte ``public_key`` over ``message``
+    passes the project's rule (the module docstring), on the fastest library installed."""
+    key, sig = bytes(public_key), bytes(signature)
+    if refusal(key, sig) is not None:
+        return False
+    return _EQUATION(key, sig, bytes(message))
+
+
+def verify_with(
+    backend: str, public_key: BytesLike, signature: BytesLike, message: BytesLike
+) -> bool:
+    """``verify`` on a named library of ``BACKENDS`` (tests and benchmarks compare them)."""
+    key, sig = bytes(public_key), bytes(signature)
+    if refusal(key, sig) is not None:
+        return False
+    return BACKENDS[backend](key, sig, bytes(message))
