@@ -4,7 +4,10 @@ Measures records signed per second (``envelope.sign_record``: encode the record,
 sign, lay out the envelope) and verified per second (``envelope.verify_envelope``:
 parse the envelope, check it is canonical, PAE, verify every signature), against bare
 ``cryptography`` Ed25519 sign and verify of the same PAE bytes. A third, informational
-row adds ``.record()`` (decode and validate the record, records.py's share). Rounds
+row adds ``.record()`` (decode and validate the record, records.py's share). A last table
+gives the microseconds of one Ed25519 verification under the project's one rule
+(``core/ed25519.py``, ADR 0038) on libsodium and on its ``cryptography`` fallback, against
+bare ``cryptography`` in the same run: the gain of verifying on libsodium. Rounds
 interleave the measurements so that machine noise hits them alike, and the best round
 of each counts. The target is ours / bare >= 0.9; the figure
 is informational, so the script always exits 0.
@@ -20,7 +23,9 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 
+from jcm_sync.core import ed25519
 from jcm_sync.core.envelope import PrivateKey, PublicKey, pae, sign_record, verify_envelope
 from jcm_sync.core.records import (
     Account,
@@ -73,6 +78,19 @@ def rate(op: Callable[[], object], n: int) -> float:
     return n / elapsed
 
 
+def cpu_us(op: Callable[[], object], n: int) -> float:
+    """CPU microseconds of this thread per call of ``op``, over ``n`` calls."""
+    gc.disable()
+    try:
+        start = time.thread_time()
+        for _ in range(n):
+            op()
+        elapsed = time.thread_time() - start
+    finally:
+        gc.enable()
+    return elapsed / n * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="operations per measurement")
@@ -94,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         "verify ours": lambda: verify_envelope(envelope, trusted),
         "verify bare": lambda: public.key.verify(signature, message),
         "verify+decode ours": lambda: verify_envelope(envelope, trusted).record(),
+    }
+    raw = public.raw
+    verifies: dict[str, Callable[[], object]] = {  # ADR 0038: the rule on each library
+        "bare cryptography (baseline)": lambda: public.key.verify(signature, message),
+        **{
+            f"rule on {name}": partial(ed25519.verify_with, name, raw, signature, message)
+            for name in ed25519.BACKENDS
+        },
     }
     for op in ops.values():  # warm up caches and lazy imports
         rate(op, max(args.n // 10, 1))
@@ -117,6 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     # spans) is records.py's work on top of the envelope's, paid once per record
     ours, bare = best["verify+decode ours"], best["verify bare"]
     print(f"{'+decode':8} {ours:12,.0f} {bare:12,.0f} {ours / bare:7.2f} {'(info)':>7}")
+
+    # ADR 0038: one Ed25519 verification in CPU microseconds of this thread (other
+    # processes on the machine do not inflate it), same run, same signature, interleaved
+    cpu = dict.fromkeys(verifies, float("inf"))
+    for _ in range(args.rounds):
+        for name, op in verifies.items():
+            cpu[name] = min(cpu[name], cpu_us(op, args.n))
+    base = cpu["bare cryptography (baseline)"]
+    print(f"\nEd25519 verify, {len(message)} B message (default: rule on {ed25519.BACKEND})")
+    print(f"{'':30} {'CPU us/op':>10} {'gain':>6}")
+    for name, us in cpu.items():
+        print(f"{name:30} {us:10.1f} {base / us:6.2f}")
     return 0
 
 
