@@ -17,13 +17,18 @@ Rules:
                                             the signed note as stored, with the counterpart's
                                             cosignature lines kept for it (ADR 0032)
        reconciliation/runs.json             the runs recorded on snapshots within the bundle's
+       reconciliation/runs/<SEQ>.json       each of those runs' report as stored (its number
+                                            is the run's ``report_seq``)
        reconciliation/report.json           the last report as stored, if its snapshot is within
 
    Envelopes are the stored bytes (base64 in the JSON line), so their record ids and
    Merkle leaves are recomputed from exactly what the store holds.
-2. **Snapshot.** Both logs are taken at the latest stored checkpoint of each (the pair
-   reconciliation runs on; a log never checkpointed at its head), or at the sizes given
+2. **Snapshot.** Both logs are taken where reconciliation takes them
+   (``reconciliation.snapshot_position``): the newest checkpoint the trust root's
+   cosignature quorum agrees (ADR 0035; any stored one under quorum 0, the head of a log
+   never checkpointed, empty while a quorum has agreed none), or at the sizes given
    (``--at``): one size for both, or one per node. A size past a log's head is refused.
+   The manifest says, per log, where it was cut and why (``LogInfo.cut``, ``reason``).
 3. **Refusals before writing.** A partnership the configuration does not serve, a chain
    that does not verify (or is older than the store's, ADR 0017), a size past a log, or
    an output folder that exists and is not empty is refused, and nothing is written.
@@ -47,10 +52,18 @@ import msgspec
 
 from jcm_sync.core.note import add_signature_lines
 from jcm_sync.core.reconcile import Report
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.local.config import Config
 from jcm_sync.services.node import check_roots, load_chain, log_pair
-from jcm_sync.services.reconciliation import RunRecord, read_history, report_key
+from jcm_sync.services.reconcile_state import run_report_key
+from jcm_sync.services.reconciliation import (
+    RunRecord,
+    Snapshot,
+    read_history,
+    report_key,
+    snapshot_position,
+)
 from jcm_sync.services.witness import cosigner_name
 from jcm_sync.store import LogRef, Store
 
@@ -65,6 +78,7 @@ __all__ = [
     "entries_path",
     "export_evidence",
     "parse_sizes",
+    "run_report_path",
     "sha256_file",
     "witness_name",
 ]
@@ -72,6 +86,7 @@ __all__ = [
 FORMAT: Final = "jcm-sync/evidence@v1"
 MANIFEST: Final = "manifest.json"
 RUNS: Final = "reconciliation/runs.json"
+RUN_REPORTS: Final = "reconciliation/runs/"
 REPORT: Final = "reconciliation/report.json"
 CHUNK: Final = 2000
 """Entries read from the store and written at a time."""
@@ -84,6 +99,8 @@ class LogInfo(msgspec.Struct, frozen=True):
     origin: str
     size: int
     root: str  # hex
+    cut: str = ""  # rule 2: "agreed", "checkpoint", "head", "empty" or "given" (--at)
+    reason: str = ""  # rule 2, in words
 
 
 class Manifest(msgspec.Struct, frozen=True):
@@ -126,6 +143,11 @@ def entries_path(node: str) -> str:
 
 def checkpoint_path(node: str, size: int) -> str:
     return f"checkpoints/{node}/{size:012d}.note"
+
+
+def run_report_path(seq: int) -> str:
+    """Rule 1: where run ``seq``'s report is in a bundle."""
+    return f"{RUN_REPORTS}{seq:012d}.json"
 
 
 def witness_name(origin: str, partnership: str, log_node: str, witness: str) -> str:
@@ -172,9 +194,9 @@ def _check_out(out: Path) -> None:
 
 
 async def _targets(
-    store: Store, logs: tuple[LogRef, ...], at: int | Mapping[str, int] | None
-) -> dict[str, tuple[int, bytes]]:
-    """Rule 2: (size, root) of each log at the snapshot."""
+    store: Store, root: TrustRoot, logs: tuple[LogRef, ...], at: int | Mapping[str, int] | None
+) -> dict[str, Snapshot]:
+    """Rule 2: where each log is cut, and why."""
     nodes = {ref.node for ref in logs}
     if isinstance(at, Mapping):
         unknown = sorted(set(at) - nodes)
@@ -186,20 +208,19 @@ async def _targets(
         missing = sorted(nodes - set(at))
         if missing:
             raise BadDataError(f"--at gives no size for {', '.join(missing)}'s log")
-    out: dict[str, tuple[int, bytes]] = {}
+    out: dict[str, Snapshot] = {}
     for ref in logs:
-        head = await store.tree_head(ref)
         if at is None:
-            cp = await store.latest_checkpoint(ref)
-            size = cp.size if cp is not None else head.size
-        else:
-            size = at if isinstance(at, int) else at[ref.node]
+            out[ref.node] = await snapshot_position(store, root, ref)
+            continue
+        head = await store.tree_head(ref)
+        size = at if isinstance(at, int) else at[ref.node]
         if size > head.size:
             raise BadDataError(
                 f"size {size} is past {ref.node}'s log, which has {head.size} entries",
                 where=ref.origin,
             )
-        out[ref.node] = (size, await store.root_at(ref, size))
+        out[ref.node] = Snapshot(size, await store.root_at(ref, size), "given", "given with --at")
     return out
 
 
@@ -230,8 +251,8 @@ async def export_evidence(
     await check_roots(store, {partnership: chain})
     logs = log_pair(cfg, partnership)
     _check_out(out)
-    targets = await _targets(store, logs, at)
-    sizes = {node: size for node, (size, _) in targets.items()}
+    targets = await _targets(store, chain[-1].root, logs, at)
+    sizes = {node: snap.size for node, snap in targets.items()}
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
 
@@ -250,7 +271,7 @@ async def export_evidence(
     n_checkpoints = 0
     infos = []
     for ref in logs:
-        size, root = targets[ref.node]
+        size, root, cut, why = targets[ref.node]
         rel = entries_path(ref.node)
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,10 +286,15 @@ async def export_evidence(
                 note = add_signature_lines(cp.note, cosigned) if cosigned else cp.note
                 write(checkpoint_path(ref.node, cp.size), note)
                 n_checkpoints += 1
-        infos.append(LogInfo(ref.node, ref.origin, size, root.hex()))
+        infos.append(LogInfo(ref.node, ref.origin, size, root.hex(), cut, why))
     history = await read_history(store, partnership)
     runs = [r for r in history.runs if _within(r.logs, sizes)]
     write(RUNS, msgspec.json.encode(runs))
+    for r in runs:
+        if r.report_seq is not None:
+            data = await store.get_state(run_report_key(partnership, r.report_seq))
+            if data is not None:  # one dropped since is named missing by the verifier
+                write(run_report_path(r.report_seq), data)
     raw_report = await store.get_state(report_key(partnership))
     has_report = False
     if raw_report is not None:

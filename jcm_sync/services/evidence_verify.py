@@ -27,13 +27,12 @@ Rules:
    checkpoint's newest entry was signed (``log_service.CheckpointKeys``). A cosignature
    line of the counterpart's witness name and a checkpoint key of it in the chain,
    Ed25519 or ML-DSA-44 (ADR 0032), must verify;
-   lines of keys the chain does not hold are ignored, as signed-note requires.
-5. **Reconciliation.** The runs are replayed in order with the pure core (folding each
-   suffix, rebuilding when a snapshot does not extend the last) on their recorded
-   snapshots, judged on the UTC day each run finished with the bundle's grace periods.
-   A run's status and counts, and for the recorded report every finding id and status,
-   must come out the same; and each run's snapshot must be at checkpoints the bundle
-   holds (a run reconciles signed checkpoints, ``reconciliation`` rule 1).
+   lines of keys the chain does not hold are ignored, as signed-note requires. The
+   log's ML-DSA-44 line must verify when present, and where the root requires ``both``
+   for ``checkpoint`` it and each cosigner's ML-DSA-44 cosignature are required
+   (``pq_checkpoints``); a checkpoint refused so is not one a run may have used.
+5. **Reconciliation.** Every run is replayed on its own snapshot and its status, counts
+   and report compared, each difference named under its run (``evidence_replay``).
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ from jcm_sync.core.cosign_policy import agreed_at
 from jcm_sync.core.cosignature import CosignatureVerifier, verify_cosignatures
 from jcm_sync.core.envelope import PublicKey
 from jcm_sync.core.pq import ML_DSA_44_PUBLIC_KEY_SIZE
-from jcm_sync.core.reconcile import Reconciler, Report, iter_stored, signer_nodes
 from jcm_sync.core.trust import (
     DEFAULT_SKEW,
     TrustRoot,
@@ -67,18 +65,16 @@ from jcm_sync.services.agreement import WitnessedTimes
 from jcm_sync.services.evidence import (
     FORMAT,
     MANIFEST,
-    REPORT,
-    RUNS,
     EntryLine,
     LogInfo,
     Manifest,
-    decode_runs,
     entries_path,
     sha256_file,
     witness_name,
 )
+from jcm_sync.services.evidence_replay import replay_runs
 from jcm_sync.services.log_service import checkpoint_key_history
-from jcm_sync.services.reconciliation import RunRecord
+from jcm_sync.services.pq_checkpoints import check_pq_lines
 from jcm_sync.store import LogRef
 
 __all__ = [
@@ -147,7 +143,7 @@ def verify_evidence(directory: Path) -> EvidenceCheck:
     for log in logs.values():
         _checkpoints(directory, manifest, log, chain, check)
         _witnessed_time(manifest, log, chain, check)
-    _reconciliation(directory, manifest, logs, chain[-1], check)
+    replay_runs(directory, manifest, logs, chain[-1], check)
     return check
 
 
@@ -350,18 +346,24 @@ def _checkpoints(
             )
             continue
         newest = log.created[body.size - 1] if body.size else None
+        signed_after = None if newest is None else newest - DEFAULT_SKEW
         try:
-            keys.open(note, None if newest is None else newest - DEFAULT_SKEW)
+            keys.open(note, signed_after)
         except JcmSyncError as exc:
             check.add("checkpoints", where, f"signature: {exc.diagnostics()}")
             continue
-        check.count("checkpoints")
-        log.checkpoints.add(body.size)
         try:
             cosigs = verify_cosignatures(note, witnesses)
         except JcmSyncError as exc:
             check.add("checkpoints", where, f"cosignature: {exc.diagnostics()}")
             continue
+        try:
+            check_pq_lines(chain, ref, note, signed_after, cosigs, names)
+        except JcmSyncError as exc:
+            check.add("checkpoints", where, f"ML-DSA-44: {exc.diagnostics()}")
+            continue
+        check.count("checkpoints")
+        log.checkpoints.add(body.size)
         if cosigs:
             check.count("cosigned checkpoints")
         times = [(names.get(c.name, ""), datetime.fromtimestamp(c.timestamp, UTC)) for c in cosigs]
@@ -428,156 +430,3 @@ def counterpart_witnesses(
         except (JcmSyncError, ValueError):
             continue  # a key no cosigner can hold
     return out
-
-
-def _reconciliation(
-    directory: Path,
-    manifest: Manifest,
-    logs: dict[str, _Log],
-    root: TrustRoot,
-    check: EvidenceCheck,
-) -> None:
-    """Rule 5: replay every run and the recorded report."""
-    area = "reconciliation"
-    runs: list[RunRecord] = []
-    if RUNS in manifest.files and (directory / RUNS).is_file():
-        try:
-            runs = decode_runs((directory / RUNS).read_bytes())
-        except JcmSyncError as exc:
-            check.add(area, RUNS, exc.diagnostics())
-    report: Report | None = None
-    if REPORT in manifest.files and (directory / REPORT).is_file():
-        try:
-            report = msgspec.json.decode((directory / REPORT).read_bytes(), type=Report)
-        except msgspec.MsgspecError as exc:
-            check.add(area, REPORT, f"is not a reconciliation report: {exc}")
-    replay = _Replay(root, logs, manifest.grace)
-    matched = False
-    for n, run in enumerate(runs, 1):
-        if not run.logs:
-            continue  # a run that never took a snapshot (it failed first)
-        where = f"run {n} ({run.started_at.isoformat()})"
-        positions = {p.node: (p.size, p.root) for p in run.logs}
-        bad = replay.check_positions(positions)
-        if bad:
-            check.add(area, where, bad)
-            continue
-        for node, (size, _) in sorted(positions.items()):
-            if size and size not in logs[node].checkpoints:
-                check.add(area, where, f"ran on {node}'s log at size {size}, and the bundle "
-                          "holds no valid checkpoint of that size")  # fmt: skip
-        try:
-            got = replay.report(positions, run.finished_at or run.started_at)
-        except JcmSyncError as exc:
-            check.add(area, where, f"cannot be replayed: {exc.diagnostics()}")
-            replay.reset()
-            continue
-        counts = _counts(got)
-        recorded = {
-            "status": run.status,
-            "open": run.open,
-            "explained": run.explained,
-            "pending": run.pending,
-        }
-        for key, value in recorded.items():
-            if counts[key] != value:
-                check.add(area, where, f"{key}: recorded {value}, the replay gives {counts[key]}")
-        check.count("runs replayed")
-        if report is not None and tuple(report.logs) == tuple(run.logs):
-            matched = True
-            _compare_report(report, got, check)
-    if report is not None and not matched:
-        positions = {p.node: (p.size, p.root) for p in report.logs}
-        bad = replay.check_positions(positions)
-        if bad:
-            check.add(area, REPORT, bad)
-        else:
-            try:
-                _compare_report(report, replay.report(positions, manifest.exported_at), check)
-            except JcmSyncError as exc:
-                check.add(area, REPORT, f"cannot be replayed: {exc.diagnostics()}")
-
-
-def _counts(report: Report) -> dict[str, object]:
-    return {
-        "status": report.status,
-        "open": sum(1 for d in report.discrepancies if d.status == "open"),
-        "explained": sum(1 for d in report.discrepancies if d.status == "explained"),
-        "pending": len(report.pending),
-    }
-
-
-def _compare_report(recorded: Report, got: Report, check: EvidenceCheck) -> None:
-    """Rule 5: every finding id and status of the recorded report, and its status."""
-    area, before = "reconciliation", len(check.differences)
-    if recorded.status != got.status:
-        check.add(
-            area, REPORT, f"status: recorded {recorded.status}, the replay gives {got.status}"
-        )
-    mine = {d.id: d for d in recorded.discrepancies}
-    theirs = {d.id: d for d in got.discrepancies}
-    for did in sorted(mine.keys() - theirs.keys()):
-        check.add(
-            area,
-            f"finding {did}",
-            f"is in the recorded report ({mine[did].rule}: {mine[did].summary}) "
-            "but the replay does not find it",
-        )
-    for did in sorted(theirs.keys() - mine.keys()):
-        check.add(
-            area,
-            f"finding {did}",
-            f"the replay finds it ({theirs[did].rule}: {theirs[did].summary}) but the "
-            "recorded report does not hold it",
-        )
-    for did in sorted(mine.keys() & theirs.keys()):
-        a, b = mine[did], theirs[did]
-        if a.status != b.status:
-            check.add(area, f"finding {did}", f"status: recorded {a.status}, replay {b.status}")
-        elif a != b:
-            check.add(area, f"finding {did}", "differs from the replay's in its details")
-    if len(recorded.pending) != len(got.pending):
-        check.add(
-            area,
-            REPORT,
-            f"pending: recorded {len(recorded.pending)}, the replay gives {len(got.pending)}",
-        )
-    if len(check.differences) == before:
-        check.count("reports compared")
-
-
-class _Replay:
-    """Rule 5's fold: one ``Reconciler`` extended run by run, rebuilt when it cannot be."""
-
-    def __init__(self, root: TrustRoot, logs: dict[str, _Log], grace: dict[str, int]) -> None:
-        self.root, self.logs, self.grace = root, logs, grace
-        self.keys = signer_nodes(root)
-        self.reconciler = Reconciler(root)
-        self.at: dict[str, int] = dict.fromkeys(logs, 0)
-
-    def reset(self) -> None:
-        self.reconciler, self.at = Reconciler(self.root), dict.fromkeys(self.logs, 0)
-
-    def check_positions(self, positions: dict[str, tuple[int, str]]) -> str | None:
-        if set(positions) != set(self.logs):
-            return f"snapshot of {', '.join(sorted(positions))}, not of both logs"
-        for node, (size, root) in positions.items():
-            log = self.logs[node]
-            if size > len(log.envelopes):
-                return f"{node} size {size} is past the bundle's entries"
-            if log.roots[size].hex() != root:
-                return f"{node} root at size {size} is not the root rebuilt from the entries"
-        return None
-
-    def report(self, positions: dict[str, tuple[int, str]], at: datetime) -> Report:
-        if any(positions[n][0] < self.at[n] for n in self.logs):
-            self.reset()
-        for node, (size, _) in positions.items():
-            start = self.at[node]
-            if size > start:
-                envelopes = self.logs[node].envelopes[start:size]
-                self.reconciler.apply(
-                    node, iter_stored(self.root, envelopes, nodes=self.keys), start=start
-                )
-                self.at[node] = size
-        return self.reconciler.report(at, grace=self.grace)

@@ -32,6 +32,11 @@ Rules (docs/adr/0034-evidence-bundles-and-offline-receipts.md):
    revoked after that time does not make it invalid, a key revoked before does (trust
    rule 3). Under quorum 0 (the fallback, ADR 0035), at the earliest time the
    counterpart cosigned it when it did, else ``now``.
+5. **ML-DSA-44** (``pq_checkpoints``): the log's ML-DSA-44 line must verify when present;
+   where the root requires ``both`` for ``checkpoint``, a receipt whose checkpoint lacks
+   it, or whose cosigner cosigned with one algorithm only, is refused
+   (``AlgorithmRequiredError``). The log signature is always the Ed25519 line (type
+   0x01): ML-DSA-44 keys of the chain are never taken for signed-note log keys.
 """
 
 from __future__ import annotations
@@ -52,9 +57,11 @@ from jcm_sync.core.trust import (
     verify_chain_history,
 )
 from jcm_sync.errors import BadDataError, NotFoundError, WrongOriginError
+from jcm_sync.services.checkpoint_algorithms import ed25519_checkpoint_keys
 from jcm_sync.services.evidence import witness_name
 from jcm_sync.services.evidence_verify import counterpart_witnesses, verify_under_chain
 from jcm_sync.services.log_service import checkpoint_key_history, prove_inclusion
+from jcm_sync.services.pq_checkpoints import check_pq_lines
 from jcm_sync.store import LogRef, Store, StoredCheckpoint
 
 __all__ = ["Receipt", "ReceiptCheck", "get_receipt", "verify_receipt_file"]
@@ -150,7 +157,7 @@ def verify_receipt_file(
     counterpart = root.partner if log.node == "JP" else "JP"
     keys = checkpoint_key_history(chain, log)
     # a first pass with every key of the chain: the record's time is needed to narrow them
-    everyone = [Verifier(log.origin, PublicKey.from_raw(k.public_key).key) for k in keys.keys]
+    everyone = _log_verifiers(ed25519_checkpoint_keys(keys.keys), log)
     prefix = log.origin.removesuffix(f"/{log.node}")
     witnesses = counterpart_witnesses(
         chain, log, LogRef(log.partnership, counterpart, f"{prefix}/{counterpart}")
@@ -177,14 +184,16 @@ def verify_receipt_file(
         raise WrongOriginError(
             f"the entry is a record of {record.record.author}, not of {log.node}'s log"
         )
-    _check_log_key(keys.usable_after(record.record.created - DEFAULT_SKEW), log, proof.note)
+    signed_after = record.record.created - DEFAULT_SKEW
+    usable = ed25519_checkpoint_keys(keys.usable_after(signed_after))
+    open_checkpoint(proof.note, _log_verifiers(usable, log), origin=log.origin)  # rule 3
+    check_pq_lines(chain, log, proof.note, signed_after, checked.cosignatures, names)  # rule 5
     return _result(record, checked, received)
 
 
-def _check_log_key(usable: list[KeyEntry], log: LogRef, note: bytes) -> None:
-    """Rule 3: the log signature is by a key not withdrawn before the record was signed."""
-    verifiers = [Verifier(log.origin, PublicKey.from_raw(k.public_key).key) for k in usable]
-    open_checkpoint(note, verifiers, origin=log.origin)
+def _log_verifiers(keys: list[KeyEntry], log: LogRef) -> list[Verifier]:
+    """The signed-note verifiers of a log's Ed25519 checkpoint keys."""
+    return [Verifier(log.origin, PublicKey.from_raw(k.public_key).key) for k in keys]
 
 
 def _result(

@@ -66,7 +66,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, NamedTuple, TypeVar, overload
 
 import msgspec
 
@@ -298,6 +298,38 @@ class RunResult:
     history: History
 
 
+# --- the snapshot (rule 1) ----------------------------------------------------------------
+
+
+class Snapshot(NamedTuple):
+    """Where rule 1 takes one log: its size and root, ``cut`` (``agreed``, ``checkpoint``,
+    ``empty`` or ``head``) and ``reason`` in words (the evidence manifest states both)."""
+
+    size: int
+    root: bytes
+    cut: str
+    reason: str
+
+
+async def snapshot_position(store: Store, root: TrustRoot, ref: LogRef) -> Snapshot:
+    """Rule 1 for one log."""
+    quorum = root.cosign_quorum.get(ref.node)
+    cp = await agreed_checkpoint(store, root, ref)
+    if cp is not None and quorum is None:
+        why = "the newest stored checkpoint: the trust root states no cosignature quorum"
+        return Snapshot(cp.size, cp.root, "checkpoint", why)
+    if cp is not None:
+        assert quorum is not None
+        why = (f"the newest checkpoint agreed by the trust root's quorum: cosigned by "
+               f"{quorum.threshold} of {', '.join(quorum.cosigners)}")  # fmt: skip
+        return Snapshot(cp.size, cp.root, "agreed", why)
+    if quorum is not None:
+        why = "no checkpoint agreed by the trust root's quorum yet: taken empty"
+        return Snapshot(0, merkle.EMPTY_ROOT, "empty", why)
+    head = await store.tree_head(ref)
+    return Snapshot(head.size, head.root, "head", "never checkpointed: taken at its head")
+
+
 # --- the service ------------------------------------------------------------------------
 
 
@@ -331,17 +363,11 @@ class ReconcileService:
 
     async def positions(self, partnership: str) -> dict[str, tuple[int, bytes]]:
         """Rule 1: (size, root) of each log at its latest agreed checkpoint, or at its head."""
-        out = {}
         root = self.node.logs(partnership).root
+        out = {}
         for node, ref in self._by_node(partnership).items():
-            cp = await agreed_checkpoint(self.node.store, root, ref)
-            if cp is not None:
-                out[node] = (cp.size, cp.root)
-            elif root.cosign_quorum.get(node) is not None:
-                out[node] = (0, merkle.EMPTY_ROOT)
-            else:
-                head = await self.node.store.tree_head(ref)
-                out[node] = (head.size, head.root)
+            snap = await snapshot_position(self.node.store, root, ref)
+            out[node] = (snap.size, snap.root)
         return out
 
     async def _extends(self, ref: LogRef, old: tuple[int, bytes], new: tuple[int, bytes]) -> bool:

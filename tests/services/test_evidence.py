@@ -161,3 +161,50 @@ async def test_a_hub_on_postgresql_exports_a_bundle_that_verifies(
     assert check.checked["records"] == sum(on_pg.sizes.values())
     assert check.checked["cosigned checkpoints"] >= 2
     assert check.checked["reports compared"] == 1
+
+
+async def test_the_snapshot_is_the_newest_agreed_checkpoint_and_the_manifest_says_why(
+    tmp_path: Path,
+) -> None:
+    """Rule 2 under the mutual-cosignature quorum (ADR 0035): Japan's first checkpoint is
+    cosigned by Mongolia, its newer one is not, so the bundle is cut at the first (not at
+    the newest); Mongolia's log, with no agreed checkpoint, is taken empty. The manifest
+    names each cut and the reason; ``--at`` is named as given. Both bundles verify."""
+    from jcm_sync.services.node import open_node
+    from jcm_sync.services.own_log import append_own
+    from jcm_sync.services.sample import partnership_records, provision
+    from tests.services.evidence_pair import cosign_all
+
+    net = provision(tmp_path / "net", ["MN"], hub_port=0, cosign=True)
+    recs = partnership_records("MN", net.keys, projects=4).by_node["JP"]
+    half = len(recs) // 2
+    jp = await open_node(load_config(net.configs["JP"], env={}))
+    try:
+        await append_own(jp, PID, recs[:half])
+        await cosign_all(jp, net.keys["MN"])
+        agreed = await jp.store.latest_checkpoint(jp.logs(PID).own)
+        await append_own(jp, PID, recs[half:])
+        newest = await jp.store.latest_checkpoint(jp.logs(PID).own)
+    finally:
+        await jp.close()
+    assert agreed is not None
+    assert newest is not None
+    assert newest.size == len(recs) > agreed.size == half
+    cut = Pair(net, {"JP": half, "MN": 0}, 0)
+    bundle = await export(cut, tmp_path / "b")
+    manifest = msgspec.json.decode((bundle / MANIFEST).read_bytes(), type=Manifest)
+    logs = {i.node: i for i in manifest.logs}
+    assert (logs["JP"].size, logs["JP"].cut) == (half, "agreed")
+    assert "cosigned by 1 of MN" in logs["JP"].reason
+    assert (logs["MN"].size, logs["MN"].cut) == (0, "empty")
+    assert "no checkpoint agreed" in logs["MN"].reason
+    notes = sorted(p.name for p in (bundle / "checkpoints" / "JP").iterdir())
+    assert notes == [f"{half:012d}.note"]  # the newer, unagreed one is past the cut
+    check = verify_evidence(bundle)
+    assert check.differences == []
+    given = await export(cut, tmp_path / "g", at={"JP": len(recs), "MN": 0})
+    manifest = msgspec.json.decode((given / MANIFEST).read_bytes(), type=Manifest)
+    assert {i.node: (i.size, i.cut) for i in manifest.logs} == {
+        "JP": (len(recs), "given"), "MN": (0, "given"),
+    }  # fmt: skip
+    assert verify_evidence(given).differences == []
