@@ -218,7 +218,8 @@ def run_network_demo(args: argparse.Namespace) -> int:
     c.print("\n[bold]1. Provision[/] keys, JP–MN / JP–ID / JP–VN trust roots and configurations")
     ops_port = free_port()  # the hub's operations listener: /status, /metrics
     net = provision(work, DEMO_PARTNERS, hub_port=port, schedule_seconds=1.0, ops_port=ops_port,
-                    conformance=True, cosign=True)  # fmt: skip  # mutual cosignature (ADR 0035)
+                    conformance=True, cosign=True,  # mutual cosignature (ADR 0035)
+                    witness=("MN",))  # fmt: skip  # MN serves its witness listener (ADR 0037)
     for node, cfg in net.configs.items():
         c.print(f"   {node}: {cfg}")
 

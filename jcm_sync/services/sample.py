@@ -109,6 +109,7 @@ def provision(
     ops_port: int = 0,
     conformance: bool = False,
     cosign: bool = False,
+    witness: tuple[str, ...] = (),
 ) -> Network:
     """Write keys, signed JP–partner roots and TOML configs for a hub and its agents.
 
@@ -117,7 +118,9 @@ def provision(
 
     The hub's operations listener gets ``ops_port``: 0 (a free port) unless the caller
     needs to know it, so that hubs provisioned side by side never collide. With
-    ``conformance`` the hub opens its go-live sandbox (ADR 0021)."""
+    ``conformance`` the hub opens its go-live sandbox (ADR 0021). The agents named in
+    ``witness`` serve a witness listener on a free port, and the hub asks them to cosign
+    Japan's log (``[witness] listen``, ``witness_url``; ADR 0037)."""
     now = now or datetime.now(UTC)
     directory.mkdir(parents=True, exist_ok=True)
     net = Network(directory, partners, f"http://127.0.0.1:{hub_port}")
@@ -149,8 +152,10 @@ def provision(
     hub_dir = directory / "jp"
     hub_dir.mkdir(exist_ok=True)
     store_line = f'store = "{hub_store}"\n' if hub_store else ""
+    listen = {cc: f"127.0.0.1:{free_port()}" for cc in witness}
     parts = "".join(
         f'\n[[partnerships]]\nid = "JP-{cc}"\ntrust_root = ["../roots/jp-{cc.lower()}.root.json"]\n'
+        + (f'witness_url = "http://{listen[cc]}"\n' if cc in listen else "")
         for cc in partners
     )
     hub_cfg = hub_dir / "config.toml"
@@ -162,6 +167,7 @@ def provision(
         f'\n[server]\nhost = "127.0.0.1"\nport = {hub_port}\n'
         f'\n[ops]\nhost = "127.0.0.1"\nport = {ops_port}\n'
         f"\n[schedule]\nreconcile_seconds = {schedule_seconds * 30}\n"
+        f"push_seconds = {schedule_seconds}\n"  # how often it asks witness listeners
         + ("\n[conformance]\nenabled = true\n" if conformance else "")
         + parts
     )
@@ -183,7 +189,8 @@ def provision(
             f"anti_entropy_seconds = {schedule_seconds * 5}\n"
             f"reconcile_seconds = {schedule_seconds * 30}\njitter_seconds = 0.5\n"
             f"backoff_initial_seconds = 0.5\nbackoff_max_seconds = 10\n"
-            f"\n[[partnerships]]\n{partnership}"
+            + (f'\n[witness]\nlisten = "{listen[cc]}"\n' if cc in listen else "")
+            + f"\n[[partnerships]]\n{partnership}"
         )
         net.configs[cc] = cfg
     return net

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -194,15 +193,14 @@ async def test_listener_starts_from_its_configuration(tmp_path: Path) -> None:
 
 
 async def test_agent_run_serves_the_listener(tmp_path: Path) -> None:
-    """``jcm-sync agent run`` with ``[witness] listen`` (here from its environment) serves
+    """``jcm-sync agent run`` with ``[witness] listen`` (provisioned) serves
     the endpoint beside its jobs, says so in a ``witness-listening`` event, and the hub's
     signed request is cosigned by the running agent; SIGTERM stops it cleanly."""
-    net = provision(tmp_path / "net", ["MN"], hub_port=free_port(), cosign=True)
-    port = free_port()
-    env = {**os.environ, "JCM_SYNC_WITNESS_LISTEN": f"127.0.0.1:{port}"}
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port(), cosign=True, witness=("MN",))
     argv = [*PYTHON, "agent", "run", "--config", str(net.configs["MN"]), "--log-format", "json"]
-    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     hub = await open_node(load_config(net.configs["JP"], env={}))
+    url = hub.cfg.partnerships[0].witness_url  # provisioned: the hub knows the listener
     try:
         assert proc.stderr is not None
         events: list[dict[str, object]] = []
@@ -212,7 +210,7 @@ async def test_agent_run_serves_the_listener(tmp_path: Path) -> None:
             line = await asyncio.to_thread(proc.stderr.readline)
             assert line, f"agent exited {proc.poll()}: {events}"
             events.append(json.loads(line))
-        url = f"http://127.0.0.1:{port}"
+        assert url == f"http://{load_config(net.configs['MN'], env={}).witness.listen}"
         assert [e["witness_address"] for e in events if "witness_address" in e] == [url]
         envs, checked = signed_issuances(PID, "JP", net.keys["JP"], 5, datetime.now(UTC))
         await fill_own_log(hub, PID, envs, checked)
