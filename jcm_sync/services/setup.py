@@ -225,7 +225,16 @@ def _config_text(req: InitRequest) -> str:
             "",
         ]
     else:
-        lines += ["[hub]", f'url = "{req.hub_url}"', ""]
+        lines += [
+            "[hub]",
+            f'url = "{req.hub_url}"',
+            "",
+            "# a listener on which Japan's hub asks this agent to cosign Japan's log as soon",
+            "# as it grows; Japan sets its witness_url (ADR 0037). Off: after each pull.",
+            "# [witness]",
+            '# listen = "0.0.0.0:8703"',
+            "",
+        ]
     lines += [
         "[ops]                       # the console, /status and /metrics: operators only",
         'host = "127.0.0.1"',
