@@ -69,7 +69,7 @@ async def _write(args: argparse.Namespace) -> int:
     from jcm_sync.net.tiles_http import tile_sink
 
     cfg = load_config(args.config)
-    sink = DirectorySink(args.dir) if args.dir else tile_sink(cfg)
+    sink = DirectorySink(args.dir) if args.dir else tile_sink(cfg.tiles, cfg.path)
     if sink is None:
         raise ConfigError("give --dir, or set [tiles] dir or s3_url", where="--dir")
     try:

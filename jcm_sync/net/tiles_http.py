@@ -26,12 +26,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from jcm_sync.errors import ConfigError, TransportError
-from jcm_sync.local.config import Config
+from jcm_sync.local.config import TilesSection
 from jcm_sync.local.keyfiles import read_small_file
 from jcm_sync.net.sigv4 import Credentials, sign_headers
 from jcm_sync.services.tiles import CHECKPOINT, DirectorySink, TileSink
@@ -57,7 +58,7 @@ class _Http:
             await self._session.close()
             self._session = None
 
-    async def __aenter__(self) -> _Http:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -69,10 +70,12 @@ class _Http:
 async def _body(resp: aiohttp.ClientResponse, url: str, max_bytes: int) -> bytes:
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise TransportError(f"{resp.content_length} bytes, over {max_bytes}", where=url)
-    data = await resp.content.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise TransportError(f"an answer over {max_bytes} bytes", where=url)
-    return data
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):  # read() returns what arrived
+        data += chunk
+        if len(data) > max_bytes:
+            raise TransportError(f"an answer over {max_bytes} bytes", where=url)
+    return bytes(data)
 
 
 class HttpTileSource(_Http):
@@ -170,16 +173,16 @@ def read_credentials(path: Path) -> Credentials:
     return Credentials(access, secret)
 
 
-def tile_sink(cfg: Config) -> TileSink | None:
-    """Rule 3: the sink ``[tiles]`` names, or None."""
-    t = cfg.tiles
+def tile_sink(t: TilesSection, resolve: Callable[[str], Path]) -> TileSink | None:
+    """Rule 3: the sink ``[tiles]`` names (paths resolved by ``resolve``, the config's
+    ``Config.path``), or None."""
     if t.dir and t.s3_url:
         raise ConfigError("set one of tiles.dir and tiles.s3_url", where="tiles")
     if t.dir:
-        return DirectorySink(cfg.path(t.dir))
+        return DirectorySink(resolve(t.dir))
     if t.s3_url:
         if not t.s3_credentials_file:
             raise ConfigError("tiles.s3_url needs tiles.s3_credentials_file", where="tiles")
-        creds = read_credentials(cfg.path(t.s3_credentials_file))
+        creds = read_credentials(resolve(t.s3_credentials_file))
         return S3Sink(t.s3_url, creds, region=t.s3_region)
     return None
