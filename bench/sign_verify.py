@@ -116,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     raw = public.raw
     verifies: dict[str, Callable[[], object]] = {  # ADR 0038: the rule on each library
         "bare cryptography (baseline)": lambda: public.key.verify(signature, message),
+        **{  # the library alone, without the rule's pre-checks: their cost is the difference
+            f"bare {name}": partial(ed25519.BACKENDS[name], raw, signature, message)
+            for name in ed25519.BACKENDS
+            if name != "cryptography"
+        },
         **{
             f"rule on {name}": partial(ed25519.verify_with, name, raw, signature, message)
             for name in ed25519.BACKENDS
