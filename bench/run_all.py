@@ -29,6 +29,7 @@ PLAN: dict[str, list[str]] = {
     "ingest": ["--n", "20000"],
     "anti_entropy": ["--sizes", "1000,100000"],
     "fanout": [],
+    "hub_scaleout": [],
     "reconcile": [],
     "import_xlsx": ["--n", "100000"],
     "export_xlsx": ["--n", "100000", "--rounds", "1"],
