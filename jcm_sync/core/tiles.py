@@ -64,6 +64,7 @@ __all__ = [
     "TILE_HEIGHT",
     "TILE_WIDTH",
     "Tile",
+    "Tiles",
     "build_tiles",
     "consistency_proof",
     "consistency_tiles",
@@ -134,6 +135,10 @@ class Tile:
     def bundle(self) -> Tile:
         """The entry bundle beside this level-0 tile."""
         return Tile(Tile.ENTRIES, self.index, self.width)
+
+
+#: Decoded tiles by coordinate, as a reader or writer holds them.
+Tiles = Mapping[Tile, Sequence[bytes]]
 
 
 def encode_index(index: int) -> str:
@@ -302,9 +307,7 @@ def tiles_for_nodes(size: int, coords: Iterable[Coord]) -> list[Tile]:
     return sorted({_locate(size, c)[0] for c in coords})
 
 
-def node_hashes(
-    size: int, coords: Iterable[Coord], tiles: Mapping[Tile, Sequence[bytes]]
-) -> dict[Coord, bytes]:
+def node_hashes(size: int, coords: Iterable[Coord], tiles: Tiles) -> dict[Coord, bytes]:
     """Rule 5: the hash of each node, folded from the decoded ``tiles`` of a tree of
     ``size``. ``TileFormatError`` if a tile is missing or has the wrong width."""
     out: dict[Coord, bytes] = {}
@@ -320,60 +323,74 @@ def node_hashes(
     return out
 
 
-def _ranges_tiles(size: int, ranges: Sequence[tuple[int, int]]) -> list[Tile]:
-    return tiles_for_nodes(size, subtrees.nodes_for_ranges(ranges))
+# Every function below takes ``tree``, the size of the tree whose tiles are held (default:
+# the size asked about). A perfect subtree of a smaller tree is a perfect subtree of every
+# larger one, so the tiles of one verified checkpoint serve proofs for any smaller size,
+# and a reader never needs a partial tile of a size no checkpoint named (rule 4).
 
 
-def _ranges_hashes(
-    size: int, ranges: Sequence[tuple[int, int]], tiles: Mapping[Tile, Sequence[bytes]]
-) -> list[bytes]:
-    nodes = node_hashes(size, subtrees.nodes_for_ranges(ranges), tiles)
+def _ranges_tiles(tree: int, ranges: Sequence[tuple[int, int]]) -> list[Tile]:
+    return tiles_for_nodes(tree, subtrees.nodes_for_ranges(ranges))
+
+
+def _ranges_hashes(tree: int, ranges: Sequence[tuple[int, int]], tiles: Tiles) -> list[bytes]:
+    nodes = node_hashes(tree, subtrees.nodes_for_ranges(ranges), tiles)
     return subtrees.hashes_for_ranges(ranges, nodes)
 
 
-def inclusion_tiles(index: int, size: int) -> list[Tile]:
+def _tree(size: int, tree: int | None) -> int:
+    if tree is None:
+        return size
+    if not merkle.is_tree_size(tree) or tree < size:
+        raise TileFormatError(f"tiles of a tree of size {tree!r} cannot serve size {size}")
+    return tree
+
+
+def inclusion_tiles(index: int, size: int, tree: int | None = None) -> list[Tile]:
     """Tiles needed for the inclusion proof of leaf ``index``, and its leaf hash."""
     ranges = [(index, index + 1), *merkle.inclusion_path_nodes(index, size)]
-    return _ranges_tiles(size, ranges)
+    return _ranges_tiles(_tree(size, tree), ranges)
 
 
-def inclusion_proof(index: int, size: int, tiles: Mapping[Tile, Sequence[bytes]]) -> list[bytes]:
+def inclusion_proof(index: int, size: int, tiles: Tiles, tree: int | None = None) -> list[bytes]:
     """PATH(index, D[size]) computed from tiles (equal to ``merkle.inclusion_proof``)."""
-    return _ranges_hashes(size, merkle.inclusion_path_nodes(index, size), tiles)
+    return _ranges_hashes(_tree(size, tree), merkle.inclusion_path_nodes(index, size), tiles)
 
 
-def leaf_from_tiles(index: int, size: int, tiles: Mapping[Tile, Sequence[bytes]]) -> bytes:
-    """The leaf hash of entry ``index`` as the level-0 tile states it."""
+def leaf_from_tiles(index: int, size: int, tiles: Tiles) -> bytes:
+    """The leaf hash of entry ``index`` as the level-0 tile of a tree of ``size`` states it."""
     return node_hashes(size, [(0, index)], tiles)[(0, index)]
 
 
-def consistency_tiles(old_size: int, new_size: int) -> list[Tile]:
-    """Tiles (of the tree of ``new_size``) needed for PROOF(old_size, D[new_size])."""
-    return _ranges_tiles(new_size, merkle.consistency_path_nodes(old_size, new_size))
+def consistency_tiles(old_size: int, new_size: int, tree: int | None = None) -> list[Tile]:
+    """Tiles needed for PROOF(old_size, D[new_size])."""
+    ranges = merkle.consistency_path_nodes(old_size, new_size)
+    return _ranges_tiles(_tree(new_size, tree), ranges)
 
 
 def consistency_proof(
-    old_size: int, new_size: int, tiles: Mapping[Tile, Sequence[bytes]]
+    old_size: int, new_size: int, tiles: Tiles, tree: int | None = None
 ) -> list[bytes]:
-    """PROOF(old_size, D[new_size]) from tiles of the tree of ``new_size``."""
-    return _ranges_hashes(new_size, merkle.consistency_path_nodes(old_size, new_size), tiles)
+    """PROOF(old_size, D[new_size]) computed from tiles."""
+    ranges = merkle.consistency_path_nodes(old_size, new_size)
+    return _ranges_hashes(_tree(new_size, tree), ranges, tiles)
 
 
-def root_tiles(size: int) -> list[Tile]:
+def root_tiles(size: int, tree: int | None = None) -> list[Tile]:
     """Tiles needed to fold the root of the tree of ``size`` (its frontier's nodes)."""
-    return tiles_for_nodes(size, subtrees.Frontier.coordinates(size))
+    return tiles_for_nodes(_tree(size, tree), subtrees.Frontier.coordinates(size))
 
 
-def frontier(size: int, tiles: Mapping[Tile, Sequence[bytes]]) -> subtrees.Frontier:
-    """The frontier of the tree of ``size`` (``root_tiles(size)`` suffice)."""
+def frontier(size: int, tiles: Tiles, tree: int | None = None) -> subtrees.Frontier:
+    """The frontier of the tree of ``size`` (``root_tiles`` tell which tiles suffice)."""
     coords = subtrees.Frontier.coordinates(size)
-    nodes = node_hashes(size, coords, tiles)
+    nodes = node_hashes(_tree(size, tree), coords, tiles)
     return subtrees.Frontier.from_hashes(size, [nodes[c] for c in coords])
 
 
-def root(size: int, tiles: Mapping[Tile, Sequence[bytes]]) -> bytes:
-    """The root of the tree of ``size``, folded from its tiles."""
-    return frontier(size, tiles).root()
+def root(size: int, tiles: Tiles, tree: int | None = None) -> bytes:
+    """The root of the tree of ``size``, folded from tiles."""
+    return frontier(size, tiles, tree).root()
 
 
 def build_tiles(leaf_hashes: Sequence[bytes]) -> dict[Tile, list[bytes]]:
