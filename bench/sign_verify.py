@@ -65,30 +65,28 @@ def issuance() -> IssuanceRecord:
     )
 
 
-def rate(op: Callable[[], object], n: int) -> float:
-    """Operations per second of ``n`` calls of ``op``, garbage collection paused."""
+def elapsed(
+    op: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Seconds on ``clock`` of ``n`` calls of ``op``, garbage collection paused."""
     gc.disable()
     try:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(n):
             op()
-        elapsed = time.perf_counter() - start
+        return clock() - start
     finally:
         gc.enable()
-    return n / elapsed
+
+
+def rate(op: Callable[[], object], n: int) -> float:
+    """Operations per second of ``n`` calls of ``op``."""
+    return n / elapsed(op, n)
 
 
 def cpu_us(op: Callable[[], object], n: int) -> float:
     """CPU microseconds of this thread per call of ``op``, over ``n`` calls."""
-    gc.disable()
-    try:
-        start = time.thread_time()
-        for _ in range(n):
-            op()
-        elapsed = time.thread_time() - start
-    finally:
-        gc.enable()
-    return elapsed / n * 1e6
+    return elapsed(op, n, time.thread_time) / n * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
