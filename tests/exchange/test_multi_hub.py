@@ -44,13 +44,15 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware
 from jcm_sync.services.agent import Syncer
+from jcm_sync.services.hub import Hub
 from jcm_sync.services.log_service import checkpoint_verifiers, verify_log
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
 from jcm_sync.store import LogRef, Store, open_store
+from tests.exchange.conftest import Running
 from tests.store.conftest import PG_URL, drop_schema, make_schema, skip_without_pg, with_param
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = pytest.mark.postgres
 
 PARTNERS = ["MN", "ID", "VN", "TH", "PH"]
 RECORDS = 2000
@@ -209,6 +211,7 @@ async def metric(session: aiohttp.ClientSession, ops_url: str, name: str) -> flo
     )
 
 
+@pytest.mark.slow
 async def test_three_hubs_five_agents_one_killed_one_history(
     tmp_path: Path, schema_url: str
 ) -> None:
@@ -306,3 +309,44 @@ async def check_replay_refused(
     RequestSigner(agent.node.keys.transport).sign("GET", shared + path, fresh, b"")
     async with session.get(f"http://127.0.0.1:{direct_port}{path}", headers=fresh) as resp:
         assert resp.status == 200, await resp.text()
+
+
+# --- the pieces, fast ------------------------------------------------------------------
+
+
+def _reconciled(hub: Hub, pid: str) -> float:
+    labels = {"partnership": pid, "job": "reconcile", "outcome": "ok"}
+    return hub.node.metrics.registry.get_sample_value("jcm_sync_job_runs_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("network", ["postgres"], indirect=True)
+async def test_only_the_process_holding_the_lock_reconciles(network: Running) -> None:
+    """Two hubs on one database: the first to ask runs the scheduled reconciliation, the
+    other skips it until the first has gone; a run's failure is not what is tested."""
+    assert network.server is not None
+    first = network.server.hub
+    second = Hub(await open_node(load_config(network.net.configs["JP"], env={})))
+    pid = "JP-MN"
+    try:
+        before = _reconciled(first, pid)  # its scheduler may have run one already
+        await first._reconcile(pid)
+        await second._reconcile(pid)
+        assert _reconciled(first, pid) >= before + 1
+        assert _reconciled(second, pid) == 0
+        await network.stop_hub()  # the first process goes: its session, and lock, with it
+        await second._reconcile(pid)
+        assert _reconciled(second, pid) == 1
+    finally:
+        second.close()
+        await second.node.close()
+
+
+def test_reuse_port_without_postgresql_is_refused(tmp_path: Path) -> None:
+    net = provision(tmp_path / "net", ["MN"], hub_port=free_port())  # SQLite
+    out = subprocess.run(
+        [sys.executable, "-m", "jcm_sync", "registry", "serve", "--reuse-port",
+         "--config", str(net.configs["JP"]), "--log-format", "json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "reuse_port needs a PostgreSQL store" in out.stdout + out.stderr
