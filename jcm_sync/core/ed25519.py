@@ -67,10 +67,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 __all__ = [
     "BACKEND",
     "BACKENDS",
+    "FIELD_PRIME",
     "GROUP_ORDER",
     "PUBLIC_KEY_SIZE",
     "SIGNATURE_SIZE",
     "SMALL_ORDER_Y",
+    "key_refusal",
     "refusal",
     "verify",
     "verify_with",
@@ -113,12 +115,25 @@ def refusal(public_key: bytes, signature: bytes) -> str | None:
         return f"an Ed25519 signature is {SIGNATURE_SIZE} bytes, not {len(signature)}"
     if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
         return "S is not below the group order L (non-canonical S)"
-    for name, encoded in (("A", public_key), ("R", signature[:32])):
-        y = int.from_bytes(encoded, "little") & _Y_MASK
-        if y >= FIELD_PRIME:
-            return f"{name} is a non-canonical encoding (y >= p)"
-        if y in SMALL_ORDER_Y:
-            return f"{name} is a point of small order"
+    return _point_refusal("A", public_key) or _point_refusal("R", signature[:32])
+
+
+def key_refusal(public_key: bytes) -> str | None:
+    """Why the rule refuses every signature by ``public_key`` (rules 1, 3, 4), or None.
+
+    A trust root checks its keys with it: such a key could verify nothing.
+    """
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, not {len(public_key)}"
+    return _point_refusal("A", public_key)
+
+
+def _point_refusal(name: str, encoded: bytes) -> str | None:
+    y = int.from_bytes(encoded, "little") & _Y_MASK
+    if y >= FIELD_PRIME:
+        return f"{name} is a non-canonical encoding (y >= p)"
+    if y in SMALL_ORDER_Y:
+        return f"{name} is a point of small order"
     return None
 
 

@@ -75,6 +75,7 @@ import msgspec
 
 from jcm_sync.core import merkle
 from jcm_sync.core.cosign_policy import Quorum, check_quorums
+from jcm_sync.core.ed25519 import key_refusal
 from jcm_sync.core.envelope import (
     AnyPrivateKey,
     AnyPublicKey,
@@ -197,6 +198,9 @@ class TrustRoot(
                     f"keys[{n}] is {len(k.public_key)} bytes: an Ed25519 key is 32 bytes, "
                     f"an ML-DSA-44 key {ML_DSA_44_PUBLIC_KEY_SIZE}"
                 )
+            refusal = key_refusal(k.public_key) if len(k.public_key) == 32 else None
+            if refusal is not None:  # ADR 0038: every signature by it would be refused
+                raise ValueError(f"keys[{n}] is an Ed25519 key that verifies nothing: {refusal}")
             if k.node not in node_ids:
                 raise ValueError(f"keys[{n}] belongs to {k.node}, not a node of the root")
             unknown = set(k.roles) - ROLES

@@ -22,10 +22,12 @@ Sources of the vectors:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -34,9 +36,11 @@ from jcm_sync.core import ed25519
 from jcm_sync.core.cosignature import (
     CosignatureVerifier,
 )
-from jcm_sync.core.envelope import PublicKey
+from jcm_sync.core.envelope import PrivateKey, PublicKey
 from jcm_sync.core.note import Verifier
+from jcm_sync.core.trust import TrustRoot
 from jcm_sync.net.httpsig_pq import ED25519
+from tests import builders
 from tests.core import ed25519_reference as ref
 
 # --- vectors ---------------------------------------------------------------------------
@@ -379,3 +383,21 @@ def test_rfc8032_vectors_are_what_their_secret_keys_sign() -> None:
 def test_memoryview_and_bytearray_inputs_get_the_same_verdict() -> None:
     assert ed25519.verify(bytearray(_PK), memoryview(_SIG), bytearray(_MSG))
     assert not ed25519.verify(bytearray(_PK), memoryview(_flip(_SIG, 9)), bytearray(_MSG))
+
+
+def test_key_refusal_names_the_keys_that_verify_nothing() -> None:
+    assert ed25519.key_refusal(_PK) is None
+    assert ed25519.key_refusal((1).to_bytes(32, "little")) == "A is a point of small order"
+    assert ed25519.key_refusal(_PK[:31]) == "an Ed25519 public key is 32 bytes, not 31"
+    y = (2**255 - 1).to_bytes(32, "little")
+    assert ed25519.key_refusal(y) == "A is a non-canonical encoding (y >= p)"
+
+
+def test_a_trust_root_refuses_an_ed25519_key_that_verifies_nothing() -> None:
+    keys = {"JP": PrivateKey.from_seed(b"\x01" * 32), "ID": PrivateKey.from_seed(b"\x02" * 32)}
+    doc = builders.root_document(builders.build_root("JP-ID", keys))
+    assert msgspec.json.decode(msgspec.json.encode(doc), type=TrustRoot).keys  # as built: fine
+    identity = PublicKey.from_raw((1).to_bytes(32, "little"))
+    doc["keys"][0].update(public_key=base64.b64encode(identity.raw).decode(), keyid=identity.key_id)
+    with pytest.raises(msgspec.ValidationError, match=r"keys\[0\] is an Ed25519 key that verifies"):
+        msgspec.json.decode(msgspec.json.encode(doc), type=TrustRoot)
