@@ -68,7 +68,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -184,11 +184,23 @@ class Hub:
                     IntervalJob(f"reconcile-{pid}", sch.reconcile_seconds, self._reconcile, (pid,))
                     for pid in self.node.partnerships
                 ),
-                *(self.witness.jobs() if self.witness is not None else ()),
+                *(self._singleton(j) for j in (self.witness.jobs() if self.witness else ())),
             ],
             jitter=sch.jitter_seconds,
         )
         self._scheduler.start()
+
+    def _singleton(self, job: IntervalJob) -> IntervalJob:
+        """ADR 0042: a job that must run once per database runs only in the hub process
+        holding its lock (every process, when the store is not shared)."""
+        leader, run = self.leader, job.run
+        if leader is None:
+            return job
+
+        async def in_leader(*args: Any) -> Any:
+            return await run(*args) if await leader.held() else None
+
+        return replace(job, run=in_leader)
 
     async def _reconcile(self, partnership: str) -> None:
         """Rules 6 and 8: one run at the latest checkpoints; never raises but cancellation

@@ -44,6 +44,7 @@ from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware
 from jcm_sync.services.agent import Syncer
+from jcm_sync.services.daemon import IntervalJob
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.log_service import checkpoint_verifiers, verify_log
 from jcm_sync.services.node import Node, open_node
@@ -321,8 +322,8 @@ def _reconciled(hub: Hub, pid: str) -> float:
 
 @pytest.mark.parametrize("network", ["postgres"], indirect=True)
 async def test_only_the_process_holding_the_lock_reconciles(network: Running) -> None:
-    """Two hubs on one database: the first to ask runs the scheduled reconciliation, the
-    other skips it until the first has gone; a run's failure is not what is tested."""
+    """Two hubs on one database: the first to ask runs the scheduled reconciliation (and
+    any other job that must run once), the other skips it until the first has gone."""
     assert network.server is not None
     first = network.server.hub
     second = Hub(await open_node(load_config(network.net.configs["JP"], env={})))
@@ -333,6 +334,15 @@ async def test_only_the_process_holding_the_lock_reconciles(network: Running) ->
         await second._reconcile(pid)
         assert _reconciled(first, pid) >= before + 1
         assert _reconciled(second, pid) == 0
+        ran: list[str] = []
+
+        async def job(who: str) -> None:
+            ran.append(who)
+
+        witness_like = IntervalJob("witness-JP-MN", 60.0, job)  # any job run once
+        await first._singleton(witness_like).run("first")
+        await second._singleton(witness_like).run("second")
+        assert ran == ["first"]
         await network.stop_hub()  # the first process goes: its session, and lock, with it
         await second._reconcile(pid)
         assert _reconciled(second, pid) == 1
