@@ -42,10 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "export",
         help="write both logs, checkpoints, trust roots and reconciliation runs to a folder",
         description=(
-            "Both logs' entries up to the snapshot (the latest checkpoint of each, or --at),\n"
-            "every stored checkpoint up to it, the trust-root chain, the reconciliation runs\n"
-            "on snapshots within it with the last report, and a manifest with the SHA-256\n"
-            "of every file. Reads the store; needs no keys."
+            "Both logs' entries up to the snapshot (the newest checkpoint of each that the\n"
+            "trust root's cosignature quorum agrees, or --at), every stored checkpoint up to\n"
+            "it, the trust-root chain, every reconciliation run on a snapshot within it with\n"
+            "its report, and a manifest saying where each log was cut and why, with the\n"
+            "SHA-256 of every file. Reads the store; needs no keys."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SIZE",
         default=None,
         help="snapshot sizes: one for both logs, or NODE=SIZE,NODE=SIZE (default: the "
-        "latest checkpoint of each log)",
+        "newest agreed checkpoint of each log)",
     )
     add_json(ex)
     ex.set_defaults(func=cmd_export)
@@ -66,8 +67,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check a bundle offline: digests, roots, records, trees, checkpoints, reports",
         description=(
             "Checks the manifest's digests, the trust-root chain, every record's signatures,\n"
-            "rebuilds both Merkle trees and checks every checkpoint, and replays every\n"
-            "reconciliation run, listing every difference from what the bundle records.\n"
+            "rebuilds both Merkle trees and checks every checkpoint (its ML-DSA-44 lines too\n"
+            "where the root requires both), and replays every reconciliation run on its own\n"
+            "snapshot, comparing its report, listing every difference under its run.\n"
             "Opens no store and no network."
         ),
         epilog=EXIT_CODES,
@@ -103,7 +105,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     data = {
         "directory": str(summary.directory),
         "partnership": summary.partnership,
-        "logs": [{"node": i.node, "size": i.size, "root": i.root} for i in summary.logs],
+        "logs": [
+            {"node": i.node, "size": i.size, "root": i.root, "cut": i.cut, "reason": i.reason}
+            for i in summary.logs
+        ],
         "checkpoints": summary.checkpoints,
         "runs": summary.runs,
         "report": summary.report,
@@ -118,6 +123,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{summary.runs} reconciliation runs"
             + (", the last report" if summary.report else ", no report within the snapshot")
         )
+        for i in summary.logs:
+            c.print(f"  {i.node} cut at {i.size}: {escape(i.reason)}")
 
     emit(args, data, human)
     return EXIT_OK

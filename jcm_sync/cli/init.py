@@ -62,6 +62,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--ops-port", type=int, default=OPS_PORT, help="the console's port (default 8701)"
     )
     p.add_argument(
+        "--pq",
+        action="store_true",
+        help="also make an ML-DSA-44 key for records and checkpoints ([keys] signing_pq, "
+        "checkpoint_pq) and list it in the draft trust root",
+    )
+    p.add_argument(
+        "--counterpart-pq-key",
+        type=Path,
+        metavar="PUBFILE",
+        help="with --pq: the other side's ML-DSA-44 .pub; the draft root then requires both "
+        "algorithms for checkpoints and every record kind",
+    )
+    p.add_argument(
         "--force", action="store_true", help="use a non-empty folder (keys are never overwritten)"
     )
     add_json(p)
@@ -80,6 +93,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         force=args.force,
         ops_port=args.ops_port,
         port=args.port,
+        pq=args.pq,
+        counterpart_pq_key=args.counterpart_pq_key,
     )
     standing = init_node(req, now_of(args))
     emit(args, standing_data(standing), lambda c: render(c, standing))
@@ -93,6 +108,7 @@ def standing_data(s: Standing) -> dict[str, Any]:
         "country": s.request.country,
         "config": str(s.config),
         "key_id": s.key_id,
+        "pq_key_id": s.pq_key_id,
         "written": [str(p) for p in s.written],
         "roots": [
             {
@@ -110,6 +126,8 @@ def standing_data(s: Standing) -> dict[str, Any]:
 def render(c: Console, s: Standing) -> None:
     c.print(f"[bold]{escape(str(s.request.directory))}[/]: {s.request.role} {s.request.country}, "
             f"signing key {s.key_id}")  # fmt: skip
+    if s.pq_key_id:
+        c.print(f"  ML-DSA-44 key {s.pq_key_id} (signing_pq, checkpoint_pq)")
     for path in s.written:
         mode = path.stat().st_mode & 0o777
         c.print(f"  wrote {escape(str(path))} (mode {mode:04o})")

@@ -17,7 +17,8 @@ Rules:
    reports where the folder stands, so it is safe to repeat.
 3. Country codes are ISO 3166-1 alpha-2; the registry is Japan (JP) and a partner is
    not. A partner's partnership is ``JP-<country>``.
-4. A draft trust root holds both sides' signing keys and this side's signature only,
+4. A draft trust root holds both sides' signing keys (with ``--pq`` this side's
+   ML-DSA-44 keys too, ``setup_pq``) and this side's signature only,
    and requires the mutual cosignature (each log agreed once the other side cosigned
    its checkpoint, ADR 0035); the counterpart countersigns it (``jcm-sync trust
    sign``). An imported root must verify, be for the partnership and hold this node's
@@ -32,7 +33,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -53,6 +54,7 @@ from jcm_sync.local.keyfiles import (
     write_key_pair,
 )
 from jcm_sync.services.node import check_key_algorithms, load_chain, load_keys
+from jcm_sync.services.setup_pq import add_pq_settings, check_pq_options, ensure_pq_key, with_pq
 from jcm_sync.services.trust_roots import Validity, new_root, sign_new_root
 from jcm_sync.store import redact_url
 
@@ -115,6 +117,10 @@ class InitRequest:
     ops_port: int = OPS_PORT
     #: the registry's hub port (``[server] port``)
     port: int = HUB_PORT
+    #: also make ML-DSA-44 keys and list them in the draft root (``setup_pq``)
+    pq: bool = False
+    #: the counterpart's ML-DSA-44 ``.pub``: with it the draft root requires both
+    counterpart_pq_key: Path | None = None
 
 
 @dataclass
@@ -134,6 +140,7 @@ class Standing:
     request: InitRequest
     key_id: str
     written: list[Path] = field(default_factory=list)
+    pq_key_id: str | None = None  # the ML-DSA-44 key's, with --pq
     roots: list[RootState] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
 
@@ -187,16 +194,14 @@ def validate(req: InitRequest) -> InitRequest:
                 raise BadDataError(f"{p!r} is not JP-<partner country>", where="--partnership")
         if not parts:
             raise BadDataError("name the partnership: --partnership JP-MN", where="--partnership")
+    check_pq_options(req.pq, req.counterpart_pq_key, req.counterpart_key)
     one = req.counterpart_key or req.import_root
     if one and len(parts) != 1:
         raise BadDataError(
             "--counterpart-key and --import-root are for one partnership at a time",
             where="--partnership",
         )
-    return InitRequest(
-        req.role, cc, req.directory, tuple(dict.fromkeys(parts)), req.hub_url,
-        req.counterpart_key, req.import_root, req.force, req.ops_port, req.port,
-    )  # fmt: skip
+    return replace(req, country=cc, partnerships=tuple(dict.fromkeys(parts)))
 
 
 def _config_text(req: InitRequest) -> str:
@@ -312,12 +317,16 @@ def init_node(req: InitRequest, now: datetime) -> Standing:
     else:
         key = PrivateKey.generate()
         written += write_key_pair(d / "keys", stem, key, force=False)
+    pq = ensure_pq_key(d / "keys", stem, written) if req.pq else None
     cfg = d / config_name(req.role)
     if not rerun:
-        _write_new_text(cfg, _config_text(req), 0o600, written)
+        text = _config_text(req)
+        _write_new_text(cfg, add_pq_settings(text, stem) if pq else text, 0o600, written)
         _write_new_text(d / env_name(req.role), _env_text(req), 0o600, written)
     else:
         text = cfg.read_text(encoding="utf-8")
+        if pq and (updated := add_pq_settings(text, stem)) != text:
+            _write_new_text(cfg, text := updated, 0o600, written)
         missing = [p for p in req.partnerships if f'id = "{p}"' not in text]
         if missing:
             if req.role == "partner":
@@ -336,10 +345,12 @@ def init_node(req: InitRequest, now: datetime) -> Standing:
             mutual = {"JP": Quorum((partner,), 1), partner: Quorum(("JP",), 1)}
             valid = Validity(now, key_days=5 * 365, expires_days=365)
             root = new_root(p, keys, valid, cosign=mutual)
+            root = with_pq(root, valid, req.country, pq, req.counterpart_pq_key)
             _write_new_text(draft, sign_new_root(root, [key]).decode(), 0o644, written)
     if req.import_root:
         _import_root(req, key, now, written)
     standing = Standing(req, key.public.key_id, written)
+    standing.pq_key_id = pq.key_id if pq else None
     standing.roots = [root_state(d, p, key, now) for p in _configured(cfg, req)]
     standing.steps = next_steps(standing)
     return standing

@@ -31,6 +31,7 @@ def test_export_then_verify_ok(
     code, out, err = export(capsys, pair, tmp_path / "b")
     assert code == 0, err
     assert f"{PID} at JP {pair.sizes['JP']}, MN {pair.sizes['MN']}" in out
+    assert f"JP cut at {pair.sizes['JP']}: the newest stored checkpoint" in out
     code, out, err = run(capsys, "evidence", "verify", tmp_path / "b")
     assert code == 0, out + err
     assert "OK: nothing differs" in out
@@ -40,6 +41,7 @@ def test_export_then_verify_ok(
     assert data["ok"] is True
     assert data["differences"] == []
     assert data["checked"]["runs replayed"] == 2
+    assert data["checked"]["run reports compared"] == 2
 
 
 def test_export_json_and_at(pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,6 +49,7 @@ def test_export_json_and_at(pair: Pair, tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 0, err
     data = json.loads(out)
     assert [(log["node"], log["size"]) for log in data["logs"]] == [("JP", 10), ("MN", 20)]
+    assert {log["cut"] for log in data["logs"]} == {"given"}
     assert data["report"] is False
     assert run(capsys, "evidence", "verify", tmp_path / "b")[0] == 0
 

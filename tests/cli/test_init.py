@@ -201,3 +201,91 @@ def test_an_imported_root_must_verify_and_hold_this_nodes_key(
     assert code == 1
     assert "does not hold this node's signing key" in err
     assert not (mn / "roots/jp-mn.root.json").exists()
+
+
+def test_init_pq_makes_an_ml_dsa_key_and_a_draft_requiring_both_that_both_nodes_open_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--pq``: an ML-DSA-44 key (0600) named as ``signing_pq`` and ``checkpoint_pq``; a
+    re-run writes nothing; the partner's draft, given the registry's ML-DSA-44 ``.pub``,
+    lists both sides' ML-DSA-44 keys (never for ``root``) and requires both algorithms
+    for checkpoints and record kinds; countersigned and imported, both nodes open."""
+    import asyncio
+
+    from jcm_sync.core.pq import ML_DSA_44_PUBLIC_KEY_SIZE
+    from jcm_sync.core.trust import peek_root
+    from jcm_sync.local.keyfiles import load_any_public_key
+    from jcm_sync.services.node import open_node
+
+    jp, mn = tmp_path / "jp", tmp_path / "mn"
+    registry = ("--role", "registry", "--country", "JP", "--dir", jp, "--partnership", "JP-MN")
+    code, data, err = init(capsys, *registry, "--pq")
+    assert code == 0, err
+    key, pub = jp / "keys/jp-registry-pq.key", jp / "keys/jp-registry-pq.pub"
+    assert (mode(key), mode(pub)) == (0o600, 0o644)
+    assert data["pq_key_id"] == load_any_public_key(pub).key_id
+    keys = load_config(jp / "registry.toml", env={}).keys
+    assert keys.signing_pq == keys.checkpoint_pq == "keys/jp-registry-pq.key"
+    code, again, err = init(capsys, *registry, "--pq")
+    assert code == 0, err
+    assert again["written"] == []
+    assert again["pq_key_id"] == data["pq_key_id"]
+
+    partner = ("--role", "partner", "--country", "MN", "--dir", mn, "--hub-url", HUB)
+    code, data, err = init(capsys, *partner, "--pq", "--counterpart-key",
+                           jp / "keys/jp-registry.pub", "--counterpart-pq-key", pub)  # fmt: skip
+    assert code == 0, err
+    draft = mn / "roots/jp-mn.draft.json"
+    root = peek_root(draft.read_bytes())
+    assert root.requirement("checkpoint") == "both"
+    assert root.requirement("issuance") == "both"
+    assert root.requirement("transport") == "ed25519"
+    pq = {k.node: k for k in root.keys if len(k.public_key) == ML_DSA_44_PUBLIC_KEY_SIZE}
+    assert pq["JP"].keyid == load_any_public_key(pub).key_id
+    assert pq["MN"].keyid == data["pq_key_id"]
+    assert all("root" not in k.roles and "checkpoint" in k.roles for k in pq.values())
+
+    final = jp / "roots/jp-mn.root.json"
+    code, _, err = run(capsys, "trust", "sign", draft, "--key", jp / "keys/jp-registry.key",
+                       "--out", final)  # fmt: skip
+    assert code == 0, err
+    assert init(capsys, *partner, "--pq", "--import-root", final)[0] == 0
+
+    async def opens(cfg: Path) -> bool:
+        node = await open_node(load_config(cfg, env={}))
+        try:
+            return node.keys.signing_pq is not None and node.keys.checkpoint_pq is not None
+        finally:
+            await node.close()
+
+    assert asyncio.run(opens(jp / "registry.toml"))
+    assert asyncio.run(opens(mn / "agent.toml"))
+
+
+def test_init_pq_on_an_existing_folder_adds_the_key_and_without_theirs_requires_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder made without ``--pq`` gains the key and settings on a re-run with it;
+    a draft without the counterpart's ML-DSA-44 key lists this side's and requires
+    nothing more (requiring both would stop the counterpart's node from opening);
+    ``--counterpart-pq-key`` without ``--pq`` is refused."""
+    from jcm_sync.core.trust import peek_root
+
+    jp, mn = tmp_path / "jp", tmp_path / "mn"
+    assert init(capsys, "--role", "registry", "--country", "JP", "--dir", jp,
+                "--partnership", "JP-MN")[0] == 0  # fmt: skip
+    partner = ("--role", "partner", "--country", "MN", "--dir", mn, "--hub-url", HUB)
+    assert init(capsys, *partner)[0] == 0
+    assert "signing_pq" not in (mn / "agent.toml").read_text()
+    code, data, err = init(capsys, *partner, "--pq", "--counterpart-key",
+                           jp / "keys/jp-registry.pub")  # fmt: skip
+    assert code == 0, err
+    assert str(mn / "keys/mn-secretariat-pq.key") in data["written"]
+    assert load_config(mn / "agent.toml", env={}).keys.signing_pq == "keys/mn-secretariat-pq.key"
+    root = peek_root((mn / "roots/jp-mn.draft.json").read_bytes())
+    assert root.required_algorithms == {}
+    assert data["pq_key_id"] in {k.keyid for k in root.keys}
+    code, _, err = run(capsys, "init", *partner, "--counterpart-pq-key",
+                       jp / "keys/jp-registry.pub")  # fmt: skip
+    assert code == 1
+    assert "--counterpart-pq-key goes with --pq and --counterpart-key" in err
