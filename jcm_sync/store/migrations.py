@@ -29,7 +29,14 @@ Rules:
    4 adds ``witnessed`` (the tree head a witness cosigned per origin) and
    ``log_cosignatures`` (the counterpart's cosignatures of stored checkpoints, ADR 0032);
    5 adds ``shared_nonces`` and ``shared_request_counts``, the request nonces and
-   per-node request counts every hub process on one PostgreSQL shares (ADR 0042).
+   per-node request counts every hub process on one PostgreSQL shares (ADR 0042);
+   6 merges the record index into ``log_entries`` with each entry's leaf hash, keeps record
+   ids as 64-bit keys in ``record_ids`` fed in bulk from ``recent_record_ids``, and keeps
+   only the tree nodes of levels 8, 16, ... (ADR 0040). It rebuilds ``log_entries`` and
+   moves its rows, so it cannot be ``IF NOT EXISTS``-idempotent: like every migration it
+   runs once, in the transaction that records it. Its dialect fields ``{leaf_hash}`` and
+   ``{id_key}`` are the expressions computing an entry's RFC 9162 leaf hash from
+   ``e.envelope`` and a record id's 64-bit key from ``record_id`` (``sql.id_key``).
 """
 
 from __future__ import annotations
@@ -174,6 +181,55 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         win BIGINT NOT NULL,
         n BIGINT NOT NULL,
         PRIMARY KEY (key, win))""",
+        ),
+    ),
+    Migration(
+        6,
+        "entries hold their index fields and leaf hash; ids in a bulk-merged index; sparse nodes",
+        (
+            # ADR 0040: one row per entry (the record index merged in, with the leaf hash),
+            # record ids as 64-bit keys in an index merged in bulk from a small recent one,
+            # and tree nodes only at levels 8, 16, ... (the rest are computed on demand).
+            """CREATE TABLE IF NOT EXISTS log_entries_v6 (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        supersedes TEXT,
+        leaf_hash {blob} NOT NULL,
+        envelope {blob} NOT NULL,
+        appended_at {time} NOT NULL,
+        PRIMARY KEY (log_id, idx))""",
+            # a LEFT JOIN: an entry without its index row fails kind's NOT NULL, loudly
+            """INSERT INTO log_entries_v6 (log_id, idx, record_id, kind, key, supersedes,
+        leaf_hash, envelope, appended_at)
+        SELECT e.log_id, e.idx, e.record_id, r.kind, r.key, r.supersedes,
+        {leaf_hash}, e.envelope, e.appended_at
+        FROM log_entries e LEFT JOIN record_index r ON r.log_id = e.log_id AND r.idx = e.idx
+        ORDER BY e.log_id, e.idx""",
+            "DROP TABLE IF EXISTS record_index",
+            "DROP TABLE IF EXISTS log_entries",
+            "ALTER TABLE log_entries_v6 RENAME TO log_entries",
+            "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries (log_id, appended_at)",
+            "CREATE INDEX IF NOT EXISTS log_entries_kind_key ON log_entries (kind, key)",
+            (
+                "CREATE INDEX IF NOT EXISTS log_entries_supersedes ON log_entries (supersedes) "
+                "WHERE supersedes IS NOT NULL"
+            ),
+            """CREATE TABLE IF NOT EXISTS record_ids (
+        id_key BIGINT NOT NULL,
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        PRIMARY KEY (id_key, log_id, idx)){without_rowid}""",
+            """CREATE TABLE IF NOT EXISTS recent_record_ids (
+        id_key BIGINT NOT NULL,
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        PRIMARY KEY (id_key, log_id, idx)){without_rowid}""",
+            """INSERT INTO record_ids (id_key, log_id, idx)
+        SELECT {id_key}, log_id, idx FROM log_entries ORDER BY 1, 2, 3""",
+            "DELETE FROM log_nodes WHERE level = 0 OR level % 8 <> 0",
         ),
     ),
 )

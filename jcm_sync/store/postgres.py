@@ -53,7 +53,7 @@ from asyncpg.exceptions import (
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, StoreError
-from jcm_sync.store import migrations, sql  # the modules, not the package face
+from jcm_sync.store import migrations, sparse, sql  # the modules, not the package face
 from jcm_sync.store.base import redact_url
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -80,12 +80,19 @@ DIALECT: Final = {
     "blob": "BYTEA",
     "time": "TIMESTAMPTZ",
     "without_rowid": "",
+    "leaf_hash": "sha256(decode('00', 'hex') || e.envelope)",
+    "id_key": "('x' || substr(record_id, 1, 16))::bit(64)::bigint",
 }
 
+#: Every range of ``sparse.base_reads`` in one round trip: stored nodes, then leaf hashes.
 SQL_NODES = (
-    "SELECT level, idx, hash FROM log_nodes WHERE log_id = $1 AND (level, idx) IN "
-    "(SELECT * FROM unnest($2::int[], $3::bigint[]))"
+    "SELECT n.level, n.idx, n.hash FROM unnest($2::int[], $3::bigint[], $4::bigint[]) "
+    "AS r(level, lo, hi) JOIN log_nodes n ON n.log_id = $1 AND n.level = r.level "
+    "AND n.idx >= r.lo AND n.idx < r.hi "
+    "UNION ALL SELECT 0, e.idx, e.leaf_hash FROM unnest($5::bigint[], $6::bigint[]) "
+    "AS r(lo, hi) JOIN log_entries e ON e.log_id = $1 AND e.idx >= r.lo AND e.idx < r.hi"
 )
+HELD_IDS: Final = sql.HELD_IDS.format(keys=sql.POSTGRES_KEYS)
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -231,12 +238,22 @@ class PostgresStore(sql.SqlStore):
                     raise StoreError(f"origin {log.origin!r} is already used by another log")
         return None if row is None else (int(row[0]), str(row[1]))
 
-    @staticmethod
-    async def _nodes_on(conn: Any, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+    async def _nodes_on(
+        self, conn: Any, log_id: int, coords: Sequence[Coord]
+    ) -> dict[Coord, object]:
+        """The wanted nodes, from the range reads of ``sparse.base_reads`` in one query."""
         if not coords:
             return {}
-        rows = await conn.fetch(SQL_NODES, log_id, [c[0] for c in coords], [c[1] for c in coords])
-        return {(r[0], r[1]): r[2] for r in rows}
+        reads = sparse.base_reads(coords)
+        nodes = [r for r in reads if r.level]
+        leaves = [r for r in reads if not r.level]
+        rows = await conn.fetch(
+            SQL_NODES, log_id,
+            [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
+            [r.start for r in leaves], [r.end for r in leaves],
+        )  # fmt: skip
+        found = {(r[0], r[1]): r[2] for r in rows}
+        return sparse.combine(coords, found, self._origin_of(log_id))
 
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         async with self._conn("reading tree nodes") as conn:
@@ -260,16 +277,22 @@ class PostgresStore(sql.SqlStore):
         return plan
 
     async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
-        entries, nodes, records = sql.append_rows(log_id, plan, self._clock())
+        """Write the plan with COPY, in the transaction holding the head row (rule 1)."""
+        entries, nodes, ids = sql.append_rows(log_id, plan, self._clock())
+        keys = [row[0] for row in ids]
+        sql.check_not_held(log, plan, await conn.fetch(pg(HELD_IDS), keys, keys, log_id))
         try:
             async with conn.transaction():  # a savepoint, so a violation can be explained
-                await conn.executemany(pg(sql.INSERT_RECORD), records)
-                await conn.executemany(pg(sql.INSERT_ENTRY), entries)
-                await conn.executemany(pg(sql.INSERT_NODE), nodes)
+                await conn.copy_records_to_table(
+                    "log_entries", records=entries, columns=sql.ENTRY_COLUMNS
+                )
         except asyncpg.UniqueViolationError as exc:
-            find = pg(sql.FIND_RECORD)
-            held = {e.record_id: await conn.fetchval(find, e.record_id, log_id) for e in plan.new}
-            sql.refuse_append(log, plan, held, exc)
+            sql.refuse_append(log, plan, exc)
+        if nodes:
+            await conn.executemany(pg(sql.INSERT_NODE), nodes)
+        await conn.copy_records_to_table("recent_record_ids", records=ids, columns=sql.ID_COLUMNS)
+        if sql.merge_due(plan):
+            await conn.execute(sql.MERGE_IDS_POSTGRES)
         await conn.execute(pg(sql.UPDATE_HEAD), plan.size, plan.root, log_id)
 
     async def _advance_trust_marks(

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn
 
 from jcm_sync.errors import NotFoundError
+from jcm_sync.store import sparse
 from jcm_sync.store.base import EntryRow, RecordRow, StoreBase
 from jcm_sync.store.migrations import (
     BOOKKEEPING_DDL,
@@ -49,8 +50,11 @@ __all__ = [
     "SET_SCHEMA_VERSION",
     "SqlStore",
     "append_rows",
+    "check_not_held",
     "check_schema_version",
     "checkpoint_query",
+    "id_key",
+    "merge_due",
     "record_query",
     "refuse_append",
     "schema_ddl",
@@ -95,7 +99,13 @@ INSERT_LOG: Final = (
 LIST_LOGS: Final = "SELECT partnership, node, origin FROM logs ORDER BY partnership, node"
 HEAD: Final = "SELECT size, root FROM logs WHERE id = ?"
 UPDATE_HEAD: Final = "UPDATE logs SET size = ?, root = ? WHERE id = ?"
-NODE: Final = "SELECT hash FROM log_nodes WHERE log_id = ? AND level = ? AND idx = ?"
+#: The rows ``sparse.base_reads`` asks for: stored nodes of one level, or leaf hashes.
+NODE_RANGE: Final = (
+    "SELECT idx, hash FROM log_nodes WHERE log_id = ? AND level = ? AND idx >= ? AND idx < ?"
+)
+LEAF_RANGE: Final = (
+    "SELECT idx, leaf_hash FROM log_entries WHERE log_id = ? AND idx >= ? AND idx < ?"
+)
 RECORD_IDS: Final = (
     "SELECT idx, record_id FROM log_entries WHERE log_id = ? AND idx >= ? AND idx < ?"
 )
@@ -103,16 +113,43 @@ ENTRIES: Final = (
     "SELECT idx, record_id, envelope, appended_at FROM log_entries "
     "WHERE log_id = ? AND idx >= ? AND idx < ? ORDER BY idx"
 )
+ENTRY_COLUMNS: Final = (
+    "log_id", "idx", "record_id", "kind", "key", "supersedes", "leaf_hash", "envelope",
+    "appended_at",
+)  # fmt: skip
 INSERT_ENTRY: Final = (
-    "INSERT INTO log_entries (log_id, idx, record_id, envelope, appended_at) VALUES (?, ?, ?, ?, ?)"
+    f"INSERT INTO log_entries ({', '.join(ENTRY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_NODE: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, ?, ?, ?)"
-INSERT_RECORD: Final = (
-    "INSERT INTO record_index "
-    "(log_id, idx, record_id, partnership, kind, key, author, supersedes) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: The id index (ADR 0040): new ids go to the small ``recent_record_ids``, whose rows stay
+#: in the page cache; every ``RECENT_IDS`` entries of a log, one statement moves them all,
+#: in key order, into ``record_ids``, touching each of its pages at most once.
+ID_COLUMNS: Final = ("id_key", "log_id", "idx")
+INSERT_RECENT_ID: Final = "INSERT INTO recent_record_ids (id_key, log_id, idx) VALUES (?, ?, ?)"
+RECENT_IDS: Final = 1 << 15
+#: SQLite runs the merge as two statements under its one writer's lock.
+MERGE_IDS_SQLITE: Final = (
+    "INSERT INTO record_ids (id_key, log_id, idx) "
+    "SELECT id_key, log_id, idx FROM recent_record_ids ORDER BY id_key, log_id, idx",
+    "DELETE FROM recent_record_ids",
 )
-FIND_RECORD: Final = "SELECT idx FROM record_index WHERE record_id = ? AND log_id = ?"
+#: PostgreSQL moves them in one statement, so a concurrent append to another log commits
+#: its recent ids either before (moved) or after (kept) it, never lost between two.
+MERGE_IDS_POSTGRES: Final = (
+    "WITH moved AS (DELETE FROM recent_record_ids RETURNING id_key, log_id, idx) "
+    "INSERT INTO record_ids (id_key, log_id, idx) SELECT * FROM moved ORDER BY 1, 2, 3"
+)
+#: The entries whose record id may be one sought (``{keys}``: one key ``?`` or the
+#: dialect's list of keys), as a FROM clause: both parts of the id index, then the entry.
+ID_PLACES: Final = (
+    "(SELECT log_id, idx FROM record_ids WHERE id_key IN ({keys}) "
+    "UNION ALL SELECT log_id, idx FROM recent_record_ids WHERE id_key IN ({keys})) k "
+    "JOIN log_entries e ON e.log_id = k.log_id AND e.idx = k.idx"
+)
+#: Entries of one log whose id key is among a batch's: the held ids an append must refuse.
+HELD_IDS: Final = f"SELECT e.record_id, e.idx FROM {ID_PLACES} WHERE k.log_id = ?"
+SQLITE_KEYS: Final = "SELECT value FROM json_each(?)"
+POSTGRES_KEYS: Final = "SELECT unnest(?::bigint[])"
 INSERT_CHECKPOINT: Final = (
     "INSERT INTO log_checkpoints (log_id, size, root, note) VALUES (?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
@@ -122,10 +159,11 @@ CHECKPOINT_LATEST: Final = (
     "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? ORDER BY size DESC LIMIT 1"
 )
 CHECKPOINTS: Final = "SELECT size, root, note FROM log_checkpoints WHERE log_id = ? ORDER BY size"
+ONE_ID: Final = ID_PLACES.format(keys="?")
 ENVELOPE: Final = (
     "SELECT l.origin, e.idx, e.record_id, e.envelope, e.appended_at "
-    "FROM record_index r JOIN log_entries e ON e.log_id = r.log_id AND e.idx = r.idx "
-    "JOIN logs l ON l.id = r.log_id WHERE r.record_id = ? ORDER BY r.log_id LIMIT 1"
+    f"FROM {ONE_ID} JOIN logs l ON l.id = e.log_id WHERE e.record_id = ? "
+    "ORDER BY e.log_id LIMIT 1"
 )
 
 
@@ -141,25 +179,42 @@ def checkpoint_query(log_id: int, size: int | None, latest: bool) -> tuple[str, 
     return (CHECKPOINT_LATEST if latest else CHECKPOINTS), [log_id]
 
 
+def id_key(record_id: str) -> int:
+    """The signed 64-bit key of a record id in ``record_ids``: its first 8 bytes, big-endian.
+
+    Two ids may share a key; every lookup also compares the entry's full record id.
+    """
+    value = int(record_id[:16], 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def record_query(query: RecordQuery) -> tuple[str, list[object]]:
-    """The SELECT for a record-index lookup, returning ``base.RecordRow``s."""
+    """The SELECT for a record-index lookup, returning ``base.RecordRow``s.
+
+    A record's partnership and author are its log's: ``prepare_batch`` refuses any other.
+    """
     conds: list[str] = []
     args: list[object] = []
+    source = "log_entries e"
+    if query.record_id is not None:
+        key = id_key(query.record_id)
+        source = ONE_ID
+        args += [key, key]
     for column, value in (
-        ("r.record_id", query.record_id),
-        ("r.kind", query.kind),
-        ("r.key", query.key),
-        ("r.partnership", query.partnership),
-        ("r.supersedes", query.supersedes),
+        ("e.record_id", query.record_id),
+        ("e.kind", query.kind),
+        ("e.key", query.key),
+        ("l.partnership", query.partnership),
+        ("e.supersedes", query.supersedes),
     ):
         if value is not None:
             conds.append(f"{column} = ?")
             args.append(value)
     where = " WHERE " + " AND ".join(conds) if conds else ""
     sql = (
-        "SELECT r.record_id, r.kind, r.key, r.author, r.supersedes, r.partnership, "
-        "l.partnership, l.node, l.origin, r.idx "
-        f"FROM record_index r JOIN logs l ON l.id = r.log_id{where} ORDER BY r.log_id, r.idx"
+        "SELECT e.record_id, e.kind, e.key, l.node, e.supersedes, l.partnership, "
+        "l.partnership, l.node, l.origin, e.idx "
+        f"FROM {source} JOIN logs l ON l.id = e.log_id{where} ORDER BY e.log_id, e.idx"
     )
     return sql, args
 
@@ -168,31 +223,33 @@ Rows = list[tuple[Any, ...]]
 
 
 def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Rows, Rows, Rows]:
-    """The parameter rows of an append plan: entries, nodes, record index."""
+    """The parameter rows of an append plan: entries, stored nodes, recent ids."""
     entries: Rows = [
-        (log_id, i, e.record_id, e.envelope, appended_at)
+        (log_id, i, e.record_id, e.kind, e.key, e.supersedes, e.leaf_hash, e.envelope, appended_at)
         for i, e in enumerate(plan.new, plan.first)
     ]
-    nodes: Rows = [(log_id, n.level, n.index, n.hash) for n in plan.nodes]
-    records: Rows = [
-        (log_id, i, e.record_id, e.partnership, e.kind, e.key, e.author, e.supersedes)
-        for i, e in enumerate(plan.new, plan.first)
-    ]
-    return entries, nodes, records
+    nodes: Rows = [(log_id, n.level, n.index, n.hash) for n in sparse.stored(plan.nodes)]
+    ids: Rows = [(id_key(e.record_id), log_id, i) for i, e in enumerate(plan.new, plan.first)]
+    return entries, nodes, ids
 
 
-def refuse_append(
-    log: LogRef, plan: AppendPlan, held: Mapping[str, int | None], exc: Exception
-) -> NoReturn:
-    """Explain a unique-key violation raised writing ``plan``; call it in the ``except``.
+def merge_due(plan: AppendPlan) -> bool:
+    """True when the append crosses a multiple of ``RECENT_IDS``: time to merge the ids."""
+    return plan.first // RECENT_IDS != plan.size // RECENT_IDS
 
-    ``held`` maps each new record id to the index ``FIND_RECORD`` found it at in this log,
-    or None: a record already held is a ``ConflictError`` (invariant 2); otherwise rows lie
-    past the stored head, a corrupt store.
-    """
-    found = {rid: int(idx) for rid, idx in held.items() if idx is not None}
+
+def check_not_held(log: LogRef, plan: AppendPlan, rows: Iterable[Sequence[object]]) -> None:
+    """Refuse an append of a record the log already holds (invariant 2): ``rows`` are the
+    (record id, index) ``HELD_IDS`` found for the new entries' keys, collisions included."""
+    new = {e.record_id for e in plan.new}
+    found = {str(r[0]): int(str(r[1])) for r in rows if r[0] in new}
     if found:
-        raise duplicate_error(log, found) from None
+        raise duplicate_error(log, found)
+
+
+def refuse_append(log: LogRef, plan: AppendPlan, exc: Exception) -> NoReturn:
+    """Explain a primary-key violation raised writing ``plan`` (call it in the ``except``):
+    duplicates were refused before writing, so rows lie past the stored head."""
     raise rows_past_head_error(log, plan, str(exc)) from exc
 
 
@@ -222,6 +279,10 @@ class SqlStore(SqlWitnessRecords, StoreBase):
     async def _query(self, text: str, *args: object) -> list[Any]:
         """Run one statement of this module (``?`` placeholders) and return its rows."""
 
+    def _origin_of(self, log_id: int) -> str:
+        """The origin of a log looked up before, to name it in an error."""
+        return next((o for i, o in self._cache.ids.values() if i == log_id), f"log {log_id}")
+
     async def _list_logs(self) -> list[tuple[str, str, str]]:
         return [(r[0], r[1], r[2]) for r in await self._query(LIST_LOGS)]
 
@@ -247,7 +308,8 @@ class SqlStore(SqlWitnessRecords, StoreBase):
         return [tuple(r) for r in await self._query(text, *args)]
 
     async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        rows = await self._query(ENVELOPE, record_id)
+        key = id_key(record_id)
+        rows = await self._query(ENVELOPE, key, key, record_id)
         if not rows:
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]

@@ -26,6 +26,7 @@ Invariants and choices:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,7 @@ from typing import Any, Final, TypeVar
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
-from jcm_sync.store import migrations, sql
+from jcm_sync.store import migrations, sparse, sql
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
@@ -50,7 +51,7 @@ from jcm_sync.store.values import (
     TrustMark,
 )
 
-__all__ = ["SqliteStore", "path_of_url"]
+__all__ = ["SqliteStore", "path_of_url", "register_functions"]
 
 T = TypeVar("T")
 
@@ -60,7 +61,23 @@ DIALECT: Final = {
     "blob": "BLOB",
     "time": "TEXT",
     "without_rowid": " WITHOUT ROWID",
+    "leaf_hash": "jcm_leaf_hash(e.envelope)",
+    "id_key": "jcm_id_key(record_id)",
 }
+#: The SQL functions migration 6 computes leaf hashes and id keys with.
+FUNCTIONS: Final[dict[str, Callable[[Any], bytes | int]]] = {
+    "jcm_leaf_hash": lambda envelope: merkle.leaf_hash(bytes(envelope)),
+    "jcm_id_key": lambda record_id: sql.id_key(str(record_id)),
+}
+#: The batch's id keys, one JSON array parameter.
+HELD_IDS: Final = sql.HELD_IDS.format(keys=sql.SQLITE_KEYS)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Give ``conn`` the functions of ``FUNCTIONS`` (the migrations' ``{leaf_hash}``...)."""
+    for name, fn in FUNCTIONS.items():
+        conn.create_function(name, 1, fn, deterministic=True)
+
 
 BUSY_TIMEOUT_S = 30.0
 """How long to wait for another process's write lock before failing."""
@@ -142,6 +159,7 @@ class SqliteStore(sql.SqlStore):
                     f"cannot switch the database to WAL (mode {mode})", where=self.path
                 )
             conn.execute("PRAGMA synchronous=FULL")
+            register_functions(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for stmt in migrations.dialect_statements(migrations.BOOKKEEPING_DDL, **DIALECT):
@@ -216,13 +234,16 @@ class SqliteStore(sql.SqlStore):
         return await self._call(self._lookup_sync, log, create)
 
     def _nodes_sync(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
+        """The wanted nodes, from the few range reads of ``sparse.base_reads``."""
         db = self._db()
-        out: dict[Coord, object] = {}
-        for level, idx in coords:
-            row = db.execute(sql.NODE, (log_id, level, idx)).fetchone()
-            if row is not None:
-                out[(level, idx)] = row[0]
-        return out
+        rows: dict[Coord, object] = {}
+        for level, lo, hi in sparse.base_reads(coords):
+            if level == 0:
+                found = db.execute(sql.LEAF_RANGE, (log_id, lo, hi))
+            else:
+                found = db.execute(sql.NODE_RANGE, (log_id, level, lo, hi))
+            rows.update(((level, idx), value) for idx, value in found)
+        return sparse.combine(coords, rows, self._origin_of(log_id))
 
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         return await self._call(self._nodes_sync, log_id, coords)
@@ -250,17 +271,18 @@ class SqliteStore(sql.SqlStore):
 
     def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
         db = self._db()
-        entries, nodes, records = sql.append_rows(log_id, plan, self._clock().isoformat())
+        entries, nodes, ids = sql.append_rows(log_id, plan, self._clock().isoformat())
+        keys = json.dumps([row[0] for row in ids])
+        sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, keys, log_id)))
         try:
-            db.executemany(sql.INSERT_RECORD, records)
             db.executemany(sql.INSERT_ENTRY, entries)
-            db.executemany(sql.INSERT_NODE, nodes)
         except sqlite3.IntegrityError as exc:
-            find = sql.FIND_RECORD
-            rows = {
-                e.record_id: db.execute(find, (e.record_id, log_id)).fetchone() for e in plan.new
-            }
-            sql.refuse_append(log, plan, {rid: row[0] for rid, row in rows.items() if row}, exc)
+            sql.refuse_append(log, plan, exc)
+        db.executemany(sql.INSERT_NODE, nodes)
+        db.executemany(sql.INSERT_RECENT_ID, ids)
+        if sql.merge_due(plan):
+            for stmt in sql.MERGE_IDS_SQLITE:
+                db.execute(stmt)
         db.execute(sql.UPDATE_HEAD, (plan.size, plan.root, log_id))
 
     async def _append(

@@ -205,7 +205,8 @@ def test_verify_passes_then_finds_damage(capsys: pytest.CaptureFixture[str], fil
     assert data["ok"] is True
     assert (data["entries_checked"], data["checkpoints_checked"]) == (6, 1)
     conn = sqlite3.connect(files.db)
-    conn.execute("UPDATE log_nodes SET hash = ? WHERE level = 1 AND idx = 2", (b"\x01" * 32,))
+    # the entry row holds its leaf hash, from which node (1, 2) is computed (ADR 0040)
+    conn.execute("UPDATE log_entries SET leaf_hash = ? WHERE idx = 4", (b"\x01" * 32,))
     conn.commit()
     conn.close()
     code, out, _ = run(capsys, "log", "verify", "--store", files.store, *LOG, "--json")

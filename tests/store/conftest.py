@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from jcm_sync.store import LogRef, Store, open_store
+from jcm_sync.store import LogRef, Store, open_store, sparse
 from jcm_sync.store.memory import MemoryStore
 from tests.store import World
 
@@ -154,9 +154,23 @@ class Corruptor:
 
     _LOG = "(SELECT id FROM logs WHERE origin = ?)"
 
+    @staticmethod
+    def _stored_row(level: int, idx: int) -> tuple[int, int]:
+        """The SQL row a node is (level 0: the entry's leaf hash; 8, 16...: ``log_nodes``) or,
+        for a level the SQL stores compute (ADR 0040), the first row it is computed from."""
+        span = level % sparse.TILE_HEIGHT
+        return level - span, idx << span
+
     async def set_node(self, log: LogRef, level: int, idx: int, value: bytes) -> None:
         if isinstance(self.store, MemoryStore):
             self._mem(log).nodes[(level, idx)] = value
+            return
+        level, idx = self._stored_row(level, idx)
+        if level == 0:
+            await self._sql(
+                f"UPDATE log_entries SET leaf_hash = ? WHERE log_id = {self._LOG} AND idx = ?",
+                value, log.origin, idx,
+            )  # fmt: skip
         else:
             await self._sql(
                 "UPDATE log_nodes SET hash = ? "
@@ -167,6 +181,10 @@ class Corruptor:
     async def delete_node(self, log: LogRef, level: int, idx: int) -> None:
         if isinstance(self.store, MemoryStore):
             del self._mem(log).nodes[(level, idx)]
+            return
+        level, idx = self._stored_row(level, idx)
+        if level == 0:
+            await self.delete_entry(log, idx)
         else:
             await self._sql(
                 f"DELETE FROM log_nodes WHERE log_id = {self._LOG} AND level = ? AND idx = ?",

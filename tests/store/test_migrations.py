@@ -25,6 +25,7 @@ from jcm_sync.errors import StoreError
 from jcm_sync.services.log_service import checkpoint_verifiers, verify_log
 from jcm_sync.store import LogRef, Store, open_store
 from jcm_sync.store import migrations as m
+from jcm_sync.store import sqlite as sqlite_store
 from jcm_sync.store.memory import MemoryStore
 from tests.store import World
 from tests.store.conftest import PG_URL, drop_schema, make_schema, skip_without_pg, with_param
@@ -346,7 +347,7 @@ def test_migrations_are_numbered_one_by_one_and_the_version_is_the_last() -> Non
     """Rule 1: versions 1, 2, 3, ... with no gap, each described; ``SCHEMA_VERSION`` is
     the last one's."""
     assert [x.version for x in m.MIGRATIONS] == list(range(1, len(m.MIGRATIONS) + 1))
-    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 5
+    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 6
     assert all(x.description and x.statements for x in m.MIGRATIONS)
 
 
@@ -368,7 +369,7 @@ def test_the_steps_apply_what_is_missing_and_record_it(
 ) -> None:
     """``migration_steps``: the pending migrations' DDL each followed by its record, the
     older versions back-filled without a time, then the new version; nothing when current."""
-    steps = m.migration_steps(found, "db", "now", **V1_SQLITE)
+    steps = m.migration_steps(found, "db", "now", **sqlite_store.DIALECT)
     if not applied:
         assert steps == []
         return

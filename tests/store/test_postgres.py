@@ -146,7 +146,7 @@ async def test_search_path_schema_is_created_and_holds_the_tables(
         assert isinstance(s, PostgresStore)
         await s.append_entries(world.jp_log, 0, world.envelopes("JP", 2), world.verify)
     tables = await tables_in(fresh_schema)
-    assert {"store_meta", "logs", "log_entries", "log_nodes", "record_index"} <= tables
+    assert {"store_meta", "logs", "log_entries", "log_nodes", "record_ids"} <= tables
     assert {"log_checkpoints", "trust_marks"} <= tables
     async with await open_store(url) as again:
         assert (await again.tree_head(world.jp_log)).size == 2

@@ -26,7 +26,6 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.store import LogRef, Store, TrustMark, open_store
-from jcm_sync.store.sql import SCHEMA_VERSION
 from tests import builders
 from tests.store import World
 from tests.store.conftest import Corruptor
@@ -557,10 +556,10 @@ async def test_node_hash_of_wrong_length_is_corrupt(
 ) -> None:
     """A stored node hash of the wrong length is reported with its coordinates."""
     await filled(store, world, 8)
-    await corrupt.set_node(world.jp_log, 1, 1, b"\x00" * 31)
+    await corrupt.set_node(world.jp_log, 0, 1, b"\x00" * 31)
     with pytest.raises(CorruptStoreError, match="31 bytes, not 32") as info:
         await store.inclusion_proof(world.jp_log, 0)
-    assert info.value.where == f"{world.jp_log.origin} node (level 1, index 1)"
+    assert info.value.where == f"{world.jp_log.origin} node (level 0, index 1)"
 
 
 @pytest.mark.parametrize("damage", [b"", b"{", None], ids=["empty", "altered", "truncated"])
@@ -734,20 +733,6 @@ async def test_malformed_trust_chain_is_bad_data(store: Store, chain: list[Trust
     assert await store.trust_marks() == {}
 
 
-async def test_database_of_schema_1_is_migrated(store_url: str) -> None:
-    """A database written before trust marks existed gains the table and works."""
-    if store_url == "memory://":
-        pytest.skip("memory:// has no schema")
-    async with await open_store(store_url) as s:
-        await s.ensure_log(log_ref_jp())
-    await _as_schema_1(store_url)
-    async with await open_store(store_url) as s:
-        assert await s.trust_marks() == {}
-        assert await s.advance_trust_marks({"JP-ID": [mark(1)]}) == {"JP-ID": mark(1)}
-        assert log_ref_jp() in await s.logs()
-    assert await _schema_version(store_url) == str(SCHEMA_VERSION)
-
-
 async def test_database_of_a_newer_schema_is_refused(store_url: str) -> None:
     if store_url == "memory://":
         pytest.skip("memory:// has no schema")
@@ -777,11 +762,6 @@ async def _sql(url: str, sql: str) -> object:
         return await pg.fetchval(sql)
     finally:
         await pg.close()
-
-
-async def _as_schema_1(url: str) -> None:
-    await _sql(url, "DROP TABLE trust_marks")
-    await _sql(url, "UPDATE store_meta SET value = '1' WHERE key = 'schema_version'")
 
 
 async def _schema_version(url: str) -> object:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,9 +18,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from jcm_sync.core import merkle
 from jcm_sync.core.subtrees import Subtree
 from jcm_sync.errors import ConflictError, CorruptStoreError, ForkError, RollbackError, StoreError
 from jcm_sync.store import open_store, sql
+from jcm_sync.store import postgres as postgres_store
+from jcm_sync.store import sqlite as sqlite_store
 from jcm_sync.store.planning import AppendPlan, PreparedEntry
 from jcm_sync.store.postgres import pg
 from jcm_sync.store.sql import (
@@ -27,6 +31,7 @@ from jcm_sync.store.sql import (
     append_rows,
     check_schema_version,
     checkpoint_query,
+    id_key,
     record_query,
     refuse_append,
     schema_ddl,
@@ -36,8 +41,8 @@ from jcm_sync.store.sql import (
 from jcm_sync.store.values import LogRef, RecordQuery, TrustMark
 from tests.store import World
 
-SQLITE = {"serial": "INTEGER", "blob": "BLOB", "time": "TEXT", "without_rowid": " WITHOUT ROWID"}
-POSTGRES = {"serial": "BIGSERIAL", "blob": "BYTEA", "time": "TIMESTAMPTZ", "without_rowid": ""}
+SQLITE = sqlite_store.DIALECT
+POSTGRES = postgres_store.DIALECT
 LOG = LogRef("JP-MN", "MN", "jcm-sync.example/JP-MN/MN")
 
 
@@ -49,6 +54,7 @@ def rid(n: int) -> str:
 def db() -> Iterator[sqlite3.Connection]:
     """An in-memory SQLite database with the store's tables."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
+    sqlite_store.register_functions(conn)
     for stmt in schema_ddl(**SQLITE):
         conn.execute(stmt)
     try:
@@ -62,43 +68,43 @@ def db() -> Iterator[sqlite3.Connection]:
 
 @pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
 def test_schema_ddl_fills_every_dialect_field(dialect: dict[str, str]) -> None:
-    """Every statement is complete for the dialect and may run again (IF NOT EXISTS)."""
+    """Every statement is complete for the dialect, and every CREATE may run again (IF NOT
+    EXISTS); migration 6 moves rows, so it runs once, recorded (migrations rule 4)."""
     stmts = schema_ddl(**dialect)
     assert len(stmts) == len(sql.SCHEMA_DDL)
     for stmt in stmts:
         assert "{" not in stmt
         assert "}" not in stmt
-        assert " IF NOT EXISTS " in stmt
+        if stmt.startswith("CREATE"):
+            assert " IF NOT EXISTS " in stmt
 
 
-def test_schema_ddl_applies_twice_on_sqlite(db: sqlite3.Connection) -> None:
-    """Running the layout on a database that has it changes nothing and fails nothing."""
-    tables = "SELECT name FROM sqlite_master ORDER BY name"
-    before = db.execute(tables).fetchall()
-    for stmt in schema_ddl(**SQLITE):
-        db.execute(stmt)
-    assert db.execute(tables).fetchall() == before
-    assert {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_index"} <= {
-        r[0] for r in before
-    }
+#: The layout of today (ADR 0040): the record index is in ``log_entries``.
+TABLES = {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_ids", "recent_record_ids"}
+
+
+def test_schema_ddl_builds_the_layout_on_sqlite(db: sqlite3.Connection) -> None:
+    """The layout runs from nothing; the record index of version 1 is gone into the entries."""
+    found = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert TABLES | {"trust_marks"} <= found
+    assert "record_index" not in found
+    columns = [r[1] for r in db.execute("PRAGMA table_info(log_entries)")]
+    assert columns == list(sql.ENTRY_COLUMNS)
 
 
 @pytest.mark.postgres
-async def test_schema_ddl_applies_twice_on_postgres(pg_url: str) -> None:
-    """The PostgreSQL dialect of the layout runs, and runs again, in an empty schema."""
+async def test_schema_ddl_builds_the_layout_on_postgres(pg_url: str) -> None:
+    """The PostgreSQL dialect of the layout runs in an empty schema."""
     conn = await asyncpg.connect(pg_url)
     try:
-        for _ in range(2):
-            for stmt in schema_ddl(**POSTGRES):
-                await conn.execute(stmt)
+        for stmt in schema_ddl(**POSTGRES):
+            await conn.execute(stmt)
         schema = await conn.fetchval("SELECT current_schema()")
         found = await conn.fetch(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
         )
-        assert {"store_meta", "logs", "log_entries", "log_nodes", "log_checkpoints"} <= {
-            r[0] for r in found
-        }
-        assert "trust_marks" in {r[0] for r in found}
+        assert TABLES | {"store_meta", "trust_marks"} <= {r[0] for r in found}
+        assert "record_index" not in {r[0] for r in found}
     finally:
         await conn.close()
 
@@ -141,8 +147,14 @@ LOGS = [
 ]
 
 
+def entry_row(log_id: int, idx: int, record_id: str, kind: str, key: str, sup: object) -> tuple:
+    env = b"env %d %d" % (log_id, idx)
+    return (log_id, idx, record_id, kind, key, sup, merkle.leaf_hash(env), env, "t")
+
+
 def fill_index(db: sqlite3.Connection) -> list[tuple[object, ...]]:
-    """Insert three logs and a record index across them; return the ``RecordRow``s."""
+    """Insert three logs and entries across them, their ids half in each part of the id
+    index; return the ``RecordRow``s."""
     for p, n, o in LOGS:
         db.execute(sql.INSERT_LOG, (p, n, o, b"\x00" * 32))
     ids = {o: i for i, o in db.execute("SELECT id, origin FROM logs")}
@@ -154,8 +166,11 @@ def fill_index(db: sqlite3.Connection) -> list[tuple[object, ...]]:
         key = rid(k - 1) if kind == "endorsement" else f"{n}/{idx % 2}"
         supersedes = rid(k - 2) if idx == 2 else None
         rows.append((rid(k), kind, key, n, supersedes, p, p, n, o, idx))
-    for r in reversed(rows):  # inserted out of order: the query must sort
-        db.execute(sql.INSERT_RECORD, (ids[r[8]], r[9], r[0], r[5], r[1], r[2], r[3], r[4]))
+    for n, r in enumerate(reversed(rows)):  # inserted out of order: the query must sort
+        log_id, idx, record_id = ids[r[8]], r[9], str(r[0])
+        db.execute(sql.INSERT_ENTRY, entry_row(log_id, idx, record_id, *r[1:3], r[4]))
+        table = "record_ids" if n % 2 else "recent_record_ids"
+        db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (id_key(record_id), log_id, idx))
     return rows
 
 
@@ -183,7 +198,8 @@ def test_record_query_selects_what_the_query_asks(
     fields = {"record_id": 0, "kind": 1, "key": 2, "partnership": 5, "supersedes": 4}
     want = [r for r in rows if all(getattr(query, f) in (None, r[i]) for f, i in fields.items())]
     assert got == want
-    assert len(args) == sum(getattr(query, f) is not None for f in fields)
+    keys = 2 if query.record_id is not None else 0  # the id key, in both parts of the index
+    assert len(args) == sum(getattr(query, f) is not None for f in fields) + keys
 
 
 @pytest.mark.postgres
@@ -196,12 +212,13 @@ async def test_record_query_runs_on_postgres(pg_url: str) -> None:
         await conn.execute(pg(sql.INSERT_LOG), "JP-MN", "MN", LOG.origin, b"\x00" * 32)
         log_id = await conn.fetchval("SELECT id FROM logs")
         for i in range(3):
-            await conn.execute(
-                pg(sql.INSERT_RECORD), log_id, i, rid(i), "JP-MN", "issuance", f"MN/{i % 2}",
-                "MN", None,
-            )  # fmt: skip
+            row = entry_row(log_id, i, rid(i), "issuance", f"MN/{i % 2}", None)
+            await conn.execute(pg(sql.INSERT_ENTRY), *row[:-1], datetime.now(UTC))
+            await conn.execute(pg(sql.INSERT_RECENT_ID), id_key(rid(i)), log_id, i)
         text, args = record_query(RecordQuery(kind="issuance", key="MN/0"))
         got = [tuple(r) for r in await conn.fetch(pg(text), *args)]
+        text, args = record_query(RecordQuery(record_id=rid(1)))
+        assert [r[9] for r in await conn.fetch(pg(text), *args)] == [1]
     finally:
         await conn.close()
     assert got == [
@@ -240,12 +257,13 @@ def test_envelope_reads_the_first_log_holding_a_record(db: sqlite3.Connection) -
     for p, n, o in LOGS[:2]:
         db.execute(sql.INSERT_LOG, (p, n, o, b"\x00" * 32))
     for log_id in (2, 1):
-        db.execute(sql.INSERT_ENTRY, (log_id, 7, rid(1), b"env %d" % log_id, "t"))
-        db.execute(sql.INSERT_RECORD, (log_id, 7, rid(1), "JP-MN", "issuance", "k", "JP", None))
-    assert db.execute(sql.ENVELOPE, (rid(1),)).fetchall() == [
-        (LOGS[0][2], 7, rid(1), b"env 1", "t")
+        db.execute(sql.INSERT_ENTRY, entry_row(log_id, 7, rid(1), "issuance", "k", None))
+        db.execute(sql.INSERT_RECENT_ID, (id_key(rid(1)), log_id, 7))
+    key = id_key(rid(1))
+    assert db.execute(sql.ENVELOPE, (key, key, rid(1))).fetchall() == [
+        (LOGS[0][2], 7, rid(1), b"env 1 7", "t")
     ]
-    assert db.execute(sql.ENVELOPE, (rid(2),)).fetchall() == []
+    assert db.execute(sql.ENVELOPE, (key, key, rid(2))).fetchall() == []  # same key, other id
 
 
 # --- row helpers ------------------------------------------------------------------------
@@ -259,48 +277,60 @@ def item(n: int) -> PreparedEntry:
 
 
 def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection) -> None:
-    """The rows of a plan place its new entries at ``first``, ``first + 1``, ... and insert."""
+    """The rows of a plan place its new entries at ``first``, ``first + 1``, ... with their
+    leaf hashes; only the nodes of stored levels (8, 16...) are rows; every id is recent."""
     plan = AppendPlan(
         start=3,
         present=2,
         first=5,
         new=[item(5), item(6)],
-        nodes=[Subtree(0, 5, b"a" * 32), Subtree(0, 6, b"b" * 32), Subtree(1, 3, b"c" * 32)],
+        nodes=[Subtree(0, 5, b"a" * 32), Subtree(1, 3, b"c" * 32), Subtree(8, 0, b"d" * 32)],
         size=7,
         root=b"r" * 32,
     )
-    entries, nodes, records = append_rows(9, plan, "2016-06-01T09:00:00+00:00")
+    entries, nodes, ids = append_rows(9, plan, "2016-06-01T09:00:00+00:00")
     db.executemany(sql.INSERT_ENTRY, entries)
     db.executemany(sql.INSERT_NODE, nodes)
-    db.executemany(sql.INSERT_RECORD, records)
+    db.executemany(sql.INSERT_RECENT_ID, ids)
     assert db.execute(sql.ENTRIES, (9, 0, 100)).fetchall() == [
         (5, item(5).record_id, b"entry 5", "2016-06-01T09:00:00+00:00"),
         (6, item(6).record_id, b"entry 6", "2016-06-01T09:00:00+00:00"),
     ]
+    assert db.execute(sql.LEAF_RANGE, (9, 0, 100)).fetchall() == [(5, b"L" * 32), (6, b"L" * 32)]
     assert db.execute("SELECT level, idx, hash FROM log_nodes WHERE log_id = 9").fetchall() == [
-        (0, 5, b"a" * 32),
-        (0, 6, b"b" * 32),
-        (1, 3, b"c" * 32),
+        (8, 0, b"d" * 32)
     ]
-    assert db.execute(sql.FIND_RECORD, (item(6).record_id, 9)).fetchall() == [(6,)]
+    held = sql.HELD_IDS.format(keys=sql.SQLITE_KEYS)
+    keys = json.dumps([id_key(item(6).record_id)])
+    assert db.execute(held, (keys, keys, 9)).fetchall() == [(item(6).record_id, 6)]
     assert db.execute(sql.RECORD_IDS, (9, 6, 7)).fetchall() == [(6, item(6).record_id)]
 
 
-def test_refuse_append_names_a_record_already_held() -> None:
-    """A unique-key violation over a record the log holds is a ConflictError at its index."""
+def test_check_not_held_names_a_record_already_held() -> None:
+    """A new entry whose record the log holds is a ConflictError at the held index; a row
+    of another record under the same id key (a collision of 64-bit keys) is not."""
     plan = AppendPlan(2, 0, 2, [item(2), item(3)], [], 4, b"r" * 32)
-    cause = sqlite3.IntegrityError("UNIQUE constraint failed")
+    sql.check_not_held(LOG, plan, [(rid(77), 1)])
     with pytest.raises(ConflictError, match="already in the log at index 0") as info:
-        refuse_append(LOG, plan, {item(2).record_id: None, item(3).record_id: 0}, cause)
+        sql.check_not_held(LOG, plan, [(rid(77), 1), (item(3).record_id, 0)])
     assert not isinstance(info.value, ForkError)
 
 
-def test_refuse_append_otherwise_reports_rows_past_the_head() -> None:
-    """With no record held, the violation means rows past the head: a corrupt store."""
+def test_id_key_is_the_signed_first_eight_bytes() -> None:
+    """The key of ``record_ids``: the id's first 16 hex digits as a signed 64-bit integer,
+    as migration 6 computes it in SQL."""
+    assert id_key("00" * 7 + "01" + "ff" * 24) == 1
+    assert id_key("7f" + "ff" * 7 + "00" * 24) == (1 << 63) - 1
+    assert id_key("80" + "00" * 31) == -(1 << 63)
+    assert id_key("ff" * 32) == -1
+
+
+def test_refuse_append_reports_rows_past_the_head() -> None:
+    """Duplicates were refused before writing: a key violation means rows past the head."""
     plan = AppendPlan(2, 0, 2, [item(2)], [], 3, b"r" * 32)
     cause = sqlite3.IntegrityError("UNIQUE constraint failed: log_entries.idx")
     with pytest.raises(CorruptStoreError, match="rows past the stored size 2") as info:
-        refuse_append(LOG, plan, {item(2).record_id: None}, cause)
+        refuse_append(LOG, plan, cause)
     assert "log_entries.idx" in info.value.message
     assert info.value.__cause__ is cause
 

@@ -147,7 +147,7 @@ async def test_new_file_records_the_schema_version(tmp_path: Path) -> None:
         version = conn.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
     finally:
         conn.close()
-    assert {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_index"} <= tables
+    assert {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_ids"} <= tables
     assert "trust_marks" in tables
     assert version == (str(SCHEMA_VERSION),)
 
