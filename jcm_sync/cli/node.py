@@ -24,6 +24,7 @@ from jcm_sync.local.lock import DaemonLock
 if TYPE_CHECKING:
     from jcm_sync.net.client import HubClient
     from jcm_sync.services.node import Node
+    from jcm_sync.services.tiles_pull import TilesHubPort
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -254,12 +255,25 @@ def hub_client(cfg: Config, node: Node) -> HubClient:
     )
 
 
+def pull_port(cfg: Config, node: Node, pid: str) -> HubClient | TilesHubPort:
+    """The agent's port to the hub; Japan's log read from the tiles at ``[hub] tiles_url``
+    when set (ADR 0041, ``services/tiles_pull.py``)."""
+    client = hub_client(cfg, node)
+    if cfg.hub is None or not cfg.hub.tiles_url:
+        return client
+    from jcm_sync.net.tiles_http import HttpTileSource
+    from jcm_sync.services.tiles_pull import TilesHubPort
+
+    return TilesHubPort(client, HttpTileSource(cfg.hub.tiles_url), node, pid)
+
+
 async def _agent_main(cfg: Config, path: Path) -> None:
     import logging
 
     from jcm_sync import __version__
     from jcm_sync.local.notify import Notifier
     from jcm_sync.net.ops import agent_listener
+    from jcm_sync.net.tiles_http import start_tiles_job
     from jcm_sync.net.witness_listener import agent_witness_listener
     from jcm_sync.services.agent import AgentDaemon, Syncer
     from jcm_sync.services.node import open_node
@@ -267,7 +281,7 @@ async def _agent_main(cfg: Config, path: Path) -> None:
 
     notifier = Notifier()  # systemd: READY, WATCHDOG, STOPPING, RELOADING (local/notify.py)
     node = await open_node(cfg)
-    client = hub_client(cfg, node)
+    client = pull_port(cfg, node, cfg.partnerships[0].id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -299,7 +313,12 @@ async def _agent_main(cfg: Config, path: Path) -> None:
                 logging.getLogger("jcm_sync.daemon").info("witness-listening", extra={
                     "witness_address": witness_url, "node": cfg.node.id})  # fmt: skip
             loop.call_soon(started)  # ready only once the ops listener is bound too
-            await daemon.run(stop)
+            tiles = start_tiles_job(node)  # [tiles]: the agent publishes its logs (ADR 0041)
+            try:
+                await daemon.run(stop)
+            finally:
+                if tiles is not None:
+                    await tiles.close()
     finally:
         await supervisor.close()
         await client.close()
@@ -334,7 +353,7 @@ async def _sync(cfg: Config, args: argparse.Namespace) -> int:
     from jcm_sync.services.node import open_node
 
     node = await open_node(cfg)
-    client = hub_client(cfg, node)
+    client = pull_port(cfg, node, cfg.partnerships[0].id)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         console=Console(stderr=True), transient=True, disable=not Console(stderr=True).is_terminal,

@@ -476,14 +476,21 @@ class HubServer:
                 window=self.settings.clock_skew_seconds, problem=problem,
             ).mount(app)  # fmt: skip
 
+        tiles_jobs: list[Any] = []  # [tiles] publishing (ADR 0041)
+
         async def on_startup(app: web.Application) -> None:
             if self.settings.run_jobs:
                 self.hub.start_jobs()
+                from jcm_sync.net.tiles_http import start_tiles_job
+
+                tiles_jobs.extend(j for j in [start_tiles_job(self.hub.node)] if j)
 
         async def on_shutdown(app: web.Application) -> None:
             self.shutting_down = True
 
         async def on_cleanup(app: web.Application) -> None:
+            for job in tiles_jobs:
+                await job.close()
             self.hub.close()
             await self.hub.node.close()
 

@@ -15,8 +15,9 @@ Rules:
    long-lived ``Cache-Control`` (they are immutable), the checkpoint with ``no-cache``
    (tlog-tiles: "headers SHOULD prevent caching beyond a few seconds"). An S3 PUT
    replaces an object whole, so a reader never sees a torn object.
-3. ``tile_sink(cfg)`` builds the sink ``[tiles]`` configures: a directory, a bucket, or
-   None.
+3. ``tile_sink`` builds the sink ``[tiles]`` configures: a directory, a bucket, or None;
+   ``start_tiles_job`` schedules publishing into it (hub and agent daemons), and
+   ``tiles_hub_port`` gives the agent's pull its tiles source (``[hub] tiles_url``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from jcm_sync.errors import ConfigError, TransportError
 from jcm_sync.local.config import TilesSection
 from jcm_sync.local.keyfiles import read_small_file
 from jcm_sync.net.sigv4 import Credentials, sign_headers
-from jcm_sync.services.tiles import CHECKPOINT, DirectorySink, TileSink
+from jcm_sync.services.hub_port import HubPort
+from jcm_sync.services.node import Node
+from jcm_sync.services.tiles import CHECKPOINT, DirectorySink, TileSink, TilesJob, TilesPublisher
+from jcm_sync.services.tiles_pull import TilesHubPort
 
 #: a full entry bundle is at most 256 entries of 65,537 bytes
 MAX_TILE_RESPONSE = 256 * 65_537 + 1024
@@ -186,3 +190,21 @@ def tile_sink(t: TilesSection, resolve: Callable[[str], Path]) -> TileSink | Non
         creds = read_credentials(resolve(t.s3_credentials_file))
         return S3Sink(t.s3_url, creds, region=t.s3_region)
     return None
+
+
+def start_tiles_job(node: Node) -> TilesJob | None:
+    """The hub's or agent's scheduled publishing, as ``[tiles]`` configures it (None:
+    not configured), started."""
+    sink = tile_sink(node.cfg.tiles, node.cfg.path)
+    if sink is None:
+        return None
+    job = TilesJob(TilesPublisher(node.store, sink), node.cfg.tiles.interval_seconds,
+                   jitter=node.cfg.schedule.jitter_seconds)  # fmt: skip
+    job.start()
+    return job
+
+
+def tiles_hub_port(inner: HubPort, node: Node, partnership: str, url: str) -> HubPort:
+    """The agent's port to the hub reading Japan's log from the tiles at ``url`` (the
+    ``[hub] tiles_url``; ``services/tiles_pull.py``)."""
+    return TilesHubPort(inner, HttpTileSource(url), node, partnership)

@@ -55,6 +55,12 @@ class TilesHubPort:
     def requests(self) -> int:
         return self.inner.requests
 
+    async def close(self) -> None:
+        """Close the tiles source, then the hub's port."""
+        for close in (getattr(self.source, "close", None), getattr(self.inner, "close", None)):
+            if close is not None:
+                await close()
+
     def __getattr__(self, name: str) -> Any:
         """Rule 1: every other call (witnessing, closing) is the hub's."""
         if name.startswith("_"):

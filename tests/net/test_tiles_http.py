@@ -3,6 +3,7 @@ published into an S3-compatible test bucket that checks every SigV4 signature.""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -204,3 +205,34 @@ def test_the_sink_is_chosen_by_the_tiles_section(tmp_path: Path) -> None:
         read_credentials(tmp_path / "bad.cred")
     with pytest.raises(ConfigError):
         S3Sink("http://h", CREDS)
+
+
+async def test_a_configured_node_publishes_on_its_schedule(tmp_path: Path) -> None:
+    """[tiles] dir and interval_seconds: the started job publishes the node's logs."""
+    from msgspec.structs import replace
+
+    from jcm_sync.local.config import load_config
+    from jcm_sync.net.tiles_http import start_tiles_job
+    from jcm_sync.services.node import open_node
+    from jcm_sync.services.sample import partnership_records, provision
+
+    net = provision(tmp_path / "net", ["MN"], hub_port=0)
+    cfg = load_config(net.configs["JP"], env={})
+    cfg = replace(cfg, tiles=TilesSection(dir=str(tmp_path / "pub"), interval_seconds=0.2))
+    node = await open_node(cfg)
+    try:
+        recs = partnership_records("MN", net.keys, projects=1)
+        await node.logs("JP-MN").service.append(recs.by_node["JP"])
+        job = start_tiles_job(node)
+        assert job is not None
+        try:
+            for _ in range(100):
+                if (tmp_path / "pub/JP-MN/JP/checkpoint").exists():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await job.close()
+        assert (tmp_path / "pub/JP-MN/JP/checkpoint").exists()
+        assert job.runs >= 1
+    finally:
+        await node.close()
