@@ -37,6 +37,7 @@ from jcm_sync.cli import (
     record,
     report,
     status,
+    tiles,
     trust,
 )
 from jcm_sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, stderr
@@ -44,7 +45,7 @@ from jcm_sync.errors import JcmSyncError
 
 GROUPS = [
     init, config_cmd, keys, trust, record, log, node, imports, reconcile, conformance, export,
-    report, status, backup, evidence, receipt,
+    report, status, backup, evidence, receipt, tiles,
 ]  # fmt: skip
 
 

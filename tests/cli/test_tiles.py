@@ -1,0 +1,92 @@
+"""Tests for jcm_sync.cli.tiles: ``jcm-sync tiles write`` and ``jcm-sync tiles verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from jcm_sync.cli import main
+from jcm_sync.local.config import load_config
+from jcm_sync.services.node import open_node
+from jcm_sync.services.sample import Network, partnership_records, provision
+
+CC = "MN"
+PID = "JP-MN"
+
+
+async def _japan_appends(net: Network, *, projects: int, seed: int) -> None:
+    node = await open_node(load_config(net.configs["JP"], env={}))
+    try:
+        recs = partnership_records(CC, net.keys, projects=projects, seed=seed)
+        await node.logs(PID).service.append(recs.by_node["JP"])
+    finally:
+        await node.close()
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> object:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_write_then_verify_inclusion_and_consistency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """write publishes the node's logs; verify checks an entry's inclusion, saves the
+    checkpoint, and after growth checks the log still extends it."""
+    net = provision(tmp_path / "net", [CC], hub_port=0)
+    asyncio.run(_japan_appends(net, projects=2, seed=1))
+    out, saved, root = tmp_path / "tiles", tmp_path / "seen.cp", str(net.roots[PID])
+    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out),
+                 "--json"]) == 0  # fmt: skip
+    written = _json(capsys)
+    assert isinstance(written, list)
+    assert {r["origin"].rsplit("/", 1)[-1] for r in written} == {"JP", CC}
+    prefix = str(out / PID / "JP")
+    args = ["tiles", "verify", prefix, "--trust", root, "--json"]
+    assert main([*args, "--index", "3", "--save", str(saved)]) == 0
+    first = _json(capsys)
+    assert isinstance(first, dict)
+    assert first["index"] == 3
+    assert saved.read_bytes() == (out / PID / "JP" / "checkpoint").read_bytes()
+    assert main([*args, "--record", first["record_id"]]) == 0
+    assert _json(capsys)["index"] == 3  # type: ignore[index]
+
+    asyncio.run(_japan_appends(net, projects=1, seed=9))
+    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--previous", str(saved)]) == 0
+    grown = _json(capsys)
+    assert isinstance(grown, dict)
+    assert grown["consistent_with"] == first["size"] < grown["size"]
+
+
+def test_tampered_tiles_and_wrong_inputs_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed tile, an unknown record, or a missing directory: exit 1, reason on stderr."""
+    net = provision(tmp_path / "net", [CC], hub_port=0)
+    asyncio.run(_japan_appends(net, projects=1, seed=1))
+    out = tmp_path / "tiles"
+    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out)]) == 0
+    prefix, root = out / PID / "JP", str(net.roots[PID])
+    assert main(["tiles", "verify", str(prefix), "--trust", root, "--record", "ab" * 32]) == 1
+    assert "no entry" in capsys.readouterr().err
+    assert main(["tiles", "verify", str(tmp_path / "nope"), "--trust", root]) == 1
+    capsys.readouterr()
+    [tile] = list((prefix / "tile" / "0").glob("*.p/*"))
+    data = bytearray(tile.read_bytes())
+    data[0] ^= 1
+    tile.write_bytes(bytes(data))
+    assert main(["tiles", "verify", str(prefix), "--trust", root]) == 1
+    assert "root folded from the tiles differs" in capsys.readouterr().err
+
+
+def test_write_without_a_sink_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --dir and no [tiles] in the config: exit 1 saying what to set."""
+    net = provision(tmp_path / "net", [CC], hub_port=0)
+    assert main(["tiles", "write", "--config", str(net.configs["JP"])]) == 1
+    assert "--dir" in capsys.readouterr().err
