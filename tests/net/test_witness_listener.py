@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 
 from jcm_sync.core.cosignature import verify_cosignatures
+from jcm_sync.core.note import add_signature_lines
 from jcm_sync.core.witness_wire import WitnessRefusedError, format_add_checkpoint
 from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
 from jcm_sync.local.config import load_config, load_config_with_sources
@@ -31,7 +32,7 @@ from jcm_sync.net.client import HubClient
 from jcm_sync.net.witness_listener import agent_witness_listener, listener_settings
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
-from jcm_sync.services.witness import cosigner_name, cosigner_verifiers
+from jcm_sync.services.witness import cosigner_name, cosigner_verifiers, log_keys, node_witness
 from tests.faults.harness import PYTHON
 from tests.net.witness_agents import ADD, PID, Listening, open_listening
 
@@ -229,3 +230,24 @@ async def test_agent_run_serves_the_listener(tmp_path: Path) -> None:
             proc.stderr.close()
         await hub.close()
     assert code == 0
+
+
+async def test_the_agent_takes_delivered_cosignatures_of_its_own_log(pair: Listening) -> None:
+    """The hub's cosignatures route, mounted on the agent too: Japan's verified cosignature
+    of the agent's checkpoint is kept with it; one of another log is refused."""
+    envs, checked = signed_issuances(PID, "MN", pair.running.net.keys["MN"], 6, datetime.now(UTC))
+    await fill_own_log(pair.agent, PID, envs, checked)
+    cp = await pair.agent.logs(PID).service.sign_checkpoint()
+    mn_log = pair.hub.logs(PID).replica
+    verifiers = {mn_log.origin: log_keys(pair.hub.logs(PID).root, mn_log, pair.hub.clock())}
+    _, lines = await node_witness(pair.hub).add_checkpoint(
+        format_add_checkpoint(0, [], cp.note), verifiers
+    )
+    client = pair.client()
+    view = await client.deliver_cosignatures(PID, "MN", add_signature_lines(cp.note, lines))
+    assert (view.size, view.cosignatures) == (cp.size, 1)
+    own = pair.agent.logs(PID).own
+    assert await pair.agent.store.cosigned_size(own) == cp.size
+    with pytest.raises(PeerRefusedError) as refused:  # Japan's log is not the agent's own
+        await client.deliver_cosignatures(PID, "JP", add_signature_lines(cp.note, lines))
+    assert refused.value.problem.status == 403
