@@ -189,3 +189,17 @@ def test_text_routes() -> None:
     assert is_text_route(ADD)
     assert is_text_route("/v1/partnerships/JP-MN/logs/JP/cosignatures")
     assert not is_text_route("/v1/partnerships/JP-MN/logs/JP/entries")
+
+
+async def test_only_the_partner_may_ask_the_hub(hub: Running) -> None:
+    """The hub's own transport key is a member's, but it witnesses only the partner's
+    requests (ADR 0037: the rule both nodes' endpoint applies)."""
+    agent = await hub.agent("MN")
+    size = (await agent.store.tree_head(agent.logs(PID).own)).size
+    note = await signed(agent, size)
+    assert hub.hub is not None
+    async with HubClient(hub.url, hub.hub.keys.transport) as own:
+        with pytest.raises(PeerRefusedError) as refused:
+            await own.add_checkpoint(PID, format_add_checkpoint(0, [], note))
+    assert (refused.value.problem.status, refused.value.problem.code) == (403, "forbidden")
+    assert await hub.hub.store.witnessed(agent.logs(PID).own.origin) is None
