@@ -38,7 +38,7 @@ import pytest
 
 from jcm_sync.core import merkle
 from jcm_sync.core.wire import CheckpointView, PushRequest, PushResponse
-from jcm_sync.errors import JcmSyncError
+from jcm_sync.errors import JcmSyncError, PeerRefusedError
 from jcm_sync.local.alarms import AlarmBook
 from jcm_sync.local.config import load_config
 from jcm_sync.net.client import HubClient
@@ -360,3 +360,29 @@ def test_reuse_port_without_postgresql_is_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 1
     assert "reuse_port needs a PostgreSQL store" in out.stdout + out.stderr
+
+
+async def test_a_partner_over_its_request_rate_is_refused_429(network: Running) -> None:
+    """``[server] requests_per_node_per_second``: shared through PostgreSQL, in memory on
+    SQLite; of five requests in a row at a limit of 2, one second window holds at least
+    three, so at least one is refused, and never one of the first two."""
+    jp = network.net.configs["JP"]
+    jp.write_text(
+        jp.read_text().replace("[server]\n", "[server]\nrequests_per_node_per_second = 2\n", 1)
+    )
+    await network.stop_hub()
+    await network.start_hub()
+    node = await network.agent("MN")
+    client = HubClient(network.url, node.keys.transport)
+    network.clients.append(client)
+    outcomes: list[str] = []
+    for _ in range(5):
+        try:
+            await client.state("JP-MN")
+            outcomes.append("ok")
+        except PeerRefusedError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[:2] == ["ok", "ok"]
+    refused = [o for o in outcomes if o != "ok"]
+    assert refused
+    assert all("429 too-many-requests" in o and "the limit is 2" in o for o in refused)
