@@ -146,3 +146,28 @@ def sign_with_torsion(scalar: int, key_torsion: Point, message: bytes) -> tuple[
                 s = (r + k * scalar) % L
                 return a, r_enc + s.to_bytes(32, "little")
     raise AssertionError("no nonce found")  # pragma: no cover - probability ~ (7/8)^8000
+
+
+def decode_permissive(s: bytes) -> Point | None:
+    """Decoding as lenient libraries do: y taken mod p, the sign bit of x = 0 ignored."""
+    y = (int.from_bytes(s, "little") & ((1 << 255) - 1)) % P
+    x = recover_x(y, s[31] >> 7)
+    if x is None and recover_x(y, 0) == 0:  # x = 0 with the sign bit set: "negative zero"
+        x = 0
+    return None if x is None else (x, y, 1, x * y % P)
+
+
+def forge_with_small_order_key(public_key: bytes, message: bytes) -> tuple[bytes, bytes] | None:
+    """A (message, signature) with ``S = 0`` and a small-order ``R`` that passes the
+    cofactorless equation for the small-order ``public_key`` under lenient decoding:
+    ``R = -[k]A``. Tries ``message + b" 0"``, ``b" 1"``... as ``k`` depends on ``R``."""
+    a = decode_permissive(public_key)
+    if a is None or not equal(mul(8, a), IDENTITY):
+        return None
+    for i in range(64):
+        m = message + b" %d" % i
+        for t in torsion():
+            r = encode(t)
+            if equal(t, neg(mul(challenge(r, public_key, m), a))):
+                return m, r + bytes(32)
+    return None  # pragma: no cover

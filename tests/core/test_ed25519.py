@@ -217,6 +217,20 @@ def _small_order_encodings() -> list[bytes]:
     return [(y | sign << 255).to_bytes(32, "little") for y in ys for sign in (0, 1)]
 
 
+def _forgeries() -> list[tuple[bytes, bytes]]:
+    """For each small-order key encoding, a (message, signature) the cofactorless equation
+    accepts under lenient decoding (``ed25519_reference.forge_with_small_order_key``)."""
+    out = []
+    for key in _small_order_encodings():
+        forged = ref.forge_with_small_order_key(key, b"forged")
+        assert forged is not None
+        out.append(forged)
+    return out
+
+
+_FORGERIES = _forgeries()
+
+
 def _generated() -> list[Vector]:
     s = int.from_bytes(_SIG[32:], "little")
     out = [Vector("honest", _PK, _SIG, _MSG, True)]
@@ -245,6 +259,11 @@ def _generated() -> list[Vector]:
                 _MSG,
                 False,
             )
+        )
+    for n, (message, signature) in enumerate(_FORGERIES):
+        key = _small_order_encodings()[n]
+        out.append(
+            Vector(f"small-order key #{n}, forged with S = 0", key, signature, message, False)
         )
     identity = (1).to_bytes(32, "little")
     out.append(
@@ -343,6 +362,13 @@ def test_the_libraries_alone_disagree_and_the_pre_checks_close_the_gap() -> None
         }
         assert alone == accepts, name
     assert {n for n, v in enumerate(SPECCHECK) if v.accept} == {6}
+    # every one of the 14 encodings of a small-order key signs with S = 0 for OpenSSL alone
+    forgeries = list(zip(_small_order_encodings(), _FORGERIES, strict=True))
+    assert len(forgeries) == 14
+    for name, accepts_all in (("cryptography", True), ("libsodium", False)):
+        equation = ed25519.BACKENDS[name]
+        verdicts = {equation(key, sig, msg) for key, (msg, sig) in forgeries}
+        assert verdicts == {accepts_all}, name
     forged = next(v for v in VECTORS if v.name == "identity key, universal forgery")
     assert ed25519.BACKENDS["cryptography"](forged.public_key, forged.signature, b"anything")
     assert not ed25519.verify(forged.public_key, forged.signature, b"anything")

@@ -2,9 +2,10 @@
 
 Why this file exists: ``test_ed25519.py`` pins the rule's verdict on fixed vectors at each
 class that verifies. Here the edge cases are signed over each path's own message (a DSSE
-envelope, a signed note, a witness cosignature, an RFC 9421 request, a batch in the hub's
-worker pool, in this process and in a spawned worker), on both libraries; with libsodium,
-a profile hook also proves that no path calls OpenSSL's Ed25519 verification. An
+envelope, a signed note, a witness cosignature, an RFC 9421 request, a record as each
+worker of the hub's pool checks it), on both libraries; with libsodium, a profile hook
+also proves that no path calls OpenSSL's Ed25519 verification. The hub's ``VerifyPool``
+itself, its spawned workers importing the rule afresh, gets a batch per signer. An
 architecture check fails if code outside ``core/ed25519.py`` calls a ``verify`` that could
 be ``cryptography``'s Ed25519 one.
 """
@@ -15,15 +16,15 @@ import ast
 import base64
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from multiprocessing import get_context
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver, algorithms
@@ -31,11 +32,15 @@ from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver,
 import jcm_sync
 from jcm_sync.core import ed25519
 from jcm_sync.core.cosignature import CosignatureVerifier, cosignature_message, verify_cosignatures
-from jcm_sync.core.envelope import PublicKey, sign_payload, verify_envelope
+from jcm_sync.core.envelope import PrivateKey, PublicKey, sign_payload, verify_envelope
 from jcm_sync.core.note import NoteSignature, Verifier, open_note
+from jcm_sync.core.records import encode_record, payload_type
+from jcm_sync.core.trust import TrustRoot, key_entry
 from jcm_sync.errors import SignatureError, SignatureMismatchError
 from jcm_sync.net.auth import HttpMessage, verify_signature
-from jcm_sync.services.verify_pool import check_chunk
+from jcm_sync.services.log_service import record_verifier
+from jcm_sync.services.verify_pool import MIN_POOLED_BATCH, VerifyPool
+from tests import builders
 from tests.core import ed25519_reference as ref
 
 # --- signers of the edge cases ---------------------------------------------------------
@@ -84,12 +89,17 @@ def _outcome(check: Callable[[], object]) -> bool:
     return True
 
 
-def _envelope(signer: Signer) -> bytes:
+def _envelope(
+    signer: Signer,
+    payload_type: str = "application/vnd.jcm-sync.test+json",
+    payload: bytes = b'{"n": 1}',
+) -> bytes:
+    """A DSSE envelope whose one signature ``signer`` made."""
     key_id = PublicKey.from_raw(signer.public_key).key_id
     fake_private: Any = SimpleNamespace(
         key=SimpleNamespace(sign=signer.sign), key_id_bytes=key_id.encode("ascii")
     )
-    return sign_payload("application/vnd.jcm-sync.test+json", b'{"n": 1}', [fake_private])
+    return sign_payload(payload_type, payload, [fake_private])
 
 
 def _via_envelope(signer: Signer) -> bool:
@@ -161,14 +171,42 @@ def _via_http(signer: Signer) -> bool:
     return True
 
 
-def _pool_segment(signer: Signer) -> tuple[tuple[tuple[str, bytes], ...], list[bytes]]:
-    key = PublicKey.from_raw(signer.public_key)
-    return ((key.key_id, signer.public_key),), [_envelope(signer)]
+def _root_with(signer: Signer) -> TrustRoot:
+    """JP-ID's root with ``signer``'s key as ID's only key (every role)."""
+    jp = PrivateKey.from_seed(b"\x01" * 32)
+    root = builders.build_root("JP-ID", {"JP": jp, "ID": PrivateKey.from_seed(b"\x02" * 32)})
+    entry = key_entry(
+        PublicKey.from_raw(signer.public_key),
+        "ID",
+        not_before=builders.KEYS_VALID_FROM,
+        not_after=builders.KEYS_VALID_UNTIL,
+    )
+    doc = builders.root_document(root)
+    doc["keys"][1] = msgspec.to_builtins(entry)
+    return msgspec.convert(doc, TrustRoot, from_attributes=False)
 
 
-def _via_pool_worker(signer: Signer) -> bool:
-    [[outcome]] = check_chunk([_pool_segment(signer)])
-    return bool(outcome[0] == "ok")
+def _records(signer: Signer, n: int) -> list[bytes]:
+    """``n`` distinct issuance records by ID, each signed by ``signer``."""
+    out = []
+    for i in range(n):
+        record = builders.issuance(
+            "ID", created=builders.DECISION_CREATED + timedelta(days=3, seconds=i)
+        )
+        out.append(_envelope(signer, payload_type(record.kind), encode_record(record)))
+    return out
+
+
+def _via_record_verifier(signer: Signer) -> bool:
+    """What each worker of the hub's pool runs on each record (``verify_pool``)."""
+    try:
+        root = _root_with(signer)
+    except msgspec.ValidationError as exc:  # ADR 0038: a root cannot list such a key
+        if "verifies nothing" not in str(exc):
+            raise
+        return False
+    verify = record_verifier(root, builders.NOW)
+    return _outcome(lambda: verify(_records(signer, 1)[0]))
 
 
 PATHS: dict[str, Callable[[Signer], bool]] = {
@@ -176,7 +214,7 @@ PATHS: dict[str, Callable[[Signer], bool]] = {
     "signed note": _via_note,
     "witness cosignature": _via_cosignature,
     "RFC 9421 request": _via_http,
-    "pool worker": _via_pool_worker,
+    "record verifier (pool worker)": _via_record_verifier,
 }
 
 
@@ -228,11 +266,21 @@ def test_the_profile_hook_sees_a_direct_openssl_verification() -> None:
     assert len(calls) == 1
 
 
-def test_a_spawned_pool_worker_gives_each_edge_case_the_rules_verdict() -> None:
-    """The hub's worker processes import the rule afresh (libsodium there too)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        outcomes = pool.submit(check_chunk, [_pool_segment(s) for s in SIGNERS]).result(timeout=120)
-    assert [o[0][0] == "ok" for o in outcomes] == [s.accept for s in SIGNERS]
+async def test_the_hubs_worker_pool_gives_each_edge_case_the_rules_verdict() -> None:
+    """The hub's pool, its spawned workers importing the rule afresh (libsodium there too):
+    a batch per signer, large enough to go to the workers."""
+    pool = VerifyPool(workers=2)
+    try:
+        verdicts = []
+        for signer in [s for s in SIGNERS if s.name != "identity key"]:  # no root lists it
+            envelopes = _records(signer, MIN_POOLED_BATCH)
+            batch = await pool.verifier(_root_with(signer), envelopes, builders.NOW)
+            outcomes = {_outcome(partial(batch, raw)) for raw in envelopes}
+            verdicts.append((signer.name, outcomes))
+        assert pool.dispatches == 3
+    finally:
+        pool.close()
+    assert verdicts == [(s.name, {s.accept}) for s in SIGNERS if s.name != "identity key"]
 
 
 # --- architecture: no Ed25519 verification outside core/ed25519.py ------------------------
