@@ -36,11 +36,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from fanout import TimedClient, pct
 
 from jcm_sync.core.trust import Verification
-from jcm_sync.core.wire import PushRequest, PushResponse
 from jcm_sync.local.config import load_config
-from jcm_sync.net.client import HubClient
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import (
@@ -54,26 +53,11 @@ from jcm_sync.services.sample import (
 PG_URL = os.environ.get("JCM_SYNC_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-class LatencyClient(HubClient):
-    """A ``HubClient`` recording the latency of every push request."""
-
-    def __init__(self, base_url: str, key: object) -> None:
-        super().__init__(base_url, key, timeout=120)  # type: ignore[arg-type]
-        self.latencies: list[float] = []
-
-    async def push(self, pid: str, node: str, req: PushRequest) -> PushResponse:
-        t = time.perf_counter()
-        try:
-            return await super().push(pid, node, req)
-        finally:
-            self.latencies.append(time.perf_counter() - t)
-
-
 @dataclass
 class Agent:
     cc: str
     node: Node
-    client: LatencyClient
+    client: TimedClient
     syncer: Syncer
     later: list[bytes]
     checked: dict[bytes, Verification]
@@ -129,11 +113,6 @@ class Hubs:
                 proc.wait()
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
 async def push_all(agents: list[Agent], phase: Phase, records: int, timeout: float) -> None:
     """Every agent pushes its new records at once; the phase's time is the last one's."""
     for a in agents:
@@ -178,7 +157,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> list[Phase]:
             pid = f"JP-{cc}"
             envs, checked = signed_issuances(pid, cc, net.keys[cc], 2 * args.records, created)
             node = await open_node(load_config(net.configs[cc], env={}))
-            client = LatencyClient(net.hub_url, node.keys.transport)
+            client = TimedClient(net.hub_url, node.keys.transport)
             syncer = Syncer(node, client, pid, batch_size=args.batch)
             agents.append(Agent(cc, node, client, syncer, envs[args.records :], checked))
             await fill_own_log(node, pid, envs[: args.records], checked)
@@ -215,7 +194,7 @@ def report(phases: list[Phase], agents: int, batch: int) -> None:
     print(f"{'throughput (records/s)':24} {one.rate:10,.0f} {two.rate:12,.0f} "
           f"{two.rate / one.rate if one.rate else 0:7.2f}")  # fmt: skip
     for name, q in (("p50 push latency (ms)", 0.5), ("p99 push latency (ms)", 0.99)):
-        a, b = pct(one.latencies, q) * 1000, pct(two.latencies, q) * 1000
+        a, b = (pct(p.latencies, q) * 1000 if p.latencies else 0.0 for p in phases)
         print(f"{name:24} {a:10.1f} {b:12.1f} {b / a if a else 0:7.2f}")
     print(f"{'records pushed':24} {one.records:10,} {two.records:12,}")
     for phase in phases:
