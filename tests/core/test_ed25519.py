@@ -31,6 +31,8 @@ import msgspec
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jcm_sync.core import ed25519
 from jcm_sync.core.cosignature import (
@@ -427,3 +429,41 @@ def test_a_trust_root_refuses_an_ed25519_key_that_verifies_nothing() -> None:
     doc["keys"][0].update(public_key=base64.b64encode(identity.raw).decode(), keyid=identity.key_id)
     with pytest.raises(msgspec.ValidationError, match=r"keys\[0\] is an Ed25519 key that verifies"):
         msgspec.json.decode(msgspec.json.encode(doc), type=TrustRoot)
+
+
+_SMALL = _small_order_encodings()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    message=st.binary(max_size=64),
+    mutation=st.one_of(
+        st.none(),
+        st.tuples(st.just("flip signature"), st.integers(0, 511)),
+        st.tuples(st.just("flip key"), st.integers(0, 255)),
+        st.tuples(st.just("small R"), st.integers(0, len(_SMALL) - 1)),
+        st.tuples(st.just("S + nL"), st.integers(1, 14)),
+    ),
+)
+def test_both_libraries_and_the_reference_agree_on_mutated_signatures(
+    seed: bytes, message: bytes, mutation: tuple[str, int] | None
+) -> None:
+    """Random keys, messages and mutations: one verdict from all three, the expected one."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    pk, sig = key.public_key().public_bytes_raw(), key.sign(message)
+    expected = mutation is None
+    if mutation is not None:
+        kind, n = mutation
+        if kind == "flip signature":
+            sig = _flip(sig, n)
+        elif kind == "flip key":
+            pk = _flip(pk, n)
+        elif kind == "small R":
+            sig = _SMALL[n] + sig[32:]
+        else:  # S + 14L < 15L < 2^256: it fits 32 bytes, and is never below L
+            s = int.from_bytes(sig[32:], "little") + n * ed25519.GROUP_ORDER
+            sig = sig[:32] + s.to_bytes(32, "little")
+    verdicts = {name: ed25519.verify_with(name, pk, sig, message) for name in ed25519.BACKENDS}
+    verdicts["reference"] = ref.verify(pk, sig, message)
+    assert verdicts == dict.fromkeys(verdicts, expected)
