@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,7 +51,7 @@ from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
 from jcm_sync.store import LogRef, Store, open_store
 from tests.exchange.conftest import Running
-from tests.store.conftest import PG_URL, drop_schema, make_schema, skip_without_pg, with_param
+from tests.store.conftest import pg_url  # noqa: F401  (the fixture: a schema of its own)
 
 pytestmark = pytest.mark.postgres
 
@@ -153,16 +153,6 @@ def hubs_running(procs: list[HubProc]) -> Iterator[list[HubProc]]:
             p.stop()
 
 
-@pytest.fixture
-async def schema_url(pg_reachable: str | None) -> AsyncIterator[str]:
-    skip_without_pg(pg_reachable)
-    schema = await make_schema()
-    try:
-        yield with_param(PG_URL, "search_path", schema)
-    finally:
-        await drop_schema(schema)
-
-
 def direct_config(jp: Path, shared_url: str, port: int) -> Path:
     """Japan's configuration with a port of its own, checking signatures against the
     shared address (as a process behind a load balancer does with public_origin)."""
@@ -214,10 +204,11 @@ async def metric(session: aiohttp.ClientSession, ops_url: str, name: str) -> flo
 
 @pytest.mark.slow
 async def test_three_hubs_five_agents_one_killed_one_history(
-    tmp_path: Path, schema_url: str
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811  (the fixture imported above)
 ) -> None:
     port = free_port()
-    net = provision(tmp_path / "net", PARTNERS, hub_port=port, hub_store=schema_url)
+    net = provision(tmp_path / "net", PARTNERS, hub_port=port, hub_store=pg_url)
     shared = f"http://127.0.0.1:{port}"
     created = datetime.now(UTC) - timedelta(hours=1)
     agents: list[Agent] = []
@@ -261,7 +252,7 @@ async def test_three_hubs_five_agents_one_killed_one_history(
             await a.client.close()
 
     assert acknowledged == dict.fromkeys(PARTNERS, RECORDS)
-    store = await open_store(schema_url)
+    store = await open_store(pg_url)
     try:
         assert await AlarmBook(store).active() == []
         hub = await open_node(load_config(net.configs["JP"], env={}))  # roots and keys
