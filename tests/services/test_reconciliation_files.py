@@ -9,6 +9,7 @@ from pathlib import Path
 from jcm_sync.local.config import load_config
 from jcm_sync.local.lock import LOCK_NAME
 from jcm_sync.net.server import ServerSettings
+from jcm_sync.services.reconcile_state import run_report_key
 from jcm_sync.services.reconciliation import ReconcileService, history_key, report_key
 from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
@@ -44,6 +45,7 @@ async def test_sync_and_reconcile_leave_nothing_beside_the_store(tmp_path: Path)
                 f"alarm/{agent.logs('JP-MN').replica.origin}",
                 history_key("JP-MN"),
                 report_key("JP-MN"),
+                run_report_key("JP-MN", 1),
                 "status/JP-MN",
             ]
         )
