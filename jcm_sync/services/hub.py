@@ -97,7 +97,7 @@ from jcm_sync.errors import (
     JcmSyncError,
     PastLogSizeError,
 )
-from jcm_sync.local.status import AgentStatus, JobStatus, write_status
+from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
 from jcm_sync.services.agreement import witnessed_times
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import (
@@ -443,6 +443,8 @@ class Hub:
     ) -> None:
         """Record for ``jcm-sync status`` what the hub last saw of a log."""
         ref = self.node.log_ref(partnership, node)
+        if self.leader is not None:  # ADR 0042: other hub processes write it too
+            self._status[partnership] = await read_status(self.node.store, partnership)
         st = self._status.setdefault(partnership, AgentStatus(partnership=partnership))
         note_log(self.node, st, ref, local, remote)
         job_status = st.jobs.setdefault(job, JobStatus())

@@ -41,6 +41,7 @@ from jcm_sync.core.wire import CheckpointView, PushRequest, PushResponse
 from jcm_sync.errors import JcmSyncError, PeerRefusedError
 from jcm_sync.local.alarms import AlarmBook
 from jcm_sync.local.config import load_config
+from jcm_sync.local.status import read_status
 from jcm_sync.net.client import HubClient
 from jcm_sync.net.signing import RequestSigner, SigningMiddleware
 from jcm_sync.services.agent import Syncer
@@ -377,3 +378,26 @@ async def test_a_partner_over_its_request_rate_is_refused_429(network: Running) 
     refused = [o for o in outcomes if o != "ok"]
     assert refused
     assert all("429 too-many-requests" in o and "the limit is 2" in o for o in refused)
+
+
+@pytest.mark.parametrize("network", ["postgres"], indirect=True)
+async def test_the_status_each_process_writes_keeps_what_the_others_saw(
+    network: Running,
+) -> None:
+    """``jcm-sync status`` of the hub: a process re-reads the stored status before adding
+    what it saw, so one process's push and another's served state both show."""
+    assert network.server is not None
+    assert network.hub is not None
+    first = network.server.hub
+    second = Hub(await open_node(load_config(network.net.configs["JP"], env={})))
+    try:
+        await first._observe("JP-MN", "MN", 7, 7, "push_received")
+        await second._observe("JP-MN", "JP", 3, 2, "served")
+        status = await read_status(network.hub.store, "JP-MN")
+        assert {n: (s.local_size, s.remote_size) for n, s in status.logs.items()} == {
+            "MN": (7, 7), "JP": (3, 2)
+        }  # fmt: skip
+        assert {"push_received", "served"} <= set(status.jobs)
+    finally:
+        second.close()
+        await second.node.close()
