@@ -483,7 +483,9 @@ class HubServer:
                 self.hub.start_jobs()
                 from jcm_sync.net.tiles_http import start_tiles_job
 
-                tiles_jobs.extend(j for j in [start_tiles_job(self.hub.node)] if j)
+                tiles_jobs.extend(
+                    j for j in [start_tiles_job(self.hub.node, self.hub.runs_singletons)] if j
+                )  # one writer per database (ADR 0042)
 
         async def on_shutdown(app: web.Application) -> None:
             self.shutting_down = True

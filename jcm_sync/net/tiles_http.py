@@ -23,7 +23,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -192,14 +192,17 @@ def tile_sink(t: TilesSection, resolve: Callable[[str], Path]) -> TileSink | Non
     return None
 
 
-def start_tiles_job(node: Node) -> TilesJob | None:
+def start_tiles_job(
+    node: Node, only_if: Callable[[], Awaitable[bool]] | None = None
+) -> TilesJob | None:
     """The hub's or agent's scheduled publishing, as ``[tiles]`` configures it (None:
-    not configured), started."""
+    not configured), started; ``only_if`` is asked before each run (the hub's job lock
+    when several hub processes share one PostgreSQL, ADR 0042)."""
     sink = tile_sink(node.cfg.tiles, node.cfg.path)
     if sink is None:
         return None
     job = TilesJob(TilesPublisher(node.store, sink), node.cfg.tiles.interval_seconds,
-                   jitter=node.cfg.schedule.jitter_seconds)  # fmt: skip
+                   jitter=node.cfg.schedule.jitter_seconds, only_if=only_if)  # fmt: skip
     job.start()
     return job
 

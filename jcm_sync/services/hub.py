@@ -190,15 +190,21 @@ class Hub:
         )
         self._scheduler.start()
 
+    async def runs_singletons(self) -> bool:
+        """ADR 0042: whether this process runs the jobs that must run once per database:
+        the holder of its lock when several hub processes share one PostgreSQL, else
+        always."""
+        return self.leader is None or await self.leader.held()
+
     def _singleton(self, job: IntervalJob) -> IntervalJob:
-        """ADR 0042: a job that must run once per database runs only in the hub process
-        holding its lock (every process, when the store is not shared)."""
-        leader, run = self.leader, job.run
-        if leader is None:
+        """ADR 0042: a job that must run once per database runs only where
+        ``runs_singletons``."""
+        if self.leader is None:
             return job
+        run = job.run
 
         async def in_leader(*args: Any) -> Any:
-            return await run(*args) if await leader.held() else None
+            return await run(*args) if await self.runs_singletons() else None
 
         return replace(job, run=in_leader)
 
@@ -207,7 +213,7 @@ class Hub:
         at shutdown, which it logs."""
         m = self.node.metrics
         try:
-            if self.leader is not None and not await self.leader.held():
+            if not await self.runs_singletons():
                 return  # another hub process on this database runs it (ADR 0042)
             await run_scheduled(self.node, partnership)
         except asyncio.CancelledError:

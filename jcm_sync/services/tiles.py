@@ -34,7 +34,7 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -224,14 +224,26 @@ class TilesJob:
     ``daemon.py`` rules: jitter, one run at a time, a failure logged and retried at the
     next interval)."""
 
-    def __init__(self, publisher: TilesPublisher, seconds: float, *, jitter: float = 0.0) -> None:
+    def __init__(
+        self,
+        publisher: TilesPublisher,
+        seconds: float,
+        *,
+        jitter: float = 0.0,
+        only_if: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.publisher = publisher
         self.runs = 0
+        #: hub processes sharing one PostgreSQL: only the holder of the job lock writes
+        #: (ADR 0042); None: always
+        self.only_if = only_if
         self.scheduler = interval_scheduler(
             [IntervalJob("tiles", seconds, self.run_once)], jitter=jitter
         )
 
     async def run_once(self) -> list[Published]:
+        if self.only_if is not None and not await self.only_if():
+            return []  # another hub process on this database writes the tiles (ADR 0042)
         self.runs += 1
         try:
             return await self.publisher.publish_all()

@@ -50,6 +50,7 @@ from jcm_sync.services.hub import Hub
 from jcm_sync.services.log_service import checkpoint_verifiers, verify_log
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
+from jcm_sync.services.tiles import DirectorySink, TilesJob, TilesPublisher
 from jcm_sync.store import LogRef, Store, open_store
 from tests.exchange.conftest import Running
 from tests.store.conftest import pg_url  # noqa: F401  (the fixture: a schema of its own)
@@ -313,7 +314,9 @@ def _reconciled(hub: Hub, pid: str) -> float:
 
 
 @pytest.mark.parametrize("network", ["postgres"], indirect=True)
-async def test_only_the_process_holding_the_lock_reconciles(network: Running) -> None:
+async def test_only_the_process_holding_the_lock_reconciles(
+    network: Running, tmp_path: Path
+) -> None:
     """Two hubs on one database: the first to ask runs the scheduled reconciliation (and
     any other job that must run once), the other skips it until the first has gone."""
     assert network.server is not None
@@ -335,6 +338,12 @@ async def test_only_the_process_holding_the_lock_reconciles(network: Running) ->
         await first._singleton(witness_like).run("first")
         await second._singleton(witness_like).run("second")
         assert ran == ["first"]
+        tiles = tmp_path / "tiles"  # tiles have one writer: the lock holder (ADR 0041)
+        publisher = TilesPublisher(second.node.store, DirectorySink(tiles))
+        assert await TilesJob(publisher, 60.0, only_if=second.runs_singletons).run_once() == []
+        assert not tiles.exists()
+        published = await TilesJob(publisher, 60.0, only_if=first.runs_singletons).run_once()
+        assert {p.origin for p in published} >= {second.node.logs(pid).replica.origin}
         await network.stop_hub()  # the first process goes: its session, and lock, with it
         await second._reconcile(pid)
         assert _reconciled(second, pid) == 1
