@@ -36,6 +36,7 @@ PLAN: dict[str, list[str]] = {
     "backup": ["--n", "20000", "--rounds", "2"],
     "ops_pages": [],
     "pq": [],
+    "tiles": [],
 }
 
 

@@ -150,16 +150,27 @@ class TilesPublisher:
                 await self.sink.write([(prefix + CHECKPOINT, note)])
                 return Published(ref.origin, old, latest.size, 1)
             return Published(ref.origin, old, latest.size)
-        written = 0
-        batch: list[Tile] = []
+        batches: list[list[Tile]] = []
         for tile in tiles.new_tiles(old, latest.size):
             if tile.level == Tile.ENTRIES:
                 continue  # written with its level-0 tile
-            if batch and (tile.level > 0 or len(batch) == TILES_PER_READ):
-                written += await self._write_tiles(ref, prefix, batch)
-                batch = []
-            batch.append(tile)
-        written += await self._write_tiles(ref, prefix, batch)
+            if not batches or tile.level > 0 or len(batches[-1]) == TILES_PER_READ:
+                batches.append([])
+            batches[-1].append(tile)
+        written, writing = 0, None
+        try:
+            for batch in batches:  # one batch is written while the next is read
+                files = await self._tile_files(ref, prefix, batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(self.sink.write(files))
+                written += len(files)
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
         await self.sink.write([(prefix + CHECKPOINT, note)])  # rule 2: last
         log.info("tiles-published", extra={"origin": ref.origin, "old_size": old,
                  "size": latest.size, "files": written + 1})  # fmt: skip
@@ -191,11 +202,11 @@ class TilesPublisher:
             )
         return cp.size
 
-    async def _write_tiles(self, ref: LogRef, prefix: str, batch: Sequence[Tile]) -> int:
-        """Write the tiles of ``batch`` (consecutive level-0 tiles with their bundles, or
-        one tile of a higher level), hashes read from the store."""
-        if not batch:
-            return 0
+    async def _tile_files(
+        self, ref: LogRef, prefix: str, batch: Sequence[Tile]
+    ) -> list[tuple[str, bytes]]:
+        """The files of ``batch`` (consecutive level-0 tiles with their bundles, or one
+        tile of a higher level), hashes and envelopes read from the store."""
         files: list[tuple[str, bytes]] = []
         if batch[0].level == 0:
             start = batch[0].index * tiles.TILE_WIDTH
@@ -215,8 +226,7 @@ class TilesPublisher:
                 coords = [(height, first + j) for j in range(t.width)]
                 nodes = await self.store.tree_nodes(ref, coords)
                 files.append((prefix + t.path, tiles.encode_tile([nodes[c] for c in coords])))
-        await self.sink.write(files)
-        return len(files)
+        return files
 
 
 class TilesJob:
