@@ -17,18 +17,17 @@ run: ``--ceiling-processes`` (2) processes verifying the same signatures at once
 ingest / ceiling >= 0.9.
 
 CPU per record, every process counted: the hub's verify workers (its child processes,
-``/proc/<pid>/stat``), which run each record's whole check (ADR 0039), split into
-"verify" (opening the envelope, its signatures) and a share of "decode" (the payload's
-decode, schema, authority) in the proportion this process measures for the two on the
-same envelopes; the hub's own process, split into the rest of "decode" (the push body,
-the workers' answers), "store" (the set-up's appends of the same records, batch for
-batch) and "transport" (the rest: HTTP, request signatures, body digests, dispatch,
-checkpoints); and the agent (this process during the push). Also printed: the hub's
-process and a worker per record now against the same work done as before ADR 0039
-(the record decoded and judged in the hub's process after the workers checked its
-signatures), both measured here on the same envelopes. ``--profile`` runs the hub
-under cProfile and prints where its main thread spends time. The figures are
-informational: the script always exits 0.
+``/proc/<pid>/stat``: "verify", which includes opening and hashing each envelope), the
+hub's own process, split into "decode" (the push body, the workers' answers and each
+record's decode, schema and authority, measured in this process on the same
+envelopes), "store" (the set-up's appends of the same records, batch for batch) and
+"transport" (the rest: HTTP, request signatures, body digests, dispatch, checkpoints),
+and the agent (this process during the push). Also printed: the hub's process and a
+worker per record now against the same work split as before ADR 0039 (key ids back
+from the workers, each envelope opened and hashed again in the hub's process), both
+measured here on the same envelopes. ``--profile`` runs the hub under cProfile and
+prints where its main thread spends time. The figures are informational: the script
+always exits 0.
 
     python bench/ingest.py [--n N] [--batch B] [--timeout S] [--profile]
 """
@@ -66,7 +65,7 @@ from jcm_sync.net.client import HubClient
 from jcm_sync.services.agent import Syncer
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
-from jcm_sync.services.verify_pool import answer, check_records
+from jcm_sync.services.verify_pool import check_envelopes, complete, root_keys
 
 __all__ = ["HubProcess", "fill_own_log", "free_port", "signed_issuances"]
 
@@ -204,16 +203,17 @@ def hub_side_costs(root: TrustRoot, envelopes: list[bytes], batch: int) -> dict[
     """CPU seconds per record, measured in this process on the same envelopes, of the
     two halves of a record's check, now and as before ADR 0039:
 
-    * ``worker``: what a verify worker does now (``check_records``: the whole record
-      check and its hashes, answers pickled), and ``worker_before``: the signatures
-      alone (``verify_envelope``, key ids pickled), as the workers did;
+    * ``worker``: what a verify worker does (``check_envelopes``: open, verify, hash,
+      answers pickled), and ``worker_before``: ``verify_envelope`` with the key ids
+      pickled, as the workers did;
     * ``decode``: what the hub's own process does besides storing: decode the push
-      body and take the workers' answers; ``decode_before``: the same, then open,
-      hash, decode and judge each record again, as the hub did.
+      body, take the workers' answers, rebuild each verification (decode, schema,
+      authority); ``decode_before``: the same with the answers as before (key ids
+      only), so each envelope opened and hashed again there.
     """
     sample = envelopes[: min(len(envelopes), 4 * batch)]
-    pubs, now = root.public_keys(), datetime.now(UTC)
-    answers = pickle.dumps(check_records(root, now, None, sample))
+    keys, pubs, now = root_keys(root), root.public_keys(), datetime.now(UTC)
+    answers = pickle.dumps(check_envelopes(keys, sample))
     signers = pickle.dumps([verify_envelope(r, pubs).signer_ids for r in sample])
     bodies = [
         encoder.encode(PushRequest(start=i, entries=sample[i : i + batch]))
@@ -223,18 +223,19 @@ def hub_side_costs(root: TrustRoot, envelopes: list[bytes], batch: int) -> dict[
     def decode() -> None:
         for body in bodies:
             msgspec.json.decode(body, type=PushRequest)
-        _ = [answer(o) for o in pickle.loads(answers)]
+        for raw, outcome in zip(sample, pickle.loads(answers), strict=True):
+            complete(root, pubs, raw, outcome, now, None)
 
     def decode_before() -> None:
         for body in bodies:
             msgspec.json.decode(body, type=PushRequest)
         for raw, ids in zip(sample, pickle.loads(signers), strict=True):
-            keys = tuple(pubs[k] for k in ids)
-            ve = VerifiedEnvelope(raw=raw, envelope=open_envelope(raw), signers=keys)
+            signed_by = tuple(pubs[k] for k in ids)
+            ve = VerifiedEnvelope(raw=raw, envelope=open_envelope(raw), signers=signed_by)
             verify_record(root, raw, now, verified=ve).leaf_hash  # noqa: B018
 
     def worker() -> None:
-        pickle.dumps(check_records(root, now, None, sample))
+        pickle.dumps(check_envelopes(keys, sample))
 
     def worker_before() -> None:
         pickle.dumps([verify_envelope(r, pubs).signer_ids for r in sample])
@@ -347,21 +348,19 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
 def cpu_table(n: int, r: dict[str, float], budget_us: float) -> None:
     """CPU µs per record by part, every process counted (module docstring)."""
     us = 1e6 / n
-    workers, hub = r["workers_cpu"] * us, r["hub_cpu"] * us
-    verify = workers * min(1.0, r["worker_before"] / r["worker"])
-    decode = workers - verify + r["decode"] * 1e6
-    store = r["store_per_record"] * 1e6
-    transport, agent = hub - r["decode"] * 1e6 - store, r["agent_cpu"] * us
-    total = workers + hub + agent
-    print(f"CPU per record (µs), every process: verify {verify:.1f} + decode {decode:.1f} "
-          f"(hub's workers: {workers:.1f}) + store {store:.1f} + transport {transport:.1f} "
+    verify, hub = r["workers_cpu"] * us, r["hub_cpu"] * us
+    decode, store = r["decode"] * 1e6, r["store_per_record"] * 1e6
+    transport, agent = hub - decode - store, r["agent_cpu"] * us
+    total = verify + hub + agent
+    print(f"CPU per record (µs), every process: verify {verify:.1f} (hub's workers) + "
+          f"decode {decode:.1f} + store {store:.1f} + transport {transport:.1f} "
           f"(hub's process: {hub:.1f}) + agent {agent:.1f} = {total:.1f}; "
           f"budget at the target on this machine {budget_us:.1f}")  # fmt: skip
     print(f"each piece of work once (ADR 0039), µs per record on the same envelopes, now "
-          f"vs before: hub's process {r['decode'] * 1e6:.1f} vs "
-          f"{r['decode_before'] * 1e6:.1f} (body and answers; before: the record opened, "
-          f"hashed, decoded and judged again), a worker {r['worker'] * 1e6:.1f} vs "
-          f"{r['worker_before'] * 1e6:.1f} (the whole check; before: signatures only)")  # fmt: skip
+          f"vs before: hub's process {decode:.1f} vs {r['decode_before'] * 1e6:.1f} (before: "
+          f"each envelope opened and hashed again there), a worker {r['worker'] * 1e6:.1f} "
+          f"vs {r['worker_before'] * 1e6:.1f} (now: it hashes too and sends the opened "
+          "envelope back)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,45 +1,46 @@
-"""Every record of every push checked on every core, each piece of work done once.
+"""Signature checks of every push on every core, each piece of work done once.
 
 Why this module exists: ingest at the hub is bound by Ed25519 verification (over half
-of the hub's CPU per record), and the rest of a record's check (decode, schema,
-authority) is as much again. Python runs it on one core, and on the event loop's
+of the hub's CPU per record). Python runs it on one core, and on the event loop's
 thread, which a 500-entry push would block for tens of milliseconds. This pool runs
-each record's whole check (``trust.verify_record``: envelope, signatures, decode,
-schema, authority, revocation at receipt, and its hashes) in worker processes while
-the loop serves other partners, and hands the hub back each record's verification,
-so the hub's own process, which also runs HTTP and the store, decodes nothing
-(ADR 0039).
+the expensive, self-contained part of a record's check (the envelope's shape, its
+signatures, its hashes) in worker processes while the loop serves other partners; the
+hub then completes the cheap part (schema, authority, partnership) in-process with
+``trust.verify_record(..., verified=...)`` as for any other record (ADR 0039).
 
 Rules:
 
-1. A worker returns, per envelope, its ``Verification`` (record id and leaf hash
-   computed there, the decoded record inside) or the error that refused it (class
-   name, message, location). No exception or key object is pickled.
+1. A worker returns, per envelope, a compact answer: what the parent would otherwise
+   compute again (record id, leaf hash, payload type, payload and signatures: the
+   opened envelope) or the error that refused it (class name, message, location).
+   No exception, key or record object is pickled.
 2. The parent rebuilds the same typed error from ``jcm_sync.errors`` (or the module
    that defines it), so a refused push answers exactly as it would without the pool.
-3. Concurrent pushes are coalesced: a push waits at most ``max_wait`` (2 ms), or
-   until ``flush_at`` records are waiting, then every waiting push's records are cut
-   into one chunk per worker, whatever partnership they belong to, so many small
-   pushes (the 31-partner fan-in's batches of 50) use every core. Each push is
-   checked under its own root and gets its own answers back; one push's bad record
-   refuses that push only. What is waiting when the window closes, under
-   ``MIN_POOLED_BATCH`` records in all while no dispatch is in flight, is verified
-   in-process: a lone small push is not worth the inter-process cost; under load it
-   joins the workers, off the loop.
+3. Concurrent pushes are coalesced (ADR 0039): a push waits at most ``max_wait``
+   (2 ms), or until ``flush_at`` records are waiting, then every waiting push's
+   records are cut into one chunk per worker, whatever partnership they belong to, so
+   many small pushes (the 31-partner fan-in's batches of 50) use every core. Each
+   push gets its own answers back; one push's bad record refuses that push only.
+   What is waiting when the window closes, under ``MIN_POOLED_BATCH`` records in all
+   while no dispatch is in flight, is verified in-process: a lone small push is not
+   worth the inter-process cost; under load it joins the workers, off the loop.
 4. Workers are started with ``spawn``: the hub runs threads (the SQLite store's), which
    ``fork`` would copy in an undefined state.
-5. The function returned only looks results up, raising a record's error when the
-   store asks for it, in the store's order, so a refused batch answers as before.
+5. The cheap part of a pooled batch (decode, schema, authority) is done for the whole
+   batch on a thread before the verify function is returned, not record by record
+   inside the store's append on the event loop (ADR 0010). The function returned then
+   only looks results up, raising a record's error when the store asks for it, in the
+   store's order, so a refused batch answers as before.
 6. Revocation is judged at receipt (trust rule 3): at ``now``, the hub's clock when the
    push arrived, except for entries the replica already holds, which the caller maps to
    the time they were appended (a re-sent batch stays idempotent after a revocation).
-7. Each piece of work is done once per envelope, in the worker: it is opened, its
-   signatures checked, its payload decoded and judged, and it is hashed once for its
-   record id and once for its leaf hash; the hub reuses both (revocation lookup, the
-   hub's root check, the store: ``log_sync`` rule 4).
-8. A worker keeps nothing between calls: each segment brings its trust root (a few
-   hundred bytes, parsed in microseconds against milliseconds of signatures), so there
-   is no per-process cache and no module-level state.
+7. Each piece of work is done once per envelope: the worker opens it (JSON shape,
+   canonical form), checks its signatures, and hashes it (record id and leaf hash);
+   the parent reuses those, never opening or hashing it again, for the revocation
+   lookup, ``verify_record``, the hub's root check and the store (``log_sync`` rule 4).
+8. A worker keeps nothing between calls: it builds each segment's public keys from
+   their raw bytes (microseconds, against milliseconds of signatures per chunk), so
+   there is no per-process cache and no module-level state.
 9. A root that has expired refuses every record in-process before any signature is
    checked, as ``verify_record`` does.
 """
@@ -53,10 +54,19 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jcm_sync import errors
-from jcm_sync.core import checkpoint
-from jcm_sync.core.trust import TrustRoot, Verification
+from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core.envelope import (
+    AnyPublicKey,
+    Envelope,
+    Signature,
+    VerifiedEnvelope,
+    public_key_from_raw,
+    verify_envelope,
+)
+from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.errors import JcmSyncError, UntrustedError
 from jcm_sync.services.log_service import record_verifier
 from jcm_sync.services.log_sync import VerifiedBatch, verify_batch
@@ -70,39 +80,41 @@ MAX_WAIT = 0.002
 FLUSH_AT = 256
 """Records waiting that send them to the workers at once, without waiting longer."""
 
-Outcome = Verification | tuple[str, str, str, str]
-"""A record's verification, or ("error", class name, message, where)."""
+Keys = tuple[tuple[str, bytes], ...]
+"""A root's keys as (key id, raw public key): what a worker needs of it."""
 
-Segment = tuple[TrustRoot, datetime, Mapping[str, datetime] | None, list[bytes]]
-"""Envelopes of one push and what they are judged by: root, clock, receipt times."""
+Outcome = tuple[Any, ...]
+"""("ok", record id, leaf hash, payload type, payload, ((keyid, sig), ...)) or
+("error", class name, message, where)."""
 
 
 # --- the worker side -------------------------------------------------------------------
 
 
-def check_records(
-    root: TrustRoot,
-    now: datetime,
-    received: Mapping[str, datetime] | None,
-    envelopes: Sequence[bytes],
-) -> list[Outcome]:
-    """Rules 1, 6 and 7: every envelope's verification under ``root``, or its refusal."""
-    verify = record_verifier(root, now, received)
+def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
+    """Rules 1, 7 and 8: open, verify and hash every envelope under ``keys``."""
+    pubs = {kid: public_key_from_raw(raw) for kid, raw in keys}
     out: list[Outcome] = []
     for raw in envelopes:
         try:
-            v = verify(raw)
+            v = verify_envelope(raw, pubs)
         except JcmSyncError as exc:
             out.append(("error", type(exc).__name__, exc.message, exc.where or ""))
         else:
-            v.leaf_hash  # noqa: B018 (rule 7: hashed here, carried back in the answer)
-            out.append(v)
+            env = v.envelope
+            sigs = tuple((s.keyid, s.sig) for s in env.signatures)
+            out.append(
+                ("ok", v.record_id, merkle.leaf_hash(raw), env.payloadType, env.payload, sigs)
+            )
     return out
 
 
-def check_chunk(segments: list[Segment]) -> list[list[Outcome]]:
+def check_chunk(segments: list[tuple[Keys, list[bytes]]]) -> list[list[Outcome]]:
     """Worker side of one chunk: segments of (perhaps) different partnerships' pushes."""
-    return [check_records(*segment) for segment in segments]
+    return [check_envelopes(keys, envelopes) for keys, envelopes in segments]
+
+
+# --- the parent side: rebuilding answers -----------------------------------------------
 
 
 def _error(name: str, message: str, where: str) -> JcmSyncError:
@@ -117,11 +129,40 @@ def _error(name: str, message: str, where: str) -> JcmSyncError:
     return UntrustedError(message, where=where or None)
 
 
-def answer(outcome: Outcome) -> Verification | JcmSyncError:
-    """A worker's answer as the verification or the typed error (rule 2)."""
-    if isinstance(outcome, Verification):
-        return outcome
-    return _error(outcome[1], outcome[2], outcome[3])
+def _known(obj: object, name: str, value: object) -> None:
+    """Give a ``cached_property`` the value a worker already computed (rule 7): it is
+    stored where the property would store it, so it is never computed here."""
+    obj.__dict__[name] = value
+
+
+def complete(
+    root: TrustRoot,
+    pubs: Mapping[str, AnyPublicKey],
+    raw: bytes,
+    outcome: Outcome,
+    now: datetime,
+    received: Mapping[str, datetime] | None,
+) -> Verification:
+    """The parent's part of one record (rules 2, 6 and 7): its verification under
+    ``root`` from the worker's answer, or the worker's refusal raised."""
+    if outcome[0] == "error":
+        raise _error(outcome[1], outcome[2], outcome[3])
+    _, rid, leaf, ptype, payload, sigs = outcome
+    env = Envelope(
+        payload=payload,
+        payloadType=ptype,
+        signatures=tuple(Signature(keyid=k, sig=s) for k, s in sigs),
+    )
+    ve = VerifiedEnvelope(raw=raw, envelope=env, signers=tuple(pubs[k] for k, _ in sigs))
+    _known(ve, "record_id", rid)
+    at = received.get(rid) if received else None
+    v = verify_record(root, raw, now, verified=ve, received=at)
+    _known(v, "leaf_hash", leaf)
+    return v
+
+
+def root_keys(root: TrustRoot) -> Keys:
+    return tuple((k.keyid, k.public_key) for k in root.keys)
 
 
 # --- coalescing (rule 3) ---------------------------------------------------------------
@@ -129,13 +170,10 @@ def answer(outcome: Outcome) -> Verification | JcmSyncError:
 
 @dataclass(eq=False)
 class _Job:
-    """One push's distinct envelopes waiting for the workers, with what they are judged
-    by; its future gets their outcomes in order, or None when they are to be verified
-    in-process."""
+    """One push's distinct envelopes waiting for the workers; its future gets their
+    outcomes in order, or None when they are to be verified in-process."""
 
-    root: TrustRoot
-    now: datetime
-    received: Mapping[str, datetime] | None
+    keys: Keys
     envelopes: list[bytes]
     future: asyncio.Future[list[Outcome] | None]
 
@@ -206,20 +244,28 @@ class VerifyPool:
         distinct = list(dict.fromkeys(e for e in envelopes if isinstance(e, bytes) and e))
         if self.workers < 2 or not distinct or root.expires <= now:  # rules 3 and 9
             return verify_batch(single, envelopes)
-        job = _Job(
-            root, now, received or None, distinct, asyncio.get_running_loop().create_future()
-        )
-        outcomes = await self._submit(job)
+        outcomes = await self._submit(root_keys(root), distinct)
         if outcomes is None:  # rule 3: too few records waiting to be worth a worker
             return verify_batch(single, envelopes)
-        done = {raw: answer(o) for raw, o in zip(distinct, outcomes, strict=True)}
-        return VerifiedBatch(done, single)  # rule 5
+        pubs = root.public_keys()
 
-    async def _submit(self, job: _Job) -> list[Outcome] | None:
+        def complete_all() -> dict[bytes, Verification | JcmSyncError]:
+            done: dict[bytes, Verification | JcmSyncError] = {}
+            for raw, outcome in zip(distinct, outcomes, strict=True):
+                try:
+                    done[raw] = complete(root, pubs, raw, outcome, now, received)
+                except JcmSyncError as exc:
+                    done[raw] = exc
+            return done
+
+        return VerifiedBatch(await asyncio.to_thread(complete_all), single)  # rule 5
+
+    async def _submit(self, keys: Keys, envelopes: list[bytes]) -> list[Outcome] | None:
         """Rule 3: wait with other pushes for the workers; their outcomes, in order."""
         loop = asyncio.get_running_loop()
+        job = _Job(keys, envelopes, loop.create_future())
         self._waiting.append(job)
-        self._waiting_records += len(job.envelopes)
+        self._waiting_records += len(envelopes)
         if self._waiting_records >= self.flush_at:
             self._flush()
         elif self._timer is None:
@@ -256,10 +302,7 @@ class VerifyPool:
                     loop.run_in_executor(
                         pool,
                         check_chunk,
-                        [
-                            (jobs[n].root, jobs[n].now, jobs[n].received, jobs[n].envelopes[a:b])
-                            for n, a, b in chunk
-                        ],
+                        [(jobs[n].keys, jobs[n].envelopes[a:b]) for n, a, b in chunk],
                     )
                     for chunk in chunks
                 )

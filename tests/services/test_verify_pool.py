@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
-import pickle
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -28,7 +27,12 @@ from jcm_sync.errors import (
     UnknownKeyError,
 )
 from jcm_sync.services.sample import signed_issuances
-from jcm_sync.services.verify_pool import MIN_POOLED_BATCH, VerifyPool, check_records
+from jcm_sync.services.verify_pool import (
+    MIN_POOLED_BATCH,
+    VerifyPool,
+    check_envelopes,
+    root_keys,
+)
 from tests.builders import NOW, build_root
 
 PID = "JP-MN"
@@ -206,17 +210,17 @@ async def test_close_ends_the_workers_and_a_later_batch_starts_new_ones(
     pool.close()  # twice is harmless
 
 
-def test_the_worker_function_answers_with_the_verification_or_the_error() -> None:
-    """Rules 1 and 7: per envelope, its verification (hashed and decoded there, as
-    ``verify_record`` makes it, and surviving the trip between processes), or
-    ("error", class, message, where)."""
+def test_the_worker_function_answers_compactly_or_with_the_error() -> None:
+    """Rules 1 and 7: per envelope, ("ok", record id, leaf hash, payload type, payload,
+    signatures): the opened envelope and its hashes; or ("error", class, message, where)."""
     envelopes, _ = signed_issuances(PID, "MN", MN, 2, CREATED)
     bad = other_signature(envelopes[0], envelopes[1])
-    ok, refused = pickle.loads(pickle.dumps(check_records(ROOT, NOW, None, [envelopes[1], bad])))
-    assert isinstance(ok, Verification)
-    assert outcome(lambda raw: ok, envelopes[1]) == in_process(ROOT)(envelopes[1])
-    assert "leaf_hash" in vars(ok)  # computed in the worker, carried back
-    assert ok.leaf_hash == merkle.leaf_hash(envelopes[1])
+    ok, refused = check_envelopes(root_keys(ROOT), [envelopes[1], bad])
+    doc = json.loads(envelopes[1])
+    assert ok[:3] == ("ok", record_id(envelopes[1]), merkle.leaf_hash(envelopes[1]))
+    assert ok[3] == doc["payloadType"]
+    assert ok[4] == base64.b64decode(doc["payload"])
+    assert ok[5] == ((MN.key_id, base64.b64decode(doc["signatures"][0]["sig"])),)
     assert refused[:2] == ("error", "SignatureError")
     assert refused[3] == "signatures[0]"
 
