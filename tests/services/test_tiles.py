@@ -130,3 +130,39 @@ def test_a_directory_sink_refuses_paths_outside_it(tmp_path: Path) -> None:
     for bad in ("../x", "/etc/passwd", "a//b", ""):
         with pytest.raises(ValueError, match="relative"):
             sink._file(bad)
+
+
+async def test_an_entry_too_long_for_a_bundle_stops_that_log_at_its_last_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A 70,000-byte envelope cannot be bundled: the run reports TileEntryTooLargeError and
+    the published checkpoint stays the previous one (the store accepts any bytes here:
+    the verifier is the test's)."""
+    import dataclasses
+    import hashlib
+
+    from jcm_sync.core import checkpoint
+    from jcm_sync.errors import TileEntryTooLargeError
+
+    world = World()
+    url = await make_store(tmp_path / "s.db", world, 10)
+    out = tmp_path / "tiles"
+    async with await open_store(url) as store:
+        await TilesPublisher(store, DirectorySink(out)).publish_all()
+        before = (out / "JP-ID/JP/checkpoint").read_bytes()
+        template = world.verify(world.envelopes("JP", 1)[0])
+
+        def accept(raw: bytes) -> object:
+            return dataclasses.replace(template, record_id=hashlib.sha256(raw).hexdigest(),
+                                       raw=raw)  # fmt: skip
+
+        await store.append_entries(world.jp_log, 10, [b"x" * 70_000], accept)  # type: ignore[arg-type]
+        head = await store.tree_head(world.jp_log)
+        note = checkpoint.sign_checkpoint(
+            checkpoint.Checkpoint(world.jp_log.origin, head.size, head.root),
+            world.key_of("JP").key,
+        )
+        await store.put_checkpoint(world.jp_log, note)
+        [r] = await TilesPublisher(store, DirectorySink(out)).publish_all()
+    assert isinstance(r.error, TileEntryTooLargeError)
+    assert (out / "JP-ID/JP/checkpoint").read_bytes() == before
