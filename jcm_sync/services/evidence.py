@@ -28,7 +28,8 @@ Rules:
    cosignature quorum agrees (ADR 0035; any stored one under quorum 0, the head of a log
    never checkpointed, empty while a quorum has agreed none), or at the sizes given
    (``--at``): one size for both, or one per node. A size past a log's head is refused.
-   The manifest says, per log, where it was cut and why (``LogInfo.cut``, ``reason``).
+   The manifest says, per log, where it was cut and why (``LogInfo.cut``, ``reason``)
+   and names the checkpoint of that size (``LogInfo.checkpoint``) when there is one.
 3. **Refusals before writing.** A partnership the configuration does not serve, a chain
    that does not verify (or is older than the store's, ADR 0017), a size past a log, or
    an output folder that exists and is not empty is refused, and nothing is written.
@@ -101,6 +102,7 @@ class LogInfo(msgspec.Struct, frozen=True):
     root: str  # hex
     cut: str = ""  # rule 2: "agreed", "checkpoint", "head", "empty" or "given" (--at)
     reason: str = ""  # rule 2, in words
+    checkpoint: str = ""  # rule 2: the note of the snapshot's size in the bundle, if any
 
 
 class Manifest(msgspec.Struct, frozen=True):
@@ -286,7 +288,9 @@ async def export_evidence(
                 note = add_signature_lines(cp.note, cosigned) if cosigned else cp.note
                 write(checkpoint_path(ref.node, cp.size), note)
                 n_checkpoints += 1
-        infos.append(LogInfo(ref.node, ref.origin, size, root.hex(), cut, why))
+        at_cut = checkpoint_path(ref.node, size)
+        at_cut = at_cut if at_cut in files else ""
+        infos.append(LogInfo(ref.node, ref.origin, size, root.hex(), cut, why, at_cut))
     history = await read_history(store, partnership)
     runs = [r for r in history.runs if _within(r.logs, sizes)]
     write(RUNS, msgspec.json.encode(runs))

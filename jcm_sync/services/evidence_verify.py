@@ -30,7 +30,9 @@ Rules:
    lines of keys the chain does not hold are ignored, as signed-note requires. The
    log's ML-DSA-44 line must verify when present, and where the root requires ``both``
    for ``checkpoint`` it and each cosigner's ML-DSA-44 cosignature are required
-   (``pq_checkpoints``); a checkpoint refused so is not one a run may have used.
+   (``pq_checkpoints``); a checkpoint refused so is not one a run may have used. The
+   checkpoint the manifest says a log was cut at must be one of these, and agreed by
+   the bundle's cosignatures if the manifest says it was cut there as agreed.
 5. **Reconciliation.** Every run is replayed on its own snapshot and its status, counts
    and report compared, each difference named under its run (``evidence_replay``).
 """
@@ -68,6 +70,7 @@ from jcm_sync.services.evidence import (
     EntryLine,
     LogInfo,
     Manifest,
+    checkpoint_path,
     entries_path,
     sha256_file,
     witness_name,
@@ -142,6 +145,7 @@ def verify_evidence(directory: Path) -> EvidenceCheck:
     logs = {info.node: _entries(directory, manifest, info, chain, check) for info in manifest.logs}
     for log in logs.values():
         _checkpoints(directory, manifest, log, chain, check)
+        _cut(log, check)
         _witnessed_time(manifest, log, chain, check)
     replay_runs(directory, manifest, logs, chain[-1], check)
     return check
@@ -370,6 +374,20 @@ def _checkpoints(
         when = agreed_at(quorum, times)
         if when is not None:
             log.agreed.append((body.size, when))
+
+
+def _cut(log: _Log, check: EvidenceCheck) -> None:
+    """Rule 4: the checkpoint the manifest says a log was cut at verified, and is agreed
+    by the bundle's own cosignatures when the manifest says it was cut there for that."""
+    info, where = log.info, f"{log.info.node}'s log"
+    if info.checkpoint and (
+        info.checkpoint != checkpoint_path(info.node, info.size) or info.size not in log.checkpoints
+    ):
+        check.add("checkpoints", where, f"was cut at {info.checkpoint}, which is not a valid "
+                  f"checkpoint of the snapshot's size {info.size} in the bundle")  # fmt: skip
+    if info.cut == "agreed" and info.size not in {size for size, _ in log.agreed}:
+        check.add("checkpoints", where, f"was cut at size {info.size} as agreed, and the "
+                  "bundle's cosignatures do not meet the trust root's quorum there")  # fmt: skip
 
 
 def _witnessed_time(

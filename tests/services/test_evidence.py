@@ -195,6 +195,8 @@ async def test_the_snapshot_is_the_newest_agreed_checkpoint_and_the_manifest_say
     manifest = msgspec.json.decode((bundle / MANIFEST).read_bytes(), type=Manifest)
     logs = {i.node: i for i in manifest.logs}
     assert (logs["JP"].size, logs["JP"].cut) == (half, "agreed")
+    assert logs["JP"].checkpoint == f"checkpoints/JP/{half:012d}.note"
+    assert logs["MN"].checkpoint == ""
     assert "cosigned by 1 of MN" in logs["JP"].reason
     assert (logs["MN"].size, logs["MN"].cut) == (0, "empty")
     assert "no checkpoint agreed" in logs["MN"].reason
@@ -202,6 +204,20 @@ async def test_the_snapshot_is_the_newest_agreed_checkpoint_and_the_manifest_say
     assert notes == [f"{half:012d}.note"]  # the newer, unagreed one is past the cut
     check = verify_evidence(bundle)
     assert check.differences == []
+    # the cosignature that made the cut agreed, dropped: the manifest's reason is refused
+    from jcm_sync.core.note import parse_note
+    from tests.services.evidence_pair import areas, rehash
+
+    rel = logs["JP"].checkpoint
+    parsed = parse_note((bundle / rel).read_bytes())
+    kept = [sig for sig in parsed.signatures if "/witness/" not in sig.name]
+    assert len(kept) < len(parsed.signatures)
+    (bundle / rel).write_bytes(parsed.text + b"\n" + "".join(x.line() for x in kept).encode())
+    rehash(bundle, rel)
+    assert areas(bundle) == {"checkpoints": [
+        f"JP's log: was cut at size {half} as agreed, and the bundle's cosignatures do not "
+        "meet the trust root's quorum there"
+    ]}  # fmt: skip
     given = await export(cut, tmp_path / "g", at={"JP": len(recs), "MN": 0})
     manifest = msgspec.json.decode((given / MANIFEST).read_bytes(), type=Manifest)
     assert {i.node: (i.size, i.cut) for i in manifest.logs} == {

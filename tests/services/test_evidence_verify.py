@@ -71,9 +71,13 @@ def test_a_dropped_checkpoint_is_named(bundle: Path) -> None:
         manifest, files={k: v for k, v in manifest.files.items() if k != victim}
     )
     (bundle / MANIFEST).write_bytes(msgspec.json.encode(manifest))
-    found = areas(bundle)  # dropped from the manifest too: the run still names it
-    assert list(found) == ["reconciliation"]
+    found = areas(bundle)  # dropped from the manifest too: the run and the cut name it
+    assert sorted(found) == ["checkpoints", "reconciliation"]
     assert [f for f in found["reconciliation"] if ran in f] != []
+    assert found["checkpoints"] == [
+        f"JP's log: was cut at {victim}, which is not a valid checkpoint of the snapshot's "
+        f"size {size} in the bundle"
+    ]
 
 
 def test_a_checkpoint_signed_by_another_key_is_refused(bundle: Path) -> None:
