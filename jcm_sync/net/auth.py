@@ -32,7 +32,8 @@ Rules:
 5. A nonce is accepted once per key. It is remembered until the request could no longer
    pass rule 3, ``min(created + W, expires)``, then forgotten. The cache is bounded: when
    it is full, new requests are refused (``NonceCacheFullError``, a 503) rather than
-   unexpired nonces being forgotten.
+   unexpired nonces being forgotten. This cache is one process's; hub processes sharing
+   one PostgreSQL also record each nonce there (``store/shared_limits.py``, ADR 0042).
 6. A server authenticates before it reads a body (ADR 0015): ``authenticate`` checks
    headers → signature under the resolved key (4) → parameters and coverage (1) → time
    (3) → the ``Content-Digest`` header's form (2) → nonce (5), and records the nonce;
