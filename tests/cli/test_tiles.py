@@ -12,6 +12,7 @@ from jcm_sync.cli import main
 from jcm_sync.local.config import load_config
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import Network, partnership_records, provision
+from tests.net.static_server import serve
 
 CC = "MN"
 PID = "JP-MN"
@@ -90,3 +91,21 @@ def test_write_without_a_sink_is_a_config_error(
     net = provision(tmp_path / "net", [CC], hub_port=0)
     assert main(["tiles", "write", "--config", str(net.configs["JP"])]) == 1
     assert "--dir" in capsys.readouterr().err
+
+
+def test_verify_over_http_from_a_static_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify reads a log's prefix over HTTP from a plain static server."""
+    net = provision(tmp_path / "net", [CC], hub_port=0)
+    asyncio.run(_japan_appends(net, projects=1, seed=1))
+    out = tmp_path / "tiles"
+    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out)]) == 0
+    capsys.readouterr()
+    with serve(out) as base:
+        assert main(["tiles", "verify", f"{base}/{PID}/JP", "--trust", str(net.roots[PID]),
+                     "--index", "0", "--json"]) == 0  # fmt: skip
+    got = _json(capsys)
+    assert isinstance(got, dict)
+    assert got["index"] == 0
+    assert got["origin"].endswith(f"/{PID}/JP")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from jcm_sync.net.tiles_http import HttpTileSource, S3Sink, read_credentials, ti
 from jcm_sync.services.tiles import DirectorySink, TilesPublisher
 from jcm_sync.services.tiles_read import open_tiled_log
 from jcm_sync.store import open_store
+from tests.net.static_server import serve
 from tests.services.tiled import grow, make_store
 from tests.store import World
 
@@ -29,25 +28,11 @@ CREDS = sigv4.Credentials("TESTKEY", "test/secret")
 
 @pytest.fixture
 def static_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``python -m http.server`` on 127.0.0.1 (a port of its choosing) serving a dir."""
+    """A real static server on loopback serving an empty directory, and that directory."""
     root = tmp_path / "www"
     root.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-         "--directory", str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        port = re.search(r"port (\d+)", line)
-        assert port, line
-        yield f"http://127.0.0.1:{port.group(1)}", root
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with serve(root) as url:
+        yield url, root
 
 
 async def test_a_log_of_ten_thousand_verifies_over_a_static_server(
