@@ -27,6 +27,15 @@ async def _japan_appends(net: Network, *, projects: int, seed: int) -> None:
         await node.close()
 
 
+def _published(tmp_path: Path) -> tuple[Network, Path]:
+    """A provisioned hub whose own log has records, published by ``tiles write``."""
+    net = provision(tmp_path / "net", [CC], hub_port=0)
+    asyncio.run(_japan_appends(net, projects=1, seed=1))
+    out = tmp_path / "tiles"
+    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out)]) == 0
+    return net, out
+
+
 def _json(capsys: pytest.CaptureFixture[str]) -> object:
     return json.loads(capsys.readouterr().out)
 
@@ -67,10 +76,7 @@ def test_tampered_tiles_and_wrong_inputs_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A changed tile, an unknown record, or a missing directory: exit 1, reason on stderr."""
-    net = provision(tmp_path / "net", [CC], hub_port=0)
-    asyncio.run(_japan_appends(net, projects=1, seed=1))
-    out = tmp_path / "tiles"
-    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out)]) == 0
+    net, out = _published(tmp_path)
     prefix, root = out / PID / "JP", str(net.roots[PID])
     assert main(["tiles", "verify", str(prefix), "--trust", root, "--record", "ab" * 32]) == 1
     assert "no entry" in capsys.readouterr().err
@@ -97,10 +103,7 @@ def test_verify_over_http_from_a_static_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """verify reads a log's prefix over HTTP from a plain static server."""
-    net = provision(tmp_path / "net", [CC], hub_port=0)
-    asyncio.run(_japan_appends(net, projects=1, seed=1))
-    out = tmp_path / "tiles"
-    assert main(["tiles", "write", "--config", str(net.configs["JP"]), "--dir", str(out)]) == 0
+    net, out = _published(tmp_path)
     capsys.readouterr()
     with serve(out) as base:
         assert main(["tiles", "verify", f"{base}/{PID}/JP", "--trust", str(net.roots[PID]),
