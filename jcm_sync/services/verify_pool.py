@@ -43,6 +43,9 @@ Rules:
    there is no per-process cache and no module-level state.
 9. A root that has expired refuses every record in-process before any signature is
    checked, as ``verify_record`` does.
+10. A worker that dies (killed, out of memory) breaks the process pool: the pushes of
+    that dispatch are verified in-process instead, and the next dispatch starts new
+    workers, so one lost worker never turns every later push into a 500.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -311,7 +315,13 @@ class VerifyPool:
             for j in jobs:
                 j.future.cancel()
             raise
-        except Exception as exc:  # a broken pool, say: every push waiting hears of it
+        except BrokenProcessPool:  # rule 10: a worker died; these pushes go in-process
+            self._discard(pool)
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_result(None)
+            return
+        except Exception as exc:  # anything else: every push waiting hears of it
             for j in jobs:
                 if not j.future.done():
                     j.future.set_exception(exc)
@@ -323,6 +333,12 @@ class VerifyPool:
         for j, a in zip(jobs, answers, strict=True):
             if not j.future.done():
                 j.future.set_result(a)
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Rule 10: forget a broken pool (once), so the next dispatch starts new workers."""
+        if self._pool is pool:
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -150,3 +150,26 @@ async def test_small_pushes_together_under_the_minimum_stay_in_process(
             assert_as_in_process(root, verify, batch)
     finally:
         pool.close()
+
+
+async def test_a_worker_that_dies_costs_no_push(partners: list[Partner]) -> None:
+    """Rule 10: the pushes of a dispatch whose worker was killed are verified in-process
+    (answered as ever), and the next dispatch starts new workers."""
+    pool = VerifyPool(workers=2)
+    try:
+        pushes = [(p.root, p.batches()[0]) for p in partners[:4]]
+        await asyncio.gather(*(pool.verifier(r, b, NOW) for r, b in pushes))
+        assert pool._pool is not None
+        first = pool._pool
+        for proc in list(first._processes.values()):
+            proc.kill()
+        verifies = await asyncio.gather(*(pool.verifier(r, b, NOW) for r, b in pushes))
+        for (root, batch), verify in zip(pushes, verifies, strict=True):
+            assert_as_in_process(root, verify, batch)
+        verifies = await asyncio.gather(*(pool.verifier(r, b, NOW) for r, b in pushes))
+        assert pool._pool is not None
+        assert pool._pool is not first  # new workers
+        for (root, batch), verify in zip(pushes, verifies, strict=True):
+            assert_as_in_process(root, verify, batch)
+    finally:
+        pool.close()
