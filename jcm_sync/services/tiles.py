@@ -15,9 +15,10 @@ Rules:
 2. **Checkpoint last.** Tiles and bundles are written first; the ``checkpoint`` file is
    replaced only after all of them, so a reader never sees a checkpoint whose tiles are
    missing, and a run that stops half-way is redone from the old checkpoint next time.
-3. **Atomic files.** A directory sink writes each file to a temporary name in the same
-   directory and renames it over the target, so a reader sees the old bytes or the new,
-   never a torn file.
+3. **Atomic, durable files.** A directory sink writes each file to a temporary name in
+   the same directory, fsyncs it and renames it over the target, then fsyncs the
+   directories, so a reader sees the old bytes or the new, never a torn file, and after a
+   crash no checkpoint names a tile that was lost (a full tile is never rewritten).
 4. **The store is the history.** The published checkpoint must be a prefix of the store's
    log (same root at its size, checked with ``Store.root_at``); otherwise the tiles are of
    another history and nothing is written (``PublishedTilesConflictError``).
@@ -45,6 +46,7 @@ from jcm_sync.core.tiles import Tile
 from jcm_sync.errors import JcmSyncError, PublishedTilesConflictError
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.store import LogRef, Store
+from jcm_sync.store.backup import fsync_path
 
 log = logging.getLogger("jcm_sync.services.tiles")
 
@@ -87,6 +89,7 @@ class DirectorySink:
         await asyncio.to_thread(self._write_all, files)
 
     def _write_all(self, files: Sequence[tuple[str, bytes]]) -> None:
+        folders: set[Path] = set()
         for path, data in files:
             target = self._file(path)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +97,15 @@ class DirectorySink:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())  # durable before it is named: no empty tile
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            folders.add(target.parent)
+        for folder in folders:  # the renames too, before the caller writes what follows
+            fsync_path(folder)
 
 
 def log_prefix(ref: LogRef) -> str:
