@@ -4,7 +4,8 @@ from its tiles alone (docs/tiles.md, ADR 0041).
 ``write`` brings a directory or bucket up to the store's latest checkpoints, writing only
 what is new. ``verify`` reads a log's prefix (a URL of any static server, or a directory),
 opens its checkpoint under a trust root, checks the tiles' root, and optionally the
-inclusion of one entry and the consistency with a checkpoint seen before; no store.
+inclusion of one entry (or of every bundle, ``--all``) and the consistency with a checkpoint
+seen before; no store.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     which = v.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, help="check the inclusion of this entry")
     which.add_argument("--record", metavar="RECORD_ID", help="find and check this record")
+    which.add_argument("--all", action="store_true",
+                       help="prove every entry bundle part of the checkpoint")  # fmt: skip
     v.add_argument("--previous", metavar="FILE",
                    help="a checkpoint seen before: check the log still extends it")  # fmt: skip
     v.add_argument("--save", metavar="FILE", help="write the verified checkpoint here")
@@ -151,6 +154,8 @@ async def _verify(args: argparse.Namespace) -> int:
                 f"signed by {', '.join(data['signed_by'])}")  # fmt: skip
         if "index" in data:
             c.print(f"entry {data['index']} ({data['record_id']}) is included")
+        if "entries_checked" in data:
+            c.print(f"all {data['entries_checked']} entries match their tiles and checkpoint")
         if "consistent_with" in data:
             c.print(f"consistent with the checkpoint of size {data['consistent_with']}")
         c.print(f"{log.fetched} files fetched")
@@ -160,6 +165,9 @@ async def _verify(args: argparse.Namespace) -> int:
 
 
 async def _check_entry(args: argparse.Namespace, log: TiledLog, data: dict[str, Any]) -> None:
+    if args.all:
+        data["entries_checked"] = sum([1 async for _ in log.scan()])
+        return
     if args.index is None and args.record is None:
         return
     index = args.index if args.index is not None else await log.find(args.record)

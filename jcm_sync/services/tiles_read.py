@@ -26,7 +26,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -161,15 +161,20 @@ class TiledLog:
             raise self._mismatch(f"the bundles of entries {start}..{end - 1} do not match")
         return out
 
-    async def find(self, record_id: str) -> int:
-        """The index of the entry whose envelope's SHA-256 is ``record_id`` (a scan of
-        every bundle: tiles carry no index). ``NotFoundError`` if none."""
-        step = tiles.TILE_WIDTH * 16
+    async def scan(self, step: int = tiles.TILE_WIDTH * 16) -> AsyncIterator[tuple[int, bytes]]:
+        """Every entry with its index, each page proved as ``entries`` proves it: reading
+        them all audits every bundle and tile the entries depend on."""
         for start in range(0, self.size, step):
             end = min(start + step, self.size)
             for i, e in enumerate(await self.entries(start, end)):
-                if envelope.record_id(e) == record_id:
-                    return start + i
+                yield start + i, e
+
+    async def find(self, record_id: str) -> int:
+        """The index of the entry whose envelope's SHA-256 is ``record_id`` (a scan of
+        every bundle: tiles carry no index). ``NotFoundError`` if none."""
+        async for index, e in self.scan():
+            if envelope.record_id(e) == record_id:
+                return index
         raise NotFoundError(f"no entry of {self.checkpoint.checkpoint.origin} is {record_id}")
 
 

@@ -70,6 +70,8 @@ def test_write_then_verify_inclusion_and_consistency(
     grown = _json(capsys)
     assert isinstance(grown, dict)
     assert grown["consistent_with"] == first["size"] < grown["size"]
+    assert main([*args, "--all"]) == 0
+    assert _json(capsys)["entries_checked"] == grown["size"]  # type: ignore[index]
 
 
 def test_tampered_tiles_and_wrong_inputs_exit_1(
@@ -82,6 +84,13 @@ def test_tampered_tiles_and_wrong_inputs_exit_1(
     assert "no entry" in capsys.readouterr().err
     assert main(["tiles", "verify", str(tmp_path / "nope"), "--trust", root]) == 1
     capsys.readouterr()
+    [bundle] = list((prefix / "tile" / "entries").glob("*.p/*"))
+    spoilt = bytearray(bundle.read_bytes())
+    spoilt[40] ^= 1
+    bundle.write_bytes(bytes(spoilt))
+    assert main(["tiles", "verify", str(prefix), "--trust", root]) == 0  # not read
+    assert main(["tiles", "verify", str(prefix), "--trust", root, "--all"]) == 1
+    assert "do not match" in capsys.readouterr().err
     [tile] = list((prefix / "tile" / "0").glob("*.p/*"))
     data = bytearray(tile.read_bytes())
     data[0] ^= 1
