@@ -122,15 +122,21 @@ class _Pool:
         self._settings = settings
         self._max = max_size
         self._pool: Any = None
+        self._opening = asyncio.Lock()  # the first requests arrive together
 
-    async def run(self, doing: str, call: Callable[[Any], Any]) -> Any:
-        try:
+    async def _opened(self) -> Any:
+        async with self._opening:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=0, max_size=self._max, timeout=CONNECT_TIMEOUT_S,
                     server_settings=self._settings,
                 )  # fmt: skip
-            async with self._pool.acquire() as conn:
+            return self._pool
+
+    async def run(self, doing: str, call: Callable[[Any], Any]) -> Any:
+        try:
+            pool = self._pool or await self._opened()
+            async with pool.acquire() as conn:
                 return await call(conn)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise StoreError(

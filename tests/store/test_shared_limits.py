@@ -73,6 +73,22 @@ async def test_two_processes_racing_on_one_nonce_accept_it_once(migrated: str) -
     assert all(isinstance(o, ReplayError) for o in outcomes if o is not None)
 
 
+async def test_requests_arriving_together_open_one_pool(migrated: str) -> None:
+    import asyncio
+
+    limits = SharedLimits(migrated)
+    try:
+        await asyncio.gather(
+            *(limits.admit("x", f"k n{i}", until=T + 300, now=T) for i in range(10))
+        )
+        assert limits._pool._pool is not None
+        opened = limits._pool._pool
+        await limits.admit("x", "k last", until=T + 300, now=T)
+        assert limits._pool._pool is opened
+    finally:
+        await limits.close()
+
+
 async def test_the_request_rate_per_node_is_counted_across_processes(migrated: str) -> None:
     a, b = SharedLimits(migrated, per_second=3), SharedLimits(migrated, per_second=3)
     try:
