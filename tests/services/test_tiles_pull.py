@@ -128,3 +128,21 @@ async def test_the_own_log_and_other_calls_go_to_the_hub(pair: Pair, tmp_path: P
     assert counted.reads == [f"entries {own} 0", f"consistency {own} 0 0"]
     assert (await port.state(PID)).logs
     assert port.requests == pair.honest.requests
+
+
+async def test_a_pull_over_http_from_a_static_server(pair: Pair, tmp_path: Path) -> None:
+    """The same pull, the tiles read over HTTP from a plain static server on loopback."""
+    from jcm_sync.net.tiles_http import HttpTileSource
+    from tests.net.static_server import serve
+
+    out = tmp_path / "www"
+    await _publish(pair, out)
+    counted = Counted(pair.honest)
+    with serve(out) as base:
+        port = TilesHubPort(counted, HttpTileSource(base), pair.agent, PID)
+        try:
+            assert await pair.syncer(port, batch_size=4).pull() == pair.sizes["JP"]
+        finally:
+            await port.close()
+    assert counted.reads == []
+    assert await _replica(pair) == await _japan(pair)
