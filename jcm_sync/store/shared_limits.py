@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import asyncpg
+from asyncpg.exceptions import InternalClientError
 
 from jcm_sync.errors import ReplayError, StoreError, TooManyRequestsError
 from jcm_sync.store.base import redact_url
@@ -76,6 +77,14 @@ WITH n AS (INSERT INTO shared_nonces (nonce, until) VALUES ($1, $2)
 SELECT EXISTS (SELECT 1 FROM n), (SELECT n FROM r)"""
 CLEAN_NONCES: Final = "DELETE FROM shared_nonces WHERE until < $1"
 CLEAN_COUNTS: Final = "DELETE FROM shared_request_counts WHERE win < $1"
+#: What PostgreSQL or the connection to it can raise (rule 5).
+_PG_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    InternalClientError,
+    OSError,
+    TimeoutError,
+)
 #: Rule 4: one lock per schema (advisory locks are per database).
 LEADER_KEY: Final = "hashtext('jcm-sync singleton jobs ' || current_schema())"
 
@@ -138,7 +147,7 @@ class _Pool:
             pool = self._pool or await self._opened()
             async with pool.acquire() as conn:
                 return await call(conn)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except _PG_ERRORS as exc:
             raise StoreError(
                 f"PostgreSQL failed {doing}: {type(exc).__name__}: {exc}", where=self.where
             ) from exc
@@ -148,7 +157,7 @@ class _Pool:
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
-            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            except _PG_ERRORS:
                 pool.terminate()
 
 
@@ -225,7 +234,7 @@ class LeaderLock:
                 return False
             if await self._conn.fetchval(f"SELECT pg_try_advisory_lock({LEADER_KEY})"):
                 return True
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        except _PG_ERRORS:
             pass
         await self._end()
         return False
@@ -241,7 +250,7 @@ class LeaderLock:
             return
         try:
             await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT_S)
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except _PG_ERRORS:
             conn.terminate()
 
 
