@@ -20,7 +20,7 @@ writes what comes back, or nothing when this raises.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -216,13 +216,24 @@ def state_reads(size: int, start: int | None, count: int) -> tuple[list[Coord], 
     return subtrees.Frontier.coordinates(size), (lo, min(size, lo + count))
 
 
+Grow = Callable[
+    [subtrees.Frontier, Sequence[bytes]], tuple[subtrees.Frontier, list[subtrees.Subtree]]
+]
+
+
 def plan_append(
-    log: LogRef, start: int | None, batch: Sequence[PreparedEntry], state: AppendState
+    log: LogRef,
+    start: int | None,
+    batch: Sequence[PreparedEntry],
+    state: AppendState,
+    grow: Grow = subtrees.Frontier.extend,
 ) -> AppendPlan:
     """Decide an append (invariants 3 and 4); raise without side effects if it is refused.
 
     ``start`` None appends at the end. Entries at filled indexes must be the same bytes
-    (a no-op) or the append is a ``ForkError``; a start past the size is a gap.
+    (a no-op) or the append is a ``ForkError``; a start past the size is a gap. ``grow``
+    extends the frontier and says which new nodes the plan writes: every one by default,
+    the stored ones with ``sparse.grow`` (the SQL stores).
     """
     size = state.size
     if start is None:
@@ -269,7 +280,7 @@ def plan_append(
             where=f"{log.origin} head",
         )
     new = batch[present:]
-    grown, nodes = frontier.extend([item.leaf_hash for item in new])
+    grown, nodes = grow(frontier, [item.leaf_hash for item in new])
     return AppendPlan(
         start=start,
         present=present,

@@ -84,15 +84,44 @@ DIALECT: Final = {
     "id_key": "('x' || substr(record_id, 1, 16))::bit(64)::bigint",
 }
 
-#: Every range of ``sparse.base_reads`` in one round trip: stored nodes, then leaf hashes.
+#: One round trip: every range of ``sparse.base_reads`` (stored nodes, then leaf hashes)
+#: and, as level -1 rows with a record id, the entries of the log under the id keys ``$7``
+#: (``sql.HELD_IDS``: an append's probe for records already held; none when reading).
+#: Each part is a LATERAL subquery fenced by ``OFFSET 0``: one index probe per range or
+#: key, whatever the array sizes a generic plan of this prepared statement assumes.
 SQL_NODES = (
-    "SELECT n.level, n.idx, n.hash FROM unnest($2::int[], $3::bigint[], $4::bigint[]) "
-    "AS r(level, lo, hi) JOIN log_nodes n ON n.log_id = $1 AND n.level = r.level "
-    "AND n.idx >= r.lo AND n.idx < r.hi "
-    "UNION ALL SELECT 0, e.idx, e.leaf_hash FROM unnest($5::bigint[], $6::bigint[]) "
-    "AS r(lo, hi) JOIN log_entries e ON e.log_id = $1 AND e.idx >= r.lo AND e.idx < r.hi"
+    "SELECT r.level, n.idx, n.hash, NULL::text FROM unnest($2::int[], $3::bigint[], "
+    "$4::bigint[]) AS r(level, lo, hi) CROSS JOIN LATERAL (SELECT idx, hash FROM log_nodes "
+    "WHERE log_id = $1 AND level = r.level AND idx >= r.lo AND idx < r.hi OFFSET 0) n "
+    "UNION ALL SELECT 0, e.idx, e.leaf_hash, NULL FROM unnest($5::bigint[], $6::bigint[]) "
+    "AS r(lo, hi) CROSS JOIN LATERAL (SELECT idx, leaf_hash FROM log_entries "
+    "WHERE log_id = $1 AND idx >= r.lo AND idx < r.hi OFFSET 0) e "
+    "UNION ALL SELECT -1, k.idx, NULL, e.record_id FROM unnest($7::bigint[]) AS j(value) "
+    "CROSS JOIN LATERAL ("
+    + " UNION ALL ".join(
+        f"SELECT idx FROM {table} WHERE id_key = j.value AND log_id = $1"
+        for table in ("record_ids", "recent_record_ids")
+    )
+    + " OFFSET 0) k CROSS JOIN LATERAL (SELECT record_id FROM log_entries "
+    "WHERE log_id = $1 AND idx = k.idx OFFSET 0) e"
 )
-HELD_IDS: Final = sql.HELD_IDS.format(keys=sql.POSTGRES_KEYS)
+#: The head, locked to the end of the transaction (rule 1); ``set_config(..., true)`` is a
+#: ``SET LOCAL`` in the same round trip: ``recent_record_ids`` is emptied every
+#: ``sql.RECENT_IDS`` entries, so its statistics are usually stale, and a planner that
+#: believed it empty would scan it once per probed key.
+HEAD_FOR_APPEND: Final = (
+    "SELECT size, root, set_config('enable_seqscan', 'off', true) FROM logs "
+    "WHERE id = $1 FOR UPDATE"
+)
+#: After the entries' COPY, the rest of an append in one statement: the recent ids, the
+#: stored nodes and the new head.
+SQL_WRITE_REST = (
+    "WITH ids AS (INSERT INTO recent_record_ids (id_key, log_id, idx) "
+    "SELECT k, $1, i FROM unnest($2::bigint[], $3::bigint[]) AS t(k, i)), "
+    "nodes AS (INSERT INTO log_nodes (log_id, level, idx, hash) "
+    "SELECT $1, l, i, h FROM unnest($4::int[], $5::bigint[], $6::bytea[]) AS t(l, i, h)) "
+    "UPDATE logs SET size = $7, root = $8 WHERE id = $1"
+)
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -239,61 +268,63 @@ class PostgresStore(sql.SqlStore):
         return None if row is None else (int(row[0]), str(row[1]))
 
     async def _nodes_on(
-        self, conn: Any, log_id: int, coords: Sequence[Coord]
-    ) -> dict[Coord, object]:
-        """The wanted nodes, from the range reads of ``sparse.base_reads`` in one query."""
-        if not coords:
-            return {}
+        self, conn: Any, log_id: int, coords: Sequence[Coord], keys: Sequence[int] = ()
+    ) -> tuple[dict[Coord, object], list[tuple[str, int]]]:
+        """The wanted nodes, from the range reads of ``sparse.base_reads``, and the
+        (record id, index) rows held under ``keys``, in one query."""
+        if not coords and not keys:
+            return {}, []
         reads = sparse.base_reads(coords)
         nodes = [r for r in reads if r.level]
         leaves = [r for r in reads if not r.level]
         rows = await conn.fetch(
             SQL_NODES, log_id,
             [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-            [r.start for r in leaves], [r.end for r in leaves],
+            [r.start for r in leaves], [r.end for r in leaves], list(keys),
         )  # fmt: skip
-        found = {(r[0], r[1]): r[2] for r in rows}
-        return sparse.combine(coords, found, self._origin_of(log_id))
+        found = {(r[0], r[1]): r[2] for r in rows if r[0] >= 0}
+        held = [(r[3], r[1]) for r in rows if r[0] < 0]
+        return sparse.combine(coords, found, self._origin_of(log_id)), held
 
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         async with self._conn("reading tree nodes") as conn:
-            return await self._nodes_on(conn, log_id, coords)
+            return (await self._nodes_on(conn, log_id, coords))[0]
 
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
         async with self._conn("appending") as conn, conn.transaction():
-            row = await conn.fetchrow(pg(sql.HEAD) + " FOR UPDATE", log_id)
-            head = check_head(log, *(row or (None, None)))
+            row = await conn.fetchrow(HEAD_FOR_APPEND, log_id)
+            head = check_head(log, *(row[:2] if row else (None, None)))
             coords, (lo, hi) = state_reads(head.size, start, len(batch))
             rows = await conn.fetch(pg(sql.RECORD_IDS), log_id, lo, hi) if lo < hi else []
             existing = {r[0]: r[1] for r in rows}
-            frontier = await self._nodes_on(conn, log_id, coords)
-            plan = plan_append(
-                log, start, batch, AppendState(head.size, head.root, frontier, existing)
-            )
+            keys = [sql.id_key(e.record_id) for e in batch]
+            frontier, held = await self._nodes_on(conn, log_id, coords, keys)
+            state = AppendState(head.size, head.root, frontier, existing)
+            plan = plan_append(log, start, batch, state, sparse.grow)
             if plan.new:
+                sql.check_not_held(log, plan, held)
                 await self._write(conn, log, log_id, plan)
         return plan
 
     async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
-        """Write the plan with COPY, in the transaction holding the head row (rule 1)."""
+        """Write the plan, the entries with COPY, in the transaction holding the head row
+        (rule 1); duplicates were refused before, so a key violation aborts it for good."""
         entries, nodes, ids = sql.append_rows(log_id, plan, self._clock())
-        keys = [row[0] for row in ids]
-        sql.check_not_held(log, plan, await conn.fetch(pg(HELD_IDS), keys, keys, log_id))
         try:
-            async with conn.transaction():  # a savepoint, so a violation can be explained
-                await conn.copy_records_to_table(
-                    "log_entries", records=entries, columns=sql.ENTRY_COLUMNS
-                )
+            await conn.copy_records_to_table(
+                "log_entries", records=entries, columns=sql.ENTRY_COLUMNS
+            )
         except asyncpg.UniqueViolationError as exc:
             sql.refuse_append(log, plan, exc)
-        if nodes:
-            await conn.executemany(pg(sql.INSERT_NODE), nodes)
-        await conn.copy_records_to_table("recent_record_ids", records=ids, columns=sql.ID_COLUMNS)
+        await conn.execute(
+            SQL_WRITE_REST, log_id, [r[0] for r in ids], [r[2] for r in ids],
+            [n[1] for n in nodes], [n[2] for n in nodes], [n[3] for n in nodes],
+            plan.size, plan.root,
+        )  # fmt: skip
         if sql.merge_due(plan):
             await conn.execute(sql.MERGE_IDS_POSTGRES)
-        await conn.execute(pg(sql.UPDATE_HEAD), plan.size, plan.root, log_id)
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]

@@ -147,9 +147,14 @@ ID_PLACES: Final = (
     "JOIN log_entries e ON e.log_id = k.log_id AND e.idx = k.idx"
 )
 #: Entries of one log whose id key is among a batch's: the held ids an append must refuse.
-HELD_IDS: Final = f"SELECT e.record_id, e.idx FROM {ID_PLACES} WHERE k.log_id = ?"
-SQLITE_KEYS: Final = "SELECT value FROM json_each(?)"
-POSTGRES_KEYS: Final = "SELECT unnest(?::bigint[])"
+#: ``{keys}`` is the dialect's table ``j(value)`` of the keys; CROSS JOIN keeps SQLite
+#: probing the index from each key rather than scanning the log's entries.
+HELD_IDS: Final = " UNION ALL ".join(
+    f"SELECT e.record_id, e.idx FROM {{keys}} CROSS JOIN {table} r CROSS JOIN log_entries e "
+    "WHERE r.id_key = j.value AND r.log_id = ? AND e.log_id = r.log_id AND e.idx = r.idx"
+    for table in ("record_ids", "recent_record_ids")
+)
+SQLITE_KEYS: Final = "json_each(?) j"
 INSERT_CHECKPOINT: Final = (
     "INSERT INTO log_checkpoints (log_id, size, root, note) VALUES (?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"

@@ -259,7 +259,7 @@ class SqliteStore(sql.SqlStore):
             rows = db.execute(sql.RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
             existing = dict(rows)
             state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
-            plan = plan_append(log, start, batch, state)
+            plan = plan_append(log, start, batch, state, sparse.grow)
             if plan.new:
                 self._write_sync(log, log_id, plan)
             db.execute("COMMIT")
@@ -273,7 +273,7 @@ class SqliteStore(sql.SqlStore):
         db = self._db()
         entries, nodes, ids = sql.append_rows(log_id, plan, self._clock().isoformat())
         keys = json.dumps([row[0] for row in ids])
-        sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, keys, log_id)))
+        sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, log_id, keys, log_id)))
         try:
             db.executemany(sql.INSERT_ENTRY, entries)
         except sqlite3.IntegrityError as exc:

@@ -302,7 +302,7 @@ def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection
     ]
     held = sql.HELD_IDS.format(keys=sql.SQLITE_KEYS)
     keys = json.dumps([id_key(item(6).record_id)])
-    assert db.execute(held, (keys, keys, 9)).fetchall() == [(item(6).record_id, 6)]
+    assert db.execute(held, (keys, 9, keys, 9)).fetchall() == [(item(6).record_id, 6)]
     assert db.execute(sql.RECORD_IDS, (9, 6, 7)).fetchall() == [(6, item(6).record_id)]
 
 
