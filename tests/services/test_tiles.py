@@ -12,8 +12,18 @@ from jcm_sync.core.tiles import Tile
 from jcm_sync.errors import PublishedTilesConflictError, TransportError
 from jcm_sync.services.tiles import DirectorySink, TilesJob, TilesPublisher
 from jcm_sync.store import open_store
-from tests.services.tiled import grow, make_store
+from tests.services.tiled import fill, grow, make_store
 from tests.store import World
+from tests.store.conftest import (
+    PG_URL,
+    drop_schema,
+    make_schema,
+    pg_reachable,
+    skip_without_pg,
+    with_param,
+)
+
+__all__ = ["pg_reachable"]  # a fixture, used by name
 
 
 def _files(root: Path) -> dict[str, int]:
@@ -166,3 +176,30 @@ async def test_an_entry_too_long_for_a_bundle_stops_that_log_at_its_last_checkpo
         [r] = await TilesPublisher(store, DirectorySink(out)).publish_all()
     assert isinstance(r.error, TileEntryTooLargeError)
     assert (out / "JP-ID/JP/checkpoint").read_bytes() == before
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_store_publishes_the_same_files(
+    tmp_path: Path, pg_reachable: str | None
+) -> None:
+    """The same log in PostgreSQL and in SQLite publishes byte-identical tiles, bundles and
+    checkpoint, first at 2,000 entries then incrementally at 2,600."""
+    skip_without_pg(pg_reachable)
+    world = World()
+    schema = await make_schema()
+    try:
+        urls = [with_param(PG_URL, "search_path", schema), f"sqlite:///{tmp_path / 's.db'}"]
+        outs = [tmp_path / "pg", tmp_path / "sqlite"]
+        for url, out in zip(urls, outs, strict=True):
+            await fill(url, world, 2000)
+            async with await open_store(url) as store:
+                await TilesPublisher(store, DirectorySink(out)).publish_all()
+                await grow(store, world, world.jp_log, 2600)
+                [r] = await TilesPublisher(store, DirectorySink(out)).publish_all()
+                assert (r.old_size, r.size, r.error) == (2000, 2600, None)
+    finally:
+        await drop_schema(schema)
+    pg, lite = ({p.relative_to(o): p.read_bytes() for p in o.rglob("*") if p.is_file()}
+                for o in outs)  # fmt: skip
+    assert pg == lite
+    assert Path("JP-ID/JP/tile/0/009") in pg

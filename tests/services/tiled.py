@@ -21,7 +21,12 @@ async def grow(store: Store, world: World, ref: LogRef, to: int) -> None:
 
 async def make_store(path: Path, world: World, size: int, node: str = "JP") -> str:
     """A SQLite store at ``path`` holding ``size`` entries of ``node``'s log; its URL."""
-    url = f"sqlite:///{path}"
+    return await fill(f"sqlite:///{path}", world, size, node)
+
+
+async def fill(url: str, world: World, size: int, node: str = "JP") -> str:
+    """The store at ``url`` (any backend) made to hold ``size`` entries of ``node``'s
+    log; its URL."""
     async with await open_store(url) as store:
         ref = world.jp_log if node == "JP" else world.id_log
         await store.ensure_log(ref)
