@@ -48,7 +48,7 @@ def test_the_parser_offers_every_command_group() -> None:
     assert set(sub.choices) == {
         "key", "trust", "record", "log", "registry", "agent", "sync", "status", "import",
         "alarm", "reconcile", "conformance", "demo", "template", "export", "endorse", "report",
-        "init", "config", "backup", "restore", "evidence", "receipt",
+        "init", "config", "backup", "restore", "evidence", "receipt", "tiles",
     }  # fmt: skip
     for name in ("sync", "status", "import", "demo"):
         assert callable(parser.parse_args([name, *ARGS[name]]).func)
