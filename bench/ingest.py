@@ -67,7 +67,10 @@ from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.sample import fill_own_log, free_port, provision, signed_issuances
 from jcm_sync.services.verify_pool import check_envelopes, complete, root_keys
 
-__all__ = ["HubProcess", "fill_own_log", "free_port", "signed_issuances"]
+__all__ = ["HubProcess", "fill_own_log", "free_port", "issuances", "signed_issuances"]
+
+issuances = signed_issuances
+"""The name ``bench/anti_entropy.py`` imports."""
 
 TARGET = 0.9
 PARTNER, WARMUP_PARTNER = "ID", "MN"
