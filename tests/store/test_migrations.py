@@ -10,6 +10,7 @@ plain INSERTs, as that version's code would have left them.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import asyncpg
 import pytest
 
 from jcm_sync.core import checkpoint, merkle
-from jcm_sync.errors import StoreError
+from jcm_sync.errors import ConflictError, StoreError
 from jcm_sync.services.log_service import checkpoint_verifiers, verify_log
 from jcm_sync.store import LogRef, Store, open_store
 from jcm_sync.store import migrations as m
@@ -104,13 +105,15 @@ class V1:
     notes: dict[LogRef, list[bytes]]
 
 
-async def v1_rows(world: World) -> tuple[dict[str, list[tuple[Any, ...]]], V1]:
+async def v1_rows(
+    world: World, sizes: dict[str, int] = SIZES
+) -> tuple[dict[str, list[tuple[Any, ...]]], V1]:
     """The rows version 1 held for two logs with entries and signed checkpoints."""
     mem = MemoryStore()
     heads, leaves, notes = {}, {}, {}
     for node, log in (("JP", world.jp_log), ("ID", world.id_log)):
         await mem.ensure_log(log)
-        envs = world.envelopes(node, SIZES[node])
+        envs = world.envelopes(node, sizes[node])
         await mem.append_entries(log, 0, envs, world.verify)
         leaves[log] = [merkle.leaf_hash(e) for e in envs]
         notes[log] = []
@@ -179,8 +182,28 @@ async def v1(
     request: pytest.FixtureRequest, tmp_path: Path, world: World, pg_reachable: str | None
 ) -> AsyncIterator[V1]:
     """A database exactly as version 1 of the layout left it, on each SQL backend."""
-    rows, made = await v1_rows(world)
-    if request.param == "sqlite":
+    async for made in v1_database(request.param, tmp_path, world, pg_reachable, SIZES):
+        yield made
+
+
+#: A JP log past its first 256-wide tile, so migration 6 keeps a level-8 node.
+TILED = {"JP": 300, "ID": 21}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def v1_tiled(
+    request: pytest.FixtureRequest, tmp_path: Path, world: World, pg_reachable: str | None
+) -> AsyncIterator[V1]:
+    """A version-1 database whose JP log crosses a tile boundary."""
+    async for made in v1_database(request.param, tmp_path, world, pg_reachable, TILED):
+        yield made
+
+
+async def v1_database(
+    backend: str, tmp_path: Path, world: World, pg_reachable: str | None, sizes: dict[str, int]
+) -> AsyncIterator[V1]:
+    rows, made = await v1_rows(world, sizes)
+    if backend == "sqlite":
         path = tmp_path / "v1.db"
         write_v1_sqlite(path, rows)
         made.url = f"sqlite:///{path}"
@@ -263,6 +286,35 @@ async def test_a_version_1_store_upgrades_and_every_log_still_verifies(
     assert recorded[1][1] is not None
     assert recorded[2][1] is not None
     assert await raw(v1.url, m.READ_SCHEMA_VERSION) == [(str(m.SCHEMA_VERSION),)]
+
+
+async def test_migration_6_merges_the_index_keeps_level_8_nodes_and_ids(
+    v1_tiled: V1, world: World
+) -> None:
+    """Version 1 to 6 with a log past a 256-wide tile: roots at every size, proofs and
+    checkpoints verify from the sparse nodes; the record index answers from the merged
+    entries and the id index; a record held is still refused; appends go on."""
+    url, jp = v1_tiled.url, world.jp_log
+    async with await open_store(url) as store:
+        await assert_logs_verify(store, v1_tiled, world)
+        envs = world.envelopes("JP", TILED["JP"])
+        rid = hashlib.sha256(envs[270]).hexdigest()
+        assert (await store.record(rid)).index == 270
+        assert await store.envelope(rid) == envs[270]
+        found = await store.records("issuance", (await store.record(rid)).key)
+        assert [r.index for r in found if r.log == jp] == [270]
+        with pytest.raises(ConflictError, match="already in the log at index 270"):
+            await store.append(jp, None, envs[270], world.verify)
+        more = world.envelopes("JP", 5, TILED["JP"])
+        result = await store.append_entries(jp, None, more, world.verify)
+        assert result.size == TILED["JP"] + 5
+        leaves = [merkle.leaf_hash(e) for e in envs + more]
+        assert result.root == merkle.root(leaves)
+        assert await store.inclusion_proof(jp, 7) == merkle.inclusion_proof(leaves, 7)
+    assert "record_index" not in await tables(url)
+    nodes = await raw(url, "SELECT DISTINCT level FROM log_nodes ORDER BY 1")
+    assert nodes == [(8,)]
+    assert await raw(url, "SELECT count(*) FROM record_ids") == [(sum(TILED.values()),)]
 
 
 async def test_reopening_an_upgraded_store_applies_nothing(v1: V1, world: World) -> None:

@@ -1,0 +1,235 @@
+"""Sparse tree nodes and the bulk-merged id index (``store/sparse.py``, ADR 0040).
+
+The pure part (which rows answer which nodes, hashing them, growing a frontier) is checked
+against ``core/merkle.py``'s literal RFC 9162 recursion; the layout at scale is checked on
+real SQLite files and the real PostgreSQL: a log past many 256-wide tiles serves every
+root and proof around the tile edges exactly as the reference computes them from all
+leaves, keeps only the nodes of levels 8, 16..., and its id index, merged in bulk, still
+finds every record and refuses every one held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jcm_sync.core import merkle, subtrees
+from jcm_sync.core.trust import Verification
+from jcm_sync.errors import ConflictError, CorruptStoreError
+from jcm_sync.store import open_store, sparse, sql
+from jcm_sync.store.sparse import BaseRead
+from tests.store import World
+from tests.store.conftest import (
+    PERSISTENT,
+    PG_URL,
+    drop_schema,
+    make_schema,
+    skip_without_pg,
+    with_param,
+)
+
+# --- the pure part ----------------------------------------------------------------------
+
+
+def leaves(n: int) -> list[bytes]:
+    return [merkle.leaf_hash(b"leaf %d" % i) for i in range(n)]
+
+
+def test_only_levels_8_16_are_stored() -> None:
+    assert [lv for lv in range(34) if sparse.is_stored(lv)] == [8, 16, 24, 32]
+
+
+def test_base_reads_are_whole_tiles_of_the_stored_level_below() -> None:
+    """A node of level l is read from level l - l % 8, by whole 256-wide tiles; adjacent
+    tiles are one read, levels are read apart."""
+    assert sparse.base_reads([(0, 5)]) == [BaseRead(0, 0, 256)]
+    assert sparse.base_reads([(3, 40)]) == [BaseRead(0, 256, 512)]  # leaves 320..327
+    assert sparse.base_reads([(7, 1), (7, 2)]) == [BaseRead(0, 0, 512)]  # tiles 0 and 1
+    assert sparse.base_reads([(0, 1), (0, 1000)]) == [BaseRead(0, 0, 256), BaseRead(0, 768, 1024)]
+    mixed = [(8, 3), (12, 0), (1, 0)]
+    assert sparse.base_reads(mixed) == [BaseRead(0, 0, 256), BaseRead(8, 0, 256)]
+    assert sparse.base_reads([]) == []
+
+
+def test_combine_hashes_nodes_as_the_reference_does() -> None:
+    """Every perfect node of a 1,000-leaf tree computed from leaf rows and level-8 rows is
+    the MTH of its leaves; a node with a missing base row is left out."""
+    hs = leaves(1000)
+    level8 = {(8, i): merkle.root(hs[i * 256 : (i + 1) * 256]) for i in range(3)}
+    rows: dict[tuple[int, int], object] = {(0, i): h for i, h in enumerate(hs)} | level8
+    coords = [(lv, i) for lv in range(10) for i in range(1000 >> lv)]
+    got = sparse.combine(coords, rows, "log")
+    for (lv, i), h in got.items():
+        assert h == merkle.root(hs[i << lv : (i + 1) << lv]), (lv, i)
+    assert set(got) == set(coords) - {(9, 1)}  # level 8 index 3 (leaves 768..1023) is not full
+    del rows[(0, 77)]
+    partial = sparse.combine([(0, 77), (2, 19), (2, 18)], rows, "log")
+    assert set(partial) == {(2, 18)}
+
+
+def test_combine_names_the_malformed_row_a_node_needs() -> None:
+    """A computed node over a leaf hash or stored node that is not 32 bytes is a corrupt
+    store naming that row; a direct one is passed on for the caller to check."""
+    rows: dict[tuple[int, int], object] = {(0, i): h for i, h in enumerate(leaves(4))}
+    rows[(0, 2)] = b"short"
+    with pytest.raises(CorruptStoreError, match="leaf hash is 5 bytes") as info:
+        sparse.combine([(1, 1)], rows, "o/JP")
+    assert info.value.where == "o/JP entry 2"
+    assert sparse.combine([(0, 2)], rows, "o/JP") == {(0, 2): b"short"}
+    nodes = {(8, i): bytes(32) for i in range(4)} | {(8, 1): memoryview(bytes(31))}
+    with pytest.raises(CorruptStoreError, match="node hash is 31 bytes") as info:
+        sparse.combine([(10, 0)], nodes, "o/JP")
+    assert info.value.where == "o/JP node (level 8, index 1)"
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 511, 65535, 65536 + 300])
+@pytest.mark.parametrize("count", [1, 255, 256, 700])
+def test_grow_is_extend_keeping_the_stored_nodes(size: int, count: int) -> None:
+    """``sparse.grow`` is ``Frontier.extend`` with only the level-8k nodes kept."""
+    hs = [hashlib.sha256(b"%d" % i).digest() for i in range(size + count)]
+    before = subtrees.Frontier.empty()
+    if size:
+        before, _ = before.extend(hs[:size])
+    want, made = before.extend(hs[size:])
+    got, kept = sparse.grow(before, hs[size:])
+    assert got == want
+    assert kept == sparse.stored(made)
+
+
+def test_grow_refuses_a_leaf_that_is_not_a_hash() -> None:
+    with pytest.raises(CorruptStoreError, match="leaf hash is 3 bytes"):
+        sparse.grow(subtrees.Frontier.empty(), [bytes(32), b"abc"])
+
+
+# --- the layout at scale, on both SQL backends ----------------------------------------
+
+#: Past 40 tiles of 256 and a level-13 boundary (8,192), not a power of two.
+SIZE = 10_300
+EDGES = [1, 255, 256, 257, 511, 512, 513, 8191, 8192, 8193, SIZE - 1, SIZE]
+
+
+def synthetic(world: World) -> tuple[Callable[[bytes], Verification], list[bytes]]:
+    """A verifier accepting distinct synthetic envelopes as one verified JP issuance (the
+    store checks ids and leaf hashes, not signatures), and the envelopes."""
+    base = world.verify(world.envelopes("JP", 1)[0])
+
+    def verify(raw: bytes) -> Verification:
+        return dataclasses.replace(base, record_id=hashlib.sha256(raw).hexdigest(), raw=raw)
+
+    return verify, [b'{"synthetic":%08d,"pad":"%s"}' % (i, b"x" * 64) for i in range(SIZE)]
+
+
+@pytest.fixture(params=PERSISTENT)
+async def sql_url(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_reachable: str | None
+) -> AsyncIterator[str]:
+    """A SQLite file or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'big.db'}"
+        return
+    skip_without_pg(pg_reachable)
+    schema = await make_schema()
+    try:
+        yield with_param(PG_URL, "search_path", schema)
+    finally:
+        await drop_schema(schema)
+
+
+async def raw(url: str, text: str) -> list[tuple[object, ...]]:
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            return [tuple(r) for r in conn.execute(text)]
+        finally:
+            conn.close()
+    pconn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await pconn.fetch(text)]
+    finally:
+        await pconn.close()
+
+
+async def test_a_tiled_log_serves_every_root_and_proof_as_the_reference(
+    sql_url: str, world: World
+) -> None:
+    """10,300 entries in batches of 700 (crossing tile edges inside batches): the roots,
+    inclusion and consistency proofs at and around every tile edge are those
+    ``core/merkle.py`` computes from all leaves; only level-8 and 16... rows exist."""
+    verify, envs = synthetic(world)
+    hs = [merkle.leaf_hash(e) for e in envs]
+    log = world.jp_log
+    async with await open_store(sql_url) as store:
+        for start in range(0, SIZE, 700):
+            await store.append_entries(log, start, envs[start : start + 700], verify)
+        assert (await store.tree_head(log)).root == merkle.root(hs)
+        for size in EDGES:
+            assert await store.root_at(log, size) == merkle.root(hs[:size]), size
+            for index in sorted({0, 255, 256, 257, size // 2, size - 1}):
+                if index < size:
+                    want = merkle.inclusion_proof(hs[:size], index)
+                    assert await store.inclusion_proof(log, index, size) == want, (index, size)
+            for old in EDGES:
+                if old <= size:
+                    want = merkle.consistency_proof(hs[:size], old)
+                    assert await store.consistency_proof(log, old, size) == want, (old, size)
+        coords = [(3, 40), (9, 19), (13, 0), (8, 39), (0, SIZE - 1)]
+        got = await store.tree_nodes(log, coords)
+        for lv, i in coords:
+            assert got[(lv, i)] == merkle.root(hs[i << lv : (i + 1) << lv])
+    rows = await raw(sql_url, "SELECT level, count(*) FROM log_nodes GROUP BY level ORDER BY 1")
+    assert rows == [(8, SIZE >> 8)]
+
+
+async def test_the_id_index_merges_in_bulk_and_still_refuses_a_held_record(
+    sql_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a merge every 512 entries, 1,300 entries leave 1,200 ids merged and 100
+    recent; a record is found and refused wherever its id is, and a row of another record
+    under the same 64-bit key (a collision) neither hides nor blocks one."""
+    monkeypatch.setattr(sql, "RECENT_IDS", 512)
+    verify, envs = synthetic(world)
+    log = world.jp_log
+    async with await open_store(sql_url) as store:
+        for start in range(0, 1300, 300):
+            await store.append_entries(log, start, envs[start : min(start + 300, 1300)], verify)
+        merged = await raw(sql_url, "SELECT count(*) FROM record_ids")
+        recent = await raw(sql_url, "SELECT count(*) FROM recent_record_ids")
+        assert (merged, recent) == ([(1200,)], [(100,)])
+        for index in (3, 1250):  # one merged, one recent
+            rid = hashlib.sha256(envs[index]).hexdigest()
+            assert (await store.record(rid)).index == index
+            with pytest.raises(ConflictError, match=f"already in the log at index {index}"):
+                await store.append(log, None, envs[index], verify)
+        # the next record's key, pointing at entry 0: a collision, not a duplicate
+        nxt = hashlib.sha256(envs[1300]).hexdigest()
+        await insert_id(sql_url, sql.id_key(nxt), 0)
+        assert (await store.append(log, None, envs[1300], verify)).size == 1301
+        assert (await store.record(nxt)).index == 1300
+        assert await store.envelope(nxt) == envs[1300]
+        # a re-sent batch at its own indexes is a no-op; the same records at the end are not
+        result = await store.append_entries(log, 600, envs[600:700], verify)
+        assert (result.appended, result.present) == (0, 100)
+        with pytest.raises(ConflictError, match="already in the log at index 600"):
+            await store.append_entries(log, None, envs[600:700], verify)
+
+
+async def insert_id(url: str, key: int, index: int) -> None:
+    text = f"INSERT INTO record_ids (id_key, log_id, idx) VALUES ({key}, 1, {index})"
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        try:
+            conn.execute(text)
+        finally:
+            conn.close()
+        return
+    pconn = await asyncpg.connect(url)
+    try:
+        await pconn.execute(text)
+    finally:
+        await pconn.close()
