@@ -24,7 +24,7 @@ BENCH = Path(__file__).resolve().parent
 #: name -> arguments for ``make bench``; run in this order, skipped when the file is absent
 PLAN: dict[str, list[str]] = {
     "sign_verify": [],
-    "append": ["--n", "10000", "--batches", "10,100,500"],
+    "append": ["--n", "10000", "--rounds", "2", "--prefill", "100000"],
     "proofs": ["--n", "100000"],
     "ingest": ["--n", "20000"],
     "anti_entropy": ["--sizes", "1000,100000"],
