@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -85,6 +86,8 @@ class Result:
     solo_records: int
     solo_seconds: float
     makespan: float
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds during the fan-in: the hub's process, its verify workers, the agents"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -163,7 +166,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
             solo_seconds = await solo(a0.node, net.hub_url, a0.syncer.partnership, first,
                                       args.solo_batch, args.timeout)  # fmt: skip
             await fill_own_log(a0.node, a0.syncer.partnership, *fan_in_of_first)
+            hub_before, agents_before = hub.cpu(), time.process_time()
             makespan = await push_all(agents, args.records, args.timeout)
+            hub_after, agents_cpu = hub.cpu(), time.process_time() - agents_before
+            cpu = {"agents": agents_cpu}
+            if hub_before is not None and hub_after is not None:
+                spent = (a - b for a, b in zip(hub_after, hub_before, strict=True))
+                cpu["hub"], cpu["workers"] = spent
             for a in agents:
                 a.latencies = a.client.latencies
         finally:
@@ -174,7 +183,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
         for a in agents:
             await a.client.close()
             await a.node.close()
-    return Result(agents, args.records, args.solo, solo_seconds, makespan)
+    return Result(agents, args.records, args.solo, solo_seconds, makespan, cpu)
 
 
 def report(res: Result, batch: int, solo_batch: int) -> None:
@@ -201,6 +210,9 @@ def report(res: Result, batch: int, solo_batch: int) -> None:
           f"{p99 / bound:7.2f}  <= 1.00 {ok} (baseline: {TARGET_P99} x {in_flight:,} "
           "in flight / the single-agent throughput)")  # fmt: skip
     print(f"{'p50 push latency (ms)':28} {p50 * 1e3:10.1f}")
+    if res.cpu:
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in res.cpu.items())
+        print(f"CPU during the fan-in ({res.makespan:.2f} s on {os.cpu_count()} cores): {parts}")
 
     print(f"starvation: {len(done)}/{n} agents completed", end="")
     if done:
