@@ -31,7 +31,8 @@ Rules:
    5 adds ``shared_nonces`` and ``shared_request_counts``, the request nonces and
    per-node request counts every hub process on one PostgreSQL shares (ADR 0042);
    6 merges the record index into ``log_entries`` with each entry's leaf hash, keeps record
-   ids as 64-bit keys in ``record_ids`` fed in bulk from ``recent_record_ids``, and keeps
+   ids as 64-bit keys in ``record_ids`` fed in bulk through ``middle_record_ids`` from
+   ``recent_record_ids``, and keeps
    only the tree nodes of levels 8, 16, ... (ADR 0040). It rebuilds ``log_entries`` and
    moves its rows, so it cannot be ``IF NOT EXISTS``-idempotent: like every migration it
    runs once, in the transaction that records it. Its dialect fields ``{leaf_hash}`` and
@@ -218,6 +219,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 "WHERE supersedes IS NOT NULL"
             ),
             """CREATE TABLE IF NOT EXISTS record_ids (
+        id_key BIGINT NOT NULL,
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        PRIMARY KEY (id_key, log_id, idx)){without_rowid}""",
+            """CREATE TABLE IF NOT EXISTS middle_record_ids (
         id_key BIGINT NOT NULL,
         log_id BIGINT NOT NULL,
         idx BIGINT NOT NULL,

@@ -9,6 +9,9 @@ Invariants and choices:
 1. An append is one transaction that first locks the log's head row (``SELECT ... FOR
    UPDATE``): concurrent appends to one log serialise, appends to different logs do not.
    A normal commit is durable (PostgreSQL's WAL); nothing is acknowledged before it.
+   Inside it, in four round trips (ADR 0040): the head; the frontier's stored nodes and
+   leaf hashes with the probe of the id index for records already held; the entries by
+   ``COPY``; the recent ids, stored nodes and new head in one statement.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
@@ -99,15 +102,14 @@ SQL_NODES = (
     "UNION ALL SELECT -1, k.idx, NULL, e.record_id FROM unnest($7::bigint[]) AS j(value) "
     "CROSS JOIN LATERAL ("
     + " UNION ALL ".join(
-        f"SELECT idx FROM {table} WHERE id_key = j.value AND log_id = $1"
-        for table in ("record_ids", "recent_record_ids")
+        f"SELECT idx FROM {table} WHERE id_key = j.value AND log_id = $1" for table in sql.ID_TABLES
     )
     + " OFFSET 0) k CROSS JOIN LATERAL (SELECT record_id FROM log_entries "
     "WHERE log_id = $1 AND idx = k.idx OFFSET 0) e"
 )
 #: The head, locked to the end of the transaction (rule 1); ``set_config(..., true)`` is a
-#: ``SET LOCAL`` in the same round trip: ``recent_record_ids`` is emptied every
-#: ``sql.RECENT_IDS`` entries, so its statistics are usually stale, and a planner that
+#: ``SET LOCAL`` in the same round trip: the smaller id tables are emptied every few
+#: thousand entries, so their statistics are usually stale, and a planner that
 #: believed it empty would scan it once per probed key.
 HEAD_FOR_APPEND: Final = (
     "SELECT size, root, set_config('enable_seqscan', 'off', true) FROM logs "
@@ -323,8 +325,8 @@ class PostgresStore(sql.SqlStore):
             [n[1] for n in nodes], [n[2] for n in nodes], [n[3] for n in nodes],
             plan.size, plan.root,
         )  # fmt: skip
-        if sql.merge_due(plan):
-            await conn.execute(sql.MERGE_IDS_POSTGRES)
+        for merge in sql.merges_due(plan):
+            await conn.execute(sql.MERGE_IDS_POSTGRES[merge])
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]

@@ -11,6 +11,11 @@ The layout itself is built by the ordered migrations of ``migrations.py`` (rule 
 node-state statements (``STATE_CHUNKS``...) and ``APPEND_COUNTS`` serve protocol rule 9.
 Adapters use this module by name (``sql.HEAD``).
 
+The layout of ADR 0040: one ``log_entries`` row per entry (its record-index fields and
+leaf hash included), tree nodes only at levels 8, 16... (``sparse.py`` computes the
+others), and record ids as 64-bit keys in ``record_ids``, fed in bulk from the small
+``recent_record_ids``, so no append writes at scattered places of a large index.
+
 ``SqlStore`` answers the primitives of ``StoreBase`` that are one shared query and a
 reshaping of its rows, so the two adapters write only what differs: connections,
 transactions, and how each reads tree nodes and appends.
@@ -54,7 +59,7 @@ __all__ = [
     "check_schema_version",
     "checkpoint_query",
     "id_key",
-    "merge_due",
+    "merges_due",
     "record_query",
     "refuse_append",
     "schema_ddl",
@@ -121,30 +126,43 @@ INSERT_ENTRY: Final = (
     f"INSERT INTO log_entries ({', '.join(ENTRY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_NODE: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, ?, ?, ?)"
-#: The id index (ADR 0040): new ids go to the small ``recent_record_ids``, whose rows stay
-#: in the page cache; every ``RECENT_IDS`` entries of a log, one statement moves them all,
-#: in key order, into ``record_ids``, touching each of its pages at most once.
+#: The id index (ADR 0040), three tables of one shape, smallest first: new ids go to
+#: ``recent_record_ids`` (a few pages, always cached); every ``RECENT_IDS`` entries of a
+#: log, one statement moves them all, in key order, into ``middle_record_ids``; every
+#: ``MIDDLE_IDS``, those into ``record_ids``. A merge touches each page of its target at
+#: most once, and no append writes at scattered places of the large table.
+ID_TABLES: Final = ("record_ids", "middle_record_ids", "recent_record_ids")
 ID_COLUMNS: Final = ("id_key", "log_id", "idx")
 INSERT_RECENT_ID: Final = "INSERT INTO recent_record_ids (id_key, log_id, idx) VALUES (?, ?, ?)"
-RECENT_IDS: Final = 1 << 15
-#: SQLite runs the merge as two statements under its one writer's lock.
-MERGE_IDS_SQLITE: Final = (
-    "INSERT INTO record_ids (id_key, log_id, idx) "
-    "SELECT id_key, log_id, idx FROM recent_record_ids ORDER BY id_key, log_id, idx",
-    "DELETE FROM recent_record_ids",
-)
+RECENT_IDS: Final = 1 << 12
+MIDDLE_IDS: Final = 1 << 17
+#: SQLite runs a merge as two statements under its one writer's lock.
+MERGE_IDS_SQLITE: Final = {
+    (source, target): (
+        f"INSERT INTO {target} (id_key, log_id, idx) "
+        f"SELECT id_key, log_id, idx FROM {source} ORDER BY id_key, log_id, idx",
+        f"DELETE FROM {source}",
+    )
+    for source, target in (("recent_record_ids", "middle_record_ids"),
+                           ("middle_record_ids", "record_ids"))
+}  # fmt: skip
 #: PostgreSQL moves them in one statement, so a concurrent append to another log commits
-#: its recent ids either before (moved) or after (kept) it, never lost between two.
-MERGE_IDS_POSTGRES: Final = (
-    "WITH moved AS (DELETE FROM recent_record_ids RETURNING id_key, log_id, idx) "
-    "INSERT INTO record_ids (id_key, log_id, idx) SELECT * FROM moved ORDER BY 1, 2, 3"
-)
-#: The entries whose record id may be one sought (``{keys}``: one key ``?`` or the
-#: dialect's list of keys), as a FROM clause: both parts of the id index, then the entry.
+#: its ids either before (moved) or after (kept) it, never lost between two.
+MERGE_IDS_POSTGRES: Final = {
+    (source, target): (
+        f"WITH moved AS (DELETE FROM {source} RETURNING id_key, log_id, idx) "
+        f"INSERT INTO {target} (id_key, log_id, idx) SELECT * FROM moved ORDER BY 1, 2, 3"
+    )
+    for source, target in MERGE_IDS_SQLITE
+}
+#: The entries whose record id may be one sought (``{keys}``: one key ``?``), as a FROM
+#: clause: the three parts of the id index, then the entry.
 ID_PLACES: Final = (
-    "(SELECT log_id, idx FROM record_ids WHERE id_key IN ({keys}) "
-    "UNION ALL SELECT log_id, idx FROM recent_record_ids WHERE id_key IN ({keys})) k "
-    "JOIN log_entries e ON e.log_id = k.log_id AND e.idx = k.idx"
+    "("
+    + " UNION ALL ".join(
+        f"SELECT log_id, idx FROM {t} WHERE id_key IN ({{keys}})" for t in ID_TABLES
+    )
+    + ") k JOIN log_entries e ON e.log_id = k.log_id AND e.idx = k.idx"
 )
 #: Entries of one log whose id key is among a batch's: the held ids an append must refuse.
 #: ``{keys}`` is the dialect's table ``j(value)`` of the keys; CROSS JOIN keeps SQLite
@@ -152,7 +170,7 @@ ID_PLACES: Final = (
 HELD_IDS: Final = " UNION ALL ".join(
     f"SELECT e.record_id, e.idx FROM {{keys}} CROSS JOIN {table} r CROSS JOIN log_entries e "
     "WHERE r.id_key = j.value AND r.log_id = ? AND e.log_id = r.log_id AND e.idx = r.idx"
-    for table in ("record_ids", "recent_record_ids")
+    for table in ID_TABLES
 )
 SQLITE_KEYS: Final = "json_each(?) j"
 INSERT_CHECKPOINT: Final = (
@@ -204,7 +222,7 @@ def record_query(query: RecordQuery) -> tuple[str, list[object]]:
     if query.record_id is not None:
         key = id_key(query.record_id)
         source = ONE_ID
-        args += [key, key]
+        args += [key] * len(ID_TABLES)
     for column, value in (
         ("e.record_id", query.record_id),
         ("e.kind", query.kind),
@@ -238,9 +256,16 @@ def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Row
     return entries, nodes, ids
 
 
-def merge_due(plan: AppendPlan) -> bool:
-    """True when the append crosses a multiple of ``RECENT_IDS``: time to merge the ids."""
-    return plan.first // RECENT_IDS != plan.size // RECENT_IDS
+def merges_due(plan: AppendPlan) -> list[tuple[str, str]]:
+    """The (source, target) merges of the id index an append makes, in order: recent into
+    middle when it crosses a multiple of ``RECENT_IDS``, then middle into ``record_ids``
+    when it crosses one of ``MIDDLE_IDS`` too."""
+    due = []
+    for every, step in ((RECENT_IDS, ("recent_record_ids", "middle_record_ids")),
+                        (MIDDLE_IDS, ("middle_record_ids", "record_ids"))):  # fmt: skip
+        if plan.first // every != plan.size // every:
+            due.append(step)
+    return due
 
 
 def check_not_held(log: LogRef, plan: AppendPlan, rows: Iterable[Sequence[object]]) -> None:
@@ -313,8 +338,7 @@ class SqlStore(SqlWitnessRecords, StoreBase):
         return [tuple(r) for r in await self._query(text, *args)]
 
     async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        key = id_key(record_id)
-        rows = await self._query(ENVELOPE, key, key, record_id)
+        rows = await self._query(ENVELOPE, *[id_key(record_id)] * len(ID_TABLES), record_id)
         if not rows:
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]

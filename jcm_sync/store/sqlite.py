@@ -21,6 +21,8 @@ Invariants and choices:
    a ``kill -9`` leaves the old value or the new one, never part of either.
 7. Trust marks (protocol rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
    so two processes opening one file with different chains cannot both pass.
+8. Migration 6 computes leaf hashes and id keys in SQL with ``FUNCTIONS``, registered on
+   the connection before the migrations run (ADR 0040).
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def register_functions(conn: sqlite3.Connection) -> None:
 
 BUSY_TIMEOUT_S = 30.0
 """How long to wait for another process's write lock before failing."""
+MMAP_BYTES: Final = 1 << 30
+"""Pages read through a memory map, not a read system call each: an append probes the id
+index once per entry, at random pages of an index larger than SQLite's page cache (ADR
+0040). Address space only; the pages are the operating system's file cache."""
 
 
 def path_of_url(url: str) -> str:
@@ -159,6 +165,7 @@ class SqliteStore(sql.SqlStore):
                     f"cannot switch the database to WAL (mode {mode})", where=self.path
                 )
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             register_functions(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -273,15 +280,15 @@ class SqliteStore(sql.SqlStore):
         db = self._db()
         entries, nodes, ids = sql.append_rows(log_id, plan, self._clock().isoformat())
         keys = json.dumps([row[0] for row in ids])
-        sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, log_id, keys, log_id)))
+        sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, log_id) * len(sql.ID_TABLES)))
         try:
             db.executemany(sql.INSERT_ENTRY, entries)
         except sqlite3.IntegrityError as exc:
             sql.refuse_append(log, plan, exc)
         db.executemany(sql.INSERT_NODE, nodes)
         db.executemany(sql.INSERT_RECENT_ID, ids)
-        if sql.merge_due(plan):
-            for stmt in sql.MERGE_IDS_SQLITE:
+        for merge in sql.merges_due(plan):
+            for stmt in sql.MERGE_IDS_SQLITE[merge]:
                 db.execute(stmt)
         db.execute(sql.UPDATE_HEAD, (plan.size, plan.root, log_id))
 

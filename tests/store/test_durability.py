@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from jcm_sync.core import merkle, subtrees
-from jcm_sync.store import LogRef, open_store, sparse
+from jcm_sync.store import LogRef, open_store, sparse, sql
 from tests.store import World
 
 CHILD = Path(__file__).with_name("durability_child.py")
@@ -62,25 +62,25 @@ def expected_nodes(envs: list[bytes]) -> dict[tuple[int, int], bytes]:
 
 
 async def raw_counts(url: str, origin: str) -> tuple[int, int, int]:
-    """Rows of the log's entries, stored nodes and ids (both parts of the id index), read
+    """Rows of the log's entries, stored nodes and ids (all parts of the id index), read
     behind the store's back."""
     queries = [
         f"SELECT count(*) FROM {t} WHERE log_id = (SELECT id FROM logs WHERE origin = ?)"
-        for t in ("log_entries", "log_nodes", "record_ids", "recent_record_ids")
+        for t in ("log_entries", "log_nodes", *sql.ID_TABLES)
     ]
     if url.startswith("sqlite:///"):
         conn = sqlite3.connect(url[len("sqlite:///") :])
         try:
-            e, n, r, recent = (conn.execute(q, (origin,)).fetchone()[0] for q in queries)
+            e, n, *ids = (conn.execute(q, (origin,)).fetchone()[0] for q in queries)
         finally:
             conn.close()
-        return e, n, r + recent
+        return e, n, sum(ids)
     pg = await asyncpg.connect(url)
     try:
-        e, n, r, recent = [await pg.fetchval(q.replace("?", "$1"), origin) for q in queries]
+        e, n, *ids = [await pg.fetchval(q.replace("?", "$1"), origin) for q in queries]
     finally:
         await pg.close()
-    return e, n, r + recent
+    return e, n, sum(ids)
 
 
 async def check_survivors(url: str, log: LogRef, envs: list[bytes], acked: set[int]) -> int:

@@ -189,19 +189,21 @@ async def test_a_tiled_log_serves_every_root_and_proof_as_the_reference(
 async def test_the_id_index_merges_in_bulk_and_still_refuses_a_held_record(
     sql_url: str, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a merge every 512 entries, 1,300 entries leave 1,200 ids merged and 100
-    recent; a record is found and refused wherever its id is, and a row of another record
-    under the same 64-bit key (a collision) neither hides nor blocks one."""
-    monkeypatch.setattr(sql, "RECENT_IDS", 512)
+    """With recent ids merged every 256 entries and middle ones every 1,024, appends of
+    300 up to 1,200, then 90, then 10, leave 1,200 ids in ``record_ids``, 90 in the middle
+    and 10 recent; a record is found and refused wherever its id is, and a row of another
+    record under the same 64-bit key (a collision) neither hides nor blocks one."""
+    monkeypatch.setattr(sql, "RECENT_IDS", 256)
+    monkeypatch.setattr(sql, "MIDDLE_IDS", 1024)
     verify, envs = synthetic(world)
     log = world.jp_log
     async with await open_store(sql_url) as store:
-        for start in range(0, 1300, 300):
-            await store.append_entries(log, start, envs[start : min(start + 300, 1300)], verify)
-        merged = await raw(sql_url, "SELECT count(*) FROM record_ids")
-        recent = await raw(sql_url, "SELECT count(*) FROM recent_record_ids")
-        assert (merged, recent) == ([(1200,)], [(100,)])
-        for index in (3, 1250):  # one merged, one recent
+        for start, end in [(0, 300), (300, 600), (600, 900), (900, 1200), (1200, 1290)]:
+            await store.append_entries(log, start, envs[start:end], verify)
+        await store.append_entries(log, 1290, envs[1290:1300], verify)
+        counts = [(await raw(sql_url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+        assert counts == [1200, 90, 10]
+        for index in (3, 1250, 1295):  # in each part of the index
             rid = hashlib.sha256(envs[index]).hexdigest()
             assert (await store.record(rid)).index == index
             with pytest.raises(ConflictError, match=f"already in the log at index {index}"):

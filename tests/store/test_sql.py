@@ -80,7 +80,7 @@ def test_schema_ddl_fills_every_dialect_field(dialect: dict[str, str]) -> None:
 
 
 #: The layout of today (ADR 0040): the record index is in ``log_entries``.
-TABLES = {"logs", "log_entries", "log_nodes", "log_checkpoints", "record_ids", "recent_record_ids"}
+TABLES = {"logs", "log_entries", "log_nodes", "log_checkpoints", *sql.ID_TABLES}
 
 
 def test_schema_ddl_builds_the_layout_on_sqlite(db: sqlite3.Connection) -> None:
@@ -169,7 +169,7 @@ def fill_index(db: sqlite3.Connection) -> list[tuple[object, ...]]:
     for n, r in enumerate(reversed(rows)):  # inserted out of order: the query must sort
         log_id, idx, record_id = ids[r[8]], r[9], str(r[0])
         db.execute(sql.INSERT_ENTRY, entry_row(log_id, idx, record_id, *r[1:3], r[4]))
-        table = "record_ids" if n % 2 else "recent_record_ids"
+        table = sql.ID_TABLES[n % 3]
         db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (id_key(record_id), log_id, idx))
     return rows
 
@@ -198,7 +198,7 @@ def test_record_query_selects_what_the_query_asks(
     fields = {"record_id": 0, "kind": 1, "key": 2, "partnership": 5, "supersedes": 4}
     want = [r for r in rows if all(getattr(query, f) in (None, r[i]) for f, i in fields.items())]
     assert got == want
-    keys = 2 if query.record_id is not None else 0  # the id key, in both parts of the index
+    keys = 3 if query.record_id is not None else 0  # the id key, in each part of the index
     assert len(args) == sum(getattr(query, f) is not None for f in fields) + keys
 
 
@@ -259,11 +259,11 @@ def test_envelope_reads_the_first_log_holding_a_record(db: sqlite3.Connection) -
     for log_id in (2, 1):
         db.execute(sql.INSERT_ENTRY, entry_row(log_id, 7, rid(1), "issuance", "k", None))
         db.execute(sql.INSERT_RECENT_ID, (id_key(rid(1)), log_id, 7))
-    key = id_key(rid(1))
-    assert db.execute(sql.ENVELOPE, (key, key, rid(1))).fetchall() == [
+    keys = (id_key(rid(1)),) * 3
+    assert db.execute(sql.ENVELOPE, (*keys, rid(1))).fetchall() == [
         (LOGS[0][2], 7, rid(1), b"env 1 7", "t")
     ]
-    assert db.execute(sql.ENVELOPE, (key, key, rid(2))).fetchall() == []  # same key, other id
+    assert db.execute(sql.ENVELOPE, (*keys, rid(2))).fetchall() == []  # same key, other id
 
 
 # --- row helpers ------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection
     ]
     held = sql.HELD_IDS.format(keys=sql.SQLITE_KEYS)
     keys = json.dumps([id_key(item(6).record_id)])
-    assert db.execute(held, (keys, 9, keys, 9)).fetchall() == [(item(6).record_id, 6)]
+    assert db.execute(held, (keys, 9) * 3).fetchall() == [(item(6).record_id, 6)]
     assert db.execute(sql.RECORD_IDS, (9, 6, 7)).fetchall() == [(6, item(6).record_id)]
 
 
