@@ -241,3 +241,27 @@ async def test_a_closing_push_is_reconciled_soon_and_one_during_a_run_after_it(
 
     await wait_for("runs at both pushes", both)
     assert job_runs(hub, "error") == 0
+
+
+@pytest.mark.parametrize("net", [3600.0], indirect=True)
+async def test_a_closing_push_is_reconciled_once_pushes_pause(net: Running) -> None:
+    """Hub rule 7 (ADR 0039): while other pushes are in progress, the run a closing push
+    asks for waits; it starts once pushes have paused for ``INGEST_QUIET_S``."""
+    from jcm_sync.services.hub import INGEST_QUIET_S, RECONCILE_DEFER_S
+
+    assert net.server is not None
+    registry = net.server.hub
+    hub = hub_of(net)
+    await wait_for("the start-up run", lambda: job_runs(hub, "ok") >= 1)
+    before = job_runs(hub, "ok")
+    registry._pushing += 1  # another partner's push, in progress throughout
+    try:
+        await seed_and_push(net)
+        await asyncio.sleep(min(1.0, RECONCILE_DEFER_S / 2))
+        assert job_runs(hub, "ok") == before  # deferred while a push is in progress
+    finally:  # that push ends, as Hub.push ends one
+        registry._pushing -= 1
+        registry._last_push = asyncio.get_running_loop().time()
+    paused = time.monotonic()
+    await wait_for("the deferred run", lambda: job_runs(hub, "ok") > before)
+    assert time.monotonic() - paused >= INGEST_QUIET_S * 0.9
