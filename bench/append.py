@@ -186,8 +186,9 @@ async def prefill_postgres(url: str, pre: Prefill, like: bytes) -> None:
                 await conn.copy_records_to_table(
                     "log_entries", records=rows, columns=sql.ENTRY_COLUMNS
                 )
-            for table, ids in pre.id_rows(log_id, like).items():
-                await conn.copy_records_to_table(table, records=ids, columns=sql.ID_COLUMNS)
+            ids = sorted(i for part in pre.id_rows(log_id, like).values() for i in part)
+            # PostgreSQL keeps every id in record_ids (postgres.ID_TABLES)
+            await conn.copy_records_to_table("record_ids", records=ids, columns=sql.ID_COLUMNS)
             await conn.executemany(pg(sql.INSERT_NODE), [(log_id, *n) for n in pre.nodes])
             await conn.execute(pg(sql.UPDATE_HEAD), pre.size, pre.root, log_id)
         # a long-lived database, not one autovacuum is about to visit mid-measurement

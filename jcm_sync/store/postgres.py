@@ -11,7 +11,8 @@ Invariants and choices:
    A normal commit is durable (PostgreSQL's WAL); nothing is acknowledged before it.
    Inside it, in four round trips (ADR 0040): the head; the frontier's stored nodes and
    leaf hashes with the probe of the id index for records already held; the entries by
-   ``COPY``; the recent ids, stored nodes and new head in one statement.
+   ``COPY``; the ids (into ``record_ids`` directly: ``ID_TABLES``), stored nodes and new
+   head in one statement.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
@@ -87,6 +88,12 @@ DIALECT: Final = {
     "id_key": "('x' || substr(record_id, 1, 16))::bit(64)::bigint",
 }
 
+#: The id tables PostgreSQL writes: ``record_ids`` alone. Its shared buffers hold that
+#: index, and under MVCC the bulk moves between small tables that SQLite makes
+#: (``sql.ID_TABLES``) leave dead rows behind and cost more than the scattered inserts
+#: they avoid (ADR 0040). The shared reads look in all three; two stay empty here.
+ID_TABLES: Final = ("record_ids",)
+
 #: One round trip: every range of ``sparse.base_reads`` (stored nodes, then leaf hashes)
 #: and, as level -1 rows with a record id, the entries of the log under the id keys ``$7``
 #: (``sql.HELD_IDS``: an append's probe for records already held; none when reading).
@@ -102,23 +109,22 @@ SQL_NODES = (
     "UNION ALL SELECT -1, k.idx, NULL, e.record_id FROM unnest($7::bigint[]) AS j(value) "
     "CROSS JOIN LATERAL ("
     + " UNION ALL ".join(
-        f"SELECT idx FROM {table} WHERE id_key = j.value AND log_id = $1" for table in sql.ID_TABLES
+        f"SELECT idx FROM {table} WHERE id_key = j.value AND log_id = $1" for table in ID_TABLES
     )
     + " OFFSET 0) k CROSS JOIN LATERAL (SELECT record_id FROM log_entries "
     "WHERE log_id = $1 AND idx = k.idx OFFSET 0) e"
 )
 #: The head, locked to the end of the transaction (rule 1); ``set_config(..., true)`` is a
-#: ``SET LOCAL`` in the same round trip: the smaller id tables are emptied every few
-#: thousand entries, so their statistics are usually stale, and a planner that
-#: believed it empty would scan it once per probed key.
+#: ``SET LOCAL`` in the same round trip: a table that grew from nothing has stale
+#: statistics, and a planner that believed it empty would scan it once per probed key.
 HEAD_FOR_APPEND: Final = (
     "SELECT size, root, set_config('enable_seqscan', 'off', true) FROM logs "
     "WHERE id = $1 FOR UPDATE"
 )
-#: After the entries' COPY, the rest of an append in one statement: the recent ids, the
-#: stored nodes and the new head.
+#: After the entries' COPY, the rest of an append in one statement: the ids, the stored
+#: nodes and the new head.
 SQL_WRITE_REST = (
-    "WITH ids AS (INSERT INTO recent_record_ids (id_key, log_id, idx) "
+    "WITH ids AS (INSERT INTO record_ids (id_key, log_id, idx) "
     "SELECT k, $1, i FROM unnest($2::bigint[], $3::bigint[]) AS t(k, i)), "
     "nodes AS (INSERT INTO log_nodes (log_id, level, idx, hash) "
     "SELECT $1, l, i, h FROM unnest($4::int[], $5::bigint[], $6::bytea[]) AS t(l, i, h)) "
@@ -325,8 +331,6 @@ class PostgresStore(sql.SqlStore):
             [n[1] for n in nodes], [n[2] for n in nodes], [n[3] for n in nodes],
             plan.size, plan.root,
         )  # fmt: skip
-        for merge in sql.merges_due(plan):
-            await conn.execute(sql.MERGE_IDS_POSTGRES[merge])
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]

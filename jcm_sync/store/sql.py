@@ -146,15 +146,6 @@ MERGE_IDS_SQLITE: Final = {
     for source, target in (("recent_record_ids", "middle_record_ids"),
                            ("middle_record_ids", "record_ids"))
 }  # fmt: skip
-#: PostgreSQL moves them in one statement, so a concurrent append to another log commits
-#: its ids either before (moved) or after (kept) it, never lost between two.
-MERGE_IDS_POSTGRES: Final = {
-    (source, target): (
-        f"WITH moved AS (DELETE FROM {source} RETURNING id_key, log_id, idx) "
-        f"INSERT INTO {target} (id_key, log_id, idx) SELECT * FROM moved ORDER BY 1, 2, 3"
-    )
-    for source, target in MERGE_IDS_SQLITE
-}
 #: The entries whose record id may be one sought (``{keys}``: one key ``?``), as a FROM
 #: clause: the three parts of the id index, then the entry.
 ID_PLACES: Final = (
