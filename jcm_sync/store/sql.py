@@ -13,8 +13,9 @@ Adapters use this module by name (``sql.HEAD``).
 
 The layout of ADR 0040: one ``log_entries`` row per entry (its record-index fields and
 leaf hash included), tree nodes only at levels 8, 16... (``sparse.py`` computes the
-others), and record ids as 64-bit keys in ``record_ids``, fed in bulk from the small
-``recent_record_ids``, so no append writes at scattered places of a large index.
+others), and record ids as 64-bit keys in ``ID_TABLES``: on SQLite fed in bulk through
+``middle_record_ids`` from the small ``recent_record_ids``, so no append writes at
+scattered places of a large index; PostgreSQL writes ``record_ids`` directly.
 
 ``SqlStore`` answers the primitives of ``StoreBase`` that are one shared query and a
 reshaping of its rows, so the two adapters write only what differs: connections,
