@@ -13,6 +13,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,37 @@ def skip_without_pg(reason: str | None) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-async def pg_url(pg_reachable: str | None) -> AsyncIterator[str]:
-    """A PostgreSQL store URL whose tables live in a schema of this test only."""
+@asynccontextmanager
+async def pg_schema_url(pg_reachable: str | None) -> AsyncIterator[str]:
+    """A PostgreSQL store URL whose tables live in a fresh schema, dropped afterwards."""
     skip_without_pg(pg_reachable)
     schema = await make_schema()
     try:
         yield with_param(PG_URL, "search_path", schema)
     finally:
         await drop_schema(schema)
+
+
+async def raw(url: str, text: str) -> list[tuple[Any, ...]]:
+    """Rows read behind the store's back, from a SQLite file or a PostgreSQL URL."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            return [tuple(r) for r in conn.execute(text).fetchall()]
+        finally:
+            conn.close()
+    pconn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await pconn.fetch(text)]
+    finally:
+        await pconn.close()
+
+
+@pytest.fixture
+async def pg_url(pg_reachable: str | None) -> AsyncIterator[str]:
+    """A PostgreSQL store URL whose tables live in a schema of this test only."""
+    async with pg_schema_url(pg_reachable) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -103,12 +126,8 @@ async def store_url(
     elif backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        skip_without_pg(pg_reachable)
-        schema = await make_schema()
-        try:
-            yield with_param(PG_URL, "search_path", schema)
-        finally:
-            await drop_schema(schema)
+        async with pg_schema_url(pg_reachable) as url:
+            yield url
 
 
 @pytest.fixture

@@ -29,7 +29,14 @@ from jcm_sync.store import migrations as m
 from jcm_sync.store import sqlite as sqlite_store
 from jcm_sync.store.memory import MemoryStore
 from tests.store import World
-from tests.store.conftest import PG_URL, drop_schema, make_schema, skip_without_pg, with_param
+from tests.store.conftest import (
+    PG_URL,
+    drop_schema,
+    make_schema,
+    raw,
+    skip_without_pg,
+    with_param,
+)
 
 # --- version 1, literally --------------------------------------------------------------
 
@@ -217,21 +224,6 @@ async def v1_database(
         yield made
     finally:
         await drop_schema(schema)
-
-
-async def raw(url: str, text: str) -> list[tuple[Any, ...]]:
-    """Rows read behind the store's back."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url[len("sqlite:///") :])
-        try:
-            return [tuple(r) for r in conn.execute(text).fetchall()]
-        finally:
-            conn.close()
-    pconn = await asyncpg.connect(url)
-    try:
-        return [tuple(r) for r in await pconn.fetch(text)]
-    finally:
-        await pconn.close()
 
 
 async def tables(url: str) -> set[str]:

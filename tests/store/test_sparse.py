@@ -25,14 +25,7 @@ from jcm_sync.errors import ConflictError, CorruptStoreError
 from jcm_sync.store import open_store, sparse, sql
 from jcm_sync.store.sparse import BaseRead
 from tests.store import World
-from tests.store.conftest import (
-    PERSISTENT,
-    PG_URL,
-    drop_schema,
-    make_schema,
-    skip_without_pg,
-    with_param,
-)
+from tests.store.conftest import PERSISTENT, pg_schema_url, raw
 
 # --- the pure part ----------------------------------------------------------------------
 
@@ -133,26 +126,8 @@ async def sql_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'big.db'}"
         return
-    skip_without_pg(pg_reachable)
-    schema = await make_schema()
-    try:
-        yield with_param(PG_URL, "search_path", schema)
-    finally:
-        await drop_schema(schema)
-
-
-async def raw(url: str, text: str) -> list[tuple[object, ...]]:
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url[len("sqlite:///") :])
-        try:
-            return [tuple(r) for r in conn.execute(text)]
-        finally:
-            conn.close()
-    pconn = await asyncpg.connect(url)
-    try:
-        return [tuple(r) for r in await pconn.fetch(text)]
-    finally:
-        await pconn.close()
+    async with pg_schema_url(pg_reachable) as url:
+        yield url
 
 
 async def test_a_tiled_log_serves_every_root_and_proof_as_the_reference(
