@@ -85,7 +85,6 @@ from typing import Any, Final, NoReturn, TypeAlias
 import http_sf
 from cryptography.exceptions import InvalidSignature as InvalidCryptoSignature
 from http_message_signatures import (
-    ContentDigest,
     HTTPMessageSignaturesException,
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
@@ -113,7 +112,12 @@ from jcm_sync.errors import (
     UntrustedError,
     WrongTargetError,
 )
-from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
+from jcm_sync.net.httpsig_parse import (
+    check_coverage,
+    required_components,
+    signed_algorithm,
+    verify_digest,
+)
 
 DEFAULT_WINDOW: Final = 300
 """Seconds of allowed clock skew, and the longest lifetime of a request signature."""
@@ -285,19 +289,6 @@ def _require_headers(headers: Mapping[str, str], names: Sequence[str]) -> None:
             raise RequestSignatureError(f"missing {name} header")
 
 
-def _signed_alg(headers: Mapping[str, str]) -> str:
-    """The ``alg`` parameter of the first signature in Signature-Input ("" if none)."""
-    value = next((v for k, v in headers.items() if k.lower() == "signature-input"), "")
-    try:
-        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
-    except (ValueError, TypeError, UnicodeEncodeError):  # the library names the fault
-        return ""
-    member = next(iter(parsed.values()), None) if isinstance(parsed, dict) else None
-    params = member[1] if isinstance(member, tuple) and len(member) == 2 else None
-    alg = params.get("alg") if isinstance(params, dict) else None
-    return alg if isinstance(alg, str) else ""
-
-
 def verify_signature(
     method: str,
     url: str,
@@ -316,13 +307,16 @@ def verify_signature(
     _require_headers(headers, ("Signature-Input", "Signature"))
     # the one signature's alg picks the class; without a known alg the library checks
     # as Ed25519 and refuses with its own reason
-    algorithm = HTTPSIG_ALGORITHMS.get(_signed_alg(headers), HTTPSIG_ALGORITHMS["ed25519"])
+    algorithm = signed_algorithm(headers)
     resolver = _VerifyingKey(resolve, algorithm.algorithm_id)
     verifier = _Verifier(signature_algorithm=algorithm, key_resolver=resolver)
     try:
-        results = verifier.verify(
-            HttpMessage(method, url, headers), max_age=None, require_components=tuple(require)
-        )
+        required = required_components(tuple(require))
+        # coverage is checked on the verified result's component ids (httpsig_parse
+        # rule 2), not by the library, which would parse every covered id again
+        results = verifier.verify(HttpMessage(method, url, headers), max_age=None)
+        for result in results:
+            check_coverage(required, result.covered_components)
     except InvalidSignature as exc:
         if resolver.error is not None:
             raise resolver.error from None
@@ -457,7 +451,7 @@ class RequestVerifier:
     def check_body(self, pending: Authenticated, body: bytes) -> Caller:
         """Rule 2: the body bytes as received match the signed ``Content-Digest``."""
         try:
-            ContentDigest.verify_components(pending.covered, bytes(body))
+            verify_digest(pending.covered, bytes(body))
         except HTTPMessageSignaturesException:
             raise ContentDigestError("content-digest does not match the body") from None
         return pending.caller

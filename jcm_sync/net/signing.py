@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import aiohttp
 from http_message_signatures import (
@@ -60,6 +60,29 @@ class _SigningKey(HTTPSignatureKeyResolver):
         raise TypeError("a signing key resolver holds no public keys")
 
 
+class _Signer(HTTPMessageSigner):
+    """The library's signer with the covered component ids parsed once per tuple.
+
+    ``prepare`` parses them on every call; the parsed items are copied into a new list
+    each time (``prepare`` appends to it). Lists naming ``set-cookie`` are parsed anew,
+    since the library may add a parameter to that item.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._parsed: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    def _parse_covered_component_ids(self, covered_component_ids: Any) -> Any:
+        ids = tuple(covered_component_ids)
+        parsed = self._parsed.get(ids)
+        if parsed is None:
+            nodes = super()._parse_covered_component_ids(covered_component_ids)  # type: ignore[no-untyped-call]
+            if any(node.value == "set-cookie" for node in nodes):
+                return nodes
+            parsed = self._parsed[ids] = tuple(nodes)
+        return list(parsed)
+
+
 class RequestSigner:
     """Signs requests with one transport key (rule 1), Ed25519 or ML-DSA-44.
 
@@ -83,10 +106,12 @@ class RequestSigner:
         self.key_id = key.key_id if key_id is None else key_id
         self.lifetime = int(lifetime)
         self.label = label
-        self._signer = HTTPMessageSigner(
-            signature_algorithm=HTTPSIG_ALGORITHMS[key.algorithm],
+        algorithm = HTTPSIG_ALGORITHMS[key.algorithm]
+        self._signer = _Signer(
+            signature_algorithm=algorithm,
             key_resolver=_SigningKey(self.key_id, key),
         )
+        self._algorithm = algorithm(private_key=key.key)  # one instance for every request
 
     def sign(
         self,
@@ -106,7 +131,10 @@ class RequestSigner:
             if name in headers:  # a case-insensitive mapping deletes every spelling at once
                 del headers[name]
         try:
-            self._signer.sign(
+            # the library builds the signature base (and Content-Digest) once; its
+            # sign() would build it a second time in apply() to check it, for headers
+            # that are one dictionary member each (RFC 8941 sections 3.2 and 4.1.8)
+            prepared = self._signer.prepare(
                 HttpMessage(method.upper(), url, headers),
                 key_id=self.key_id,
                 created=datetime.fromtimestamp(created, UTC),
@@ -116,8 +144,12 @@ class RequestSigner:
                 covered_component_ids=COVERED_COMPONENTS,
                 body=bytes(body),
             )
+            signature = self._algorithm.sign(prepared.signature_base)
         except HTTPMessageSignaturesException as exc:
             raise BadDataError(f"cannot sign {method} {url}: {exc}", where="request") from exc
+        label = prepared.label
+        headers["Signature-Input"] = f"{label}={prepared.signature_params}"
+        headers["Signature"] = f"{label}=:{base64.b64encode(signature).decode('ascii')}:"
 
 
 async def _request_body(request: aiohttp.ClientRequest) -> bytes:
