@@ -279,7 +279,7 @@ class SqliteStore(sql.SqlStore):
     def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
         db = self._db()
         entries, nodes, ids = sql.append_rows(log_id, plan, self._clock().isoformat())
-        keys = json.dumps([row[0] for row in ids])
+        keys = json.dumps(sorted(row[0] for row in ids))  # index order: neighbouring pages
         sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, log_id) * len(sql.ID_TABLES)))
         try:
             db.executemany(sql.INSERT_ENTRY, entries)
