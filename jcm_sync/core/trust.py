@@ -222,7 +222,15 @@ class TrustRoot(
         return self.partnership[3:]
 
     def key(self, keyid: str) -> KeyEntry | None:
-        return next((k for k in self.keys if k.keyid == keyid), None)
+        return self._key_index.get(keyid)
+
+    @cached_property
+    def _key_index(self) -> dict[str, KeyEntry]:
+        """Each key id's entry (the first listed), looked up once per signer per record."""
+        index: dict[str, KeyEntry] = {}
+        for k in self.keys:
+            index.setdefault(k.keyid, k)
+        return index
 
     def requirement(self, role: str) -> Requirement:
         """Rule 7: what each signer of ``role`` must sign with (``ed25519`` if unstated)."""
