@@ -64,6 +64,9 @@ Reads (ADR 0019):
     ``index`` not below ``size`` are 400 ``bad-parameter``. Nothing is read beyond them.
 11. ``have`` (how much of Japan's log a partner holds) is clamped to the log's size,
     with a warning, so the lag metric is always between 0 and the log's size.
+12. ``jcm-sync status`` is written (a commit) by every push closing a catch-up and every
+    served state; other pushes update it in memory, and write it only ``STATUS_EVERY``
+    (1 s) after its last write: not one more commit per small push (ADR 0039).
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ RECONCILE_DEFER_S = 10.0
 #: how often a batch waiting for its predecessor re-reads the replica's size when other
 #: hub processes may append to it (ADR 0042): their wake-ups do not reach this process
 SHARED_POLL_S = 0.02
+STATUS_EVERY = 1.0  # rule 12: seconds between status writes of non-closing pushes
 
 
 @dataclass
@@ -155,6 +159,7 @@ class Hub:
         # arrives ahead of its predecessor waits on it instead of being refused
         self._appended = {pid: asyncio.Condition() for pid in node.partnerships}
         self._status = node.job_status  # loaded from the store by open_node
+        self._status_written: dict[str, float] = {}  # rule 12: loop time of the last write
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
         self._reconciling: dict[str, asyncio.Task[None]] = {}
@@ -353,10 +358,11 @@ class Hub:
                 if not write.cancelled():
                     write.exception()  # seen here; the caller sees the cancellation
                 raise
+        closing = req.checkpoint is not None  # rules 7 and 12
         await self._observe(
-            partnership, replica.node, result.size, req.source_size, "push_received"
+            partnership, replica.node, result.size, req.source_size, "push_received", closing
         )
-        if result.appended and req.checkpoint is not None:
+        if result.appended and closing:
             self._reconcile_soon(partnership)
         m.entries.labels(partnership, "accepted", "").inc(result.appended)
         m.pushes.labels(partnership, "accepted").inc()
@@ -472,9 +478,15 @@ class Hub:
         return cp
 
     async def _observe(
-        self, partnership: str, node: str, local: int, remote: int | None, job: str
+        self,
+        partnership: str,
+        node: str,
+        local: int,
+        remote: int | None,
+        job: str,
+        durable: bool = True,
     ) -> None:
-        """Record for ``jcm-sync status`` what the hub last saw of a log."""
+        """Record for ``jcm-sync status`` what the hub last saw of a log (rule 12)."""
         ref = self.node.log_ref(partnership, node)
         if self.leader is not None:  # ADR 0042: other hub processes write it too
             self._status[partnership] = await read_status(self.node.store, partnership)
@@ -482,7 +494,11 @@ class Hub:
         note_log(self.node, st, ref, local, remote)
         job_status = st.jobs.setdefault(job, JobStatus())
         job_status.last_run = job_status.last_success = self.node.clock()
-        await write_status(self.node.store, st)
+        now = asyncio.get_running_loop().time()
+        last = self._status_written.get(partnership)
+        if durable or self.leader is not None or last is None or now - last >= STATUS_EVERY:
+            self._status_written[partnership] = now
+            await write_status(self.node.store, st)
 
     # --- reads -----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from jcm_sync.errors import (
     SignatureError,
 )
 from jcm_sync.local.status import read_status
+from jcm_sync.services import hub as hub_module
 from jcm_sync.services.hub import MAX_PAGE, Hub, Limits
 from jcm_sync.services.in_process_hub import caller_of
 from jcm_sync.services.log_service import checkpoint_verifiers
@@ -119,6 +120,29 @@ async def test_batches_in_order_and_a_resent_batch_are_accepted(pair: Pair) -> N
     )
     assert (rest.size, rest.appended) == (len(envs), len(envs) - 4)
     assert await held(pair) == envs
+
+
+async def test_status_is_written_by_closing_pushes_and_at_most_each_second_between(
+    pair: Pair,
+) -> None:
+    """Rule 12: a non-closing push soon after a status write updates the status in
+    memory only; a closing push, or one ``STATUS_EVERY`` later, writes it."""
+    envs = await own_envelopes(pair)
+    caller = partner(pair)
+
+    async def stored_size() -> int:
+        return (await read_status(pair.japan.store, PID)).logs[CC].local_size
+
+    await pair.hub.push(caller, PID, CC, PushRequest(0, envs[:2]))
+    assert await stored_size() == 2  # the first push writes it
+    await pair.hub.push(caller, PID, CC, PushRequest(2, envs[2:3]))
+    assert await stored_size() == 2  # within STATUS_EVERY: not written
+    assert pair.hub._status[PID].logs[CC].local_size == 3  # but kept in memory
+    pair.hub._status_written[PID] -= hub_module.STATUS_EVERY
+    await pair.hub.push(caller, PID, CC, PushRequest(3, envs[3:4]))
+    assert await stored_size() == 4  # a second later: written
+    await pair.hub.push(caller, PID, CC, PushRequest(4, envs[4:], partner_checkpoint(pair, envs)))
+    assert await stored_size() == len(envs)  # a closing push: written at once
 
 
 async def test_a_checkpoint_alone_closes_a_replica_already_complete(pair: Pair) -> None:
