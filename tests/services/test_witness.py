@@ -24,9 +24,9 @@ from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.status_view import read_status
 from jcm_sync.services.witness import (
     accept_cosignatures,
+    add_checkpoint_as_witness,
     cosigner_name,
     cosigner_verifiers,
-    add_checkpoint_as_witness,
     node_witness,
 )
 from jcm_sync.store import TreeHead
