@@ -150,6 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     from jcm_sync.services.hub import Hub
     from jcm_sync.services.node import open_node
     from jcm_sync.services.reload import Supervisor, warn_expiries
+    from jcm_sync.services.verify_pool import tune_gc
 
     cfg = _load(args)
     if cfg.node.role != "registry":
@@ -166,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         async def started(app: web.Application) -> None:
             supervisor.start()  # SIGHUP reloads (services/reload.py), the watchdog
+            tune_gc()  # the collector of a serving hub (verify_pool rule 11)
 
         async def stopping(app: web.Application) -> None:
             notifier.stopping()  # before the requests in flight drain

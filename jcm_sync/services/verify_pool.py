@@ -46,11 +46,18 @@ Rules:
 10. A worker that dies (killed, out of memory) breaks the process pool: the pushes of
     that dispatch are verified in-process instead, and the next dispatch starts new
     workers, so one lost worker never turns every later push into a 500.
+11. The serving hub (``registry serve``) calls ``tune_gc``: its start-up objects are
+    frozen out of the cyclic collector, and a young collection runs every
+    ``GC_THRESHOLD`` net container allocations instead of 700. A push allocates a
+    dozen containers per record, nearly all freed by reference counting; the
+    collector's passes over the growing heap cost about 8 µs per record at ingest
+    (ADR 0039, amendment).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
@@ -84,12 +91,22 @@ MAX_WAIT = 0.002
 FLUSH_AT = 256
 """Records waiting that send them to the workers at once, without waiting longer."""
 
+GC_THRESHOLD = 50_000
+"""Net container allocations between young collections in the serving hub (rule 11)."""
+
 Keys = tuple[tuple[str, bytes], ...]
 """A root's keys as (key id, raw public key): what a worker needs of it."""
 
 Outcome = tuple[Any, ...]
 """("ok", record id, leaf hash, payload type, payload, ((keyid, sig), ...)) or
 ("error", class name, message, where)."""
+
+
+def tune_gc() -> None:
+    """Rule 11, for the serving hub's process (never raises the threshold's other terms)."""
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_THRESHOLD), middle, old)
 
 
 # --- the worker side -------------------------------------------------------------------

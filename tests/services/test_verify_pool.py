@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -246,3 +248,18 @@ async def test_an_expired_root_refuses_in_process_before_any_signature(
         assert outcome(verify, batch[0])[0].__name__ == "ExpiredError"  # type: ignore[attr-defined]
     finally:
         pool.close()
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_only_the_young_threshold() -> None:
+    """Rule 11, in a fresh interpreter (the collector's settings are process-wide)."""
+    code = (
+        "import gc, json; gc.set_threshold(700, 7, 9)\n"
+        "from jcm_sync.services.verify_pool import GC_THRESHOLD, tune_gc\n"
+        "assert gc.get_freeze_count() == 0; tune_gc()\n"
+        "print(json.dumps([gc.get_threshold(), gc.get_freeze_count(), GC_THRESHOLD]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    threshold, frozen, wanted = json.loads(out.stdout)
+    assert threshold == [wanted, 7, 9]
+    assert wanted > 700
+    assert frozen > 1000  # the modules imported by then: not scanned again
