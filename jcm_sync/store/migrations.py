@@ -38,6 +38,10 @@ Rules:
    runs once, in the transaction that records it. Its dialect fields ``{leaf_hash}`` and
    ``{id_key}`` are the expressions computing an entry's RFC 9162 leaf hash from
    ``e.envelope`` and a record id's 64-bit key from ``record_id`` (``sql.id_key``).
+   7 changes PostgreSQL only (ADR 0040, amendment): record ids are found through a hash
+   index of ``log_entries.record_id`` (``record_ids`` is emptied), and the index of entries
+   by append time is a BRIN index. Its statements are whole dialect fields, empty on
+   SQLite; ``dialect_statements`` leaves out a statement that formats to nothing.
 """
 
 from __future__ import annotations
@@ -238,6 +242,20 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "DELETE FROM log_nodes WHERE level = 0 OR level % 8 <> 0",
         ),
     ),
+    Migration(
+        7,
+        "PostgreSQL: record ids in a hash index of the entries, append times in a BRIN index",
+        (
+            # ADR 0040, amendment: on PostgreSQL a row of record_ids (heap tuple and
+            # B-tree entry) per entry cost more than a hash index of log_entries.record_id,
+            # and a B-tree of append times more than a BRIN summary of time-ordered pages.
+            # Whole statements as dialect fields: SQLite keeps its layout (empty fields).
+            "{entries_by_record_id}",
+            "{drop_keyed_ids}",
+            "{drop_entries_by_time}",
+            "{entries_by_time}",
+        ),
+    ),
 )
 
 #: Version of the table layout: the last migration's (rule 1).
@@ -266,8 +284,9 @@ APPLIED_MIGRATIONS: Final = (
 
 
 def dialect_statements(statements: tuple[str, ...], **dialect: str) -> list[str]:
-    """``statements`` with the dialect's types filled in."""
-    return [stmt.format(**dialect) for stmt in statements]
+    """``statements`` with the dialect's types filled in; one the dialect fills with
+    nothing (a field naming a whole statement of another dialect) is left out."""
+    return [text for text in (stmt.format(**dialect) for stmt in statements) if text.strip()]
 
 
 def check_schema_version(found: object, where: str) -> None:

@@ -10,9 +10,9 @@ Invariants and choices:
    UPDATE``): concurrent appends to one log serialise, appends to different logs do not.
    A normal commit is durable (PostgreSQL's WAL); nothing is acknowledged before it.
    Inside it, in four round trips (ADR 0040): the head; the frontier's stored nodes and
-   leaf hashes with the probe of the id index for records already held; the entries by
-   ``COPY``; the ids (into ``record_ids`` directly: ``ID_TABLES``), stored nodes and new
-   head in one statement.
+   leaf hashes with the probe for records already held (the hash index of
+   ``log_entries.record_id``, migration 7); the entries by ``COPY``, which maintains that
+   index with the row; the stored nodes and new head in one statement.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
@@ -86,19 +86,32 @@ DIALECT: Final = {
     "without_rowid": "",
     "leaf_hash": "sha256(decode('00', 'hex') || e.envelope)",
     "id_key": "('x' || substr(record_id, 1, 16))::bit(64)::bigint",
+    # migration 7 (ADR 0040, amendment): the ids in a hash index of the entries, which
+    # COPY maintains with the row, instead of a row of record_ids each (heap tuple and
+    # B-tree entry, one more statement); append times, written in order, in a BRIN index.
+    "entries_by_record_id": (
+        "CREATE INDEX IF NOT EXISTS log_entries_record_id ON log_entries USING hash (record_id)"
+    ),
+    "drop_keyed_ids": "TRUNCATE record_ids, middle_record_ids, recent_record_ids",
+    "drop_entries_by_time": "DROP INDEX IF EXISTS log_entries_appended",
+    "entries_by_time": (
+        "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries "
+        "USING brin (log_id, appended_at) WITH (autosummarize = on)"
+    ),
 }
 
-#: The id tables PostgreSQL writes: ``record_ids`` alone. Its shared buffers hold that
-#: index, and under MVCC the bulk moves between small tables that SQLite makes
-#: (``sql.ID_TABLES``) leave dead rows behind and cost more than the scattered inserts
-#: they avoid (ADR 0040). The shared reads look in all three; two stay empty here.
-ID_TABLES: Final = ("record_ids",)
+#: The id tables PostgreSQL writes: none. Since migration 7 it finds a record id through
+#: the hash index of ``log_entries.record_id`` (``PostgresStore.ID_KEYED`` is False); the
+#: tables of ``sql.ID_TABLES`` stay, empty, so both dialects keep one set of tables.
+ID_TABLES: Final[tuple[str, ...]] = ()
 
 #: One round trip: every range of ``sparse.base_reads`` (stored nodes, then leaf hashes)
-#: and, as level -1 rows with a record id, the entries of the log under the id keys ``$7``
-#: (``sql.HELD_IDS``: an append's probe for records already held; none when reading).
-#: Each part is a LATERAL subquery fenced by ``OFFSET 0``: one index probe per range or
-#: key, whatever the array sizes a generic plan of this prepared statement assumes.
+#: and, as level -1 rows with a record id, the entries of the log with the record ids
+#: ``$7`` (an append's probe for records already held; none when reading). Each part is a
+#: LATERAL subquery fenced by ``OFFSET 0``: one index probe per range or id, whatever the
+#: array sizes a generic plan of this prepared statement assumes. The log of a held id is
+#: compared outside its fence: inside, the planner ANDed the hash index with the primary
+#: key's ``log_id`` prefix and read every entry of the log for each id held (0.1 s).
 SQL_NODES = (
     "SELECT r.level, n.idx, n.hash, NULL::text FROM unnest($2::int[], $3::bigint[], "
     "$4::bigint[]) AS r(level, lo, hi) CROSS JOIN LATERAL (SELECT idx, hash FROM log_nodes "
@@ -106,29 +119,25 @@ SQL_NODES = (
     "UNION ALL SELECT 0, e.idx, e.leaf_hash, NULL FROM unnest($5::bigint[], $6::bigint[]) "
     "AS r(lo, hi) CROSS JOIN LATERAL (SELECT idx, leaf_hash FROM log_entries "
     "WHERE log_id = $1 AND idx >= r.lo AND idx < r.hi OFFSET 0) e "
-    "UNION ALL SELECT -1, k.idx, NULL, e.record_id FROM unnest($7::bigint[]) AS j(value) "
-    "CROSS JOIN LATERAL ("
-    + " UNION ALL ".join(
-        f"SELECT idx FROM {table} WHERE id_key = j.value AND log_id = $1" for table in ID_TABLES
-    )
-    + " OFFSET 0) k CROSS JOIN LATERAL (SELECT record_id FROM log_entries "
-    "WHERE log_id = $1 AND idx = k.idx OFFSET 0) e"
+    "UNION ALL SELECT -1, e.idx, NULL, e.record_id FROM unnest($7::text[]) AS j(value) "
+    "CROSS JOIN LATERAL (SELECT log_id, idx, record_id FROM log_entries "
+    "WHERE record_id = j.value OFFSET 0) e WHERE e.log_id = $1"
 )
 #: The head, locked to the end of the transaction (rule 1); ``set_config(..., true)`` is a
 #: ``SET LOCAL`` in the same round trip: a table that grew from nothing has stale
-#: statistics, and a planner that believed it empty would scan it once per probed key.
+#: statistics, and a planner that believed it empty would scan it once per probed key;
+#: one that believed it large priced the probe of 500 ids past ``jit_above_cost`` and
+#: compiled it each time (5 ms, for a 0.5 ms probe).
 HEAD_FOR_APPEND: Final = (
-    "SELECT size, root, set_config('enable_seqscan', 'off', true) FROM logs "
-    "WHERE id = $1 FOR UPDATE"
+    "SELECT size, root, set_config('enable_seqscan', 'off', true), "
+    "set_config('jit', 'off', true) FROM logs WHERE id = $1 FOR UPDATE"
 )
-#: After the entries' COPY, the rest of an append in one statement: the ids, the stored
-#: nodes and the new head.
+#: After the entries' COPY, the rest of an append in one statement: the stored nodes and
+#: the new head.
 SQL_WRITE_REST = (
-    "WITH ids AS (INSERT INTO record_ids (id_key, log_id, idx) "
-    "SELECT k, $1, i FROM unnest($2::bigint[], $3::bigint[]) AS t(k, i)), "
-    "nodes AS (INSERT INTO log_nodes (log_id, level, idx, hash) "
-    "SELECT $1, l, i, h FROM unnest($4::int[], $5::bigint[], $6::bytea[]) AS t(l, i, h)) "
-    "UPDATE logs SET size = $7, root = $8 WHERE id = $1"
+    "WITH nodes AS (INSERT INTO log_nodes (log_id, level, idx, hash) "
+    "SELECT $1, l, i, h FROM unnest($2::int[], $3::bigint[], $4::bytea[]) AS t(l, i, h)) "
+    "UPDATE logs SET size = $5, root = $6 WHERE id = $1"
 )
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -168,6 +177,7 @@ class PostgresStore(sql.SqlStore):
     """The ``Store`` in PostgreSQL; open it with ``await PostgresStore.open(url)``."""
 
     EPOCH = sql.POSTGRES_EPOCH
+    ID_KEYED = False  # record ids through the hash index of log_entries (migration 7)
 
     @staticmethod
     def _time_arg(at: datetime) -> object:
@@ -276,11 +286,11 @@ class PostgresStore(sql.SqlStore):
         return None if row is None else (int(row[0]), str(row[1]))
 
     async def _nodes_on(
-        self, conn: Any, log_id: int, coords: Sequence[Coord], keys: Sequence[int] = ()
+        self, conn: Any, log_id: int, coords: Sequence[Coord], ids: Sequence[str] = ()
     ) -> tuple[dict[Coord, object], list[tuple[str, int]]]:
         """The wanted nodes, from the range reads of ``sparse.base_reads``, and the
-        (record id, index) rows held under ``keys``, in one query."""
-        if not coords and not keys:
+        (record id, index) rows of the log holding ``ids``, in one query."""
+        if not coords and not ids:
             return {}, []
         reads = sparse.base_reads(coords)
         nodes = [r for r in reads if r.level]
@@ -288,7 +298,7 @@ class PostgresStore(sql.SqlStore):
         rows = await conn.fetch(
             SQL_NODES, log_id,
             [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-            [r.start for r in leaves], [r.end for r in leaves], list(keys),
+            [r.start for r in leaves], [r.end for r in leaves], list(ids),
         )  # fmt: skip
         found = {(r[0], r[1]): r[2] for r in rows if r[0] >= 0}
         held = [(r[3], r[1]) for r in rows if r[0] < 0]
@@ -307,8 +317,8 @@ class PostgresStore(sql.SqlStore):
             coords, (lo, hi) = state_reads(head.size, start, len(batch))
             rows = await conn.fetch(pg(sql.RECORD_IDS), log_id, lo, hi) if lo < hi else []
             existing = {r[0]: r[1] for r in rows}
-            keys = [sql.id_key(e.record_id) for e in batch]
-            frontier, held = await self._nodes_on(conn, log_id, coords, keys)
+            ids = [e.record_id for e in batch]
+            frontier, held = await self._nodes_on(conn, log_id, coords, ids)
             state = AppendState(head.size, head.root, frontier, existing)
             plan = plan_append(log, start, batch, state, sparse.grow)
             if plan.new:
@@ -319,7 +329,7 @@ class PostgresStore(sql.SqlStore):
     async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
         """Write the plan, the entries with COPY, in the transaction holding the head row
         (rule 1); duplicates were refused before, so a key violation aborts it for good."""
-        entries, nodes, ids = sql.append_rows(log_id, plan, self._clock())
+        entries, nodes, _ = sql.append_rows(log_id, plan, self._clock())
         try:
             await conn.copy_records_to_table(
                 "log_entries", records=entries, columns=sql.ENTRY_COLUMNS
@@ -327,8 +337,8 @@ class PostgresStore(sql.SqlStore):
         except asyncpg.UniqueViolationError as exc:
             sql.refuse_append(log, plan, exc)
         await conn.execute(
-            SQL_WRITE_REST, log_id, [r[0] for r in ids], [r[2] for r in ids],
-            [n[1] for n in nodes], [n[2] for n in nodes], [n[3] for n in nodes],
+            SQL_WRITE_REST, log_id, [n[1] for n in nodes], [n[2] for n in nodes],
+            [n[3] for n in nodes],
             plan.size, plan.root,
         )  # fmt: skip
 

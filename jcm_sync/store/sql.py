@@ -39,6 +39,7 @@ from jcm_sync.store.migrations import (
     SCHEMA_VERSION,
     SET_SCHEMA_VERSION,
     check_schema_version,
+    dialect_statements,
 )
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -180,11 +181,17 @@ ENVELOPE: Final = (
     f"FROM {ONE_ID} JOIN logs l ON l.id = e.log_id WHERE e.record_id = ? "
     "ORDER BY e.log_id LIMIT 1"
 )
+#: ``ENVELOPE`` where the entries are indexed by record id (PostgreSQL, migration 7).
+ENVELOPE_BY_RECORD_ID: Final = (
+    "SELECT l.origin, e.idx, e.record_id, e.envelope, e.appended_at "
+    "FROM log_entries e JOIN logs l ON l.id = e.log_id WHERE e.record_id = ? "
+    "ORDER BY e.log_id LIMIT 1"
+)
 
 
 def schema_ddl(**dialect: str) -> list[str]:
-    """The DDL statements with the dialect's types filled in."""
-    return [stmt.format(**dialect) for stmt in SCHEMA_DDL]
+    """The DDL statements with the dialect's types filled in (``dialect_statements``)."""
+    return dialect_statements(SCHEMA_DDL, **dialect)
 
 
 def checkpoint_query(log_id: int, size: int | None, latest: bool) -> tuple[str, list[object]]:
@@ -203,15 +210,17 @@ def id_key(record_id: str) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def record_query(query: RecordQuery) -> tuple[str, list[object]]:
-    """The SELECT for a record-index lookup, returning ``base.RecordRow``s.
+def record_query(query: RecordQuery, keyed: bool = True) -> tuple[str, list[object]]:
+    """The SELECT for a record-index lookup, returning ``base.RecordRow``s; ``keyed``:
+    find a record id through the id tables (SQLite), else by ``log_entries.record_id``
+    alone (PostgreSQL's hash index, migration 7).
 
     A record's partnership and author are its log's: ``prepare_batch`` refuses any other.
     """
     conds: list[str] = []
     args: list[object] = []
     source = "log_entries e"
-    if query.record_id is not None:
+    if query.record_id is not None and keyed:
         key = id_key(query.record_id)
         source = ONE_ID
         args += [key] * len(ID_TABLES)
@@ -325,12 +334,20 @@ class SqlStore(SqlWitnessRecords, StoreBase):
         text, args = checkpoint_query(log_id, size, latest)
         return [(r[0], r[1], r[2]) for r in await self._query(text, *args)]
 
+    #: True where record ids are found through the id tables (``ID_TABLES``, SQLite);
+    #: False where ``log_entries.record_id`` is indexed itself (PostgreSQL).
+    ID_KEYED: bool = True
+
     async def _record_rows(self, query: RecordQuery) -> list[RecordRow]:
-        text, args = record_query(query)
+        text, args = record_query(query, self.ID_KEYED)
         return [tuple(r) for r in await self._query(text, *args)]
 
     async def _envelope_row(self, record_id: str) -> tuple[str, int, object, object, object]:
-        rows = await self._query(ENVELOPE, *[id_key(record_id)] * len(ID_TABLES), record_id)
+        if self.ID_KEYED:
+            keys = [id_key(record_id)] * len(ID_TABLES)
+            rows = await self._query(ENVELOPE, *keys, record_id)
+        else:
+            rows = await self._query(ENVELOPE_BY_RECORD_ID, record_id)
         if not rows:
             raise NotFoundError(f"no log holds record {record_id[:16]}")
         origin, idx, rid, env, at = rows[0]

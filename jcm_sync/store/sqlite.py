@@ -65,6 +65,11 @@ DIALECT: Final = {
     "without_rowid": " WITHOUT ROWID",
     "leaf_hash": "jcm_leaf_hash(e.envelope)",
     "id_key": "jcm_id_key(record_id)",
+    # migration 7 changes PostgreSQL's layout only
+    "entries_by_record_id": "",
+    "drop_keyed_ids": "",
+    "drop_entries_by_time": "",
+    "entries_by_time": "",
 }
 #: The SQL functions migration 6 computes leaf hashes and id keys with.
 FUNCTIONS: Final[dict[str, Callable[[Any], bytes | int]]] = {

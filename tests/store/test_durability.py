@@ -97,7 +97,9 @@ async def check_survivors(url: str, log: LogRef, envs: list[bytes], acked: set[i
         for e in entries[-10:]:  # the index rows of the last appends point at their entries
             assert (await store.record(e.record_id)).index == e.index
     stored = sum(1 for level, _ in want if sparse.is_stored(level))
-    assert await raw_counts(url, log.origin) == (head.size, stored, head.size)
+    # PostgreSQL finds ids through a hash index of the entries, its id tables stay empty
+    keyed = head.size if url.startswith("sqlite:///") else 0
+    assert await raw_counts(url, log.origin) == (head.size, stored, keyed)
     return head.size
 
 
