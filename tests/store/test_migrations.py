@@ -346,6 +346,8 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
         rid = hashlib.sha256(envs[270]).hexdigest()
         assert (await store.record(rid)).index == 270
         assert await store.envelope(rid) == envs[270]
+        found = await store.records("issuance", (await store.record(rid)).key)
+        assert [r.index for r in found if r.log == jp] == [270]
         with pytest.raises(ConflictError, match=r"already in the log at index (3|270)"):
             await store.append_entries(jp, None, [envs[3], envs[270]], world.verify)
         more = world.envelopes("JP", 5, TILED["JP"])
@@ -361,6 +363,8 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
     defs = await index_definitions(url)
     assert ("USING hash (record_id)" in defs.get("log_entries_record_id", "")) == postgres
     assert ("USING brin" in defs["log_entries_appended"]) == postgres
+    assert ("USING hash (key)" in defs.get("log_entries_key", "")) == postgres
+    assert ("log_entries_kind_key" in defs) != postgres
 
 
 async def test_reopening_an_upgraded_store_applies_nothing(v1: V1, world: World) -> None:
