@@ -22,12 +22,14 @@ hub's own process, split into "decode" (the push body, the workers' answers and 
 record's decode, schema and authority, measured in this process on the same
 envelopes), "store" (the set-up's appends of the same records, batch for batch) and
 "transport" (the rest: HTTP, request signatures, body digests, dispatch, checkpoints),
-and the agent (this process during the push). Also printed: the hub's process and a
-worker per record now against the same work split as before ADR 0039 (key ids back
-from the workers, each envelope opened and hashed again in the hub's process), both
-measured here on the same envelopes. ``--profile`` runs the hub under cProfile and
-prints where its main thread spends time. The figures are informational: the script
-always exits 0.
+and the agent (this process during the push). Of "transport", the request check
+(signature, nonce, body digest), the agent's signing and the envelopes pickled to the
+workers are also timed alone on the same bodies and printed as its split. Also
+printed: the hub's process and a worker per record now against the same work split
+as before ADR 0039 (key ids back from the workers, each envelope opened and hashed
+again in the hub's process), both measured here on the same envelopes. ``--profile``
+runs the hub under cProfile and prints where its main thread spends time. The figures
+are informational: the script always exits 0.
 
     python bench/ingest.py [--n N] [--batch B] [--timeout S] [--profile]
 """
