@@ -39,10 +39,9 @@ Rules:
    ``{id_key}`` are the expressions computing an entry's RFC 9162 leaf hash from
    ``e.envelope`` and a record id's 64-bit key from ``record_id`` (``sql.id_key``).
    7 changes PostgreSQL only (ADR 0040, amendment): record ids are found through a hash
-   index of ``log_entries.record_id`` (``record_ids`` is emptied), the index of entries
-   by append time is a BRIN index, and ``(kind, key)`` a hash index of ``key``. Its
-   statements are whole dialect fields, empty on SQLite; ``dialect_statements`` leaves out
-   a statement that formats to nothing.
+   index of ``log_entries.record_id`` (``record_ids`` is emptied), and the index of
+   entries by append time is a BRIN index. Its statements are whole dialect fields, empty
+   on SQLite; ``dialect_statements`` leaves out a statement that formats to nothing.
 """
 
 from __future__ import annotations
@@ -245,20 +244,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         7,
-        "PostgreSQL: record ids and keys in hash indexes of the entries, append times in BRIN",
+        "PostgreSQL: record ids in a hash index of the entries, append times in a BRIN index",
         (
             # ADR 0040, amendment: on PostgreSQL a row of record_ids (heap tuple and
             # B-tree entry) per entry cost more than a hash index of log_entries.record_id,
-            # a B-tree of append times more than a BRIN summary of time-ordered pages, and
-            # a B-tree of (kind, key) text more than a hash index of key (every lookup
-            # names both; kind is checked on the few rows found).
+            # and a B-tree of append times more than a BRIN summary of time-ordered pages.
             # Whole statements as dialect fields: SQLite keeps its layout (empty fields).
             "{entries_by_record_id}",
             "{drop_keyed_ids}",
             "{drop_entries_by_time}",
             "{entries_by_time}",
-            "{drop_entries_by_kind_key}",
-            "{entries_by_key}",
         ),
     ),
 )

@@ -88,8 +88,7 @@ DIALECT: Final = {
     "id_key": "('x' || substr(record_id, 1, 16))::bit(64)::bigint",
     # migration 7 (ADR 0040, amendment): the ids in a hash index of the entries, which
     # COPY maintains with the row, instead of a row of record_ids each (heap tuple and
-    # B-tree entry, one more statement); append times, written in order, in a BRIN index;
-    # record keys in a hash index (4-byte codes) instead of a B-tree of (kind, key) text.
+    # B-tree entry, one more statement); append times, written in order, in a BRIN index.
     "entries_by_record_id": (
         "CREATE INDEX IF NOT EXISTS log_entries_record_id ON log_entries USING hash (record_id)"
     ),
@@ -99,8 +98,6 @@ DIALECT: Final = {
         "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries "
         "USING brin (log_id, appended_at) WITH (autosummarize = on)"
     ),
-    "drop_entries_by_kind_key": "DROP INDEX IF EXISTS log_entries_kind_key",
-    "entries_by_key": "CREATE INDEX IF NOT EXISTS log_entries_key ON log_entries USING hash (key)",
 }
 
 #: The id tables PostgreSQL writes: none. Since migration 7 it finds a record id through

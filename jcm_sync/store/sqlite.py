@@ -70,8 +70,6 @@ DIALECT: Final = {
     "drop_keyed_ids": "",
     "drop_entries_by_time": "",
     "entries_by_time": "",
-    "drop_entries_by_kind_key": "",
-    "entries_by_key": "",
 }
 #: The SQL functions migration 6 computes leaf hashes and id keys with.
 FUNCTIONS: Final[dict[str, Callable[[Any], bytes | int]]] = {

@@ -363,8 +363,7 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
     defs = await index_definitions(url)
     assert ("USING hash (record_id)" in defs.get("log_entries_record_id", "")) == postgres
     assert ("USING brin" in defs["log_entries_appended"]) == postgres
-    assert ("USING hash (key)" in defs.get("log_entries_key", "")) == postgres
-    assert ("log_entries_kind_key" in defs) != postgres
+    assert "log_entries_kind_key" in defs  # keys of one author come in order: a B-tree
 
 
 async def test_reopening_an_upgraded_store_applies_nothing(v1: V1, world: World) -> None:
