@@ -280,6 +280,19 @@ async def test_a_version_1_store_upgrades_and_every_log_still_verifies(
     assert await raw(v1.url, m.READ_SCHEMA_VERSION) == [(str(m.SCHEMA_VERSION),)]
 
 
+async def assert_tiled_log_answers(store: Store, made: V1, world: World) -> list[bytes]:
+    """Every log of ``TILED`` verifies, and entry 270 of the JP log is found by record id,
+    by envelope and by kind and key; returns the JP log's envelopes."""
+    await assert_logs_verify(store, made, world)
+    envs = world.envelopes("JP", TILED["JP"])
+    rid = hashlib.sha256(envs[270]).hexdigest()
+    assert (await store.record(rid)).index == 270
+    assert await store.envelope(rid) == envs[270]
+    found = await store.records("issuance", (await store.record(rid)).key)
+    assert [r.index for r in found if r.log == world.jp_log] == [270]
+    return envs
+
+
 async def test_migration_6_merges_the_index_keeps_level_8_nodes_and_ids(
     v1_tiled: V1, world: World
 ) -> None:
@@ -288,13 +301,7 @@ async def test_migration_6_merges_the_index_keeps_level_8_nodes_and_ids(
     entries and the id index; a record held is still refused; appends go on."""
     url, jp = v1_tiled.url, world.jp_log
     async with await open_store(url) as store:
-        await assert_logs_verify(store, v1_tiled, world)
-        envs = world.envelopes("JP", TILED["JP"])
-        rid = hashlib.sha256(envs[270]).hexdigest()
-        assert (await store.record(rid)).index == 270
-        assert await store.envelope(rid) == envs[270]
-        found = await store.records("issuance", (await store.record(rid)).key)
-        assert [r.index for r in found if r.log == jp] == [270]
+        envs = await assert_tiled_log_answers(store, v1_tiled, world)
         with pytest.raises(ConflictError, match="already in the log at index 270"):
             await store.append(jp, None, envs[270], world.verify)
         more = world.envelopes("JP", 5, TILED["JP"])
@@ -341,13 +348,7 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
     assert sum(keyed) == sum(TILED.values())  # version 6 keyed every id
     postgres = not url.startswith("sqlite")
     async with await open_store(url) as store:
-        await assert_logs_verify(store, v1_tiled, world)
-        envs = world.envelopes("JP", TILED["JP"])
-        rid = hashlib.sha256(envs[270]).hexdigest()
-        assert (await store.record(rid)).index == 270
-        assert await store.envelope(rid) == envs[270]
-        found = await store.records("issuance", (await store.record(rid)).key)
-        assert [r.index for r in found if r.log == jp] == [270]
+        envs = await assert_tiled_log_answers(store, v1_tiled, world)
         with pytest.raises(ConflictError, match=r"already in the log at index (3|270)"):
             await store.append_entries(jp, None, [envs[3], envs[270]], world.verify)
         more = world.envelopes("JP", 5, TILED["JP"])
