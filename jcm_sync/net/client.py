@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 import msgspec
 
+from jcm_sync import __version__
 from jcm_sync.core.envelope import AnyPrivateKey
 from jcm_sync.core.wire import (
     CheckpointView,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from jcm_sync.services.hub_port import HubPort
 
 T = TypeVar("T")
+
+USER_AGENT = f"jcm-sync/{__version__}"
+"""What this client names itself in every request (the hub's access logs show it)."""
 
 MAX_RESPONSE = 64 * 1024 * 1024
 """Default limit on one answer's body (bytes). A page of 1,000 entries is a few MB."""
@@ -125,10 +129,15 @@ class HubClient:
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = None if self._ssl is None else aiohttp.TCPConnector(ssl=self._ssl)
+            # the agent names itself, and asks for no content coding: neither side
+            # compresses (a signed body's digest covers the bytes sent), so aiohttp's
+            # default Accept and Accept-Encoding would only cost bytes on every request
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 middlewares=(SigningMiddleware(self._signer),),
                 connector=connector,
+                headers={"User-Agent": USER_AGENT},
+                skip_auto_headers=("Accept", "Accept-Encoding"),
             )
         return self._session
 

@@ -71,6 +71,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from jcm_sync import __version__
 from jcm_sync.core.wire import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_PREFIX,
@@ -120,6 +121,8 @@ READYZ_TIMEOUT_S = 5.0
 """``/readyz`` answers 503 when the store takes longer than this."""
 
 REQUEST_ID_HEADER = "X-Request-Id"
+#: what the hub names itself (aiohttp's default also names Python's and aiohttp's versions)
+SERVER_HEADER = f"jcm-sync/{__version__}"
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 """The id of the request being answered (rule 7): in its problem details, its
 ``X-Request-Id`` header and every log line about it."""
@@ -274,6 +277,7 @@ class HubServer:
             if status in (429, 503) and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = str(self.settings.retry_after_seconds)
             response.headers[REQUEST_ID_HEADER] = rid
+            response.headers.setdefault("Server", SERVER_HEADER)
             if 400 <= status < 500:  # rule 8: the one place a refusal is logged
                 caller = request.get(CALLER_KEY)
                 log_refusal(

@@ -14,17 +14,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from jcm_sync import __version__
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.wire import PROBLEM_CONTENT_TYPE, PushRequest
 from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
-from jcm_sync.net.client import MAX_RESPONSE, HubClient, ca_context, parse_retry_after
-from jcm_sync.net.server import ServerSettings
+from jcm_sync.net.client import (
+    MAX_RESPONSE,
+    USER_AGENT,
+    HubClient,
+    ca_context,
+    parse_retry_after,
+)
+from jcm_sync.net.server import SERVER_HEADER, ServerSettings
 from jcm_sync.services.log_service import checkpoint_verifiers
 from jcm_sync.services.sample import free_port, provision
 from tests.exchange.conftest import Running
@@ -75,6 +83,16 @@ async def test_pages_read_to_the_end_are_japans_log(hub: Running, client: HubCli
     assert pages > 1  # the 4 kB cut made several pages
     assert client.requests == pages
     assert client.bytes_received > sum(len(raw) for raw in expected)
+
+
+async def test_the_hub_names_itself_in_every_answer(hub: Running, client: HubClient) -> None:
+    """``Server: jcm-sync/<version>`` on an answer, not aiohttp's default naming Python's
+    and aiohttp's versions (which also cost bytes on every anti-entropy round)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{hub.url}/livez") as resp:
+        assert resp.status == 200
+        assert resp.headers["Server"] == SERVER_HEADER == f"jcm-sync/{__version__}"
+    await client.state(PID)
+    assert client.requests == 1
 
 
 async def test_state_checkpoint_and_proofs_decode_and_verify(
@@ -205,6 +223,10 @@ async def test_requests_carry_a_signature_and_a_content_digest(
     (req,) = seen
     assert {"Signature", "Signature-Input", "Content-Digest"} <= set(req.headers)
     assert req.headers["Content-Type"] == "application/json"
+    # it names itself and asks for no content coding, which neither side uses
+    assert req.headers["User-Agent"] == USER_AGENT == f"jcm-sync/{__version__}"
+    assert "Accept-Encoding" not in req.headers
+    assert "Accept" not in req.headers
     assert msgspec.json.decode(bodies[0], type=PushRequest).entries == [b"{}"]
 
 
