@@ -1,8 +1,10 @@
-"""Run every benchmark in ``bench/`` with modest sizes and print each one's table.
+"""Run every benchmark in ``bench/`` and print each one's table.
 
 This is what ``make bench`` runs. Each benchmark runs in its own process (so one's
 memory, threads and event loop never colour the next), with sizes chosen to finish in
-well under a minute, and is stopped if it exceeds ``--timeout``. A missed target is
+about a minute, except where issue 15 names the size (ingest of 100,000 records, appends
+after a 1,000,000-entry prefill), and is stopped if it exceeds ``--timeout`` (or its
+own allowance in ``TIMEOUTS``). A missed target is
 information, not failure: the exit status is 1 only if a benchmark crashed or was
 stopped, 0 otherwise. Pass names to run some of them only.
 
@@ -24,9 +26,9 @@ BENCH = Path(__file__).resolve().parent
 #: name -> arguments for ``make bench``; run in this order, skipped when the file is absent
 PLAN: dict[str, list[str]] = {
     "sign_verify": [],
-    "append": ["--n", "10000", "--rounds", "2", "--prefill", "100000"],
+    "append": ["--n", "10000", "--rounds", "2", "--prefill", "1000000"],
     "proofs": ["--n", "100000"],
-    "ingest": ["--n", "20000"],
+    "ingest": ["--n", "100000"],
     "anti_entropy": ["--sizes", "1000,100000"],
     "fanout": [],
     "hub_scaleout": [],
@@ -38,6 +40,9 @@ PLAN: dict[str, list[str]] = {
     "pq": [],
     "tiles": [],
 }
+#: name -> seconds allowed, where one needs more than ``--timeout``: the issue's sizes
+#: (a 1,000,000-entry prefill on both backends; 100,000 records pushed after signing them)
+TIMEOUTS: dict[str, float] = {"append": 420.0, "ingest": 300.0}
 
 
 def run_one(name: str, args: list[str], timeout: float) -> tuple[str, float]:
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (BENCH / f"{name}.py").exists():
             outcomes.append((name, "absent, skipped", 0.0))
             continue
-        outcome, seconds = run_one(name, PLAN[name], args.timeout)
+        timeout = max(args.timeout, TIMEOUTS.get(name, 0.0))
+        outcome, seconds = run_one(name, PLAN[name], timeout)
         outcomes.append((name, outcome, seconds))
 
     print(f"\n=== summary\n{'benchmark':14} {'seconds':>8}  outcome")
