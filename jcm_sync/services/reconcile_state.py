@@ -23,10 +23,19 @@ Rules (the numbers are ``services.reconciliation``'s):
    rule's default (``GRACE_DEFAULTS``), or 0 for a rule without one (a finding at once).
 5. **Every run's report is kept** (issue 14: an auditor's bundle carries each run, not
    only the last): ``reconcile/<partnership>/runs/<SEQ>``, ``SEQ`` a zero-padded run
-   number one past the newest kept, holding the report as stored (its ``logs`` are the
-   agreed snapshot sizes and roots it ran on). The run's record in the history names
-   its number (``RunRecord.report_seq``). Only the newest ``[reconcile] keep_runs``
-   (default ``KEEP_RUNS``) are kept; older ones are deleted after each run.
+   number, holding the report as stored (its ``logs`` are the agreed snapshot sizes and
+   roots it ran on). The run's record in the history names its number
+   (``RunRecord.report_seq``). Only the newest ``[reconcile] keep_runs`` (default
+   ``KEEP_RUNS``) are kept; older ones are deleted after each run.
+6. **A run number is claimed once, across processes** (``next_run_seq``): the daemon and a
+   manual ``jcm-sync reconcile``, or two hub processes on one PostgreSQL (ADR 0042), may
+   finish runs of one partnership at once, and the lock of rule 2 is per process. The
+   counter ``reconcile/<partnership>/last-run`` (ASCII decimal) holds the last number
+   claimed; a claim reads it and the newest kept report, and compare-and-sets the
+   counter to one past the larger (the store's ``swap_state``, one statement), retrying
+   when another claim won in between. The counter only rises, so every claim gets its
+   own number, and concurrent claims get consecutive ones; a store from before the
+   counter starts one past its newest kept report.
 """
 
 from __future__ import annotations
@@ -41,10 +50,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jcm_sync.core.reconcile import RULES, Discrepancy, Reconciler
 from jcm_sync.core.reconcile.model import GRACE_DEFAULTS
+from jcm_sync.errors import ConflictError, CorruptStoreError
 from jcm_sync.store import Store
 
 KEEP_RUNS = 400
 """Rule 5: run reports (and run records in the history) kept per partnership."""
+
+MAX_CLAIMS = 1000
+"""Rule 6: compare-and-sets a run number claim tries before giving up (each failure
+means another claim succeeded)."""
 
 
 def runs_prefix(partnership: str) -> str:
@@ -69,10 +83,32 @@ async def run_report_seqs(store: Store, partnership: str) -> list[int]:
     return sorted(n for k in keys if (n := seq_of(k)) is not None)
 
 
+def run_counter_key(partnership: str) -> str:
+    """Rule 6: the state key of the last run number claimed."""
+    return f"reconcile/{partnership}/last-run"
+
+
 async def next_run_seq(store: Store, partnership: str) -> int:
-    """Rule 5: one past the newest kept run report (1 for the first)."""
-    seqs = await run_report_seqs(store, partnership)
-    return seqs[-1] + 1 if seqs else 1
+    """Rule 6: claim the next run number (1 for the first), never the one another claim
+    got, in this process or another."""
+    key = run_counter_key(partnership)
+    for _ in range(MAX_CLAIMS):
+        held = await store.get_state(key)
+        last = 0 if held is None else _counter(held, key)
+        seqs = await run_report_seqs(store, partnership)
+        seq = max(last, seqs[-1] if seqs else 0) + 1
+        if await store.swap_state(key, held, str(seq).encode()):
+            return seq
+    raise ConflictError(
+        f"no run number claimed in {MAX_CLAIMS} tries: other runs claimed each one first",
+        where=key,
+    )
+
+
+def _counter(held: bytes, key: str) -> int:
+    if not held.isdigit() or len(held) > 18:
+        raise CorruptStoreError(f"the run counter is not a number: {held[:40]!r}", where=key)
+    return int(held)
 
 
 async def keep_run_report(

@@ -42,6 +42,7 @@ from jcm_sync.store.planning import (
     prepare_batch,
     trust_marks_from,
 )
+from jcm_sync.store.state_swap import check_swap, swap_by_query
 from jcm_sync.store.values import (
     MAX_INDEX,
     AppendResult,
@@ -497,6 +498,14 @@ class StoreBase(WitnessRecords, abc.ABC):
         if prefix:
             check_state_key(prefix)
         return sorted(set(await self._state_keys(prefix)))
+
+    async def swap_state(self, key: str, old: bytes | None, new: bytes) -> bool:
+        check_state_key(key)
+        return await self._swap_state(key, *check_swap(key, old, new))
+
+    async def _swap_state(self, key: str, old: bytes | None, new: bytes) -> bool:
+        """In one statement (``state_swap``); a store without ``_query`` overrides it."""
+        return await swap_by_query(self, self._clock(), key, old, new)
 
     async def append_counts(
         self, log: LogRef, since: datetime, bucket_seconds: int

@@ -218,6 +218,14 @@ class MemoryStore(StoreBase):
     async def _state_keys(self, prefix: str) -> list[str]:
         return [k for k in self._state() if k.startswith(prefix)]
 
+    async def _swap_state(self, key: str, old: bytes | None, new: bytes) -> bool:
+        state = self._state()  # no await between compare and write
+        held = state.get(key)
+        if (None if held is None else b"".join(held)) != old:
+            return False
+        state[key] = [new]
+        return True
+
     async def _append_counts(self, log_id: int, since: int, bucket: int) -> list[tuple[int, int]]:
         counts: dict[int, int] = {}
         for _, _, at in self._log(log_id).entries.values():

@@ -53,7 +53,10 @@ Invariants every adapter keeps
    value of any size is replaced atomically and durably (``put_state`` returns after the
    commit; a crash leaves the old value or the new one, never a mix), stored as rows of
    at most ``STATE_CHUNK`` bytes so hundreds of MB fit both backends. So nothing a
-   backup of the store must hold lives beside it in files.
+   backup of the store must hold lives beside it in files. ``swap_state`` is a
+   compare-and-set of a small value (``MAX_SWAP_VALUE``) in one statement: of callers
+   in any processes judging against the same old value, exactly one writes. A key
+   written by ``swap_state`` is written only by it (and removed by ``delete_state``).
 10. Witnessing (ADR 0032, ``witnessing.py``): the tree head cosigned per origin moves
    only by compare-and-persist in one statement, never backwards; cosignatures are kept
    per (checkpoint size, key name, key ID), the first one received of each.
@@ -234,6 +237,11 @@ class Store(Protocol):
 
     async def state_keys(self, prefix: str) -> list[str]:
         """The keys that start with ``prefix`` ("" for all), sorted by code point."""
+        ...
+
+    async def swap_state(self, key: str, old: bytes | None, new: bytes) -> bool:
+        """Write ``new`` under ``key`` only if it holds ``old`` (None: no value), atomically
+        and durably; True if written (rule 9)."""
         ...
 
     async def witnessed(self, origin: str) -> TreeHead | None:

@@ -5,10 +5,14 @@ set for every rule (0 after resolution), discrepancies past their grace period."
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -18,6 +22,7 @@ from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.reconcile import RULES, Discrepancy, Reconciler
 from jcm_sync.core.reconcile.model import Status, discrepancy_id
 from jcm_sync.core.trust import TrustRoot
+from jcm_sync.errors import CorruptStoreError
 from jcm_sync.services.reconcile_state import (
     KEEP_RUNS,
     Folded,
@@ -27,12 +32,20 @@ from jcm_sync.services.reconcile_state import (
     keep_run_report,
     next_run_seq,
     past_grace,
+    run_counter_key,
     run_report_key,
     run_report_seqs,
+    runs_prefix,
     seq_of,
 )
 from jcm_sync.store import Store, open_store
-from tests.store.conftest import pg_reachable, store_url  # noqa: F401 (fixtures)
+from tests.store.conftest import (  # noqa: F401 (fixtures)
+    pg_reachable,
+    pg_schema_url,
+    store_url,
+)
+
+CLAIM_CHILD = Path(__file__).with_name("reconcile_claim_child.py")
 
 
 def fresh() -> ReconcileState:
@@ -194,10 +207,9 @@ async def store(store_url: str) -> AsyncIterator[Store]:  # noqa: F811 (each bac
 async def test_each_run_report_is_kept_under_its_number_and_the_oldest_dropped(
     store: Store,
 ) -> None:
-    """Rule 5 on every backend: run numbers count up from 1 past the newest kept, each
+    """Rule 5 on every backend: run numbers count up from 1, each
     report is stored as given, only the newest ``keep`` stay, and another partnership's
     reports are neither counted nor dropped."""
-    assert await next_run_seq(store, "JP-MN") == 1
     await keep_run_report(store, "JP-ID", 1, b"other", keep=1)
     for n in range(1, 6):
         seq = await next_run_seq(store, "JP-MN")
@@ -211,3 +223,123 @@ async def test_each_run_report_is_kept_under_its_number_and_the_oldest_dropped(
     assert seq_of(run_report_key("JP-MN", 7)) == 7
     assert seq_of("reconcile/JP-MN/runs/x") is None
     assert KEEP_RUNS == 400
+
+
+async def test_a_store_without_the_counter_claims_past_its_newest_report(store: Store) -> None:
+    """Rule 6: a store kept by an older version (reports, no counter) goes on from its
+    newest kept report; a report newer than the counter is never claimed again; a
+    counter that is not a number is a corrupt store, not a reset."""
+    await store.put_state(run_report_key("JP-MN", 7), b"old")
+    assert await next_run_seq(store, "JP-MN") == 8
+    assert await store.get_state(run_counter_key("JP-MN")) == b"8"
+    await store.put_state(run_report_key("JP-MN", 12), b"written by an older process")
+    assert await next_run_seq(store, "JP-MN") == 13
+    assert await next_run_seq(store, "JP-MN") == 14
+    assert not run_counter_key("JP-MN").startswith(runs_prefix("JP-MN"))
+    await store.delete_state(run_counter_key("JP-ID"))
+    await store.swap_state(run_counter_key("JP-ID"), None, b"x1")
+    with pytest.raises(CorruptStoreError, match="not a number"):
+        await next_run_seq(store, "JP-ID")
+
+
+async def _claim(store: Store, name: str) -> int:
+    seq = await next_run_seq(store, "JP-MN")
+    await keep_run_report(store, "JP-MN", seq, f"{name} {seq}".encode())
+    return seq
+
+
+async def _every_report_kept(store: Store, claims: list[tuple[str, int]]) -> None:
+    """Each claim got its own number, together 1..N, and each report is the one its
+    claimer wrote."""
+    seqs = sorted(seq for _, seq in claims)
+    assert seqs == list(range(1, len(claims) + 1)), seqs
+    assert await run_report_seqs(store, "JP-MN") == seqs
+    for name, seq in claims:
+        assert await store.get_state(run_report_key("JP-MN", seq)) == f"{name} {seq}".encode()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_concurrent_claims_on_two_connections_get_distinct_numbers(
+    backend: str,
+    tmp_path: Path,
+    pg_reachable: str | None,  # noqa: F811
+) -> None:
+    """Rule 6: two stores open on one database (two SQLite connections on one file, two
+    PostgreSQL pools on one schema), 24 runs finishing at once, interleaved between
+    them: 24 distinct numbers 1..24, and every run's report kept under its own."""
+    async with _backend_url(backend, tmp_path, pg_reachable) as url:
+        a, b = await open_store(url), await open_store(url)
+        try:
+            names = [("a" if i % 2 else "b", i) for i in range(24)]
+            seqs = await asyncio.gather(
+                *(_claim(a if who == "a" else b, f"{who}{i}") for who, i in names)
+            )
+            claims = [(f"{who}{i}", seq) for (who, i), seq in zip(names, seqs, strict=True)]
+            await _every_report_kept(a, claims)
+            assert await store_counter(b) == 24
+        finally:
+            await a.close()
+            await b.close()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_concurrent_claims_from_two_processes_get_distinct_numbers(
+    backend: str,
+    tmp_path: Path,
+    pg_reachable: str | None,  # noqa: F811
+) -> None:
+    """Rule 6 across processes (the daemon and a manual ``jcm-sync reconcile``): two
+    children started together claim 15 numbers each: 30 distinct numbers 1..30, every
+    report readable and the one its process wrote."""
+    async with _backend_url(backend, tmp_path, pg_reachable) as url:
+        store = await open_store(url)
+        await store.close()  # the schema exists before the children race to create it
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(CLAIM_CHILD),
+                url,
+                "JP-MN",
+                name,
+                "15",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for name in ("daemon", "manual")
+        ]
+        for child in children:
+            assert child.stdout is not None
+            assert (await child.stdout.readline()).strip() == b"ready"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            await child.stdin.drain()
+        claims = []
+        for name, child in zip(("daemon", "manual"), children, strict=True):
+            out, _ = await asyncio.wait_for(child.communicate(), 120)
+            assert child.returncode == 0
+            claims += [(name, int(n)) for n in out.split()]
+        store = await open_store(url)
+        try:
+            await _every_report_kept(store, claims)
+        finally:
+            await store.close()
+
+
+async def store_counter(store: Store) -> int:
+    held = await store.get_state(run_counter_key("JP-MN"))
+    assert held is not None
+    return int(held)
+
+
+@asynccontextmanager
+async def _backend_url(backend: str, tmp_path: Path, pg_why: str | None) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        async with pg_schema_url(pg_why) as url:
+            yield url

@@ -19,7 +19,7 @@ from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.local.config import load_config
 from jcm_sync.services.node import Node, open_node
 from jcm_sync.services.own_log import append_own, resolve
-from jcm_sync.services.reconcile_state import run_report_key
+from jcm_sync.services.reconcile_state import run_counter_key, run_report_key
 from jcm_sync.services.reconciliation import (
     ReconcileService,
     history_key,
@@ -139,7 +139,7 @@ async def test_clean_sample_partnership_completes_with_the_same_report_on_both_s
     assert on_id.report == on_jp.report
     assert on_id.report.totals.sides_compared == 12
     assert await pair.id.store.state_keys("reconcile/") == sorted(
-        [history_key(PID), report_key(PID), run_report_key(PID, 1)]
+        [history_key(PID), report_key(PID), run_report_key(PID, 1), run_counter_key(PID)]
     )
     assert await pair.id.store.get_state(run_report_key(PID, 1)) == await pair.id.store.get_state(
         report_key(PID)

@@ -9,7 +9,7 @@ from pathlib import Path
 from jcm_sync.local.config import load_config
 from jcm_sync.local.lock import LOCK_NAME
 from jcm_sync.net.server import ServerSettings
-from jcm_sync.services.reconcile_state import run_report_key
+from jcm_sync.services.reconcile_state import run_counter_key, run_report_key
 from jcm_sync.services.reconciliation import ReconcileService, history_key, report_key
 from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
@@ -46,6 +46,7 @@ async def test_sync_and_reconcile_leave_nothing_beside_the_store(tmp_path: Path)
                 history_key("JP-MN"),
                 report_key("JP-MN"),
                 run_report_key("JP-MN", 1),
+                run_counter_key("JP-MN"),
                 "status/JP-MN",
             ]
         )

@@ -1,0 +1,36 @@
+"""A second process claiming reconciliation run numbers (``reconcile_state`` rule 6).
+
+Usage: ``reconcile_claim_child.py URL PARTNERSHIP NAME COUNT``
+
+It opens the store, prints ``ready``, waits for a line on stdin (so two children start
+together), then claims COUNT run numbers, keeping after each the report
+``NAME <seq>``, and prints the numbers it got, one line, space-separated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from jcm_sync.services.reconcile_state import keep_run_report, next_run_seq
+from jcm_sync.store import open_store
+
+
+async def main(url: str, partnership: str, name: str, count: str) -> int:
+    store = await open_store(url)
+    try:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        got = []
+        for _ in range(int(count)):
+            seq = await next_run_seq(store, partnership)
+            await keep_run_report(store, partnership, seq, f"{name} {seq}".encode())
+            got.append(seq)
+        print(" ".join(map(str, got)), flush=True)
+    finally:
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(*sys.argv[1:])))
