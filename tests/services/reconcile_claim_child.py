@@ -1,6 +1,6 @@
 """A second process claiming reconciliation run numbers (``reconcile_state`` rule 6).
 
-Usage: ``reconcile_claim_child.py URL PARTNERSHIP NAME COUNT``
+Usage: ``python -m tests.services.reconcile_claim_child URL PARTNERSHIP NAME COUNT``
 
 It opens the store, prints ``ready``, waits for a line on stdin (so two children start
 together), then claims COUNT run numbers, keeping after each the report

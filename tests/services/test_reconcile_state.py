@@ -45,7 +45,7 @@ from tests.store.conftest import (  # noqa: F401 (fixtures)
     store_url,
 )
 
-CLAIM_CHILD = Path(__file__).with_name("reconcile_claim_child.py")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fresh() -> ReconcileState:
@@ -301,13 +301,15 @@ async def test_concurrent_claims_from_two_processes_get_distinct_numbers(
         children = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(CLAIM_CHILD),
+                "-m",
+                "tests.services.reconcile_claim_child",
                 url,
                 "JP-MN",
                 name,
                 "15",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                cwd=REPO,  # this checkout's jcm_sync, not another one installed
             )
             for name in ("daemon", "manual")
         ]
