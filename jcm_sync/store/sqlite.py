@@ -23,6 +23,10 @@ Invariants and choices:
    so two processes opening one file with different chains cannot both pass.
 8. Migration 6 computes leaf hashes and id keys in SQL with ``FUNCTIONS``, registered on
    the connection before the migrations run (ADR 0040).
+9. Appends and state values share transactions (``group_commit``, ADR 0043): the writes
+   queued while the thread is busy run in one ``BEGIN IMMEDIATE ... COMMIT``, each under
+   its own savepoint (a refused append rolls back alone), and none is answered before
+   that COMMIT returned.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any, Final, TypeVar
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store import migrations, sparse, sql
+from jcm_sync.store.group_commit import GroupCommitter
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
@@ -122,6 +127,7 @@ class SqliteStore(sql.SqlStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jcm-sync-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._group = GroupCommitter(self._executor, self._db)
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -135,12 +141,18 @@ class SqliteStore(sql.SqlStore):
 
     # -- the thread --------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the store's thread; translate sqlite3 errors (rule 4)."""
+    async def _call(self, fn: Callable[..., T], *args: Any, group: int = 0) -> T:
+        """Run ``fn(*args)`` on the store's thread; translate sqlite3 errors (rule 4).
+
+        With ``group`` (the job's weight, its entries), ``fn`` runs inside a transaction
+        shared with the write jobs queued meanwhile, under its own savepoint, and this
+        returns once that transaction committed (rule 9, ``group_commit``)."""
         if self._closed:
             raise StoreError("the store is closed", where=self.path)
         loop = asyncio.get_running_loop()
         try:
+            if group:
+                return await self._group.run(lambda: fn(*args), group)
             return await loop.run_in_executor(self._executor, lambda: fn(*args))
         except JcmSyncError:
             raise
@@ -263,22 +275,16 @@ class SqliteStore(sql.SqlStore):
     def _append_sync(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
+        """An append's reads, plan and writes, inside the group's transaction (rule 9)."""
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            head = check_head(log, *(db.execute(sql.HEAD, (log_id,)).fetchone() or (None, None)))
-            coords, (lo, hi) = state_reads(head.size, start, len(batch))
-            rows = db.execute(sql.RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
-            existing = dict(rows)
-            state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
-            plan = plan_append(log, start, batch, state, sparse.grow)
-            if plan.new:
-                self._write_sync(log, log_id, plan)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        head = check_head(log, *(db.execute(sql.HEAD, (log_id,)).fetchone() or (None, None)))
+        coords, (lo, hi) = state_reads(head.size, start, len(batch))
+        rows = db.execute(sql.RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
+        existing = dict(rows)
+        state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
+        plan = plan_append(log, start, batch, state, sparse.grow)
+        if plan.new:
+            self._write_sync(log, log_id, plan)
         return plan
 
     def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
@@ -300,7 +306,7 @@ class SqliteStore(sql.SqlStore):
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
-        return await self._call(self._append_sync, log, log_id, start, batch)
+        return await self._call(self._append_sync, log, log_id, start, batch, group=len(batch) or 1)
 
     def _advance_sync(self, offered: Mapping[str, Sequence[TrustMark]]) -> list[TrustMark]:
         db = self._db()
@@ -322,18 +328,12 @@ class SqliteStore(sql.SqlStore):
         return await self._call(self._advance_sync, offered)
 
     def _put_state_sync(self, key: str, chunks: list[bytes]) -> None:
+        """Inside a group's transaction (rules 6 and 9): the old value or the new one."""
         db = self._db()
         at = self._clock().isoformat()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("DELETE FROM node_state WHERE key = ?", (key,))
-            for n, chunk in enumerate(chunks):
-                db.execute(sql.INSERT_STATE, (key, n, chunk, at))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        db.execute("DELETE FROM node_state WHERE key = ?", (key,))
+        for n, chunk in enumerate(chunks):
+            db.execute(sql.INSERT_STATE, (key, n, chunk, at))
 
     async def _put_state(self, key: str, chunks: list[bytes]) -> None:
-        await self._call(self._put_state_sync, key, chunks)
+        await self._call(self._put_state_sync, key, chunks, group=1)
