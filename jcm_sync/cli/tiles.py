@@ -6,6 +6,10 @@ what is new. ``verify`` reads a log's prefix (a URL of any static server, or a d
 opens its checkpoint under a trust root, checks the tiles' root, and optionally the
 inclusion of one entry (or of every bundle, ``--all``) and the consistency with a checkpoint
 seen before; no store.
+
+``verify --trust`` takes a root file, a chain of them (oldest first), or one directory of
+roots (a node's ``roots/``), from which the chain of the partnership the checkpoint's
+origin names is taken (``roots_in``).
 """
 
 from __future__ import annotations
@@ -13,17 +17,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from jcm_sync.cli.common import add_at, add_json, emit, now_of, read_input, write_output
+from jcm_sync.cli.common import (
+    MAX_INPUT,
+    add_at,
+    add_json,
+    emit,
+    now_of,
+    read_input,
+    write_output,
+)
 from jcm_sync.cli.trust import load_trusted
 from jcm_sync.core import checkpoint, envelope, merkle
 from jcm_sync.core import note as signed_note
+from jcm_sync.core.trust import TrustRoot, peek_root, verify_chain
 from jcm_sync.errors import BadDataError, ConfigError, NotFoundError
 from jcm_sync.local.config import load_config
+from jcm_sync.local.keyfiles import read_small_file
 from jcm_sync.services.log_service import open_log_checkpoint
 from jcm_sync.services.tiles import CHECKPOINT, DirectorySink, TilesPublisher
 from jcm_sync.services.tiles_read import TiledLog, TileSource, open_tiled_log
@@ -43,7 +58,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v = ts.add_parser("verify", help="verify a published log from its tiles alone")
     v.add_argument("where", metavar="URL-or-DIR", help="the log's prefix: http(s) URL or dir")
     v.add_argument("--trust", required=True, action="append", metavar="ROOT",
-                   help="the trust root (chain) whose keys sign the log")  # fmt: skip
+                   help="the trust root (chain, oldest first) whose keys sign the log, or "
+                   "a directory of roots: the chain of the log's partnership is taken")  # fmt: skip
     which = v.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, help="check the inclusion of this entry")
     which.add_argument("--record", metavar="RECORD_ID", help="find and check this record")
@@ -112,26 +128,94 @@ def _source(where: str) -> Any:
     return DirectorySink(where)
 
 
-def _log_of(raw: bytes, partnership: str) -> LogRef:
-    """The log a checkpoint names (origin ``<prefix>/<partnership>/<node>``); its
-    signature is checked next, with the keys the trust root gives that node."""
+def _origin_of(raw: bytes) -> tuple[str, str]:
+    """The origin a checkpoint names and the partnership in it (``<prefix>/<pid>/<node>``),
+    unverified: it only chooses the root the signature is then checked under."""
     body = signed_note.parse_note(raw).text
     origin = body.split(b"\n", 1)[0].decode("utf-8", "replace")
     parts = origin.rsplit("/", 2)
-    if len(parts) != 3 or parts[1] != partnership:
+    return origin, parts[1] if len(parts) == 3 else ""
+
+
+def _log_of(raw: bytes, partnership: str) -> LogRef:
+    """The log a checkpoint names (origin ``<prefix>/<partnership>/<node>``); its
+    signature is checked next, with the keys the trust root gives that node."""
+    origin, named = _origin_of(raw)
+    if named != partnership:
         raise BadDataError(f"the checkpoint's origin {origin!r} is not a log of {partnership}",
                            where=CHECKPOINT)  # fmt: skip
-    return LogRef(partnership, parts[2], origin)
+    return LogRef(partnership, origin.rsplit("/", 1)[1], origin)
+
+
+def roots_in(directory: Path, partnership: str) -> list[bytes]:
+    """The chain of ``partnership``'s trust roots among the files of ``directory`` (not its
+    subdirectories), oldest version first: each file that decodes as a root of that
+    partnership. A draft (``*.draft.json``, awaiting its countersignature) and a file
+    that is no root (a key, a note) are passed over; one file per version (a copy with
+    the same bytes is the same root); none is a refusal naming the roots found."""
+    found: dict[int, tuple[Path, bytes]] = {}
+    others: set[str] = set()
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.name.endswith(".draft.json"):
+            continue
+        try:
+            data = read_small_file(path, limit=MAX_INPUT, what="trust root")
+            root = peek_root(data)
+        except BadDataError:
+            continue
+        if root.partnership != partnership:
+            others.add(root.partnership)
+            continue
+        held = found.setdefault(root.version, (path, data))
+        if held[1] != data:
+            err = BadDataError(
+                f"{held[0].name} and {path.name} are two different documents of version "
+                f"{root.version} of {partnership}'s trust root",
+                where=str(directory),
+            )
+            err.next_step = (
+                f"keep one of them in {directory} (`jcm-sync trust verify FILE` checks "
+                "each), or give the chain with --trust FILE, oldest first"
+            )
+            raise err
+    if not found:
+        also = f"; it holds roots of {', '.join(sorted(others))} only" if others else ""
+        missing = NotFoundError(
+            f"no trust root of {partnership or 'the checkpoint'} in the directory{also}",
+            where=str(directory),
+        )
+        missing.next_step = (
+            f"give {partnership or 'the log'}'s trust root file with --trust FILE "
+            "(`jcm-sync trust show FILE` says which partnership a root is for)"
+        )
+        raise missing
+    return [found[v][1] for v in sorted(found)]
+
+
+def _trusted(trust: list[str], raw: bytes, now: datetime) -> TrustRoot:
+    """The root the checkpoint ``raw`` is opened under: the chain of ``--trust`` files, or
+    that of the checkpoint's partnership in the one ``--trust`` directory."""
+    dirs = [t for t in trust if t != "-" and Path(t).is_dir()]
+    if not dirs:
+        return load_trusted(trust, now).root
+    if len(trust) > 1:
+        err = ConfigError("a directory of trust roots is given alone", where=dirs[0])
+        err.next_step = (
+            "give --trust DIR once, or the chain of one partnership's root files, "
+            "--trust FILE each, oldest first"
+        )
+        raise err
+    return verify_chain(roots_in(Path(dirs[0]), _origin_of(raw)[1]), now).root
 
 
 async def _verify(args: argparse.Namespace) -> int:
     now = now_of(args)
-    root = load_trusted(args.trust, now).root
     source: TileSource = _source(args.where)
     try:
         raw = await source.read(CHECKPOINT)
         if raw is None:
             raise NotFoundError("no checkpoint published here", where=args.where)
+        root = _trusted(args.trust, raw, now)
         ref = _log_of(raw, root.partnership)
         log = await open_tiled_log(source, root, ref, now, prefix="")
         data: dict[str, Any] = {

@@ -12,6 +12,7 @@ from jcm_sync.cli import main
 from jcm_sync.local.config import load_config
 from jcm_sync.services.node import open_node
 from jcm_sync.services.sample import Network, partnership_records, provision
+from tests.cli.conftest import run
 from tests.net.static_server import serve
 
 CC = "MN"
@@ -121,3 +122,79 @@ def test_verify_over_http_from_a_static_server(
     assert isinstance(got, dict)
     assert got["index"] == 0
     assert got["origin"].endswith(f"/{PID}/JP")
+
+
+def test_verify_takes_a_directory_of_roots_and_the_chain_of_the_logs_partnership(
+    tmp_path: Path, keys: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--trust DIR``: the roots of the checkpoint's partnership among the directory's
+    files are its chain, by version (not by name); another partnership's root, a key, a
+    draft and a subdirectory are passed over; the result is the one a root file gives."""
+    net, out = _published(tmp_path)
+    prefix, v1 = str(out / PID / "JP"), net.roots[PID]
+    capsys.readouterr()
+    assert main(["tiles", "verify", prefix, "--trust", str(v1), "--json"]) == 0
+    by_file = _json(capsys)
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    signers = [
+        f"--sign={net.directory / 'keys' / k}" for k in ("jp-registry.key", "mn-secretariat.key")
+    ]
+    v2 = roots / "a-newer.json"  # sorts before the older one by name
+    code, _, err = run(
+        capsys, "trust", "rotate", v1, "--add", f"JP={keys / 'jp2.pub'}", *signers, "--out", v2
+    )
+    assert code == 0, err
+    (roots / "z-older.json").write_bytes(v1.read_bytes())
+    (roots / "copy-of-older.json").write_bytes(v1.read_bytes())
+    (roots / "jp-id.root.json").write_bytes(root.read_bytes())
+    (roots / "jp-mn.draft.json").write_text("not countersigned yet")
+    (roots / "jp2.pub").write_bytes((keys / "jp2.pub").read_bytes())
+    (roots / "old").mkdir()
+    assert main(["tiles", "verify", prefix, "--trust", str(roots), "--json"]) == 0
+    assert _json(capsys) == by_file
+
+
+def test_verify_refuses_a_directory_without_one_chain_saying_what_to_give(
+    tmp_path: Path, keys: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory with no root of the log's partnership, with two different documents of
+    one version, or given beside a root file: exit 1 naming the directory and a next step
+    about trust roots (it used to read the directory as a key file: `key show FILE`)."""
+    net, out = _published(tmp_path)
+    prefix, v1 = str(out / PID / "JP"), net.roots[PID]
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    (roots / "jp-id.root.json").write_bytes(root.read_bytes())
+    capsys.readouterr()
+    code, _, err = run(capsys, "tiles", "verify", prefix, "--trust", roots)
+    assert code == 1
+    assert f"{roots}: no trust root of JP-MN in the directory; it holds roots of JP-ID" in err
+    assert "next step: give JP-MN's trust root file with --trust FILE" in err
+    assert "key" not in err.split("next step:")[1]
+    (roots / "jp-id.root.json").unlink()
+    code, _, err = run(capsys, "tiles", "verify", prefix, "--trust", roots)
+    assert code == 1
+    assert "no trust root of JP-MN in the directory\n" in err
+    (roots / "a.json").write_bytes(v1.read_bytes())
+    other = roots / "b.json"
+    signers = [
+        f"--sign={net.directory / 'keys' / k}" for k in ("jp-registry.key", "mn-secretariat.key")
+    ]
+    code, _, err = run(
+        capsys, "trust", "rotate", v1, "--add", f"JP={keys / 'jp2.pub'}", *signers, "--out", other
+    )
+    assert code == 0, err
+    code, _, err = run(capsys, "trust", "rotate", v1, "--add", f"JP={keys / 'jp.pub'}",
+                       *signers, "--out", roots / "c.json")  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(capsys, "tiles", "verify", prefix, "--trust", roots)
+    assert code == 1
+    assert "b.json and c.json are two different documents of version 2 of JP-MN's" in err
+    assert "next step: keep one of them in" in err
+    other.unlink()
+    assert run(capsys, "tiles", "verify", prefix, "--trust", roots)[0] == 0
+    code, _, err = run(capsys, "tiles", "verify", prefix, "--trust", roots, "--trust", v1)
+    assert code == 1
+    assert f"{roots}: a directory of trust roots is given alone" in err
+    assert "next step: give --trust DIR once" in err
