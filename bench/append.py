@@ -160,7 +160,7 @@ def prefill_sqlite(path: Path, pre: Prefill, like: bytes) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         log_id = conn.execute("SELECT id FROM logs").fetchone()[0]
-        at = datetime.now(UTC).isoformat()
+        at = sql.epoch_us(datetime.now(UTC))  # as the store keeps it (migration 8)
         conn.execute("BEGIN")
         for start in range(0, pre.size, PREFILL_CHUNK):
             rows = pre.rows(log_id, like, at, start, min(pre.size, start + PREFILL_CHUNK))

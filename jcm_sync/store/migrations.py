@@ -42,6 +42,11 @@ Rules:
    index of ``log_entries.record_id`` (``record_ids`` is emptied), and the index of
    entries by append time is a BRIN index. Its statements are whole dialect fields, empty
    on SQLite; ``dialect_statements`` leaves out a statement that formats to nothing.
+   8 changes SQLite only (ADR 0044): ``log_entries`` is rebuilt with ``appended_at`` as
+   an integer count of microseconds since the epoch (UTC) instead of ISO 8601 text,
+   converted by the registered ``jcm_epoch_us`` (text it cannot read stays as it was, and
+   a read reports it as corrupt). Its statements are whole dialect fields
+   (``ENTRIES_V8_FIELDS``, filled by ``SQLITE_V8``), empty on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -54,11 +59,13 @@ from jcm_sync.errors import StoreError
 __all__ = [
     "APPLIED_MIGRATIONS",
     "BOOKKEEPING_DDL",
+    "ENTRIES_V8_FIELDS",
     "MIGRATIONS",
     "READ_SCHEMA_VERSION",
     "RECORD_MIGRATION",
     "SCHEMA_VERSION",
     "SET_SCHEMA_VERSION",
+    "SQLITE_V8",
     "Migration",
     "backfill",
     "check_schema_version",
@@ -77,6 +84,44 @@ class Migration:
     description: str
     statements: tuple[str, ...]
 
+
+#: Migration 8's dialect fields, in order, each a whole statement: ``SQLITE_V8`` fills
+#: them on SQLite, PostgreSQL with nothing (its layout is unchanged).
+ENTRIES_V8_FIELDS: Final = (
+    "v8_entries", "v8_rows", "v8_drop", "v8_rename", "v8_by_time", "v8_by_kind_key",
+    "v8_by_supersedes",
+)  # fmt: skip
+#: Migration 8 on SQLite: ``log_entries`` rebuilt with ``appended_at`` as INTEGER (a TEXT
+#: column would store a number as text), converted by the registered ``jcm_epoch_us``.
+SQLITE_V8: Final = dict(
+    zip(
+        ENTRIES_V8_FIELDS,
+        (
+            """CREATE TABLE IF NOT EXISTS log_entries_v8 (
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        record_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        supersedes TEXT,
+        leaf_hash BLOB NOT NULL,
+        envelope BLOB NOT NULL,
+        appended_at INTEGER NOT NULL,
+        PRIMARY KEY (log_id, idx))""",
+            """INSERT INTO log_entries_v8 (log_id, idx, record_id, kind, key, supersedes,
+        leaf_hash, envelope, appended_at)
+        SELECT log_id, idx, record_id, kind, key, supersedes, leaf_hash, envelope,
+        jcm_epoch_us(appended_at) FROM log_entries ORDER BY log_id, idx""",
+            "DROP TABLE IF EXISTS log_entries",
+            "ALTER TABLE log_entries_v8 RENAME TO log_entries",
+            "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries (log_id, appended_at)",
+            "CREATE INDEX IF NOT EXISTS log_entries_kind_key ON log_entries (kind, key)",
+            "CREATE INDEX IF NOT EXISTS log_entries_supersedes ON log_entries (supersedes) "
+            "WHERE supersedes IS NOT NULL",
+        ),
+        strict=True,
+    )
+)
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -255,6 +300,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "{drop_entries_by_time}",
             "{entries_by_time}",
         ),
+    ),
+    Migration(
+        8,
+        "SQLite: append times as integer microseconds, four entries to a page",
+        # ADR 0044: the ISO text of an append time (32 bytes) made an entry row just too
+        # long for four to a 4 KiB page; as a 64-bit count of microseconds since the epoch
+        # four fit, and every append writes about a quarter fewer pages. PostgreSQL keeps
+        # its timestamptz column: whole statements as dialect fields, empty there.
+        tuple(f"{{{field}}}" for field in ENTRIES_V8_FIELDS),
     ),
 )
 

@@ -98,6 +98,8 @@ DIALECT: Final = {
         "CREATE INDEX IF NOT EXISTS log_entries_appended ON log_entries "
         "USING brin (log_id, appended_at) WITH (autosummarize = on)"
     ),
+    # migration 8 changes SQLite's layout only (ADR 0044)
+    **dict.fromkeys(migrations.ENTRIES_V8_FIELDS, ""),
 }
 
 #: The id tables PostgreSQL writes: none. Since migration 7 it finds a record id through

@@ -60,6 +60,7 @@ __all__ = [
     "check_not_held",
     "check_schema_version",
     "checkpoint_query",
+    "epoch_us",
     "id_key",
     "merges_due",
     "record_query",
@@ -83,13 +84,14 @@ STATE_KEYS: Final = (
     "AND substr(key, 1, length(CAST(? AS TEXT))) = CAST(? AS TEXT)"
 )
 #: Entries appended per bucket: ``{epoch}`` is the dialect's whole seconds of appended_at.
-#: The ``appended_at >= ?`` bound (a day early: SQLite compares its ISO text as wall time,
-#: whatever the offset) lets the index of migration 3 skip the older entries.
+#: The ``appended_at >= ?`` bound (a day early, a margin kept from when SQLite compared
+#: ISO text as wall time) lets the index of migration 3 skip the older entries.
 APPEND_COUNTS: Final = (
     "SELECT ({epoch} - ?) / ? AS bucket, count(*) FROM log_entries "
     "WHERE log_id = ? AND appended_at >= ? AND {epoch} >= ? GROUP BY bucket ORDER BY bucket"
 )
-SQLITE_EPOCH: Final = "CAST(strftime('%s', appended_at) AS INTEGER)"
+#: SQLite keeps ``appended_at`` as integer microseconds since the epoch (migration 8).
+SQLITE_EPOCH: Final = "(appended_at / 1000000)"
 POSTGRES_EPOCH: Final = "CAST(floor(extract(epoch FROM appended_at)) AS BIGINT)"
 TRUST_MARKS: Final = "SELECT partnership, version, digest FROM trust_marks"
 RAISE_TRUST_MARK: Final = (
@@ -293,8 +295,22 @@ def trust_mark_writes(
     return rising, [(m.partnership, m.version, m.digest, at) for m in rising]
 
 
+UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US: Final = timedelta(microseconds=1)
+
+
+def epoch_us(at: datetime) -> int:
+    """An append time as SQLite keeps it (migration 8): whole microseconds since the
+    epoch, exactly (no float); a naive time is taken as UTC."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return (aware - UNIX_EPOCH) // ONE_US
+
+
 def stored_time(value: object) -> object:
-    """An append time as read: SQLite keeps ISO 8601 text, PostgreSQL a ``datetime``."""
+    """An append time as read: SQLite keeps integer microseconds since the epoch (ISO
+    8601 text before migration 8), PostgreSQL a ``datetime``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return UNIX_EPOCH + value * ONE_US
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value)
@@ -361,8 +377,14 @@ class SqlStore(SqlWitnessRecords, StoreBase):
 
     @staticmethod
     def _time_arg(at: datetime) -> object:
-        """A time as the dialect stores ``appended_at``: SQLite keeps ISO 8601 text."""
+        """A time as the dialect stores it (the other tables' times): SQLite keeps ISO
+        8601 text."""
         return at.isoformat()
+
+    def _entry_time(self, at: datetime) -> object:
+        """A time as the dialect stores ``appended_at``: ``_time_arg``'s unless the
+        adapter says otherwise (SQLite: ``epoch_us``)."""
+        return self._time_arg(at)
 
     async def _state_chunks(self, key: str) -> list[tuple[object, object]]:
         return [(r[0], r[1]) for r in await self._query(STATE_CHUNKS, key)]
@@ -375,6 +397,6 @@ class SqlStore(SqlWitnessRecords, StoreBase):
 
     async def _append_counts(self, log_id: int, since: int, bucket: int) -> list[tuple[int, int]]:
         text = APPEND_COUNTS.format(epoch=self.EPOCH)
-        early = self._time_arg(datetime.fromtimestamp(since, UTC) - timedelta(days=1))
+        early = self._entry_time(datetime.fromtimestamp(since, UTC) - timedelta(days=1))
         rows = await self._query(text, since, bucket, log_id, early, since)
         return [(int(r[0]), int(r[1])) for r in rows]

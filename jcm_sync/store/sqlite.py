@@ -21,8 +21,9 @@ Invariants and choices:
    a ``kill -9`` leaves the old value or the new one, never part of either.
 7. Trust marks (protocol rule 7) are judged and raised in one ``BEGIN IMMEDIATE`` transaction,
    so two processes opening one file with different chains cannot both pass.
-8. Migration 6 computes leaf hashes and id keys in SQL with ``FUNCTIONS``, registered on
-   the connection before the migrations run (ADR 0040).
+8. Migrations 6 and 8 compute leaf hashes, id keys and append times in SQL with
+   ``FUNCTIONS``, registered on the connection before the migrations run (ADR 0040,
+   0044). ``appended_at`` is integer microseconds since the epoch (``sql.epoch_us``).
 9. Appends and state values share transactions (``group_commit``, ADR 0043): the writes
    queued while the thread is busy run in one ``BEGIN IMMEDIATE ... COMMIT``, each under
    its own savepoint (a refused append rolls back alone), and none is answered before
@@ -37,6 +38,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -75,14 +77,30 @@ DIALECT: Final = {
     "drop_keyed_ids": "",
     "drop_entries_by_time": "",
     "entries_by_time": "",
+    # migration 8: append times as integer microseconds (ADR 0044)
+    **migrations.SQLITE_V8,
 }
-#: The SQL functions migration 6 computes leaf hashes and id keys with.
-FUNCTIONS: Final[dict[str, Callable[[Any], bytes | int]]] = {
+#: The SQL functions migrations 6 and 8 compute leaf hashes, id keys and append times with.
+SqlValue = bytes | int | float | str | None
+"""A value SQLite hands a registered function, or takes back."""
+FUNCTIONS: Final[dict[str, Callable[[Any], SqlValue]]] = {
     "jcm_leaf_hash": lambda envelope: merkle.leaf_hash(bytes(envelope)),
     "jcm_id_key": lambda record_id: sql.id_key(str(record_id)),
+    "jcm_epoch_us": lambda text: epoch_us_of_text(text),
 }
 #: The batch's id keys, one JSON array parameter.
 HELD_IDS: Final = sql.HELD_IDS.format(keys=sql.SQLITE_KEYS)
+
+
+def epoch_us_of_text(value: SqlValue) -> SqlValue:
+    """Migration 8's conversion of an ISO 8601 append time to ``sql.epoch_us``; anything
+    else is kept as it is, for a read to report as corrupt (``check_entry``)."""
+    if isinstance(value, str):
+        try:
+            return sql.epoch_us(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return value
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -120,6 +138,9 @@ def path_of_url(url: str) -> str:
 
 class SqliteStore(sql.SqlStore):
     """The ``Store`` in a SQLite file; open it with ``await SqliteStore.open(url)``."""
+
+    #: ``appended_at`` as integer microseconds since the epoch (migration 8, ADR 0044)
+    _entry_time = staticmethod(sql.epoch_us)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -289,7 +310,7 @@ class SqliteStore(sql.SqlStore):
 
     def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
         db = self._db()
-        entries, nodes, ids = sql.append_rows(log_id, plan, self._clock().isoformat())
+        entries, nodes, ids = sql.append_rows(log_id, plan, sql.epoch_us(self._clock()))
         keys = json.dumps(sorted(row[0] for row in ids))  # index order: neighbouring pages
         sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, log_id) * len(sql.ID_TABLES)))
         try:

@@ -14,7 +14,7 @@ import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -357,14 +357,54 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
         assert (await store.record(new)).index == 304
         assert (await store.append_entries(jp, 300, more, world.verify)).appended == 0
     recorded = await raw(url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
-    assert recorded[-1][0] == 7
-    assert recorded[-1][1] is not None
+    assert dict(recorded)[7] is not None  # applied now, with migration 8 (ADR 0044)
     keyed = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
     assert sum(keyed) == (0 if postgres else sum(TILED.values()) + 5)
     defs = await index_definitions(url)
     assert ("USING hash (record_id)" in defs.get("log_entries_record_id", "")) == postgres
     assert ("USING brin" in defs["log_entries_appended"]) == postgres
     assert "log_entries_kind_key" in defs  # keys of one author come in order: a B-tree
+
+
+async def test_migration_8_keeps_sqlite_append_times_as_integer_microseconds(
+    v1_tiled: V1, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version-7 database (version 1 taken to 7 by the migrations of that release) opens
+    at 8: on SQLite ``log_entries`` is rebuilt with every append time as the same instant
+    in integer microseconds, its indexes kept; on PostgreSQL nothing changes. Either way
+    every log verifies, entries read back their times, append counts find them, a record
+    held is refused and appends go on."""
+    url, jp = v1_tiled.url, world.jp_log
+    with monkeypatch.context() as patch:
+        patch.setattr(m, "MIGRATIONS", m.MIGRATIONS[:7])
+        patch.setattr(m, "SCHEMA_VERSION", 7)
+        async with await open_store(url):
+            pass
+    assert await raw(url, m.READ_SCHEMA_VERSION) == [("7",)]
+    text = "SELECT log_id, idx, appended_at FROM log_entries ORDER BY log_id, idx"
+    before = await raw(url, text)
+    indexes = set(await index_definitions(url))
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        assert {type(r[2]) for r in before} == {str}
+        want = [(r[0], r[1], sql.epoch_us(datetime.fromisoformat(r[2]))) for r in before]
+    else:
+        want = before
+    async with await open_store(url) as store:
+        envs = await assert_tiled_log_answers(store, v1_tiled, world)
+        assert await raw(url, text) == want
+        times = [e.appended_at for e in await store.entries(jp)]
+        assert [sql.stored_time(r[2]) for r in before][: len(times)] == times
+        counts = await store.append_counts(jp, min(times) - timedelta(hours=1), 3600)
+        assert sum(n for _, n in counts) == TILED["JP"]
+        with pytest.raises(ConflictError, match="already in the log at index 270"):
+            await store.append(jp, None, envs[270], world.verify)
+        more = world.envelopes("JP", 5, TILED["JP"])
+        assert (await store.append_entries(jp, None, more, world.verify)).size == 305
+    assert set(await index_definitions(url)) == indexes
+    recorded = await raw(url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
+    assert recorded[-1][0] == 8
+    assert recorded[-1][1] is not None
 
 
 async def test_reopening_an_upgraded_store_applies_nothing(v1: V1, world: World) -> None:
@@ -449,7 +489,7 @@ def test_migrations_are_numbered_one_by_one_and_the_version_is_the_last() -> Non
     """Rule 1: versions 1, 2, 3, ... with no gap, each described; ``SCHEMA_VERSION`` is
     the last one's."""
     assert [x.version for x in m.MIGRATIONS] == list(range(1, len(m.MIGRATIONS) + 1))
-    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 7
+    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 8
     assert all(x.description and x.statements for x in m.MIGRATIONS)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from jcm_sync.core import merkle
 from jcm_sync.errors import NotFoundError, StoreError
 from jcm_sync.store import open_store
 from jcm_sync.store.sql import SCHEMA_VERSION
-from jcm_sync.store.sqlite import SqliteStore, path_of_url
+from jcm_sync.store.sqlite import SqliteStore, epoch_us_of_text, path_of_url
 from tests.store import World
 
 
@@ -152,20 +152,36 @@ async def test_new_file_records_the_schema_version(tmp_path: Path) -> None:
     assert version == (str(SCHEMA_VERSION),)
 
 
-async def test_appended_at_is_kept_as_iso_text(tmp_path: Path, world: World) -> None:
-    """SQLite has no time type: the append time is ISO 8601 text and reads back equal."""
+async def test_appended_at_is_kept_as_integer_microseconds(tmp_path: Path, world: World) -> None:
+    """SQLite has no time type: the append time is an integer count of microseconds since
+    the epoch (migration 8, ADR 0044), exact to the microsecond, and reads back equal,
+    whatever offset the clock gave it."""
     path = tmp_path / "jp.db"
     at = datetime(2016, 6, 1, 9, 30, tzinfo=UTC) + timedelta(microseconds=7)
+    tokyo = timezone(timedelta(hours=9))
     async with await open_store(f"sqlite:///{path}") as s:
         s.set_clock(lambda: at)
         await s.append_entries(world.jp_log, 0, world.envelopes("JP", 1), world.verify)
+        s.set_clock(lambda: at.astimezone(tokyo) + timedelta(seconds=1))
+        await s.append_entries(world.jp_log, 1, world.envelopes("JP", 1, 1), world.verify)
         assert (await s.entry(world.jp_log, 0)).appended_at == at
+        assert (await s.entry(world.jp_log, 1)).appended_at == at + timedelta(seconds=1)
     conn = sqlite3.connect(path)
     try:
-        (text,) = conn.execute("SELECT appended_at FROM log_entries").fetchone()
+        stored = conn.execute("SELECT appended_at, typeof(appended_at) FROM log_entries").fetchall()
     finally:
         conn.close()
-    assert datetime.fromisoformat(text) == at
+    assert stored == [(1464773400000007, "integer"), (1464773401000007, "integer")]
+
+
+def test_migration_8_converts_iso_text_and_keeps_what_it_cannot_read() -> None:
+    """An ISO 8601 append time becomes integer microseconds, whatever its offset; text
+    that is not a time stays as it was, for a read to report as corrupt."""
+    tokyo = timezone(timedelta(hours=9))
+    at = datetime(2016, 6, 1, 18, 30, 0, 7, tzinfo=tokyo)
+    assert epoch_us_of_text(at.isoformat()) == 1464773400000007
+    assert epoch_us_of_text("June the first") == "June the first"
+    assert epoch_us_of_text(None) is None
 
 
 async def test_two_stores_on_one_file_serialise_appends(tmp_path: Path, world: World) -> None:
