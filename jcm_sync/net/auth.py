@@ -112,6 +112,7 @@ from jcm_sync.errors import (
     UntrustedError,
     WrongTargetError,
 )
+from jcm_sync.net.httpsig_fast import fast_verify
 from jcm_sync.net.httpsig_parse import (
     check_coverage,
     required_components,
@@ -305,6 +306,12 @@ def verify_signature(
     passed on. ``require`` lists components the signature must cover.
     """
     _require_headers(headers, ("Signature-Input", "Signature"))
+    if set(require) <= set(COVERED_COMPONENTS):  # our agents' own form (ADR 0043)
+        fast_key = _VerifyingKey(resolve, ALGORITHM)
+        fast = fast_verify(method, url, headers, fast_key.resolve_public_key)
+        if fast is not None and fast_key.key is not None:
+            label, params, covered = fast
+            return VerifiedSignature(label, str(params["keyid"]), fast_key.key, params, covered)
     # the one signature's alg picks the class; without a known alg the library checks
     # as Ed25519 and refuses with its own reason
     algorithm = signed_algorithm(headers)

@@ -1,0 +1,144 @@
+"""The request signature of this project's own agents, checked without re-parsing it.
+
+Why this module exists: ``http-message-signatures`` parses ``Signature-Input`` and
+``Signature`` as RFC 8941 dictionaries character by character (twice per request) and
+serialises every parameter again to build the signature base; under the fan-in (31
+partners, pushes of 50 records) that was most of the hub's 0.9 ms of CPU per request
+check, serial on the event loop (ADR 0043). Every agent signs with ``net/signing.py``,
+so nearly every request carries the same canonical form, which needs no general parser.
+
+Rules:
+
+1. ``fast_verify`` answers only for one exact form: one field line each of
+   ``Signature-Input``, ``Signature`` and ``Content-Digest``; a ``Signature-Input`` of one
+   member ``label=("@method" "@target-uri" "content-digest")`` with the parameters
+   ``created``, ``keyid``, ``alg="ed25519"``, ``expires`` and ``nonce`` in the order
+   ``net/signing.py`` writes them, integers without leading zeros and strings of a few
+   safe characters; a ``Signature`` of the same label and one canonical base64 byte
+   sequence. In that form the text after ``label=`` is its own RFC 8941 serialisation,
+   which is exactly what the library writes as ``@signature-params``.
+2. Component values come from the library's own component resolver (``@method``,
+   ``@target-uri`` with its normalisation, ``content-digest``), checked as the library
+   checks them; the key is resolved by ``net/auth.py``'s resolver and the signature
+   verified by the one Ed25519 rule (``core/ed25519.py``, ADR 0038), as the library's
+   ``ed25519`` class of ``net/httpsig_pq.py`` does.
+3. It returns None whenever anything is unusual (another form, an unknown or refused
+   key, a signature that does not verify): the caller then runs the library, which
+   accepts or refuses with its own reason. So this accepts only what the library
+   accepts, with the same result (``tests/net/test_httpsig_fast.py`` compares both on
+   valid and altered requests), and never refuses anything itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from http_message_signatures.resolvers import HTTPSignatureComponentResolver
+from http_sf.compat import Item
+
+from jcm_sync.core.ed25519 import verify as ed25519_verify
+
+__all__ = ["SIGNATURE_INPUT", "fast_verify"]
+
+SIGNATURE_INPUT: Final = re.compile(
+    r'(?P<label>[a-z][a-z0-9_.-]{0,31})=(?P<params>\("@method" "@target-uri" "content-digest"\)'
+    r";created=(?P<created>0|[1-9][0-9]{0,14})"
+    r';keyid="(?P<keyid>[A-Za-z0-9_.:+/=-]{1,256})"'
+    r';alg="ed25519"'
+    r";expires=(?P<expires>0|[1-9][0-9]{0,14})"
+    r';nonce="(?P<nonce>[A-Za-z0-9_-]{1,256})")'
+)
+"""Rule 1's ``Signature-Input`` (matched in full)."""
+_SIGNATURE: Final = re.compile(r"(?P<label>[a-z][a-z0-9_.-]{0,31})=:(?P<sig>[A-Za-z0-9+/]+={0,2}):")
+_NAMES: Final = ("signature-input", "signature", "content-digest")
+_COMPONENTS: Final = (Item("@method"), Item("@target-uri"), Item("content-digest"))
+_KEYS: Final = ('"@method"', '"@target-uri"', '"content-digest"')
+
+
+def _one_line_each(headers: Mapping[str, str]) -> list[str] | None:
+    """The one field line of each of ``_NAMES``, or None."""
+    found: list[str | None] = [None, None, None]
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _NAMES:
+            i = _NAMES.index(lower)
+            if found[i] is not None:
+                return None
+            found[i] = value
+    return None if None in found else [v for v in found if v is not None]
+
+
+def _checked_values(method: str, url: str, headers: Mapping[str, str]) -> list[str] | None:
+    """Rule 2: the covered values as the library resolves and checks them, or None."""
+    try:
+        resolver = HTTPSignatureComponentResolver(_Message(method, url, headers))  # type: ignore[no-untyped-call]
+        values = [resolver.resolve(c) for c in _COMPONENTS]
+    except Exception:  # the library will say why
+        return None
+    for n, value in enumerate(values):
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            return None
+        if n < 2 and value and (not value.isprintable() or value != value.strip(" ")):
+            return None
+        if n == 2 and value and not value.replace("\t", " ").isprintable():
+            return None
+    return values
+
+
+class _Message:
+    """The request view the library's resolver reads (as ``net/auth.HttpMessage``)."""
+
+    def __init__(self, method: str, url: str, headers: Mapping[str, str]) -> None:
+        self.method, self.url, self.headers = method, url, headers
+
+
+def fast_verify(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    resolve_key: Callable[[str], Any],
+) -> tuple[str, dict[str, int | str], dict[str, str]] | None:
+    """Rules 1-3: ``(label, parameters, covered)`` as the library would return them for a
+    verified signature, or None to let the library decide.
+
+    ``resolve_key(keyid)`` returns the Ed25519 public key object the library's
+    algorithm class would take, or None (``net/auth.py``'s resolver, which also refuses a
+    key of another algorithm).
+    """
+    lines = _one_line_each(headers)
+    if lines is None:
+        return None
+    sig_input, signature, _ = (v.strip(" \t") for v in lines)
+    m = SIGNATURE_INPUT.fullmatch(sig_input)
+    s = _SIGNATURE.fullmatch(signature)
+    if m is None or s is None or m["label"] != s["label"]:
+        return None
+    try:
+        sig = base64.b64decode(s["sig"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(sig).decode("ascii") != s["sig"]:
+        return None
+    values = _checked_values(method, url, headers)
+    if values is None:
+        return None
+    params_text = m["params"]
+    base = "".join(f"{k}: {v}\n" for k, v in zip(_KEYS, values, strict=True))
+    base += f'"@signature-params": {params_text}'
+    key = resolve_key(m["keyid"])  # None for a refused key: the library says why
+    if key is None or not ed25519_verify(key.public_bytes_raw(), sig, base.encode()):
+        return None
+    parameters: dict[str, int | str] = {
+        "created": int(m["created"]),
+        "keyid": m["keyid"],
+        "alg": "ed25519",
+        "expires": int(m["expires"]),
+        "nonce": m["nonce"],
+    }
+    covered = dict(zip(_KEYS, values, strict=True))
+    covered['"@signature-params"'] = params_text
+    return m["label"], parameters, covered

@@ -1,0 +1,181 @@
+"""The request-signature fast path (``net/httpsig_fast.py``) against the library.
+
+The property pinned here: ``fast_verify`` answers only where the library accepts, and
+then with the library's own result (label, parameters, covered values); everywhere else
+it answers None and leaves the decision to the library. Checked on requests signed by
+``net/signing.py`` (each must take the fast path), on hand-made variants (parameter
+order, leading zeros, spacing, labels, algorithms, base64 forms, repeated fields, other
+targets) and on random single-character changes of the signature headers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+import pytest
+from multidict import CIMultiDict
+
+from jcm_sync.core.envelope import AnyPublicKey
+from jcm_sync.net import auth
+from jcm_sync.net.httpsig_fast import fast_verify
+from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
+from jcm_sync.net.signing import RequestSigner
+from tests.net.signed_requests import ID_KEY, JP_KEY, URL, T
+
+ED25519 = HTTPSIG_ALGORITHMS["ed25519"]
+KEYS: dict[str, AnyPublicKey] = {k.key_id: k.public for k in (ID_KEY, JP_KEY)}
+
+
+def resolve(keyid: str) -> AnyPublicKey | None:
+    return KEYS.get(keyid)
+
+
+def signed(
+    method: str = "POST", url: str = URL, body: bytes = b'{"entries":[]}'
+) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json"})
+    RequestSigner(ID_KEY).sign(method, url, headers, body, now=T)
+    return headers
+
+
+def library(method: str, url: str, headers: Mapping[str, str]) -> object:
+    """The library's answer: (label, parameters, covered) or the exception type."""
+    key = auth._VerifyingKey(resolve, "ed25519")
+    verifier = auth._Verifier(signature_algorithm=ED25519, key_resolver=key)
+    try:
+        results = verifier.verify(auth.HttpMessage(method, url, headers), max_age=None)
+    except Exception as exc:
+        return type(exc)
+    if len(results) != 1:
+        return "several"
+    r = results[0]
+    return r.label, dict(r.parameters), dict(r.covered_components)
+
+
+def fast(method: str, url: str, headers: Mapping[str, str]) -> object:
+    key = auth._VerifyingKey(resolve, "ed25519")
+    return fast_verify(method, url, headers, key.resolve_public_key)
+
+
+def agrees(method: str, url: str, headers: Mapping[str, str]) -> object:
+    """Assert the property; return the fast answer."""
+    answer = fast(method, url, headers)
+    if answer is not None:
+        assert answer == library(method, url, headers)
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", URL, b'{"entries":[]}'),
+        ("GET", URL, b""),
+        ("GET", "http://127.0.0.1:8443/v1/partnerships/JP-ID/state?have=3", b""),
+        ("POST", "https://hub.example.org/v1/partnerships/JP-ID/logs/ID/entries", b"x" * 50_000),
+        ("GET", "http://[::1]:8443/livez", b""),
+    ],
+)
+def test_signed_requests_take_the_fast_path_with_the_librarys_result(
+    method: str, url: str, body: bytes
+) -> None:
+    headers = signed(method, url, body)
+    answer = fast(method, url, headers)
+    assert answer is not None
+    assert answer == library(method, url, headers)
+    _, params, covered = answer  # type: ignore[misc]
+    assert params["keyid"] == ID_KEY.key_id
+    assert covered['"@target-uri"'] == url
+
+
+def variants(headers: CIMultiDict[str]) -> list[tuple[str, CIMultiDict[str]]]:
+    """Named alterations of a signed request's headers."""
+    si, sig, cd = headers["Signature-Input"], headers["Signature"], headers["Content-Digest"]
+    out: list[tuple[str, CIMultiDict[str]]] = []
+
+    def add(name: str, **changes: str) -> None:
+        h = CIMultiDict(headers)
+        for k, v in changes.items():
+            h[k.replace("_", "-")] = v
+        out.append((name, h))
+
+    params = si.split(";")
+    add("params reordered", Signature_Input=";".join([params[0], *reversed(params[1:])]))
+    add("leading zero", Signature_Input=si.replace("created=", "created=0"))
+    add("space after semicolon", Signature_Input=si.replace(";keyid", "; keyid"))
+    add("outer spaces", Signature_Input=f"  {si} ")
+    add("other label in input", Signature_Input=si.replace("jcm=", "other="))
+    add(
+        "other label in both",
+        Signature_Input=si.replace("jcm=", "x="),
+        Signature=sig.replace("jcm=", "x="),
+    )
+    add("alg ml-dsa-44", Signature_Input=si.replace('alg="ed25519"', 'alg="ml-dsa-44"'))
+    add("no alg", Signature_Input=si.replace(';alg="ed25519"', ""))
+    add("extra param", Signature_Input=si + ';tag="x"')
+    add("unknown key", Signature_Input=si.replace(ID_KEY.key_id, "ab" * 32))
+    add("other key", Signature_Input=si.replace(ID_KEY.key_id, JP_KEY.key_id))
+    add("token nonce", Signature_Input=si.replace('nonce="', "nonce=").rstrip('"'))
+    add(
+        "two members",
+        Signature_Input=f"{si}, b={si.split('=', 1)[1]}",
+        Signature=f"{sig}, b={sig.split('=', 1)[1]}",
+    )
+    add("unpadded signature", Signature=sig.replace("==:", ":"))
+    add("tampered signature", Signature=sig[:8] + ("A" if sig[8] != "A" else "B") + sig[9:])
+    add("non-canonical base64", Signature=sig[:-4] + ("h==:" if sig[-4] == "g" else "g==:"))
+    add("tampered digest", Content_Digest=cd.replace(cd[12], "A" if cd[12] != "A" else "B"))
+    add("digest spaced", Content_Digest=f" {cd}  ")
+    add(
+        "components reordered",
+        Signature_Input=si.replace('"@method" "@target-uri"', '"@target-uri" "@method"'),
+    )
+    dup = CIMultiDict(headers)
+    dup.add("Signature", sig)
+    out.append(("repeated Signature line", dup))
+    dup = CIMultiDict(headers)
+    dup.add("Content-Digest", cd)
+    out.append(("repeated Content-Digest line", dup))
+    return out
+
+
+@pytest.mark.parametrize("name", [n for n, _ in variants(signed())])
+def test_variants_agree_with_the_library(name: str) -> None:
+    headers = dict(variants(signed()))[name]
+    answer = agrees("POST", URL, headers)
+    if library("POST", URL, headers) is not None and not isinstance(
+        library("POST", URL, headers), tuple
+    ):
+        assert answer is None  # the library refuses: so does the fast path, by not answering
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("GET", URL),
+        ("post", URL),
+        ("POST", URL.replace("127.0.0.1", "127.0.0.2")),
+        ("POST", URL.replace("?from=12", "?from=13")),
+        ("POST", URL.replace("http://", "https://")),
+    ],
+)
+def test_another_request_than_the_one_signed_is_left_to_the_library(method: str, url: str) -> None:
+    headers = signed()
+    assert agrees(method, url, headers) is None
+    assert not isinstance(library(method, url, headers), tuple)
+
+
+def test_random_changes_never_make_the_fast_path_disagree() -> None:
+    rng = random.Random(9421)
+    base = signed()
+    alphabet = 'abcz09AZ=:;"(),-_+/ @\t'
+    answered = 0
+    for _ in range(400):
+        name = rng.choice(["Signature-Input", "Signature", "Content-Digest"])
+        value = base[name]
+        i = rng.randrange(len(value))
+        changed = value[:i] + rng.choice(alphabet) + value[i + 1 :]
+        h = CIMultiDict(base)
+        h[name] = changed
+        answered += agrees("POST", URL, h) is not None
+    assert answered < 400  # the changes mostly leave the exact form or the signature
