@@ -141,12 +141,16 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
     if isinstance(envelopes, bytes | bytearray | str):
         raise BadDataError("envelopes must be a sequence of envelope byte strings")
     out: list[PreparedEntry] = []
+    partnership, node = log.partnership, log.node
     for n, raw in enumerate(envelopes):
-        where = f"{log.origin} batch item {n}"
-        if not isinstance(raw, bytes):
-            raise BadDataError(f"an envelope must be bytes, not {type(raw).__name__}", where=where)
-        if not raw:
-            raise BadDataError("an envelope cannot be empty", where=where)
+        # the hub's batches are thousands: nothing per entry that only an error needs
+        if not isinstance(raw, bytes) or not raw:
+            raise BadDataError(
+                "an envelope cannot be empty"
+                if isinstance(raw, bytes)
+                else f"an envelope must be bytes, not {type(raw).__name__}",
+                where=f"{log.origin} batch item {n}",
+            )
         v = verify(raw)
         if v.raw == raw:
             rid, leaf = v.record_id, v.leaf_hash
@@ -155,25 +159,20 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
             if v.raw or v.record_id != rid:
                 raise BadDataError(
                     f"the verifier returned record {v.record_id[:16]} for envelope {rid[:16]}",
-                    where=where,
+                    where=f"{log.origin} batch item {n}",
                 )
         rec = v.record
-        if rec.partnership != log.partnership or rec.author != log.node:
+        if rec.partnership != partnership or rec.author != node:
             raise AuthorityError(
                 f"record {rid[:16]} by {rec.author} of {rec.partnership} does not belong in the "
-                f"log of {log.node} of {log.partnership}",
-                where=where,
+                f"log of {node} of {partnership}",
+                where=f"{log.origin} batch item {n}",
             )
+        # positional, in PreparedEntry's order: envelope, record_id, leaf_hash, kind, key,
+        # author, supersedes, partnership
         out.append(
             PreparedEntry(
-                envelope=raw,
-                record_id=rid,
-                leaf_hash=leaf,
-                kind=v.kind,
-                key="/".join(rec.key()),
-                author=rec.author,
-                supersedes=rec.supersedes,
-                partnership=rec.partnership,
+                raw, rid, leaf, v.kind, "/".join(rec.key()), node, rec.supersedes, partnership
             )
         )
     return out

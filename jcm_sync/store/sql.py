@@ -25,6 +25,7 @@ transactions, and how each reads tree nodes and appends.
 from __future__ import annotations
 
 import abc
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn
@@ -62,6 +63,7 @@ __all__ = [
     "checkpoint_query",
     "epoch_us",
     "id_key",
+    "id_keys",
     "merges_due",
     "record_query",
     "refuse_append",
@@ -212,6 +214,12 @@ def id_key(record_id: str) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def id_keys(record_ids: Sequence[str]) -> tuple[int, ...]:
+    """``id_key`` of each record id, in one conversion of their first 16 hex digits."""
+    prefixes = bytes.fromhex("".join([r[:16] for r in record_ids]))
+    return struct.unpack(f">{len(record_ids)}q", prefixes)
+
+
 def record_query(query: RecordQuery, keyed: bool = True) -> tuple[str, list[object]]:
     """The SELECT for a record-index lookup, returning ``base.RecordRow``s; ``keyed``:
     find a record id through the id tables (SQLite), else by ``log_entries.record_id``
@@ -250,12 +258,14 @@ Rows = list[tuple[Any, ...]]
 
 def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Rows, Rows, Rows]:
     """The parameter rows of an append plan: entries, stored nodes, recent ids."""
+    # unpacked, not by attribute: a hub batch is thousands of entries (PreparedEntry's order)
     entries: Rows = [
-        (log_id, i, e.record_id, e.kind, e.key, e.supersedes, e.leaf_hash, e.envelope, appended_at)
-        for i, e in enumerate(plan.new, plan.first)
+        (log_id, i, rid, kind, key, sup, leaf, env, appended_at)
+        for i, (env, rid, leaf, kind, key, _author, sup, _p) in enumerate(plan.new, plan.first)
     ]
     nodes: Rows = [(log_id, n.level, n.index, n.hash) for n in sparse.stored(plan.nodes)]
-    ids: Rows = [(id_key(e.record_id), log_id, i) for i, e in enumerate(plan.new, plan.first)]
+    keys = id_keys([row[2] for row in entries])
+    ids: Rows = [(k, log_id, i) for i, k in enumerate(keys, plan.first)]
     return entries, nodes, ids
 
 
@@ -274,8 +284,11 @@ def merges_due(plan: AppendPlan) -> list[tuple[str, str]]:
 def check_not_held(log: LogRef, plan: AppendPlan, rows: Iterable[Sequence[object]]) -> None:
     """Refuse an append of a record the log already holds (invariant 2): ``rows`` are the
     (record id, index) ``HELD_IDS`` found for the new entries' keys, collisions included."""
+    held = list(rows)
+    if not held:  # the usual case: nothing more to build
+        return
     new = {e.record_id for e in plan.new}
-    found = {str(r[0]): int(str(r[1])) for r in rows if r[0] in new}
+    found = {str(r[0]): int(str(r[1])) for r in held if r[0] in new}
     if found:
         raise duplicate_error(log, found)
 

@@ -338,6 +338,18 @@ def test_id_key_is_the_signed_first_eight_bytes() -> None:
     assert id_key("ff" * 32) == -1
 
 
+def test_id_keys_of_a_batch_are_each_ids_key() -> None:
+    """The batch conversion an append uses gives ``id_key`` of every id, in order, at both
+    ends of the signed range; append_rows keys its recent ids with it."""
+    ids = ["80" + "00" * 31, "ff" * 32, "00" * 7 + "01" + "ff" * 24, *(rid(n) for n in range(50))]
+    assert sql.id_keys(ids) == tuple(id_key(r) for r in ids)
+    assert sql.id_keys([]) == ()
+    plan = AppendPlan(0, 0, 10, [item(10), item(11)], [], 12, b"r" * 32)
+    entries, _, keyed = append_rows(3, plan, 99)
+    assert keyed == [(id_key(item(n).record_id), 3, n) for n in (10, 11)]
+    assert [e[:3] for e in entries] == [(3, n, item(n).record_id) for n in (10, 11)]
+
+
 def test_refuse_append_reports_rows_past_the_head() -> None:
     """Duplicates were refused before writing: a key violation means rows past the head."""
     plan = AppendPlan(2, 0, 2, [item(2)], [], 3, b"r" * 32)
