@@ -125,22 +125,61 @@ SQL_NODES = (
     "CROSS JOIN LATERAL (SELECT log_id, idx, record_id FROM log_entries "
     "WHERE record_id = j.value OFFSET 0) e WHERE e.log_id = $1"
 )
-#: The head, locked to the end of the transaction (rule 1); ``set_config(..., true)`` is a
-#: ``SET LOCAL`` in the same round trip: a table that grew from nothing has stale
-#: statistics, and a planner that believed it empty would scan it once per probed key;
-#: one that believed it large priced the probe of 500 ids past ``jit_above_cost`` and
-#: compiled it each time (5 ms, for a 0.5 ms probe).
-HEAD_FOR_APPEND: Final = (
-    "SELECT size, root, set_config('enable_seqscan', 'off', true), "
-    "set_config('jit', 'off', true) FROM logs WHERE id = $1 FOR UPDATE"
+#: Opens an append's transaction, one round trip: ``SET LOCAL`` lasts to its end. A table
+#: that grew from nothing has stale statistics, and a planner that believed it empty would
+#: scan it once per probed key; one that believed it large priced the probe of 500 ids
+#: past ``jit_above_cost`` and compiled it each time (5 ms, for a 0.5 ms probe). Without
+#: bitmap scans, each probed id is one plain scan of the hash index: the planner expects
+#: 236 entries per id (it has no statistics of a hash index) and set up a bitmap per id,
+#: 27 µs each, 14 ms of a 500-entry append's 15 ms read (0.8 ms without).
+BEGIN_APPEND: Final = (
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off"
 )
-#: After the entries' COPY, the rest of an append in one statement: the stored nodes and
-#: the new head.
-SQL_WRITE_REST = (
-    "WITH nodes AS (INSERT INTO log_nodes (log_id, level, idx, hash) "
-    "SELECT $1, l, i, h FROM unnest($2::int[], $3::bigint[], $4::bytea[]) AS t(l, i, h)) "
-    "UPDATE logs SET size = $5, root = $6 WHERE id = $1"
+#: An append's reads in one round trip (rule 1): the head locked to the end of the
+#: transaction (level -3) and as the statement's snapshot saw it (level -4), the record ids
+#: at the indexes ``[$8, $9)`` the batch may overlap (level -2), then ``SQL_NODES``: the
+#: frontier of the size the caller expected, and the probe for records already held. The
+#: reads are of the snapshot: only when both heads agree did it see every append
+#: committed before the lock was granted (an append writes its head in its transaction).
+SQL_APPEND_READS: Final = (
+    "WITH head AS (SELECT size, root FROM logs WHERE id = $1 FOR UPDATE) "
+    "SELECT -3, size, root, NULL::text FROM head "
+    "UNION ALL SELECT -4, size, root, NULL FROM logs WHERE id = $1 "
+    "UNION ALL SELECT -2, idx, NULL, record_id FROM log_entries "
+    "WHERE log_id = $1 AND idx >= $8 AND idx < $9 UNION ALL " + SQL_NODES
 )
+#: After the entries' COPY, the rest of an append and its commit as one simple query (one
+#: round trip): the stored nodes and the new head, every value an integer or a hash we
+#: format ourselves (``_literal``), never text from outside.
+WRITE_NODES: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES {rows}; "
+WRITE_HEAD_AND_COMMIT: Final = (
+    "UPDATE logs SET size = {size}, root = {root} WHERE id = {log_id}; COMMIT"
+)
+
+
+def _literal(value: bytes) -> str:
+    """A ``bytea`` literal of ``value`` (hex digits only: nothing to escape)."""
+    return f"'\\x{value.hex()}'::bytea"
+
+
+async def _no_reset(conn: Any) -> None:
+    """The pool's reset of a released connection, beyond asyncpg's own rollback of an open
+    transaction: none. The store leaves no session state (its locks and settings are
+    transaction-scoped, it never listens), so ``RESET ALL`` and the rest cost a round trip
+    per operation for nothing."""
+
+
+def _node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:
+    """The parameters ``$2``...``$7`` of ``SQL_NODES``: the ranges of ``sparse.base_reads``
+    of ``coords`` (stored nodes, then leaf hashes) and the ids to probe for."""
+    reads = sparse.base_reads(coords)
+    nodes = [r for r in reads if r.level]
+    leaves = [r for r in reads if not r.level]
+    return [
+        [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
+        [r.start for r in leaves], [r.end for r in leaves], list(ids),
+    ]  # fmt: skip
+
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -190,6 +229,9 @@ class PostgresStore(sql.SqlStore):
         self._where = redact_url(url)
         self._pool: Any = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        #: The size of each log after its last append here: the size the next append
+        #: reads the frontier of, in the round trip that locks the head (rule 1).
+        self._sizes: dict[int, int] = {}
 
     def close_with(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run ``closer`` when the store closes: the connections of the limits and the
@@ -201,7 +243,7 @@ class PostgresStore(sql.SqlStore):
         store = cls(url)
         async with store._translate("connecting"):
             store._pool = await asyncpg.create_pool(
-                url, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S
+                url, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S, reset=_no_reset
             )
         try:
             await store._create_schema()
@@ -294,16 +336,15 @@ class PostgresStore(sql.SqlStore):
         (record id, index) rows of the log holding ``ids``, in one query."""
         if not coords and not ids:
             return {}, []
-        reads = sparse.base_reads(coords)
-        nodes = [r for r in reads if r.level]
-        leaves = [r for r in reads if not r.level]
-        rows = await conn.fetch(
-            SQL_NODES, log_id,
-            [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-            [r.start for r in leaves], [r.end for r in leaves], list(ids),
-        )  # fmt: skip
+        rows = await conn.fetch(SQL_NODES, log_id, *_node_args(coords, ids))
+        return await self._finish_nodes(conn, log_id, coords, rows)
+
+    async def _finish_nodes(
+        self, conn: Any, log_id: int, coords: Sequence[Coord], rows: Sequence[Any]
+    ) -> tuple[dict[Coord, object], list[tuple[str, int]]]:
+        """``SQL_NODES`` rows as the wanted nodes and the held (record id, index) rows."""
         found = {(r[0], r[1]): r[2] for r in rows if r[0] >= 0}
-        held = [(r[3], r[1]) for r in rows if r[0] < 0]
+        held = [(r[3], r[1]) for r in rows if r[0] == -1]
         return sparse.combine(coords, found, self._origin_of(log_id)), held
 
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
@@ -313,36 +354,74 @@ class PostgresStore(sql.SqlStore):
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
-        async with self._conn("appending") as conn, conn.transaction():
-            row = await conn.fetchrow(HEAD_FOR_APPEND, log_id)
-            head = check_head(log, *(row[:2] if row else (None, None)))
-            coords, (lo, hi) = state_reads(head.size, start, len(batch))
-            rows = await conn.fetch(pg(sql.RECORD_IDS), log_id, lo, hi) if lo < hi else []
-            existing = {r[0]: r[1] for r in rows}
-            ids = [e.record_id for e in batch]
-            frontier, held = await self._nodes_on(conn, log_id, coords, ids)
-            state = AppendState(head.size, head.root, frontier, existing)
-            plan = plan_append(log, start, batch, state, sparse.grow)
-            if plan.new:
-                sql.check_not_held(log, plan, held)
-                await self._write(conn, log, log_id, plan)
+        async with self._conn("appending") as conn:
+            await conn.execute(BEGIN_APPEND)
+            try:
+                plan = await self._append_in(conn, log, log_id, start, batch)
+            except BaseException as exc:
+                # a connection in an unknown state is terminated instead (rule 5)
+                if _leaves_connection_usable(exc) and conn.is_in_transaction():
+                    await conn.execute("ROLLBACK")
+                raise
+        return plan
+
+    async def _append_in(
+        self, conn: Any, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
+    ) -> AppendPlan:
+        """An append in the transaction ``BEGIN_APPEND`` opened: its reads in one round
+        trip when the log has the size last seen here (or ``start``), a second one when
+        it had not or when another writer appended while this one waited for the lock."""
+        ids = [e.record_id for e in batch]
+        size = self._sizes.get(log_id, start or 0)
+        while True:
+            coords, (lo, hi) = state_reads(size, start, len(batch))
+            rows = await conn.fetch(
+                SQL_APPEND_READS, log_id, *_node_args(coords, ids), lo, max(lo, hi)
+            )
+            locked = next(((r[1], r[2]) for r in rows if r[0] == -3), (None, None))
+            seen = next((r[1] for r in rows if r[0] == -4), None)
+            head = check_head(log, *locked)
+            if head.size == size and seen == size:
+                break
+            size = head.size  # the lock is held now: a fresh snapshot sees the last append
+        existing = {r[1]: r[3] for r in rows if r[0] == -2}
+        frontier, held = await self._finish_nodes(conn, log_id, coords, rows)
+        plan = plan_append(
+            log, start, batch, AppendState(size, head.root, frontier, existing), sparse.grow
+        )
+        if plan.new:
+            sql.check_not_held(log, plan, held)
+            await self._write(conn, log, log_id, plan)
+        else:
+            await conn.execute("COMMIT")
+        self._sizes[log_id] = plan.size
         return plan
 
     async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
-        """Write the plan, the entries with COPY, in the transaction holding the head row
-        (rule 1); duplicates were refused before, so a key violation aborts it for good."""
-        entries, nodes, _ = sql.append_rows(log_id, plan, self._clock())
+        """Write the plan and commit, in the transaction holding the head row (rule 1):
+        the entries with COPY, then one simple query writing the stored nodes and the new
+        head and committing. Duplicates were refused before, so a key violation aborts it
+        for good."""
+        at = self._clock()
+        entries = [
+            (log_id, i, e.record_id, e.kind, e.key, e.supersedes, e.leaf_hash, e.envelope, at)
+            for i, e in enumerate(plan.new, plan.first)
+        ]
         try:
             await conn.copy_records_to_table(
                 "log_entries", records=entries, columns=sql.ENTRY_COLUMNS
             )
         except asyncpg.UniqueViolationError as exc:
             sql.refuse_append(log, plan, exc)
+        nodes = ", ".join(
+            f"({log_id}, {int(n.level)}, {int(n.index)}, {_literal(n.hash)})"
+            for n in sparse.stored(plan.nodes)
+        )
+        text = WRITE_NODES.format(rows=nodes) if nodes else ""
+        root = _literal(plan.root)
         await conn.execute(
-            SQL_WRITE_REST, log_id, [n[1] for n in nodes], [n[2] for n in nodes],
-            [n[3] for n in nodes],
-            plan.size, plan.root,
-        )  # fmt: skip
+            text + WRITE_HEAD_AND_COMMIT.format(size=int(plan.size), root=root, log_id=int(log_id))
+        )
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]

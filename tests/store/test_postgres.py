@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 from asyncpg import exceptions as pgerr
 
-from jcm_sync.errors import BadDataError, StoreError
+from jcm_sync.core import merkle
+from jcm_sync.errors import BadDataError, ConflictError, StoreError
 from jcm_sync.store import open_store, sql
 from jcm_sync.store.postgres import PostgresStore, _leaves_connection_usable, _schema_of, pg
 from tests.store import World
@@ -261,3 +262,77 @@ def test_repr_of_a_postgres_store_hides_the_password() -> None:
     """A store in a log line or a traceback must not show the database password."""
     store = PostgresStore(f"postgresql://jcm:{PASSWORD}@db.example:5432/jcm")
     assert PASSWORD not in repr(store)
+
+
+# --- appends: one round trip of reads, a stale expectation, a wait for the lock ----------
+
+
+def _leaf_root(envelopes: list[bytes]) -> bytes:
+    return merkle.root([merkle.leaf_hash(e) for e in envelopes])
+
+
+@pytest.mark.postgres
+async def test_appends_of_two_stores_to_one_log_read_the_real_head(
+    pg_url: str, world: World
+) -> None:
+    """Each store reads the frontier of the size it last left a log at, in the round trip
+    that locks the head; when another process appended since, it reads again at the real
+    size, so interleaved appends of two hub processes all land, in order."""
+    envs = world.envelopes("JP", 20)
+    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
+        await a.append_entries(world.jp_log, None, envs[0:3], world.verify)
+        await b.append_entries(world.jp_log, None, envs[3:5], world.verify)  # b expected 0
+        await a.append_entries(world.jp_log, None, envs[5:9], world.verify)  # a expected 3
+        await b.append_entries(world.jp_log, 7, envs[7:12], world.verify)  # overlap of 2
+        done = await a.append_entries(world.jp_log, 12, envs[12:20], world.verify)
+        assert (done.start, done.present, done.size) == (12, 0, 20)
+        assert [e.envelope for e in await b.entries(world.jp_log)] == envs
+        assert (await b.tree_head(world.jp_log)).root == _leaf_root(envs)
+        with pytest.raises(ConflictError, match="already"):
+            await b.append_entries(world.jp_log, None, envs[4:5], world.verify)
+
+
+@pytest.mark.postgres
+async def test_an_append_that_waited_for_the_head_reads_what_was_committed_meanwhile(
+    pg_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append's reads share a snapshot taken before it waited for the head's lock: when
+    another append committed meanwhile, the head it locks is newer than the rows it read,
+    so it reads again, and finds the record the other one just appended."""
+    first, second = world.envelopes("JP", 2)
+    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
+        assert isinstance(a, PostgresStore)
+        await a.ensure_log(world.jp_log)
+        await b.ensure_log(world.jp_log)
+        b_pid = (await b._query("SELECT pg_backend_pid()"))[0][0]  # b's one connection
+        go = asyncio.Event()
+        write = a._write
+
+        async def held_write(*args: object) -> None:
+            await go.wait()  # the head row is locked by a's transaction
+            await write(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(a, "_write", held_write)
+        holder = asyncio.create_task(a.append_entries(world.jp_log, 0, [first], world.verify))
+        # b expects the size a is about to leave (1): its snapshot predates a's commit
+        waiter = asyncio.create_task(b.append_entries(world.jp_log, 1, [first], world.verify))
+        admin = await asyncpg.connect(PG_URL)
+        try:
+            for _ in range(500):
+                waiting = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND pid = $1 AND query LIKE 'WITH head AS%'",
+                    b_pid,
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting == 1
+        finally:
+            await admin.close()
+        go.set()
+        assert (await holder).size == 1
+        with pytest.raises(ConflictError, match="already"):
+            await waiter
+        await b.append_entries(world.jp_log, 1, [second], world.verify)
+        assert (await a.tree_head(world.jp_log)).root == _leaf_root([first, second])
