@@ -106,11 +106,7 @@ from jcm_sync.errors import (
 from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
 from jcm_sync.services.agreement import witnessed_times
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
-from jcm_sync.services.log_service import (
-    open_log_checkpoint,
-    prove_consistency,
-    prove_inclusion,
-)
+from jcm_sync.services.log_service import open_log_checkpoint, prove_consistency, prove_inclusion
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse_if_stopped
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
@@ -160,6 +156,7 @@ class Hub:
         self._appended = {pid: asyncio.Condition() for pid in node.partnerships}
         self._status = node.job_status  # loaded from the store by open_node
         self._status_written: dict[str, float] = {}  # rule 12: loop time of the last write
+        self._countersigned: dict[str, tuple[bytes, Any, str, bytes]] = {}  # _replica_view
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
         self._reconciling: dict[str, asyncio.Task[None]] = {}
@@ -503,16 +500,19 @@ class Hub:
     # --- reads -----------------------------------------------------------------------
 
     async def _replica_view(self, replica: LogRef) -> CheckpointView:
-        """The partner's latest checkpoint held, countersigned by Japan (rule 5)."""
-        head = await self.node.store.tree_head(replica)
+        """The partner's latest checkpoint held, countersigned by Japan (rule 5); the
+        countersigned note of the last note signed for each replica is kept (ADR 0043)."""
         held = await self.node.store.latest_checkpoint(replica)
-        note = None
-        if held is not None:
-            jp_origin = self.node.logs(replica.partnership).own.origin
-            note = await cosigned_note(self.node.store, replica, held.size, held.note)  # ADR 0032
-            note = signed_note.add_signature(note, jp_origin, self.node.keys.checkpoint.key)
-            return CheckpointView(origin=replica.origin, size=held.size, root=held.root, note=note)
-        return CheckpointView(origin=replica.origin, size=head.size, root=head.root, note=None)
+        if held is None:
+            head = await self.node.store.tree_head(replica)
+            return CheckpointView(origin=replica.origin, size=head.size, root=head.root)
+        note = await cosigned_note(self.node.store, replica, held.size, held.note)  # ADR 0032
+        key, origin = self.node.keys.checkpoint.key, self.node.logs(replica.partnership).own.origin
+        last = self._countersigned.get(replica.origin)
+        if last is None or last[:3] != (note, key, origin):
+            last = (note, key, origin, signed_note.add_signature(note, origin, key))
+            self._countersigned[replica.origin] = last
+        return CheckpointView(origin=replica.origin, size=held.size, root=held.root, note=last[3])
 
     async def _own_view(self, partnership: str) -> CheckpointView:
         service = self.node.logs(partnership).service
