@@ -15,7 +15,8 @@ p99 push latency <= 1.5 x (records in flight / that throughput): with 31 x 2 bat
 of 50 in flight, 3,100 records queue ahead of a request at worst, so its wait is
 about 3,100 / throughput. Also reported: starvation (every agent completes; the
 slowest agent's throughput against the mean). Bounded by ``--timeout``; the script
-always exits 0.
+always exits 0. ``--profile`` samples the hub's threads during the fan-in and prints
+where the busy ones stood (``PROFILED_HUB``).
 
     python bench/fanout.py [--records R] [--batch B] [--solo S] [--timeout S] [--profile]
 """
@@ -25,15 +26,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pickle
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ingest import HubProcess, print_profile
+from ingest import HubProcess
 
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import Verification
@@ -52,6 +57,88 @@ WARMUP = 1000
 
 Filling = tuple[list[bytes], dict[bytes, Verification]]
 """Envelopes to append to an agent's own log, and their verifications."""
+
+
+PROFILED_HUB = """
+import collections, pickle, signal, sys, threading, time, runpy
+out, sys.argv = sys.argv[1], ["jcm_sync", *sys.argv[2:]]
+IDLE = {("selectors.py", "select"), ("threading.py", "wait"), ("thread.py", "_worker"),
+        ("queues.py", "_feed"), ("connection.py", "_recv"), ("connection.py", "_poll"),
+        ("threading.py", "_wait_for_tstate_lock"), ("pool.py", "worker")}
+samples, on = collections.Counter(), threading.Event()
+def sample():
+    me = threading.get_ident()
+    names = {}
+    while True:
+        on.wait()
+        time.sleep(0.002)
+        for t in threading.enumerate():
+            names[t.ident] = t.name
+        for ident, frame in sys._current_frames().items():
+            if ident == me:
+                continue
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append((code.co_filename.rsplit("/", 1)[-1], code.co_name))
+                frame = frame.f_back
+            if stack and stack[0] not in IDLE:
+                samples[(names.get(ident, "?").split("_")[0], tuple(stack))] += 1
+def stop(*_):
+    on.clear()
+    with open(out, "wb") as f:
+        pickle.dump(dict(samples), f)
+threading.Thread(target=sample, daemon=True, name="sampler").start()
+signal.signal(signal.SIGUSR1, lambda *_: on.set())
+signal.signal(signal.SIGUSR2, stop)
+runpy.run_module("jcm_sync", run_name="__main__", alter_sys=True)
+"""
+"""The hub under ``--profile``: every 2 ms during the fan-in only (SIGUSR1 to SIGUSR2), the
+Python stack of each of its threads not waiting (in ``IDLE``: the event loop's select,
+an idle executor thread...). A C call that waits (a fsync inside SQLite) counts as its
+caller's time; a thread waiting for the interpreter lock counts as where it stands."""
+
+
+def print_samples(path: Path, top: int = 30) -> None:
+    """Samples by thread, then the functions most often on a busy stack (inclusive)."""
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], int] = pickle.loads(path.read_bytes())
+    total = sum(samples.values()) or 1
+    by_thread: Counter[str] = Counter()
+    inclusive: Counter[tuple[str, str, str]] = Counter()
+    leaf: Counter[tuple[str, str, str]] = Counter()
+    for (thread, stack), n in samples.items():
+        by_thread[thread] += n
+        leaf[(thread, *stack[0])] += n
+        for frame in set(stack):
+            inclusive[(thread, *frame)] += n
+    print(f"\nhub samples during the fan-in ({total} busy samples, every 2 ms):")
+    print("  by thread: " + ", ".join(f"{t} {n / total:.0%}" for t, n in by_thread.most_common()))
+    print("  inclusive, by thread (share of all busy samples; frames under every sample of")
+    print("  their thread left out):")
+    for thread, in_thread in by_thread.most_common(4):
+        rows = [(k, n) for k, n in inclusive.most_common() if k[0] == thread and n < in_thread]
+        for (_, file, fn), n in rows[: top // 2]:
+            print(f"    {n / total:6.1%}  {thread:12} {file}:{fn}")
+    print("  leaf:")
+    for (thread, file, fn), n in leaf.most_common(top):
+        print(f"    {n / total:6.1%}  {thread:12} {file}:{fn}")
+
+
+@dataclass
+class ProfiledHub(HubProcess):
+    """``HubProcess`` profiled during the fan-in only (``PROFILED_HUB``)."""
+
+    def start(self) -> None:
+        if self.profile is None:
+            return super().start()
+        cmd = [sys.executable, "-c", PROFILED_HUB, str(self.profile)]
+        cmd += ["registry", "serve", "--config", str(self.config)]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def signal(self, sig: int) -> None:
+        if self.profile is not None and self.proc is not None:
+            self.proc.send_signal(sig)
 
 
 class TimedClient(HubClient):
@@ -159,7 +246,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
               f"{args.solo} for the single agent, in {time.perf_counter() - t:.1f} s",
               file=sys.stderr)  # fmt: skip
         profile = tmp / "hub.prof" if args.profile else None
-        hub = HubProcess(net.configs["JP"], net.hub_url, tmp / "hub.log", profile=profile)
+        hub = ProfiledHub(net.configs["JP"], net.hub_url, tmp / "hub.log", profile=profile)
         hub.start()
         try:
             await hub.wait_ready()
@@ -169,7 +256,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
             await fill_own_log(a0.node, a0.syncer.partnership, *fan_in_of_first)
             await hub.wait_idle()  # the lone agent's reconciliation is not in the fan-in
             hub_before, agents_before = hub.cpu(), time.process_time()
+            hub.signal(signal.SIGUSR1)
             makespan = await push_all(agents, args.records, args.timeout)
+            hub.signal(signal.SIGUSR2)
             hub_after, agents_cpu = hub.cpu(), time.process_time() - agents_before
             cpu = {"agents": agents_cpu}
             if hub_before is not None and hub_after is not None:
@@ -180,7 +269,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
         finally:
             hub.stop()
         if profile is not None and profile.exists():
-            print_profile(profile)
+            print_samples(profile)
     finally:
         for a in agents:
             await a.client.close()
