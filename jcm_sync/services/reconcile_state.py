@@ -25,8 +25,9 @@ Rules (the numbers are ``services.reconciliation``'s):
    only the last): ``reconcile/<partnership>/runs/<SEQ>``, ``SEQ`` a zero-padded run
    number, holding the report as stored (its ``logs`` are the agreed snapshot sizes and
    roots it ran on). The run's record in the history names its number
-   (``RunRecord.report_seq``). Only the newest ``[reconcile] keep_runs`` (default
-   ``KEEP_RUNS``) are kept; older ones are deleted after each run.
+   (``RunRecord.report_seq``) and is kept under it too (``run_history`` rule 1). Only
+   the newest ``[reconcile] keep_runs`` (default ``KEEP_RUNS``) are kept; older ones are
+   deleted after each run.
 6. **A run number is claimed once, across processes** (``next_run_seq``): the daemon and a
    manual ``jcm-sync reconcile``, or two hub processes on one PostgreSQL (ADR 0042), may
    finish runs of one partnership at once, and the lock of rule 2 is per process. The
@@ -35,7 +36,8 @@ Rules (the numbers are ``services.reconciliation``'s):
    counter to one past the larger (the store's ``swap_state``, one statement), retrying
    when another claim won in between. The counter only rises, so every claim gets its
    own number, and concurrent claims get consecutive ones; a store from before the
-   counter starts one past its newest kept report.
+   counter starts one past its newest kept report. A run claims its number when it
+   starts, so a run that fails has one too (its record's key; no report under it).
 """
 
 from __future__ import annotations

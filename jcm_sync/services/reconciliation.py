@@ -30,12 +30,15 @@ Rules:
    again with its original ``first_seen``. The last report is kept beside it
    (``reconcile/<partnership>/report``), and every run's report under its run number
    (``reconcile_state`` rule 5; the newest ``[reconcile] keep_runs`` runs, which the
-   history keeps as many of). Each value is replaced atomically and durably
-   (protocol rule 9); the report first, so a crash between the two leaves the history of
-   the run before, which the next run brings up to date.
-4. **Run status.** A run is recorded as ``initiated`` before the snapshot is read, then
-   updated to its final status (``reconcile.model.run_status``); a run that fails stays
-   ``initiated`` with its error, and is counted as such.
+   history keeps as many of). Each run's record is its own key, written only by that
+   run, so runs finishing at once in two processes keep both (``run_history``, ADR 0047
+   amendment). Each value is replaced atomically and durably (protocol rule 9); the
+   reports first, then the run record, then the history value, merged with the value
+   read just before: a crash in between leaves the discrepancies of the run before,
+   which the next run brings up to date.
+4. **Run status.** A run claims its number and is recorded as ``initiated`` before the
+   snapshot is read, then updated to its final status (``reconcile.model.run_status``);
+   a run that fails stays ``initiated`` with its error, and is counted as such.
 5. **Resolutions** are ``resolution`` records signed with the node's signing key and
    appended to its own log (``own_log.resolve``); a new one for the same discrepancy
    supersedes the node's previous one. A discrepancy is ``explained`` only once both
@@ -63,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar, overload
@@ -83,17 +86,27 @@ from jcm_sync.core.reconcile import (
     signer_nodes,
     touching,
 )
-from jcm_sync.core.reconcile.model import LogPosition, RunStatus, Trail
+from jcm_sync.core.reconcile.model import Trail
 from jcm_sync.core.trust import TrustRoot, Verification, encode_root
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.services.agreement import agreed_checkpoint
 from jcm_sync.services.node import Node
-from jcm_sync.services.reconcile_state import (
-    KEEP_RUNS,
-    Folded,
-    grace_days,
-    keep_run_report,
-    next_run_seq,
+from jcm_sync.services.reconcile_state import KEEP_RUNS, Folded, grace_days
+from jcm_sync.services.run_history import (  # noqa: F401 (re-exported: their home was here)
+    History,
+    RunRecord,
+    begin_run,
+    count_statuses,
+    decode_history,
+    encode_history,
+    end_run,
+    history_key,
+    merge_history,
+    put_record,
+    read_history,
+    record_key,
+    report_key,
+    write_history,
 )
 from jcm_sync.store import LogRef, Store
 
@@ -111,99 +124,19 @@ _R = TypeVar("_R")
 # --- the history (rule 3) ---------------------------------------------------------------
 
 
-class RunRecord(msgspec.Struct):
-    """One run: when, at which checkpoints, how it ended, what it found."""
-
-    started_at: datetime
-    status: RunStatus = "initiated"
-    finished_at: datetime | None = None
-    logs: tuple[LogPosition, ...] = ()
-    incremental: bool = False
-    open: int = 0
-    explained: int = 0
-    new: int = 0
-    resolved: int = 0
-    pending: int = 0
-    error: str | None = None
-    report_seq: int | None = None  # its report's run number (reconcile_state rule 5)
-
-
-class History(msgspec.Struct):
-    """What a node remembers of a partnership's reconciliation (rule 3)."""
-
-    partnership: str
-    runs: list[RunRecord] = msgspec.field(default_factory=list)
-    discrepancies: dict[str, Discrepancy] = msgspec.field(default_factory=dict)
-
-    def open(self) -> list[Discrepancy]:
-        return [d for d in self.discrepancies.values() if d.status == "open"]
-
-    def counts(self) -> dict[str, int]:
-        """How many discrepancies are open, explained and resolved."""
-        return count_statuses(self.discrepancies.values())
-
-    @property
-    def last_run(self) -> RunRecord | None:
-        return self.runs[-1] if self.runs else None
-
-
-def count_statuses(found: Iterable[Discrepancy]) -> dict[str, int]:
-    """Discrepancies by status: open, explained, resolved (every key present)."""
-    counts = dict.fromkeys(("open", "explained", "resolved"), 0)
-    for d in found:
-        counts[d.status] += 1
-    return counts
-
-
 async def find_discrepancy(
     store: Store, partnerships: Sequence[str], discrepancy: str
 ) -> tuple[str, Discrepancy, list[Trail]]:
     """A discrepancy of the history of one of ``partnerships``, with the trails of the
     last report that follow its ranges; ``NotFoundError`` if no history holds it."""
     for pid in partnerships:
-        d = (await read_history(store, pid)).discrepancies.get(discrepancy)
+        d = (await read_history(store, pid, runs=False)).discrepancies.get(discrepancy)
         if d is None:
             continue
         report = await read_report(store, pid)
         trails = [t for t in (report.trails if report else ()) if t.discrepancy_id == d.id]
         return pid, d, trails
     raise NotFoundError(f"no discrepancy {discrepancy}; run `jcm-sync reconcile run` first")
-
-
-def history_key(partnership: str) -> str:
-    """Rule 3: the state key of a partnership's history."""
-    return f"reconcile/{partnership}/history"
-
-
-def report_key(partnership: str) -> str:
-    """Rule 3: the state key of a partnership's last report."""
-    return f"reconcile/{partnership}/report"
-
-
-def decode_history(data: bytes | None, partnership: str) -> History:
-    """A stored history (None: a fresh one); ``StoreError`` if it is not one."""
-    if data is None:
-        return History(partnership=partnership)
-    try:
-        return msgspec.json.decode(data, type=History)
-    except msgspec.MsgspecError as exc:  # the decoder's text is in the message
-        raise StoreError(
-            f"{history_key(partnership)} is not a reconciliation history: {exc}"
-        ) from None
-
-
-def encode_history(history: History, keep: int = MAX_RUNS) -> bytes:
-    """The history to store, its runs cut to the last ``keep``."""
-    history.runs = history.runs[-keep:]
-    return msgspec.json.encode(history)
-
-
-async def read_history(store: Store, partnership: str) -> History:
-    return decode_history(await store.get_state(history_key(partnership)), partnership)
-
-
-async def write_history(store: Store, history: History) -> None:
-    await store.put_state(history_key(history.partnership), encode_history(history))
 
 
 def decode_report(data: bytes | None, partnership: str, as_type: type[Any] = Report) -> Any:
@@ -223,27 +156,6 @@ async def read_report(store: Store, partnership: str, as_type: type[Any] = Repor
     """The last stored report (None if the partnership never ran), decoded as ``as_type``:
     a ``Report``, or a struct of some of its fields (the rest are skipped, not built)."""
     return decode_report(await store.get_state(report_key(partnership)), partnership, as_type)
-
-
-def merge_history(history: History, report: Report, now: datetime) -> tuple[int, int]:
-    """Rule 3: fold a report into the history; return (new, resolved) counts."""
-    new = resolved = 0
-    seen = {d.id for d in report.discrepancies}
-    for d in report.discrepancies:
-        prev = history.discrepancies.get(d.id)
-        first = prev.first_seen if prev is not None and prev.first_seen else None
-        if first is None:
-            new += 1
-        history.discrepancies[d.id] = msgspec.structs.replace(
-            d, first_seen=first or now, last_seen=now, resolved_at=None
-        )
-    for did, prev in list(history.discrepancies.items()):
-        if did not in seen and prev.status != "resolved":
-            resolved += 1
-            history.discrepancies[did] = msgspec.structs.replace(
-                prev, status="resolved", resolved_at=now
-            )
-    return new, resolved
 
 
 # --- per-node state (rules 2 and 7): kept on the node, ``Node.reconcile`` ----------
@@ -267,26 +179,6 @@ def _fold_verified(
     reconciler: Reconciler, node: str, batch: Sequence[Verification], start: int
 ) -> None:
     reconciler.apply(node, map(from_verification, batch), start=start)
-
-
-def _begin(data: bytes | None, partnership: str, started: datetime) -> tuple[History, RunRecord]:
-    """Rule 4: the history with this run recorded as ``initiated`` (stored by the caller)."""
-    history = decode_history(data, partnership)
-    run = RunRecord(started_at=started)
-    history.runs.append(run)
-    return history, run
-
-
-def _finish(
-    history: History, run: RunRecord, report: Report, now: datetime, keep: int = MAX_RUNS
-) -> tuple[bytes, bytes]:
-    """Rules 3 and 4: fold the report into the history; the report and history to store."""
-    run.new, run.resolved = merge_history(history, report, now)
-    run.status, run.finished_at, run.logs = report.status, now, report.logs
-    run.open = sum(1 for d in report.discrepancies if d.status == "open")
-    run.explained = sum(1 for d in report.discrepancies if d.status == "explained")
-    run.pending = len(report.pending)
-    return msgspec.json.encode(report), encode_history(history, keep)
 
 
 @dataclass(frozen=True)
@@ -346,10 +238,6 @@ class ReconcileService:
     @property
     def store(self) -> Store:
         return self.node.store
-
-    async def _put_history(self, history: History) -> None:
-        data = await self._cpu(encode_history, history, self.node.cfg.reconcile.keep_runs)
-        await self.store.put_state(history_key(history.partnership), data)
 
     async def _cpu(self, fn: Callable[..., _R], *args: Any, **kw: Any) -> _R:
         """Rule 7: ``fn(*args, **kw)`` on the node's reconciliation thread."""
@@ -416,9 +304,7 @@ class ReconcileService:
 
     async def _run(self, partnership: str) -> RunResult:
         self.node.logs(partnership)  # NotFoundError before anything is written
-        stored = await self.store.get_state(history_key(partnership))
-        history, run = await self._cpu(_begin, stored, partnership, self.node.clock())
-        await self._put_history(history)
+        run = await begin_run(self.store, partnership, self.node.clock())
         try:
             target = await self.positions(partnership)
             run.incremental = await self._fold(partnership, target)
@@ -432,17 +318,13 @@ class ReconcileService:
             run.error = str(exc)
             self.metrics.runs.labels(partnership, "initiated").inc()
             try:
-                await self._put_history(history)
+                await put_record(self.store, partnership, run)
             except StoreError as again:  # the run's own error is the one to report
                 log.error("reconcile-not-recorded", extra={"partnership": partnership,
                           "error": str(again)})  # fmt: skip
             raise
         now, keep = self.node.clock(), self.node.cfg.reconcile.keep_runs
-        run.report_seq = await next_run_seq(self.store, partnership)
-        report_data, history_data = await self._cpu(_finish, history, run, report, now, keep)
-        await self.store.put_state(report_key(partnership), report_data)
-        await keep_run_report(self.store, partnership, run.report_seq, report_data, keep)
-        await self.store.put_state(history_key(partnership), history_data)
+        history = await end_run(self.store, partnership, run, report, now, keep, self._cpu)
         self._publish(partnership, report, now, history)
         return RunResult(report=report, run=run, history=history)
 
@@ -462,18 +344,19 @@ class ReconcileService:
         grace = grace_days(self.node.cfg.reconcile.grace_days())
         now = self.node.clock()
         for pid in sorted(self.node.partnerships):
-            history = await read_history(self.store, pid)
+            history = await read_history(self.store, pid, runs=False)
             self.metrics.publish(pid, history.discrepancies.values(), grace, now)
 
     # -- reading the history -------------------------------------------------------
 
-    async def history(self, partnership: str) -> History:
+    async def history(self, partnership: str, *, runs: bool = True) -> History:
+        """The history (``run_history`` rule 3; ``runs=False``: the discrepancies only)."""
         self.node.logs(partnership)
-        return await read_history(self.store, partnership)
+        return await read_history(self.store, partnership, runs=runs)
 
     async def open_discrepancies(self, partnership: str) -> list[Discrepancy]:
         """The discrepancies open after the last run: what quarantine holds (rule 6)."""
-        return (await self.history(partnership)).open()
+        return (await self.history(partnership, runs=False)).open()
 
     async def find(
         self, discrepancy: str, partnership: str | None = None
@@ -481,7 +364,7 @@ class ReconcileService:
         """The partnership and history entry of a discrepancy id (``NotFoundError`` if none)."""
         pids = [partnership] if partnership else sorted(self.node.partnerships)
         for pid in pids:
-            d = (await self.history(pid)).discrepancies.get(discrepancy)
+            d = (await self.history(pid, runs=False)).discrepancies.get(discrepancy)
             if d is not None:
                 return pid, d
         raise NotFoundError(

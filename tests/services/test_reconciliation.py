@@ -28,6 +28,7 @@ from jcm_sync.services.reconciliation import (
     report_key,
     run_scheduled,
 )
+from jcm_sync.services.run_history import record_key
 from jcm_sync.services.sample import Network, partnership_records, provision
 from jcm_sync.store import open_store
 from tests.core.reconcile import builders
@@ -139,7 +140,13 @@ async def test_clean_sample_partnership_completes_with_the_same_report_on_both_s
     assert on_id.report == on_jp.report
     assert on_id.report.totals.sides_compared == 12
     assert await pair.id.store.state_keys("reconcile/") == sorted(
-        [history_key(PID), report_key(PID), run_report_key(PID, 1), run_counter_key(PID)]
+        [
+            history_key(PID),
+            report_key(PID),
+            run_report_key(PID, 1),
+            run_counter_key(PID),
+            record_key(PID, 1),
+        ]
     )
     assert await pair.id.store.get_state(run_report_key(PID, 1)) == await pair.id.store.get_state(
         report_key(PID)

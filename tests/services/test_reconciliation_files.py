@@ -11,6 +11,7 @@ from jcm_sync.local.lock import LOCK_NAME
 from jcm_sync.net.server import ServerSettings
 from jcm_sync.services.reconcile_state import run_counter_key, run_report_key
 from jcm_sync.services.reconciliation import ReconcileService, history_key, report_key
+from jcm_sync.services.run_history import record_key
 from jcm_sync.services.sample import provision
 from tests.exchange.conftest import Running
 
@@ -47,6 +48,7 @@ async def test_sync_and_reconcile_leave_nothing_beside_the_store(tmp_path: Path)
                 report_key("JP-MN"),
                 run_report_key("JP-MN", 1),
                 run_counter_key("JP-MN"),
+                record_key("JP-MN", 1),
                 "status/JP-MN",
             ]
         )
