@@ -269,10 +269,12 @@ async def prove_inclusion(
     store: Store, log: LogRef, index: int, size: int | None = None
 ) -> InclusionProof:
     """An inclusion proof from stored nodes, checked before it is returned (rule 3)."""
+    known: bytes | None = None  # the head's root is the root at its size: no second read
     if size is None:
-        size = (await store.tree_head(log)).size
+        head = await store.tree_head(log)
+        size, known = head.size, head.root
     path = await store.inclusion_proof(log, index, size)
-    root = await store.root_at(log, size)
+    root = known if known is not None else await store.root_at(log, size)
     leaf = (await store.tree_nodes(log, [(0, index)]))[(0, index)]
     if not merkle.verify_inclusion(leaf, index, size, path, root):
         raise CorruptStoreError(
@@ -297,11 +299,13 @@ async def prove_consistency(
     store: Store, log: LogRef, old_size: int, new_size: int | None = None
 ) -> ConsistencyProof:
     """A consistency proof from stored nodes, checked before it is returned (rule 3)."""
+    known: bytes | None = None  # the head's root is the root at its size: no second read
     if new_size is None:
-        new_size = (await store.tree_head(log)).size
+        head = await store.tree_head(log)
+        new_size, known = head.size, head.root
     path = await store.consistency_proof(log, old_size, new_size)
     old_root = await store.root_at(log, old_size)
-    new_root = await store.root_at(log, new_size)
+    new_root = known if known is not None else await store.root_at(log, new_size)
     if not merkle.verify_consistency(old_size, new_size, old_root, new_root, path):
         raise CorruptStoreError(
             f"the stored tree nodes give no valid consistency proof from size {old_size} "

@@ -11,6 +11,7 @@ every row after it (rule 6, with ``planning``), so nothing above it sees an unch
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from jcm_sync.store.planning import (
     prepare_batch,
     trust_marks_from,
 )
+from jcm_sync.store.proving import NodeCache, checked_nodes, fold, pieces_of
 from jcm_sync.store.state_swap import check_swap, swap_by_query
 from jcm_sync.store.values import (
     MAX_INDEX,
@@ -92,6 +94,7 @@ class StoreBase(WitnessRecords, abc.ABC):
         self._url = url
         self._clock = clock
         self._cache = _LogCache()
+        self._nodes_cache = NodeCache()
 
     @property
     def url(self) -> str:
@@ -287,36 +290,74 @@ class StoreBase(WitnessRecords, abc.ABC):
         coords = subtrees.Frontier.coordinates(size)
         return frontier_from(log, size, await self._nodes(log_id, coords))
 
-    async def _hashes(
-        self, log: LogRef, log_id: int, ranges: Sequence[tuple[int, int]]
+    async def _head_and_nodes(
+        self, log_id: int, coords: Sequence[Coord]
+    ) -> tuple[object, object, dict[Coord, object]]:
+        """The head row (size, root) and the node rows present among ``coords``; an adapter
+        may read both in one job (SQLite does: one executor hop per proof, ADR 0046)."""
+        size, root = await self._head(log_id)
+        return size, root, (await self._nodes(log_id, coords) if coords else {})
+
+    async def _proof(
+        self,
+        log: LogRef,
+        log_id: int,
+        size: int | None,
+        what: str,
+        ranges_of: Callable[[int], list[tuple[int, int]]],
     ) -> list[bytes]:
-        coords = subtrees.nodes_for_ranges(ranges)
-        nodes = check_nodes(log, coords, await self._nodes(log_id, coords))
-        return subtrees.hashes_for_ranges(ranges, nodes)
+        """The MTH of each proof range ``ranges_of(tree size)`` names, ``size`` checked
+        against the head before ``ranges_of``'s own errors are raised. The head and the
+        nodes are read in one job; nodes a proof shares come from ``NodeCache`` if held."""
+        if size is None:
+            size = check_head(log, *await self._head(log_id)).size
+        check_index(size, what, where=log.origin)
+        pieces: list[list[Coord]] = []
+        with contextlib.suppress(NotFoundError, BadDataError):  # raised below, in order
+            pieces = [pieces_of(start, end) for start, end in ranges_of(size)]
+        cached: dict[Coord, bytes] = {}
+        want = self._nodes_cache.split(log_id, {c for p in pieces for c in p}, cached)
+        head_size, root, rows = await self._head_and_nodes(log_id, want)
+        head = check_head(log, head_size, root)
+        if size > head.size:
+            raise NotFoundError(
+                f"{what} {size} is beyond the log's size {head.size}", where=log.origin
+            )
+        ranges_of(size)
+        nodes = checked_nodes(log, want, rows)
+        self._nodes_cache.put(log_id, nodes)
+        nodes.update(cached)
+        return [fold([nodes[c] for c in p]) for p in pieces]
 
     async def inclusion_proof(
         self, log: LogRef, index: int, size: int | None = None
     ) -> list[bytes]:
         log_id = await self._log_id(log)
         check_index(index, "entry index", where=log.origin)
-        tree_size = await self._size_within(log, log_id, size, "tree size")
-        if index >= tree_size:
-            raise NotFoundError(
-                f"entry {index} is not in the tree of size {tree_size}", where=log.origin
-            )
-        return await self._hashes(log, log_id, merkle.inclusion_path_nodes(index, tree_size))
+
+        def ranges_of(tree_size: int) -> list[tuple[int, int]]:
+            if index >= tree_size:
+                raise NotFoundError(
+                    f"entry {index} is not in the tree of size {tree_size}", where=log.origin
+                )
+            return merkle.inclusion_path_nodes(index, tree_size)
+
+        return await self._proof(log, log_id, size, "tree size", ranges_of)
 
     async def consistency_proof(
         self, log: LogRef, old_size: int, new_size: int | None = None
     ) -> list[bytes]:
         log_id = await self._log_id(log)
         check_index(old_size, "old size", where=log.origin)
-        size = await self._size_within(log, log_id, new_size, "new size")
-        if old_size > size:
-            raise BadDataError(
-                f"old size {old_size} is larger than new size {size}", where=log.origin
-            )
-        return await self._hashes(log, log_id, merkle.consistency_path_nodes(old_size, size))
+
+        def ranges_of(tree_size: int) -> list[tuple[int, int]]:
+            if old_size > tree_size:
+                raise BadDataError(
+                    f"old size {old_size} is larger than new size {tree_size}", where=log.origin
+                )
+            return merkle.consistency_path_nodes(old_size, tree_size)
+
+        return await self._proof(log, log_id, new_size, "new size", ranges_of)
 
     # -- entries -------------------------------------------------------------------
 

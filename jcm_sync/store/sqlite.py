@@ -286,16 +286,33 @@ class SqliteStore(sql.SqlStore):
         """The wanted nodes, from the few range reads of ``sparse.base_reads``."""
         db = self._db()
         rows: dict[Coord, object] = {}
-        for level, lo, hi in sparse.base_reads(coords):
-            if level == 0:
-                found = db.execute(sql.LEAF_RANGE, (log_id, lo, hi))
-            else:
-                found = db.execute(sql.NODE_RANGE, (log_id, level, lo, hi))
-            rows.update(((level, idx), value) for idx, value in found)
+        reads = sparse.base_reads(coords)
+        for _ in range(2):  # a second round only for rows an older store lacks
+            for level, lo, hi in reads:
+                if level == 0:
+                    found = db.execute(sql.LEAF_RANGE, (log_id, lo, hi))
+                else:
+                    found = db.execute(sql.NODE_RANGE, (log_id, level, lo, hi))
+                rows.update(((level, idx), value) for idx, value in found)
+            reads = sparse.fallback_reads(coords, rows)
+            if not reads:
+                break
         return sparse.combine(coords, rows, self._origin_of(log_id))
 
     async def _nodes(self, log_id: int, coords: Sequence[Coord]) -> dict[Coord, object]:
         return await self._call(self._nodes_sync, log_id, coords)
+
+    def _head_nodes_sync(
+        self, log_id: int, coords: Sequence[Coord]
+    ) -> tuple[object, object, dict[Coord, object]]:
+        size, root = self._db().execute(sql.HEAD, (log_id,)).fetchone() or (None, None)
+        return size, root, (self._nodes_sync(log_id, coords) if coords else {})
+
+    async def _head_and_nodes(
+        self, log_id: int, coords: Sequence[Coord]
+    ) -> tuple[object, object, dict[Coord, object]]:
+        """A proof's reads in one job on the store's thread (ADR 0046)."""
+        return await self._call(self._head_nodes_sync, log_id, coords)
 
     def _append_sync(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
