@@ -12,7 +12,7 @@ node-state statements (``STATE_CHUNKS``...) and ``APPEND_COUNTS`` serve protocol
 Adapters use this module by name (``sql.HEAD``).
 
 The layout of ADR 0040: one ``log_entries`` row per entry (its record-index fields and
-leaf hash included), tree nodes only at levels 8, 16... (``sparse.py`` computes the
+leaf hash included), tree nodes only at levels 4, 8, 12... (ADR 0046; ``sparse.py`` computes the
 others), and record ids as 64-bit keys in ``ID_TABLES``: on SQLite fed in bulk through
 ``middle_record_ids`` from the small ``recent_record_ids``, so no append writes at
 scattered places of a large index; PostgreSQL writes ``record_ids`` directly.

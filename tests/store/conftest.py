@@ -175,7 +175,7 @@ class Corruptor:
 
     @staticmethod
     def _stored_row(level: int, idx: int) -> tuple[int, int]:
-        """The SQL row a node is (level 0: the entry's leaf hash; 8, 16...: ``log_nodes``) or,
+        """The SQL row a node is (level 0: the entry's leaf hash; 4, 8...: ``log_nodes``) or,
         for a level the SQL stores compute (ADR 0040), the first row it is computed from."""
         span = level % sparse.TILE_HEIGHT
         return level - span, idx << span

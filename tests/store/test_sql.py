@@ -291,7 +291,7 @@ def item(n: int) -> PreparedEntry:
 
 def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection) -> None:
     """The rows of a plan place its new entries at ``first``, ``first + 1``, ... with their
-    leaf hashes; only the nodes of stored levels (8, 16...) are rows; every id is recent."""
+    leaf hashes; only the nodes of stored levels (4, 8, 12...) are rows; every id is recent."""
     plan = AppendPlan(
         start=3,
         present=2,
