@@ -113,6 +113,7 @@ async def kill_once(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
+    early: list[bytes] = []
     if rng.random() < 0.15:
         # now and then, kill it while it starts: opening and creating tables
         await asyncio.sleep(rng.uniform(0.0, 0.15))
@@ -121,11 +122,15 @@ async def kill_once(
         if not ready.startswith(b"ready"):
             _, err = await proc.communicate()
             pytest.fail(f"child did not start: {ready!r} {err.decode()[-2000:]}")
-        await asyncio.sleep(rng.uniform(0.005, 0.12))
+        # the kill lands mid-append: after the child's first acknowledgement (on a loaded
+        # machine a fixed delay after "ready" could precede every append), a random while on
+        first = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
+        early.append(first)
+        await asyncio.sleep(rng.uniform(0.0, 0.1))
     if proc.returncode is None:
         proc.kill()
     out, err = await proc.communicate()
-    lines = out.decode().split()
+    lines = b"".join([*early, out]).decode().split()
     assert b"Traceback" not in err, err.decode()[-2000:]
     assert "done" not in lines, "the pool ran out before the kill: make it larger"
     acks = {int(x) for x in lines if x.isdigit()}
