@@ -356,7 +356,7 @@ def _print_history_counts(c: Console, history: dict[str, Discrepancy]) -> None:
     if not history:
         c.print("no discrepancies found, now or before")
         return
-    from jcm_sync.services.reconciliation import count_statuses
+    from jcm_sync.services.run_history import count_statuses
 
     counts = count_statuses(history.values())
     c.print(
@@ -401,7 +401,7 @@ def _print_history(c: Console, history: dict[str, Discrepancy], limit: int = DEF
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from jcm_sync.services.reconciliation import read_history
+    from jcm_sync.services.run_history import read_history
 
     cfg = load_config(args.config)
     pids = _partnerships(cfg, args)

@@ -61,7 +61,8 @@ from jcm_sync.services import ops_history
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.node import Node
 from jcm_sync.services.ops_history import LagSampler, sample
-from jcm_sync.services.reconciliation import ReconcileService, read_history
+from jcm_sync.services.reconciliation import ReconcileService
+from jcm_sync.services.run_history import read_history
 from jcm_sync.services.status_view import NodeStatus, PartnershipView, node_status
 
 log = logging.getLogger("jcm_sync.ops")

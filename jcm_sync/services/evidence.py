@@ -58,13 +58,8 @@ from jcm_sync.errors import BadDataError, NotFoundError
 from jcm_sync.local.config import Config
 from jcm_sync.services.node import check_roots, load_chain, log_pair
 from jcm_sync.services.reconcile_state import run_report_key
-from jcm_sync.services.reconciliation import (
-    RunRecord,
-    Snapshot,
-    read_history,
-    report_key,
-    snapshot_position,
-)
+from jcm_sync.services.reconciliation import Snapshot, snapshot_position
+from jcm_sync.services.run_history import RunRecord, read_history, report_key
 from jcm_sync.services.witness import cosigner_name
 from jcm_sync.store import LogRef, Store
 

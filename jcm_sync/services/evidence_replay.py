@@ -45,7 +45,7 @@ from jcm_sync.services.evidence import (
     decode_runs,
     run_report_path,
 )
-from jcm_sync.services.reconciliation import RunRecord
+from jcm_sync.services.run_history import RunRecord
 
 __all__ = ["Findings", "ReplayLog", "replay_runs"]
 

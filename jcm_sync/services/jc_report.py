@@ -53,12 +53,8 @@ from jcm_sync.core.reconcile.model import (
     TotalsStage,
 )
 from jcm_sync.errors import NotReconciledError
-from jcm_sync.services.reconciliation import (
-    History,
-    RunRecord,
-    read_history,
-    read_report,
-)
+from jcm_sync.services.reconciliation import read_report
+from jcm_sync.services.run_history import History, RunRecord, read_history
 from jcm_sync.store import Store
 
 STAGE_TITLES: Final[dict[str, str]] = {

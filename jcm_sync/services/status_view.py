@@ -77,7 +77,7 @@ from jcm_sync.services.expiry import (
 )
 from jcm_sync.services.node import Node, log_pair, open_node_store
 from jcm_sync.services.reconcile_state import grace_days, past_grace
-from jcm_sync.services.reconciliation import read_history
+from jcm_sync.services.run_history import read_history
 from jcm_sync.store import LogRef, Store
 
 Health = Literal["ok", "lagging", "discrepancies", "fork"]
