@@ -13,23 +13,20 @@ import asyncio
 import sys
 
 from jcm_sync.services.reconcile_state import keep_run_report, next_run_seq
-from jcm_sync.store import open_store
+from jcm_sync.store import Store
+from tests.children import child_main
 
 
 async def main(url: str, partnership: str, name: str, count: str) -> int:
-    store = await open_store(url)
-    try:
-        print("ready", flush=True)
-        sys.stdin.readline()
+    async def claim(store: Store) -> list[int]:
         got = []
         for _ in range(int(count)):
             seq = await next_run_seq(store, partnership)
             await keep_run_report(store, partnership, seq, f"{name} {seq}".encode())
             got.append(seq)
-        print(" ".join(map(str, got)), flush=True)
-    finally:
-        await store.close()
-    return 0
+        return got
+
+    return await child_main(url, claim)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.reconcile import Reconciler, Report
 from jcm_sync.core.reconcile.model import LogPosition
 from jcm_sync.services.run_history import begin_run, end_run
-from jcm_sync.store import Store, open_store
+from jcm_sync.store import Store
 from tests import builders
+from tests.children import child_main
 
 
 def report_of(partnership: str, name: str, n: int) -> Report:
@@ -44,15 +45,10 @@ async def run_once(store: Store, partnership: str, name: str, n: int, keep: int)
 
 
 async def main(url: str, partnership: str, name: str, count: str, keep: str) -> int:
-    store = await open_store(url)
-    try:
-        print("ready", flush=True)
-        sys.stdin.readline()
-        got = [await run_once(store, partnership, name, n, int(keep)) for n in range(int(count))]
-        print(" ".join(map(str, got)), flush=True)
-    finally:
-        await store.close()
-    return 0
+    async def runs(store: Store) -> list[int]:
+        return [await run_once(store, partnership, name, n, int(keep)) for n in range(int(count))]
+
+    return await child_main(url, runs)
 
 
 if __name__ == "__main__":

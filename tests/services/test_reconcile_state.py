@@ -6,7 +6,6 @@ set for every rule (0 after resolution), discrepancies past their grace period."
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,13 +38,12 @@ from jcm_sync.services.reconcile_state import (
     seq_of,
 )
 from jcm_sync.store import Store, open_store
+from tests.children import run_together
 from tests.store.conftest import (  # noqa: F401 (fixtures)
     pg_reachable,
     pg_schema_url,
     store_url,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def fresh() -> ReconcileState:
@@ -298,33 +296,11 @@ async def test_concurrent_claims_from_two_processes_get_distinct_numbers(
     async with _backend_url(backend, tmp_path, pg_reachable) as url:
         store = await open_store(url)
         await store.close()  # the schema exists before the children race to create it
-        children = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.services.reconcile_claim_child",
-                url,
-                "JP-MN",
-                name,
-                "15",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                cwd=REPO,  # this checkout's jcm_sync, not another one installed
-            )
-            for name in ("daemon", "manual")
-        ]
-        for child in children:
-            assert child.stdout is not None
-            assert (await child.stdout.readline()).strip() == b"ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-        claims = []
-        for name, child in zip(("daemon", "manual"), children, strict=True):
-            out, _ = await asyncio.wait_for(child.communicate(), 120)
-            assert child.returncode == 0
-            claims += [(name, int(n)) for n in out.split()]
+        got = await run_together(
+            "tests.services.reconcile_claim_child",
+            {name: [url, "JP-MN", name, "15"] for name in ("daemon", "manual")},
+        )
+        claims = [(name, n) for name, numbers in got.items() for n in numbers]
         store = await open_store(url)
         try:
             await _every_report_kept(store, claims)

@@ -6,7 +6,6 @@ the newest ``keep_runs``."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from jcm_sync.services.run_history import (
     report_key,
 )
 from jcm_sync.store import Store, open_store
+from tests.children import run_together
 from tests.services.run_history_child import report_of, run_once
 from tests.store.conftest import (  # noqa: F401 (fixtures)
     pg_reachable,
@@ -40,7 +40,6 @@ from tests.store.conftest import (  # noqa: F401 (fixtures)
 )
 
 PID = "JP-MN"
-REPO = Path(__file__).resolve().parents[2]
 T = datetime(2026, 6, 1, tzinfo=UTC)
 
 
@@ -215,35 +214,10 @@ async def test_runs_ending_at_once_in_two_processes_are_all_kept(
     async with _backend_url(backend, tmp_path, pg_reachable) as url:
         store = await open_store(url)
         await store.close()  # the schema exists before the children race to create it
-        names = ("daemon", "manual")
-        children = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.services.run_history_child",
-                url,
-                PID,
-                name,
-                "15",
-                "400",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                cwd=REPO,  # this checkout's jcm_sync, not another one installed
-            )
-            for name in names
-        ]
-        for child in children:
-            assert child.stdout is not None
-            assert (await child.stdout.readline()).strip() == b"ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-        ran = {}
-        for name, child in zip(names, children, strict=True):
-            out, _ = await asyncio.wait_for(child.communicate(), 120)
-            assert child.returncode == 0
-            ran[name] = [int(n) for n in out.split()]
+        ran = await run_together(
+            "tests.services.run_history_child",
+            {name: [url, PID, name, "15", "400"] for name in ("daemon", "manual")},
+        )
         store = await open_store(url)
         try:
             await _all_kept(store, ran)
