@@ -17,7 +17,9 @@ Invariants:
    is given before the group's COMMIT returned. If BEGIN or COMMIT fails, or a job's
    error ends the transaction itself (SQLite rolls back the whole transaction on some
    I/O errors), nothing of the group is kept and every caller gets a ``sqlite3.Error``
-   (the cause for its author, ``GroupFailedError`` naming it for the others).
+   (the cause for its author; for the others an ``sqlite3.OperationalError`` saying
+   "the shared transaction failed", caused by it). No error class of its own: the store
+   translates every ``sqlite3.Error`` into ``StoreError`` (errors.py holds the classes).
 4. No timer: the first job of an idle committer runs at once, alone; the jobs that queue
    while a group runs form the next group, up to ``max_jobs`` jobs and ``max_weight``
    (for appends: entries; a single heavier job still runs, alone).
@@ -37,7 +39,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["MAX_JOBS", "MAX_WEIGHT", "GroupCommitter", "GroupFailedError"]
+__all__ = ["GROUP_FAILED", "MAX_JOBS", "MAX_WEIGHT", "GroupCommitter"]
 
 T = TypeVar("T")
 
@@ -48,8 +50,9 @@ MAX_WEIGHT: Final = 4096
 SAVEPOINT: Final = "jcm_group_job"
 
 
-class GroupFailedError(sqlite3.OperationalError):
-    """The shared transaction failed: nothing of the group, this job included, was kept."""
+GROUP_FAILED: Final = "the shared transaction failed"
+"""How the error of a job whose group failed, not by its own doing, begins: nothing of the
+group, this job included, was kept."""
 
 
 @dataclass
@@ -152,6 +155,6 @@ class GroupCommitter:
                 ok, own = job.outcome
                 if not ok and own is exc:
                     continue
-                failed = GroupFailedError(f"the shared transaction failed: {exc}")
+                failed = sqlite3.OperationalError(f"{GROUP_FAILED}: {exc}")
                 failed.__cause__ = exc
                 job.outcome = (False, failed)
