@@ -305,15 +305,17 @@ async def test_an_append_that_waited_for_the_head_reads_what_was_committed_meanw
         await a.ensure_log(world.jp_log)
         await b.ensure_log(world.jp_log)
         b_pid = (await b._query("SELECT pg_backend_pid()"))[0][0]  # b's one connection
-        go = asyncio.Event()
+        go, locked = asyncio.Event(), asyncio.Event()
         write = a._write
 
         async def held_write(*args: object) -> None:
+            locked.set()
             await go.wait()  # the head row is locked by a's transaction
             await write(*args)  # type: ignore[arg-type]
 
         monkeypatch.setattr(a, "_write", held_write)
         holder = asyncio.create_task(a.append_entries(world.jp_log, 0, [first], world.verify))
+        await asyncio.wait_for(locked.wait(), 60)  # b must not take the lock first
         # b expects the size a is about to leave (1): its snapshot predates a's commit
         waiter = asyncio.create_task(b.append_entries(world.jp_log, 1, [first], world.verify))
         admin = await asyncpg.connect(PG_URL)
