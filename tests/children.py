@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from jcm_sync.store import Store, open_store
+from tests.store.conftest import pg_schema_url
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@asynccontextmanager
+async def backend_url(backend: str, tmp_path: Path, pg_why: str | None) -> AsyncIterator[str]:
+    """The URL of one store the children share: a SQLite file in ``tmp_path``, or a
+    throwaway schema of the test PostgreSQL (``pg_why``: why it cannot be reached)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        async with pg_schema_url(pg_why) as url:
+            yield url
 
 
 async def run_together(

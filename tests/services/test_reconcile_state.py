@@ -9,7 +9,6 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from jcm_sync.services.reconcile_state import (
     seq_of,
 )
 from jcm_sync.store import Store, open_store
-from tests.children import run_together
+from tests.children import backend_url, run_together
 from tests.store.conftest import (  # noqa: F401 (fixtures)
     pg_reachable,
     pg_schema_url,
@@ -267,7 +266,7 @@ async def test_concurrent_claims_on_two_connections_get_distinct_numbers(
     """Rule 6: two stores open on one database (two SQLite connections on one file, two
     PostgreSQL pools on one schema), 24 runs finishing at once, interleaved between
     them: 24 distinct numbers 1..24, and every run's report kept under its own."""
-    async with _backend_url(backend, tmp_path, pg_reachable) as url:
+    async with backend_url(backend, tmp_path, pg_reachable) as url:
         a, b = await open_store(url), await open_store(url)
         try:
             names = [("a" if i % 2 else "b", i) for i in range(24)]
@@ -293,7 +292,7 @@ async def test_concurrent_claims_from_two_processes_get_distinct_numbers(
     """Rule 6 across processes (the daemon and a manual ``jcm-sync reconcile``): two
     children started together claim 15 numbers each: 30 distinct numbers 1..30, every
     report readable and the one its process wrote."""
-    async with _backend_url(backend, tmp_path, pg_reachable) as url:
+    async with backend_url(backend, tmp_path, pg_reachable) as url:
         store = await open_store(url)
         await store.close()  # the schema exists before the children race to create it
         got = await run_together(
@@ -312,12 +311,3 @@ async def store_counter(store: Store) -> int:
     held = await store.get_state(run_counter_key("JP-MN"))
     assert held is not None
     return int(held)
-
-
-@asynccontextmanager
-async def _backend_url(backend: str, tmp_path: Path, pg_why: str | None) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        async with pg_schema_url(pg_why) as url:
-            yield url

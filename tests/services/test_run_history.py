@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from jcm_sync.services.run_history import (
     report_key,
 )
 from jcm_sync.store import Store, open_store
-from tests.children import run_together
+from tests.children import backend_url, run_together
 from tests.services.run_history_child import report_of, run_once
 from tests.store.conftest import (  # noqa: F401 (fixtures)
     pg_reachable,
@@ -144,15 +143,6 @@ async def test_a_failed_run_keeps_its_error_under_its_key(store: Store) -> None:
     assert (got.seq, got.status, got.error, got.settled) == (1, "initiated", "store gone", True)
 
 
-@asynccontextmanager
-async def _backend_url(backend: str, tmp_path: Path, pg_why: str | None) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        async with pg_schema_url(pg_why) as url:
-            yield url
-
-
 async def _all_kept(store: Store, ran: dict[str, list[int]], keep: int | None = None) -> None:
     """Every run of ``ran`` (by who ran it) is in the history, settled, named with its
     own report, which is the one it wrote; numbers 1..N."""
@@ -183,7 +173,7 @@ async def test_runs_ending_at_once_on_two_connections_are_all_kept(
     """Two stores on one database (two SQLite connections on one file, two PostgreSQL
     pools on one schema), each running 12 runs one after another, the two at once: the
     history holds all 24; with ``keep`` 5 the newest 5 once the next run ends."""
-    async with _backend_url(backend, tmp_path, pg_reachable) as url:
+    async with backend_url(backend, tmp_path, pg_reachable) as url:
         a, b = await open_store(url), await open_store(url)
         try:
 
@@ -211,7 +201,7 @@ async def test_runs_ending_at_once_in_two_processes_are_all_kept(
 ) -> None:
     """The daemon and a manual ``jcm-sync reconcile``: two processes started together
     each run 15 runs: the history holds all 30, each with its own report."""
-    async with _backend_url(backend, tmp_path, pg_reachable) as url:
+    async with backend_url(backend, tmp_path, pg_reachable) as url:
         store = await open_store(url)
         await store.close()  # the schema exists before the children race to create it
         ran = await run_together(
