@@ -472,12 +472,22 @@ class FaultProxy:
     faults: Counter[str] = field(default_factory=Counter)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _flowing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def hold(self) -> None:
+        """Requests that arrive from now on wait, unforwarded, until ``release``: a
+        partition, so that what is imported meanwhile is certainly still pending."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        self._flowing.set()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -508,6 +518,7 @@ class FaultProxy:
                     head, body = await read_message(reader, request=True)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
+                await self._flowing.wait()
                 fault = self._decide()
                 if fault == "close_before":
                     return

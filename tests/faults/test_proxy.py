@@ -4,7 +4,8 @@ An asyncio TCP proxy on 127.0.0.1 (``harness.FaultProxy``) sits between a real a
 process and a real hub process. For 20 % of the requests (seeded) it closes the
 connection before forwarding, closes it after forwarding (the hub acted, the answer is
 lost), delays the answer 0.5–2 s, or truncates the answer, while both sides import
-records. Once faults stop, both sides converge within two anti-entropy periods, with
+records, and holds the requests (a brief partition) while a last import lands on each
+side. Once faults stop, both sides converge within two anti-entropy periods, with
 no fork alarm, nothing lost and nothing duplicated, and every log verifies.
 
 ``JCM_SYNC_SLOW=1`` runs a longer import phase; ``JCM_SYNC_FAULT_SEED`` replays.
@@ -65,12 +66,15 @@ async def run_proxy(
         await asyncio.gather(importer("VN"), importer("JP"))
         while proxy.requests < min_requests and time.monotonic() - started < max_seconds:
             await asyncio.sleep(0.2)
-        # a last, larger import on each side, so that the faults stop mid-transfer
+        # a last, larger import on each side behind a brief partition, so that the faults
+        # stop with both transfers certainly pending (not racing the importers)
+        proxy.hold()
         for node in ("VN", "JP"):
             tail = [e for envs in mine(node)[chunks_per_side:] for e in envs]
             await ex.import_records(node, tail, f"{node.lower()}-tail")
         pending = await ex.pending()
         proxy.faults_on = False
+        proxy.release()
         fault_phase = time.monotonic() - started
         requests_with_faults, faults = proxy.requests, sum(proxy.faults.values())
         converged = await ex.wait_converged(2 * ANTI_ENTROPY_S)
@@ -91,7 +95,7 @@ async def run_proxy(
         await ex.close()
         await proxy.close()
     assert not ex.refused, f"seed {seed}: imports refused: {dict(ex.refused)}"
-    assert any(pending), "the faults should stop with a transfer pending"
+    assert all(pending), f"the faults should stop with both transfers pending: {pending}"
     assert requests_with_faults >= min_requests
     # every kind of fault was injected, at about the rate asked for
     assert set(proxy.faults) == set(FAULTS), proxy.faults
