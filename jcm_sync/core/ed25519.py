@@ -57,6 +57,7 @@ on every vector of the tests, and ``verify_with`` runs either on demand.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
@@ -150,21 +151,43 @@ def _openssl_equation(public_key: bytes, signature: bytes, message: bytes) -> bo
 
 
 def _sodium_backend() -> Callable[[bytes, bytes, bytes], bool] | None:
-    """Rules 5-6 by libsodium's ``crypto_sign_open`` (through PyNaCl), if installed."""
+    """Rules 5-6 by libsodium's ``crypto_sign_open`` (through PyNaCl), if installed.
+
+    PyNaCl's ``crypto_sign_open`` wrapper allocates a buffer as large as the message,
+    has libsodium copy the message into it and copies it out again as bytes, only for
+    us to drop it. libsodium's function takes NULL for both outputs (it then writes
+    nothing, ``crypto_sign/ed25519/ref10/open.c``), so it is called so through PyNaCl's
+    own cffi module: the same function and verdict, without the two copies (ADR 0051).
+    The wrapper is kept for a PyNaCl whose private module moved.
+    """
     try:
         from nacl.bindings import crypto_sign_open
         from nacl.exceptions import BadSignatureError
     except ImportError:  # PyNaCl is a dependency; a node without it still verifies
         return None
+    try:
+        sodium = importlib.import_module("nacl._sodium")  # PyNaCl's cffi module, untyped
+        sodium_open, null = sodium.lib.crypto_sign_open, sodium.ffi.NULL
+    except (ImportError, AttributeError):  # pragma: no cover - PyNaCl's layout since 1.0
+        sodium_open = None
+    if sodium_open is not None:
 
-    def sodium_equation(public_key: bytes, signature: bytes, message: bytes) -> bool:
+        def sodium_equation(public_key: bytes, signature: bytes, message: bytes) -> bool:
+            if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+                return False  # ``verify`` refused these first; C must not read past them
+            signed = signature + message
+            return bool(sodium_open(null, null, signed, len(signed), public_key) == 0)
+
+        return sodium_equation
+
+    def sodium_wrapped(public_key: bytes, signature: bytes, message: bytes) -> bool:
         try:
             crypto_sign_open(signature + message, public_key)
         except BadSignatureError:
             return False
         return True
 
-    return sodium_equation
+    return sodium_wrapped
 
 
 _SODIUM: Final = _sodium_backend()

@@ -432,6 +432,39 @@ class VerifiedEnvelope:
         return decode_record(self.envelope.payload, self.kind)
 
 
+def accepted_by_ed25519(data: bytes, keys: Mapping[str, bytes]) -> Envelope | None:
+    """The opened envelope if ``verify_envelope(data, ...)`` accepts it with every
+    signature by an Ed25519 key of ``keys`` (key id to raw 32-byte key); otherwise None,
+    and the caller runs ``verify_envelope`` for the verdict and its specific refusal.
+
+    The hub's verify workers run it on every record (ADR 0051): the same checks in the
+    same order as ``open_envelope`` and ``verify_envelope`` (size, shape, canonical form,
+    one to ``MAX_SIGNATURES`` signatures, each under the key its id names, through the
+    one Ed25519 rule, no key twice), without the objects, messages and locations only a
+    refusal needs. None never means refused: an ML-DSA-44 or unknown key id, a bad
+    signature, anything unexpected, all go to ``verify_envelope``.
+    """
+    if len(data) > MAX_ENVELOPE_BYTES:
+        return None
+    try:  # anything unexpected is worded (or raised) by verify_envelope, as before
+        env = _env_decoder.decode(data)
+        sigs = env.signatures
+        if not sigs or len(sigs) > MAX_SIGNATURES or _env_encoder.encode(env) != data:
+            return None
+        ptype = env.payloadType.encode("utf-8")
+        payload = env.payload
+        message = b"DSSEv1 %d %b %d %b" % (len(ptype), ptype, len(payload), payload)
+        seen: list[bytes] = []
+        for s in sigs:
+            key = keys.get(s.keyid)
+            if key is None or key in seen or not ed25519_verify(key, s.sig, message):
+                return None
+            seen.append(key)
+    except Exception:
+        return None
+    return env
+
+
 def verify_envelope(
     data: bytes,
     keys: Mapping[str, AnyPublicKey] | Iterable[AnyPublicKey],

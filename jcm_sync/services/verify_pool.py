@@ -52,6 +52,13 @@ Rules:
     dozen containers per record, nearly all freed by reference counting; the
     collector's passes over the growing heap cost about 8 µs per record at ingest
     (ADR 0039, amendment).
+12. A worker's common case is lean (ADR 0051): an envelope all of whose signatures are
+    Ed25519 ones under the keys their ids name is checked by
+    ``envelope.accepted_by_ed25519`` (the same checks, in the same order, as
+    ``verify_envelope``, without the objects a refusal needs) and hashed inline (the
+    record id and RFC 9162 leaf hash). Every other envelope (an ML-DSA-44 signature,
+    an unknown key id, a refusal) goes through ``verify_envelope`` as before, which
+    gives its verdict and its specific error.
 """
 
 from __future__ import annotations
@@ -69,12 +76,15 @@ from typing import Any
 
 from jcm_sync import errors
 from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core.ed25519 import PUBLIC_KEY_SIZE
 from jcm_sync.core.envelope import (
     AnyPublicKey,
     Envelope,
     Signature,
     VerifiedEnvelope,
+    accepted_by_ed25519,
     public_key_from_raw,
+    record_id,
     verify_envelope,
 )
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
@@ -113,10 +123,19 @@ def tune_gc() -> None:
 
 
 def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
-    """Rules 1, 7 and 8: open, verify and hash every envelope under ``keys``."""
+    """Rules 1, 7, 8 and 12: open, verify and hash every envelope under ``keys``."""
     pubs = {kid: public_key_from_raw(raw) for kid, raw in keys}
+    ed25519_keys = {kid: raw for kid, raw in keys if len(raw) == PUBLIC_KEY_SIZE}
     out: list[Outcome] = []
+    append, leaf_hash = out.append, merkle.leaf_hash
     for raw in envelopes:
+        env = accepted_by_ed25519(raw, ed25519_keys)  # rule 12
+        if env is not None:
+            append((
+                "ok", record_id(raw), leaf_hash(raw),
+                env.payloadType, env.payload, tuple((s.keyid, s.sig) for s in env.signatures),
+            ))  # fmt: skip
+            continue
         try:
             v = verify_envelope(raw, pubs)
         except JcmSyncError as exc:

@@ -332,6 +332,28 @@ def test_both_libraries_are_installed_and_libsodium_is_the_default() -> None:
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=_IDS)
+def test_libsodium_called_directly_agrees_with_pynacls_wrapper(vector: Vector) -> None:
+    """ADR 0051: the rule calls libsodium's ``crypto_sign_open`` without output buffers;
+    its verdict is the one PyNaCl's wrapper gives, on every vector the rule lets through
+    to a library (and on the raw vector, pre-checks skipped)."""
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import BadSignatureError
+
+    def wrapped(pk: bytes, sig: bytes, message: bytes) -> bool:
+        try:
+            crypto_sign_open(sig + message, pk)
+        except BadSignatureError:
+            return False
+        return True
+
+    pk, sig, message = vector.public_key, vector.signature, vector.message
+    if len(pk) == ed25519.PUBLIC_KEY_SIZE and len(sig) == ed25519.SIGNATURE_SIZE:
+        assert ed25519.BACKENDS["libsodium"](pk, sig, message) == wrapped(pk, sig, message)
+    assert ed25519.BACKENDS["libsodium"](pk, sig[:63], message) is False
+    assert ed25519.BACKENDS["libsodium"](pk[:31], sig, message) is False
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=_IDS)
 def test_every_vector_gets_its_verdict_from_both_libraries_and_the_reference(
     vector: Vector,
 ) -> None:

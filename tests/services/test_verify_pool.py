@@ -28,6 +28,7 @@ from jcm_sync.errors import (
     SignatureError,
     UnknownKeyError,
 )
+from jcm_sync.services import verify_pool
 from jcm_sync.services.sample import signed_issuances
 from jcm_sync.services.verify_pool import (
     MIN_POOLED_BATCH,
@@ -263,3 +264,15 @@ def test_tune_gc_freezes_start_up_objects_and_raises_only_the_young_threshold() 
     assert threshold == [wanted, 7, 9]
     assert wanted > 700
     assert frozen > 1000  # the modules imported by then: not scanned again
+
+
+def test_the_lean_path_answers_as_verify_envelope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule 12: the workers' answers for good records, each spoiled one and an unknown
+    key's are exactly those of ``verify_envelope`` on every envelope."""
+    envelopes, _ = signed_issuances(PID, "MN", MN, 3, CREATED)
+    mixed = [envelopes[0], *(spoil(envelopes[1], envelopes[2]) for spoil, _ in SPOILERS.values())]
+    mixed += [envelopes[2], envelopes[0]]
+    lean = check_envelopes(root_keys(ROOT), mixed)
+    monkeypatch.setattr(verify_pool, "accepted_by_ed25519", lambda raw, keys: None)
+    assert check_envelopes(root_keys(ROOT), mixed) == lean
+    assert [o[0] for o in lean] == ["ok", "error", "error", "error", "error", "ok", "ok"]
