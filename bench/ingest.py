@@ -24,7 +24,11 @@ envelopes), "store" (the set-up's appends of the same records, batch for batch) 
 "transport" (the rest: HTTP, request signatures, body digests, dispatch, checkpoints),
 and the agent (this process during the push). Of "transport", the request check
 (signature, nonce, body digest), the agent's signing and the envelopes pickled to the
-workers are also timed alone on the same bodies and printed as its split. Also
+workers are also timed alone on the same bodies and printed as its split; "verify" is
+split into the Ed25519 library call and the worker's own Python, timed alone on the same
+envelopes, and the rest (IPC, and the same work costing more CPU with every core busy);
+"decode" into the push bodies, each payload's decode and schema checks, and the rest
+(authority, the verification built) (ADR 0051). Also
 printed: the hub's process and a worker per record now against the same work split
 as before ADR 0039 (key ids back from the workers, each envelope opened and hashed
 again in the hub's process), both measured here on the same envelopes. ``--profile``
@@ -59,7 +63,15 @@ import aiohttp
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from jcm_sync.core.envelope import AnyPrivateKey, VerifiedEnvelope, open_envelope, verify_envelope
+from jcm_sync.core import ed25519
+from jcm_sync.core.envelope import (
+    AnyPrivateKey,
+    VerifiedEnvelope,
+    open_envelope,
+    pae,
+    verify_envelope,
+)
+from jcm_sync.core.records import decode_record, kind_of_payload_type
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import PushRequest, encoder
 from jcm_sync.local.config import load_config
@@ -211,20 +223,29 @@ def verify_ceiling(processes: int, seconds: float) -> list[float]:
 # --- the hub's in-process work, measured on the same envelopes ------------------------
 
 
-def _best(fn: Callable[[], object], records: int, rounds: int = 3) -> float:
-    """The least CPU seconds per record of ``rounds`` runs of ``fn`` (this process)."""
-    best = float("inf")
+def _interleaved(
+    fns: dict[str, Callable[[], object]], records: int, rounds: int = 7
+) -> dict[str, float]:
+    """The least CPU seconds per record of each of ``fns`` over ``rounds`` rounds, each
+    round running every one once: on a busy machine the parts of one split are then
+    measured under the same load, and their differences mean something (ADR 0051)."""
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best / records
+        for name, fn in fns.items():
+            t = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - t)
+    return {name: cpu / records for name, cpu in best.items()}
 
 
 def hub_side_costs(root: TrustRoot, envelopes: list[bytes], batch: int) -> dict[str, float]:
     """CPU seconds per record, measured in this process on the same envelopes, of the
     two halves of a record's check, now and as before ADR 0039:
 
+    * ``crypto``: the one Ed25519 rule's library call alone (ADR 0038), for the
+      split of "verify" (ADR 0051);
+    * ``body`` and ``record``: the push bodies' decode, and each payload's decode and
+      schema checks alone, for the split of "decode";
     * ``worker``: what a verify worker does (``check_envelopes``: open, verify, hash,
       answers pickled), and ``worker_before``: ``verify_envelope`` with the key ids
       pickled, as the workers did;
@@ -256,6 +277,26 @@ def hub_side_costs(root: TrustRoot, envelopes: list[bytes], batch: int) -> dict[
             ve = VerifiedEnvelope(raw=raw, envelope=open_envelope(raw), signers=signed_by)
             verify_record(root, raw, now, verified=ve).leaf_hash  # noqa: B018
 
+    opened = [open_envelope(r) for r in sample]
+    signed = [
+        (pubs[s.keyid].raw, s.sig, pae(e.payloadType, e.payload))
+        for e in opened
+        for s in e.signatures
+    ]
+    decoded = pickle.loads(answers)
+
+    def crypto() -> None:  # the rule's library call alone (ADR 0038: libsodium)
+        for key, sig, message in signed:
+            ed25519.BACKENDS[ed25519.BACKEND](key, sig, message)
+
+    def body() -> None:
+        for b in bodies:
+            msgspec.json.decode(b, type=PushRequest)
+
+    def record() -> None:  # each payload's decode and schema checks, nothing else
+        for e in opened:
+            decode_record(e.payload, kind_of_payload_type(e.payloadType))
+
     def worker() -> None:
         pickle.dumps(check_envelopes(keys, sample))
 
@@ -263,12 +304,11 @@ def hub_side_costs(root: TrustRoot, envelopes: list[bytes], batch: int) -> dict[
         pickle.dumps([verify_envelope(r, pubs).signer_ids for r in sample])
 
     n = len(sample)
-    return {
-        "worker": _best(worker, n),
-        "worker_before": _best(worker_before, n),
-        "decode": _best(decode, n),
-        "decode_before": _best(decode_before, n),
-    }
+    assert all(o[0] == "ok" for o in decoded)
+    return _interleaved({
+        "crypto": crypto, "body": body, "record": record, "worker": worker,
+        "worker_before": worker_before, "decode": decode, "decode_before": decode_before,
+    }, n)  # fmt: skip
 
 
 def transport_costs(
@@ -312,7 +352,8 @@ def transport_costs(
             pickle.dumps([(keys, sample[i : i + batch])])
 
     n = len(sample)
-    return {"sign": _best(sign, n), "auth": _best(auth, n), "ipc": _best(ipc, n)}
+    sign()  # the headers auth checks
+    return _interleaved({"sign": sign, "auth": auth, "ipc": ipc}, n)
 
 
 async def fill_timed(
@@ -429,6 +470,17 @@ def cpu_table(n: int, r: dict[str, float], budget_us: float) -> None:
           f"each envelope opened and hashed again there), a worker {r['worker'] * 1e6:.1f} "
           f"vs {r['worker_before'] * 1e6:.1f} (now: it hashes too and sends the opened "
           "envelope back)")  # fmt: skip
+    crypto, worker = r["crypto"] * 1e6, r["worker"] * 1e6
+    print(f"verify {verify:.1f} split, µs per record measured here on the same envelopes: "
+          f"the Ed25519 rule's library call ({ed25519.BACKEND}) {crypto:.1f}, the worker's "
+          f"own Python (open, check, hash, answer pickled) {worker - crypto:.1f}, the rest "
+          f"{verify - worker:.1f} (the workers' IPC and loop, and the same work costing "
+          "more CPU while every core is busy)")  # fmt: skip
+    body, record = r["body"] * 1e6, r["record"] * 1e6
+    rest = decode - body - record
+    print(f"decode {decode:.1f} split, measured here: push bodies decoded {body:.1f}, each "
+          f"payload's decode and schema checks {record:.1f}, the rest {rest:.1f} (the "
+          "workers' answers taken, authority and key windows, the verification built)")  # fmt: skip
     auth, ipc = r["auth"] * 1e6, r["ipc"] * 1e6
     print(f"transport {transport:.1f} split, µs per record measured here on the same "
           f"bodies: request signature and body digest {auth:.1f} (the agent's signing "
