@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from jcm_sync.core import merkle
-from jcm_sync.core.reconcile.inputs import VerifiedEntry, decode_payload
+from jcm_sync.core.reconcile.inputs import VerifiedEntry, decode_stored_payload
 from jcm_sync.core.reconcile.ledger import Pos, RegistryLedger, position
 from jcm_sync.core.reconcile.model import (
     Discrepancy,
@@ -229,7 +229,7 @@ class Index:
         of_kind = self._slots.get(kind)
         if of_kind is None:
             of_kind = self._slots[kind] = {}
-        side = side_of(record)
+        side = side_of(record, kind)
         slot = of_kind.get(key)
         if slot is None:
             slot = of_kind[key] = Slot(kind, key, pos)
@@ -267,7 +267,8 @@ class Index:
         """The version's record, decoded again from its payload if it was dropped."""
         r = v.record
         if r is None:
-            r = v.record = decode_payload(v.payload, v.kind)
+            # its shape only: it was validated when it was applied (``inputs`` rule 2)
+            r = v.record = decode_stored_payload(v.payload, v.kind)
             self._decoded.append(v)
         return r
 

@@ -182,13 +182,7 @@ class RegistryLedger:
         return m
 
     def _touch(self, prefix: str, touch: Touch) -> None:
-        m = self._map(prefix)
-        if isinstance(m.touches, list):
-            m.touches.append(touch)
-        elif len(m.touches) < TOUCH_TUPLE_MAX:
-            m.touches = (*m.touches, touch)
-        else:
-            m.touches = [*m.touches, touch]
+        self._map(prefix).touch(touch)
 
     def _add(self, d: Discrepancy) -> None:
         self.findings[d.id] = d
@@ -218,7 +212,10 @@ class RegistryLedger:
             if vintage is not None and not y0 <= vintage <= y1:
                 bad_vintage.append(SerialRange(self.registry, prefix, first, last, width))
             origin = Origin(src, pos, vintage, first, last, issued_on)
-            existing, added = self._map(prefix).issue(first, last, account, atype, origin)
+            m = self.maps.get(prefix)
+            if m is None:
+                m = self.maps[prefix] = SerialMap()
+            existing, added = m.issue(first, last, account, atype, origin)
             for seg in existing:
                 lo, hi = max(seg.first, first), min(seg.last, last)
                 o = seg.origin
@@ -231,7 +228,9 @@ class RegistryLedger:
             totals.held_serials += added
             self.issued_blocks += 1
             self.issued_serials += added
-            self._touch(prefix, Touch(first, last, width, pos, src))
+            m.touch(Touch(first, last, width, pos, src))
+        if not (bad_vintage or overlaps):
+            return  # nearly every issuance: no finding to write
         if bad_vintage:
             span = f"{mp.start.isoformat()}..{mp.end.isoformat()}"
             vintages = sorted(
@@ -347,7 +346,8 @@ class RegistryLedger:
             moved, other, never = self._map(prefix).move(
                 first, last, sys.intern(src.id), sys.intern(dst.id), sys.intern(dst.type)
             )
-            not_issued += _ranges(self.registry, prefix, width, never)
+            if never:
+                not_issued += _ranges(self.registry, prefix, width, never)
             for lo, hi, holder in other:
                 not_held.append(SerialRange(self.registry, prefix, lo, hi, width))
                 holders.add(holder)

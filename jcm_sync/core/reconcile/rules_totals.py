@@ -132,6 +132,8 @@ def _off_types(
 ) -> list[tuple[str, tuple[int, int]]]:
     """The account types whose issued amount is not their allocation: (type, (issued,
     allocated)), sorted. An allocation of 0 is met by issuing nothing into that type."""
+    if by_type == allocated:
+        return []  # nearly every decision
     return [
         (t, (by_type.get(t, 0), allocated.get(t, 0)))
         for t in sorted(set(by_type) | set(allocated))

@@ -166,6 +166,16 @@ class SerialMap(msgspec.Struct, gc=False):
     segs: list[Segment] = msgspec.field(default_factory=list)
     touches: tuple[Touch, ...] | list[Touch] = ()
 
+    def touch(self, touch: Touch) -> None:
+        """Keep a record's claim on this prefix (see the class docstring)."""
+        touches = self.touches
+        if isinstance(touches, list):
+            touches.append(touch)
+        elif len(touches) < TOUCH_TUPLE_MAX:
+            self.touches = (*touches, touch)
+        else:
+            self.touches = [*touches, touch]
+
     def _span(self, first: int, last: int) -> tuple[int, int]:
         """Indices ``[i0, i1)`` of the segments overlapping ``first..last``.
 

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -49,6 +49,9 @@ findings and pending signatures."""
 MirrorSig = tuple[object, ...]
 """Rule 6, use mirror: an ITMO action type and its serial blocks, as a record pairs up."""
 
+LEDGER_SIDES: Final = frozenset({"issuance", "transaction"})
+"""Kinds a registry authors and only it may replace: their side is their ``registry``."""
+
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 Bag = tuple[tuple["Slot", _V], ...]
@@ -72,9 +75,14 @@ def bag_remove(table: dict[_K, Bag[_V]], key: _K, slot: Slot) -> bool:
     return len(kept) != len(held)
 
 
-def side_of(record: Record) -> str:
-    """Rule 2: who may replace this record."""
-    if record.kind in JC_KINDS:
+def side_of(record: Record, kind: str | None = None) -> str:
+    """Rule 2: who may replace this record (of ``kind``, when the caller knows it: the
+    record's ``kind`` property reads its class's configuration on every call)."""
+    if kind is None:
+        kind = record.kind
+    if kind in LEDGER_SIDES:
+        return record.registry  # type: ignore[union-attr]
+    if kind in JC_KINDS:
         return "JC"
     for attr in ("registry", "party"):
         value = getattr(record, attr, None)

@@ -4,6 +4,7 @@ or decoded as a store's already verified entries; the trust boundary between the
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 from datetime import UTC, datetime
 
@@ -19,7 +20,7 @@ from jcm_sync.core.reconcile import (
     signer_nodes,
     verify_envelopes,
 )
-from jcm_sync.core.reconcile.inputs import decode_payload
+from jcm_sync.core.reconcile.inputs import decode_payload, decode_stored_payload
 from jcm_sync.core.records import decode_record
 from jcm_sync.core.trust import TrustRoot, verify_record
 from jcm_sync.errors import BadDataError, EnvelopeFormatError, RecordError, SignatureError
@@ -154,3 +155,52 @@ def test_a_verification_without_its_bytes_cannot_become_an_entry(
     assert (entry.record_id, entry.leaf_hash) == (v.record_id, merkle.leaf_hash(raw))
     with pytest.raises(BadDataError, match="without its envelope bytes"):
         from_verification(dataclasses.replace(v, raw=b""))
+
+
+def test_stored_payloads_decode_to_the_same_records_by_shape_only(
+    keys: dict[str, PrivateKey], root: TrustRoot
+) -> None:
+    """validate=False (the reconciler's stored path) gives every entry as validate=True
+    does: same ids, leaf hashes, signers, payloads and kinds, and records of the same class
+    with the same fields, key and kind, which the garbage collector does not track."""
+    logs = envelopes(build(), keys)
+    kinds = set()
+    for envs in logs.values():
+        checked = decode_stored(root, envs)
+        shaped = decode_stored(root, envs, validate=False)
+        assert len(shaped) == len(checked) == len(envs)
+        for a, b in zip(checked, shaped, strict=True):
+            assert (a.record_id, a.leaf_hash, a.signers, a.kind, a.payload) == (
+                b.record_id, b.leaf_hash, b.signers, b.kind, b.payload
+            )  # fmt: skip
+            assert isinstance(b.record, type(a.record))
+            assert msgspec.to_builtins(b.record) == msgspec.to_builtins(a.record)
+            assert (b.record.key(), b.record.kind) == (a.record.key(), a.record.kind)
+            assert not gc.is_tracked(b.record)
+            kinds.add(a.kind)
+    assert {"project", "issuance_decision", "issuance", "transaction"} <= kinds
+
+
+def test_a_stored_payload_is_checked_for_its_shape_not_its_rules(
+    keys: dict[str, PrivateKey],
+) -> None:
+    """decode_stored_payload skips the checks the store made on ingest (patterns, sums),
+    but a payload not of its kind's shape still raises decode_payload's RecordError."""
+    payload = open_envelope(envelopes(build(), keys)["ID"][0]).payload
+    record = decode_stored_payload(payload, "project")
+    assert msgspec.to_builtins(record) == msgspec.to_builtins(decode_payload(payload, "project"))
+    lower = payload.replace(b'"project_id":"ID001"', b'"project_id":"id001"')
+    assert lower != payload
+    with pytest.raises(RecordError):
+        decode_payload(lower, "project")
+    assert decode_stored_payload(lower, "project").key() == ("id001",)
+    with pytest.raises(RecordError, match="tagged 'project'"):
+        decode_stored_payload(payload, "issuance")
+    broken = payload.replace(b'"status":"registered"', b'"status":7')
+    with pytest.raises(RecordError) as exc:
+        decode_stored_payload(broken, "project")
+    assert exc.value.where is not None
+    assert "status" in exc.value.where
+    missing = payload.replace(b'"status_since":null,', b"")
+    assert missing != payload
+    assert decode_stored_payload(missing, "project") == decode_stored_payload(payload, "project")
