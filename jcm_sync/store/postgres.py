@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -150,13 +151,27 @@ SQL_APPEND_READS: Final = (
     "UNION ALL SELECT -2, idx, NULL, record_id FROM log_entries "
     "WHERE log_id = $1 AND idx >= $8 AND idx < $9 UNION ALL " + SQL_NODES
 )
-#: After the entries' COPY, the rest of an append and its commit as one simple query (one
-#: round trip): the stored nodes and the new head, every value an integer or a hash we
-#: format ourselves (``_literal``), never text from outside.
+#: The second and last round trip of an append that writes (ADR 0049): the entries by
+#: binary ``COPY``, then, in the same simple query, the stored nodes, the new head and the
+#: ``COMMIT``. The server runs the statements after the ``COPY`` once its data ended; an
+#: error in any of them ends the query there, the transaction aborted.
+COPY_ENTRIES: Final = (
+    f"COPY log_entries ({', '.join(sql.ENTRY_COLUMNS)}) FROM STDIN (FORMAT binary); "
+)
+#: After the entries, the rest of an append and its commit: every value an integer or a
+#: hash we format ourselves (``_literal``), never text from outside.
 WRITE_NODES: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES {rows}; "
 WRITE_HEAD_AND_COMMIT: Final = (
     "UPDATE logs SET size = {size}, root = {root} WHERE id = {log_id}; COMMIT"
 )
+_COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00"
+_COPY_HEADER: Final = _COPY_SIGNATURE + bytes(8)  # no flags, no header extension
+_COPY_END: Final = b"\xff\xff"  # a tuple of -1 fields
+_ROW_HEAD: Final = struct.Struct(">hiqiqi")  # 9 fields, log_id and idx, record id's length
+_LEN: Final = struct.Struct(">i")
+_TIME: Final = struct.Struct(">iq")  # a timestamptz: its length, then microseconds
+_NULL: Final = _LEN.pack(-1)
+_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _literal(value: bytes) -> str:
@@ -181,6 +196,49 @@ def _node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:
         [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
         [r.start for r in leaves], [r.end for r in leaves], list(ids),
     ]  # fmt: skip
+
+
+def _copy_data(log_id: int, first: int, entries: Sequence[PreparedEntry], at: datetime) -> bytes:
+    """The binary ``COPY`` data of ``entries`` at indexes ``first``, ``first + 1``...,
+    in ``sql.ENTRY_COLUMNS`` order: each value in PostgreSQL's binary form (int8, text as
+    UTF-8, bytea, timestamptz as microseconds since 2000-01-01 UTC, as asyncpg writes it:
+    a naive ``at`` is local time). Built here rather than by asyncpg's encoders, so the
+    append time, the same for the whole batch, is converted once, not per row (ADR 0049)."""
+    delta = at.astimezone(UTC) - _PG_EPOCH
+    stamp = _TIME.pack(8, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    head, length, kinds = _ROW_HEAD.pack, _LEN.pack, dict[str, bytes]()
+    out = [_COPY_HEADER]
+    put = out.append
+    for i, e in enumerate(entries, first):
+        rid, key = e.record_id.encode(), e.key.encode()
+        kind = kinds.get(e.kind)
+        if kind is None:
+            kind = kinds[e.kind] = length(len(k := e.kind.encode())) + k
+        put(head(9, 8, log_id, 8, i, len(rid)))
+        put(rid)
+        put(kind)
+        put(length(len(key)))
+        put(key)
+        if e.supersedes is None:
+            put(_NULL)
+        else:
+            put(length(len(sup := e.supersedes.encode())))
+            put(sup)
+        put(length(len(e.leaf_hash)))
+        put(e.leaf_hash)
+        put(length(len(e.envelope)))
+        put(e.envelope)
+        put(stamp)
+    put(_COPY_END)
+    return b"".join(out)
+
+
+async def _copy_then(conn: Any, text: str, data: bytes) -> str:
+    """Run the simple query ``text``, starting with ``COPY_ENTRIES``, sending ``data`` as
+    its data; return the last statement's status. ``copy_to_table`` writes the COPY
+    statement itself, so the statements after it could not share the round trip
+    (ADR 0049)."""
+    return str(await conn._protocol.copy_in(text, None, data, None, None, None))
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -409,30 +467,26 @@ class PostgresStore(sql.SqlStore):
         return plan
 
     async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
-        """Write the plan and commit, in the transaction holding the head row (rule 1):
-        the entries with COPY, then one simple query writing the stored nodes and the new
-        head and committing. Duplicates were refused before, so a key violation aborts it
-        for good."""
-        at = self._clock()
-        entries = [
-            (log_id, i, e.record_id, e.kind, e.key, e.supersedes, e.leaf_hash, e.envelope, at)
-            for i, e in enumerate(plan.new, plan.first)
-        ]
-        try:
-            await conn.copy_records_to_table(
-                "log_entries", records=entries, columns=sql.ENTRY_COLUMNS
-            )
-        except asyncpg.UniqueViolationError as exc:
-            sql.refuse_append(log, plan, exc)
+        """Write the plan and commit, in the transaction holding the head row (rule 1), in
+        one round trip: the entries by COPY, the stored nodes, the new head and ``COMMIT``
+        (``_copy_then``). Duplicates were refused before, so a key violation aborts it for
+        good."""
+        data = _copy_data(log_id, plan.first, plan.new, self._clock())
         nodes = ", ".join(
             f"({log_id}, {int(n.level)}, {int(n.index)}, {_literal(n.hash)})"
             for n in sparse.stored(plan.nodes)
         )
-        text = WRITE_NODES.format(rows=nodes) if nodes else ""
+        text = COPY_ENTRIES + (WRITE_NODES.format(rows=nodes) if nodes else "")
         root = _literal(plan.root)
-        await conn.execute(
-            text + WRITE_HEAD_AND_COMMIT.format(size=int(plan.size), root=root, log_id=int(log_id))
-        )
+        text += WRITE_HEAD_AND_COMMIT.format(size=int(plan.size), root=root, log_id=int(log_id))
+        try:
+            status = await _copy_then(conn, text, data)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.table_name != "log_entries":
+                raise
+            sql.refuse_append(log, plan, exc)
+        if status != "COMMIT":
+            raise StoreError(f"PostgreSQL ended an append with {status!r}, not COMMIT")
 
     async def _advance_trust_marks(
         self, offered: Mapping[str, Sequence[TrustMark]]
