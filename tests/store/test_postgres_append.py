@@ -1,0 +1,136 @@
+"""The PostgreSQL append's writes (ADR 0049): the binary COPY data the store builds itself
+is what asyncpg's own encoders would have sent, and the one simple query that copies the
+entries, writes the nodes and the head and commits is all or nothing.
+
+Runs against the real server of ``tests/store/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+
+from jcm_sync.core import merkle
+from jcm_sync.errors import StoreError
+from jcm_sync.store import open_store, sql
+from jcm_sync.store.planning import PreparedEntry
+from jcm_sync.store.postgres import PostgresStore, _copy_data
+from tests.store import World
+from tests.store.conftest import PG_URL, drop_schema, skip_without_pg
+
+COLUMNS = ", ".join(sql.ENTRY_COLUMNS)
+TABLE = (
+    "CREATE TABLE {name} (log_id BIGINT, idx BIGINT, record_id TEXT, kind TEXT, key TEXT, "
+    "supersedes TEXT, leaf_hash BYTEA, envelope BYTEA, appended_at TIMESTAMPTZ)"
+)
+
+
+@pytest.fixture
+async def conn(pg_reachable: str | None) -> AsyncIterator[asyncpg.Connection]:
+    skip_without_pg(pg_reachable)
+    schema = f"jcm_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    c = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        yield c
+    finally:
+        await c.close()
+        await drop_schema(schema)
+
+
+def _entry(n: int, kind: str, key: str, supersedes: str | None) -> PreparedEntry:
+    envelope = b'{"n": %d, "padding": "%s"}' % (n, b"x" * (n * 37 % 900))
+    rid = merkle.leaf_hash(envelope).hex()  # any 64 hex digits
+    return PreparedEntry(
+        envelope, rid, merkle.leaf_hash(envelope), kind, key, "JP", supersedes, "JP-ID"
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2026, 12, 1, 21, 37, 48, 123456, tzinfo=UTC),
+        datetime(2016, 5, 23, 9, 0, 0, 1, tzinfo=timezone(timedelta(hours=9))),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before PostgreSQL's epoch
+        datetime(2026, 12, 1, 21, 37, 48, 5),  # naive: local time, as asyncpg takes it
+    ],
+    ids=["utc", "tokyo", "before-2000", "naive"],
+)
+async def test_copy_data_is_what_asyncpg_would_send(conn: asyncpg.Connection, at: datetime) -> None:
+    """Rows COPYed from ``_copy_data`` read back exactly as the same rows COPYed by
+    asyncpg's ``copy_records_to_table``: every column, NULL and non-ASCII text included."""
+    entries = [
+        _entry(0, "issuance", "JP/JP-2016-000000", None),
+        _entry(1, "transfer", "JP/東京-1", "ab" * 32),
+        _entry(2, "issuance", "JP/JP-2016-000002", None),
+        _entry(3, "revocation", "", "cd" * 32),
+    ]
+    await conn.execute(TABLE.format(name="by_asyncpg"))
+    await conn.execute(TABLE.format(name="by_store"))
+    await conn.copy_records_to_table(
+        "by_asyncpg",
+        records=[
+            (7, i, e.record_id, e.kind, e.key, e.supersedes, e.leaf_hash, e.envelope, at)
+            for i, e in enumerate(entries, 40)
+        ],
+        columns=sql.ENTRY_COLUMNS,
+    )
+    await conn.copy_to_table(
+        "by_store",
+        source=io.BytesIO(_copy_data(7, 40, entries, at)),
+        columns=sql.ENTRY_COLUMNS,
+        format="binary",
+    )
+    want = await conn.fetch(f"SELECT {COLUMNS} FROM by_asyncpg ORDER BY idx")
+    got = await conn.fetch(f"SELECT {COLUMNS} FROM by_store ORDER BY idx")
+    assert [tuple(r) for r in got] == [tuple(r) for r in want]
+    assert len(got) == 4
+    assert got[1]["key"] == "JP/東京-1"
+    assert got[0]["supersedes"] is None
+    assert got[0]["appended_at"] == at.astimezone(UTC)
+
+
+@pytest.mark.postgres
+async def test_copy_data_of_no_entries_is_an_empty_copy(conn: asyncpg.Connection) -> None:
+    await conn.execute(TABLE.format(name="empty"))
+    status = await conn.copy_to_table(
+        "empty",
+        source=io.BytesIO(_copy_data(1, 0, [], datetime.now(UTC))),
+        columns=sql.ENTRY_COLUMNS,
+        format="binary",
+    )
+    assert status == "COPY 0"
+
+
+@pytest.mark.postgres
+async def test_a_write_refused_after_the_copy_leaves_nothing(pg_url: str, world: World) -> None:
+    """The entries' COPY, the node rows, the head and the COMMIT are one simple query: when
+    a statement after the COPY fails (here a stray node row where the append writes one),
+    the entries already copied are rolled back with it, the append is a StoreError, and
+    the connection and the log serve the next append."""
+    envs = world.envelopes("JP", 16)  # completes the level-4 node (4, 0)
+    async with await open_store(pg_url) as s:
+        assert isinstance(s, PostgresStore)
+        await s.ensure_log(world.jp_log)
+        log_id = (await s._query("SELECT id FROM logs"))[0][0]
+        stray = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, 4, 0, ?)"
+        await s._query(stray, log_id, bytes(32))
+        with pytest.raises(StoreError, match="UniqueViolationError"):
+            await s.append_entries(world.jp_log, 0, envs, world.verify)
+        assert (await s._query("SELECT count(*) FROM log_entries"))[0][0] == 0
+        assert (await s.tree_head(world.jp_log)).size == 0
+        await s._query("DELETE FROM log_nodes")
+        done = await s.append_entries(world.jp_log, 0, envs, world.verify)
+        assert (done.appended, done.size) == (16, 16)
+        assert done.root == merkle.root([merkle.leaf_hash(e) for e in envs])
+        assert [e.envelope for e in await s.entries(world.jp_log)] == envs
