@@ -26,6 +26,7 @@ from jcm_sync.errors import (
     ForkError,
     NotFoundError,
 )
+from jcm_sync.store.log_view import LogView, composed_view
 from jcm_sync.store.planning import (
     AppendPlan,
     PreparedEntry,
@@ -249,6 +250,12 @@ class StoreBase(WitnessRecords, abc.ABC):
     async def tree_head(self, log: LogRef) -> TreeHead:
         log_id = await self._log_id(log)
         return check_head(log, *await self._head(log_id))
+
+    async def log_view(
+        self, log: LogRef, *, checkpoint: bool = True, state_key: str | None = None
+    ) -> LogView:
+        """ADR 0050: the single calls in turn; an adapter may read them in one job."""
+        return await composed_view(self, log, checkpoint=checkpoint, state_key=state_key)
 
     async def _size_within(self, log: LogRef, log_id: int, size: int | None, what: str) -> int:
         head = check_head(log, *await self._head(log_id))

@@ -74,6 +74,7 @@ from typing import Protocol, Self
 
 from jcm_sync.core import subtrees
 from jcm_sync.core.note import NoteSignature
+from jcm_sync.store.log_view import LogView
 from jcm_sync.store.values import (
     AppendResult,
     Coord,
@@ -137,6 +138,13 @@ class Store(Protocol):
 
     async def tree_head(self, log: LogRef) -> TreeHead:
         """Current size and root."""
+        ...
+
+    async def log_view(
+        self, log: LogRef, *, checkpoint: bool = True, state_key: str | None = None
+    ) -> LogView:
+        """The head, the latest checkpoint (unless ``checkpoint`` is False) with its
+        cosignatures, and the state value of ``state_key``, read together (``log_view``)."""
         ...
 
     async def root_at(self, log: LogRef, size: int) -> bytes:

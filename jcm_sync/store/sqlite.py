@@ -45,7 +45,9 @@ from typing import Any, Final, TypeVar
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store import migrations, sparse, sql
+from jcm_sync.store.base import check_state_key
 from jcm_sync.store.group_commit import GroupCommitter
+from jcm_sync.store.log_view import LogView, RawView, checked_view
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
@@ -59,6 +61,7 @@ from jcm_sync.store.values import (
     LogRef,
     TrustMark,
 )
+from jcm_sync.store.witnessing import COSIGNATURES
 
 __all__ = ["SqliteStore", "path_of_url", "register_functions"]
 
@@ -313,6 +316,23 @@ class SqliteStore(sql.SqlStore):
     ) -> tuple[object, object, dict[Coord, object]]:
         """A proof's reads in one job on the store's thread (ADR 0046)."""
         return await self._call(self._head_nodes_sync, log_id, coords)
+
+    def _view_sync(self, log_id: int, checkpoint: bool, state_key: str | None) -> RawView:
+        db = self._db()
+        head = db.execute(sql.HEAD, (log_id,)).fetchone()
+        held = db.execute(sql.CHECKPOINT_LATEST, (log_id,)).fetchone() if checkpoint else None
+        cosigned = db.execute(COSIGNATURES, (log_id, held[0])).fetchall() if held else []
+        state = None if state_key is None else db.execute(sql.STATE_CHUNKS, (state_key,)).fetchall()
+        return head, held, cosigned, state
+
+    async def log_view(
+        self, log: LogRef, *, checkpoint: bool = True, state_key: str | None = None
+    ) -> LogView:
+        """The view's reads in one job on the store's thread (ADR 0050)."""
+        if state_key is not None:
+            check_state_key(state_key)
+        raw = await self._call(self._view_sync, await self._log_id(log), checkpoint, state_key)
+        return checked_view(log, raw, state_key)
 
     def _append_sync(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
