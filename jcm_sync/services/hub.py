@@ -80,6 +80,7 @@ from typing import Any
 
 from jcm_sync.core import checkpoint
 from jcm_sync.core import note as signed_note
+from jcm_sync.core.note import add_signature_lines
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import (
     Caller,
@@ -103,11 +104,12 @@ from jcm_sync.errors import (
     JcmSyncError,
     PastLogSizeError,
 )
+from jcm_sync.local.alarms import alarm_key
 from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
 from jcm_sync.services.agreement import witnessed_times
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import open_log_checkpoint, prove_consistency, prove_inclusion
-from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, refuse_if_stopped
+from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.services.verify_pool import VerifyPool
@@ -157,6 +159,7 @@ class Hub:
         self._status = node.job_status  # loaded from the store by open_node
         self._status_written: dict[str, float] = {}  # rule 12: loop time of the last write
         self._countersigned: dict[str, tuple[bytes, Any, str, bytes]] = {}  # _replica_view
+        self._heads: dict[str, TreeHead] = {}  # _wait_for_start: read or appended here
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
         self._reconciling: dict[str, asyncio.Task[None]] = {}
@@ -333,7 +336,14 @@ class Hub:
                 f"{len(req.entries)} entries in one push; the limit is {self.limits.max_batch}"
             )
         m = self.node.metrics
-        await refuse_if_stopped(self.node, replica)
+        # the fork alarm (log_sync rule 1) and the replica's head in one read (ADR 0050)
+        view = await self.node.store.log_view(
+            replica, checkpoint=False, state_key=alarm_key(replica.origin)
+        )
+        if view.state is not None:
+            raise ForkError(f"replication of {replica.origin} is stopped by a fork alarm; an "
+                            "operator must investigate", where=replica.origin)  # fmt: skip
+        self._head_seen(replica, view.head)
         # signatures are checked before taking the lock, on every core for large batches;
         # revocation is judged at the hub's clock, entries already held as when received
         received = await self._held_since(logs.root, replica, req)
@@ -365,23 +375,12 @@ class Hub:
         m.pushes.labels(partnership, "accepted").inc()
         m.log_size.labels(partnership, replica.node).set(result.size)
         if req.source_size is not None:
-            m.replica_lag.labels(partnership, replica.node).set(
-                max(0, req.source_size - result.size)
-            )
-        log.info(
-            "push-accepted",
-            extra={
-                "partnership": partnership,
-                "start": req.start,
-                "appended": result.appended,
-                "size": result.size,
-            },
-        )
-        return PushResponse(
-            size=result.size,
-            appended=result.appended,
-            checkpoint=await self._replica_view(replica),
-        )
+            lag = max(0, req.source_size - result.size)
+            m.replica_lag.labels(partnership, replica.node).set(lag)
+        log.info("push-accepted", extra={"partnership": partnership, "start": req.start,
+                 "appended": result.appended, "size": result.size})  # fmt: skip
+        answer = await self._replica_view(replica)
+        return PushResponse(size=result.size, appended=result.appended, checkpoint=answer)
 
     async def _held_since(
         self, root: TrustRoot, replica: LogRef, req: PushRequest
@@ -420,19 +419,29 @@ class Hub:
         if keep_checkpoint and req.checkpoint is not None:
             # the store keeps it only if it agrees with the replica's tree
             await self.node.store.put_checkpoint(replica, req.checkpoint)
+        self._head_seen(replica, TreeHead(result.size, result.root))
         appended.notify_all()
         return result
+
+    def _head_seen(self, replica: LogRef, head: TreeHead) -> None:  # _wait_for_start
+        known = self._heads.get(replica.origin)
+        if known is None or head.size > known.size:
+            self._heads[replica.origin] = head
 
     async def _wait_for_start(
         self, appended: asyncio.Condition, replica: LogRef, start: int
     ) -> TreeHead:
         """Rule 2's gap, with patience: an agent keeps two batches in flight, so batch
         N+1 may arrive while batch N is still being verified. It waits (holding
-        nothing) up to ``gap_wait`` seconds for the replica to reach its start."""
+        nothing) up to ``gap_wait`` seconds for the replica to reach its start. A head seen
+        before serves if it reaches the start (ADR 0050): the log only grows."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.gap_wait
         while True:
-            head = await self.node.store.tree_head(replica)
+            head = self._heads.get(replica.origin)
+            if head is None or start > head.size:
+                head = await self.node.store.tree_head(replica)
+                self._head_seen(replica, head)
             if start <= head.size:
                 return head
             remaining = deadline - loop.time()
@@ -502,11 +511,11 @@ class Hub:
     async def _replica_view(self, replica: LogRef) -> CheckpointView:
         """The partner's latest checkpoint held, countersigned by Japan (rule 5); the
         countersigned note of the last note signed for each replica is kept (ADR 0043)."""
-        held = await self.node.store.latest_checkpoint(replica)
+        view = await self.node.store.log_view(replica)  # in one read (ADR 0050)
+        held, head = view.checkpoint, view.head
         if held is None:
-            head = await self.node.store.tree_head(replica)
             return CheckpointView(origin=replica.origin, size=head.size, root=head.root)
-        note = await cosigned_note(self.node.store, replica, held.size, held.note)  # ADR 0032
+        note = add_signature_lines(held.note, view.cosignatures) if view.cosignatures else held.note
         key, origin = self.node.keys.checkpoint.key, self.node.logs(replica.partnership).own.origin
         last = self._countersigned.get(replica.origin)
         if last is None or last[:3] != (note, key, origin):
@@ -542,21 +551,12 @@ class Hub:
                 ahead = {"partner": caller.node, "partnership": partnership, "have": have}
                 log.warning("partner-ahead-of-log", extra=ahead | {"size": own.size})
             await self._observe(partnership, "JP", own.size, min(have, own.size), "served")
-        return PartnershipState(
-            partnership=partnership,
-            logs=[
-                LogState(
-                    node="JP", origin=own.origin, size=own.size, root=own.root, checkpoint=own.note
-                ),
-                LogState(
-                    node=self.node.logs(partnership).replica.node,
-                    origin=rep.origin,
-                    size=rep_head.size,
-                    root=rep_head.root,
-                    checkpoint=rep.note,
-                ),
-            ],
-        )
+        return PartnershipState(partnership=partnership, logs=[
+            LogState(node="JP", origin=own.origin, size=own.size, root=own.root,
+                     checkpoint=own.note),
+            LogState(node=self.node.logs(partnership).replica.node, origin=rep.origin,
+                     size=rep_head.size, root=rep_head.root, checkpoint=rep.note),
+        ])  # fmt: skip
 
     async def entries(
         self, caller: Caller, partnership: str, node: str, start: int, limit: int

@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,30 @@ async def test_batches_in_order_and_a_resent_batch_are_accepted(pair: Pair) -> N
     )
     assert (rest.size, rest.appended) == (len(envs), len(envs) - 4)
     assert await held(pair) == envs
+
+
+async def test_a_push_reads_the_store_twice_besides_its_append(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADR 0050: the fork alarm with the replica's head before, the held checkpoint with
+    its cosignatures and the head after, each one job on SQLite's thread; the head the
+    previous append left serves the next batch without reading it again."""
+    envs = await own_envelopes(pair)
+    caller = partner(pair)
+    await pair.hub.push(caller, PID, CC, PushRequest(0, envs[:2]))
+    store = pair.japan.store
+    jobs: list[tuple[str, int]] = []
+    real = store._call  # type: ignore[attr-defined]
+
+    async def counting(fn: Any, *args: Any, group: int = 0) -> Any:
+        jobs.append((fn.__name__, group))
+        return await real(fn, *args, group=group)
+
+    monkeypatch.setattr(store, "_call", counting)
+    resp = await pair.hub.push(caller, PID, CC, PushRequest(2, envs[2:4]))
+    assert (resp.size, resp.appended) == (4, 2)
+    assert [name for name, group in jobs if not group] == ["_view_sync", "_view_sync"]
+    assert ("_append_sync", 2) in jobs
 
 
 async def test_status_is_written_by_closing_pushes_and_at_most_each_second_between(
