@@ -9,12 +9,14 @@ Invariants and choices:
 1. An append is one transaction that first locks the log's head row (``SELECT ... FOR
    UPDATE``): concurrent appends to one log serialise, appends to different logs do not.
    A normal commit is durable (PostgreSQL's WAL); nothing is acknowledged before it.
-   It takes five round trips (ADR 0045): ``BEGIN`` with its ``SET LOCAL``s; the head
-   locked with, in the same statement, the frontier of the size this store expects, the
-   overlapped record ids and the probe for records already held (the hash index of
+   It takes three round trips (ADRs 0045, 0049): ``BEGIN`` with its ``SET LOCAL``s; the
+   head locked with, in the same statement, the frontier of the size this store expects,
+   the overlapped record ids and the probe for records already held (the hash index of
    ``log_entries.record_id``, migration 7), read again if the locked head differs from
-   the expected size or from the statement's snapshot; the entries by ``COPY`` (two),
-   which maintains that index with the row; the stored nodes, new head and ``COMMIT``.
+   the expected size or from the statement's snapshot; then one simple query: the
+   entries by binary ``COPY`` (which maintains that index with the row; asyncpg sends
+   the data without waiting for the server's answer), the stored nodes, the new head and
+   ``COMMIT``.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
