@@ -509,9 +509,10 @@ class Index:
         ledger is read only by the report, and records folded meanwhile join the replay).
         """
         while self._dirty:
-            batch = (
-                sorted(self._dirty, key=lambda s: s.pos) if len(self._dirty) > 1 else self._dirty
-            )
+            if len(self._dirty) == 1:  # an entry's own slot, nearly always: no new set
+                self._recompute(self._dirty.pop())  # which may mark others in the same set
+                continue
+            batch = sorted(self._dirty, key=lambda s: s.pos)
             self._dirty = set()
             for slot in batch:
                 self._recompute(slot)

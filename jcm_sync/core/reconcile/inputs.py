@@ -226,6 +226,7 @@ def iter_stored(
     # entries share their signer sets: a set per entry would cost 216 bytes each
     shared: dict[tuple[str, ...], frozenset[str]] = {}  # by the signatures' key ids
     kinds: dict[str, str] = {}
+    partnership = root.partnership
     for n, raw in enumerate(envelopes):
         # the store checked the envelope's canonical form when it verified it; here only
         # its shape is read again (rule 2)
@@ -245,7 +246,7 @@ def iter_stored(
             # one string per kind, not one per entry
             kind = kinds[env.payloadType] = sys.intern(found)
         record = decode(env.payload, kind)
-        if record.partnership != root.partnership:
+        if record.partnership != partnership:
             raise BadDataError(
                 f"record of {record.partnership} in a log of {root.partnership}",
                 where=f"entry {n}",
