@@ -16,9 +16,12 @@ of 50 in flight, 3,100 records queue ahead of a request at worst, so its wait is
 about 3,100 / throughput. Also reported: starvation (every agent completes; the
 slowest agent's throughput against the mean). Bounded by ``--timeout``; the script
 always exits 0. ``--profile`` samples the hub's threads during the fan-in and prints
-where the busy ones stood (``PROFILED_HUB``).
+where the busy ones stood (``PROFILED_HUB``); ``--spy FILE`` records py-spy's samples of
+the thread holding the interpreter lock during the fan-in into FILE (collapsed stacks;
+py-spy installed beside the interpreter, for profiling only, not a dependency).
 
     python bench/fanout.py [--records R] [--batch B] [--solo S] [--timeout S] [--profile]
+                           [--spy FILE]
 """
 
 from __future__ import annotations
@@ -141,6 +144,37 @@ class ProfiledHub(HubProcess):
             self.proc.send_signal(sig)
 
 
+def user_system(pid: int | None) -> Counter[str]:
+    """User and system CPU seconds of the process ``pid`` (Linux ``/proc``; else none)."""
+    out: Counter[str] = Counter()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return out
+    tick = os.sysconf("SC_CLK_TCK")
+    out["user"], out["system"] = int(fields[11]) / tick, int(fields[12]) / tick
+    return out
+
+
+def start_spy(out: str | None, hub: HubProcess) -> subprocess.Popen[bytes] | None:
+    """``--spy``: py-spy (installed beside Python, not a dependency) samples the hub's
+    threads holding the interpreter lock during the fan-in, as collapsed stacks."""
+    if out is None or hub.proc is None:
+        return None
+    exe = Path(sys.executable).with_name("py-spy")
+    cmd = [str(exe), "record", "--gil", "--native", "--format", "raw", "--rate", "250"]
+    cmd += ["-o", out, "--pid", str(hub.proc.pid)]
+    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the first push
+    return spy
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
 class TimedClient(HubClient):
     """A ``HubClient`` that times every push request."""
 
@@ -256,10 +290,17 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
             await fill_own_log(a0.node, a0.syncer.partnership, *fan_in_of_first)
             await hub.wait_idle()  # the lone agent's reconciliation is not in the fan-in
             hub_before, agents_before = hub.cpu(), time.process_time()
+            split_before = user_system(hub.proc.pid if hub.proc else None)
             hub.signal(signal.SIGUSR1)
+            spy = start_spy(args.spy, hub)
             makespan = await push_all(agents, args.records, args.timeout)
+            stop_spy(spy)
             hub.signal(signal.SIGUSR2)
             hub_after, agents_cpu = hub.cpu(), time.process_time() - agents_before
+            split = user_system(hub.proc.pid if hub.proc else None)
+            split.subtract(split_before)
+            shown = ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
+            print(f"the hub's own process during the fan-in: {shown}", file=sys.stderr)
             cpu = {"agents": agents_cpu}
             if hub_before is not None and hub_after is not None:
                 spent = (a - b for a, b in zip(hub_after, hub_before, strict=True))
@@ -328,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=len(PARTNERS), help="partners taking part")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per phase at most")
     parser.add_argument("--profile", action="store_true", help="profile the hub with cProfile")
+    parser.add_argument("--spy", metavar="FILE", help="py-spy the hub's fan-in into FILE")
     args = parser.parse_args(argv)
     if min(args.records, args.batch, args.solo, args.solo_batch) < 1 or not (
         1 <= args.agents <= len(PARTNERS)
