@@ -24,7 +24,9 @@ envelopes), "store" (the set-up's appends of the same records, batch for batch) 
 "transport" (the rest: HTTP, request signatures, body digests, dispatch, checkpoints),
 and the agent (this process during the push). Of "transport", the request check
 (signature, nonce, body digest), the agent's signing and the envelopes pickled to the
-workers are also timed alone on the same bodies and printed as its split; "verify" is
+workers are also timed alone on the same bodies and printed as its split. The hub's
+process is also split by thread as measured there (``/proc/<pid>/task``): the event loop
+and the other threads, the busiest two named by what they do in a profile. "verify" is
 split into the Ed25519 library call and the worker's own Python, timed alone on the same
 envelopes, and the rest (IPC, and the same work costing more CPU with every core busy);
 "decode" into the push bodies, each payload's decode and schema checks, and the rest
@@ -96,8 +98,12 @@ PARTNER, WARMUP_PARTNER = "ID", "MN"
 
 
 def _proc_stat(pid: int) -> list[str] | None:
+    return _proc_stat_path(Path(f"/proc/{pid}/stat"))
+
+
+def _proc_stat_path(path: Path) -> list[str] | None:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return path.read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
 
@@ -153,6 +159,18 @@ class HubProcess:
             if fields is not None and fields[1] == str(self.proc.pid):  # a child of the hub
                 workers += _cpu_of(fields)
         return _cpu_of(own), workers
+
+    def threads(self) -> dict[int, float]:
+        """CPU seconds so far of each thread of the hub's own process, by thread id (the
+        event loop's is the process id), from Linux ``/proc``; empty elsewhere."""
+        assert self.proc is not None
+        out: dict[int, float] = {}
+        with contextlib.suppress(OSError):
+            for entry in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                fields = _proc_stat_path(entry / "stat")
+                if fields is not None:
+                    out[int(entry.name)] = _cpu_of(fields)
+        return out
 
     async def wait_idle(
         self, window: float = 0.3, busy: float = 0.05, timeout: float = 60.0
@@ -427,12 +445,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
             await hub.wait_idle()  # the warm-up's reconciliation is not timed
             async with HubClient(net.hub_url, agent.keys.transport, timeout=60) as client:
                 syncer = Syncer(agent, client, pid, batch_size=args.batch)
-                hub_before, own_cpu = hub.cpu(), time.process_time()
+                hub_before, threads_before = hub.cpu(), hub.threads()
+                own_cpu = time.process_time()
                 t = time.perf_counter()
                 pushed = await asyncio.wait_for(syncer.push(), args.timeout)
                 elapsed = time.perf_counter() - t
                 own_cpu = time.process_time() - own_cpu
-                hub_after = hub.cpu()
+                hub_after, threads_after = hub.cpu(), hub.threads()
                 requests, sent = client.requests, client.bytes_sent
                 state = await client.state(pid)
                 held = next(s.size for s in state.logs if s.node == PARTNER)
@@ -444,13 +463,22 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
             print_profile(hub.profile)
     finally:
         await agent.close()
+    assert hub.proc is not None
+    loop_cpu = threads_after.get(hub.proc.pid, 0.0) - threads_before.get(hub.proc.pid, 0.0)
+    others = sorted(
+        (cpu - threads_before.get(tid, 0.0) for tid, cpu in threads_after.items()
+         if tid != hub.proc.pid),
+        reverse=True,
+    )  # fmt: skip
     main_cpu = workers_cpu = -1.0
     if hub_before is not None and hub_after is not None:
         main_cpu, workers_cpu = (a - b for a, b in zip(hub_after, hub_before, strict=True))
     return {
         "seconds": elapsed, "requests": requests - 1, "sent": sent,  # less the first /state
         "hub_cpu": main_cpu, "workers_cpu": workers_cpu, "agent_cpu": own_cpu,
-        "store_per_record": store_cpu,
+        "store_per_record": store_cpu, "loop_cpu": loop_cpu,
+        "threads_cpu": sum(others), "busiest_cpu": others[0] if others else 0.0,
+        "second_cpu": others[1] if len(others) > 1 else 0.0, "threads": len(others),
     } | hub_side  # fmt: skip
 
 
@@ -470,6 +498,14 @@ def cpu_table(n: int, r: dict[str, float], budget_us: float) -> None:
           f"each envelope opened and hashed again there), a worker {r['worker'] * 1e6:.1f} "
           f"vs {r['worker_before'] * 1e6:.1f} (now: it hashes too and sends the opened "
           "envelope back)")  # fmt: skip
+    loop, others = r["loop_cpu"] * us, r["threads_cpu"] * us
+    print(
+        f"hub's process {hub:.1f} by thread, measured there (/proc): the event loop "
+        f"{loop:.1f} (HTTP, request checks, push bodies, dispatch, the answers), "
+        f"{r['threads']:.0f} other threads {others:.1f}, the busiest two "
+        f"{r['busiest_cpu'] * us:.1f} and {r['second_cpu'] * us:.1f} (in a profile: the "
+        "store's one thread, and those completing records from the workers' answers)"
+    )
     crypto, worker = r["crypto"] * 1e6, r["worker"] * 1e6
     print(f"verify {verify:.1f} split, µs per record measured here on the same envelopes: "
           f"the Ed25519 rule's library call ({ed25519.BACKEND}) {crypto:.1f}, the worker's "
