@@ -27,12 +27,18 @@ Rules:
    accepts or refuses with its own reason. So this accepts only what the library
    accepts, with the same result (``tests/net/test_httpsig_fast.py`` compares both on
    valid and altered requests), and never refuses anything itself.
+4. ``sha256_digest`` reads a ``Content-Digest`` of exactly one member ``sha-256`` with a
+   canonical base64 byte sequence of 32 bytes, the form ``net/signing.py`` writes, without
+   the RFC 8941 parser; anything else is None and goes to the library (ADR 0050). For
+   that form the library's check is the comparison of the body's SHA-256 with it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -42,7 +48,7 @@ from http_sf.compat import Item
 
 from jcm_sync.core.ed25519 import verify as ed25519_verify
 
-__all__ = ["SIGNATURE_INPUT", "fast_verify"]
+__all__ = ["PLAIN_COVERED", "SIGNATURE_INPUT", "body_matches", "fast_verify", "sha256_digest"]
 
 SIGNATURE_INPUT: Final = re.compile(
     r'(?P<label>[a-z][a-z0-9_.-]{0,31})=(?P<params>\("@method" "@target-uri" "content-digest"\)'
@@ -57,6 +63,30 @@ _SIGNATURE: Final = re.compile(r"(?P<label>[a-z][a-z0-9_.-]{0,31})=:(?P<sig>[A-Z
 _NAMES: Final = ("signature-input", "signature", "content-digest")
 _COMPONENTS: Final = (Item("@method"), Item("@target-uri"), Item("content-digest"))
 _KEYS: Final = ('"@method"', '"@target-uri"', '"content-digest"')
+PLAIN_COVERED: Final = frozenset({*_KEYS, '"@signature-params"'})
+"""Covered components whose one digest is the ``content-digest`` field itself."""
+_DIGEST_VALUE: Final = re.compile(r"sha-256=:(?P<digest>[A-Za-z0-9+/]{43}=):")
+
+
+def sha256_digest(value: str) -> bytes | None:
+    """Rule 4: the digest of a ``Content-Digest`` value of the one canonical form, or None."""
+    m = _DIGEST_VALUE.fullmatch(value)
+    if m is None:
+        return None
+    digest = base64.b64decode(m["digest"])  # 43 base64 characters and "=": always decodes
+    return digest if base64.b64encode(digest).decode("ascii") == m["digest"] else None
+
+
+def body_matches(covered: Mapping[str, str], body: bytes) -> bool | None:
+    """Rule 4: whether ``body`` matches the covered ``Content-Digest`` when the covered
+    components are ``PLAIN_COVERED`` and the digest is of the canonical form; else None
+    (the library decides)."""
+    if covered.keys() != PLAIN_COVERED:
+        return None
+    digest = sha256_digest(covered['"content-digest"'])
+    if digest is None:
+        return None
+    return hmac.compare_digest(digest, hashlib.sha256(body).digest())
 
 
 def _one_line_each(headers: Mapping[str, str]) -> list[str] | None:

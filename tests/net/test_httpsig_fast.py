@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from jcm_sync.core.envelope import AnyPublicKey
 from jcm_sync.net import auth
-from jcm_sync.net.httpsig_fast import fast_verify
+from jcm_sync.net.httpsig_fast import body_matches, fast_verify, sha256_digest
 from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
 from jcm_sync.net.signing import RequestSigner
 from tests.net.signed_requests import ID_KEY, JP_KEY, URL, T
@@ -179,3 +179,77 @@ def test_random_changes_never_make_the_fast_path_disagree() -> None:
         h[name] = changed
         answered += agrees("POST", URL, h) is not None
     assert answered < 400  # the changes mostly leave the exact form or the signature
+
+
+# --- rule 4: the Content-Digest of our agents' form --------------------------------
+
+
+def library_digest(value: str, body: bytes) -> object:
+    """The library's judgement of a covered ``Content-Digest``: True or the exception type."""
+    from http_message_signatures.digests import ContentDigest
+
+    try:
+        ContentDigest.verify(value, body)
+    except Exception as exc:
+        return type(exc)
+    return True
+
+
+def digest_agrees(value: str, body: bytes) -> bool | None:
+    """Assert rule 4's property: the fast answer, when there is one, is the library's."""
+    covered = {'"@method"': "POST", '"@target-uri"': URL, '"content-digest"': value}
+    covered['"@signature-params"'] = "()"
+    answer = body_matches(covered, body)
+    if answer is not None:
+        assert sha256_digest(value) is not None
+        assert (library_digest(value, body) is True) == answer
+    return answer
+
+
+def test_the_signed_digest_is_read_without_the_parser() -> None:
+    body = b'{"entries":["x"]}'
+    value = signed(body=body)["Content-Digest"]
+    assert digest_agrees(value, body) is True
+    assert digest_agrees(value, body + b" ") is False  # refused, as the library refuses
+    assert digest_agrees(value, b"") is False
+    covered = {'"content-digest"': value, '"@method"': "POST"}  # other covered components
+    assert body_matches(covered, body) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sha-256=:{d}:, sha-512=:{d}:",  # two members
+        "sha-512=:{d}:",
+        "sha-256=:{d}:;p=1",  # a parameter
+        " sha-256=:{d}:",
+        "sha-256=:{short}:",  # not 32 bytes
+        "sha-256=:{noncanonical}:",
+        "SHA-256=:{d}:",
+        "sha-256={d}",
+    ],
+)
+def test_other_digest_forms_are_left_to_the_library(value: str) -> None:
+    body = b"body"
+    good = signed(body=body)["Content-Digest"].split(":")[1]
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(good[-2])
+    noncanonical = (
+        good[:-2]
+        + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[last ^ 1]
+        + "="
+    )
+    text = value.format(d=good, short=good[:40] + "==", noncanonical=noncanonical)
+    assert digest_agrees(text, body) is None
+
+
+def test_random_digest_changes_never_disagree_with_the_library() -> None:
+    rng = random.Random(8941)
+    body = b'{"entries":["y"]}'
+    value = signed(body=body)["Content-Digest"]
+    alphabet = "abcz09AZ=:;,-_+/ "
+    decided = 0
+    for _ in range(400):
+        i = rng.randrange(len(value))
+        changed = value[:i] + rng.choice(alphabet) + value[i + 1 :]
+        decided += digest_agrees(changed, body) is not None
+    assert 0 < decided < 400
