@@ -9,13 +9,19 @@ entries in two ways and this module is where the choice is made, explicitly:
 1. ``verify_envelopes`` (untrusted bytes, e.g. a snapshot someone handed over): every
    envelope goes through ``trust.verify_record`` at the given time, as on ingest.
 2. ``decode_stored`` (bytes read back from this node's own store): the envelope's shape is
-   checked (``envelope.open_envelope``: canonical form, signature count), the payload is
+   read (its payload, payload type and signatures' key ids, not their bytes;
+   ``envelope.open_envelope`` names the fault of one that does not parse), the payload is
    decoded and validated as the kind its payload type names, and the signers' nodes are
    read from the key ids through the trust root. Signatures are NOT checked again. This is
    sound only for bytes that come out of a ``Store``: the store verified them, and checks
    each row's bytes against its record id when it reads it (``store.base`` invariant 6).
    A key id the root does not list (a key since removed by rotation) names no node, so
    such a signature counts for nothing: a JC record relying on it is not effective.
+   With ``validate=False`` (the reconciler's store paths) the payload's shape only is
+   decoded (``decode_stored_payload``: its fields and their types, as a subclass of the
+   record class without the patterns, bounds and cross-field checks), on the same
+   grounds: the store validated the record on ingest, and re-validating it was four
+   fifths of decoding it (ADR 0052).
 3. Either way an entry carries its record id (SHA-256 of the envelope), its Merkle leaf
    hash (so the reconciler can check the entries against the snapshot's checkpoint root),
    its kind and its payload bytes. The reconciler keeps the payload, not the decoded
