@@ -19,11 +19,12 @@ Two figures per backend:
 * ``prefilled``: to a log first filled with ``--prefill`` entries (default 100,000 so that
   ``make bench`` stays short; ``--prefill 1000000`` gives the issue's figure). The prefill
   is written by direct SQL in the store's own layout: entry rows with their leaf hashes,
-  (on SQLite) every id in the id tables, the stored nodes of levels 8, 16... and the head,
+  (on SQLite) every id in the id tables, the stored nodes of levels 4, 8... and the head,
   then the store checks the head against those nodes on its first append. SQLite's ids
-  are left in its three id tables as the store would leave them, and the figure is the mean
-  of one whole cycle of 131,072 appends, which pays one bulk merge into the large id
-  table and 32 into the middle one. Target: at most 1.3 x the cost at 10k.
+  go through the store's own recent table and merges, interleaved with the entries, so the
+  id tables are filled and placed in the file as appends leave them (ADR 0048), and the
+  figure is the mean of one whole cycle of 131,072 appends, which pays one bulk merge into
+  the large id table and 32 into the middle one. Target: at most 1.3 x the cost at 10k.
 
 Informational: always exits 0.
 
@@ -106,9 +107,6 @@ def batches(envs: list[bytes], offset: int = 0) -> list[tuple[int, list[bytes]]]
 # --- the prefill: the store's layout written directly ------------------------------------
 
 
-Row = tuple[int, int, int]
-
-
 @dataclasses.dataclass
 class Prefill:
     """The rows of a log of ``size`` synthetic entries, in the store's layout."""
@@ -145,31 +143,33 @@ class Prefill:
             nodes += [(n.level, n.index, n.hash) for n in sparse.stored(made)]
         return cls(size, frontier.root(), nodes)
 
-    def id_rows(self, log_id: int, like: bytes) -> dict[str, list[Row]]:
-        """The rows of each id table as the store leaves them after ``size`` appends: in
-        ``record_ids`` up to the last multiple of ``sql.MIDDLE_IDS``, in the middle up to
-        the last one of ``sql.RECENT_IDS``, the rest recent."""
-        rows = [
-            (sql.id_key(hashlib.sha256(self.entry(i, like)).hexdigest()), log_id, i)
-            for i in range(self.size)
-        ]
-        main = self.size - self.size % sql.MIDDLE_IDS
-        middle = self.size - self.size % sql.RECENT_IDS
-        parts = (rows[:main], rows[main:middle], rows[middle:])
-        return {table: sorted(part) for table, part in zip(sql.ID_TABLES, parts, strict=True)}
-
 
 def prefill_sqlite(path: Path, pre: Prefill, like: bytes) -> None:
+    """The entries and ids in the order and with the statements of the store's own appends
+    (``sql.INSERT_RECENT_ID``, ``sql.MERGE_IDS_SQLITE``), a run of ``sql.RECENT_IDS`` at a
+    time, so the id tables' pages are filled and placed in the file as appends leave them:
+    ``record_ids`` grown by one bulk merge per ``sql.MIDDLE_IDS`` entries, its pages
+    among the entries' (ADR 0048: inserted sorted after all entries, they were fuller and
+    all past the first GiB of the file)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         log_id = conn.execute("SELECT id FROM logs").fetchone()[0]
         at = sql.epoch_us(datetime.now(UTC))  # as the store keeps it (migration 8)
         conn.execute("BEGIN")
-        for start in range(0, pre.size, PREFILL_CHUNK):
-            rows = pre.rows(log_id, like, at, start, min(pre.size, start + PREFILL_CHUNK))
+        for start in range(0, pre.size, sql.RECENT_IDS):
+            end = min(pre.size, start + sql.RECENT_IDS)
+            rows = pre.rows(log_id, like, at, start, end)
             conn.executemany(sql.INSERT_ENTRY, rows)
-        for table, ids in pre.id_rows(log_id, like).items():
-            conn.executemany(f"INSERT INTO {table} (id_key, log_id, idx) VALUES (?, ?, ?)", ids)
+            keys = sql.id_keys([str(row[2]) for row in rows])
+            conn.executemany(
+                sql.INSERT_RECENT_ID, [(k, log_id, i) for i, k in enumerate(keys, start)]
+            )
+            due = [("recent_record_ids", "middle_record_ids")] if end % sql.RECENT_IDS == 0 else []
+            if end % sql.MIDDLE_IDS == 0:
+                due.append(("middle_record_ids", "record_ids"))
+            for merge in due:
+                for stmt in sql.MERGE_IDS_SQLITE[merge]:
+                    conn.execute(stmt)
         conn.executemany(sql.INSERT_NODE, [(log_id, *n) for n in pre.nodes])
         conn.execute(sql.UPDATE_HEAD, (pre.size, pre.root, log_id))
         conn.execute("COMMIT")
