@@ -71,7 +71,7 @@ from typing import Final, TypeVar
 
 from jcm_sync.core import merkle
 from jcm_sync.core.reconcile.inputs import VerifiedEntry, decode_stored_payload
-from jcm_sync.core.reconcile.ledger import Pos, RegistryLedger, position
+from jcm_sync.core.reconcile.ledger import Pos, RegistryLedger
 from jcm_sync.core.reconcile.model import (
     Discrepancy,
     LogPosition,
@@ -80,6 +80,7 @@ from jcm_sync.core.reconcile.model import (
     SerialRange,
     finding,
 )
+from jcm_sync.core.reconcile.serial_map import LOG_SHIFT
 from jcm_sync.core.reconcile.slots import (
     Slot,
     Unit,
@@ -198,8 +199,9 @@ class Index:
                 f"entries of {node}'s log start at {start}, but {acc.size} are folded",
                 where=node,
             )
+        order = acc.order << LOG_SHIFT
         for entry in entries:
-            pos = position(acc.order, acc.size)
+            pos = order | acc.size  # ledger.position(acc.order, acc.size), inlined
             acc.append(entry.leaf_hash)
             self._add(entry, pos)
             # settled entry by entry, so its decoded record can be dropped right away
@@ -463,10 +465,11 @@ class Index:
     # -- contributions -------------------------------------------------------------
 
     def _contribute(self, slot: Slot, v: Version) -> None:
-        """File the slot's current version in the tables, and in its registry's fold."""
-        registry = self.tables.add(slot, self.record(v))
+        """File the slot's current version ``v`` in the tables, and in its registry's fold."""
+        record = self.record(v)
+        registry = self.tables.add(slot, record)
         if registry is not None:
-            self._ledger_add(slot, registry)
+            self._ledger_add(slot, registry, record)
 
     def _retract(self, slot: Slot) -> None:
         """Withdraw what ``_contribute`` filed; a registry's fold is replayed without it."""
@@ -474,8 +477,9 @@ class Index:
         if registry is not None:
             self._replay.add(registry)
 
-    def _ledger_add(self, slot: Slot, registry: str) -> None:
-        """Extend the registry's fold with a new record, or replay it when one changed."""
+    def _ledger_add(self, slot: Slot, registry: str, record: Record) -> None:
+        """Extend the registry's fold with a new record (the slot's current version's), or
+        replay it when one changed."""
         ledger = self.ledgers.get(registry)
         if ledger is None:
             ledger = self.ledgers[registry] = RegistryLedger(registry)
@@ -483,11 +487,12 @@ class Index:
             self._replay.add(registry)
             return
         slot.folded = True
-        self._fold(ledger, slot)
+        self._fold(ledger, slot, record)
 
-    def _fold(self, ledger: RegistryLedger, slot: Slot) -> None:
+    def _fold(self, ledger: RegistryLedger, slot: Slot, record: Record | None = None) -> None:
         assert slot.current is not None
-        record = self.record(slot.current)
+        if record is None:
+            record = self.record(slot.current)
         if isinstance(record, IssuanceRecord):
             ledger.issue(slot.pos, slot.current, record)
         elif isinstance(record, TransactionRecord):
