@@ -149,8 +149,8 @@ def prefill_sqlite(path: Path, pre: Prefill, like: bytes) -> None:
     (``sql.INSERT_RECENT_ID``, ``sql.MERGE_IDS_SQLITE``), a run of ``sql.RECENT_IDS`` at a
     time, so the id tables' pages are filled and placed in the file as appends leave them:
     ``record_ids`` grown by one bulk merge per ``sql.MIDDLE_IDS`` entries, its pages
-    among the entries' (ADR 0048: inserted sorted after all entries, they were fuller and
-    all past the first GiB of the file)."""
+    among the entries' (ADR 0048: inserted sorted after all entries, they all lay past
+    the first GiB of a 10^6 file, outside the store's memory map)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         log_id = conn.execute("SELECT id FROM logs").fetchone()[0]
