@@ -331,9 +331,10 @@ class Index:
         return self.required <= self._nodes(same, v.kind)
 
     def _superseded(self, v: Version) -> bool:
-        return any(
-            self._may_replace(s, v) and self._effective(s) for s in self._superseders.get(v.rid, ())
-        )
+        claims = self._superseders.get(v.rid)
+        if not claims:
+            return False  # nearly every version: nothing names it
+        return any(self._may_replace(s, v) and self._effective(s) for s in claims)
 
     def _recompute(self, slot: Slot) -> None:
         """Rules 2 and 6 of the slot: its current version, conflicts, pending signatures."""
