@@ -114,7 +114,10 @@ ID_TABLES: Final[tuple[str, ...]] = ()
 
 #: One round trip: every range of ``sparse.base_reads`` (stored nodes, then leaf hashes)
 #: and, as level -1 rows with a record id, the entries of the log with the record ids
-#: ``$7`` (an append's probe for records already held; none when reading). Each part is a
+#: ``$7``, joined by commas (an append's probe for records already held; none when reading:
+#: one string costs the client a tenth of a text array of 500; an id with a comma in it
+#: would be probed in pieces, and what they find is not that id, which ``check_not_held``
+#: compares). Each part is a
 #: LATERAL subquery fenced by ``OFFSET 0``: one index probe per range or id, whatever the
 #: array sizes a generic plan of this prepared statement assumes. The log of a held id is
 #: compared outside its fence: inside, the planner ANDed the hash index with the primary
@@ -126,7 +129,8 @@ SQL_NODES = (
     "UNION ALL SELECT 0, e.idx, e.leaf_hash, NULL FROM unnest($5::bigint[], $6::bigint[]) "
     "AS r(lo, hi) CROSS JOIN LATERAL (SELECT idx, leaf_hash FROM log_entries "
     "WHERE log_id = $1 AND idx >= r.lo AND idx < r.hi OFFSET 0) e "
-    "UNION ALL SELECT -1, e.idx, NULL, e.record_id FROM unnest($7::text[]) AS j(value) "
+    "UNION ALL SELECT -1, e.idx, NULL, e.record_id "
+    "FROM unnest(string_to_array($7::text, ',')) AS j(value) "
     "CROSS JOIN LATERAL (SELECT log_id, idx, record_id FROM log_entries "
     "WHERE record_id = j.value OFFSET 0) e WHERE e.log_id = $1"
 )
@@ -196,7 +200,7 @@ def _node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:
     leaves = [r for r in reads if not r.level]
     return [
         [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-        [r.start for r in leaves], [r.end for r in leaves], list(ids),
+        [r.start for r in leaves], [r.end for r in leaves], ",".join(ids),
     ]  # fmt: skip
 
 
@@ -211,25 +215,28 @@ def _copy_data(log_id: int, first: int, entries: Sequence[PreparedEntry], at: da
     head, length, kinds = _ROW_HEAD.pack, _LEN.pack, dict[str, bytes]()
     out = [_COPY_HEADER]
     put = out.append
-    for i, e in enumerate(entries, first):
-        rid, key = e.record_id.encode(), e.key.encode()
-        kind = kinds.get(e.kind)
+    # PreparedEntry's order: envelope, record_id, leaf_hash, kind, key, author, supersedes
+    for i, (envelope, record_id, leaf, kind_text, key_text, _, supersedes, _) in enumerate(
+        entries, first
+    ):
+        rid, key = record_id.encode(), key_text.encode()
+        kind = kinds.get(kind_text)
         if kind is None:
-            kind = kinds[e.kind] = length(len(k := e.kind.encode())) + k
+            kind = kinds[kind_text] = length(len(k := kind_text.encode())) + k
         put(head(9, 8, log_id, 8, i, len(rid)))
         put(rid)
         put(kind)
         put(length(len(key)))
         put(key)
-        if e.supersedes is None:
+        if supersedes is None:
             put(_NULL)
         else:
-            put(length(len(sup := e.supersedes.encode())))
+            put(length(len(sup := supersedes.encode())))
             put(sup)
-        put(length(len(e.leaf_hash)))
-        put(e.leaf_hash)
-        put(length(len(e.envelope)))
-        put(e.envelope)
+        put(length(len(leaf)))
+        put(leaf)
+        put(length(len(envelope)))
+        put(envelope)
         put(stamp)
     put(_COPY_END)
     return b"".join(out)
@@ -413,7 +420,7 @@ class PostgresStore(sql.SqlStore):
             extra = await conn.fetch(
                 SQL_NODES, log_id,
                 [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-                [r.start for r in leaves], [r.end for r in leaves], [],
+                [r.start for r in leaves], [r.end for r in leaves], "",
             )  # fmt: skip
             found.update(((r[0], r[1]), r[2]) for r in extra if r[0] >= 0)
         return sparse.combine(coords, found, self._origin_of(log_id)), held
