@@ -39,7 +39,7 @@ import types
 import typing
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -91,17 +91,15 @@ _envelope = msgspec.json.Decoder(_Envelope)
 
 # --- stored payloads: their shape only (rule 2) -----------------------------------------
 
-_SHAPES: dict[type, type] = {}
 
-
-def _shape_of_type(tp: Any) -> Any:
+def _shape_of_type(tp: Any, made: dict[type, type]) -> Any:
     """``tp`` with each record Struct in it replaced by its shape (``_shape``)."""
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return _shape(tp)
+        return _shape(tp, made)
     origin = typing.get_origin(tp)
     if origin is None or origin is typing.Literal:
         return tp
-    args = tuple(_shape_of_type(a) for a in typing.get_args(tp))
+    args = tuple(_shape_of_type(a, made) for a in typing.get_args(tp))
     if origin is types.UnionType or origin is typing.Union:
         return typing.Union[args]  # noqa: UP007 (built from a tuple of types)
     return origin[args]
@@ -111,19 +109,20 @@ def _no_checks(self: object) -> None:
     """A shape's ``__post_init__``: the store checked the record's rules on ingest."""
 
 
-def _shape(cls: type[msgspec.Struct]) -> type[msgspec.Struct]:
+def _shape(cls: type[msgspec.Struct], made: dict[type, type]) -> type[msgspec.Struct]:
     """A subclass of the record Struct ``cls`` with its fields' types and no more: no
     patterns or bounds (``typing.get_type_hints`` drops the ``Annotated`` metadata), no
     ``__post_init__`` checks, untracked by the garbage collector. Its instances are
     instances of ``cls`` with the same fields, tag and methods; decoding into it costs a
-    fifth of decoding into ``cls`` (ADR 0052)."""
-    got = _SHAPES.get(cls)
+    fifth of decoding into ``cls`` (ADR 0052). ``made`` holds the shapes made so far, so
+    that a Struct met twice gets one shape."""
+    got = made.get(cls)
     if got is not None:
         return got
     hints = typing.get_type_hints(cls)
     config = cls.__struct_config__
     ns: dict[str, Any] = {
-        "__annotations__": {f: _shape_of_type(hints[f]) for f in cls.__struct_fields__},
+        "__annotations__": {f: _shape_of_type(hints[f], made) for f in cls.__struct_fields__},
         "__post_init__": _no_checks,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
@@ -136,13 +135,17 @@ def _shape(cls: type[msgspec.Struct]) -> type[msgspec.Struct]:
     if isinstance(config.tag, str):
         kw["tag"] = config.tag
     shape = types.new_class(cls.__name__, (cls,), kw, lambda d: d.update(ns))
-    _SHAPES[cls] = shape
+    made[cls] = shape
     return shape
 
 
-_STORED: dict[str, msgspec.json.Decoder[Record]] = {
-    kind: msgspec.json.Decoder(_shape(t)) for kind, t in RECORD_TYPES.items()
-}
+def _stored_decoders() -> dict[str, msgspec.json.Decoder[Record]]:
+    """One decoder per kind into its shape, built once at import."""
+    made: dict[type, type] = {}
+    return {kind: msgspec.json.Decoder(_shape(t, made)) for kind, t in RECORD_TYPES.items()}
+
+
+_STORED: Final[dict[str, msgspec.json.Decoder[Record]]] = _stored_decoders()
 
 
 def decode_payload(payload: bytes, kind: str) -> Record:
