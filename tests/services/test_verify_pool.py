@@ -1,7 +1,8 @@
 """``services/verify_pool.py``: signatures of a large batch checked in worker processes
 give the very answers ``verify_record`` gives in process: each good record's
 verification, each bad record's error (same class, message and place), revocation
-judged at receipt; small batches never start a worker; ``close`` ends the workers.
+judged at receipt; small batches never start a worker, and are verified off the event
+loop when worth a thread; ``close`` ends the workers.
 Concurrent pushes of many partnerships are coalesced into shared dispatches, each
 answered with its own verdicts (``tests/services/test_verify_coalescing.py``)."""
 
@@ -12,6 +13,7 @@ import json
 import multiprocessing
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -32,6 +34,7 @@ from jcm_sync.services import verify_pool
 from jcm_sync.services.sample import signed_issuances
 from jcm_sync.services.verify_pool import (
     MIN_POOLED_BATCH,
+    ON_THREAD_FROM,
     VerifyPool,
     check_envelopes,
     root_keys,
@@ -193,6 +196,26 @@ async def test_no_worker_starts_when_it_is_not_worth_it(
         assert outcome(verify, batch[0]) == in_process(ROOT)(batch[0])
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("size", [ON_THREAD_FROM - 1, ON_THREAD_FROM, MIN_POOLED_BATCH - 1])
+async def test_an_in_process_batch_worth_a_thread_is_verified_off_the_loop(
+    batch: list[bytes], size: int
+) -> None:
+    """Rule 13: from ON_THREAD_FROM envelopes on, a batch verified in process is verified
+    on another thread than the event loop's, with the same verdicts; fewer, inline."""
+    loop_thread = threading.get_ident()
+    seen: set[int] = set()
+
+    def verify(raw: bytes) -> Verification:
+        seen.add(threading.get_ident())
+        return verify_record(ROOT, raw, NOW)
+
+    done = await verify_pool.in_process(verify, batch[:size], size)
+    assert len(seen) == 1
+    assert (seen == {loop_thread}) == (size < ON_THREAD_FROM)
+    for raw in batch[:size]:
+        assert outcome(done, raw) == in_process(ROOT)(raw)
 
 
 async def test_close_ends_the_workers_and_a_later_batch_starts_new_ones(
