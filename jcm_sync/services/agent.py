@@ -40,7 +40,9 @@ Rules:
    anything before it has passed.
 9. **A cancellation is a failure unless it is the shutdown**: a job cancelled while
    the daemon runs (aiohttp's timeout can surface as a bare cancellation) is recorded
-   and backed off like a timeout; once ``run`` is stopping, jobs end quietly.
+   and backed off like a timeout; once ``run`` is stopping, jobs end quietly, and the
+   scheduler is paused first: its shutdown runs a loop step later, and would cancel
+   the tasks a wake-up made meanwhile before their first step (logged as an error).
 """
 
 from __future__ import annotations
@@ -161,11 +163,8 @@ class Syncer:
                 hub_size=remote.size,
             )
         if remote.size and await store.root_at(own, remote.size) != remote.root:
-            raise await self.node.raise_fork(
-                own,
-                f"the hub's replica of this log differs from it at size {remote.size}",
-                offered=remote.checkpoint,
-            )
+            differs = f"the hub's replica of this log differs from it at size {remote.size}"
+            raise await self.node.raise_fork(own, differs, offered=remote.checkpoint)
         if remote.size == head.size:
             if head.size and self._held_size(remote) != head.size:
                 await self._resend_checkpoint(head.size)
@@ -527,7 +526,7 @@ class AgentDaemon:
         """Run one job unless it is backing off; record how it ended (rule 6). Returns
         what ``fn`` returned, or None when it did not run or failed."""
         b = self.backoff[name]
-        if b.blocked(time.monotonic()):
+        if self.stopping or b.blocked(time.monotonic()):  # rule 9: none starts at shutdown
             return None
         exchange = name in EXCHANGE_JOBS
         task = asyncio.current_task()
@@ -591,6 +590,7 @@ class AgentDaemon:
             await stop.wait()
         finally:
             self.stopping = True  # rule 9: from now on a cancellation is the shutdown
+            self.scheduler.pause()  # rule 9: a wake-up due in this step makes no job's task
             self.scheduler.shutdown(wait=False)  # cancels the running jobs
             running = list(self._running)
             for task in running:

@@ -109,7 +109,7 @@ from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_sta
 from jcm_sync.services.agreement import witnessed_times
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler
 from jcm_sync.services.log_service import open_log_checkpoint, prove_consistency, prove_inclusion
-from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log
+from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, stopped
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.services.verify_pool import VerifyPool
@@ -181,6 +181,7 @@ class Hub:
         """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
         self._closed = True
         if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.pause()  # a wake-up due in this step makes no job (agent rule 9)
             self._scheduler.shutdown(wait=False)
         for task in self._reconciling.values():
             task.cancel()
@@ -341,8 +342,7 @@ class Hub:
             replica, checkpoint=False, state_key=alarm_key(replica.origin)
         )
         if view.state is not None:
-            raise ForkError(f"replication of {replica.origin} is stopped by a fork alarm; an "
-                            "operator must investigate", where=replica.origin)  # fmt: skip
+            raise stopped(replica)
         self._head_seen(replica, view.head)
         # signatures are checked before taking the lock, on every core for large batches;
         # revocation is judged at the hub's clock, entries already held as when received

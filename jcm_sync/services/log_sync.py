@@ -93,10 +93,15 @@ async def is_stopped(node: Node, ref: LogRef) -> bool:
 async def refuse_if_stopped(node: Node, ref: LogRef) -> None:
     """Rule 1: raise ``ForkError`` if a fork alarm stops replication of ``ref``."""
     if await is_stopped(node, ref):
-        raise ForkError(
-            f"replication of {ref.origin} is stopped by a fork alarm; an operator must investigate",
-            where=ref.origin,
-        )
+        raise stopped(ref)
+
+
+def stopped(ref: LogRef) -> ForkError:
+    """Rule 1's refusal: replication of ``ref`` is stopped by a fork alarm."""
+    return ForkError(
+        f"replication of {ref.origin} is stopped by a fork alarm; an operator must investigate",
+        where=ref.origin,
+    )
 
 
 def extended(frontier: subtrees.Frontier, leaf_hashes: Iterable[bytes]) -> subtrees.Frontier:

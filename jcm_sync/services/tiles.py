@@ -274,6 +274,7 @@ class TilesJob:
 
     async def close(self) -> None:
         if self.scheduler.running:
+            self.scheduler.pause()  # a wake-up due in this step makes no job (agent rule 9)
             self.scheduler.shutdown(wait=False)
         close = getattr(self.publisher.sink, "close", None)
         if close is not None:

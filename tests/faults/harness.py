@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -398,7 +399,7 @@ class Exchange:
         out.alarms = await self.alarms()
         problems += [f"fork alarm: {a}" for a in out.alarms]
         for daemon in (self.hub, self.agent):
-            problems += [f"{daemon.name} logged: {line[:300]}" for line in daemon.problems()]
+            problems += [f"{daemon.name} logged: {brief(line)}" for line in daemon.problems()]
         if out.lost:
             problems.append(f"{out.lost} acknowledged records lost")
         if out.duplicated:
@@ -455,6 +456,19 @@ def project_chunks(recs: SampleRecords, cc: str, per_chunk: int) -> list[tuple[s
 # --- the fault proxy (rule 4) ------------------------------------------------------------
 
 FAULTS = ("close_before", "close_after", "delay", "truncate")
+
+
+def brief(line: str) -> str:
+    """A logged problem for a failure message: its event and the end of its traceback
+    (where the exception is named), not the first lines every traceback shares."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return line[-600:]
+    if not isinstance(doc, dict):
+        return line[-600:]
+    tail = str(doc.get("exception", ""))[-900:]
+    return f"{doc.get('event')!r} at {doc.get('timestamp')}: ...{tail}"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -489,3 +490,34 @@ async def test_the_shutdown_ends_running_jobs_quietly(pair: Pair) -> None:
     assert all(b.failures == 0 for b in daemon.backoff.values())
     status = await read_status(pair.agent.store, PID)
     assert all(j.failures == 0 for j in status.jobs.values())
+
+
+async def test_a_wake_up_due_as_the_shutdown_begins_makes_no_job_and_no_error(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule 9: the scheduler's wake-up (its timer) runs in the same loop step as ``run``
+    resuming from ``stop``, just after it. The scheduler's shutdown is itself a callback
+    of the next step, so without a pause that wake-up would make every due job's task
+    and the shutdown would cancel them before their first step, which the scheduler logs
+    as "Error running job" (seen in a kill -9 fault run). Paused first, it makes none."""
+    port = watched(pair)
+    with_schedule(pair, jitter_seconds=0.0)
+    daemon = AgentDaemon(pair.syncer(port))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    with caplog.at_level(logging.INFO, logger="apscheduler"):
+        while not port.calls or daemon._running:  # the first runs are over
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        calls, first = len(port.calls), len(caplog.records)
+        daemon.scheduler.pause()  # so that making them due wakes nothing yet
+        for scheduled in daemon.scheduler.get_jobs():
+            scheduled.modify(next_run_time=datetime.now(UTC))
+        stop.set()  # run resumes in the next step ...
+        daemon.scheduler.resume()  # ... and this wake-up right after it, in the same step
+        await asyncio.wait_for(running, 10)
+        await asyncio.sleep(0.05)  # any job's task ends and the scheduler hears of it
+    errors = [r.getMessage() for r in caplog.records[first:] if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert len(port.calls) == calls  # no job sent anything after the shutdown began
+    assert all(b.failures == 0 for b in daemon.backoff.values())
