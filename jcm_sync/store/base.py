@@ -26,7 +26,7 @@ from jcm_sync.errors import (
     ForkError,
     NotFoundError,
 )
-from jcm_sync.store.log_view import LogView, composed_view
+from jcm_sync.store.log_view import LogView, composed_view, joined_state
 from jcm_sync.store.planning import (
     AppendPlan,
     PreparedEntry,
@@ -519,16 +519,7 @@ class StoreBase(WitnessRecords, abc.ABC):
     async def get_state(self, key: str) -> bytes | None:
         check_state_key(key)
         rows = await self._state_chunks(key)
-        if not rows:
-            return None
-        parts: list[bytes] = []
-        for n, (chunk, value) in enumerate(rows):
-            if chunk != n or not isinstance(value, bytes | bytearray | memoryview):
-                raise CorruptStoreError(
-                    f"state {key!r}: chunk {n} is missing or not bytes", where=key
-                )
-            parts.append(bytes(value))
-        return b"".join(parts)
+        return joined_state(key, rows) if rows else None
 
     async def put_state(self, key: str, value: bytes) -> None:
         check_state_key(key)

@@ -85,14 +85,16 @@ def checked_view(log: LogRef, raw: RawView, state_key: str | None) -> LogView:
             where = held.size if held is not None else "?"
             raise CorruptStoreError(f"a cosignature row of {log.origin} size {where}")
         cosigned.append(NoteSignature(name, kid, sig))
-    state = None
-    if chunks:
-        parts: list[bytes] = []
-        for n, (chunk, value) in enumerate(chunks):
-            if chunk != n or not isinstance(value, bytes | bytearray | memoryview):
-                raise CorruptStoreError(
-                    f"state {state_key!r}: chunk {n} is missing or not bytes", where=state_key
-                )
-            parts.append(bytes(value))
-        state = b"".join(parts)
+    state = joined_state(state_key or "", chunks) if chunks else None
     return LogView(head, held, cosigned, state)
+
+
+def joined_state(key: str, chunks: Any) -> bytes:
+    """A state value from its stored ``(chunk, value)`` rows, in chunk order, each checked
+    (``get_state`` and rule 2 read it alike)."""
+    parts: list[bytes] = []
+    for n, (chunk, value) in enumerate(chunks):
+        if chunk != n or not isinstance(value, bytes | bytearray | memoryview):
+            raise CorruptStoreError(f"state {key!r}: chunk {n} is missing or not bytes", where=key)
+        parts.append(bytes(value))
+    return b"".join(parts)
