@@ -451,9 +451,7 @@ def accepted_by_ed25519(data: bytes, keys: Mapping[str, bytes]) -> Envelope | No
         sigs = env.signatures
         if not sigs or len(sigs) > MAX_SIGNATURES or _env_encoder.encode(env) != data:
             return None
-        ptype = env.payloadType.encode("utf-8")
-        payload = env.payload
-        message = b"DSSEv1 %d %b %d %b" % (len(ptype), ptype, len(payload), payload)
+        message = pae(env.payloadType, env.payload)
         seen: list[bytes] = []
         for s in sigs:
             key = keys.get(s.keyid)
