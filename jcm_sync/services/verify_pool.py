@@ -278,6 +278,8 @@ class VerifyPool:
         #: how many dispatches went to the workers and how many records they carried
         self.dispatches = 0
         self.pooled_records = 0
+        #: how many distinct records were verified in-process instead (rules 3, 9, 10)
+        self.inline_records = 0
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -302,9 +304,11 @@ class VerifyPool:
         single = record_verifier(root, now, received)
         distinct = list(dict.fromkeys(e for e in envelopes if isinstance(e, bytes) and e))
         if self.workers < 2 or not distinct or root.expires <= now:  # rules 3 and 9
+            self.inline_records += len(distinct)
             return await in_process(single, envelopes, len(distinct))
         outcomes = await self._submit(root_keys(root), distinct)
-        if outcomes is None:  # rule 3: too few records waiting to be worth a worker
+        if outcomes is None:  # rules 3 and 10: too few records waiting, or a worker died
+            self.inline_records += len(distinct)
             return await in_process(single, envelopes, len(distinct))
         pubs = root.public_keys()
 

@@ -131,6 +131,7 @@ async def test_a_pooled_batch_is_verified_as_in_process(
     before = set(multiprocessing.active_children())
     verify = await pool.verifier(ROOT, batch, NOW)
     assert set(multiprocessing.active_children()) - before  # workers ran
+    assert (pool.pooled_records, pool.inline_records, pool.dispatches) == (len(batch), 0, 1)
     reference = in_process(ROOT)
     for raw in batch:
         assert outcome(verify, raw) == reference(raw)
@@ -193,6 +194,7 @@ async def test_no_worker_starts_when_it_is_not_worth_it(
         verify = await pool.verifier(ROOT, batch[:size], NOW)
         assert set(multiprocessing.active_children()) == before
         assert pool._pool is None
+        assert (pool.inline_records, pool.pooled_records, pool.dispatches) == (size, 0, 0)
         assert outcome(verify, batch[0]) == in_process(ROOT)(batch[0])
     finally:
         pool.close()
