@@ -73,6 +73,7 @@ from jcm_sync.core.envelope import (
     pae,
     verify_envelope,
 )
+from jcm_sync.core.record_judge import RecordJudge
 from jcm_sync.core.records import decode_record, kind_of_payload_type
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import PushRequest, encoder
@@ -284,8 +285,10 @@ def hub_side_costs(root: TrustRoot, envelopes: list[bytes], batch: int) -> dict[
     def decode() -> None:
         for body in bodies:
             msgspec.json.decode(body, type=PushRequest)
-        for raw, outcome in zip(sample, pickle.loads(answers), strict=True):
-            complete(root, pubs, raw, outcome, now, None)
+        for i, (raw, outcome) in enumerate(zip(sample, pickle.loads(answers), strict=True)):
+            if i % batch == 0:
+                judge = RecordJudge(root, now)  # one per push, as the hub's verify pool
+            complete(judge, raw, outcome, None)
 
     def decode_before() -> None:
         for body in bodies:

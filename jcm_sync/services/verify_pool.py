@@ -5,15 +5,18 @@ of the hub's CPU per record). Python runs it on one core, and on the event loop'
 thread, which a 500-entry push would block for tens of milliseconds. This pool runs
 the expensive, self-contained part of a record's check (the envelope's shape, its
 signatures, its hashes) in worker processes while the loop serves other partners; the
-hub then completes the cheap part (schema, authority, partnership) in-process with
-``trust.verify_record(..., verified=...)`` as for any other record (ADR 0039).
+hub then completes the cheap part (schema, authority, partnership) in-process, with
+the verdicts of ``trust.verify_record`` (ADR 0039, rule 14).
 
 Rules:
 
 1. A worker returns, per envelope, a compact answer: what the parent would otherwise
-   compute again (record id, leaf hash, payload type, payload and signatures: the
-   opened envelope) or the error that refused it (class name, message, location).
-   No exception, key or record object is pickled.
+   compute again (record id, leaf hash, payload type, payload and the signers' key
+   ids, in the envelope's order) or the error that refused it (class name, message,
+   location). No exception, key or record object is pickled, nor the signatures (the
+   parent needs them only to word a refusal, rule 14). Equal payload types and key-id
+   tuples of one call are one object each, so a chunk's pickle carries each once and
+   the parent unpickles them once (ADR 0057).
 2. The parent rebuilds the same typed error from ``jcm_sync.errors`` (or the module
    that defines it), so a refused push answers exactly as it would without the pool.
 3. Concurrent pushes are coalesced (ADR 0039): a push waits at most ``max_wait``
@@ -37,7 +40,9 @@ Rules:
 7. Each piece of work is done once per envelope: the worker opens it (JSON shape,
    canonical form), checks its signatures, and hashes it (record id and leaf hash);
    the parent reuses those, never opening or hashing it again, for the revocation
-   lookup, ``verify_record``, the hub's root check and the store (``log_sync`` rule 4).
+   lookup, the record's judgement (rule 14), the hub's root check and the store
+   (``log_sync`` rule 4). Only a record the judgement refuses is opened again, by
+   ``verify_record``, for its error.
 8. A worker keeps nothing between calls: it builds each segment's public keys from
    their raw bytes (microseconds, against milliseconds of signatures per chunk), so
    there is no per-process cache and no module-level state.
@@ -65,6 +70,12 @@ Rules:
     event loop keeps serving the other pushes (a lone push of 50 took some 5 ms of
     the loop, 7 % of its samples in the fan-in, ADR 0050). Fewer are verified inline,
     where a thread's hand-off would cost more than the work.
+14. The parent judges a pooled batch's records with one ``record_judge.RecordJudge``
+    (the batch's root, at ``now``): the authority (kind, author, side and signers'
+    key ids) is decided once per distinct question and the key windows folded into
+    one interval, each record checked against it; whatever the judge does not accept
+    goes to ``verify_record``, so every verdict and error is ``verify_record``'s
+    (ADR 0057).
 """
 
 from __future__ import annotations
@@ -84,16 +95,13 @@ from jcm_sync import errors
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.ed25519 import PUBLIC_KEY_SIZE
 from jcm_sync.core.envelope import (
-    AnyPublicKey,
-    Envelope,
-    Signature,
-    VerifiedEnvelope,
     accepted_by_ed25519,
     public_key_from_raw,
     record_id,
     verify_envelope,
 )
-from jcm_sync.core.trust import TrustRoot, Verification, verify_record
+from jcm_sync.core.record_judge import RecordJudge
+from jcm_sync.core.trust import TrustRoot, Verification
 from jcm_sync.errors import JcmSyncError, UntrustedError
 from jcm_sync.services.log_service import record_verifier
 from jcm_sync.services.log_sync import VerifiedBatch, verify_batch
@@ -117,7 +125,7 @@ Keys = tuple[tuple[str, bytes], ...]
 """A root's keys as (key id, raw public key): what a worker needs of it."""
 
 Outcome = tuple[Any, ...]
-"""("ok", record id, leaf hash, payload type, payload, ((keyid, sig), ...)) or
+"""("ok", record id, leaf hash, payload type, payload, (keyid, ...)) or
 ("error", class name, message, where)."""
 
 
@@ -135,15 +143,16 @@ def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
     """Rules 1, 7, 8 and 12: open, verify and hash every envelope under ``keys``."""
     pubs = {kid: public_key_from_raw(raw) for kid, raw in keys}
     ed25519_keys = {kid: raw for kid, raw in keys if len(raw) == PUBLIC_KEY_SIZE}
+    same: dict[object, Any] = {}  # rule 1: one object per distinct type and signer ids
     out: list[Outcome] = []
-    append, leaf_hash = out.append, merkle.leaf_hash
+    append, leaf_hash, one = out.append, merkle.leaf_hash, same.setdefault
     for raw in envelopes:
         env = accepted_by_ed25519(raw, ed25519_keys)  # rule 12
         if env is not None:
-            append((
-                "ok", record_id(raw), leaf_hash(raw),
-                env.payloadType, env.payload, tuple((s.keyid, s.sig) for s in env.signatures),
-            ))  # fmt: skip
+            ids = tuple([s.keyid for s in env.signatures])
+            ptype = env.payloadType
+            append(("ok", record_id(raw), leaf_hash(raw), one(ptype, ptype), env.payload,
+                    one(ids, ids)))  # fmt: skip
             continue
         try:
             v = verify_envelope(raw, pubs)
@@ -151,9 +160,9 @@ def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
             out.append(("error", type(exc).__name__, exc.message, exc.where or ""))
         else:
             env = v.envelope
-            sigs = tuple((s.keyid, s.sig) for s in env.signatures)
+            ids = tuple([s.keyid for s in env.signatures])
             out.append(
-                ("ok", v.record_id, merkle.leaf_hash(raw), env.payloadType, env.payload, sigs)
+                ("ok", v.record_id, leaf_hash(raw), env.payloadType, env.payload, one(ids, ids))
             )
     return out
 
@@ -178,35 +187,17 @@ def _error(name: str, message: str, where: str) -> JcmSyncError:
     return UntrustedError(message, where=where or None)
 
 
-def _known(obj: object, name: str, value: object) -> None:
-    """Give a ``cached_property`` the value a worker already computed (rule 7): it is
-    stored where the property would store it, so it is never computed here."""
-    obj.__dict__[name] = value
-
-
 def complete(
-    root: TrustRoot,
-    pubs: Mapping[str, AnyPublicKey],
-    raw: bytes,
-    outcome: Outcome,
-    now: datetime,
-    received: Mapping[str, datetime] | None,
+    judge: RecordJudge, raw: bytes, outcome: Outcome, received: Mapping[str, datetime] | None
 ) -> Verification:
-    """The parent's part of one record (rules 2, 6 and 7): its verification under
-    ``root`` from the worker's answer, or the worker's refusal raised."""
+    """The parent's part of one record (rules 2, 6 and 7): its verification from the
+    worker's answer, judged by ``judge`` (its root, at its ``now``), or the worker's
+    refusal raised."""
     if outcome[0] == "error":
         raise _error(outcome[1], outcome[2], outcome[3])
-    _, rid, leaf, ptype, payload, sigs = outcome
-    env = Envelope(
-        payload=payload,
-        payloadType=ptype,
-        signatures=tuple(Signature(keyid=k, sig=s) for k, s in sigs),
-    )
-    ve = VerifiedEnvelope(raw=raw, envelope=env, signers=tuple(pubs[k] for k, _ in sigs))
-    _known(ve, "record_id", rid)
-    at = received.get(rid) if received else None
-    v = verify_record(root, raw, now, verified=ve, received=at)
-    _known(v, "leaf_hash", leaf)
+    _, rid, leaf, ptype, payload, keyids = outcome
+    v = judge.judge(raw, rid, ptype, payload, keyids, received.get(rid) if received else None)
+    v.__dict__["leaf_hash"] = leaf  # the cached property, computed by the worker (rule 7)
     return v
 
 
@@ -310,13 +301,13 @@ class VerifyPool:
         if outcomes is None:  # rules 3 and 10: too few records waiting, or a worker died
             self.inline_records += len(distinct)
             return await in_process(single, envelopes, len(distinct))
-        pubs = root.public_keys()
+        judge = RecordJudge(root, now)  # rule 14: authority decided once per question
 
         def complete_all() -> dict[bytes, Verification | JcmSyncError]:
             done: dict[bytes, Verification | JcmSyncError] = {}
             for raw, outcome in zip(distinct, outcomes, strict=True):
                 try:
-                    done[raw] = complete(root, pubs, raw, outcome, now, received)
+                    done[raw] = complete(judge, raw, outcome, received)
                 except JcmSyncError as exc:
                     done[raw] = exc
             return done

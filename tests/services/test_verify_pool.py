@@ -8,6 +8,7 @@ answered with its own verdicts (``tests/services/test_verify_coalescing.py``).""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import multiprocessing
@@ -22,8 +23,9 @@ import pytest
 from jcm_sync.core import merkle
 from jcm_sync.core.envelope import PrivateKey, record_id, sign_record
 from jcm_sync.core.records import decode_record
-from jcm_sync.core.trust import TrustRoot, Verification, verify_record
+from jcm_sync.core.trust import ROLES, TrustRoot, Verification, verify_record
 from jcm_sync.errors import (
+    AuthorityError,
     EnvelopeFormatError,
     JcmSyncError,
     RevokedKeyError,
@@ -170,6 +172,32 @@ async def test_revocation_is_judged_at_receipt(pool: VerifyPool, batch: list[byt
     assert outcome(verify, batch[5])[0] is RevokedKeyError
 
 
+async def test_pushes_under_other_roots_in_one_dispatch_keep_their_own_verdicts(
+    pool: VerifyPool, batch: list[bytes]
+) -> None:
+    """Rule 14: each push is judged under its own root, whatever shares its dispatch:
+    records of two partnerships, under a root whose key lacks the kind's role, one that
+    revoked the signer, and one that holds them; every answer is the in-process one."""
+    other = build_root("JP-ID", {"JP": JP, "ID": MN})  # MN's key as Indonesia's
+    no_role = build_root(PID, {"JP": JP, "MN": MN}, roles={"MN": ROLES - {"issuance"}})
+    revoked = build_root(PID, {"JP": JP, "MN": MN}, revoked={MN.key_id: CREATED})
+    of_id, _ = signed_issuances("JP-ID", "ID", MN, 20, CREATED)
+    mixed = [*batch[:30], *of_id]
+    roots = [ROOT, other, no_role, revoked]
+    pooled = pool.pooled_records
+    verifies = await asyncio.gather(*(pool.verifier(r, mixed, NOW) for r in roots))
+    assert pool.pooled_records == pooled + len(roots) * len(mixed)
+    kinds: set[object] = set()
+    for trust_root, verify in zip(roots, verifies, strict=True):
+        reference = in_process(trust_root)
+        for raw in mixed:
+            assert outcome(verify, raw) == reference(raw)
+            kinds.add(outcome(verify, raw)[0])
+    assert {AuthorityError, RevokedKeyError} <= kinds  # refusals of each kind were seen
+    assert outcome(verifies[0], batch[0])[0] == record_id(batch[0])
+    assert outcome(verifies[1], of_id[0])[0] == record_id(of_id[0])
+
+
 async def test_a_record_outside_the_batch_is_checked_in_process(
     pool: VerifyPool, batch: list[bytes]
 ) -> None:
@@ -240,15 +268,19 @@ async def test_close_ends_the_workers_and_a_later_batch_starts_new_ones(
 
 def test_the_worker_function_answers_compactly_or_with_the_error() -> None:
     """Rules 1 and 7: per envelope, ("ok", record id, leaf hash, payload type, payload,
-    signatures): the opened envelope and its hashes; or ("error", class, message, where)."""
-    envelopes, _ = signed_issuances(PID, "MN", MN, 2, CREATED)
+    signers' key ids): the opened envelope and its hashes, no signature; or ("error",
+    class, message, where). Equal types and key-id tuples are one object each."""
+    envelopes, _ = signed_issuances(PID, "MN", MN, 3, CREATED)
     bad = other_signature(envelopes[0], envelopes[1])
-    ok, refused = check_envelopes(root_keys(ROOT), [envelopes[1], bad])
+    ok, refused, again = check_envelopes(root_keys(ROOT), [envelopes[1], bad, envelopes[2]])
     doc = json.loads(envelopes[1])
     assert ok[:3] == ("ok", record_id(envelopes[1]), merkle.leaf_hash(envelopes[1]))
     assert ok[3] == doc["payloadType"]
     assert ok[4] == base64.b64decode(doc["payload"])
-    assert ok[5] == ((MN.key_id, base64.b64decode(doc["signatures"][0]["sig"])),)
+    assert ok[5] == (MN.key_id,)
+    assert len(ok) == len(again) == 6
+    assert again[3] is ok[3]
+    assert again[5] is ok[5]
     assert refused[:2] == ("error", "SignatureError")
     assert refused[3] == "signatures[0]"
 
