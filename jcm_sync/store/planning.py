@@ -142,6 +142,7 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
         raise BadDataError("envelopes must be a sequence of envelope byte strings")
     out: list[PreparedEntry] = []
     partnership, node = log.partnership, log.node
+    put, new, join = out.append, tuple.__new__, "/".join
     for n, raw in enumerate(envelopes):
         # the hub's batches are thousands: nothing per entry that only an error needs
         if not isinstance(raw, bytes) or not raw:
@@ -169,12 +170,10 @@ def prepare_batch(log: LogRef, envelopes: Sequence[bytes], verify: Verify) -> li
                 where=f"{log.origin} batch item {n}",
             )
         # positional, in PreparedEntry's order: envelope, record_id, leaf_hash, kind, key,
-        # author, supersedes, partnership
-        out.append(
-            PreparedEntry(
-                raw, rid, leaf, v.kind, "/".join(rec.key()), node, rec.supersedes, partnership
-            )
-        )
+        # author, supersedes, partnership; by tuple.__new__, not the NamedTuple's own
+        # __new__, a Python function that cost a third of this loop (ADR 0054)
+        entry = (raw, rid, leaf, v.kind, join(rec.key()), node, rec.supersedes, partnership)
+        put(new(PreparedEntry, entry))
     return out
 
 
@@ -245,15 +244,16 @@ def plan_append(
         )
     if start + len(batch) > MAX_INDEX:
         raise BadDataError(f"the batch would grow the log past index {MAX_INDEX}")
-    seen: dict[str, int] = {}
-    for n, item in enumerate(batch):
-        first = seen.setdefault(item.record_id, start + n)
-        if first != start + n:
-            raise ConflictError(
-                f"record {item.record_id[:16]} appears twice in the batch, "
-                f"at indexes {first} and {start + n}",
-                where=log.origin,
-            )
+    ids = [item.record_id for item in batch]
+    if len(set(ids)) != len(ids):  # a set, not a dict of first indexes (ADR 0054)
+        seen: dict[str, int] = {}
+        for n, rid in enumerate(ids, start):
+            first = seen.setdefault(rid, n)
+            if first != n:
+                raise ConflictError(
+                    f"record {rid[:16]} appears twice in the batch, at indexes {first} and {n}",
+                    where=log.origin,
+                )
     present = 0
     for n, item in enumerate(batch):
         i = start + n
