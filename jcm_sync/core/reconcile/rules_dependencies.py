@@ -188,11 +188,11 @@ def judge_dependencies(index: Index, dk: str) -> Judgement:
         return Judgement()
     label = f"{project} {start}..{end}"
     issued: dict[str, list[tuple[Slot, date]]] = {}
-    for s, (registry, _, _) in index.tables.issuances.get(dk, ()):
+    for s, fact in index.tables.issuances.get(dk, ()):
         assert s.contrib is not None
         day = s.contrib[5]
         assert isinstance(day, date)
-        issued.setdefault(registry, []).append((s, day))
+        issued.setdefault(fact.registry, []).append((s, day))
     every = sorted((s for group in issued.values() for s, _ in group), key=lambda s: s.key)
     findings: list[Discrepancy] = []
     what = f"the decision for {label} ({_short(dslot)}), decided on {decided_on}"

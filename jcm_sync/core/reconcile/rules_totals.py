@@ -147,8 +147,8 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
     slot = index.slot("issuance_decision", dk)
     current = slot.current if slot is not None else None
     by_side: dict[str, dict[Slot, tuple[int, str]]] = {}
-    for s, (registry, amount, atype) in index.tables.issuances.get(dk, ()):
-        by_side.setdefault(registry, {})[s] = (amount, atype)
+    for s, fact in index.tables.issuances.get(dk, ()):
+        by_side.setdefault(fact.registry, {})[s] = (fact.amount, fact.atype)
     findings: list[Discrepancy] = []
     pending: list[Pending] = []
     stats = [0, 0, 0]  # effective, sides compared, sides differing
@@ -198,8 +198,8 @@ def judge_decision(index: Index, dk: str, as_of: date | None, grace: int) -> Dec
         assert current is not None
         assert slot.contrib is not None
         shares: dict[str, tuple[int, dict[str, int] | None]] = {
-            side: (notified, dict(allocated) if allocated is not None else None)
-            for side, notified, allocated in slot.contrib[2]  # type: ignore[attr-defined]
+            sh.side: (sh.notified, dict(sh.allocated) if sh.allocated is not None else None)
+            for sh in slot.contrib[2]  # type: ignore[attr-defined]
         }
         decided_on = slot.contrib[3]
         assert isinstance(decided_on, date)

@@ -25,7 +25,7 @@ Rules:
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Protocol
 
@@ -99,6 +99,8 @@ def _first(s: Segment) -> int:
 
 TOUCH_TUPLE_MAX = 32
 """Touches of one prefix kept as a tuple; more are kept in a list (``SerialMap``)."""
+SEGS_TUPLE_MAX = 32
+"""Segments of one prefix kept as a tuple; more are kept in a list (``SerialMap``)."""
 
 
 class TouchIndex:
@@ -160,10 +162,13 @@ class SerialMap(msgspec.Struct, gc=False):
     registry's issuance of one project and year, a handful of blocks, and a tuple of
     untracked items is itself not tracked by the garbage collector where a list always
     is. Past ``TOUCH_TUPLE_MAX`` they become a list, so a prefix that thousands of
-    records claim is not copied once per record (quadratic).
+    records claim is not copied once per record (quadratic). Segments likewise, past
+    ``SEGS_TUPLE_MAX``: a list per prefix, tens of thousands in a large registry, stayed
+    tracked for good and made up half of what the collector's full passes scanned
+    during a full run (ADR 0055).
     """
 
-    segs: list[Segment] = msgspec.field(default_factory=list)
+    segs: tuple[Segment, ...] | list[Segment] = ()
     touches: tuple[Touch, ...] | list[Touch] = ()
 
     def touch(self, touch: Touch) -> None:
@@ -208,18 +213,28 @@ class SerialMap(msgspec.Struct, gc=False):
                 merged[-1] = Segment(prev.first, s.last, s.account, s.atype, s.origin)
             else:
                 merged.append(s)
-        self.segs[i0:i1] = merged
+        self._replace(i0, i1, merged)
+
+    def _replace(self, i0: int, i1: int, items: list[Segment]) -> None:
+        """``segs[i0:i1] = items``: a new tuple while they are few, else in a list."""
+        segs = self.segs
+        if isinstance(segs, list):
+            segs[i0:i1] = items
+        elif len(segs) - (i1 - i0) + len(items) <= SEGS_TUPLE_MAX:
+            self.segs = (*segs[:i0], *items, *segs[i1:])
+        else:
+            self.segs = [*segs[:i0], *items, *segs[i1:]]
 
     def issue(
         self, first: int, last: int, account: str, atype: str, origin: Origin
-    ) -> tuple[list[Segment], int]:
+    ) -> tuple[Sequence[Segment], int]:
         """Add the units of ``first..last`` not yet issued; return the overlapped segments
         and the number of units added."""
         i0, i1 = self._span(first, last)
         if i0 == i1:
             # nothing issued there yet, the usual case: no neighbour can share this
             # origin, so no merge and no splice
-            self.segs.insert(i0, Segment(first, last, account, atype, origin))
+            self._replace(i0, i0, [Segment(first, last, account, atype, origin)])
             return [], last - first + 1
         existing = self.segs[i0:i1]
         out: list[Segment] = []

@@ -135,6 +135,32 @@ def mirror_sig(kind: str, blocks: Sequence[SerialBlock]) -> MirrorSig:
     return (kind, *sorted((serial_parts(b.start), b.quantity) for b in blocks))
 
 
+# --- facts filed per record -------------------------------------------------------------
+
+
+class Issued(msgspec.Struct, frozen=True, gc=False):
+    """What an issuance files under its decision (``tables.Tables.issuances``).
+
+    A Struct, not a tuple: a tuple nested two deep in an index value is untracked by the
+    garbage collector only after two or three of its passes, so some hundred thousand
+    of them reached the oldest generation during a full run and set off its full
+    passes (ADR 0055); an untracked Struct is never tracked at all."""
+
+    registry: str
+    amount: int
+    atype: str
+
+
+class Share(msgspec.Struct, frozen=True, gc=False):
+    """A decision's share of one side, as its slot's contribution keeps it (rule 3): the
+    amount notified and, when the decision allocates it, the amount per account type,
+    sorted. A Struct for the reason ``Issued`` is."""
+
+    side: str
+    notified: int
+    allocated: tuple[tuple[str, int], ...] | None
+
+
 # --- versions and slots -----------------------------------------------------------------
 
 

@@ -24,7 +24,9 @@ from typing import Final
 from jcm_sync.core.reconcile.slots import (
     Action,
     Bag,
+    Issued,
     Mirror,
+    Share,
     Slot,
     Unit,
     bag_add,
@@ -57,7 +59,7 @@ class Tables:
         self.partner = partner
         # "bags": tuples of (slot, value), not dicts: one dict per decision would be a
         # tracked container each, where a tuple of untracked items is untracked
-        self.issuances: dict[str, Bag[tuple[str, int, str]]] = {}
+        self.issuances: dict[str, Bag[Issued]] = {}
         """Per decision key: (registry, amount, account type) of each current issuance."""
         self.jp_vintage: dict[tuple[str, int], Bag[int]] = {}
         """Per (project, vintage): the credits of each of Japan's issuances."""
@@ -97,7 +99,7 @@ class Tables:
             dk = sys.intern(
                 decision_key(record.decision.project_id, record.decision.monitoring_period)
             )
-            fact = (record.registry, record.amount, sys.intern(record.account.type))
+            fact = Issued(record.registry, record.amount, sys.intern(record.account.type))
             bag_add(self.issuances, dk, slot, fact)
             self.dirty.add(("decision", dk))
             vintages = vintages_of(record) if record.registry == "JP" else {}
@@ -129,7 +131,7 @@ class Tables:
                 for a in share.allocations:
                     by_type[a.account_type] = by_type.get(a.account_type, 0) + a.amount
                 allocated = tuple(sorted(by_type.items())) if share.allocations else None
-                shares.append((share.side, share.notified, allocated))
+                shares.append(Share(share.side, share.notified, allocated))
             slot.contrib = ("decision", slot.key, tuple(shares), record.decided_on)
             self.dirty.add(("decision", slot.key))
             self._named(sys.intern(record.project_id), slot.key, +1)

@@ -162,7 +162,7 @@ def test_quoting_an_issuance_decodes_it_again_after_release(
 ) -> None:
     """Records are dropped once folded; the rules' quoting helpers decode them again."""
     index = folded(root, envelopes(build(), keys))
-    slots = [s for s, (registry, _, _) in index.tables.issuances[D_ID002] if registry == "ID"]
+    slots = [s for s, fact in index.tables.issuances[D_ID002] if fact.registry == "ID"]
     assert all(s.current is not None and s.current.record is None for s in slots)
     refs = index.issuance_refs(slots)
     assert [r.key for r in refs] == ["ID/ID-ISS-ID002-2015-1", "ID/ID-ISS-ID002-2015-2"]

@@ -3,6 +3,7 @@ segments against a unit-by-unit model, the trail index against a scan, and posit
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
 from datetime import date
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from jcm_sync.core.reconcile.serial_map import (
     LOG_SHIFT,
+    SEGS_TUPLE_MAX,
     Origin,
     SerialMap,
     Touch,
@@ -84,6 +86,42 @@ def test_the_serial_map_agrees_with_a_unit_by_unit_model(
 ) -> None:
     """Issuing and moving on the segment map gives, unit by unit, what a dict of unit to
     holder gives; segments stay sorted, disjoint, and merged where they can be."""
+    agrees_with_model(steps)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_map_of_many_segments_agrees_with_the_model(seed: int) -> None:
+    """The same, past ``SEGS_TUPLE_MAX`` segments, where they are kept in a list."""
+    rnd = random.Random(seed)
+    steps = [
+        (rnd.choice(["issue", "issue", "move"]), rnd.randint(0, 600), rnd.randint(0, 6),
+         rnd.choice(ACCOUNTS), rnd.choice(ACCOUNTS))
+        for _ in range(400)
+    ]  # fmt: skip
+    smap = agrees_with_model(steps)
+    assert isinstance(smap.segs, list)
+    assert len(smap.segs) > SEGS_TUPLE_MAX
+
+
+def test_segments_are_a_tuple_the_collector_drops_while_few_then_a_list() -> None:
+    """Rule 4: up to ``SEGS_TUPLE_MAX`` segments are a tuple, which the garbage collector
+    stops tracking (a list per prefix it would track for good, ADR 0055); past it, a list,
+    so a prefix of thousands of segments is not copied on every change."""
+    smap = SerialMap()
+    for n in range(SEGS_TUPLE_MAX):
+        smap.issue(2 * n, 2 * n, "A", "t", Origin(None, n, None, 2 * n, 2 * n))  # type: ignore[arg-type]
+    assert isinstance(smap.segs, tuple)
+    assert len(smap.segs) == SEGS_TUPLE_MAX
+    gc.collect()
+    assert not gc.is_tracked(smap.segs)
+    n = SEGS_TUPLE_MAX
+    smap.issue(2 * n, 2 * n, "A", "t", Origin(None, n, None, 2 * n, 2 * n))  # type: ignore[arg-type]
+    assert isinstance(smap.segs, list)
+    assert [s.first for s in smap.segs] == [2 * k for k in range(SEGS_TUPLE_MAX + 1)]
+
+
+def agrees_with_model(steps: list[tuple[str, int, int, str, str]]) -> SerialMap:
+    """Apply ``steps`` to a map and to a dict of unit to holder, checking after each."""
     smap = SerialMap()
     holder: dict[int, tuple[str, int]] = {}  # unit -> (account, issuing step)
     origins: dict[int, Origin] = {}
@@ -119,3 +157,4 @@ def test_the_serial_map_agrees_with_a_unit_by_unit_model(
                         and s.origin is t.origin)  # fmt: skip
         mapped = {u: (s.account, s.origin.pos) for s in segs for u in range(s.first, s.last + 1)}
         assert mapped == holder
+    return smap

@@ -3,7 +3,9 @@ that withdrawing it leaves nothing behind."""
 
 from __future__ import annotations
 
-from jcm_sync.core.reconcile.slots import Slot
+import gc
+
+from jcm_sync.core.reconcile.slots import Issued, Slot
 from jcm_sync.core.reconcile.tables import Tables
 from jcm_sync.core.records import Record
 from tests.core.reconcile.builders import AUTHORIZATION, PARTNER, Dataset, build
@@ -36,7 +38,7 @@ def test_an_issuance_files_its_amount_under_its_decision_and_vintages() -> None:
     iss = rec(ds, "issuance", issuance_id="JP-ISS-ID003-2017-1")
     t, slot = Tables(PARTNER), slot_of(iss)
     assert t.add(slot, iss) == "JP"
-    assert t.issuances == {D_ID003: ((slot, ("JP", 120, "government_holding")),)}
+    assert t.issuances == {D_ID003: ((slot, Issued("JP", 120, "government_holding")),)}
     assert t.jp_vintage == {("ID003", 2017): ((slot, 80),), ("ID003", 2018): ((slot, 40),)}
     assert t.project_decisions == {"ID003": {D_ID003: 1}}
     filed = {("decision", D_ID003), ("dependencies", D_ID003), ("ftm", "ID003", "2017"),
@@ -120,3 +122,28 @@ def test_withdrawing_every_record_leaves_the_tables_empty() -> None:
         t.retract(slot)
     assert empty(t)
     assert all(not m.unmatched for m in t.mirrors.values())
+
+
+def test_what_issuances_and_decisions_file_is_untracked_after_two_collections() -> None:
+    """What a decision and its issuances file stays with the garbage collector for two
+    passes at most (a pass per level of tuples in tuples), so it never reaches its oldest
+    generation, whose full passes scan the whole index: their facts are untracked
+    Structs, where tuples nested three deep and more got there (ADR 0055)."""
+    ds = build()
+    t = Tables(PARTNER)
+    slots = []
+    for n, item in enumerate(ds.items()):
+        if item.record is not None and item.record.kind in ("issuance_decision", "issuance"):
+            slots.append(slot_of(item.record, n))
+            t.add(slots[-1], item.record)
+    assert t.issuances
+    assert any(s.kind == "issuance_decision" for s in slots)
+    gc.collect()
+    gc.collect()
+
+    def tracked(value: object) -> int:
+        inner = value if isinstance(value, tuple) else ()
+        return int(gc.is_tracked(value)) + sum(tracked(v) for v in inner)
+
+    assert sum(tracked(bag) for bag in t.issuances.values()) == 0
+    assert sum(tracked(s.contrib) for s in slots) == 0
