@@ -14,14 +14,19 @@ workers. Then all 31 agents push ``--records`` each at once, in batches of ``--b
 p99 push latency <= 1.5 x (records in flight / that throughput): with 31 x 2 batches
 of 50 in flight, 3,100 records queue ahead of a request at worst, so its wait is
 about 3,100 / throughput. Also reported: starvation (every agent completes; the
-slowest agent's throughput against the mean). Bounded by ``--timeout``; the script
+slowest agent's throughput against the mean), and the per-push fixed cost (ADR 0056):
+with a cost v per record and c per push, each phase takes n v + p c, so the two phases
+give c, from their wall times and from the CPU of the hub's process, its verify workers
+and the agents (this process), with each phase's CPU per record, the hub's busiest
+threads in ms per push (``/proc/<pid>/task``) and how busy the whole machine was (other
+sessions included: the phases compete with them). Bounded by ``--timeout``; the script
 always exits 0. ``--profile`` samples the hub's threads during the fan-in and prints
 where the busy ones stood (``PROFILED_HUB``); ``--spy FILE`` records py-spy's samples of
 the thread holding the interpreter lock during the fan-in into FILE (collapsed stacks;
 py-spy installed beside the interpreter, for profiling only, not a dependency).
 
     python bench/fanout.py [--records R] [--batch B] [--solo S] [--timeout S] [--profile]
-                           [--spy FILE]
+                           [--spy FILE [--spy-threads]]
 """
 
 from __future__ import annotations
@@ -144,6 +149,55 @@ class ProfiledHub(HubProcess):
             self.proc.send_signal(sig)
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far (Linux ``/proc/stat``)."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks) - idle) / tick, sum(ticks) / tick
+
+
+@dataclass
+class Phase:
+    """CPU seconds of one phase: the hub's own process by thread, its workers, the machine."""
+
+    seconds: float = 0.0
+    hub: float = 0.0
+    workers: float = 0.0
+    threads: dict[int, float] = field(default_factory=dict)
+    machine: float = 0.0
+    """busy core-seconds of the whole machine (other sessions included)"""
+    agents: float = 0.0
+    """CPU seconds of this process (the agents)"""
+    loop: int = 0
+    """the hub's event loop's thread id (its process id)"""
+
+
+class PhaseMeter:
+    """Measures a ``Phase`` of ``hub`` between ``__init__`` and ``done``."""
+
+    def __init__(self, hub: HubProcess) -> None:
+        self.hub = hub
+        self.t = time.perf_counter()
+        self.cpu = hub.cpu()
+        self.threads = hub.threads()
+        self.machine = machine_busy()[0]
+        self.agents = time.process_time()
+
+    def done(self) -> Phase:
+        cpu, threads = self.hub.cpu(), self.hub.threads()
+        out = Phase(time.perf_counter() - self.t, machine=machine_busy()[0] - self.machine,
+                    agents=time.process_time() - self.agents)  # fmt: skip
+        if cpu is not None and self.cpu is not None:
+            out.hub, out.workers = cpu[0] - self.cpu[0], cpu[1] - self.cpu[1]
+        out.threads = {k: v - self.threads.get(k, 0.0) for k, v in threads.items()}
+        out.loop = self.hub.proc.pid if self.hub.proc is not None else 0
+        return out
+
+
 def user_system(pid: int | None) -> Counter[str]:
     """User and system CPU seconds of the process ``pid`` (Linux ``/proc``; else none)."""
     out: Counter[str] = Counter()
@@ -156,13 +210,18 @@ def user_system(pid: int | None) -> Counter[str]:
     return out
 
 
-def start_spy(out: str | None, hub: HubProcess) -> subprocess.Popen[bytes] | None:
+def start_spy(
+    out: str | None, hub: HubProcess, every_thread: bool = False
+) -> subprocess.Popen[bytes] | None:
     """``--spy``: py-spy (installed beside Python, not a dependency) samples the hub's
-    threads holding the interpreter lock during the fan-in, as collapsed stacks."""
+    threads holding the interpreter lock during the fan-in, as collapsed stacks; with
+    ``--spy-threads``, every busy thread (SQLite and libsodium run without the lock),
+    each stack under its thread's name."""
     if out is None or hub.proc is None:
         return None
     exe = Path(sys.executable).with_name("py-spy")
-    cmd = [str(exe), "record", "--gil", "--native", "--format", "raw", "--rate", "250"]
+    held = ["--threads"] if every_thread else ["--gil"]
+    cmd = [str(exe), "record", *held, "--native", "--format", "raw", "--rate", "250"]
     cmd += ["-o", out, "--pid", str(hub.proc.pid)]
     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached before the first push
@@ -209,6 +268,10 @@ class Result:
     makespan: float
     cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds during the fan-in: the hub's process, its verify workers, the agents"""
+    solo_phase: Phase = field(default_factory=Phase)
+    fan_phase: Phase = field(default_factory=Phase)
+    pushes: tuple[int, int] = (0, 0)
+    """HTTP pushes of the single agent's timed part and of the fan-in"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -237,18 +300,22 @@ async def push_all(agents: list[Agent], records: int, timeout: float) -> float:
 
 async def solo(
     hub: HubProcess, node: Node, pid: str, later: list[Filling], batch: int, timeout: float
-) -> float:
-    """The baseline: one agent pushes alone, a warm-up then the timed part; its seconds."""
-    async with HubClient(hub.url, node.keys.transport, timeout=120) as client:
+) -> tuple[float, Phase, int]:
+    """The baseline: one agent pushes alone, a warm-up then the timed part; its seconds,
+    the hub's CPU during it and its pushes."""
+    async with TimedClient(hub.url, node.keys.transport) as client:
         syncer = Syncer(node, client, pid, batch_size=batch)
         (warm, warm_checked), (timed, timed_checked) = later
         await fill_own_log(node, pid, warm, warm_checked)
         await asyncio.wait_for(syncer.push(), timeout)  # starts the hub's verify workers
         await fill_own_log(node, pid, timed, timed_checked)
         await hub.wait_idle()  # nor the warm-up's in the baseline
+        before = len(client.latencies)
+        meter = PhaseMeter(hub)
         t = time.perf_counter()
         await asyncio.wait_for(syncer.push(), timeout)
-        return time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        return seconds, meter.done(), len(client.latencies) - before
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> Result:
@@ -285,15 +352,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
         try:
             await hub.wait_ready()
             a0 = agents[0]
-            solo_seconds = await solo(hub, a0.node, a0.syncer.partnership, first,
-                                      args.solo_batch, args.timeout)  # fmt: skip
+            solo_seconds, solo_phase, solo_pushes = await solo(
+                hub, a0.node, a0.syncer.partnership, first, args.solo_batch, args.timeout
+            )
             await fill_own_log(a0.node, a0.syncer.partnership, *fan_in_of_first)
             await hub.wait_idle()  # the lone agent's reconciliation is not in the fan-in
             hub_before, agents_before = hub.cpu(), time.process_time()
             split_before = user_system(hub.proc.pid if hub.proc else None)
             hub.signal(signal.SIGUSR1)
-            spy = start_spy(args.spy, hub)
+            spy = start_spy(args.spy, hub, args.spy_threads)
+            meter = PhaseMeter(hub)
             makespan = await push_all(agents, args.records, args.timeout)
+            fan_phase = meter.done()
             stop_spy(spy)
             hub.signal(signal.SIGUSR2)
             hub_after, agents_cpu = hub.cpu(), time.process_time() - agents_before
@@ -315,7 +385,37 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
         for a in agents:
             await a.client.close()
             await a.node.close()
-    return Result(agents, args.records, args.solo, solo_seconds, makespan, cpu)
+    fan_pushes = sum(len(a.latencies) for a in agents)
+    return Result(agents, args.records, args.solo, solo_seconds, makespan, cpu,
+                  solo_phase, fan_phase, (solo_pushes, fan_pushes))  # fmt: skip
+
+
+def per_push(res: Result) -> None:
+    """The per-push fixed cost, from the two throughputs and from the hub's CPU: with a
+    cost v per record and c per push, a phase of n records in p pushes takes n v + p c."""
+    n_solo, n_fan = res.solo_records, len(res.agents) * res.records
+    p_solo, p_fan = res.pushes
+    if not (p_solo and p_fan) or p_fan / n_fan <= p_solo / n_solo:
+        return
+    extra = p_fan / n_fan - p_solo / n_solo  # pushes per record, fan-in minus alone
+
+    def cost(solo: float, fan: float) -> float:  # ms per push: (fan/n - solo/n) / extra
+        return (fan / n_fan - solo / n_solo) / extra * 1e3
+
+    s, f = res.solo_phase, res.fan_phase
+    print(f"per push (fixed cost, from {p_solo} pushes alone and {p_fan} in the fan-in): "
+          f"wall {cost(res.solo_seconds, res.makespan):.2f} ms; CPU: hub's process "
+          f"{cost(s.hub, f.hub):.2f} ms, its workers {cost(s.workers, f.workers):.2f} ms, "
+          f"the agents {cost(s.agents, f.agents):.2f} ms")  # fmt: skip
+    for name, ph, n, p in (("alone", s, n_solo, p_solo), ("fan-in", f, n_fan, p_fan)):
+        busiest = sorted(ph.threads.items(), key=lambda kv: -kv[1])[:4]
+        shown = ", ".join(f"{'loop' if i == ph.loop else i} {v / p * 1e3:.2f}"
+                          for i, v in busiest)  # fmt: skip
+        busy = ph.machine / max(ph.seconds, 1e-9)
+        print(f"  {name:6}: {ph.seconds:.2f} s, hub {ph.hub / n * 1e6:.0f} + workers "
+              f"{ph.workers / n * 1e6:.0f} + agents {ph.agents / n * 1e6:.0f} us per "
+              f"record; hub's threads, ms per push: {shown}; machine busy {busy:.2f} "
+              f"of {os.cpu_count()} cores")  # fmt: skip
 
 
 def report(res: Result, batch: int, solo_batch: int) -> None:
@@ -370,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per phase at most")
     parser.add_argument("--profile", action="store_true", help="profile the hub with cProfile")
     parser.add_argument("--spy", metavar="FILE", help="py-spy the hub's fan-in into FILE")
+    parser.add_argument("--spy-threads", action="store_true",
+                        help="--spy samples every busy thread, not the lock's holder")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.records, args.batch, args.solo, args.solo_batch) < 1 or not (
         1 <= args.agents <= len(PARTNERS)
@@ -378,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jcm-bench-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     report(result, args.batch, args.solo_batch)
+    per_push(result)
     return 0
 
 

@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from jcm_sync.core.envelope import AnyPublicKey
 from jcm_sync.net import auth
-from jcm_sync.net.httpsig_fast import body_matches, fast_verify, sha256_digest
+from jcm_sync.net.httpsig_fast import body_matches, fast_verify, plain_values, sha256_digest
 from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
 from jcm_sync.net.signing import RequestSigner
 from tests.net.signed_requests import ID_KEY, JP_KEY, URL, T
@@ -253,3 +253,70 @@ def test_random_digest_changes_never_disagree_with_the_library() -> None:
         changed = value[:i] + rng.choice(alphabet) + value[i + 1 :]
         decided += digest_agrees(changed, body) is not None
     assert 0 < decided < 400
+
+
+# --- rule 2: the covered values of a plain target, read without the resolver ---------
+
+
+def library_values(method: str, url: str, digest: str) -> object:
+    """The library's resolver: the three covered values, or the exception type."""
+    from http_message_signatures.resolvers import HTTPSignatureComponentResolver
+    from http_sf.compat import Item
+
+    message = auth.HttpMessage(method, url, {"Content-Digest": digest})
+    try:
+        resolver = HTTPSignatureComponentResolver(message)  # type: ignore[no-untyped-call]
+        names = ("@method", "@target-uri", "content-digest")
+        return [resolver.resolve(Item(n)) for n in names]
+    except Exception as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "plain"),
+    [
+        ("POST", URL, True),
+        ("GET", "http://127.0.0.1:8443/v1/partnerships/JP-ID/state?have=3", True),
+        ("GET", "http://[::1]:8443/livez", True),
+        ("GET", "https://hub.example.org", True),  # no path: the library writes "/"
+        ("GET", "https://hub.example.org?x=1", True),
+        ("GET", "https://hub.example.org:443/a/b;c=d/@x?y=z&w=?/", True),
+        ("post", URL, False),  # the library refuses a lower-case method
+        ("GET", "http://Hub.example.org/a", False),  # kept as spelled, left to the library
+        ("GET", "HTTP://hub.example.org/a", False),
+        ("GET", "http://hub.example.org/a%20b", False),
+        ("GET", "http://user@hub.example.org/a", False),  # the library drops the user
+        ("GET", "http://hub.example.org/a#frag", False),  # and the fragment
+        ("GET", "http://hub.example.org/a?<b>", False),
+        ("GET", "http://[::g]/a", False),
+        ("GET", "http://[1:2:3]/a", False),  # not an IPv6 address: the library refuses
+        ("GET", "ftp://hub.example.org/a", False),
+        ("GET", "http://hub.example.org:/a", False),
+    ],
+)
+def test_plain_targets_are_read_as_the_library_resolves_them(
+    method: str, url: str, plain: bool
+) -> None:
+    digest = signed()["Content-Digest"]
+    answer = plain_values(method, url, f" {digest}\t")
+    assert (answer is not None) is plain
+    if answer is not None:
+        assert answer == library_values(method, url, f" {digest}\t")
+
+
+def test_random_targets_never_disagree_with_the_library() -> None:
+    rng = random.Random(3986)
+    alphabet = "aZ09./:?#@%[]-_~!$&'()*+,;= \t\r\n<>"
+    digest = signed()["Content-Digest"]
+    read = 0
+    for _ in range(1000):
+        url = "http://[::1]:8443/v1/partnerships/JP-ID/logs/ID/entries?from=12"
+        for _ in range(rng.randrange(1, 3)):
+            i = rng.randrange(len(url))
+            url = url[:i] + rng.choice(alphabet) + url[i + 1 :]
+        answer = plain_values("POST", url, digest)
+        if answer is not None:
+            read += 1
+            assert answer == library_values("POST", url, digest)
+    assert 0 < read < 1000
+    assert plain_values("POST", URL, digest + "\r\n x") is None  # folded: the library's
