@@ -23,8 +23,9 @@ Two figures per backend:
   then the store checks the head against those nodes on its first append. SQLite's ids
   go through the store's own recent table and merges, interleaved with the entries, so the
   id tables are filled and placed in the file as appends leave them (ADR 0048), and the
-  figure is the mean of one whole cycle of 131,072 appends, which pays one bulk merge into
-  the large id table and 32 into the middle one. Target: at most 1.3 x the cost at 10k.
+  figure is the mean of one whole cycle of 262,144 appends (``sql.UPPER_IDS``), which pays
+  one bulk merge into the large id table, 8 into the upper one and 64 into the middle one
+  (ADR 0053). Target: at most 1.3 x the cost at 10k.
 
 Informational: always exits 0.
 
@@ -146,9 +147,10 @@ class Prefill:
 
 def prefill_sqlite(path: Path, pre: Prefill, like: bytes) -> None:
     """The entries and ids in the order and with the statements of the store's own appends
-    (``sql.INSERT_RECENT_ID``, ``sql.MERGE_IDS_SQLITE``), a run of ``sql.RECENT_IDS`` at a
-    time, so the id tables' pages are filled and placed in the file as appends leave them:
-    ``record_ids`` grown by one bulk merge per ``sql.MIDDLE_IDS`` entries, its pages
+    (``sql.INSERT_RECENT_ID``, ``sql.MERGE_IDS_SQLITE``, ``sql.merges_between``), a run of
+    ``sql.RECENT_IDS`` at a time, so the id tables' pages are filled and placed in the file
+    as appends leave them: ``record_ids`` grown by one bulk merge per ``sql.UPPER_IDS``
+    entries, its pages
     among the entries' (ADR 0048: inserted sorted after all entries, they all lay past
     the first GiB of a 10^6 file, outside the store's memory map)."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -164,10 +166,7 @@ def prefill_sqlite(path: Path, pre: Prefill, like: bytes) -> None:
             conn.executemany(
                 sql.INSERT_RECENT_ID, [(k, log_id, i) for i, k in enumerate(keys, start)]
             )
-            due = [("recent_record_ids", "middle_record_ids")] if end % sql.RECENT_IDS == 0 else []
-            if end % sql.MIDDLE_IDS == 0:
-                due.append(("middle_record_ids", "record_ids"))
-            for merge in due:
+            for merge in sql.merges_between(start, end):  # the merges an append makes
                 for stmt in sql.MERGE_IDS_SQLITE[merge]:
                     conn.execute(stmt)
         conn.executemany(sql.INSERT_NODE, [(log_id, *n) for n in pre.nodes])
@@ -320,8 +319,8 @@ async def measure(
 ) -> None:
     """The 10k figure: best of the rounds, each a fresh log taking its own ``--n``
     envelopes, as the bare inserts. The prefilled figure: the mean over one whole cycle
-    of the id index (``sql.MIDDLE_IDS`` appends, from where the prefill left the id
-    tables: one merge into ``record_ids`` and its share of small ones), the steady cost
+    of the id index (``sql.UPPER_IDS`` appends, from where the prefill left the id
+    tables: one merge into ``record_ids`` and its share of smaller ones), the steady cost
     of a large log."""
     n = args.n
     best = best_bare = float("inf")
@@ -344,10 +343,10 @@ async def measure(
     await backend.prefill(url, pre, every[0])
     print(f"  {backend.name}: prefilled {pre.size:,} entries by direct SQL in "
           f"{time.perf_counter() - t:.1f} s", file=sys.stderr)  # fmt: skip
-    cycle = every[: sql.MIDDLE_IDS]
+    cycle = every[: sql.UPPER_IDS]
     times = await ours(url, cycle, pre.size, verify)
     us = sum(times) / len(cycle) * 1e6
-    crossing = (sql.MIDDLE_IDS - pre.size % sql.MIDDLE_IDS) // BATCH
+    crossing = (sql.UPPER_IDS - pre.size % sql.UPPER_IDS) // BATCH
     merge = max(0.0, times[crossing] - statistics.median(times))
     growth = us / us_10k
     verdict = "ok" if growth <= GROWTH_TARGET else "MISS"
@@ -357,7 +356,7 @@ async def measure(
 
 
 async def run(args: argparse.Namespace) -> int:
-    envs, checked = envelopes(max(args.n * args.rounds, sql.MIDDLE_IDS))
+    envs, checked = envelopes(max(args.n * args.rounds, sql.UPPER_IDS))
     avg = sum(map(len, envs)) // len(envs)
     print(f"signed issuance envelopes of ~{avg} B appended in batches of {BATCH}; "
           f"best of {args.rounds} rounds; bare = executemany of the same bytes")  # fmt: skip

@@ -47,6 +47,10 @@ Rules:
    converted by the registered ``jcm_epoch_us`` (text it cannot read stays as it was, and
    a read reports it as corrupt). Its statements are whole dialect fields
    (``ENTRIES_V8_FIELDS``, filled by ``SQLITE_V8``), empty on PostgreSQL.
+   9 adds ``upper_record_ids``, a fourth table of the id index between
+   ``middle_record_ids`` and ``record_ids`` (ADR 0053), and moves the middle table's ids
+   into it. On PostgreSQL it is made empty, as its other id tables are since 7, so both
+   dialects keep one set of tables; its ids and indexes are unchanged.
 """
 
 from __future__ import annotations
@@ -309,6 +313,24 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # four fit, and every append writes about a quarter fewer pages. PostgreSQL keeps
         # its timestamptz column: whole statements as dialect fields, empty there.
         tuple(f"{{{field}}}" for field in ENTRIES_V8_FIELDS),
+    ),
+    Migration(
+        9,
+        "a fourth id table: record ids merged in steps of eight",
+        (
+            # ADR 0053: each merge of the id index rewrites its target's pages; with
+            # ratio 8 between levels instead of 32 a SQLite append writes about half the
+            # id pages at 10^6 entries. The ids of the middle table move up, as its next
+            # merge would move them. PostgreSQL's id tables are empty (migration 7).
+            """CREATE TABLE IF NOT EXISTS upper_record_ids (
+        id_key BIGINT NOT NULL,
+        log_id BIGINT NOT NULL,
+        idx BIGINT NOT NULL,
+        PRIMARY KEY (id_key, log_id, idx)){without_rowid}""",
+            """INSERT INTO upper_record_ids (id_key, log_id, idx)
+        SELECT id_key, log_id, idx FROM middle_record_ids ORDER BY id_key, log_id, idx""",
+            "DELETE FROM middle_record_ids",
+        ),
     ),
 )
 

@@ -14,8 +14,9 @@ Adapters use this module by name (``sql.HEAD``).
 The layout of ADR 0040: one ``log_entries`` row per entry (its record-index fields and
 leaf hash included), tree nodes only at levels 4, 8, 12... (ADR 0046; ``sparse.py`` computes the
 others), and record ids as 64-bit keys in ``ID_TABLES``: on SQLite fed in bulk through
-``middle_record_ids`` from the small ``recent_record_ids``, so no append writes at
-scattered places of a large index; PostgreSQL writes ``record_ids`` directly.
+``middle_record_ids`` and ``upper_record_ids`` from the small ``recent_record_ids``
+(migration 9, ADR 0053), so no append writes at scattered places of a large index;
+PostgreSQL finds them by a hash index of ``log_entries.record_id`` (migration 7).
 
 ``SqlStore`` answers the primitives of ``StoreBase`` that are one shared query and a
 reshaping of its rows, so the two adapters write only what differs: connections,
@@ -64,6 +65,7 @@ __all__ = [
     "epoch_us",
     "id_key",
     "id_keys",
+    "merges_between",
     "merges_due",
     "record_query",
     "refuse_append",
@@ -132,16 +134,27 @@ INSERT_ENTRY: Final = (
     f"INSERT INTO log_entries ({', '.join(ENTRY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_NODE: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?, ?, ?, ?)"
-#: The id index (ADR 0040), three tables of one shape, smallest first: new ids go to
+#: The id index (ADR 0040, 0053), four tables of one shape, largest first: new ids go to
 #: ``recent_record_ids`` (a few pages, always cached); every ``RECENT_IDS`` entries of a
 #: log, one statement moves them all, in key order, into ``middle_record_ids``; every
-#: ``MIDDLE_IDS``, those into ``record_ids``. A merge touches each page of its target at
-#: most once, and no append writes at scattered places of the large table.
-ID_TABLES: Final = ("record_ids", "middle_record_ids", "recent_record_ids")
+#: ``MIDDLE_IDS``, those into ``upper_record_ids``; every ``UPPER_IDS``, those into
+#: ``record_ids``. A merge touches each page of its target at most once, and no append
+#: writes at scattered places of a large table. Eight times as many ids between one
+#: level's merges as the level's below (migration 9): the pages a merge rewrites per entry
+#: are about a level's ratio over the ids a page holds, so three merges of ratio 8 write
+#: half the pages of ADR 0040's two (ratio 32, and ``record_ids`` every 131,072).
+ID_TABLES: Final = ("record_ids", "upper_record_ids", "middle_record_ids", "recent_record_ids")
 ID_COLUMNS: Final = ("id_key", "log_id", "idx")
 INSERT_RECENT_ID: Final = "INSERT INTO recent_record_ids (id_key, log_id, idx) VALUES (?, ?, ?)"
 RECENT_IDS: Final = 1 << 12
-MIDDLE_IDS: Final = 1 << 17
+MIDDLE_IDS: Final = 1 << 15
+UPPER_IDS: Final = 1 << 18
+#: The merges of the id index, (source, target), smallest first: the order they run in.
+ID_MERGES: Final = (
+    ("recent_record_ids", "middle_record_ids"),
+    ("middle_record_ids", "upper_record_ids"),
+    ("upper_record_ids", "record_ids"),
+)
 #: SQLite runs a merge as two statements under its one writer's lock.
 MERGE_IDS_SQLITE: Final = {
     (source, target): (
@@ -149,11 +162,10 @@ MERGE_IDS_SQLITE: Final = {
         f"SELECT id_key, log_id, idx FROM {source} ORDER BY id_key, log_id, idx",
         f"DELETE FROM {source}",
     )
-    for source, target in (("recent_record_ids", "middle_record_ids"),
-                           ("middle_record_ids", "record_ids"))
-}  # fmt: skip
+    for source, target in ID_MERGES
+}
 #: The entries whose record id may be one sought (``{keys}``: one key ``?``), as a FROM
-#: clause: the three parts of the id index, then the entry.
+#: clause: the four parts of the id index, then the entry.
 ID_PLACES: Final = (
     "("
     + " UNION ALL ".join(
@@ -270,15 +282,20 @@ def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Row
 
 
 def merges_due(plan: AppendPlan) -> list[tuple[str, str]]:
-    """The (source, target) merges of the id index an append makes, in order: recent into
-    middle when it crosses a multiple of ``RECENT_IDS``, then middle into ``record_ids``
-    when it crosses one of ``MIDDLE_IDS`` too."""
-    due = []
-    for every, step in ((RECENT_IDS, ("recent_record_ids", "middle_record_ids")),
-                        (MIDDLE_IDS, ("middle_record_ids", "record_ids"))):  # fmt: skip
-        if plan.first // every != plan.size // every:
-            due.append(step)
-    return due
+    """The (source, target) merges of the id index an append makes (``merges_between``)."""
+    return merges_between(plan.first, plan.size)
+
+
+def merges_between(first: int, size: int) -> list[tuple[str, str]]:
+    """The merges of ``ID_MERGES`` a log growing from ``first`` to ``size`` entries makes, in
+    order: each level's when the log crosses a multiple of its period (``RECENT_IDS``,
+    ``MIDDLE_IDS``, ``UPPER_IDS``), the smaller ones first."""
+    periods = (RECENT_IDS, MIDDLE_IDS, UPPER_IDS)
+    return [
+        step
+        for every, step in zip(periods, ID_MERGES, strict=True)
+        if first // every != size // every
+    ]
 
 
 def check_not_held(log: LogRef, plan: AppendPlan, rows: Iterable[Sequence[object]]) -> None:

@@ -346,7 +346,7 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
         async with await open_store(url):
             pass
     assert await raw(url, m.READ_SCHEMA_VERSION) == [("6",)]
-    keyed = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+    keyed = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in V8_ID_TABLES]
     assert sum(keyed) == sum(TILED.values())  # version 6 keyed every id
     postgres = not url.startswith("sqlite")
     async with await open_store(url) as store:
@@ -405,7 +405,92 @@ async def test_migration_8_keeps_sqlite_append_times_as_integer_microseconds(
         assert (await store.append_entries(jp, None, more, world.verify)).size == 305
     assert set(await index_definitions(url)) == indexes
     recorded = await raw(url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
-    assert recorded[-1][0] == 8
+    assert dict(recorded)[8] is not None  # applied now, with migration 9 (ADR 0053)
+
+
+#: The id tables of versions 6 to 8, largest first.
+V8_ID_TABLES = ("record_ids", "middle_record_ids", "recent_record_ids")
+#: Where a version-8 store's appends leave each log's ids (``record_ids`` below these
+#: indexes, then the middle table, then the recent one), by node of ``TILED``.
+V8_IDS = {"JP": (256, 288), "ID": (16, 16)}
+
+
+def place_v8_ids(path: str) -> None:
+    """Move ids of the migrated logs out of ``record_ids`` as version 8's merges leave
+    them: after the last merge into ``record_ids``, into the middle table, and since the
+    last merge into that one, recent."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        for node, (middle, recent) in V8_IDS.items():
+            (log_id,) = conn.execute("SELECT id FROM logs WHERE node = ?", (node,)).fetchone()
+            steps = (("record_ids", "middle_record_ids", middle),
+                     ("middle_record_ids", "recent_record_ids", recent))  # fmt: skip
+            for source, target, lo in steps:
+                where = "log_id = ? AND idx >= ?"
+                conn.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE {where}",
+                             (log_id, lo))  # fmt: skip
+                conn.execute(f"DELETE FROM {source} WHERE {where}", (log_id, lo))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def assert_every_id_found(store: Store, world: World, sizes: dict[str, int]) -> None:
+    """Every record of every log is found by its id, at its index, with its envelope."""
+    for node, size in sizes.items():
+        for i, env in enumerate(world.envelopes(node, size)):
+            rid = hashlib.sha256(env).hexdigest()
+            found = await store.record(rid)
+            assert (found.log.node, found.index) == (node, i)
+            assert await store.envelope(rid) == env
+
+
+async def test_migration_9_adds_a_fourth_id_table_and_every_id_is_still_found(
+    v1_tiled: V1, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version-8 database (version 1 taken to 8 by the migrations of that release) with
+    ids in all three of its id tables opens at 9: on SQLite the middle table's ids move
+    into ``upper_record_ids``, the others stay where they were; on PostgreSQL (ids in a
+    hash index since 7) the new table is made, empty, and nothing else changes. Either way
+    every record id of every log is found, one held is refused from each table, and
+    appends go on, merging through the four tables."""
+    url, jp = v1_tiled.url, world.jp_log
+    with monkeypatch.context() as patch:
+        patch.setattr(m, "MIGRATIONS", m.MIGRATIONS[:8])
+        patch.setattr(m, "SCHEMA_VERSION", 8)
+        async with await open_store(url):
+            pass
+    assert await raw(url, m.READ_SCHEMA_VERSION) == [("8",)]
+    sqlite = url.startswith("sqlite")
+    assert "upper_record_ids" not in await tables(url)
+    if sqlite:
+        place_v8_ids(url[len("sqlite:///") :])
+    v8 = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in V8_ID_TABLES]
+    assert v8 == ([256 + 16, 32, 12 + 5] if sqlite else [0, 0, 0])
+    indexes = await index_definitions(url)
+    monkeypatch.setattr(sql, "RECENT_IDS", 8)
+    monkeypatch.setattr(sql, "MIDDLE_IDS", 16)
+    async with await open_store(url) as store:
+        counts = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+        assert counts == ([256 + 16, 32, 0, 12 + 5] if sqlite else [0, 0, 0, 0])
+        await assert_tiled_log_answers(store, v1_tiled, world)
+        await assert_every_id_found(store, world, TILED)
+        envs = world.envelopes("JP", TILED["JP"])
+        for index in (3, 270, 295):  # record_ids, upper (the old middle), recent
+            with pytest.raises(ConflictError, match=f"already in the log at index {index}"):
+                await store.append_entries(jp, None, [envs[index]], world.verify)
+        more = world.envelopes("JP", 5, TILED["JP"])
+        assert (await store.append_entries(jp, None, more, world.verify)).size == 305
+        # 300 -> 305 crosses 304: recent into middle, middle into upper
+        counts = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+        assert counts == ([256 + 16, 32 + 17 + 5, 0, 0] if sqlite else [0, 0, 0, 0])
+        await assert_every_id_found(store, world, {**TILED, "JP": 305})
+        with pytest.raises(ConflictError, match="already in the log at index 302"):
+            await store.append_entries(jp, None, [more[2]], world.verify)
+    assert await index_definitions(url) == indexes
+    recorded = await raw(url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
+    assert recorded[-1][0] == 9
     assert recorded[-1][1] is not None
 
 
@@ -491,7 +576,7 @@ def test_migrations_are_numbered_one_by_one_and_the_version_is_the_last() -> Non
     """Rule 1: versions 1, 2, 3, ... with no gap, each described; ``SCHEMA_VERSION`` is
     the last one's."""
     assert [x.version for x in m.MIGRATIONS] == list(range(1, len(m.MIGRATIONS) + 1))
-    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 8
+    assert m.SCHEMA_VERSION == m.MIGRATIONS[-1].version == 9
     assert all(x.description and x.statements for x in m.MIGRATIONS)
 
 

@@ -177,7 +177,7 @@ def fill_index(db: sqlite3.Connection) -> list[tuple[object, ...]]:
     for n, r in enumerate(reversed(rows)):  # inserted out of order: the query must sort
         log_id, idx, record_id = ids[r[8]], r[9], str(r[0])
         db.execute(sql.INSERT_ENTRY, entry_row(log_id, idx, record_id, *r[1:3], r[4]))
-        table = sql.ID_TABLES[n % 3]
+        table = sql.ID_TABLES[n % len(sql.ID_TABLES)]
         db.execute(f"INSERT INTO {table} VALUES (?, ?, ?)", (id_key(record_id), log_id, idx))
     return rows
 
@@ -206,7 +206,8 @@ def test_record_query_selects_what_the_query_asks(
     fields = {"record_id": 0, "kind": 1, "key": 2, "partnership": 5, "supersedes": 4}
     want = [r for r in rows if all(getattr(query, f) in (None, r[i]) for f, i in fields.items())]
     assert got == want
-    keys = 3 if query.record_id is not None else 0  # the id key, in each part of the index
+    # the id key, in each part of the index
+    keys = len(sql.ID_TABLES) if query.record_id is not None else 0
     assert len(args) == sum(getattr(query, f) is not None for f in fields) + keys
 
 
@@ -272,7 +273,7 @@ def test_envelope_reads_the_first_log_holding_a_record(db: sqlite3.Connection) -
     for log_id in (2, 1):
         db.execute(sql.INSERT_ENTRY, entry_row(log_id, 7, rid(1), "issuance", "k", None))
         db.execute(sql.INSERT_RECENT_ID, (id_key(rid(1)), log_id, 7))
-    keys = (id_key(rid(1)),) * 3
+    keys = (id_key(rid(1)),) * len(sql.ID_TABLES)
     assert db.execute(sql.ENVELOPE, (*keys, rid(1))).fetchall() == [
         (LOGS[0][2], 7, rid(1), b"env 1 7", "t")
     ]
@@ -315,7 +316,7 @@ def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection
     ]
     held = sql.HELD_IDS.format(keys=sql.SQLITE_KEYS)
     keys = json.dumps([id_key(item(6).record_id)])
-    assert db.execute(held, (keys, 9) * 3).fetchall() == [(item(6).record_id, 6)]
+    assert db.execute(held, (keys, 9) * len(sql.ID_TABLES)).fetchall() == [(item(6).record_id, 6)]
     assert db.execute(sql.RECORD_IDS, (9, 6, 7)).fetchall() == [(6, item(6).record_id)]
 
 
@@ -411,3 +412,19 @@ async def test_sql_store_reports_a_vanished_head_row(tmp_path: Path, world: Worl
         with pytest.raises(CorruptStoreError, match="stored size None") as info:
             await s.tree_head(world.jp_log)
         assert info.value.where == f"{world.jp_log.origin} head"
+
+
+def test_merges_between_follow_the_four_tables_in_steps_of_eight() -> None:
+    """Each level's merge when the log crosses a multiple of its period (ratio 8 between
+    levels, ADR 0053), the smaller first; none inside a period."""
+    recent, middle, upper = sql.ID_MERGES
+    assert (sql.RECENT_IDS, sql.MIDDLE_IDS, sql.UPPER_IDS) == (1 << 12, 1 << 15, 1 << 18)
+    assert sql.merges_between(0, 4095) == []
+    assert sql.merges_between(4000, 4500) == [recent]
+    assert sql.merges_between(32_500, 33_000) == [recent, middle]
+    assert sql.merges_between(262_000, 262_500) == [recent, middle, upper]
+    assert sql.merges_between(262_144, 262_644) == []  # the crossing was the batch before
+    # every id moves up through each table in turn, and only the recent one is written to
+    assert [step[0] for step in sql.ID_MERGES] == list(reversed(sql.ID_TABLES))[:3]
+    assert [step[1] for step in sql.ID_MERGES] == list(reversed(sql.ID_TABLES))[1:]
+    assert "INTO recent_record_ids" in sql.INSERT_RECENT_ID
