@@ -227,32 +227,35 @@ async def test_a_store_written_before_adr_0046_serves_and_grows(sql_url: str, wo
 async def test_the_id_index_merges_in_bulk_and_still_refuses_a_held_record(
     sql_url: str, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With recent ids merged every 256 entries and middle ones every 1,024, appends of
-    300 up to 1,200, then 90, then 10, leave on SQLite 1,200 ids in ``record_ids``, 90 in
-    the middle and 10 recent; a record is found and refused wherever its id is, and a row of another
-    record under the same 64-bit key (a collision) neither hides nor blocks one."""
-    monkeypatch.setattr(sql, "RECENT_IDS", 256)
-    monkeypatch.setattr(sql, "MIDDLE_IDS", 1024)
+    """With recent ids merged every 64 entries, middle ones every 256 and upper ones every
+    1,024 (ratio 4 here, 8 in the store), appends of 300 up to 1,200, then 100, 50 and 10,
+    leave on SQLite 1,200 ids in ``record_ids``, 100 upper, 50 middle and 10 recent; a
+    record is found and refused wherever its id is, and a row of another record under the
+    same 64-bit key (a collision) neither hides nor blocks one."""
+    monkeypatch.setattr(sql, "RECENT_IDS", 64)
+    monkeypatch.setattr(sql, "MIDDLE_IDS", 256)
+    monkeypatch.setattr(sql, "UPPER_IDS", 1024)
     verify, envs = synthetic(world)
     log = world.jp_log
     async with await open_store(sql_url) as store:
-        for start, end in [(0, 300), (300, 600), (600, 900), (900, 1200), (1200, 1290)]:
+        steps = [(0, 300), (300, 600), (600, 900), (900, 1200), (1200, 1300), (1300, 1350)]
+        for start, end in steps:
             await store.append_entries(log, start, envs[start:end], verify)
-        await store.append_entries(log, 1290, envs[1290:1300], verify)
+        await store.append_entries(log, 1350, envs[1350:1360], verify)
         counts = [(await raw(sql_url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
         # PostgreSQL finds ids through a hash index of the entries (migration 7)
-        assert counts == ([1200, 90, 10] if sql_url.startswith("sqlite") else [0, 0, 0])
-        for index in (3, 1250, 1295):  # in each part of the index
+        assert counts == ([1200, 100, 50, 10] if sql_url.startswith("sqlite") else [0, 0, 0, 0])
+        for index in (3, 1250, 1320, 1355):  # in each part of the index
             rid = hashlib.sha256(envs[index]).hexdigest()
             assert (await store.record(rid)).index == index
             with pytest.raises(ConflictError, match=f"already in the log at index {index}"):
                 await store.append(log, None, envs[index], verify)
         # the next record's key, pointing at entry 0: a collision, not a duplicate
-        nxt = hashlib.sha256(envs[1300]).hexdigest()
+        nxt = hashlib.sha256(envs[1360]).hexdigest()
         await insert_id(sql_url, sql.id_key(nxt), 0)
-        assert (await store.append(log, None, envs[1300], verify)).size == 1301
-        assert (await store.record(nxt)).index == 1300
-        assert await store.envelope(nxt) == envs[1300]
+        assert (await store.append(log, None, envs[1360], verify)).size == 1361
+        assert (await store.record(nxt)).index == 1360
+        assert await store.envelope(nxt) == envs[1360]
         # a re-sent batch at its own indexes is a no-op; the same records at the end are not
         result = await store.append_entries(log, 600, envs[600:700], verify)
         assert (result.appended, result.present) == (0, 100)
