@@ -38,6 +38,12 @@ Rules:
    canonical base64 byte sequence of 32 bytes, the form ``net/signing.py`` writes, without
    the RFC 8941 parser; anything else is None and goes to the library (ADR 0050). For
    that form the library's check is the comparison of the body's SHA-256 with it.
+5. ``signed_form`` writes that exact form for the signer (``net/signing.py``): the
+   ``Content-Digest`` value, the ``Signature-Input`` member's value and the signature
+   base, byte for byte what the library's ``prepare`` writes for an Ed25519 key, a
+   plain target (rule 2) and parameters rule 1 accepts; for anything else it is None
+   and the library signs (ADR 0056: the library's RFC 8941 serialisation was most of
+   an agent's CPU per push outside its own store).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ __all__ = [
     "fast_verify",
     "plain_values",
     "sha256_digest",
+    "signed_form",
 ]
 
 SIGNATURE_INPUT: Final = re.compile(
@@ -75,6 +82,9 @@ SIGNATURE_INPUT: Final = re.compile(
     r';nonce="(?P<nonce>[A-Za-z0-9_-]{1,256})")'
 )
 """Rule 1's ``Signature-Input`` (matched in full)."""
+_LABEL: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
+_KEYID: Final = re.compile(r"[A-Za-z0-9_.:+/=-]{1,256}")
+_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _SIGNATURE: Final = re.compile(r"(?P<label>[a-z][a-z0-9_.-]{0,31})=:(?P<sig>[A-Za-z0-9+/]+={0,2}):")
 _NAMES: Final = ("signature-input", "signature", "content-digest")
 _COMPONENTS: Final = (Item("@method"), Item("@target-uri"), Item("content-digest"))
@@ -213,3 +223,36 @@ def fast_verify(
     covered = dict(zip(_KEYS, values, strict=True))
     covered['"@signature-params"'] = params_text
     return m["label"], parameters, covered
+
+
+def signed_form(
+    method: str,
+    url: str,
+    body: bytes,
+    *,
+    label: str,
+    keyid: str,
+    created: int,
+    expires: int,
+    nonce: str,
+) -> tuple[str, str, bytes] | None:
+    """Rule 5: ``(Content-Digest value, Signature-Input member value, signature base)``
+    of an Ed25519 signature in rule 1's form, or None to let the library sign."""
+    if not (
+        _LABEL.fullmatch(label)
+        and _KEYID.fullmatch(keyid)
+        and _NONCE.fullmatch(nonce)
+        and 0 <= created < 10**15
+        and 0 <= expires < 10**15
+    ):
+        return None
+    digest = f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode('ascii')}:"
+    values = plain_values(method, url, digest)
+    if values is None:
+        return None
+    params = (
+        f'("@method" "@target-uri" "content-digest");created={created};keyid="{keyid}"'
+        f';alg="ed25519";expires={expires};nonce="{nonce}"'
+    )
+    base = "".join(f"{k}: {v}\n" for k, v in zip(_KEYS, values, strict=True))
+    return digest, params, f'{base}"@signature-params": {params}'.encode()

@@ -18,7 +18,13 @@ from multidict import CIMultiDict
 
 from jcm_sync.core.envelope import AnyPublicKey
 from jcm_sync.net import auth
-from jcm_sync.net.httpsig_fast import body_matches, fast_verify, plain_values, sha256_digest
+from jcm_sync.net.httpsig_fast import (
+    body_matches,
+    fast_verify,
+    plain_values,
+    sha256_digest,
+    signed_form,
+)
 from jcm_sync.net.httpsig_pq import HTTPSIG_ALGORITHMS
 from jcm_sync.net.signing import RequestSigner
 from tests.net.signed_requests import ID_KEY, JP_KEY, URL, T
@@ -320,3 +326,51 @@ def test_random_targets_never_disagree_with_the_library() -> None:
             assert answer == library_values("POST", url, digest)
     assert 0 < read < 1000
     assert plain_values("POST", URL, digest + "\r\n x") is None  # folded: the library's
+
+
+# --- rule 5: the signer's form, written directly ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", URL, b'{"entries":[]}'),
+        ("get", "http://127.0.0.1:8443/v1/partnerships/JP-ID/state?have=3", b""),
+        ("GET", "http://[::1]:8443/livez", b""),
+        ("POST", "https://hub.example.org", b"x" * 50_000),
+        ("GET", "http://hub.example.org/a%20b", b""),  # not plain: the library signs
+        ("GET", "http://Hub.example.org/a", b""),
+    ],
+)
+def test_the_signers_form_is_the_librarys_byte_for_byte(
+    method: str, url: str, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jcm_sync.net import signing
+
+    monkeypatch.setattr(signing, "new_nonce", lambda: "nOnce-0123456789_abcdef")
+    direct: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json"})
+    RequestSigner(ID_KEY).sign(method, url, direct, body, now=T)
+    monkeypatch.setattr(signing, "signed_form", lambda *a, **k: None)
+    by_library: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json"})
+    RequestSigner(ID_KEY).sign(method, url, by_library, body, now=T)
+    assert list(direct.items()) == list(by_library.items())
+    assert isinstance(library(method.upper(), url, direct), tuple)  # and it verifies
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"label": "Jcm"},
+        {"label": "x" * 33},
+        {"keyid": "a b"},
+        {"keyid": ""},
+        {"nonce": "a=b"},
+        {"created": -1},
+        {"expires": 10**15},
+    ],
+)
+def test_parameters_outside_rule_1_are_left_to_the_library(changes: dict[str, object]) -> None:
+    args: dict[str, object] = {"label": "jcm", "keyid": ID_KEY.key_id, "created": int(T),
+                               "expires": int(T) + 300, "nonce": "nOnce-0123456789"}  # fmt: skip
+    assert signed_form("POST", URL, b"", **args) is not None  # type: ignore[arg-type]
+    assert signed_form("POST", URL, b"", **(args | changes)) is None  # type: ignore[arg-type]
