@@ -76,6 +76,11 @@ Rules:
     one interval, each record checked against it; whatever the judge does not accept
     goes to ``verify_record``, so every verdict and error is ``verify_record``'s
     (ADR 0057).
+15. A batch verified in-process (rules 3, 9, 10 and 13) takes the same steps as a
+    worker and the parent: ``envelope.accepted_by_ed25519`` (or ``verify_envelope``
+    for the verdict and error of anything else) and the batch's judge
+    (``in_process_verifier``), so its verdicts are ``record_verifier``'s; under an
+    expired root, ``record_verifier`` itself refuses every record first (rule 9).
 """
 
 from __future__ import annotations
@@ -238,6 +243,32 @@ def cut(jobs: Sequence[_Job], parts: int) -> list[list[tuple[int, int, int]]]:
     return chunks
 
 
+def in_process_verifier(
+    root: TrustRoot, now: datetime, received: Mapping[str, datetime] | None
+) -> Callable[[bytes], Verification]:
+    """Rule 15: the verify function of a batch verified in this process: a worker's
+    steps (rule 12) and the batch's judge (rule 14), or ``record_verifier`` under an
+    expired root (rule 9)."""
+    if root.expires <= now:
+        return record_verifier(root, now, received)
+    judge = RecordJudge(root, now)
+    pubs = root.public_keys()
+    ed25519_keys = {kid: raw for kid, raw in root_keys(root) if len(raw) == PUBLIC_KEY_SIZE}
+
+    def verify(raw: bytes) -> Verification:
+        env = accepted_by_ed25519(raw, ed25519_keys)
+        if env is not None:
+            rid = record_id(raw)
+        else:
+            opened = verify_envelope(raw, pubs)  # the verdict, and its specific error
+            env, rid = opened.envelope, opened.record_id
+        keyids = tuple([s.keyid for s in env.signatures])
+        at = received.get(rid) if received else None
+        return judge.judge(raw, rid, env.payloadType, env.payload, keyids, at)
+
+    return verify
+
+
 async def in_process(
     verify: Callable[[bytes], Verification], envelopes: Sequence[bytes], distinct: int
 ) -> VerifiedBatch:
@@ -292,15 +323,17 @@ class VerifyPool:
         Records are judged as received at ``now`` (rule 6), except those ``received``
         maps (by record id) to the time this node first received them.
         """
-        single = record_verifier(root, now, received)
         distinct = list(dict.fromkeys(e for e in envelopes if isinstance(e, bytes) and e))
         if self.workers < 2 or not distinct or root.expires <= now:  # rules 3 and 9
             self.inline_records += len(distinct)
-            return await in_process(single, envelopes, len(distinct))
+            verify = in_process_verifier(root, now, received)  # rule 15
+            return await in_process(verify, envelopes, len(distinct))
         outcomes = await self._submit(root_keys(root), distinct)
         if outcomes is None:  # rules 3 and 10: too few records waiting, or a worker died
             self.inline_records += len(distinct)
-            return await in_process(single, envelopes, len(distinct))
+            verify = in_process_verifier(root, now, received)  # rule 15
+            return await in_process(verify, envelopes, len(distinct))
+        single = record_verifier(root, now, received)
         judge = RecordJudge(root, now)  # rule 14: authority decided once per question
 
         def complete_all() -> dict[bytes, Verification | JcmSyncError]:

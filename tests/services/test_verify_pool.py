@@ -248,6 +248,33 @@ async def test_an_in_process_batch_worth_a_thread_is_verified_off_the_loop(
         assert outcome(done, raw) == in_process(ROOT)(raw)
 
 
+@pytest.mark.parametrize("spoil", SPOILERS, ids=list(SPOILERS))
+async def test_an_in_process_batch_answers_as_verify_record(batch: list[bytes], spoil: str) -> None:
+    """Rule 15: a batch verified in process (the lean check and the batch's judge) gives
+    ``verify_record``'s verdicts: a spoiled record's error, a revoked key's records
+    refused unless held from before the revocation, the rest accepted."""
+    make, error = SPOILERS[spoil]
+    bad = make(batch[3], batch[4])
+    small = [*batch[:3], bad, *batch[4:20]]
+    revoked_root = build_root(
+        PID, {"JP": JP, "MN": MN}, revoked={MN.key_id: NOW - timedelta(hours=1)}
+    )
+    held = {record_id(raw): NOW - timedelta(hours=1, minutes=30) for raw in batch[:2]}
+    seen: list[object] = []
+    for trust_root, at in ((ROOT, None), (revoked_root, held)):
+        pool = VerifyPool(workers=1)
+        verify = await pool.verifier(trust_root, small, NOW, at)
+        reference = in_process(trust_root, at)
+        for raw in small:
+            assert outcome(verify, raw) == reference(raw)
+            seen.append(outcome(verify, raw)[0])
+        assert pool.inline_records == len(small)
+        pool.close()
+    assert seen.count(error) == 2
+    assert seen.count(RevokedKeyError) == len(small) - 3  # all but the bad and the held
+    assert seen[:3] == [record_id(raw) for raw in small[:3]]
+
+
 async def test_close_ends_the_workers_and_a_later_batch_starts_new_ones(
     batch: list[bytes],
 ) -> None:
