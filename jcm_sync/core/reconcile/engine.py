@@ -200,14 +200,23 @@ class Index:
                 where=node,
             )
         order = acc.order << LOG_SHIFT
+        stack = acc.stack
         for entry in entries:
-            pos = order | acc.size  # ledger.position(acc.order, acc.size), inlined
-            acc.append(entry.leaf_hash)
-            self._add(entry, pos)
+            size = acc.size
+            push_leaf(stack, size, entry.leaf_hash)  # acc.append, inlined
+            acc.size = size + 1
+            self._add(entry, order | size)  # ledger.position(acc.order, size), inlined
             # settled entry by entry, so its decoded record can be dropped right away
             # (module theory: "Memory"); a registry fold to replay waits for the report,
-            # so a run of corrections replays it once, not once per correction
-            self.settle(replay=False)
+            # so a run of corrections replays it once, not once per correction. Nearly
+            # always the entry's own slot alone is dirty: settled here without a call
+            dirty = self._dirty
+            if len(dirty) == 1:
+                self._recompute(dirty.pop())  # which may mark others
+            if self._dirty:
+                self.settle(replay=False)
+            elif self._decoded:
+                self.release()
         return acc.size
 
     def _add(self, entry: VerifiedEntry, pos: Pos) -> None:

@@ -264,11 +264,6 @@ def iter_stored(
         signers = shared.get(keyids)
         if signers is None:
             signers = shared[keyids] = frozenset(by_key[k] for k in keyids if k in by_key)
-        yield VerifiedEntry(
-            record_id=sha256(raw).hexdigest(),
-            record=record,
-            signers=signers,
-            leaf_hash=leaf(raw),
-            kind=kind,
-            payload=env.payload,
-        )
+        # positional (record_id, record, signers, leaf_hash, kind, payload): keywords
+        # cost a Struct more to match than its fields to set
+        yield VerifiedEntry(sha256(raw).hexdigest(), record, signers, leaf(raw), kind, env.payload)

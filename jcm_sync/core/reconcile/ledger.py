@@ -194,9 +194,10 @@ class RegistryLedger:
         self.last_pos = pos
         # interned: a registry has few accounts and many records naming them
         account, atype = sys.intern(rec.account.id), sys.intern(rec.account.type)
-        self.balances[account] = self.balances.get(account, 0) + rec.amount
-        totals = self._type(atype)
-        totals.issued += rec.amount
+        amount = rec.amount
+        self.balances[account] = self.balances.get(account, 0) + amount
+        totals = self.types.get(atype) or self._type(atype)
+        totals.issued += amount
         mp = rec.decision.monitoring_period
         y0, y1 = mp.start.year, mp.end.year
         key = src.key

@@ -230,6 +230,9 @@ class SerialMap(msgspec.Struct, gc=False):
     ) -> tuple[Sequence[Segment], int]:
         """Add the units of ``first..last`` not yet issued; return the overlapped segments
         and the number of units added."""
+        if not self.segs:  # a new prefix, half the blocks of a large registry
+            self.segs = (Segment(first, last, account, atype, origin),)
+            return (), last - first + 1
         i0, i1 = self._span(first, last)
         if i0 == i1:
             # nothing issued there yet, the usual case: no neighbour can share this

@@ -190,11 +190,9 @@ class Version(msgspec.Struct, gc=False, eq=False):
 def version(entry: VerifiedEntry, pos: Pos, key: str, side: str) -> Version:
     """The version of a verified entry at ``pos``, still holding its decoded record."""
     r = entry.record
-    return Version(
-        rid=entry.record_id, pos=pos, payload=entry.payload,
-        signers=entry.signers, kind=entry.kind, key=key, author=sys.intern(r.author),
-        side=sys.intern(side), supersedes=r.supersedes, record=r,
-    )  # fmt: skip
+    # positional: a Struct's keywords cost more to match than the fields themselves
+    return Version(entry.record_id, pos, entry.payload, entry.signers, entry.kind, key,
+                   sys.intern(r.author), sys.intern(side), r.supersedes, r)  # fmt: skip
 
 
 class Slot(msgspec.Struct, gc=False, eq=False):

@@ -96,14 +96,13 @@ class Tables:
         Returns the registry whose serial fold the record joins (issuances and
         transactions), or None."""
         if isinstance(record, IssuanceRecord):
-            dk = sys.intern(
-                decision_key(record.decision.project_id, record.decision.monitoring_period)
-            )
-            fact = Issued(record.registry, record.amount, sys.intern(record.account.type))
+            decision, registry = record.decision, record.registry
+            project = sys.intern(decision.project_id)
+            dk = sys.intern(decision_key(project, decision.monitoring_period))
+            fact = Issued(registry, record.amount, sys.intern(record.account.type))
             bag_add(self.issuances, dk, slot, fact)
             self.dirty.add(("decision", dk))
-            vintages = vintages_of(record) if record.registry == "JP" else {}
-            project = sys.intern(record.decision.project_id)
+            vintages = vintages_of(record) if registry == "JP" else {}
             for vintage, n in vintages.items():
                 bag_add(self.jp_vintage, (project, vintage), slot, n)
                 self.dirty.add(("ftm", project, str(vintage)))
@@ -112,9 +111,9 @@ class Tables:
                     if b.prefix in self.serial_claims:
                         self.dirty.add(("serials", b.prefix))
             self._named(project, dk, +1)
-            slot.contrib = ("issuance", dk, record.registry, project, tuple(vintages),
+            slot.contrib = ("issuance", dk, registry, project, tuple(vintages),
                             record.issued_on)  # fmt: skip
-            return record.registry
+            return registry
         if isinstance(record, TransactionRecord):
             mirrored = MIRRORED.get(record.type)
             sig = None
