@@ -17,7 +17,9 @@ on the same records, exactly as the runs decode them (``validate=False``, as the
 reads its store: the payloads' shape only, ADR 0052): the fold's own cost is the full
 run less the decode, and the report prints both per record. The digests of the reports
 (SHA-256 of their JSON) are printed, so two versions of the code can be checked to give
-the same reports.
+the same reports. The garbage collector's passes during the full run are counted and
+timed too: its full passes scan the whole index, and per-record containers it keeps
+tracking set them off (ADR 0055).
 
 The measurement runs in a fresh subprocess, so its peak RSS is the reconciliation's own
 (``VmHWM`` on Linux, else ``resource.getrusage``): it reads the logs' envelopes from files
@@ -168,14 +170,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
+class GcPasses:
+    """The garbage collector's passes while installed: how many of the full (oldest
+    generation) ones and of the others, and the seconds each kind took."""
+
+    def __init__(self) -> None:
+        self.full = self.young = 0
+        self.full_seconds = self.young_seconds = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        took = time.perf_counter() - self._start
+        if info["generation"] == 2:
+            self.full, self.full_seconds = self.full + 1, self.full_seconds + took
+        else:
+            self.young, self.young_seconds = self.young + 1, self.young_seconds + took
+
+
 def child(directory: Path) -> dict[str, float | int | str]:
     """Measured in a fresh process: full run, then the incremental run."""
+    import gc
+
     from jcm_sync.core.reconcile import Reconciler, check_position, iter_stored, signer_nodes
     from jcm_sync.core.trust import decode_root
 
     baseline = peak_rss_mb()
     root = decode_root((directory / "root.json").read_bytes())
     nodes = signer_nodes(root)
+    passes = GcPasses()
+    gc.callbacks.append(passes)
     t0, c0 = time.perf_counter(), time.process_time()
     rec = Reconciler(root)
     for node in ("JP", "ID"):
@@ -186,6 +212,7 @@ def child(directory: Path) -> dict[str, float | int | str]:
     report = rec.report()
     full = time.perf_counter() - t0
     full_cpu = time.process_time() - c0
+    gc.callbacks.remove(passes)
     peak = peak_rss_mb()
     t1 = time.perf_counter()
     for node in ("JP", "ID"):
@@ -211,6 +238,10 @@ def child(directory: Path) -> dict[str, float | int | str]:
     return {
         "full_seconds": full,
         "full_cpu_seconds": full_cpu,
+        "gc_full_passes": passes.full,
+        "gc_full_seconds": passes.full_seconds,
+        "gc_young_passes": passes.young,
+        "gc_young_seconds": passes.young_seconds,
         "decode_cpu_seconds": decode_cpu,
         "incremental_seconds": incremental,
         "incremental2_seconds": incremental2,
@@ -326,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{cpu / n * 1e6 / 50:>8.2f}")  # fmt: skip
     print(f"{'  of which decoding alone (floor)':<34}{dec_cpu / n * 1e6:>9.1f} µs  "
           f"{'':>14}  {dec_cpu / cpu:>8.2f}")  # fmt: skip
+    print(f"garbage collector in the full run: {m['gc_full_passes']} full passes "
+          f"({m['gc_full_seconds']:.2f} s), {m['gc_young_passes']} younger "
+          f"({m['gc_young_seconds']:.2f} s)")  # fmt: skip
     fold, rep = m["faulty_fold_seconds"], m["faulty_report_seconds"]
     hist = m["faulty_history_seconds"]
     faulty = fold + rep + hist
