@@ -29,6 +29,8 @@ Rules of a push (``Hub.push``):
 5. The answer carries the replica's new size and the partner's checkpoint
    countersigned by Japan's checkpoint key: the partner's proof of what Japan holds.
    Every checkpoint the hub serves carries the cosignatures held for it (ADR 0032).
+   A push that closes nothing is answered from the read it made before its append
+   when no checkpoint was put for the replica since (``replica_view``, ADR 0056).
 
 Pushes to one replica are serialised by a lock; different partnerships never wait
 for each other. Across hub processes on one PostgreSQL the store's row lock on the
@@ -79,8 +81,6 @@ from datetime import datetime
 from typing import Any
 
 from jcm_sync.core import checkpoint
-from jcm_sync.core import note as signed_note
-from jcm_sync.core.note import add_signature_lines
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import (
     Caller,
@@ -112,6 +112,7 @@ from jcm_sync.services.log_service import open_log_checkpoint, prove_consistency
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, stopped
 from jcm_sync.services.node import Node
 from jcm_sync.services.reconciliation import run_scheduled
+from jcm_sync.services.replica_view import ReplicaViews
 from jcm_sync.services.verify_pool import VerifyPool
 from jcm_sync.services.witness import cosigned_note
 from jcm_sync.services.witness_push import Connect, WitnessPusher
@@ -158,7 +159,7 @@ class Hub:
         self._appended = {pid: asyncio.Condition() for pid in node.partnerships}
         self._status = node.job_status  # loaded from the store by open_node
         self._status_written: dict[str, float] = {}  # rule 12: loop time of the last write
-        self._countersigned: dict[str, tuple[bytes, Any, str, bytes]] = {}  # _replica_view
+        self.views = ReplicaViews(node)  # rule 5's answers (ADR 0043, 0056)
         self._heads: dict[str, TreeHead] = {}  # _wait_for_start: read or appended here
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
@@ -337,10 +338,10 @@ class Hub:
                 f"{len(req.entries)} entries in one push; the limit is {self.limits.max_batch}"
             )
         m = self.node.metrics
-        # the fork alarm (log_sync rule 1) and the replica's head in one read (ADR 0050)
-        view = await self.node.store.log_view(
-            replica, checkpoint=False, state_key=alarm_key(replica.origin)
-        )
+        # the fork alarm (log_sync rule 1), the replica's head and its held checkpoint in
+        # one read (ADR 0050), which serves the answer if nothing is put since (ADR 0056)
+        generation = self.views.generation(replica)
+        view = await self.node.store.log_view(replica, state_key=alarm_key(replica.origin))
         if view.state is not None:
             raise stopped(replica)
         self._head_seen(replica, view.head)
@@ -379,7 +380,9 @@ class Hub:
             m.replica_lag.labels(partnership, replica.node).set(lag)
         log.info("push-accepted", extra={"partnership": partnership, "start": req.start,
                  "appended": result.appended, "size": result.size})  # fmt: skip
-        answer = await self._replica_view(replica)
+        reuse = req.checkpoint is None and self.leader is None  # replica_view rule 3
+        head = TreeHead(result.size, result.root)
+        answer = await self.views.answer(replica, view, generation, head, reuse=reuse)
         return PushResponse(size=result.size, appended=result.appended, checkpoint=answer)
 
     async def _held_since(
@@ -419,6 +422,7 @@ class Hub:
         if keep_checkpoint and req.checkpoint is not None:
             # the store keeps it only if it agrees with the replica's tree
             await self.node.store.put_checkpoint(replica, req.checkpoint)
+            self.views.wrote(replica)  # replica_view rule 2: after the store committed it
         self._head_seen(replica, TreeHead(result.size, result.root))
         appended.notify_all()
         return result
@@ -508,21 +512,6 @@ class Hub:
 
     # --- reads -----------------------------------------------------------------------
 
-    async def _replica_view(self, replica: LogRef) -> CheckpointView:
-        """The partner's latest checkpoint held, countersigned by Japan (rule 5); the
-        countersigned note of the last note signed for each replica is kept (ADR 0043)."""
-        view = await self.node.store.log_view(replica)  # in one read (ADR 0050)
-        held, head = view.checkpoint, view.head
-        if held is None:
-            return CheckpointView(origin=replica.origin, size=head.size, root=head.root)
-        note = add_signature_lines(held.note, view.cosignatures) if view.cosignatures else held.note
-        key, origin = self.node.keys.checkpoint.key, self.node.logs(replica.partnership).own.origin
-        last = self._countersigned.get(replica.origin)
-        if last is None or last[:3] != (note, key, origin):
-            last = (note, key, origin, signed_note.add_signature(note, origin, key))
-            self._countersigned[replica.origin] = last
-        return CheckpointView(origin=replica.origin, size=held.size, root=held.root, note=last[3])
-
     async def _own_view(self, partnership: str) -> CheckpointView:
         service = self.node.logs(partnership).service
         cp = await service.sign_checkpoint()
@@ -534,7 +523,7 @@ class Hub:
         ref = self.node.log_ref(partnership, node)
         if ref.node == "JP":
             return await self._own_view(partnership)
-        return await self._replica_view(ref)
+        return await self.views.read(ref)
 
     async def state(
         self, caller: Caller, partnership: str, *, have: int | None = None
@@ -544,7 +533,7 @@ class Hub:
         ``have`` is how much of Japan's log the partner says it holds (for status)."""
         self._check_member(caller, partnership)
         own = await self._own_view(partnership)
-        rep = await self._replica_view(self.node.logs(partnership).replica)
+        rep = await self.views.read(self.node.logs(partnership).replica)
         rep_head = await self.node.store.tree_head(self.node.logs(partnership).replica)
         if have is not None:
             if have > own.size:  # rule 11: clamped, so the lag stays a real figure

@@ -123,15 +123,8 @@ async def test_batches_in_order_and_a_resent_batch_are_accepted(pair: Pair) -> N
     assert await held(pair) == envs
 
 
-async def test_a_push_reads_the_store_twice_besides_its_append(
-    pair: Pair, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ADR 0050: the fork alarm with the replica's head before, the held checkpoint with
-    its cosignatures and the head after, each one job on SQLite's thread; the head the
-    previous append left serves the next batch without reading it again."""
-    envs = await own_envelopes(pair)
-    caller = partner(pair)
-    await pair.hub.push(caller, PID, CC, PushRequest(0, envs[:2]))
+def counting_jobs(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The jobs the hub's SQLite store runs from now on: (function name, group weight)."""
     store = pair.japan.store
     jobs: list[tuple[str, int]] = []
     real = store._call  # type: ignore[attr-defined]
@@ -141,10 +134,78 @@ async def test_a_push_reads_the_store_twice_besides_its_append(
         return await real(fn, *args, group=group)
 
     monkeypatch.setattr(store, "_call", counting)
+    return jobs
+
+
+async def test_a_push_reads_the_store_once_besides_its_append(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADR 0050, 0056: the fork alarm, the replica's head and its held checkpoint with
+    its cosignatures in one job on SQLite's thread before the append, which also serves
+    the answer of a push that closes nothing; the head the previous append left serves
+    the next batch without reading it again."""
+    envs = await own_envelopes(pair)
+    caller = partner(pair)
+    await pair.hub.push(
+        caller, PID, CC, PushRequest(0, envs[:2], partner_checkpoint(pair, envs[:2]))
+    )
+    jobs = counting_jobs(pair, monkeypatch)
     resp = await pair.hub.push(caller, PID, CC, PushRequest(2, envs[2:4]))
     assert (resp.size, resp.appended) == (4, 2)
-    assert [name for name, group in jobs if not group] == ["_view_sync", "_view_sync"]
+    assert [name for name, group in jobs if not group] == ["_view_sync"]
     assert ("_append_sync", 2) in jobs
+    # the answer is the one a read after the append gives: the held checkpoint, countersigned
+    assert resp.checkpoint == await pair.hub.views.read(replica(pair))
+    assert (resp.checkpoint.size, resp.checkpoint.note is not None) == (2, True)
+
+
+async def test_a_closing_push_reads_its_answer_after_its_append(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replica_view rule 3: a push whose checkpoint is kept answers with that checkpoint,
+    read again after the append."""
+    envs = await own_envelopes(pair)
+    caller = partner(pair)
+    await pair.hub.push(
+        caller, PID, CC, PushRequest(0, envs[:2], partner_checkpoint(pair, envs[:2]))
+    )
+    jobs = counting_jobs(pair, monkeypatch)
+    resp = await pair.hub.push(
+        caller, PID, CC, PushRequest(2, envs[2:], partner_checkpoint(pair, envs))
+    )
+    reads = [name for name, group in jobs if not group]  # the root check reads nodes too
+    assert (reads.count("_view_sync"), reads[-1]) == (2, "_view_sync")
+    assert (resp.checkpoint.size, resp.checkpoint.note is not None) == (len(envs), True)
+    assert resp.checkpoint == await pair.hub.views.read(replica(pair))
+
+
+async def test_a_checkpoint_put_while_a_push_waits_is_in_its_answer(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replica_view rules 2-3: batch N+1 read the replica before batch N, which closes the
+    catch-up, kept its checkpoint; N+1's answer carries that checkpoint, not the view it
+    read before it."""
+    envs = await own_envelopes(pair)
+    caller = partner(pair)
+    closing = PushRequest(0, envs[:2], partner_checkpoint(pair, envs[:2]))
+    following = PushRequest(2, envs[2:4])
+    real_write = pair.hub._write
+    go = asyncio.Event()
+
+    async def slow_write(*args: Any) -> Any:
+        await go.wait()  # batch N+1 reads the replica meanwhile
+        return await real_write(*args)
+
+    monkeypatch.setattr(pair.hub, "_write", slow_write)
+    first = asyncio.create_task(pair.hub.push(caller, PID, CC, closing))
+    second = asyncio.create_task(pair.hub.push(caller, PID, CC, following))
+    for _ in range(50):  # both have read the replica: no checkpoint held yet
+        await asyncio.sleep(0.01)
+    go.set()
+    await first
+    resp = await second
+    assert resp.size == 4
+    assert (resp.checkpoint.size, resp.checkpoint.note is not None) == (2, True)
 
 
 async def test_status_is_written_by_closing_pushes_and_at_most_each_second_between(
