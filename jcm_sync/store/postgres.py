@@ -16,7 +16,9 @@ Invariants and choices:
    the expected size or from the statement's snapshot; then one simple query: the
    entries by binary ``COPY`` (which maintains that index with the row; asyncpg sends
    the data without waiting for the server's answer), the stored nodes, the new head and
-   ``COMMIT``.
+   ``COMMIT``. The ``COPY`` data is built while the reads are on their way, for the
+   expected size (ADR 0054), and again only when the reads say otherwise; the append time
+   is taken once, before the reads.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
@@ -448,14 +450,26 @@ class PostgresStore(sql.SqlStore):
     ) -> AppendPlan:
         """An append in the transaction ``BEGIN_APPEND`` opened: its reads in one round
         trip when the log has the size last seen here (or ``start``), a second one when
-        it had not or when another writer appended while this one waited for the lock."""
+        it had not or when another writer appended while this one waited for the lock.
+
+        While the reads are on their way the batch's COPY data is built as it will be if
+        the log has the expected size and the batch starts there (``made``: the first
+        index and the data); it is built again for the plan when it does not match."""
         ids = [e.record_id for e in batch]
         size = self._sizes.get(log_id, start or 0)
+        at = self._clock()  # the entries' append time, one for the batch
+        made: tuple[int, bytes] | None = None
         while True:
             coords, (lo, hi) = state_reads(size, start, len(batch))
-            rows = await conn.fetch(
-                SQL_APPEND_READS, log_id, *_node_args(coords, ids), lo, max(lo, hi)
+            reads = asyncio.ensure_future(
+                conn.fetch(SQL_APPEND_READS, log_id, *_node_args(coords, ids), lo, max(lo, hi))
             )
+            try:
+                if made is None and start in (None, size):
+                    await asyncio.sleep(0)  # the reads' first step sends them
+                    made = size, _copy_data(log_id, size, batch, at)
+            finally:
+                rows = await reads
             locked = next(((r[1], r[2]) for r in rows if r[0] == -3), (None, None))
             seen = next((r[1] for r in rows if r[0] == -4), None)
             head = check_head(log, *locked)
@@ -469,18 +483,21 @@ class PostgresStore(sql.SqlStore):
         )
         if plan.new:
             sql.check_not_held(log, plan, held)
-            await self._write(conn, log, log_id, plan)
+            if made is None or made[0] != plan.first or len(plan.new) != len(batch):
+                made = plan.first, _copy_data(log_id, plan.first, plan.new, at)
+            await self._write(conn, log, log_id, plan, made[1])
         else:
             await conn.execute("COMMIT")
         self._sizes[log_id] = plan.size
         return plan
 
-    async def _write(self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan) -> None:
+    async def _write(
+        self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan, data: bytes
+    ) -> None:
         """Write the plan and commit, in the transaction holding the head row (rule 1), in
-        one round trip: the entries by COPY, the stored nodes, the new head and ``COMMIT``
-        (``_copy_then``). Duplicates were refused before, so a key violation aborts it for
-        good."""
-        data = _copy_data(log_id, plan.first, plan.new, self._clock())
+        one round trip: the entries by COPY (``data``, ``_copy_data`` of ``plan.new``), the
+        stored nodes, the new head and ``COMMIT`` (``_copy_then``). Duplicates were refused
+        before, so a key violation aborts it for good."""
         nodes = ", ".join(
             f"({log_id}, {int(n.level)}, {int(n.index)}, {_literal(n.hash)})"
             for n in sparse.stored(plan.nodes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
@@ -17,7 +17,7 @@ import pytest
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import StoreError
-from jcm_sync.store import open_store, sql
+from jcm_sync.store import open_store, postgres, sql
 from jcm_sync.store.planning import PreparedEntry
 from jcm_sync.store.postgres import PostgresStore, _copy_data
 from tests.store import World
@@ -134,3 +134,35 @@ async def test_a_write_refused_after_the_copy_leaves_nothing(pg_url: str, world:
         assert (done.appended, done.size) == (16, 16)
         assert done.root == merkle.root([merkle.leaf_hash(e) for e in envs])
         assert [e.envelope for e in await s.entries(world.jp_log)] == envs
+
+
+@pytest.mark.postgres
+async def test_the_copy_data_built_during_the_reads_is_written_only_when_it_fits(
+    pg_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append builds its COPY data while its reads are on their way, for the size the
+    store expects, and writes that data when the reads confirm it; when another store
+    appended meanwhile, or the batch overlaps held entries, the data is built for the
+    plan instead, and every entry lands at its own index with its own append time."""
+    firsts: list[int] = []
+
+    def counted(log_id: int, first: int, entries: Sequence[PreparedEntry], at: datetime) -> bytes:
+        firsts.append(first)
+        return _copy_data(log_id, first, entries, at)
+
+    monkeypatch.setattr(postgres, "_copy_data", counted)
+    envs, log = world.envelopes("JP", 9), world.jp_log
+    times = iter(datetime(2026, 12, 2, 0, 0, n, tzinfo=UTC) for n in range(10))
+    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
+        for store in (a, b):
+            monkeypatch.setattr(store, "_clock", lambda: next(times))
+        await a.append_entries(log, None, envs[0:2], world.verify)  # 0, as expected
+        await a.append_entries(log, 2, envs[2:4], world.verify)  # 2, as expected
+        assert firsts == [0, 2]
+        await b.append_entries(log, None, envs[4:6], world.verify)  # b expected 0, not 4
+        assert firsts == [0, 2, 0, 4]
+        await a.append_entries(log, 3, envs[3:7], world.verify)  # overlaps entry 3
+        assert firsts == [0, 2, 0, 4, 6]
+        entries = await b.entries(log)
+    assert [e.envelope for e in entries] == envs[:7]
+    assert [e.appended_at.second for e in entries] == [0, 0, 1, 1, 2, 2, 3]
