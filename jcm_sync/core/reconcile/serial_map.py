@@ -19,7 +19,9 @@ Rules:
    ``issued_on`` day, so a move can be compared with the issuance of each unit it moves
    (``ledger`` rules 6 and 8) without decoding that issuance again.
 4. Positions are one packed int (``position``), and the per-record objects are msgspec
-   Structs the garbage collector does not track (``engine`` theory: "Memory").
+   Structs the garbage collector does not track (``engine`` theory: "Memory"); a prefix's
+   segments and touches are tuples, which it stops tracking on its first pass, until
+   they are more than ``SEGS_TUPLE_MAX`` or ``TOUCH_TUPLE_MAX`` (ADR 0055).
 """
 
 from __future__ import annotations

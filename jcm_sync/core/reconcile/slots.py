@@ -11,7 +11,10 @@ Invariants:
 1. ``Version`` and ``Slot`` are msgspec Structs the garbage collector does not track, and
    they form no reference cycle: a version names its slot by (kind, key), never by
    reference. Index values built from them are tuples (``Bag``), not dicts or lists, for
-   the same reason (``engine``, theory: "Memory").
+   the same reason (``engine``, theory: "Memory"), and at most two deep: the facts in
+   them are untracked Structs (``Issued``, ``Share``) or flat tuples. The collector
+   untracks a tuple of untracked items one level per pass, so a deeper one reached its
+   oldest generation and set off full passes over the whole index (ADR 0055).
 2. Slots and versions compare by identity (``eq=False``): two records with equal fields
    are still two records.
 3. The helpers are pure and total over decoded records: the same record gives the same
