@@ -14,11 +14,16 @@ Invariants:
    judges the dirty units and only them, so a report costs what changed.
 3. Tables hold tuples of untracked items (``slots.Bag``), never a container per record.
 4. The tables are read by the rules and written only here.
+5. What the tables keep of a record shares its strings and days with the other records:
+   registries, sides and account types are interned, days are one object per day
+   (``days``). A decoded string or date is a new object per record, and the facts
+   outlive their records (ADR 0055).
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import date
 from typing import Final
 
 from jcm_sync.core.reconcile.slots import (
@@ -89,6 +94,9 @@ class Tables:
         self.methodology_users: dict[str, Bag[str]] = {}
         """Per methodology id: the projects whose current record names it."""
         self.dirty: set[Unit] = set()
+        self.days: dict[date, date] = {}
+        """One object per day the facts name (a decided_on, an issued_on): hundreds of
+        thousands of facts name a few thousand days (invariant 5)."""
 
     def add(self, slot: Slot, record: Record) -> str | None:
         """File ``record``, the slot's current version, and remember it on ``slot.contrib``.
@@ -96,7 +104,7 @@ class Tables:
         Returns the registry whose serial fold the record joins (issuances and
         transactions), or None."""
         if isinstance(record, IssuanceRecord):
-            decision, registry = record.decision, record.registry
+            decision, registry = record.decision, sys.intern(record.registry)
             project = sys.intern(decision.project_id)
             dk = sys.intern(decision_key(project, decision.monitoring_period))
             fact = Issued(registry, record.amount, sys.intern(record.account.type))
@@ -111,8 +119,9 @@ class Tables:
                     if b.prefix in self.serial_claims:
                         self.dirty.add(("serials", b.prefix))
             self._named(project, dk, +1)
+            issued_on = self.days.setdefault(record.issued_on, record.issued_on)
             slot.contrib = ("issuance", dk, registry, project, tuple(vintages),
-                            record.issued_on)  # fmt: skip
+                            issued_on)  # fmt: skip
             return registry
         if isinstance(record, TransactionRecord):
             mirrored = MIRRORED.get(record.type)
@@ -121,17 +130,20 @@ class Tables:
                 sig = mirror_sig(mirrored, record.blocks)
                 self._mirror(record.registry).change("txs", sig, slot, +1)
                 self.dirty.add(("use", record.registry))
-            slot.contrib = ("transaction", record.registry, sig)
-            return record.registry
+            registry = sys.intern(record.registry)
+            slot.contrib = ("transaction", registry, sig)
+            return registry
         if isinstance(record, IssuanceDecisionRecord):
             shares = []
             for share in record.shares:
                 by_type: dict[str, int] = {}
                 for a in share.allocations:
-                    by_type[a.account_type] = by_type.get(a.account_type, 0) + a.amount
+                    atype = sys.intern(a.account_type)
+                    by_type[atype] = by_type.get(atype, 0) + a.amount
                 allocated = tuple(sorted(by_type.items())) if share.allocations else None
-                shares.append(Share(share.side, share.notified, allocated))
-            slot.contrib = ("decision", slot.key, tuple(shares), record.decided_on)
+                shares.append(Share(sys.intern(share.side), share.notified, allocated))
+            decided_on = self.days.setdefault(record.decided_on, record.decided_on)
+            slot.contrib = ("decision", slot.key, tuple(shares), decided_on)
             self.dirty.add(("decision", slot.key))
             self._named(sys.intern(record.project_id), slot.key, +1)
         elif isinstance(record, AuthorizationRecord):

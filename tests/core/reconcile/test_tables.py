@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 
+import msgspec
+
+from jcm_sync.core.reconcile.inputs import decode_stored_payload
 from jcm_sync.core.reconcile.slots import Issued, Slot
 from jcm_sync.core.reconcile.tables import Tables
 from jcm_sync.core.records import Record
@@ -147,3 +150,34 @@ def test_what_issuances_and_decisions_file_is_untracked_after_two_collections() 
 
     assert sum(tracked(bag) for bag in t.issuances.values()) == 0
     assert sum(tracked(s.contrib) for s in slots) == 0
+
+
+def test_facts_share_their_strings_and_days_across_records() -> None:
+    """Invariant 5: two issuances decoded apart (each field a new object, as a store's
+    payloads decode) file one registry string, one account type string and one day
+    object between them; two decisions' shares one side string and one account type."""
+    ds = build()
+    t = Tables(PARTNER)
+    filed = []
+    for n, item in enumerate(ds.items()):
+        record = item.record
+        if record is None or record.kind not in ("issuance", "issuance_decision"):
+            continue
+        fresh = decode_stored_payload(msgspec.json.encode(record), record.kind)
+        filed.append(slot_of(fresh, n))
+        t.add(filed[-1], fresh)
+    jp = [s for s in filed if s.kind == "issuance" and s.key.startswith("JP/")]
+    one, two = jp[0], jp[1]  # issued on one day (the builders' data)
+    assert one.contrib is not None
+    assert two.contrib is not None
+    assert one.contrib[5] == two.contrib[5]
+    assert one.contrib[5] is two.contrib[5]
+    assert one.contrib[2] is two.contrib[2] == "JP"
+    facts = [f for bag in t.issuances.values() for _, f in bag]
+    assert len({id(f.registry) for f in facts}) == len({f.registry for f in facts})
+    assert len({id(f.atype) for f in facts}) == len({f.atype for f in facts})
+    shares = [sh for s in filed if s.kind == "issuance_decision" for sh in s.contrib[2]]  # type: ignore[index, union-attr]
+    assert len({id(sh.side) for sh in shares}) == len({sh.side for sh in shares}) == 2
+    types = [a for sh in shares for a, _ in sh.allocated or ()]
+    assert types
+    assert len({id(a) for a in types}) == len(set(types))
