@@ -463,7 +463,8 @@ async def test_migration_9_adds_a_fourth_id_table_and_every_id_is_still_found(
             pass
     assert await raw(url, m.READ_SCHEMA_VERSION) == [("8",)]
     sqlite = url.startswith("sqlite")
-    assert "upper_record_ids" not in await tables(url)
+    made = await tables(url)
+    assert "upper_record_ids" not in made
     if sqlite:
         place_v8_ids(url[len("sqlite:///") :])
     v8 = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in V8_ID_TABLES]
@@ -489,6 +490,7 @@ async def test_migration_9_adds_a_fourth_id_table_and_every_id_is_still_found(
         with pytest.raises(ConflictError, match="already in the log at index 302"):
             await store.append_entries(jp, None, [more[2]], world.verify)
     assert await index_definitions(url) == indexes
+    assert await tables(url) - made == {"upper_record_ids"}  # and nothing else is new
     recorded = await raw(url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
     assert recorded[-1][0] == 9
     assert recorded[-1][1] is not None
