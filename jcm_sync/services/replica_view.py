@@ -18,7 +18,8 @@ Rules:
    stored; it advances the replica's ``generation``. A push takes the generation before
    it reads the view it may answer from.
 3. ``answer`` serves a push from the view it read before its append only when the push
-   carried no checkpoint, no other hub process shares the store, and the replica's
+   carried no checkpoint, no other hub process can share the store (the caller says so:
+   the hub on a PostgreSQL store, which several may share, never reuses), and the replica's
    generation is the one taken before that read: then no checkpoint was put for the
    replica since (in one hub process only the hub's push puts them, after the store
    committed, so a put the view missed has advanced the generation), and the append
