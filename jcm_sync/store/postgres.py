@@ -6,25 +6,29 @@ SQLite's single writer would serialise every partner behind the slowest.
 
 Invariants and choices:
 
-1. An append is one transaction that first locks the log's head row (``SELECT ... FOR
-   UPDATE``): concurrent appends to one log serialise, appends to different logs do not.
-   A normal commit is durable (PostgreSQL's WAL); nothing is acknowledged before it.
-   It takes three round trips (ADRs 0045, 0049): ``BEGIN`` with its ``SET LOCAL``s; the
-   head locked with, in the same statement, the frontier of the size this store expects,
-   the overlapped record ids and the probe for records already held (the hash index of
-   ``log_entries.record_id``, migration 7), read again if the locked head differs from
-   the expected size or from the statement's snapshot; then one simple query: the
-   entries by binary ``COPY`` (which maintains that index with the row; asyncpg sends
-   the data without waiting for the server's answer), the stored nodes, the new head and
-   ``COMMIT``. The ``COPY`` data is built while the reads are on their way, for the
-   expected size (ADR 0054), and again only when the reads say otherwise; the append time
-   is taken once, before the reads.
+1. An append is one transaction that locks the log's head row (``SELECT ... FOR
+   UPDATE``) before it writes: concurrent appends to one log serialise, appends to
+   different logs do not. A normal commit is durable (PostgreSQL's WAL); nothing is
+   acknowledged before it. It takes two round trips (ADRs 0045, 0049, 0054): the reads,
+   one statement outside a transaction (``postgres_append.CALL_UNLOCKED_READS``): the
+   head, the frontier of the size this store expects, the overlapped record ids and the
+   probe for records already held (the hash index of ``log_entries.record_id``,
+   migration 7), read again if the head has another size; then one simple query: the
+   transaction begun, the head locked and compared with the one read, the entries by
+   binary ``COPY`` (which maintains that index with the row; asyncpg sends the data
+   without waiting for the server's answer), the stored nodes, the new head and
+   ``COMMIT``. When another append moved the head since the reads, nothing was written:
+   the append goes again the locked way, three round trips (``BEGIN`` with its ``SET
+   LOCAL``s; the reads with the head locked, read again if the locked head differs from
+   the expected size or from the statement's snapshot; the same write). The ``COPY``
+   data is built while the reads are on their way, for the expected size, and again
+   only when the reads say otherwise; the append time is taken once, before the reads.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
-3. The table layout is created and migrated (``migrations.py``) in one transaction under
-   a transaction-scoped advisory lock, so several processes opening one database do not
-   race and a failed migration leaves the old layout.
+3. The table layout is created and migrated (``migrations.py``) in one transaction begun
+   under an advisory lock, so several processes opening one database do not race and a
+   failed migration leaves the old layout.
 4. asyncpg and connection errors are translated here, once, into ``StoreError`` naming the
    server (never its password); the hub answers them 503 with ``Retry-After``.
 5. The store outlives a restart of PostgreSQL (ADR 0014): a connection an operation failed
@@ -47,10 +51,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -65,6 +68,7 @@ from asyncpg.exceptions import (
 from jcm_sync.core import merkle
 from jcm_sync.errors import JcmSyncError, StoreError
 from jcm_sync.store import migrations, sparse, sql  # the modules, not the package face
+from jcm_sync.store import postgres_append as wire
 from jcm_sync.store.base import redact_url
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -114,142 +118,12 @@ DIALECT: Final = {
 #: tables of ``sql.ID_TABLES`` stay, empty, so both dialects keep one set of tables.
 ID_TABLES: Final[tuple[str, ...]] = ()
 
-#: One round trip: every range of ``sparse.base_reads`` (stored nodes, then leaf hashes)
-#: and, as level -1 rows with a record id, the entries of the log with the record ids
-#: ``$7``, joined by commas (an append's probe for records already held; none when reading:
-#: one string costs the client a tenth of a text array of 500; an id with a comma in it
-#: would be probed in pieces, and what they find is not that id, which ``check_not_held``
-#: compares). Each part is a
-#: LATERAL subquery fenced by ``OFFSET 0``: one index probe per range or id, whatever the
-#: array sizes a generic plan of this prepared statement assumes. The log of a held id is
-#: compared outside its fence: inside, the planner ANDed the hash index with the primary
-#: key's ``log_id`` prefix and read every entry of the log for each id held (0.1 s).
-SQL_NODES = (
-    "SELECT r.level, n.idx, n.hash, NULL::text FROM unnest($2::int[], $3::bigint[], "
-    "$4::bigint[]) AS r(level, lo, hi) CROSS JOIN LATERAL (SELECT idx, hash FROM log_nodes "
-    "WHERE log_id = $1 AND level = r.level AND idx >= r.lo AND idx < r.hi OFFSET 0) n "
-    "UNION ALL SELECT 0, e.idx, e.leaf_hash, NULL FROM unnest($5::bigint[], $6::bigint[]) "
-    "AS r(lo, hi) CROSS JOIN LATERAL (SELECT idx, leaf_hash FROM log_entries "
-    "WHERE log_id = $1 AND idx >= r.lo AND idx < r.hi OFFSET 0) e "
-    "UNION ALL SELECT -1, e.idx, NULL, e.record_id "
-    "FROM unnest(string_to_array($7::text, ',')) AS j(value) "
-    "CROSS JOIN LATERAL (SELECT log_id, idx, record_id FROM log_entries "
-    "WHERE record_id = j.value OFFSET 0) e WHERE e.log_id = $1"
-)
-#: Opens an append's transaction, one round trip: ``SET LOCAL`` lasts to its end. A table
-#: that grew from nothing has stale statistics, and a planner that believed it empty would
-#: scan it once per probed key; one that believed it large priced the probe of 500 ids
-#: past ``jit_above_cost`` and compiled it each time (5 ms, for a 0.5 ms probe). Without
-#: bitmap scans, each probed id is one plain scan of the hash index: the planner expects
-#: 236 entries per id (it has no statistics of a hash index) and set up a bitmap per id,
-#: 27 µs each, 14 ms of a 500-entry append's 15 ms read (0.8 ms without).
-BEGIN_APPEND: Final = (
-    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off"
-)
-#: An append's reads in one round trip (rule 1): the head locked to the end of the
-#: transaction (level -3) and as the statement's snapshot saw it (level -4), the record ids
-#: at the indexes ``[$8, $9)`` the batch may overlap (level -2), then ``SQL_NODES``: the
-#: frontier of the size the caller expected, and the probe for records already held. The
-#: reads are of the snapshot: only when both heads agree did it see every append
-#: committed before the lock was granted (an append writes its head in its transaction).
-SQL_APPEND_READS: Final = (
-    "WITH head AS (SELECT size, root FROM logs WHERE id = $1 FOR UPDATE) "
-    "SELECT -3, size, root, NULL::text FROM head "
-    "UNION ALL SELECT -4, size, root, NULL FROM logs WHERE id = $1 "
-    "UNION ALL SELECT -2, idx, NULL, record_id FROM log_entries "
-    "WHERE log_id = $1 AND idx >= $8 AND idx < $9 UNION ALL " + SQL_NODES
-)
-#: The second and last round trip of an append that writes (ADR 0049): the entries by
-#: binary ``COPY``, then, in the same simple query, the stored nodes, the new head and the
-#: ``COMMIT``. The server runs the statements after the ``COPY`` once its data ended; an
-#: error in any of them ends the query there, the transaction aborted.
-COPY_ENTRIES: Final = (
-    f"COPY log_entries ({', '.join(sql.ENTRY_COLUMNS)}) FROM STDIN (FORMAT binary); "
-)
-#: After the entries, the rest of an append and its commit: every value an integer or a
-#: hash we format ourselves (``_literal``), never text from outside.
-WRITE_NODES: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES {rows}; "
-WRITE_HEAD_AND_COMMIT: Final = (
-    "UPDATE logs SET size = {size}, root = {root} WHERE id = {log_id}; COMMIT"
-)
-_COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00"
-_COPY_HEADER: Final = _COPY_SIGNATURE + bytes(8)  # no flags, no header extension
-_COPY_END: Final = b"\xff\xff"  # a tuple of -1 fields
-_ROW_HEAD: Final = struct.Struct(">hiqiqi")  # 9 fields, log_id and idx, record id's length
-_LEN: Final = struct.Struct(">i")
-_TIME: Final = struct.Struct(">iq")  # a timestamptz: its length, then microseconds
-_NULL: Final = _LEN.pack(-1)
-_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _literal(value: bytes) -> str:
-    """A ``bytea`` literal of ``value`` (hex digits only: nothing to escape)."""
-    return f"'\\x{value.hex()}'::bytea"
-
 
 async def _no_reset(conn: Any) -> None:
     """The pool's reset of a released connection, beyond asyncpg's own rollback of an open
     transaction: none. The store leaves no session state (its locks and settings are
     transaction-scoped, it never listens), so ``RESET ALL`` and the rest cost a round trip
     per operation for nothing."""
-
-
-def _node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:
-    """The parameters ``$2``...``$7`` of ``SQL_NODES``: the ranges of ``sparse.base_reads``
-    of ``coords`` (stored nodes, then leaf hashes) and the ids to probe for."""
-    reads = sparse.base_reads(coords)
-    nodes = [r for r in reads if r.level]
-    leaves = [r for r in reads if not r.level]
-    return [
-        [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-        [r.start for r in leaves], [r.end for r in leaves], ",".join(ids),
-    ]  # fmt: skip
-
-
-def _copy_data(log_id: int, first: int, entries: Sequence[PreparedEntry], at: datetime) -> bytes:
-    """The binary ``COPY`` data of ``entries`` at indexes ``first``, ``first + 1``...,
-    in ``sql.ENTRY_COLUMNS`` order: each value in PostgreSQL's binary form (int8, text as
-    UTF-8, bytea, timestamptz as microseconds since 2000-01-01 UTC, as asyncpg writes it:
-    a naive ``at`` is local time). Built here rather than by asyncpg's encoders, so the
-    append time, the same for the whole batch, is converted once, not per row (ADR 0049)."""
-    delta = at.astimezone(UTC) - _PG_EPOCH
-    stamp = _TIME.pack(8, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
-    head, length, kinds = _ROW_HEAD.pack, _LEN.pack, dict[str, bytes]()
-    out = [_COPY_HEADER]
-    put = out.append
-    # PreparedEntry's order: envelope, record_id, leaf_hash, kind, key, author, supersedes
-    for i, (envelope, record_id, leaf, kind_text, key_text, _, supersedes, _) in enumerate(
-        entries, first
-    ):
-        rid, key = record_id.encode(), key_text.encode()
-        kind = kinds.get(kind_text)
-        if kind is None:
-            kind = kinds[kind_text] = length(len(k := kind_text.encode())) + k
-        put(head(9, 8, log_id, 8, i, len(rid)))
-        put(rid)
-        put(kind)
-        put(length(len(key)))
-        put(key)
-        if supersedes is None:
-            put(_NULL)
-        else:
-            put(length(len(sup := supersedes.encode())))
-            put(sup)
-        put(length(len(leaf)))
-        put(leaf)
-        put(length(len(envelope)))
-        put(envelope)
-        put(stamp)
-    put(_COPY_END)
-    return b"".join(out)
-
-
-async def _copy_then(conn: Any, text: str, data: bytes) -> str:
-    """Run the simple query ``text``, starting with ``COPY_ENTRIES``, sending ``data`` as
-    its data; return the last statement's status. ``copy_to_table`` writes the COPY
-    statement itself, so the statements after it could not share the round trip
-    (ADR 0049)."""
-    return str(await conn._protocol.copy_in(text, None, data, None, None, None))
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -314,7 +188,12 @@ class PostgresStore(sql.SqlStore):
         store = cls(url)
         async with store._translate("connecting"):
             store._pool = await asyncpg.create_pool(
-                url, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S, reset=_no_reset
+                url,
+                min_size=0,
+                max_size=POOL_MAX,
+                timeout=CONNECT_TIMEOUT_S,
+                reset=_no_reset,
+                init=wire.define_functions,
             )
         try:
             await store._create_schema()
@@ -370,17 +249,26 @@ class PostgresStore(sql.SqlStore):
 
     async def _create_schema(self) -> None:
         schema = _schema_of(self.url)
-        async with self._conn("creating the tables") as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-            if schema is not None:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            for stmt in migrations.dialect_statements(migrations.BOOKKEEPING_DDL, **DIALECT):
-                await conn.execute(stmt)
-            found = await conn.fetchval(migrations.READ_SCHEMA_VERSION)
-            for text, args in migrations.migration_steps(
-                found, self._where, self._clock(), **DIALECT
-            ):
-                await conn.execute(pg(text), *args)
+        async with self._conn("creating the tables") as conn:
+            # locked before the transaction begins, so that it reads the catalog as the
+            # last holder left it: a transaction that waited for the lock inside kept its
+            # older catalog snapshot, and its CREATE SCHEMA IF NOT EXISTS failed (rule 3)
+            await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
+            try:
+                async with conn.transaction():
+                    await self._migrate(conn, schema)
+            finally:
+                if not conn.is_closed():
+                    await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+
+    async def _migrate(self, conn: Any, schema: str | None) -> None:
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for stmt in migrations.dialect_statements(migrations.BOOKKEEPING_DDL, **DIALECT):
+            await conn.execute(stmt)
+        found = await conn.fetchval(migrations.READ_SCHEMA_VERSION)
+        for text, args in migrations.migration_steps(found, self._where, self._clock(), **DIALECT):
+            await conn.execute(pg(text), *args)
 
     async def _query(self, text: str, *args: object) -> list[Any]:
         async with self._conn("reading") as conn:
@@ -407,7 +295,7 @@ class PostgresStore(sql.SqlStore):
         (record id, index) rows of the log holding ``ids``, in one query."""
         if not coords and not ids:
             return {}, []
-        rows = await conn.fetch(SQL_NODES, log_id, *_node_args(coords, ids))
+        rows = await conn.fetch(wire.SQL_NODES, log_id, *wire.node_args(coords, ids))
         return await self._finish_nodes(conn, log_id, coords, rows)
 
     async def _finish_nodes(
@@ -420,7 +308,7 @@ class PostgresStore(sql.SqlStore):
         if more:  # rows of levels 4, 12... a store written before ADR 0046 lacks
             nodes, leaves = [r for r in more if r.level], [r for r in more if not r.level]
             extra = await conn.fetch(
-                SQL_NODES, log_id,
+                wire.SQL_NODES, log_id,
                 [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
                 [r.start for r in leaves], [r.end for r in leaves], "",
             )  # fmt: skip
@@ -435,47 +323,64 @@ class PostgresStore(sql.SqlStore):
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
         async with self._conn("appending") as conn:
-            await conn.execute(BEGIN_APPEND)
             try:
-                plan = await self._append_in(conn, log, log_id, start, batch)
+                for locked in (False, True):  # the head locked first only if it moved
+                    if locked:
+                        await conn.execute(wire.BEGIN_APPEND)
+                    plan = await self._append_in(conn, log, log_id, start, batch, locked)
+                    if plan is not None:
+                        return plan
             except BaseException as exc:
                 # a connection in an unknown state is terminated instead (rule 5)
                 if _leaves_connection_usable(exc) and conn.is_in_transaction():
                     await conn.execute("ROLLBACK")
                 raise
-        return plan
+        raise StoreError("PostgreSQL moved the head of a log under an append holding its lock")
 
     async def _append_in(
-        self, conn: Any, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
-    ) -> AppendPlan:
-        """An append in the transaction ``BEGIN_APPEND`` opened: its reads in one round
-        trip when the log has the size last seen here (or ``start``), a second one when
-        it had not or when another writer appended while this one waited for the lock.
+        self,
+        conn: Any,
+        log: LogRef,
+        log_id: int,
+        start: int | None,
+        batch: list[PreparedEntry],
+        locked: bool,
+    ) -> AppendPlan | None:
+        """An append's reads and write (rule 1). Not ``locked`` (first): the reads are one
+        statement outside a transaction (``CALL_UNLOCKED_READS``), and the write's first
+        statement locks the head and compares it with the one read; None when another
+        append moved it since, nothing written. ``locked``: in the transaction
+        ``BEGIN_APPEND`` opened, the reads lock the head (``SQL_APPEND_READS``).
 
-        While the reads are on their way the batch's COPY data is built as it will be if
-        the log has the expected size and the batch starts there (``made``: the first
-        index and the data); it is built again for the plan when it does not match."""
+        The reads take one round trip when the log has the size last seen here (or
+        ``start``), a second one when it had not (or, locked, when another writer appended
+        while this one waited for the lock). While they are on their way the batch's COPY
+        data is built as it will be if the log has the expected size and the batch starts
+        there (``made``: the first index and the data); it is built again for the plan
+        when it does not match."""
         ids = [e.record_id for e in batch]
         size = self._sizes.get(log_id, start or 0)
         at = self._clock()  # the entries' append time, one for the batch
         made: tuple[int, bytes] | None = None
+        reading = wire.SQL_APPEND_READS if locked else wire.CALL_UNLOCKED_READS
         while True:
             coords, (lo, hi) = state_reads(size, start, len(batch))
             reads = asyncio.ensure_future(
-                conn.fetch(SQL_APPEND_READS, log_id, *_node_args(coords, ids), lo, max(lo, hi))
+                conn.fetch(reading, log_id, *wire.node_args(coords, ids), lo, max(lo, hi))
             )
             try:
                 if made is None and start in (None, size):
                     await asyncio.sleep(0)  # the reads' first step sends them
-                    made = size, _copy_data(log_id, size, batch, at)
+                    made = size, wire.copy_data(log_id, size, batch, at)
             finally:
                 rows = await reads
-            locked = next(((r[1], r[2]) for r in rows if r[0] == -3), (None, None))
-            seen = next((r[1] for r in rows if r[0] == -4), None)
-            head = check_head(log, *locked)
-            if head.size == size and seen == size:
+            seen = next(((r[1], r[2]) for r in rows if r[0] == -4), (None, None))
+            head = check_head(
+                log, *(next(((r[1], r[2]) for r in rows if r[0] == -3), seen) if locked else seen)
+            )
+            if head.size == size and seen[0] == size:
                 break
-            size = head.size  # the lock is held now: a fresh snapshot sees the last append
+            size = head.size  # locked, a fresh snapshot sees the append it waited for
         existing = {r[1]: r[3] for r in rows if r[0] == -2}
         frontier, held = await self._finish_nodes(conn, log_id, coords, rows)
         plan = plan_append(
@@ -484,29 +389,39 @@ class PostgresStore(sql.SqlStore):
         if plan.new:
             sql.check_not_held(log, plan, held)
             if made is None or made[0] != plan.first or len(plan.new) != len(batch):
-                made = plan.first, _copy_data(log_id, plan.first, plan.new, at)
-            await self._write(conn, log, log_id, plan, made[1])
-        else:
+                made = plan.first, wire.copy_data(log_id, plan.first, plan.new, at)
+            read = {"log_id": int(log_id), "size": int(size), "root": wire.literal(head.root)}
+            first = "" if locked else wire.BEGIN_IF_HEAD.format(**read)
+            try:
+                await self._write(conn, log, log_id, plan, made[1], first)
+            except asyncpg.PostgresError as exc:
+                if locked or exc.sqlstate != wire.HEAD_MOVED:
+                    raise
+                await conn.execute("ROLLBACK")
+                return None
+        elif locked:
             await conn.execute("COMMIT")
         self._sizes[log_id] = plan.size
         return plan
 
     async def _write(
-        self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan, data: bytes
+        self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan, data: bytes, first: str = ""
     ) -> None:
         """Write the plan and commit, in the transaction holding the head row (rule 1), in
-        one round trip: the entries by COPY (``data``, ``_copy_data`` of ``plan.new``), the
-        stored nodes, the new head and ``COMMIT`` (``_copy_then``). Duplicates were refused
+        one round trip: the entries by COPY (``data``, ``wire.copy_data`` of ``plan.new``), the
+        stored nodes, the new head and ``COMMIT`` (``wire.copy_then``). Duplicates were refused
         before, so a key violation aborts it for good."""
         nodes = ", ".join(
-            f"({log_id}, {int(n.level)}, {int(n.index)}, {_literal(n.hash)})"
+            f"({log_id}, {int(n.level)}, {int(n.index)}, {wire.literal(n.hash)})"
             for n in sparse.stored(plan.nodes)
         )
-        text = COPY_ENTRIES + (WRITE_NODES.format(rows=nodes) if nodes else "")
-        root = _literal(plan.root)
-        text += WRITE_HEAD_AND_COMMIT.format(size=int(plan.size), root=root, log_id=int(log_id))
+        text = first + wire.COPY_ENTRIES + (wire.WRITE_NODES.format(rows=nodes) if nodes else "")
+        root = wire.literal(plan.root)
+        text += wire.WRITE_HEAD_AND_COMMIT.format(
+            size=int(plan.size), root=root, log_id=int(log_id)
+        )
         try:
-            status = await _copy_then(conn, text, data)
+            status = await wire.copy_then(conn, text, data)
         except asyncpg.UniqueViolationError as exc:
             if exc.table_name != "log_entries":
                 raise

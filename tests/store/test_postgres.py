@@ -292,47 +292,102 @@ async def test_appends_of_two_stores_to_one_log_read_the_real_head(
             await b.append_entries(world.jp_log, None, envs[4:5], world.verify)
 
 
+GATE = 0x4A434D47  # an advisory lock the tests hold to stop an append inside its write
+
+
+async def _waiting(pid: int, query: str, event: str = "Lock") -> None:
+    """Until the backend ``pid`` waits (``event``) in a query starting with ``query``."""
+    admin = await asyncpg.connect(PG_URL)
+    try:
+        for _ in range(1000):
+            waiting = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = $2 "
+                "AND pid = $1 AND query LIKE $3",
+                pid,
+                event,
+                query + "%",
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
+    raise AssertionError(f"backend {pid} never waited in {query!r}")
+
+
+async def _head_held_by_a_write(
+    a: PostgresStore, world: World, envelope: bytes, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Task[object], asyncpg.Connection]:
+    """``a`` appending ``envelope`` at 0, stopped inside its write's transaction with the
+    head row locked (behind ``GATE``, which the returned connection holds: close it to let
+    the append commit)."""
+    write = a._write
+
+    async def gated_write(*args: object) -> None:
+        *rest, first = args  # conn, log, log_id, plan, data; what opens the write
+        await write(*rest, f"{first}SELECT pg_advisory_xact_lock({GATE}); ")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(a, "_write", gated_write)
+    gate = await asyncpg.connect(PG_URL)
+    await gate.execute(f"SELECT pg_advisory_lock({GATE})")
+    a_pid = (await a._query("SELECT pg_backend_pid()"))[0][0]  # a's one connection
+    holder = asyncio.create_task(a.append_entries(world.jp_log, 0, [envelope], world.verify))
+    await _waiting(a_pid, "BEGIN; SELECT pg_temp.jcm_head_is", "Lock")  # at the gate
+    return holder, gate
+
+
+@pytest.mark.postgres
+async def test_an_append_whose_head_moved_after_its_reads_writes_nothing_and_goes_locked(
+    pg_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append reads without a lock, then its write locks the head and compares it with
+    the one read: when another append holds the head, it waits; when that one committed,
+    the head it finds is not the one it read, so it writes nothing and appends again the
+    locked way, which finds the record the other one just appended."""
+    first, second = world.envelopes("JP", 2)
+    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
+        assert isinstance(a, PostgresStore)
+        assert isinstance(b, PostgresStore)
+        await a.ensure_log(world.jp_log)
+        await b.ensure_log(world.jp_log)
+        b_pid = (await b._query("SELECT pg_backend_pid()"))[0][0]  # b's one connection
+        holder, gate = await _head_held_by_a_write(a, world, first, monkeypatch)
+        waiter = asyncio.create_task(b.append_entries(world.jp_log, None, [first], world.verify))
+        await _waiting(b_pid, "BEGIN; SELECT pg_temp.jcm_head_is")  # behind a's lock
+        await gate.close()
+        assert (await holder).size == 1
+        with pytest.raises(ConflictError, match="already in the log at index 0"):
+            await waiter
+        await b.append_entries(world.jp_log, 1, [second], world.verify)
+        assert (await a.tree_head(world.jp_log)).root == _leaf_root([first, second])
+        assert (await b._query("SELECT count(*) FROM log_entries"))[0][0] == 2
+
+
 @pytest.mark.postgres
 async def test_an_append_that_waited_for_the_head_reads_what_was_committed_meanwhile(
     pg_url: str, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An append's reads share a snapshot taken before it waited for the head's lock: when
-    another append committed meanwhile, the head it locks is newer than the rows it read,
-    so it reads again, and finds the record the other one just appended."""
+    """The locked way: an append's reads share a snapshot taken before it waited for the
+    head's lock: when another append committed meanwhile, the head it locks is newer than
+    the rows it read, so it reads again, and finds the record the other one appended."""
     first, second = world.envelopes("JP", 2)
     async with await open_store(pg_url) as a, await open_store(pg_url) as b:
         assert isinstance(a, PostgresStore)
+        assert isinstance(b, PostgresStore)
         await a.ensure_log(world.jp_log)
         await b.ensure_log(world.jp_log)
         b_pid = (await b._query("SELECT pg_backend_pid()"))[0][0]  # b's one connection
-        go, locked = asyncio.Event(), asyncio.Event()
-        write = a._write
+        append_in = b._append_in
 
-        async def held_write(*args: object) -> None:
-            locked.set()
-            await go.wait()  # the head row is locked by a's transaction
-            await write(*args)  # type: ignore[arg-type]
+        async def locked_only(*args: object) -> object:
+            return await append_in(*args) if args[-1] else None  # type: ignore[arg-type]
 
-        monkeypatch.setattr(a, "_write", held_write)
-        holder = asyncio.create_task(a.append_entries(world.jp_log, 0, [first], world.verify))
-        await asyncio.wait_for(locked.wait(), 60)  # b must not take the lock first
+        monkeypatch.setattr(b, "_append_in", locked_only)
+        holder, gate = await _head_held_by_a_write(a, world, first, monkeypatch)
         # b expects the size a is about to leave (1): its snapshot predates a's commit
         waiter = asyncio.create_task(b.append_entries(world.jp_log, 1, [first], world.verify))
-        admin = await asyncpg.connect(PG_URL)
-        try:
-            for _ in range(500):
-                waiting = await admin.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND pid = $1 AND query LIKE 'WITH head AS%'",
-                    b_pid,
-                )
-                if waiting:
-                    break
-                await asyncio.sleep(0.01)
-            assert waiting == 1
-        finally:
-            await admin.close()
-        go.set()
+        await _waiting(b_pid, "WITH head AS")
+        await gate.close()
         assert (await holder).size == 1
         with pytest.raises(ConflictError, match="already"):
             await waiter

@@ -1,6 +1,8 @@
-"""The PostgreSQL append's writes (ADR 0049): the binary COPY data the store builds itself
-is what asyncpg's own encoders would have sent, and the one simple query that copies the
-entries, writes the nodes and the head and commits is all or nothing.
+"""The PostgreSQL append on the wire (``store/postgres_append.py``, ADRs 0049 and 0054): the
+binary COPY data the store builds itself is what asyncpg's own encoders would have sent,
+the one simple query that copies the entries, writes the nodes and the head and commits
+is all or nothing, an append to an unmoved head takes two round trips, and the COPY data
+built during the reads is written only when it fits.
 
 Runs against the real server of ``tests/store/conftest.py``.
 """
@@ -17,9 +19,10 @@ import pytest
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import StoreError
-from jcm_sync.store import open_store, postgres, sql
+from jcm_sync.store import open_store, postgres_append, sql
 from jcm_sync.store.planning import PreparedEntry
-from jcm_sync.store.postgres import PostgresStore, _copy_data
+from jcm_sync.store.postgres import PostgresStore
+from jcm_sync.store.postgres_append import copy_data
 from tests.store import World
 from tests.store.conftest import PG_URL, drop_schema, skip_without_pg
 
@@ -67,7 +70,7 @@ def _entry(n: int, kind: str, key: str, supersedes: str | None) -> PreparedEntry
     ids=["utc", "tokyo", "before-2000", "naive"],
 )
 async def test_copy_data_is_what_asyncpg_would_send(conn: asyncpg.Connection, at: datetime) -> None:
-    """Rows COPYed from ``_copy_data`` read back exactly as the same rows COPYed by
+    """Rows COPYed from ``copy_data`` read back exactly as the same rows COPYed by
     asyncpg's ``copy_records_to_table``: every column, NULL and non-ASCII text included."""
     entries = [
         _entry(0, "issuance", "JP/JP-2016-000000", None),
@@ -87,7 +90,7 @@ async def test_copy_data_is_what_asyncpg_would_send(conn: asyncpg.Connection, at
     )
     await conn.copy_to_table(
         "by_store",
-        source=io.BytesIO(_copy_data(7, 40, entries, at)),
+        source=io.BytesIO(copy_data(7, 40, entries, at)),
         columns=sql.ENTRY_COLUMNS,
         format="binary",
     )
@@ -105,7 +108,7 @@ async def test_copy_data_of_no_entries_is_an_empty_copy(conn: asyncpg.Connection
     await conn.execute(TABLE.format(name="empty"))
     status = await conn.copy_to_table(
         "empty",
-        source=io.BytesIO(_copy_data(1, 0, [], datetime.now(UTC))),
+        source=io.BytesIO(copy_data(1, 0, [], datetime.now(UTC))),
         columns=sql.ENTRY_COLUMNS,
         format="binary",
     )
@@ -148,9 +151,9 @@ async def test_the_copy_data_built_during_the_reads_is_written_only_when_it_fits
 
     def counted(log_id: int, first: int, entries: Sequence[PreparedEntry], at: datetime) -> bytes:
         firsts.append(first)
-        return _copy_data(log_id, first, entries, at)
+        return copy_data(log_id, first, entries, at)
 
-    monkeypatch.setattr(postgres, "_copy_data", counted)
+    monkeypatch.setattr(postgres_append, "copy_data", counted)
     envs, log = world.envelopes("JP", 9), world.jp_log
     times = iter(datetime(2026, 12, 2, 0, 0, n, tzinfo=UTC) for n in range(10))
     async with await open_store(pg_url) as a, await open_store(pg_url) as b:
@@ -166,3 +169,39 @@ async def test_the_copy_data_built_during_the_reads_is_written_only_when_it_fits
         entries = await b.entries(log)
     assert [e.envelope for e in entries] == envs[:7]
     assert [e.appended_at.second for e in entries] == [0, 0, 1, 1, 2, 2, 3]
+
+
+@pytest.mark.postgres
+async def test_an_append_to_an_unmoved_head_reads_then_writes_without_begin(
+    pg_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no other writer, an append is two round trips: the session function's reads,
+    then one query that begins, checks the head it read, copies, writes and commits; the
+    locked way's ``BEGIN`` is never sent (here it would fail). On a new connection (the
+    server killed the old one) the session functions are made again."""
+    monkeypatch.setattr(postgres_append, "BEGIN_APPEND", "SELECT 1 / 0")
+    sent: list[str] = []
+    copy_then = postgres_append.copy_then
+
+    async def recorded(conn: asyncpg.Connection, text: str, data: bytes) -> str:
+        sent.append(text)
+        return await copy_then(conn, text, data)
+
+    monkeypatch.setattr(postgres_append, "copy_then", recorded)
+    envs = world.envelopes("JP", 6)
+    async with await open_store(pg_url) as s:
+        assert isinstance(s, PostgresStore)
+        await s.append_entries(world.jp_log, None, envs[:3], world.verify)
+        pid = (await s._query("SELECT pg_backend_pid()"))[0][0]
+        admin = await asyncpg.connect(PG_URL)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        with pytest.raises(StoreError):
+            await s._query("SELECT 1")  # the killed connection, discarded
+        done = await s.append_entries(world.jp_log, None, envs[3:], world.verify)
+        assert (done.appended, done.size) == (3, 6)
+        assert [e.envelope for e in await s.entries(world.jp_log)] == envs
+    assert len(sent) == 2
+    assert all(t.startswith("BEGIN; SELECT pg_temp.jcm_head_is(") for t in sent)
