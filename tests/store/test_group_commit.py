@@ -28,6 +28,8 @@ from tests.store import World
 from tests.store.test_durability import check_survivors
 
 CHILD = Path(__file__).with_name("group_commit_child.py")
+POOL = 10_000
+"""Envelopes per log the kill test's child may append, more than its six rounds reach."""
 
 
 class Db:
@@ -215,7 +217,9 @@ async def test_kill_mid_group_loses_nothing_acknowledged(tmp_path: Path, world: 
     """``kill -9`` of a process whose appends to two logs share transactions, six times:
     every acknowledged entry of both logs survives, whole, and the fork never got in."""
     d = tmp_path
-    pools = {"JP": world.envelopes("JP", 3000), "ID": world.envelopes("ID", 3000)}
+    # six rounds of up to 0.3 s of appending reached 2,600 entries of a log on this
+    # machine: the pools must outlast them, or the child ends before it is killed
+    pools = {"JP": world.envelopes("JP", POOL), "ID": world.envelopes("ID", POOL)}
     for node, envs in pools.items():
         (d / node).write_bytes(b"\n".join(envs))
     (d / "root").write_bytes(world.root_envelope)
