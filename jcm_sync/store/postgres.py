@@ -326,8 +326,15 @@ class PostgresStore(sql.SqlStore):
             try:
                 for locked in (False, True):  # the head locked first only if it moved
                     if locked:
+                        if conn.is_in_transaction():
+                            await conn.execute("ROLLBACK")
                         await conn.execute(wire.BEGIN_APPEND)
-                    plan = await self._append_in(conn, log, log_id, start, batch, locked)
+                    try:
+                        plan = await self._append_in(conn, log, log_id, start, batch, locked)
+                    except asyncpg.UndefinedFunctionError:
+                        if locked:
+                            raise
+                        continue  # a session without its functions (no TEMP privilege)
                     if plan is not None:
                         return plan
             except BaseException as exc:
@@ -407,10 +414,10 @@ class PostgresStore(sql.SqlStore):
     async def _write(
         self, conn: Any, log: LogRef, log_id: int, plan: AppendPlan, data: bytes, first: str = ""
     ) -> None:
-        """Write the plan and commit, in the transaction holding the head row (rule 1), in
-        one round trip: the entries by COPY (``data``, ``wire.copy_data`` of ``plan.new``), the
-        stored nodes, the new head and ``COMMIT`` (``wire.copy_then``). Duplicates were refused
-        before, so a key violation aborts it for good."""
+        """Write the plan and commit in one round trip (rule 1): ``first`` (the transaction
+        begun and the head locked, if it is not yet), the entries by COPY (``data``), the
+        stored nodes, the new head and ``COMMIT`` (``wire.copy_then``). Duplicates were
+        refused before, so a key violation aborts it for good."""
         nodes = ", ".join(
             f"({log_id}, {int(n.level)}, {int(n.index)}, {wire.literal(n.hash)})"
             for n in sparse.stored(plan.nodes)

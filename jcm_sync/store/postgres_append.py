@@ -12,7 +12,8 @@ Rules:
 2. The reads of an append are planned without sequential or bitmap scans and without
    JIT: by ``BEGIN_APPEND``'s ``SET LOCAL``s in a transaction, or by the ``SET``
    clauses of the session function ``pg_temp.jcm_append_reads`` outside one (a young
-   table's statistics would otherwise have the probe scan, ADR 0045).
+   table's statistics would otherwise have the probe scan, ADR 0045). A session without
+   that function (a role refused temporary objects) appends the locked way.
 3. ``copy_data`` writes PostgreSQL's binary ``COPY`` rows in ``sql.ENTRY_COLUMNS`` order,
    each value as asyncpg's own encoder would (``tests/store/test_postgres_append.py``
    compares every column); a column added to ``log_entries`` is added here.
@@ -24,6 +25,8 @@ import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
+
+import asyncpg
 
 from jcm_sync.store import sparse, sql  # the modules, not the package face
 from jcm_sync.store.planning import PreparedEntry
@@ -156,8 +159,12 @@ def literal(value: bytes) -> str:
 
 
 async def define_functions(conn: Any) -> None:
-    """A new connection's session functions (``SESSION_FUNCTIONS``)."""
-    await conn.execute("; ".join(SESSION_FUNCTIONS))
+    """A new connection's session functions (``SESSION_FUNCTIONS``). A role the database
+    refuses temporary objects makes none: its appends take the locked way (rule 2)."""
+    try:
+        await conn.execute("; ".join(SESSION_FUNCTIONS))
+    except asyncpg.InsufficientPrivilegeError:
+        return
 
 
 def node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:

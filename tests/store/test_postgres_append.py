@@ -13,6 +13,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import pytest
@@ -205,3 +206,55 @@ async def test_an_append_to_an_unmoved_head_reads_then_writes_without_begin(
         assert [e.envelope for e in await s.entries(world.jp_log)] == envs
     assert len(sent) == 2
     assert all(t.startswith("BEGIN; SELECT pg_temp.jcm_head_is(") for t in sent)
+
+
+@pytest.mark.postgres
+async def test_a_session_without_its_functions_appends_the_locked_way(
+    pg_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the session functions are missing (a role refused temporary objects makes
+    none), an append fails over to the locked way, from the reads or from the write, and
+    lands; the next append on that connection too."""
+    envs, ways = world.envelopes("JP", 9), list[list[bool]]()
+    async with await open_store(pg_url) as s:
+        assert isinstance(s, PostgresStore)
+        append_in = s._append_in
+
+        async def recorded(*args: Any) -> object:
+            ways[-1].append(args[-1])
+            return await append_in(*args)
+
+        monkeypatch.setattr(s, "_append_in", recorded)
+        ways.append([])
+        await s.append_entries(world.jp_log, None, envs[:3], world.verify)
+        ways.append([])
+        await s._query("DROP FUNCTION pg_temp.jcm_head_is(bigint, bigint, bytea)")
+        done = await s.append_entries(world.jp_log, None, envs[3:6], world.verify)
+        assert done.size == 6
+        signature = "bigint, int[], bigint[], bigint[], bigint[], bigint[], text, bigint, bigint"
+        await s._query(f"DROP FUNCTION pg_temp.jcm_append_reads({signature})")
+        ways.append([])
+        done = await s.append_entries(world.jp_log, None, envs[6:], world.verify)
+        assert (done.appended, done.size) == (3, 9)
+        assert [e.envelope for e in await s.entries(world.jp_log)] == envs
+        assert done.root == merkle.root([merkle.leaf_hash(e) for e in envs])
+    assert ways == [[False], [False, True], [False, True]]
+
+
+async def test_a_role_refused_temporary_objects_opens_connections_without_them() -> None:
+    """``define_functions`` on a connection whose role may not create temporary objects
+    makes nothing and raises nothing; any other error is raised."""
+
+    class Refusing:
+        def __init__(self, error: Exception) -> None:
+            self.error, self.sent = error, ""
+
+        async def execute(self, text: str) -> None:
+            self.sent = text
+            raise self.error
+
+    refused = Refusing(asyncpg.InsufficientPrivilegeError("permission denied for database"))
+    await postgres_append.define_functions(refused)
+    assert refused.sent.startswith("CREATE FUNCTION pg_temp.jcm_append_reads(")
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await postgres_append.define_functions(Refusing(asyncpg.UndefinedTableError("x")))
