@@ -226,6 +226,16 @@ async def v1_database(
         await drop_schema(schema)
 
 
+async def migrate_to(version: int, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open the database with the migrations of a release that ended at ``version``."""
+    with monkeypatch.context() as patch:
+        patch.setattr(m, "MIGRATIONS", m.MIGRATIONS[:version])
+        patch.setattr(m, "SCHEMA_VERSION", version)
+        async with await open_store(url):
+            pass
+    assert await raw(url, m.READ_SCHEMA_VERSION) == [(str(version),)]
+
+
 async def tables(url: str) -> set[str]:
     if url.startswith("sqlite:///"):
         rows = await raw(url, "SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -340,12 +350,7 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
     append times get a BRIN index; on SQLite nothing changes. Either way every log
     verifies, records are found by id, a record held is refused and appends go on."""
     url, jp = v1_tiled.url, world.jp_log
-    with monkeypatch.context() as patch:
-        patch.setattr(m, "MIGRATIONS", m.MIGRATIONS[:6])
-        patch.setattr(m, "SCHEMA_VERSION", 6)
-        async with await open_store(url):
-            pass
-    assert await raw(url, m.READ_SCHEMA_VERSION) == [("6",)]
+    await migrate_to(6, url, monkeypatch)
     keyed = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in V8_ID_TABLES]
     assert sum(keyed) == sum(TILED.values())  # version 6 keyed every id
     postgres = not url.startswith("sqlite")
@@ -377,12 +382,7 @@ async def test_migration_8_keeps_sqlite_append_times_as_integer_microseconds(
     every log verifies, entries read back their times, append counts find them, a record
     held is refused and appends go on."""
     url, jp = v1_tiled.url, world.jp_log
-    with monkeypatch.context() as patch:
-        patch.setattr(m, "MIGRATIONS", m.MIGRATIONS[:7])
-        patch.setattr(m, "SCHEMA_VERSION", 7)
-        async with await open_store(url):
-            pass
-    assert await raw(url, m.READ_SCHEMA_VERSION) == [("7",)]
+    await migrate_to(7, url, monkeypatch)
     text = "SELECT log_id, idx, appended_at FROM log_entries ORDER BY log_id, idx"
     before = await raw(url, text)
     indexes = set(await index_definitions(url))
@@ -456,12 +456,7 @@ async def test_migration_9_adds_a_fourth_id_table_and_every_id_is_still_found(
     every record id of every log is found, one held is refused from each table, and
     appends go on, merging through the four tables."""
     url, jp = v1_tiled.url, world.jp_log
-    with monkeypatch.context() as patch:
-        patch.setattr(m, "MIGRATIONS", m.MIGRATIONS[:8])
-        patch.setattr(m, "SCHEMA_VERSION", 8)
-        async with await open_store(url):
-            pass
-    assert await raw(url, m.READ_SCHEMA_VERSION) == [("8",)]
+    await migrate_to(8, url, monkeypatch)
     sqlite = url.startswith("sqlite")
     made = await tables(url)
     assert "upper_record_ids" not in made
