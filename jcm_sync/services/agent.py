@@ -14,7 +14,8 @@ Rules:
    anything. Before pushing, the hub's replica root at its size must equal the
    agent's own root at that size, or the hub holds another history of this log: a
    fork. When the hub holds every entry but no checkpoint of them (it stopped between
-   the two writes), the checkpoint is sent again alone.
+   the two writes), the checkpoint is sent again alone. The batches are cut from the
+   own log read ahead in chunks (``push_batches``), not one store read per batch.
 2. **Pull** accepts a new checkpoint of Japan's log only when it verifies under
    Japan's checkpoint keys and is consistent (RFC 9162 consistency proof, fetched
    from the hub) with the last checkpoint held; entries are fetched in pages, each
@@ -53,7 +54,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,9 +76,10 @@ from jcm_sync.services.log_sync import (
     verify_batch,
 )
 from jcm_sync.services.node import Node, PartnershipLogs
+from jcm_sync.services.push_batches import OwnEntries, b64_size, cancel_all
 from jcm_sync.services.reconciliation import run_scheduled
 from jcm_sync.services.witness import witness_exchange
-from jcm_sync.store import Entry, LogRef
+from jcm_sync.store import LogRef
 
 log = logging.getLogger("jcm_sync.services.agent")
 
@@ -178,13 +180,13 @@ class Syncer:
         budget = self.node.cfg.schedule.batch_bytes - b64_size(len(cp.note)) - 256
         in_flight: deque[asyncio.Task[PushResponse]] = deque()
         sent = start  # next index to send; ``start`` is what the hub acknowledged
+        entries = OwnEntries(store, own, cp.size)  # read ahead, not per batch (ADR 0056)
         try:
             while start < cp.size:
                 # keep PUSH_WINDOW batches in flight: the hub verifies the next batch
                 # while it writes this one (it waits for an early batch's predecessor)
                 while len(in_flight) < PUSH_WINDOW and sent < cp.size:
-                    end = min(cp.size, sent + self.batch_size)
-                    batch = cut_batch(await store.entries(own, sent, end), budget)
+                    batch = await entries.batch(sent, self.batch_size, budget)
                     end = sent + len(batch)
                     req = PushRequest(
                         start=sent,
@@ -200,7 +202,7 @@ class Syncer:
                     resp = await in_flight.popleft()
                 except PeerRefusedError as exc:
                     if exc.code == "gap" and exc.problem.size is not None:
-                        await _cancel(in_flight)
+                        await cancel_all(in_flight)
                         start = sent = exc.problem.size  # the hub lost a suffix: resend it
                         continue
                     raise
@@ -211,7 +213,7 @@ class Syncer:
                 if resp.checkpoint.note is not None and resp.size == cp.size:
                     self._check_receipt(resp.checkpoint.note)
         finally:
-            await _cancel(in_flight)
+            await cancel_all(in_flight)
         self._note_log(own, cp.size, start)
         self.node.metrics.pushes.labels(self.partnership, "accepted").inc()
         await witness_exchange(self.node, self.client, self.partnership)  # ADR 0032
@@ -409,36 +411,6 @@ class Syncer:
             self.node.metrics.sync_failed(
                 self.partnership, job, self.logs.own.node, self.logs.replica.node
             )
-
-
-def b64_size(n: int) -> int:
-    """Bytes of ``n`` bytes in base64 as a JSON string, with its separator."""
-    return 4 * ((n + 2) // 3) + 3
-
-
-def cut_batch(batch: Sequence[Entry], budget: int) -> Sequence[Entry]:
-    """The longest prefix of ``batch`` whose envelopes fit in ``budget`` bytes of push
-    body (``schedule.batch_bytes``), and at least one entry: rule 1."""
-    used = 0
-    for i, entry in enumerate(batch):
-        used += b64_size(len(entry.envelope))
-        if used > budget and i > 0:
-            return batch[:i]
-    return batch
-
-
-async def _cancel(tasks: deque[asyncio.Task[PushResponse]]) -> None:
-    """Cancel in-flight pushes and wait for them, whatever they end with; a
-    cancellation of the caller itself still propagates."""
-    pending = list(tasks)
-    tasks.clear()
-    for t in pending:
-        t.cancel()
-    if pending:
-        await asyncio.wait(pending)
-    for t in pending:
-        if not t.cancelled():
-            t.exception()  # retrieved: the caller reports the first failure, not these
 
 
 # --- the daemon -----------------------------------------------------------------------

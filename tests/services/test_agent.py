@@ -10,8 +10,6 @@ is a failure unless it is the shutdown. The fork branches are ``test_agent_forks
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import random
 import time
@@ -23,8 +21,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from jcm_sync.core.wire import (
     ConsistencyProofView,
@@ -41,8 +37,6 @@ from jcm_sync.services.agent import (
     PUSH_WINDOW,
     AgentDaemon,
     Backoff,
-    b64_size,
-    cut_batch,
 )
 from jcm_sync.services.hub_port import HubPort
 from jcm_sync.store import Entry
@@ -141,33 +135,6 @@ def with_schedule(pair: Pair, **changes: Any) -> None:
 # --- pure pieces ------------------------------------------------------------------------
 
 
-@given(st.integers(min_value=0, max_value=5000))
-def test_b64_size_is_the_json_string_with_its_separator(n: int) -> None:
-    """Base64 of ``n`` bytes, quoted, plus a comma: what one entry adds to a push body."""
-    assert b64_size(n) == len(json.dumps(base64.b64encode(bytes(n)).decode())) + 1
-
-
-def _entries(sizes: list[int]) -> list[Entry]:
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    return [Entry(i, f"{i:064x}", bytes(n), at) for i, n in enumerate(sizes)]
-
-
-@given(st.lists(st.integers(min_value=1, max_value=3000), max_size=30),
-       st.integers(min_value=0, max_value=20_000))  # fmt: skip
-def test_cut_batch_is_the_longest_prefix_within_budget(sizes: list[int], budget: int) -> None:
-    """Rule 1: a prefix, at least one entry, within ``budget`` unless one entry alone is
-    over it, and one entry more would not fit."""
-    batch = _entries(sizes)
-    cut = cut_batch(batch, budget)
-    assert list(cut) == batch[: len(cut)]
-    used = sum(b64_size(len(e.envelope)) for e in cut)
-    if batch:
-        assert len(cut) >= 1
-        assert used <= budget or len(cut) == 1
-    if len(cut) < len(batch):
-        assert used + b64_size(len(batch[len(cut)].envelope)) > budget
-
-
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
     """Rule 6: each delay lies in [d/2, d] for d = initial * 2^(failures-1), capped."""
     random.seed(7)
@@ -213,6 +180,28 @@ async def test_push_sends_batches_with_the_checkpoint_on_the_last(pair: Pair) ->
     assert (await pair.japan.store.tree_head(rep)).size == total
     assert await pair.syncer(port).push() == 0  # nothing left: no push sent
     assert len(port.named("push")) == len(pushes)
+
+
+async def test_push_reads_its_own_log_ahead_not_per_batch(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 1 (push_batches rule 2): the batches are cut from entries read ahead, one
+    store read of the own log for a push of several batches, not one per batch."""
+    own = pair.agent.logs(PID).own
+    reads: list[tuple[int, int | None]] = []
+    real = pair.agent.store.entries
+
+    async def counted(log: Any, start: int = 0, end: int | None = None) -> list[Entry]:
+        if log == own:
+            reads.append((start, end))
+        return await real(log, start, end)
+
+    monkeypatch.setattr(pair.agent.store, "entries", counted)
+    port = watched(pair)
+    total = pair.sizes[CC]
+    assert await pair.syncer(port, batch_size=2).push() == total
+    assert len(port.named("push")) == (total + 1) // 2 > 2
+    assert reads == [(0, total)]
 
 
 async def test_push_keeps_at_most_the_window_in_flight(pair: Pair) -> None:
