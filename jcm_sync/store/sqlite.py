@@ -28,6 +28,11 @@ Invariants and choices:
    queued while the thread is busy run in one ``BEGIN IMMEDIATE ... COMMIT``, each under
    its own savepoint (a refused append rolls back alone), and none is answered before
    that COMMIT returned.
+10. The held-id probe (invariant 2 of base.py) asks SQLite only about the new ids the
+    store's in-memory filter of each log's id keys cannot rule out (``id_filter``, ADR
+    0058): built for every log in one read snapshot when the store opens, kept up to date
+    by every append, and brought up to date from ``log_entries`` when another connection
+    committed (``PRAGMA data_version``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store import migrations, sparse, sql
 from jcm_sync.store.base import check_state_key
 from jcm_sync.store.group_commit import GroupCommitter
+from jcm_sync.store.id_filter import IdFilters
 from jcm_sync.store.log_view import LogView, RawView, checked_view
 from jcm_sync.store.planning import (
     AppendPlan,
@@ -156,6 +162,7 @@ class SqliteStore(sql.SqlStore):
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._group = GroupCommitter(self._executor, self._db)
+        self._ids = IdFilters()
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -226,6 +233,11 @@ class SqliteStore(sql.SqlStore):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            conn.execute("BEGIN")  # one snapshot of the heads and ids (rule 10)
+            try:
+                self._ids.load(conn)
+            finally:
+                conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
@@ -352,8 +364,12 @@ class SqliteStore(sql.SqlStore):
     def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
         db = self._db()
         entries, nodes, ids = sql.append_rows(log_id, plan, sql.epoch_us(self._clock()))
-        keys = json.dumps(sorted(row[0] for row in ids))  # index order: neighbouring pages
-        sql.check_not_held(log, plan, db.execute(HELD_IDS, (keys, log_id) * len(sql.ID_TABLES)))
+        txn = self._group.groups  # the transaction this job runs in (rule 10)
+        maybe = self._ids.maybe_held(db, log_id, plan.first, [row[0] for row in ids], txn)
+        if maybe:  # only keys the filter cannot rule out are probed
+            keys = json.dumps(sorted(maybe))  # index order: neighbouring pages
+            held = db.execute(HELD_IDS, (keys, log_id) * len(sql.ID_TABLES))
+            sql.check_not_held(log, plan, held)
         try:
             db.executemany(sql.INSERT_ENTRY, entries)
         except sqlite3.IntegrityError as exc:
