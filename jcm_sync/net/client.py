@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import msgspec
+from aiohttp.payload import TOO_LARGE_BYTES_BODY
 
 from jcm_sync import __version__
 from jcm_sync.core.envelope import AnyPrivateKey
@@ -75,9 +76,13 @@ class Body(aiohttp.BytesPayload):
     """A request body held in memory. aiohttp warns (ResourceWarning) about bytes over
     1 MiB because one write of them might hold the loop; a push body is at most
     ``schedule.batch_bytes`` (4 MiB), already built, and signed as a whole, so it is
-    sent as one payload on purpose."""
+    sent as one payload on purpose. The warning filter is set only for a body aiohttp
+    would warn about: setting it costs more than the payload (ADR 0056 amendment)."""
 
     def __init__(self, value: bytes) -> None:
+        if len(value) <= TOO_LARGE_BYTES_BODY:  # aiohttp warns only above this
+            super().__init__(value, content_type="application/json")
+            return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             super().__init__(value, content_type="application/json")
@@ -190,6 +195,10 @@ class HubClient:
                 f"answer from {url} announces {resp.content_length} bytes; "
                 f"the limit is {limit} (hub.max_response_bytes)"
             )
+        if resp.content_length is not None:  # announced and within the limit: one read
+            data = await resp.read()
+            self.bytes_received += len(data)
+            return data
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(256 * 1024):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
+from aiohttp.payload import TOO_LARGE_BYTES_BODY
 from aiohttp.test_utils import TestServer
 
 from jcm_sync import __version__
@@ -28,6 +30,7 @@ from jcm_sync.errors import ConfigError, PeerRefusedError, TransportError
 from jcm_sync.net.client import (
     MAX_RESPONSE,
     USER_AGENT,
+    Body,
     HubClient,
     ca_context,
     parse_retry_after,
@@ -408,3 +411,19 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def test_retry_after_is_read_per_rfc_9110(value: str | None, seconds: float | None) -> None:
     """Delay-seconds or an HTTP-date (rounded up, never negative); None when unreadable."""
     assert parse_retry_after(value, now=NOW) == seconds
+
+
+@pytest.mark.parametrize("size", [0, 1000, TOO_LARGE_BYTES_BODY, TOO_LARGE_BYTES_BODY + 1])
+def test_a_body_is_its_bytes_as_json_without_a_resource_warning(size: int) -> None:
+    """``Body``: a push body of any size up to ``batch_bytes`` is one payload of its
+    bytes, ``application/json``, with no ResourceWarning (aiohttp warns above 1 MiB), and
+    the warning filters are as they were (set only around a body aiohttp warns about)."""
+    before = list(warnings.filters)
+    value = b"x" * size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        body = Body(value)
+    assert body.size == size
+    assert body.content_type == "application/json"
+    assert bytes(body._value) == value
+    assert warnings.filters == before
