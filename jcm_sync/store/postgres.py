@@ -22,7 +22,9 @@ Invariants and choices:
    LOCAL``s; the reads with the head locked, read again if the locked head differs from
    the expected size or from the statement's snapshot; the same write). The ``COPY``
    data is built while the reads are on their way, for the expected size, and again
-   only when the reads say otherwise; the append time is taken once, before the reads.
+   only when the reads say otherwise, and so is the tree grown from the frontier the
+   last append here left, used only if the frontier read is equal; the append time is
+   taken once, before the reads.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
@@ -65,7 +67,7 @@ from asyncpg.exceptions import (
     PostgresConnectionError,
 )
 
-from jcm_sync.core import merkle
+from jcm_sync.core import merkle, subtrees
 from jcm_sync.errors import JcmSyncError, StoreError
 from jcm_sync.store import migrations, sparse, sql  # the modules, not the package face
 from jcm_sync.store import postgres_append as wire
@@ -174,9 +176,9 @@ class PostgresStore(sql.SqlStore):
         self._where = redact_url(url)
         self._pool: Any = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
-        #: The size of each log after its last append here: the size the next append
-        #: reads the frontier of, in the round trip that locks the head (rule 1).
-        self._sizes: dict[int, int] = {}
+        #: The frontier of each log after its last append here: the size the next append
+        #: reads the frontier of (rule 1), and the frontier it grows while reading it.
+        self._frontiers: dict[int, subtrees.Frontier] = {}
 
     def close_with(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run ``closer`` when the store closes: the connections of the limits and the
@@ -364,9 +366,12 @@ class PostgresStore(sql.SqlStore):
         while this one waited for the lock). While they are on their way the batch's COPY
         data is built as it will be if the log has the expected size and the batch starts
         there (``made``: the first index and the data); it is built again for the plan
-        when it does not match."""
+        when it does not match. So is the tree grown, from the frontier the last append here
+        left (``sparse.Grower``), used only if the frontier read is that one."""
         ids = [e.record_id for e in batch]
-        size = self._sizes.get(log_id, start or 0)
+        known = self._frontiers.get(log_id)
+        size = (start or 0) if known is None else known.size
+        grower = sparse.Grower()
         at = self._clock()  # the entries' append time, one for the batch
         made: tuple[int, bytes] | None = None
         reading = wire.SQL_APPEND_READS if locked else wire.CALL_UNLOCKED_READS
@@ -379,6 +384,8 @@ class PostgresStore(sql.SqlStore):
                 if made is None and start in (None, size):
                     await asyncio.sleep(0)  # the reads' first step sends them
                     made = size, wire.copy_data(log_id, size, batch, at)
+                    if known is not None and known.size == size:
+                        grower.ahead(known, [e.leaf_hash for e in batch])
             finally:
                 rows = await reads
             seen = next(((r[1], r[2]) for r in rows if r[0] == -4), (None, None))
@@ -391,7 +398,7 @@ class PostgresStore(sql.SqlStore):
         existing = {r[1]: r[3] for r in rows if r[0] == -2}
         frontier, held = await self._finish_nodes(conn, log_id, coords, rows)
         plan = plan_append(
-            log, start, batch, AppendState(size, head.root, frontier, existing), sparse.grow
+            log, start, batch, AppendState(size, head.root, frontier, existing), grower
         )
         if plan.new:
             sql.check_not_held(log, plan, held)
@@ -408,7 +415,8 @@ class PostgresStore(sql.SqlStore):
                 return None
         elif locked:
             await conn.execute("COMMIT")
-        self._sizes[log_id] = plan.size
+        if grower.grown is not None:
+            self._frontiers[log_id] = grower.grown
         return plan
 
     async def _write(

@@ -19,6 +19,8 @@ PostgreSQL adapters read the same rows and compute the same hashes:
    20... from the 16 rows of the level below it. A node whose base rows are not all
    present is left out (the caller reports it missing); a base row that is not a 32-byte
    hash makes the computed node a ``CorruptStoreError`` naming that row.
+5. A ``Grower`` answers ``plan_append`` exactly as ``grow`` does: a result it computed
+   ahead (``ahead``) is used only for an equal frontier and equal leaves.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "TILE_HEIGHT",
     "TILE_WIDTH",
     "BaseRead",
+    "Grower",
     "base_reads",
     "combine",
     "fallback_reads",
@@ -93,6 +96,35 @@ def grow(
         stack.append(acc)
         size += 1
     return subtrees.Frontier(size, tuple(stack)), kept
+
+
+Grown = tuple[subtrees.Frontier, list[subtrees.Subtree]]
+
+
+class Grower:
+    """``grow`` for one append, as ``plan_append``'s ``grow`` (rule 5). ``ahead`` grows
+    the frontier an adapter expects (the one its last append left) while the reads that
+    confirm it are on their way (ADR 0054); a call with an equal frontier and equal
+    leaves returns that result, any other grows anew. ``grown`` is the frontier the
+    last call returned, for the next append's ``ahead``."""
+
+    __slots__ = ("_ahead", "grown")
+
+    def __init__(self) -> None:
+        self._ahead: tuple[subtrees.Frontier, list[bytes], Grown] | None = None
+        self.grown: subtrees.Frontier | None = None
+
+    def ahead(self, frontier: subtrees.Frontier, leaves: list[bytes]) -> None:
+        self._ahead = frontier, leaves, grow(frontier, leaves)
+
+    def __call__(self, frontier: subtrees.Frontier, leaves: Sequence[bytes]) -> Grown:
+        made = self._ahead
+        if made is not None and made[0] == frontier and made[1] == leaves:
+            result = made[2]
+        else:
+            result = grow(frontier, leaves)
+        self.grown = result[0]
+        return result
 
 
 def _base(coord: Coord) -> tuple[int, int, int]:

@@ -133,6 +133,28 @@ def test_grow_refuses_a_leaf_that_is_not_a_hash() -> None:
         sparse.grow(subtrees.Frontier.empty(), [bytes(32), b"abc"])
 
 
+def test_a_grower_uses_its_result_ahead_only_for_the_same_frontier_and_leaves() -> None:
+    """``Grower`` (rule 5): the result grown ahead answers an equal frontier and equal
+    leaves (equal, not the same objects); anything else is grown anew, as ``grow`` does;
+    ``grown`` is the frontier of the last answer."""
+    hs = [hashlib.sha256(b"%d" % i).digest() for i in range(100)]
+    before, _ = subtrees.Frontier.empty().extend(hs[:37])
+    grower = sparse.Grower()
+    grower.ahead(before, hs[37:90])
+    assert grower.grown is None
+    again = subtrees.Frontier.from_hashes(37, [bytes(h) for h in before.hashes])
+    got = grower(again, [bytes(h) for h in hs[37:90]])
+    assert got == sparse.grow(before, hs[37:90])
+    assert grower(again, [bytes(h) for h in hs[37:90]])[1] is got[1]  # the one made ahead
+    assert grower.grown == got[0]
+    other, _ = subtrees.Frontier.empty().extend(hs[1:38])  # same size, other hashes
+    for frontier, leaves in ((other, hs[37:90]), (before, hs[37:89]), (before, hs[38:91])):
+        fresh = grower(frontier, leaves)
+        assert fresh == sparse.grow(frontier, leaves)
+        assert fresh[1] is not got[1]
+        assert grower.grown == fresh[0]
+
+
 # --- the layout at scale, on both SQL backends ----------------------------------------
 
 #: Past 40 tiles of 256 and a level-13 boundary (8,192), not a power of two.
