@@ -424,17 +424,11 @@ class PostgresStore(sql.SqlStore):
     ) -> None:
         """Write the plan and commit in one round trip (rule 1): ``first`` (the transaction
         begun and the head locked, if it is not yet), the entries by COPY (``data``), the
-        stored nodes, the new head and ``COMMIT`` (``wire.copy_then``). Duplicates were
+        stored nodes and the new head (through the session function ``jcm_write_head``
+        after a ``first``), ``COMMIT`` (``wire.copy_then``). Duplicates were
         refused before, so a key violation aborts it for good."""
-        nodes = ", ".join(
-            f"({log_id}, {int(n.level)}, {int(n.index)}, {wire.literal(n.hash)})"
-            for n in sparse.stored(plan.nodes)
-        )
-        text = first + wire.COPY_ENTRIES + (wire.WRITE_NODES.format(rows=nodes) if nodes else "")
-        root = wire.literal(plan.root)
-        text += wire.WRITE_HEAD_AND_COMMIT.format(
-            size=int(plan.size), root=root, log_id=int(log_id)
-        )
+        rest = wire.write_rest(log_id, sparse.stored(plan.nodes), plan.size, plan.root, bool(first))
+        text = first + wire.COPY_ENTRIES + rest
         try:
             status = await wire.copy_then(conn, text, data)
         except asyncpg.UniqueViolationError as exc:

@@ -240,6 +240,8 @@ async def test_an_append_to_an_unmoved_head_reads_then_writes_without_begin(
         assert [e.envelope for e in await s.entries(world.jp_log)] == envs
     assert len(sent) == 2
     assert all(t.startswith("BEGIN; SELECT pg_temp.jcm_head_is(") for t in sent)
+    assert all("; SELECT pg_temp.jcm_write_head(" in t for t in sent)
+    assert not any("INSERT INTO log_nodes" in t or "UPDATE logs" in t for t in sent)
 
 
 @pytest.mark.postgres
@@ -249,7 +251,7 @@ async def test_a_session_without_its_functions_appends_the_locked_way(
     """Where the session functions are missing (a role refused temporary objects makes
     none), an append fails over to the locked way, from the reads or from the write, and
     lands; the next append on that connection too."""
-    envs, ways = world.envelopes("JP", 9), list[list[bool]]()
+    envs, ways = world.envelopes("JP", 12), list[list[bool]]()
     async with await open_store(pg_url) as s:
         assert isinstance(s, PostgresStore)
         append_in = s._append_in
@@ -262,17 +264,23 @@ async def test_a_session_without_its_functions_appends_the_locked_way(
         ways.append([])
         await s.append_entries(world.jp_log, None, envs[:3], world.verify)
         ways.append([])
-        await s._query("DROP FUNCTION pg_temp.jcm_head_is(bigint, bigint, bytea)")
+        await s._query(
+            "DROP FUNCTION pg_temp.jcm_write_head(bigint, int[], bigint[], bytea[], bigint, bytea)"
+        )
         done = await s.append_entries(world.jp_log, None, envs[3:6], world.verify)
         assert done.size == 6
+        ways.append([])
+        await s._query("DROP FUNCTION pg_temp.jcm_head_is(bigint, bigint, bytea)")
+        done = await s.append_entries(world.jp_log, None, envs[6:9], world.verify)
+        assert done.size == 9
         signature = "bigint, int[], bigint[], bigint[], bigint[], bigint[], text, bigint, bigint"
         await s._query(f"DROP FUNCTION pg_temp.jcm_append_reads({signature})")
         ways.append([])
-        done = await s.append_entries(world.jp_log, None, envs[6:], world.verify)
-        assert (done.appended, done.size) == (3, 9)
+        done = await s.append_entries(world.jp_log, None, envs[9:], world.verify)
+        assert (done.appended, done.size) == (3, 12)
         assert [e.envelope for e in await s.entries(world.jp_log)] == envs
         assert done.root == merkle.root([merkle.leaf_hash(e) for e in envs])
-    assert ways == [[False], [False, True], [False, True]]
+    assert ways == [[False], [False, True], [False, True], [False, True]]
 
 
 async def test_a_role_refused_temporary_objects_opens_connections_without_them() -> None:
