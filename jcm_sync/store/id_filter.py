@@ -66,6 +66,18 @@ def bits_for(keys: int) -> int:
     return bits
 
 
+def entry_keys(rows: Iterable[Sequence[object]]) -> list[int]:
+    """The id keys of ``sql.RECORD_IDS`` rows; a record id that has none (a corrupt row,
+    reported by the reads that check entries) is left out: no append can hold it."""
+    keys: list[int] = []
+    for row in rows:
+        try:
+            keys.append(sql.id_key(str(row[1])))
+        except ValueError:
+            continue
+    return keys
+
+
 @dataclass(eq=False)
 class KeyBits:
     """A bit map of 64-bit keys: ``test_and_set`` answers which keys may be held."""
@@ -130,24 +142,24 @@ class IdFilters:
     def load(self, db: sqlite3.Connection) -> None:
         """Build every log's map (rule 4); call inside a read transaction."""
         version = int(db.execute(DATA_VERSION).fetchone()[0])
-        logs = {
-            int(log_id): KeyBits(bits_for(int(size)), low=int(size), version=version)
-            for log_id, size in db.execute(LOG_SIZES)
-        }
+        logs: dict[object, KeyBits] = {}
+        for log_id, size in db.execute(LOG_SIZES):
+            n = size if isinstance(size, int) and size > 0 else 0  # else reported as corrupt
+            logs[log_id] = KeyBits(bits_for(n), low=n, version=version)
         for text in ALL_KEYS:
             for log_id, key in db.execute(text):
                 f = logs.get(log_id)
-                if f is not None:
+                if f is not None and isinstance(key, int):
                     p = key & (f.bits - 1)
                     f.map[p >> 3] |= 1 << (p & 7)
                     f.count += 1
-        self._logs = logs
+        self._logs = {int(log_id): f for log_id, f in logs.items() if isinstance(log_id, int)}
 
     def _build(self, db: sqlite3.Connection, log_id: int, size: int, extra: int) -> KeyBits:
         """A log's map from its id tables, with room for ``extra`` more keys."""
         f = KeyBits(bits_for(size + extra))
         for text in LOG_KEYS:
-            f.set(k for (k,) in db.execute(text, (log_id,)))
+            f.set(k for (k,) in db.execute(text, (log_id,)) if isinstance(k, int))
         return f
 
     def maybe_held(
@@ -162,8 +174,7 @@ class IdFilters:
             f.low, f.version = size, version
         elif version != f.version:  # another connection committed (rule 2)
             if f.low < size:
-                rows = db.execute(sql.RECORD_IDS, (log_id, f.low, size)).fetchall()
-                f.set(sql.id_keys([str(r[1]) for r in rows]) if rows else ())
+                f.set(entry_keys(db.execute(sql.RECORD_IDS, (log_id, f.low, size))))
             f.low, f.version = size, version
         elif txn != f.txn:  # the log's first append of a transaction: size is committed
             f.low = size

@@ -13,7 +13,14 @@ import pytest
 
 from jcm_sync.errors import ConflictError
 from jcm_sync.store import open_store, sql
-from jcm_sync.store.id_filter import BITS_PER_KEY, MIN_BITS, IdFilters, KeyBits, bits_for
+from jcm_sync.store.id_filter import (
+    BITS_PER_KEY,
+    MIN_BITS,
+    IdFilters,
+    KeyBits,
+    bits_for,
+    entry_keys,
+)
 from jcm_sync.store.sqlite import SqliteStore
 from tests.store import World
 
@@ -188,3 +195,16 @@ async def test_an_append_probes_only_ids_the_filter_cannot_rule_out(
     finally:
         await a.close()
         await b.close()
+
+
+def test_corrupt_rows_do_not_stop_the_filter(db_file: Path) -> None:
+    """A head or record id that is not what the store writes is left to the reads that
+    report corruption: the store still opens, and such an id has no key."""
+    assert entry_keys([(0, "zz" * 32), (1, "0" * 15 + "1" + "0" * 48)]) == [1]
+    db = connect(db_file)
+    db.execute("UPDATE logs SET size = 'x'")
+    filters = IdFilters()
+    db.execute("BEGIN")
+    filters.load(db)
+    db.execute("COMMIT")
+    assert filters.nbytes == MIN_BITS // 8
