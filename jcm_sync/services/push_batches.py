@@ -14,10 +14,14 @@ Rules:
 1. A batch is the longest prefix of the entries from its start whose envelopes fit
    in the body budget, and at least one entry (``cut_batch``).
 2. ``OwnEntries`` reads ``[start, end)`` of one log, ``end`` the size the push's
-   checkpoint signs, at most ``max(batch size, READ_AHEAD)`` entries per store read,
-   and reads again from a batch's start whenever that batch is not wholly in the
-   chunk held (a gap's resend from an earlier index reads from there). What it
-   returns is exactly what ``store.entries(log, start, stop)`` returns.
+   checkpoint signs, in chunks: the first two batches, then each chunk twice the one
+   before, up to ``READ_AHEAD`` entries (and never less than one batch), so the first
+   push leaves at once (a read of 1,000 entries and their checks takes milliseconds,
+   which every agent paid before its first push when the first chunk was the largest)
+   and a long push still reads rarely. It reads again from a batch's start whenever
+   that batch is not wholly in the chunk held (a gap's resend from an earlier index
+   reads from there). What it returns is exactly what
+   ``store.entries(log, start, stop)`` returns.
 3. It holds at most one chunk: memory stays bounded by the chunk size whatever the
    push's length.
 """
@@ -67,12 +71,14 @@ class OwnEntries:
     """Store reads made (for the tests)."""
     _first: int = field(default=0, init=False)
     _held: list[Entry] = field(default_factory=list, init=False)
+    _chunk: int = field(default=0, init=False)
 
     async def batch(self, start: int, size: int, budget: int) -> Sequence[Entry]:
         """Rule 1's batch from ``start``: at most ``size`` entries, not past ``end``."""
         stop = min(self.end, start + size)
         if not self._first <= start <= stop <= self._first + len(self._held):
-            chunk_end = min(self.end, start + max(size, self.read_ahead))
+            self._chunk = max(size, min(self.read_ahead, 2 * (self._chunk or size)))
+            chunk_end = min(self.end, start + self._chunk)
             self._held = await self.store.entries(self.log, start, chunk_end)
             self._first = start
             self.reads += 1

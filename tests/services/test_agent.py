@@ -185,8 +185,8 @@ async def test_push_sends_batches_with_the_checkpoint_on_the_last(pair: Pair) ->
 async def test_push_reads_its_own_log_ahead_not_per_batch(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rule 1 (push_batches rule 2): the batches are cut from entries read ahead, one
-    store read of the own log for a push of several batches, not one per batch."""
+    """Rule 1 (push_batches rule 2): the batches are cut from entries read ahead in
+    growing chunks, not one store read of the own log per batch."""
     own = pair.agent.logs(PID).own
     reads: list[tuple[int, int | None]] = []
     real = pair.agent.store.entries
@@ -201,7 +201,11 @@ async def test_push_reads_its_own_log_ahead_not_per_batch(
     total = pair.sizes[CC]
     assert await pair.syncer(port, batch_size=2).push() == total
     assert len(port.named("push")) == (total + 1) // 2 > 2
-    assert reads == [(0, total)]
+    # the first read holds two batches, each later one twice the one before
+    ends = [min(total, 4 * (2**i - 1)) for i in range(1, len(reads) + 1)]
+    assert reads == list(zip([0, *ends[:-1]], ends, strict=True))
+    assert ends[-1] == total
+    assert len(reads) < len(port.named("push"))
 
 
 async def test_push_keeps_at_most_the_window_in_flight(pair: Pair) -> None:

@@ -7,14 +7,18 @@ import asyncio
 import base64
 import json
 from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jcm_sync.services.push_batches import READ_AHEAD, OwnEntries, b64_size, cancel_all, cut_batch
-from jcm_sync.store import Entry
+from jcm_sync.store import Entry, LogRef
+from jcm_sync.store.protocol import Store
 from tests.services.fakes import CC, PID, open_pair
 
 
@@ -46,15 +50,23 @@ def test_cut_batch_is_the_longest_prefix_within_budget(sizes: list[int], budget:
 
 
 async def test_own_entries_are_the_stores_read_in_chunks(tmp_path: Path) -> None:
-    """Rule 2: every batch is what ``store.entries`` returns for it, one store read per
-    chunk of ``read_ahead`` in order, again from a batch's start after a jump back (a
-    gap's resend) or past the chunk, never past ``end``."""
+    """Rule 2: every batch is what ``store.entries`` returns for it; the first read holds
+    two batches and each later one twice the one before, up to ``read_ahead``; a batch
+    not wholly held (a jump back, as a gap's resend) is read from its start; never past
+    ``end``."""
     async with open_pair(tmp_path, projects=3) as pair:
         store, own = pair.agent.store, pair.agent.logs(PID).own
         total = pair.sizes[CC]
-        assert total >= 12
+        assert total >= 24
         want = await store.entries(own, 0, total)
-        entries = OwnEntries(store, own, total, read_ahead=5)
+        reads: list[tuple[int, int | None]] = []
+        real = store.entries
+
+        async def counted(log: LogRef, start: int = 0, end: int | None = None) -> list[Entry]:
+            reads.append((start, end))
+            return await real(log, start, end)
+
+        entries = OwnEntries(cast(Store, _Reads(counted)), own, total, read_ahead=12)
         got, at = [], 0
         while at < total:
             batch = await entries.batch(at, 2, 1 << 20)
@@ -63,14 +75,23 @@ async def test_own_entries_are_the_stores_read_in_chunks(tmp_path: Path) -> None
             got.extend(batch)
             at += len(batch)
         assert got == want
-        assert entries.reads == -(-total // 4)  # chunks of 5 hold two batches of 2
-        before = entries.reads
+        assert reads[:3] == [(0, 4), (4, 12), (12, 24)]  # 2 batches, then 8, then 12 (cap)
+        assert all(e - s <= 12 for s, e in reads if e is not None)
+        assert [s for s, _ in reads[1:]] == [e for _, e in reads[:-1]]  # contiguous
+        assert reads[-1][1] == total == sum(e - s for s, e in reads if e is not None)
+        assert entries.reads == len(reads)
         assert list(await entries.batch(1, 3, 1 << 20)) == want[1:4]  # a jump back
-        assert entries.reads == before + 1
-        assert list(await entries.batch(total - 1, 3, 1 << 20)) == want[-1:]
+        assert reads[-1][0] == 1
         wide = OwnEntries(store, own, total, read_ahead=2)
         assert list(await wide.batch(0, 7, 1 << 20)) == want[:7]  # the batch size wins
         assert wide.reads == 1
+
+
+@dataclass
+class _Reads:
+    """A store whose only method is a counted ``entries``."""
+
+    entries: Callable[..., Awaitable[list[Entry]]]
 
 
 async def test_own_entries_cut_at_the_budget(tmp_path: Path) -> None:
