@@ -54,8 +54,9 @@ FULL_AT: Final = 16
 """A map is full when its keys pass ``bits / FULL_AT``."""
 DATA_VERSION: Final = "PRAGMA data_version"
 LOG_SIZES: Final = "SELECT id, size FROM logs"
-ALL_KEYS: Final = tuple(f"SELECT log_id, id_key FROM {t}" for t in sql.ID_TABLES)
-LOG_KEYS: Final = tuple(f"SELECT id_key FROM {t} WHERE log_id = ?" for t in sql.ID_TABLES)
+TABLES: Final = "SELECT name FROM sqlite_master WHERE type = 'table'"
+ALL_KEYS: Final = "SELECT log_id, id_key FROM {table}"
+LOG_KEYS: Final = "SELECT id_key FROM {table} WHERE log_id = ?"
 
 
 def bits_for(keys: int) -> int:
@@ -133,6 +134,9 @@ class IdFilters:
 
     def __init__(self) -> None:
         self._logs: dict[int, KeyBits] = {}
+        self._tables: tuple[str, ...] = sql.ID_TABLES
+        """The id tables the file has (an older schema, opened by an older release's
+        migrations in the tests of migrations.py, has fewer)."""
 
     @property
     def nbytes(self) -> int:
@@ -142,12 +146,14 @@ class IdFilters:
     def load(self, db: sqlite3.Connection) -> None:
         """Build every log's map (rule 4); call inside a read transaction."""
         version = int(db.execute(DATA_VERSION).fetchone()[0])
+        present = {str(name) for (name,) in db.execute(TABLES)}
+        self._tables = tuple(t for t in sql.ID_TABLES if t in present)
         logs: dict[object, KeyBits] = {}
         for log_id, size in db.execute(LOG_SIZES):
             n = size if isinstance(size, int) and size > 0 else 0  # else reported as corrupt
             logs[log_id] = KeyBits(bits_for(n), low=n, version=version)
-        for text in ALL_KEYS:
-            for log_id, key in db.execute(text):
+        for table in self._tables:
+            for log_id, key in db.execute(ALL_KEYS.format(table=table)):
                 f = logs.get(log_id)
                 if f is not None and isinstance(key, int):
                     p = key & (f.bits - 1)
@@ -158,8 +164,9 @@ class IdFilters:
     def _build(self, db: sqlite3.Connection, log_id: int, size: int, extra: int) -> KeyBits:
         """A log's map from its id tables, with room for ``extra`` more keys."""
         f = KeyBits(bits_for(size + extra))
-        for text in LOG_KEYS:
-            f.set(k for (k,) in db.execute(text, (log_id,)) if isinstance(k, int))
+        for table in self._tables:
+            rows = db.execute(LOG_KEYS.format(table=table), (log_id,))
+            f.set(k for (k,) in rows if isinstance(k, int))
         return f
 
     def maybe_held(

@@ -146,6 +146,11 @@ INSERT_NODE: Final = "INSERT INTO log_nodes (log_id, level, idx, hash) VALUES (?
 ID_TABLES: Final = ("record_ids", "upper_record_ids", "middle_record_ids", "recent_record_ids")
 ID_COLUMNS: Final = ("id_key", "log_id", "idx")
 INSERT_RECENT_ID: Final = "INSERT INTO recent_record_ids (id_key, log_id, idx) VALUES (?, ?, ?)"
+#: A batch's recent ids in one SQLite statement: (log id, first index, the keys as one JSON
+#: array in index order); half the CPU of a bound row each (ADR 0058).
+INSERT_RECENT_IDS_SQLITE: Final = (
+    "INSERT INTO recent_record_ids (id_key, log_id, idx) SELECT value, ?, ? + key FROM json_each(?)"
+)
 RECENT_IDS: Final = 1 << 12
 MIDDLE_IDS: Final = 1 << 15
 UPPER_IDS: Final = 1 << 18

@@ -365,17 +365,18 @@ class SqliteStore(sql.SqlStore):
         db = self._db()
         entries, nodes, ids = sql.append_rows(log_id, plan, sql.epoch_us(self._clock()))
         txn = self._group.groups  # the transaction this job runs in (rule 10)
-        maybe = self._ids.maybe_held(db, log_id, plan.first, [row[0] for row in ids], txn)
+        keys = [row[0] for row in ids]
+        maybe = self._ids.maybe_held(db, log_id, plan.first, keys, txn)
         if maybe:  # only keys the filter cannot rule out are probed
-            keys = json.dumps(sorted(maybe))  # index order: neighbouring pages
-            held = db.execute(HELD_IDS, (keys, log_id) * len(sql.ID_TABLES))
+            probe = json.dumps(sorted(maybe))  # index order: neighbouring pages
+            held = db.execute(HELD_IDS, (probe, log_id) * len(sql.ID_TABLES))
             sql.check_not_held(log, plan, held)
         try:
             db.executemany(sql.INSERT_ENTRY, entries)
         except sqlite3.IntegrityError as exc:
             sql.refuse_append(log, plan, exc)
         db.executemany(sql.INSERT_NODE, nodes)
-        db.executemany(sql.INSERT_RECENT_ID, ids)
+        db.execute(sql.INSERT_RECENT_IDS_SQLITE, (log_id, plan.first, json.dumps(keys)))
         for merge in sql.merges_due(plan):
             for stmt in sql.MERGE_IDS_SQLITE[merge]:
                 db.execute(stmt)

@@ -428,3 +428,16 @@ def test_merges_between_follow_the_four_tables_in_steps_of_eight() -> None:
     assert [step[0] for step in sql.ID_MERGES] == list(reversed(sql.ID_TABLES))[:3]
     assert [step[1] for step in sql.ID_MERGES] == list(reversed(sql.ID_TABLES))[1:]
     assert "INTO recent_record_ids" in sql.INSERT_RECENT_ID
+
+
+def test_recent_ids_of_a_batch_in_one_statement_are_the_rows_of_one_each(
+    db: sqlite3.Connection,
+) -> None:
+    """``INSERT_RECENT_IDS_SQLITE`` writes what ``INSERT_RECENT_ID`` row by row writes,
+    the 64-bit keys exact at both ends of their range (JSON integers, not floats)."""
+    keys = [-(1 << 63), -1, 0, 1, (1 << 63) - 1, id_key(rid(3))]
+    db.execute(sql.INSERT_RECENT_IDS_SQLITE, (4, 1000, json.dumps(keys)))
+    db.executemany(sql.INSERT_RECENT_ID, [(k, 5, i) for i, k in enumerate(keys, 1000)])
+    read = "SELECT id_key, idx FROM recent_record_ids WHERE log_id = ? ORDER BY idx"
+    assert db.execute(read, (4,)).fetchall() == db.execute(read, (5,)).fetchall()
+    assert [k for k, _ in db.execute(read, (4,))] == keys
