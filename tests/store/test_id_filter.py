@@ -80,6 +80,15 @@ def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
+def loaded(db: sqlite3.Connection) -> IdFilters:
+    """Filters loaded from what ``db`` holds, in a transaction of their own, as at open."""
+    filters = IdFilters()
+    db.execute("BEGIN")
+    filters.load(db)
+    db.execute("COMMIT")
+    return filters
+
+
 def write(db: sqlite3.Connection, log_id: int, start: int, keys: list[int]) -> None:
     db.executemany(sql.INSERT_ENTRY, entry_rows(log_id, start, keys))
     db.executemany(sql.INSERT_RECENT_ID, [(k, log_id, i) for i, k in enumerate(keys, start)])
@@ -89,10 +98,7 @@ def write(db: sqlite3.Connection, log_id: int, start: int, keys: list[int]) -> N
 def test_another_connections_commit_is_seen(db_file: Path) -> None:
     """Keys committed by another connection after the filter looked are answered (rule 2)."""
     ours, other = connect(db_file), connect(db_file)
-    filters = IdFilters()
-    ours.execute("BEGIN")
-    filters.load(ours)
-    ours.execute("COMMIT")
+    filters = loaded(ours)
     mine, theirs = random_keys(50), random_keys(50)
     ours.execute("BEGIN IMMEDIATE")
     assert filters.maybe_held(ours, 1, 0, mine, txn=1) == []
@@ -113,10 +119,7 @@ def test_a_rolled_back_transaction_then_another_writer_leaves_no_key_unset(
     other keys at those indexes: the second look of the failed transaction saw a head
     holding its uncommitted rows, so only the first may mark a committed size (rule 2)."""
     ours, other = connect(db_file), connect(db_file)
-    filters = IdFilters()
-    ours.execute("BEGIN")
-    filters.load(ours)
-    ours.execute("COMMIT")
+    filters = loaded(ours)
     first, second, theirs = random_keys(40), random_keys(40), random_keys(80)
     ours.execute("BEGIN IMMEDIATE")
     assert filters.maybe_held(ours, 1, 0, first, txn=1) == []
@@ -141,10 +144,7 @@ def test_load_sets_every_stored_key_and_a_replaced_log_is_rebuilt(db_file: Path)
     db.execute("INSERT INTO record_ids SELECT * FROM recent_record_ids WHERE idx < 100")
     db.execute("DELETE FROM recent_record_ids WHERE idx < 100")
     db.execute("COMMIT")
-    filters = IdFilters()
-    db.execute("BEGIN")
-    filters.load(db)
-    db.execute("COMMIT")
+    filters = loaded(db)
     assert filters.nbytes == MIN_BITS // 8
     db.execute("BEGIN IMMEDIATE")
     assert set(filters.maybe_held(db, 1, 300, held, txn=1)) == set(held)
@@ -203,8 +203,5 @@ def test_corrupt_rows_do_not_stop_the_filter(db_file: Path) -> None:
     assert entry_keys([(0, "zz" * 32), (1, "0" * 15 + "1" + "0" * 48)]) == [1]
     db = connect(db_file)
     db.execute("UPDATE logs SET size = 'x'")
-    filters = IdFilters()
-    db.execute("BEGIN")
-    filters.load(db)
-    db.execute("COMMIT")
+    filters = loaded(db)
     assert filters.nbytes == MIN_BITS // 8
