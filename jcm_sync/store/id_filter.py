@@ -99,10 +99,6 @@ class KeyBits:
             raise ValueError("a key map's size is a power of two of at least 8 bits")
         self.map = bytearray(self.bits >> 3)
 
-    @property
-    def full(self) -> bool:
-        return self.count * FULL_AT > self.bits
-
     def set(self, keys: Iterable[int]) -> None:
         """Set the bits of ``keys``."""
         m, mask = self.map, self.bits - 1
