@@ -82,9 +82,6 @@ SIGNATURE_INPUT: Final = re.compile(
     r';nonce="(?P<nonce>[A-Za-z0-9_-]{1,256})")'
 )
 """Rule 1's ``Signature-Input`` (matched in full)."""
-_LABEL: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
-_KEYID: Final = re.compile(r"[A-Za-z0-9_.:+/=-]{1,256}")
-_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _SIGNATURE: Final = re.compile(r"(?P<label>[a-z][a-z0-9_.-]{0,31})=:(?P<sig>[A-Za-z0-9+/]+={0,2}):")
 _NAMES: Final = ("signature-input", "signature", "content-digest")
 _COMPONENTS: Final = (Item("@method"), Item("@target-uri"), Item("content-digest"))
@@ -238,21 +235,15 @@ def signed_form(
 ) -> tuple[str, str, bytes] | None:
     """Rule 5: ``(Content-Digest value, Signature-Input member value, signature base)``
     of an Ed25519 signature in rule 1's form, or None to let the library sign."""
-    if not (
-        _LABEL.fullmatch(label)
-        and _KEYID.fullmatch(keyid)
-        and _NONCE.fullmatch(nonce)
-        and 0 <= created < 10**15
-        and 0 <= expires < 10**15
-    ):
+    params = (
+        f'("@method" "@target-uri" "content-digest");created={created};keyid="{keyid}"'
+        f';alg="ed25519";expires={expires};nonce="{nonce}"'
+    )
+    if SIGNATURE_INPUT.fullmatch(f"{label}={params}") is None:  # rule 1's parameters only
         return None
     digest = f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode('ascii')}:"
     values = plain_values(method, url, digest)
     if values is None:
         return None
-    params = (
-        f'("@method" "@target-uri" "content-digest");created={created};keyid="{keyid}"'
-        f';alg="ed25519";expires={expires};nonce="{nonce}"'
-    )
     base = "".join(f"{k}: {v}\n" for k, v in zip(_KEYS, values, strict=True))
     return digest, params, f'{base}"@signature-params": {params}'.encode()
