@@ -357,7 +357,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
             )
             await fill_own_log(a0.node, a0.syncer.partnership, *fan_in_of_first)
             await hub.wait_idle()  # the lone agent's reconciliation is not in the fan-in
-            hub_before, agents_before = hub.cpu(), time.process_time()
             split_before = user_system(hub.proc.pid if hub.proc else None)
             hub.signal(signal.SIGUSR1)
             spy = start_spy(args.spy, hub, args.spy_threads)
@@ -366,15 +365,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
             fan_phase = meter.done()
             stop_spy(spy)
             hub.signal(signal.SIGUSR2)
-            hub_after, agents_cpu = hub.cpu(), time.process_time() - agents_before
             split = user_system(hub.proc.pid if hub.proc else None)
             split.subtract(split_before)
             shown = ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
             print(f"the hub's own process during the fan-in: {shown}", file=sys.stderr)
-            cpu = {"agents": agents_cpu}
-            if hub_before is not None and hub_after is not None:
-                spent = (a - b for a, b in zip(hub_after, hub_before, strict=True))
-                cpu["hub"], cpu["workers"] = spent
+            cpu = {"agents": fan_phase.agents}  # the meter's figures, not measured again
+            if meter.cpu is not None:
+                cpu["hub"], cpu["workers"] = fan_phase.hub, fan_phase.workers
             for a in agents:
                 a.latencies = a.client.latencies
         finally:
