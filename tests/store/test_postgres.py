@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -315,6 +316,20 @@ async def _waiting(pid: int, query: str, event: str = "Lock") -> None:
     raise AssertionError(f"backend {pid} never waited in {query!r}")
 
 
+@asynccontextmanager
+async def _two_stores(
+    pg_url: str, world: World
+) -> AsyncIterator[tuple[PostgresStore, PostgresStore, int]]:
+    """Two stores open on one database, both with the JP log, and the backend pid of
+    ``b``'s one connection."""
+    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
+        assert isinstance(a, PostgresStore)
+        assert isinstance(b, PostgresStore)
+        await a.ensure_log(world.jp_log)
+        await b.ensure_log(world.jp_log)
+        yield a, b, (await b._query("SELECT pg_backend_pid()"))[0][0]
+
+
 async def _head_held_by_a_write(
     a: PostgresStore, world: World, envelope: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[asyncio.Task[object], asyncpg.Connection]:
@@ -345,12 +360,7 @@ async def test_an_append_whose_head_moved_after_its_reads_writes_nothing_and_goe
     the head it finds is not the one it read, so it writes nothing and appends again the
     locked way, which finds the record the other one just appended."""
     first, second = world.envelopes("JP", 2)
-    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
-        assert isinstance(a, PostgresStore)
-        assert isinstance(b, PostgresStore)
-        await a.ensure_log(world.jp_log)
-        await b.ensure_log(world.jp_log)
-        b_pid = (await b._query("SELECT pg_backend_pid()"))[0][0]  # b's one connection
+    async with _two_stores(pg_url, world) as (a, b, b_pid):
         holder, gate = await _head_held_by_a_write(a, world, first, monkeypatch)
         waiter = asyncio.create_task(b.append_entries(world.jp_log, None, [first], world.verify))
         await _waiting(b_pid, "BEGIN; SELECT pg_temp.jcm_head_is")  # behind a's lock
@@ -371,12 +381,7 @@ async def test_an_append_that_waited_for_the_head_reads_what_was_committed_meanw
     head's lock: when another append committed meanwhile, the head it locks is newer than
     the rows it read, so it reads again, and finds the record the other one appended."""
     first, second = world.envelopes("JP", 2)
-    async with await open_store(pg_url) as a, await open_store(pg_url) as b:
-        assert isinstance(a, PostgresStore)
-        assert isinstance(b, PostgresStore)
-        await a.ensure_log(world.jp_log)
-        await b.ensure_log(world.jp_log)
-        b_pid = (await b._query("SELECT pg_backend_pid()"))[0][0]  # b's one connection
+    async with _two_stores(pg_url, world) as (a, b, b_pid):
         append_in = b._append_in
 
         async def locked_only(*args: object) -> object:
