@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -27,7 +26,7 @@ from jcm_sync.store.postgres import PostgresStore
 from jcm_sync.store.postgres_append import copy_data
 from jcm_sync.store.sparse import grow
 from tests.store import World
-from tests.store.conftest import PG_URL, drop_schema, skip_without_pg
+from tests.store.conftest import PG_URL, drop_schema, make_schema, skip_without_pg
 
 COLUMNS = ", ".join(sql.ENTRY_COLUMNS)
 TABLE = (
@@ -39,12 +38,7 @@ TABLE = (
 @pytest.fixture
 async def conn(pg_reachable: str | None) -> AsyncIterator[asyncpg.Connection]:
     skip_without_pg(pg_reachable)
-    schema = f"jcm_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
+    schema = await make_schema()
     c = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
     try:
         yield c
