@@ -533,8 +533,9 @@ class Hub:
         ``have`` is how much of Japan's log the partner says it holds (for status)."""
         self._check_member(caller, partnership)
         own = await self._own_view(partnership)
-        rep = await self.views.read(self.node.logs(partnership).replica)
-        rep_head = await self.node.store.tree_head(self.node.logs(partnership).replica)
+        replica = self.node.logs(partnership).replica
+        view = await self.node.store.log_view(replica)  # its head and checkpoint in one read
+        rep = self.views.of(replica, view, view.head)
         if have is not None:
             if have > own.size:  # rule 11: clamped, so the lag stays a real figure
                 ahead = {"partner": caller.node, "partnership": partnership, "have": have}
@@ -543,8 +544,8 @@ class Hub:
         return PartnershipState(partnership=partnership, logs=[
             LogState(node="JP", origin=own.origin, size=own.size, root=own.root,
                      checkpoint=own.note),
-            LogState(node=self.node.logs(partnership).replica.node, origin=rep.origin,
-                     size=rep_head.size, root=rep_head.root, checkpoint=rep.note),
+            LogState(node=replica.node, origin=rep.origin,
+                     size=view.head.size, root=view.head.root, checkpoint=rep.note),
         ])  # fmt: skip
 
     async def entries(
