@@ -100,6 +100,8 @@ from jcm_sync import errors
 from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core.ed25519 import PUBLIC_KEY_SIZE
 from jcm_sync.core.envelope import (
+    AnyPublicKey,
+    Envelope,
     accepted_by_ed25519,
     public_key_from_raw,
     record_id,
@@ -144,6 +146,21 @@ def tune_gc() -> None:
 # --- the worker side -------------------------------------------------------------------
 
 
+def opened(
+    raw: bytes, ed25519_keys: Mapping[str, bytes], pubs: Mapping[str, AnyPublicKey]
+) -> tuple[str, Envelope, tuple[str, ...]]:
+    """Rule 12's steps for one envelope: its record id, its envelope and its signers' key
+    ids (in the envelope's order), by ``accepted_by_ed25519`` or else ``verify_envelope``,
+    whose error it raises."""
+    env = accepted_by_ed25519(raw, ed25519_keys)
+    if env is not None:
+        rid = record_id(raw)
+    else:
+        v = verify_envelope(raw, pubs)  # the verdict, and its specific error
+        env, rid = v.envelope, v.record_id
+    return rid, env, tuple([s.keyid for s in env.signatures])
+
+
 def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
     """Rules 1, 7, 8 and 12: open, verify and hash every envelope under ``keys``."""
     pubs = {kid: public_key_from_raw(raw) for kid, raw in keys}
@@ -152,23 +169,13 @@ def check_envelopes(keys: Keys, envelopes: Sequence[bytes]) -> list[Outcome]:
     out: list[Outcome] = []
     append, leaf_hash, one = out.append, merkle.leaf_hash, same.setdefault
     for raw in envelopes:
-        env = accepted_by_ed25519(raw, ed25519_keys)  # rule 12
-        if env is not None:
-            ids = tuple([s.keyid for s in env.signatures])
-            ptype = env.payloadType
-            append(("ok", record_id(raw), leaf_hash(raw), one(ptype, ptype), env.payload,
-                    one(ids, ids)))  # fmt: skip
-            continue
         try:
-            v = verify_envelope(raw, pubs)
+            rid, env, ids = opened(raw, ed25519_keys, pubs)
         except JcmSyncError as exc:
-            out.append(("error", type(exc).__name__, exc.message, exc.where or ""))
-        else:
-            env = v.envelope
-            ids = tuple([s.keyid for s in env.signatures])
-            out.append(
-                ("ok", v.record_id, leaf_hash(raw), env.payloadType, env.payload, one(ids, ids))
-            )
+            append(("error", type(exc).__name__, exc.message, exc.where or ""))
+            continue
+        ptype = env.payloadType
+        append(("ok", rid, leaf_hash(raw), one(ptype, ptype), env.payload, one(ids, ids)))
     return out
 
 
@@ -256,13 +263,7 @@ def in_process_verifier(
     ed25519_keys = {kid: raw for kid, raw in root_keys(root) if len(raw) == PUBLIC_KEY_SIZE}
 
     def verify(raw: bytes) -> Verification:
-        env = accepted_by_ed25519(raw, ed25519_keys)
-        if env is not None:
-            rid = record_id(raw)
-        else:
-            opened = verify_envelope(raw, pubs)  # the verdict, and its specific error
-            env, rid = opened.envelope, opened.record_id
-        keyids = tuple([s.keyid for s in env.signatures])
+        rid, env, keyids = opened(raw, ed25519_keys, pubs)  # a worker's steps (rule 12)
         at = received.get(rid) if received else None
         return judge.judge(raw, rid, env.payloadType, env.payload, keyids, at)
 
