@@ -308,12 +308,7 @@ class PostgresStore(sql.SqlStore):
         held = [(r[3], r[1]) for r in rows if r[0] == -1]
         more = sparse.fallback_reads(coords, found)
         if more:  # rows of levels 4, 12... a store written before ADR 0046 lacks
-            nodes, leaves = [r for r in more if r.level], [r for r in more if not r.level]
-            extra = await conn.fetch(
-                wire.SQL_NODES, log_id,
-                [r.level for r in nodes], [r.start for r in nodes], [r.end for r in nodes],
-                [r.start for r in leaves], [r.end for r in leaves], "",
-            )  # fmt: skip
+            extra = await conn.fetch(wire.SQL_NODES, log_id, *wire.read_args(more, ()))
             found.update(((r[0], r[1]), r[2]) for r in extra if r[0] >= 0)
         return sparse.combine(coords, found, self._origin_of(log_id)), held
 

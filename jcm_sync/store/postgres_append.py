@@ -51,6 +51,7 @@ __all__ = [
     "define_functions",
     "literal",
     "node_args",
+    "read_args",
     "write_rest",
 ]
 
@@ -205,8 +206,13 @@ async def define_functions(conn: Any) -> None:
 
 def node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:
     """The parameters ``$2``...``$7`` of ``SQL_NODES``: the ranges of ``sparse.base_reads``
-    of ``coords`` (stored nodes, then leaf hashes) and the ids to probe for."""
-    reads = sparse.base_reads(coords)
+    of ``coords`` and the ids to probe for (``read_args``)."""
+    return read_args(sparse.base_reads(coords), ids)
+
+
+def read_args(reads: Sequence[sparse.BaseRead], ids: Sequence[str]) -> list[object]:
+    """The parameters ``$2``...``$7`` of ``SQL_NODES``: the range ``reads`` (stored nodes,
+    then leaf hashes) and the ids to probe for."""
     nodes = [r for r in reads if r.level]
     leaves = [r for r in reads if not r.level]
     return [
