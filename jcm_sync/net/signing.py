@@ -131,10 +131,9 @@ class RequestSigner:
         for name in {n for n in headers if n.lower() in _SIGNING_HEADERS}:
             if name in headers:  # a case-insensitive mapping deletes every spelling at once
                 del headers[name]
-        nonce = new_nonce()
+        nonce, expires = new_nonce(), created + self.lifetime
         form = None
         if self.key.algorithm == "ed25519":  # our agents' one form, written directly
-            expires = created + self.lifetime
             form = signed_form(
                 method.upper(), url, bytes(body), label=self.label, keyid=self.key_id,
                 created=created, expires=expires, nonce=nonce,
@@ -153,7 +152,7 @@ class RequestSigner:
                 HttpMessage(method.upper(), url, headers),
                 key_id=self.key_id,
                 created=datetime.fromtimestamp(created, UTC),
-                expires=datetime.fromtimestamp(created + self.lifetime, UTC),
+                expires=datetime.fromtimestamp(expires, UTC),
                 nonce=nonce,
                 label=self.label,
                 covered_component_ids=COVERED_COMPONENTS,
