@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from jcm_sync.core import checkpoint, merkle
+from jcm_sync.core import checkpoint
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.wire import PushRequest
 from jcm_sync.services import replica_view
-from jcm_sync.services.in_process_hub import caller_of
 from jcm_sync.services.log_service import checkpoint_verifiers
-from jcm_sync.store import LogRef, TreeHead
+from jcm_sync.store import TreeHead
 from tests.services.fakes import CC, PID, Pair, open_pair
+from tests.services.test_hub import own_envelopes, partner, partner_checkpoint, replica
 
 
 @pytest.fixture
@@ -31,20 +31,11 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         yield p
 
 
-def replica(pair: Pair) -> LogRef:
-    return pair.japan.logs(PID).replica
-
-
 async def push(pair: Pair, start: int, end: int, *, close: bool) -> None:
     """The partner's own entries ``start:end``, with its checkpoint of ``:end`` if ``close``."""
-    envs = [e.envelope for e in await pair.agent.store.entries(pair.agent.logs(PID).own)]
-    note = None
-    if close:
-        root = merkle.root([merkle.leaf_hash(raw) for raw in envs[:end]])
-        cp = checkpoint.Checkpoint(pair.agent.logs(PID).own.origin, end, root)
-        note = checkpoint.sign_checkpoint(cp, pair.agent.keys.checkpoint.key)
-    caller = caller_of(pair.agent.logs(PID).root, pair.agent.keys.transport)
-    await pair.hub.push(caller, PID, CC, PushRequest(start, envs[start:end], note))
+    envs = await own_envelopes(pair)
+    note = partner_checkpoint(pair, envs[:end]) if close else None
+    await pair.hub.push(partner(pair), PID, CC, PushRequest(start, envs[start:end], note))
 
 
 def counting_reads(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> list[str]:
