@@ -66,7 +66,6 @@ __all__ = [
     "id_key",
     "id_keys",
     "merges_between",
-    "merges_due",
     "record_query",
     "refuse_append",
     "schema_ddl",
@@ -284,11 +283,6 @@ def append_rows(log_id: int, plan: AppendPlan, appended_at: object) -> tuple[Row
     keys = id_keys([row[2] for row in entries])
     ids: Rows = [(k, log_id, i) for i, k in enumerate(keys, plan.first)]
     return entries, nodes, ids
-
-
-def merges_due(plan: AppendPlan) -> list[tuple[str, str]]:
-    """The (source, target) merges of the id index an append makes (``merges_between``)."""
-    return merges_between(plan.first, plan.size)
 
 
 def merges_between(first: int, size: int) -> list[tuple[str, str]]:

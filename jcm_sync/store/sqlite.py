@@ -377,7 +377,7 @@ class SqliteStore(sql.SqlStore):
             sql.refuse_append(log, plan, exc)
         db.executemany(sql.INSERT_NODE, nodes)
         db.execute(sql.INSERT_RECENT_IDS_SQLITE, (log_id, plan.first, json.dumps(keys)))
-        for merge in sql.merges_due(plan):
+        for merge in sql.merges_between(plan.first, plan.size):
             for stmt in sql.MERGE_IDS_SQLITE[merge]:
                 db.execute(stmt)
         db.execute(sql.UPDATE_HEAD, (plan.size, plan.root, log_id))
