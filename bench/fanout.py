@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ingest import HubProcess
+from ingest import HubProcess, _proc_stat
 
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.trust import Verification
@@ -201,9 +201,8 @@ class PhaseMeter:
 def user_system(pid: int | None) -> Counter[str]:
     """User and system CPU seconds of the process ``pid`` (Linux ``/proc``; else none)."""
     out: Counter[str] = Counter()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = _proc_stat(pid) if pid is not None else None
+    if fields is None:
         return out
     tick = os.sysconf("SC_CLK_TCK")
     out["user"], out["system"] = int(fields[11]) / tick, int(fields[12]) / tick
