@@ -23,6 +23,7 @@ from jcm_sync.store.postgres import pg
 from jcm_sync.store.values import LogRef, RecordQuery
 from tests.store import log_ref
 from tests.store.conftest import raw
+from tests.store.test_migrations import index_definitions
 
 PER_LOG = 6000
 LOGS = [log_ref(node) for node in ("JP", "ID", "MN", "TH")]
@@ -92,15 +93,6 @@ async def scans(url: str, text: str, args: Sequence[object]) -> set[tuple[str, s
         return found
     finally:
         await conn.close()
-
-
-async def index_definitions(url: str) -> dict[str, str]:
-    rows = await raw(
-        url,
-        "SELECT indexname, indexdef FROM pg_indexes "
-        "WHERE schemaname = current_schema() AND tablename = 'log_entries'",
-    )
-    return {str(r[0]): str(r[1]) for r in rows}
 
 
 @pytest.mark.postgres
