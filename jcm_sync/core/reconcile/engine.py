@@ -130,10 +130,6 @@ class _LogAcc:
         self.size = 0
         self.stack: list[bytes] = []
 
-    def append(self, leaf: bytes) -> None:
-        push_leaf(self.stack, self.size, leaf)
-        self.size += 1
-
     def root(self) -> bytes:
         return merkle.EMPTY_ROOT if not self.size else merkle.hash_from_subtrees(self.stack)
 
@@ -203,7 +199,7 @@ class Index:
         stack = acc.stack
         for entry in entries:
             size = acc.size
-            push_leaf(stack, size, entry.leaf_hash)  # acc.append, inlined
+            push_leaf(stack, size, entry.leaf_hash)  # the log's frontier, in place
             acc.size = size + 1
             self._add(entry, order | size)  # ledger.position(acc.order, size), inlined
             # settled entry by entry, so its decoded record can be dropped right away
