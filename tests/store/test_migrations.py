@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -236,6 +236,11 @@ async def migrate_to(version: int, url: str, monkeypatch: pytest.MonkeyPatch) ->
     assert await raw(url, m.READ_SCHEMA_VERSION) == [(str(version),)]
 
 
+async def row_counts(url: str, names: Sequence[str]) -> list[int]:
+    """The number of rows of each table of ``names``, in that order."""
+    return [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in names]
+
+
 async def tables(url: str) -> set[str]:
     if url.startswith("sqlite:///"):
         rows = await raw(url, "SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -325,7 +330,7 @@ async def test_migration_6_merges_the_index_keeps_level_8_nodes_and_ids(
     # for what they complete: JP's level-4 node over entries 288..303
     nodes = await raw(url, "SELECT level, idx FROM log_nodes ORDER BY 1, 2")
     assert nodes == [(4, TILED["JP"] >> 4), (8, 0)]
-    ids = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+    ids = await row_counts(url, sql.ID_TABLES)
     # the migrated ones and the 5 appended; PostgreSQL's moved into a hash index (7)
     assert sum(ids) == (sum(TILED.values()) + 5 if url.startswith("sqlite") else 0)
 
@@ -351,7 +356,7 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
     verifies, records are found by id, a record held is refused and appends go on."""
     url, jp = v1_tiled.url, world.jp_log
     await migrate_to(6, url, monkeypatch)
-    keyed = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in V8_ID_TABLES]
+    keyed = await row_counts(url, V8_ID_TABLES)
     assert sum(keyed) == sum(TILED.values())  # version 6 keyed every id
     postgres = not url.startswith("sqlite")
     async with await open_store(url) as store:
@@ -365,7 +370,7 @@ async def test_migration_7_finds_postgres_ids_through_a_hash_index(
         assert (await store.append_entries(jp, 300, more, world.verify)).appended == 0
     recorded = await raw(url, "SELECT version, applied_at FROM schema_migrations ORDER BY 1")
     assert dict(recorded)[7] is not None  # applied now, with migration 8 (ADR 0044)
-    keyed = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+    keyed = await row_counts(url, sql.ID_TABLES)
     assert sum(keyed) == (0 if postgres else sum(TILED.values()) + 5)
     defs = await index_definitions(url)
     assert ("USING hash (record_id)" in defs.get("log_entries_record_id", "")) == postgres
@@ -462,13 +467,13 @@ async def test_migration_9_adds_a_fourth_id_table_and_every_id_is_still_found(
     assert "upper_record_ids" not in made
     if sqlite:
         place_v8_ids(url[len("sqlite:///") :])
-    v8 = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in V8_ID_TABLES]
+    v8 = await row_counts(url, V8_ID_TABLES)
     assert v8 == ([256 + 16, 32, 12 + 5] if sqlite else [0, 0, 0])
     indexes = await index_definitions(url)
     monkeypatch.setattr(sql, "RECENT_IDS", 8)
     monkeypatch.setattr(sql, "MIDDLE_IDS", 16)
     async with await open_store(url) as store:
-        counts = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+        counts = await row_counts(url, sql.ID_TABLES)
         assert counts == ([256 + 16, 32, 0, 12 + 5] if sqlite else [0, 0, 0, 0])
         await assert_tiled_log_answers(store, v1_tiled, world)
         await assert_every_id_found(store, world, TILED)
@@ -479,7 +484,7 @@ async def test_migration_9_adds_a_fourth_id_table_and_every_id_is_still_found(
         more = world.envelopes("JP", 5, TILED["JP"])
         assert (await store.append_entries(jp, None, more, world.verify)).size == 305
         # 300 -> 305 crosses 304: recent into middle, middle into upper
-        counts = [(await raw(url, f"SELECT count(*) FROM {t}"))[0][0] for t in sql.ID_TABLES]
+        counts = await row_counts(url, sql.ID_TABLES)
         assert counts == ([256 + 16, 32 + 17 + 5, 0, 0] if sqlite else [0, 0, 0, 0])
         await assert_every_id_found(store, world, {**TILED, "JP": 305})
         with pytest.raises(ConflictError, match="already in the log at index 302"):
