@@ -32,6 +32,7 @@ from jcm_sync.core.note import NoteSignature
 from jcm_sync.errors import CorruptStoreError
 from jcm_sync.store.planning import check_checkpoint_row, check_head
 from jcm_sync.store.values import LogRef, StoredCheckpoint, TreeHead
+from jcm_sync.store.witnessing import checked_cosignatures
 
 __all__ = ["LogView", "RawView", "SingleReads", "checked_view", "composed_view"]
 
@@ -78,13 +79,7 @@ def checked_view(log: LogRef, raw: RawView, state_key: str | None) -> LogView:
     head_row, held_row, cosig_rows, chunks = raw
     head = check_head(log, *(head_row or (None, None)))
     held = None if held_row is None else check_checkpoint_row(log, *held_row)
-    cosigned: list[NoteSignature] = []
-    for name, kid, sig in cosig_rows:
-        sig = bytes(sig) if isinstance(sig, bytes | bytearray | memoryview) else None
-        if not isinstance(name, str) or not isinstance(kid, int) or sig is None:
-            where = held.size if held is not None else "?"
-            raise CorruptStoreError(f"a cosignature row of {log.origin} size {where}")
-        cosigned.append(NoteSignature(name, kid, sig))
+    cosigned = checked_cosignatures(log, held.size if held is not None else "?", cosig_rows)
     state = joined_state(state_key or "", chunks) if chunks else None
     return LogView(head, held, cosigned, state)
 

@@ -37,7 +37,7 @@ from jcm_sync.core.note import NoteSignature, is_key_name
 from jcm_sync.errors import BadDataError, CorruptStoreError
 from jcm_sync.store.values import MAX_INDEX, LogRef, TreeHead
 
-__all__ = ["SqlWitnessRecords", "WitnessRecords"]
+__all__ = ["SqlWitnessRecords", "WitnessRecords", "checked_cosignatures"]
 
 #: Most cosignatures stored per checkpoint (a note carries at most 100 signatures).
 MAX_COSIGNATURES: Final = 100
@@ -143,13 +143,7 @@ class WitnessRecords(abc.ABC):
     async def cosignatures(self, log: LogRef, size: int) -> list[NoteSignature]:
         """Rule 3: the cosignatures kept for the checkpoint of ``size``, oldest first."""
         rows = await self._cosignature_rows(await self._log_id(log), size)
-        out: list[NoteSignature] = []
-        for name, kid, sig in rows:
-            raw = bytes(sig) if isinstance(sig, bytes | bytearray | memoryview) else None
-            if not isinstance(name, str) or not isinstance(kid, int) or raw is None:
-                raise CorruptStoreError(f"a cosignature row of {log.origin} size {size}")
-            out.append(NoteSignature(name, kid, raw))
-        return out
+        return checked_cosignatures(log, size, rows)
 
     async def cosigned_size(self, log: LogRef) -> int | None:
         """Rule 4."""
@@ -199,3 +193,15 @@ class SqlWitnessRecords(WitnessRecords):
     async def _cosigned_size(self, log_id: int) -> object:
         rows = await self._query(COSIGNED_SIZE, log_id)
         return rows[0][0] if rows else None
+
+
+def checked_cosignatures(log: LogRef, size: object, rows: Any) -> list[NoteSignature]:
+    """Rule 3's check of the stored ``(name, key id, signature)`` rows of the checkpoint of
+    ``size`` (``cosignatures`` and the one-job log view read them alike)."""
+    out: list[NoteSignature] = []
+    for name, kid, sig in rows:
+        raw = bytes(sig) if isinstance(sig, bytes | bytearray | memoryview) else None
+        if not isinstance(name, str) or not isinstance(kid, int) or raw is None:
+            raise CorruptStoreError(f"a cosignature row of {log.origin} size {size}")
+        out.append(NoteSignature(name, kid, raw))
+    return out
