@@ -65,7 +65,7 @@ from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
 from jcm_sync.errors import JcmSyncError, PeerRefusedError, TransportError
 from jcm_sync.local.status import AgentStatus, JobStatus, write_status
-from jcm_sync.services.daemon import IntervalJob, interval_scheduler
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler, stop_scheduler
 from jcm_sync.services.hub_port import HubPort
 from jcm_sync.services.log_service import checkpoint_verifiers, open_log_checkpoint
 from jcm_sync.services.log_sync import (
@@ -562,8 +562,7 @@ class AgentDaemon:
             await stop.wait()
         finally:
             self.stopping = True  # rule 9: from now on a cancellation is the shutdown
-            self.scheduler.pause()  # rule 9: a wake-up due in this step makes no job's task
-            self.scheduler.shutdown(wait=False)  # cancels the running jobs
+            stop_scheduler(self.scheduler)  # rule 9: a wake-up due now makes no job's task
             running = list(self._running)
             for task in running:
                 task.cancel()

@@ -13,6 +13,9 @@ Rules:
    while it was busy (or the loop was blocked) collapse into one.
 3. A run later than ``misfire_grace_time`` seconds is skipped (APScheduler's default,
    one second, unless the job says otherwise); the next interval runs it.
+4. A scheduler is stopped paused first (``stop_scheduler``): its shutdown takes effect one
+   event-loop step later, and a wake-up due in that step would otherwise make a task for
+   each due job, which the shutdown cancels and APScheduler logs as an error.
 """
 
 from __future__ import annotations
@@ -57,3 +60,9 @@ def interval_scheduler(jobs: Iterable[IntervalJob], *, jitter: float) -> Any:
             **grace,
         )
     return scheduler
+
+
+def stop_scheduler(scheduler: Any) -> None:
+    """Rule 4: pause, then shut down without waiting (the running jobs are cancelled)."""
+    scheduler.pause()
+    scheduler.shutdown(wait=False)

@@ -107,7 +107,7 @@ from jcm_sync.errors import (
 from jcm_sync.local.alarms import alarm_key
 from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
 from jcm_sync.services.agreement import witnessed_times
-from jcm_sync.services.daemon import IntervalJob, interval_scheduler
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler, stop_scheduler
 from jcm_sync.services.log_service import open_log_checkpoint, prove_consistency, prove_inclusion
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, stopped
 from jcm_sync.services.node import Node
@@ -182,8 +182,7 @@ class Hub:
         """Stop the scheduled jobs, the reconciliation thread and the verification workers."""
         self._closed = True
         if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.pause()  # a wake-up due in this step makes no job (agent rule 9)
-            self._scheduler.shutdown(wait=False)
+            stop_scheduler(self._scheduler)
         for task in self._reconciling.values():
             task.cancel()
         self.node.reconcile.close()

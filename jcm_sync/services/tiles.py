@@ -44,7 +44,7 @@ from jcm_sync.core import checkpoint, tiles
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.tiles import Tile
 from jcm_sync.errors import JcmSyncError, PublishedTilesConflictError
-from jcm_sync.services.daemon import IntervalJob, interval_scheduler
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler, stop_scheduler
 from jcm_sync.store import LogRef, Store
 from jcm_sync.store.backup import fsync_path
 
@@ -274,8 +274,7 @@ class TilesJob:
 
     async def close(self) -> None:
         if self.scheduler.running:
-            self.scheduler.pause()  # a wake-up due in this step makes no job (agent rule 9)
-            self.scheduler.shutdown(wait=False)
+            stop_scheduler(self.scheduler)
         close = getattr(self.publisher.sink, "close", None)
         if close is not None:
             await close()

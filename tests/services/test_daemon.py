@@ -4,8 +4,11 @@ jittered, never overlapping themselves, late runs coalesced)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from jcm_sync.services.daemon import IntervalJob, interval_scheduler
+import pytest
+
+from jcm_sync.services.daemon import IntervalJob, interval_scheduler, stop_scheduler
 
 
 async def test_the_schedule_runs_each_job_at_once_and_never_twice_at_a_time() -> None:
@@ -95,3 +98,23 @@ def test_the_scheduler_is_returned_not_started_and_runs_in_utc() -> None:
     assert not scheduler.running
     assert str(scheduler.timezone) == "UTC"
     assert [j.id for j in scheduler.get_jobs()] == ["j"]
+
+
+async def test_a_stopped_schedule_makes_no_task_for_a_wake_up_due_as_it_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Rule 4: a job due in the very step the scheduler stops is never started, and
+    nothing is logged as a failed run (the agent's own test forces the daemon's case)."""
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("ran")
+
+    caplog.set_level(logging.DEBUG, logger="apscheduler")
+    scheduler = interval_scheduler([IntervalJob("a", 60, job)], jitter=0)
+    scheduler.start()
+    stop_scheduler(scheduler)  # in the same step: the job's first run was due now
+    await asyncio.sleep(0.2)
+    assert not scheduler.running
+    assert ran == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
