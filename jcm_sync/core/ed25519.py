@@ -58,7 +58,7 @@ on every vector of the tests, and ``verify_with`` runs either on demand.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -100,21 +100,46 @@ SMALL_ORDER_Y: Final = frozenset(
     }
 )
 
-_Y_MASK: Final = (1 << 255) - 1
-
 BytesLike = bytes | bytearray | memoryview
+
+
+def _encodings(ys: Iterable[int]) -> list[bytes]:
+    """Every 32-byte encoding of these ``y``: both values of the sign bit (bit 255)."""
+    return [(y | sign).to_bytes(32, "little") for y in ys for sign in (0, 1 << 255)]
+
+
+#: Rules 3 and 4 as a table: every 32-byte encoding whose ``y`` (its low 255 bits) is at
+#: or above ``p`` (the 19 values ``p .. 2^255 - 1``) or is that of a small-order point,
+#: with both sign bits, mapped to what is wrong with it. These 48 are exactly the
+#: encodings ``int.from_bytes(e, "little") & (2^255 - 1)`` finds ``>= p`` or in
+#: ``SMALL_ORDER_Y`` (a test checks the table against that reading), so a lookup gives
+#: the same verdict and message as reading ``y`` as an integer, without building it: the
+#: hub's verify workers run this twice per signature (ADR 0060).
+_POINT_REFUSALS: Final[Mapping[bytes, str]] = MappingProxyType(
+    {
+        **dict.fromkeys(
+            _encodings(range(FIELD_PRIME, 1 << 255)), "is a non-canonical encoding (y >= p)"
+        ),
+        **dict.fromkeys(_encodings(sorted(SMALL_ORDER_Y)), "is a point of small order"),
+    }
+)
+
+#: The most significant byte of ``L`` (0x10): an ``S`` whose last byte (little-endian) is
+#: below it is below ``2^252 < L``, which settles rule 2 without reading ``S`` as an integer.
+_L_TOP_BYTE: Final = GROUP_ORDER >> 248
 
 
 def refusal(public_key: bytes, signature: bytes) -> str | None:
     """Why rules 1-4 refuse this key and signature, or None if they pass.
 
-    Pure integer work, no curve arithmetic: the part of the rule no library decides.
+    Pure byte and integer work, no curve arithmetic: the part of the rule no library
+    decides.
     """
     if len(public_key) != PUBLIC_KEY_SIZE:
         return f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, not {len(public_key)}"
     if len(signature) != SIGNATURE_SIZE:
         return f"an Ed25519 signature is {SIGNATURE_SIZE} bytes, not {len(signature)}"
-    if int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
+    if signature[63] >= _L_TOP_BYTE and int.from_bytes(signature[32:], "little") >= GROUP_ORDER:
         return "S is not below the group order L (non-canonical S)"
     return _point_refusal("A", public_key) or _point_refusal("R", signature[:32])
 
@@ -130,12 +155,9 @@ def key_refusal(public_key: bytes) -> str | None:
 
 
 def _point_refusal(name: str, encoded: bytes) -> str | None:
-    y = int.from_bytes(encoded, "little") & _Y_MASK
-    if y >= FIELD_PRIME:
-        return f"{name} is a non-canonical encoding (y >= p)"
-    if y in SMALL_ORDER_Y:
-        return f"{name} is a point of small order"
-    return None
+    """Rules 3 and 4 for a 32-byte encoding (the callers checked its length)."""
+    why = _POINT_REFUSALS.get(bytes(encoded))
+    return None if why is None else f"{name} {why}"
 
 
 # --- rules 5-6, computed by a library ---------------------------------------------------

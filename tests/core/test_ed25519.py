@@ -415,6 +415,50 @@ def test_the_pre_checks_say_why() -> None:
     assert ed25519.refusal(_PK, _SIG) is None
 
 
+def _integer_refusal(public_key: bytes, signature: bytes) -> str | None:
+    """Rules 2-4 read as integers, as the rule states them (the form before ADR 0060)."""
+    if int.from_bytes(signature[32:], "little") >= ed25519.GROUP_ORDER:
+        return "S is not below the group order L (non-canonical S)"
+    for name, encoded in (("A", public_key), ("R", signature[:32])):
+        y = int.from_bytes(encoded, "little") & (2**255 - 1)
+        if y >= ed25519.FIELD_PRIME:
+            return f"{name} is a non-canonical encoding (y >= p)"
+        if y in ed25519.SMALL_ORDER_Y:
+            return f"{name} is a point of small order"
+    return None
+
+
+def _edge_encodings() -> list[bytes]:
+    """Every y at or above p, every small-order y and their neighbours, both sign bits,
+    and values of S around L and around the top byte the quick check reads."""
+    p, order = ed25519.FIELD_PRIME, ed25519.GROUP_ORDER
+    ys = {*range(p - 3, 2**255), *(y + d for y in ed25519.SMALL_ORDER_Y for d in (-1, 0, 1))}
+    out = [(y | sign).to_bytes(32, "little") for y in ys if y >= 0 for sign in (0, 1 << 255)]
+    scalars = {order + d for d in range(-3, 4)} | {(0x10 << 248) + d for d in (-1, 0, 1)}
+    scalars |= {(b << 248) | ((1 << 248) - 1) for b in range(256)} | {0, 2**256 - 1}
+    return out + [s.to_bytes(32, "little") for s in sorted(scalars)]
+
+
+def test_the_byte_checks_refuse_exactly_what_the_integer_reading_does() -> None:
+    """ADR 0060: rules 2-4 by a table of the 48 refused encodings and the top byte of S
+    give the verdict and message of reading ``S`` and each ``y`` as integers."""
+    edges = _edge_encodings()
+    for a in [*edges, _PK]:
+        for r_or_s in [*edges, _SIG[:32], _SIG[32:]]:
+            for sig in (r_or_s + _SIG[32:], _SIG[:32] + r_or_s):
+                assert ed25519.refusal(a, sig) == _integer_refusal(a, sig), (a.hex(), sig.hex())
+    for a in edges:  # _SIG's R and S pass: what is refused is A
+        assert ed25519.key_refusal(a) == _integer_refusal(a, _SIG), a.hex()
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(min_size=32, max_size=32), sig=st.binary(min_size=64, max_size=64))
+def test_the_byte_checks_agree_with_the_integer_reading_on_any_bytes(
+    key: bytes, sig: bytes
+) -> None:
+    assert ed25519.refusal(key, sig) == _integer_refusal(key, sig)
+
+
 def test_the_small_order_list_is_exactly_the_y_of_the_eight_torsion_points() -> None:
     torsion = ref.torsion()
     assert len({ref.encode(t) for t in torsion}) == 8
