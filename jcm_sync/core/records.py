@@ -20,6 +20,9 @@ Rules (DESIGN §2):
 5. Our own payloads are encoded with sorted keys and no floats, so two nodes encoding
    the same record produce the same bytes. A peer's bytes are never re-encoded: the
    envelope keeps what was received.
+6. A record is a tree of frozen Structs, strings, numbers, dates and tuples, so it can
+   be in no reference cycle: its Structs are not tracked by the cyclic garbage collector
+   (``gc=False``, ADR 0060); a test fails on a field type that could hold a cycle.
 
 Serial numbers are the issuing registry's own strings, stored verbatim. Their format
 is not public (docs/adr/0002-serial-blocks.md), so a block's span is defined on the
@@ -87,7 +90,7 @@ JC_KINDS: Final = frozenset({"methodology", "project", "issuance_decision"})
 # --- shared parts -----------------------------------------------------------------
 
 
-class Period(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Period(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """A monitoring period, inclusive at both ends; it may straddle calendar years."""
 
     start: date
@@ -118,7 +121,7 @@ def serial_parts(serial: str) -> tuple[str, int]:
     return prefix, int(serial[len(prefix) :])
 
 
-class SerialBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class SerialBlock(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """A contiguous block of credits in one registry: start and end inclusive."""
 
     start: Serial
@@ -127,8 +130,14 @@ class SerialBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     vintage: Year | None = None
 
     def __post_init__(self) -> None:
-        lo_prefix, lo = serial_parts(self.start)
-        hi_prefix, hi = serial_parts(self.end)
+        # ``serial_parts`` of both ends inline (every block decoded at ingest, ADR 0060)
+        start, end = self.start, self.end
+        lo_prefix, hi_prefix = start.rstrip(_DIGITS), end.rstrip(_DIGITS)
+        if len(lo_prefix) == len(start):
+            raise ValueError(f"serial {start!r} does not end in a decimal unit number")
+        if len(hi_prefix) == len(end):
+            raise ValueError(f"serial {end!r} does not end in a decimal unit number")
+        lo, hi = int(start[len(lo_prefix) :]), int(end[len(hi_prefix) :])
         if lo_prefix != hi_prefix:
             raise ValueError(f"start {self.start!r} and end {self.end!r} differ in prefix")
         if hi < lo:
@@ -150,19 +159,19 @@ class SerialBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
         return serial_parts(self.end)[1]
 
 
-class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Account(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """An account inside one registry."""
 
     id: LocalId
     type: AccountType
 
 
-class Participant(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Participant(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     side: Node
 
 
-class Allocation(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class Allocation(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """A holder's share of a project's credits, in whole percent."""
 
     holder: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
@@ -170,7 +179,7 @@ class Allocation(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     percent: Percent
 
 
-class HolderAmount(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class HolderAmount(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """Credits a decision allocates to one holder account on one side."""
 
     holder: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
@@ -178,7 +187,7 @@ class HolderAmount(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     amount: Amount
 
 
-class SideShare(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class SideShare(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """The amount a decision notifies to one side, and how it splits among holders."""
 
     side: Node
@@ -194,7 +203,7 @@ class SideShare(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
                 )
 
 
-class DecisionRef(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+class DecisionRef(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):
     """Natural key of an issuance decision: project and monitoring period."""
 
     project_id: Project
@@ -204,7 +213,7 @@ class DecisionRef(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 # --- record kinds -----------------------------------------------------------------
 
 
-class RecordBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+class RecordBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", gc=False):
     """Fields every record carries; see rule 1 of the module docstring."""
 
     partnership: Partnership
@@ -213,8 +222,9 @@ class RecordBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     supersedes: RecordRef | None = None
 
     def __post_init__(self) -> None:
-        partner = self.partnership[3:]
-        if self.author not in ("JP", partner):
+        author = self.author
+        if author != "JP" and author != self.partnership[3:]:
+            partner = self.partnership[3:]
             raise ValueError(
                 f"author {self.author} is neither JP nor the partner {partner} "
                 f"of partnership {self.partnership}"
@@ -441,7 +451,9 @@ class ResolutionRecord(RecordBase, frozen=True, tag="resolution"):
 
 def _check_blocks_total(blocks: tuple[SerialBlock, ...], amount: int) -> None:
     if blocks:
-        total = sum(b.quantity for b in blocks)
+        total = 0
+        for b in blocks:  # a loop, not sum() over a generator: a record has one or two
+            total += b.quantity
         if total != amount:
             raise ValueError(f"serial blocks hold {total} credits, not the amount {amount}")
 
@@ -554,7 +566,7 @@ def decode_record(data: bytes | str, kind: str | None = None) -> Record:
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             pass
         else:
-            if record.kind != kind:
+            if type(record) is not RECORD_TYPES[kind]:  # one type per tag: record.kind != kind
                 raise RecordError(
                     f"payload is tagged {record.kind!r}, but its payload type names {kind!r}",
                     where="kind",
