@@ -24,7 +24,10 @@ Invariants and choices:
    data is built while the reads are on their way, for the expected size, and again
    only when the reads say otherwise, and so is the tree grown from the frontier the
    last append here left, used only if the frontier read is equal; the append time is
-   taken once, before the reads.
+   taken once, before the reads. Every connection is ready to append before it is used
+   (``postgres_append`` rule 4): its session functions made and its reads called once
+   for no log when it opens (the pool's ``init``), and again on the connection that made
+   the tables once the migrations ran, so no first append compiles or plans them.
 2. Query parameters of the URL other than libpq's own become server settings (asyncpg);
    ``?search_path=name`` puts the tables in schema ``name``, created if missing, which is
    how tests isolate themselves and how a hub can share a database.
@@ -195,7 +198,7 @@ class PostgresStore(sql.SqlStore):
                 max_size=POOL_MAX,
                 timeout=CONNECT_TIMEOUT_S,
                 reset=_no_reset,
-                init=wire.define_functions,
+                init=wire.open_session,
             )
         try:
             await store._create_schema()
@@ -258,19 +261,24 @@ class PostgresStore(sql.SqlStore):
             await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
             try:
                 async with conn.transaction():
-                    await self._migrate(conn, schema)
+                    migrated = await self._migrate(conn, schema)
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+            if migrated:  # the pool's init found no tables to warm its reads on, or others
+                await wire.warm_reads(conn)
 
-    async def _migrate(self, conn: Any, schema: str | None) -> None:
+    async def _migrate(self, conn: Any, schema: str | None) -> bool:
+        """Bring the layout to ``migrations.SCHEMA_VERSION``; True if anything ran."""
         if schema is not None:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         for stmt in migrations.dialect_statements(migrations.BOOKKEEPING_DDL, **DIALECT):
             await conn.execute(stmt)
         found = await conn.fetchval(migrations.READ_SCHEMA_VERSION)
-        for text, args in migrations.migration_steps(found, self._where, self._clock(), **DIALECT):
+        steps = migrations.migration_steps(found, self._where, self._clock(), **DIALECT)
+        for text, args in steps:
             await conn.execute(pg(text), *args)
+        return bool(steps)
 
     async def _query(self, text: str, *args: object) -> list[Any]:
         async with self._conn("reading") as conn:

@@ -17,6 +17,11 @@ Rules:
 3. ``copy_data`` writes PostgreSQL's binary ``COPY`` rows in ``sql.ENTRY_COLUMNS`` order,
    each value as asyncpg's own encoder would (``tests/store/test_postgres_append.py``
    compares every column); a column added to ``log_entries`` is added here.
+4. A new connection is made ready to append before it is used (``open_session``, the
+   pool's ``init``; ``warm_reads`` again once the migrations made the tables): its session
+   functions, and one call of the reads for no log, which compiles the function, plans its
+   statement, loads the catalog entries of what it reads and prepares asyncpg's statement.
+   It reads and writes nothing; a first append would otherwise pay for all of it (ADR 0059).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "SQL_APPEND_READS",
     "SQL_NODES",
     "SQL_UNLOCKED_READS",
+    "WARM_ARGS",
     "WRITE_BY_FUNCTION_AND_COMMIT",
     "WRITE_HEAD_AND_COMMIT",
     "WRITE_NODES",
@@ -51,7 +57,9 @@ __all__ = [
     "define_functions",
     "literal",
     "node_args",
+    "open_session",
     "read_args",
+    "warm_reads",
     "write_rest",
 ]
 
@@ -161,6 +169,9 @@ WRITE_BY_FUNCTION_AND_COMMIT: Final = (
     "SELECT pg_temp.jcm_write_head({log_id}, '{{{levels}}}', '{{{indexes}}}', '{{{hashes}}}', "
     "{size}, {root}); COMMIT"
 )
+#: ``CALL_UNLOCKED_READS``'s arguments for no log: an id no log has (``logs.id`` counts
+#: up from 1), no ranges, no ids; it reads nothing and returns no row.
+WARM_ARGS: Final[tuple[object, ...]] = (-1, [], [], [], [], [], "", 0, 0)
 _COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00"
 _COPY_HEADER: Final = _COPY_SIGNATURE + bytes(8)  # no flags, no header extension
 _COPY_END: Final = b"\xff\xff"  # a tuple of -1 fields
@@ -202,6 +213,27 @@ async def define_functions(conn: Any) -> None:
         await conn.execute("; ".join(SESSION_FUNCTIONS))
     except asyncpg.InsufficientPrivilegeError:
         return
+
+
+async def warm_reads(conn: Any) -> bool:
+    """Call the reads' session function once, for no log (rule 4), so that a connection's
+    first append does not pay for compiling it, planning its statement and loading the
+    catalog entries of the tables and indexes it reads (the server's CPU of a first batch
+    of 500 some 15 ms against 6.5 after this, ADR 0059), nor asyncpg for preparing
+    ``CALL_UNLOCKED_READS``. False, and nothing done, where the session or the database
+    lacks what it reads: the function (no TEMP privilege) or the tables (before the
+    migrations made them)."""
+    try:
+        await conn.fetch(CALL_UNLOCKED_READS, *WARM_ARGS)
+    except (asyncpg.SyntaxOrAccessError, asyncpg.InvalidSchemaNameError):
+        return False  # no such table or function; no pg_temp schema: no function made
+    return True
+
+
+async def open_session(conn: Any) -> None:
+    """The pool's ``init`` of a new connection: its session functions, then ``warm_reads``."""
+    await define_functions(conn)
+    await warm_reads(conn)
 
 
 def node_args(coords: Sequence[Coord], ids: Sequence[str]) -> list[object]:

@@ -294,3 +294,50 @@ async def test_a_role_refused_temporary_objects_opens_connections_without_them()
     assert refused.sent.startswith("CREATE FUNCTION pg_temp.jcm_append_reads(")
     with pytest.raises(asyncpg.UndefinedTableError):
         await postgres_append.define_functions(Refusing(asyncpg.UndefinedTableError("x")))
+
+
+async def _prepared(conn: Any) -> list[str]:
+    return [str(r[0]) for r in await conn.fetch("SELECT statement FROM pg_prepared_statements")]
+
+
+@pytest.mark.postgres
+async def test_every_connection_of_the_pool_has_its_reads_warmed(pg_url: str) -> None:
+    """The store's first connection (the one that made the tables) and every one opened
+    after it have called the reads' session function once before any append: asyncpg
+    prepared ``CALL_UNLOCKED_READS`` on them, and the warm call appended nothing."""
+    async with await open_store(pg_url) as s:
+        assert isinstance(s, PostgresStore)
+        first = await s._pool.acquire()
+        try:
+            assert postgres_append.CALL_UNLOCKED_READS in await _prepared(first)
+            second = await s._pool.acquire()  # a new connection: the first is held
+            try:
+                assert await second.fetchval("SELECT pg_backend_pid()") != await first.fetchval(
+                    "SELECT pg_backend_pid()"
+                )
+                assert postgres_append.CALL_UNLOCKED_READS in await _prepared(second)
+                assert await second.fetchval("SELECT count(*) FROM log_entries") == 0
+            finally:
+                await s._pool.release(second)
+        finally:
+            await s._pool.release(first)
+
+
+@pytest.mark.postgres
+async def test_warming_a_session_without_its_tables_or_functions_does_nothing(
+    conn: asyncpg.Connection,
+) -> None:
+    """``warm_reads`` where the tables are not made yet (a new database, before its
+    migrations) or the session has no functions (no TEMP privilege) answers False, raises
+    nothing and leaves the connection usable; with both it answers True and reads no row."""
+    assert not await postgres_append.warm_reads(conn)  # no functions
+    await postgres_append.define_functions(conn)
+    assert not await postgres_append.warm_reads(conn)  # no tables: the schema is empty
+    assert await conn.fetchval("SELECT 1") == 1
+    await conn.execute(
+        "CREATE TABLE logs (id BIGINT PRIMARY KEY, size BIGINT, root BYTEA); "
+        "CREATE TABLE log_nodes (log_id BIGINT, level INT, idx BIGINT, hash BYTEA); "
+        f"{TABLE.format(name='log_entries')}"
+    )
+    assert await postgres_append.warm_reads(conn)
+    assert await conn.fetch(postgres_append.CALL_UNLOCKED_READS, *postgres_append.WARM_ARGS) == []
