@@ -44,7 +44,7 @@ from typing import Final
 
 from jcm_sync.store import sql
 
-__all__ = ["BITS_PER_KEY", "MIN_BITS", "IdFilters", "KeyBits"]
+__all__ = ["BITS_PER_KEY", "MIN_BITS", "IdFilters", "KeyBits", "data_version"]
 
 BITS_PER_KEY: Final = 64
 """At least this many bits per key when a map is built (rule 3)."""
@@ -57,6 +57,11 @@ LOG_SIZES: Final = "SELECT id, size FROM logs"
 TABLES: Final = "SELECT name FROM sqlite_master WHERE type = 'table'"
 ALL_KEYS: Final = "SELECT log_id, id_key FROM {table}"
 LOG_KEYS: Final = "SELECT id_key FROM {table} WHERE log_id = ?"
+
+
+def data_version(db: sqlite3.Connection) -> int:
+    """``PRAGMA data_version``: it changes when another connection committed (rule 2)."""
+    return int(db.execute(DATA_VERSION).fetchone()[0])
 
 
 def bits_for(keys: int) -> int:
@@ -141,7 +146,7 @@ class IdFilters:
 
     def load(self, db: sqlite3.Connection) -> None:
         """Build every log's map (rule 4); call inside a read transaction."""
-        version = int(db.execute(DATA_VERSION).fetchone()[0])
+        version = data_version(db)
         present = {str(name) for (name,) in db.execute(TABLES)}
         self._tables = tuple(t for t in sql.ID_TABLES if t in present)
         logs: dict[object, KeyBits] = {}
@@ -166,11 +171,19 @@ class IdFilters:
         return f
 
     def maybe_held(
-        self, db: sqlite3.Connection, log_id: int, size: int, keys: Sequence[int], txn: int
+        self,
+        db: sqlite3.Connection,
+        log_id: int,
+        size: int,
+        keys: Sequence[int],
+        txn: int,
+        version: int | None = None,
     ) -> list[int]:
         """Of ``keys``, about to be appended at ``size`` (the head read under the write
-        lock) in transaction ``txn``, those the log may hold; every one is set (rule 1)."""
-        version = int(db.execute(DATA_VERSION).fetchone()[0])
+        lock) in transaction ``txn``, those the log may hold; every one is set (rule 1).
+        ``version``: ``PRAGMA data_version`` read under that lock, if the caller has."""
+        if version is None:
+            version = data_version(db)
         f = self._logs.get(log_id)
         if f is None or size < f.low:
             f = self._build(db, log_id, size, len(keys))

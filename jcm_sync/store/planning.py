@@ -62,6 +62,7 @@ __all__ = [
     "check_trust_chain",
     "duplicate_error",
     "frontier_from",
+    "overlap",
     "parse_checkpoint_note",
     "plan_append",
     "plan_trust_marks",
@@ -187,6 +188,10 @@ class AppendState:
     """the stored frontier nodes of ``size`` (checked by ``plan_append``)"""
     existing: Mapping[int, object]
     """record ids held at the indexes the batch overlaps"""
+    known: subtrees.Frontier | None = None
+    """the frontier of ``size`` and ``root`` as the adapter itself grew it, when it knows
+    the head read is the one its own last append left (``sparse.Frontiers``): taken as it
+    is, ``frontier`` then unread (empty)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +215,14 @@ class AppendPlan:
 def state_reads(size: int, start: int | None, count: int) -> tuple[list[Coord], tuple[int, int]]:
     """Return what an adapter must read for ``plan_append``: the frontier coordinates of
     ``size`` and the overlap ``[lo, hi)`` of the batch with the entries already held."""
+    return subtrees.Frontier.coordinates(size), overlap(size, start, count)
+
+
+def overlap(size: int, start: int | None, count: int) -> tuple[int, int]:
+    """The overlap ``[lo, hi)`` of a batch of ``count`` at ``start`` (None: at the end)
+    with the ``size`` entries already held: the record ids ``plan_append`` compares."""
     lo = size if start is None else min(start, size)
-    return subtrees.Frontier.coordinates(size), (lo, min(size, lo + count))
+    return lo, min(size, lo + count)
 
 
 Grow = Callable[
@@ -231,7 +242,8 @@ def plan_append(
     ``start`` None appends at the end. Entries at filled indexes must be the same bytes
     (a no-op) or the append is a ``ForkError``; a start past the size is a gap. ``grow``
     extends the frontier and says which new nodes the plan writes: every one by default,
-    the stored ones with ``sparse.grow`` (the SQL stores).
+    the stored ones with ``sparse.grow`` (the SQL stores). The frontier is the adapter's
+    ``known`` one when it has that size, else the stored nodes, checked against the root.
     """
     size = state.size
     if start is None:
@@ -272,12 +284,14 @@ def plan_append(
                 where=f"{log.origin} index {i}",
             )
         present += 1
-    frontier = frontier_from(log, size, state.frontier)
-    if frontier.root() != state.root:
-        raise CorruptStoreError(
-            f"the stored root of size {size} is not the root of the stored tree nodes",
-            where=f"{log.origin} head",
-        )
+    frontier = state.known
+    if frontier is None or frontier.size != size:
+        frontier = frontier_from(log, size, state.frontier)
+        if frontier.root() != state.root:
+            raise CorruptStoreError(
+                f"the stored root of size {size} is not the root of the stored tree nodes",
+                where=f"{log.origin} head",
+            )
     new = batch[present:]
     grown, nodes = grow(frontier, [item.leaf_hash for item in new])
     return AppendPlan(

@@ -21,6 +21,13 @@ PostgreSQL adapters read the same rows and compute the same hashes:
    hash makes the computed node a ``CorruptStoreError`` naming that row.
 5. A ``Grower`` answers ``plan_append`` exactly as ``grow`` does: a result it computed
    ahead (``ahead``) is used only for an equal frontier and equal leaves.
+6. ``Frontiers`` keeps the frontier each log's last append through one connection left,
+   with that append's root and the connection's version (SQLite's ``PRAGMA
+   data_version``, which changes when another connection commits). It gives it back only
+   for that very size, root and version: the tree of a size and root has one frontier,
+   so while no other writer committed, the nodes it would read are the ones it grew. A
+   head moved, rolled back or replaced, or another writer's commit (a repair, a
+   corruption by hand) means the stored nodes are read and checked again.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ __all__ = [
     "TILE_HEIGHT",
     "TILE_WIDTH",
     "BaseRead",
+    "Frontiers",
     "Grower",
     "base_reads",
     "combine",
@@ -125,6 +133,26 @@ class Grower:
             result = grow(frontier, leaves)
         self.grown = result[0]
         return result
+
+
+class Frontiers:
+    """The frontier each log's last append left, per log id (rule 6)."""
+
+    __slots__ = ("_logs",)
+
+    def __init__(self) -> None:
+        self._logs: dict[int, tuple[int, bytes, subtrees.Frontier]] = {}
+
+    def get(self, log_id: int, size: int, root: bytes, version: int) -> subtrees.Frontier | None:
+        """The frontier of ``size`` and ``root`` put for ``log_id`` at ``version``, or None."""
+        known = self._logs.get(log_id)
+        if known is None or known[0] != version or known[1] != root or known[2].size != size:
+            return None
+        return known[2]
+
+    def put(self, log_id: int, version: int, frontier: subtrees.Frontier, root: bytes) -> None:
+        """Keep ``frontier`` (whose root is ``root``) as ``log_id``'s at ``version``."""
+        self._logs[log_id] = (version, root, frontier)
 
 
 def _base(coord: Coord) -> tuple[int, int, int]:

@@ -33,6 +33,12 @@ Invariants and choices:
     0058): built for every log in one read snapshot when the store opens, kept up to date
     by every append, and brought up to date from ``log_entries`` when another connection
     committed (``PRAGMA data_version``).
+11. An append reads no tree nodes when the head it reads under the write lock is the one
+    this store's own last append to the log left and no other connection committed since
+    (``PRAGMA data_version``): it grows the frontier that append grew (``sparse.Frontiers``,
+    ADR 0062). A tree of one size and root has one frontier, so the nodes it would read
+    are that frontier's; any other head, or another connection's commit, is read from the
+    stored nodes and checked against the root as before.
 """
 
 from __future__ import annotations
@@ -47,20 +53,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from jcm_sync.core import merkle
+from jcm_sync.core import merkle, subtrees
 from jcm_sync.errors import JcmSyncError, NotFoundError, StoreError
 from jcm_sync.store import migrations, sparse, sql
 from jcm_sync.store.base import check_state_key
 from jcm_sync.store.group_commit import GroupCommitter
-from jcm_sync.store.id_filter import IdFilters
+from jcm_sync.store.id_filter import IdFilters, data_version
 from jcm_sync.store.log_view import LogView, RawView, checked_view
 from jcm_sync.store.planning import (
     AppendPlan,
     AppendState,
     PreparedEntry,
     check_head,
+    overlap,
     plan_append,
-    state_reads,
 )
 from jcm_sync.store.values import (
     Coord,
@@ -163,6 +169,7 @@ class SqliteStore(sql.SqlStore):
         self._closed = False
         self._group = GroupCommitter(self._executor, self._db)
         self._ids = IdFilters()
+        self._frontiers = sparse.Frontiers()
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -351,22 +358,28 @@ class SqliteStore(sql.SqlStore):
     ) -> AppendPlan:
         """An append's reads, plan and writes, inside the group's transaction (rule 9)."""
         db = self._db()
+        version = data_version(db)  # under the write lock (rules 10 and 11)
         head = check_head(log, *(db.execute(sql.HEAD, (log_id,)).fetchone() or (None, None)))
-        coords, (lo, hi) = state_reads(head.size, start, len(batch))
+        known = self._frontiers.get(log_id, head.size, head.root, version)
+        lo, hi = overlap(head.size, start, len(batch))
         rows = db.execute(sql.RECORD_IDS, (log_id, lo, hi)).fetchall() if lo < hi else []
-        existing = dict(rows)
-        state = AppendState(head.size, head.root, self._nodes_sync(log_id, coords), existing)
-        plan = plan_append(log, start, batch, state, sparse.grow)
+        coords = [] if known is not None else subtrees.Frontier.coordinates(head.size)
+        nodes = self._nodes_sync(log_id, coords) if coords else {}
+        state = AppendState(head.size, head.root, nodes, dict(rows), known)
+        grower = sparse.Grower()
+        plan = plan_append(log, start, batch, state, grower)
         if plan.new:
-            self._write_sync(log, log_id, plan)
+            self._write_sync(log, log_id, plan, version)
+        if grower.grown is not None:
+            self._frontiers.put(log_id, version, grower.grown, plan.root)
         return plan
 
-    def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan) -> None:
+    def _write_sync(self, log: LogRef, log_id: int, plan: AppendPlan, version: int) -> None:
         db = self._db()
         entries, nodes, ids = sql.append_rows(log_id, plan, sql.epoch_us(self._clock()))
         txn = self._group.groups  # the transaction this job runs in (rule 10)
         keys = [row[0] for row in ids]
-        maybe = self._ids.maybe_held(db, log_id, plan.first, keys, txn)
+        maybe = self._ids.maybe_held(db, log_id, plan.first, keys, txn, version)
         if maybe:  # only keys the filter cannot rule out are probed
             probe = json.dumps(sorted(maybe))  # index order: neighbouring pages
             held = db.execute(HELD_IDS, (probe, log_id) * len(sql.ID_TABLES))

@@ -45,6 +45,7 @@ from jcm_sync.store.planning import (
     check_trust_chain,
     duplicate_error,
     frontier_from,
+    overlap,
     parse_checkpoint_note,
     plan_append,
     plan_trust_marks,
@@ -409,6 +410,33 @@ def test_plan_append_checks_the_head_against_the_frontier() -> None:
     with pytest.raises(CorruptStoreError, match="not the root of the stored tree nodes") as info:
         plan_append(LOG, None, [prepared(6)], state)
     assert info.value.where == f"{LOG.origin} head"
+
+
+def test_plan_append_takes_a_known_frontier_of_its_size_without_the_nodes() -> None:
+    """An adapter's ``known`` frontier of the head's size stands for the stored nodes
+    (none are read, none checked) and plans the same rows; one of another size is not
+    taken: the stored nodes are, and checked."""
+    state = state_of(6)
+    batch = [prepared(i) for i in range(6, 9)]
+    known = frontier_from(LOG, 6, state.frontier)
+    by_known = dataclasses.replace(state, frontier={}, known=known)
+    assert plan_append(LOG, None, batch, by_known) == plan_append(LOG, None, batch, state)
+    other = frontier_from(LOG, 5, state_of(5).frontier)
+    with pytest.raises(CorruptStoreError, match="tree node is missing"):
+        plan_append(LOG, None, batch, dataclasses.replace(by_known, known=other))
+    with_nodes = dataclasses.replace(state, known=other)
+    assert plan_append(LOG, None, batch, with_nodes) == plan_append(LOG, None, batch, state)
+
+
+@pytest.mark.parametrize(
+    ("size", "start", "count", "lo", "hi"),
+    [(0, None, 3, 0, 0), (5, None, 3, 5, 5), (5, 2, 2, 2, 4), (5, 2, 10, 2, 5), (5, 9, 1, 5, 5)],
+)
+def test_overlap_is_the_held_part_of_the_batch(
+    size: int, start: int | None, count: int, lo: int, hi: int
+) -> None:
+    """The indexes a batch shares with the log, as ``state_reads`` names them."""
+    assert overlap(size, start, count) == (lo, hi) == state_reads(size, start, count)[1]
 
 
 @pytest.mark.parametrize(

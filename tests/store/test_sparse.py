@@ -155,6 +155,26 @@ def test_a_grower_uses_its_result_ahead_only_for_the_same_frontier_and_leaves() 
         assert grower.grown == fresh[0]
 
 
+def test_frontiers_give_a_log_its_frontier_back_only_for_the_same_head_and_version() -> None:
+    """``Frontiers`` (rule 6): the frontier put for a log at a version comes back for its
+    own size and root at that version; another size, root, version or log gets None, and
+    a later put replaces it."""
+    hs = [hashlib.sha256(b"%d" % i).digest() for i in range(40)]
+    five, _ = subtrees.Frontier.empty().extend(hs[:5])
+    six, _ = five.extend(hs[5:6])
+    known = sparse.Frontiers()
+    assert known.get(1, 5, five.root(), 3) is None
+    known.put(1, 3, five, five.root())
+    assert known.get(1, 5, five.root(), 3) is five
+    assert known.get(1, 5, five.root(), 4) is None  # another writer committed
+    assert known.get(1, 5, six.root(), 3) is None
+    assert known.get(1, 6, five.root(), 3) is None
+    assert known.get(2, 5, five.root(), 3) is None
+    known.put(1, 3, six, six.root())
+    assert known.get(1, 5, five.root(), 3) is None
+    assert known.get(1, 6, six.root(), 3) is six
+
+
 # --- the layout at scale, on both SQL backends ----------------------------------------
 
 #: Past 40 tiles of 256 and a level-13 boundary (8,192), not a power of two.

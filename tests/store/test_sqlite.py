@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from jcm_sync.core import merkle
-from jcm_sync.errors import NotFoundError, StoreError
+from jcm_sync.errors import CorruptStoreError, NotFoundError, StoreError
 from jcm_sync.store import open_store
 from jcm_sync.store.sql import SCHEMA_VERSION
 from jcm_sync.store.sqlite import SqliteStore, epoch_us_of_text, path_of_url
@@ -207,6 +208,90 @@ async def test_two_stores_on_one_file_serialise_appends(tmp_path: Path, world: W
     finally:
         await a.close()
         await b.close()
+
+
+def node_reads(statements: list[str]) -> list[str]:
+    """The reads of stored tree nodes (``sql.NODE_RANGE``, ``sql.LEAF_RANGE``) traced."""
+    return [s for s in statements if s.startswith(("SELECT idx, hash", "SELECT idx, leaf_hash"))]
+
+
+async def test_an_append_after_this_stores_own_reads_no_frontier_nodes(
+    tmp_path: Path, world: World
+) -> None:
+    """The frontier an append left is the next append's while the head is that append's
+    and no other connection committed (rule 11); another connection's commit, a head it
+    moved or a corrupted node is read again and checked. Roots are the reference's."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    envs = world.envelopes("JP", 60)
+    a, b = await open_store(url), await open_store(url)
+    assert isinstance(a, SqliteStore)
+    statements: list[str] = []
+    try:
+        await a.append_entries(world.jp_log, 0, envs[:5], world.verify)
+        await a._call(lambda: a._db().set_trace_callback(statements.append))
+        for s in range(5, 40, 7):  # across tiles of 16 and levels 4, 8
+            await a.append_entries(world.jp_log, s, envs[s : s + 7], world.verify)
+        assert not node_reads(statements)
+        assert (await a.tree_head(world.jp_log)).root == root_of(envs[:40])
+        await b.ensure_log(world.id_log)  # another connection commits
+        await a.append_entries(world.jp_log, 40, envs[40:41], world.verify)
+        assert node_reads(statements)
+        statements.clear()
+        await b.append_entries(world.jp_log, 41, envs[41:45], world.verify)
+        await a.append_entries(world.jp_log, None, envs[45:50], world.verify)
+        assert node_reads(statements)
+        assert (await a.tree_head(world.jp_log)).root == root_of(envs[:50])
+        await a.append_entries(world.jp_log, None, envs[50:51], world.verify)
+        other = sqlite3.connect(tmp_path / "f.db", isolation_level=None)
+        try:  # entry 48's leaf hash, a node of the frontier of 51 (level 1, index 24)
+            other.execute("UPDATE log_entries SET leaf_hash = ? WHERE idx = 48", (b"\x01" * 32,))
+        finally:
+            other.close()
+        with pytest.raises(CorruptStoreError, match="not the root of the stored tree nodes"):
+            await a.append_entries(world.jp_log, None, envs[51:52], world.verify)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_failed_group_leaves_no_frontier_for_the_next_append(
+    tmp_path: Path, world: World
+) -> None:
+    """An append whose shared transaction failed after it planned (another job of its
+    group ended the transaction) is not kept, nor is the frontier it grew used: the next
+    append starts from the committed head and reaches the reference's root."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    envs = world.envelopes("JP", 20)
+    store = await SqliteStore.open(url)
+    try:
+        await store.append_entries(world.jp_log, 0, envs[:5], world.verify)
+        block = asyncio.ensure_future(store._call(time.sleep, 0.2, group=1))
+        await asyncio.sleep(0)
+
+        def ends() -> None:
+            store._db().execute("ROLLBACK")
+            raise sqlite3.OperationalError("the transaction is gone")
+
+        failed = await asyncio.gather(
+            store.append_entries(world.jp_log, 5, envs[5:12], world.verify),
+            store._call(ends, group=1),
+            return_exceptions=True,
+        )
+        await block
+        assert [type(r) for r in failed] == [StoreError, StoreError]
+        assert "the shared transaction failed" in str(failed[0])
+        assert (await store.tree_head(world.jp_log)).size == 5
+        await store.append_entries(world.jp_log, 5, envs[5:9], world.verify)
+        await store.append_entries(world.jp_log, 9, envs[9:20], world.verify)
+        assert (await store.tree_head(world.jp_log)).root == root_of(envs[:20])
+    finally:
+        await store.close()
+    async with await open_store(url) as again:  # the stored nodes agree with the root
+        await again.append_entries(world.jp_log, 20, world.envelopes("JP", 1, 20), world.verify)
+
+
+def root_of(envs: list[bytes]) -> bytes:
+    return merkle.root([merkle.leaf_hash(e) for e in envs])
 
 
 async def test_closed_sqlite_store_releases_the_file(tmp_path: Path) -> None:
