@@ -39,6 +39,12 @@ Invariants and choices:
     ADR 0062). A tree of one size and root has one frontier, so the nodes it would read
     are that frontier's; any other head, or another connection's commit, is read from the
     stored nodes and checked against the root as before.
+12. The original content of the pages a job's savepoint (rule 9) or a statement changes
+    is kept in memory (``SUBJOURNALS``, set once the migrations ran): SQLite writes it
+    to a temporary file, created and deleted in each transaction, once past 64 KiB, and
+    a batch of 50 passed that. It serves only a rollback to the savepoint inside the
+    transaction; a crash is recovered from the WAL (rule 1), so durability is unchanged.
+    A merge into ``record_ids`` keeps the pages it rewrites there until its COMMIT.
 """
 
 from __future__ import annotations
@@ -134,6 +140,9 @@ PRAGMAS: Final = ("PRAGMA synchronous=FULL", f"PRAGMA mmap_size={MMAP_BYTES}")
 """Every store connection's settings after ``journal_mode=WAL`` (invariant 1); the WAL is
 checkpointed by SQLite's own default (``wal_autocheckpoint``, 1000 pages). The bare baseline
 of bench/append.py takes these very settings."""
+SUBJOURNALS: Final = "PRAGMA temp_store=MEMORY"
+"""Where the savepoints of a group's jobs keep the pages they would roll back (rule 12):
+in memory, not a temporary file each transaction (ADR 0062)."""
 
 
 def path_of_url(url: str) -> str:
@@ -245,6 +254,7 @@ class SqliteStore(sql.SqlStore):
                 self._ids.load(conn)
             finally:
                 conn.execute("COMMIT")
+            conn.execute(SUBJOURNALS)  # after the migrations' sorts (rule 12)
         except BaseException:
             conn.close()
             raise

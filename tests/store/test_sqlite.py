@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jcm_sync.core import merkle
-from jcm_sync.errors import CorruptStoreError, NotFoundError, StoreError
+from jcm_sync.errors import ConflictError, CorruptStoreError, NotFoundError, StoreError
 from jcm_sync.store import open_store
 from jcm_sync.store.sql import SCHEMA_VERSION
 from jcm_sync.store.sqlite import SqliteStore, epoch_us_of_text, path_of_url
@@ -288,6 +288,49 @@ async def test_a_failed_group_leaves_no_frontier_for_the_next_append(
         await store.close()
     async with await open_store(url) as again:  # the stored nodes agree with the root
         await again.append_entries(world.jp_log, 20, world.envelopes("JP", 1, 20), world.verify)
+
+
+def temporary_files() -> list[str]:
+    """The files this process holds open that SQLite named as temporary (``etilqs_``)."""
+    fds = Path("/proc/self/fd")
+    names = []
+    for fd in fds.iterdir():
+        try:
+            names.append(os.readlink(fd))
+        except OSError:
+            continue
+    return [n for n in names if "etilqs_" in n]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+async def test_a_group_keeps_its_savepoints_pages_in_memory(tmp_path: Path, world: World) -> None:
+    """The pages a group's savepoints would roll back stay in memory (rule 12): while a
+    group replaces a state value of 400 kB (SQLite's default writes the pages it changes
+    to a temporary file past 64 KiB) and appends, no temporary file is open; a refused
+    append still rolls back alone."""
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    envs = world.envelopes("JP", 100)
+    old, new = os.urandom(400_000), os.urandom(400_000)
+    store = await SqliteStore.open(url)
+    try:
+        await store.put_state("big", old)
+        await store.append_entries(world.jp_log, 0, envs[:50], world.verify)
+        block = asyncio.ensure_future(store._call(time.sleep, 0.2, group=1))
+        await asyncio.sleep(0)
+        results = await asyncio.gather(
+            store.put_state("big", new),
+            store.append_entries(world.jp_log, 50, [*envs[50:99], envs[3]], world.verify),
+            store.append_entries(world.jp_log, 50, envs[50:100], world.verify),
+            store._call(temporary_files, group=1),
+            return_exceptions=True,
+        )
+        await block
+        assert isinstance(results[1], ConflictError)
+        assert results[3] == []
+        assert await store.get_state("big") == new
+        assert (await store.tree_head(world.jp_log)).root == root_of(envs[:100])
+    finally:
+        await store.close()
 
 
 def root_of(envs: list[bytes]) -> bytes:
