@@ -8,7 +8,8 @@ checking the signature is left to the ``http-message-signatures`` library; this 
 holds the policy around it and translates the library's exceptions once, here. The
 client's side (signing, rule 1) is ``net/signing.py``; which URI a received request is
 checked for, and the aiohttp glue (rule 7), are ``net/origin.py``. This module keeps the
-rules for all three and the verifying: key lookup, the wrapped library, the replay cache.
+rules for all three and the verifying: key lookup (``net/key_lookup.py``), the wrapped
+library, the replay cache.
 
 Rules:
 
@@ -93,15 +94,11 @@ from http_message_signatures import (
 from yarl import URL
 
 from jcm_sync.core.envelope import AnyPublicKey
-from jcm_sync.core.pq import NEEDED
 from jcm_sync.core.trust import TrustRoot
 from jcm_sync.core.wire import Caller
 from jcm_sync.errors import (
-    AlgorithmRequiredError,
-    AuthorityError,
     ClockSkewError,
     ContentDigestError,
-    ExpiredError,
     JcmSyncError,
     NonceCacheFullError,
     ReplayError,
@@ -109,7 +106,6 @@ from jcm_sync.errors import (
     RequestSignatureError,
     SignatureMismatchError,
     UnknownKeyError,
-    UntrustedError,
     WrongTargetError,
 )
 from jcm_sync.net.httpsig_fast import body_matches, fast_verify, sha256_digest
@@ -119,6 +115,9 @@ from jcm_sync.net.httpsig_parse import (
     signed_algorithm,
     verify_digest,
 )
+from jcm_sync.net.key_lookup import TRANSPORT_ROLE as TRANSPORT_ROLE
+from jcm_sync.net.key_lookup import KeyLookup as KeyLookup
+from jcm_sync.net.key_lookup import trust_root_lookup as trust_root_lookup
 
 DEFAULT_WINDOW: Final = 300
 """Seconds of allowed clock skew, and the longest lifetime of a request signature."""
@@ -128,81 +127,17 @@ MAX_NONCES: Final = 1_000_000
 
 SIGNATURE_LABEL: Final = "jcm"
 ALGORITHM: Final = "ed25519"
-TRANSPORT_ROLE: Final = "transport"
 COVERED_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")
 REQUIRED_PARAMETERS: Final = ("created", "expires", "nonce", "keyid", "alg")
+
+Received: TypeAlias = Sequence[str] | Callable[[], Sequence[str]]
+"""Target URIs a client may have signed, or a function giving them (``authenticate``)."""
 
 # 128 random bits in base64url are 22 characters; the bounds keep cache entries small
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
-# --- who is calling ---------------------------------------------------------------
-
-
-KeyLookup: TypeAlias = Callable[[str, datetime], Caller | None]
-"""``lookup(keyid, now)``: the caller owning a usable transport key, or None if the key
-id is unknown. A lookup raises ``UntrustedError`` to say why a known key is refused."""
-
-
-def trust_root_lookup(roots: Mapping[str, TrustRoot]) -> KeyLookup:
-    """Rule 4 over the trust roots a node serves (any keys; roots name their partnership).
-
-    The mapping is read on every call, so a server that replaces a root after a rotation
-    is heard at once.
-    """
-
-    def lookup(keyid: str, now: datetime) -> Caller | None:
-        usable: list[Caller] = []
-        refusals: list[UntrustedError] = []
-        for root in roots.values():
-            entry = root.key(keyid)
-            if entry is None:
-                continue
-            if root.expires <= now:
-                refusals.append(
-                    ExpiredError(
-                        f"trust root {root.partnership} version {root.version} expired at "
-                        f"{root.expires.isoformat()}"
-                    )
-                )
-            elif TRANSPORT_ROLE not in entry.roles:
-                refusals.append(
-                    AuthorityError(
-                        f"key {keyid[:16]} of {entry.node} in {root.partnership} does not hold "
-                        f"the role {TRANSPORT_ROLE!r}"
-                    )
-                )
-            elif not entry.usable_at(now):
-                refusals.append(ExpiredError(f"{entry.why_unusable(now)} ({root.partnership})"))
-            elif entry.algorithm not in NEEDED[need := root.requirement(TRANSPORT_ROLE)]:
-                refusals.append(
-                    AlgorithmRequiredError(
-                        f"trust root {root.partnership} version {root.version} requires "
-                        f"{need} transport signatures; key {keyid[:16]} is {entry.algorithm}"
-                    )
-                )
-            else:
-                usable.append(
-                    Caller(
-                        partnership=root.partnership,
-                        node=entry.node,
-                        keyid=entry.keyid,
-                        public_key=root.public_keys()[entry.keyid],
-                    )
-                )
-        if len(usable) == 1:
-            return usable[0]
-        if usable:
-            names = ", ".join(sorted(c.partnership for c in usable))
-            raise AuthorityError(
-                f"key {keyid[:16]} is a transport key of several partnerships ({names}); "
-                "a transport key must belong to one partnership"
-            )
-        if refusals:
-            raise refusals[0]
-        return None
-
-    return lookup
+# --- who is calling: rule 4, ``net/key_lookup.py`` -----------------------------------
 
 
 # --- the library, wrapped ---------------------------------------------------------
@@ -440,15 +375,16 @@ class RequestVerifier:
         headers: Mapping[str, str],
         now: float | None = None,
         *,
-        received_urls: Sequence[str] = (),
+        received_urls: Received = (),
     ) -> Authenticated:
         """Rule 6: everything but the body, nonce recorded; then ``check_body``.
 
         ``url`` is this node's own target URI for the request (``target_uri`` with its
         origin). ``received_urls`` are target URIs the client may have signed (from its
-        Host header); when the signature fails for ``url`` but verifies for one of them,
-        the refusal is ``WrongTargetError`` naming both origins. They only name the
-        cause of a refusal: nothing is ever accepted for them.
+        Host header), or a function giving them, called only when the signature fails;
+        when it fails for ``url`` but verifies for one of them, the refusal is
+        ``WrongTargetError`` naming both origins. They only name the cause of a
+        refusal: nothing is ever accepted for them.
         """
         t = time.time() if now is None else now
         pending = self._check_headers(method, url, headers, t, received_urls=received_urls)
@@ -477,7 +413,7 @@ class RequestVerifier:
         body: bytes,
         now: float | None = None,
         *,
-        received_urls: Sequence[str] = (),
+        received_urls: Received = (),
     ) -> Caller:
         """Accept the request and return its caller, or raise why it is refused.
 
@@ -499,7 +435,7 @@ class RequestVerifier:
         headers: Mapping[str, str],
         t: float,
         *,
-        received_urls: Sequence[str] = (),
+        received_urls: Received = (),
     ) -> Authenticated:
         at = datetime.fromtimestamp(t, UTC)
         _require_headers(headers, ("Signature-Input", "Signature", "Content-Digest"))
@@ -515,7 +451,7 @@ class RequestVerifier:
         try:
             sig = verify_signature(method, url, headers, resolve, require=COVERED_COMPONENTS)
         except SignatureMismatchError:
-            for received in received_urls:
+            for received in received_urls() if callable(received_urls) else received_urls:
                 if received != url:
                     self._refuse_other_target(method, url, received, headers, callers[-1])
             raise
