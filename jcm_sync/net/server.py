@@ -107,7 +107,8 @@ from jcm_sync.net.guard import (
     GuardSettings,
     authenticated,
 )
-from jcm_sync.net.origin import authenticate_aiohttp_request, own_origin
+from jcm_sync.net.origin import ListenerOrigin, authenticate_aiohttp_request
+from jcm_sync.net.per_request import LatencyChildren, RequestIds
 from jcm_sync.net.refusals import log_refusal
 from jcm_sync.net.sandbox import SandboxRoutes
 from jcm_sync.net.witness import TEXT_TYPE, WitnessRoutes, is_text_route
@@ -246,6 +247,9 @@ class HubServer:
         self.hub = hub
         self.settings = settings
         self.verifier = RequestVerifier(hub.node.live_roots(), window=settings.clock_skew_seconds)
+        self.origin = ListenerOrigin(public_origin=settings.public_origin, host=settings.host)
+        self._request_ids = RequestIds()  # per_request rules 1-2 (ADR 0063)
+        self._latency = LatencyChildren(lambda: hub.node.metrics.request_seconds)
         self._in_flight: dict[tuple[str, str], int] = {}
         #: the most requests each (partnership, node) had in flight at once
         self.peak_in_flight: dict[tuple[str, str], int] = {}
@@ -269,7 +273,7 @@ class HubServer:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         status = 500
-        rid = new_request_id()
+        rid = self._request_ids()
         token = REQUEST_ID.set(rid)
         try:
             response = await self._answer(request, handler)
@@ -297,9 +301,8 @@ class HubServer:
             REQUEST_ID.reset(token)
             if CALLER_KEY in request:  # its connection is no longer unauthenticated
                 authenticated(request)
-            self.hub.node.metrics.request_seconds.labels(name, request.method, str(status)).observe(
-                time.perf_counter() - started
-            )
+            seconds = time.perf_counter() - started
+            self._latency.observe(name, request.method, status, seconds)
 
     @staticmethod
     async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -335,7 +338,7 @@ class HubServer:
         """ADR 0015: the signature's headers, then the body's framing, then the body."""
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        pending = authenticate_headers(request, self.verifier, self.settings)
+        pending = authenticate_headers(request, self.verifier, self.settings, self.origin)
         check_content(request)
         caller = pending.caller
         key = (caller.partnership, caller.node)
@@ -514,11 +517,16 @@ class HubServer:
 
 
 def authenticate_headers(
-    request: web.Request, verifier: RequestVerifier, settings: ServerSettings
+    request: web.Request,
+    verifier: RequestVerifier,
+    settings: ServerSettings,
+    origin: ListenerOrigin | None = None,
 ) -> Authenticated:
     """The signature of a request whose body is still unread (``net/auth.py`` rule 6),
-    checked against this listener's own origin, never the Host header."""
-    origin = own_origin(request, public_origin=settings.public_origin, host=settings.host)
+    checked against this listener's own origin (``origin``, of ``settings``' public origin
+    and host), never the Host header."""
+    if origin is None:
+        origin = ListenerOrigin(public_origin=settings.public_origin, host=settings.host)
     try:
         return authenticate_aiohttp_request(verifier, request, origin=origin)
     except RequestSignatureError:

@@ -15,6 +15,8 @@ from aiohttp.test_utils import make_mocked_request
 from jcm_sync.errors import RequestSignatureError, WrongTargetError
 from jcm_sync.net.auth import RequestVerifier
 from jcm_sync.net.origin import (
+    ListenerOrigin,
+    _received_uris,
     authenticate_aiohttp_request,
     normalise_origin,
     own_origin,
@@ -103,6 +105,70 @@ def test_own_origin_without_a_tcp_socket_asks_for_a_public_origin() -> None:
     assert own_origin(request, public_origin="https://hub.example.org") == (
         "https://hub.example.org"
     )
+
+
+def _transport(sockname: object, tls: bool = False) -> mock.Mock:
+    transport = mock.Mock()
+    extra = {"sockname": sockname, "sslcontext": object() if tls else None}
+    transport.get_extra_info.side_effect = lambda name, default=None: extra.get(name, default)
+    return transport
+
+
+@pytest.mark.parametrize("public_origin", [None, "HTTPS://Hub.Example.org:443", "http://h:81/"])
+@pytest.mark.parametrize("host", [None, "0.0.0.0", "::", "Hub.Internal", "127.0.0.1"])
+def test_a_listener_origin_is_own_origin_request_after_request(
+    public_origin: str | None, host: str | None
+) -> None:
+    """``ListenerOrigin`` answers what ``own_origin`` does for the same settings, for
+    requests arriving on several addresses (kept or not), schemes and targets."""
+    listener = ListenerOrigin(public_origin=public_origin, host=host)
+    addresses = [("127.0.0.1", 8080), ("::1", 9000, 0, 0), ("10.0.0.7", 443)]
+    for _ in range(2):  # the second time from what it kept
+        for sockname in addresses:
+            for tls in (False, True):
+                for path in ("/v1/x?a=1", "/v1/a%20b/~x", "http://other.example/v1/y?q"):
+                    request = make_mocked_request(
+                        "GET", path, headers={"Host": "evil:1"}, transport=_transport(sockname, tls)
+                    )
+                    own = own_origin(request, public_origin=public_origin, host=host)
+                    assert listener(request) == own
+                    assert listener.target_uri(request) == target_uri(request, origin=own)
+
+
+def test_a_listener_origin_refuses_as_own_origin_does() -> None:
+    """No TCP address and no public origin: the same refusal on every request; a
+    malformed public origin is the same ``ValueError`` on every request."""
+    request = make_mocked_request("GET", "/v1/x", transport=_transport("/run/hub.sock"))
+    listener = ListenerOrigin()
+    for _ in range(2):
+        with pytest.raises(RequestSignatureError, match="public_origin"):
+            listener(request)
+    bad = ListenerOrigin(public_origin="https://hub.example.org/api")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="an origin is"):
+            bad.target_uri(request)
+
+
+def test_received_uris_are_worked_out_only_for_a_failed_signature() -> None:
+    """The origin the client named (for a ``wrong-target`` refusal's message) is read
+    from the request only when its signature fails for the own origin."""
+    own = "https://hub.example.org"
+    path = "/v1/partnerships/JP-ID/state"
+    for signed_for, accepted in ((own, True), ("http://hub.example.org", False)):
+        req = signed(method="GET", url=signed_for + path, body=b"")
+        request = make_mocked_request(
+            "GET", path, headers={**req.headers, "Host": "hub.example.org"}
+        )
+        verifier = RequestVerifier(ROOTS, window=WINDOW)
+        listener = ListenerOrigin(public_origin=own)
+        with mock.patch("jcm_sync.net.origin._received_uris", wraps=_received_uris) as read:
+            if accepted:
+                authenticate_aiohttp_request(verifier, request, origin=listener, now=T)
+                assert read.call_count == 0
+                continue
+            with pytest.raises(WrongTargetError, match=r"http://hub\.example\.org, but"):
+                authenticate_aiohttp_request(verifier, request, origin=listener, now=T)
+            assert read.call_count == 1
 
 
 # --- aiohttp: a real server on 127.0.0.1 ------------------------------------------
