@@ -108,6 +108,7 @@ from jcm_sync.local.alarms import alarm_key
 from jcm_sync.local.status import AgentStatus, JobStatus, read_status, write_status
 from jcm_sync.services.agreement import witnessed_times
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler, stop_scheduler
+from jcm_sync.services.hub_metrics import PushMetrics
 from jcm_sync.services.log_service import open_log_checkpoint, prove_consistency, prove_inclusion
 from jcm_sync.services.log_sync import VerifiedBatch, extended, note_log, stopped
 from jcm_sync.services.node import Node
@@ -160,6 +161,7 @@ class Hub:
         self._status = node.job_status  # loaded from the store by open_node
         self._status_written: dict[str, float] = {}  # rule 12: loop time of the last write
         self.views = ReplicaViews(node)  # rule 5's answers (ADR 0043, 0056)
+        self._push_metrics = PushMetrics(node)  # an accepted push's metrics (ADR 0063)
         self._heads: dict[str, TreeHead] = {}  # _wait_for_start: read or appended here
         self.pool = pool or VerifyPool()
         self._scheduler: Any = None
@@ -336,7 +338,6 @@ class Hub:
             raise BatchTooLargeError(
                 f"{len(req.entries)} entries in one push; the limit is {self.limits.max_batch}"
             )
-        m = self.node.metrics
         # the fork alarm (log_sync rule 1), the replica's head and its held checkpoint in
         # one read (ADR 0050), which serves the answer if nothing is put since (ADR 0056)
         generation = self.views.generation(replica)
@@ -371,12 +372,12 @@ class Hub:
         )
         if result.appended and closing:
             self._reconcile_soon(partnership)
-        m.entries.labels(partnership, "accepted", "").inc(result.appended)
-        m.pushes.labels(partnership, "accepted").inc()
-        m.log_size.labels(partnership, replica.node).set(result.size)
+        counted = self._push_metrics.of(partnership, replica.node)  # hub_metrics rule 1
+        counted.entries_accepted.inc(result.appended)
+        counted.pushes_accepted.inc()
+        counted.log_size.set(result.size)
         if req.source_size is not None:
-            lag = max(0, req.source_size - result.size)
-            m.replica_lag.labels(partnership, replica.node).set(lag)
+            counted.replica_lag.set(max(0, req.source_size - result.size))
         log.info("push-accepted", extra={"partnership": partnership, "start": req.start,
                  "appended": result.appended, "size": result.size})  # fmt: skip
         reuse = req.checkpoint is None and self.leader is None  # replica_view rule 3
