@@ -395,7 +395,8 @@ class SqliteStore(sql.SqlStore):
             held = db.execute(HELD_IDS, (probe, log_id) * len(sql.ID_TABLES))
             sql.check_not_held(log, plan, held)
         try:
-            db.executemany(sql.INSERT_ENTRY, entries)
+            for text, values in sql.entry_inserts(entries):
+                db.execute(text, values)
         except sqlite3.IntegrityError as exc:
             sql.refuse_append(log, plan, exc)
         db.executemany(sql.INSERT_NODE, nodes)

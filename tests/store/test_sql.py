@@ -320,6 +320,33 @@ def test_append_rows_number_the_new_entries_from_the_size(db: sqlite3.Connection
     assert db.execute(sql.RECORD_IDS, (9, 6, 7)).fetchall() == [(6, item(6).record_id)]
 
 
+@pytest.mark.parametrize("n", [1, 2, 50, 64, 65, 129, 500])
+def test_entry_inserts_write_the_rows_executemany_writes(db: sqlite3.Connection, n: int) -> None:
+    """The multi-row statements of a batch insert exactly its rows, in order, with at
+    most ``ENTRY_CHUNK`` rows (and 999 values) a statement, from the seven texts only; a
+    row past the head still fails the insert with the key's violation."""
+    plan = AppendPlan(0, 0, 3, [item(i) for i in range(3, 3 + n)], [], 3 + n, b"r" * 32)
+    entries, _, _ = append_rows(9, plan, 1464773400000007)
+    inserts = sql.entry_inserts(entries)
+    assert {text for text, _ in inserts} <= set(sql.INSERT_ENTRIES.values())
+    sizes = [text.count("(?") for text, _ in inserts]
+    assert [len(values) for _, values in inserts] == [9 * size for size in sizes]
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(m & (m - 1) == 0 for m in sizes)
+    assert all(len(values) <= min(999, 9 * sql.ENTRY_CHUNK) for _, values in inserts)
+    assert sum(len(values) for _, values in inserts) == 9 * n
+    for text, values in inserts:
+        db.execute(text, values)
+    stored = db.execute("SELECT * FROM log_entries ORDER BY rowid").fetchall()
+    assert stored == [tuple(row) for row in entries]
+    db.execute("DELETE FROM log_entries")
+    db.executemany(sql.INSERT_ENTRY, entries[-1:])
+    for text, values in inserts[:-1]:
+        db.execute(text, values)
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        db.execute(*inserts[-1])
+
+
 def test_check_not_held_names_a_record_already_held() -> None:
     """A new entry whose record the log holds is a ConflictError at the held index; a row
     of another record under the same id key (a collision of 64-bit keys) is not."""
