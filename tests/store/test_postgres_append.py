@@ -341,3 +341,22 @@ async def test_warming_a_session_without_its_tables_or_functions_does_nothing(
     )
     assert await postgres_append.warm_reads(conn)
     assert await conn.fetch(postgres_append.CALL_UNLOCKED_READS, *postgres_append.WARM_ARGS) == []
+
+
+@pytest.mark.postgres
+async def test_the_reads_are_planned_once_generic_with_scans_by_index_only(pg_url: str) -> None:
+    """The reads' session function plans its statement once, generic (not for each of its
+    first five calls' arguments, ADR 0059), under the settings that keep every part of it
+    an index probe (``postgres_append`` rule 2)."""
+    async with await open_store(pg_url) as s:
+        assert isinstance(s, PostgresStore)
+        rows = await s._query(
+            "SELECT proconfig FROM pg_proc WHERE proname = 'jcm_append_reads' "
+            "AND pronamespace = pg_my_temp_schema()"
+        )
+        assert sorted(rows[0][0]) == [
+            "enable_bitmapscan=off",
+            "enable_seqscan=off",
+            "jit=off",
+            "plan_cache_mode=force_generic_plan",
+        ]
