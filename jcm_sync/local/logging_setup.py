@@ -24,12 +24,20 @@ Rules:
 4. ``configure`` replaces the root logger's handlers: calling it again does not
    double the lines. Python's warnings go through logging (``py.warnings``), so nothing
    else reaches stderr.
+5. A JSON line of a standard-library record without a traceback or stack (every
+   ``push-accepted`` line) is written by ``_JsonFormatter`` directly: the same keys in
+   the same order with the same values as structlog's chain below writes them
+   (``tests/local/test_logging_setup.py`` compares both), without its copy of the
+   record and its processor calls (ADR 0063: the hub writes one per push); any other
+   record goes through structlog's chain.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Final, Literal, TextIO
 
 import structlog
@@ -41,6 +49,8 @@ LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS: Final = ("auto", "json", "console")
 """The formats ``--log-format`` accepts (rule 2)."""
 Format = Literal["auto", "json", "console"]
+_LEVEL_NAMES: Final = {"warn": "warning", "exception": "error"}
+"""structlog's ``add_log_level`` names (rule 5)."""
 QUIETED: Final = ("aiohttp.access", "apscheduler")
 """Loggers kept at WARNING whatever the level (rule 3)."""
 
@@ -54,6 +64,24 @@ def _extra_fields(
             if key not in _STD_ATTRS and not key.startswith("_"):
                 event.setdefault(key, value)
     return event
+
+
+class _JsonFormatter(structlog.stdlib.ProcessorFormatter):
+    """Rule 5: structlog's formatter, with the JSON line of a plain record written here."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.stack_info or "_logger" in record.__dict__:
+            return super().format(record)
+        event = {
+            "event": record.getMessage(),  # the chain's keys, in its order
+            "level": _LEVEL_NAMES.get(level := record.levelname.lower(), level),
+            "logger": record.name,
+            "timestamp": datetime.now(tz=UTC).isoformat().replace("+00:00", "Z"),
+        }
+        for key, value in vars(record).items():  # _extra_fields
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                event.setdefault(key, value)
+        return json.dumps(event, default=str)
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -100,7 +128,7 @@ def configure(
     )
     # JSON carries the traceback as a string field; the console renders it itself
     tracebacks = [structlog.processors.format_exc_info] if as_json else []
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = (_JsonFormatter if as_json else structlog.stdlib.ProcessorFormatter)(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,

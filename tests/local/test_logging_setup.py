@@ -77,6 +77,54 @@ def test_only_extra_fields_are_added(capsys: pytest.CaptureFixture[str]) -> None
     assert set(line) == {"event", "level", "logger", "timestamp", "partnership"}
 
 
+def test_a_plain_records_line_is_what_structlogs_chain_writes() -> None:
+    """Rule 5: the JSON line written without structlog's chain is, byte for byte but the
+    time it was written, the line the chain writes, for records of every level with
+    extras of many kinds, names and characters (and records with a traceback or a stack,
+    which take the chain)."""
+    import re
+    import sys
+
+    import structlog
+
+    when = re.compile(r'"timestamp": "(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z)"')
+    extras: list[dict[str, Any]] = [
+        {},
+        {"partnership": "JP-MN", "start": 100, "appended": 50, "size": 150},
+        {"level": "x", "logger": "y", "timestamp": "z", "event": "w"},  # the chain's own keys
+        {"when": datetime(2026, 1, 2, tzinfo=UTC), "raw": b"\x00\xff", "none": None},
+        {"text": 'quote " back \\ ünïcödé 日本 \u2028 \n', "f": 1.5, "big": 2**70},
+        {"nested": {"a": [1, {"b": (2, 3)}]}, "flag": True, "_private": 1},
+        {"obj": ValueError("x"), "nan": float("nan")},
+    ]
+    with configured():
+        formatter = logging.getLogger().handlers[0].formatter
+        assert formatter is not None
+        compared = 0
+        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, 50, 5):
+            for extra in extras:
+                for msg, args in (("push-accepted", ()), ("%s of %d", ("a", 3))):
+                    record = logging.getLogger("jcm_sync.x.y").makeRecord(
+                        "jcm_sync.x.y", level, "f.py", 1, msg, args, None, extra=extra
+                    )
+                    chain = structlog.stdlib.ProcessorFormatter.format(formatter, record)
+                    fast = formatter.format(record)
+                    stamps = when.findall(chain), when.findall(fast)
+                    assert [len(found) for found in stamps] == [1, 1], (chain, fast)
+                    assert when.sub("T", fast) == when.sub("T", chain)
+                    compared += 1
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            failed = logging.getLogger("x").makeRecord(
+                "x", 40, "f.py", 1, "failed", (), sys.exc_info(), extra={"a": 1}
+            )
+        line = json.loads(formatter.format(failed))
+        assert "ValueError: boom" in line["exception"]
+        assert line["a"] == 1
+    assert compared == 6 * len(extras) * 2
+
+
 def test_the_level_filters_lines(capsys: pytest.CaptureFixture[str]) -> None:
     """Below the configured level nothing is written; at or above it, it is."""
     with configured("WARNING"):
