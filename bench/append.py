@@ -256,6 +256,7 @@ class SqliteBackend(Backend):
 
 class PostgresBackend(Backend):
     name = "postgres"
+    insert = "INSERT INTO bare (id, data) VALUES ($1, $2)"
 
     def __init__(self) -> None:
         self.schemas: list[str] = []
@@ -282,11 +283,14 @@ class PostgresBackend(Backend):
         conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
         try:
             await conn.execute("CREATE TABLE bare (id BIGINT PRIMARY KEY, data BYTEA NOT NULL)")
+            # prepared before the clock, as the store's connection prepares its reads when
+            # it opens (ADR 0059): neither figure pays a first statement's preparation
+            await conn.executemany(self.insert, [])
             t = time.perf_counter()
             for start, batch in batches(envs):
                 async with conn.transaction():
                     rows = [(start + k, e) for k, e in enumerate(batch)]
-                    await conn.executemany("INSERT INTO bare (id, data) VALUES ($1, $2)", rows)
+                    await conn.executemany(self.insert, rows)
             return time.perf_counter() - t
         finally:
             await conn.close()
