@@ -3,12 +3,14 @@
 The hub runs in its own process (``python -m jcm_sync registry serve``, SQLite, a free
 port on 127.0.0.1) with the 31 real JCM partnerships of ``jcm_sync.services.sample.PARTNERS``.
 The 31 agents (SQLite each) run in this process as asyncio tasks, each with its own
-signed HTTP session and ``Syncer`` (two batches in flight, ``agent.PUSH_WINDOW``); every
-HTTP push request is timed.
+signed HTTP session and ``Syncer``; every HTTP push request is timed. The issue fixes
+the fan-in at two batches in flight per agent, so its agents use ``window=FAN_IN_WINDOW``
+(2) explicitly, whatever the product's default ``schedule.push_window`` (ADR 0061).
 
 Baseline, measured in the same run against the same hub: the single-agent ingest
 throughput, one agent pushing ``--solo`` records alone in batches of ``--solo-batch``
-(500, as ``bench/ingest.py``), after a warm-up push that starts the hub's verify
+(500, as ``bench/ingest.py``) with the product's default push window (as
+``bench/ingest.py``, ``agent.PUSH_WINDOW``), after a warm-up push that starts the hub's verify
 workers. Then all 31 agents push ``--records`` each at once, in batches of ``--batch``
 (50). Targets (issue 15): fan-in throughput >= 0.9 x the single-agent throughput, and
 p99 push latency <= 1.5 x (records in flight / that throughput): with 31 x 2 batches
@@ -59,6 +61,8 @@ from jcm_sync.services.sample import PARTNERS, fill_own_log, free_port, provisio
 
 TARGET_THROUGHPUT = 0.9
 TARGET_P99 = 1.5
+FAN_IN_WINDOW = 2
+"""Batches in flight per fan-in agent: the issue's "two batches of 50 in flight each"."""
 STARVED_BELOW = 0.5
 """An agent whose throughput is under half the mean counts as starved."""
 WARMUP = 1000
@@ -336,7 +340,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> Result:
             envs, checked = signed_issuances(pid, cc, net.keys[cc], args.records + extra, created)
             node = await open_node(load_config(net.configs[cc], env={}))
             client = TimedClient(net.hub_url, node.keys.transport)
-            agents.append(Agent(cc, node, client, Syncer(node, client, pid, batch_size=args.batch)))
+            syncer = Syncer(node, client, pid, batch_size=args.batch, window=FAN_IN_WINDOW)
+            agents.append(Agent(cc, node, client, syncer))
             if n == 0:
                 first = [(envs[:WARMUP], checked), (envs[WARMUP:extra], checked)]
                 fan_in_of_first = (envs[extra:], checked)
@@ -422,13 +427,15 @@ def report(res: Result, batch: int, solo_batch: int) -> None:
     total = n * res.records
     solo_rate = res.solo_records / res.solo_seconds
     fan_rate = total / max(res.makespan, 1e-9)
-    in_flight = n * PUSH_WINDOW * batch
+    in_flight = n * FAN_IN_WINDOW * batch
     bound = TARGET_P99 * in_flight / solo_rate
     p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
     print(f"fan-in: {n} agents x {res.records} records in pushes of <= {batch}, "
-          f"{PUSH_WINDOW} in flight each, to one hub (own process, SQLite, 127.0.0.1)")  # fmt: skip
+          f"{FAN_IN_WINDOW} in flight each, to one hub (own process, SQLite, "
+          "127.0.0.1)")  # fmt: skip
     print(f"baseline: one agent alone, {res.solo_records:,} records in pushes of <= "
-          f"{solo_batch}: {res.solo_seconds:.2f} s")  # fmt: skip
+          f"{solo_batch}, {PUSH_WINDOW} in flight (the default): "
+          f"{res.solo_seconds:.2f} s")  # fmt: skip
     print(f"{'':28} {'fan-in':>10} {'baseline':>10} {'ratio':>7}  target")
     ok = "ok" if fan_rate / solo_rate >= TARGET_THROUGHPUT else "MISS"
     print(f"{'throughput (records/s)':28} {fan_rate:10,.0f} {solo_rate:10,.0f} "

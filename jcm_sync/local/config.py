@@ -20,6 +20,12 @@ Rules:
 2. ``load_config_with_sources`` says where each effective value came from: ``file`` (the
    TOML path), ``env`` (the variable's name) or ``default``; ``load_config`` is the same
    load without them.
+3. An agent's ``[schedule] push_window`` (batches in flight per push, ADR 0061) fits
+   three times in ``[server] max_concurrency_per_node``, which stands for its hub's
+   per-node limit (the agent's own window, one a killed predecessor leaves until the hub
+   sees the disconnect, one of a manual ``jcm-sync sync``); an agent config that does
+   not is refused at load (``check_push_window``). The limit's default is four windows
+   of the default, one spare (ADR 0009).
 """
 
 from __future__ import annotations
@@ -53,6 +59,15 @@ NON_CONFIG_ENV: Final = frozenset(
 )
 """``JCM_SYNC_`` variables that are not configuration overrides (rule 1)."""
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
+
+DEFAULT_PUSH_WINDOW: Final = 2
+"""``schedule.push_window``'s default: an agent's push batches in flight at once (ADR 0061)."""
+MAX_PUSH_WINDOW: Final = 16
+"""The largest ``schedule.push_window``: more batches in flight only queue at the hub."""
+WINDOWS_PER_NODE: Final = 4
+"""Rule 3: the hub's per-node limit holds this many push windows: the agent's own, one a
+killed agent leaves until the hub sees its connections close, one of a manual
+``jcm-sync sync``, and one spare (ADR 0009)."""
 
 
 class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -109,9 +124,11 @@ class ServerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8700
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
     max_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
-    #: an agent's budget (ADR 0009): 2 of its own, 2 left by a killed one, 2 of a
-    #: manual `jcm-sync sync`, 2 spare
-    max_concurrency_per_node: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
+    #: an agent's budget (ADR 0009, rule 3): its push window (schedule.push_window), as
+    #: many left by a killed one, as many of a manual `jcm-sync sync`, as many spare
+    max_concurrency_per_node: Annotated[int, msgspec.Meta(ge=1, le=1000)] = (
+        WINDOWS_PER_NODE * DEFAULT_PUSH_WINDOW
+    )
     clock_skew_seconds: Seconds = 300.0
     #: the Retry-After of a 429 and of a 503 without a better figure
     retry_after_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 1
@@ -189,6 +206,9 @@ class ScheduleSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: a push batch is also cut at this many bytes of body (at least one entry), so
     #: large records never exceed the hub's server.max_body_bytes (8 MiB by default)
     batch_bytes: Annotated[int, msgspec.Meta(ge=64 * 1024)] = 4 * 1024 * 1024
+    #: push batches in flight at once (ADR 0061): the hub verifies the next ones while it
+    #: writes one; the hub's server.max_concurrency_per_node must hold three windows
+    push_window: Annotated[int, msgspec.Meta(ge=1, le=MAX_PUSH_WINDOW)] = DEFAULT_PUSH_WINDOW
 
 
 GRACE_RULES = ("a6-first-transfer-mirror", "a6-no-first-transfer", "issued-vs-notified")
@@ -295,6 +315,23 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if p.id == pid:
                 return p
         raise ConfigError(f"no partnership {pid} in this configuration", where="partnerships")
+
+
+def check_push_window(schedule: ScheduleSection, server: ServerSection, where: str) -> None:
+    """Rule 3: an agent's push window fits its hub's per-node limit three times over (its
+    own, a killed predecessor's, a manual sync's); ``ConfigError`` otherwise. The agent's
+    own ``[server] max_concurrency_per_node`` stands for its hub's limit: the default is
+    the hub's default, and an agent whose hub allows more says so there."""
+    windows = WINDOWS_PER_NODE - 1
+    if windows * schedule.push_window > server.max_concurrency_per_node:
+        raise ConfigError(
+            f"[schedule] push_window = {schedule.push_window} needs a per-node limit of at "
+            f"least {windows * schedule.push_window} at the hub ({windows} windows: the "
+            "agent's own, a killed predecessor's, a manual sync's), but [server] "
+            f"max_concurrency_per_node is {server.max_concurrency_per_node}: lower the "
+            "window, or set the hub's limit and this one alike",
+            where=where,
+        )
 
 
 def check_origin(origin: str) -> None:
@@ -486,6 +523,8 @@ def load_config_with_sources(
         raise ConfigError("an agent needs a [hub] section with its url", where=str(path))
     if cfg.node.role == "agent" and len(cfg.partnerships) != 1:
         raise ConfigError("an agent serves exactly one partnership", where=str(path))
+    if cfg.node.role == "agent":
+        check_push_window(cfg.schedule, cfg.server, str(path))
     for p in cfg.partnerships:
         if cfg.node.id not in ("JP", p.id[3:]):
             raise ConfigError(f"node {cfg.node.id} is not a side of {p.id}", where=str(path))

@@ -9,7 +9,8 @@ Rules:
 
 1. **Push** sends the own log from the hub's replica size onward, in batches of at
    most ``schedule.batch_size`` entries and ``schedule.batch_bytes`` of body (at least
-   one entry), ``PUSH_WINDOW`` (two) in flight at a time; the last batch carries the
+   one entry), ``schedule.push_window`` in flight at a time (``Syncer(window=...)``
+   overrides it; ``PUSH_WINDOW`` is the default, ADR 0061); the last batch carries the
    agent's signed checkpoint, so the hub can check the batch's root before storing
    anything. Before pushing, the hub's replica root at its size must equal the
    agent's own root at that size, or the hub holds another history of this log: a
@@ -34,8 +35,8 @@ Rules:
    and one job's failure never stops another. Reconciliation runs on its own
    interval and also right after a pull that brought new records.
 7. **One exchange at a time** (ADR 0009): push, pull and anti-entropy take turns on
-   one lock, so the agent has at most ``PUSH_WINDOW`` requests in flight at the hub,
-   within its per-node limit however the schedules line up.
+   one lock, so the agent has at most its push window of requests in flight at the
+   hub, within its per-node limit however the schedules line up.
 8. **Retry-After is honoured**: a refusal carrying it (429, 503) backs that job off
    at least that long (up to ``backoff_max_seconds``), and no exchange job sends
    anything before it has passed.
@@ -63,7 +64,8 @@ from jcm_sync.core import checkpoint, merkle
 from jcm_sync.core import note as signed_note
 from jcm_sync.core.trust import TrustRoot, Verification, verify_record
 from jcm_sync.core.wire import LogState, PartnershipState, PushRequest, PushResponse
-from jcm_sync.errors import JcmSyncError, PeerRefusedError, TransportError
+from jcm_sync.errors import ConfigError, JcmSyncError, PeerRefusedError, TransportError
+from jcm_sync.local.config import DEFAULT_PUSH_WINDOW, MAX_PUSH_WINDOW
 from jcm_sync.local.status import AgentStatus, JobStatus, write_status
 from jcm_sync.services.daemon import IntervalJob, interval_scheduler, stop_scheduler
 from jcm_sync.services.hub_port import HubPort
@@ -83,8 +85,8 @@ from jcm_sync.store import LogRef
 
 log = logging.getLogger("jcm_sync.services.agent")
 
-PUSH_WINDOW = 2
-"""Push batches in flight at once (rule 1)."""
+PUSH_WINDOW = DEFAULT_PUSH_WINDOW
+"""Push batches in flight at once by default (rule 1; ``schedule.push_window``)."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(task, done, total)`` for long catch-ups."""
@@ -112,9 +114,18 @@ class Syncer:
     partnership: str
     batch_size: int = 500
     progress: Progress | None = None
+    #: push batches in flight at once (rule 1); None: the node's ``schedule.push_window``
+    window: int | None = None
     status: AgentStatus = field(init=False)
 
     def __post_init__(self) -> None:
+        window = self.node.cfg.schedule.push_window if self.window is None else self.window
+        if not 1 <= window <= MAX_PUSH_WINDOW:
+            raise ConfigError(
+                f"a push window is 1 to {MAX_PUSH_WINDOW} batches, not {window}",
+                where="schedule.push_window",
+            )
+        self._window: int = window
         # loaded from the store by open_node; shared, so every syncer of it sees one status
         self.status = self.node.job_status.setdefault(
             self.partnership, AgentStatus(partnership=self.partnership)
@@ -181,11 +192,12 @@ class Syncer:
         in_flight: deque[asyncio.Task[PushResponse]] = deque()
         sent = start  # next index to send; ``start`` is what the hub acknowledged
         entries = OwnEntries(store, own, cp.size)  # read ahead, not per batch (ADR 0056)
+        window = self._window
         try:
             while start < cp.size:
-                # keep PUSH_WINDOW batches in flight: the hub verifies the next batch
+                # keep the window's batches in flight: the hub verifies the next ones
                 # while it writes this one (it waits for an early batch's predecessor)
-                while len(in_flight) < PUSH_WINDOW and sent < cp.size:
+                while len(in_flight) < window and sent < cp.size:
                     batch = await entries.batch(sent, self.batch_size, budget)
                     end = sent + len(batch)
                     req = PushRequest(
@@ -455,8 +467,8 @@ class AgentDaemon:
             name: Backoff(sch.backoff_initial_seconds, sch.backoff_max_seconds)
             for name in ("push", "pull", "anti_entropy", "reconcile")
         }
-        #: rule 7: the exchange jobs take turns, so the agent has at most PUSH_WINDOW
-        #: requests in flight at the hub
+        #: rule 7: the exchange jobs take turns, so the agent has at most its push
+        #: window of requests in flight at the hub
         self.exchange = asyncio.Lock()
         #: rule 8: no exchange job sends anything before this (monotonic) time
         self.hub_quiet_until = 0.0
