@@ -1,9 +1,10 @@
 """The PostgreSQL append on the wire: its statements, the session functions they call and
-the binary ``COPY`` data of its entries (ADRs 0045, 0049, 0054).
+the binary ``COPY`` data of its entries (ADRs 0045, 0049, 0054, 0059).
 
 Why this module exists: ``postgres.py`` holds the store's connections, errors and the
 order of an append's round trips; what each round trip sends is decided here, without
-I/O of its own beyond the protocol calls ``define_functions`` and ``copy_then`` make.
+I/O of its own beyond the protocol calls ``define_functions``, ``warm_reads`` and
+``copy_then`` make.
 
 Rules:
 
@@ -12,8 +13,10 @@ Rules:
 2. The reads of an append are planned without sequential or bitmap scans and without
    JIT: by ``BEGIN_APPEND``'s ``SET LOCAL``s in a transaction, or by the ``SET``
    clauses of the session function ``pg_temp.jcm_append_reads`` outside one (a young
-   table's statistics would otherwise have the probe scan, ADR 0045). A session without
-   that function (a role refused temporary objects) appends the locked way.
+   table's statistics would otherwise have the probe scan, ADR 0045), which also plan its
+   statement once, generic: each part is a fenced index probe whatever the arguments
+   (ADR 0059). A session without that function (a role refused temporary objects)
+   appends the locked way.
 3. ``copy_data`` writes PostgreSQL's binary ``COPY`` rows in ``sql.ENTRY_COLUMNS`` order,
    each value as asyncpg's own encoder would (``tests/store/test_postgres_append.py``
    compares every column); a column added to ``log_entries`` is added here.
