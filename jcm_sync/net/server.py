@@ -86,7 +86,6 @@ from jcm_sync.core.wire import (
 from jcm_sync.errors import (
     BadDataError,
     BadParameterError,
-    BodyTooLargeError,
     GapError,
     JcmSyncError,
     NonceCacheFullError,
@@ -95,11 +94,11 @@ from jcm_sync.errors import (
     RequestSignatureError,
     StoreError,
     TooManyRequestsError,
-    UnsupportedContentError,
-    UnsupportedEncodingError,
     UntrustedError,
 )
 from jcm_sync.net.auth import Authenticated, RequestVerifier
+from jcm_sync.net.body_intake import check_content as check_content
+from jcm_sync.net.body_intake import read_body as read_body
 from jcm_sync.net.guard import (
     GUARD_KEY,
     ConnectionGuard,
@@ -111,7 +110,7 @@ from jcm_sync.net.origin import ListenerOrigin, authenticate_aiohttp_request
 from jcm_sync.net.per_request import LatencyChildren, RequestIds
 from jcm_sync.net.refusals import log_refusal
 from jcm_sync.net.sandbox import SandboxRoutes
-from jcm_sync.net.witness import TEXT_TYPE, WitnessRoutes, is_text_route
+from jcm_sync.net.witness import WitnessRoutes
 from jcm_sync.services.hub import Hub
 from jcm_sync.services.sandbox import SandboxHost, SandboxSettings
 from jcm_sync.store.values import MAX_INDEX
@@ -556,51 +555,6 @@ def cut_page(page: EntriesPage, max_bytes: int) -> EntriesPage:
         if total > max_bytes and i > 0:
             return EntriesPage(start=page.start, entries=page.entries[:i], size=page.size)
     return page
-
-
-def check_content(request: web.Request) -> None:
-    """ADR 0015: a body is ``application/json`` (UTF-8) with no Content-Encoding, else 415.
-
-    Checked before the body is read: aiohttp would decode an encoded body while it is
-    read, and the digest covers the bytes as sent (RFC 9530), so none is read at all.
-    """
-    encoding = request.headers.get("Content-Encoding")
-    if encoding is not None:
-        raise UnsupportedEncodingError(
-            f"Content-Encoding {encoding[:40]!r} is refused: the hub reads bodies as sent, "
-            "which the Content-Digest covers; send the body without a Content-Encoding",
-            where="Content-Encoding",
-        )
-    if request.method in ("POST", "PUT", "PATCH") or request.body_exists:
-        charset = (request.charset or "utf-8").lower()
-        # the witness routes take the C2SP text bodies (ADR 0032)
-        wanted = TEXT_TYPE if is_text_route(request.path) else "application/json"
-        if request.content_type != wanted or charset != "utf-8":
-            sent = request.headers.get("Content-Type", "none")
-            raise UnsupportedContentError(
-                f"a request body here is {wanted} (UTF-8), not {sent[:80]!r}",
-                where="Content-Type",
-            )
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """ADR 0015: the body bytes as received, refused (413) as soon as its Content-Length
-    announces more than ``limit`` bytes, or once more than that has arrived."""
-    announced = request.content_length
-    if announced is not None and announced > limit:
-        raise BodyTooLargeError(
-            f"the body announces {announced} bytes; the limit is {limit} (server.max_body_bytes)"
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(
-                f"the body is larger than {limit} bytes (server.max_body_bytes)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def settings_from(cfg: Any) -> ServerSettings:
