@@ -377,7 +377,8 @@ class Hub:
         counted.pushes_accepted.inc()
         counted.log_size.set(result.size)
         if req.source_size is not None:
-            counted.replica_lag.set(max(0, req.source_size - result.size))
+            lag = self._push_metrics.lag(partnership, replica.node)
+            lag.set(max(0, req.source_size - result.size))
         log.info("push-accepted", extra={"partnership": partnership, "start": req.start,
                  "appended": result.appended, "size": result.size})  # fmt: skip
         reuse = req.checkpoint is None and self.leader is None  # replica_view rule 3

@@ -11,8 +11,10 @@ Rules:
 
 1. ``PushMetrics.of(partnership, log_node)`` gives the children of
    ``jcm_sync_entries_total{outcome="accepted",reason=""}``, ``jcm_sync_pushes_total
-   {outcome="accepted"}``, ``jcm_sync_log_size_entries`` and
-   ``jcm_sync_replica_lag_entries`` for that log: exactly what ``labels`` gives.
+   {outcome="accepted"}`` and ``jcm_sync_log_size_entries`` for that log, and
+   ``PushMetrics.lag`` the child of ``jcm_sync_replica_lag_entries``, taken only when a
+   push sets it (a child is exported from the moment it is made): exactly what
+   ``labels`` gives.
 2. They are kept per log (bounded by the partnerships served) and taken again when the
    node's ``Metrics`` object is another than the one they were taken from.
 """
@@ -36,7 +38,6 @@ class PushChildren:
     entries_accepted: Counter
     pushes_accepted: Counter
     log_size: Gauge
-    replica_lag: Gauge
 
     @classmethod
     def of(cls, m: Metrics, partnership: str, log_node: str) -> PushChildren:
@@ -44,7 +45,6 @@ class PushChildren:
             entries_accepted=m.entries.labels(partnership, "accepted", ""),
             pushes_accepted=m.pushes.labels(partnership, "accepted"),
             log_size=m.log_size.labels(partnership, log_node),
-            replica_lag=m.replica_lag.labels(partnership, log_node),
         )
 
 
@@ -54,6 +54,7 @@ class PushMetrics:
     def __init__(self, node: Node) -> None:
         self._node = node
         self._kept: dict[tuple[str, str], tuple[Metrics, PushChildren]] = {}
+        self._lags: dict[tuple[str, str], tuple[Metrics, Gauge]] = {}
 
     def of(self, partnership: str, log_node: str) -> PushChildren:
         m = self._node.metrics
@@ -61,4 +62,12 @@ class PushMetrics:
         if kept is None or kept[0] is not m:
             kept = (m, PushChildren.of(m, partnership, log_node))
             self._kept[(partnership, log_node)] = kept
+        return kept[1]
+
+    def lag(self, partnership: str, log_node: str) -> Gauge:
+        m = self._node.metrics
+        kept = self._lags.get((partnership, log_node))
+        if kept is None or kept[0] is not m:
+            kept = (m, m.replica_lag.labels(partnership, log_node))
+            self._lags[(partnership, log_node)] = kept
         return kept[1]
