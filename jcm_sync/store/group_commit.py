@@ -27,6 +27,9 @@ Invariants:
    appends to one log submitted in order are applied in order.
 6. A caller cancelled while waiting gets no answer; its job still runs (as a job handed
    to an executor does) and commits or not with its group.
+7. ``before``, if given, runs on the connection's thread before each group's BEGIN,
+   told whether any job of the group was submitted ``heavy`` (one its caller expects to
+   change many pages), so the connection can be set up for that transaction.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class _Job(Generic[T]):
     fn: Callable[[], T]
     weight: int
     future: asyncio.Future[T]
+    heavy: bool = False
     outcome: tuple[bool, Any] = field(default=(False, None))
 
 
@@ -74,11 +78,13 @@ class GroupCommitter:
         *,
         max_jobs: int = MAX_JOBS,
         max_weight: int = MAX_WEIGHT,
+        before: Callable[[bool], None] | None = None,
     ) -> None:
         if max_jobs < 1 or max_weight < 1:
             raise ValueError("a group holds at least one job")
         self._executor = executor
         self._db = db
+        self._before = before
         self.max_jobs = max_jobs
         self.max_weight = max_weight
         self._pending: deque[_Job[Any]] = deque()
@@ -86,11 +92,11 @@ class GroupCommitter:
         self.groups = 0
         """Transactions committed or attempted (for tests and benchmarks)."""
 
-    async def run(self, fn: Callable[[], T], weight: int = 1) -> T:
+    async def run(self, fn: Callable[[], T], weight: int = 1, *, heavy: bool = False) -> T:
         """Run ``fn()`` on the connection's thread inside a group's transaction; return
         its result once the group committed, or raise its exception (rules 2 and 3)."""
         loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(fn, max(1, weight), loop.create_future())
+        job: _Job[T] = _Job(fn, max(1, weight), loop.create_future(), heavy)
         self._pending.append(job)
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
@@ -135,6 +141,8 @@ class GroupCommitter:
         """On the connection's thread: rules 2 and 3; each job's outcome is set."""
         db = self._db()
         self.groups += 1
+        if self._before is not None:
+            self._before(any(job.heavy for job in group))
         db.execute("BEGIN IMMEDIATE")
         try:
             for job in group:

@@ -150,6 +150,12 @@ class Frontiers:
             return None
         return known[2]
 
+    def size(self, log_id: int) -> int | None:
+        """The size of the frontier last put for ``log_id``, whatever its version: a guess
+        of the log's size before reading it."""
+        known = self._logs.get(log_id)
+        return None if known is None else known[2].size
+
     def put(self, log_id: int, version: int, frontier: subtrees.Frontier, root: bytes) -> None:
         """Keep ``frontier`` (whose root is ``root``) as ``log_id``'s at ``version``."""
         self._logs[log_id] = (version, root, frontier)

@@ -44,7 +44,10 @@ Invariants and choices:
     to a temporary file, created and deleted in each transaction, once past 64 KiB, and
     a batch of 50 passed that. It serves only a rollback to the savepoint inside the
     transaction; a crash is recovered from the WAL (rule 1), so durability is unchanged.
-    A merge into ``record_ids`` keeps the pages it rewrites there until its COMMIT.
+    A transaction with an append expected to merge ids into ``record_ids`` (the log's
+    size as last seen here crossing a multiple of ``sql.UPPER_IDS``) keeps them in the
+    file instead: that merge rewrites most of the table's pages, all logs' ids, and
+    memory would hold them all until COMMIT (set before BEGIN, ``group_commit`` rule 7).
 """
 
 from __future__ import annotations
@@ -140,9 +143,12 @@ PRAGMAS: Final = ("PRAGMA synchronous=FULL", f"PRAGMA mmap_size={MMAP_BYTES}")
 """Every store connection's settings after ``journal_mode=WAL`` (invariant 1); the WAL is
 checkpointed by SQLite's own default (``wal_autocheckpoint``, 1000 pages). The bare baseline
 of bench/append.py takes these very settings."""
-SUBJOURNALS: Final = "PRAGMA temp_store=MEMORY"
+SUBJOURNALS: Final = {False: "PRAGMA temp_store=MEMORY", True: "PRAGMA temp_store=FILE"}
 """Where the savepoints of a group's jobs keep the pages they would roll back (rule 12):
-in memory, not a temporary file each transaction (ADR 0062)."""
+in memory, not a temporary file each transaction (ADR 0062); in the file SQLite's default
+spills them to past 64 KiB for a transaction expected to merge ids into ``record_ids``."""
+#: The merge of ``sql.ID_MERGES`` that rewrites most pages of the largest id table.
+RECORD_IDS_MERGE: Final = sql.ID_MERGES[-1]
 
 
 def path_of_url(url: str) -> str:
@@ -176,9 +182,11 @@ class SqliteStore(sql.SqlStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jcm-sync-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._group = GroupCommitter(self._executor, self._db)
+        self._group = GroupCommitter(self._executor, self._db, before=self._subjournals)
         self._ids = IdFilters()
         self._frontiers = sparse.Frontiers()
+        self._heavy = False
+        """Whether the connection's rollback pages go to a file (rule 12)."""
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -192,18 +200,21 @@ class SqliteStore(sql.SqlStore):
 
     # -- the thread --------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any, group: int = 0) -> T:
+    async def _call(
+        self, fn: Callable[..., T], *args: Any, group: int = 0, heavy: bool = False
+    ) -> T:
         """Run ``fn(*args)`` on the store's thread; translate sqlite3 errors (rule 4).
 
         With ``group`` (the job's weight, its entries), ``fn`` runs inside a transaction
         shared with the write jobs queued meanwhile, under its own savepoint, and this
-        returns once that transaction committed (rule 9, ``group_commit``)."""
+        returns once that transaction committed (rule 9, ``group_commit``); ``heavy``:
+        the job is expected to merge ids into ``record_ids`` (rule 12)."""
         if self._closed:
             raise StoreError("the store is closed", where=self.path)
         loop = asyncio.get_running_loop()
         try:
             if group:
-                return await self._group.run(lambda: fn(*args), group)
+                return await self._group.run(lambda: fn(*args), group, heavy=heavy)
             return await loop.run_in_executor(self._executor, lambda: fn(*args))
         except JcmSyncError:
             raise
@@ -254,7 +265,7 @@ class SqliteStore(sql.SqlStore):
                 self._ids.load(conn)
             finally:
                 conn.execute("COMMIT")
-            conn.execute(SUBJOURNALS)  # after the migrations' sorts (rule 12)
+            conn.execute(SUBJOURNALS[False])  # after the migrations' sorts (rule 12)
         except BaseException:
             conn.close()
             raise
@@ -409,7 +420,21 @@ class SqliteStore(sql.SqlStore):
     async def _append(
         self, log: LogRef, log_id: int, start: int | None, batch: list[PreparedEntry]
     ) -> AppendPlan:
-        return await self._call(self._append_sync, log, log_id, start, batch, group=len(batch) or 1)
+        first = self._frontiers.size(log_id)  # the log's size as last seen here
+        first = start if first is None else first
+        heavy = first is not None and RECORD_IDS_MERGE in sql.merges_between(
+            first, first + len(batch)
+        )
+        return await self._call(
+            self._append_sync, log, log_id, start, batch, group=len(batch) or 1, heavy=heavy
+        )
+
+    def _subjournals(self, heavy: bool) -> None:
+        """Before a group's BEGIN: its rollback pages in memory, or in a file if one of its
+        jobs is expected to merge ids into ``record_ids`` (rule 12)."""
+        if heavy != self._heavy:
+            self._db().execute(SUBJOURNALS[heavy])
+            self._heavy = heavy
 
     def _advance_sync(self, offered: Mapping[str, Sequence[TrustMark]]) -> list[TrustMark]:
         db = self._db()

@@ -117,6 +117,23 @@ async def test_a_refused_job_rolls_back_alone(db: Db) -> None:
     assert db.committed() == set(range(6))
 
 
+async def test_before_runs_ahead_of_each_group_told_if_a_job_is_heavy(db: Db) -> None:
+    """``before`` (rule 7) runs on the connection's thread before each group's BEGIN,
+    with True when any job of that group was submitted heavy, else False."""
+    seen: list[tuple[bool, bool]] = []
+    g = GroupCommitter(
+        db.executor, db.db, before=lambda heavy: seen.append((heavy, db.db().in_transaction))
+    )
+    block = asyncio.ensure_future(g.run(lambda: insert(db, 100)))
+    await asyncio.sleep(0)
+    first = [g.run(lambda: insert(db, 1)), g.run(lambda: insert(db, 2), heavy=True)]
+    assert await asyncio.gather(*first) == [1, 2]
+    await block
+    assert await g.run(lambda: insert(db, 3)) == 3
+    assert seen == [(False, False), (True, False), (False, False)]
+    assert db.committed() == {1, 2, 3, 100}
+
+
 async def test_a_failed_commit_fails_every_caller(db: Db) -> None:
     """A deferred foreign key fails the COMMIT: every caller gets an error, none is kept."""
     g = GroupCommitter(db.executor, db.db)

@@ -7,6 +7,7 @@ The protocol itself is ``test_protocol.py``; kills mid-append are ``test_durabil
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from jcm_sync.core import merkle
 from jcm_sync.errors import ConflictError, CorruptStoreError, NotFoundError, StoreError
-from jcm_sync.store import open_store
+from jcm_sync.store import open_store, sql
 from jcm_sync.store.sql import SCHEMA_VERSION
 from jcm_sync.store.sqlite import SqliteStore, epoch_us_of_text, path_of_url
 from tests.store import World
@@ -329,6 +330,42 @@ async def test_a_group_keeps_its_savepoints_pages_in_memory(tmp_path: Path, worl
         assert results[3] == []
         assert await store.get_state("big") == new
         assert (await store.tree_head(world.jp_log)).root == root_of(envs[:100])
+    finally:
+        await store.close()
+
+
+async def test_a_merge_into_record_ids_keeps_its_rollback_pages_in_a_file(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group holding an append expected to merge ids into ``record_ids`` (its log's
+    size as last seen crossing a multiple of ``UPPER_IDS``) runs with rollback pages in
+    SQLite's file, which that merge, rewriting most of the table, would fill; the next
+    group is in memory again (rule 12). Merge periods made small to reach it."""
+    for name, value in (("RECENT_IDS", 4), ("MIDDLE_IDS", 16), ("UPPER_IDS", 64)):
+        monkeypatch.setattr(sql, name, value)
+    envs = world.envelopes("JP", 80)
+    store = await SqliteStore.open(f"sqlite:///{tmp_path / 'm.db'}")
+
+    def mode() -> int:
+        return int(store._db().execute("PRAGMA temp_store").fetchone()[0])
+
+    async def group(start: int, end: int) -> int:
+        block = asyncio.ensure_future(store._call(time.sleep, 0.1, group=1))
+        await asyncio.sleep(0)
+        _, seen = await asyncio.gather(
+            store.append_entries(world.jp_log, start, envs[start:end], world.verify),
+            store._call(mode, group=1),
+        )
+        await block
+        return seen
+
+    try:
+        await store.append_entries(world.jp_log, 0, envs[:60], world.verify)
+        assert await group(60, 66) == 1  # 60 -> 66 crosses 64: a file
+        assert await group(66, 70) == 2  # in memory again
+        assert (await store.tree_head(world.jp_log)).root == root_of(envs[:70])
+        for env in (envs[0], envs[63], envs[64], envs[69]):  # merged up, or recent
+            assert await store.envelope(hashlib.sha256(env).hexdigest()) == env
     finally:
         await store.close()
 
