@@ -129,9 +129,9 @@ def counting_jobs(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str
     jobs: list[tuple[str, int]] = []
     real = store._call  # type: ignore[attr-defined]
 
-    async def counting(fn: Any, *args: Any, group: int = 0) -> Any:
+    async def counting(fn: Any, *args: Any, group: int = 0, **options: Any) -> Any:
         jobs.append((fn.__name__, group))
-        return await real(fn, *args, group=group)
+        return await real(fn, *args, group=group, **options)
 
     monkeypatch.setattr(store, "_call", counting)
     return jobs
