@@ -91,7 +91,8 @@ def test_an_equal_root_in_another_object_answers_the_same() -> None:
     lookup = trust_root_lookup(roots)
     first = lookup(ID_KEY.key_id, NOW)
     roots["JP-ID"] = msgspec.json.decode(msgspec.json.encode(JP_ID), type=TrustRoot)
-    assert roots["JP-ID"] is not JP_ID and roots["JP-ID"] == JP_ID
+    assert roots["JP-ID"] is not JP_ID
+    assert roots["JP-ID"] == JP_ID
     assert lookup(ID_KEY.key_id, NOW) == first == ID_CALLER
 
 
