@@ -19,9 +19,12 @@ Rules (ADR 0009):
    cancelled that way leaves no half-written batch: the store's append is one
    transaction, and the hub's write of a batch (append, checkpoint, wake-up of the
    next batch) is shielded from the cancellation (``registry.Hub.push``).
-3. The per-node limit (default 8) is sized for one agent's budget: at most
-   ``PUSH_WINDOW`` (2) requests from its serialised jobs, as many left by a killed
-   predecessor until the hub sees the disconnect, and a manual ``jcm-sync sync``.
+3. The per-node limit (default four push windows of the agent's default
+   ``schedule.push_window``: 12 with 3) is sized for one agent's budget: its window of
+   requests from its serialised jobs, as many left by a killed predecessor until the
+   hub sees the disconnect, as many of a manual ``jcm-sync sync``, and as many spare;
+   an agent config whose window does not fit three times in the limit is refused at
+   load (config rule 3, ADR 0061).
 4. A page of entries is cut at ``max_page_bytes`` of envelopes (at least one entry),
    so an answer stays far below the agent's ``hub.max_response_bytes`` whatever the
    record sizes; the agent asks again from where the page ended.
@@ -96,6 +99,7 @@ from jcm_sync.errors import (
     TooManyRequestsError,
     UntrustedError,
 )
+from jcm_sync.local.config import DEFAULT_PUSH_WINDOW, WINDOWS_PER_NODE
 from jcm_sync.net.auth import Authenticated, RequestVerifier
 from jcm_sync.net.body_intake import check_content as check_content
 from jcm_sync.net.body_intake import read_body as read_body
@@ -213,8 +217,9 @@ def problem_of(exc: JcmSyncError) -> web.Response:
 @dataclass
 class ServerSettings:
     max_body_bytes: int = 8 * 1024 * 1024
-    #: rule 3: an agent's budget (2 + 2 left by a killed one + 2 of a manual sync) + 2
-    max_concurrency_per_node: int = 8
+    #: rule 3: an agent's budget (its window + one left by a killed one + one of a
+    #: manual sync) + one spare, as ``[server] max_concurrency_per_node`` defaults
+    max_concurrency_per_node: int = WINDOWS_PER_NODE * DEFAULT_PUSH_WINDOW
     clock_skew_seconds: float = 300.0
     #: the ``Retry-After`` of a 429 and of a 503 that has no better figure (rule 1)
     retry_after_seconds: int = 1
@@ -246,7 +251,7 @@ class HubServer:
         self.hub = hub
         self.settings = settings
         self.verifier = RequestVerifier(hub.node.live_roots(), window=settings.clock_skew_seconds)
-        self.origin = ListenerOrigin(public_origin=settings.public_origin, host=settings.host)
+        self._origin = ListenerOrigin(public_origin=settings.public_origin, host=settings.host)
         self._request_ids = RequestIds()  # per_request rules 1-2 (ADR 0063)
         self._latency = LatencyChildren(lambda: hub.node.metrics.request_seconds)
         self._in_flight: dict[tuple[str, str], int] = {}
@@ -263,6 +268,14 @@ class HubServer:
             ),
             hub.node.metrics.http_refused,
         )
+
+    def origin(self) -> ListenerOrigin:
+        """This listener's own origin, of the settings as they are now: a reload or a
+        test may change ``public_origin`` or ``host`` while the server runs."""
+        kept, s = self._origin, self.settings
+        if kept.public_origin != s.public_origin or kept.host != s.host:
+            kept = self._origin = ListenerOrigin(public_origin=s.public_origin, host=s.host)
+        return kept
 
     # --- middlewares -------------------------------------------------------------------
 
@@ -337,7 +350,7 @@ class HubServer:
         """ADR 0015: the signature's headers, then the body's framing, then the body."""
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        pending = authenticate_headers(request, self.verifier, self.settings, self.origin)
+        pending = authenticate_headers(request, self.verifier, self.settings, self.origin())
         check_content(request)
         caller = pending.caller
         key = (caller.partnership, caller.node)
