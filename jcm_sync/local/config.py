@@ -60,7 +60,7 @@ NON_CONFIG_ENV: Final = frozenset(
 """``JCM_SYNC_`` variables that are not configuration overrides (rule 1)."""
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
 
-DEFAULT_PUSH_WINDOW: Final = 2
+DEFAULT_PUSH_WINDOW: Final = 3
 """``schedule.push_window``'s default: an agent's push batches in flight at once (ADR 0061)."""
 MAX_PUSH_WINDOW: Final = 16
 """The largest ``schedule.push_window``: more batches in flight only queue at the hub."""

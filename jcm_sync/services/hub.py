@@ -436,8 +436,9 @@ class Hub:
     async def _wait_for_start(
         self, appended: asyncio.Condition, replica: LogRef, start: int
     ) -> TreeHead:
-        """Rule 2's gap, with patience: an agent keeps two batches in flight, so batch
-        N+1 may arrive while batch N is still being verified. It waits (holding
+        """Rule 2's gap, with patience: an agent keeps several batches in flight
+        (``schedule.push_window``), so batch N+1 may arrive while batch N is still being
+        verified. It waits (holding
         nothing) up to ``gap_wait`` seconds for the replica to reach its start. A head seen
         before serves if it reaches the start (ADR 0050): the log only grows."""
         loop = asyncio.get_running_loop()
@@ -457,8 +458,12 @@ class Hub:
                 )
             if self.leader is not None:  # ADR 0042: another process may be the writer
                 remaining = min(remaining, SHARED_POLL_S)
+            # not asyncio.wait_for: on 3.11 a push cancelled while it waits there can
+            # leave the Condition's lock held, and every later push of the log waits
+            # forever (ADR 0061, "Found"); a timeout scope cancels the wait itself
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(appended.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await appended.wait()
 
     async def _check_offered(
         self, root: TrustRoot, replica: LogRef, req: PushRequest, size: int, verify: VerifiedBatch
