@@ -10,6 +10,7 @@ from unittest import mock
 import aiohttp
 import pytest
 import yarl
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from jcm_sync.errors import RequestSignatureError, WrongTargetError
@@ -37,6 +38,9 @@ from tests.net.signed_requests import (
 )
 
 __all__ = ["hub", "session"]  # fixtures, used by name
+
+OWN = "https://hub.example.org"
+"""The own origin of the hub the wrong-target tests sign for."""
 
 
 # --- aiohttp: target URI ----------------------------------------------------------
@@ -149,18 +153,25 @@ def test_a_listener_origin_refuses_as_own_origin_does() -> None:
             bad.target_uri(request)
 
 
+def _state_requests() -> list[tuple[web.Request, bool]]:
+    """A GET of a state route whose Host names ``hub.example.org``, signed for the own
+    origin ``OWN`` (accepted) and for the origin Host names behind a proxy that ended TLS
+    (refused as ``wrong-target``)."""
+    path = "/v1/partnerships/JP-ID/state"
+    out = []
+    for signed_for, accepted in ((OWN, True), ("http://hub.example.org", False)):
+        req = signed(method="GET", url=signed_for + path, body=b"")
+        headers = {**req.headers, "Host": "hub.example.org"}
+        out.append((make_mocked_request("GET", path, headers=headers), accepted))
+    return out
+
+
 def test_received_uris_are_worked_out_only_for_a_failed_signature() -> None:
     """The origin the client named (for a ``wrong-target`` refusal's message) is read
     from the request only when its signature fails for the own origin."""
-    own = "https://hub.example.org"
-    path = "/v1/partnerships/JP-ID/state"
-    for signed_for, accepted in ((own, True), ("http://hub.example.org", False)):
-        req = signed(method="GET", url=signed_for + path, body=b"")
-        request = make_mocked_request(
-            "GET", path, headers={**req.headers, "Host": "hub.example.org"}
-        )
+    for request, accepted in _state_requests():
         verifier = RequestVerifier(ROOTS, window=WINDOW)
-        listener = ListenerOrigin(public_origin=own)
+        listener = ListenerOrigin(public_origin=OWN)
         with mock.patch("jcm_sync.net.origin._received_uris", wraps=_received_uris) as read:
             if accepted:
                 authenticate_aiohttp_request(verifier, request, origin=listener, now=T)
@@ -202,18 +213,12 @@ def test_authenticate_aiohttp_request_checks_the_own_origin_and_names_the_receiv
     """A request signed for the own origin passes before its body is read; signed for the
     origin its Host header names (here behind a proxy that ended TLS), it is refused as
     ``wrong-target`` naming both origins, and its nonce is not used."""
-    own = "https://hub.example.org"
-    path = "/v1/partnerships/JP-ID/state"
-    for signed_for, accepted in ((own, True), ("http://hub.example.org", False)):
-        req = signed(method="GET", url=signed_for + path, body=b"")
-        request = make_mocked_request(
-            "GET", path, headers={**req.headers, "Host": "hub.example.org"}
-        )
+    for request, accepted in _state_requests():
         verifier = RequestVerifier(ROOTS, window=WINDOW)
         if accepted:
-            pending = authenticate_aiohttp_request(verifier, request, origin=own, now=T)
+            pending = authenticate_aiohttp_request(verifier, request, origin=OWN, now=T)
             assert verifier.check_body(pending, b"") == ID_CALLER
             continue
         with pytest.raises(WrongTargetError, match=r"http://hub\.example\.org, but this hub's"):
-            authenticate_aiohttp_request(verifier, request, origin=own, now=T)
+            authenticate_aiohttp_request(verifier, request, origin=OWN, now=T)
         assert len(verifier.nonces) == 0
