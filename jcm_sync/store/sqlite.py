@@ -48,6 +48,11 @@ Invariants and choices:
     size as last seen here crossing a multiple of ``sql.UPPER_IDS``) keeps them in the
     file instead: that merge rewrites most of the table's pages, all logs' ids, and
     memory would hold them all until COMMIT (set before BEGIN, ``group_commit`` rule 7).
+    A log's first append at its end (``start`` None) since the store opened, its size
+    not seen yet, is not expected to merge. The same setting keeps in memory what a read
+    sorts past the page cache: a record search's ORDER BY (no more than the rows it
+    returns, which its caller holds anyway) and ``APPEND_COUNTS``' GROUP BY (one small key
+    per entry of its window).
 """
 
 from __future__ import annotations
