@@ -269,6 +269,33 @@ async def test_a_batch_waits_briefly_for_its_predecessor(pair: Pair) -> None:
     assert await held(pair) == envs
 
 
+async def test_a_push_cancelled_while_it_waits_leaves_the_log_unlocked(pair: Pair) -> None:
+    """Rule 2's wait (ADR 0061, "Found"): a batch waiting for its predecessor is
+    cancelled (its client went away) just as the log's lock is released, after its wait
+    timed out while another push held the lock. The log's lock is free afterwards and
+    the next push of the log is stored; with ``asyncio.wait_for`` around the wait the
+    lock stayed held by the wait's own task, and every later push waited for ever."""
+    envs = await own_envelopes(pair)
+    caller = partner(pair)
+    appended = pair.hub._appended[PID]
+    late = asyncio.create_task(pair.hub.push(caller, PID, CC, PushRequest(3, envs[3:])))
+    for _ in range(500):  # until it waits for its predecessor (the lock is then free)
+        await asyncio.sleep(0.01)
+        if appended._waiters:
+            break
+    assert appended._waiters
+    await appended.acquire()  # another push writing: the wait times out behind it
+    await asyncio.sleep(pair.hub.limits.gap_wait + 0.1)
+    late.cancel()
+    appended.release()
+    await asyncio.wait([late], timeout=5)
+    assert late.cancelled()
+    assert not appended.locked()
+    stored = pair.hub.push(caller, PID, CC, PushRequest(0, envs[:3]))
+    assert (await asyncio.wait_for(stored, 5)).size == 3
+    assert await held(pair) == envs[:3]
+
+
 async def test_a_batch_over_the_limit_is_refused(pair: Pair) -> None:
     """Rule 2: more than ``max_batch`` entries in one push is 413, nothing stored."""
     envs = await own_envelopes(pair)
