@@ -6,6 +6,8 @@ as ``tests.store.World`` by tests outside this folder and by the durability chil
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -15,7 +17,7 @@ import msgspec
 from jcm_sync.core import checkpoint, trust
 from jcm_sync.core.envelope import PrivateKey
 from jcm_sync.core.records import Record
-from jcm_sync.store import LogRef
+from jcm_sync.store import LogRef, Store, open_store
 from tests import builders
 
 ORIGIN_PREFIX = "jcm-sync.example"
@@ -71,3 +73,23 @@ class World:
         while len(have) < start + n:
             have.append(self.sign(self.issuance(node, len(have))))
         return have[start : start + n]
+
+
+@contextlib.asynccontextmanager
+async def traced_pair(
+    url: str, log: LogRef, first: Sequence[bytes], verify: Callable[[bytes], trust.Verification]
+) -> AsyncIterator[tuple[Store, Store, list[str]]]:
+    """Two stores on one SQLite file: the first has appended ``first`` to ``log`` and then
+    traces every statement it runs into the list; both are closed on the way out."""
+    from jcm_sync.store.sqlite import SqliteStore
+
+    a, b = await open_store(url), await open_store(url)
+    try:
+        assert isinstance(a, SqliteStore)
+        await a.append_entries(log, 0, first, verify)
+        statements: list[str] = []
+        await a._call(lambda: a._db().set_trace_callback(statements.append))
+        yield a, b, statements
+    finally:
+        await a.close()
+        await b.close()

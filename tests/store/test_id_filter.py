@@ -21,8 +21,7 @@ from jcm_sync.store.id_filter import (
     bits_for,
     entry_keys,
 )
-from jcm_sync.store.sqlite import SqliteStore
-from tests.store import World
+from tests.store import World, traced_pair
 
 
 def random_keys(n: int) -> list[int]:
@@ -178,12 +177,7 @@ async def test_an_append_probes_only_ids_the_filter_cannot_rule_out(
     also when another store on the file appended it (rule 10 of sqlite.py)."""
     url = f"sqlite:///{tmp_path / 'probe.db'}"
     envs = world.envelopes("JP", 6)
-    a, b = await open_store(url), await open_store(url)
-    assert isinstance(a, SqliteStore)
-    statements: list[str] = []
-    try:
-        await a.append_entries(world.jp_log, 0, envs[:2], world.verify)
-        await a._call(lambda: a._db().set_trace_callback(statements.append))
+    async with traced_pair(url, world.jp_log, envs[:2], world.verify) as (a, b, statements):
         await a.append_entries(world.jp_log, 2, envs[2:4], world.verify)
         assert not [s for s in statements if "CROSS JOIN record_ids" in s]
         await b.append_entries(world.jp_log, 4, envs[4:5], world.verify)
@@ -192,9 +186,6 @@ async def test_an_append_probes_only_ids_the_filter_cannot_rule_out(
                 await a.append_entries(world.jp_log, None, [envs[5], held], world.verify)
         assert [s for s in statements if "CROSS JOIN record_ids" in s]
         assert (await a.tree_head(world.jp_log)).size == 5
-    finally:
-        await a.close()
-        await b.close()
 
 
 def test_corrupt_rows_do_not_stop_the_filter(db_file: Path) -> None:

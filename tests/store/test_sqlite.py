@@ -21,7 +21,7 @@ from jcm_sync.errors import ConflictError, CorruptStoreError, NotFoundError, Sto
 from jcm_sync.store import open_store, sql
 from jcm_sync.store.sql import SCHEMA_VERSION
 from jcm_sync.store.sqlite import SqliteStore, epoch_us_of_text, path_of_url
-from tests.store import World
+from tests.store import World, traced_pair
 
 
 @pytest.mark.parametrize(
@@ -224,12 +224,7 @@ async def test_an_append_after_this_stores_own_reads_no_frontier_nodes(
     moved or a corrupted node is read again and checked. Roots are the reference's."""
     url = f"sqlite:///{tmp_path / 'f.db'}"
     envs = world.envelopes("JP", 60)
-    a, b = await open_store(url), await open_store(url)
-    assert isinstance(a, SqliteStore)
-    statements: list[str] = []
-    try:
-        await a.append_entries(world.jp_log, 0, envs[:5], world.verify)
-        await a._call(lambda: a._db().set_trace_callback(statements.append))
+    async with traced_pair(url, world.jp_log, envs[:5], world.verify) as (a, b, statements):
         for s in range(5, 40, 7):  # across tiles of 16 and levels 4, 8
             await a.append_entries(world.jp_log, s, envs[s : s + 7], world.verify)
         assert not node_reads(statements)
@@ -250,9 +245,6 @@ async def test_an_append_after_this_stores_own_reads_no_frontier_nodes(
             other.close()
         with pytest.raises(CorruptStoreError, match="not the root of the stored tree nodes"):
             await a.append_entries(world.jp_log, None, envs[51:52], world.verify)
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_failed_group_leaves_no_frontier_for_the_next_append(
